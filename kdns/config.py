@@ -1,0 +1,124 @@
+"""Settings: every knob of kdns, validated once, frozen.
+
+`Settings` is built by `cli.py` from flags and `KDNS_*` environment variables and handed
+down; nothing else reads the environment. Building one has no side effects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdns.errors import KdnsError
+
+PODS_MODES = ("disabled", "insecure", "verified")
+MAX_TTL = 3600  # CoreDNS's bound for `ttl`
+
+
+class ConfigError(KdnsError):
+    """The configuration is invalid."""
+
+
+def default_manifests() -> tuple[Path, ...]:
+    """The example cluster: `zones/` in a source checkout, or the copy inside the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "zones", here.parent / "zones"):
+        if candidate.is_dir():
+            return (candidate,)
+    return ()
+
+
+def normalize_zone(zone: str) -> str:
+    """`Cluster.Local` -> `cluster.local.`: lower case, absolute, validated."""
+    name = zone.strip().lower().rstrip(".")
+    if not name:
+        raise ConfigError(f"zone {zone!r}: must not be empty")
+    labels = name.split(".")
+    for label in labels:
+        if not label or len(label) > 63:
+            raise ConfigError(f"zone {zone!r}: label {label!r} must be 1-63 characters")
+    if len(name) > 253:
+        raise ConfigError(f"zone {zone!r}: longer than 253 characters")
+    return name + "."
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """`30000-32767` -> (30000, 32767), as kube-apiserver's --service-node-port-range."""
+    try:
+        low_text, high_text = text.split("-", 1)
+        low, high = int(low_text), int(high_text)
+    except ValueError:
+        raise ConfigError(f"node port range {text!r}: expected LOW-HIGH, e.g. 30000-32767") from None
+    if not (1 <= low <= high <= 65535):
+        raise ConfigError(f"node port range {text!r}: need 1 <= LOW <= HIGH <= 65535")
+    return low, high
+
+
+def parse_service_cidrs(
+    text: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.96.0.0/12,fd00:10:96::/112` -> networks; at most one per address family."""
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as exc:
+            raise ConfigError(f"service CIDR {part!r}: {exc}") from None
+    if not networks:
+        raise ConfigError("service CIDR: at least one network is required")
+    families = [n.version for n in networks]
+    if len(set(families)) != len(families):
+        raise ConfigError(f"service CIDR {text!r}: at most one IPv4 and one IPv6 network")
+    for network in networks:
+        if network.num_addresses < 4:
+            raise ConfigError(f"service CIDR {network}: too small to allocate from")
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What kdns serves and how. Field names match the CLI flags (`--dns-port` -> dns_port)."""
+
+    zone: str = "cluster.local."
+    ttl: int = 5
+    pods: str = "verified"
+    dns_address: str = "127.0.0.1"
+    # 1053, not 53: `kdns serve` must start for a user without root; containers set 53.
+    dns_port: int = 1053
+    manifests: tuple[Path, ...] = field(default_factory=default_manifests)
+    service_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("10.96.0.0/12"),
+        ipaddress.ip_network("fd00:10:96::/112"),
+    )
+    node_port_range: tuple[int, int] = (30000, 32767)
+    # () means forwarding is off: names outside the served zones are REFUSED.
+    upstreams: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "zone", normalize_zone(self.zone))
+        if not (0 <= self.ttl <= MAX_TTL):
+            raise ConfigError(f"ttl {self.ttl}: must be between 0 and {MAX_TTL}")
+        if self.pods not in PODS_MODES:
+            raise ConfigError(f"pods {self.pods!r}: must be one of {', '.join(PODS_MODES)}")
+        if not (0 <= self.dns_port <= 65535):
+            raise ConfigError(f"dns port {self.dns_port}: must be between 0 and 65535")
+        try:
+            ipaddress.ip_address(self.dns_address)
+        except ValueError:
+            raise ConfigError(f"dns address {self.dns_address!r}: not an IP address") from None
+        low, high = self.node_port_range
+        if not (1 <= low <= high <= 65535):
+            raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
+
+    @property
+    def reverse_zones(self) -> tuple[str, ...]:
+        """The reverse zones kdns is authoritative for, as CoreDNS is usually configured."""
+        return ("in-addr.arpa.", "ip6.arpa.")
+
+    @property
+    def soa_ttl(self) -> int:
+        """The SOA record's own TTL: min(ttl, 300), as CoreDNS."""
+        return min(self.ttl, 300)

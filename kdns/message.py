@@ -1,0 +1,56 @@
+"""The values that cross from the wire to the answer logic and back.
+
+A `Query` is what the codec read from a packet; an `Answer` is what the answer logic
+decided. Neither knows about sockets. Records are dnslib `RR` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dnslib import RR, QTYPE, RCODE  # noqa: F401  (re-exported for the layers above)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One question, as asked.
+
+    `qname` keeps the asker's spelling (answers echo it, RFC 4343); `name` is the
+    lower-cased form every lookup uses. Both are absolute (end with a dot).
+    """
+
+    id: int
+    qname: str
+    qtype: int
+    qclass: int = 1
+    rd: bool = True
+    cd: bool = False
+    edns: bool = False
+    # Largest UDP reply the client accepts: its EDNS payload size, or 512 without EDNS.
+    payload: int = 512
+    do: bool = False
+    client: str | None = None
+    transport: str = "udp"
+
+    @property
+    def name(self) -> str:
+        return self.qname.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer logic's decision; the codec turns it into a reply packet."""
+
+    rcode: int = 0
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    additional: tuple[RR, ...] = ()
+    authoritative: bool = False
+    recursion_available: bool = False
+
+
+class Handler(Protocol):
+    """Anything that answers queries: the router, the authority, the forwarder."""
+
+    async def __call__(self, query: Query) -> Answer: ...

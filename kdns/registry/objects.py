@@ -1,0 +1,249 @@
+"""The registry's objects: typed, frozen views of Kubernetes documents.
+
+Each object keeps the whole Kubernetes document it was read from (`manifest`, with the API
+server's defaults applied and its metadata current), so that what a user wrote comes back
+unchanged through the API; the typed fields are parsed from that document once, by
+`manifests.from_manifest`, and are what DNS and the controllers read. Nothing builds an
+object any other way, so the two never disagree. Treat `manifest` and the mappings as
+read-only: a change is a new object.
+
+Cluster-scoped kinds (Namespace, Node) have namespace "".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Protocol
+
+NAMESPACE = "Namespace"
+SERVICE = "Service"
+POD = "Pod"
+NODE = "Node"
+ENDPOINT_SLICE = "EndpointSlice"
+
+API_VERSIONS: Mapping[str, str] = {
+    NAMESPACE: "v1",
+    SERVICE: "v1",
+    POD: "v1",
+    NODE: "v1",
+    ENDPOINT_SLICE: "discovery.k8s.io/v1",
+}
+NAMESPACED_KINDS = frozenset({SERVICE, POD, ENDPOINT_SLICE})
+
+# Well-known labels (k8s.io/api/discovery/v1 well_known_labels.go).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+# kdns plays the control plane, so its slices carry the controller name Kubernetes uses.
+CONTROLLER_NAME = "endpointslice-controller.k8s.io"
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """Where an object lives in the store."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    name: str
+    namespace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    uid: str = ""
+    resource_version: int = 0
+    creation_timestamp: str = ""
+    deletion_timestamp: str | None = None
+
+
+class KubeObject(Protocol):
+    """What every registry object has."""
+
+    kind: ClassVar[str]
+    meta: ObjectMeta
+    manifest: Mapping[str, Any]
+
+    @property
+    def key(self) -> Key: ...
+
+
+class _Keyed:
+    """The `key` property, shared by every kind (no fields, so slots stay intact)."""
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> Key:
+        return Key(self.kind, self.meta.namespace, self.meta.name)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace(_Keyed):
+    kind: ClassVar[str] = NAMESPACE
+    meta: ObjectMeta
+    manifest: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str  # "" when the port is unnamed (then it has no SRV name)
+    protocol: str
+    port: int
+    target_port: int | str  # a number, or the name of a container port
+    node_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Service(_Keyed):
+    kind: ClassVar[str] = SERVICE
+    meta: ObjectMeta
+    type: str = "ClusterIP"
+    # Every entry of spec.clusterIPs; () for headless and ExternalName services.
+    cluster_ips: tuple[str, ...] = ()
+    headless: bool = False
+    ports: tuple[ServicePort, ...] = ()
+    # Empty: the service has no selector and its EndpointSlices are written by hand.
+    selector: Mapping[str, str] = field(default_factory=dict)
+    external_name: str | None = None
+    publish_not_ready_addresses: bool = False
+    ip_families: tuple[str, ...] = ()
+    manifest: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    name: str
+    container_port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod(_Keyed):
+    kind: ClassVar[str] = POD
+    meta: ObjectMeta
+    # status.podIPs (status.podIP first); () until the pod has an address.
+    pod_ips: tuple[str, ...] = ()
+    phase: str = "Pending"
+    # The Ready condition of status.conditions is "True".
+    ready: bool = False
+    hostname: str = ""
+    subdomain: str = ""
+    node_name: str = ""
+    container_ports: tuple[ContainerPort, ...] = ()
+    manifest: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    type: str  # InternalIP, ExternalIP, Hostname, ...
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Node(_Keyed):
+    kind: ClassVar[str] = NODE
+    meta: ObjectMeta
+    addresses: tuple[NodeAddress, ...] = ()
+    manifest: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def internal_ips(self) -> tuple[str, ...]:
+        return tuple(a.address for a in self.addresses if a.type == "InternalIP")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    kind: str
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConditions:
+    # None means unknown; for `ready` the discovery API says to treat unknown as ready.
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    conditions: EndpointConditions = EndpointConditions()
+    hostname: str = ""
+    node_name: str = ""
+    target_ref: ObjectReference | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.conditions.ready is not False
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    name: str = ""
+    port: int | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice(_Keyed):
+    kind: ClassVar[str] = ENDPOINT_SLICE
+    meta: ObjectMeta
+    address_type: str = "IPv4"
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+    manifest: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def service_name(self) -> str:
+        return self.meta.labels.get(SERVICE_NAME_LABEL, "")
+
+    @property
+    def managed_by(self) -> str:
+        return self.meta.labels.get(MANAGED_BY_LABEL, "")
+
+
+KIND_CLASSES: Mapping[str, type] = {
+    NAMESPACE: Namespace,
+    SERVICE: Service,
+    POD: Pod,
+    NODE: Node,
+    ENDPOINT_SLICE: EndpointSlice,
+}
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change, as listeners and watches see it.
+
+    `object` is the new state, or for DELETED the last state; `old` is the state before
+    (None for ADDED). `resource_version` is the store's version after this change.
+    """
+
+    type: str
+    object: Any
+    old: Any
+    resource_version: int
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """A Service selector (equality only) matches labels; an empty selector matches nothing,
+    because a Service without a selector has no managed endpoints."""
+    if not selector:
+        return False
+    return all(labels.get(k) == v for k, v in selector.items())
