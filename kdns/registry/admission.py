@@ -1,0 +1,481 @@
+"""Admission: what kube-apiserver does to one write before it stores the object.
+
+`admit(doc, old, context, resource_version)` applies, in the API server's order: the
+metadata the server owns (uid, creationTimestamp, generation, resourceVersion), the v1
+defaults (pkg/apis/*/v1/defaults.go), the values carried over from the stored object on
+an update (pkg/registry/core/service/storage patchAllocatedValues), validation, and the
+allocation of cluster IPs and node ports. It returns the object to store, or raises
+Invalid leaving the allocators exactly as they were. `release(obj, context)` gives a
+deleted object's addresses and ports back.
+
+Nothing here knows about the store: the caller finds `old` and decides what to do with
+the result.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from kdns.registry import manifests, objects
+from kdns.registry.allocator import (
+    AllocationError,
+    ClusterIPAllocator,
+    NodePortAllocator,
+    NotConfigured,
+    RangeFull,
+)
+from kdns.registry.errors import Invalid, invalid
+from kdns.registry.manifests import CLUSTER_IP_NONE
+from kdns.registry.objects import KubeObject, Service
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+EXTERNAL_NAME = "ExternalName"
+# The top-level fields whose change bumps metadata.generation, per kind.
+_GENERATION_FIELDS: Mapping[str, tuple[str, ...]] = {
+    objects.SERVICE: ("spec",),
+    objects.POD: ("spec",),
+    objects.ENDPOINT_SLICE: ("addressType", "endpoints", "ports"),
+}
+# Metadata the server owns or kdns does not keep (no server-side apply).
+_DROPPED_METADATA = ("managedFields", "selfLink", "generation", "resourceVersion")
+
+
+def _new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What admission needs besides the write itself."""
+
+    cluster_ips: ClusterIPAllocator
+    node_ports: NodePortAllocator
+    clock: Callable[[], float] = time.time
+    new_uid: Callable[[], str] = field(default=_new_uid)
+
+
+@lru_cache(maxsize=4)
+def _timestamp(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+
+
+def timestamp(seconds: float) -> str:
+    """RFC 3339 in UTC with a Z, to the second, as metav1.Time is serialised."""
+    return _timestamp(int(seconds))
+
+
+def admit(
+    doc: Mapping[str, Any],
+    old: KubeObject | None,
+    context: Context,
+    resource_version: int,
+    *,
+    owned: bool = False,
+) -> KubeObject:
+    """The object to store for a create (`old` None) or an update of `old`. With `owned`,
+    `doc` is a fresh dict nobody else holds, used as is instead of copied."""
+    kind = manifests.kind_of(doc)
+    if old is not None and old.kind != kind:
+        raise ValueError(f"admit: {kind} document for a stored {old.kind}")
+    body: dict[str, Any] = doc if owned else manifests.copy_tree(doc)  # type: ignore[assignment]
+    savepoints = context.cluster_ips.savepoint(), context.node_ports.savepoint()
+    try:
+        _metadata(body, kind, old, context, resource_version)
+        _DEFAULTS[kind](body)
+        if kind == objects.SERVICE:
+            _service(body, old, context)  # type: ignore[arg-type]
+        elif (
+            kind == objects.ENDPOINT_SLICE
+            and old is not None
+            and body.get("addressType") != old.manifest.get("addressType")
+        ):
+            raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
+        _generation(body, kind, old)
+        return manifests.parse(body, kind)
+    except BaseException:
+        context.cluster_ips.rollback(savepoints[0])
+        context.node_ports.rollback(savepoints[1])
+        raise
+
+
+def release(obj: KubeObject, context: Context) -> None:
+    """Give back what a deleted object held: a Service's cluster IPs and node ports."""
+    if isinstance(obj, Service):
+        for ip in obj.cluster_ips:
+            context.cluster_ips.release(ip)
+        for port in obj.ports:
+            if port.node_port:
+                context.node_ports.release(port.node_port)
+
+
+# --- Metadata ----------------------------------------------------------------------------
+
+
+def _metadata(body: dict[str, Any], kind: str, old: KubeObject | None, context: Context, version: int) -> None:
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = body["metadata"] = {}
+    if not isinstance(metadata, dict):
+        return  # validation reports it
+    if kind in objects.NAMESPACED_KINDS:
+        if not metadata.get("namespace"):
+            metadata["namespace"] = "default"
+    else:
+        metadata.pop("namespace", None)
+    for key in _DROPPED_METADATA:
+        metadata.pop(key, None)
+    if old is not None:
+        metadata["uid"] = old.meta.uid
+        metadata["creationTimestamp"] = old.meta.creation_timestamp
+    else:
+        metadata["uid"] = context.new_uid()
+        metadata["creationTimestamp"] = timestamp(context.clock())
+    metadata["resourceVersion"] = str(version)
+    name = metadata.get("name")
+    if kind == objects.NAMESPACE and isinstance(name, str):
+        # Every namespace carries its own name as a label, for namespace selectors (1.21+).
+        labels = metadata.get("labels")
+        if labels is None:
+            labels = metadata["labels"] = {}
+        if isinstance(labels, dict):
+            labels[NAMESPACE_NAME_LABEL] = name
+
+
+def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None:
+    fields = _GENERATION_FIELDS.get(kind)
+    metadata = body.get("metadata")
+    if not fields or not isinstance(metadata, dict):
+        return
+    if old is None:
+        metadata["generation"] = 1
+        return
+    previous = old.manifest.get("metadata", {}).get("generation", 1)
+    changed = any(body.get(name) != old.manifest.get(name) for name in fields)
+    metadata["generation"] = previous + 1 if changed else previous
+
+
+# --- Defaults (pkg/apis/core/v1/defaults.go, pkg/apis/discovery/v1/defaults.go) ------------
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _section(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is None:
+        value = body[name] = {}
+    return value if isinstance(value, dict) else None
+
+
+def _namespace_defaults(body: dict[str, Any]) -> None:
+    status = _section(body, "status")
+    if status is not None and not status.get("phase"):
+        status["phase"] = "Active"
+
+
+def _service_defaults(body: dict[str, Any]) -> None:
+    spec = _section(body, "spec")
+    if spec is None:
+        return
+    if not spec.get("type"):
+        spec["type"] = "ClusterIP"
+    kind = spec["type"]
+    if not spec.get("sessionAffinity"):
+        spec["sessionAffinity"] = "None"
+    if kind in ("ClusterIP", "NodePort", "LoadBalancer") and not spec.get("internalTrafficPolicy"):
+        spec["internalTrafficPolicy"] = "Cluster"
+    if kind in ("NodePort", "LoadBalancer") and not spec.get("externalTrafficPolicy"):
+        spec["externalTrafficPolicy"] = "Cluster"
+    if kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
+        spec["allocateLoadBalancerNodePorts"] = True
+    for port in _dicts(spec.get("ports")):
+        if not port.get("protocol"):
+            port["protocol"] = "TCP"
+        if port.get("targetPort") in (None, 0, "") and isinstance(port.get("port"), int):
+            port["targetPort"] = port["port"]
+
+
+def _pod_defaults(body: dict[str, Any]) -> None:
+    spec = _section(body, "spec")
+    if spec is not None:
+        for container in _dicts(spec.get("containers")):
+            for port in _dicts(container.get("ports")):
+                if not port.get("protocol"):
+                    port["protocol"] = "TCP"
+    status = _section(body, "status")
+    if status is None:
+        return
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+    # v1 conversion keeps podIP and podIPs[0] the same; podIP wins when they differ.
+    pod_ip, pod_ips = status.get("podIP"), status.get("podIPs")
+    if isinstance(pod_ip, str) and pod_ip:
+        first = _dicts(pod_ips)[:1]
+        if not pod_ips or (first and first[0].get("ip") != pod_ip):
+            status["podIPs"] = [{"ip": pod_ip}]
+    elif isinstance(pod_ips, list) and pod_ips:
+        first = _dicts(pod_ips)[:1]
+        if first and isinstance(first[0].get("ip"), str):
+            status["podIP"] = first[0]["ip"]
+
+
+def _endpoint_slice_defaults(body: dict[str, Any]) -> None:
+    for port in _dicts(body.get("ports")):
+        if port.get("name") is None:
+            port["name"] = ""
+        if not port.get("protocol"):
+            port["protocol"] = "TCP"
+
+
+_DEFAULTS: Mapping[str, Callable[[dict[str, Any]], None]] = {
+    objects.NAMESPACE: _namespace_defaults,
+    objects.SERVICE: _service_defaults,
+    objects.POD: _pod_defaults,
+    objects.NODE: lambda body: None,
+    objects.ENDPOINT_SLICE: _endpoint_slice_defaults,
+}
+
+
+# --- Services: IP families, cluster IPs, node ports ------------------------------------------
+
+
+def _service(body: dict[str, Any], old: Service | None, context: Context) -> None:
+    spec = body.get("spec")
+    name = body["metadata"].get("name", "") if isinstance(body.get("metadata"), dict) else ""
+    if not isinstance(spec, dict) or not _well_formed(spec):
+        manifests.parse(body)  # says what is wrong with the shape
+        raise Invalid(objects.SERVICE, name, [invalid("spec", spec, "is not a valid ServiceSpec")])
+    kind = spec.get("type")
+    old_spec: Mapping[str, Any] = old.manifest.get("spec", {}) if old is not None else {}
+    needs_ips = kind != EXTERNAL_NAME
+    had_ips = old is not None and old.type != EXTERNAL_NAME
+
+    _carry_over(spec, old, old_spec, needs_ips, had_ips)
+    cluster_ips: list[str] = list(spec.get("clusterIPs") or [])
+    if needs_ips:
+        _ip_families(spec, cluster_ips, old_spec if had_ips else None, context, name)
+        cluster_ips = list(spec.get("clusterIPs") or [])
+
+    manifests.parse(body)  # validation, before anything is allocated
+
+    if needs_ips and had_ips:
+        causes = _cluster_ip_changes(list(old_spec.get("clusterIPs") or []), cluster_ips, spec.get("ipFamilyPolicy"))
+        if causes:
+            raise Invalid(objects.SERVICE, name, causes)
+    old_ips = set(old.cluster_ips) if old is not None else set()
+    new_ips: set[str] = set()
+    if needs_ips and cluster_ips[:1] != [CLUSTER_IP_NONE]:
+        new_ips = _allocate_cluster_ips(spec, cluster_ips, old_ips, context, name)
+    for ip in old_ips - new_ips:
+        context.cluster_ips.release(ip)
+    _allocate_node_ports(spec, old, context, name)
+
+
+def _well_formed(spec: dict[str, Any]) -> bool:
+    """The fields allocation reads have the right shapes (else validation says why)."""
+    cluster_ips = spec.get("clusterIPs")
+    families = spec.get("ipFamilies")
+    return (
+        isinstance(spec.get("clusterIP") or "", str)
+        and isinstance(cluster_ips or [], list)
+        and all(isinstance(ip, str) for ip in cluster_ips or [])
+        and isinstance(families or [], list)
+        and all(isinstance(f, str) for f in families or [])
+        and isinstance(spec.get("ipFamilyPolicy") or "", str)
+        and isinstance(spec.get("ports") or [], list)
+        and all(isinstance(p, dict) for p in spec.get("ports") or [])
+        and isinstance(spec.get("selector") or {}, dict)
+    )
+
+
+def _carry_over(
+    spec: dict[str, Any], old: Service | None, old_spec: Mapping[str, Any], needs_ips: bool, had_ips: bool
+) -> None:
+    """Fill what an update left out from the stored service, and drop what a type change
+    makes meaningless (patchAllocatedValues and dropTypeDependentFields in
+    pkg/registry/core/service)."""
+    cluster_ip = spec.get("clusterIP") or ""
+    cluster_ips = list(spec.get("clusterIPs") or [])
+    if needs_ips and had_ips:
+        old_ip, old_ips = old_spec.get("clusterIP") or "", list(old_spec.get("clusterIPs") or [])
+        cluster_ip = cluster_ip or old_ip
+        cluster_ips = cluster_ips or old_ips
+        # normalizeClusterIPs: a client that changed only the singular field means it.
+        if cluster_ips == old_ips and cluster_ip != old_ip:
+            cluster_ips = [cluster_ip]
+        if not spec.get("ipFamilyPolicy") and old_spec.get("ipFamilyPolicy"):
+            spec["ipFamilyPolicy"] = old_spec["ipFamilyPolicy"]
+        if not spec.get("ipFamilies") and old_spec.get("ipFamilies"):
+            spec["ipFamilies"] = list(old_spec["ipFamilies"])
+    elif not needs_ips and had_ips:
+        # Becoming ExternalName: the cluster IPs the client echoed back are released.
+        if cluster_ip == old_spec.get("clusterIP"):
+            cluster_ip = ""
+        if cluster_ips == list(old_spec.get("clusterIPs") or []):
+            cluster_ips = []
+    if cluster_ip and not cluster_ips:
+        cluster_ips = [cluster_ip]
+    elif cluster_ips and not cluster_ip:
+        cluster_ip = cluster_ips[0]
+    for key, value in (("clusterIP", cluster_ip), ("clusterIPs", cluster_ips)):
+        if value:
+            spec[key] = value
+        else:
+            spec.pop(key, None)
+    if not needs_ips:
+        spec.pop("ipFamilies", None)
+        spec.pop("ipFamilyPolicy", None)
+
+    if old is None:
+        return
+    old_node_ports = {(p.port, p.protocol): p.node_port for p in old.ports if p.node_port}
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        for port in spec.get("ports") or []:
+            if not port.get("nodePort"):
+                carried = old_node_ports.get((port.get("port"), port.get("protocol")))
+                if carried:
+                    port["nodePort"] = carried
+    elif spec.get("type") in ("ClusterIP", EXTERNAL_NAME):
+        for port in spec.get("ports") or []:
+            if port.get("nodePort") and port["nodePort"] == old_node_ports.get((port.get("port"), port.get("protocol"))):
+                del port["nodePort"]
+
+
+def _ip_families(
+    spec: dict[str, Any], cluster_ips: list[str], old_spec: Mapping[str, Any] | None, context: Context, name: str
+) -> None:
+    """ipFamilyPolicy and ipFamilies, as pkg/registry/core/service/ipallocator's
+    initIPFamilyFields decides them."""
+    configured = context.cluster_ips.families
+    dual_stack_cluster = len(configured) == 2
+    policy = spec.get("ipFamilyPolicy") or None
+    families = list(spec.get("ipFamilies") or [])
+    if old_spec is not None and policy == "SingleStack":
+        # Setting SingleStack on a dual-stack service releases its secondary IP family.
+        if len(cluster_ips) > 1 and cluster_ips == list(old_spec.get("clusterIPs") or []):
+            cluster_ips = cluster_ips[:1]
+        if len(families) > 1 and families == list(old_spec.get("ipFamilies") or []):
+            families = families[:1]
+    headless = cluster_ips[:1] == [CLUSTER_IP_NONE]
+    given = [manifests.ip_family(ip) for ip in cluster_ips if ip != CLUSTER_IP_NONE]
+    if None in given:
+        return  # validation reports the address
+    if headless and not spec.get("selector"):
+        # Headless without a selector: any family goes, both on a dual-stack cluster.
+        if not families:
+            families = [configured[0]]
+        if policy is None:
+            policy = "RequireDualStack" if dual_stack_cluster else "SingleStack"
+    else:
+        if policy is None:
+            policy = "RequireDualStack" if len(families) == 2 or len(given) == 2 else "SingleStack"
+        if policy == "RequireDualStack" and not dual_stack_cluster:
+            raise Invalid(objects.SERVICE, name, [
+                invalid("spec.ipFamilyPolicy", policy, "this cluster is not configured for dual-stack services")])
+        if not families:
+            families = list(given) or [configured[0]]
+        elif len(families) < len(given):
+            families += given[len(families):]
+    if policy != "SingleStack" and len(families) == 1 and dual_stack_cluster:
+        families.append(next(f for f in configured if f != families[0]))
+    spec["ipFamilyPolicy"] = policy
+    spec["ipFamilies"] = families
+    if cluster_ips:
+        spec["clusterIPs"] = cluster_ips
+
+
+def _cluster_ip_changes(old: list[str], new: list[str], policy: Any) -> list[tuple[str, str]]:
+    """validateUpgradeDowngradeClusterIPs: the primary address never changes; a secondary
+    may be added, or released by setting ipFamilyPolicy SingleStack."""
+    if old[:1] == [CLUSTER_IP_NONE] and new[:1] == [CLUSTER_IP_NONE]:
+        return []
+    causes = []
+    if len(old) == len(new):
+        causes = [invalid(f"spec.clusterIPs[{i}]", new, "may not change once set")
+                  for i, (before, after) in enumerate(zip(old, new)) if before != after]
+    elif len(old) > len(new):
+        if not new:
+            causes.append(invalid("spec.clusterIPs[0]", new, "primary clusterIP can not be unset"))
+        elif new[0] != old[0]:
+            causes.append(invalid("spec.clusterIPs[0]", new, "may not change once set"))
+        if len(new) == 1 and policy != "SingleStack":
+            causes.append(invalid("spec.clusterIPs[0]", new,
+                                  "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP"))
+    elif old and new[0] != old[0]:
+        causes.append(invalid("spec.clusterIPs[0]", new, "may not change once set"))
+    return causes
+
+
+def _allocate_cluster_ips(
+    spec: dict[str, Any], cluster_ips: list[str], old_ips: set[str], context: Context, name: str
+) -> set[str]:
+    """Reserve the requested addresses, allocate one for every family still without one."""
+    allocator = context.cluster_ips
+    for i, ip in enumerate(cluster_ips):
+        if ip in old_ips:
+            continue
+        try:
+            allocator.reserve(ip)
+        except AllocationError as exc:
+            raise Invalid(objects.SERVICE, name, [
+                invalid(f"spec.clusterIPs[{i}]", cluster_ips, f"failed to allocate IP {ip}: {exc}")]) from None
+    families = spec.get("ipFamilies") or []
+    for i in range(len(cluster_ips), len(families)):
+        try:
+            cluster_ips.append(allocator.allocate(families[i]))
+        except NotConfigured:
+            raise Invalid(objects.SERVICE, name, [
+                invalid(f"spec.ipFamilies[{i}]", families[i], "not configured on this cluster")]) from None
+        except RangeFull as exc:
+            raise RangeFull(f"failed to allocate a serviceIP: {exc}") from None
+    spec["clusterIP"] = cluster_ips[0]
+    spec["clusterIPs"] = cluster_ips
+    return set(cluster_ips)
+
+
+def _needs_node_ports(spec: Mapping[str, Any]) -> bool:
+    kind = spec.get("type")
+    return kind == "NodePort" or (kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
+
+
+def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Context, name: str) -> None:
+    """Every port of a NodePort or LoadBalancer service gets a node port; a requested one
+    is honoured when free. Ports of one number (TCP and UDP 53) share a node port, as
+    kube-apiserver's initNodePorts does."""
+    allocator = context.node_ports
+    ports = spec.get("ports") or []
+    held = {p.node_port for p in old.ports if p.node_port} if old is not None else set()
+    used: set[int] = set()
+    by_number: dict[int, int] = {}
+    for i, port in enumerate(ports):
+        node_port = port.get("nodePort")
+        if not node_port:
+            continue
+        if node_port not in held and node_port not in used:
+            try:
+                allocator.reserve(node_port)
+            except AllocationError as exc:
+                raise Invalid(objects.SERVICE, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
+        used.add(node_port)
+        by_number.setdefault(port["port"], node_port)
+    if _needs_node_ports(spec):
+        for port in ports:
+            if port.get("nodePort"):
+                continue
+            node_port = by_number.get(port["port"])
+            if node_port is None:
+                try:
+                    node_port = allocator.allocate()
+                except RangeFull as exc:
+                    raise RangeFull(f"failed to allocate a nodePort: {exc}") from None
+                by_number[port["port"]] = node_port
+            port["nodePort"] = node_port
+            used.add(node_port)
+    for node_port in held - used:
+        allocator.release(node_port)

@@ -1,0 +1,256 @@
+"""The EndpointSlice controller, as a pure function.
+
+`desired_slices(service, pods, existing)` returns the manifests of the EndpointSlices that
+kube-controller-manager's EndpointSlice controller (pkg/controller/endpointslice and
+staging/src/k8s.io/endpointslice) would keep for a Service; the store writes the
+differences. The rules are that controller's:
+
+* only Services with a selector get slices (ExternalName ones none); the controller
+  only ever touches slices labelled managed-by it, so hand-written slices stay;
+* the pods are those of the Service's namespace whose labels match the selector, with
+  an IP, and not Succeeded or Failed;
+* one address family per slice, so a dual-stack pod appears in an IPv4 and an IPv6
+  slice (per the Service's ipFamilies), and at most 100 endpoints per slice;
+* each Service port is resolved against each pod (a named targetPort through the pod's
+  container ports of that protocol; ports that do not resolve are left out for that
+  pod), and pods whose resolved ports differ go into different slices;
+* ready = publishNotReadyAddresses or (pod Ready and not terminating); serving = pod
+  Ready; terminating = deletionTimestamp set (the endpoint util's podToEndpoint);
+* a Service without any endpoint keeps one empty "placeholder" slice.
+
+Reconciling an unchanged state returns unchanged manifests: an endpoint stays in the slice
+that already holds it, new endpoints fill existing slices before new ones are made, and
+a slice no longer needed lends its name to a new one of its address family, so names are
+stable and no event is spurious. New names are `<service>-<5 characters>` like the API
+server's generateName, but derived from a hash, so they are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Collection, Iterable
+from itertools import count
+from typing import Any
+
+from kdns.registry import objects
+from kdns.registry.objects import (
+    CONTROLLER_NAME,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    Endpoint,
+    EndpointSlice,
+    Pod,
+    Service,
+    selector_matches,
+)
+
+MAX_ENDPOINTS_PER_SLICE = 100  # kube-controller-manager --max-endpoints-per-slice default
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+_RESERVED_LABELS = (SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL)
+# The alphabet of apimachinery's rand.String (no vowels, no confusable characters).
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+PortsKey = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per slice port
+GroupKey = tuple[str, PortsKey]  # (addressType, ports)
+
+
+def desired_slices(
+    service: Service,
+    pods: Iterable[Pod],
+    existing: Iterable[EndpointSlice],
+    *,
+    taken_names: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """The EndpointSlice manifests the controller wants for `service`, by name.
+
+    `existing` are the slices labelled with the service's name (managed or not; only the
+    managed ones are reused); `taken_names` are other slice names of the namespace that
+    a new slice must not take.
+    """
+    namespace, name = service.meta.namespace, service.meta.name
+    existing = list(existing)
+    managed = sorted(
+        (s for s in existing if s.managed_by == CONTROLLER_NAME and s.service_name == name
+         and s.meta.namespace == namespace),
+        key=lambda s: s.meta.name,
+    )
+    if not service.selector or service.type == "ExternalName":
+        return []
+
+    groups = _endpoints_by_group(service, pods)
+    held: dict[GroupKey, list[EndpointSlice]] = {}
+    for existing_slice in managed:
+        held.setdefault((existing_slice.address_type, _slice_ports(existing_slice)), []).append(existing_slice)
+
+    planned: list[tuple[str | None, str, PortsKey, list[dict[str, Any]]]] = []
+    spare: dict[str, list[str]] = {}  # addressType -> names of managed slices no longer needed
+    for key in sorted(groups):
+        wanted = groups[key]
+        slots: list[tuple[str | None, list[dict[str, Any]]]] = []
+        for current in held.pop(key, []):
+            kept: list[dict[str, Any]] = []
+            for endpoint in current.endpoints:
+                identity = _identity(endpoint)
+                if identity in wanted and len(kept) < MAX_ENDPOINTS_PER_SLICE:
+                    kept.append(wanted.pop(identity))
+            slots.append((current.meta.name, kept))
+        rest = sorted(wanted.values(), key=_endpoint_order)
+        for _, kept in slots:
+            room = MAX_ENDPOINTS_PER_SLICE - len(kept)
+            if room > 0 and rest:
+                kept.extend(rest[:room])
+                rest = rest[room:]
+        for start in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE):
+            slots.append((None, rest[start:start + MAX_ENDPOINTS_PER_SLICE]))
+        for slot_name, endpoints in slots:
+            if endpoints:
+                planned.append((slot_name, key[0], key[1], endpoints))
+            elif slot_name is not None:
+                spare.setdefault(key[0], []).append(slot_name)
+    for leftovers in held.values():
+        for leftover in leftovers:
+            spare.setdefault(leftover.address_type, []).append(leftover.meta.name)
+    if not planned:
+        # The placeholder: a Service with no endpoints still has one (empty) slice.
+        family = service.ip_families[0] if service.ip_families else "IPv4"
+        planned.append((None, family, (), []))
+
+    # `taken_names` may be every slice name of a big namespace: look it up, never copy it.
+    taken = _Taken(taken_names, {s.meta.name for s in existing} | {p[0] for p in planned if p[0]})
+    for names in spare.values():
+        names.sort()
+    slices = []
+    for slot_name, family, ports, endpoints in planned:
+        if slot_name is None:
+            if spare.get(family):
+                slot_name = spare[family].pop(0)
+            else:
+                slot_name = _new_name(service, family, ports, taken)
+                taken.add(slot_name)
+        slices.append(_manifest(service, slot_name, family, ports, endpoints))
+    slices.sort(key=lambda doc: doc["metadata"]["name"])
+    return slices
+
+
+def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], dict[str, Any]]]:
+    families = service.ip_families or ("IPv4",)
+    namespace = service.meta.namespace
+    groups: dict[GroupKey, dict[tuple[str, str], dict[str, Any]]] = {}
+    for pod in pods:
+        if pod.meta.namespace != namespace or not selector_matches(service.selector, pod.meta.labels):
+            continue
+        if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
+            continue
+        ports = _resolve_ports(service, pod)
+        for ip in pod.pod_ips:
+            family = "IPv6" if ":" in ip else "IPv4"
+            if family in families:
+                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = _endpoint(service, pod, ip)
+    return groups
+
+
+def _resolve_ports(service: Service, pod: Pod) -> PortsKey:
+    """Each service port's number on this pod (podutil.FindPort); unresolvable ones left out."""
+    resolved = []
+    for port in service.ports:
+        target = port.target_port
+        if isinstance(target, str):
+            number = next(
+                (c.container_port for c in pod.container_ports if c.name == target and c.protocol == port.protocol),
+                None,
+            )
+            if number is None:
+                continue
+            target = number
+        resolved.append((port.name, target, port.protocol))
+    return tuple(resolved)
+
+
+def _endpoint(service: Service, pod: Pod, ip: str) -> dict[str, Any]:
+    serving = pod.ready
+    terminating = pod.meta.deletion_timestamp is not None
+    # "ready" is never true for a terminating pod, unless the service publishes not-ready
+    # addresses (k8s.io/endpointslice util podToEndpoint).
+    ready = service.publish_not_ready_addresses or (serving and not terminating)
+    endpoint: dict[str, Any] = {
+        "addresses": [ip],
+        "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
+    }
+    # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
+    if pod.hostname and pod.subdomain == service.meta.name:
+        endpoint["hostname"] = pod.hostname
+    if pod.node_name:
+        endpoint["nodeName"] = pod.node_name
+    endpoint["targetRef"] = {"kind": "Pod", "namespace": pod.meta.namespace, "name": pod.meta.name, "uid": pod.meta.uid}
+    return endpoint
+
+
+def _identity(endpoint: Endpoint) -> tuple[str, str]:
+    name = endpoint.target_ref.name if endpoint.target_ref is not None else ""
+    return name, endpoint.addresses[0] if endpoint.addresses else ""
+
+
+def _endpoint_order(endpoint: dict[str, Any]) -> tuple[Any, str]:
+    """Numeric address order (one family per slice), then pod name."""
+    ip = endpoint["addresses"][0]
+    key = ipaddress.IPv6Address(ip).packed if ":" in ip else tuple(map(int, ip.split(".")))
+    return key, endpoint["targetRef"]["name"]
+
+
+def _slice_ports(endpoint_slice: EndpointSlice) -> PortsKey:
+    return tuple((p.name, p.port, p.protocol) for p in endpoint_slice.ports)  # type: ignore[misc]
+
+
+class _Taken:
+    """Names in use: a shared collection plus the names chosen here."""
+
+    def __init__(self, shared: Collection[str], own: set[str]) -> None:
+        self.shared, self.own = shared, own
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.own or name in self.shared
+
+    def add(self, name: str) -> None:
+        self.own.add(name)
+
+
+def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> str:
+    for attempt in count():
+        seed = f"{service.meta.namespace}/{service.meta.name}/{family}/{ports}/{attempt}"
+        digest = hashlib.sha256(seed.encode()).digest()
+        name = f"{service.meta.name}-" + "".join(_NAME_ALPHABET[b % len(_NAME_ALPHABET)] for b in digest[:5])
+        if name not in taken:
+            return name
+    raise AssertionError("unreachable")
+
+
+def _manifest(
+    service: Service, name: str, family: str, ports: PortsKey, endpoints: list[dict[str, Any]]
+) -> dict[str, Any]:
+    labels = {k: v for k, v in service.meta.labels.items() if k not in _RESERVED_LABELS}
+    labels[SERVICE_NAME_LABEL] = service.meta.name
+    labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+    if service.headless:
+        labels[HEADLESS_LABEL] = ""
+    return {
+        "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
+        "kind": objects.ENDPOINT_SLICE,
+        "metadata": {
+            "name": name,
+            "generateName": f"{service.meta.name}-",
+            "namespace": service.meta.namespace,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Service",
+                "name": service.meta.name,
+                "uid": service.meta.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "addressType": family,
+        "endpoints": sorted(endpoints, key=_endpoint_order),
+        "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
+    }

@@ -1,0 +1,943 @@
+"""Kubernetes documents ⇄ registry objects, and reading documents from YAML files.
+
+`from_manifest` is the one place where a document's typed fields are derived, and where its
+values are validated, with the API server's field paths and messages
+(k8s.io/apimachinery/pkg/util/validation, pkg/apis/core/validation,
+pkg/apis/discovery/validation). It expects a document that admission has already
+defaulted; it does not default anything itself, except that a namespaced object without a
+namespace is in "default", as kubectl would put it.
+
+Where the API server refuses to decode a document (a string where a number belongs) we
+report an Invalid cause on that field instead, so that every problem names its field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdns.registry import objects
+from kdns.registry.errors import (
+    Invalid,
+    ManifestError,
+    duplicate,
+    forbidden,
+    invalid,
+    required,
+    too_many,
+    unsupported,
+)
+from kdns.registry.objects import (
+    ContainerPort,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    Key,
+    KubeObject,
+    NodeAddress,
+    ObjectMeta,
+    ObjectReference,
+    ServicePort,
+)
+
+FILE_SUFFIXES = (".yaml", ".yml", ".json")
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+SESSION_AFFINITIES = ("ClientIP", "None")
+IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+IP_FAMILIES = ("IPv4", "IPv6")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+CLUSTER_IP_NONE = "None"
+# pkg/apis/discovery/validation: limits of one EndpointSlice.
+MAX_SLICE_ENDPOINTS = 1000
+MAX_ENDPOINT_ADDRESSES = 100
+MAX_SLICE_PORTS = 20000
+
+
+# --- Reading documents -------------------------------------------------------------------
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader without YAML 1.1 timestamps: `creationTimestamp: 2024-01-01T00:00:00Z`
+    stays the string Kubernetes means, not a datetime."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One Kubernetes document and where it was read from, so that a later refusal can
+    say `zones/web.yaml: document 2: ...`."""
+
+    source: str  # the file as named to load_paths, or "<input>"
+    index: int  # 1-based position of the YAML document in that file
+    body: Mapping[str, Any]
+    item: int | None = None  # 0-based position in the `items` of a List document
+
+    @property
+    def kind(self) -> str:
+        kind = self.body.get("kind")
+        return kind if isinstance(kind, str) else ""
+
+    def error(self, exc: Exception) -> ManifestError:
+        """`exc` as a ManifestError naming this document (already located ones pass through)."""
+        if isinstance(exc, ManifestError) and exc.source is not None:
+            return exc
+        detail = exc.detail if isinstance(exc, ManifestError) else str(exc)
+        if self.item is not None:
+            detail = f"items[{self.item}]: {detail}"
+        return ManifestError(detail, source=self.source, index=self.index)
+
+
+def load_text(text: str, source: str = "<input>") -> list[Document]:
+    """Every document of a YAML (or JSON) stream, with `kind: List` documents expanded into
+    their items; empty documents are skipped but still counted, so that `document N`
+    is the N-th document of the file."""
+    documents: list[Document] = []
+    index = 0
+    stream = yaml.load_all(text, Loader=_Loader)
+    while True:
+        index += 1
+        try:
+            body = next(stream)
+        except StopIteration:
+            break
+        except yaml.YAMLError as exc:
+            raise ManifestError(_yaml_message(exc), source=source, index=index) from None
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ManifestError(f"must be a mapping, not {_type_name(body)}", source=source, index=index)
+        kind = body.get("kind")
+        if isinstance(kind, str) and kind.endswith("List") and "items" in body:
+            items = body.get("items") or []
+            if not isinstance(items, list):
+                raise ManifestError(f"{kind} items must be a list", source=source, index=index)
+            for position, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise ManifestError(
+                        f"items[{position}]: must be a mapping, not {_type_name(item)}", source=source, index=index
+                    )
+                documents.append(Document(source, index, item, position))
+        else:
+            documents.append(Document(source, index, body))
+    return documents
+
+
+def read_documents(text: str, source: str = "<input>") -> list[dict]:
+    """The document dicts of a YAML (or JSON) stream, List documents expanded."""
+    return [dict(document.body) for document in load_text(text, source)]
+
+
+def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
+    """Read manifest files: each path a file, or a directory whose *.yaml, *.yml and *.json
+    files are read in name order (not recursively). Documents of kinds kdns does not
+    serve are left out with a warning; a document of a served kind with an unknown
+    apiVersion is an error, because it is almost certainly a typo."""
+    documents: list[Document] = []
+    warnings: list[str] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+            )
+        elif path.exists():
+            files = [path]
+        else:
+            raise ManifestError(f"{path}: no such file or directory")
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ManifestError(f"{file}: cannot read: {exc}") from None
+            for document in load_text(text, str(file)):
+                kind = document.body.get("kind")
+                if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
+                    where = f"{document.source}: document {document.index}"
+                    if document.item is not None:
+                        where += f": items[{document.item}]"
+                    version = document.body.get("apiVersion")
+                    warnings.append(f"{where}: skipped {kind} ({version}): kdns does not serve this kind")
+                    continue
+                documents.append(document)
+    return documents, warnings
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"YAML syntax error: {problem}"
+
+
+def _type_name(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --- Kinds, keys and copies --------------------------------------------------------------
+
+
+def kind_of(doc: Mapping[str, Any]) -> str:
+    """The kind of a document kdns serves, or ManifestError (as kubectl words it)."""
+    if type(doc) is not dict and not isinstance(doc, Mapping):
+        raise ManifestError(f"must be a mapping, not {_type_name(doc)}")
+    kind, version = doc.get("kind"), doc.get("apiVersion")
+    if not kind or not isinstance(kind, str):
+        raise ManifestError("Object 'Kind' is missing")
+    if not version or not isinstance(version, str):
+        raise ManifestError("Object 'apiVersion' is missing")
+    if objects.API_VERSIONS.get(kind) != version:
+        raise ManifestError(f'no matches for kind "{kind}" in version "{version}"')
+    return kind
+
+
+def key_of(doc: Mapping[str, Any]) -> Key:
+    """Where a document would live in the store: kind, namespace ("default" when a
+    namespaced document names none) and name."""
+    kind = kind_of(doc)
+    metadata = doc.get("metadata")
+    metadata = metadata if type(metadata) is dict or isinstance(metadata, Mapping) else {}
+    name = metadata.get("name")
+    if not name or not isinstance(name, str):
+        raise Invalid(kind, "", [required("metadata.name", "name or generateName is required")])
+    if kind not in objects.NAMESPACED_KINDS:
+        return Key(kind, "", name)
+    namespace = metadata.get("namespace") or "default"
+    if not isinstance(namespace, str):
+        raise Invalid(kind, name, [invalid("metadata.namespace", namespace, "must be a string")])
+    return Key(kind, namespace, name)
+
+
+def copy_tree(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (mappings become dicts, sequences lists); several
+    times faster than copy.deepcopy, which matters for 100,000 pods."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else copy_tree(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _SCALARS else copy_tree(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, Mapping):
+        return {k: copy_tree(v) for k, v in value.items()}
+    return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+# --- Validation helpers (k8s.io/apimachinery/pkg/util/validation) -----------------------
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
+_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
+_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+_PORT_NAME_CHARSET_RE = re.compile("[-a-z0-9]+")
+
+
+def _regex_error(message: str, fmt: str, *examples: str) -> str:
+    # validation.RegexError, double space after each example's comma included.
+    text = message + " (e.g. " + " or ".join(f"'{e}', " for e in examples)
+    return text + "regex used for validation is '" + fmt + "')"
+
+
+_DNS1123_LABEL_ERROR = _regex_error(
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character",
+    _DNS1123_LABEL_FMT,
+    "my-name",
+    "123-abc",
+)
+_DNS1123_SUBDOMAIN_ERROR = _regex_error(
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character",
+    _DNS1123_SUBDOMAIN_FMT,
+    "example.com",
+)
+_DNS1035_LABEL_ERROR = _regex_error(
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character",
+    _DNS1035_LABEL_FMT,
+    "my-name",
+    "abc-123",
+)
+_QUALIFIED_NAME_ERROR = _regex_error(
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character",
+    _QUALIFIED_NAME_FMT,
+    "MyName",
+    "my.name",
+    "123-abc",
+)
+_LABEL_VALUE_ERROR = _regex_error(
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character",
+    _LABEL_VALUE_FMT,
+    "MyValue",
+    "my_value",
+    "12345",
+)
+PORT_RANGE_ERROR = "must be between 1 and 65535, inclusive"
+IP_ERROR = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+
+def _max_len(limit: int) -> str:
+    return f"must be no more than {limit} characters"
+
+
+@lru_cache(maxsize=16384)
+def dns1123_label(value: str) -> tuple[str, ...]:
+    """validation.IsDNS1123Label: the problems with `value`, () when it is valid."""
+    errors = []
+    if len(value) > 63:
+        errors.append(_max_len(63))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        errors.append(_DNS1123_LABEL_ERROR)
+    return tuple(errors)
+
+
+def dns1123_subdomain(value: str) -> tuple[str, ...]:
+    """validation.IsDNS1123Subdomain."""
+    errors = []
+    if len(value) > 253:
+        errors.append(_max_len(253))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errors.append(_DNS1123_SUBDOMAIN_ERROR)
+    return tuple(errors)
+
+
+def dns1035_label(value: str) -> tuple[str, ...]:
+    """validation.IsDNS1035Label: what Service names must be, being DNS labels."""
+    errors = []
+    if len(value) > 63:
+        errors.append(_max_len(63))
+    if not _DNS1035_LABEL_RE.fullmatch(value):
+        errors.append(_DNS1035_LABEL_ERROR)
+    return tuple(errors)
+
+
+@lru_cache(maxsize=16384)
+def qualified_name(value: str) -> tuple[str, ...]:
+    """validation.IsQualifiedName: a label or annotation key, `[prefix/]name`."""
+    errors = []
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errors.append("prefix part must be non-empty")
+        else:
+            errors.extend("prefix part " + m for m in dns1123_subdomain(prefix))
+    else:
+        return (
+            "a qualified name "
+            + _QUALIFIED_NAME_ERROR
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+        )
+    if not name:
+        errors.append("name part must be non-empty")
+    elif len(name) > 63:
+        errors.append("name part " + _max_len(63))
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
+        errors.append("name part " + _QUALIFIED_NAME_ERROR)
+    return tuple(errors)
+
+
+@lru_cache(maxsize=16384)
+def label_value(value: str) -> tuple[str, ...]:
+    """validation.IsValidLabelValue."""
+    errors = []
+    if len(value) > 63:
+        errors.append(_max_len(63))
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        errors.append(_LABEL_VALUE_ERROR)
+    return tuple(errors)
+
+
+@lru_cache(maxsize=4096)
+def port_name(value: str) -> tuple[str, ...]:
+    """validation.IsValidPortName: an IANA_SVC_NAME, as container ports and targetPorts use."""
+    errors = []
+    if len(value) > 15:
+        errors.append(_max_len(15))
+    if not _PORT_NAME_CHARSET_RE.fullmatch(value):
+        errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not any("a" <= c <= "z" for c in value):
+        errors.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        errors.append("must not contain consecutive hyphens")
+    if value and (value[0] == "-" or value[-1] == "-"):
+        errors.append("must not begin or end with a hyphen")
+    return tuple(errors)
+
+
+def ip_family(text: str) -> str | None:
+    """"IPv4" or "IPv6" for a valid address (no zone index), else None."""
+    if ":" not in text:
+        # The common case, without ipaddress (which is slow): four decimal octets, no
+        # leading zeros (ipaddress refuses them too, as ambiguous octal).
+        octets = text.split(".")
+        if len(octets) != 4:
+            return None
+        for octet in octets:
+            if not (octet.isdigit() and octet.isascii() and len(octet) <= 3) or (octet[0] == "0" and len(octet) > 1):
+                return None
+            if int(octet) > 255:
+                return None
+        return "IPv4"
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return None if "%" in text else "IPv6"
+
+
+class _Checker:
+    """Collects the causes of an Invalid while a document is read, so that one refusal lists
+    every problem, as the API server does."""
+
+    __slots__ = ("causes",)
+
+    def __init__(self) -> None:
+        self.causes: list[tuple[str, str]] = []
+
+    def add(self, cause: tuple[str, str]) -> None:
+        self.causes.append(cause)
+
+    def messages(self, path: str, value: Any, messages: Iterable[str]) -> None:
+        for message in messages:
+            self.causes.append(invalid(path, value, message))
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if type(value) is dict:
+            return value
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return value
+        self.add(invalid(path, value, "must be an object"))
+        return {}
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if type(value) is list:
+            return value
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        self.add(invalid(path, value, "must be a list"))
+        return []
+
+    def string(self, value: Any, path: str) -> str:
+        if type(value) is str:
+            return value
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        self.add(invalid(path, value, "must be a string"))
+        return ""
+
+    def integer(self, value: Any, path: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        self.add(invalid(path, value, "must be an integer"))
+        return None
+
+    def boolean(self, value: Any, path: str) -> bool | None:
+        if value is None or isinstance(value, bool):
+            return value
+        self.add(invalid(path, value, "must be a boolean"))
+        return None
+
+    def enum(self, value: Any, path: str, choices: Iterable[str]) -> str:
+        text = self.string(value, path)
+        if text and text not in choices:
+            self.add(unsupported(path, text, choices))
+        return text
+
+    def port(self, value: Any, path: str) -> int | None:
+        number = self.integer(value, path)
+        if number is not None and not 1 <= number <= 65535:
+            self.add(invalid(path, number, PORT_RANGE_ERROR))
+        return number
+
+    def labels(self, value: Any, path: str) -> dict[str, str]:
+        labels = self.mapping(value, path)
+        for key, text in labels.items():
+            if not isinstance(key, str):
+                self.add(invalid(path, key, "must be a string"))
+                continue
+            self.messages(path, key, qualified_name(key))
+            if isinstance(text, str):
+                self.messages(path, text, label_value(text))
+            else:
+                self.add(invalid(f"{path}.{key}", text, "must be a string"))
+        return labels  # type: ignore[return-value]
+
+    def name(self, value: Any, path: str, check: Callable[[str], tuple[str, ...]]) -> str:
+        text = self.string(value, path)
+        if text:
+            self.messages(path, text, check(text))
+        return text
+
+    def ip(self, value: Any, path: str) -> tuple[str, str | None]:
+        text = self.string(value, path)
+        family = ip_family(text) if text else None
+        if text and family is None:
+            self.add(invalid(path, text, IP_ERROR))
+        return text, family
+
+    def done(self, kind: str, name: str) -> None:
+        if self.causes:
+            raise Invalid(kind, name, self.causes)
+
+
+# --- Documents to objects ----------------------------------------------------------------
+
+
+def from_manifest(doc: Mapping[str, Any]) -> KubeObject:
+    """The registry object for one defaulted Kubernetes document (Invalid if a value is
+    bad, ManifestError if the document is no object kdns serves). The object keeps a
+    deep copy of the document as its `manifest`; unknown fields stay there, unread."""
+    return parse(copy_tree(doc))
+
+
+def parse(doc: dict[str, Any], kind: str | None = None) -> KubeObject:
+    """from_manifest without the copy: the object keeps `doc` itself, which the caller
+    must not change afterwards. `kind` is kind_of(doc), if the caller has it already."""
+    kind = kind or kind_of(doc)
+    check = _Checker()
+    meta = _meta(doc, kind, check)
+    fields = _PARSERS[kind](doc, meta, check)
+    check.done(kind, meta.name)
+    return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
+
+
+_NAME_CHECKS: Mapping[str, Callable[[str], tuple[str, ...]]] = {
+    objects.NAMESPACE: dns1123_label,
+    objects.SERVICE: dns1035_label,
+    objects.POD: dns1123_subdomain,
+    objects.NODE: dns1123_subdomain,
+    objects.ENDPOINT_SLICE: dns1123_subdomain,
+}
+
+
+def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
+    metadata = doc.get("metadata")
+    if metadata is None:
+        check.add(required("metadata.name", "name or generateName is required"))
+        return ObjectMeta(name="")
+    if not isinstance(metadata, Mapping):
+        check.add(invalid("metadata", metadata, "must be an object"))
+        return ObjectMeta(name="")
+    name = check.string(metadata.get("name"), "metadata.name")
+    if not name:
+        check.add(required("metadata.name", "name or generateName is required"))
+    else:
+        check.messages("metadata.name", name, _NAME_CHECKS[kind](name))
+    namespace = ""
+    if kind in objects.NAMESPACED_KINDS:
+        namespace = check.string(metadata.get("namespace"), "metadata.namespace") or "default"
+        check.messages("metadata.namespace", namespace, dns1123_label(namespace))
+    labels = check.labels(metadata.get("labels"), "metadata.labels")
+    annotations = check.mapping(metadata.get("annotations"), "metadata.annotations")
+    for key, value in annotations.items():
+        if not isinstance(key, str):
+            check.add(invalid("metadata.annotations", key, "must be a string"))
+            continue
+        check.messages("metadata.annotations", key, qualified_name(key.lower()))
+        if not isinstance(value, str):
+            check.add(invalid(f"metadata.annotations.{key}", value, "must be a string"))
+    version = metadata.get("resourceVersion")
+    resource_version = 0
+    if version not in (None, ""):
+        if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+            resource_version = version
+        elif isinstance(version, str) and version.isdigit():
+            resource_version = int(version)
+        else:
+            check.add(invalid("metadata.resourceVersion", version, "must be a decimal integer"))
+    deletion = metadata.get("deletionTimestamp")
+    return ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels=labels,
+        uid=check.string(metadata.get("uid"), "metadata.uid"),
+        resource_version=resource_version,
+        creation_timestamp=check.string(metadata.get("creationTimestamp"), "metadata.creationTimestamp"),
+        deletion_timestamp=check.string(deletion, "metadata.deletionTimestamp") or None,
+    )
+
+
+def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    status = check.mapping(doc.get("status"), "status")
+    check.enum(status.get("phase"), "status.phase", ("Active", "Terminating"))
+    return {}
+
+
+def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    """pkg/apis/core/validation ValidateService, for the fields DNS and the controllers read."""
+    spec = check.mapping(doc.get("spec"), "spec")
+    kind = check.enum(spec.get("type"), "spec.type", objects.SERVICE_TYPES) or "ClusterIP"
+    external = kind == "ExternalName"
+
+    # Cluster IPs: spec.clusterIP is spec.clusterIPs[0]; "None" means headless; "" means
+    # not yet allocated (admission allocates before the object is stored).
+    cluster_ip = check.string(spec.get("clusterIP"), "spec.clusterIP")
+    cluster_ips = [check.string(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(
+        check.sequence(spec.get("clusterIPs"), "spec.clusterIPs"))]
+    if not cluster_ips and cluster_ip:
+        cluster_ips = [cluster_ip]
+    elif cluster_ips and cluster_ip and cluster_ips[0] != cluster_ip:
+        check.add(invalid("spec.clusterIPs", cluster_ips, "first value must match `clusterIP`"))
+    headless = cluster_ips[:1] == [CLUSTER_IP_NONE]
+    ip_families = [check.enum(f, f"spec.ipFamilies[{i}]", IP_FAMILIES) for i, f in enumerate(
+        check.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))]
+    policy = check.enum(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", IP_FAMILY_POLICIES)
+    if external:
+        if cluster_ips:
+            check.add(forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
+    else:
+        families_seen = []
+        for i, ip in enumerate(cluster_ips):
+            if ip == CLUSTER_IP_NONE:
+                if i > 0:
+                    check.add(invalid("spec.clusterIPs", cluster_ips, "'None' must be the first and only value"))
+                continue
+            if not ip:
+                continue
+            family = ip_family(ip)
+            if family is None:
+                check.add(invalid(f"spec.clusterIPs[{i}]", ip, IP_ERROR))
+                continue
+            families_seen.append(family)
+            if i < len(ip_families) and ip_families[i] and ip_families[i] != family:
+                check.add(invalid(f"spec.clusterIPs[{i}]", cluster_ips,
+                                  f"expected an {ip_families[i]} value as indicated by `ipFamilies[{i}]`"))
+        if len(cluster_ips) > 2:
+            check.add(invalid("spec.clusterIPs", cluster_ips, "may only hold up to 2 values"))
+        elif len(families_seen) == 2 and families_seen[0] == families_seen[1]:
+            check.add(invalid("spec.clusterIPs", cluster_ips, "may specify no more than one IP for each IP family"))
+        if len(ip_families) > 2:
+            check.add(invalid("spec.ipFamilies", ip_families, "may only hold up to 2 values"))
+        for i, family in enumerate(ip_families):
+            if family in ip_families[:i]:
+                check.add(duplicate(f"spec.ipFamilies[{i}]", family))
+        if policy == "SingleStack" and (len(ip_families) > 1 or len(families_seen) > 1):
+            check.add(invalid("spec.ipFamilyPolicy", policy,
+                              "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"))
+
+    # Ports.
+    raw_ports = check.sequence(spec.get("ports"), "spec.ports")
+    if not raw_ports and not headless and not external:
+        check.add(required("spec.ports"))
+    ports: list[ServicePort] = []
+    names: set[str] = set()
+    seen: set[tuple[int, str]] = set()
+    node_ports: set[tuple[int, str]] = set()
+    for i, raw in enumerate(raw_ports):
+        path = f"spec.ports[{i}]"
+        item = check.mapping(raw, path)
+        name = check.string(item.get("name"), f"{path}.name")
+        if not name and len(raw_ports) > 1:
+            check.add(required(f"{path}.name"))
+        elif name:
+            check.messages(f"{path}.name", name, dns1123_label(name))
+            if name in names:
+                check.add(duplicate(f"{path}.name", name))
+            names.add(name)
+        port = check.port(item.get("port", 0), f"{path}.port")  # absent is Go's 0
+        protocol = check.string(item.get("protocol"), f"{path}.protocol")
+        if not protocol:
+            check.add(required(f"{path}.protocol"))
+        elif protocol not in objects.PROTOCOLS:
+            check.add(unsupported(f"{path}.protocol", protocol, objects.PROTOCOLS))
+        target = _target_port(item.get("targetPort"), f"{path}.targetPort", check)
+        node_port = check.integer(item.get("nodePort"), f"{path}.nodePort") or None
+        if node_port is not None:
+            if kind in ("ClusterIP", "ExternalName"):
+                check.add(forbidden(f"{path}.nodePort", f"may not be used when `type` is '{kind}'"))
+            elif not 1 <= node_port <= 65535:
+                check.add(invalid(f"{path}.nodePort", node_port, PORT_RANGE_ERROR))
+            elif (node_port, protocol) in node_ports:
+                check.add(duplicate(f"{path}.nodePort", node_port))
+            node_ports.add((node_port, protocol))
+        if port is not None and protocol:
+            if (port, protocol) in seen:
+                check.add(duplicate(path, {"port": port, "protocol": protocol}))
+            seen.add((port, protocol))
+        ports.append(ServicePort(name, protocol or "TCP", port or 0,
+                                 target if target is not None else (port or 0), node_port))
+
+    selector = check.labels(spec.get("selector"), "spec.selector")
+    check.enum(spec.get("sessionAffinity"), "spec.sessionAffinity", SESSION_AFFINITIES)
+    check.enum(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
+    if check.enum(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", TRAFFIC_POLICIES) and kind not in (
+        "NodePort", "LoadBalancer"
+    ):
+        check.add(invalid("spec.externalTrafficPolicy", spec.get("externalTrafficPolicy"),
+                          "may only be set when `type` is 'NodePort' or 'LoadBalancer'"))
+    publish = check.boolean(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses")
+
+    external_name: str | None = None
+    if external:
+        # The value may end with a dot to mark it fully qualified (validation trims it).
+        text = check.string(spec.get("externalName"), "spec.externalName").rstrip(".").lower()
+        if not text:
+            check.add(required("spec.externalName"))
+        else:
+            check.messages("spec.externalName", spec.get("externalName"), dns1123_subdomain(text))
+        external_name = text or None
+
+    return {
+        "type": kind,
+        "cluster_ips": () if headless or external else tuple(ip for ip in cluster_ips if ip),
+        "headless": headless and not external,
+        "ports": tuple(ports),
+        "selector": selector,
+        "external_name": external_name,
+        "publish_not_ready_addresses": bool(publish),
+        "ip_families": () if external else tuple(f for f in ip_families if f),
+    }
+
+
+def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
+    """An IntOrString: a port number, or the name of a container port."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        check.messages(path, value, port_name(value))
+        return value
+    return check.port(value, path)
+
+
+def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    spec = check.mapping(doc.get("spec"), "spec")
+    hostname = check.name(spec.get("hostname"), "spec.hostname", dns1123_label)
+    subdomain = check.name(spec.get("subdomain"), "spec.subdomain", dns1123_label)
+    node_name = check.name(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain)
+    container_ports: list[ContainerPort] = []
+    for c, raw in enumerate(check.sequence(spec.get("containers"), "spec.containers")):
+        container = check.mapping(raw, f"spec.containers[{c}]")
+        names: set[str] = set()
+        for p, raw_port in enumerate(check.sequence(container.get("ports"), f"spec.containers[{c}].ports")):
+            path = f"spec.containers[{c}].ports[{p}]"
+            item = check.mapping(raw_port, path)
+            name = check.string(item.get("name"), f"{path}.name")
+            if name:
+                check.messages(f"{path}.name", name, port_name(name))
+                if name in names:
+                    check.add(duplicate(f"{path}.name", name))
+                names.add(name)
+            number = item.get("containerPort")
+            if number is None or number == 0:
+                check.add(required(f"{path}.containerPort"))
+            number = check.port(number, f"{path}.containerPort") if number else None
+            protocol = check.enum(item.get("protocol"), f"{path}.protocol", objects.PROTOCOLS) or "TCP"
+            if number is not None:
+                container_ports.append(ContainerPort(name, number, protocol))
+
+    status = check.mapping(doc.get("status"), "status")
+    phase = check.enum(status.get("phase"), "status.phase", POD_PHASES) or "Pending"
+    pod_ip, pod_ip_family = check.ip(status.get("podIP"), "status.podIP")
+    pod_ips: list[str] = []
+    families: list[str] = []
+    raw_ips = check.sequence(status.get("podIPs"), "status.podIPs")
+    if len(raw_ips) > 2:
+        check.add(too_many("status.podIPs", len(raw_ips), 2))
+    for i, raw in enumerate(raw_ips):
+        entry = check.mapping(raw, f"status.podIPs[{i}]")
+        family: str | None
+        if pod_ip_family and entry.get("ip") == pod_ip:
+            ip, family = pod_ip, pod_ip_family  # already checked
+        else:
+            ip, family = check.ip(entry.get("ip"), f"status.podIPs[{i}].ip")
+        if not ip:
+            check.add(required(f"status.podIPs[{i}].ip"))
+        elif family:
+            if family in families:
+                check.add(invalid("status.podIPs", [ip], "may specify no more than one IP for each IP family"))
+            families.append(family)
+            pod_ips.append(ip)
+    if pod_ip and pod_ips and pod_ips[0] != pod_ip:
+        check.add(invalid("status.podIPs[0].ip", pod_ips[0], "must match status.podIP"))
+    if not raw_ips and pod_ip_family:
+        pod_ips = [pod_ip]
+    ready = False
+    for i, raw in enumerate(check.sequence(status.get("conditions"), "status.conditions")):
+        condition = check.mapping(raw, f"status.conditions[{i}]")
+        kind = check.string(condition.get("type"), f"status.conditions[{i}].type")
+        state = check.enum(condition.get("status"), f"status.conditions[{i}].status", ("True", "False", "Unknown"))
+        if kind == "Ready":
+            ready = state == "True"
+    return {
+        "pod_ips": tuple(pod_ips),
+        "phase": phase,
+        "ready": ready,
+        "hostname": hostname,
+        "subdomain": subdomain,
+        "node_name": node_name,
+        "container_ports": tuple(container_ports),
+    }
+
+
+def _node(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    status = check.mapping(doc.get("status"), "status")
+    addresses = []
+    for i, raw in enumerate(check.sequence(status.get("addresses"), "status.addresses")):
+        path = f"status.addresses[{i}]"
+        item = check.mapping(raw, path)
+        kind = check.string(item.get("type"), f"{path}.type")
+        if not kind:
+            check.add(required(f"{path}.type"))
+        if kind in ("InternalIP", "ExternalIP"):
+            address, _ = check.ip(item.get("address"), f"{path}.address")
+        else:
+            address = check.string(item.get("address"), f"{path}.address")
+        if not address:
+            check.add(required(f"{path}.address"))
+        addresses.append(NodeAddress(kind, address))
+    return {"addresses": tuple(addresses)}
+
+
+_ADDRESS_FAMILY_ERRORS = {"IPv4": "must be a valid IPv4 address", "IPv6": "must be a valid IPv6 address"}
+
+
+def _endpoint_slice(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    """pkg/apis/discovery/validation ValidateEndpointSlice."""
+    address_type = check.string(doc.get("addressType"), "addressType")
+    if not address_type:
+        check.add(required("addressType"))
+    elif address_type not in objects.ADDRESS_TYPES:
+        check.add(unsupported("addressType", address_type, objects.ADDRESS_TYPES))
+    endpoints: list[Endpoint] = []
+    raw_endpoints = check.sequence(doc.get("endpoints"), "endpoints")
+    if len(raw_endpoints) > MAX_SLICE_ENDPOINTS:
+        check.add(too_many("endpoints", len(raw_endpoints), MAX_SLICE_ENDPOINTS))
+        raw_endpoints = []
+    for i, raw in enumerate(raw_endpoints):
+        path = f"endpoints[{i}]"
+        item = check.mapping(raw, path)
+        addresses = [check.string(a, f"{path}.addresses[{j}]") for j, a in enumerate(
+            check.sequence(item.get("addresses"), f"{path}.addresses"))]
+        if not addresses:
+            check.add(required(f"{path}.addresses", "must contain at least 1 address"))
+        elif len(addresses) > MAX_ENDPOINT_ADDRESSES:
+            check.add(too_many(f"{path}.addresses", len(addresses), MAX_ENDPOINT_ADDRESSES))
+        for j, address in enumerate(addresses):
+            if address_type in _ADDRESS_FAMILY_ERRORS:
+                if ip_family(address) != address_type:
+                    check.add(invalid(f"{path}.addresses[{j}]", address, _ADDRESS_FAMILY_ERRORS[address_type]))
+            elif address_type == "FQDN":
+                check.messages(f"{path}.addresses[{j}]", address, dns1123_subdomain(address))
+        conditions = check.mapping(item.get("conditions"), f"{path}.conditions")
+        hostname = check.name(item.get("hostname"), f"{path}.hostname", dns1123_label)
+        node_name = check.name(item.get("nodeName"), f"{path}.nodeName", dns1123_subdomain)
+        target_ref = None
+        if item.get("targetRef") is not None:
+            ref = check.mapping(item.get("targetRef"), f"{path}.targetRef")
+            target_ref = ObjectReference(
+                kind=check.string(ref.get("kind"), f"{path}.targetRef.kind"),
+                namespace=check.string(ref.get("namespace"), f"{path}.targetRef.namespace"),
+                name=check.string(ref.get("name"), f"{path}.targetRef.name"),
+                uid=check.string(ref.get("uid"), f"{path}.targetRef.uid"),
+            )
+        endpoints.append(Endpoint(
+            addresses=tuple(addresses),
+            conditions=EndpointConditions(
+                ready=check.boolean(conditions.get("ready"), f"{path}.conditions.ready"),
+                serving=check.boolean(conditions.get("serving"), f"{path}.conditions.serving"),
+                terminating=check.boolean(conditions.get("terminating"), f"{path}.conditions.terminating"),
+            ),
+            hostname=hostname,
+            node_name=node_name,
+            target_ref=target_ref,
+        ))
+    ports: list[EndpointPort] = []
+    raw_ports = check.sequence(doc.get("ports"), "ports")
+    if len(raw_ports) > MAX_SLICE_PORTS:
+        check.add(too_many("ports", len(raw_ports), MAX_SLICE_PORTS))
+        raw_ports = []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_ports):
+        path = f"ports[{i}]"
+        item = check.mapping(raw, path)
+        name = check.string(item.get("name"), f"{path}.name")
+        if name:
+            check.messages(f"{path}.name", name, dns1123_label(name))
+        if name in names:
+            check.add(duplicate(f"{path}.name", name))
+        names.add(name)
+        protocol = check.string(item.get("protocol"), f"{path}.protocol")
+        if not protocol:
+            check.add(required(f"{path}.protocol"))
+        elif protocol not in objects.PROTOCOLS:
+            check.add(unsupported(f"{path}.protocol", protocol, objects.PROTOCOLS))
+        port = check.port(item.get("port"), f"{path}.port")
+        ports.append(EndpointPort(name, port, protocol or "TCP"))
+    return {"address_type": address_type or "IPv4", "endpoints": tuple(endpoints), "ports": tuple(ports)}
+
+
+_PARSERS: Mapping[str, Callable[[Mapping[str, Any], ObjectMeta, _Checker], dict[str, Any]]] = {
+    objects.NAMESPACE: _namespace,
+    objects.SERVICE: _service,
+    objects.POD: _pod,
+    objects.NODE: _node,
+    objects.ENDPOINT_SLICE: _endpoint_slice,
+}
+
+
+# --- Objects to documents ----------------------------------------------------------------
+
+
+def to_manifest(obj: KubeObject) -> dict[str, Any]:
+    """The Kubernetes document for an object: a deep copy of its manifest with the
+    metadata the registry assigned (resourceVersion, uid, creationTimestamp, namespace)."""
+    doc = copy_tree(obj.manifest)
+    doc.setdefault("apiVersion", objects.API_VERSIONS[obj.kind])
+    doc.setdefault("kind", obj.kind)
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = doc["metadata"] = {}
+    meta = obj.meta
+    metadata["name"] = meta.name
+    if meta.namespace:
+        metadata["namespace"] = meta.namespace
+    if meta.uid:
+        metadata["uid"] = meta.uid
+    if meta.resource_version:
+        metadata["resourceVersion"] = str(meta.resource_version)
+    if meta.creation_timestamp:
+        metadata["creationTimestamp"] = meta.creation_timestamp
+    return doc
+
+
+def with_resource_version(obj: KubeObject, resource_version: int) -> Any:
+    """The same object at another resource version (as a DELETED event reports it): only
+    `meta.resource_version` and the manifest's metadata.resourceVersion differ."""
+    manifest = dict(obj.manifest)
+    manifest["metadata"] = {**manifest.get("metadata", {}), "resourceVersion": str(resource_version)}
+    return replace(obj, meta=replace(obj.meta, resource_version=resource_version), manifest=manifest)  # type: ignore[type-var]

@@ -1,0 +1,191 @@
+"""Durable registry state: every committed batch of changes written to SQLite, and read back.
+
+`SqliteJournal` is a store listener. The store calls its listeners inside the commit,
+synchronously, before the API answers the write, so once a client has its reply the
+change is on disk: each batch is one SQLite transaction, in WAL mode with
+`synchronous=FULL` (https://www.sqlite.org/pragma.html#pragma_synchronous: FULL makes a
+committed WAL transaction durable across power loss).
+
+`load(path)` returns the stored documents and resource version, for start-up. Documents
+keep their `spec.clusterIP(s)` and `nodePort`s, so admitting them again reserves the same
+addresses and ports. EndpointSlices that the EndpointSlice controller manages are not
+stored: they are derived from Services and Pods, and the controller writes them again.
+
+The file holds one table of documents keyed by (kind, namespace, name) and the resource
+version of the last batch written; `PRAGMA user_version` is the schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kdns.errors import KdnsError
+from kdns.registry.manifests import to_manifest
+from kdns.registry.objects import (
+    API_VERSIONS,
+    CONTROLLER_NAME,
+    DELETED,
+    ENDPOINT_SLICE,
+    MANAGED_BY_LABEL,
+    Event,
+)
+
+SCHEMA_VERSION = 1
+FILE_NAME = "registry.sqlite3"
+# Restore order: what a document needs exists before it (namespaces before what is in them).
+KIND_ORDER = ("Namespace", "Node", "Service", "Pod", "EndpointSlice")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class StorageError(KdnsError):
+    """The registry's state file cannot be read or written."""
+
+
+def _derived(obj: Any) -> bool:
+    """Objects the registry derives itself, which are not worth storing."""
+    return obj.kind == ENDPOINT_SLICE and obj.meta.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            db.close()
+            raise StorageError(f"{path}: schema version {version}, this kdns reads {SCHEMA_VERSION}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: {exc}") from exc
+    return db
+
+
+class SqliteJournal:
+    """A store listener writing each commit's events to SQLite in one transaction.
+
+    `with SqliteJournal(path) as journal:`; `journal.replace_all(objects, version)` writes
+    a whole state (the store's, before subscribing); `store.subscribe(journal)` then keeps
+    the file in step. A failed write raises StorageError from the listener.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = _connect(self.path)
+
+    def __enter__(self) -> SqliteJournal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _transaction(self, rows: Iterable[tuple[str, tuple[Any, ...]]], resource_version: int, *, clear: bool = False) -> None:
+        db = self._db
+        if db is None:
+            raise StorageError(f"{self.path}: the journal is closed")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if clear:
+                    db.execute("DELETE FROM objects")
+                for statement, parameters in rows:
+                    db.execute(statement, parameters)
+                db.execute(
+                    "INSERT INTO state (key, value) VALUES ('resource_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (resource_version,),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: {exc}") from exc
+
+    def replace_all(self, objects: Iterable[Any], resource_version: int) -> None:
+        """Make the file hold exactly these objects at this resource version."""
+        self._transaction((_upsert(obj) for obj in objects if not _derived(obj)), resource_version, clear=True)
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        """The store listener: one SQLite transaction per committed batch."""
+        if not events:
+            return
+        rows = []
+        for event in events:
+            obj = event.object
+            if _derived(obj) and (event.old is None or _derived(event.old)):
+                continue
+            if event.type == DELETED or _derived(obj):
+                rows.append(_delete(obj))
+            else:
+                rows.append(_upsert(obj))
+        self._transaction(rows, events[-1].resource_version)
+
+
+def _upsert(obj: Any) -> tuple[str, tuple[Any, ...]]:
+    document = json.dumps(to_manifest(obj), separators=(",", ":"), sort_keys=True)
+    return (
+        "INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
+        " resource_version = excluded.resource_version, document = excluded.document",
+        (obj.kind, obj.meta.namespace, obj.meta.name, obj.meta.resource_version, document),
+    )
+
+
+def _delete(obj: Any) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+        (obj.kind, obj.meta.namespace, obj.meta.name),
+    )
+
+
+def load(path: Path | str) -> tuple[list[dict[str, Any]], int]:
+    """The documents stored at `path` (Namespaces first, then Nodes, Services, Pods,
+    EndpointSlices; by namespace and name within a kind) and the resource version of the
+    last write; ([], 0) when there is no file yet."""
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    db = _connect(path)
+    try:
+        rows = db.execute("SELECT kind, namespace, name, document FROM objects").fetchall()
+        found = db.execute("SELECT value FROM state WHERE key = 'resource_version'").fetchone()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: {exc}") from exc
+    finally:
+        db.close()
+    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
+    rows.sort(key=lambda row: (order.get(row[0], len(order)), row[1], row[2]))
+    documents = []
+    for kind, namespace, name, text in rows:
+        if kind not in API_VERSIONS:
+            raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
+        try:
+            documents.append(json.loads(text))
+        except ValueError as exc:
+            raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
+    return documents, int(found[0]) if found else 0

@@ -1,0 +1,594 @@
+"""The Store: every registry object, changed only through transactions, observed by listeners.
+
+A transaction applies each write to the store's tables at once, with an undo journal, so
+that its own reads see its writes and indexes stay current; a write that raises is undone
+on its own (objects, indexes, allocations, versions), and a transaction that raises is
+undone whole. Each change gets the next resource_version when it is written; committing
+makes them the store's, appends the events to a bounded log and hands them to every
+listener, in one synchronous step. A transaction therefore must not span an `await`:
+the store is owned by one event loop, and reading the store while a transaction is open
+is refused rather than answered with uncommitted state.
+
+The EndpointSlice controller runs inside the transaction: a write that touches a Pod or
+a Service marks the Services whose selector matched the pod before or after the write,
+and those are reconciled once, before the transaction next reads or writes an
+EndpointSlice and at the latest before it commits. The result is the same as running the
+controller after every write, at a cost of O(pods) rather than O(pods²) for a bulk load.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import islice
+from types import TracebackType
+from typing import Any, Self
+
+from kdns.config import Settings
+from kdns.registry import admission, endpoints, manifests, objects
+from kdns.registry.allocator import ClusterIPAllocator, IPNetwork, NodePortAllocator
+from kdns.registry.errors import (
+    AlreadyExists,
+    Conflict,
+    Expired,
+    ManifestError,
+    NotFound,
+    RegistryError,
+)
+from kdns.registry.manifests import Document
+from kdns.registry.objects import (
+    ADDED,
+    CONTROLLER_NAME,
+    DELETED,
+    ENDPOINT_SLICE,
+    MODIFIED,
+    NAMESPACE,
+    NODE,
+    POD,
+    SERVICE,
+    Event,
+    Key,
+    KubeObject,
+    Pod,
+    Service,
+    selector_matches,
+)
+
+
+class TransactionError(RegistryError):
+    """A transaction is already open: transactions do not nest."""
+
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_CIDRS: tuple[IPNetwork, ...] = next(
+    f.default for f in dataclasses.fields(Settings) if f.name == "service_cidrs"  # type: ignore[misc]
+)
+INITIAL_NAMESPACES = ("default", "kube-system")
+Listener = Callable[[Sequence[Event]], None]
+
+_ORDER = {NAMESPACE: 0, NODE: 1, SERVICE: 3, POD: 4, ENDPOINT_SLICE: 5}
+
+
+def apply_order(doc: Mapping[str, Any] | Document) -> int:
+    """Where a document goes when a batch is applied: Namespaces, Nodes, Services asking
+    for particular cluster IPs or node ports, other Services, Pods, EndpointSlices (so
+    that what a document needs exists, and requested addresses are reserved before any
+    are allocated). Unknown kinds go last and are refused when their turn comes."""
+    body = doc.body if isinstance(doc, Document) else doc
+    kind = body.get("kind") if isinstance(body, Mapping) else None
+    if kind == SERVICE and _requests_allocation(body):
+        return 2
+    return _ORDER.get(kind, 6) if isinstance(kind, str) else 6
+
+
+def _requests_allocation(body: Mapping[str, Any]) -> bool:
+    spec = body.get("spec")
+    if not isinstance(spec, Mapping):
+        return False
+    listed = spec.get("clusterIPs")
+    ips = [spec.get("clusterIP"), *(listed if isinstance(listed, list) else [])]
+    if any(ip not in (None, "", manifests.CLUSTER_IP_NONE) for ip in ips):
+        return True
+    ports = spec.get("ports")
+    return isinstance(ports, list) and any(isinstance(p, Mapping) and p.get("nodePort") for p in ports)
+
+
+class Store:
+    """The registry: objects by kind, namespace and name; versions; events; listeners."""
+
+    def __init__(
+        self,
+        *,
+        service_cidrs: Iterable[IPNetwork | str] = DEFAULT_SERVICE_CIDRS,
+        node_port_range: tuple[int, int] = (30000, 32767),
+        clock: Callable[[], float] = time.time,
+        event_log_size: int = 10_000,
+    ) -> None:
+        self._context = admission.Context(
+            cluster_ips=ClusterIPAllocator(service_cidrs),
+            node_ports=NodePortAllocator(*node_port_range),
+            clock=clock,
+        )
+        self._tables: dict[str, dict[tuple[str, str], KubeObject]] = {kind: {} for kind in objects.KIND_CLASSES}
+        # Indexes, kept current by _put: names by (kind, namespace); pods by (namespace,
+        # label, value); services by (namespace, one pair of their selector); slices by
+        # (namespace, kubernetes.io/service-name).
+        self._names: dict[tuple[str, str], set[str]] = {}
+        self._pods_by_label: dict[tuple[str, str, str], set[str]] = {}
+        self._services_by_selector: dict[tuple[str, str, str], set[str]] = {}
+        self._slices_by_service: dict[tuple[str, str], set[str]] = {}
+        self._version = 0  # last committed
+        self._next = 0  # last assigned; ahead of _version while a transaction is open
+        self._log: deque[Event] = deque(maxlen=event_log_size)
+        self._listeners: list[Listener] = []
+        self._pending: deque[tuple[Event, ...]] = deque()
+        self._delivering = False
+        self._open: Transaction | None = None
+        self._savepoints = (0, 0)
+        # The namespaces every cluster has, as one batch: default is version 1, kube-system 2.
+        with self.transaction() as txn:
+            for name in INITIAL_NAMESPACES:
+                txn.create({"apiVersion": "v1", "kind": NAMESPACE, "metadata": {"name": name}})
+
+    # --- Reading ---------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        """The version of the last committed change (the DNS zone's serial)."""
+        return self._version
+
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        """One object; namespace "" for Namespaces and Nodes."""
+        self._refuse_while_open()
+        return self._get(kind, namespace, name)
+
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]:
+        """Every object of a kind (in one namespace), sorted by namespace and name."""
+        self._refuse_while_open()
+        return self._list(kind, namespace)
+
+    def events_since(self, resource_version: int) -> builtins.list[Event]:
+        """The committed events after `resource_version`, oldest first; Expired when the
+        log no longer reaches back that far."""
+        self._refuse_while_open()
+        missing = self._version - resource_version
+        if missing <= 0:
+            return []
+        if len(self._log) < missing:
+            oldest = self._log[0].resource_version - 1 if self._log else self._version
+            raise Expired(resource_version, oldest)
+        events = list(islice(reversed(self._log), missing))
+        events.reverse()
+        return events
+
+    # --- Writing ---------------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """`with store.transaction() as txn:` commits at the end of the block, or undoes
+        everything if the block raises."""
+        return Transaction(self)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with each commit's events; returns the function that stops it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # --- Internals -------------------------------------------------------------------------
+
+    def _refuse_while_open(self) -> None:
+        if self._open is not None:
+            raise TransactionError("a transaction is open: read through it, and do not await inside it")
+
+    def _table(self, kind: str) -> dict[tuple[str, str], KubeObject]:
+        table = self._tables.get(kind)
+        if table is None:
+            raise ManifestError(f'no matches for kind "{kind}"')
+        return table
+
+    def _get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        if kind not in objects.NAMESPACED_KINDS:
+            namespace = ""
+        return self._table(kind).get((namespace, name))
+
+    def _list(self, kind: str, namespace: str | None) -> builtins.list[KubeObject]:
+        table = self._table(kind)
+        if namespace is None or kind not in objects.NAMESPACED_KINDS:
+            return [table[key] for key in sorted(table)]
+        return [table[(namespace, name)] for name in sorted(self._names.get((kind, namespace), ()))]
+
+    def _put(self, kind: str, namespace: str, name: str, new: KubeObject | None, old: KubeObject | None) -> None:
+        """Replace `old` (None: absent) by `new` (None: delete) in the table and indexes."""
+        if old is not None:
+            self._index(old, add=False)
+        if new is None:
+            del self._tables[kind][(namespace, name)]
+        else:
+            self._tables[kind][(namespace, name)] = new
+            self._index(new, add=True)
+
+    def _index(self, obj: KubeObject, *, add: bool) -> None:
+        namespace, name = obj.meta.namespace, obj.meta.name
+        change = _add if add else _discard
+        change(self._names, (obj.kind, namespace), name)
+        if isinstance(obj, Pod):
+            for label, value in obj.meta.labels.items():
+                change(self._pods_by_label, (namespace, label, value), name)
+        elif isinstance(obj, Service):
+            if obj.selector:
+                label, value = min(obj.selector.items())
+                change(self._services_by_selector, (namespace, label, value), name)
+        elif obj.kind == ENDPOINT_SLICE:
+            service = obj.service_name  # type: ignore[attr-defined]
+            if service:
+                change(self._slices_by_service, (namespace, service), name)
+
+    def _services_selecting(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
+        """Names of the services in `namespace` whose selector matches `labels`."""
+        found: set[str] = set()
+        services = self._tables[SERVICE]
+        for label, value in labels.items():
+            for name in self._services_by_selector.get((namespace, label, value), ()):
+                service = services[(namespace, name)]
+                if selector_matches(service.selector, labels):  # type: ignore[attr-defined]
+                    found.add(name)
+        return found
+
+    def _pods_selected(self, service: Service) -> builtins.list[Pod]:
+        namespace, selector = service.meta.namespace, service.selector
+        if not selector:
+            return []
+        candidates = []
+        for label, value in selector.items():
+            names = self._pods_by_label.get((namespace, label, value))
+            if not names:
+                return []
+            candidates.append(names)
+        pods = self._tables[POD]
+        smallest = min(candidates, key=len)
+        selected = (pods[(namespace, name)] for name in smallest)
+        return [pod for pod in selected if selector_matches(selector, pod.meta.labels)]  # type: ignore[misc]
+
+    def _begin(self, txn: Transaction) -> None:
+        if self._open is not None:
+            raise TransactionError()
+        self._open = txn
+        self._savepoints = (self._context.cluster_ips.savepoint(), self._context.node_ports.savepoint())
+
+    def _end(self, txn: Transaction, *, commit: bool) -> None:
+        if commit:
+            events = tuple(txn._events)
+            self._version = self._next
+            self._log.extend(events)
+        else:
+            txn._undo(0, 0, self._version, 0)
+            self._context.cluster_ips.rollback(self._savepoints[0])
+            self._context.node_ports.rollback(self._savepoints[1])
+            events = ()
+        self._context.cluster_ips.commit()
+        self._context.node_ports.commit()
+        self._open = None
+        if events:
+            self._deliver(events)
+
+    def _deliver(self, events: tuple[Event, ...]) -> None:
+        # A listener may commit a transaction of its own; its events wait until every
+        # listener has seen these, so that each listener sees commits in version order.
+        self._pending.append(events)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._pending:
+                batch = self._pending.popleft()
+                for listener in list(self._listeners):
+                    try:
+                        listener(batch)
+                    except Exception:
+                        log.exception(
+                            "registry listener %r failed on the commit of resource versions %d-%d",
+                            listener, batch[0].resource_version, batch[-1].resource_version,
+                        )
+        finally:
+            self._delivering = False
+
+
+def _add(index: dict[Any, set[str]], key: Any, name: str) -> None:
+    names = index.get(key)
+    if names is None:
+        index[key] = {name}
+    else:
+        names.add(name)
+
+
+def _discard(index: dict[Any, set[str]], key: Any, name: str) -> None:
+    names = index.get(key)
+    if names is not None:
+        names.discard(name)
+        if not names:
+            del index[key]
+
+
+def _same_content(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Equal documents apart from metadata.resourceVersion: writing one is no change."""
+    if new.keys() != old.keys():
+        return False
+    for key, value in new.items():
+        if key != "metadata":
+            if value != old[key]:
+                return False
+            continue
+        before = old[key]
+        if value.keys() != before.keys():
+            return False
+        if any(v != before[k] for k, v in value.items() if k != "resourceVersion"):
+            return False
+    return True
+
+
+def _endpoint_view(pod: Pod | None) -> tuple[Any, ...] | None:
+    """What the EndpointSlice controller reads of a pod."""
+    if pod is None:
+        return None
+    return (pod.meta.labels, pod.meta.uid, pod.meta.deletion_timestamp, pod.pod_ips, pod.phase, pod.ready,
+            pod.hostname, pod.subdomain, pod.node_name, pod.container_ports)
+
+
+class Transaction:
+    """A batch of writes, applied at once and committed (or undone) as a whole.
+
+    Writes take Kubernetes documents; `kind` and `apiVersion` pick the object's class.
+    Each write is atomic: if it raises, nothing of it remains.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._state = "new"
+        self._journal: list[tuple[str, str, str, KubeObject | None]] = []  # what to put back
+        self._events: list[Event] = []
+        self._dirty: dict[tuple[str, str], None] = {}  # services to reconcile, in order
+        self._cleared: list[tuple[str, str]] = []  # taken off _dirty: put back if that is undone
+
+    def __enter__(self) -> Self:
+        if self._state != "new":
+            raise TransactionError("a transaction can be entered only once")
+        self._store._begin(self)
+        self._state = "open"
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        store = self._store
+        if exc_type is None:
+            try:
+                self._flush()
+            except BaseException:
+                self._state = "closed"
+                store._end(self, commit=False)
+                raise
+        self._state = "closed"
+        store._end(self, commit=exc_type is None)
+
+    # --- Reading ---------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        """One object as this transaction has left it."""
+        self._check_open()
+        if kind == ENDPOINT_SLICE:
+            self._atomic(self._flush)
+        return self._store._get(kind, namespace, name)
+
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]:
+        """Every object of a kind as this transaction has left them, sorted."""
+        self._check_open()
+        if kind == ENDPOINT_SLICE:
+            self._atomic(self._flush)
+        return self._store._list(kind, namespace)
+
+    # --- Writing ---------------------------------------------------------------------------
+
+    def create(self, doc: Mapping[str, Any]) -> KubeObject:
+        """Store a new object (AlreadyExists, Invalid, NotFound for its namespace)."""
+        return self._atomic(self._create, doc)
+
+    def update(self, doc: Mapping[str, Any]) -> KubeObject:
+        """Replace an object (NotFound; Conflict if doc's metadata.resourceVersion is set
+        and is not the stored one). An unchanged object is not written again."""
+        return self._atomic(self._update, doc, True)
+
+    def apply(self, doc: Mapping[str, Any]) -> KubeObject:
+        """Create or replace, whatever the document's resourceVersion (`kubectl apply`)."""
+        return self._atomic(self._apply, doc)
+
+    def delete(self, kind: str, namespace: str, name: str) -> KubeObject:
+        """Delete an object and return its last state. A Namespace takes everything in it
+        along; a Service its managed EndpointSlices, cluster IPs and node ports."""
+        return self._atomic(self._delete, kind, namespace, name)
+
+    def apply_documents(self, documents: Iterable[Document]) -> builtins.list[KubeObject]:
+        """Apply loaded documents in `apply_order`; a refusal is a ManifestError that names
+        the file and document (the exception it wraps is its __cause__)."""
+        stored = []
+        for document in sorted(documents, key=apply_order):
+            try:
+                stored.append(self.apply(document.body))
+            except RegistryError as exc:
+                raise document.error(exc) from exc
+        return stored
+
+    # --- Internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise TransactionError(
+                "the transaction is closed" if self._state == "closed" else "use the transaction in a with statement"
+            )
+
+    def _atomic(self, write: Callable[..., Any], *args: Any) -> Any:
+        self._check_open()
+        store = self._store
+        marks = (len(self._journal), len(self._events), store._next, len(self._cleared))
+        savepoints = store._context.cluster_ips.savepoint(), store._context.node_ports.savepoint()
+        try:
+            return write(*args)
+        except BaseException:
+            self._undo(*marks)
+            store._context.cluster_ips.rollback(savepoints[0])
+            store._context.node_ports.rollback(savepoints[1])
+            raise
+
+    def _undo(self, journal_length: int, event_count: int, version: int, cleared: int) -> None:
+        store = self._store
+        while len(self._journal) > journal_length:
+            kind, namespace, name, before = self._journal.pop()
+            store._put(kind, namespace, name, before, store._tables[kind].get((namespace, name)))
+        del self._events[event_count:]
+        store._next = version
+        # A reconcile that is undone must run again later.
+        while len(self._cleared) > cleared:
+            self._dirty[self._cleared.pop()] = None
+
+    def _clear(self, key: tuple[str, str]) -> None:
+        if key in self._dirty:
+            del self._dirty[key]
+            self._cleared.append(key)
+
+    def _create(self, doc: Mapping[str, Any], key: Key | None = None) -> KubeObject:
+        key = key or manifests.key_of(doc)
+        if key.kind == ENDPOINT_SLICE:
+            self._flush()
+        self._require_namespace(key.namespace)
+        if self._store._get(key.kind, key.namespace, key.name) is not None:
+            raise AlreadyExists(key.kind, key.name)
+        return self._write(doc, None)
+
+    def _update(self, doc: Mapping[str, Any], check_version: bool, key: Key | None = None) -> KubeObject:
+        key = key or manifests.key_of(doc)
+        if key.kind == ENDPOINT_SLICE:
+            self._flush()
+        old = self._store._get(key.kind, key.namespace, key.name)
+        if old is None:
+            self._require_namespace(key.namespace)
+            raise NotFound(key.kind, key.name)
+        if check_version:
+            wanted = doc.get("metadata", {}).get("resourceVersion")
+            if wanted not in (None, "") and str(wanted) != str(old.meta.resource_version):
+                raise Conflict(key.kind, key.name)
+        return self._write(doc, old)
+
+    def _apply(self, doc: Mapping[str, Any]) -> KubeObject:
+        key = manifests.key_of(doc)
+        if key.kind == ENDPOINT_SLICE:
+            self._flush()
+        if self._store._get(key.kind, key.namespace, key.name) is None:
+            return self._create(doc, key)
+        return self._update(doc, False, key)
+
+    def _require_namespace(self, namespace: str) -> None:
+        if namespace and self._store._get(NAMESPACE, "", namespace) is None:
+            raise NotFound(NAMESPACE, namespace)
+
+    def _write(self, doc: Mapping[str, Any], old: KubeObject | None, *, owned: bool = False) -> KubeObject:
+        store = self._store
+        version = store._next + 1
+        new = admission.admit(doc, old, store._context, version, owned=owned)
+        if old is not None and _same_content(new.manifest, old.manifest):
+            return old
+        store._next = version
+        self._record(new, old, MODIFIED if old is not None else ADDED, version)
+        if isinstance(new, Pod):
+            if _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
+                self._mark_pod(old)  # type: ignore[arg-type]
+                self._mark_pod(new)
+        elif isinstance(new, Service):
+            self._dirty[(new.meta.namespace, new.meta.name)] = None
+        return new
+
+    def _record(self, new: KubeObject | None, old: KubeObject | None, kind_of_event: str, version: int) -> None:
+        obj = new if new is not None else old
+        assert obj is not None
+        self._journal.append((obj.kind, obj.meta.namespace, obj.meta.name, old))
+        self._store._put(obj.kind, obj.meta.namespace, obj.meta.name, new, old)
+        if kind_of_event == DELETED:
+            self._events.append(Event(DELETED, manifests.with_resource_version(old, version), old, version))  # type: ignore[arg-type]
+        else:
+            self._events.append(Event(kind_of_event, new, old, version))
+
+    def _mark_pod(self, pod: Pod | None) -> None:
+        if pod is not None:
+            namespace = pod.meta.namespace
+            for name in sorted(self._store._services_selecting(namespace, pod.meta.labels)):
+                self._dirty[(namespace, name)] = None
+
+    def _delete(self, kind: str, namespace: str, name: str) -> KubeObject:
+        store = self._store
+        store._table(kind)
+        if kind not in objects.NAMESPACED_KINDS:
+            namespace = ""
+        if kind == ENDPOINT_SLICE:
+            self._flush()
+        old = store._get(kind, namespace, name)
+        if old is None:
+            raise NotFound(kind, name)
+        if kind == NAMESPACE:
+            # Kubernetes empties a namespace before it goes; kdns does it at once.
+            for contained in (ENDPOINT_SLICE, POD, SERVICE):
+                for item in sorted(store._names.get((contained, name), ())):
+                    if store._get(contained, name, item) is not None:
+                        self._delete_one(contained, name, item)
+        return self._delete_one(kind, namespace, name)
+
+    def _delete_one(self, kind: str, namespace: str, name: str) -> KubeObject:
+        store = self._store
+        old = store._tables[kind][(namespace, name)]
+        store._next += 1
+        self._record(None, old, DELETED, store._next)
+        admission.release(old, store._context)
+        if isinstance(old, Pod):
+            self._mark_pod(old)
+        elif isinstance(old, Service):
+            self._clear((namespace, name))
+            for item in sorted(store._slices_by_service.get((namespace, name), ())):
+                slice_ = store._tables[ENDPOINT_SLICE][(namespace, item)]
+                if slice_.managed_by == CONTROLLER_NAME:  # type: ignore[attr-defined]
+                    self._delete_one(ENDPOINT_SLICE, namespace, item)
+        return old
+
+    def _flush(self) -> None:
+        """Run the EndpointSlice controller for every service marked since the last run."""
+        while self._dirty:
+            namespace, name = next(iter(self._dirty))
+            self._clear((namespace, name))
+            self._reconcile(namespace, name)
+
+    def _reconcile(self, namespace: str, name: str) -> None:
+        store = self._store
+        slices = store._tables[ENDPOINT_SLICE]
+        existing = [slices[(namespace, item)] for item in sorted(store._slices_by_service.get((namespace, name), ()))]
+        service = store._tables[SERVICE].get((namespace, name))
+        desired: builtins.list[dict[str, Any]] = []
+        if service is not None:
+            desired = endpoints.desired_slices(
+                service,  # type: ignore[arg-type]
+                store._pods_selected(service),  # type: ignore[arg-type]
+                existing,  # type: ignore[arg-type]
+                taken_names=store._names.get((ENDPOINT_SLICE, namespace), set()),
+            )
+        managed = {s.meta.name: s for s in existing if s.managed_by == CONTROLLER_NAME}  # type: ignore[attr-defined]
+        for doc in desired:
+            old = managed.pop(doc["metadata"]["name"], None)
+            if old is None and (namespace, doc["metadata"]["name"]) in slices:
+                raise AlreadyExists(ENDPOINT_SLICE, doc["metadata"]["name"])  # desired_slices avoids this
+            self._write(doc, old, owned=True)
+        for item in sorted(managed):
+            self._delete_one(ENDPOINT_SLICE, namespace, item)

@@ -1,0 +1,656 @@
+"""Reading Kubernetes documents, and turning them into registry objects and back."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kdns.registry import manifests
+from kdns.registry.errors import Invalid, ManifestError
+from kdns.registry.manifests import (
+    Document,
+    from_manifest,
+    load_paths,
+    load_text,
+    read_documents,
+    to_manifest,
+)
+from kdns.registry.objects import (
+    ContainerPort,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    Namespace,
+    Node,
+    NodeAddress,
+    ObjectReference,
+    Pod,
+    Service,
+    ServicePort,
+)
+
+
+def doc(text: str) -> dict:
+    """The one document of a YAML text."""
+    (document,) = read_documents(textwrap.dedent(text))
+    return document
+
+
+def invalid_message(text: str) -> str:
+    """The message from_manifest refuses a YAML document with."""
+    with pytest.raises(Invalid) as caught:
+        from_manifest(doc(text))
+    return str(caught.value)
+
+
+SERVICE = """
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: web
+      namespace: shop
+      labels: {app: web}
+      resourceVersion: "7"
+      uid: 0b5c2c6e-0000-4000-8000-000000000001
+      creationTimestamp: 2024-05-01T10:00:00Z
+    spec:
+      type: ClusterIP
+      clusterIP: 10.96.1.1
+      clusterIPs: [10.96.1.1, "fd00:10:96::101"]
+      ipFamilies: [IPv4, IPv6]
+      ipFamilyPolicy: RequireDualStack
+      selector: {app: web}
+      ports:
+        - {name: http, port: 80, targetPort: http, protocol: TCP}
+        - {name: dns, port: 53, targetPort: 5353, protocol: UDP}
+      someFutureField: {kept: true}
+"""
+
+
+# --- Reading documents -------------------------------------------------------------------------
+
+
+def test_read_documents_skips_empty_documents():
+    """Empty documents and comment-only documents are skipped; the others come back in order."""
+    text = "---\n# nothing\n---\nkind: Namespace\napiVersion: v1\nmetadata: {name: a}\n---\n---\n{kind: Pod}\n"
+    assert read_documents(text) == [
+        {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "a"}},
+        {"kind": "Pod"},
+    ]
+
+
+def test_read_documents_reads_json():
+    """JSON is YAML: a JSON object is one document."""
+    assert read_documents('{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}') == [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+    ]
+
+
+def test_read_documents_expands_lists():
+    """A v1 List and a typed list such as ServiceList become their items."""
+    text = textwrap.dedent("""
+        apiVersion: v1
+        kind: List
+        items:
+          - {apiVersion: v1, kind: Namespace, metadata: {name: a}}
+          - {apiVersion: v1, kind: Namespace, metadata: {name: b}}
+        ---
+        apiVersion: v1
+        kind: ServiceList
+        metadata: {resourceVersion: "12"}
+        items:
+          - {apiVersion: v1, kind: Service, metadata: {name: c}}
+    """)
+    assert [d["metadata"]["name"] for d in read_documents(text)] == ["a", "b", "c"]
+
+
+def test_read_documents_keeps_timestamps_as_strings():
+    """An unquoted RFC 3339 time stays the string Kubernetes means, not a datetime."""
+    document = doc("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p, creationTimestamp: 2024-05-01T10:00:00Z, deletionTimestamp: 2024-05-01 10:00:00}
+    """)
+    assert document["metadata"]["creationTimestamp"] == "2024-05-01T10:00:00Z"
+    assert document["metadata"]["deletionTimestamp"] == "2024-05-01 10:00:00"
+
+
+def test_read_documents_names_the_document_with_a_yaml_error():
+    """A syntax error names the source, the document and the line."""
+    text = "kind: Namespace\n---\nkind: Pod\nmetadata: {name: [\n"
+    with pytest.raises(ManifestError) as caught:
+        read_documents(text, "zones/web.yaml")
+    assert str(caught.value) == (
+        "zones/web.yaml: document 2: YAML syntax error at line 5, column 1: "
+        "did not find expected node content"
+    )
+    assert (caught.value.source, caught.value.index) == ("zones/web.yaml", 2)
+
+
+def test_read_documents_refuses_a_document_that_is_not_a_mapping():
+    """A document must be a mapping."""
+    with pytest.raises(ManifestError) as caught:
+        read_documents("kind: Namespace\n---\n- a\n- b\n")
+    assert str(caught.value) == "<input>: document 2: must be a mapping, not a list"
+
+
+def test_read_documents_refuses_a_list_item_that_is_not_a_mapping():
+    """Each item of a List must be a mapping too."""
+    with pytest.raises(ManifestError) as caught:
+        read_documents("kind: List\napiVersion: v1\nitems: [{kind: Pod}, 3]\n", "x.yaml")
+    assert str(caught.value) == "x.yaml: document 1: items[1]: must be a mapping, not a number"
+
+
+def test_load_text_records_where_each_document_came_from():
+    """Documents carry their source, 1-based index and List position."""
+    text = "kind: Namespace\n---\n---\nkind: List\nitems: [{kind: Pod}, {kind: Node}]\n"
+    assert load_text(text, "f.yaml") == [
+        Document("f.yaml", 1, {"kind": "Namespace"}),
+        Document("f.yaml", 3, {"kind": "Pod"}, 0),
+        Document("f.yaml", 3, {"kind": "Node"}, 1),
+    ]
+
+
+def test_document_error_names_the_document():
+    """Document.error turns a refusal into a ManifestError that says which document it was."""
+    refusal = Invalid("Service", "web", [("spec.ports[0].port", "Invalid value: 70000: x")])
+    assert str(Document("zones/web.yaml", 2, {}).error(refusal)) == (
+        'zones/web.yaml: document 2: Service "web" is invalid: spec.ports[0].port: Invalid value: 70000: x'
+    )
+    assert str(Document("l.yaml", 1, {}, 4).error(refusal)).startswith('l.yaml: document 1: items[4]: Service "web"')
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_load_paths_reads_a_directory_in_name_order(tmp_path: Path):
+    """A directory's *.yaml, *.yml and *.json files are read sorted by name, not recursively."""
+    write(tmp_path / "b.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n")
+    write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
+    write(tmp_path / "c.json", '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}')
+    write(tmp_path / "README.md", "not: read\n")
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "d.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n")
+    documents, warnings = load_paths([tmp_path])
+    assert [(Path(d.source).name, d.body["metadata"]["name"]) for d in documents] == [
+        ("a.yaml", "a"), ("b.yml", "b"), ("c.json", "c"),
+    ]
+    assert warnings == []
+
+
+def test_load_paths_skips_kinds_kdns_does_not_serve(tmp_path: Path):
+    """A Deployment or ConfigMap is left out with a warning naming file, document and kind."""
+    path = write(tmp_path / "app.yaml", """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: settings}
+    """)
+    documents, warnings = load_paths([path])
+    assert [d.index for d in documents] == [2]
+    assert warnings == [
+        f"{path}: document 1: skipped Deployment (apps/v1): kdns does not serve this kind",
+        f"{path}: document 3: skipped ConfigMap (v1): kdns does not serve this kind",
+    ]
+
+
+def test_load_paths_refuses_a_missing_path(tmp_path: Path):
+    """A path that does not exist is an error, not an empty cluster."""
+    with pytest.raises(ManifestError) as caught:
+        load_paths([tmp_path / "nope"])
+    assert str(caught.value) == f"{tmp_path / 'nope'}: no such file or directory"
+
+
+def test_load_paths_refuses_a_file_that_is_not_utf8(tmp_path: Path):
+    """A file that cannot be decoded names itself."""
+    (tmp_path / "bad.yaml").write_bytes(b"kind: \xff\n")
+    with pytest.raises(ManifestError) as caught:
+        load_paths([tmp_path])
+    assert str(caught.value).startswith(f"{tmp_path / 'bad.yaml'}: cannot read: ")
+
+
+# --- Kinds ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"apiVersion": "v1", "metadata": {"name": "x"}}, "Object 'Kind' is missing"),
+        ({"kind": "Service", "metadata": {"name": "x"}}, "Object 'apiVersion' is missing"),
+        ({"apiVersion": "apps/v1", "kind": "Deployment"}, 'no matches for kind "Deployment" in version "apps/v1"'),
+        ({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice"},
+         'no matches for kind "EndpointSlice" in version "discovery.k8s.io/v1beta1"'),
+        ({"apiVersion": "v1", "kind": "Endpoints"}, 'no matches for kind "Endpoints" in version "v1"'),
+    ],
+)
+def test_from_manifest_refuses_kinds_it_does_not_serve(document, message):
+    """A document without a kind kdns serves cannot be read at all."""
+    with pytest.raises(ManifestError) as caught:
+        from_manifest(document)
+    assert str(caught.value) == message
+
+
+def test_key_of_defaults_the_namespace():
+    """A namespaced document without a namespace lives in default; cluster-scoped ones in ""."""
+    assert str(manifests.key_of({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})) == "Pod default/p"
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "namespace": "x"}}
+    assert str(manifests.key_of(node)) == "Node n"
+
+
+# --- Typed fields ----------------------------------------------------------------------------------
+
+
+def test_service_typed_fields():
+    """A Service's typed fields come from its spec."""
+    service = from_manifest(doc(SERVICE))
+    assert isinstance(service, Service)
+    assert service.meta.name == "web" and service.meta.namespace == "shop"
+    assert service.meta.labels == {"app": "web"}
+    assert service.meta.resource_version == 7
+    assert service.meta.uid == "0b5c2c6e-0000-4000-8000-000000000001"
+    assert service.meta.creation_timestamp == "2024-05-01T10:00:00Z"
+    assert service.type == "ClusterIP"
+    assert service.cluster_ips == ("10.96.1.1", "fd00:10:96::101")
+    assert not service.headless
+    assert service.ip_families == ("IPv4", "IPv6")
+    assert service.selector == {"app": "web"}
+    assert service.ports == (
+        ServicePort("http", "TCP", 80, "http"),
+        ServicePort("dns", "UDP", 53, 5353),
+    )
+    assert service.external_name is None
+    assert not service.publish_not_ready_addresses
+
+
+def test_from_manifest_keeps_a_deep_copy_with_unknown_fields():
+    """The manifest is the whole document, unknown fields included, and independent of the input."""
+    document = doc(SERVICE)
+    service = from_manifest(document)
+    document["spec"]["someFutureField"]["kept"] = False
+    document["metadata"]["labels"]["app"] = "changed"
+    assert service.manifest["spec"]["someFutureField"] == {"kept": True}
+    assert service.manifest["metadata"]["labels"] == {"app": "web"}
+    assert service.meta.labels == {"app": "web"}
+
+
+def test_headless_service():
+    """clusterIP None is a headless service: no cluster IPs."""
+    service = from_manifest(doc("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: db}
+        spec: {clusterIP: None, clusterIPs: [None], selector: {app: db}}
+    """))
+    assert service.headless and service.cluster_ips == () and service.ports == ()
+    assert service.meta.namespace == "default"
+
+
+def test_cluster_ip_alone_is_the_cluster_ips():
+    """An old client's spec.clusterIP alone gives the cluster IPs."""
+    service = from_manifest(doc("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        spec: {clusterIP: 10.96.0.10, ports: [{port: 53, protocol: UDP, targetPort: 53}]}
+    """))
+    assert service.cluster_ips == ("10.96.0.10",)
+
+
+def test_external_name_service():
+    """externalName loses its trailing dot and is lower-cased; a service without a selector has {}."""
+    service = from_manifest(doc("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: search}
+        spec: {type: ExternalName, externalName: WWW.Example.COM.}
+    """))
+    assert service.type == "ExternalName"
+    assert service.external_name == "www.example.com"
+    assert service.selector == {}
+    assert service.cluster_ips == () and not service.headless
+
+
+def test_pod_typed_fields():
+    """A Pod's typed fields come from its spec and status."""
+    pod = from_manifest(doc("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web-0, namespace: shop, labels: {app: web}, deletionTimestamp: "2024-05-01T10:00:00Z"}
+        spec:
+          hostname: web-0
+          subdomain: web
+          nodeName: node-1
+          containers:
+            - name: app
+              ports: [{name: http, containerPort: 8080, protocol: TCP}, {containerPort: 9090, protocol: UDP}]
+            - name: sidecar
+              ports: [{name: metrics, containerPort: 9100, protocol: TCP}]
+        status:
+          phase: Running
+          podIP: 10.244.1.5
+          podIPs: [{ip: 10.244.1.5}, {ip: "fd00:244::5"}]
+          conditions:
+            - {type: PodScheduled, status: "True"}
+            - {type: Ready, status: "True"}
+    """))
+    assert isinstance(pod, Pod)
+    assert pod.pod_ips == ("10.244.1.5", "fd00:244::5")
+    assert pod.phase == "Running" and pod.ready
+    assert (pod.hostname, pod.subdomain, pod.node_name) == ("web-0", "web", "node-1")
+    assert pod.container_ports == (
+        ContainerPort("http", 8080, "TCP"), ContainerPort("", 9090, "UDP"), ContainerPort("metrics", 9100, "TCP"),
+    )
+    assert pod.meta.deletion_timestamp == "2024-05-01T10:00:00Z"
+
+
+def test_pod_ip_alone_and_not_ready():
+    """status.podIP alone gives the pod IPs; a Ready condition that is not "True" is not ready."""
+    pod = from_manifest(doc("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        status: {podIP: 10.244.0.9, conditions: [{type: Ready, status: "False"}]}
+    """))
+    assert pod.pod_ips == ("10.244.0.9",) and not pod.ready and pod.phase == "Pending"
+
+
+def test_node_and_namespace_typed_fields():
+    """A Node has its status addresses; both cluster-scoped kinds have namespace ""."""
+    node = from_manifest(doc("""
+        apiVersion: v1
+        kind: Node
+        metadata: {name: node-1}
+        status:
+          addresses: [{type: InternalIP, address: 192.168.1.10}, {type: Hostname, address: node-1}]
+    """))
+    assert isinstance(node, Node)
+    assert node.addresses == (NodeAddress("InternalIP", "192.168.1.10"), NodeAddress("Hostname", "node-1"))
+    assert node.internal_ips == ("192.168.1.10",)
+    namespace = from_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    assert isinstance(namespace, Namespace) and namespace.key.namespace == ""
+
+
+def test_endpoint_slice_typed_fields():
+    """An EndpointSlice has its endpoints, conditions, hostnames, node names, targets and ports."""
+    endpoint_slice = from_manifest(doc("""
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata:
+          name: db-abc12
+          labels: {kubernetes.io/service-name: db, endpointslice.kubernetes.io/managed-by: people}
+        addressType: IPv4
+        endpoints:
+          - addresses: [10.0.0.1]
+            conditions: {ready: true, serving: true, terminating: false}
+            hostname: db-0
+            nodeName: node-1
+            targetRef: {kind: Pod, namespace: default, name: db-0, uid: u1}
+          - addresses: [10.0.0.2]
+        ports:
+          - {name: sql, port: 5432, protocol: TCP}
+    """))
+    assert isinstance(endpoint_slice, EndpointSlice)
+    assert endpoint_slice.address_type == "IPv4"
+    assert endpoint_slice.service_name == "db" and endpoint_slice.managed_by == "people"
+    assert endpoint_slice.endpoints == (
+        Endpoint(("10.0.0.1",), EndpointConditions(True, True, False), "db-0", "node-1",
+                 ObjectReference("Pod", "default", "db-0", "u1")),
+        Endpoint(("10.0.0.2",)),
+    )
+    assert endpoint_slice.endpoints[1].is_ready  # unknown readiness counts as ready
+    assert endpoint_slice.ports == (EndpointPort("sql", 5432, "TCP"),)
+
+
+def test_to_manifest_fills_metadata_from_the_object():
+    """to_manifest is a copy of the manifest with the metadata the registry assigned."""
+    pod = from_manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": [1]}})
+    pod = manifests.with_resource_version(pod, 42)
+    out = to_manifest(pod)
+    assert out == {
+        "apiVersion": "v1", "kind": "Pod", "spec": {"x": [1]},
+        "metadata": {"name": "p", "namespace": "default", "resourceVersion": "42"},
+    }
+    out["spec"]["x"].append(2)
+    assert pod.manifest["spec"] == {"x": [1]}
+    assert pod.meta.resource_version == 42
+
+
+# --- Validation -----------------------------------------------------------------------------------
+
+DNS1035 = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+    "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+DNS1123_LABEL = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+DNS1123_SUBDOMAIN = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+QUALIFIED_NAME = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+    "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+    "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+LABEL_VALUE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+IP = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+
+def svc(spec: str, name: str = "web") -> str:
+    """A Service document with this spec (YAML flow mapping)."""
+    return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+
+PORT = "ports: [{port: 80, protocol: TCP, targetPort: 80}]"
+
+INVALID = [
+    # Service names are DNS-1035 labels.
+    (svc("{" + PORT + "}", "1web"), f'Service "1web" is invalid: metadata.name: Invalid value: "1web": {DNS1035}'),
+    (svc("{" + PORT + "}", "w" * 64),
+     (f'Service "{"w" * 64}" is invalid: metadata.name: Invalid value: "{"w" * 64}": must be no more than 63 '
+     "characters")),
+    ("apiVersion: v1\nkind: Service\nmetadata: {}\nspec: {" + PORT + "}\n",
+     'Service "" is invalid: metadata.name: Required value: name or generateName is required'),
+    (svc("{" + PORT + ", type: Magic}"),
+     ('Service "web" is invalid: spec.type: Unsupported value: "Magic": supported values: "ClusterIP", '
+     '"ExternalName", "LoadBalancer", "NodePort"')),
+    (svc("{ports: [{port: 70000, protocol: TCP, targetPort: 80}]}"),
+     'Service "web" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive'),
+    (svc("{ports: [{protocol: TCP, targetPort: 80}]}"),
+     'Service "web" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive'),
+    (svc("{ports: [{port: 80, protocol: HTTP, targetPort: 80}]}"),
+     ('Service "web" is invalid: spec.ports[0].protocol: Unsupported value: "HTTP": supported values: "SCTP", '
+     '"TCP", "UDP"')),
+    (svc("{ports: [{port: 80, targetPort: 80}]}"),
+     'Service "web" is invalid: spec.ports[0].protocol: Required value'),
+    (svc('{ports: [{port: 80, protocol: TCP, targetPort: "8080"}]}'),
+     ('Service "web" is invalid: spec.ports[0].targetPort: Invalid value: "8080": must contain at least one '
+     "letter (a-z)")),
+    (svc("{ports: [{port: 80, protocol: TCP, targetPort: 0}]}"),
+     'Service "web" is invalid: spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive'),
+    (svc("{ports: [{port: 80, protocol: TCP, targetPort: 80}, {port: 81, protocol: TCP, targetPort: 81}]}"),
+     'Service "web" is invalid: [spec.ports[0].name: Required value, spec.ports[1].name: Required value]'),
+    (svc("{ports: [{name: a, port: 80, protocol: TCP, targetPort: 80}, {name: a, port: 80, protocol: TCP, "
+         "targetPort: 80}]}"),
+     ('Service "web" is invalid: [spec.ports[1].name: Duplicate value: "a", spec.ports[1]: Duplicate value: '
+     '{"port": 80, "protocol": "TCP"}]')),
+    (svc("{ports: [{name: Http, port: 80, protocol: TCP, targetPort: 80}]}"),
+     f'Service "web" is invalid: spec.ports[0].name: Invalid value: "Http": {DNS1123_LABEL}'),
+    (svc("{ports: [{port: 80, protocol: TCP, targetPort: 80, nodePort: 30007}]}"),
+     "Service \"web\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
+    (svc("{type: NodePort, ports: [{port: 80, protocol: TCP, targetPort: 80, nodePort: 70000}]}"),
+     ('Service "web" is invalid: spec.ports[0].nodePort: Invalid value: 70000: must be between 1 and 65535, '
+     "inclusive")),
+    (svc("{" + PORT + "}").replace("spec: {", "spec: {clusterIP: 10.96.0.300, "),
+     f'Service "web" is invalid: spec.clusterIPs[0]: Invalid value: "10.96.0.300": {IP}'),
+    (svc("{clusterIP: 10.96.0.1, clusterIPs: [10.96.0.2], " + PORT + "}"),
+     ('Service "web" is invalid: spec.clusterIPs: Invalid value: []string{"10.96.0.2"}: first value must match '
+     "`clusterIP`")),
+    (svc("{clusterIPs: [10.96.0.1, 10.96.0.2], " + PORT + "}"),
+     ('Service "web" is invalid: spec.clusterIPs: Invalid value: []string{"10.96.0.1", "10.96.0.2"}: may specify '
+     "no more than one IP for each IP family")),
+    (svc("{clusterIPs: [10.96.0.1], ipFamilies: [IPv6], " + PORT + "}"),
+     ('Service "web" is invalid: spec.clusterIPs[0]: Invalid value: []string{"10.96.0.1"}: expected an IPv6 value '
+     "as indicated by `ipFamilies[0]`")),
+    (svc("{ipFamilies: [IPv4, IPv4], ipFamilyPolicy: RequireDualStack, " + PORT + "}"),
+     'Service "web" is invalid: spec.ipFamilies[1]: Duplicate value: "IPv4"'),
+    (svc("{ipFamilies: [IPv5], " + PORT + "}"),
+     'Service "web" is invalid: spec.ipFamilies[0]: Unsupported value: "IPv5": supported values: "IPv4", "IPv6"'),
+    (svc("{ipFamilyPolicy: Sometimes, " + PORT + "}"),
+     ('Service "web" is invalid: spec.ipFamilyPolicy: Unsupported value: "Sometimes": supported values: '
+     '"PreferDualStack", "RequireDualStack", "SingleStack"')),
+    (svc("{ipFamilies: [IPv4, IPv6], ipFamilyPolicy: SingleStack, " + PORT + "}"),
+     ("Service \"web\" is invalid: spec.ipFamilyPolicy: Invalid value: \"SingleStack\": must be 'RequireDualStack' "
+     "or 'PreferDualStack' when multiple IP families are specified")),
+    (svc("{" + PORT + ", sessionAffinity: Sticky}"),
+     ('Service "web" is invalid: spec.sessionAffinity: Unsupported value: "Sticky": supported values: '
+     '"ClientIP", "None"')),
+    (svc("{" + PORT + ", externalTrafficPolicy: Local}"),
+     ("Service \"web\" is invalid: spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set when "
+     "`type` is 'NodePort' or 'LoadBalancer'")),
+    (svc("{}"), 'Service "web" is invalid: spec.ports: Required value'),
+    (svc("{" + PORT + ", selector: {app: 'no spaces'}}"),
+     f'Service "web" is invalid: spec.selector: Invalid value: "no spaces": {LABEL_VALUE}'),
+    (svc("{type: ExternalName}"), 'Service "web" is invalid: spec.externalName: Required value'),
+    (svc("{type: ExternalName, externalName: 'bad_name.example'}"),
+     f'Service "web" is invalid: spec.externalName: Invalid value: "bad_name.example": {DNS1123_SUBDOMAIN}'),
+    (svc("{type: ExternalName, externalName: a.example, clusterIP: 10.96.0.5}"),
+     'Service "web" is invalid: spec.clusterIPs: Forbidden: may not be set for ExternalName services'),
+    (svc("{" + PORT + ", publishNotReadyAddresses: 'yes please'}"),
+     'Service "web" is invalid: spec.publishNotReadyAddresses: Invalid value: "yes please": must be a boolean'),
+    (svc("[1, 2]"), 'Service "web" is invalid: [spec: Invalid value: [1, 2]: must be an object, spec.ports: Required value]'),
+    # Metadata of every kind.
+    ("apiVersion: v1\nkind: Namespace\nmetadata: {name: Shop}\n",
+     f'Namespace "Shop" is invalid: metadata.name: Invalid value: "Shop": {DNS1123_LABEL}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: Shop}\n",
+     f'Pod "p" is invalid: metadata.namespace: Invalid value: "Shop": {DNS1123_LABEL}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p_1}\n",
+     f'Pod "p_1" is invalid: metadata.name: Invalid value: "p_1": {DNS1123_SUBDOMAIN}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {'bad key!': x}}\n",
+     f'Pod "p" is invalid: metadata.labels: Invalid value: "bad key!": {QUALIFIED_NAME}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {'Example.com/app': x}}\n",
+     f'Pod "p" is invalid: metadata.labels: Invalid value: "Example.com/app": prefix part {DNS1123_SUBDOMAIN}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {version: 1.0}}\n",
+     'Pod "p" is invalid: metadata.labels.version: Invalid value: 1.0: must be a string'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: '" + "v" * 64 + "'}}\n",
+     f'Pod "p" is invalid: metadata.labels: Invalid value: "{"v" * 64}": must be no more than 63 characters'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, resourceVersion: abc}\n",
+     'Pod "p" is invalid: metadata.resourceVersion: Invalid value: "abc": must be a decimal integer'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: [p]\n", 'Pod "" is invalid: metadata: Invalid value: []string{"p"}: must be an object'),
+    # Pods.
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.256}\n",
+     f'Pod "p" is invalid: status.podIP: Invalid value: "10.0.0.256": {IP}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]}\n",
+     ('Pod "p" is invalid: status.podIPs: Invalid value: []string{"10.0.0.2"}: may specify no more than one IP '
+     "for each IP family")),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.2}]}\n",
+     'Pod "p" is invalid: status.podIPs[0].ip: Invalid value: "10.0.0.2": must match status.podIP'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {phase: Sleeping}\n",
+     ('Pod "p" is invalid: status.phase: Unsupported value: "Sleeping": supported values: "Failed", "Pending", '
+     '"Running", "Succeeded", "Unknown"')),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {hostname: Web_0}\n",
+     f'Pod "p" is invalid: spec.hostname: Invalid value: "Web_0": {DNS1123_LABEL}'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, ports: [{name: http}]}]}\n",
+     'Pod "p" is invalid: spec.containers[0].ports[0].containerPort: Required value'),
+    (("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+     "spec: {containers: [{name: c, ports: [{name: my--port, containerPort: 80}]}]}\n"),
+     ('Pod "p" is invalid: spec.containers[0].ports[0].name: Invalid value: "my--port": must not contain '
+     "consecutive hyphens")),
+    (("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+     "spec: {containers: [{name: c, ports: [{name: a-very-long-port-name, containerPort: 80}]}]}\n"),
+     ('Pod "p" is invalid: spec.containers[0].ports[0].name: Invalid value: "a-very-long-port-name": must be no '
+     "more than 15 characters")),
+    # Nodes.
+    ("apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {addresses: [{type: InternalIP, address: nope}]}\n",
+     f'Node "n" is invalid: status.addresses[0].address: Invalid value: "nope": {IP}'),
+    ("apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {addresses: [{address: 10.0.0.1}]}\n",
+     'Node "n" is invalid: status.addresses[0].type: Required value'),
+    # EndpointSlices.
+    ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\n",
+     'EndpointSlice.discovery.k8s.io "s" is invalid: addressType: Required value'),
+    ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv5\n",
+     ('EndpointSlice.discovery.k8s.io "s" is invalid: addressType: Unsupported value: "IPv5": supported values: '
+     '"FQDN", "IPv4", "IPv6"')),
+    (("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+     "endpoints: [{addresses: ['fd00::1']}]\n"),
+     ('EndpointSlice.discovery.k8s.io "s" is invalid: endpoints[0].addresses[0]: Invalid value: "fd00::1": must be '
+     "a valid IPv4 address")),
+    (("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv6\n"
+     "endpoints: [{addresses: []}]\n"),
+     ('EndpointSlice.discovery.k8s.io "s" is invalid: endpoints[0].addresses: Required value: must contain at '
+     "least 1 address")),
+    (("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: FQDN\n"
+     "endpoints: [{addresses: ['Not_A.Name']}]\n"),
+     (f'EndpointSlice.discovery.k8s.io "s" is invalid: endpoints[0].addresses[0]: Invalid value: "Not_A.Name": '
+     f"{DNS1123_SUBDOMAIN}")),
+    (("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+     "endpoints: [{addresses: [10.0.0.1], conditions: {ready: maybe}, hostname: A}]\n"),
+     ('EndpointSlice.discovery.k8s.io "s" is invalid: [endpoints[0].hostname: Invalid value: "A": '
+     f'{DNS1123_LABEL}, endpoints[0].conditions.ready: Invalid value: "maybe": must be a boolean]')),
+    (("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+     "ports: [{name: a, port: 1, protocol: TCP}, {name: a, port: 2, protocol: TCP}, {name: b, port: 3}]\n"),
+     ('EndpointSlice.discovery.k8s.io "s" is invalid: [ports[1].name: Duplicate value: "a", ports[2].protocol: '
+     "Required value]")),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), INVALID, ids=[message[:60] for _, message in INVALID])
+def test_from_manifest_refuses_invalid_values(text, message):
+    """Each bad value is refused with the API server's field path and message."""
+    assert invalid_message(text) == message
+
+
+def test_invalid_lists_every_cause():
+    """Several problems are reported together, with their causes available one by one."""
+    with pytest.raises(Invalid) as caught:
+        from_manifest(doc(svc("{ports: [{port: 0, protocol: QUIC, targetPort: 80}]}")))
+    assert caught.value.causes == (
+        ("spec.ports[0].port", "Invalid value: 0: must be between 1 and 65535, inclusive"),
+        ("spec.ports[0].protocol", 'Unsupported value: "QUIC": supported values: "SCTP", "TCP", "UDP"'),
+    )
+    assert (caught.value.kind, caught.value.name) == ("Service", "web")
+
+
+def test_endpoint_slice_with_too_many_endpoints():
+    """A slice holds at most 1000 endpoints."""
+    document = {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "s"},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}] * 1001,
+    }
+    with pytest.raises(Invalid) as caught:
+        from_manifest(document)
+    assert str(caught.value) == (
+        'EndpointSlice.discovery.k8s.io "s" is invalid: endpoints: Too many: 1001: must have at most 1000 items'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "family"),
+    [("10.0.0.1", "IPv4"), ("0.0.0.0", "IPv4"), ("fd00::1", "IPv6"), ("::ffff:10.0.0.1", "IPv6"),
+     ("010.0.0.1", None), ("10.0.0", None), ("10.0.0.1.2", None), ("1.2.3.256", None), ("fe80::1%eth0", None),
+     ("", None), ("١.2.3.4", None), ("fd00::g", None)],
+)
+def test_ip_family(text, family):
+    """Addresses are read as ipaddress reads them, with no zone index and no leading zeros."""
+    assert manifests.ip_family(text) == family

@@ -1,0 +1,547 @@
+"""The Store: transactions, versions, events, listeners, and what a refusal leaves behind."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kdns.registry.errors import (
+    AlreadyExists,
+    Conflict,
+    Expired,
+    Invalid,
+    ManifestError,
+    NotFound,
+)
+from kdns.registry.manifests import load_paths, read_documents
+from kdns.registry.objects import Event
+from kdns.registry.store import Store, TransactionError, apply_order
+
+NOW = 1_714_557_600.0  # 2024-05-01T10:00:00Z
+
+
+def doc(text: str) -> dict[str, Any]:
+    (document,) = read_documents(textwrap.dedent(text))
+    return document
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def service(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80}], **spec}}
+
+
+def pod(name: str, ip: str, app: str = "web", namespace: str = "default") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def new_store(**kwargs: Any) -> Store:
+    return Store(clock=lambda: NOW, **kwargs)
+
+
+def write(store: Store, *documents: dict[str, Any]) -> None:
+    with store.transaction() as txn:
+        for document in documents:
+            txn.apply(document)
+
+
+def summary(events: Any) -> list[tuple[str, str, str, int]]:
+    return [(e.type, e.object.kind, e.object.meta.name, e.resource_version) for e in events]
+
+
+# --- Construction and reading ---------------------------------------------------------------------
+
+
+def test_a_new_store_has_default_and_kube_system():
+    """default and kube-system exist from the start, as versions 1 and 2 of one commit."""
+    store = new_store()
+    assert store.resource_version == 2
+    assert [(n.meta.name, n.meta.resource_version) for n in store.list("Namespace")] == [
+        ("default", 1), ("kube-system", 2)]
+    assert store.get("Namespace", "", "default").meta.creation_timestamp == "2024-05-01T10:00:00Z"
+    assert summary(store.events_since(0)) == [
+        ("ADDED", "Namespace", "default", 1), ("ADDED", "Namespace", "kube-system", 2)]
+
+
+def test_list_is_sorted_by_namespace_and_name():
+    """list returns objects sorted by (namespace, name), optionally of one namespace."""
+    store = new_store()
+    write(store, namespace("b"), namespace("a"), service("z", "a"), service("y", "b"), service("x", "a"))
+    assert [(s.meta.namespace, s.meta.name) for s in store.list("Service")] == [("a", "x"), ("a", "z"), ("b", "y")]
+    assert [s.meta.name for s in store.list("Service", "a")] == ["x", "z"]
+    assert store.list("Service", "nowhere") == []
+    assert store.get("Service", "a", "x").meta.name == "x"
+    assert store.get("Service", "b", "x") is None
+    assert store.get("Namespace", "ignored", "a").meta.name == "a"
+
+
+def test_unknown_kinds_are_refused():
+    """Asking for a kind kdns does not serve is an error, not an empty answer."""
+    with pytest.raises(ManifestError) as caught:
+        new_store().list("Deployment")
+    assert str(caught.value) == 'no matches for kind "Deployment"'
+
+
+def test_configured_ranges_are_used():
+    """service_cidrs and node_port_range configure the allocators."""
+    store = new_store(service_cidrs=["10.0.0.0/24"], node_port_range=(31000, 31010))
+    write(store, service("web", type="NodePort"))
+    web = store.get("Service", "default", "web")
+    assert web.cluster_ips == ("10.0.0.17",) and web.ports[0].node_port == 31000
+
+
+# --- Writes and their refusals ----------------------------------------------------------------------
+
+
+def test_create_returns_the_stored_object_with_its_version():
+    """create returns the object as stored, with its resource_version already set."""
+    store = new_store()
+    with store.transaction() as txn:
+        web = txn.create(service("web"))
+        assert web.meta.resource_version == 3 and web.manifest["metadata"]["resourceVersion"] == "3"
+        assert txn.get("Service", "default", "web") is web
+    assert store.get("Service", "default", "web") is web
+    assert store.resource_version == 4  # and its EndpointSlice
+
+
+def test_create_refuses_an_existing_object():
+    """Creating what exists is AlreadyExists."""
+    store = new_store()
+    write(store, service("web"))
+    with pytest.raises(AlreadyExists) as caught, store.transaction() as txn:
+        txn.create(service("web"))
+    assert str(caught.value) == 'services "web" already exists'
+    assert (caught.value.kind, caught.value.name) == ("Service", "web")
+
+
+def test_objects_need_their_namespace():
+    """An object in a namespace that does not exist is refused, as Kubernetes does."""
+    store = new_store()
+    with pytest.raises(NotFound) as caught, store.transaction() as txn:
+        txn.create(service("web", "shop"))
+    assert str(caught.value) == 'namespaces "shop" not found'
+    assert (caught.value.kind, caught.value.name) == ("Namespace", "shop")
+
+
+def test_a_namespace_created_earlier_in_the_transaction_counts():
+    """Order matters within a transaction: the namespace first, then what goes in it."""
+    store = new_store()
+    with store.transaction() as txn:
+        txn.create(namespace("shop"))
+        txn.create(service("web", "shop"))
+    assert store.get("Service", "shop", "web") is not None
+
+
+def test_update_refuses_a_missing_object():
+    """Updating what does not exist is NotFound."""
+    with pytest.raises(NotFound) as caught, new_store().transaction() as txn:
+        txn.update(service("web"))
+    assert str(caught.value) == 'services "web" not found'
+
+
+def test_update_with_a_stale_resource_version_conflicts():
+    """An update naming an older resourceVersion is a Conflict; the current one goes through."""
+    store = new_store()
+    write(store, service("web"))
+    stale = service("web", publishNotReadyAddresses=True)
+    stale["metadata"]["resourceVersion"] = "2"
+    with pytest.raises(Conflict) as caught, store.transaction() as txn:
+        txn.update(stale)
+    assert str(caught.value) == (
+        'Operation cannot be fulfilled on services "web": the object has been modified; please apply your '
+        "changes to the latest version and try again"
+    )
+    stale["metadata"]["resourceVersion"] = "3"
+    with store.transaction() as txn:
+        updated = txn.update(stale)
+    assert updated.publish_not_ready_addresses and updated.meta.resource_version == 5
+
+
+def test_update_keeps_uid_and_creation_timestamp():
+    """An update keeps the object's identity."""
+    times = iter([NOW, NOW + 3600])
+    store = Store(clock=lambda: next(times, NOW + 7200))
+    write(store, service("web"))
+    before = store.get("Service", "default", "web")
+    write(store, service("web", publishNotReadyAddresses=True))
+    after = store.get("Service", "default", "web")
+    assert (after.meta.uid, after.meta.creation_timestamp) == (before.meta.uid, before.meta.creation_timestamp)
+
+
+def test_apply_ignores_resource_version():
+    """apply creates or replaces, whatever resourceVersion the document carries."""
+    store = new_store()
+    document = service("web")
+    document["metadata"]["resourceVersion"] = "999"
+    write(store, document)
+    document["spec"]["publishNotReadyAddresses"] = True
+    write(store, document)
+    assert store.get("Service", "default", "web").publish_not_ready_addresses
+
+
+def test_writing_an_unchanged_object_is_no_change():
+    """Re-applying what is stored, even with other metadata noise, makes no event and no version."""
+    store = new_store()
+    write(store, service("web"), pod("web-0", "10.244.0.1"))
+    seen: list[Event] = []
+    store.subscribe(seen.extend)
+    version = store.resource_version
+    noisy = service("web")
+    noisy["metadata"].update(resourceVersion="3", uid="other", managedFields=[{"manager": "x"}])
+    stored = store.get("Service", "default", "web")
+    with store.transaction() as txn:
+        assert txn.apply(noisy) is stored
+        txn.apply(pod("web-0", "10.244.0.1"))
+    assert seen == [] and store.resource_version == version
+
+
+def test_delete_returns_the_last_state_and_reports_it():
+    """delete returns the object; its DELETED event carries the deletion's version."""
+    store = new_store()
+    write(store, pod("p", "10.244.0.1", app="x"))
+    seen: list[Event] = []
+    store.subscribe(seen.extend)
+    with store.transaction() as txn:
+        gone = txn.delete("Pod", "default", "p")
+    assert gone.meta.name == "p" and store.get("Pod", "default", "p") is None
+    (event,) = seen
+    assert (event.type, event.resource_version, event.object.meta.resource_version) == ("DELETED", 4, 4)
+    assert event.object.manifest["metadata"]["resourceVersion"] == "4"
+    assert event.old is gone and gone.meta.resource_version == 3
+    with pytest.raises(NotFound) as caught, store.transaction() as txn:
+        txn.delete("Pod", "default", "p")
+    assert str(caught.value) == 'pods "p" not found'
+
+
+def test_deleting_a_namespace_deletes_everything_in_it():
+    """A namespace goes with its slices, pods and services, whose addresses are released."""
+    store = new_store()
+    write(store, namespace("shop"), service("web", "shop", clusterIP="10.96.0.50"), pod("web-0", "10.244.0.1", "web", "shop"))
+    seen: list[Event] = []
+    store.subscribe(seen.extend)
+    with store.transaction() as txn:
+        txn.delete("Namespace", "", "shop")
+    assert [(e.type, e.object.kind) for e in seen] == [
+        ("DELETED", "EndpointSlice"), ("DELETED", "Pod"), ("DELETED", "Service"), ("DELETED", "Namespace")]
+    assert [e.resource_version for e in seen] == list(range(seen[0].resource_version, store.resource_version + 1))
+    with pytest.raises(NotFound), store.transaction() as txn:
+        txn.create(service("web", "shop"))
+    write(store, service("again", clusterIP="10.96.0.50"))  # the address is free again
+
+
+def test_deleting_a_service_releases_its_addresses():
+    """A deleted service's cluster IP and node port can be requested by the next one."""
+    store = new_store()
+    write(store, service("a", type="NodePort"))
+    a = store.get("Service", "default", "a")
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "a")
+    b = service("b", type="NodePort", clusterIP=a.cluster_ips[0])
+    b["spec"]["ports"][0]["nodePort"] = a.ports[0].node_port
+    write(store, b)
+    assert store.get("Service", "default", "b").cluster_ips == a.cluster_ips
+
+
+def test_a_transaction_reads_its_own_writes():
+    """get and list inside a transaction see its writes, the controller's slices included."""
+    store = new_store()
+    with store.transaction() as txn:
+        txn.create(service("web"))
+        txn.create(pod("web-0", "10.244.0.1"))
+        (endpoint_slice,) = txn.list("EndpointSlice")
+        assert endpoint_slice.endpoints[0].addresses == ("10.244.0.1",)
+        assert txn.get("EndpointSlice", "default", endpoint_slice.meta.name) is endpoint_slice
+
+
+# --- Transactions --------------------------------------------------------------------------------------
+
+
+def test_transactions_do_not_nest():
+    """A second transaction while one is open is refused."""
+    store = new_store()
+    with store.transaction(), pytest.raises(TransactionError) as caught, store.transaction():
+        pass
+    assert str(caught.value) == "A transaction is already open: transactions do not nest."
+
+
+def test_the_store_is_not_read_while_a_transaction_is_open():
+    """Reading the store (not the transaction) mid-transaction is refused rather than answered half-done."""
+    store = new_store()
+    with store.transaction(), pytest.raises(TransactionError) as caught:
+        store.get("Namespace", "", "default")
+    assert str(caught.value) == "a transaction is open: read through it, and do not await inside it"
+    assert store.get("Namespace", "", "default") is not None
+
+
+def test_a_transaction_is_used_once_and_inside_with():
+    """Writing through a closed transaction, or one never entered, is refused."""
+    store = new_store()
+    with store.transaction() as txn:
+        pass
+    with pytest.raises(TransactionError) as caught:
+        txn.create(namespace("late"))
+    assert str(caught.value) == "the transaction is closed"
+    with pytest.raises(TransactionError) as caught:
+        store.transaction().create(namespace("early"))
+    assert str(caught.value) == "use the transaction in a with statement"
+    with pytest.raises(TransactionError):
+        txn.__enter__()
+
+
+def test_rollback_leaves_nothing():
+    """A transaction that raises leaves no object, allocation, version, event or listener call."""
+    store = new_store()
+    seen: list[Any] = []
+    store.subscribe(seen.append)
+    with pytest.raises(RuntimeError), store.transaction() as txn:
+        txn.create(namespace("shop"))
+        txn.create(service("web", "shop", type="NodePort", ipFamilyPolicy="PreferDualStack"))
+        txn.create(pod("web-0", "10.244.0.1", "web", "shop"))
+        txn.list("EndpointSlice")
+        raise RuntimeError("changed my mind")
+    assert seen == [] and store.resource_version == 2
+    assert store.get("Namespace", "", "shop") is None and store.list("EndpointSlice") == []
+    assert len(store.events_since(0)) == 2
+    write(store, service("web", type="NodePort", ipFamilyPolicy="PreferDualStack"))
+    web = store.get("Service", "default", "web")
+    assert web.cluster_ips == ("10.96.1.1", "fd00:10:96::101") and web.ports[0].node_port == 30086
+    assert web.meta.resource_version == 3
+
+
+def test_a_refused_write_leaves_no_trace_in_its_transaction():
+    """A write that fails is undone on its own; the transaction goes on and commits the rest."""
+    store = new_store()
+    seen: list[Any] = []
+    store.subscribe(seen.append)
+    with store.transaction() as txn:
+        txn.create(service("a"))
+        bad = service("b", ipFamilyPolicy="PreferDualStack", type="NodePort")
+        bad["spec"]["ports"].append({"name": "x", "port": 0})
+        bad["spec"]["ports"][0]["name"] = "y"
+        with pytest.raises(Invalid):
+            txn.create(bad)
+        txn.create(service("c", type="NodePort"))
+    assert [s.meta.name for s in store.list("Service")] == ["a", "c"]
+    assert store.get("Service", "default", "c").cluster_ips == ("10.96.1.2",)
+    assert store.get("Service", "default", "c").ports[0].node_port == 30086
+    assert [e.resource_version for e in seen[0]] == [3, 4, 5, 6]
+
+
+def test_a_new_slice_steps_around_a_name_in_use():
+    """A slice name taken by someone else's slice is not reused by the controller."""
+    store = new_store()
+    write(store, service("web"))
+    (endpoint_slice,) = store.list("EndpointSlice")
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "web")
+    squatter = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": endpoint_slice.meta.name, "labels": {"kubernetes.io/service-name": "other"}}}
+    write(store, squatter, service("web"))
+    assert store.get("EndpointSlice", "default", endpoint_slice.meta.name).service_name == "other"
+    (mine,) = [s for s in store.list("EndpointSlice") if s.service_name == "web"]
+    assert mine.meta.name != endpoint_slice.meta.name and mine.meta.name.startswith("web-")
+
+
+def test_a_failing_commit_rolls_back(monkeypatch: pytest.MonkeyPatch):
+    """If the controller fails while the transaction commits, nothing of the transaction remains."""
+    store = new_store()
+    seen: list[Any] = []
+    store.subscribe(seen.append)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("controller bug")
+
+    monkeypatch.setattr("kdns.registry.endpoints.desired_slices", broken)
+    with pytest.raises(RuntimeError), store.transaction() as txn:
+        txn.create(service("web", type="NodePort"))
+    assert store.resource_version == 2 and store.list("Service") == [] and seen == []
+    monkeypatch.undo()
+    write(store, service("web", type="NodePort"))
+    assert store.get("Service", "default", "web").ports[0].node_port == 30086
+
+
+def test_a_refused_slice_write_does_not_lose_pending_endpoints():
+    """An EndpointSlice write runs the pending controller work first; if the write is refused, that work still happens."""
+    store = new_store()
+    with store.transaction() as txn:
+        txn.create(service("web"))
+        txn.create(pod("web-0", "10.244.0.1"))
+        with pytest.raises(Invalid):
+            txn.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "bad"}})
+    (endpoint_slice,) = store.list("EndpointSlice")
+    assert endpoint_slice.endpoints[0].addresses == ("10.244.0.1",)
+
+
+# --- Listeners and the event log -------------------------------------------------------------------------
+
+
+def test_listeners_get_each_commit_once_in_version_order():
+    """Every listener is called once per commit with that commit's events, in version order."""
+    store = new_store()
+    first: list[Any] = []
+    second: list[Any] = []
+    store.subscribe(lambda events: first.append(summary(events)))
+    store.subscribe(lambda events: second.append(summary(events)))
+    write(store, service("web"), pod("web-0", "10.244.0.1"))
+    write(store, pod("web-1", "10.244.0.2"))
+    with store.transaction():
+        pass  # an empty commit tells nobody anything
+    assert first == second
+    assert [[(t, k, v) for t, k, _, v in batch] for batch in first] == [
+        [("ADDED", "Service", 3), ("ADDED", "Pod", 4), ("ADDED", "EndpointSlice", 5)],
+        [("ADDED", "Pod", 6), ("MODIFIED", "EndpointSlice", 7)],
+    ]
+
+
+def test_a_failing_listener_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture):
+    """A listener that raises does not break the store or the listeners after it."""
+    store = new_store()
+    seen: list[Any] = []
+
+    def broken(events: Any) -> None:
+        raise ValueError("boom")
+
+    store.subscribe(broken)
+    store.subscribe(seen.append)
+    with caplog.at_level(logging.ERROR, logger="kdns.registry.store"):
+        write(store, namespace("shop"))
+    assert len(seen) == 1 and store.get("Namespace", "", "shop") is not None
+    (record,) = caplog.records
+    assert record.getMessage().startswith("registry listener ") and "resource versions 3-3" in record.getMessage()
+    assert record.exc_info[0] is ValueError
+
+
+def test_unsubscribe_stops_the_calls():
+    """The function subscribe returns stops further calls, and may be called twice."""
+    store = new_store()
+    seen: list[Any] = []
+    unsubscribe = store.subscribe(seen.append)
+    write(store, namespace("a"))
+    unsubscribe()
+    unsubscribe()
+    write(store, namespace("b"))
+    assert len(seen) == 1
+
+
+def test_a_listener_that_writes_does_not_reorder_commits():
+    """A commit made by a listener is delivered after the commit that triggered it, to everyone."""
+    store = new_store()
+    order: list[tuple[str, int]] = []
+
+    def writer(events: Any) -> None:
+        order.append(("writer", events[0].resource_version))
+        if events[0].object.meta.name == "a":
+            write(store, namespace("b"))
+
+    store.subscribe(writer)
+    store.subscribe(lambda events: order.append(("reader", events[0].resource_version)))
+    write(store, namespace("a"))
+    assert order == [("writer", 3), ("reader", 3), ("writer", 4), ("reader", 4)]
+
+
+def test_events_since_returns_what_a_watcher_missed():
+    """events_since(v) returns the events after v, oldest first; nothing for the current version."""
+    store = new_store()
+    write(store, namespace("a"))
+    write(store, namespace("b"), namespace("c"))
+    assert summary(store.events_since(3)) == [("ADDED", "Namespace", "b", 4), ("ADDED", "Namespace", "c", 5)]
+    assert store.events_since(5) == [] and store.events_since(99) == []
+
+
+def test_events_older_than_the_log_are_expired():
+    """The log keeps event_log_size events; asking from before them is Expired, like HTTP 410."""
+    store = new_store(event_log_size=3)
+    write(store, namespace("a"), namespace("b"), namespace("c"))
+    assert [e.resource_version for e in store.events_since(2)] == [3, 4, 5]
+    with pytest.raises(Expired) as caught:
+        store.events_since(1)
+    assert str(caught.value) == "too old resource version: 1 (2)"
+    assert (caught.value.requested, caught.value.oldest) == (1, 2)
+
+
+# --- Loading manifests --------------------------------------------------------------------------------
+
+
+def test_apply_order():
+    """Namespaces, Nodes, Services with requested addresses, other Services, Pods, EndpointSlices, the rest."""
+    documents = [
+        {"kind": "EndpointSlice"}, {"kind": "Pod"}, service("dynamic"), service("fixed", clusterIP="10.96.0.10"),
+        {"kind": "Deployment"}, {"kind": "Node"}, namespace("a"), service("headless", clusterIP="None"),
+        {"kind": "Service", "spec": {"ports": [{"port": 80, "nodePort": 30007}]}},
+    ]
+    assert [apply_order(d) for d in documents] == [5, 4, 3, 2, 6, 1, 0, 3, 2]
+
+
+MANIFESTS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
+status: {phase: Running, podIP: 10.244.0.1, conditions: [{type: Ready, status: "True"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec: {clusterIP: 10.96.1.1, selector: {k8s-app: kube-dns}, ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+"""
+
+
+def test_loading_a_directory_in_one_transaction(tmp_path: Path):
+    """Documents in any order load in apply_order: namespace first, requested addresses before allocated ones."""
+    (tmp_path / "cluster.yaml").write_text(MANIFESTS)
+    documents, warnings = load_paths([tmp_path])
+    store = new_store()
+    with store.transaction() as txn:
+        txn.apply_documents(documents)
+    assert warnings == [(f"{tmp_path / 'cluster.yaml'}: document 4: skipped Deployment (apps/v1): "
+                        "kdns does not serve this kind")]
+    assert store.get("Service", "kube-system", "kube-dns").cluster_ips == ("10.96.1.1",)
+    assert store.get("Service", "shop", "web").cluster_ips == ("10.96.1.2",)
+    (web_slice,) = [s for s in store.list("EndpointSlice", "shop")]
+    assert web_slice.endpoints[0].addresses == ("10.244.0.1",)
+
+
+def test_a_refused_document_names_its_file_and_index(tmp_path: Path):
+    """An admission refusal during a load says which file and document, and the load is undone."""
+    (tmp_path / "web.yaml").write_text(MANIFESTS.replace("ports: [{port: 80}]", "ports: [{port: 70000, targetPort: 80}]"))
+    documents, _ = load_paths([tmp_path])
+    store = new_store()
+    with pytest.raises(ManifestError) as caught, store.transaction() as txn:
+        txn.apply_documents(documents)
+    assert str(caught.value) == (
+        f'{tmp_path / "web.yaml"}: document 2: Service "web" is invalid: spec.ports[0].port: Invalid value: 70000: '
+        "must be between 1 and 65535, inclusive"
+    )
+    assert isinstance(caught.value.__cause__, Invalid)
+    assert (caught.value.source, caught.value.index) == (str(tmp_path / "web.yaml"), 2)
+    assert store.resource_version == 2 and store.get("Namespace", "", "shop") is None
+
+
+def test_a_document_of_an_unserved_kind_given_directly_is_refused():
+    """Documents that did not come through load_paths' filter are refused by kind, with their place."""
+    from kdns.registry.manifests import load_text
+
+    documents = load_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", "inline.yaml")
+    with pytest.raises(ManifestError) as caught, new_store().transaction() as txn:
+        txn.apply_documents(documents)
+    assert str(caught.value) == 'inline.yaml: document 1: no matches for kind "Secret" in version "v1"'
