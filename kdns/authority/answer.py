@@ -1,0 +1,402 @@
+"""answer(query, index, settings): the authoritative answer for the served zones.
+
+The served zones are the cluster zone and the reverse zones (`Settings.reverse_zones`);
+`names.zone_of` tells whether a name is in one of them. For any other name `answer`
+returns None and the router refuses or forwards the query.
+
+Each name is parsed once (`names.parse`) and looked up for one type. A lookup says
+"this name does not exist" (None: NXDOMAIN) or gives the records of the asked type,
+possibly none (NODATA) — DESIGN rule 3. Both negatives carry the zone's SOA in
+authority (RFC 2308); positive answers carry nothing there (notes §5). Every answer is
+authoritative. Choices the notes leave open, made here:
+
+* NXDOMAIN versus NODATA is ordinary DNS (notes §4) with no CoreDNS quirk: empty
+  non-terminals exist (`svc.`, `pod.`, `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`,
+  reverse prefixes); `dns-version` and every other name answer NODATA for types they
+  lack; a name's existence never depends on the query type.
+* Namespaces: `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
+  Namespace object exists, in every pods mode. In `pods disabled` only the pod address
+  names are missing, so `<ns>.pod.<zone>` is NODATA like `<ns>.svc.<zone>` with no
+  Service in it — unlike CoreDNS, where it is NXDOMAIN while `pod.<zone>` is NODATA
+  (quirk 13: one tree, two answers).
+* SRV exists only for named ports (spec §2.3.2, §2.4.2), also on the bare service name
+  and on endpoint names, where CoreDNS lists unnamed ports too (quirk 9). Priority 0;
+  the records of one answer share the weight 100 // n (at least 1), n the number of SRV
+  records after (target, port) duplicates collapse: equal shares summing to about 100,
+  in place of CoreDNS's collapse-dependent numbers (quirk 7).
+* ExternalName: the CNAME answers every type but CNAME-specific semantics (no quirk 5).
+  For types other than CNAME and ANY the target is chased while it stays in a served
+  zone, with at most MAX_CNAME_CHAIN CNAMEs in one answer, stopping before a name seen
+  already (a loop ends with its last CNAME and NOERROR, for the resolver to judge); the
+  rcode and the SOA then follow the last name (RFC 6604). A target outside the served
+  zones ends the chain: CNAME alone, NOERROR (no upstream, notes §1).
+* Services in a missing Namespace are invisible everywhere (notes §4), PTR included.
+* ANY (RFC 8482 §4.1): one RRset, the first the name has of CNAME, A, AAAA, SRV, PTR,
+  TXT, SOA, NS; NODATA when it has none. No synthesized HINFO: the name's own data is
+  more useful and the answer stays small.
+* AXFR and IXFR are REFUSED: kdns offers no zone transfer (notes §5).
+* kdns's NodePort tree mirrors the svc tree: for each named port that has a nodePort
+  on a NodePort or LoadBalancer Service, `_<port>._<proto>.<svc>.<ns>.nodeport.<zone>`
+  gives one SRV per Node with an InternalIP (port = nodePort, target
+  `<node>.node.<zone>`, addresses in additional); the bare `<svc>.<ns>.nodeport.<zone>`
+  lists them all. Unnamed ports get no name here either. Such a name exists as soon as
+  its port does, so with no Node it is NODATA, not NXDOMAIN.
+* PTR answers only names that exist: the owning Service or endpoint must be visible
+  (its Namespace exists; no quirk 14), and every Service sharing a cluster IP is named
+  (no quirk 8).
+
+Spelling (notes §8): owners are written as asked; names built from objects are lower
+case, followed by the zone as the asker spelt it (the reverse zones' PTR targets and
+SOA use the configured spelling of the cluster zone, which the asker did not write).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE, RCODE, RR, DNSLabel
+
+from kdns.authority import records
+from kdns.authority.index import ClusterIndex, ServiceRecord
+from kdns.authority.names import (
+    Apex,
+    DnsVersion,
+    EndpointName,
+    InvalidName,
+    IPAddress,
+    Name,
+    NameServer,
+    NamespaceName,
+    NodeName,
+    NodePortName,
+    NodePortProtocolName,
+    NodePortServiceName,
+    PodName,
+    PortName,
+    ProtocolName,
+    ReverseName,
+    ReversePrefix,
+    ServiceName,
+    Structural,
+    endpoint_fqdn,
+    hostmaster_fqdn,
+    nameserver_fqdn,
+    node_fqdn,
+    parse,
+    service_fqdn,
+    zone_of,
+)
+from kdns.config import Settings
+from kdns.message import Answer, Query
+
+SCHEMA_VERSION = "1.1.0"  # spec §2.2
+SCHEMA_TTL = 28800  # notes §3.1
+MAX_CNAME_CHAIN = 8
+NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
+ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
+_ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+_NO_ALIAS_CHASE = frozenset({QTYPE.CNAME, QTYPE.ANY})
+_FAMILY = {QTYPE.A: 4, QTYPE.AAAA: 6}
+
+# One SRV record to be: target name, port, the target's addresses.
+_SrvEntry = tuple[str, int, tuple[IPAddress, ...]]
+
+
+@dataclass(slots=True)
+class _Found:
+    """The name exists; these are its records of the asked type (none: NODATA)."""
+
+    answer: list[RR] = field(default_factory=list)
+    additional: list[RR] = field(default_factory=list)
+    alias: str | None = None  # the CNAME target, when the name is an alias
+
+
+def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | None:
+    """The authoritative answer to `query`, or None if its name is in no served zone."""
+    name = query.name
+    zone = zone_of(name, settings.zone, settings.reverse_zones)
+    if zone is None:
+        return None
+    if query.qtype in _ZONE_TRANSFERS:
+        return Answer(rcode=RCODE.REFUSED, authoritative=True)
+    owner = query.qname
+    chain: list[RR] = []
+    additional: list[RR] = []
+    seen = {name}
+    while True:
+        found = _Lookup(index, settings, owner, zone, query.qtype).run(name)
+        if found is None:
+            return _negative(RCODE.NXDOMAIN, chain, owner, zone, index, settings)
+        chain += found.answer
+        additional += found.additional
+        if found.alias is None or query.qtype in _NO_ALIAS_CHASE:
+            break
+        next_name = found.alias.lower()
+        next_zone = zone_of(next_name, settings.zone, settings.reverse_zones)
+        if next_zone is None or next_name in seen or len(seen) >= MAX_CNAME_CHAIN:
+            break
+        owner, name, zone = found.alias, next_name, next_zone
+        seen.add(name)
+    if not found.answer:
+        return _negative(RCODE.NOERROR, chain, owner, zone, index, settings)
+    return Answer(answer=tuple(chain), additional=tuple(additional), authoritative=True)
+
+
+def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
+    """The SOA of `zone` (notes §5), its owner spelt as in `owner`, a name of that zone."""
+    zone_text = owner[len(owner) - len(zone) :]
+    cluster = zone_text if zone == settings.zone else settings.zone
+    return records.soa(
+        zone_text,
+        nameserver_fqdn(cluster),
+        hostmaster_fqdn(cluster),
+        serial=index.serial,
+        minimum=settings.ttl,
+        ttl=settings.soa_ttl,
+    )
+
+
+def _negative(
+    rcode: int, chain: list[RR], owner: str, zone: str, index: ClusterIndex, settings: Settings
+) -> Answer:
+    soa = soa_record(owner, zone, index, settings)
+    return Answer(rcode=rcode, answer=tuple(chain), authority=(soa,), authoritative=True)
+
+
+def _server_addresses(settings: Settings) -> tuple[IPAddress, ...]:
+    """The address ns.dns.<zone> answers: the one kdns listens on, unless that is a
+    wildcard (0.0.0.0, ::), which no client could use."""
+    address = ipaddress.ip_address(settings.dns_address)
+    return () if address.is_unspecified else (address,)
+
+
+class _Lookup:
+    """One name, one type: the records, or None when the name does not exist."""
+
+    __slots__ = ("_label", "index", "owner", "qtype", "settings", "ttl", "zone_text")
+
+    def __init__(
+        self, index: ClusterIndex, settings: Settings, owner: str, zone: str, qtype: int
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self.owner = owner  # the name as asked (or as the CNAME wrote it)
+        self._label: DNSLabel | None = None
+        self.zone_text = owner[len(owner) - len(zone) :]  # its zone, spelt the same way
+        self.qtype = qtype
+        self.ttl = settings.ttl
+
+    @property
+    def label(self) -> DNSLabel:
+        """The owner, parsed once for all its records (only names that exist get here)."""
+        if self._label is None:
+            self._label = DNSLabel(self.owner)
+        return self._label
+
+    def run(self, name: str) -> _Found | None:
+        try:
+            parsed = parse(name, self.settings.zone, self.settings.reverse_zones)
+        except InvalidName:
+            return None
+        if self.qtype != QTYPE.ANY:
+            return self._lookup(parsed, self.qtype)
+        for qtype in ANY_ORDER:
+            found = self._lookup(parsed, qtype)
+            if found is None or found.answer:
+                return found
+        return _Found()
+
+    def _lookup(self, name: Name, qtype: int) -> _Found | None:
+        index = self.index
+        match name:
+            case Apex():
+                return self._apex(qtype)
+            case DnsVersion():
+                if qtype == QTYPE.TXT:
+                    return _Found([records.txt(self.owner, SCHEMA_VERSION, SCHEMA_TTL)])
+                return _Found()
+            case Structural() | ReversePrefix():
+                return _Found()
+            case NameServer():
+                return self._addresses(qtype, _server_addresses(self.settings))
+            case NamespaceName(namespace=namespace):
+                return _Found() if namespace in index.namespaces else None
+            case ServiceName(service=service, namespace=namespace):
+                return self._service(qtype, service, namespace)
+            case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
+                record = self._named_service(service, namespace)
+                if record is None:
+                    return None
+                ready = index.endpoints(namespace, service).by_name.get(endpoint)
+                if ready is None:
+                    return None
+                if qtype == QTYPE.SRV:
+                    target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
+                    return self._srv(
+                        [(target, p.port, ready.addresses) for p in ready.ports if p.name and p.port is not None]
+                    )
+                return self._addresses(qtype, ready.addresses)
+            case ProtocolName(protocol=protocol, service=service, namespace=namespace):
+                return _Found() if self._service_srv(service, namespace, protocol=protocol) else None
+            case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
+                srv = self._service_srv(service, namespace, port=port, protocol=protocol)
+                if not srv:
+                    return None
+                return self._srv(srv) if qtype == QTYPE.SRV else _Found()
+            case PodName(namespace=namespace):
+                return self._pod(qtype, name.address, namespace)
+            case NodeName(node=node):
+                node_record = index.node(node)
+                if node_record is not None:
+                    return self._addresses(qtype, node_record.internal_ips)
+                return _Found() if index.has_node_branch(node) else None
+            case NodePortServiceName(service=service, namespace=namespace):
+                return self._node_ports(qtype, service, namespace)
+            case NodePortProtocolName(protocol=protocol, service=service, namespace=namespace):
+                return self._node_ports(None, service, namespace, protocol=protocol)
+            case NodePortName(port=port, protocol=protocol, service=service, namespace=namespace):
+                return self._node_ports(qtype, service, namespace, port=port, protocol=protocol)
+            case ReverseName():
+                return self._reverse(qtype, name.address)
+        raise AssertionError(f"unhandled name {name!r}")  # pragma: no cover
+
+    # --- the families ----------------------------------------------------------------------
+
+    def _apex(self, qtype: int) -> _Found:
+        zone = self.zone_text
+        if qtype == QTYPE.SOA:
+            return _Found([soa_record(zone, zone.lower(), self.index, self.settings)])
+        if qtype == QTYPE.NS:
+            # The reverse zones name the cluster zone's server, as their SOA does.
+            cluster = zone if zone.lower() == self.settings.zone else self.settings.zone
+            target = nameserver_fqdn(cluster)
+            glue = [records.address(target, ip, self.ttl) for ip in _server_addresses(self.settings)]
+            return _Found([records.ns(zone, target, self.ttl)], glue)
+        return _Found()
+
+    def _service(self, qtype: int, service: str, namespace: str) -> _Found | None:
+        record = self.index.visible_service(namespace, service)
+        if record is None:
+            return None
+        if record.is_external:
+            target = record.external_name
+            if target is None:
+                return None  # an IP address or no name: no record at all (notes §3.6)
+            return _Found([records.cname(self.owner, target, self.ttl)], alias=target)
+        if record.is_headless:
+            addresses = self.index.endpoints(namespace, service).addresses
+            if not addresses:
+                return None  # spec §2.4.1: no ready endpoint, no name
+        else:
+            addresses = record.cluster_ips
+        if qtype == QTYPE.SRV:
+            return self._srv(self._service_srv(service, namespace) or [])
+        return self._addresses(qtype, addresses)
+
+    def _named_service(self, service: str, namespace: str) -> ServiceRecord | None:
+        """The visible Service, if names below it can exist (it is not an ExternalName)."""
+        record = self.index.visible_service(namespace, service)
+        return None if record is None or record.is_external else record
+
+    def _service_srv(
+        self, service: str, namespace: str, port: str | None = None, protocol: str | None = None
+    ) -> list[_SrvEntry] | None:
+        """The SRV records of a Service's named ports matching port/protocol: the cluster
+        IP service itself with the Service port (spec §2.3.2), or each ready endpoint with
+        its slice's port (spec §2.4.2). None if the Service cannot have any."""
+        record = self._named_service(service, namespace)
+        if record is None:
+            return None
+
+        def wanted(name: str, proto: str) -> bool:
+            return bool(name) and (port is None or name.lower() == port) and (
+                protocol is None or proto.lower() == protocol
+            )
+
+        if not record.is_headless:
+            target = service_fqdn(service, namespace, self.zone_text)
+            ips = record.cluster_ips
+            return [(target, p.port, ips) for p in record.service.ports if wanted(p.name, p.protocol)]
+        return [
+            (endpoint_fqdn(ready.name, service, namespace, self.zone_text), p.port, ready.addresses)
+            for ready in self.index.endpoints(namespace, service).by_name.values()
+            for p in ready.ports
+            if p.port is not None and wanted(p.name, p.protocol)
+        ]
+
+    def _pod(self, qtype: int, ip: IPAddress, namespace: str) -> _Found | None:
+        mode = self.settings.pods
+        if mode == "disabled" or namespace not in self.index.namespaces:
+            return None
+        if mode == "verified" and not self.index.has_pod(namespace, ip):
+            return None
+        return self._addresses(qtype, (ip,))
+
+    def _node_ports(
+        self,
+        qtype: int | None,
+        service: str,
+        namespace: str,
+        port: str | None = None,
+        protocol: str | None = None,
+    ) -> _Found | None:
+        record = self.index.visible_service(namespace, service)
+        if record is None or record.service.type not in NODE_PORT_TYPES:
+            return None
+        node_ports = [
+            p.node_port
+            for p in record.service.ports
+            if p.name
+            and p.node_port is not None
+            and (port is None or p.name.lower() == port)
+            and (protocol is None or p.protocol.lower() == protocol)
+        ]
+        if not node_ports:
+            return None
+        if qtype != QTYPE.SRV:
+            return _Found()
+        nodes = [n for n in self.index.nodes() if n.internal_ips]
+        return self._srv(
+            [(node_fqdn(n.name, self.zone_text), number, n.internal_ips) for number in node_ports for n in nodes]
+        )
+
+    def _reverse(self, qtype: int, ip: IPAddress) -> _Found | None:
+        targets = self.index.ptr_targets(ip)
+        if not targets:
+            return None
+        if qtype != QTYPE.PTR:
+            return _Found()
+        zone = self.settings.zone  # PTR targets are in the cluster zone (notes §3.7)
+        return _Found(
+            [
+                records.ptr(
+                    self.label,
+                    service_fqdn(t.service, t.namespace, zone)
+                    if t.endpoint is None
+                    else endpoint_fqdn(t.endpoint, t.service, t.namespace, zone),
+                    self.ttl,
+                )
+                for t in targets
+            ]
+        )
+
+    # --- record sets ---------------------------------------------------------------------
+
+    def _addresses(self, qtype: int, ips: Iterable[IPAddress]) -> _Found:
+        """The A or AAAA records among `ips` for an address query; NODATA for other types
+        and for the other family."""
+        family = _FAMILY.get(qtype)
+        return _Found([records.address(self.label, ip, self.ttl) for ip in ips if ip.version == family])
+
+    def _srv(self, entries: Sequence[_SrvEntry]) -> _Found:
+        """SRV records, one per (target, port), with the targets' addresses in additional."""
+        unique = list(dict.fromkeys((target, port) for target, port, _ in entries))
+        if not unique:
+            return _Found()
+        weight = max(1, 100 // len(unique))
+        labels = {target: DNSLabel(target) for target, _ in unique}
+        answer = [records.srv(self.label, labels[target], port, weight, self.ttl) for target, port in unique]
+        glue = dict.fromkeys((target, ip) for target, _, ips in entries for ip in ips)
+        return _Found(answer, [records.address(labels[target], ip, self.ttl) for target, ip in glue])

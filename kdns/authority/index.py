@@ -1,0 +1,396 @@
+"""ClusterIndex: the registry, re-shaped into the tables DNS answers read.
+
+The index is a store listener (DESIGN rule 6): `apply` gets each commit's events in
+resource_version order and updates every table in place, so an answer given after a
+commit already reflects it. Each event costs time in proportion to what it touches: a
+Pod or Service event is O(1), an EndpointSlice event re-reads the slices of its one
+Service, a Node event is O(labels of its name); nothing walks the whole cluster.
+Deleting a Namespace is O(1) too: visibility is checked when answering, not by
+rewriting the tables of every Service in it.
+
+Addresses are parsed with `ipaddress`, so every spelling of an address finds the same
+entry (PTR matching, pod verification; no CoreDNS quirk 11). Tables are keyed by the
+packed address (`ip.packed`: canonical, 4 or 16 bytes so the families never collide,
+and cheap to hash, which `ipaddress` objects are not); records hold the objects.
+
+The tables describe the cluster, not DNS names: the answer logic decides what exists.
+Treat everything returned as read-only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from kdns.authority.names import IPAddress, ancestors, dashed, target_name
+from kdns.config import Settings
+from kdns.registry.objects import (
+    DELETED,
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    NODE,
+    POD,
+    SERVICE,
+    EndpointPort,
+    EndpointSlice,
+    Event,
+    Key,
+    Namespace,
+    Node,
+    Pod,
+    Service,
+)
+
+# Pods in these phases have given their address back (notes §3.8).
+_GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
+_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
+
+NamespacedName = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A Service as DNS reads it."""
+
+    service: Service
+    # Canonical spec.clusterIPs; () for headless and ExternalName services.
+    cluster_ips: tuple[IPAddress, ...]
+    # ExternalName: the CNAME target, absolute, as written; None when there is none to
+    # publish (not an ExternalName, or an IP address or invalid name, spec §2.5).
+    external_name: str | None
+
+    @property
+    def is_external(self) -> bool:
+        return self.service.type == "ExternalName"
+
+    @property
+    def is_headless(self) -> bool:
+        return self.service.headless and not self.is_external
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyEndpoint:
+    """Every ready address that answers to one endpoint name, with the ports of the slices
+    it came from (notes §3.4: several endpoints may share a hostname)."""
+
+    name: str
+    addresses: tuple[IPAddress, ...]
+    ports: tuple[EndpointPort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoints:
+    """The ready endpoints of one Service across all its slices, duplicates collapsed,
+    in slice-name then slice order."""
+
+    by_name: Mapping[str, ReadyEndpoint]
+    addresses: tuple[IPAddress, ...]
+
+
+NO_ENDPOINTS = ServiceEndpoints({}, ())
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    name: str
+    internal_ips: tuple[IPAddress, ...]
+
+
+class PtrTarget(NamedTuple):
+    """Who an address belongs to: a Service (endpoint None) or one endpoint of it."""
+
+    namespace: str
+    service: str
+    endpoint: str | None
+
+
+class _Ready(NamedTuple):
+    """One ready address of an EndpointSlice."""
+
+    name: str  # the endpoint name: hostname, else `label`
+    ip: IPAddress
+    key: bytes  # ip.packed
+    text: str  # the address as the slice writes it
+    label: str  # dashed(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class _SliceRecord:
+    """What one EndpointSlice contributes: its ports and ready addresses."""
+
+    service: str
+    ports: tuple[EndpointPort, ...]
+    ready: tuple[_Ready, ...]
+
+
+def _address(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class ClusterIndex:
+    """The DNS view of the registry, kept current by `apply`.
+
+    `serial` is the resource_version of the last commit seen (the SOA serial, DESIGN
+    rule 6); `generation` goes up on every `apply` and `rebuild`, so anything derived
+    from the index (cached answer bytes) knows when to drop itself.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.serial = 0
+        self.generation = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.namespaces: set[str] = set()
+        self._services: dict[NamespacedName, ServiceRecord] = {}
+        self._slices: dict[NamespacedName, _SliceRecord] = {}  # by (namespace, slice name)
+        self._slices_by_service: dict[NamespacedName, set[str]] = {}
+        self._endpoints: dict[NamespacedName, ServiceEndpoints] = {}
+        # What each Service put into _ptr_endpoints: (packed address, endpoint name).
+        self._endpoint_keys: dict[NamespacedName, set[tuple[bytes, str]]] = {}
+        # Keyed by packed address.
+        self._ptr_cluster: dict[bytes, set[NamespacedName]] = {}
+        self._ptr_endpoints: dict[bytes, set[tuple[str, str, str]]] = {}
+        self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
+        self._pod_ips: dict[tuple[str, bytes], int] = {}
+        self._nodes: dict[str, NodeRecord] = {}
+        self._node_branches: dict[str, int] = {}  # proper suffixes of dotted node names
+        self._node_list: tuple[NodeRecord, ...] | None = None
+        self._stale: set[NamespacedName] = set()  # services whose slices changed
+
+    # --- feeding -----------------------------------------------------------------------
+
+    def rebuild(self, objects: Iterable[Any], resource_version: int) -> None:
+        """Forget everything and index `objects` (the store's content at that version)."""
+        self._reset()
+        for obj in objects:
+            self._put(obj)
+        self._refresh_endpoints()
+        self.serial = resource_version
+        self.generation += 1
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Store listener: one commit's events, in order."""
+        if not events:
+            return
+        for event in events:
+            obj = event.object
+            previous = self._drop(obj.key)
+            if event.type != DELETED:
+                self._put(obj, previous)
+        self._refresh_endpoints()
+        self.serial = events[-1].resource_version
+        self.generation += 1
+
+    def _put(self, obj: Any, previous: _SliceRecord | None = None) -> None:
+        kind = getattr(obj, "kind", None)
+        if kind == NAMESPACE:
+            self._put_namespace(obj)
+        elif kind == SERVICE:
+            self._put_service(obj)
+        elif kind == ENDPOINT_SLICE:
+            self._put_slice(obj, previous)
+        elif kind == POD:
+            self._put_pod(obj)
+        elif kind == NODE:
+            self._put_node(obj)
+
+    def _drop(self, key: Key) -> _SliceRecord | None:
+        """Remove whatever the object at `key` contributed, from what the index holds
+        (not from the event's `old`, so a replayed or out-of-step event cannot leave
+        anything behind). A slice's record is returned for its next version to reuse."""
+        where = (key.namespace, key.name)
+        sliced = None
+        if key.kind == NAMESPACE:
+            self.namespaces.discard(key.name)
+        elif key.kind == SERVICE:
+            record = self._services.pop(where, None)
+            if record is not None:
+                for ip in record.cluster_ips:
+                    _discard(self._ptr_cluster, ip.packed, where)
+        elif key.kind == ENDPOINT_SLICE:
+            sliced = self._slices.pop(where, None)
+            if sliced is not None:
+                service = (key.namespace, sliced.service)
+                _discard(self._slices_by_service, service, key.name)
+                self._stale.add(service)
+        elif key.kind == POD:
+            held = self._pods.pop(where, None)
+            if held is not None:
+                _count_down(self._pod_ips, held)
+        elif key.kind == NODE and self._nodes.pop(key.name, None) is not None:
+            self._node_list = None
+            for suffix in ancestors(key.name):
+                _count_down(self._node_branches, suffix)
+        return sliced
+
+    def _put_namespace(self, namespace: Namespace) -> None:
+        self.namespaces.add(namespace.meta.name)
+
+    def _put_service(self, service: Service) -> None:
+        where = (service.meta.namespace, service.meta.name)
+        external = service.type == "ExternalName"
+        ips: tuple[IPAddress, ...] = ()
+        if not external and not service.headless:
+            ips = tuple(ip for ip in map(_address, service.cluster_ips) if ip is not None)
+        target = target_name(service.external_name or "") if external else None
+        self._services[where] = ServiceRecord(service, ips, target)
+        for ip in ips:
+            self._ptr_cluster.setdefault(ip.packed, set()).add(where)
+
+    def _put_slice(self, endpoint_slice: EndpointSlice, previous: _SliceRecord | None) -> None:
+        service = endpoint_slice.service_name
+        if not service:
+            return  # belongs to no Service, so names nothing
+        namespace, name = endpoint_slice.meta.namespace, endpoint_slice.meta.name
+        # Parsing dominates: reuse the previous version's work for addresses it had.
+        known = {r.text: r for r in previous.ready} if previous is not None else {}
+        ready: list[_Ready] = []
+        if endpoint_slice.address_type in _ADDRESS_TYPES:
+            for endpoint in endpoint_slice.endpoints:
+                if not endpoint.is_ready:
+                    continue
+                hostname = endpoint.hostname.lower()
+                for text in endpoint.addresses:
+                    seen = known.get(text)
+                    if seen is not None and seen.name == (hostname or seen.label):
+                        ready.append(seen)
+                        continue
+                    ip = seen.ip if seen is not None else _address(text)
+                    if ip is None:
+                        continue
+                    label = dashed(ip) if seen is None else seen.label
+                    ready.append(_Ready(hostname or label, ip, ip.packed, text, label))
+        ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready))
+        self._slices_by_service.setdefault((namespace, service), set()).add(name)
+        self._stale.add((namespace, service))
+
+    def _put_pod(self, pod: Pod) -> None:
+        # Verified pod names (notes §3.8): a live pod's status.podIP only.
+        if pod.phase in _GONE_PHASES or pod.meta.deletion_timestamp or not pod.pod_ips:
+            return
+        ip = _address(pod.pod_ips[0])
+        if ip is None:
+            return
+        held = (pod.meta.namespace, ip.packed)
+        self._pods[(pod.meta.namespace, pod.meta.name)] = held
+        _count_up(self._pod_ips, held)
+
+    def _put_node(self, node: Node) -> None:
+        ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
+        self._nodes[node.meta.name] = NodeRecord(node.meta.name, ips)
+        self._node_list = None
+        for suffix in ancestors(node.meta.name):
+            _count_up(self._node_branches, suffix)
+
+    def _refresh_endpoints(self) -> None:
+        """Re-read the slices of every Service whose slices changed in this batch."""
+        stale, self._stale = self._stale, set()
+        for service in stale:
+            self._refresh_service_endpoints(service)
+
+    def _refresh_service_endpoints(self, service: NamespacedName) -> None:
+        namespace, name = service
+        self._endpoints.pop(service, None)
+        names: dict[str, tuple[dict[bytes, IPAddress], dict[EndpointPort, None]]] = {}
+        addresses: dict[bytes, IPAddress] = {}
+        for slice_name in sorted(self._slices_by_service.get(service, ())):
+            sliced = self._slices[(namespace, slice_name)]
+            ports = dict.fromkeys(sliced.ports)
+            for ready in sliced.ready:
+                entry = names.get(ready.name)
+                if entry is None:
+                    entry = names[ready.name] = ({}, {})
+                entry[0][ready.key] = ready.ip
+                entry[1].update(ports)
+                addresses[ready.key] = ready.ip
+        new = ServiceEndpoints(
+            {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()},
+            tuple(addresses.values()),
+        )
+        # Only the differences touch the reverse table.
+        before = self._endpoint_keys.pop(service, set())
+        after = {(key, n) for n, (ips, _) in names.items() for key in ips}
+        if addresses:
+            self._endpoints[service] = new
+            self._endpoint_keys[service] = after
+        for key, endpoint in before - after:
+            _discard(self._ptr_endpoints, key, (namespace, name, endpoint))
+        for key, endpoint in after - before:
+            self._ptr_endpoints.setdefault(key, set()).add((namespace, name, endpoint))
+
+    # --- reading -------------------------------------------------------------------------
+
+    def service(self, namespace: str, name: str) -> ServiceRecord | None:
+        """The Service, whether or not its Namespace exists (see `visible_service`)."""
+        return self._services.get((namespace, name))
+
+    def visible_service(self, namespace: str, name: str) -> ServiceRecord | None:
+        """The Service if DNS may show it: its Namespace object exists (notes §4)."""
+        if namespace not in self.namespaces:
+            return None
+        return self._services.get((namespace, name))
+
+    def endpoints(self, namespace: str, service: str) -> ServiceEndpoints:
+        """The ready endpoints of the slices labelled with this Service's name."""
+        return self._endpoints.get((namespace, service), NO_ENDPOINTS)
+
+    def ptr_targets(self, ip: IPAddress) -> tuple[PtrTarget, ...]:
+        """The owners of an address (notes §3.7), visible ones only, sorted: the Services
+        whose cluster IP it is (all of them, no CoreDNS quirk 8) or, when there are none,
+        every ready endpoint with that address in a Service that publishes endpoint names
+        (not ExternalName)."""
+        key = ip.packed
+        owners = sorted(s for s in self._ptr_cluster.get(key, ()) if s[0] in self.namespaces)
+        if owners:
+            return tuple(PtrTarget(namespace, service, None) for namespace, service in owners)
+        targets = []
+        for namespace, service, endpoint in sorted(self._ptr_endpoints.get(key, ())):
+            record = self.visible_service(namespace, service)
+            if record is not None and not record.is_external:
+                targets.append(PtrTarget(namespace, service, endpoint))
+        return tuple(targets)
+
+    def has_pod(self, namespace: str, ip: IPAddress) -> bool:
+        """A running (or pending) pod in `namespace` has `ip` as its status.podIP."""
+        return (namespace, ip.packed) in self._pod_ips
+
+    def node(self, name: str) -> NodeRecord | None:
+        return self._nodes.get(name)
+
+    def nodes(self) -> tuple[NodeRecord, ...]:
+        """Every Node, by name."""
+        if self._node_list is None:
+            self._node_list = tuple(self._nodes[n] for n in sorted(self._nodes))
+        return self._node_list
+
+    def has_node_branch(self, suffix: str) -> bool:
+        """Some Node's dotted name ends in `.<suffix>` (an empty non-terminal under node.)."""
+        return suffix in self._node_branches
+
+
+def _discard(table: dict[Any, set[Any]], key: Any, member: Any) -> None:
+    members = table.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del table[key]
+
+
+def _count_up(table: dict[Any, int], key: Any) -> None:
+    table[key] = table.get(key, 0) + 1
+
+
+def _count_down(table: dict[Any, int], key: Any) -> None:
+    count = table[key] - 1
+    if count:
+        table[key] = count
+    else:
+        del table[key]

@@ -1,0 +1,392 @@
+"""Query names of the cluster zone and the reverse zones, parsed into types.
+
+This is the only module that splits a name on dots (DESIGN rule 2): `parse` reads a
+lower-cased absolute name from the right, as CoreDNS `plugin/kubernetes/parse.go` does,
+and returns one frozen value per shape, or raises `InvalidName`, which means NXDOMAIN
+whatever the data. Whether a well-shaped name exists is for the answer logic to decide.
+
+Shapes, labels left of the cluster zone (DNS-SPEC-NOTES §2, plus kdns's own trees):
+
+    (none)                                  Apex
+    dns-version                             DnsVersion
+    svc | pod | nodeport | node | dns       Structural      (always exist: NODATA)
+    ns.dns                                  NameServer
+    <ns>.svc | <ns>.pod | <ns>.nodeport     NamespaceName
+    <svc>.<ns>.svc                          ServiceName
+    <endpoint>.<svc>.<ns>.svc               EndpointName
+    _<proto>.<svc>.<ns>.svc                 ProtocolName    (parent of the SRV names)
+    _<port>._<proto>.<svc>.<ns>.svc         PortName
+    <dashed-ip>.<ns>.pod                    PodName
+    <node>.node                             NodeName        (node names may hold dots)
+    <svc>.<ns>.nodeport                     NodePortServiceName
+    _<proto>.<svc>.<ns>.nodeport            NodePortProtocolName
+    _<port>._<proto>.<svc>.<ns>.nodeport    NodePortName
+
+and below the reverse zones: the apex (Apex), a whole address (ReverseName: 4 octets
+under in-addr.arpa., 32 nibbles under ip6.arpa.), or a shorter, well-formed prefix
+(ReversePrefix, an empty non-terminal). Port and protocol labels need their leading
+underscore (no CoreDNS quirk 4), and no label is a wildcard (notes §9).
+
+The builders at the bottom go the other way: the names kdns writes into records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from kdns.errors import KdnsError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+IN_ADDR_ARPA = "in-addr.arpa."
+IP6_ARPA = "ip6.arpa."
+REVERSE_ZONES = (IN_ADDR_ARPA, IP6_ARPA)
+# SRV protocol labels (spec §2.3.2: lower case), from the Service protocols.
+PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
+STRUCTURAL_LABELS = frozenset({"svc", "pod", "nodeport", "node", "dns"})
+_HEX_NIBBLES = frozenset("0123456789abcdef")
+
+
+class InvalidName(KdnsError):
+    """The name has no possible meaning in the served zones (NXDOMAIN)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Apex:
+    """The apex of a served zone (the cluster zone or a reverse zone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsVersion:
+    """`dns-version.<zone>`: the schema TXT record."""
+
+
+@dataclass(frozen=True, slots=True)
+class NameServer:
+    """`ns.dns.<zone>`: the target of the apex NS record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Structural:
+    """`svc`, `pod`, `nodeport`, `node` or `dns` right below the zone: always exists, no data."""
+
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceName:
+    """`<ns>.svc`, `<ns>.pod` or `<ns>.nodeport` (kind says which)."""
+
+    kind: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceName:
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointName:
+    endpoint: str
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolName:
+    """`_<proto>.<svc>.<ns>.svc`: exists when an SRV name exists below it."""
+
+    protocol: str
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortName:
+    """`_<port>._<proto>.<svc>.<ns>.svc`; port and protocol without underscores, lower case."""
+
+    port: str
+    protocol: str
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodName:
+    """`<dashed-ip>.<ns>.pod`; parse has checked that the label is an address."""
+
+    dashed_ip: str
+    namespace: str
+
+    @property
+    def address(self) -> IPAddress:
+        return _undash(self.dashed_ip)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeName:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePortServiceName:
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePortProtocolName:
+    protocol: str
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePortName:
+    port: str
+    protocol: str
+    service: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseName:
+    """A whole address under in-addr.arpa. or ip6.arpa.; `ip` is its canonical text."""
+
+    ip: str
+
+    @property
+    def address(self) -> IPAddress:
+        return ipaddress.ip_address(self.ip)
+
+
+@dataclass(frozen=True, slots=True)
+class ReversePrefix:
+    """A well-formed part of a reverse name (`10.in-addr.arpa.`): an empty non-terminal.
+
+    Every such prefix is NODATA rather than NXDOMAIN, whether or not a known address lies
+    below it: NODATA never hides anything, while a wrong NXDOMAIN would let a resolver
+    deny the whole subtree (RFC 8020). The cost is imprecision, never a lost answer.
+    """
+
+    labels: tuple[str, ...]
+
+
+Name = (
+    Apex
+    | DnsVersion
+    | NameServer
+    | Structural
+    | NamespaceName
+    | ServiceName
+    | EndpointName
+    | ProtocolName
+    | PortName
+    | PodName
+    | NodeName
+    | NodePortServiceName
+    | NodePortProtocolName
+    | NodePortName
+    | ReverseName
+    | ReversePrefix
+)
+
+APEX = Apex()
+DNS_VERSION = DnsVersion()
+NAME_SERVER = NameServer()
+
+
+def is_below(name: str, zone: str) -> bool:
+    """`name` is `zone` or inside it (both lower case, absolute)."""
+    return name == zone or name.endswith("." + zone)
+
+
+def zone_of(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES) -> str | None:
+    """The served zone `name` belongs to, the most specific one, or None if kdns does not
+    serve it (the router then refuses or forwards it). Lower case, absolute in and out."""
+    best = None
+    for candidate in (zone, *reverse_zones):
+        if is_below(name, candidate) and (best is None or len(candidate) > len(best)):
+            best = candidate
+    return best
+
+
+def parse(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES) -> Name:
+    """Read a lower-case absolute name of a served zone; InvalidName if it cannot exist."""
+    served = zone_of(name, zone, reverse_zones)
+    if served is None:
+        raise InvalidName(f"{name}: not in a served zone")
+    if name == served:
+        return APEX
+    if served == zone:
+        return _parse_cluster(_labels(name, zone))
+    if is_below(name, IN_ADDR_ARPA):
+        return _parse_in_addr(_labels(name, IN_ADDR_ARPA))
+    if is_below(name, IP6_ARPA):
+        return _parse_ip6(_labels(name, IP6_ARPA))
+    raise InvalidName(f"{name}: a reverse zone outside in-addr.arpa. and ip6.arpa.")
+
+
+def _labels(name: str, zone: str) -> list[str]:
+    """The labels of `name` left of `zone`, which it is strictly below."""
+    labels = name[: len(name) - len(zone) - 1].split(".")
+    if "" in labels:
+        raise InvalidName(f"{name}: empty label")
+    return labels
+
+
+def _parse_cluster(labels: list[str]) -> Name:
+    *rest, top = labels
+    if top == "dns-version" and not rest:
+        return DNS_VERSION
+    if top not in STRUCTURAL_LABELS:
+        raise InvalidName(f"{top!r}: not a type label of the cluster zone")
+    if not rest:
+        return Structural(top)
+    if top == "dns":
+        if rest == ["ns"]:
+            return NAME_SERVER
+        raise InvalidName("only ns.dns exists below dns")
+    if top == "node":
+        # Node names are DNS subdomains, so they may span labels (ip-10-0-0-1.ec2.internal).
+        return NodeName(".".join(rest))
+    *rest, namespace = rest
+    if not rest:
+        return NamespaceName(top, namespace)
+    if top == "pod":
+        if len(rest) == 1:
+            _undash(rest[0])
+            return PodName(rest[0], namespace)
+        raise InvalidName("a pod name is one dashed address")
+    *rest, service = rest
+    if top == "svc":
+        if not rest:
+            return ServiceName(service, namespace)
+        if len(rest) == 1:
+            if rest[0].startswith("_"):
+                return ProtocolName(_protocol(rest[0]), service, namespace)
+            return EndpointName(rest[0], service, namespace)
+        if len(rest) == 2:
+            return PortName(_port(rest[0]), _protocol(rest[1]), service, namespace)
+        raise InvalidName("too many labels left of the service")
+    # nodeport: the same shapes as svc, without endpoint names.
+    if not rest:
+        return NodePortServiceName(service, namespace)
+    if len(rest) == 1:
+        return NodePortProtocolName(_protocol(rest[0]), service, namespace)
+    if len(rest) == 2:
+        return NodePortName(_port(rest[0]), _protocol(rest[1]), service, namespace)
+    raise InvalidName("too many labels left of the service")
+
+
+def _protocol(label: str) -> str:
+    if label.startswith("_") and label[1:] in PROTOCOLS:
+        return label[1:]
+    raise InvalidName(f"{label!r}: not a protocol label (_tcp, _udp, _sctp)")
+
+
+def _port(label: str) -> str:
+    if label.startswith("_") and len(label) > 1:
+        return label[1:]
+    raise InvalidName(f"{label!r}: not a port label (_<name>)")
+
+
+def _parse_in_addr(labels: list[str]) -> Name:
+    if len(labels) > 4:
+        raise InvalidName("more than four octets below in-addr.arpa.")
+    for label in labels:
+        # Decimal 0-255 without leading zeros: the only spelling an address reverses to.
+        if not (label.isdigit() and label.isascii() and str(int(label)) == label and int(label) < 256):
+            raise InvalidName(f"{label!r}: not an octet")
+    if len(labels) < 4:
+        return ReversePrefix(tuple(labels))
+    return ReverseName(".".join(reversed(labels)))
+
+
+def _parse_ip6(labels: list[str]) -> Name:
+    if len(labels) > 32:
+        raise InvalidName("more than 32 nibbles below ip6.arpa.")
+    for label in labels:
+        if len(label) != 1 or label not in _HEX_NIBBLES:
+            raise InvalidName(f"{label!r}: not a nibble")
+    if len(labels) < 32:
+        return ReversePrefix(tuple(labels))
+    return ReverseName(str(ipaddress.IPv6Address(int("".join(reversed(labels)), 16))))
+
+
+def _undash(label: str) -> IPAddress:
+    """The address a dashed label spells: three dashes and no `--` is IPv4, else IPv6."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidName(f"{label!r}: not a dashed IP address") from None
+
+
+# --- names kdns writes --------------------------------------------------------------
+
+
+def dashed(address: IPAddress) -> str:
+    """The endpoint or pod label of an address: `10-0-0-1`, `fd00--1`.
+
+    Built from the canonical text, so every spelling of an address gets one label (no
+    CoreDNS quirk 11). A trailing `::` would leave a trailing dash, so `0` is appended
+    (`2001:db8::` -> `2001-db8--0`), as CoreDNS does.
+    """
+    text = str(address).replace(":", "-").replace(".", "-")
+    return text + "0" if text.endswith("-") else text
+
+
+def reverse_name(address: IPAddress) -> str:
+    """`10.0.0.1` -> `1.0.0.10.in-addr.arpa.`; IPv6 in full nibbles."""
+    return address.reverse_pointer + "."
+
+
+def service_fqdn(service: str, namespace: str, zone: str) -> str:
+    return f"{service}.{namespace}.svc.{zone}"
+
+
+def endpoint_fqdn(endpoint: str, service: str, namespace: str, zone: str) -> str:
+    return f"{endpoint}.{service}.{namespace}.svc.{zone}"
+
+
+def node_fqdn(node: str, zone: str) -> str:
+    return f"{node}.node.{zone}"
+
+
+def nameserver_fqdn(zone: str) -> str:
+    return f"ns.dns.{zone}"
+
+
+def hostmaster_fqdn(zone: str) -> str:
+    return f"hostmaster.{zone}"
+
+
+def ancestors(relative: str) -> list[str]:
+    """`a.b.c` -> [`b.c`, `c`]: the names strictly above a relative name (a dotted node
+    name's empty non-terminals under node.<zone>)."""
+    parts = relative.split(".")
+    return [".".join(parts[i:]) for i in range(1, len(parts))]
+
+
+def target_name(text: str) -> str | None:
+    """An ExternalName's target as an absolute name (a trailing dot accepted, case kept),
+    or None when it cannot be a CNAME target: empty, an IP address (spec §2.5, notes
+    §3.6), or not a valid domain name."""
+    text = text.strip().rstrip(".")
+    if not text or len(text) > 253:
+        return None
+    try:
+        ipaddress.ip_address(text)
+        return None
+    except ValueError:
+        pass
+    if any(not label or len(label) > 63 for label in text.split(".")):
+        return None
+    return text + "."

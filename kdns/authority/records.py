@@ -1,0 +1,62 @@
+"""dnslib resource records, one builder per type.
+
+Builders take plain values: owner and target names exactly as they must appear on the
+wire (the caller decides their spelling, notes §8), as text or as a `DNSLabel` when one
+name owns many records (parsed once), addresses as `ipaddress` objects, and the TTL.
+Nothing here knows Kubernetes or decides what exists.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A, DNSLabel
+
+from kdns.authority.names import IPAddress
+
+# SOA timers (notes §5, CoreDNS): refresh, retry and expire matter only to secondaries.
+SOA_REFRESH = 7200
+SOA_RETRY = 1800
+SOA_EXPIRE = 86400
+
+DomainName: TypeAlias = str | DNSLabel
+
+
+def a(owner: DomainName, address: IPAddress, ttl: int) -> RR:
+    return RR(owner, QTYPE.A, ttl=ttl, rdata=A(tuple(address.packed)))
+
+
+def aaaa(owner: DomainName, address: IPAddress, ttl: int) -> RR:
+    return RR(owner, QTYPE.AAAA, ttl=ttl, rdata=AAAA(tuple(address.packed)))
+
+
+def address(owner: DomainName, ip: IPAddress, ttl: int) -> RR:
+    """A for an IPv4 address, AAAA for an IPv6 one."""
+    return a(owner, ip, ttl) if ip.version == 4 else aaaa(owner, ip, ttl)
+
+
+def srv(owner: DomainName, target: DomainName, port: int, weight: int, ttl: int, priority: int = 0) -> RR:
+    return RR(owner, QTYPE.SRV, ttl=ttl, rdata=SRV(priority, weight, port, target))
+
+
+def ptr(owner: DomainName, target: DomainName, ttl: int) -> RR:
+    return RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(target))
+
+
+def cname(owner: DomainName, target: DomainName, ttl: int) -> RR:
+    return RR(owner, QTYPE.CNAME, ttl=ttl, rdata=CNAME(target))
+
+
+def txt(owner: DomainName, text: str, ttl: int) -> RR:
+    return RR(owner, QTYPE.TXT, ttl=ttl, rdata=TXT(text.encode()))
+
+
+def ns(owner: DomainName, target: DomainName, ttl: int) -> RR:
+    return RR(owner, QTYPE.NS, ttl=ttl, rdata=NS(target))
+
+
+def soa(owner: DomainName, mname: DomainName, rname: DomainName, serial: int, minimum: int, ttl: int) -> RR:
+    """The zone's SOA; `minimum` is the negative-caching TTL (RFC 2308 §4)."""
+    # SOA serials are 32-bit and compared with RFC 1982 arithmetic, which wraps.
+    times = (serial % 2**32, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, minimum)
+    return RR(owner, QTYPE.SOA, ttl=ttl, rdata=SOA(mname, rname, times))

@@ -1,0 +1,204 @@
+"""ClusterIndex: the tables the answers read, filled by rebuild and kept by apply."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
+from kdns.authority.names import IPAddress
+from kdns.config import Settings
+from tests.authority import cluster as k
+
+SETTINGS = Settings()
+
+
+def fresh(*objects: object, version: int = 7) -> ClusterIndex:
+    index = ClusterIndex(SETTINGS)
+    index.rebuild(objects, version)
+    return index
+
+
+def addresses(*texts: str) -> tuple[IPAddress, ...]:
+    return tuple(ip_address(t) for t in texts)
+
+
+def service(index: ClusterIndex, namespace: str, name: str) -> ServiceRecord:
+    record = index.service(namespace, name)
+    assert record is not None
+    return record
+
+
+def test_rebuild_sets_serial_and_generation() -> None:
+    """rebuild takes the store's version as serial and moves the generation on."""
+    index = ClusterIndex(SETTINGS)
+    assert (index.serial, index.generation) == (0, 0)
+    index.rebuild([k.namespace("a")], 12)
+    assert (index.serial, index.generation) == (12, 1)
+
+
+def test_rebuild_forgets_what_was_there() -> None:
+    """A second rebuild starts from nothing."""
+    index = fresh(k.namespace("a"), k.service("s", "a", "10.0.0.1"))
+    index.rebuild([k.namespace("b")], 8)
+    assert index.namespaces == {"b"}
+    assert index.service("a", "s") is None
+    assert index.ptr_targets(ip_address("10.0.0.1")) == ()
+
+
+def test_apply_takes_the_last_version_as_serial() -> None:
+    """apply sets serial to the commit's last resource_version and bumps the generation once."""
+    index = fresh()
+    index.apply(k.added([k.namespace("a"), k.namespace("b")], 20))
+    assert (index.serial, index.generation) == (21, 2)
+    assert index.namespaces == {"a", "b"}
+
+
+def test_endpoints_collapse_across_slices() -> None:
+    """Ready endpoints of every slice of a Service merge by name and address, in slice-name order."""
+    index = fresh(
+        k.slice_(
+            "web-b",
+            "ns",
+            "web",
+            [k.endpoint("10.0.0.3"), k.endpoint("10.0.0.1", hostname="Web-0")],
+            [k.eport("http", 80), k.eport("", None)],
+        ),
+        k.slice_("web-a", "ns", "web", [k.endpoint("10.0.0.1", hostname="web-0"), k.endpoint("10.0.0.2", ready=False)], [k.eport("http", 80)]),
+        k.slice_("web-v6", "ns", "web", [k.endpoint("fd00:0::1")], [k.eport("http", 8080)], address_type="IPv6"),
+        k.slice_("fqdn", "ns", "web", [k.endpoint("example.org")], address_type="FQDN"),
+        k.slice_("bad", "ns", "web", [k.endpoint("not-an-address")]),
+        k.slice_("unlabelled", "ns", "", [k.endpoint("10.9.9.9")]),
+    )
+    endpoints = index.endpoints("ns", "web")
+    assert endpoints.addresses == addresses("10.0.0.1", "10.0.0.3", "fd00::1")
+    assert list(endpoints.by_name) == ["web-0", "10-0-0-3", "fd00--1"]
+    assert endpoints.by_name["web-0"].addresses == addresses("10.0.0.1")
+    assert endpoints.by_name["web-0"].ports == (k.eport("http", 80),)  # portless entries dropped
+    assert endpoints.by_name["fd00--1"].ports == (k.eport("http", 8080),)
+    assert index.endpoints("ns", "other").by_name == {}
+
+
+def test_shared_hostname_collects_addresses() -> None:
+    """Endpoints sharing a hostname make one name with all their addresses."""
+    index = fresh(k.slice_("s", "ns", "db", [k.endpoint("10.0.0.1", hostname="x"), k.endpoint("10.0.0.2", hostname="x")]))
+    assert index.endpoints("ns", "db").by_name["x"].addresses == addresses("10.0.0.1", "10.0.0.2")
+
+
+def test_ptr_prefers_cluster_ips() -> None:
+    """An address that is a cluster IP names its Services only; otherwise its ready endpoints."""
+    index = fresh(
+        k.namespace("ns"),
+        k.service("a", "ns", "10.0.0.1"),
+        k.service("b", "ns", "10.0.0.2"),
+        k.service("c", "ns"),
+        k.slice_("b-1", "ns", "b", [k.endpoint("10.0.0.1", hostname="h"), k.endpoint("10.1.0.1")]),
+        k.slice_("c-1", "ns", "c", [k.endpoint("10.1.0.1")]),
+        k.slice_("orphan", "ns", "nosvc", [k.endpoint("10.2.0.1")]),
+    )
+    assert index.ptr_targets(ip_address("10.0.0.1")) == (PtrTarget("ns", "a", None),)
+    assert index.ptr_targets(ip_address("10.1.0.1")) == (
+        PtrTarget("ns", "b", "10-1-0-1"),
+        PtrTarget("ns", "c", "10-1-0-1"),
+    )
+    assert index.ptr_targets(ip_address("10.2.0.1")) == ()  # its Service does not exist
+
+
+def test_ptr_matches_any_spelling() -> None:
+    """Addresses are compared canonically, however the objects spell them."""
+    index = fresh(
+        k.namespace("ns"),
+        k.service("a", "ns", "FD00:0:0::0A"),
+        k.service("b", "ns"),
+        k.slice_("b-1", "ns", "b", [k.endpoint("fd00:0000::b")], address_type="IPv6"),
+    )
+    assert index.ptr_targets(ip_address("fd00::a")) == (PtrTarget("ns", "a", None),)
+    assert index.ptr_targets(ip_address("fd00::b")) == (PtrTarget("ns", "b", "fd00--b"),)
+    assert service(index, "ns", "a").cluster_ips == addresses("fd00::a")
+
+
+def test_services_hide_with_their_namespace() -> None:
+    """visible_service and PTR need the Namespace object; service() does not."""
+    index = fresh(k.service("a", "ns", "10.0.0.1"))
+    assert index.service("ns", "a") is not None
+    assert index.visible_service("ns", "a") is None
+    assert index.ptr_targets(ip_address("10.0.0.1")) == ()
+    index.apply(k.added([k.namespace("ns")], 8))
+    assert index.visible_service("ns", "a") is not None
+    assert index.ptr_targets(ip_address("10.0.0.1")) == (PtrTarget("ns", "a", None),)
+
+
+def test_external_names() -> None:
+    """An ExternalName's target is kept absolute; an IP address is no target."""
+    index = fresh(
+        k.service("e", "ns", external="example.org"),
+        k.service("ip", "ns", external="192.0.2.1"),
+        k.service("c", "ns", "10.0.0.1"),
+    )
+    e, ip, c = (service(index, "ns", name) for name in ("e", "ip", "c"))
+    assert e.is_external and e.external_name == "example.org." and not e.is_headless
+    assert ip.is_external and ip.external_name is None
+    assert not c.is_external and c.external_name is None
+
+
+def test_pods_verified_by_primary_address() -> None:
+    """Only live pods count, by their first address, and two pods on one address count twice."""
+    first = k.pod("a", "ns", "10.0.0.1", "fd00::1")
+    second = k.pod("b", "ns", "10.0.0.1")
+    index = fresh(
+        first,
+        second,
+        k.pod("pending", "ns", "10.0.0.2", phase="Pending"),
+        k.pod("unknown", "ns", "10.0.0.3", phase="Unknown"),
+        k.pod("failed", "ns", "10.0.0.4", phase="Failed"),
+        k.pod("leaving", "ns", "10.0.0.5", deleting=True),
+        k.pod("no-ip", "ns"),
+    )
+    present = {str(ip) for ip in addresses("10.0.0.1", "fd00::1", *(f"10.0.0.{i}" for i in range(2, 6))) if index.has_pod("ns", ip)}
+    assert present == {"10.0.0.1", "10.0.0.2"}
+    assert not index.has_pod("other", ip_address("10.0.0.1"))
+    index.apply([k.deleted(first, 8)])
+    assert index.has_pod("ns", ip_address("10.0.0.1"))
+    index.apply([k.deleted(second, 9)])
+    assert not index.has_pod("ns", ip_address("10.0.0.1"))
+
+
+def test_deletion_uses_what_the_index_holds() -> None:
+    """A DELETED event removes the stored state even if its object is a different version."""
+    stored = k.slice_("s", "ns", "web", [k.endpoint("10.0.0.1")])
+    stale = k.slice_("s", "ns", "web", [k.endpoint("10.0.0.9")])
+    index = fresh(k.namespace("ns"), k.service("web", "ns"), stored)
+    index.apply([k.deleted(stale, 8)])
+    assert index.endpoints("ns", "web").addresses == ()
+    assert index.ptr_targets(ip_address("10.0.0.1")) == ()
+
+
+def test_modified_without_old_replaces() -> None:
+    """A MODIFIED event replaces what the index holds for that object, whatever `old` says."""
+    index = fresh(k.namespace("ns"), k.service("a", "ns", "10.0.0.1"))
+    index.apply([k.modified(k.service("a", "ns", "10.0.0.2"), None, 8)])
+    assert service(index, "ns", "a").cluster_ips == addresses("10.0.0.2")
+    assert index.ptr_targets(ip_address("10.0.0.1")) == ()
+
+
+def test_nodes_and_their_branches() -> None:
+    """Nodes are listed by name with their InternalIPs; dotted names make branches while they exist."""
+    dotted = k.node("b.zone.internal", "10.0.0.2", "fd00::2", external="203.0.113.1")
+    index = fresh(k.node("c", "10.0.0.3"), dotted, k.node("a"))
+    assert [n.name for n in index.nodes()] == ["a", "b.zone.internal", "c"]
+    node = index.node("b.zone.internal")
+    assert node is not None and node.internal_ips == addresses("10.0.0.2", "fd00::2")
+    assert index.has_node_branch("zone.internal") and index.has_node_branch("internal")
+    assert not index.has_node_branch("b.zone.internal") and not index.has_node_branch("zone")
+    index.apply([k.deleted(dotted, 8)])
+    assert [n.name for n in index.nodes()] == ["a", "c"]
+    assert not index.has_node_branch("internal")
+
+
+def test_one_commit_many_slices() -> None:
+    """Several slice events of one Service in one commit leave the same tables as a rebuild."""
+    slices = [k.slice_(f"s{i}", "ns", "web", [k.endpoint(f"10.0.{i}.1")]) for i in range(5)]
+    incremental = fresh(k.namespace("ns"))
+    incremental.apply(k.added(slices, 8) + [k.deleted(slices[0], 13)])
+    rebuilt = fresh(k.namespace("ns"), *slices[1:])
+    assert incremental.endpoints("ns", "web") == rebuilt.endpoints("ns", "web")
+    assert incremental.ptr_targets(ip_address("10.0.0.1")) == ()
