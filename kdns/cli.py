@@ -1,0 +1,241 @@
+"""`kdns serve`: flags and KDNS_* environment variables -> Settings -> a running server.
+
+Every flag has an environment twin named after it (`--dns-port` <-> `KDNS_DNS_PORT`); the
+flag wins. This is the only module that reads the environment. Exit codes: 0 after
+SIGTERM or SIGINT, 1 when the cluster cannot be loaded or served (a bad manifest, a port
+in use), 2 for a bad flag or setting. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from kdns import __version__
+from kdns.config import PODS_MODES, ConfigError, Settings, parse_port_range, parse_service_cidrs
+from kdns.errors import KdnsError
+
+__all__ = ["main"]
+
+log = logging.getLogger("kdns")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DNS_PORT = 53
+
+
+class _UsageError(Exception):
+    """A flag argparse could not read."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdns", description="Kubernetes-style service discovery DNS from an embedded registry.")
+    parser.add_argument("--version", action="version", version=f"kdns {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    serve = commands.add_parser(
+        "serve",
+        help="load the manifests and serve DNS",
+        description="Load the manifests and serve DNS. Every flag can also be set by the "
+        "KDNS_* environment variable of the same name (--dns-port: KDNS_DNS_PORT); the flag wins.",
+    )
+    add = serve.add_argument
+    add(
+        "--manifests",
+        action="append",
+        metavar="PATH",
+        help="a YAML file or a directory of them; repeatable (KDNS_MANIFESTS: paths separated by "
+        f"{os.pathsep!r}; default: the example cluster)",
+    )
+    add("--dns-address", metavar="IP", help="address to serve DNS on (default 127.0.0.1)")
+    add("--dns-port", metavar="PORT", help="UDP and TCP port; 0 picks a free one (default 1053)")
+    add("--zone", metavar="ZONE", help="the cluster zone (default cluster.local)")
+    add("--ttl", metavar="SECONDS", help="record TTL, 0-3600 (default 5)")
+    add("--pods", choices=PODS_MODES, help="pod A records (default verified)")
+    add("--service-cidr", metavar="CIDR[,CIDR]", help="service IP ranges (default 10.96.0.0/12,fd00:10:96::/112)")
+    add("--node-port-range", metavar="LOW-HIGH", help="NodePort range (default 30000-32767)")
+    add(
+        "--upstream",
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="upstream resolver for other names; repeatable; `none` for none (default none)",
+    )
+    add("--log-level", choices=LOG_LEVELS, help="default info")
+    return parser
+
+
+def _pick(flag: Any, environ: Mapping[str, str], name: str) -> tuple[Any, str]:
+    """The flag's value if given, else the environment's; with where it came from."""
+    if flag is not None:
+        return flag, "--" + name.replace("_", "-")
+    env_name = "KDNS_" + name.upper()
+    return environ.get(env_name), env_name
+
+
+def _integer(text: str, source: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{source} {text!r}: not an integer") from None
+
+
+def parse_upstream(text: str) -> str:
+    """`1.1.1.1`, `1.1.1.1:5353`, `::1`, `[::1]:5353` -> `ADDR:PORT` (IPv6 in brackets)."""
+    host, port = text.strip(), DNS_PORT
+    if host.startswith("["):
+        inside, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError(f"upstream {text!r}: expected ADDR[:PORT], e.g. 10.0.0.2:53 or [fd00::2]:53")
+        host = inside
+        if rest:
+            port = _integer(rest[1:], f"upstream {text!r}: port")
+    elif host.count(":") == 1:
+        host, port_text = host.split(":")
+        port = _integer(port_text, f"upstream {text!r}: port")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"upstream {text!r}: not an IP address") from None
+    if not (1 <= port <= 65535):
+        raise ConfigError(f"upstream {text!r}: port must be between 1 and 65535")
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _upstreams(values: Sequence[str]) -> tuple[str, ...]:
+    words = [word for value in values for word in value.replace(",", " ").split()]
+    if any(word.lower() == "none" for word in words):
+        if len(words) > 1:
+            raise ConfigError(f"upstream: `none` cannot be combined with addresses ({' '.join(words)})")
+        return ()
+    return tuple(parse_upstream(word) for word in words)
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Settings, str]:
+    """Settings and the log level from parsed flags and the environment; ConfigError if bad."""
+    fields: dict[str, Any] = {}
+
+    manifests, _ = _pick(args.manifests, environ, "manifests")
+    if isinstance(manifests, str):
+        manifests = [part for part in manifests.split(os.pathsep) if part]
+    if manifests:
+        fields["manifests"] = tuple(Path(path) for path in manifests)
+
+    for name in ("dns_address", "zone", "pods"):
+        value, _ = _pick(getattr(args, name), environ, name)
+        if value is not None:
+            fields[name] = value
+    for name in ("dns_port", "ttl"):
+        value, source = _pick(getattr(args, name), environ, name)
+        if value is not None:
+            fields[name] = _integer(value, source)
+
+    value, _ = _pick(args.service_cidr, environ, "service_cidr")
+    if value is not None:
+        fields["service_cidrs"] = parse_service_cidrs(value)
+    value, _ = _pick(args.node_port_range, environ, "node_port_range")
+    if value is not None:
+        fields["node_port_range"] = parse_port_range(value)
+    value, _ = _pick(args.upstream, environ, "upstream")
+    if value is not None:
+        fields["upstreams"] = _upstreams([value] if isinstance(value, str) else value)
+
+    level, source = _pick(args.log_level, environ, "log_level")
+    level = (level or "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{source} {level!r}: must be one of {', '.join(LOG_LEVELS)}")
+    return Settings(**fields), level
+
+
+class _Formatter(logging.Formatter):
+    """`kdns: message` for information, `kdns: warning: message` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno == logging.INFO:
+            return f"kdns: {text}"
+        return f"kdns: {record.levelname.lower()}: {text}"
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _loop_factory() -> Any:
+    """uvloop's loop where the kdns[speed] extra installed it; asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    # Imported here, so `kdns --version` and flag errors need nothing but the config.
+    from kdns.app import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    try:
+        await serve(settings, stop)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the `kdns` command; returns the exit code."""
+    environ = os.environ if environ is None else environ
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"kdns: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command != "serve":
+        parser.print_usage(sys.stderr)
+        print("kdns: error: a command is required: kdns serve", file=sys.stderr)
+        return EXIT_CONFIG
+
+    try:
+        settings, level = settings_from(args, environ)
+    except ConfigError as exc:
+        print(f"kdns: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(level)
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve_until_signalled(settings))
+    except ConfigError as exc:
+        print(f"kdns: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (KdnsError, OSError) as exc:
+        print(f"kdns: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return EXIT_OK
+    return EXIT_OK

@@ -1,0 +1,382 @@
+"""Bytes to `Query`, `Answer` to bytes: the DNS wire format at kdns's edge; pure, no I/O.
+
+`from_wire` reads the header, the question and the OPT record directly (dnslib's parser
+builds objects for every section and is several times slower) and either returns a
+`Query` for the handler, or a `Rejected` carrying a ready reply for the few requests the
+codec answers itself, or None for packets that get no reply at all (RFC 1035 §4.1.1; the
+edges of RFC 6891). `to_wire` writes the header, the question exactly as it was asked and
+the OPT record itself, and lets dnslib pack only the records of the `Answer`.
+
+Every flag of a reply is set here on purpose; nothing is copied from the query except
+ID, opcode, RD and CD (RFC 1035 §4.1.1, RFC 4035 §3.2.2) and DO (RFC 3225 §3).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from dnslib import DNSLabel
+from dnslib.label import DNSBuffer
+
+from kdns.message import Answer, Query
+
+__all__ = [
+    "EDNS_PAYLOAD",
+    "MAX_TCP_MESSAGE",
+    "Handler",
+    "Rejected",
+    "from_wire",
+    "servfail",
+    "to_wire",
+]
+
+# Handlers return an Answer at once when they can (the authority never waits) and an
+# awaitable only when they must (forwarding), so the servers create no task per packet
+# on the hot path. `message.Handler` (async only) is the special case of an awaitable.
+Handler = Callable[[Query], "Answer | Awaitable[Answer]"]
+
+# The UDP payload kdns advertises and the most it sends: DNS Flag Day 2020's 1232 bytes
+# fits an IPv6 packet on any link with a 1280-byte MTU, so replies are never fragmented.
+EDNS_PAYLOAD = 1232
+# RFC 1035 §4.2.1: without EDNS a UDP reply is at most 512 bytes; RFC 6891 §6.2.5: an
+# advertised size below 512 is treated as 512.
+MIN_PAYLOAD = 512
+# RFC 1035 §4.2.2: a TCP message is framed by a 16-bit length.
+MAX_TCP_MESSAGE = 65535
+
+NOERROR, FORMERR, SERVFAIL, NOTIMP, REFUSED = 0, 1, 2, 4, 5
+BADVERS = 16  # RFC 6891 §9: extended rcode 1, header rcode 0
+
+_QR = 0x8000
+_AA = 0x0400
+_TC = 0x0200
+_RD = 0x0100
+_RA = 0x0080
+_CD = 0x0010
+_OPCODE_MASK = 0x7800  # opcode in bits 11-14; QUERY is 0
+_DO = 0x8000  # in the OPT record's TTL field
+
+_CLASS_IN = 1
+_TYPE_OPT = 41
+_TYPE_IXFR = 251
+_TYPE_AXFR = 252
+
+_HEADER = struct.Struct("!6H")
+_QTAIL = struct.Struct("!HH")
+_RR_TAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+_OPT_REPLY = struct.Struct("!BHHIH")  # root name, type, payload size, ttl, rdlength
+
+# Bytes a label may hold and still be written as plain text; everything else (dots,
+# backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
+# the presentation format of RFC 1035 §5.1), so a name survives the round trip exactly.
+_UNSAFE = re.compile(rb"[^\x21-\x2d\x2f-\x5b\x5d-\x7e]")
+_ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request the codec answers itself; `reply` is the whole packet to send back."""
+
+    rcode: int
+    reply: bytes
+
+
+class _FormErr(Exception):
+    """The message is malformed (RFC 1035 §4.1.1 FORMERR)."""
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _read_name(data: bytes, pos: int) -> tuple[list[bytes], int]:
+    """The labels of the uncompressed name at `pos`, and the offset after it.
+
+    A question is the first thing after the header, so a compression pointer in it
+    could only point into the header: it is malformed.
+    """
+    labels: list[bytes] = []
+    size = 1
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise _FormErr
+        length = data[pos]
+        if length == 0:
+            return labels, pos + 1
+        if length > 63:
+            raise _FormErr
+        size += length + 1
+        if size > 255:  # RFC 1035 §3.1
+            raise _FormErr
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            raise _FormErr
+        labels.append(label)
+        pos += length + 1
+
+
+def _skip_name(data: bytes, pos: int) -> tuple[bool, int]:
+    """Skip a possibly compressed name; (is it the root name, offset after it)."""
+    end = len(data)
+    first = True
+    while True:
+        if pos >= end:
+            raise _FormErr
+        length = data[pos]
+        if length == 0:
+            return first, pos + 1
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > end:
+                raise _FormErr
+            return False, pos + 2
+        if length > 63:
+            raise _FormErr
+        pos += length + 1
+        first = False
+
+
+def _name_text(labels: list[bytes]) -> str:
+    """Wire labels -> absolute presentation text, case kept, odd bytes escaped."""
+    if not labels:
+        return "."
+    parts = []
+    for label in labels:
+        if _UNSAFE.search(label):
+            label = _UNSAFE.sub(lambda m: b"\\%03d" % m[0][0], label)
+        parts.append(label.decode("ascii"))
+    parts.append("")
+    return ".".join(parts)
+
+
+def _name_labels(text: str) -> tuple[bytes, ...]:
+    """The inverse of `_name_text`: presentation text -> wire labels."""
+    if text == ".":
+        return ()
+    if "\\" not in text:
+        return tuple(part.encode("ascii") for part in text[:-1].split("."))
+    labels = []
+    current = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            escape = _ESCAPE.match(text, i)
+            if escape is None:  # a trailing backslash: keep it literally
+                current += b"\\"
+                i += 1
+                continue
+            body = escape[1]
+            current += bytes([int(body)]) if len(body) == 3 else body.encode("latin-1")
+            i = escape.end()
+        elif char == ".":
+            labels.append(bytes(current))
+            current = bytearray()
+            i += 1
+        else:
+            current += char.encode("latin-1")
+            i += 1
+    if current:
+        labels.append(bytes(current))
+    return tuple(labels)
+
+
+def from_wire(data: bytes, client: str | None = None, transport: str = "udp") -> Query | Rejected | None:
+    """Read one request: a `Query` to answer, a `Rejected` reply to send as is, or None to drop.
+
+    None: shorter than a header, or a response (QR set), which must never be answered
+    (answering responses is how reflection loops start). FORMERR: malformed, no question
+    or several, several OPT records or an OPT outside the additional section (RFC 6891
+    §6.1.1). NOTIMP: an opcode other than QUERY. BADVERS: EDNS version above 0 (RFC 6891
+    §6.1.3). REFUSED: a class other than IN (kdns serves no CHAOS or HESIOD data), and
+    AXFR/IXFR (kdns does not transfer zones, as CoreDNS's kubernetes plugin without
+    `transfer`).
+    """
+    if len(data) < 12:
+        return None
+    ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if flags & _QR:
+        return None
+
+    question: bytes | None = None  # the question's wire form, echoed in error replies
+    labels: list[bytes] = []
+    qtype = qclass = 0
+    opt_ttl: int | None = None
+    opt_payload = 0
+    opt_count = 0
+    try:
+        pos = 12
+        for number in range(qdcount):
+            start = pos
+            name_labels, pos = _read_name(data, pos)
+            if pos + 4 > len(data):
+                raise _FormErr
+            if number == 0:
+                labels = name_labels
+                qtype, qclass = _QTAIL.unpack_from(data, pos)
+                question = data[start : pos + 4]
+            pos += 4
+        for section, count in ((1, ancount), (2, nscount), (3, arcount)):
+            for _ in range(count):
+                is_root, pos = _skip_name(data, pos)
+                if pos + 10 > len(data):
+                    raise _FormErr
+                rtype, rclass, ttl, rdlength = _RR_TAIL.unpack_from(data, pos)
+                pos += 10 + rdlength
+                if pos > len(data):
+                    raise _FormErr
+                if rtype == _TYPE_OPT:
+                    opt_count += 1
+                    if section != 3 or not is_root:
+                        raise _FormErr
+                    opt_payload, opt_ttl = rclass, ttl
+        if pos != len(data):
+            raise _FormErr  # trailing bytes: this is not the message the header describes
+    except _FormErr:
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
+
+    opcode_set = flags & _OPCODE_MASK
+    if opcode_set:
+        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, None)
+    if qdcount != 1 or opt_count > 1:
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
+    do = bool(opt_ttl is not None and opt_ttl & _DO)
+    if opt_ttl is not None and (opt_ttl >> 16) & 0xFF:
+        return _reject(ident, flags, BADVERS, question, do)
+    edns_do = do if opt_ttl is not None else None
+    if qclass != _CLASS_IN or qtype in (_TYPE_AXFR, _TYPE_IXFR):
+        return _reject(ident, flags, REFUSED, question, edns_do)
+
+    if opt_ttl is None:
+        payload = MIN_PAYLOAD
+    else:
+        payload = max(MIN_PAYLOAD, min(opt_payload, EDNS_PAYLOAD))
+    return Query(
+        id=ident,
+        qname=_name_text(labels),
+        qtype=qtype,
+        qclass=qclass,
+        rd=bool(flags & _RD),
+        cd=bool(flags & _CD),
+        edns=opt_ttl is not None,
+        payload=payload,
+        do=do,
+        client=client,
+        transport=transport,
+    )
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def _opt(rcode: int, do: bool) -> bytes:
+    """Our OPT record: payload size 1232, version 0, the upper rcode bits, DO echoed."""
+    ttl = ((rcode >> 4) & 0xFF) << 24 | (_DO if do else 0)
+    return _OPT_REPLY.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, 0)
+
+
+def _reject(ident: int, query_flags: int, rcode: int, question: bytes | None, do: bool | None) -> Rejected:
+    """An error reply: ID, opcode, RD and CD echoed; the question if it could be read.
+
+    `do` is None when the request had no usable OPT record; otherwise the reply has one
+    (RFC 6891 §7). BADVERS always has one: its rcode does not fit in the header.
+    """
+    flags = _QR | (query_flags & (_OPCODE_MASK | _RD | _CD)) | (rcode & 0xF)
+    has_opt = do is not None or rcode > 15
+    header = _HEADER.pack(ident, flags, 1 if question else 0, 0, 0, 1 if has_opt else 0)
+    reply = header + (question or b"") + (_opt(rcode, bool(do)) if has_opt else b"")
+    return Rejected(rcode, reply)
+
+
+class _Buffer(DNSBuffer):
+    """dnslib's buffer with name compression that stays within 14-bit offsets.
+
+    dnslib registers every name for compression wherever it lands; past 16 KiB (large
+    TCP replies) its pointers would silently wrap. This also skips `DNSLabel` re-parsing.
+    """
+
+    def encode_name(self, name: DNSLabel | str | bytes) -> None:
+        labels = name.label if isinstance(name, DNSLabel) else DNSLabel(name).label
+        names = self.names
+        data = self.data
+        for i in range(len(labels)):
+            suffix = labels[i:]
+            pointer = names.get(suffix)
+            if pointer is not None:
+                data += (0xC000 | pointer).to_bytes(2, "big")
+                self.offset += 2
+                return
+            if self.offset < 0x4000:
+                names[suffix] = self.offset
+            label = labels[i]
+            length = len(label)
+            if length > 63 or length == 0:
+                raise ValueError(f"label {label!r}: must be 1-63 bytes")
+            data.append(length)
+            data += label
+            self.offset += length + 1
+        data.append(0)
+        self.offset += 1
+
+
+def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE) -> bytes:
+    """The reply to `query`: at most `limit` bytes (UDP: `query.payload`; TCP: 65535).
+
+    If everything does not fit, the additional section goes first, without TC (RFC 2181
+    §9: extra data that does not fit is no reason for TC). If the answer and authority
+    sections still do not fit, the reply is the header, question and OPT with TC set and
+    nothing else, so the client asks again over TCP rather than use a partial RRset.
+    """
+    rcode = answer.rcode
+    flags = _QR | (rcode & 0xF)
+    if answer.authoritative:
+        flags |= _AA
+    if query.rd:
+        flags |= _RD
+    if answer.recursion_available:
+        flags |= _RA
+    if query.cd:
+        flags |= _CD
+    opt = _opt(rcode, query.do) if query.edns else b""
+    arcount_opt = 1 if query.edns else 0
+
+    labels = _name_labels(query.qname)
+    buffer = _Buffer(bytes(12))
+    buffer.offset = 12
+    buffer.encode_name(DNSLabel(labels))
+    buffer.data += _QTAIL.pack(query.qtype, query.qclass)
+    buffer.offset += 4
+    question_end = buffer.offset
+
+    for record in answer.answer:
+        record.pack(buffer)
+    for record in answer.authority:
+        record.pack(buffer)
+    main_end = buffer.offset
+    for record in answer.additional:
+        record.pack(buffer)
+
+    data = buffer.data
+    if len(data) + len(opt) <= limit:
+        data[:12] = _HEADER.pack(
+            query.id, flags, 1, len(answer.answer), len(answer.authority), len(answer.additional) + arcount_opt
+        )
+        data += opt
+        return bytes(data)
+    if main_end + len(opt) <= limit:
+        # Compression pointers only point backwards, so cutting the tail is safe.
+        del data[main_end:]
+        data[:12] = _HEADER.pack(query.id, flags, 1, len(answer.answer), len(answer.authority), arcount_opt)
+        data += opt
+        return bytes(data)
+    del data[question_end:]
+    data[:12] = _HEADER.pack(query.id, flags | _TC, 1, 0, 0, arcount_opt)
+    data += opt
+    return bytes(data)
+
+
+def servfail(query: Query) -> bytes:
+    """SERVFAIL for `query`: what a failure anywhere behind the codec turns into."""
+    return to_wire(query, Answer(rcode=SERVFAIL), query.payload)

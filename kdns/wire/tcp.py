@@ -1,0 +1,186 @@
+"""DNS over TCP: 2-byte length framing, pipelined queries, idle timeout (RFC 7766).
+
+A client may send several queries on one connection without waiting; answers that are
+ready at once are written in order, awaited ones when they are ready, so replies may come
+back out of order (RFC 7766 §6.2.1.1; clients match them by ID). A connection that sends
+a length too short for a DNS header, or stops mid-message, or stays idle, is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Self
+
+from kdns.message import Answer, Query
+from kdns.wire.codec import MAX_TCP_MESSAGE, Handler, Rejected, from_wire, servfail
+from kdns.wire.udp import QUERY_TIMEOUT, encode_reply
+
+__all__ = ["TcpServer"]
+
+log = logging.getLogger(__name__)
+
+# RFC 7766 §6.2.3 suggests seconds, not minutes, for an idle connection; CoreDNS uses 10 s.
+IDLE_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256
+# Awaited queries one connection may have open before kdns stops reading from it.
+MAX_PIPELINED = 64
+_HEADER_SIZE = 12
+
+
+def _frame(reply: bytes) -> bytes:
+    return len(reply).to_bytes(2, "big") + reply
+
+
+class TcpServer:
+    """A TCP DNS listener on (host, port) as an async context manager; `.port` is the bound port."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        query_timeout: float = QUERY_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        max_pipelined: int = MAX_PIPELINED,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.query_timeout = query_timeout
+        self.max_connections = max_connections
+        self.max_pipelined = max_pipelined
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the TCP server is not bound")
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        """Connections open right now."""
+        return len(self._connections)
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop accepting, close every connection (their queries are cancelled), wait for it."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        connections = list(self._connections)
+        for task in connections:
+            task.cancel()
+        if connections:
+            await asyncio.gather(*connections, return_exceptions=True)
+        await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None or len(self._connections) >= self.max_connections:
+            # RFC 7766 §6.2.2: a server may close connections to protect its resources.
+            await _close(writer)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            await self._read_queries(reader, writer, pending)
+            if pending:
+                # The client may have sent its queries and half-closed: answer them all.
+                await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            for query_task in pending:
+                query_task.cancel()
+            raise
+        except Exception:
+            log.exception("tcp: connection failed")
+        finally:
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            await _close(writer)
+            self._connections.discard(task)
+
+    async def _read_queries(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        client = peer[0] if peer else None
+        while True:
+            if len(pending) >= self.max_pipelined:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    prefix = await reader.readexactly(2)
+                    length = int.from_bytes(prefix, "big")
+                    if length < _HEADER_SIZE:
+                        log.debug("tcp: %s sent a %d-byte message: closing", client, length)
+                        return
+                    message = await reader.readexactly(length)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return
+            request = from_wire(message, client, "tcp")
+            if request is None:
+                continue
+            if isinstance(request, Rejected):
+                reply = request.reply
+            else:
+                try:
+                    result = self.handler(request)
+                except Exception:
+                    log.exception("handler failed for %s %s", request.qname, request.qtype)
+                    reply = servfail(request)
+                else:
+                    if isinstance(result, Answer) or not isinstance(result, Awaitable):
+                        reply = encode_reply(request, result, MAX_TCP_MESSAGE)
+                    else:
+                        query_task = asyncio.get_running_loop().create_task(self._finish(writer, request, result))
+                        pending.add(query_task)
+                        query_task.add_done_callback(pending.discard)
+                        continue
+            if writer.is_closing():
+                return
+            writer.write(_frame(reply))
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return
+
+    async def _finish(self, writer: asyncio.StreamWriter, query: Query, pending: Awaitable[Answer]) -> None:
+        try:
+            async with asyncio.timeout(self.query_timeout):
+                result: object = await pending
+        except TimeoutError:
+            log.warning("no answer to %s %s within %s s: SERVFAIL", query.qname, query.qtype, self.query_timeout)
+            reply = servfail(query)
+        except Exception:
+            log.exception("handler failed for %s %s", query.qname, query.qtype)
+            reply = servfail(query)
+        else:
+            reply = encode_reply(query, result, MAX_TCP_MESSAGE)
+        if writer.is_closing():
+            return
+        writer.write(_frame(reply))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
