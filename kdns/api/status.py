@@ -1,0 +1,171 @@
+"""Kubernetes `Status` objects: how every refused request is answered.
+
+The reasons and codes are those of k8s.io/apimachinery/pkg/api/errors, so clients
+(kubectl, client-go, the Python client) recognise them: `IsNotFound`, `IsConflict`,
+`IsAlreadyExists`, `IsGone`, `IsInvalid`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kdns.errors import KdnsError
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's request body limit
+
+
+class ApiError(KdnsError):
+    """The API refused the request."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        return status_object(self.code, self.reason, self.message, self.details)
+
+
+def status_object(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def not_found(group_resource: str, name: str) -> ApiError:
+    return ApiError(
+        404, "NotFound", f'{group_resource} "{name}" not found', {"name": name, "kind": group_resource}
+    )
+
+
+def path_not_found(path: str) -> ApiError:
+    return ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+
+
+def method_not_allowed(method: str) -> ApiError:
+    return ApiError(
+        405,
+        "MethodNotAllowed",
+        f"the server does not allow this method on the requested resource ({method})",
+    )
+
+
+def already_exists(group_resource: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{group_resource} "{name}" already exists',
+        {"name": name, "kind": group_resource},
+    )
+
+
+def conflict(group_resource: str, name: str, why: str) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {group_resource} "{name}": {why}',
+        {"name": name, "kind": group_resource},
+    )
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
+
+
+def too_large() -> ApiError:
+    return ApiError(
+        413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"
+    )
+
+
+def unsupported_media_type(content_type: str, accepted: Iterable[str]) -> ApiError:
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format ({content_type or 'none'})"
+        f" - accepted media types include: {', '.join(accepted)}",
+    )
+
+
+def not_acceptable(accept: str) -> ApiError:
+    return ApiError(
+        406,
+        "NotAcceptable",
+        f"only the following media types are accepted: application/json, application/yaml"
+        f" (asked for {accept})",
+    )
+
+
+def invalid(
+    kind: str,
+    name: str,
+    causes: Iterable[tuple[str, str]],
+    *,
+    group: str = "",
+    reason: str = "FieldValueInvalid",
+) -> ApiError:
+    """422, as `errors.NewInvalid`: `Service "web" is invalid: spec.ports[0].port: ...`."""
+    causes = list(causes)
+    parts = [f"{field}: {message}" if field else message for field, message in causes]
+    if len(parts) == 1:
+        summary = parts[0]
+    else:
+        summary = "[" + ", ".join(parts) + "]"
+    details: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "causes": [{"reason": reason, "message": m, "field": f} for f, m in causes],
+    }
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details)
+
+
+def unprocessable(message: str) -> ApiError:
+    """422 without a field, as kube-apiserver answers a patch that cannot be applied."""
+    return ApiError(422, "Invalid", message)
+
+
+def internal(message: str) -> ApiError:
+    return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+
+
+def success_status(group_resource: str, name: str, uid: str = "") -> dict[str, Any]:
+    details: dict[str, Any] = {"name": name, "kind": group_resource}
+    if uid:
+        details["uid"] = uid
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }

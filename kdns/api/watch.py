@@ -1,0 +1,176 @@
+"""Watch streams: a store listener feeding a bounded queue, drained onto an HTTP response.
+
+The protocol is kube-apiserver's: newline-terminated JSON `{"type": ..., "object": ...}`,
+ADDED / MODIFIED / DELETED, and ERROR carrying a Status (410 Expired when the asked-for
+version is older than the store's event log, or when this watcher fell behind and its
+queue overflowed: the client must list again). A change that moves an object into or
+out of the selector is sent as ADDED or DELETED, as the API server's watch cache does.
+
+Subscribing and reading the backlog happen in one synchronous step, with no `await`
+between, so no event is missed or sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from kdns.api import status
+from kdns.api.selectors import Selector
+from kdns.registry.errors import Expired
+from kdns.registry.objects import ADDED, DELETED, MODIFIED, Event
+
+ERROR = "ERROR"
+BOOKMARK = "BOOKMARK"
+QUEUE_SIZE = 1000
+# kube-apiserver ends a watch after --min-request-timeout (1800 s) times a random factor;
+# kdns ends it after this unless the client asks for less with timeoutSeconds.
+MAX_TIMEOUT = 1800.0
+
+Change = tuple[str, Any, int]  # type, object, resource version of the change
+Encode = Callable[[str, Any, int], Any]
+
+
+class Watch:
+    """One watcher: a store listener that queues the changes its selector wants.
+
+    It runs inside the store's commit, so it only does `put_nowait`. When the queue is
+    full the watcher is marked as overflowed and gets nothing more; its stream then ends
+    with 410.
+    """
+
+    def __init__(self, selector: Selector, queue_size: int = QUEUE_SIZE) -> None:
+        self.selector = selector
+        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(queue_size)
+        self.overflowed = False
+        self.closed = False
+
+    def translate(self, event: Event) -> Change | None:
+        """The change this watcher sees for one store event, or None."""
+        matches = self.selector.matches
+        if event.type == DELETED:
+            return (DELETED, event.object, event.resource_version) if matches(event.object) else None
+        now = matches(event.object)
+        before = event.old is not None and matches(event.old)
+        if now and before:
+            return (MODIFIED, event.object, event.resource_version)
+        if now:
+            return (ADDED, event.object, event.resource_version)
+        if before:
+            return (DELETED, event.old, event.resource_version)
+        return None
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        if self.overflowed or self.closed:
+            return
+        for event in events:
+            change = self.translate(event)
+            if change is None:
+                continue
+            try:
+                self.queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self.overflowed = True
+                return
+
+    def close(self) -> None:
+        """End the stream (server shutdown): queued changes are dropped."""
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+def _line(kind: str, obj: Any) -> bytes:
+    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _expired_line(message: str) -> bytes:
+    return _line(ERROR, status.gone(message).status())
+
+
+async def serve_watch(
+    request: web.Request,
+    *,
+    store: Any,
+    selector: Selector,
+    resource_version: int | None,
+    timeout: float,
+    encode: Encode,
+    bookmark: Callable[[int], Any] | None = None,
+    watches: set[Watch],
+    on_open: Callable[[], None] = lambda: None,
+    on_close: Callable[[], None] = lambda: None,
+    queue_size: int = QUEUE_SIZE,
+) -> web.StreamResponse:
+    """Stream changes from `resource_version` on (None: the current objects as ADDED first).
+
+    `bookmark(rv)`, when given, is sent after the initial ADDED events (sendInitialEvents).
+    """
+    watch = Watch(selector, queue_size)
+    backlog: Iterable[Change] = ()
+    expired: str | None = None
+    # One synchronous step: subscribe, then read what happened before (no await between).
+    unsubscribe = store.subscribe(watch)
+    current = store.resource_version
+    try:
+        if resource_version is None:
+            objs = store.list(selector.kind, selector.namespace)
+            backlog = [(ADDED, o, o.meta.resource_version) for o in objs if selector.matches(o)]
+        else:
+            changes = (watch.translate(e) for e in store.events_since(resource_version))
+            backlog = [c for c in changes if c is not None]
+    except Expired as exc:
+        expired = str(exc)
+
+    watches.add(watch)
+    on_open()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    try:
+        await response.prepare(request)
+        if expired is not None:
+            await response.write(_expired_line(expired))
+            return response
+        lines = [_line(kind, encode(kind, obj, rv)) for kind, obj, rv in backlog]
+        if bookmark is not None:
+            lines.append(_line(BOOKMARK, bookmark(current)))
+        if lines:
+            await response.write(b"".join(lines))
+        try:
+            async with asyncio.timeout(timeout):
+                await _pump(watch, response, encode)
+        except TimeoutError:
+            pass
+        return response
+    except (ConnectionResetError, ConnectionError):
+        # The client went away; nothing to tell it.
+        return response
+    finally:
+        unsubscribe()
+        watches.discard(watch)
+        on_close()
+
+
+async def _pump(watch: Watch, response: web.StreamResponse, encode: Encode) -> None:
+    while True:
+        change = await watch.queue.get()
+        if change is None:
+            return
+        batch = [change]
+        # Whatever else is already queued goes out in the same write.
+        while not watch.queue.empty():
+            more = watch.queue.get_nowait()
+            if more is None:
+                watch.queue.put_nowait(None)
+                break
+            batch.append(more)
+        if watch.overflowed:
+            await response.write(
+                _expired_line("the watcher fell behind and its queue overflowed; list again")
+            )
+            return
+        await response.write(b"".join(_line(k, encode(k, o, rv)) for k, o, rv in batch))

@@ -1,0 +1,108 @@
+"""kdns's Prometheus metrics, on an injected `CollectorRegistry`.
+
+Names follow `kdns_<subsystem>_<name>_<unit>`. `observe_query` is on the DNS hot path: it
+keeps the labelled children it has already made, so a query costs two dict lookups, a
+counter increment and a histogram observation, with no label formatting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# Event types of kdns.registry.objects, spelled out: metrics sits below the registry layer.
+ADDED, DELETED = "ADDED", "DELETED"
+
+# Answers from the index take microseconds, forwarded ones milliseconds to seconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+
+
+class Metrics:
+    """Every metric kdns exports; one instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._queries = Counter(
+            "kdns_dns_queries",
+            "DNS queries answered, by question type and response code.",
+            ("qtype", "rcode"),
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "kdns_dns_request_duration_seconds",
+            "Time from reading a DNS query to having its answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._objects = Gauge(
+            "kdns_registry_objects",
+            "Objects in the registry, by kind.",
+            ("kind",),
+            registry=self.registry,
+        )
+        self._writes = Counter(
+            "kdns_api_writes",
+            "API write requests, by verb, resource and HTTP status code.",
+            ("verb", "resource", "code"),
+            registry=self.registry,
+        )
+        self._watches = Gauge(
+            "kdns_api_watches", "Open API watch streams.", registry=self.registry
+        )
+        self._query_children: dict[tuple[Any, Any], Any] = {}
+        self._object_children: dict[str, Any] = {}
+
+    # --- DNS ----------------------------------------------------------------------------
+
+    def observe_query(self, qtype: str | int, rcode: str | int, seconds: float) -> None:
+        """One answered query; `qtype` and `rcode` are names (`A`, `NXDOMAIN`) or numbers."""
+        key = (qtype, rcode)
+        counter = self._query_children.get(key)
+        if counter is None:
+            counter = self._queries.labels(str(qtype), str(rcode))
+            self._query_children[key] = counter
+        counter.inc()
+        self._duration.observe(seconds)
+
+    # --- registry -----------------------------------------------------------------------
+
+    def _objects_of(self, kind: str) -> Any:
+        gauge = self._object_children.get(kind)
+        if gauge is None:
+            gauge = self._objects.labels(kind)
+            self._object_children[kind] = gauge
+        return gauge
+
+    def set_objects(self, kind: str, count: int) -> None:
+        """The count of one kind, e.g. from `len(store.list(kind))` at start-up."""
+        self._objects_of(kind).set(count)
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        """A store listener: keeps `kdns_registry_objects` in step with committed events."""
+        for event in events:
+            if event.type == ADDED:
+                self._objects_of(event.object.kind).inc()
+            elif event.type == DELETED:
+                self._objects_of(event.object.kind).dec()
+
+    # --- API ----------------------------------------------------------------------------
+
+    def observe_write(self, verb: str, resource: str, code: int) -> None:
+        self._writes.labels(verb, resource, str(code)).inc()
+
+    def watch_opened(self) -> None:
+        self._watches.inc()
+
+    def watch_closed(self) -> None:
+        self._watches.dec()
+
+    # --- exposition ---------------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type, for `/metrics`."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

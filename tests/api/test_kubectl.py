@@ -1,0 +1,181 @@
+"""The real kubectl v1.32 against the API, with no kubeconfig and default validation."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from tests.api.conftest import SERVICE_AND_PODS, Api, needs_kubectl
+
+pytestmark = needs_kubectl
+
+
+def columns(output: str) -> list[dict[str, str]]:
+    """kubectl's table output as one dict per row, keyed by header."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    header = lines[0]
+    # Headers may hold one space ("NOMINATED NODE"); columns are at least three apart.
+    found = list(re.finditer(r"\S+(?: \S+)*", header))
+    starts = [m.start() for m in found]
+    names = [m.group() for m in found]
+    rows = []
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+        rows.append(dict(zip(names, cells)))
+    return rows
+
+
+def cluster_ip(api: Api, name: str = "web") -> str:
+    return api.call(lambda store: store.get("Service", "default", name).cluster_ips[0])
+
+
+def test_apply_creates_and_get_shows_cluster_ip(api: Api, tmp_path):
+    """`kubectl apply -f` (strict validation) creates a Service and Pods; `get svc` shows the allocated ClusterIP."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    out = api.kubectl("apply", "-f", str(manifest)).stdout
+    assert out.splitlines() == ["service/web created", "pod/web-1 created", "pod/web-2 created"]
+    [row] = columns(api.kubectl("get", "svc").stdout)
+    assert row["NAME"] == "web" and row["TYPE"] == "ClusterIP"
+    assert row["CLUSTER-IP"] == cluster_ip(api)
+    assert row["EXTERNAL-IP"] == "<none>" and row["PORT(S)"] == "80/TCP"
+    pods = columns(api.kubectl("get", "pods", "-o", "wide").stdout)
+    assert [(p["NAME"], p["READY"], p["STATUS"], p["IP"], p["NODE"]) for p in pods] == [
+        ("web-1", "1/1", "Running", "10.244.0.5", "node-1"),
+        ("web-2", "1/1", "Running", "10.244.0.6", "<none>"),
+    ]
+    [slice_] = columns(api.kubectl("get", "endpointslices").stdout)
+    assert slice_["ADDRESSTYPE"] == "IPv4" and slice_["PORTS"] == "8080"
+    assert slice_["ENDPOINTS"] == "10.244.0.5,10.244.0.6"
+    assert api.kubectl("apply", "-f", str(manifest)).stdout.splitlines() == [
+        "service/web unchanged", "pod/web-1 unchanged", "pod/web-2 unchanged",
+    ]
+
+
+def test_apply_changes_with_three_way_patch(api: Api, tmp_path):
+    """A second `kubectl apply` with a changed port sends a strategic merge patch that replaces the port."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    manifest.write_text(SERVICE_AND_PODS.replace("port: 80\n", "port: 8081\n"))
+    assert "service/web configured" in api.kubectl("apply", "-f", str(manifest)).stdout
+    ports = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in ports] == [("http", 8081)]
+
+
+def test_apply_refuses_unknown_field(api: Api, tmp_path):
+    """kubectl's default strict validation is done by the server: an unknown spec field fails and nothing is stored."""
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(SERVICE_AND_PODS.split("---")[0].replace("  selector:", "  colour: blue\n  selector:"))
+    result = api.kubectl("apply", "-f", str(manifest), check=False)
+    assert result.returncode != 0
+    assert 'strict decoding error: unknown field "spec.colour"' in result.stderr
+    assert api.call(lambda store: store.get("Service", "default", "web")) is None
+
+
+def test_server_side_apply(api: Api, tmp_path):
+    """`kubectl apply --server-side` creates objects, and takes over a client-side applied one: ports it drops go."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    out = api.kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    assert out.splitlines() == ["service/web serverside-applied", "pod/web-1 serverside-applied", "pod/web-2 serverside-applied"]
+    assert api.call(lambda store: len(store.list("EndpointSlice", "default"))) == 1
+
+    other = tmp_path / "api.yaml"
+    other.write_text(SERVICE_AND_PODS.split("---")[0].replace("name: web", "name: api"))
+    api.kubectl("apply", "-f", str(other))
+    first_ip = cluster_ip(api, "api")
+    for port in (81, 82):
+        other.write_text(other.read_text().replace(f"port: {port - 1 if port == 82 else 80}\n", f"port: {port}\n"))
+        assert api.kubectl("apply", "--server-side", "-f", str(other)).stdout.strip() == "service/api serverside-applied"
+        ports = json.loads(api.kubectl("get", "svc", "api", "-o", "json").stdout)["spec"]["ports"]
+        assert [p["port"] for p in ports] == [port]
+    assert cluster_ip(api, "api") == first_ip
+
+
+def test_patch_merge_and_strategic(api: Api, tmp_path):
+    """`kubectl patch --type merge` sets labels; the default strategic patch merges ports by port number."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    assert api.kubectl("patch", "svc", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"tier":"front"}}}').stdout.strip() == "service/web patched"
+    api.kubectl("patch", "svc", "web", "-p", '{"spec":{"ports":[{"name":"https","port":443,"targetPort":8443}]}}')
+    api.kubectl("patch", "svc", "web", "--type", "json", "-p", '[{"op":"replace","path":"/spec/type","value":"NodePort"}]')
+    doc = json.loads(api.kubectl("get", "svc", "web", "-o", "json").stdout)
+    assert doc["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert [p["port"] for p in doc["spec"]["ports"]] == [80, 443]
+    [row] = columns(api.kubectl("get", "svc", "-l", "tier=front").stdout)
+    node_ports = [p["nodePort"] for p in doc["spec"]["ports"]]
+    assert row["PORT(S)"] == f"80:{node_ports[0]}/TCP,443:{node_ports[1]}/TCP"
+
+
+def test_delete(api: Api, tmp_path):
+    """`kubectl delete` removes the object, waits for it to be gone, and a second delete says NotFound."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    assert api.kubectl("delete", "svc", "web").stdout.strip() == 'service "web" deleted'
+    assert api.call(lambda store: store.get("Service", "default", "web")) is None
+    again = api.kubectl("delete", "svc", "web", check=False)
+    assert again.returncode != 0 and 'services "web" not found' in again.stderr
+    assert "No resources found" in api.kubectl("get", "svc").stderr
+
+
+def test_get_watch_sees_another_clients_change(api: Api):
+    """`kubectl get svc -w` prints the table, then a row for a Service another client creates."""
+    created = api.request("POST", "/api/v1/namespaces/default/services", {"metadata": {"name": "first"}, "spec": {"ports": [{"port": 80}]}})
+    assert created.status == 201
+    proc = subprocess.Popen(
+        api.kubectl_argv("get", "svc", "-w", "--request-timeout=20s"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=api.kubectl_env(),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        assert lines.get(timeout=15).split()[:3] == ["NAME", "TYPE", "CLUSTER-IP"]
+        assert lines.get(timeout=15).split()[:3] == ["first", "ClusterIP", created.json["spec"]["clusterIP"]]
+        reply = api.request("POST", "/api/v1/namespaces/default/services", {"metadata": {"name": "second"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
+        assert reply.status == 201
+        node_port = reply.json["spec"]["ports"][0]["nodePort"]
+        assert lines.get(timeout=15).split()[:5] == ["second", "NodePort", reply.json["spec"]["clusterIP"], "<none>", f"80:{node_port}/TCP"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+        reader.join(timeout=5)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_token_over_tls(api_server):
+    """Over HTTPS with a token set, kubectl with a wrong one gets Unauthorized and changes nothing; the right one works."""
+    api = api_server(token="s3cret", tls=True)
+    api.token = "wrong"
+    namespace = '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "blue"}}'
+    denied = api.kubectl("create", "-f", "-", input=namespace, check=False)
+    assert denied.returncode != 0 and "the server has asked for the client to provide credentials" in denied.stderr
+    listed = api.kubectl("get", "ns", check=False)
+    assert listed.returncode != 0 and "You must be logged in to the server" in listed.stderr
+    assert api.call(lambda store: store.get("Namespace", "", "blue")) is None
+    api.token = "s3cret"
+    assert api.kubectl("create", "-f", "-", input=namespace).stdout.strip() == "namespace/blue created"
+    [row] = [r for r in columns(api.kubectl("get", "ns").stdout) if r["NAME"] == "blue"]
+    assert row["STATUS"] == "Active"
+
+
+def test_nodes_and_explain_free_discovery(api: Api):
+    """kubectl finds nodes by short name through discovery and prints the node columns."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
+                       "nodeInfo": {"kubeletVersion": "v1.32.0"}}}
+    api.kubectl("create", "-f", "-", input=json.dumps(node))
+    [row] = columns(api.kubectl("get", "no", "-o", "wide").stdout)
+    assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
+    resources = api.kubectl("api-resources", "--no-headers").stdout
+    assert {line.split()[0] for line in resources.splitlines()} == {"namespaces", "nodes", "pods", "services", "endpointslices"}

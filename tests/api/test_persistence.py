@@ -1,0 +1,124 @@
+"""The SQLite journal (kdns.registry.sqlite): what the API acknowledged is on disk, and comes back."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+import pytest
+
+from kdns.registry.sqlite import SqliteJournal, StorageError, load
+from kdns.registry.store import Store, apply_order
+from tests.api.conftest import SERVICE_AND_PODS, needs_kubectl, service
+
+SERVICES = "/api/v1/namespaces/default/services"
+
+
+@pytest.fixture
+def journaled():
+    """Factory: a `prepare` hook that writes the store's state to `path`, then journals every commit."""
+    journals: list[SqliteJournal] = []
+
+    def make(path):
+        def prepare(store: Store) -> None:
+            journal = SqliteJournal(path)
+            journals.append(journal)
+            everything = [obj for kind in ("Namespace", "Node", "Service", "Pod", "EndpointSlice") for obj in store.list(kind)]
+            journal.replace_all(everything, store.resource_version)
+            store.subscribe(journal)
+
+        return prepare
+
+    yield make
+    for journal in journals:
+        journal.close()
+
+
+def stored_row(path, kind, namespace, name):
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(
+            "SELECT resource_version FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)
+        ).fetchone()
+
+
+def test_acknowledged_write_is_on_disk(api_server, journaled, tmp_path):
+    """When the API answers a create, update or delete, another connection already reads it from the file."""
+    path = tmp_path / "registry.sqlite3"
+    api = api_server(prepare=journaled(path))
+    created = api.request("POST", SERVICES, service("web")).json
+    assert stored_row(path, "Service", "default", "web") == (int(created["metadata"]["resourceVersion"]),)
+    patched = api.request("PATCH", f"{SERVICES}/web", {"metadata": {"labels": {"x": "1"}}}, content_type="application/merge-patch+json").json
+    assert stored_row(path, "Service", "default", "web") == (int(patched["metadata"]["resourceVersion"]),)
+    api.request("DELETE", f"{SERVICES}/web")
+    assert stored_row(path, "Service", "default", "web") is None
+    documents, version = load(path)
+    assert version == api.call(lambda store: store.resource_version)
+    assert [d["metadata"]["name"] for d in documents] == ["default", "kube-system"]
+
+
+def test_load_restores_cluster_ips_and_node_ports(api_server, journaled, tmp_path):
+    """Documents loaded from the file, applied to a new store, keep their ClusterIPs and NodePorts."""
+    path = tmp_path / "registry.sqlite3"
+    api = api_server(prepare=journaled(path))
+    api.request("POST", "/api/v1/namespaces", {"metadata": {"name": "blue"}})
+    web = api.request("POST", SERVICES, service("web", type="NodePort")).json
+    db = api.request("POST", "/api/v1/namespaces/blue/services", service("db")).json
+    pod = {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.7", "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert api.request("POST", "/api/v1/namespaces/default/pods", pod).status == 201
+    documents, version = load(path)
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        ("Namespace", "blue"), ("Namespace", "default"), ("Namespace", "kube-system"),
+        ("Service", "db"), ("Service", "web"), ("Pod", "web-1"),
+    ], "managed EndpointSlices are derived again, not stored"
+    assert version == api.call(lambda store: store.resource_version)
+
+    restored = Store()
+    with restored.transaction() as txn:
+        for document in sorted(documents, key=apply_order):
+            txn.apply(document)
+    again = restored.get("Service", "default", "web")
+    assert again.cluster_ips == (web["spec"]["clusterIP"],)
+    assert again.ports[0].node_port == web["spec"]["ports"][0]["nodePort"]
+    assert restored.get("Service", "blue", "db").cluster_ips == (db["spec"]["clusterIP"],)
+    [slice_] = restored.list("EndpointSlice", "default")
+    assert slice_.endpoints[0].addresses == ("10.244.0.7",)
+
+
+@needs_kubectl
+def test_kubectl_sees_the_same_cluster_ip_after_a_restart(api_server, journaled, tmp_path):
+    """A cluster applied with kubectl, saved, and loaded into a new server shows the same ClusterIP to kubectl."""
+    path = tmp_path / "registry.sqlite3"
+    first = api_server(prepare=journaled(path))
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    first.kubectl("apply", "-f", str(manifest))
+    before = first.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    documents, _ = load(path)
+
+    def restore(store: Store) -> None:
+        with store.transaction() as txn:
+            for document in sorted(documents, key=apply_order):
+                txn.apply(document)
+
+    second = api_server(prepare=restore)
+    assert second.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout == before
+    assert "service/web unchanged" in second.kubectl("apply", "-f", str(manifest)).stdout
+
+
+def test_missing_file_and_closed_journal(tmp_path):
+    """load() of a missing file is empty; writing through a closed journal raises StorageError."""
+    assert load(tmp_path / "none.sqlite3") == ([], 0)
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    journal.close()
+    with pytest.raises(StorageError):
+        journal.replace_all([], 1)
+
+
+def test_refuses_a_newer_schema(tmp_path):
+    """A file written by a newer schema version is refused rather than misread."""
+    path = tmp_path / "future.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(StorageError, match="schema version 99"):
+        load(path)
