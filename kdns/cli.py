@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kdns import __version__
-from kdns.config import PODS_MODES, ConfigError, Settings, parse_port_range, parse_service_cidrs
+from kdns.config import (
+    PODS_MODES,
+    ConfigError,
+    Settings,
+    default_data_dir,
+    parse_networks,
+    parse_port_range,
+    parse_service_cidrs,
+)
 from kdns.errors import KdnsError
 
 __all__ = ["main"]
@@ -71,8 +79,29 @@ def _parser() -> argparse.ArgumentParser:
         "--upstream",
         action="append",
         metavar="ADDR[:PORT]",
-        help="upstream resolver for other names; repeatable; `none` for none (default none)",
+        help="upstream resolver for other names; repeatable; `none` turns forwarding off "
+        "(default `auto`: the nameservers of /etc/resolv.conf, kdns itself excluded)",
     )
+    add("--allow-recursion", action="append", metavar="CIDR",
+        help="clients allowed to resolve names kdns is not authoritative for; repeatable "
+        "(default loopback and the private ranges)")
+    add("--cache-size", metavar="N", help="forwarding cache entries, 0 for none (default 10000)")
+    add("--cache-max-ttl", metavar="SECONDS", help="cap on a cached answer's TTL (default 3600)")
+    add("--cache-max-negative-ttl", metavar="SECONDS", help="cap on a cached negative answer's TTL (default 300)")
+    add("--zones-dir", metavar="DIR",
+        help="static RFC 1035 zone files (*.zone) to serve; `none` for none (default: the example zones/)")
+    add("--autopath", action="store_const", const="true",
+        help="answer a known pod's search-path expansion of an outside name at once (KDNS_AUTOPATH=1)")
+    add("--api-address", metavar="IP", help="address of the HTTP API (default 127.0.0.1)")
+    add("--api-port", metavar="PORT", help="port of the HTTP API; 0 picks a free one (default 8080)")
+    add("--api-token", metavar="TOKEN", help="bearer token the API requires (required off loopback)")
+    add("--tls-cert", metavar="FILE", help="serve the API over TLS with this certificate (with --tls-key)")
+    add("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    add("--data-dir", metavar="DIR", help="where the registry is stored (default $XDG_STATE_HOME/kdns "
+        "or ~/.local/state/kdns)")
+    add("--ephemeral", action="store_const", const="true",
+        help="keep the registry in memory only (KDNS_EPHEMERAL=1)")
+    add("--workers", metavar="N", help="processes sharing the DNS port (default 1)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     return parser
 
@@ -123,6 +152,24 @@ def _upstreams(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(parse_upstream(word) for word in words)
 
 
+def _boolean(text: str, source: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{source} {text!r}: expected true or false")
+
+
+def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The host's resolv.conf nameservers, without kdns itself (a forwarding loop)."""
+    from kdns.pipeline.forward import host_nameservers
+
+    address = settings_fields.get("dns_address", Settings.__dataclass_fields__["dns_address"].default)
+    port = settings_fields.get("dns_port", Settings.__dataclass_fields__["dns_port"].default)
+    return tuple(parse_upstream(ns) for ns in host_nameservers(exclude=[(address, port)]))
+
+
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Settings, str]:
     """Settings and the log level from parsed flags and the environment; ConfigError if bad."""
     fields: dict[str, Any] = {}
@@ -148,9 +195,44 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     value, _ = _pick(args.node_port_range, environ, "node_port_range")
     if value is not None:
         fields["node_port_range"] = parse_port_range(value)
-    value, _ = _pick(args.upstream, environ, "upstream")
+    for name in ("api_address", "api_token"):
+        value, _ = _pick(getattr(args, name), environ, name)
+        if value:
+            fields[name] = value
+    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers"):
+        value, source = _pick(getattr(args, name), environ, name)
+        if value is not None:
+            fields[name] = _integer(value, source)
+    for name in ("tls_cert", "tls_key"):
+        value, _ = _pick(getattr(args, name), environ, name)
+        if value:
+            fields[name] = Path(value)
+    value, source = _pick(args.autopath, environ, "autopath")
     if value is not None:
-        fields["upstreams"] = _upstreams([value] if isinstance(value, str) else value)
+        fields["autopath"] = _boolean(value, source)
+    value, _ = _pick(args.zones_dir, environ, "zones_dir")
+    if value is not None:
+        fields["zones_dir"] = None if value.strip().lower() == "none" else Path(value)
+    value, _ = _pick(args.allow_recursion, environ, "allow_recursion")
+    if value is not None:
+        fields["allow_recursion"] = parse_networks([value] if isinstance(value, str) else value, "allow recursion")
+
+    value, source = _pick(args.ephemeral, environ, "ephemeral")
+    ephemeral = value is not None and _boolean(value, source)
+    value, _ = _pick(args.data_dir, environ, "data_dir")
+    if ephemeral:
+        if value:
+            raise ConfigError("--ephemeral and --data-dir exclude each other")
+        fields["data_dir"] = None
+    else:
+        fields["data_dir"] = Path(value) if value else default_data_dir(environ)
+
+    value, _ = _pick(args.upstream, environ, "upstream")
+    values = ["auto"] if value is None else [value] if isinstance(value, str) else value
+    if [word.strip().lower() for word in values] == ["auto"]:
+        fields["upstreams"] = _auto_upstreams(fields)
+    else:
+        fields["upstreams"] = _upstreams(values)
 
     level, source = _pick(args.log_level, environ, "log_level")
     level = (level or "info").lower()

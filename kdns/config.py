@@ -7,6 +7,7 @@ down; nothing else reads the environment. Building one has no side effects.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,24 @@ def default_manifests() -> tuple[Path, ...]:
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def default_data_dir(environ: "Mapping[str, str]") -> Path:
+    """Where the registry is kept between runs: $XDG_STATE_HOME/kdns, else ~/.local/state/kdns."""
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "kdns"
+
+
+def parse_networks(values: "Iterable[str]", what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDRs (comma- or space-separated, repeatable) -> networks; a bare address is a /32 or /128."""
+    networks = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError as exc:
+                raise ConfigError(f"{what} {part!r}: {exc}") from None
+    return tuple(networks)
 
 
 def normalize_zone(zone: str) -> str:
@@ -94,8 +113,36 @@ class Settings:
         ipaddress.ip_network("fd00:10:96::/112"),
     )
     node_port_range: tuple[int, int] = (30000, 32767)
-    # () means forwarding is off: names outside the served zones are REFUSED.
+    # () means forwarding is off: names outside the served zones are REFUSED. The CLI turns
+    # its default, `auto`, into the host's resolv.conf nameservers (kdns itself excluded).
     upstreams: tuple[str, ...] = ()
+    forward_timeout: float = 1.0  # one try at one upstream
+    forward_deadline: float = 2.0  # all tries for one question: SERVFAIL after it
+    cache_size: int = 10_000  # entries; 0 turns the cache off
+    cache_max_ttl: int = 3600
+    cache_max_negative_ttl: int = 300
+    cache_stale_window: int = 86_400  # RFC 8767 serve-stale, when every upstream fails
+    # Static RFC 1035 zones (`*.zone`), served authoritatively; None: no static zones.
+    zones_dir: Path | None = field(default_factory=lambda: next(iter(default_manifests()), None))
+    # Clients that may use kdns as a resolver for names it is not authoritative for.
+    allow_recursion: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+        ipaddress.ip_network(n)
+        for n in ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    )
+    autopath: bool = False
+
+    # The HTTP API (Kubernetes-shaped). 8080 is where kubectl looks when it has no
+    # kubeconfig at all, so a bare `kubectl get svc` on the same host reaches kdns.
+    api_address: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # The registry's SQLite file lives here. None keeps the registry in memory only: the
+    # CLI's --ephemeral; its default is default_data_dir().
+    data_dir: Path | None = None
+
+    workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", normalize_zone(self.zone))
@@ -109,6 +156,25 @@ class Settings:
             ipaddress.ip_address(self.dns_address)
         except ValueError:
             raise ConfigError(f"dns address {self.dns_address!r}: not an IP address") from None
+        if not (0 <= self.api_port <= 65535):
+            raise ConfigError(f"api port {self.api_port}: must be between 0 and 65535")
+        try:
+            api_ip = ipaddress.ip_address(self.api_address)
+        except ValueError:
+            raise ConfigError(f"api address {self.api_address!r}: not an IP address") from None
+        if not api_ip.is_loopback and not self.api_token:
+            raise ConfigError(
+                f"api address {self.api_address}: binding the API beyond loopback requires --api-token"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        for name in ("cache_size", "cache_max_ttl", "cache_max_negative_ttl", "cache_stale_window"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', ' ')} {getattr(self, name)}: must not be negative")
+        if not (0 < self.forward_timeout <= self.forward_deadline):
+            raise ConfigError("forward timeout must be positive and at most the forward deadline")
+        if self.workers < 1:
+            raise ConfigError(f"workers {self.workers}: must be at least 1")
         low, high = self.node_port_range
         if not (1 <= low <= high <= 65535):
             raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
