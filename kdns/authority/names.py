@@ -28,6 +28,8 @@ under in-addr.arpa., 32 nibbles under ip6.arpa.), or a shorter, well-formed pref
 underscore (no CoreDNS quirk 4), and no label is a wildcard (notes §9).
 
 The builders at the bottom go the other way: the names kdns writes into records.
+`split_search` and `search_list` read and write the expansions a pod's resolver makes of
+a name from its search path (the Router's autopath).
 """
 
 from __future__ import annotations
@@ -390,3 +392,22 @@ def target_name(text: str) -> str | None:
     if any(not label or len(label) > 63 for label in text.split(".")):
         return None
     return text + "."
+
+
+def search_list(namespace: str, zone: str) -> tuple[str, str, str]:
+    """The search domains kubelet writes into a ClusterFirst pod's resolv.conf, in order:
+    `<ns>.svc.<zone>`, `svc.<zone>`, `<zone>` (Kubernetes spec §1, "Pod DNS")."""
+    return (f"{namespace}.svc.{zone}", f"svc.{zone}", zone)
+
+
+def split_search(name: str, zone: str) -> tuple[str, str] | None:
+    """`www.example.com.shop.svc.cluster.local.` -> (`www.example.com`, `shop`): the name a
+    pod of namespace `shop` asked for, if `name` is it expanded by the pod's first search
+    domain (`search_list`); None for any other name. Lower case, `name` absolute."""
+    suffix = ".svc." + zone
+    if not name.endswith(suffix):
+        return None
+    asked, dot, namespace = name[: -len(suffix)].rpartition(".")
+    if not dot or not asked or not namespace or asked.startswith(".") or ".." in asked:
+        return None
+    return asked, namespace

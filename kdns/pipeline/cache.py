@@ -8,6 +8,8 @@ What is kept, and for how long:
   min(SOA TTL, SOA MINIMUM) of the SOA in the authority section, at most
   `max_negative_ttl`. A negative answer without an SOA is not cached (RFC 2308
   section 5: "SHOULD NOT be cached"); the next asker asks upstream again.
+* Every record's TTL is lowered to that time when stored, so what kdns serves never
+  promises more than kdns itself keeps (as unbound's `cache-max-ttl` does).
 * Never: SERVFAIL, REFUSED and every other rcode, answers whose TTL works out to 0, and
   truncated answers (the Forwarder retries TC over TCP and treats a failed TCP retry as a
   failure, so no truncated answer reaches here; `Answer` has no TC flag to carry one).
@@ -24,6 +26,11 @@ when forwarding failed does `CachingForwarder` answer from it, with TTL 30 (RFC 
 section 4), and for the next `recheck` seconds it answers that question from the stale
 entry without asking again ("no more frequently than every 30 seconds", section 4).
 The default window is one day, the low end of the 1-3 days RFC 8767 section 5 suggests.
+
+Every answer served from here is marked `forwarded` (the wire layer's ready-reply cache
+sends it again only to clients that may recurse) and, when it came from a cache entry,
+reusable until its TTLs next count down (`reuse_for`, under a second); a stale or an
+uncached answer is not reusable.
 
 Time comes from the injected `timer` (DESIGN.md rule 10: tests never sleep).
 """
@@ -90,16 +97,42 @@ def _aged(
     return tuple(out)
 
 
-def served(answer: Answer, query: Query, *, age: int = 0, stale: bool = False) -> Answer:
-    """`answer` as it goes to the asker of `query`: TTLs aged, owner names re-spelled."""
+def served(
+    answer: Answer, query: Query, *, age: float = 0.0, stale: bool = False, cached: bool = True
+) -> Answer:
+    """`answer` as it goes to the asker of `query`: TTLs aged by the whole seconds of `age`,
+    owner names re-spelled; reusable until the next whole second of age if `cached`."""
     fixed = partial(
-        _aged, age=None if stale else age, ttl=STALE_TTL, name=query.name, qname=query.qname
+        _aged, age=None if stale else int(age), ttl=STALE_TTL, name=query.name, qname=query.qname
     )
     return Answer(
         rcode=answer.rcode,
         answer=fixed(answer.answer),
         authority=fixed(answer.authority),
         additional=fixed(answer.additional),
+        authoritative=answer.authoritative,
+        recursion_available=answer.recursion_available,
+        reuse_for=0.0 if stale or not cached else 1.0 - age % 1.0,
+        forwarded=True,
+    )
+
+
+def capped(answer: Answer, ttl: int) -> Answer:
+    """`answer` with every TTL above `ttl` lowered to it; `answer` itself if none is."""
+    sections = (answer.answer, answer.authority, answer.additional)
+    if all(rr.ttl <= ttl for section in sections for rr in section):
+        return answer
+
+    def cap(records: tuple[RR, ...]) -> tuple[RR, ...]:
+        return tuple(
+            rr if rr.ttl <= ttl else RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in records
+        )
+
+    return Answer(
+        rcode=answer.rcode,
+        answer=cap(answer.answer),
+        authority=cap(answer.authority),
+        additional=cap(answer.additional),
         authoritative=answer.authoritative,
         recursion_available=answer.recursion_available,
     )
@@ -155,16 +188,18 @@ class ResponseCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def store(self, query: Query, answer: Answer) -> bool:
-        """Keep `answer` to `query` if it may be cached (see the module docstring)."""
+    def store(self, query: Query, answer: Answer) -> Answer | None:
+        """Keep `answer` to `query` if it may be cached (see the module docstring); the
+        answer as kept (TTLs capped), or None if it was not."""
         if self.maxsize == 0:
-            return False
+            return None
         ttl = cache_ttl(answer, max_ttl=self.max_ttl, max_negative_ttl=self.max_negative_ttl)
         if ttl <= 0:
-            return False
-        self._entries[cache_key(query)] = _Entry(answer, self.timer(), ttl)
+            return None
+        kept = capped(answer, ttl)
+        self._entries[cache_key(query)] = _Entry(kept, self.timer(), ttl)
         self.stores += 1
-        return True
+        return kept
 
     def _age(self, entry: _Entry) -> float:
         return max(0.0, self.timer() - entry.stored)
@@ -176,7 +211,7 @@ class ResponseCache:
             age = self._age(entry)
             if age < entry.ttl:
                 self.hits += 1
-                return served(entry.answer, query, age=int(age))
+                return served(entry.answer, query, age=age)
         self.misses += 1
         return None
 
@@ -191,7 +226,7 @@ class ResponseCache:
             return None
         age = self._age(entry)
         if age < entry.ttl:
-            return served(entry.answer, query, age=int(age))
+            return served(entry.answer, query, age=age)
         self.stale_hits += 1
         return served(entry.answer, query, stale=True)
 
@@ -238,6 +273,11 @@ class CachingForwarder:
                 return stale
         return self._forward(query)
 
+    def cached(self, query: Query) -> Answer | None:
+        """The fresh cached answer to `query`, never asking upstream: for questions with RD=0,
+        which a resolver answers from what it holds (RFC 1034 section 4.3.1)."""
+        return self.cache.get(query)
+
     async def __call__(self, query: Query) -> Answer:
         result = self.lookup(query)
         return result if isinstance(result, Answer) else await result
@@ -251,5 +291,7 @@ class CachingForwarder:
                     self._recheck[cache_key(query)] = True
                 return stale
             return answer
-        self.cache.store(query, answer)
-        return served(answer, query)
+        kept = self.cache.store(query, answer)
+        if kept is None:
+            return served(answer, query, cached=False)
+        return served(kept, query)

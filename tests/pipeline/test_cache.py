@@ -56,6 +56,16 @@ def test_how_long_an_answer_is_kept(cached: Answer, ttl: int) -> None:
     assert cache_ttl(cached, max_ttl=3600, max_negative_ttl=300) == ttl
 
 
+def test_ttls_above_the_caps_are_served_capped(clock: Clock) -> None:
+    """A record TTL above what the cache keeps is served lowered to it: no client keeps an answer longer than kdns."""
+    cache = ResponseCache(max_ttl=60, max_negative_ttl=10, timer=clock)
+    cache.store(query("a.test."), answer(answer="a.test. 300 IN CNAME b.test.\nb.test. 30 IN A 192.0.2.2"))
+    cache.store(query("nope.example.test."), answer(RCODE.NXDOMAIN, authority=SOA.format(ttl=3600, minimum=60)))
+    clock.advance(4)
+    assert texts(cache.get(query("a.test.")).answer) == ["a.test. 26 IN CNAME b.test.", "b.test. 26 IN A 192.0.2.2"]
+    assert texts(cache.get(query("nope.example.test.")).authority) == [SOA.format(ttl=6, minimum=60)]
+
+
 def test_a_fresh_entry_counts_down_and_then_expires(clock: Clock) -> None:
     """A hit has every TTL reduced by the entry's whole age; at the TTL it is a miss."""
     cache = ResponseCache(timer=clock)
