@@ -48,6 +48,15 @@ class Answer:
     additional: tuple[RR, ...] = ()
     authoritative: bool = False
     recursion_available: bool = False
+    # How long the wire layer may send this reply's bytes again, with the ID and the name
+    # as asked patched in, to whoever asks the same question: 0 (the default) never;
+    # math.inf until the handler's `generation` changes; else that many seconds at most
+    # (a forwarded answer: until its TTLs next count down). Only for answers that depend
+    # on nothing but the question and the registry: not on the client (autopath, ACLs).
+    reuse_for: float = 0.0
+    # Came from an upstream (or the forwarding cache): reused only for clients the
+    # handler's `recursion_allowed(client)` admits.
+    forwarded: bool = False
 
 
 class Handler(Protocol):

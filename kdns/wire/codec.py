@@ -291,18 +291,26 @@ def _reject(ident: int, query_flags: int, rcode: int, question: bytes | None, do
 
 
 class _Buffer(DNSBuffer):
-    """dnslib's buffer with name compression that stays within 14-bit offsets.
+    """dnslib's buffer with case-insensitive name compression within 14-bit offsets.
 
     dnslib registers every name for compression wherever it lands; past 16 KiB (large
     TCP replies) its pointers would silently wrap. This also skips `DNSLabel` re-parsing.
+
+    Names are matched case-insensitively, as RFC 4343 §4.1 says compression compares them
+    (accepting that a compressed name reads in its target's case; dnspython does the
+    same). The question is written first, so every name that ends like it, owner names
+    equal to it above all, is a pointer into it and reads as the asker spelt it; and
+    where the pointers go does not depend on that spelling, which is what lets
+    kdns.wire.fastpath re-spell a ready reply by rewriting the question's bytes alone.
     """
 
     def encode_name(self, name: DNSLabel | str | bytes) -> None:
         labels = name.label if isinstance(name, DNSLabel) else DNSLabel(name).label
+        folded = tuple(label.lower() for label in labels)  # bytes.lower: ASCII A-Z only
         names = self.names
         data = self.data
         for i in range(len(labels)):
-            suffix = labels[i:]
+            suffix = folded[i:]
             pointer = names.get(suffix)
             if pointer is not None:
                 data += (0xC000 | pointer).to_bytes(2, "big")

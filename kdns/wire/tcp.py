@@ -4,6 +4,9 @@ A client may send several queries on one connection without waiting; answers tha
 ready at once are written in order, awaited ones when they are ready, so replies may come
 back out of order (RFC 7766 §6.2.1.1; clients match them by ID). A connection that sends
 a length too short for a DNS header, or stops mid-message, or stays idle, is closed.
+
+Each message first tries the same fast path as UDP (kdns.wire.fastpath), with a cache of
+its own: TCP replies are never truncated, so they are other bytes than UDP's.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from collections.abc import Awaitable
 from typing import Self
 
 from kdns.message import Answer, Query
-from kdns.wire.codec import MAX_TCP_MESSAGE, Handler, Rejected, from_wire, servfail
-from kdns.wire.udp import QUERY_TIMEOUT, encode_reply
+from kdns.wire.codec import MAX_TCP_MESSAGE, SERVFAIL, Handler, Rejected, from_wire, servfail
+from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
+from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of
 
 __all__ = ["TcpServer"]
 
@@ -47,7 +51,10 @@ class TcpServer:
         query_timeout: float = QUERY_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         max_pipelined: int = MAX_PIPELINED,
+        cache_size: int = MAX_ENTRIES,
+        stats: QueryStats | None = None,
     ) -> None:
+        """`cache_size` 0 turns the fast path off; `stats` counts answered queries."""
         self.host = host
         self.requested_port = port
         self.handler = handler
@@ -55,6 +62,10 @@ class TcpServer:
         self.query_timeout = query_timeout
         self.max_connections = max_connections
         self.max_pipelined = max_pipelined
+        self.stats = stats if stats is not None else QueryStats()
+        self.cache = (
+            AnswerCache.for_handler(handler, self.stats, max_entries=cache_size) if cache_size > 0 else None
+        )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -134,25 +145,9 @@ class TcpServer:
                     message = await reader.readexactly(length)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
-            request = from_wire(message, client, "tcp")
-            if request is None:
+            reply = self._answer(message, client, writer, pending)
+            if reply is None:
                 continue
-            if isinstance(request, Rejected):
-                reply = request.reply
-            else:
-                try:
-                    result = self.handler(request)
-                except Exception:
-                    log.exception("handler failed for %s %s", request.qname, request.qtype)
-                    reply = servfail(request)
-                else:
-                    if isinstance(result, Answer) or not isinstance(result, Awaitable):
-                        reply = encode_reply(request, result, MAX_TCP_MESSAGE)
-                    else:
-                        query_task = asyncio.get_running_loop().create_task(self._finish(writer, request, result))
-                        pending.add(query_task)
-                        query_task.add_done_callback(pending.discard)
-                        continue
             if writer.is_closing():
                 return
             writer.write(_frame(reply))
@@ -161,7 +156,49 @@ class TcpServer:
             except ConnectionError:
                 return
 
-    async def _finish(self, writer: asyncio.StreamWriter, query: Query, pending: Awaitable[Answer]) -> None:
+    def _answer(
+        self, message: bytes, client: str | None, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
+    ) -> bytes | None:
+        """The reply to one message, or None: none is due, or a task will write it."""
+        cache = self.cache
+        if cache is not None:
+            ready = cache.reply(message, client)
+            if ready is not None:
+                return ready
+        request = from_wire(message, client, "tcp")
+        if request is None:
+            return None
+        if isinstance(request, Rejected):
+            self.stats.count(question_type(request.reply), request.rcode)
+            return request.reply
+        generation = cache.generation if cache is not None else 0
+        try:
+            result = self.handler(request)
+        except Exception:
+            log.exception("handler failed for %s %s", request.qname, request.qtype)
+            self.stats.count(request.qtype, SERVFAIL)
+            return servfail(request)
+        if isinstance(result, Answer) or not isinstance(result, Awaitable):
+            reply = encode_reply(request, result, MAX_TCP_MESSAGE)
+            if cache is not None:
+                cache.store(message, request, result, reply, generation)
+            self.stats.count(request.qtype, rcode_of(reply))
+            return reply
+        query_task = asyncio.get_running_loop().create_task(
+            self._finish(writer, message, request, result, generation)
+        )
+        pending.add(query_task)
+        query_task.add_done_callback(pending.discard)
+        return None
+
+    async def _finish(
+        self,
+        writer: asyncio.StreamWriter,
+        message: bytes,
+        query: Query,
+        pending: Awaitable[Answer],
+        generation: int,
+    ) -> None:
         try:
             async with asyncio.timeout(self.query_timeout):
                 result: object = await pending
@@ -173,6 +210,9 @@ class TcpServer:
             reply = servfail(query)
         else:
             reply = encode_reply(query, result, MAX_TCP_MESSAGE)
+            if self.cache is not None:
+                self.cache.store(message, query, result, reply, generation)
+        self.stats.count(query.qtype, rcode_of(reply))
         if writer.is_closing():
             return
         writer.write(_frame(reply))

@@ -438,7 +438,7 @@ def test_bad_manifest_exits_1_with_one_line(kdns_process: Callable[..., Any], tm
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: nope\n")
     done = subprocess.run(  # noqa: PLW1510 (the exit code is what is tested)
-        [sys.executable, "-m", "kdns", "serve", "--dns-port", "0", "--manifests", str(bad)],
+        [sys.executable, "-m", "kdns", "serve", "--dns-port", "0", "--ephemeral", "--manifests", str(bad)],
         capture_output=True,
         text=True,
         timeout=30,

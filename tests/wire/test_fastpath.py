@@ -1,0 +1,525 @@
+"""The fast path: ready reply bytes per question, re-spelt and re-numbered for each asker.
+
+Most tests drive `AnswerCache` the way the servers do (`ask`) and hold every reply to the
+bytes the codec itself writes for that request (`fresh`); the rest run the UDP and TCP
+servers on loopback over a real registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import struct
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import dns.asyncquery
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+from dnslib import QTYPE, RR, A
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kdns.authority.answer import answer
+from kdns.authority.index import ClusterIndex
+from kdns.config import Settings
+from kdns.message import Answer, Query
+from kdns.registry.objects import API_VERSIONS
+from kdns.registry.store import Store
+from kdns.wire.codec import Rejected, from_wire, to_wire
+from kdns.wire.fastpath import AnswerCache, question_type
+from kdns.wire.tcp import TcpServer
+from kdns.wire.udp import UdpServer
+from tests.authority.cluster import SERIAL, fixture_objects
+
+SETTINGS = Settings(zone="cluster.local.", ttl=5, pods="verified", dns_address="127.0.0.1")
+CLIENT = "127.0.0.1"
+TIMEOUT = 2.0
+
+
+class Authority:
+    """The cluster zone's answers as the Router gives them, marked reusable, REFUSED outside
+    it; `generation` is the index's, as the Router exposes it to the wire servers."""
+
+    def __init__(self, index: ClusterIndex, settings: Settings = SETTINGS) -> None:
+        self.index = index
+        self.settings = settings
+        self.calls = 0
+
+    @property
+    def generation(self) -> int:
+        return self.index.generation
+
+    def __call__(self, query: Query) -> Answer:
+        self.calls += 1
+        result = answer(query, self.index, self.settings)
+        if result is None:
+            return Answer(rcode=5)
+        return replace(result, reuse_for=math.inf)
+
+
+class Fixed:
+    """A handler that gives the same Answer to everything; `generation` set by the test."""
+
+    def __init__(self, result: Answer, allowed: Callable[[str | None], bool] = lambda client: True) -> None:
+        self.result = result
+        self.generation = 1
+        self.calls = 0
+        self.recursion_allowed = allowed
+
+    def __call__(self, query: Query) -> Answer:
+        self.calls += 1
+        return self.result
+
+
+def cluster_index() -> ClusterIndex:
+    index = ClusterIndex(SETTINGS)
+    index.rebuild(fixture_objects(), SERIAL)
+    return index
+
+
+def request(name: str, qtype: str = "A", *, ident: int = 4242, edns: int | None = None, **make: Any) -> bytes:
+    """A query as a stub resolver sends it (RD set); `edns=0` adds an OPT record."""
+    message = dns.message.make_query(name, qtype, use_edns=edns, id=ident, **make)
+    return message.to_wire()
+
+
+def fresh(handler: Callable[[Query], Answer], wire: bytes) -> bytes:
+    """What the codec writes for `wire` with no cache at all."""
+    query = from_wire(wire, CLIENT)
+    assert isinstance(query, Query)
+    return to_wire(query, handler(query), query.payload)
+
+
+def ask(
+    cache: AnswerCache, handler: Callable[[Query], Answer], wire: bytes, client: str = CLIENT
+) -> tuple[bytes, bool]:
+    """What the UDP server does with one request: (the reply, whether the fast path gave it)."""
+    ready = cache.reply(wire, client)
+    if ready is not None:
+        return ready, True
+    query = from_wire(wire, client)
+    assert isinstance(query, Query)
+    generation = cache.generation
+    result = handler(query)
+    reply = to_wire(query, result, query.payload)
+    cache.store(wire, query, result, reply, generation)
+    return reply, False
+
+
+@pytest.fixture
+def authority() -> Authority:
+    return Authority(cluster_index())
+
+
+# --- hits -----------------------------------------------------------------------------------
+
+
+def test_a_repeated_question_is_answered_from_the_cache(authority: Authority) -> None:
+    """The second asker of a question gets the ready reply, with its own ID, and the handler is not asked."""
+    cache = AnswerCache(authority)
+    first, hit_first = ask(cache, authority, request("svc1.testns.svc.cluster.local.", ident=1))
+    second, hit_second = ask(cache, authority, request("svc1.testns.svc.cluster.local.", ident=2))
+    assert (hit_first, hit_second) == (False, True)
+    assert authority.calls == 1
+    assert first[:2] == b"\x00\x01" and second[:2] == b"\x00\x02"
+    assert second == fresh(authority, request("svc1.testns.svc.cluster.local.", ident=2))
+
+
+def test_hits_echo_the_askers_spelling(authority: Authority) -> None:
+    """MY-SERVICE then my-service: each reply spells question and owner names as its asker did."""
+    cache = AnswerCache(authority)
+    hits = []
+    for name in ("SVC1.TestNS.svc.Cluster.LOCAL.", "svc1.testns.svc.cluster.local.", "Svc1.TESTNS.SVC.cluster.local."):
+        wire = request(name)
+        reply, hit = ask(cache, authority, wire)
+        hits.append(hit)
+        parsed = dns.message.from_wire(reply)
+        assert [q.name.to_text() for q in parsed.question] == [name]
+        assert [rrset.name.to_text() for rrset in parsed.answer] == [name]
+        assert reply == fresh(authority, wire)
+    assert hits == [False, True, True]
+
+
+def test_a_negative_answer_echoes_the_askers_zone_in_its_soa(authority: Authority) -> None:
+    """NXDOMAIN from the cache: the SOA's owner and names follow the asker's spelling of the zone."""
+    cache = AnswerCache(authority)
+    ask(cache, authority, request("nope.testns.svc.cluster.local."))
+    wire = request("NOPE.testns.svc.CLUSTER.Local.")
+    reply, hit = ask(cache, authority, wire)
+    assert hit
+    soa = dns.message.from_wire(reply).authority[0]
+    assert soa.name.to_text() == "CLUSTER.Local."
+    assert soa[0].mname.to_text() == "ns.dns.CLUSTER.Local."
+    assert reply == fresh(authority, wire)
+
+
+def test_srv_targets_keep_each_askers_zone_spelling(authority: Authority) -> None:
+    """An SRV target (never compressed, RFC 2782) names the zone as asked, so it is reused only for that spelling."""
+    cache = AnswerCache(authority)
+    lower = request("_http._tcp.svc1.testns.svc.cluster.local.", "SRV")
+    upper = request("_http._tcp.svc1.testns.svc.CLUSTER.LOCAL.", "SRV")
+    assert ask(cache, authority, lower)[1] is False
+    reply, hit = ask(cache, authority, upper)
+    assert hit is False
+    assert dns.message.from_wire(reply).answer[0][0].target.to_text() == "svc1.testns.svc.CLUSTER.LOCAL."
+    assert ask(cache, authority, upper) == (fresh(authority, upper), True)
+
+
+NAMES = [
+    ("svc1.testns.svc.cluster.local.", "A"),
+    ("svc1.testns.svc.cluster.local.", "AAAA"),
+    ("hdls1.testns.svc.cluster.local.", "A"),
+    ("hdls1.testns.svc.cluster.local.", "SRV"),
+    ("_http._tcp.dual.testns.svc.cluster.local.", "SRV"),
+    ("ep1a.svc1.testns.svc.cluster.local.", "A"),
+    ("external-to-service.testns.svc.cluster.local.", "A"),
+    ("external.testns.svc.cluster.local.", "A"),
+    ("1.0.0.10.in-addr.arpa.", "PTR"),
+    ("10-244-0-1.testns.pod.cluster.local.", "A"),
+    ("nope.testns.svc.cluster.local.", "A"),
+    ("testns.svc.cluster.local.", "TXT"),
+    ("cluster.local.", "NS"),
+    ("cluster.local.", "SOA"),
+    ("dns-version.cluster.local.", "TXT"),
+    ("example.com.", "A"),
+]
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    name, qtype = draw(st.sampled_from(NAMES))
+    spelt = "".join(c.upper() if c.isalpha() and draw(st.booleans()) else c for c in name)
+    edns = draw(st.sampled_from([None, 0]))
+    make: dict[str, Any] = {}
+    if edns is not None:
+        make["payload"] = draw(st.sampled_from([512, 1232, 4096]))
+        make["want_dnssec"] = draw(st.booleans())
+    wire = request(spelt, qtype, ident=draw(st.integers(0, 0xFFFF)), edns=edns, **make)
+    if draw(st.booleans()):  # CD set
+        wire = wire[:3] + bytes([wire[3] | 0x10]) + wire[4:]
+    return wire
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=40))
+def test_every_reply_is_what_the_codec_writes(wires: list[bytes]) -> None:
+    """Whatever the spelling, ID, EDNS and flags, a reply from the cache is byte for byte the codec's."""
+    authority = Authority(cluster_index())
+    cache = AnswerCache(authority)
+    for wire in wires:
+        reply, _ = ask(cache, authority, wire)
+        assert reply == fresh(authority, wire)
+
+
+# --- what is not kept -----------------------------------------------------------------------
+
+
+def _a_record(query: Query) -> tuple[RR, ...]:
+    return (RR(query.qname, QTYPE.A, rdata=A("10.0.0.1"), ttl=5),)
+
+
+def test_only_reusable_answers_are_kept() -> None:
+    """Answers not marked reusable, SERVFAIL and truncated replies are never kept."""
+    wire = request("name.test.")
+    records = _a_record(from_wire(wire, CLIENT))  # type: ignore[arg-type]
+    big = tuple(RR("name.test.", QTYPE.A, rdata=A(f"10.0.{i // 256}.{i % 256}"), ttl=5) for i in range(100))
+    for result in (
+        Answer(answer=records, authoritative=True),
+        Answer(rcode=2, reuse_for=math.inf),
+        Answer(answer=big, authoritative=True, reuse_for=math.inf),  # over 512 bytes: TC
+    ):
+        handler = Fixed(result)
+        cache = AnswerCache(handler)
+        assert [ask(cache, handler, wire)[1] for _ in range(2)] == [False, False]
+        assert len(cache) == 0
+
+
+def test_a_handler_without_a_generation_gets_no_cache() -> None:
+    """Without `generation` nothing says when an answer changes: no fast path at all."""
+    assert AnswerCache.for_handler(lambda query: Answer()) is None
+    assert UdpServer(lambda query: Answer(), CLIENT, 0).cache is None
+
+
+def test_requests_the_codec_would_not_answer_alike_never_hit(authority: Authority) -> None:
+    """Trailing bytes, a bad OPT length, another opcode or a response miss, and the codec answers them."""
+    cache = AnswerCache(authority)
+    plain = request("svc1.testns.svc.cluster.local.")
+    with_opt = request("svc1.testns.svc.cluster.local.", edns=0)
+    ask(cache, authority, plain)
+    ask(cache, authority, with_opt)
+    notify = plain[:2] + bytes([plain[2] | 0x20]) + plain[3:]  # opcode 4
+    variants = {
+        "trailing bytes": (plain + b"\x00", 1),
+        "OPT longer than its RDLENGTH": (with_opt + b"\x00", 1),
+        "OPT shorter than its RDLENGTH": (with_opt[:-2] + b"\x00\x04" + b"\x00\x0a", 1),
+        "opcode NOTIFY": (notify, 4),
+    }
+    for what, (wire, rcode) in variants.items():
+        assert cache.reply(wire, CLIENT) is None, what
+        rejected = from_wire(wire, CLIENT)
+        assert isinstance(rejected, Rejected) and rejected.rcode == rcode, what
+    response = plain[:2] + bytes([plain[2] | 0x80]) + plain[3:]
+    assert cache.reply(response, CLIENT) is None and from_wire(response, CLIENT) is None
+
+
+def test_a_zero_byte_inside_a_label_is_answered_not_kept() -> None:
+    """A label holding a zero byte would fool the quick name scan: such questions are not kept."""
+    handler = Fixed(Answer(rcode=3, authoritative=True, reuse_for=math.inf))
+    cache = AnswerCache(handler)
+    wire = struct.pack("!6H", 7, 0x0100, 1, 0, 0, 0) + b"\x03a\x00b\x04test\x00\x00\x01\x00\x01"
+    for _ in range(2):
+        reply, hit = ask(cache, handler, wire)
+        assert not hit and reply == fresh(handler, wire)
+    assert len(cache) == 0
+
+
+def test_edns_variants_are_separate_questions(authority: Authority) -> None:
+    """Without EDNS, with it, and with DO: three replies, each the codec's, none mixed up."""
+    cache = AnswerCache(authority)
+    name = "hdls1.testns.svc.cluster.local."
+    wires = [request(name), request(name, edns=0, payload=1232), request(name, edns=0, payload=1232, want_dnssec=True)]
+    for wire in wires:
+        assert ask(cache, authority, wire) == (fresh(authority, wire), False)
+    for wire in wires:
+        assert ask(cache, authority, wire) == (fresh(authority, wire), True)
+
+
+def test_a_truncated_answer_is_asked_for_again() -> None:
+    """A reply too big for 512 bytes (TC) is not kept; the same question with EDNS 1232 is."""
+    records = tuple(RR("name.test.", QTYPE.A, rdata=A(f"10.0.0.{i}"), ttl=5) for i in range(50))  # ~830 bytes
+    handler = Fixed(Answer(answer=records, authoritative=True, reuse_for=math.inf))
+    cache = AnswerCache(handler)
+    small = request("name.test.")
+    large = request("name.test.", edns=0, payload=1232)
+    assert ask(cache, handler, small)[0][2] & 0x02  # TC
+    assert ask(cache, handler, small)[1] is False
+    ask(cache, handler, large)
+    assert ask(cache, handler, large) == (fresh(handler, large), True)
+
+
+def test_edns_options_are_not_part_of_the_question(authority: Authority) -> None:
+    """Two requests whose OPT options differ only in content (a client cookie) share one entry."""
+    cache = AnswerCache(authority)
+    name = "svc1.testns.svc.cluster.local."
+    first = request(name, edns=0, options=[dns.edns.GenericOption(10, b"12345678")])
+    second = request(name, edns=0, options=[dns.edns.GenericOption(10, b"abcdefgh")])
+    ask(cache, authority, first)
+    assert ask(cache, authority, second) == (fresh(authority, second), True)
+
+
+# --- validity -------------------------------------------------------------------------------
+
+
+def test_a_new_generation_drops_every_reply() -> None:
+    """When the handler's generation moves, the next request finds an empty cache and a new answer."""
+    wire = request("n.test.")
+    records = _a_record(from_wire(wire, CLIENT))  # type: ignore[arg-type]
+    handler = Fixed(Answer(answer=records, reuse_for=math.inf))
+    cache = AnswerCache(handler)
+    ask(cache, handler, wire)
+    handler.result = Answer(rcode=3, reuse_for=math.inf)
+    handler.generation += 1
+    reply, hit = ask(cache, handler, wire)
+    assert not hit and dns.message.from_wire(reply).rcode() == dns.rcode.NXDOMAIN
+    assert ask(cache, handler, wire)[1] is True
+
+
+def test_an_answer_worked_on_across_a_change_is_not_kept() -> None:
+    """An awaited answer stored after the generation moved (another request noticed it) is dropped."""
+    handler = Fixed(Answer(rcode=3, reuse_for=math.inf))
+    cache = AnswerCache(handler)
+    wire = request("n.test.")
+    query = from_wire(wire, CLIENT)
+    assert isinstance(query, Query)
+    seen = cache.generation
+    handler.generation += 1
+    assert cache.reply(request("other.test."), CLIENT) is None  # a request in between syncs the cache
+    assert not cache.store(wire, query, handler.result, to_wire(query, handler.result), seen)
+    assert len(cache) == 0
+
+
+def test_forwarded_answers_expire_and_need_recursion() -> None:
+    """A forwarded answer is reused until its deadline, and only for clients allowed to recurse."""
+    now = [100.0]
+    wire = request("www.example.com.")
+    result = Answer(
+        answer=_a_record(from_wire(wire, CLIENT)),  # type: ignore[arg-type]
+        recursion_available=True,
+        reuse_for=0.5,
+        forwarded=True,
+    )
+    handler = Fixed(result, allowed=lambda client: client == CLIENT)
+    cache = AnswerCache(handler, timer=lambda: now[0])
+    assert ask(cache, handler, wire)[1] is False
+    assert ask(cache, handler, wire)[1] is True
+    assert cache.reply(wire, "192.0.2.1") is None  # not allowed to recurse: the handler answers it
+    now[0] += 0.5
+    assert ask(cache, handler, wire)[1] is False
+    assert ask(cache, handler, wire, "192.0.2.1")[1] is False
+    assert handler.calls == 3
+
+
+def test_the_cache_is_bounded() -> None:
+    """Past `max_entries` the cache starts again empty rather than grow."""
+    handler = Fixed(Answer(rcode=3, reuse_for=math.inf))
+    cache = AnswerCache(handler, max_entries=2)
+    for name in ("a.test.", "b.test.", "c.test."):
+        ask(cache, handler, request(name))
+        assert len(cache) <= 2
+    assert ask(cache, handler, request("c.test."))[1] is True
+
+
+def test_answers_are_counted_by_type_and_rcode(authority: Authority) -> None:
+    """Hits count in the same (qtype, rcode) counters the servers use for misses."""
+    cache = AnswerCache(authority)
+    for _ in range(3):
+        ask(cache, authority, request("nope.testns.svc.cluster.local."))
+    # `ask` counts no misses itself: the one miss stored the entry, the two hits counted.
+    assert cache.stats.totals() == {(QTYPE.A, 3): 2}
+
+
+def test_the_question_type_is_read_from_requests_and_replies() -> None:
+    """question_type reads a request's or an echoing reply's qtype; 0 without a question."""
+    assert question_type(request("svc1.testns.svc.cluster.local.", "SRV")) == QTYPE.SRV
+    assert question_type(fresh(Authority(cluster_index()), request("x.test.", "AAAA"))) == QTYPE.AAAA
+    assert question_type(struct.pack("!6H", 1, 0x8101, 0, 0, 0, 0)) == 0
+
+
+# --- through the servers ---------------------------------------------------------------------
+
+
+def _service(name: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": 80}]},
+    }
+
+
+class Registry:
+    """A Store with a ClusterIndex subscribed to it, as kdns.app wires them."""
+
+    def __init__(self) -> None:
+        self.store = Store(clock=lambda: 1_700_000_000.0)
+        self.index = ClusterIndex(SETTINGS)
+        objects = [obj for kind in API_VERSIONS for obj in self.store.list(kind)]
+        self.index.rebuild(objects, self.store.resource_version)
+        self.store.subscribe(self.index.apply)
+        self.authority = Authority(self.index)
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        with self.store.transaction() as txn:
+            for document in documents:
+                txn.apply(document)
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        with self.store.transaction() as txn:
+            txn.delete(kind, namespace, name)
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Any) -> AsyncIterator[tuple[int, int]]:
+    """UDP and TCP servers on loopback (each on a port of its own): (udp port, tcp port)."""
+    async with UdpServer(handler, CLIENT, 0) as udp, TcpServer(handler, CLIENT, 0) as tcp:
+        yield udp.port, tcp.port
+
+
+async def _resolve(port: int, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+    query = dns.message.make_query(name, qtype)
+    if tcp:
+        return await dns.asyncquery.tcp(query, CLIENT, port=port, timeout=TIMEOUT)
+    return await dns.asyncquery.udp(query, CLIENT, port=port, timeout=TIMEOUT)
+
+
+def _loops() -> Iterator[Any]:
+    yield pytest.param(None, id="asyncio")
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return
+    yield pytest.param(uvloop.new_event_loop, id="uvloop")
+
+
+@pytest.mark.parametrize("loop_factory", list(_loops()))
+def test_a_registry_change_is_seen_by_the_next_query(loop_factory: Any) -> None:
+    """Create, delete, create again: every query right after a commit gets the new answer, over UDP and TCP."""
+    registry = Registry()
+
+    async def scenario() -> None:
+        async with serving(registry.authority) as (udp, tcp):
+            for over_tcp, port in ((False, udp), (True, tcp)):
+                name = f"web-{int(over_tcp)}.default.svc.cluster.local."
+                missing = await _resolve(port, name, tcp=over_tcp)
+                assert missing.rcode() == dns.rcode.NXDOMAIN
+                assert (await _resolve(port, name, tcp=over_tcp)).rcode() == dns.rcode.NXDOMAIN
+                registry.apply(_service(f"web-{int(over_tcp)}"))
+                first = (await _resolve(port, name, tcp=over_tcp)).answer[0][0].address
+                assert (await _resolve(port, name, tcp=over_tcp)).answer[0][0].address == first
+                registry.delete("Service", "default", f"web-{int(over_tcp)}")
+                assert (await _resolve(port, name, tcp=over_tcp)).rcode() == dns.rcode.NXDOMAIN
+                registry.apply(_service(f"web-{int(over_tcp)}"))
+                again = await _resolve(port, name, tcp=over_tcp)
+                assert again.rcode() == dns.rcode.NOERROR and again.answer[0][0].address != first
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(scenario())
+
+
+def test_case_echo_over_udp_and_tcp() -> None:
+    """MY-SERVICE.default then my-service.default, over each transport: each reply is spelt as asked."""
+    registry = Registry()
+    registry.apply(_service("my-service"))
+
+    async def scenario() -> None:
+        async with serving(registry.authority) as (udp, tcp):
+            for over_tcp, port in ((False, udp), (True, tcp)):
+                for name in ("MY-SERVICE.default.svc.cluster.local.", "my-service.default.svc.cluster.local."):
+                    reply = await _resolve(port, name, tcp=over_tcp)
+                    assert [q.name.to_text() for q in reply.question] == [name]
+                    assert [rrset.name.to_text() for rrset in reply.answer] == [name]
+        assert registry.authority.calls == 2  # once per transport: each has its own cache
+
+    asyncio.run(scenario())
+
+
+def test_the_servers_count_answers_in_shared_stats() -> None:
+    """Hits, misses and the codec's own refusals, over UDP and TCP, land in one QueryStats by qtype and rcode."""
+    registry = Registry()
+    registry.apply(_service("web"))
+
+    async def scenario() -> None:
+        async with UdpServer(registry.authority, CLIENT, 0) as udp:
+            async with TcpServer(registry.authority, CLIENT, 0, stats=udp.stats) as tcp:
+                for _ in range(3):
+                    await _resolve(udp.port, "web.default.svc.cluster.local.")
+                await _resolve(tcp.port, "web.default.svc.cluster.local.", tcp=True)
+                await _resolve(udp.port, "nope.default.svc.cluster.local.", "AAAA")
+                chaos = dns.message.make_query("version.bind.", "TXT", "CH")
+                await dns.asyncquery.udp(chaos, CLIENT, port=udp.port, timeout=TIMEOUT)  # REFUSED by the codec
+                assert udp.stats.totals() == {(QTYPE.A, 0): 4, (QTYPE.AAAA, 3): 1, (QTYPE.TXT, 5): 1}
+
+    asyncio.run(scenario())
+
+
+def test_sampled_answer_times_are_observed() -> None:
+    """With `observe`, one query in SAMPLE_EVERY is timed and reported."""
+    from kdns.wire.udp import SAMPLE_EVERY
+
+    registry = Registry()
+    seen: list[float] = []
+
+    async def scenario() -> None:
+        async with UdpServer(registry.authority, CLIENT, 0, observe=seen.append) as udp:
+            for _ in range(SAMPLE_EVERY):
+                await _resolve(udp.port, "nope.default.svc.cluster.local.")
+
+    asyncio.run(scenario())
+    assert len(seen) == 1 and seen[0] >= 0
