@@ -1,11 +1,21 @@
 """The composition root: manifests into the store, the store into the index, sockets last.
 
 Start order (stop is the reverse, under a timeout):
-1. read every manifest and apply them all in ONE store transaction; a bad manifest
-   raises here, before any port is bound, so kdns never serves a half-loaded cluster
-   (CoreDNS needs SERVFAIL for its "not yet synced" window; kdns has none);
+1. open the registry's journal under --data-dir (one kdns per directory) and restore the
+   saved registry; then read every manifest and apply them all on top, create or update
+   as `kubectl apply`, in ONE store transaction; a bad manifest raises here, before any
+   port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL for
+   its "not yet synced" window; kdns has none). From here every commit is journaled
+   before it is acknowledged;
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
-3. bind UDP, then TCP on the same port.
+3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
+4. open the Forwarder (when there are upstreams) with its cache, and build the Router;
+5. bind UDP, then TCP on the same port;
+6. ask the upstreams a probe question: if it comes back to kdns, the upstreams forward to
+   kdns and every outside name would loop, so kdns stops (CoreDNS's `loop` plugin);
+7. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound).
+
+SIGHUP (`serve`) reloads the static zones while queries go on being answered.
 """
 
 from __future__ import annotations
@@ -13,24 +23,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import ipaddress
 import logging
 import os
+import signal
+import ssl
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Self
 
+from kdns.api.http import build_app, start_api
 from kdns.authority.index import ClusterIndex
-from kdns.config import Settings
+from kdns.authority.static import StaticZones, ZoneError, load_zones
+from kdns.authority.static import reload as reload_zones
+from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
+from kdns.metrics import Metrics
+from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
+from kdns.pipeline.forward import Forwarder, ForwardingLoop
+from kdns.prober import Prober
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
-from kdns.registry.store import Store
+from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
+from kdns.registry.sqlite import load as load_saved
+from kdns.registry.store import RestoreError, Store
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
-__all__ = ["App", "BindError", "serve"]
+__all__ = ["App", "BindError", "LoopError", "serve"]
 
 log = logging.getLogger("kdns")
 
@@ -42,6 +65,10 @@ STOP_TIMEOUT = 5.0
 
 class BindError(KdnsError):
     """kdns cannot listen on its DNS address and port."""
+
+
+class LoopError(KdnsError):
+    """kdns's upstreams send its questions back to it."""
 
 
 def _errno(exc: BaseException | None) -> int | None:
@@ -66,7 +93,8 @@ class App:
     """kdns, running: `async with App(settings) as app:` serves DNS until the block ends.
 
     `.store`, `.index`, `.router`, `.dns_address` and `.dns_port` (the bound port, also
-    when settings asked for 0) are there once the block is entered.
+    when settings asked for 0), `.api_port` and `.api_url` (likewise) are there once the
+    block is entered; `.metrics` from the start.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -74,23 +102,65 @@ class App:
         self.store: Store | None = None
         self.index: ClusterIndex | None = None
         self.router: Router | None = None
+        self.forwarder: Forwarder | None = None
         self.udp: UdpServer | None = None
         self.tcp: TcpServer | None = None
         self.dns_address = settings.dns_address
         self.dns_port = settings.dns_port
+        self.metrics = Metrics()
+        self.journal: SqliteJournal | None = None
+        self.api_port = settings.api_port
+        self.api_url = ""
+        self.prober: Prober | None = None
+        self._ready = False
+        # The journal (and its lock), open from the load until the servers stop.
+        self._storage = contextlib.ExitStack()
         self._stack: contextlib.AsyncExitStack | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
 
     async def __aenter__(self) -> Self:
         settings = self.settings
+        tls = self._tls_context()  # a certificate that does not load stops start-up at once
         store = self._load()
         index = ClusterIndex(settings)
         index.rebuild(_all_objects(store), store.resource_version)
+        # ZoneError names the file and line; nothing is bound yet.
+        static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(store.subscribe(index.apply))
+            self._observe_registry(stack, store)
             self.store, self.index = store, index
-            self.router = Router(index, settings)
+            forward = None
+            if settings.upstreams:
+                self.forwarder = await stack.enter_async_context(
+                    Forwarder(
+                        settings.upstreams,
+                        own_addresses=[(settings.dns_address, settings.dns_port)],
+                        try_timeout=settings.forward_timeout,
+                        deadline=settings.forward_deadline,
+                    )
+                )
+                cache = ResponseCache(
+                    settings.cache_size,
+                    max_ttl=settings.cache_max_ttl,
+                    max_negative_ttl=settings.cache_max_negative_ttl,
+                    stale_window=settings.cache_stale_window,
+                )
+                forward = CachingForwarder(cache, self.forwarder)
+            self.router = Router(index, settings, static=static, forward=forward)
+            stack.push_async_callback(self._stop_reloading)
             self.udp, self.tcp = await self._bind(stack, self.router)
             self.dns_port = self.udp.port
+            if self.forwarder is not None:
+                # Listening already, so a probe an upstream sends back reaches the Router.
+                try:
+                    await self.forwarder.check_loop()
+                except ForwardingLoop as exc:
+                    raise LoopError(str(exc)) from None
+            await self._serve_api(stack, store, tls)
+            # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
+            self.prober = await stack.enter_async_context(Prober(store))
             self._stack = stack.pop_all()
         kinds = Counter(obj.kind for obj in _all_objects(store))
         log.info(
@@ -103,13 +173,81 @@ class App:
             ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no objects",
             store.resource_version,
         )
-        if settings.upstreams:
-            log.warning(
-                "forwarding is not available yet: upstreams %s are ignored; names outside %s are REFUSED",
-                ", ".join(settings.upstreams),
-                ", ".join((settings.zone, *settings.reverse_zones)),
-            )
+        self._log_resolver(static)
+        self._log_storage_and_api()
         return self
+
+    def _log_resolver(self, static: StaticZones) -> None:
+        """What kdns serves beyond the cluster, one line each: static zones, forwarding."""
+        settings, router = self.settings, self.router
+        assert router is not None
+        if settings.zones_dir is not None:
+            log.info("static zones from %s: %s", settings.zones_dir, _describe(static) or "none")
+        for origin in router.shadowed:
+            log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
+        if self.forwarder is None:
+            log.info("forwarding is off: names outside the served zones are REFUSED")
+            return
+        log.info(
+            "forwarding to %s for clients in %s (cache %d entries)",
+            ", ".join(map(str, self.forwarder.upstreams)),
+            ", ".join(map(str, settings.allow_recursion)) or "no network",
+            settings.cache_size,
+        )
+
+    def hangup(self) -> None:
+        """SIGHUP: reload the static zones in the background while queries are answered.
+
+        A SIGHUP during a reload makes it run once more when it ends: the files may have
+        changed after they were read.
+        """
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_loop(), name="kdns zone reload")
+
+    async def _reload_loop(self) -> None:
+        for _ in range(100):  # bounded: a SIGHUP storm cannot keep it going for ever
+            self._reload_again = False
+            try:
+                await self.reload_zones()
+            except Exception:  # a bug in reloading must not take the server down
+                log.exception("reloading the static zones failed; the old zones stay in service")
+            if not self._reload_again:
+                return
+
+    async def _stop_reloading(self) -> None:
+        task, self._reloading = self._reloading, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def reload_zones(self) -> list[ZoneError]:
+        """Read --zones-dir again and serve the result; returns the files' errors.
+
+        The files are parsed in a worker thread, so the event loop goes on answering
+        queries from the old zones; the new set replaces it in one assignment. A file that
+        no longer loads keeps its previous version in service (`static.reload`).
+        """
+        router, directory = self.router, self.settings.zones_dir
+        if router is None:
+            return []
+        if directory is None:
+            log.info("reload: no --zones-dir, no static zones to reload")
+            return []
+        old = router.static
+        zones, errors = await asyncio.to_thread(reload_zones, directory, old)
+        kept = {zone.path for zone in zones.zones}
+        for error in errors:
+            if error.path in kept:
+                log.error("reload: %s; its previous version stays in service", error)
+            else:
+                log.error("reload: %s; not served", error)
+        router.static = zones
+        for origin in router.shadowed:
+            log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
+        log.info("reloaded static zones from %s: %s", directory, _describe(zones) or "none")
+        return errors
 
     async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack = self._stack, None
@@ -122,19 +260,103 @@ class App:
             log.error("stopping took longer than %s s; some connections were left open", STOP_TIMEOUT)
 
     def _load(self) -> Store:
-        """Every manifest, applied in one transaction: all of it, or an exception."""
-        documents, warnings = load_paths(self.settings.manifests)
-        for warning in warnings:
-            log.warning("%s", warning)
-        store = Store(
-            service_cidrs=self.settings.service_cidrs,
-            node_port_range=self.settings.node_port_range,
-            clock=time.time,
-        )
-        with store.transaction() as txn:
-            # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-            txn.apply_documents(documents)
+        """The saved registry, then every manifest on top in one transaction: all of it, or
+        an exception (and nothing is left open)."""
+        settings = self.settings
+        # A load builds millions of objects that all live on; the collector would walk
+        # them again and again for nothing (a third of the load, for 100,000 pods), so it
+        # is paused, and what was loaded is then moved out of its sight (gc.freeze).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            documents, warnings = load_paths(settings.manifests)
+            for warning in warnings:
+                log.warning("%s", warning)
+            store = Store(
+                service_cidrs=settings.service_cidrs,
+                node_port_range=settings.node_port_range,
+                clock=time.time,
+            )
+            if settings.data_dir is not None:
+                self._restore(store, settings.data_dir)
+            with store.transaction() as txn:
+                # In `apply_order` (Namespaces first, ...); a refusal names file and document.
+                txn.apply_documents(documents)
+        except BaseException:
+            self._storage.close()
+            raise
+        finally:
+            if paused:
+                gc.enable()
+        gc.freeze()
         return store
+
+    def _restore(self, store: Store, data_dir: Path) -> None:
+        """Open the journal in `data_dir` (made if missing), restore what it saved into
+        `store`, and journal every commit from now on, before it is acknowledged."""
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot make the data directory {data_dir}: {_reason(exc)}") from None
+        journal = self._storage.enter_context(SqliteJournal(data_dir / FILE_NAME))
+        documents, version = load_saved(journal.path)
+        try:
+            store.restore(documents, version, owned=True)
+        except RestoreError as exc:
+            raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
+        if version == 0:  # a new file: save the initial namespaces too
+            journal.replace_all(_all_objects(store), store.resource_version)
+        self._storage.callback(store.subscribe(journal, critical=True))
+        self.journal = journal
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The API's server-side TLS context, when --tls-cert and --tls-key are set."""
+        cert, key = self.settings.tls_cert, self.settings.tls_key
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}") from None
+        return context
+
+    def _observe_registry(self, stack: contextlib.AsyncExitStack, store: Store) -> None:
+        """Hand the journal (and the frozen load, see _load) to `stack`, and keep the
+        registry metrics in step with the store."""
+        stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
+        stack.callback(self._storage.close)
+        for kind in API_VERSIONS:
+            self.metrics.set_objects(kind, len(store.list(kind)))
+        stack.callback(store.subscribe(self.metrics.on_events))
+
+    async def _serve_api(self, stack: contextlib.AsyncExitStack, store: Store, tls: ssl.SSLContext | None) -> None:
+        """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
+        settings = self.settings
+        self._ready = True
+        api = build_app(store, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready)
+        try:
+            runner, self.api_port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
+        except OSError as exc:
+            where = _host_port(settings.api_address, settings.api_port)
+            raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None
+        stack.push_async_callback(runner.cleanup)
+        stack.callback(setattr, self, "_ready", False)  # stopping: not ready any more, first
+        scheme = "https" if tls is not None else "http"
+        self.api_url = f"{scheme}://{_host_port(settings.api_address, self.api_port)}"
+
+    def _log_storage_and_api(self) -> None:
+        settings = self.settings
+        if self.journal is not None:
+            log.info("registry saved in %s", self.journal.path)
+        else:
+            log.info("registry in memory only (--ephemeral): it is lost when kdns stops")
+        if settings.api_token and settings.tls_cert is None:
+            log.warning(
+                "--api-token without --tls-cert: kubectl sends a token only over https, so it gets "
+                "401 here; other clients send the token in clear text"
+            )
+        log.info("serving the API on %s", self.api_url)
 
     async def _bind(self, stack: contextlib.AsyncExitStack, router: Router) -> tuple[UdpServer, TcpServer]:
         """UDP first, then TCP on the port UDP got: one port number for both transports."""
@@ -156,6 +378,11 @@ class App:
         raise AssertionError("unreachable")
 
 
+def _describe(zones: StaticZones) -> str:
+    """`example.internal. (serial 7), other.test. (serial 1)`."""
+    return ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
+
+
 def _all_objects(store: Store) -> list:
     """Every object in the store, kind by kind."""
     result: list = []
@@ -165,7 +392,18 @@ def _all_objects(store: Store) -> list:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve DNS until `stop` is set (or forever, until cancelled)."""
+    """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static zones."""
     stop = stop or asyncio.Event()
-    async with App(settings):
-        await stop.wait()
+    async with App(settings) as app:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, app.hangup)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            hangup = False
+        else:
+            hangup = True
+        try:
+            await stop.wait()
+        finally:
+            if hangup:
+                loop.remove_signal_handler(signal.SIGHUP)

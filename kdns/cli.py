@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kdns import __version__
+from kdns import __version__, register
 from kdns.config import (
     PODS_MODES,
     ConfigError,
@@ -89,12 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     add("--cache-max-ttl", metavar="SECONDS", help="cap on a cached answer's TTL (default 3600)")
     add("--cache-max-negative-ttl", metavar="SECONDS", help="cap on a cached negative answer's TTL (default 300)")
     add("--zones-dir", metavar="DIR",
-        help="static RFC 1035 zone files (*.zone) to serve; `none` for none (default: the example zones/)")
+        help="static RFC 1035 zone files (*.zone) to serve, reloaded on SIGHUP; `none` for none "
+        "(default: the example zones/)")
     add("--autopath", action="store_const", const="true",
         help="answer a known pod's search-path expansion of an outside name at once (KDNS_AUTOPATH=1)")
     add("--api-address", metavar="IP", help="address of the HTTP API (default 127.0.0.1)")
     add("--api-port", metavar="PORT", help="port of the HTTP API; 0 picks a free one (default 8080)")
-    add("--api-token", metavar="TOKEN", help="bearer token the API requires (required off loopback)")
+    add("--api-token", metavar="TOKEN", help="bearer token the API requires (required off loopback; "
+        "kubectl sends it only over https: add --tls-cert and --tls-key)")
     add("--tls-cert", metavar="FILE", help="serve the API over TLS with this certificate (with --tls-key)")
     add("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     add("--data-dir", metavar="DIR", help="where the registry is stored (default $XDG_STATE_HOME/kdns "
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the registry in memory only (KDNS_EPHEMERAL=1)")
     add("--workers", metavar="N", help="processes sharing the DNS port (default 1)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
+    register.add_parser(commands)
     return parser
 
 
@@ -297,6 +300,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command == "register":
+        return register.run(args, environ)
     if args.command != "serve":
         parser.print_usage(sys.stderr)
         print("kdns: error: a command is required: kdns serve", file=sys.stderr)

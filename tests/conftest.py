@@ -31,6 +31,7 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 QUERY_TIMEOUT = 3.0
 _SERVING = re.compile(r"serving DNS on \[?([0-9a-fA-F.:]+)\]?:(\d+) \(udp, tcp\)")
+_SERVING_API = re.compile(r"serving the API on (https?://\[?[0-9a-fA-F.:]+\]?:(\d+))$")
 
 Source = str | Path
 
@@ -71,6 +72,15 @@ class InProcessServer:
     def settings(self) -> Any:
         return self.app.settings
 
+    @property
+    def api_port(self) -> int:
+        """The port the HTTP API got."""
+        return self.app.api_port
+
+    @property
+    def api_url(self) -> str:
+        return self.app.api_url
+
     def write(self, fn: Callable[[Any], Any], timeout: float = 5.0) -> Any:
         """Run fn(store) on the server's loop thread (the store is not thread-safe); its result."""
 
@@ -90,13 +100,20 @@ class InProcessServer:
             assert not self._thread.is_alive(), "kdns did not stop in time"
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kdns a test runs without --data-dir or --ephemeral keeps its registry under this
+    test's own XDG_STATE_HOME, never in the user's ~/.local/state/kdns."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
     """Factory: `kdns_server(*manifests, **settings)`; manifests are paths or YAML text.
 
     Without manifests the server loads none (an empty cluster); pass
     `manifests=Settings().manifests` for the example cluster. Settings default to
-    127.0.0.1 port 0.
+    127.0.0.1 port 0, the API on port 0 and the registry in memory (data_dir None).
     """
     from kdns.app import App
     from kdns.config import Settings
@@ -106,6 +123,7 @@ def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
     def start(*sources: Source, **overrides: Any) -> InProcessServer:
         overrides.setdefault("dns_address", "127.0.0.1")
         overrides.setdefault("dns_port", 0)
+        overrides.setdefault("api_port", 0)
         overrides.setdefault("manifests", _manifest_paths(sources, tmp_path / f"server-{len(servers)}"))
         settings = Settings(**overrides)
         started: concurrent.futures.Future[InProcessServer] = concurrent.futures.Future()
@@ -155,6 +173,8 @@ class Process:
     proc: subprocess.Popen[str]
     address: str = ""
     port: int = 0
+    api_url: str = ""  # http://127.0.0.1:PORT, or https with --tls-cert
+    api_port: int = 0
     output: list[str] = field(default_factory=list)
     _reader: threading.Thread | None = field(default=None, repr=False)
 
@@ -189,13 +209,25 @@ def kdns_process(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     """Factory: `kdns_process(*args, manifests=(...), env={...})` -> a started kdns command.
 
     `args` are extra `kdns serve` flags; `manifests` are paths or YAML text (default: none
-    at all, an empty cluster; None: kdns's own default, the example cluster). At teardown
-    each process still running gets SIGTERM and must exit 0.
+    at all, an empty cluster; None: kdns's own default, the example cluster). Forwarding
+    is off (`--upstream none`) unless `args` or `env` name upstreams: a test never reaches
+    the host's resolvers by accident. The registry is in memory (`--ephemeral`) and the API
+    on a free port (`--api-port 0`, read back as `.api_port`) unless `args` or `env` set
+    --data-dir, --ephemeral or --api-port. The start is over once kdns logs its API line.
+    At teardown each process still running gets SIGTERM and must exit 0.
     """
     processes: list[Process] = []
 
     def start(*args: str, manifests: Sequence[Source] | None = (), env: dict[str, str] | None = None) -> Process:
         argv = [sys.executable, "-m", "kdns", "serve", "--dns-address", "127.0.0.1", "--dns-port", "0", *args]
+        if not any(arg.split("=")[0] == "--upstream" for arg in args) and "KDNS_UPSTREAM" not in (env or {}):
+            argv += ["--upstream", "none"]
+        given = {arg.split("=")[0] for arg in args if arg.startswith("--")}
+        given |= {"--" + name[5:].lower().replace("_", "-") for name in (env or {}) if name.startswith("KDNS_")}
+        if not given & {"--data-dir", "--ephemeral"}:
+            argv.append("--ephemeral")
+        if "--api-port" not in given:
+            argv += ["--api-port", "0"]
         paths = _manifest_paths(manifests or (), tmp_path / f"process-{len(processes)}")
         if paths:
             for path in paths:
@@ -225,14 +257,17 @@ def kdns_process(tmp_path: Path) -> Iterator[Callable[..., Process]]:
             for line in proc.stderr:
                 process.output.append(line)
                 match = _SERVING.search(line)
-                if match and not found.is_set():
+                if match and not process.port:
                     process.address, process.port = match[1], int(match[2])
+                match = _SERVING_API.search(line)
+                if match and not found.is_set():
+                    process.api_url, process.api_port = match[1], int(match[2])
                     found.set()
             found.set()  # EOF: the process is gone
 
         process._reader = threading.Thread(target=read, name=f"kdns-{proc.pid}-stderr", daemon=True)
         process._reader.start()
-        if not found.wait(START_TIMEOUT) or not process.port:
+        if not found.wait(START_TIMEOUT) or not process.port or not process.api_port:
             code = process.stop(signal.SIGKILL) if proc.poll() is None else process.stop()
             processes.remove(process)
             raise AssertionError(f"kdns did not start (exit {code}):\n" + "".join(process.output))

@@ -1,7 +1,8 @@
 """Admission: what kube-apiserver does to one write before it stores the object.
 
 `admit(doc, old, context, resource_version)` applies, in the API server's order: the
-metadata the server owns (uid, creationTimestamp, generation, resourceVersion), the v1
+metadata the server owns (uid, creationTimestamp, generation, resourceVersion; with
+`restore`, the saved values are kept), the v1
 defaults (pkg/apis/*/v1/defaults.go), the values carried over from the stored object on
 an update (pkg/registry/core/service/storage patchAllocatedValues), validation, and the
 allocation of cluster IPs and node ports. It returns the object to store, or raises
@@ -41,8 +42,10 @@ _GENERATION_FIELDS: Mapping[str, tuple[str, ...]] = {
     objects.POD: ("spec",),
     objects.ENDPOINT_SLICE: ("addressType", "endpoints", "ports"),
 }
-# Metadata the server owns or kdns does not keep (no server-side apply).
-_DROPPED_METADATA = ("managedFields", "selfLink", "generation", "resourceVersion")
+# Metadata the server owns or kdns does not keep. managedFields are kept as
+# kube-apiserver's field manager keeps them: a write that carries some replaces them, one
+# that leaves them out keeps the stored ones, and `[{}]` clears them.
+_DROPPED_METADATA = ("selfLink", "generation", "resourceVersion")
 
 
 def _new_uid() -> str:
@@ -76,16 +79,19 @@ def admit(
     resource_version: int,
     *,
     owned: bool = False,
+    restore: bool = False,
 ) -> KubeObject:
     """The object to store for a create (`old` None) or an update of `old`. With `owned`,
-    `doc` is a fresh dict nobody else holds, used as is instead of copied."""
+    `doc` is a fresh dict nobody else holds, used as is instead of copied. With `restore`,
+    `doc` is one the store wrote before: its uid, creationTimestamp and generation are
+    kept, and `resource_version` is its own."""
     kind = manifests.kind_of(doc)
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     body: dict[str, Any] = doc if owned else manifests.copy_tree(doc)  # type: ignore[assignment]
     savepoints = context.cluster_ips.savepoint(), context.node_ports.savepoint()
     try:
-        _metadata(body, kind, old, context, resource_version)
+        generation = _metadata(body, kind, old, context, resource_version, restore)
         _DEFAULTS[kind](body)
         if kind == objects.SERVICE:
             _service(body, old, context)  # type: ignore[arg-type]
@@ -95,7 +101,10 @@ def admit(
             and body.get("addressType") != old.manifest.get("addressType")
         ):
             raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
-        _generation(body, kind, old)
+        if generation is None:
+            _generation(body, kind, old)
+        else:
+            body["metadata"]["generation"] = generation
         return manifests.parse(body, kind)
     except BaseException:
         context.cluster_ips.rollback(savepoints[0])
@@ -116,20 +125,29 @@ def release(obj: KubeObject, context: Context) -> None:
 # --- Metadata ----------------------------------------------------------------------------
 
 
-def _metadata(body: dict[str, Any], kind: str, old: KubeObject | None, context: Context, version: int) -> None:
+def _metadata(
+    body: dict[str, Any], kind: str, old: KubeObject | None, context: Context, version: int, restore: bool
+) -> int | None:
+    """Set the metadata the server owns; returns the saved generation to keep (restore)."""
     metadata = body.get("metadata")
     if metadata is None:
         metadata = body["metadata"] = {}
     if not isinstance(metadata, dict):
-        return  # validation reports it
+        return None  # validation reports it
     if kind in objects.NAMESPACED_KINDS:
         if not metadata.get("namespace"):
             metadata["namespace"] = "default"
     else:
         metadata.pop("namespace", None)
+    generation = metadata.get("generation") if restore and kind in _GENERATION_FIELDS else None
+    if not (isinstance(generation, int) and not isinstance(generation, bool) and generation > 0):
+        generation = None
     for key in _DROPPED_METADATA:
         metadata.pop(key, None)
-    if old is not None:
+    _managed_fields(metadata, kind, old)
+    if restore and metadata.get("uid") and metadata.get("creationTimestamp"):
+        pass  # a saved object keeps its identity
+    elif old is not None:
         metadata["uid"] = old.meta.uid
         metadata["creationTimestamp"] = old.meta.creation_timestamp
     else:
@@ -144,6 +162,24 @@ def _metadata(body: dict[str, Any], kind: str, old: KubeObject | None, context: 
             labels = metadata["labels"] = {}
         if isinstance(labels, dict):
             labels[NAMESPACE_NAME_LABEL] = name
+    return generation
+
+
+def _managed_fields(metadata: dict[str, Any], kind: str, old: KubeObject | None) -> None:
+    """managedFields as kube-apiserver's field manager treats a write's: its own replace
+    the stored ones, none keeps the stored ones (so a client that does not know the field
+    cannot drop it), and a single empty entry clears them."""
+    given = metadata.get("managedFields")
+    if given == [{}]:
+        del metadata["managedFields"]
+    elif not given:
+        metadata.pop("managedFields", None)
+        stored = old.manifest.get("metadata", {}).get("managedFields") if old is not None else None
+        if stored:
+            metadata["managedFields"] = manifests.copy_tree(stored)
+    elif not isinstance(given, list) or not all(isinstance(entry, dict) for entry in given):
+        raise Invalid(kind, str(metadata.get("name", "")),
+                      [invalid("metadata.managedFields", given, "must be a list of ManagedFieldsEntry objects")])
 
 
 def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None:

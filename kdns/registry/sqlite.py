@@ -18,6 +18,7 @@ version of the last batch written; `PRAGMA user_version` is the schema version.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -80,17 +81,45 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     return db
 
 
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on `path`.lock, held while the journal is open: two processes
+    journaling into one file would each overwrite what the other acknowledged."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one kdns per data directory is up to the user
+        return None
+    try:
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StorageError(
+            f"{path} is in use by another kdns: give each its own --data-dir, or use --ephemeral"
+        ) from None
+    return fd
+
+
 class SqliteJournal:
     """A store listener writing each commit's events to SQLite in one transaction.
 
     `with SqliteJournal(path) as journal:`; `journal.replace_all(objects, version)` writes
-    a whole state (the store's, before subscribing); `store.subscribe(journal)` then keeps
-    the file in step. A failed write raises StorageError from the listener.
+    a whole state (the store's, before subscribing); `store.subscribe(journal,
+    critical=True)` then keeps the file in step, each commit saved before it is
+    acknowledged. A failed write raises StorageError from the listener. One journal at a
+    time may have a file open (StorageError for the next, while it is).
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._db: sqlite3.Connection | None = _connect(self.path)
+        self._lock = _lock(self.path)
+        try:
+            self._db: sqlite3.Connection | None = _connect(self.path)
+        except BaseException:
+            self._unlock()
+            raise
 
     def __enter__(self) -> SqliteJournal:
         return self
@@ -102,6 +131,12 @@ class SqliteJournal:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
 
     def _transaction(self, rows: Iterable[tuple[str, tuple[Any, ...]]], resource_version: int, *, clear: bool = False) -> None:
         db = self._db

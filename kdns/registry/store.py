@@ -14,6 +14,13 @@ a Service marks the Services whose selector matched the pod before or after the 
 and those are reconciled once, before the transaction next reads or writes an
 EndpointSlice and at the latest before it commits. The result is the same as running the
 controller after every write, at a cost of O(pods) rather than O(pods²) for a bulk load.
+
+Durability: one listener may be subscribed as `critical` (the journal, e.g.
+`registry.sqlite.SqliteJournal`). It is called inside the commit, before the commit is
+visible; if it raises, the transaction is undone (objects, allocations, resource
+version) and the error propagates to the writer, so a write is acknowledged only once
+it is saved. `restore(documents, resource_version)` loads a saved state into a new
+store: objects keep their identity and versions, and the store goes on from there.
 """
 
 from __future__ import annotations
@@ -61,6 +68,10 @@ from kdns.registry.objects import (
 
 class TransactionError(RegistryError):
     """A transaction is already open: transactions do not nest."""
+
+
+class RestoreError(RegistryError):
+    """A saved registry state cannot be restored."""
 
 
 log = logging.getLogger(__name__)
@@ -126,6 +137,7 @@ class Store:
         self._next = 0  # last assigned; ahead of _version while a transaction is open
         self._log: deque[Event] = deque(maxlen=event_log_size)
         self._listeners: list[Listener] = []
+        self._critical: Listener | None = None
         self._pending: deque[tuple[Event, ...]] = deque()
         self._delivering = False
         self._open: Transaction | None = None
@@ -134,6 +146,7 @@ class Store:
         with self.transaction() as txn:
             for name in INITIAL_NAMESPACES:
                 txn.create({"apiVersion": "v1", "kind": NAMESPACE, "metadata": {"name": name}})
+        self._fresh = True  # nothing but the initial namespaces: restore() may still run
 
     # --- Reading ---------------------------------------------------------------------------
 
@@ -173,8 +186,23 @@ class Store:
         everything if the block raises."""
         return Transaction(self)
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with each commit's events; returns the function that stops it."""
+    def subscribe(self, listener: Listener, *, critical: bool = False) -> Callable[[], None]:
+        """Call `listener` with each commit's events; returns the function that stops it.
+
+        A listener is called after the commit, in version order, and what it raises is
+        logged. A `critical` listener (at most one: the journal) is called inside the
+        commit, before anything of it is visible; what it raises undoes the transaction
+        and goes to the writer."""
+        if critical:
+            if self._critical is not None:
+                raise TransactionError("a store has at most one critical listener")
+            self._critical = listener
+
+            def unsubscribe_critical() -> None:
+                if self._critical is listener:
+                    self._critical = None
+
+            return unsubscribe_critical
         self._listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -182,6 +210,40 @@ class Store:
                 self._listeners.remove(listener)
 
         return unsubscribe
+
+    def restore(self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False) -> None:
+        """Load a saved state into this new store, before anything else is written to it
+        or subscribed to it (TransactionError otherwise).
+
+        `documents` are objects as the store wrote them (`to_manifest`, e.g. from
+        `registry.sqlite.load`): each keeps its uid, creationTimestamp, generation and
+        resourceVersion, and a Service its cluster IPs and node ports. Saved Namespaces
+        replace the initial default and kube-system. The EndpointSlice controller then
+        runs for every Service; the slices it writes, and the store, are at
+        max(resource_version, every document's version), so versions never go back.
+        Listeners are not called: subscribe afterwards and read the store. A document that
+        cannot be restored raises RestoreError naming it, and the store is left new. With
+        `owned`, the documents are fresh dicts nobody else holds (sqlite.load's): the store
+        keeps them instead of copying them."""
+        self._refuse_while_open()
+        if not self._fresh or self._listeners or self._critical is not None:
+            raise TransactionError("restore needs a new store, before any write or subscription")
+        txn = Transaction(self)
+        txn.__enter__()
+        try:
+            top = txn._restore(documents, max(resource_version, self._version), owned)
+        except BaseException:
+            txn._state = "closed"
+            self._end(txn, commit=False)
+            raise
+        txn._state = "closed"
+        # Silent: no events, and the log starts empty at `top` (older versions are Expired).
+        self._version = self._next = top
+        self._log.clear()
+        self._context.cluster_ips.commit()
+        self._context.node_ports.commit()
+        self._open = None
+        self._fresh = False
 
     # --- Internals -------------------------------------------------------------------------
 
@@ -265,10 +327,18 @@ class Store:
         self._savepoints = (self._context.cluster_ips.savepoint(), self._context.node_ports.savepoint())
 
     def _end(self, txn: Transaction, *, commit: bool) -> None:
+        events = tuple(txn._events) if commit else ()
+        if events and self._critical is not None:
+            try:
+                self._critical(events)
+            except BaseException:
+                self._end(txn, commit=False)
+                raise
         if commit:
-            events = tuple(txn._events)
             self._version = self._next
             self._log.extend(events)
+            if events:
+                self._fresh = False
         else:
             txn._undo(0, 0, self._version, 0)
             self._context.cluster_ips.rollback(self._savepoints[0])
@@ -335,6 +405,30 @@ def _same_content(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return True
 
 
+def _saved_version(doc: Mapping[str, Any], default: int) -> int:
+    """A saved document's metadata.resourceVersion; `default` when it has none."""
+    metadata = doc.get("metadata")
+    value = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+    if value in (None, ""):
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    raise RestoreError(f"metadata.resourceVersion {value!r}: not a positive integer")
+
+
+def _describe(doc: Any) -> str:
+    """`Service default/web` for messages about a document that may be malformed."""
+    if not isinstance(doc, Mapping):
+        return f"document {doc!r:.40}"
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    where = f"{metadata.get('namespace')}/" if metadata.get("namespace") else ""
+    return f"{doc.get('kind', 'object')} {where}{metadata.get('name', '?')}"
+
+
 def _endpoint_view(pod: Pod | None) -> tuple[Any, ...] | None:
     """What the EndpointSlice controller reads of a pod."""
     if pod is None:
@@ -355,6 +449,8 @@ class Transaction:
         self._state = "new"
         self._journal: list[tuple[str, str, str, KubeObject | None]] = []  # what to put back
         self._events: list[Event] = []
+        # Set while restoring: every write (the controller's slices) gets this version.
+        self._fixed_version: int | None = None
         self._dirty: dict[tuple[str, str], None] = {}  # services to reconcile, in order
         self._cleared: list[tuple[str, str]] = []  # taken off _dirty: put back if that is undone
 
@@ -498,9 +594,38 @@ class Transaction:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
             raise NotFound(NAMESPACE, namespace)
 
+    def _restore(self, documents: Iterable[Mapping[str, Any]], version: int, owned: bool) -> int:
+        """Put saved documents in place as they are (Store.restore); the version to go on from."""
+        store = self._store
+        replaceable = {(NAMESPACE, "", name) for name in INITIAL_NAMESPACES}
+        top = version
+        for doc in sorted(documents, key=apply_order):
+            try:
+                key = manifests.key_of(doc)
+                old = store._get(key.kind, key.namespace, key.name)
+                if old is not None and (key.kind, key.namespace, key.name) not in replaceable:
+                    raise AlreadyExists(key.kind, key.name)
+                replaceable.discard((key.kind, key.namespace, key.name))
+                self._require_namespace(key.namespace)
+                saved = _saved_version(doc, version)
+                new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True)
+            except RegistryError as exc:
+                raise RestoreError(f"{_describe(doc)}: {exc}") from exc
+            top = max(top, saved)
+            self._journal.append((key.kind, key.namespace, key.name, old))
+            store._put(key.kind, key.namespace, key.name, new, old)
+            if isinstance(new, Service):
+                self._dirty[(key.namespace, key.name)] = None
+        self._fixed_version = top
+        try:
+            self._flush()
+        except RegistryError as exc:
+            raise RestoreError(f"the EndpointSlice controller: {exc}") from exc
+        return top
+
     def _write(self, doc: Mapping[str, Any], old: KubeObject | None, *, owned: bool = False) -> KubeObject:
         store = self._store
-        version = store._next + 1
+        version = store._next + 1 if self._fixed_version is None else self._fixed_version
         new = admission.admit(doc, old, store._context, version, owned=owned)
         if old is not None and _same_content(new.manifest, old.manifest):
             return old
@@ -551,7 +676,7 @@ class Transaction:
     def _delete_one(self, kind: str, namespace: str, name: str) -> KubeObject:
         store = self._store
         old = store._tables[kind][(namespace, name)]
-        store._next += 1
+        store._next = store._next + 1 if self._fixed_version is None else self._fixed_version
         self._record(None, old, DELETED, store._next)
         admission.release(old, store._context)
         if isinstance(old, Pod):

@@ -16,7 +16,7 @@ SERVICES = "/api/v1/namespaces/default/services"
 
 @pytest.fixture
 def journaled():
-    """Factory: a `prepare` hook that writes the store's state to `path`, then journals every commit."""
+    """Factory: a `prepare` hook that writes the store's state to `path`, then journals every commit before it is acknowledged."""
     journals: list[SqliteJournal] = []
 
     def make(path):
@@ -25,7 +25,7 @@ def journaled():
             journals.append(journal)
             everything = [obj for kind in ("Namespace", "Node", "Service", "Pod", "EndpointSlice") for obj in store.list(kind)]
             journal.replace_all(everything, store.resource_version)
-            store.subscribe(journal)
+            store.subscribe(journal, critical=True)
 
         return prepare
 
@@ -94,16 +94,41 @@ def test_kubectl_sees_the_same_cluster_ip_after_a_restart(api_server, journaled,
     manifest.write_text(SERVICE_AND_PODS)
     first.kubectl("apply", "-f", str(manifest))
     before = first.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
-    documents, _ = load(path)
-
-    def restore(store: Store) -> None:
-        with store.transaction() as txn:
-            for document in sorted(documents, key=apply_order):
-                txn.apply(document)
-
-    second = api_server(prepare=restore)
+    documents, version = load(path)
+    second = api_server(prepare=lambda store: store.restore(documents, version))
     assert second.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout == before
     assert "service/web unchanged" in second.kubectl("apply", "-f", str(manifest)).stdout
+
+
+def test_500_when_the_journal_fails_and_nothing_changes(api_server, tmp_path):
+    """A write the journal cannot save is a 500 Status, and neither the store nor the file changes."""
+    path = tmp_path / "registry.sqlite3"
+    failing = [False]
+    with SqliteJournal(path) as journal:
+
+        def flaky(events):
+            if failing[0]:
+                raise StorageError(f"{path}: disk I/O error")
+            journal(events)
+
+        def prepare(store: Store) -> None:
+            journal.replace_all(store.list("Namespace"), store.resource_version)
+            store.subscribe(flaky, critical=True)
+
+        api = api_server(prepare=prepare)
+        assert api.request("POST", SERVICES, service("db", type="NodePort")).status == 201
+        version = api.call(lambda store: store.resource_version)
+        failing[0] = True
+        reply = api.request("POST", SERVICES, service("web", type="NodePort"))
+        assert reply.status == 500, reply.body
+        assert (reply.json["kind"], reply.json["reason"], reply.json["code"]) == ("Status", "InternalError", 500)
+        assert api.request("DELETE", f"{SERVICES}/db").status == 500
+        assert api.call(lambda store: store.resource_version) == version
+        assert api.request("GET", f"{SERVICES}/web").status == 404 and api.request("GET", f"{SERVICES}/db").status == 200
+        assert stored_row(path, "Service", "default", "web") is None and load(path)[1] == version
+        failing[0] = False
+        assert api.request("POST", SERVICES, service("web", type="NodePort")).status == 201
+        assert stored_row(path, "Service", "default", "web") is not None
 
 
 def test_missing_file_and_closed_journal(tmp_path):
@@ -122,3 +147,13 @@ def test_refuses_a_newer_schema(tmp_path):
         db.execute("PRAGMA user_version=99")
     with pytest.raises(StorageError, match="schema version 99"):
         load(path)
+
+
+def test_one_journal_per_file(tmp_path):
+    """While a journal has a file open, another is refused with StorageError; once closed, the file is free."""
+    path = tmp_path / "registry.sqlite3"
+    first = SqliteJournal(path)
+    with pytest.raises(StorageError, match="is in use by another kdns"):
+        SqliteJournal(path)
+    first.close()
+    SqliteJournal(path).close()

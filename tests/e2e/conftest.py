@@ -18,12 +18,28 @@ from tests.e2e.dnscheck import HERMETIC_FLAGS
 
 @pytest.fixture
 def kdns_process(kdns_process: Callable[..., Any]) -> Callable[..., Any]:
-    """The root `kdns_process`, with HERMETIC_FLAGS before the test's own flags."""
+    """The root `kdns_process`, with HERMETIC_FLAGS before the test's own flags, except
+    those the test sets itself (a forwarding test names its --upstream)."""
 
     def start(*args: str, **kwargs: Any) -> Any:
-        return kdns_process(*HERMETIC_FLAGS, *args, **kwargs)
+        given = {arg.split("=")[0] for arg in args if arg.startswith("--")}
+        if "--data-dir" in given:  # a test that keeps its registry on disk
+            given.add("--ephemeral")
+        return kdns_process(*_without(HERMETIC_FLAGS, given), *args, **kwargs)
 
     return start
+
+
+def _without(flags: tuple[str, ...], given: set[str]) -> list[str]:
+    """`flags` (`--flag [value]` ...) less the flags in `given`, each with its value."""
+    kept: list[str] = []
+    skipping = False
+    for word in flags:
+        if word.startswith("--"):
+            skipping = word in given
+        if not skipping:
+            kept.append(word)
+    return kept
 
 
 @pytest.fixture

@@ -101,13 +101,42 @@ def test_admit_does_not_change_its_input():
 
 
 def test_server_owned_metadata_is_replaced():
-    """uid, creationTimestamp, resourceVersion, generation and managedFields from the client are not kept."""
+    """uid, creationTimestamp, resourceVersion, generation and selfLink from the client are not kept."""
     document = service(WEB)
     document["metadata"].update(uid="mine", creationTimestamp="1999-01-01T00:00:00Z", resourceVersion="77",
-                                generation=12, managedFields=[{"manager": "kubectl"}], selfLink="/x")
+                                generation=12, selfLink="/x")
     metadata = admit(document, None, context(), 3).manifest["metadata"]
     assert metadata == {"name": "web", "namespace": "default", "uid": "uid-1",
                         "creationTimestamp": "2024-05-01T10:00:00Z", "resourceVersion": "3", "generation": 1}
+
+
+def test_managed_fields_are_kept_carried_over_and_cleared():
+    """managedFields a write carries are kept, a write without them keeps the stored ones, and [{}] clears them."""
+    ctx = context()
+    entries = [{"manager": "kubectl", "operation": "Apply"}]
+    document = service(WEB)
+    document["metadata"]["managedFields"] = entries
+    first = admit(document, None, ctx, 1)
+    assert first.manifest["metadata"]["managedFields"] == entries
+    second = admit(service(WEB), first, ctx, 2)
+    assert second.manifest["metadata"]["managedFields"] == entries
+    cleared = service(WEB)
+    cleared["metadata"]["managedFields"] = [{}]
+    assert "managedFields" not in admit(cleared, second, ctx, 3).manifest["metadata"]
+    cleared["metadata"]["managedFields"] = "kubectl"
+    with pytest.raises(Invalid, match="metadata.managedFields"):
+        admit(cleared, second, ctx, 3)
+
+
+def test_restore_keeps_the_saved_identity_and_generation():
+    """With restore, a saved document keeps its uid, creationTimestamp and generation, at its own version."""
+    ctx = context()
+    document = service(WEB)
+    document["metadata"].update(uid="saved", creationTimestamp="2020-01-01T00:00:00Z", resourceVersion="77",
+                                generation=4)
+    metadata = admit(document, None, ctx, 77, restore=True).manifest["metadata"]
+    assert (metadata["uid"], metadata["creationTimestamp"], metadata["resourceVersion"], metadata["generation"]) == (
+        "saved", "2020-01-01T00:00:00Z", "77", 4)
 
 
 def test_update_keeps_identity_and_bumps_generation_on_spec_changes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import textwrap
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_writing_an_unchanged_object_is_no_change():
     store.subscribe(seen.extend)
     version = store.resource_version
     noisy = service("web")
-    noisy["metadata"].update(resourceVersion="3", uid="other", managedFields=[{"manager": "x"}])
+    noisy["metadata"].update(resourceVersion="3", uid="other", creationTimestamp="2000-01-01T00:00:00Z")
     stored = store.get("Service", "default", "web")
     with store.transaction() as txn:
         assert txn.apply(noisy) is stored
@@ -465,6 +466,215 @@ def test_events_older_than_the_log_are_expired():
         store.events_since(1)
     assert str(caught.value) == "too old resource version: 1 (2)"
     assert (caught.value.requested, caught.value.oldest) == (1, 2)
+
+
+# --- The critical listener (the journal) -----------------------------------------------------------------
+
+
+def test_the_critical_listener_runs_inside_the_commit_before_it_is_visible():
+    """The critical listener gets each commit's events before the store shows them, and before other listeners."""
+    store = new_store()
+    order: list[str] = []
+
+    def journal(events: Any) -> None:
+        order.append(f"journal {summary(events)}")
+        with pytest.raises(TransactionError):
+            store.get("Service", "default", "web")  # the commit is not visible yet
+
+    store.subscribe(lambda events: order.append(f"listener at {store.resource_version}"))
+    store.subscribe(journal, critical=True)
+    write(store, service("web"))
+    (slice_,) = store.list("EndpointSlice")
+    saved = [("ADDED", "Service", "web", 3), ("ADDED", "EndpointSlice", slice_.meta.name, 4)]
+    assert order == [f"journal {saved}", "listener at 4"]
+
+
+def test_a_failing_critical_listener_undoes_the_transaction():
+    """If the journal raises, the writer gets its error and objects, addresses, ports and the version are as before."""
+    store = new_store()
+    write(store, service("db", type="NodePort"))
+    before = {kind: store.list(kind) for kind in ("Service", "Pod", "EndpointSlice")}
+    version, seen = store.resource_version, []
+    store.subscribe(seen.append)
+    failing = [True]
+
+    def journal(events: Any) -> None:
+        if failing[0]:
+            raise OSError("disk full")
+
+    store.subscribe(journal, critical=True)
+    with pytest.raises(OSError, match="disk full"):
+        write(store, service("web", type="NodePort"), pod("web-0", "10.244.0.1"))
+    assert {kind: store.list(kind) for kind in before} == before
+    assert store.resource_version == version and seen == [] and store.events_since(version) == []
+    failing[0] = False
+    write(store, service("web", type="NodePort"))
+    web = store.get("Service", "default", "web")
+    assert web.meta.resource_version == version + 1, "the refused commit's versions are used again"
+    twin = new_store()  # the same writes, never refused
+    write(twin, service("db", type="NodePort"))
+    write(twin, service("web", type="NodePort"))
+    expected = twin.get("Service", "default", "web")
+    assert (web.cluster_ips, web.ports) == (expected.cluster_ips, expected.ports), "its address and port were freed"
+
+
+def test_one_critical_listener_and_its_unsubscribe():
+    """A store takes one critical listener; unsubscribing it makes room for another and stops its calls."""
+    store = new_store()
+    calls: list[Any] = []
+    stop = store.subscribe(calls.append, critical=True)
+    with pytest.raises(TransactionError, match="at most one critical listener"):
+        store.subscribe(calls.append, critical=True)
+    with store.transaction():
+        pass  # an empty commit has nothing to save
+    write(store, namespace("a"))
+    stop()
+    stop()
+    write(store, namespace("b"))
+    assert len(calls) == 1
+    store.subscribe(calls.append, critical=True)
+
+
+def test_the_sqlite_journal_as_critical_listener_survives_a_restore(tmp_path: Path):
+    """Every commit the journal saved comes back through load() and restore() with the same versions and addresses."""
+    from kdns.registry.sqlite import SqliteJournal, load
+
+    path = tmp_path / "registry.sqlite3"
+    store = new_store()
+    with SqliteJournal(path) as journal:
+        journal.replace_all([obj for kind in ("Namespace",) for obj in store.list(kind)], store.resource_version)
+        store.subscribe(journal, critical=True)
+        write(store, namespace("shop"), service("web", "shop", type="NodePort"), pod("web-0", "10.244.0.1", namespace="shop"))
+        with store.transaction() as txn:
+            txn.delete("Pod", "shop", "web-0")
+            txn.create(pod("web-1", "10.244.0.2", namespace="shop"))
+    documents, version = load(path)
+    assert version == store.resource_version
+    restored = new_store()
+    restored.restore(documents, version)
+    assert restored.resource_version == store.resource_version
+    for kind in ("Namespace", "Service", "Pod"):
+        assert [o.manifest for o in restored.list(kind)] == [o.manifest for o in store.list(kind)]
+    (slice_,) = restored.list("EndpointSlice", "shop")
+    assert slice_.endpoints[0].addresses == ("10.244.0.2",)
+
+
+# --- Restoring a saved state --------------------------------------------------------------------------------
+
+
+def saved_cluster() -> tuple[Store, list[dict[str, Any]]]:
+    """A store with a namespace, a NodePort service with a pod, and a headless service; and its documents."""
+    from kdns.registry.manifests import to_manifest
+
+    times = iter([NOW - 86400.0] * 4)
+    store = Store(clock=lambda: next(times, NOW))
+    write(store, namespace("shop"), service("web", "shop", type="NodePort"), pod("web-0", "10.244.0.1", namespace="shop"))
+    write(store, service("db", "shop", clusterIP="None"), pod("db-0", "10.244.0.2", app="db", namespace="shop"))
+    write(store, service("web", "shop", type="NodePort", publishNotReadyAddresses=True))  # generation 2
+    documents = [to_manifest(o) for kind in ("Namespace", "Service", "Pod") for o in store.list(kind)]
+    return store, documents
+
+
+def test_restore_keeps_identity_versions_and_addresses():
+    """Restored objects keep uid, creationTimestamp, generation and resourceVersion, and Services their IPs and ports."""
+    saved, documents = saved_cluster()
+    store = new_store()
+    store.restore(documents, saved.resource_version)
+    for kind in ("Namespace", "Service", "Pod"):
+        assert [o.manifest for o in store.list(kind)] == [o.manifest for o in saved.list(kind)]
+    web = store.get("Service", "shop", "web")
+    assert web.manifest["metadata"]["generation"] == 2
+    assert web.manifest["metadata"]["creationTimestamp"] == "2024-04-30T10:00:00Z"
+    with pytest.raises(Invalid, match="provided IP is already allocated"), store.transaction() as txn:
+        txn.create(service("copy", "shop", clusterIP=web.cluster_ips[0]))
+    with pytest.raises(Invalid, match="provided port is already allocated"), store.transaction() as txn:
+        txn.create(service("copy", "shop", type="NodePort", ports=[{"port": 80, "nodePort": web.ports[0].node_port}]))
+    write(store, service("api", "shop", type="NodePort"))
+    api = store.get("Service", "shop", "api")
+    assert api.cluster_ips != web.cluster_ips and api.ports[0].node_port != web.ports[0].node_port
+
+
+def test_restore_runs_the_endpoint_slice_controller_at_the_saved_version():
+    """The controller derives every Service's slices again, at the saved version, which the store goes on from."""
+    saved, documents = saved_cluster()
+    store = new_store()
+    store.restore(documents, saved.resource_version)
+    assert store.resource_version == saved.resource_version
+    slices = {s.service_name: s for s in store.list("EndpointSlice", "shop")}
+    assert {name: s.endpoints[0].addresses for name, s in slices.items()} == {"web": ("10.244.0.1",), "db": ("10.244.0.2",)}
+    assert {s.meta.resource_version for s in slices.values()} == {saved.resource_version}
+    write(store, pod("web-1", "10.244.0.3", namespace="shop"))
+    assert store.resource_version == saved.resource_version + 2  # the pod and the web slice
+
+
+def test_restore_replaces_the_initial_namespaces_without_duplicates():
+    """Saved default and kube-system take the place of the new store's own; missing ones stay."""
+    saved, documents = saved_cluster()
+    saved_default = saved.get("Namespace", "", "default")
+    documents = [d for d in documents if d["metadata"]["name"] != "kube-system"]
+    store = new_store()
+    store.restore(documents, saved.resource_version)
+    assert [n.meta.name for n in store.list("Namespace")] == ["default", "kube-system", "shop"]
+    assert store.get("Namespace", "", "default").meta.uid == saved_default.meta.uid
+
+
+def test_restore_never_goes_back():
+    """The store starts at the highest of the saved version and every document's, and older versions are expired."""
+    saved, documents = saved_cluster()
+    store = new_store()
+    store.restore(documents, 3)
+    assert store.resource_version == saved.resource_version == max(int(d["metadata"]["resourceVersion"]) for d in documents)
+    with pytest.raises(Expired):
+        store.events_since(store.resource_version - 1)
+    assert store.events_since(store.resource_version) == []
+    empty = new_store()
+    empty.restore([], 500)
+    assert empty.resource_version == 500 and len(empty.list("Namespace")) == 2
+
+
+def test_restore_needs_a_new_store():
+    """Restoring after a write, a restore, or a subscription is refused."""
+    _, documents = saved_cluster()
+    written = new_store()
+    write(written, namespace("a"))
+    subscribed = new_store()
+    subscribed.subscribe(lambda events: None)
+    journaled = new_store()
+    journaled.subscribe(lambda events: None, critical=True)
+    restored = new_store()
+    restored.restore(documents, 1)
+    for store in (written, subscribed, journaled, restored):
+        with pytest.raises(TransactionError, match="restore needs a new store"):
+            store.restore(documents, 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda docs: docs.append(dict(docs[-1])), 'Pod shop/web-0: pods "web-0" already exists'),
+        (lambda docs: docs.__setitem__(-1, {**docs[-1], "metadata": {**docs[-1]["metadata"], "resourceVersion": "x"}}),
+         "Pod shop/web-0: metadata.resourceVersion 'x': not a positive integer"),
+        (lambda docs: docs.__setitem__(2, namespace("elsewhere")), 'Service shop/web: namespaces "shop" not found'),
+        (lambda docs: docs[4]["spec"]["ports"][0].update(nodePort=80),  # outside the range
+         'Service shop/web: Service "web" is invalid: spec.ports[0].nodePort: Invalid value: 80'),
+    ],
+    ids=["duplicate", "bad-version", "no-namespace", "node-port-range"],
+)
+def test_a_bad_saved_state_is_refused_and_leaves_the_store_new(change: Any, message: str):
+    """A document that cannot be restored raises RestoreError naming it; the store is as new and can restore again."""
+    from kdns.registry.store import RestoreError
+
+    saved, documents = saved_cluster()
+    broken = copy.deepcopy(documents)
+    change(broken)
+    store = new_store()
+    with pytest.raises(RestoreError) as caught:
+        store.restore(broken, saved.resource_version)
+    assert message in str(caught.value)
+    assert store.resource_version == 2 and [n.meta.name for n in store.list("Namespace")] == ["default", "kube-system"]
+    assert store.list("Service") == [] and store.list("EndpointSlice") == []
+    store.restore(documents, saved.resource_version)
+    assert len(store.list("Service")) == 2
 
 
 # --- Loading manifests --------------------------------------------------------------------------------

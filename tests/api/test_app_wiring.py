@@ -1,0 +1,53 @@
+"""The API inside `App` (kdns.app): served after DNS, journaled under data_dir, metrics wired, stopped cleanly."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kdns.app import BindError
+from kdns.registry.sqlite import StorageError
+from tests.e2e.kubeapi import Client
+
+SERVICES = "/api/v1/namespaces/default/services"
+WEB = {"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80}]}}
+
+
+def test_a_write_through_the_api_is_answered_journaled_and_restored(kdns_server: Callable[..., Any], tmp_path: Path):
+    """A Service created through the App's API is answered by DNS, counted in metrics, and comes back in the next App on the same data_dir."""
+    data = tmp_path / "data"
+    first = kdns_server(data_dir=data)
+    assert first.api_url == f"http://127.0.0.1:{first.api_port}" and first.api_port != 0
+    client = Client(first.api_url, tmp_path / "home")
+    assert client.request("GET", "/readyz").body == b"ok"
+    created = client.request("POST", SERVICES, WEB).json
+    reply = first.resolve("web.default.svc.cluster.local.")
+    assert [rdata.address for rrset in reply.answer for rdata in rrset] == created["spec"]["clusterIPs"]
+    assert 'kdns_registry_objects{kind="Service"} 1.0' in client.request("GET", "/metrics").body.decode()
+    assert first.app.metrics is not None and first.app.journal.path == data / "registry.sqlite3"
+    first.stop()
+
+    second = kdns_server(data_dir=data)
+    again = Client(second.api_url, tmp_path / "home").request("GET", f"{SERVICES}/web").json
+    assert (again["metadata"]["uid"], again["spec"]["clusterIP"], again["spec"]["ports"][0]["nodePort"]) == (
+        created["metadata"]["uid"], created["spec"]["clusterIP"], created["spec"]["ports"][0]["nodePort"])
+    with pytest.raises(StorageError, match="in use by another kdns"):
+        kdns_server(data_dir=data)
+
+
+def test_an_api_port_in_use_stops_start_up_and_leaves_nothing_open(kdns_server: Callable[..., Any], tmp_path: Path):
+    """An API port another socket holds is a BindError naming it; the DNS ports and the data directory are free again."""
+    data = tmp_path / "data"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            kdns_server(data_dir=data, api_port=port)
+    assert str(caught.value) == f"cannot serve the API on 127.0.0.1:{port}: Address already in use"
+    server = kdns_server(data_dir=data, api_port=port)  # the lock was released, the port is free
+    assert server.api_port == port
