@@ -103,7 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         "or ~/.local/state/kdns)")
     add("--ephemeral", action="store_const", const="true",
         help="keep the registry in memory only (KDNS_EPHEMERAL=1)")
-    add("--workers", metavar="N", help="processes sharing the DNS port (default 1)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     register.add_parser(commands)
     return parser
@@ -202,7 +201,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         value, _ = _pick(getattr(args, name), environ, name)
         if value:
             fields[name] = value
-    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers"):
+    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl"):
         value, source = _pick(getattr(args, name), environ, name)
         if value is not None:
             fields[name] = _integer(value, source)

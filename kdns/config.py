@@ -142,7 +142,6 @@ class Settings:
     # CLI's --ephemeral; its default is default_data_dir().
     data_dir: Path | None = None
 
-    workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", normalize_zone(self.zone))
@@ -173,8 +172,6 @@ class Settings:
                 raise ConfigError(f"{name.replace('_', ' ')} {getattr(self, name)}: must not be negative")
         if not (0 < self.forward_timeout <= self.forward_deadline):
             raise ConfigError("forward timeout must be positive and at most the forward deadline")
-        if self.workers < 1:
-            raise ConfigError(f"workers {self.workers}: must be at least 1")
         low, high = self.node_port_range
         if not (1 <= low <= high <= 65535):
             raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
