@@ -1,16 +1,20 @@
 """kdns's Prometheus metrics, on an injected `CollectorRegistry`.
 
-Names follow `kdns_<subsystem>_<name>_<unit>`. `observe_query` is on the DNS hot path: it
-keeps the labelled children it has already made, so a query costs two dict lookups, a
-counter increment and a histogram observation, with no label formatting.
+Names follow `kdns_<subsystem>_<name>_<unit>`. The DNS hot path does not touch
+prometheus_client per query: the wire layer counts answers in plain integers
+(`kdns.wire.fastpath.QueryStats`), which a collector sums when /metrics is scraped, and it
+times a sample of the queries (`observe_duration`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # Event types of kdns.registry.objects, spelled out: metrics sits below the registry layer.
@@ -22,20 +26,40 @@ LATENCY_BUCKETS = (
 )
 
 
+QueryCounts = Callable[[], Mapping[tuple[int, int], int]]
+
+
+class _AnsweredQueries:
+    """`kdns_dns_queries_total{qtype,rcode}`, summed from the wire layer's counters at scrape."""
+
+    def __init__(self) -> None:
+        self.sources: list[QueryCounts] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "kdns_dns_queries",
+            "DNS queries answered, by question type and response code.",
+            labels=("qtype", "rcode"),
+        )
+        totals: Tally[tuple[int, int]] = Tally()
+        for source in self.sources:
+            totals.update(source())
+        for (qtype, rcode), count in sorted(totals.items()):
+            family.add_metric([QTYPE.get(qtype, str(qtype)), RCODE.get(rcode, str(rcode))], count)
+        yield family
+
+
 class Metrics:
     """Every metric kdns exports; one instance per process (or per test)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._queries = Counter(
-            "kdns_dns_queries",
-            "DNS queries answered, by question type and response code.",
-            ("qtype", "rcode"),
-            registry=self.registry,
-        )
+        self._answered = _AnsweredQueries()
+        self.registry.register(self._answered)
         self._duration = Histogram(
             "kdns_dns_request_duration_seconds",
-            "Time from reading a DNS query to having its answer.",
+            "Time from reading a DNS query to having its answer (a sample of the immediate "
+            "answers, every forwarded one).",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -54,19 +78,16 @@ class Metrics:
         self._watches = Gauge(
             "kdns_api_watches", "Open API watch streams.", registry=self.registry
         )
-        self._query_children: dict[tuple[Any, Any], Any] = {}
         self._object_children: dict[str, Any] = {}
 
     # --- DNS ----------------------------------------------------------------------------
 
-    def observe_query(self, qtype: str | int, rcode: str | int, seconds: float) -> None:
-        """One answered query; `qtype` and `rcode` are names (`A`, `NXDOMAIN`) or numbers."""
-        key = (qtype, rcode)
-        counter = self._query_children.get(key)
-        if counter is None:
-            counter = self._queries.labels(str(qtype), str(rcode))
-            self._query_children[key] = counter
-        counter.inc()
+    def add_query_counts(self, totals: QueryCounts) -> None:
+        """Count the answers of a wire server: `totals()` maps (qtype, rcode) to a count."""
+        self._answered.sources.append(totals)
+
+    def observe_duration(self, seconds: float) -> None:
+        """One timed query (the wire layer samples which)."""
         self._duration.observe(seconds)
 
     # --- registry -----------------------------------------------------------------------

@@ -81,7 +81,10 @@ class TcpServer:
         return len(self._connections)
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        # A plain callback, not a coroutine: asyncio wraps a coroutine handler in a task whose
+        # done-callback (CPython < 3.13) logs a traceback when that task ends cancelled, as
+        # every open connection's does at shutdown. Our own task has no such callback.
+        self._server = await asyncio.start_server(self._accept, self.host, self.requested_port)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -100,14 +103,16 @@ class TcpServer:
             await asyncio.gather(*connections, return_exceptions=True)
         await server.wait_closed()
 
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._server is None or len(self._connections) >= self.max_connections:
+        if self._server is None or len(self._connections) > self.max_connections:
             # RFC 7766 §6.2.2: a server may close connections to protect its resources.
             await _close(writer)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
         pending: set[asyncio.Task[None]] = set()
         try:
             await self._read_queries(reader, writer, pending)
@@ -124,7 +129,6 @@ class TcpServer:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             await _close(writer)
-            self._connections.discard(task)
 
     async def _read_queries(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]

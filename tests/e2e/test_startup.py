@@ -3,8 +3,6 @@ environment variables, and stopping on a signal."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import re
 import signal
@@ -194,23 +192,6 @@ def test_signal_exits_0(kdns_process: Callable[..., Any], signum: int) -> None:
             sock.bind((kdns.address, kdns.port))  # the port is free again
 
 
-def _stdlib_logs_cancelled_connections() -> bool:
-    """CPython 3.11.7-3.12.x: the done-callback start_server puts on a coroutine
-    client_connected_cb calls task.exception() without checking task.cancelled() first,
-    so a connection task that ends cancelled makes the loop log a CancelledError traceback
-    (fixed upstream by returning early when the task was cancelled)."""
-    source = inspect.getsource(asyncio.StreamReaderProtocol.connection_made)
-    return "task.exception()" in source and "task.cancelled()" not in source
-
-
-@pytest.mark.xfail(
-    _stdlib_logs_cancelled_connections(),
-    strict=True,
-    reason="BUG: kdns/wire/tcp.py passes the coroutine TcpServer._serve to asyncio.start_server and aclose() "
-    "cancels the connection tasks, which end cancelled; on this Python the stdlib's done-callback then logs "
-    "'Exception in callback ... CancelledError' with a traceback whenever kdns stops with a TCP connection "
-    "open or just closing",
-)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_with_an_open_tcp_connection(kdns_process: Callable[..., Any], signum: int) -> None:
     """Stopping while a client holds a TCP connection open exits 0 and logs no traceback (errors are one line, cli.py)."""
