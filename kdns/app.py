@@ -13,7 +13,8 @@ Start order (stop is the reverse, under a timeout):
 5. bind UDP, then TCP on the same port;
 6. ask the upstreams a probe question: if it comes back to kdns, the upstreams forward to
    kdns and every outside name would loop, so kdns stops (CoreDNS's `loop` plugin);
-7. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound).
+7. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
+8. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
 
 SIGHUP (`serve`) reloads the static zones while queries go on being answered.
 """
@@ -45,11 +46,13 @@ from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
+from kdns.proxy import ServiceProxy
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
+from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
@@ -112,6 +115,7 @@ class App:
         self.api_port = settings.api_port
         self.api_url = ""
         self.prober: Prober | None = None
+        self.proxy: ServiceProxy | None = None
         self._ready = False
         # The journal (and its lock), open from the load until the servers stop.
         self._storage = contextlib.ExitStack()
@@ -159,6 +163,13 @@ class App:
                 except ForwardingLoop as exc:
                     raise LoopError(str(exc)) from None
             await self._serve_api(stack, store, tls)
+            if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
+                self.proxy = await stack.enter_async_context(ServiceProxy(
+                    store,
+                    interface=settings.proxy_interface,
+                    node_address=settings.node_address,
+                    max_connections_per_service=settings.proxy_max_connections,
+                ))
             # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
             self.prober = await stack.enter_async_context(Prober(store))
             self._stack = stack.pop_all()
@@ -361,14 +372,19 @@ class App:
     async def _bind(self, stack: contextlib.AsyncExitStack, router: Router) -> tuple[UdpServer, TcpServer]:
         """UDP first, then TCP on the port UDP got: one port number for both transports."""
         address, port = self.settings.dns_address, self.settings.dns_port
+        # Plain integer counters on the hot path, summed by /metrics when it is scraped.
+        stats = QueryStats()
+        self.metrics.add_query_counts(stats.totals)
         attempts = BIND_ATTEMPTS if port == 0 else 1
         for attempt in range(attempts):
             try:
-                udp = await stack.enter_async_context(UdpServer(router, address, port))
+                udp = await stack.enter_async_context(
+                    UdpServer(router, address, port, stats=stats, observe=self.metrics.observe_duration)
+                )
             except OSError as exc:
                 raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
             try:
-                tcp = await stack.enter_async_context(TcpServer(router, address, udp.port))
+                tcp = await stack.enter_async_context(TcpServer(router, address, udp.port, stats=stats))
             except OSError as exc:
                 if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:
                     await udp.aclose()

@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
         "or ~/.local/state/kdns)")
     add("--ephemeral", action="store_const", const="true",
         help="keep the registry in memory only (KDNS_EPHEMERAL=1)")
+    add("--proxy", action="store_const", const="true",
+        help="make ClusterIPs and NodePorts reachable: forward their connections to ready endpoints "
+        "at random, as kube-proxy (KDNS_PROXY=1)")
+    add("--proxy-interface", metavar="IFACE",
+        help="add ClusterIPs to this interface (needs CAP_NET_ADMIN); `none` (the default): "
+        "they are routed already")
+    add("--node-address", metavar="IP", help="this node's address, where the proxy opens NodePorts "
+        "(default: none)")
+    add("--proxy-max-connections", metavar="N",
+        help="open connections and UDP flows per service the proxy allows (default 1000)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     register.add_parser(commands)
     return parser
@@ -212,6 +222,18 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     value, source = _pick(args.autopath, environ, "autopath")
     if value is not None:
         fields["autopath"] = _boolean(value, source)
+    value, source = _pick(args.proxy, environ, "proxy")
+    if value is not None:
+        fields["proxy"] = _boolean(value, source)
+    value, _ = _pick(args.proxy_interface, environ, "proxy_interface")
+    if value:
+        fields["proxy_interface"] = None if value.strip().lower() == "none" else value.strip()
+    value, _ = _pick(args.node_address, environ, "node_address")
+    if value:
+        fields["node_address"] = value.strip()
+    value, source = _pick(args.proxy_max_connections, environ, "proxy_max_connections")
+    if value is not None:
+        fields["proxy_max_connections"] = _integer(value, source)
     value, _ = _pick(args.zones_dir, environ, "zones_dir")
     if value is not None:
         fields["zones_dir"] = None if value.strip().lower() == "none" else Path(value)

@@ -141,6 +141,13 @@ class Settings:
     # The registry's SQLite file lives here. None keeps the registry in memory only: the
     # CLI's --ephemeral; its default is default_data_dir().
     data_dir: Path | None = None
+    # The service proxy (`--proxy`): ClusterIPs and NodePorts that route, in user space.
+    proxy: bool = False
+    # The interface ClusterIPs are added to (needs CAP_NET_ADMIN); None: they route already.
+    proxy_interface: str | None = None
+    # This node's address, where NodePorts listen; None: no NodePorts.
+    node_address: str | None = None
+    proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
 
 
     def __post_init__(self) -> None:
@@ -175,6 +182,13 @@ class Settings:
         low, high = self.node_port_range
         if not (1 <= low <= high <= 65535):
             raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
+        if self.proxy_max_connections < 1:
+            raise ConfigError(f"proxy max connections {self.proxy_max_connections}: must be at least 1")
+        if self.node_address is not None:
+            try:
+                ipaddress.ip_address(self.node_address)
+            except ValueError:
+                raise ConfigError(f"node address {self.node_address!r}: not an IP address") from None
 
     @property
     def reverse_zones(self) -> tuple[str, ...]:

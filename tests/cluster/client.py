@@ -8,6 +8,8 @@ and any program's would. Prints one JSON value.
     client.py answers NAME PORT                 {address: body of GET http://address:PORT/}
     client.py wait NAME [--with IP]... [--without IP]... --limit S
                                                 {"at": time.time() when it first held}
+    client.py spread URL N                      {body or error name: count} of N GETs of URL,
+                                                one new connection each
 """
 
 from __future__ import annotations
@@ -45,9 +47,21 @@ def main() -> int:
     wait.add_argument("--with", dest="present", action="append", default=[])
     wait.add_argument("--without", dest="absent", action="append", default=[])
     wait.add_argument("--limit", type=float, required=True)
+    spread = commands.add_parser("spread")
+    spread.add_argument("url")
+    spread.add_argument("count", type=int)
     args = parser.parse_args()
     if args.command == "resolve":
         print(json.dumps(resolve(args.name)))
+    elif args.command == "spread":
+        counts: dict[str, int] = {}
+        for _ in range(args.count):
+            try:
+                body = get(args.url)
+            except OSError as exc:
+                body = type(exc).__name__
+            counts[body] = counts.get(body, 0) + 1
+        print(json.dumps(counts))
     elif args.command == "answers":
         print(json.dumps({address: get(f"http://{address}:{args.port}/") for address in resolve(args.name)}))
     else:

@@ -26,7 +26,7 @@ from tests.cluster.netns import Twin
 from tests.cluster.topology import Container, load
 
 CLIENT = str(Path(__file__).resolve().parent / "client.py")
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
+SERVICE_CIDR = ipaddress.ip_network("172.28.0.128/25")  # compose.yaml: KDNS_SERVICE_CIDR
 APPS = ("flask-app-1", "flask-app-2")
 SLACK = 0.5  # glibc sampling every 20 ms, process start, a busy CI machine
 
