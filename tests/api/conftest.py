@@ -55,8 +55,45 @@ class WatchStream:
         return json.loads(line) if line else None
 
 
+class Kubectl:
+    """The real kubectl against an API at `self.url`, with no kubeconfig; needs `url`,
+    `home` (kubectl's HOME, where its discovery cache goes), `token` and `ca_file`."""
+
+    url: str
+    home: Path
+    token: str | None
+    ca_file: Path | None
+
+    def kubectl_argv(self, *args: str) -> list[str]:
+        assert KUBECTL is not None
+        argv = [KUBECTL, "--server", self.url, "--cache-dir", str(self.home / "cache")]
+        if self.ca_file is not None:
+            argv += ["--certificate-authority", str(self.ca_file)]
+        if self.token is not None:
+            argv += ["--token", self.token]
+        return [*argv, *args]
+
+    def kubectl_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env.update(KUBECONFIG=os.devnull, HOME=str(self.home))
+        return env
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this API."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            self.kubectl_argv(*args), input=input, capture_output=True, text=True, env=self.kubectl_env(),
+            check=False, timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+
 @dataclass
-class Api:
+class Api(Kubectl):
     """A running API server and the clients tests use on it."""
 
     port: int
@@ -125,30 +162,6 @@ class Api:
             yield WatchStream(response)
         finally:
             connection.close()
-
-    def kubectl_argv(self, *args: str) -> list[str]:
-        assert KUBECTL is not None
-        argv = [KUBECTL, "--server", self.url, "--cache-dir", str(self.home / "cache")]
-        if self.ca_file is not None:
-            argv += ["--certificate-authority", str(self.ca_file)]
-        if self.token is not None:
-            argv += ["--token", self.token]
-        return [*argv, *args]
-
-    def kubectl_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env.update(KUBECONFIG=os.devnull, HOME=str(self.home))
-        return env
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this server, with no kubeconfig."""
-        result = subprocess.run(
-            self.kubectl_argv(*args), input=input, capture_output=True, text=True,
-            env=self.kubectl_env(), timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
 
 
 def _self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
-import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import KUBECTL, Reply
+from tests.api.conftest import Kubectl, Reply
 
 
 @dataclass
-class Client:
+class Client(Kubectl):
     """The API at `url`; `home` is kubectl's HOME (its discovery cache goes there)."""
 
     url: str
@@ -53,29 +51,3 @@ class Client:
             return Reply(response.status, response.headers, response.read())
         finally:
             connection.close()
-
-    def kubectl_argv(self, *args: str) -> list[str]:
-        assert KUBECTL is not None
-        argv = [KUBECTL, "--server", self.url, "--cache-dir", str(self.home / "cache")]
-        if self.ca_file is not None:
-            argv += ["--certificate-authority", str(self.ca_file)]
-        if self.token is not None:
-            argv += ["--token", self.token]
-        return [*argv, *args]
-
-    def kubectl_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env.update(KUBECONFIG=os.devnull, HOME=str(self.home))
-        return env
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this API, with no kubeconfig."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            self.kubectl_argv(*args), input=input, capture_output=True, text=True, env=self.kubectl_env(), check=False,
-            timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
