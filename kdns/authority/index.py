@@ -48,6 +48,7 @@ _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
 NamespacedName = tuple[str, str]  # (namespace, name)
+_CHANGES_KEPT = 64  # generations `changed_services` can look back over
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +138,17 @@ class ClusterIndex:
 
     `serial` is the resource_version of the last commit seen (the SOA serial, DESIGN
     rule 6); `generation` goes up on every `apply` and `rebuild`, so anything derived
-    from the index (cached answer bytes) knows when to drop itself.
+    from the index (cached answer bytes) knows when to drop itself; `changed_services`
+    says which Services a run of generations touched, so such a cache can keep the rest.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serial = 0
         self.generation = 0
+        # generation -> the (namespace, service) pairs its commit touched; None: anything
+        # may have changed (a rebuild, a Namespace or Node event). The last few only.
+        self._changes: dict[int, frozenset[NamespacedName] | None] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -173,20 +178,50 @@ class ClusterIndex:
             self._put(obj)
         self._refresh_endpoints()
         self.serial = resource_version
-        self.generation += 1
+        self._moved(None)
 
     def apply(self, events: Sequence[Event]) -> None:
         """Store listener: one commit's events, in order."""
         if not events:
             return
+        touched: set[NamespacedName] | None = set()
         for event in events:
             obj = event.object
-            previous = self._drop(obj.key)
+            key = obj.key
+            if key.kind in (NAMESPACE, NODE):
+                touched = None
+            elif key.kind == SERVICE and touched is not None:
+                touched.add((key.namespace, key.name))
+            previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
+        if touched is not None:
+            touched |= self._stale  # Services whose slices changed
         self._refresh_endpoints()
         self.serial = events[-1].resource_version
+        self._moved(frozenset(touched) if touched is not None else None)
+
+    def _moved(self, touched: frozenset[NamespacedName] | None) -> None:
         self.generation += 1
+        self._changes[self.generation] = touched
+        self._changes.pop(self.generation - _CHANGES_KEPT, None)
+
+    def changed_services(self, since: int) -> frozenset[NamespacedName] | None:
+        """The (namespace, service) pairs whose Service or EndpointSlices changed after
+        generation `since`; None when more than that may have (a Namespace or Node
+        changed, a rebuild, or `since` is too old to tell).
+
+        Pod events are not in it: only pod names (`<ip>.<ns>.pod.`) read pods.
+        """
+        touched: set[NamespacedName] = set()
+        for generation in range(since + 1, self.generation + 1):
+            if generation not in self._changes:
+                return None
+            changes = self._changes[generation]
+            if changes is None:
+                return None
+            touched |= changes
+        return frozenset(touched)
 
     def _put(self, obj: Any, previous: _SliceRecord | None = None) -> None:
         kind = getattr(obj, "kind", None)

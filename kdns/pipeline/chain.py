@@ -54,7 +54,18 @@ from typing import Protocol
 from kdns.authority import records
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
-from kdns.authority.names import IPAddress, is_below, search_list, split_search, zone_of
+from kdns.authority.names import (
+    EndpointName,
+    InvalidName,
+    IPAddress,
+    PortName,
+    ServiceName,
+    is_below,
+    parse,
+    search_list,
+    split_search,
+    zone_of,
+)
 from kdns.authority.static import StaticZones
 from kdns.config import Settings
 from kdns.message import QTYPE, RCODE, Answer, Query
@@ -164,7 +175,8 @@ class Router:
     """
 
     __slots__ = (
-        "_allowed", "_forward", "_index", "_nested", "_reloads", "_settings", "_shadowed", "_static", "_zones",
+        "_allowed", "_forward", "_index", "_nested", "_reloaded_at", "_reloads", "_services", "_settings",
+        "_shadowed", "_static", "_zones",
     )
 
     def __init__(
@@ -180,6 +192,8 @@ class Router:
         self._zones = (settings.zone, *settings.reverse_zones)
         self._forward = forward
         self._reloads = 0
+        self._reloaded_at = 0
+        self._services = ".svc." + settings.zone  # the Service tree: `reuse_scope`
         networks = settings.allow_recursion
 
         # Few distinct clients (pods, nodes) ask again and again: remember the verdicts.
@@ -205,11 +219,46 @@ class Router:
         self._shadowed = tuple(o for o in origins if o in self._zones)
         self._static = zones
         self._reloads += 1
+        self._reloaded_at = self.generation
 
     @property
     def generation(self) -> int:
         """Moves whenever an answer may change: a registry commit or a static-zone reload."""
         return self._index.generation + self._reloads
+
+    def changed_services(self, since: int) -> frozenset[tuple[str, str]] | None:
+        """The (namespace, service) pairs changed after generation `since`; None when
+        anything may have (a static-zone reload, or see `ClusterIndex.changed_services`)."""
+        if since < self._reloaded_at:
+            return None
+        return self._index.changed_services(since - self._reloads)
+
+    def reuse_scope(self, query: Query, result: Answer) -> tuple[str, str] | None:
+        """The one Service a shared answer reads, if that is all it reads; else None.
+
+        A positive answer to `[<endpoint>. | _<port>._<proto>.]<service>.<ns>.svc.<zone>`
+        with no CNAME (a chase reads another name) and no authority section (a negative
+        answer's SOA carries the serial) reads only that Service, its EndpointSlices and
+        its Namespace (SRV targets and their addresses stay under the Service). The
+        wire cache keeps such a reply until `changed_services` names that Service.
+        """
+        name = query.name
+        if (
+            result.rcode != _NOERROR
+            or not result.answer
+            or result.authority
+            or result.forwarded
+            or not name.endswith(self._services)
+            or any(rr.rtype == _CNAME for rr in result.answer)
+        ):
+            return None
+        try:
+            shape = parse(name, self._settings.zone, self._settings.reverse_zones)
+        except InvalidName:
+            return None
+        if isinstance(shape, (ServiceName, EndpointName, PortName)):
+            return shape.namespace, shape.service
+        return None
 
     @property
     def shadowed(self) -> tuple[str, ...]:

@@ -16,8 +16,13 @@ differs in any of those bytes (another payload size, CD set) is simply another k
 
 Nothing stale is served:
 
-* the handler's `generation` is compared with the cache's on every request, and the
-  cache is emptied when it moved (the registry changed);
+* the handler's `generation` is compared with the cache's on every request, and when
+  it moved (the registry changed) the cache drops every reply that change may touch:
+  all of them, unless the handler says which (`handler.changed_services(generation)`,
+  the (namespace, service) pairs changed since) and files each reply under the Service
+  it reads alone (`handler.reuse_scope(query, answer)`; None: dropped on every change).
+  Replies filed under a Service nobody touched are kept, so a commit does not send
+  every question down the slow path at once;
 * only answers the handler marks reusable (`Answer.reuse_for`) are kept, never SERVFAIL
   or truncated replies; a forwarded answer only until its TTLs would count down, and only
   for clients the handler lets recurse (`handler.recursion_allowed(client)`).
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from kdns.message import Answer, Query
@@ -55,8 +60,9 @@ _HEADER = 12
 # The entry for one question: the reply's header after the ID, the reply after the
 # question's name, the request size the key was made from (it pins the OPT record's
 # length), the spelling this entry is limited to (None: any), when it expires (None:
-# never), whether it was forwarded, and its (qtype, rcode) counter.
-_Entry = tuple[bytes, bytes, int, "bytes | None", "float | None", bool, list[int]]
+# never), whether it was forwarded, its (qtype, rcode) counter, the reply's length and
+# the scope it is filed under.
+_Entry = tuple[bytes, bytes, int, "bytes | None", "float | None", bool, list[int], int, Hashable]
 
 
 class QueryStats:
@@ -153,6 +159,8 @@ class AnswerCache:
         self._timer = timer
         self.generation: int = handler.generation
         self._entries: dict[bytes, _Entry] = {}
+        # The keys filed under each scope (`handler.reuse_scope`); None: every change.
+        self._scopes: dict[Hashable, list[bytes]] = {}
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
@@ -169,15 +177,31 @@ class AnswerCache:
 
     def clear(self) -> None:
         self._entries = {}
+        self._scopes = {}
         self._bytes = 0
         self._recursion = {}
+
+    def _moved(self, generation: int) -> None:
+        """The handler's generation moved on from ours: drop what may have changed."""
+        changed_since = getattr(self._handler, "changed_services", None)
+        changed = changed_since(self.generation) if changed_since is not None else None
+        if changed is None:
+            self.clear()
+        else:
+            entries, scopes = self._entries, self._scopes
+            for scope in (None, *changed):
+                for key in scopes.pop(scope, ()):
+                    entry = entries.pop(key, None)
+                    if entry is not None:
+                        self._bytes -= entry[7]
+            self._recursion = {}
+        self.generation = generation
 
     def reply(self, data: bytes, client: str | None) -> bytes | None:
         """The stored reply to `data`, with its ID and name as asked; None on a miss."""
         generation = self._handler.generation
         if generation != self.generation:
-            self.clear()
-            self.generation = generation
+            self._moved(generation)
         end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
         if end < 0:
             return None
@@ -186,7 +210,7 @@ class AnswerCache:
         if entry is None:
             self.misses += 1
             return None
-        head, tail, size, spelling, expires, forwarded, counter = entry
+        head, tail, size, spelling, expires, forwarded, counter, _, _ = entry
         if (
             len(data) != size
             or (spelling is not None and name != spelling)
@@ -231,7 +255,16 @@ class AnswerCache:
         expires = None if answer.reuse_for == math.inf else self._timer() + answer.reuse_for
         counter = self.stats.cell(query.qtype, reply[3] & 0x0F)
         key = data[2:_HEADER] + name.lower() + data[end : end + 16]
-        self._entries[key] = (reply[2:_HEADER], reply[end:], size, spelling, expires, answer.forwarded, counter)
+        scope_of = getattr(self._handler, "reuse_scope", None)
+        scope = scope_of(query, answer) if scope_of is not None and not answer.forwarded else None
+        old = self._entries.get(key)
+        if old is not None:
+            self._bytes -= old[7]
+        if old is None or old[8] != scope:  # (then also still filed under the old one: harmless)
+            self._scopes.setdefault(scope, []).append(key)
+        self._entries[key] = (
+            reply[2:_HEADER], reply[end:], size, spelling, expires, answer.forwarded, counter, len(reply), scope
+        )
         self._bytes += len(reply)
         return True
 

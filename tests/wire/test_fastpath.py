@@ -30,13 +30,27 @@ from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.message import Answer, Query
+from kdns.pipeline.chain import Router
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.store import Store
 from kdns.wire.codec import Rejected, from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
-from tests.authority.cluster import SERIAL, fixture_objects
+from tests.authority.cluster import (
+    HTTP,
+    SERIAL,
+    deleted,
+    endpoint,
+    fixture_objects,
+    modified,
+    namespace,
+    node,
+    pod,
+    port,
+    service,
+    slice_,
+)
 
 SETTINGS = Settings(zone="cluster.local.", ttl=5, pods="verified", dns_address="127.0.0.1")
 CLIENT = "127.0.0.1"
@@ -523,3 +537,100 @@ def test_sampled_answer_times_are_observed() -> None:
 
     asyncio.run(scenario())
     assert len(seen) == 1 and seen[0] >= 0
+
+
+# --- keeping what a commit cannot have changed ------------------------------------------------
+
+
+_WATCHED = [
+    *(
+        (f"{name}.testns.svc.cluster.local.", qtype)
+        for name in ("svc1", "svc6", "dual", "hdls1", "np", "external", "external-to-service",
+                     "external-to-external", "nope")
+        for qtype in ("A", "AAAA", "SRV", "ANY")
+    ),
+    ("ep1a.svc1.testns.svc.cluster.local.", "A"),
+    ("dup-name.hdls1.testns.svc.cluster.local.", "A"),
+    ("172-0-0-12.hdls1.testns.svc.cluster.local.", "A"),
+    ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"),
+    ("_http._tcp.hdls1.testns.svc.cluster.local.", "SRV"),
+    ("_http._tcp.np.testns.nodeport.cluster.local.", "SRV"),
+    ("np.testns.nodeport.cluster.local.", "SRV"),
+    ("node-a.node.cluster.local.", "A"),
+    ("10-244-0-1.testns.pod.cluster.local.", "A"),
+    ("10-244-1-1.default.pod.cluster.local.", "A"),
+    ("ghost.ghostns.svc.cluster.local.", "A"),
+    ("testns.svc.cluster.local.", "A"),
+    ("cluster.local.", "SOA"),
+    ("1.0.0.10.in-addr.arpa.", "PTR"),
+    ("1.0.0.172.in-addr.arpa.", "PTR"),
+    ("10.0.0.172.in-addr.arpa.", "PTR"),
+    ("9.0.0.10.in-addr.arpa.", "PTR"),
+]
+
+
+def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
+    """With the Router's scopes the cache keeps replies of untouched Services across commits,
+    and every reply after each kind of change (slices, a Service, ExternalName targets chased
+    in-zone, pods in verified mode, nodes behind nodeport SRV, namespaces, PTR) is what the
+    codec writes fresh."""
+    index = cluster_index()
+    router = Router(index, SETTINGS)
+    cache = AnswerCache(router)
+    wires = [request(name, qtype, edns=0) for name, qtype in _WATCHED]
+
+    def check() -> set[bytes]:
+        hits = set()
+        for wire in wires:
+            reply, hit = ask(cache, router, wire)
+            assert reply == fresh(router, wire), dns.message.from_wire(wire).question
+            if hit:
+                hits.add(wire)
+        return hits
+
+    check()
+    assert check() == set(wires)  # all reusable and kept
+    objects = {(o.kind, o.meta.namespace, o.meta.name): o for o in fixture_objects()}
+    version = SERIAL
+
+    def commit(*events: Any) -> set[bytes]:
+        index.apply(events)
+        return check()
+
+    def change(new: Any) -> Any:
+        nonlocal version
+        version += 1
+        key = (new.kind, new.meta.namespace, new.meta.name)
+        old = objects.get(key)
+        objects[key] = new
+        return modified(new, old, version)
+
+    dual = request("dual.testns.svc.cluster.local.", "A", edns=0)
+    svc1 = request("svc1.testns.svc.cluster.local.", "A", edns=0)
+    # A headless endpoint goes unready: hdls1 is asked again, dual is not.
+    hits = commit(change(slice_("hdls1-b", "testns", "hdls1", [endpoint("172.0.0.14", hostname="dup-name")], [HTTP])))
+    assert dual in hits and request("hdls1.testns.svc.cluster.local.", "A", edns=0) not in hits
+    # svc1's endpoints change: the ExternalName chasing it in-zone follows.
+    hits = commit(change(slice_("svc1-abc", "testns", "svc1", [endpoint("172.0.0.77", hostname="ep1a")], [HTTP])))
+    assert request("external-to-service.testns.svc.cluster.local.", "A", edns=0) not in hits and dual in hits
+    # A Service's cluster IP moves (A and PTR), an ExternalName's target changes.
+    commit(change(service("svc1", "testns", "10.0.0.11", ports=[port("http", 80)])))
+    commit(change(service("external-to-external", "testns", external="svc6.testns.svc.cluster.local")))
+    # Pods (verified mode): the pod name goes away, service replies stay.
+    hits = commit(change(pod("running", "testns", "10.244.0.1", phase="Failed")))
+    assert svc1 in hits
+    # Nodes behind the nodeport SRV.
+    commit(change(node("node-a", "10.1.0.99")))
+    # Namespaces: ghostns appears, testns goes away, and comes back.
+    version += 1
+    commit(modified(namespace("ghostns"), None, version))
+    version += 1
+    hits = commit(deleted(namespace("testns"), version))
+    assert not hits & set(wires[:40])
+    version += 1
+    commit(modified(namespace("testns"), None, version))
+    # More commits than the cache can look back over: everything is asked again.
+    for _ in range(70):
+        version += 1
+        index.apply([modified(objects[("Pod", "testns", "running")], None, version)])
+    assert not check() and check() == set(wires)
