@@ -6,6 +6,7 @@ decided. Neither knows about sockets. Records are dnslib `RR` objects.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,7 +60,13 @@ class Answer:
     forwarded: bool = False
 
 
-class Handler(Protocol):
-    """Anything that answers queries: the router, the authority, the forwarder."""
+# Anything that answers queries. A handler returns an Answer at once when it can (the
+# authority never waits) and an awaitable only when it must (forwarding), so the wire
+# servers create no task per packet on the hot path.
+Handler = Callable[[Query], "Answer | Awaitable[Answer]"]
+
+
+class AsyncHandler(Protocol):
+    """A handler that always waits: the forwarder."""
 
     async def __call__(self, query: Query) -> Answer: ...

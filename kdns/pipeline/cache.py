@@ -46,7 +46,7 @@ from cachetools import TLRUCache, TTLCache
 from dnslib import QTYPE, RCODE, RR, DNSLabel
 
 from kdns.config import ConfigError
-from kdns.message import Answer, Handler, Query
+from kdns.message import Answer, AsyncHandler, Query
 
 # RFC 8767 section 4: "a TTL of 30 seconds is RECOMMENDED" for stale answers.
 STALE_TTL = 30
@@ -246,7 +246,7 @@ class CachingForwarder:
     def __init__(
         self,
         cache: ResponseCache,
-        forwarder: Handler,
+        forwarder: AsyncHandler,
         *,
         recheck: float = RECHECK,
         timer: Callable[[], float] | None = None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dnslib import DNSLabel
@@ -26,17 +25,11 @@ from kdns.message import Answer, Query
 __all__ = [
     "EDNS_PAYLOAD",
     "MAX_TCP_MESSAGE",
-    "Handler",
     "Rejected",
     "from_wire",
     "servfail",
     "to_wire",
 ]
-
-# Handlers return an Answer at once when they can (the authority never waits) and an
-# awaitable only when they must (forwarding), so the servers create no task per packet
-# on the hot path. `message.Handler` (async only) is the special case of an awaitable.
-Handler = Callable[[Query], "Answer | Awaitable[Answer]"]
 
 # The UDP payload kdns advertises and the most it sends: DNS Flag Day 2020's 1232 bytes
 # fits an IPv6 packet on any link with a 1280-byte MTU, so replies are never fragmented.

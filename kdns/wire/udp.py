@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
-from kdns.message import Answer, Query
-from kdns.wire.codec import SERVFAIL, Handler, Rejected, from_wire, servfail, to_wire
+from kdns.message import Answer, Handler, Query
+from kdns.wire.codec import SERVFAIL, Rejected, from_wire, servfail, to_wire
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 
 __all__ = ["MAX_IN_FLIGHT", "QUERY_TIMEOUT", "SAMPLE_EVERY", "UdpServer", "discard", "encode_reply", "rcode_of"]
