@@ -10,28 +10,36 @@ registry commit".
 What makes two requests the same question (the key) is everything the codec reads, minus
 the ID: the header's flags and counts, the name case-folded (RFC 4343: ASCII A-Z only),
 type, class and the OPT record's fixed part (owner, type, payload size, extended rcode,
-version, DO and Z, RDLENGTH) — taken as raw bytes, so building the key is three slices
-and no parsing. EDNS options are not part of it: the codec ignores them. A request that
-differs in any of those bytes (another payload size, CD set) is simply another key.
+version, DO and Z, RDLENGTH) — taken as raw bytes, so the key is the request's bytes 2
+to the end of the OPT record's fixed part, with the name in lower case: for a name asked
+in lower case (most are), that is one slice and no parsing. EDNS options are not part
+of it: the codec ignores them. A request that differs in any of those bytes (another
+payload size, CD set) is simply another key.
 
 Nothing stale is served:
 
-* the handler's `generation` is compared with the cache's on every request, and when
-  it moved (the registry changed) the cache drops every reply that change may touch:
-  all of them, unless the handler says which (`handler.changed_services(generation)`,
-  the (namespace, service) pairs changed since) and files each reply under the Service
-  it reads alone (`handler.reuse_scope(query, answer)`; None: dropped on every change).
-  Replies filed under a Service nobody touched are kept, so a commit does not send
-  every question down the slow path at once;
-* only answers the handler marks reusable (`Answer.reuse_for`) are kept, never SERVFAIL
-  or truncated replies; a forwarded answer only until its TTLs would count down, and only
-  for clients the handler lets recurse (`handler.recursion_allowed(client)`).
+* the handler's `generation` is compared with the cache's before every request (a
+  server answering a batch of requests in one turn of the event loop: before every
+  batch, `refresh`), and when it moved (the registry changed) the cache drops every
+  reply that change may touch: all of them, unless the handler says which
+  (`handler.changed_services(generation)`, the (namespace, service) pairs changed
+  since) and files each reply under the Service it reads alone
+  (`handler.reuse_scope(query, answer)`; None: dropped on every change). Replies filed
+  under a Service nobody touched are kept, so a commit does not send every question
+  down the slow path at once;
+* only answers the handler marks reusable (`Answer.reuse_for`) are kept, never SERVFAIL;
+  a forwarded answer only until its TTLs would count down, and only for clients the
+  handler lets recurse (`handler.recursion_allowed(client)`). A truncated reply (TC) is
+  kept like any other: what it was cut to depends on the payload size, which is in the
+  key, so a client without EDNS asking for a big answer is not sent down the slow path
+  every time only to be told to ask again over TCP.
 
 Spelling. The codec compresses names case-insensitively, so every name that shares a
 suffix with the question is a pointer into it, whoever asks; putting the asker's bytes at
-offset 12 re-spells all of them at once. A reply that carries the asker's spelling
-anywhere else — an SRV target, which is never compressed (RFC 2782), naming the zone as
-asked — is kept for that spelling only.
+offset 12 re-spells all of them at once. A reply is kept with the name in lower case, so
+an asker who spells it so gets it with only the ID put in. A reply that carries the
+asker's spelling anywhere else — an SRV target, which is never compressed (RFC 2782),
+naming the zone as asked — is kept for that spelling only.
 """
 
 from __future__ import annotations
@@ -53,16 +61,17 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_CLIENTS = 4096
 
 _SERVFAIL = 2
-_TC = 0x02  # in the second byte of the header
 _OPT_TYPE = b"\x00\x29"
 _HEADER = 12
 
-# The entry for one question: the reply's header after the ID, the reply after the
-# question's name, the request size the key was made from (it pins the OPT record's
-# length), the spelling this entry is limited to (None: any), when it expires (None:
-# never), whether it was forwarded, its (qtype, rcode) counter, the reply's length and
-# the scope it is filed under.
-_Entry = tuple[bytes, bytes, int, "bytes | None", "float | None", bool, list[int], int, Hashable]
+# The entry for one question: the reply after its ID, with the question's name in lower
+# case; the request size the key was made from (it pins the OPT record's length); its
+# (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have as long as
+# the generation holds (most of them: one check on a hit); the scope it is filed under.
+_Entry = tuple[bytes, int, list[int], "_Limits | None", Hashable]
+# What else a reply needs: the spelling it is limited to (None: any), when it expires
+# (None: never), whether it was forwarded (then only for clients that may recurse).
+_Limits = tuple["bytes | None", "float | None", bool]
 
 
 class QueryStats:
@@ -140,7 +149,10 @@ class AnswerCache:
     """Reply bytes per question for one transport, valid for one `handler.generation`.
 
     `reply(data, client)` is the fast path: the ready reply to the request `data`, or None
-    (then the caller goes through the codec and the handler, and calls `store`).
+    (then the caller goes through the codec and the handler, and calls `store`). A server
+    that answers a batch of requests in one go calls `refresh` once and `lookup` for each
+    (the same, without looking at the handler's generation): nothing can commit to the
+    registry while it is in the middle of the batch.
     """
 
     def __init__(
@@ -158,6 +170,8 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self._timer = timer
         self.generation: int = handler.generation
+        # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
+        # in lower case: a request that spells it so is its own key.
         self._entries: dict[bytes, _Entry] = {}
         # The keys filed under each scope (`handler.reuse_scope`); None: every change.
         self._scopes: dict[Hashable, list[bytes]] = {}
@@ -181,6 +195,12 @@ class AnswerCache:
         self._bytes = 0
         self._recursion = {}
 
+    def refresh(self) -> None:
+        """Catch up with the handler's generation: drop what a change since may have touched."""
+        generation = self._handler.generation
+        if generation != self.generation:
+            self._moved(generation)
+
     def _moved(self, generation: int) -> None:
         """The handler's generation moved on from ours: drop what may have changed."""
         changed_since = getattr(self._handler, "changed_services", None)
@@ -193,46 +213,68 @@ class AnswerCache:
                 for key in scopes.pop(scope, ()):
                     entry = entries.pop(key, None)
                     if entry is not None:
-                        self._bytes -= entry[7]
+                        self._bytes -= len(entry[0])
             self._recursion = {}
         self.generation = generation
 
     def reply(self, data: bytes, client: str | None) -> bytes | None:
         """The stored reply to `data`, with its ID and name as asked; None on a miss."""
-        generation = self._handler.generation
-        if generation != self.generation:
-            self._moved(generation)
+        self.refresh()
+        return self.lookup(data, client)
+
+    def lookup(self, data: bytes, client: str | None) -> bytes | None:
+        """`reply` as of the last `refresh`."""
         end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
-        if end < 0:
-            return None
-        name = data[_HEADER:end]
-        entry = self._entries.get(data[2:_HEADER] + name.lower() + data[end : end + 16])
+        # A name with no upper-case letter is its own key; a key is never shorter than 26
+        # bytes, so with no root label (end -1) this is a miss too.
+        entry = self._entries.get(data[2 : end + 16])
         if entry is None:
-            self.misses += 1
-            return None
-        head, tail, size, spelling, expires, forwarded, counter, _, _ = entry
-        if (
-            len(data) != size
-            or (spelling is not None and name != spelling)
-            or (expires is not None and self._timer() >= expires)
-            or (forwarded and not self._may_recurse(client))
-        ):
+            return self._folded(data, end, client)
+        body, size, counter, limits, _ = entry
+        if len(data) != size or (limits is not None and not self._within(limits, data[_HEADER:end], client)):
             self.misses += 1
             return None
         counter[0] += 1
-        return b"".join((data[:2], head, name, tail))
+        return data[:2] + body
+
+    def _folded(self, data: bytes, end: int, client: str | None) -> bytes | None:
+        """The stored reply for a name asked with upper-case letters in it, spelt as asked."""
+        name = data[_HEADER:end]
+        folded = name.lower()
+        if end < 0 or folded == name:  # no question, or no other key than the one looked up
+            self.misses += 1
+            return None
+        entry = self._entries.get(data[2:_HEADER] + folded + data[end : end + 16])
+        if entry is None:
+            self.misses += 1
+            return None
+        body, size, counter, limits, _ = entry
+        if len(data) != size or (limits is not None and not self._within(limits, name, client)):
+            self.misses += 1
+            return None
+        counter[0] += 1
+        return b"".join((data[:2], body[: _HEADER - 2], name, body[end - 2 :]))
+
+    def _within(self, limits: _Limits, name: bytes, client: str | None) -> bool:
+        """Whether a reply with these limits may go to `client`, which spelt the name `name`."""
+        spelling, expires, forwarded = limits
+        return (
+            (spelling is None or name == spelling)
+            and (expires is None or self._timer() < expires)
+            and (not forwarded or self._may_recurse(client))
+        )
 
     def store(self, data: bytes, query: Query, answer: object, reply: bytes, generation: int) -> bool:
         """Keep `reply`, the codec's reply to the request `data`, if it may be sent again.
 
-        `generation` is the cache's when the request came in (`reply` made it current):
-        an answer the handler worked on across a registry change is not kept.
+        `generation` is the cache's when the request came in (`refresh` made it current):
+        an answer the handler worked on across a registry change is not kept. A truncated
+        reply (TC) is kept like any other: the payload size it was cut to is in the key.
         """
         if (
             not isinstance(answer, Answer)
             or answer.reuse_for <= 0
             or reply[3] & 0x0F == _SERVFAIL  # also what an answer that would not pack became
-            or reply[2] & _TC
             or not generation == self.generation == self._handler.generation
             or (answer.forwarded and not self._may_recurse(query.client))
         ):
@@ -251,21 +293,22 @@ class AnswerCache:
         if len(self._entries) >= self.max_entries or self._bytes + len(reply) > self.max_bytes:
             self.clear()  # wholesale: O(1) per entry, and the hot questions come right back
         name = data[_HEADER:end]
+        folded = name.lower()
         spelling = name if _spelled_elsewhere(reply, name, end) else None
         expires = None if answer.reuse_for == math.inf else self._timer() + answer.reuse_for
+        limits = (spelling, expires, answer.forwarded)
         counter = self.stats.cell(query.qtype, reply[3] & 0x0F)
-        key = data[2:_HEADER] + name.lower() + data[end : end + 16]
+        key = data[2:_HEADER] + folded + data[end : end + 16]
         scope_of = getattr(self._handler, "reuse_scope", None)
         scope = scope_of(query, answer) if scope_of is not None and not answer.forwarded else None
         old = self._entries.get(key)
         if old is not None:
-            self._bytes -= old[7]
-        if old is None or old[8] != scope:  # (then also still filed under the old one: harmless)
+            self._bytes -= len(old[0])
+        if old is None or old[4] != scope:  # (then also still filed under the old one: harmless)
             self._scopes.setdefault(scope, []).append(key)
-        self._entries[key] = (
-            reply[2:_HEADER], reply[end:], size, spelling, expires, answer.forwarded, counter, len(reply), scope
-        )
-        self._bytes += len(reply)
+        body = b"".join((reply[2:_HEADER], folded, reply[end:]))
+        self._entries[key] = (body, size, counter, None if limits == (None, None, False) else limits, scope)
+        self._bytes += len(body)
         return True
 
     def _may_recurse(self, client: str | None) -> bool:

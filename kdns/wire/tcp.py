@@ -7,6 +7,8 @@ a length too short for a DNS header, or stops mid-message, or stays idle, is clo
 
 Each message first tries the same fast path as UDP (kdns.wire.fastpath), with a cache of
 its own: TCP replies are never truncated, so they are other bytes than UDP's.
+
+`reuse_port` sets SO_REUSEPORT, so that several processes can listen on one port.
 """
 
 from __future__ import annotations
@@ -53,10 +55,13 @@ class TcpServer:
         max_pipelined: int = MAX_PIPELINED,
         cache_size: int = MAX_ENTRIES,
         stats: QueryStats | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        """`cache_size` 0 turns the fast path off; `stats` counts answered queries."""
+        """`cache_size` 0 turns the fast path off; `stats` counts answered queries;
+        `reuse_port` lets other sockets with it listen on the same port (SO_REUSEPORT)."""
         self.host = host
         self.requested_port = port
+        self.reuse_port = reuse_port
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.query_timeout = query_timeout
@@ -84,7 +89,9 @@ class TcpServer:
         # A plain callback, not a coroutine: asyncio wraps a coroutine handler in a task whose
         # done-callback (CPython < 3.13) logs a traceback when that task ends cancelled, as
         # every open connection's does at shutdown. Our own task has no such callback.
-        self._server = await asyncio.start_server(self._accept, self.host, self.requested_port)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.requested_port, reuse_port=self.reuse_port
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

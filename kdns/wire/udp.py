@@ -1,31 +1,56 @@
 """DNS over UDP: datagram in, codec, handler, codec, datagram out.
 
+kdns binds the socket itself, non-blocking, and the event loop calls `_Listener.readable`
+when datagrams are waiting: it reads and answers up to BATCH of them, then lets the loop
+run timers and the API again. On 64-bit little-endian Linux one recvmmsg reads the batch
+and one sendmmsg sends the replies that were ready at once (kdns.wire.mmsg); elsewhere
+it is a recvfrom and a sendto per datagram. No transport, no protocol callback
+per datagram, and with recvmmsg no sender's address turned into a string and back: what a
+cached answer costs is then mostly the kernel's delivery of the two datagrams.
+
 First the fast path: a question answered before, whose answer has not changed, gets the
-ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed. Otherwise a
-handler that answers at once (the authority) is answered inside `datagram_received`,
-with no task: that is most packets, and a task per packet would cost more than the
-answer. Only a handler that returns an awaitable (forwarding) gets a tracked task, with a
-timeout and a cap on how many may be in flight; past the cap, new queries are dropped
-(the client retries) rather than let memory grow without bound under a flood.
+ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the cache
+looks at the handler's generation once per batch (`refresh`): registry commits and zone
+reloads happen in other callbacks on the loop, never in the middle of a batch. Otherwise a handler that answers at once (the
+authority) is answered right there, with no task: that is most packets, and a task per
+packet would cost more than the answer. Only a handler that returns an awaitable
+(forwarding) gets a tracked task, with a timeout and a cap on how many may be in flight;
+past the cap, new queries are dropped (the client retries) rather than let memory grow
+without bound under a flood. A reply the socket has no room for (its send buffer is
+full) is dropped and counted, not queued: the client retries, as for any lost datagram.
 
 Answered queries are counted in `QueryStats` (plain ints, read when metrics are scraped);
-with an `observe` callback, one query in SAMPLE_EVERY answered at once, and every awaited
-one, is timed.
+with an `observe` callback, one batch in SAMPLE_EVERY is timed and reported as its time
+per datagram, and every awaited query is timed.
+
+`reuse_port` sets SO_REUSEPORT, so that several processes can listen on one port (the
+kernel spreads the clients over them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
 from kdns.message import Answer, Handler, Query
+from kdns.wire import mmsg
 from kdns.wire.codec import SERVFAIL, Rejected, from_wire, servfail, to_wire
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 
-__all__ = ["MAX_IN_FLIGHT", "QUERY_TIMEOUT", "SAMPLE_EVERY", "UdpServer", "discard", "encode_reply", "rcode_of"]
+__all__ = [
+    "BATCH",
+    "MAX_IN_FLIGHT",
+    "QUERY_TIMEOUT",
+    "SAMPLE_EVERY",
+    "UdpServer",
+    "discard",
+    "encode_reply",
+    "rcode_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +58,13 @@ log = logging.getLogger(__name__)
 # after which stub resolvers (glibc, dig) retry, so the client hears back first.
 QUERY_TIMEOUT = 4.0
 MAX_IN_FLIGHT = 1024
-# Timing every query would cost more than answering one from the cache.
+# Datagrams read per wake-up at most: enough to spread the wake-up's cost, few enough
+# (~0.25 ms of work when the fast path answers them) that timers and the API get their
+# turns under a flood.
+BATCH = 64
+# The largest datagram there is, so that no query is ever cut short.
+RECEIVE_SIZE = 65535
+# Timing every batch would cost more than answering one from the cache.
 SAMPLE_EVERY = 64
 
 
@@ -54,11 +85,12 @@ def rcode_of(reply: bytes) -> int:
     return reply[3] & 0x0F
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    """The per-socket state: the transport, the handler and the tasks still running."""
+class _Listener:
+    """The per-socket state: the socket, the handler and the tasks still running."""
 
     def __init__(
         self,
+        sock: socket.socket,
         handler: Handler,
         timeout: float,
         max_in_flight: int,
@@ -66,6 +98,7 @@ class _Protocol(asyncio.DatagramProtocol):
         stats: QueryStats,
         observe: Callable[[float], None] | None,
     ) -> None:
+        self.sock = sock
         self.handler = handler
         self.timeout = timeout
         self.max_in_flight = max_in_flight
@@ -73,83 +106,140 @@ class _Protocol(asyncio.DatagramProtocol):
         self.stats = stats
         self.observe = observe
         self.until_sample = SAMPLE_EVERY
-        self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unsent = 0
+        self.open = True
+        self.batch = mmsg.Batch(sock.fileno(), BATCH, RECEIVE_SIZE) if mmsg.CALLS is not None else None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def readable(self) -> None:
+        """The loop's reader callback: answer what is waiting, one batch of it."""
+        if self.observe is None:
+            self._drain()
+            return
+        self.until_sample -= 1
+        if self.until_sample:
+            self._drain()
+            return
+        self.until_sample = SAMPLE_EVERY
+        started = perf_counter()
+        count = self._drain()
+        if count:
+            self.observe((perf_counter() - started) / count)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that went away, and the like.
-        log.debug("udp: %s", exc)
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        if self.observe is not None:
-            self.until_sample -= 1
-            if not self.until_sample:
-                self.until_sample = SAMPLE_EVERY
-                started = perf_counter()
-                if self._answer(data, addr):
-                    self.observe(perf_counter() - started)
-                return
-        self._answer(data, addr)
-
-    def _answer(self, data: bytes, addr: tuple) -> bool:
-        """Answer one datagram; False when the answer is left to a task (or never comes)."""
-        transport = self.transport
-        if transport is None:
-            return False
+    def _drain(self) -> int:
+        """Read and answer up to BATCH datagrams; how many there were."""
+        if self.batch is not None:
+            return self._drain_batch(self.batch)
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         cache = self.cache
         if cache is not None:
-            ready = cache.reply(data, addr[0])
-            if ready is not None:
-                transport.sendto(ready, addr)
-                return True
+            cache.refresh()
+            lookup = cache.lookup
+        else:
+            lookup = _no_reply
+        count = 0
+        while count < BATCH:
+            try:
+                data, addr = recvfrom(RECEIVE_SIZE)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # ICMP errors some systems report on a read, and the like
+                log.debug("udp: %s", exc)
+                break
+            count += 1
+            ready = lookup(data, addr[0])
+            if ready is None:
+                self._answer(data, addr)
+                continue
+            try:
+                sendto(ready, addr)
+            except BlockingIOError:
+                self.unsent += 1
+            except OSError as exc:
+                log.debug("udp: cannot answer %s: %s", addr[0], exc)
+        return count
+
+    def _drain_batch(self, batch: mmsg.Batch) -> int:
+        """`_drain` with one recvmmsg for the datagrams and one sendmmsg for the ready replies."""
+        try:
+            count = batch.receive()
+        except OSError as exc:
+            log.debug("udp: %s", exc)
+            return 0
+        cache = self.cache
+        if cache is not None:
+            cache.refresh()
+            lookup = cache.lookup
+        else:
+            lookup = _no_reply
+        datagram, queue = batch.datagram, batch.queue
+        for i in range(count):
+            data, addr = datagram(i)
+            ready = lookup(data, addr[0])
+            if ready is None:
+                self._answer(data, addr)
+            elif not queue(i, ready):
+                self.send(ready, addr)
+        self.unsent += batch.flush()
+        return count
+
+    def send(self, reply: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+        """Send one reply; dropped if the socket has no room for it (the client retries)."""
+        if not self.open:
+            return
+        try:
+            self.sock.sendto(reply, addr)
+        except BlockingIOError:
+            self.unsent += 1
+        except OSError as exc:
+            log.debug("udp: cannot answer %s: %s", addr[0], exc)
+
+    def _answer(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+        """Answer a datagram the cache had no reply for, now or in a task."""
         try:
             request = from_wire(data, addr[0], "udp")
         except Exception:  # the codec is total; this is a bug, not a bad packet
             log.exception("udp: cannot read a packet from %s", addr[0])
-            return False
+            return
         if request is None:
-            return False
+            return
         if isinstance(request, Rejected):
             self.stats.count(question_type(request.reply), request.rcode)
-            transport.sendto(request.reply, addr)
-            return True
+            self.send(request.reply, addr)
+            return
+        cache = self.cache
         generation = cache.generation if cache is not None else 0
         try:
             result = self.handler(request)
         except Exception:
             log.exception("handler failed for %s %s", request.qname, request.qtype)
             self.stats.count(request.qtype, SERVFAIL)
-            transport.sendto(servfail(request), addr)
-            return True
+            self.send(servfail(request), addr)
+            return
         # The hot path: an Answer (checked first, it is cheap) or anything else not awaitable.
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
             reply = encode_reply(request, result, request.payload)
             if cache is not None:
                 cache.store(data, request, result, reply, generation)
             self.stats.count(request.qtype, rcode_of(reply))
-            transport.sendto(reply, addr)
-            return True
+            self.send(reply, addr)
+            return
         if len(self.tasks) >= self.max_in_flight:
             self.dropped += 1
             discard(result)
-            return False
+            return
         task = asyncio.get_running_loop().create_task(self._finish(data, request, result, addr, generation))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return False
 
     async def _finish(
-        self, data: bytes, query: Query, pending: Awaitable[Answer], addr: tuple, generation: int
+        self,
+        data: bytes,
+        query: Query,
+        pending: Awaitable[Answer],
+        addr: tuple,  # type: ignore[type-arg]
+        generation: int,
     ) -> None:
         started = perf_counter()
         try:
@@ -166,11 +256,13 @@ class _Protocol(asyncio.DatagramProtocol):
             if self.cache is not None:
                 self.cache.store(data, query, result, reply, generation)
         self.stats.count(query.qtype, rcode_of(reply))
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.sendto(reply, addr)
+        self.send(reply, addr)
         if self.observe is not None:
             self.observe(perf_counter() - started)
+
+
+def _no_reply(data: bytes, client: str | None) -> None:
+    """The fast path when there is no cache: never a reply."""
 
 
 def discard(pending: Awaitable[object]) -> None:
@@ -181,6 +273,29 @@ def discard(pending: Awaitable[object]) -> None:
     cancel = getattr(pending, "cancel", None)  # futures
     if cancel is not None:
         cancel()
+
+
+async def _bound_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port): the first address of host's that binds."""
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port is not supported on this system")
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error if error is not None else OSError(f"no address to bind for {host!r}")
 
 
 class UdpServer:
@@ -197,12 +312,15 @@ class UdpServer:
         cache_size: int = MAX_ENTRIES,
         stats: QueryStats | None = None,
         observe: Callable[[float], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """`cache_size` 0 turns the fast path off (it is off anyway for a handler without
         `generation`); `stats` counts answered queries (share one between UDP and TCP);
-        `observe(seconds)` receives sampled answer times."""
+        `observe(seconds)` receives sampled answer times; `reuse_port` lets other sockets
+        with it bind the same port (SO_REUSEPORT)."""
         self.host = host
         self.requested_port = port
+        self.reuse_port = reuse_port
         self._handler = handler
         self._timeout = timeout
         self._max_in_flight = max_in_flight
@@ -211,34 +329,41 @@ class UdpServer:
         self.cache = (
             AnswerCache.for_handler(handler, self.stats, max_entries=cache_size) if cache_size > 0 else None
         )
-        self._protocol: _Protocol | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._listener: _Listener | None = None
+        self._fd = -1
 
     @property
     def port(self) -> int:
-        if self._transport is None:
+        if self._listener is None or not self._listener.open:
             raise RuntimeError("the UDP server is not bound")
-        return self._transport.get_extra_info("sockname")[1]
+        return self._listener.sock.getsockname()[1]
 
     @property
     def in_flight(self) -> int:
         """Queries whose handler is still working."""
-        return len(self._protocol.tasks) if self._protocol else 0
+        return len(self._listener.tasks) if self._listener else 0
 
     @property
     def dropped(self) -> int:
         """Queries dropped because too many were in flight."""
-        return self._protocol.dropped if self._protocol else 0
+        return self._listener.dropped if self._listener else 0
+
+    @property
+    def unsent(self) -> int:
+        """Replies dropped because the socket's send buffer was full."""
+        return self._listener.unsent if self._listener else 0
 
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        protocol = _Protocol(
-            self._handler, self._timeout, self._max_in_flight, self.cache, self.stats, self._observe
-        )
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: protocol, local_addr=(self.host, self.requested_port)
-        )
-        self._protocol, self._transport = protocol, transport
+        sock = await _bound_socket(self.host, self.requested_port, self.reuse_port)
+        try:
+            listener = _Listener(
+                sock, self._handler, self._timeout, self._max_in_flight, self.cache, self.stats, self._observe
+            )
+            asyncio.get_running_loop().add_reader(sock.fileno(), listener.readable)
+        except BaseException:
+            sock.close()
+            raise
+        self._listener, self._fd = listener, sock.fileno()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -246,15 +371,15 @@ class UdpServer:
 
     async def aclose(self) -> None:
         """Stop reading, give running queries no more time (cancel them), close the socket."""
-        transport, self._transport = self._transport, None
-        protocol = self._protocol
-        if transport is None or protocol is None:
+        listener = self._listener
+        if listener is None or not listener.open:
             return
-        tasks = list(protocol.tasks)
+        asyncio.get_running_loop().remove_reader(self._fd)
+        tasks = list(listener.tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        transport.close()
-        # connection_lost runs on a later loop turn; the socket is closed only then.
-        await asyncio.wait_for(asyncio.shield(protocol.closed), 1.0)
+        listener.open = False
+        listener.batch = None  # its buffers go now
+        listener.sock.close()

@@ -240,14 +240,12 @@ def _a_record(query: Query) -> tuple[RR, ...]:
 
 
 def test_only_reusable_answers_are_kept() -> None:
-    """Answers not marked reusable, SERVFAIL and truncated replies are never kept."""
+    """Answers not marked reusable and SERVFAIL are never kept."""
     wire = request("name.test.")
     records = _a_record(from_wire(wire, CLIENT))  # type: ignore[arg-type]
-    big = tuple(RR("name.test.", QTYPE.A, rdata=A(f"10.0.{i // 256}.{i % 256}"), ttl=5) for i in range(100))
     for result in (
         Answer(answer=records, authoritative=True),
         Answer(rcode=2, reuse_for=math.inf),
-        Answer(answer=big, authoritative=True, reuse_for=math.inf),  # over 512 bytes: TC
     ):
         handler = Fixed(result)
         cache = AnswerCache(handler)
@@ -305,17 +303,23 @@ def test_edns_variants_are_separate_questions(authority: Authority) -> None:
         assert ask(cache, authority, wire) == (fresh(authority, wire), True)
 
 
-def test_a_truncated_answer_is_asked_for_again() -> None:
-    """A reply too big for 512 bytes (TC) is not kept; the same question with EDNS 1232 is."""
+def test_a_truncated_answer_is_kept_for_its_payload_size() -> None:
+    """A reply too big for 512 bytes (TC) is kept like any other, under the request without
+    EDNS; the same question with EDNS 1232 is another key, and gets the whole answer."""
     records = tuple(RR("name.test.", QTYPE.A, rdata=A(f"10.0.0.{i}"), ttl=5) for i in range(50))  # ~830 bytes
     handler = Fixed(Answer(answer=records, authoritative=True, reuse_for=math.inf))
     cache = AnswerCache(handler)
-    small = request("name.test.")
+    small, mixed = request("name.test."), request("Name.TEST.", ident=7)
     large = request("name.test.", edns=0, payload=1232)
-    assert ask(cache, handler, small)[0][2] & 0x02  # TC
-    assert ask(cache, handler, small)[1] is False
-    ask(cache, handler, large)
-    assert ask(cache, handler, large) == (fresh(handler, large), True)
+    expected = {wire: fresh(handler, wire) for wire in (small, mixed, large)}
+    handler.calls = 0
+    assert expected[small][2] & 0x02 and not expected[large][2] & 0x02  # TC, then not
+    assert ask(cache, handler, small) == (expected[small], False)
+    assert ask(cache, handler, small) == (expected[small], True)
+    assert ask(cache, handler, mixed) == (expected[mixed], True)
+    assert ask(cache, handler, large) == (expected[large], False)
+    assert ask(cache, handler, large) == (expected[large], True)
+    assert handler.calls == 2
 
 
 def test_edns_options_are_not_part_of_the_question(authority: Authority) -> None:
@@ -343,6 +347,18 @@ def test_a_new_generation_drops_every_reply() -> None:
     reply, hit = ask(cache, handler, wire)
     assert not hit and dns.message.from_wire(reply).rcode() == dns.rcode.NXDOMAIN
     assert ask(cache, handler, wire)[1] is True
+
+
+def test_lookup_answers_as_of_the_last_refresh() -> None:
+    """`lookup` (a server's batch) sees a new generation only once `refresh` has run; `reply` always does."""
+    wire = request("n.test.")
+    handler = Fixed(Answer(answer=_a_record(from_wire(wire, CLIENT)), reuse_for=math.inf))  # type: ignore[arg-type]
+    cache = AnswerCache(handler)
+    ask(cache, handler, wire)
+    handler.generation += 1
+    assert cache.lookup(wire, CLIENT) is not None
+    cache.refresh()
+    assert cache.lookup(wire, CLIENT) is None and len(cache) == 0
 
 
 def test_an_answer_worked_on_across_a_change_is_not_kept() -> None:
@@ -524,7 +540,7 @@ def test_the_servers_count_answers_in_shared_stats() -> None:
 
 
 def test_sampled_answer_times_are_observed() -> None:
-    """With `observe`, one query in SAMPLE_EVERY is timed and reported."""
+    """With `observe`, one batch in SAMPLE_EVERY (here: one query each) is timed and reported."""
     from kdns.wire.udp import SAMPLE_EVERY
 
     registry = Registry()

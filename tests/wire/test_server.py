@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.query
@@ -21,6 +22,7 @@ from dnslib import QTYPE, RR, A
 
 from kdns.cli import main
 from kdns.message import Answer, Query
+from kdns.wire import mmsg
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
@@ -132,21 +134,28 @@ class Servers:
 
 
 def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(None, id="asyncio")]
+    """(loop factory, whether UDP uses recvmmsg/sendmmsg where it can, or recvfrom/sendto)."""
+    factories: list[Any] = [
+        pytest.param((None, True), id="asyncio"),
+        pytest.param((None, False), id="asyncio-recvfrom"),
+    ]
     try:
         import uvloop
     except ImportError:
         return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+    return [*factories, pytest.param((uvloop.new_event_loop, True), id="uvloop")]
 
 
 @pytest.fixture(params=_loop_factories())
-def servers(request: pytest.FixtureRequest) -> Iterator[Callable[..., Servers]]:
+def servers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Servers]]:
     """Factory for Servers on asyncio's loop and on uvloop's (what `kdns serve` uses), stopped at teardown."""
+    loop_factory, batched = request.param
+    if not batched:
+        monkeypatch.setattr(mmsg, "CALLS", None)
     started: list[Servers] = []
 
     def start(**options: Any) -> Servers:
-        server = Servers(loop_factory=request.param, **options).start()
+        server = Servers(loop_factory=loop_factory, **options).start()
         started.append(server)
         return server
 
@@ -193,6 +202,39 @@ def test_udp_answers_at_once(servers: Callable[..., Servers]) -> None:
     assert reply.rcode() == dns.rcode.NOERROR
     assert str(reply.answer[0].name) == "Web.TEST."
     assert reply.flags & dns.flags.AA
+
+
+def test_udp_answers_a_burst_from_many_clients(servers: Callable[..., Servers]) -> None:
+    """Datagrams from several clients, more than one batch of them at a time, each get their own answer."""
+    server = servers()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    try:
+        for sock in clients:
+            sock.settimeout(TIMEOUT)
+        # Rounds of 96 datagrams: over one batch (64), well under what the socket buffers hold.
+        for round_ in range(4):
+            sent: list[dict[int, str]] = [{} for _ in clients]
+            for n in range(round_ * 12, round_ * 12 + 12):
+                for c, sock in enumerate(clients):
+                    name = f"n{n % 5}.c{c}.test." if n % 3 else ("nx.test." if n % 2 else "SLOW.test.")
+                    query = dns.message.make_query(name, "A", id=c * 1000 + n)
+                    sent[c][query.id] = name
+                    sock.sendto(query.to_wire(), ("127.0.0.1", server.port))
+            for c, sock in enumerate(clients):
+                replies = [dns.message.from_wire(sock.recv(65535)) for _ in sent[c]]
+                assert {reply.id: reply.question[0].name.to_text() for reply in replies} == sent[c]
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_udp_batches_where_it_can() -> None:
+    """On 64-bit little-endian Linux, UDP reads and writes with recvmmsg/sendmmsg."""
+    import sys
+
+    if sys.platform != "linux" or sys.byteorder != "little" or sys.maxsize < 2**32:
+        pytest.skip("recvfrom/sendto here")
+    assert mmsg.CALLS is not None
 
 
 def test_udp_awaits_async_answers(servers: Callable[..., Servers]) -> None:
@@ -282,6 +324,31 @@ def test_stop_cancels_queries_in_flight(servers: Callable[..., Servers]) -> None
         while server.call(lambda: server.udp.in_flight) == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.stop() < 1
+
+
+def test_reuse_port_lets_two_servers_share_a_port() -> None:
+    """With reuse_port, a second UDP (and TCP) server binds the port the first has; without, it cannot."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        pytest.skip("no SO_REUSEPORT here")
+
+    async def scenario() -> None:
+        async with UdpServer(handler, "127.0.0.1", 0, reuse_port=True) as first:
+            async with UdpServer(handler, "127.0.0.1", first.port, reuse_port=True) as second:
+                assert second.port == first.port
+                query = dns.message.make_query("ok.test.", "A")
+                reply = await dns.asyncquery.udp(query, "127.0.0.1", port=first.port, timeout=TIMEOUT)
+                assert reply.rcode() == dns.rcode.NOERROR
+            with pytest.raises(OSError):
+                async with UdpServer(handler, "127.0.0.1", first.port):
+                    pass
+            async with TcpServer(handler, "127.0.0.1", first.port, reuse_port=True) as tcp_first:
+                async with TcpServer(handler, "127.0.0.1", first.port, reuse_port=True) as tcp_second:
+                    assert tcp_second.port == tcp_first.port
+                with pytest.raises(OSError):
+                    async with TcpServer(handler, "127.0.0.1", first.port):
+                        pass
+
+    asyncio.run(scenario())
 
 
 # --- TCP ---------------------------------------------------------------------------------

@@ -1,0 +1,193 @@
+"""recvmmsg and sendmmsg (Linux): a batch of UDP datagrams per system call, each way.
+
+One call for the whole batch each way, instead of a recvfrom and a sendto per datagram:
+fewer system calls, and no address turned into a string and back per datagram (the
+sender's raw sockaddr goes back out as it came in). Python's socket module has neither
+call, so they are called through ctypes, with the GIL held (PyDLL): the socket is
+non-blocking, so neither call waits. The structures are Linux's (64-bit, little-endian;
+musl's padded int fields read the same there); `CALLS` is None anywhere else, and the
+UDP server then uses recvfrom and sendto (kdns.wire.udp).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import mmap
+import os
+import socket
+import sys
+from typing import Any, Literal
+
+__all__ = ["CALLS", "Batch"]
+
+log = logging.getLogger("kdns.wire.udp")  # its messages are the UDP server's
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.c_void_p),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint32)]
+
+
+def _batch_calls() -> tuple[Any, Any] | None:
+    """libc's (recvmmsg, sendmmsg), or None where kdns does not use them."""
+    if not (sys.platform == "linux" and sys.byteorder == "little" and ctypes.sizeof(ctypes.c_void_p) == 8):
+        return None
+    try:
+        libc = ctypes.PyDLL(None, use_errno=True)
+        recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
+    except (OSError, AttributeError):
+        return None
+    recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    recvmmsg.restype = ctypes.c_int
+    sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+    sendmmsg.restype = ctypes.c_int
+    return recvmmsg, sendmmsg
+
+
+CALLS = _batch_calls()
+_REPLY_SLOT = 2048  # per reply sent (UDP replies are at most 1232 bytes; a bigger one goes alone)
+_NAME_SIZE = 28  # sizeof(struct sockaddr_in6), the largest address a UDP socket reports
+# Where the fields read and written per datagram are, in units of their own size.
+_HEADER_SIZE = ctypes.sizeof(_MMsgHdr)
+_HEADER_INTS = _HEADER_SIZE // 4
+_HEADER_WORDS = _HEADER_SIZE // 8
+_IOVEC_WORDS = ctypes.sizeof(_IoVec) // 8
+_LENGTH = _MMsgHdr.msg_len.offset // 4
+_NAME_LENGTH = _MsgHdr.msg_namelen.offset // 4
+_NAME = _MsgHdr.msg_name.offset // 8
+_IOV_LEN = _IoVec.iov_len.offset // 8
+_MAX_PEERS = 4096
+
+
+def _words(array: ctypes.Array[Any], code: Literal["I", "Q"]) -> memoryview:
+    """A ctypes array's memory as integers of one size."""
+    return memoryview(array).cast("B").cast(code)
+
+
+def _address_of(buffer: mmap.mmap) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+class Batch:
+    """The buffers for `size` datagrams each way on one socket, and the calls that use them.
+
+    `receive` reads datagrams into `_datagrams` (datagram i at i * slot, `receive_size` rounded up to whole pages; pages the kernel
+    never writes to are never allocated) and their senders' sockaddrs into `_names`;
+    `queue` copies a reply into `_replies` and points its header at the asker's sockaddr,
+    as it came in; `flush` sends what was queued.
+    """
+
+    def __init__(self, fd: int, size: int, receive_size: int) -> None:
+        self._fd = fd
+        self._size = size
+        self._slot = slot = -(-receive_size // mmap.PAGESIZE) * mmap.PAGESIZE
+        # Private mappings: a process forked later must not share them.
+        self._datagrams = mmap.mmap(-1, size * slot, flags=mmap.MAP_PRIVATE)
+        self._names = mmap.mmap(-1, size * _NAME_SIZE, flags=mmap.MAP_PRIVATE)
+        self._replies = mmap.mmap(-1, size * _REPLY_SLOT, flags=mmap.MAP_PRIVATE)
+        self._names_at = _address_of(self._names)
+        self._in, self._out = (_MMsgHdr * size)(), (_MMsgHdr * size)()
+        in_vectors, out_vectors = (_IoVec * size)(), (_IoVec * size)()
+        datagrams_at, replies_at = _address_of(self._datagrams), _address_of(self._replies)
+        for i in range(size):
+            in_vectors[i].iov_base, in_vectors[i].iov_len = datagrams_at + i * slot, receive_size
+            out_vectors[i].iov_base = replies_at + i * _REPLY_SLOT
+            for header, vectors in ((self._in[i].msg_hdr, in_vectors), (self._out[i].msg_hdr, out_vectors)):
+                header.msg_iov, header.msg_iovlen = ctypes.addressof(vectors[i]), 1
+                header.msg_namelen = _NAME_SIZE
+            self._in[i].msg_hdr.msg_name = self._names_at + i * _NAME_SIZE
+        self._vectors = (in_vectors, out_vectors)  # the headers point into them
+        self._in_at, self._out_at = ctypes.addressof(self._in), ctypes.addressof(self._out)
+        # recvmmsg writes each header's msg_namelen (and msg_len, msg_flags): reset per call.
+        self._in_bytes = memoryview(self._in).cast("B")  # type: ignore[arg-type]
+        self._in_blank = bytes(self._in_bytes)
+        self._in_ints = _words(self._in, "I")
+        self._out_words = _words(self._out, "Q")
+        self._out_vector_words = _words(out_vectors, "Q")
+        self._queued = 0
+        # Senders' addresses as recvfrom gives them, by raw sockaddr: few clients ask a lot.
+        self._peers: dict[bytes, tuple[Any, ...]] = {}
+
+    def receive(self) -> int:
+        """Read up to `size` datagrams; how many (0: none was waiting)."""
+        self._queued = 0  # (replies a failed batch left queued would go to the wrong askers)
+        self._in_bytes[:] = self._in_blank
+        count = CALLS[0](self._fd, self._in_at, self._size, socket.MSG_DONTWAIT, None)  # type: ignore[index]
+        if count < 0:
+            code = ctypes.get_errno()
+            if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return 0
+            raise OSError(code, os.strerror(code))
+        return count
+
+    def datagram(self, i: int) -> tuple[bytes, tuple[Any, ...]]:
+        """Datagram i of those `receive` read, and its sender's address as recvfrom gives it."""
+        start = i * self._slot
+        data = self._datagrams[start : start + self._in_ints[i * _HEADER_INTS + _LENGTH]]
+        start = i * _NAME_SIZE
+        name = self._names[start : start + self._in_ints[i * _HEADER_INTS + _NAME_LENGTH]]
+        peer = self._peers.get(name)
+        if peer is None:
+            peer = self._peer(name)
+        return data, peer
+
+    def queue(self, i: int, reply: bytes) -> bool:
+        """Queue `reply` to the sender of datagram i; False if it is too big to (send it alone)."""
+        size = len(reply)
+        if size > _REPLY_SLOT:
+            return False
+        queued = self._queued
+        start = queued * _REPLY_SLOT
+        self._replies[start : start + size] = reply
+        self._out_vector_words[queued * _IOVEC_WORDS + _IOV_LEN] = size
+        self._out_words[queued * _HEADER_WORDS + _NAME] = self._names_at + i * _NAME_SIZE
+        self._queued = queued + 1
+        return True
+
+    def flush(self) -> int:
+        """Send the queued replies; how many were dropped for want of buffer space."""
+        count, self._queued = self._queued, 0
+        sent = 0
+        while sent < count:
+            done = CALLS[1](self._fd, self._out_at + sent * _HEADER_SIZE, count - sent, 0)  # type: ignore[index]
+            if done <= 0:
+                # sendmmsg stops at the first reply it cannot send, and says why only if
+                # that is the first one: then that one is lost, and the rest go on.
+                code = ctypes.get_errno()
+                if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return count - sent
+                log.debug("udp: cannot answer: %s", os.strerror(code))
+                done = 1
+            sent += done
+        return 0
+
+    def _peer(self, name: bytes) -> tuple[Any, ...]:
+        """A raw sockaddr as recvfrom gives it: (host, port), or (host, port, flowinfo, scope_id)."""
+        port = int.from_bytes(name[2:4], "big")
+        if int.from_bytes(name[:2], sys.byteorder) == socket.AF_INET6:
+            host = socket.inet_ntop(socket.AF_INET6, name[8:24])
+            flowinfo, scope_id = int.from_bytes(name[4:8], "big"), int.from_bytes(name[24:28], sys.byteorder)
+            peer: tuple[Any, ...] = (host, port, flowinfo, scope_id)
+        else:
+            peer = (socket.inet_ntop(socket.AF_INET, name[4:8]), port)
+        if len(self._peers) >= _MAX_PEERS:
+            self._peers.clear()
+        self._peers[name] = peer
+        return peer
