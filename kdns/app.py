@@ -13,8 +13,11 @@ Start order (stop is the reverse, under a timeout):
 5. bind UDP, then TCP on the same port;
 6. ask the upstreams a probe question: if it comes back to kdns, the upstreams forward to
    kdns and every outside name would loop, so kdns stops (CoreDNS's `loop` plugin);
-7. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
-8. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
+7. with --workers N, start N - 1 worker processes on the same port (SO_REUSEPORT), each
+   with a copy of the registry kept in step by this one (kdns/replication.py), and wait
+   until they serve;
+8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
+9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
 
 SIGHUP (`serve`) reloads the static zones while queries go on being answered.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import gc
 import ipaddress
@@ -52,6 +56,7 @@ from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
+from kdns.replication import WorkerPool
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
@@ -116,6 +121,7 @@ class App:
         self.api_url = ""
         self.prober: Prober | None = None
         self.proxy: ServiceProxy | None = None
+        self.workers: WorkerPool | None = None
         self._ready = False
         # The journal (and its lock), open from the load until the servers stop.
         self._storage = contextlib.ExitStack()
@@ -135,26 +141,10 @@ class App:
             stack.callback(store.subscribe(index.apply))
             self._observe_registry(stack, store)
             self.store, self.index = store, index
-            forward = None
-            if settings.upstreams:
-                self.forwarder = await stack.enter_async_context(
-                    Forwarder(
-                        settings.upstreams,
-                        own_addresses=[(settings.dns_address, settings.dns_port)],
-                        try_timeout=settings.forward_timeout,
-                        deadline=settings.forward_deadline,
-                    )
-                )
-                cache = ResponseCache(
-                    settings.cache_size,
-                    max_ttl=settings.cache_max_ttl,
-                    max_negative_ttl=settings.cache_max_negative_ttl,
-                    stale_window=settings.cache_stale_window,
-                )
-                forward = CachingForwarder(cache, self.forwarder)
-            self.router = Router(index, settings, static=static, forward=forward)
+            self.router, self.forwarder = await open_router(stack, settings, index, static)
             stack.push_async_callback(self._stop_reloading)
-            self.udp, self.tcp = await self._bind(stack, self.router)
+            reuse_port = settings.workers > 1
+            self.udp, self.tcp = await bind_dns(stack, settings, self.router, self.metrics, reuse_port=reuse_port)
             self.dns_port = self.udp.port
             if self.forwarder is not None:
                 # Listening already, so a probe an upstream sends back reaches the Router.
@@ -162,6 +152,11 @@ class App:
                     await self.forwarder.check_loop()
                 except ForwardingLoop as exc:
                     raise LoopError(str(exc)) from None
+            if settings.workers > 1:  # on the port just bound, before /readyz says ready
+                self.workers = await stack.enter_async_context(
+                    WorkerPool(dataclasses.replace(settings, dns_port=self.dns_port), store, settings.workers)
+                )
+                self.metrics.add_query_counts(self.workers.totals)
             await self._serve_api(stack, store, tls)
             if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
                 self.proxy = await stack.enter_async_context(ServiceProxy(
@@ -175,8 +170,9 @@ class App:
             self._stack = stack.pop_all()
         kinds = Counter(obj.kind for obj in _all_objects(store))
         log.info(
-            "serving DNS on %s (udp, tcp)",
+            "serving DNS on %s (udp, tcp)%s",
             _host_port(self.dns_address, self.dns_port),
+            f" in {settings.workers} processes" if settings.workers > 1 else "",
         )
         log.info(
             "zones %s; %s; resource version %s",
@@ -212,6 +208,8 @@ class App:
         A SIGHUP during a reload makes it run once more when it ends: the files may have
         changed after they were read.
         """
+        if self.workers is not None:
+            self.workers.reload_zones()  # each worker reads the files itself
         if self._reloading is not None and not self._reloading.done():
             self._reload_again = True
             return
@@ -369,29 +367,60 @@ class App:
             )
         log.info("serving the API on %s", self.api_url)
 
-    async def _bind(self, stack: contextlib.AsyncExitStack, router: Router) -> tuple[UdpServer, TcpServer]:
-        """UDP first, then TCP on the port UDP got: one port number for both transports."""
-        address, port = self.settings.dns_address, self.settings.dns_port
-        # Plain integer counters on the hot path, summed by /metrics when it is scraped.
-        stats = QueryStats()
-        self.metrics.add_query_counts(stats.totals)
-        attempts = BIND_ATTEMPTS if port == 0 else 1
-        for attempt in range(attempts):
-            try:
-                udp = await stack.enter_async_context(
-                    UdpServer(router, address, port, stats=stats, observe=self.metrics.observe_duration)
-                )
-            except OSError as exc:
-                raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
-            try:
-                tcp = await stack.enter_async_context(TcpServer(router, address, udp.port, stats=stats))
-            except OSError as exc:
-                if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:
-                    await udp.aclose()
-                    continue
-                raise BindError(f"cannot listen on {_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
-            return udp, tcp
-        raise AssertionError("unreachable")
+async def open_router(
+    stack: contextlib.AsyncExitStack, settings: Settings, index: ClusterIndex, static: StaticZones
+) -> tuple[Router, Forwarder | None]:
+    """The Router over `index` and `static`, with the Forwarder and its cache when there are
+    upstreams (closed by `stack`)."""
+    if not settings.upstreams:
+        return Router(index, settings, static=static), None
+    forwarder = await stack.enter_async_context(
+        Forwarder(
+            settings.upstreams,
+            own_addresses=[(settings.dns_address, settings.dns_port)],
+            try_timeout=settings.forward_timeout,
+            deadline=settings.forward_deadline,
+        )
+    )
+    cache = ResponseCache(
+        settings.cache_size,
+        max_ttl=settings.cache_max_ttl,
+        max_negative_ttl=settings.cache_max_negative_ttl,
+        stale_window=settings.cache_stale_window,
+    )
+    return Router(index, settings, static=static, forward=CachingForwarder(cache, forwarder)), forwarder
+
+
+async def bind_dns(
+    stack: contextlib.AsyncExitStack, settings: Settings, router: Router, metrics: Metrics, *, reuse_port: bool
+) -> tuple[UdpServer, TcpServer]:
+    """UDP first, then TCP on the port UDP got: one port number for both transports.
+
+    `reuse_port` (SO_REUSEPORT) lets the processes of --workers share the port.
+    """
+    address, port = settings.dns_address, settings.dns_port
+    # Plain integer counters on the hot path, summed by /metrics when it is scraped.
+    stats = QueryStats()
+    metrics.add_query_counts(stats.totals)
+    attempts = BIND_ATTEMPTS if port == 0 else 1
+    for attempt in range(attempts):
+        try:
+            udp = await stack.enter_async_context(
+                UdpServer(router, address, port, stats=stats, observe=metrics.observe_duration, reuse_port=reuse_port)
+            )
+        except OSError as exc:
+            raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
+        try:
+            tcp = await stack.enter_async_context(
+                TcpServer(router, address, udp.port, stats=stats, reuse_port=reuse_port)
+            )
+        except OSError as exc:
+            if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:
+                await udp.aclose()
+                continue
+            raise BindError(f"cannot listen on {_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
+        return udp, tcp
+    raise AssertionError("unreachable")
 
 
 def _describe(zones: StaticZones) -> str:

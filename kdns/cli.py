@@ -31,6 +31,7 @@ from kdns.config import (
     parse_service_cidrs,
 )
 from kdns.errors import KdnsError
+from kdns.runtime import loop_factory, setup_logging
 
 __all__ = ["main"]
 
@@ -113,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         "(default: none)")
     add("--proxy-max-connections", metavar="N",
         help="open connections and UDP flows per service the proxy allows (default 1000)")
+    add("--workers", metavar="N",
+        help="processes answering DNS on the port (SO_REUSEPORT), each with a copy of the registry "
+        "kept in step by this one; one per core (default 1)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     register.add_parser(commands)
     return parser
@@ -211,7 +215,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         value, _ = _pick(getattr(args, name), environ, name)
         if value:
             fields[name] = value
-    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl"):
+    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers"):
         value, source = _pick(getattr(args, name), environ, name)
         if value is not None:
             fields[name] = _integer(value, source)
@@ -265,33 +269,6 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     return Settings(**fields), level
 
 
-class _Formatter(logging.Formatter):
-    """`kdns: message` for information, `kdns: warning: message` for the rest."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        if record.levelno == logging.INFO:
-            return f"kdns: {text}"
-        return f"kdns: {record.levelname.lower()}: {text}"
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-def _loop_factory() -> Any:
-    """uvloop's loop where the kdns[speed] extra installed it; asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def _serve_until_signalled(settings: Settings) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
     from kdns.app import serve
@@ -333,10 +310,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"kdns: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _setup_logging(level)
+    setup_logging(level)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(_serve_until_signalled(settings))
     except ConfigError as exc:
         print(f"kdns: error: {exc}", file=sys.stderr)

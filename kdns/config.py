@@ -15,6 +15,9 @@ from kdns.errors import KdnsError
 
 PODS_MODES = ("disabled", "insecure", "verified")
 MAX_TTL = 3600  # CoreDNS's bound for `ttl`
+# Each worker holds a whole copy of the registry's DNS tables: a bound on the memory a
+# typo (--workers 1000) can ask for.
+MAX_WORKERS = 64
 
 
 class ConfigError(KdnsError):
@@ -30,13 +33,13 @@ def default_manifests() -> tuple[Path, ...]:
     return ()
 
 
-def default_data_dir(environ: "Mapping[str, str]") -> Path:
+def default_data_dir(environ: Mapping[str, str]) -> Path:
     """Where the registry is kept between runs: $XDG_STATE_HOME/kdns, else ~/.local/state/kdns."""
     base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "state")
     return Path(base) / "kdns"
 
 
-def parse_networks(values: "Iterable[str]", what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(values: Iterable[str], what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """CIDRs (comma- or space-separated, repeatable) -> networks; a bare address is a /32 or /128."""
     networks = []
     for value in values:
@@ -148,6 +151,9 @@ class Settings:
     # This node's address, where NodePorts listen; None: no NodePorts.
     node_address: str | None = None
     proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
+    # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
+    # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
+    workers: int = 1
 
 
     def __post_init__(self) -> None:
@@ -162,6 +168,8 @@ class Settings:
             ipaddress.ip_address(self.dns_address)
         except ValueError:
             raise ConfigError(f"dns address {self.dns_address!r}: not an IP address") from None
+        if not (1 <= self.workers <= MAX_WORKERS):
+            raise ConfigError(f"workers {self.workers}: must be between 1 and {MAX_WORKERS}")
         if not (0 <= self.api_port <= 65535):
             raise ConfigError(f"api port {self.api_port}: must be between 0 and 65535")
         try:

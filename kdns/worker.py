@@ -1,0 +1,124 @@
+"""A worker of `kdns serve --workers N`: `python -m kdns.worker FD`, started by the primary.
+
+FD is this process's end of a socket pair to the primary (kdns/replication.py). The
+worker receives its Settings and a snapshot of the registry, builds its own ClusterIndex,
+static zones and Router as the primary does (kdns/app.py `open_router`, `bind_dns`),
+binds the primary's DNS address and port with SO_REUSEPORT, says it is ready, and from
+then on applies every commit the primary sends. It has no store, journal, API, prober or
+proxy: those belong to the primary alone.
+
+It stops when the primary closes the socket (or dies), or on SIGTERM / SIGINT; SIGHUP is
+the primary's to handle, which then tells every worker to reload its static zones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kdns.app import bind_dns, open_router
+from kdns.authority.index import ClusterIndex
+from kdns.authority.static import StaticZones, ZoneError, load_zones
+from kdns.authority.static import reload as reload_zones
+from kdns.errors import KdnsError
+from kdns.metrics import Metrics
+from kdns.pipeline.chain import Router
+from kdns.replication import STATS_INTERVAL, Channel, receive_events, receive_snapshot
+from kdns.runtime import loop_factory, setup_logging
+
+log = logging.getLogger("kdns.worker")
+
+
+async def run(sock: socket.socket) -> None:
+    """Serve as a worker over `sock` until the primary closes it or a signal stops us."""
+    channel = await Channel.open(sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the primary relays reloads
+    gc.disable()  # the snapshot, like the primary's load, lives on: see App._load
+    try:
+        snapshot = await receive_snapshot(channel)
+    except EOFError:
+        return  # the primary stopped before we started
+    settings = snapshot.settings
+    setup_logging(snapshot.log_level, prefix=f"kdns: worker {snapshot.number}")
+    index = ClusterIndex(settings)
+    index.rebuild(snapshot.objects, snapshot.resource_version)
+    del snapshot
+    gc.enable()
+    gc.freeze()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
+            router, _ = await open_router(stack, settings, index, static)
+            udp, _ = await bind_dns(stack, settings, router, Metrics(), reuse_port=True)
+        except (KdnsError, ZoneError, OSError) as exc:
+            channel.send(("failed", str(exc)))
+            await channel.drain()
+            raise SystemExit(1) from None
+        channel.send(("ready",))
+        reporting = loop.create_task(_report(channel, udp.stats.totals))
+        stack.callback(reporting.cancel)
+        following = loop.create_task(_follow(channel, index, router, settings.zones_dir))
+        stopping = loop.create_task(stop.wait())
+        await asyncio.wait((following, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        following.cancel()
+        await asyncio.gather(following, stopping, return_exceptions=True)
+    await channel.aclose()
+
+
+async def _follow(channel: Channel, index: ClusterIndex, router: Router, zones_dir: Path | None) -> None:
+    """Apply the primary's commits as they come, until it closes the channel."""
+    while True:
+        try:
+            message = await channel.receive()
+        except (EOFError, ConnectionError):
+            log.info("the primary has stopped: stopping")
+            return
+        if message[0] == "events":
+            index.apply(receive_events(message))
+        elif message[0] == "reload" and zones_dir is not None:
+            zones, errors = await asyncio.to_thread(reload_zones, zones_dir, router.static)
+            for error in errors:
+                log.error("reload: %s", error)
+            router.static = zones
+
+
+async def _report(channel: Channel, totals: Callable[[], dict[tuple[int, int], int]]) -> None:
+    """Send the answer counts to the primary once a second, when they changed."""
+    last: dict[tuple[int, int], int] = {}
+    while True:
+        await asyncio.sleep(STATS_INTERVAL)
+        now = totals()
+        if now != last:
+            channel.send(("stats", now))
+            last = now
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m kdns.worker FD  (started by `kdns serve --workers N`)", file=sys.stderr)
+        return 2
+    setup_logging("INFO", prefix="kdns: worker")
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run(sock))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
