@@ -290,7 +290,8 @@ class App:
                 self._restore(store, settings.data_dir)
             with store.transaction() as txn:
                 # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-                txn.apply_documents(documents)
+                # The documents were read for this alone: the store keeps them (`owned`).
+                txn.apply_documents(documents, owned=True)
         except BaseException:
             self._storage.close()
             raise

@@ -53,6 +53,8 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 PortsKey = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per slice port
 GroupKey = tuple[str, PortsKey]  # (addressType, ports)
+# An endpoint's manifest, after the key that orders it in its slice (computed once).
+Ordered = tuple[tuple[Any, str], dict[str, Any]]
 
 
 def desired_slices(
@@ -83,19 +85,19 @@ def desired_slices(
     for existing_slice in managed:
         held.setdefault((existing_slice.address_type, _slice_ports(existing_slice)), []).append(existing_slice)
 
-    planned: list[tuple[str | None, str, PortsKey, list[dict[str, Any]]]] = []
+    planned: list[tuple[str | None, str, PortsKey, list[Ordered]]] = []
     spare: dict[str, list[str]] = {}  # addressType -> names of managed slices no longer needed
     for key in sorted(groups):
         wanted = groups[key]
-        slots: list[tuple[str | None, list[dict[str, Any]]]] = []
+        slots: list[tuple[str | None, list[Ordered]]] = []
         for current in held.pop(key, []):
-            kept: list[dict[str, Any]] = []
+            kept: list[Ordered] = []
             for endpoint in current.endpoints:
                 identity = _identity(endpoint)
                 if identity in wanted and len(kept) < MAX_ENDPOINTS_PER_SLICE:
                     kept.append(wanted.pop(identity))
             slots.append((current.meta.name, kept))
-        rest = sorted(wanted.values(), key=_endpoint_order)
+        rest = sorted(wanted.values(), key=_order)
         for _, kept in slots:
             room = MAX_ENDPOINTS_PER_SLICE - len(kept)
             if room > 0 and rest:
@@ -133,10 +135,10 @@ def desired_slices(
     return slices
 
 
-def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], dict[str, Any]]]:
+def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], Ordered]]:
     families = service.ip_families or ("IPv4",)
     namespace = service.meta.namespace
-    groups: dict[GroupKey, dict[tuple[str, str], dict[str, Any]]] = {}
+    groups: dict[GroupKey, dict[tuple[str, str], Ordered]] = {}
     for pod in pods:
         if pod.meta.namespace != namespace or not selector_matches(service.selector, pod.meta.labels):
             continue
@@ -146,7 +148,8 @@ def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey,
         for ip in pod.pod_ips:
             family = "IPv6" if ":" in ip else "IPv4"
             if family in families:
-                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = _endpoint(service, pod, ip)
+                order = (_address_order(ip), pod.meta.name)
+                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = (order, _endpoint(service, pod, ip))
     return groups
 
 
@@ -191,11 +194,14 @@ def _identity(endpoint: Endpoint) -> tuple[str, str]:
     return name, endpoint.addresses[0] if endpoint.addresses else ""
 
 
-def _endpoint_order(endpoint: dict[str, Any]) -> tuple[Any, str]:
-    """Numeric address order (one family per slice), then pod name."""
-    ip = endpoint["addresses"][0]
-    key = ipaddress.IPv6Address(ip).packed if ":" in ip else tuple(map(int, ip.split(".")))
-    return key, endpoint["targetRef"]["name"]
+def _address_order(ip: str) -> Any:
+    """Numeric address order (there is one family per slice); endpoints go in this order,
+    then by pod name."""
+    return ipaddress.IPv6Address(ip).packed if ":" in ip else tuple(map(int, ip.split(".")))
+
+
+def _order(endpoint: Ordered) -> tuple[Any, str]:
+    return endpoint[0]
 
 
 def _slice_ports(endpoint_slice: EndpointSlice) -> PortsKey:
@@ -225,9 +231,7 @@ def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> 
     raise AssertionError("unreachable")
 
 
-def _manifest(
-    service: Service, name: str, family: str, ports: PortsKey, endpoints: list[dict[str, Any]]
-) -> dict[str, Any]:
+def _manifest(service: Service, name: str, family: str, ports: PortsKey, endpoints: list[Ordered]) -> dict[str, Any]:
     labels = {k: v for k, v in service.meta.labels.items() if k not in _RESERVED_LABELS}
     labels[SERVICE_NAME_LABEL] = service.meta.name
     labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
@@ -251,6 +255,6 @@ def _manifest(
             }],
         },
         "addressType": family,
-        "endpoints": sorted(endpoints, key=_endpoint_order),
+        "endpoints": [endpoint for _, endpoint in sorted(endpoints, key=_order)],
         "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
     }

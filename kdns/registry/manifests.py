@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from kdns.registry import objects
+from kdns.registry import blockyaml, objects
 from kdns.registry.errors import (
     Invalid,
     ManifestError,
@@ -49,6 +49,7 @@ from kdns.registry.objects import (
 
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+CONDITION_STATUSES = ("True", "False", "Unknown")
 SESSION_AFFINITIES = ("ClientIP", "None")
 IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 IP_FAMILIES = ("IPv4", "IPv6")
@@ -72,6 +73,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+# Reads most manifests several times faster than _Loader, with the same result; what it
+# does not read (and every error) is left to _Loader.
+_BLOCK_READER = blockyaml.Reader(_Loader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,7 @@ class Document:
 
     source: str  # the file as named to load_paths, or "<input>"
     index: int  # 1-based position of the YAML document in that file
-    body: Mapping[str, Any]
+    body: Mapping[str, Any]  # a tree of its own: no dict or list in it is anywhere else
     item: int | None = None  # 0-based position in the `items` of a List document
 
     @property
@@ -105,7 +109,10 @@ def load_text(text: str, source: str = "<input>") -> list[Document]:
     is the N-th document of the file."""
     documents: list[Document] = []
     index = 0
-    stream = yaml.load_all(text, Loader=_Loader)
+    read = _BLOCK_READER.load_all(text)
+    # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
+    # tree of its own, which the store may keep and change (apply_documents' `owned`).
+    stream = iter(read) if read is not None else map(copy_tree, yaml.load_all(text, Loader=_Loader))
     while True:
         index += 1
         try:
@@ -391,20 +398,17 @@ def port_name(value: str) -> tuple[str, ...]:
     return tuple(errors)
 
 
+# Four decimal octets, 0 to 255, without leading zeros (which ipaddress refuses too, as
+# ambiguous octal).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def ip_family(text: str) -> str | None:
     """"IPv4" or "IPv6" for a valid address (no zone index), else None."""
     if ":" not in text:
-        # The common case, without ipaddress (which is slow): four decimal octets, no
-        # leading zeros (ipaddress refuses them too, as ambiguous octal).
-        octets = text.split(".")
-        if len(octets) != 4:
-            return None
-        for octet in octets:
-            if not (octet.isdigit() and octet.isascii() and len(octet) <= 3) or (octet[0] == "0" and len(octet) > 1):
-                return None
-            if int(octet) > 255:
-                return None
-        return "IPv4"
+        # The common case, without ipaddress (which is slow).
+        return "IPv4" if _IPV4_RE.fullmatch(text) else None
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
@@ -547,6 +551,10 @@ _NAME_CHECKS: Mapping[str, Callable[[str], tuple[str, ...]]] = {
 
 def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     metadata = doc.get("metadata")
+    if type(metadata) is dict:
+        meta = _well_formed_meta(metadata, kind)
+        if meta is not None:
+            return meta
     if metadata is None:
         check.add(required("metadata.name", "name or generateName is required"))
         return ObjectMeta(name="")
@@ -590,6 +598,53 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
         creation_timestamp=check.string(metadata.get("creationTimestamp"), "metadata.creationTimestamp"),
         deletion_timestamp=check.string(deletion, "metadata.deletionTimestamp") or None,
     )
+
+
+def _well_formed_meta(metadata: dict[str, Any], kind: str) -> ObjectMeta | None:
+    """The ObjectMeta that _meta reads from `metadata` when it finds no problem with it,
+    or None when it might: then _meta has to read it (every object has metadata, so this
+    is a bulk load's common case, read without the bookkeeping for messages)."""
+    name = metadata.get("name")
+    if type(name) is not str or not name or _NAME_CHECKS[kind](name):
+        return None
+    namespace = ""
+    if kind in objects.NAMESPACED_KINDS:
+        given = _optional_text(metadata.get("namespace"))
+        if given is None:
+            return None
+        namespace = given or "default"
+        if dns1123_label(namespace):
+            return None
+    labels = metadata.get("labels")
+    if labels is None:
+        labels = {}
+    elif type(labels) is not dict:
+        return None
+    for key, value in labels.items():
+        if type(key) is not str or type(value) is not str or qualified_name(key) or label_value(value):
+            return None
+    annotations = metadata.get("annotations")
+    if annotations is not None:
+        if type(annotations) is not dict:
+            return None
+        for key, value in annotations.items():
+            if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
+                return None
+    version = metadata.get("resourceVersion")
+    resource_version = 0
+    if version is not None and version != "":
+        if type(version) is str and version.isascii() and version.isdigit():
+            resource_version = int(version)
+        elif type(version) is int and version >= 0:
+            resource_version = version
+        else:
+            return None
+    uid = _optional_text(metadata.get("uid"))
+    created = _optional_text(metadata.get("creationTimestamp"))
+    deleted = _optional_text(metadata.get("deletionTimestamp"))
+    if uid is None or created is None or deleted is None:
+        return None
+    return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
 def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
@@ -740,10 +795,13 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
     subdomain = check.name(spec.get("subdomain"), "spec.subdomain", dns1123_label)
     node_name = check.name(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain)
     container_ports: list[ContainerPort] = []
+    # (Paths are spelled out only for a value that is not of the common type: a pod is
+    # read 100,000 times in a big load.)
     for c, raw in enumerate(check.sequence(spec.get("containers"), "spec.containers")):
-        container = check.mapping(raw, f"spec.containers[{c}]")
+        container = raw if type(raw) is dict else check.mapping(raw, f"spec.containers[{c}]")
+        raw_ports = container.get("ports")
         names: set[str] = set()
-        for p, raw_port in enumerate(check.sequence(container.get("ports"), f"spec.containers[{c}].ports")):
+        for p, raw_port in enumerate(() if raw_ports is None else check.sequence(raw_ports, f"spec.containers[{c}].ports")):
             path = f"spec.containers[{c}].ports[{p}]"
             item = check.mapping(raw_port, path)
             name = check.string(item.get("name"), f"{path}.name")
@@ -769,7 +827,7 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
     if len(raw_ips) > 2:
         check.add(too_many("status.podIPs", len(raw_ips), 2))
     for i, raw in enumerate(raw_ips):
-        entry = check.mapping(raw, f"status.podIPs[{i}]")
+        entry = raw if type(raw) is dict else check.mapping(raw, f"status.podIPs[{i}]")
         family: str | None
         if pod_ip_family and entry.get("ip") == pod_ip:
             ip, family = pod_ip, pod_ip_family  # already checked
@@ -788,9 +846,12 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
         pod_ips = [pod_ip]
     ready = False
     for i, raw in enumerate(check.sequence(status.get("conditions"), "status.conditions")):
-        condition = check.mapping(raw, f"status.conditions[{i}]")
-        kind = check.string(condition.get("type"), f"status.conditions[{i}].type")
-        state = check.enum(condition.get("status"), f"status.conditions[{i}].status", ("True", "False", "Unknown"))
+        condition = raw if type(raw) is dict else check.mapping(raw, f"status.conditions[{i}]")
+        kind, state = condition.get("type"), condition.get("status")
+        if type(kind) is not str:
+            kind = check.string(kind, f"status.conditions[{i}].type")
+        if state not in CONDITION_STATUSES:
+            state = check.enum(state, f"status.conditions[{i}].status", CONDITION_STATUSES)
         if kind == "Ready":
             ready = state == "True"
     return {
@@ -838,44 +899,12 @@ def _endpoint_slice(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -
     if len(raw_endpoints) > MAX_SLICE_ENDPOINTS:
         check.add(too_many("endpoints", len(raw_endpoints), MAX_SLICE_ENDPOINTS))
         raw_endpoints = []
+    # The controller writes thousands of endpoints at a time, all well formed: those are
+    # read without the bookkeeping that words the problems of the others.
+    families = address_type in _ADDRESS_FAMILY_ERRORS
     for i, raw in enumerate(raw_endpoints):
-        path = f"endpoints[{i}]"
-        item = check.mapping(raw, path)
-        addresses = [check.string(a, f"{path}.addresses[{j}]") for j, a in enumerate(
-            check.sequence(item.get("addresses"), f"{path}.addresses"))]
-        if not addresses:
-            check.add(required(f"{path}.addresses", "must contain at least 1 address"))
-        elif len(addresses) > MAX_ENDPOINT_ADDRESSES:
-            check.add(too_many(f"{path}.addresses", len(addresses), MAX_ENDPOINT_ADDRESSES))
-        for j, address in enumerate(addresses):
-            if address_type in _ADDRESS_FAMILY_ERRORS:
-                if ip_family(address) != address_type:
-                    check.add(invalid(f"{path}.addresses[{j}]", address, _ADDRESS_FAMILY_ERRORS[address_type]))
-            elif address_type == "FQDN":
-                check.messages(f"{path}.addresses[{j}]", address, dns1123_subdomain(address))
-        conditions = check.mapping(item.get("conditions"), f"{path}.conditions")
-        hostname = check.name(item.get("hostname"), f"{path}.hostname", dns1123_label)
-        node_name = check.name(item.get("nodeName"), f"{path}.nodeName", dns1123_subdomain)
-        target_ref = None
-        if item.get("targetRef") is not None:
-            ref = check.mapping(item.get("targetRef"), f"{path}.targetRef")
-            target_ref = ObjectReference(
-                kind=check.string(ref.get("kind"), f"{path}.targetRef.kind"),
-                namespace=check.string(ref.get("namespace"), f"{path}.targetRef.namespace"),
-                name=check.string(ref.get("name"), f"{path}.targetRef.name"),
-                uid=check.string(ref.get("uid"), f"{path}.targetRef.uid"),
-            )
-        endpoints.append(Endpoint(
-            addresses=tuple(addresses),
-            conditions=EndpointConditions(
-                ready=check.boolean(conditions.get("ready"), f"{path}.conditions.ready"),
-                serving=check.boolean(conditions.get("serving"), f"{path}.conditions.serving"),
-                terminating=check.boolean(conditions.get("terminating"), f"{path}.conditions.terminating"),
-            ),
-            hostname=hostname,
-            node_name=node_name,
-            target_ref=target_ref,
-        ))
+        endpoint = _well_formed_endpoint(raw, address_type) if families else None
+        endpoints.append(endpoint or _endpoint(raw, f"endpoints[{i}]", address_type, check))
     ports: list[EndpointPort] = []
     raw_ports = check.sequence(doc.get("ports"), "ports")
     if len(raw_ports) > MAX_SLICE_PORTS:
@@ -899,6 +928,100 @@ def _endpoint_slice(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -
         port = check.port(item.get("port"), f"{path}.port")
         ports.append(EndpointPort(name, port, protocol or "TCP"))
     return {"address_type": address_type or "IPv4", "endpoints": tuple(endpoints), "ports": tuple(ports)}
+
+
+def _endpoint(raw: Any, path: str, address_type: str, check: _Checker) -> Endpoint:
+    """One item of an EndpointSlice's `endpoints`, its problems added to `check`."""
+    item = check.mapping(raw, path)
+    addresses = [check.string(a, f"{path}.addresses[{j}]") for j, a in enumerate(
+        check.sequence(item.get("addresses"), f"{path}.addresses"))]
+    if not addresses:
+        check.add(required(f"{path}.addresses", "must contain at least 1 address"))
+    elif len(addresses) > MAX_ENDPOINT_ADDRESSES:
+        check.add(too_many(f"{path}.addresses", len(addresses), MAX_ENDPOINT_ADDRESSES))
+    for j, address in enumerate(addresses):
+        if address_type in _ADDRESS_FAMILY_ERRORS:
+            if ip_family(address) != address_type:
+                check.add(invalid(f"{path}.addresses[{j}]", address, _ADDRESS_FAMILY_ERRORS[address_type]))
+        elif address_type == "FQDN":
+            check.messages(f"{path}.addresses[{j}]", address, dns1123_subdomain(address))
+    conditions = check.mapping(item.get("conditions"), f"{path}.conditions")
+    hostname = check.name(item.get("hostname"), f"{path}.hostname", dns1123_label)
+    node_name = check.name(item.get("nodeName"), f"{path}.nodeName", dns1123_subdomain)
+    target_ref = None
+    if item.get("targetRef") is not None:
+        ref = check.mapping(item.get("targetRef"), f"{path}.targetRef")
+        target_ref = ObjectReference(
+            kind=check.string(ref.get("kind"), f"{path}.targetRef.kind"),
+            namespace=check.string(ref.get("namespace"), f"{path}.targetRef.namespace"),
+            name=check.string(ref.get("name"), f"{path}.targetRef.name"),
+            uid=check.string(ref.get("uid"), f"{path}.targetRef.uid"),
+        )
+    return Endpoint(
+        addresses=tuple(addresses),
+        conditions=EndpointConditions(
+            ready=check.boolean(conditions.get("ready"), f"{path}.conditions.ready"),
+            serving=check.boolean(conditions.get("serving"), f"{path}.conditions.serving"),
+            terminating=check.boolean(conditions.get("terminating"), f"{path}.conditions.terminating"),
+        ),
+        hostname=hostname,
+        node_name=node_name,
+        target_ref=target_ref,
+    )
+
+
+def _well_formed_endpoint(raw: Any, address_type: str) -> Endpoint | None:
+    """The Endpoint that _endpoint reads from `raw` when it finds no problem with it, or
+    None when it might: then _endpoint has to read it. `address_type` is IPv4 or IPv6."""
+    if type(raw) is not dict:
+        return None
+    addresses = raw.get("addresses")
+    if type(addresses) is not list or not 0 < len(addresses) <= MAX_ENDPOINT_ADDRESSES:
+        return None
+    for address in addresses:
+        if type(address) is not str or ip_family(address) != address_type:
+            return None
+    conditions = raw.get("conditions")
+    if conditions is None:
+        conditions = {}
+    elif type(conditions) is not dict:
+        return None
+    state = (conditions.get("ready"), conditions.get("serving"), conditions.get("terminating"))
+    known = _CONDITIONS.get(state) if _BOOLEAN_OR_NONE.issuperset(map(type, state)) else None
+    if known is None:
+        return None
+    hostname, node_name = _optional_text(raw.get("hostname")), _optional_text(raw.get("nodeName"))
+    if (
+        hostname is None or node_name is None
+        or (hostname and dns1123_label(hostname)) or (node_name and dns1123_subdomain(node_name))
+    ):
+        return None
+    target_ref = None
+    ref = raw.get("targetRef")
+    if ref is not None:
+        if type(ref) is not dict:
+            return None
+        kind, namespace, name, uid = fields = (ref.get("kind"), ref.get("namespace"), ref.get("name"), ref.get("uid"))
+        if not _TEXT_OR_NONE.issuperset(map(type, fields)):
+            return None
+        target_ref = ObjectReference(kind or "", namespace or "", name or "", uid or "")
+    return Endpoint(tuple(addresses), known, hostname, node_name, target_ref)
+
+
+def _optional_text(value: Any) -> str | None:
+    """What _Checker.string makes of an optional string field, None if it has a problem."""
+    if value is None:
+        return ""
+    return value if type(value) is str else None
+
+
+_BOOLEAN_OR_NONE = frozenset({bool, type(None)})
+_TEXT_OR_NONE = frozenset({str, type(None)})
+# Every EndpointConditions there is (each field None, True or False), to share.
+_CONDITIONS = {
+    (ready, serving, terminating): EndpointConditions(ready, serving, terminating)
+    for ready in (None, True, False) for serving in (None, True, False) for terminating in (None, True, False)
+}
 
 
 _PARSERS: Mapping[str, Callable[[Mapping[str, Any], ObjectMeta, _Checker], dict[str, Any]]] = {

@@ -58,7 +58,6 @@ from kdns.registry.objects import (
     POD,
     SERVICE,
     Event,
-    Key,
     KubeObject,
     Pod,
     Service,
@@ -316,8 +315,9 @@ class Store:
                 return []
             candidates.append(names)
         pods = self._tables[POD]
-        smallest = min(candidates, key=len)
-        selected = (pods[(namespace, name)] for name in smallest)
+        selected = [pods[(namespace, name)] for name in min(candidates, key=len)]
+        if len(candidates) == 1:
+            return selected  # type: ignore[return-value]  # the index matched the one label
         return [pod for pod in selected if selector_matches(selector, pod.meta.labels)]  # type: ignore[misc]
 
     def _begin(self, txn: Transaction) -> None:
@@ -511,13 +511,15 @@ class Transaction:
         along; a Service its managed EndpointSlices, cluster IPs and node ports."""
         return self._atomic(self._delete, kind, namespace, name)
 
-    def apply_documents(self, documents: Iterable[Document]) -> builtins.list[KubeObject]:
+    def apply_documents(self, documents: Iterable[Document], *, owned: bool = False) -> builtins.list[KubeObject]:
         """Apply loaded documents in `apply_order`; a refusal is a ManifestError that names
-        the file and document (the exception it wraps is its __cause__)."""
+        the file and document (the exception it wraps is its __cause__). With `owned`,
+        the bodies are the caller's to give away (load_paths's are, when nothing else
+        reads them): the store keeps them, changed, instead of copying each one."""
         stored = []
         for document in sorted(documents, key=apply_order):
             try:
-                stored.append(self.apply(document.body))
+                stored.append(self._atomic(self._apply, document.body, owned))
             except RegistryError as exc:
                 raise document.error(exc) from exc
         return stored
@@ -559,8 +561,8 @@ class Transaction:
             del self._dirty[key]
             self._cleared.append(key)
 
-    def _create(self, doc: Mapping[str, Any], key: Key | None = None) -> KubeObject:
-        key = key or manifests.key_of(doc)
+    def _create(self, doc: Mapping[str, Any]) -> KubeObject:
+        key = manifests.key_of(doc)
         if key.kind == ENDPOINT_SLICE:
             self._flush()
         self._require_namespace(key.namespace)
@@ -568,8 +570,8 @@ class Transaction:
             raise AlreadyExists(key.kind, key.name)
         return self._write(doc, None)
 
-    def _update(self, doc: Mapping[str, Any], check_version: bool, key: Key | None = None) -> KubeObject:
-        key = key or manifests.key_of(doc)
+    def _update(self, doc: Mapping[str, Any], check_version: bool) -> KubeObject:
+        key = manifests.key_of(doc)
         if key.kind == ENDPOINT_SLICE:
             self._flush()
         old = self._store._get(key.kind, key.namespace, key.name)
@@ -582,13 +584,15 @@ class Transaction:
                 raise Conflict(key.kind, key.name)
         return self._write(doc, old)
 
-    def _apply(self, doc: Mapping[str, Any]) -> KubeObject:
+    def _apply(self, doc: Mapping[str, Any], owned: bool = False) -> KubeObject:
+        # _create or _update, without their second look-up (a bulk load is all applies).
         key = manifests.key_of(doc)
         if key.kind == ENDPOINT_SLICE:
             self._flush()
-        if self._store._get(key.kind, key.namespace, key.name) is None:
-            return self._create(doc, key)
-        return self._update(doc, False, key)
+        old = self._store._get(key.kind, key.namespace, key.name)
+        if old is None:
+            self._require_namespace(key.namespace)
+        return self._write(doc, old, owned=owned)
 
     def _require_namespace(self, namespace: str) -> None:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
@@ -632,7 +636,7 @@ class Transaction:
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):
-            if _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
+            if old is None or _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
                 self._mark_pod(old)  # type: ignore[arg-type]
                 self._mark_pod(new)
         elif isinstance(new, Service):

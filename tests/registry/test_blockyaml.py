@@ -1,0 +1,158 @@
+"""The fast manifest reader returns what PyYAML returns, or leaves the text to PyYAML."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kdns.registry.blockyaml import Reader
+from kdns.registry.manifests import _Loader
+
+REPO = Path(__file__).resolve().parents[2]
+READER = Reader(_Loader)
+
+
+def pyyaml(text: str) -> list[Any] | None:
+    """PyYAML's documents, or None when PyYAML refuses the text."""
+    try:
+        return list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError:
+        return None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 == 1.0 == True is not enough)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(k, j) and same(a[k], b[j]) for k, j in zip(a, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def check(text: str) -> list[Any] | None:
+    """The reader's documents, after checking them against PyYAML's."""
+    got = READER.load_all(text)
+    if got is not None:
+        want = pyyaml(text)
+        assert want is not None, f"read a text PyYAML refuses: {text!r}"
+        assert same(got, want), f"{text!r}: {got!r} != {want!r}"
+    return got
+
+
+def test_reads_the_manifests_of_the_repository():
+    files = [p for folder in ("zones", "examples", "tests/fixtures") for p in (REPO / folder).rglob("*.y*ml")]
+    files.append(REPO / "compose.yaml")
+    read = [p for p in files if check(p.read_text(encoding="utf-8")) is not None]
+    assert len(read) >= len(files) // 2  # most are plain block YAML
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "# only a comment\n", "---", "---\n---\n", "a: 1\n---\n", "# c\n---\na: 1", "a: 1\n--- # x\nb: 2\n",
+        "  a: 1\n  b: 2", "a:\n- 1\n- 2\nb: 3", "a:\n  - 1\n  - 2\nb: 3", "a: b #c\nd: 'it''s' # x",
+        "a: -1\nb: -x\nc: ?x\nd: :x", "a: 0o17\nb: 017\nc: 1_000\nd: 190:20:30\ne: .5\nf: 1e3\ng: 1.0e+3\nh: 0x1F",
+        "a: .inf\nb: -.Inf\nc: .NaN\nd: 0b101\ne: +12", "yes: no\non: off\n~: null\nNULL: Null\n80: http",
+        "a: 2024-01-01T00:00:00Z\nb: 2024-01-01", "a: {}\nb: []\nc: [ ]\nd: { }", "a: [x, 'y''z', \"w\"] # c",
+        "a: [fd00::1, b]", 'a: ["a,b", c]', "a: [1, 2.5, yes, ~, null]", "- - a\n  - b\n- - c", "- a: 1\n  b: 2\n- c",
+        "-\n  a: 1\n-\n- x", "a:\n  b:\n    c: d\n  e: f\ng: h", "a:\nb:\n", "- \n- a", "a: b c  d  ", "a: x#y",
+        "a: http://x:80/y", "a: 'x: y'", 'a: "x # y"', "a: \"\"\nb: ''", "'a': 1\n\"b c\": 2", "a b: c",
+        "a: é\nb: 日本\nc: x\u00a0y", "a: |\n  x\n", "a: >\n  x\n", "a: &x 1\nb: *x", "a: !!str 1", "<<: {a: 1}",
+        "a: {b: c}", "a: [b, [c]]", "a: b\n  c", 'a: "b\\n"', "a: 'b\n  c'", "a:\tb", "a: b\r\n", "%YAML 1.1\n---\na: 1",
+        "a: 1\n...\n", "a: b: c", "a: b:", "- a\nb: c", "a: 1\n  b: 2", "a:\n  - 1\n  b: 2", "a: [x] y", "a: ['x' y]",
+        "a: [x,]", "a: @x", "a: `x`", "a: %x", "? a\n: b", "=: x", "key: value\n key2: value", "\ufeffa: b",
+        "a:\n    - b\n    - c\nd: e", "a:\n- b:\n  - c\n  d: e\n- f", "-   a: 1\n    b: 2", "a: -\nb: - c",
+    ],
+)
+def test_texts_read_as_pyyaml_reads_them(text):
+    check(text)
+
+
+def test_typical_manifest_is_read_fast():
+    text = (REPO / "tests" / "fixtures" / "cluster.yaml").read_text()
+    assert check(text) is not None
+
+
+# Random texts, line by line, from pieces that are both inside and outside the subset.
+_WORDS = st.sampled_from([
+    "a", "b", "name", "yes", "No", "on", "null", "~", "1", "-1", "0x1f", "017", "1_000", "1.5", ".inf", "1e3",
+    "10.0.0.1", "fd00::1", "a b", "a#b", "a:b", "http://x", "-a", "?a", ":a", "<<", "=", "True", "é", "2024-01-01",
+])
+_VALUES = st.one_of(
+    _WORDS,
+    _WORDS.map(lambda w: f'"{w}"'),
+    _WORDS.map(lambda w: f"'{w}'"),
+    st.sampled_from(["", " # c", "[]", "{}", "[a, b]", "['a', \"b\"]", "[a, [b]]", "{a: b}", "|", ">", "&x a", "*x",
+                     "!t a", "- a", "a: b", "a:", "'it''s'", '"a\\"b"', "[a,", "x # y", "@a", "a  b", "'a'#c", '"a"#c',
+                     "[a]#c", "{}#c", "[a #c]", "['a'#c, b]", "[ a , 'b' ]"]),
+)
+_LINE = st.tuples(
+    st.sampled_from([0, 0, 1, 2, 2, 4, 4, 6]),
+    st.sampled_from(["", "", "- ", "-   ", "- - ", "-"]),
+    st.one_of(st.tuples(_WORDS, _VALUES).map(lambda kv: f"{kv[0]}: {kv[1]}".rstrip() if kv[1] else f"{kv[0]}:"),
+              _VALUES, st.sampled_from(["---", "--- # c", "# comment", "", "...", "--- a"])),
+).map(lambda t: " " * t[0] + t[1] + t[2])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_LINE, max_size=12))
+def test_random_texts_read_as_pyyaml_reads_them(lines):
+    check("\n".join(lines))
+
+
+_SCALAR_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=10)
+_DATA = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _SCALAR_TEXT, _WORDS),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_WORDS | _SCALAR_TEXT, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(_WORDS, _DATA, min_size=1, max_size=5), min_size=1, max_size=3),
+       st.sampled_from([2, 4]), st.sampled_from([None, False]))
+def test_dumped_documents_read_as_pyyaml_reads_them(documents, indent, flow):
+    check(yaml.safe_dump_all(documents, indent=indent, default_flow_style=flow, allow_unicode=True, width=10**6))
+
+
+@st.composite
+def block_yaml(draw, depth: int = 0, column: int = 0) -> str:
+    """A mapping in block style, as people write them: varied indentation, compact and
+    indented sequences, items that are mappings, quoting, comments, blank lines."""
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(_WORDS)
+        shape = draw(st.sampled_from(["scalar", "scalar", "map", "list"] if depth < 3 else ["scalar"]))
+        pad = " " * column
+        if shape == "scalar":
+            lines.append(f"{pad}{key}: {draw(_VALUES)}".rstrip())
+        elif shape == "map":
+            lines.append(f"{pad}{key}:")
+            lines.append(draw(block_yaml(depth + 1, column + draw(st.integers(1, 4)))))
+        else:
+            lines.append(f"{pad}{key}:" + draw(st.sampled_from(["", " # c"])))
+            inner = column + draw(st.sampled_from([0, 2, 4]))
+            for _ in range(draw(st.integers(0, 3))):
+                gap = draw(st.sampled_from([" ", "   "]))
+                if draw(st.booleans()):
+                    item = draw(block_yaml(depth + 1, inner + 1 + len(gap)))
+                    lines.append(" " * inner + "-" + gap + item.lstrip(" "))
+                else:
+                    lines.append(" " * inner + "-" + (gap + draw(_VALUES)).rstrip())
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(st.sampled_from(["", "# comment", "   # indented comment"])))
+    return "\n".join(lines)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(block_yaml(), min_size=1, max_size=3), st.booleans())
+def test_block_yaml_reads_as_pyyaml_reads_it(documents, leading_marker):
+    check(("---\n" if leading_marker else "") + "\n---\n".join(documents))

@@ -1,0 +1,98 @@
+"""The shortcuts of a bulk load give what the careful paths give, or leave the work to them.
+
+`manifests._well_formed_meta` and `_well_formed_endpoint` read the common, problem-free
+case without the bookkeeping for error messages; whenever they return something, it must
+be what `_meta` and `_endpoint` would have made, with no problem found.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import MappingProxyType
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kdns.registry import manifests
+from kdns.registry.admission import RandomUids
+from kdns.registry.objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
+
+_ODD = st.sampled_from([None, "", 0, 1, True, False, 1.5, [], {}, ["a"], {"a": "b"}, "x" * 70, "UPPER", "a_b", "-a"])
+_TEXT = st.sampled_from(["web", "web-1", "ns-00", "a.b", "kube-system", "10.0.0.1", "app", "example.com/app", "Web"])
+_VALUE = st.one_of(_ODD, _TEXT)
+
+
+def _sometimes(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field that may be missing (None here: left out of the dict)."""
+    return st.one_of(st.none(), strategy)
+
+
+def _dict_of(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+_LABELS = st.one_of(_ODD, st.dictionaries(st.one_of(_TEXT, st.sampled_from([1, "a/b/c", "", "x/"])), _VALUE, max_size=3))
+_METADATA = _dict_of(
+    name=_VALUE, namespace=_VALUE, labels=_LABELS, annotations=_LABELS, uid=_VALUE,
+    resourceVersion=st.sampled_from([None, "", "12", 12, -1, "x", "١٢", True, 1.0]),
+    creationTimestamp=_VALUE, deletionTimestamp=_VALUE, generateName=_VALUE,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_METADATA, st.sampled_from([NAMESPACE, SERVICE, POD, NODE, ENDPOINT_SLICE]))
+def test_well_formed_meta_is_meta_without_problems(metadata, kind):
+    fast = manifests._well_formed_meta(metadata, kind)
+    if fast is None:
+        return
+    check = manifests._Checker()
+    # A mapping that is not a dict takes _meta's careful path.
+    careful = manifests._meta({"metadata": MappingProxyType(metadata)}, kind, check)
+    assert check.causes == []
+    assert fast == careful
+    assert fast.labels is careful.labels or fast.labels == careful.labels == {}
+
+
+def test_well_formed_meta_reads_a_stored_pod():
+    metadata = {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}, "uid": "u", "resourceVersion": "7",
+                "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 1}
+    meta = manifests._well_formed_meta(metadata, POD)
+    assert meta is not None and meta.resource_version == 7 and meta.labels is metadata["labels"]
+
+
+_CONDITION = st.sampled_from([None, True, False, 1, 0, "true"])
+_ENDPOINT = st.one_of(_ODD, _dict_of(
+    addresses=st.one_of(_ODD, st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1", "010.0.0.1", 7, ""]), max_size=3)),
+    conditions=st.one_of(_ODD, _dict_of(ready=_CONDITION, serving=_CONDITION, terminating=_CONDITION)),
+    hostname=_VALUE, nodeName=_VALUE,
+    targetRef=st.one_of(_ODD, _dict_of(kind=_VALUE, namespace=_VALUE, name=_VALUE, uid=_VALUE)),
+    zone=_VALUE,
+))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_ENDPOINT, st.sampled_from(["IPv4", "IPv6"]))
+def test_well_formed_endpoint_is_endpoint_without_problems(raw, address_type):
+    fast = manifests._well_formed_endpoint(raw, address_type)
+    if fast is None:
+        return
+    check = manifests._Checker()
+    careful = manifests._endpoint(raw, "endpoints[0]", address_type, check)
+    assert check.causes == []
+    assert fast == careful
+
+
+def test_well_formed_endpoint_reads_the_controllers_endpoints():
+    raw = {"addresses": ["10.0.0.1"], "conditions": {"ready": True, "serving": True, "terminating": False},
+           "nodeName": "node-1", "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "u"}}
+    assert manifests._well_formed_endpoint(raw, "IPv4") is not None
+
+
+def test_random_uids_are_version_4_uuids():
+    uids = RandomUids()
+    made = [uids() for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
