@@ -154,7 +154,12 @@ class App:
                     raise LoopError(str(exc)) from None
             if settings.workers > 1:  # on the port just bound, before /readyz says ready
                 self.workers = await stack.enter_async_context(
-                    WorkerPool(dataclasses.replace(settings, dns_port=self.dns_port), store, settings.workers)
+                    WorkerPool(
+                        dataclasses.replace(settings, dns_port=self.dns_port),
+                        store,
+                        settings.workers,
+                        observe_sync=self.metrics.observe_worker_sync,
+                    )
                 )
                 self.metrics.add_query_counts(self.workers.totals)
             await self._serve_api(stack, store, tls)

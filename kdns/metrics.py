@@ -63,6 +63,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._worker_sync = Histogram(
+            "kdns_worker_sync_seconds",
+            "Time from a registry commit to a worker of --workers having applied it.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._objects = Gauge(
             "kdns_registry_objects",
             "Objects in the registry, by kind.",
@@ -89,6 +95,10 @@ class Metrics:
     def observe_duration(self, seconds: float) -> None:
         """One timed query (the wire layer samples which)."""
         self._duration.observe(seconds)
+
+    def observe_worker_sync(self, seconds: float) -> None:
+        """One commit applied by one worker, `seconds` after the primary made it."""
+        self._worker_sync.observe(seconds)
 
     # --- registry -----------------------------------------------------------------------
 

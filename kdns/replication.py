@@ -14,18 +14,17 @@ as their Kubernetes documents (`manifest`), from which the worker rebuilds the t
 object with the same `from_manifest` the store used (pickling the typed objects
 themselves costs several times more). The worker builds its index from the snapshot and
 applies each commit as it arrives, exactly as the primary's own index does, so both
-serve the same state; a change reaches a worker one
-socket write and one read after the commit (well under a millisecond on an idle
-machine, and `tests/test_workers.py` holds it under 10 ms while answering queries). A
-worker that cannot keep up (more than MAX_BACKLOG bytes unsent) is restarted rather
-than left behind, and a new worker starts from a fresh snapshot, so no worker ever
-serves a state it cannot catch up from.
+serve the same state; a change reaches a worker one socket write and one read after the
+commit. A worker that cannot keep up (more than MAX_BACKLOG bytes unsent) is restarted
+rather than left behind, and a new worker starts from a fresh snapshot, so no worker
+ever serves a state it cannot catch up from.
 
 Messages are length-prefixed pickles, the way multiprocessing talks to its children:
 both ends are this program, on a socket pair no other process holds.
 
 Workers send back their answer counts once a second (`/metrics` sums them with the
-primary's) and exit when the primary's end of the socket closes, so a primary that
+primary's), with how long after each commit they had applied it
+(`kdns_worker_sync_seconds`), and exit when the primary's end of the socket closes, so a primary that
 dies (even by SIGKILL) never leaves workers serving a registry nobody updates. A worker
 that dies is started again after RESTART_DELAY.
 """
@@ -38,6 +37,7 @@ import logging
 import pickle
 import socket
 import sys
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
@@ -143,7 +143,7 @@ class Snapshot:
         self.resource_version = resource_version
 
 
-async def receive_events(message: Any) -> list[Event]:
+def receive_events(message: Any) -> list[Event]:
     """The Events of an `events` message (see `WorkerPool._publish`)."""
     return [Event(kind, from_manifest(manifest), None, version) for kind, manifest, version in message[1]]
 
@@ -185,6 +185,8 @@ class _Worker:
         self.channel: Channel | None = None
         # Encoded commits not yet written; None while no process is taking them.
         self.queue: deque[bytes] | None = None
+        # The snapshot is written: a commit may go straight to the channel.
+        self.streaming = False
         self.wake = asyncio.Event()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.totals: QueryTotals = {}
@@ -209,8 +211,12 @@ class WorkerPool:
         count: int,
         *,
         command: Sequence[str] = (sys.executable, "-m", "kdns.worker"),
+        observe_sync: Callable[[float], None] | None = None,
     ) -> None:
+        """`observe_sync(seconds)` receives, for each commit and worker, how long after
+        the commit the worker had applied it (reported with the answer counts)."""
         self.settings = settings
+        self._observe_sync = observe_sync
         self._store = store
         self._count = count
         self._command = tuple(command)
@@ -278,11 +284,20 @@ class WorkerPool:
         # A worker's index reads each event's type and object (not `old`).
         if not any(worker.queue is not None for worker in self._workers):
             return
-        frame = Channel.encode(("events", [(e.type, e.object.manifest, e.resource_version) for e in events]))
+        # CLOCK_MONOTONIC is one clock for every process of the machine: the worker reports
+        # how long after this commit it applied it.
+        events_sent = [(e.type, e.object.manifest, e.resource_version) for e in events]
+        frame = Channel.encode(("events", events_sent, time.monotonic()))
         for worker in self._workers:
-            if worker.queue is not None:
+            if worker.queue is None:
+                continue
+            if worker.streaming and not worker.queue:
+                # Written now, not a loop turn later: the worker may apply it while this
+                # process is still answering the write that made it.
+                worker.channel.send_encoded(frame)  # type: ignore[union-attr]
+            else:
                 worker.queue.append(frame)
-                worker.wake.set()
+            worker.wake.set()  # (the backlog is checked there)
 
     async def _supervise(self, worker: _Worker) -> None:
         """Run `worker`'s process; start it again when it exits, until the pool closes."""
@@ -337,7 +352,7 @@ class WorkerPool:
             channel.send(("synced", version))
             await self._forward(worker, channel, listening)
         finally:
-            worker.queue = None
+            worker.queue, worker.streaming = None, False
             await channel.aclose()
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
@@ -348,6 +363,7 @@ class WorkerPool:
         """Write queued commits to the worker until the pool closes or the worker goes."""
         queue = worker.queue
         assert queue is not None
+        worker.streaming = True
         while not self._closing and not listening.done():
             while queue:
                 channel.send_encoded(queue.popleft())
@@ -377,6 +393,9 @@ class WorkerPool:
                     worker.ready.set_result(None)
             elif tag == "stats":
                 worker.totals = message[1]
+                if self._observe_sync is not None:
+                    for seconds in message[2]:
+                        self._observe_sync(seconds)
             elif tag == "failed":
                 raise WorkerError(f"{worker.name}: {message[1]}")
 

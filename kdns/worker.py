@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from kdns.replication import STATS_INTERVAL, Channel, receive_events, receive_sn
 from kdns.runtime import loop_factory, setup_logging
 
 log = logging.getLogger("kdns.worker")
+
+# Sync times kept between two reports at most: a burst of commits is sampled, not hoarded.
+MAX_SYNC_SAMPLES = 10_000
 
 
 async def run(sock: socket.socket) -> None:
@@ -66,19 +70,25 @@ async def run(sock: socket.socket) -> None:
             await channel.drain()
             raise SystemExit(1) from None
         channel.send(("ready",))
-        reporting = loop.create_task(_report(channel, udp.stats.totals))
+        synced: list[float] = []  # seconds from each commit to its application here
+        reporting = loop.create_task(_report(channel, udp.stats.totals, synced))
         stack.callback(reporting.cancel)
-        following = loop.create_task(_follow(channel, index, router, settings.zones_dir))
+        following = loop.create_task(_follow(channel, index, router, settings.zones_dir, synced))
         stopping = loop.create_task(stop.wait())
         await asyncio.wait((following, stopping), return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
+        if following.done():
+            following.result()  # a failure to follow the registry ends the worker, loudly
         following.cancel()
         await asyncio.gather(following, stopping, return_exceptions=True)
     await channel.aclose()
 
 
-async def _follow(channel: Channel, index: ClusterIndex, router: Router, zones_dir: Path | None) -> None:
-    """Apply the primary's commits as they come, until it closes the channel."""
+async def _follow(
+    channel: Channel, index: ClusterIndex, router: Router, zones_dir: Path | None, synced: list[float]
+) -> None:
+    """Apply the primary's commits as they come, until it closes the channel; how long
+    after each commit it was applied goes to `synced`."""
     while True:
         try:
             message = await channel.receive()
@@ -87,6 +97,8 @@ async def _follow(channel: Channel, index: ClusterIndex, router: Router, zones_d
             return
         if message[0] == "events":
             index.apply(receive_events(message))
+            if len(synced) < MAX_SYNC_SAMPLES:
+                synced.append(time.monotonic() - message[2])
         elif message[0] == "reload" and zones_dir is not None:
             zones, errors = await asyncio.to_thread(reload_zones, zones_dir, router.static)
             for error in errors:
@@ -94,14 +106,17 @@ async def _follow(channel: Channel, index: ClusterIndex, router: Router, zones_d
             router.static = zones
 
 
-async def _report(channel: Channel, totals: Callable[[], dict[tuple[int, int], int]]) -> None:
-    """Send the answer counts to the primary once a second, when they changed."""
+async def _report(
+    channel: Channel, totals: Callable[[], dict[tuple[int, int], int]], synced: list[float]
+) -> None:
+    """Send the answer counts and sync times to the primary once a second, when they changed."""
     last: dict[tuple[int, int], int] = {}
     while True:
         await asyncio.sleep(STATS_INTERVAL)
         now = totals()
-        if now != last:
-            channel.send(("stats", now))
+        if now != last or synced:
+            channel.send(("stats", now, synced[:]))
+            synced.clear()
             last = now
 
 
@@ -117,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner.run(run(sock))
     except KeyboardInterrupt:
         pass
+    except Exception:
+        # The primary starts a new worker from a fresh snapshot; this says why.
+        log.exception("stopped by an error")
+        return 1
     return 0
 
 

@@ -122,6 +122,7 @@ def test_every_process_answers_the_same_registry(kdns_process, sockets) -> None:
 
 def test_a_change_reaches_every_worker(kdns_process, sockets) -> None:
     kdns = kdns_process("--workers", "2", manifests=[SERVICE])
+    workers = children(kdns.pid)
     name = "late.default.svc.cluster.local."
     for sock in sockets:
         assert ask(sock, kdns.port, name).rcode() == dns.rcode.NXDOMAIN
@@ -131,6 +132,9 @@ def test_a_change_reaches_every_worker(kdns_process, sockets) -> None:
     while pending and time.monotonic() < deadline:
         pending = [sock for sock in pending if addresses(ask(sock, kdns.port, name)) != ["10.96.0.51"]]
     assert not pending, f"{len(pending)} sockets still get the old answer"
+    # Applied by the worker that was there, not by a new one started from a snapshot.
+    assert children(kdns.pid) == workers
+    assert not [line for line in kdns.output if "error" in line or "warning" in line or "Warning" in line]
 
 
 def test_query_counts_of_the_workers_are_in_the_metrics(kdns_process, sockets) -> None:
@@ -151,6 +155,19 @@ def test_query_counts_of_the_workers_are_in_the_metrics(kdns_process, sockets) -
     while answered() != SOCKETS and time.monotonic() < deadline:
         time.sleep(0.1)
     assert answered() == SOCKETS
+
+    # How long after a commit the worker had it: one observation per commit and worker.
+    def synced() -> float:
+        with urllib.request.urlopen(kdns.api_url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith("kdns_worker_sync_seconds_count"))
+
+    assert synced() == 0
+    assert post(kdns.api_url, "/api/v1/namespaces/default/services", service("late", "10.96.0.51")) == 201
+    deadline = time.monotonic() + 5
+    while synced() < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert synced() == 1
 
 
 def test_a_worker_that_dies_is_started_again(kdns_process, sockets) -> None:
