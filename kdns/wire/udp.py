@@ -127,17 +127,19 @@ class _Listener:
         if count:
             self.observe((perf_counter() - started) / count)
 
+    def _lookup(self) -> Callable[[bytes, str | None], bytes | None]:
+        """The cache's lookup for one batch, caught up with the registry first."""
+        if self.cache is None:
+            return _no_reply
+        self.cache.refresh()
+        return self.cache.lookup
+
     def _drain(self) -> int:
         """Read and answer up to BATCH datagrams; how many there were."""
         if self.batch is not None:
             return self._drain_batch(self.batch)
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
-        cache = self.cache
-        if cache is not None:
-            cache.refresh()
-            lookup = cache.lookup
-        else:
-            lookup = _no_reply
+        lookup = self._lookup()
         count = 0
         while count < BATCH:
             try:
@@ -167,12 +169,7 @@ class _Listener:
         except OSError as exc:
             log.debug("udp: %s", exc)
             return 0
-        cache = self.cache
-        if cache is not None:
-            cache.refresh()
-            lookup = cache.lookup
-        else:
-            lookup = _no_reply
+        lookup = self._lookup()
         datagram, queue = batch.datagram, batch.queue
         for i in range(count):
             data, addr = datagram(i)
