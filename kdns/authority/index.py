@@ -128,6 +128,8 @@ class _SliceRecord:
     ready: tuple[_Ready, ...]
 
 
+_Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
+
 # A dotted quad exactly as ipaddress reads one: decimal octets to 255, no leading zeros.
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
@@ -162,6 +164,8 @@ class ClusterIndex:
         # generation -> the (namespace, service) pairs its commit touched; None: anything
         # may have changed (a rebuild, a Namespace or Node event). The last few only.
         self._changes: dict[int, frozenset[NamespacedName] | None] = {}
+        # While a rebuild runs: what each address text read as (see _read).
+        self._read_addresses: dict[str, _Read | None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -195,10 +199,14 @@ class ClusterIndex:
         gc.disable()
         try:
             self._reset()
+            # A pod's address is also its endpoints' (pods come before slices): each text
+            # is read once.
+            self._read_addresses = {}
             for obj in objects:
                 self._put(obj)
             self._refresh_endpoints()
         finally:
+            self._read_addresses = None
             if collecting:
                 if gc.get_freeze_count():
                     gc.freeze()
@@ -323,11 +331,14 @@ class ClusterIndex:
                     if seen is not None and seen.name == (hostname or seen.label):
                         ready.append(seen)
                         continue
-                    ip = seen.ip if seen is not None else _address(text)
-                    if ip is None:
-                        continue
-                    label = dashed(ip) if seen is None else seen.label
-                    ready.append(_Ready(hostname or label, ip, ip.packed, text, label))
+                    if seen is not None:
+                        ip, key, label = seen.ip, seen.key, seen.label
+                    else:
+                        read = self._read(text)
+                        if read is None:
+                            continue
+                        ip, key, label = read
+                    ready.append(_Ready(hostname or label, ip, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
         self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready))
         self._slices_by_service.setdefault((namespace, service), set()).add(name)
@@ -337,12 +348,31 @@ class ClusterIndex:
         # Verified pod names (notes §3.8): a live pod's status.podIP only.
         if pod.phase in _GONE_PHASES or pod.meta.deletion_timestamp or not pod.pod_ips:
             return
-        ip = _address(pod.pod_ips[0])
-        if ip is None:
+        read = self._read(pod.pod_ips[0])
+        if read is None:
             return
-        held = (pod.meta.namespace, ip.packed)
+        held = (pod.meta.namespace, read[1])
         self._pods[(pod.meta.namespace, pod.meta.name)] = held
         _count_up(self._pod_ips, held)
+
+    def _read(self, text: str) -> _Read | None:
+        """An address text as the tables use it: (address, packed, dashed label), or None
+        when it is no address. Remembered while a rebuild runs, only."""
+        known = self._read_addresses
+        if known is not None and text in known:
+            return known[text]
+        ip = _address(text)
+        if ip is None:
+            read = None
+        elif ":" in text:
+            read = (ip, ip.packed, dashed(ip))
+        else:
+            # An IPv4 address reads only from its canonical text, so this is dashed(ip)
+            # without writing the address out again.
+            read = (ip, ip.packed, text.replace(".", "-"))
+        if known is not None:
+            known[text] = read
+        return read
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)

@@ -104,12 +104,14 @@ def admit(
     *,
     owned: bool = False,
     restore: bool = False,
+    kind: str | None = None,
 ) -> KubeObject:
     """The object to store for a create (`old` None) or an update of `old`. With `owned`,
     `doc` is a fresh dict nobody else holds, used as is instead of copied. With `restore`,
     `doc` is one the store wrote before: its uid, creationTimestamp and generation are
-    kept, and `resource_version` is its own."""
-    kind = manifests.kind_of(doc)
+    kept, and `resource_version` is its own. `kind` is manifests.kind_of(doc), when the
+    caller has it already (the store has, from the key it looked the object up by)."""
+    kind = kind or manifests.kind_of(doc)
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     body: dict[str, Any] = doc if owned else manifests.copy_tree(doc)  # type: ignore[assignment]

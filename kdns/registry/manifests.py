@@ -790,6 +790,13 @@ def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
 
 
 def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
+    # A bulk load is 100,000 pods without a problem: read those the short way.
+    fields = _well_formed_pod(doc)
+    return fields if fields is not None else _read_pod(doc, check)
+
+
+def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
+    """A Pod's typed fields, every problem with them added to `check`."""
     spec = check.mapping(doc.get("spec"), "spec")
     hostname = check.name(spec.get("hostname"), "spec.hostname", dns1123_label)
     subdomain = check.name(spec.get("subdomain"), "spec.subdomain", dns1123_label)
@@ -857,6 +864,109 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
     return {
         "pod_ips": tuple(pod_ips),
         "phase": phase,
+        "ready": ready,
+        "hostname": hostname,
+        "subdomain": subdomain,
+        "node_name": node_name,
+        "container_ports": tuple(container_ports),
+    }
+
+
+def _well_formed_pod(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields _read_pod reads from `doc` when it finds no problem with it, or None
+    when it might: then _read_pod has to read it (and word the problems)."""
+    spec, status = doc.get("spec"), doc.get("status")
+    spec = {} if spec is None else spec
+    status = {} if status is None else status
+    if type(spec) is not dict or type(status) is not dict:
+        return None
+    hostname, subdomain = _optional_text(spec.get("hostname")), _optional_text(spec.get("subdomain"))
+    node_name = _optional_text(spec.get("nodeName"))
+    if (
+        hostname is None or subdomain is None or node_name is None
+        or (hostname and dns1123_label(hostname)) or (subdomain and dns1123_label(subdomain))
+        or (node_name and dns1123_subdomain(node_name))
+    ):
+        return None
+    container_ports: list[ContainerPort] = []
+    containers = spec.get("containers")
+    if containers is not None:
+        if type(containers) is not list:
+            return None
+        for container in containers:
+            if type(container) is not dict:
+                return None
+            ports = container.get("ports")
+            if ports is None:
+                continue
+            if type(ports) is not list:
+                return None
+            names: set[str] = set()
+            for port in ports:
+                if type(port) is not dict:
+                    return None
+                name, protocol = _optional_text(port.get("name")), _optional_text(port.get("protocol"))
+                number = port.get("containerPort")
+                if (
+                    name is None or protocol is None or (protocol and protocol not in objects.PROTOCOLS)
+                    or type(number) is not int or not 1 <= number <= 65535
+                ):
+                    return None
+                if name:
+                    if port_name(name) or name in names:
+                        return None
+                    names.add(name)
+                container_ports.append(ContainerPort(name, number, protocol or "TCP"))
+
+    phase, pod_ip = _optional_text(status.get("phase")), _optional_text(status.get("podIP"))
+    if phase is None or (phase and phase not in POD_PHASES) or pod_ip is None:
+        return None
+    pod_ip_family = ip_family(pod_ip) if pod_ip else None
+    if pod_ip and pod_ip_family is None:
+        return None
+    raw_ips = status.get("podIPs")
+    if raw_ips is None:
+        raw_ips = []
+    elif type(raw_ips) is not list or len(raw_ips) > 2:
+        return None
+    pod_ips: list[str] = []
+    families: list[str] = []
+    for entry in raw_ips:
+        if type(entry) is not dict:
+            return None
+        ip = entry.get("ip")
+        if pod_ip_family and ip == pod_ip:
+            family = pod_ip_family  # already checked
+        elif type(ip) is str and ip:
+            family = ip_family(ip)
+        else:
+            return None
+        if family is None or family in families:
+            return None
+        families.append(family)
+        pod_ips.append(ip)
+    if pod_ip and pod_ips and pod_ips[0] != pod_ip:
+        return None
+    if not raw_ips and pod_ip_family:
+        pod_ips = [pod_ip]
+    ready = False
+    conditions = status.get("conditions")
+    if conditions is not None:
+        if type(conditions) is not list:
+            return None
+        for condition in conditions:
+            if type(condition) is not dict:
+                return None
+            kind, state = condition.get("type"), condition.get("status")
+            if (kind is not None and type(kind) is not str) or (
+                state not in CONDITION_STATUSES and state is not None and state != ""
+            ):
+                return None
+            if kind == "Ready":
+                ready = state == "True"
+    return {
+        "pod_ips": tuple(pod_ips),
+        "phase": phase or "Pending",
         "ready": ready,
         "hostname": hostname,
         "subdomain": subdomain,

@@ -164,6 +164,11 @@ class Store:
         self._refuse_while_open()
         return self._list(kind, namespace)
 
+    def count(self, kind: str) -> int:
+        """How many objects of a kind there are: len(list(kind)), without sorting them all."""
+        self._refuse_while_open()
+        return len(self._table(kind))
+
     def events_since(self, resource_version: int) -> builtins.list[Event]:
         """The committed events after `resource_version`, oldest first; Expired when the
         log no longer reaches back that far."""
@@ -568,7 +573,7 @@ class Transaction:
         self._require_namespace(key.namespace)
         if self._store._get(key.kind, key.namespace, key.name) is not None:
             raise AlreadyExists(key.kind, key.name)
-        return self._write(doc, None)
+        return self._write(doc, None, key.kind)
 
     def _update(self, doc: Mapping[str, Any], check_version: bool) -> KubeObject:
         key = manifests.key_of(doc)
@@ -582,7 +587,7 @@ class Transaction:
             wanted = doc.get("metadata", {}).get("resourceVersion")
             if wanted not in (None, "") and str(wanted) != str(old.meta.resource_version):
                 raise Conflict(key.kind, key.name)
-        return self._write(doc, old)
+        return self._write(doc, old, key.kind)
 
     def _apply(self, doc: Mapping[str, Any], owned: bool = False) -> KubeObject:
         # _create or _update, without their second look-up (a bulk load is all applies).
@@ -592,7 +597,7 @@ class Transaction:
         old = self._store._get(key.kind, key.namespace, key.name)
         if old is None:
             self._require_namespace(key.namespace)
-        return self._write(doc, old, owned=owned)
+        return self._write(doc, old, key.kind, owned=owned)
 
     def _require_namespace(self, namespace: str) -> None:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
@@ -612,7 +617,7 @@ class Transaction:
                 replaceable.discard((key.kind, key.namespace, key.name))
                 self._require_namespace(key.namespace)
                 saved = _saved_version(doc, version)
-                new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True)
+                new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True, kind=key.kind)
             except RegistryError as exc:
                 raise RestoreError(f"{_describe(doc)}: {exc}") from exc
             top = max(top, saved)
@@ -627,10 +632,11 @@ class Transaction:
             raise RestoreError(f"the EndpointSlice controller: {exc}") from exc
         return top
 
-    def _write(self, doc: Mapping[str, Any], old: KubeObject | None, *, owned: bool = False) -> KubeObject:
+    def _write(self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False) -> KubeObject:
+        """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked)."""
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
-        new = admission.admit(doc, old, store._context, version, owned=owned)
+        new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind)
         if old is not None and _same_content(new.manifest, old.manifest):
             return old
         store._next = version
@@ -718,6 +724,6 @@ class Transaction:
             old = managed.pop(doc["metadata"]["name"], None)
             if old is None and (namespace, doc["metadata"]["name"]) in slices:
                 raise AlreadyExists(ENDPOINT_SLICE, doc["metadata"]["name"])  # desired_slices avoids this
-            self._write(doc, old, owned=True)
+            self._write(doc, old, ENDPOINT_SLICE, owned=True)
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)

@@ -96,3 +96,49 @@ def test_random_uids_are_version_4_uuids():
     for text in made:
         parsed = uuid.UUID(text)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+_IP = st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1", "010.0.0.1", "", 7, None, "x"])
+_PORT = st.one_of(_ODD, _dict_of(
+    name=st.one_of(_VALUE, st.sampled_from(["http", "a--b", "metrics"])),
+    containerPort=st.sampled_from([None, 0, 80, 65536, "80", True, 8080]),
+    protocol=st.one_of(_VALUE, st.sampled_from(["TCP", "UDP", "SCTP", "tcp"])),
+))
+_POD = _dict_of(
+    spec=st.one_of(_ODD, _dict_of(
+        hostname=_VALUE, subdomain=_VALUE, nodeName=_VALUE,
+        containers=st.one_of(_ODD, st.lists(st.one_of(_ODD, _dict_of(
+            name=_VALUE, ports=st.one_of(_ODD, st.lists(_PORT, max_size=3)))), max_size=2)),
+    )),
+    status=st.one_of(_ODD, _dict_of(
+        phase=st.one_of(_VALUE, st.sampled_from(["Running", "Pending", "Failed", "running"])),
+        podIP=_IP,
+        podIPs=st.one_of(_ODD, st.lists(st.one_of(_ODD, _dict_of(ip=_IP)), max_size=3)),
+        conditions=st.one_of(_ODD, st.lists(st.one_of(_ODD, _dict_of(
+            type=st.one_of(_VALUE, st.just("Ready")),
+            status=st.sampled_from([None, "", "True", "False", "Unknown", "true", 1, True]),
+        )), max_size=2)),
+    )),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_POD)
+def test_well_formed_pod_is_pod_without_problems(doc):
+    fast = manifests._well_formed_pod(doc)
+    if fast is None:
+        return
+    check = manifests._Checker()
+    careful = manifests._read_pod(doc, check)
+    assert check.causes == []
+    assert fast == careful
+
+
+def test_well_formed_pod_reads_a_bulk_loads_pods():
+    doc = {"spec": {"hostname": "web-0", "subdomain": "web", "nodeName": "node-1", "containers": [
+               {"name": "main", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
+           "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
+                      "conditions": [{"type": "Ready", "status": "True"}]}}
+    fast = manifests._well_formed_pod(doc)
+    assert fast is not None and fast["ready"] and fast["pod_ips"] == ("10.0.0.1",)
+    assert fast == manifests._read_pod(doc, manifests._Checker())
