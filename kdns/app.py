@@ -133,7 +133,7 @@ class App:
         tls = self._tls_context()  # a certificate that does not load stops start-up at once
         store = self._load()
         index = ClusterIndex(settings)
-        index.rebuild(_all_objects(store), store.resource_version)
+        index.rebuild(store.objects(), store.resource_version)
         # ZoneError names the file and line; nothing is bound yet.
         static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
         async with contextlib.AsyncExitStack() as stack:
@@ -321,7 +321,7 @@ class App:
         except RestoreError as exc:
             raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
         if version == 0:  # a new file: save the initial namespaces too
-            journal.replace_all(_all_objects(store), store.resource_version)
+            journal.replace_all(store.objects(), store.resource_version)
         self._storage.callback(store.subscribe(journal, critical=True))
         self.journal = journal
 
@@ -433,14 +433,6 @@ async def bind_dns(
 def _describe(zones: StaticZones) -> str:
     """`example.internal. (serial 7), other.test. (serial 1)`."""
     return ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
-
-
-def _all_objects(store: Store) -> list:
-    """Every object in the store, kind by kind."""
-    result: list = []
-    for kind in API_VERSIONS:
-        result.extend(store.list(kind))
-    return result
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -45,7 +45,7 @@ from typing import Any, Self
 from kdns.config import Settings
 from kdns.errors import KdnsError
 from kdns.registry.manifests import from_manifest
-from kdns.registry.objects import API_VERSIONS, Event
+from kdns.registry.objects import Event
 from kdns.registry.store import Store
 
 __all__ = [
@@ -164,13 +164,6 @@ async def receive_snapshot(channel: Channel) -> Snapshot:
             raise WorkerError(f"expected the registry snapshot, got {message[0]!r}")
 
 
-def _all_objects(store: Store) -> list[Any]:
-    result: list[Any] = []
-    for kind in API_VERSIONS:
-        result.extend(store.list(kind))
-    return result
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -225,12 +218,6 @@ class WorkerPool:
         self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
         self._retired: Counter[tuple[int, int]] = Counter()  # counts of workers that exited
-        self.restarts = 0
-
-    @property
-    def pids(self) -> list[int]:
-        """The running workers' process IDs."""
-        return [w.process.pid for w in self._workers if w.process is not None and w.process.returncode is None]
 
     async def __aenter__(self) -> Self:
         self._unsubscribe = self._store.subscribe(self._publish)
@@ -326,7 +313,6 @@ class WorkerPool:
                 worker.ready.set_exception(WorkerError(f"{worker.name} exited with code {code} while starting"))
                 return
             log.error("%s exited (code %s); starting it again in %g s", worker.name, code, RESTART_DELAY)
-            self.restarts += 1
             await asyncio.sleep(RESTART_DELAY)
 
     async def _run(self, worker: _Worker) -> int | None:
@@ -343,7 +329,7 @@ class WorkerPool:
         try:
             # The snapshot and the queue start at the same resource version: nothing can
             # commit between these two lines (no await), and every later commit is queued.
-            objects, version = _all_objects(self._store), self._store.resource_version
+            objects, version = self._store.objects(), self._store.resource_version
             worker.queue = deque()
             channel.send(("settings", self.settings, worker.number, logging.getLogger().level))
             for chunk in _chunks(objects, SNAPSHOT_CHUNK):

@@ -49,6 +49,7 @@ from kdns.registry.errors import (
 from kdns.registry.manifests import Document
 from kdns.registry.objects import (
     ADDED,
+    API_VERSIONS,
     CONTROLLER_NAME,
     DELETED,
     ENDPOINT_SLICE,
@@ -163,6 +164,11 @@ class Store:
         """Every object of a kind (in one namespace), sorted by namespace and name."""
         self._refuse_while_open()
         return self._list(kind, namespace)
+
+    def objects(self) -> builtins.list[KubeObject]:
+        """Every object, kind by kind in API_VERSIONS order (Namespaces first), each kind sorted."""
+        self._refuse_while_open()
+        return [obj for kind in API_VERSIONS for obj in self._list(kind, None)]
 
     def count(self, kind: str) -> int:
         """How many objects of a kind there are: len(list(kind)), without sorting them all."""

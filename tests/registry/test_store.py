@@ -755,3 +755,15 @@ def test_a_document_of_an_unserved_kind_given_directly_is_refused():
     with pytest.raises(ManifestError) as caught, new_store().transaction() as txn:
         txn.apply_documents(documents)
     assert str(caught.value) == 'inline.yaml: document 1: no matches for kind "Secret" in version "v1"'
+
+
+def test_objects_lists_every_kind_namespaces_first_and_counts_agree() -> None:
+    store = new_store()
+    write(store, namespace("b"), service("web", "b"), pod("p", "10.244.0.5", namespace="b"))
+    objects = store.objects()
+    kinds = [obj.kind for obj in objects]
+    assert kinds == sorted(kinds, key=["Namespace", "Service", "Pod", "Node", "EndpointSlice"].index)
+    assert [obj.key.name for obj in objects if obj.kind == "Namespace"] == ["b", "default", "kube-system"]
+    assert len(objects) == sum(store.count(kind) for kind in set(kinds))
+    with store.transaction(), pytest.raises(TransactionError):
+        store.objects()
