@@ -105,38 +105,39 @@ def admit(
     owned: bool = False,
     restore: bool = False,
     kind: str | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> KubeObject:
     """The object to store for a create (`old` None) or an update of `old`. With `owned`,
     `doc` is a fresh dict nobody else holds, used as is instead of copied. With `restore`,
     `doc` is one the store wrote before: its uid, creationTimestamp and generation are
     kept, and `resource_version` is its own. `kind` is manifests.kind_of(doc), when the
-    caller has it already (the store has, from the key it looked the object up by)."""
+    caller has it already (the store has, from the key it looked the object up by);
+    `fields` the typed fields `doc` was made from, if it was (manifests.parse)."""
     kind = kind or manifests.kind_of(doc)
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     body: dict[str, Any] = doc if owned else manifests.copy_tree(doc)  # type: ignore[assignment]
-    savepoints = context.cluster_ips.savepoint(), context.node_ports.savepoint()
-    try:
-        generation = _metadata(body, kind, old, context, resource_version, restore)
-        _DEFAULTS[kind](body)
-        checked = None
-        if kind == objects.SERVICE:
+    generation = _metadata(body, kind, old, context, resource_version, restore)
+    _DEFAULTS[kind](body)
+    if kind == objects.SERVICE:
+        # Only a Service allocates: what it took goes back if it is refused after that.
+        savepoints = context.cluster_ips.savepoint(), context.node_ports.savepoint()
+        try:
             checked = _service(body, old, context)  # type: ignore[arg-type]
-        elif (
-            kind == objects.ENDPOINT_SLICE
-            and old is not None
-            and body.get("addressType") != old.manifest.get("addressType")
-        ):
-            raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
-        if generation is None:
-            _generation(body, kind, old)
-        else:
-            body["metadata"]["generation"] = generation
-        return checked if checked is not None else manifests.parse(body, kind)  # type: ignore[return-value]
-    except BaseException:
-        context.cluster_ips.rollback(savepoints[0])
-        context.node_ports.rollback(savepoints[1])
-        raise
+            _set_generation(body, kind, old, generation)
+            return checked if checked is not None else manifests.parse(body, kind)
+        except BaseException:
+            context.cluster_ips.rollback(savepoints[0])
+            context.node_ports.rollback(savepoints[1])
+            raise
+    if (
+        kind == objects.ENDPOINT_SLICE
+        and old is not None
+        and body.get("addressType") != old.manifest.get("addressType")
+    ):
+        raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
+    _set_generation(body, kind, old, generation)
+    return manifests.parse(body, kind, fields)
 
 
 def release(obj: KubeObject, context: Context) -> None:
@@ -171,7 +172,8 @@ def _metadata(
         generation = None
     for key in _DROPPED_METADATA:
         metadata.pop(key, None)
-    _managed_fields(metadata, kind, old)
+    if old is not None or "managedFields" in metadata:  # (a new object without any: nothing to do)
+        _managed_fields(metadata, kind, old)
     if restore and metadata.get("uid") and metadata.get("creationTimestamp"):
         pass  # a saved object keeps its identity
     elif old is not None:
@@ -207,6 +209,14 @@ def _managed_fields(metadata: dict[str, Any], kind: str, old: KubeObject | None)
     elif not isinstance(given, list) or not all(isinstance(entry, dict) for entry in given):
         raise Invalid(kind, str(metadata.get("name", "")),
                       [invalid("metadata.managedFields", given, "must be a list of ManagedFieldsEntry objects")])
+
+
+def _set_generation(body: dict[str, Any], kind: str, old: KubeObject | None, saved: int | None) -> None:
+    """metadata.generation: `saved` (a restored object's), else counted from `old`'s."""
+    if saved is None:
+        _generation(body, kind, old)
+    else:
+        body["metadata"]["generation"] = saved
 
 
 def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None:
@@ -268,9 +278,11 @@ def _pod_defaults(body: dict[str, Any]) -> None:
     spec = _section(body, "spec")
     if spec is not None:
         for container in _dicts(spec.get("containers")):
-            for port in _dicts(container.get("ports")):
-                if not port.get("protocol"):
-                    port["protocol"] = "TCP"
+            ports = container.get("ports")
+            if ports:  # (most containers of a big load have none)
+                for port in _dicts(ports):
+                    if not port.get("protocol"):
+                        port["protocol"] = "TCP"
     status = _section(body, "status")
     if status is None:
         return
@@ -279,6 +291,8 @@ def _pod_defaults(body: dict[str, Any]) -> None:
     # v1 conversion keeps podIP and podIPs[0] the same; podIP wins when they differ.
     pod_ip, pod_ips = status.get("podIP"), status.get("podIPs")
     if isinstance(pod_ip, str) and pod_ip:
+        if type(pod_ips) is list and pod_ips and type(pod_ips[0]) is dict and pod_ips[0].get("ip") == pod_ip:
+            return  # they agree (the common case, read without copying the list)
         first = _dicts(pod_ips)[:1]
         if not pod_ips or (first and first[0].get("ip") != pod_ip):
             status["podIPs"] = [{"ip": pod_ip}]

@@ -1,8 +1,10 @@
 """The EndpointSlice controller, as a pure function.
 
-`desired_slices(service, pods, existing)` returns the manifests of the EndpointSlices that
+`desired_slices(service, pods, existing)` returns the EndpointSlices that
 kube-controller-manager's EndpointSlice controller (pkg/controller/endpointslice and
-staging/src/k8s.io/endpointslice) would keep for a Service; the store writes the
+staging/src/k8s.io/endpointslice) would keep for a Service, each as its manifest and the
+typed fields that manifest holds (made together, so that the store does not read back
+what was just written: slices are most of a big cluster's objects); the store writes the
 differences. The rules are that controller's:
 
 * only Services with a selector get slices (ExternalName ones none); the controller
@@ -28,18 +30,22 @@ server's generateName, but derived from a hash, so they are reproducible.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import socket
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
 from kdns.registry import objects
 from kdns.registry.objects import (
     CONTROLLER_NAME,
+    ENDPOINT_CONDITIONS,
     MANAGED_BY_LABEL,
     SERVICE_NAME_LABEL,
     Endpoint,
+    EndpointPort,
     EndpointSlice,
+    ObjectReference,
     Pod,
     Service,
     selector_matches,
@@ -53,8 +59,22 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 PortsKey = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per slice port
 GroupKey = tuple[str, PortsKey]  # (addressType, ports)
-# An endpoint's manifest, after the key that orders it in its slice (computed once).
-Ordered = tuple[tuple[Any, str], dict[str, Any]]
+# An endpoint's manifest and typed value, after the key that orders it in its slice
+# (computed once).
+Ordered = tuple[tuple[Any, str], dict[str, Any], Endpoint]
+
+
+@dataclass(slots=True)
+class DesiredSlice:
+    """One EndpointSlice the controller wants: the manifest to write (admission adds the
+    metadata the server owns) and the typed fields manifests.parse would read from it."""
+
+    manifest: dict[str, Any]
+    fields: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]  # type: ignore[no-any-return]
 
 
 def desired_slices(
@@ -63,8 +83,8 @@ def desired_slices(
     existing: Iterable[EndpointSlice],
     *,
     taken_names: Collection[str] = (),
-) -> list[dict[str, Any]]:
-    """The EndpointSlice manifests the controller wants for `service`, by name.
+) -> list[DesiredSlice]:
+    """The EndpointSlices the controller wants for `service`, by name.
 
     `existing` are the slices labelled with the service's name (managed or not; only the
     managed ones are reused); `taken_names` are other slice names of the namespace that
@@ -130,26 +150,30 @@ def desired_slices(
             else:
                 slot_name = _new_name(service, family, ports, taken)
                 taken.add(slot_name)
-        slices.append(_manifest(service, slot_name, family, ports, endpoints))
-    slices.sort(key=lambda doc: doc["metadata"]["name"])
+        slices.append(_desired(service, slot_name, family, ports, endpoints))
+    slices.sort(key=lambda desired: desired.name)
     return slices
 
 
 def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], Ordered]]:
     families = service.ip_families or ("IPv4",)
     namespace = service.meta.namespace
+    # Numbered target ports are the same on every pod: resolved once, not per pod.
+    same_ports = None
+    if not any(isinstance(port.target_port, str) for port in service.ports):
+        same_ports = tuple((port.name, port.target_port, port.protocol) for port in service.ports)
     groups: dict[GroupKey, dict[tuple[str, str], Ordered]] = {}
     for pod in pods:
         if pod.meta.namespace != namespace or not selector_matches(service.selector, pod.meta.labels):
             continue
         if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
             continue
-        ports = _resolve_ports(service, pod)
+        ports = same_ports if same_ports is not None else _resolve_ports(service, pod)
         for ip in pod.pod_ips:
             family = "IPv6" if ":" in ip else "IPv4"
             if family in families:
                 order = (_address_order(ip), pod.meta.name)
-                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = (order, _endpoint(service, pod, ip))
+                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = (order, *_endpoint(service, pod, ip))
     return groups
 
 
@@ -170,7 +194,8 @@ def _resolve_ports(service: Service, pod: Pod) -> PortsKey:
     return tuple(resolved)
 
 
-def _endpoint(service: Service, pod: Pod, ip: str) -> dict[str, Any]:
+def _endpoint(service: Service, pod: Pod, ip: str) -> tuple[dict[str, Any], Endpoint]:
+    """The endpoint of `pod` at `ip`: its manifest, and the Endpoint parsing it gives."""
     serving = pod.ready
     terminating = pod.meta.deletion_timestamp is not None
     # "ready" is never true for a terminating pod, unless the service publishes not-ready
@@ -181,12 +206,21 @@ def _endpoint(service: Service, pod: Pod, ip: str) -> dict[str, Any]:
         "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
     }
     # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
-    if pod.hostname and pod.subdomain == service.meta.name:
-        endpoint["hostname"] = pod.hostname
+    hostname = pod.hostname if pod.hostname and pod.subdomain == service.meta.name else ""
+    if hostname:
+        endpoint["hostname"] = hostname
     if pod.node_name:
         endpoint["nodeName"] = pod.node_name
-    endpoint["targetRef"] = {"kind": "Pod", "namespace": pod.meta.namespace, "name": pod.meta.name, "uid": pod.meta.uid}
-    return endpoint
+    meta = pod.meta
+    endpoint["targetRef"] = {"kind": "Pod", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid}
+    value = Endpoint(
+        (ip,),
+        ENDPOINT_CONDITIONS[(ready, serving, terminating)],
+        hostname,
+        pod.node_name,
+        ObjectReference("Pod", meta.namespace, meta.name, meta.uid),
+    )
+    return endpoint, value
 
 
 def _identity(endpoint: Endpoint) -> tuple[str, str]:
@@ -194,10 +228,10 @@ def _identity(endpoint: Endpoint) -> tuple[str, str]:
     return name, endpoint.addresses[0] if endpoint.addresses else ""
 
 
-def _address_order(ip: str) -> Any:
+def _address_order(ip: str) -> bytes:
     """Numeric address order (there is one family per slice); endpoints go in this order,
-    then by pod name."""
-    return ipaddress.IPv6Address(ip).packed if ":" in ip else tuple(map(int, ip.split(".")))
+    then by pod name. The packed address sorts numerically; pod IPs are valid addresses."""
+    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
 def _order(endpoint: Ordered) -> tuple[Any, str]:
@@ -231,13 +265,14 @@ def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> 
     raise AssertionError("unreachable")
 
 
-def _manifest(service: Service, name: str, family: str, ports: PortsKey, endpoints: list[Ordered]) -> dict[str, Any]:
+def _desired(service: Service, name: str, family: str, ports: PortsKey, endpoints: list[Ordered]) -> DesiredSlice:
+    endpoints = sorted(endpoints, key=_order)
     labels = {k: v for k, v in service.meta.labels.items() if k not in _RESERVED_LABELS}
     labels[SERVICE_NAME_LABEL] = service.meta.name
     labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
     if service.headless:
         labels[HEADLESS_LABEL] = ""
-    return {
+    manifest = {
         "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
         "kind": objects.ENDPOINT_SLICE,
         "metadata": {
@@ -255,6 +290,12 @@ def _manifest(service: Service, name: str, family: str, ports: PortsKey, endpoin
             }],
         },
         "addressType": family,
-        "endpoints": [endpoint for _, endpoint in sorted(endpoints, key=_order)],
+        "endpoints": [endpoint for _, endpoint, _ in endpoints],
         "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
     }
+    fields = {
+        "address_type": family,
+        "endpoints": tuple(value for _, _, value in endpoints),
+        "ports": tuple(EndpointPort(n, p, proto) for n, p, proto in ports),
+    }
+    return DesiredSlice(manifest, fields)

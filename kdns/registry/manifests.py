@@ -529,13 +529,29 @@ def from_manifest(doc: Mapping[str, Any]) -> KubeObject:
     return parse(copy_tree(doc))
 
 
-def parse(doc: dict[str, Any], kind: str | None = None) -> KubeObject:
+def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] | None = None) -> KubeObject:
     """from_manifest without the copy: the object keeps `doc` itself, which the caller
-    must not change afterwards. `kind` is kind_of(doc), if the caller has it already."""
+    must not change afterwards. `kind` is kind_of(doc), if the caller has it already.
+
+    `fields` are the kind's typed fields (all but `meta` and `manifest`) when the caller
+    made `doc` from them and so has them already: the EndpointSlice controller, whose
+    slices hold most of a cluster's objects. The metadata is read all the same.
+    """
     kind = kind or kind_of(doc)
+    # A bulk load is 100,000 well-formed pods: those are read without the bookkeeping
+    # that words problems, which only the others need.
+    metadata = doc.get("metadata")
+    meta = _well_formed_meta(metadata, kind) if type(metadata) is dict else None
+    if meta is not None:
+        if fields is None and kind == objects.POD:
+            fields = _well_formed_pod(doc)
+        if fields is not None:
+            return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)  # type: ignore[no-any-return]
     check = _Checker()
-    meta = _meta(doc, kind, check)
-    fields = _PARSERS[kind](doc, meta, check)
+    if meta is None:
+        meta = _meta(doc, kind, check)
+    if fields is None:
+        fields = _PARSERS[kind](doc, meta, check)
     check.done(kind, meta.name)
     return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
 
@@ -1097,7 +1113,7 @@ def _well_formed_endpoint(raw: Any, address_type: str) -> Endpoint | None:
     elif type(conditions) is not dict:
         return None
     state = (conditions.get("ready"), conditions.get("serving"), conditions.get("terminating"))
-    known = _CONDITIONS.get(state) if _BOOLEAN_OR_NONE.issuperset(map(type, state)) else None
+    known = objects.ENDPOINT_CONDITIONS.get(state) if _BOOLEAN_OR_NONE.issuperset(map(type, state)) else None
     if known is None:
         return None
     hostname, node_name = _optional_text(raw.get("hostname")), _optional_text(raw.get("nodeName"))
@@ -1127,11 +1143,6 @@ def _optional_text(value: Any) -> str | None:
 
 _BOOLEAN_OR_NONE = frozenset({bool, type(None)})
 _TEXT_OR_NONE = frozenset({str, type(None)})
-# Every EndpointConditions there is (each field None, True or False), to share.
-_CONDITIONS = {
-    (ready, serving, terminating): EndpointConditions(ready, serving, terminating)
-    for ready in (None, True, False) for serving in (None, True, False) for terminating in (None, True, False)
-}
 
 
 _PARSERS: Mapping[str, Callable[[Mapping[str, Any], ObjectMeta, _Checker], dict[str, Any]]] = {

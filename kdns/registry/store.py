@@ -523,14 +523,20 @@ class Transaction:
         return self._atomic(self._delete, kind, namespace, name)
 
     def apply_documents(self, documents: Iterable[Document], *, owned: bool = False) -> builtins.list[KubeObject]:
-        """Apply loaded documents in `apply_order`; a refusal is a ManifestError that names
-        the file and document (the exception it wraps is its __cause__). With `owned`,
-        the bodies are the caller's to give away (load_paths's are, when nothing else
-        reads them): the store keeps them, changed, instead of copying each one."""
+        """Apply loaded documents in `apply_order`, all or none: a refusal undoes the
+        batch and is a ManifestError that names the file and document (the exception it
+        wraps is its __cause__). With `owned`, the bodies are the caller's to give away
+        (load_paths's are, when nothing else reads them): the store keeps them, changed,
+        instead of copying each one."""
+        return self._atomic(self._apply_documents, sorted(documents, key=apply_order), owned)  # type: ignore[no-any-return]
+
+    def _apply_documents(self, documents: builtins.list[Document], owned: bool) -> builtins.list[KubeObject]:
+        # One undo mark for the batch, not one per document: a start-up load is 100,000s.
         stored = []
-        for document in sorted(documents, key=apply_order):
+        apply = self._apply
+        for document in documents:
             try:
-                stored.append(self._atomic(self._apply, document.body, owned))
+                stored.append(apply(document.body, owned))
             except RegistryError as exc:
                 raise document.error(exc) from exc
         return stored
@@ -638,11 +644,15 @@ class Transaction:
             raise RestoreError(f"the EndpointSlice controller: {exc}") from exc
         return top
 
-    def _write(self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False) -> KubeObject:
-        """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked)."""
+    def _write(
+        self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False,
+        fields: dict[str, Any] | None = None,
+    ) -> KubeObject:
+        """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked);
+        `fields` as admission.admit takes them."""
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
-        new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind)
+        new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind, fields=fields)
         if old is not None and _same_content(new.manifest, old.manifest):
             return old
         store._next = version
@@ -668,7 +678,8 @@ class Transaction:
     def _mark_pod(self, pod: Pod | None) -> None:
         if pod is not None:
             namespace = pod.meta.namespace
-            for name in sorted(self._store._services_selecting(namespace, pod.meta.labels)):
+            services = self._store._services_selecting(namespace, pod.meta.labels)
+            for name in sorted(services) if len(services) > 1 else services:
                 self._dirty[(namespace, name)] = None
 
     def _delete(self, kind: str, namespace: str, name: str) -> KubeObject:
@@ -717,7 +728,7 @@ class Transaction:
         slices = store._tables[ENDPOINT_SLICE]
         existing = [slices[(namespace, item)] for item in sorted(store._slices_by_service.get((namespace, name), ()))]
         service = store._tables[SERVICE].get((namespace, name))
-        desired: builtins.list[dict[str, Any]] = []
+        desired: builtins.list[endpoints.DesiredSlice] = []
         if service is not None:
             desired = endpoints.desired_slices(
                 service,  # type: ignore[arg-type]
@@ -726,10 +737,10 @@ class Transaction:
                 taken_names=store._names.get((ENDPOINT_SLICE, namespace), set()),
             )
         managed = {s.meta.name: s for s in existing if s.managed_by == CONTROLLER_NAME}  # type: ignore[attr-defined]
-        for doc in desired:
-            old = managed.pop(doc["metadata"]["name"], None)
-            if old is None and (namespace, doc["metadata"]["name"]) in slices:
-                raise AlreadyExists(ENDPOINT_SLICE, doc["metadata"]["name"])  # desired_slices avoids this
-            self._write(doc, old, ENDPOINT_SLICE, owned=True)
+        for wanted in desired:
+            old = managed.pop(wanted.name, None)
+            if old is None and (namespace, wanted.name) in slices:
+                raise AlreadyExists(ENDPOINT_SLICE, wanted.name)  # desired_slices avoids this
+            self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kdns.registry.admission import Context, admit
 from kdns.registry.allocator import ClusterIPAllocator, NodePortAllocator
 from kdns.registry.endpoints import desired_slices
-from kdns.registry.manifests import read_documents
+from kdns.registry.manifests import from_manifest, read_documents
 from kdns.registry.objects import CONTROLLER_NAME, EndpointSlice, Event
 from kdns.registry.store import Store
 
@@ -373,7 +376,55 @@ def test_new_slice_names_are_reproducible_and_avoid_taken_names():
     web = service(WEB)
     (first,) = desired_slices(web, [], [])
     (again,) = desired_slices(web, [], [])
-    name = first["metadata"]["name"]
-    assert name == again["metadata"]["name"] and name.startswith("web-") and len(name) == 9
+    name = first.name
+    assert name == again.name and name.startswith("web-") and len(name) == 9
     (other,) = desired_slices(web, [], [], taken_names={name})
-    assert other["metadata"]["name"] != name
+    assert other.name != name
+
+
+# --- The controller's typed fields -----------------------------------------------------------------
+
+_POD_STATES = st.fixed_dictionaries({
+    "ips": st.sampled_from([["10.244.0.{n}"], ["fd00::{n}"], ["10.244.0.{n}", "fd00::{n}"], []]),
+    "ready": st.booleans(),
+    "phase": st.sampled_from(["Running", "Pending", "Succeeded", "Unknown"]),
+    "terminating": st.booleans(),
+    "hostname": st.sampled_from(["", "h", "db-0"]),
+    "subdomain": st.sampled_from(["", "web", "other"]),
+    "node": st.booleans(),
+    "port": st.sampled_from([8080, 9000, None]),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(pods=st.lists(_POD_STATES, max_size=8), publish_not_ready=st.booleans(), dual_stack=st.booleans())
+def test_controller_fields_are_what_its_manifests_say(pods: list[dict[str, Any]], publish_not_ready: bool,
+                                                      dual_stack: bool) -> None:
+    """The controller hands the store each slice's typed fields along with its manifest, so
+    that the store does not parse what it just wrote: they must be exactly what parsing
+    that manifest gives, for every kind of pod."""
+    service = WEB
+    if publish_not_ready:
+        service = service.replace("selector:", "publishNotReadyAddresses: true\n  selector:")
+    if dual_stack:
+        service = service.replace("selector:", "ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]\n  selector:")
+    texts = []
+    for n, state in enumerate(pods, start=1):
+        spec = "".join(f"\n          {key}: {state[field]}" for key, field in (("hostname", "hostname"), ("subdomain", "subdomain"))
+                       if state[field])
+        pod_text = pod(f"p{n}", [ip.format(n=n) for ip in state["ips"]], ready=state["ready"], phase=state["phase"],
+                       extra_metadata=", deletionTimestamp: 2024-05-01T10:00:00Z" if state["terminating"] else "",
+                       spec=spec.strip())
+        if not state["node"]:
+            pod_text = pod_text.replace("nodeName: node-1", "")
+        if state["port"] is None:
+            pod_text = pod_text.replace(", ports: [{name: http, containerPort: 8080}]", "")
+        elif state["port"] != 8080:
+            pod_text = pod_text.replace("containerPort: 8080", f"containerPort: {state['port']}")
+        if not state["ips"]:
+            pod_text = pod_text.replace("podIPs: []", "")
+        texts.append(pod_text)
+    store = new_store()
+    apply(store, service, *texts)
+    for endpoint_slice in managed(store):
+        assert from_manifest(endpoint_slice.manifest) == endpoint_slice

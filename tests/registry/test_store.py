@@ -747,6 +747,21 @@ def test_a_refused_document_names_its_file_and_index(tmp_path: Path):
     assert store.resource_version == 2 and store.get("Namespace", "", "shop") is None
 
 
+def test_a_refused_batch_is_undone_as_a_whole_and_the_transaction_goes_on(tmp_path: Path):
+    """apply_documents is all or nothing: a refusal takes back the batch's earlier documents,
+    not what the transaction wrote before it, and the transaction can still commit."""
+    (tmp_path / "web.yaml").write_text(MANIFESTS.replace("ports: [{port: 80}]", "ports: [{port: 70000, targetPort: 80}]"))
+    documents, _ = load_paths([tmp_path])
+    store = new_store()
+    with store.transaction() as txn:
+        txn.apply(namespace("kept"))
+        with pytest.raises(ManifestError):
+            txn.apply_documents(documents)
+        assert txn.get("Namespace", "", "shop") is None and txn.get("Namespace", "", "kept") is not None
+    assert store.get("Namespace", "", "kept") is not None and store.get("Namespace", "", "shop") is None
+    assert store.list("Service", "kube-system") == []
+
+
 def test_a_document_of_an_unserved_kind_given_directly_is_refused():
     """Documents that did not come through load_paths' filter are refused by kind, with their place."""
     from kdns.registry.manifests import load_text
