@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from ipaddress import ip_address
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kdns.authority import index as index_module
 from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
-from kdns.authority.names import IPAddress
+from kdns.authority.names import IPAddress, dashed
 from kdns.config import Settings
 from tests.authority import cluster as k
 
@@ -202,3 +209,91 @@ def test_one_commit_many_slices() -> None:
     rebuilt = fresh(k.namespace("ns"), *slices[1:])
     assert incremental.endpoints("ns", "web") == rebuilt.endpoints("ns", "web")
     assert incremental.ptr_targets(ip_address("10.0.0.1")) == ()
+
+
+# --- Reading addresses, and apply against rebuild ------------------------------------------
+
+_OCTET_TEXTS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "0x7f", "", " 1", "1 ", "٣"]))
+_ADDRESS_TEXTS = st.one_of(
+    st.lists(_OCTET_TEXTS, min_size=1, max_size=5).map(".".join),
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda ip: ip.exploded.upper()),
+    st.sampled_from(["::ffff:10.0.0.1", "10.0.0.1\x00", "10.0.0.1 x", "\ud800", "fd00::1%eth0", "1.2.3.4/32"]),
+    st.text(max_size=20),
+)
+
+
+@given(_ADDRESS_TEXTS)
+def test_addresses_read_as_ipaddress_reads_them(text: str) -> None:
+    """The index's quick reading of an address text (dotted quads in C) is ip_address's."""
+    try:
+        expected: IPAddress | None = ip_address(text)
+    except ValueError:
+        expected = None
+    assert index_module._address(text) == expected
+    assert index_module._packed(text) == (expected.packed if expected is not None else None)
+    assert index_module._read(text) == ((expected, expected.packed, dashed(expected)) if expected is not None else None)
+
+
+_NAMESPACES = ["a", "b"]
+_TEXTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "010.0.0.1", "fd00::1", "fd00:0::1", "::ffff:10.0.0.1", "2001:db8::", "x"]
+
+
+def _random_object(r: random.Random) -> Any:
+    ns = r.choice(_NAMESPACES)
+    kind = r.choice(["namespace", "service", "slice", "slice", "pod", "node"])
+    if kind == "namespace":
+        return k.namespace(ns)
+    if kind == "service":
+        shape = r.choice(["ips", "headless", "external"])
+        name = r.choice(["s1", "s2"])
+        if shape == "ips":
+            return k.service(name, ns, *r.sample(_TEXTS, r.randint(1, 2)))
+        return k.service(name, ns) if shape == "headless" else k.service(name, ns, external="example.org")
+    if kind == "slice":
+        endpoints = [
+            k.endpoint(*r.sample(_TEXTS, r.randint(0, 2)), hostname=r.choice(["", "", "h", "H"]), ready=r.choice([True, None, False]))
+            for _ in range(r.randint(0, 4))
+        ]
+        ports = [k.eport(r.choice(["http", ""]), r.choice([80, 53, None])) for _ in range(r.randint(0, 2))]
+        address_type = r.choice(["IPv4", "IPv6", "FQDN"])
+        return k.slice_(f"sl{r.randint(0, 3)}", ns, r.choice(["s1", "s2", ""]), endpoints, ports, address_type)
+    if kind == "pod":
+        return k.pod(f"p{r.randint(0, 3)}", ns, *r.sample(_TEXTS, r.randint(0, 1)), phase=r.choice(["Running", "Failed"]))
+    return k.node(r.choice(["n1", "a.n2"]), *r.sample(_TEXTS, r.randint(0, 2)))
+
+
+def _view(index: ClusterIndex) -> dict[Any, Any]:
+    """Everything the index answers for the names and addresses _random_object uses."""
+    view: dict[Any, Any] = {"namespaces": index.namespaces, "nodes": index.nodes()}
+    for ns in _NAMESPACES:
+        for name in ["s1", "s2"]:
+            view[ns, name] = (index.service(ns, name), index.visible_service(ns, name), index.endpoints(ns, name))
+    for ip in {ip_address(t) for t in _TEXTS if t not in ("010.0.0.1", "x")}:
+        view[ip] = (index.ptr_targets(ip), [index.has_pod(ns, ip) for ns in _NAMESPACES])
+    for name in ["n1", "a.n2", "n2"]:
+        view[name] = (index.node(name), index.has_node_branch(name))
+    return view
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_apply_leaves_what_a_rebuild_makes(seed: int) -> None:
+    """Random commits applied one after another leave the tables a rebuild of the result makes."""
+    r = random.Random(seed)
+    objects = {o.key: o for o in (_random_object(r) for _ in range(r.randint(0, 10)))}
+    index = fresh(*objects.values())
+    version = 7
+    for _ in range(r.randint(1, 8)):
+        events = []
+        for _ in range(r.randint(1, 5)):
+            version += 1
+            if objects and r.random() < 0.3:
+                gone = objects.pop(r.choice(list(objects)))
+                events.append(k.deleted(gone, version))
+            else:
+                obj = _random_object(r)
+                old = objects.get(obj.key)
+                objects[obj.key] = obj
+                events.append(k.modified(obj, old, version) if old is not None else k.added([obj], version)[0])
+        index.apply(events)
+        assert _view(index) == _view(fresh(*objects.values()))
