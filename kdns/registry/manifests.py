@@ -78,10 +78,11 @@ _Loader.yaml_implicit_resolvers = {
 _BLOCK_READER = blockyaml.Reader(_Loader)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Document:
     """One Kubernetes document and where it was read from, so that a later refusal can
-    say `zones/web.yaml: document 2: ...`."""
+    say `zones/web.yaml: document 2: ...`. Immutable by contract (not frozen, which makes
+    building one slower: see objects)."""
 
     source: str  # the file as named to load_paths, or "<input>"
     index: int  # 1-based position of the YAML document in that file
@@ -214,6 +215,11 @@ def kind_of(doc: Mapping[str, Any]) -> str:
 def key_of(doc: Mapping[str, Any]) -> Key:
     """Where a document would live in the store: kind, namespace ("default" when a
     namespaced document names none) and name."""
+    return Key(*key_parts(doc))
+
+
+def key_parts(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    """key_of(doc) as a plain tuple (kind, namespace, name), for the store's bulk load."""
     kind = kind_of(doc)
     metadata = doc.get("metadata")
     metadata = metadata if type(metadata) is dict or isinstance(metadata, Mapping) else {}
@@ -221,11 +227,11 @@ def key_of(doc: Mapping[str, Any]) -> Key:
     if not name or not isinstance(name, str):
         raise Invalid(kind, "", [required("metadata.name", "name or generateName is required")])
     if kind not in objects.NAMESPACED_KINDS:
-        return Key(kind, "", name)
+        return kind, "", name
     namespace = metadata.get("namespace") or "default"
     if not isinstance(namespace, str):
         raise Invalid(kind, name, [invalid("metadata.namespace", namespace, "must be a string")])
-    return Key(kind, namespace, name)
+    return kind, namespace, name
 
 
 def copy_tree(value: Any) -> Any:

@@ -603,13 +603,13 @@ class Transaction:
 
     def _apply(self, doc: Mapping[str, Any], owned: bool = False) -> KubeObject:
         # _create or _update, without their second look-up (a bulk load is all applies).
-        key = manifests.key_of(doc)
-        if key.kind == ENDPOINT_SLICE:
+        kind, namespace, name = manifests.key_parts(doc)
+        if kind == ENDPOINT_SLICE:
             self._flush()
-        old = self._store._get(key.kind, key.namespace, key.name)
+        old = self._store._get(kind, namespace, name)
         if old is None:
-            self._require_namespace(key.namespace)
-        return self._write(doc, old, key.kind, owned=owned)
+            self._require_namespace(namespace)
+        return self._write(doc, old, kind, owned=owned)
 
     def _require_namespace(self, namespace: str) -> None:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
@@ -658,7 +658,9 @@ class Transaction:
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):
-            if old is None or _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
+            if old is None:
+                self._mark_pod(new)
+            elif _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
                 self._mark_pod(old)  # type: ignore[arg-type]
                 self._mark_pod(new)
         elif isinstance(new, Service):
