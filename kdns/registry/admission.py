@@ -342,7 +342,7 @@ def _service(body: dict[str, Any], old: Service | None, context: Context) -> Ser
         _ip_families(spec, cluster_ips, old_spec if had_ips else None, context, name)
         cluster_ips = list(spec.get("clusterIPs") or [])
 
-    checked = manifests.parse(body)  # validation, before anything is allocated
+    checked = manifests.parse(body, objects.SERVICE)  # validation, before anything is allocated
     allocations = _allocations(spec)
 
     if needs_ips and had_ips:

@@ -142,3 +142,11 @@ def test_well_formed_pod_reads_a_bulk_loads_pods():
     fast = manifests._well_formed_pod(doc)
     assert fast is not None and fast["ready"] and fast["pod_ips"] == ("10.0.0.1",)
     assert fast == manifests._read_pod(doc, manifests._Checker())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet="abz019-.A_é", max_size=260), st.sampled_from(["a" * 253, "a" * 254, "a." * 127])))
+def test_name_validity_is_what_the_name_checks_say(name: str) -> None:
+    """_NAME_VALID answers what an empty _NAME_CHECKS result means, for every kind."""
+    for kind, valid in manifests._NAME_VALID.items():
+        assert valid(name) == (not manifests._NAME_CHECKS[kind](name))
