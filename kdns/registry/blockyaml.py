@@ -47,6 +47,18 @@ _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_SPECIAL = re.compile(r"[\[\]{}#?'\"]|:(?: |$)")
 # `[- ]key: value`, both plain and made of the commonest characters: most distinct lines.
 _SIMPLE_LINE = re.compile(r"( *)(?:- +)?([A-Za-z][-\w./]{0,200}): +([A-Za-z0-9][-\w./]*) *")
+# Its value part, alone: what follows the `: ` of a line head already read (see _tokenize).
+_SIMPLE_VALUE = re.compile(r"[A-Za-z0-9][-\w./]*")
+# PyYAML's own implicit resolvers (bool, int, float, null, timestamp, merge, value, yaml)
+# match no text with two dots or more: each pattern has at most one `\.`, and no `.`. So
+# an IP address or a host name is a string without running them, which is most of the
+# cost of a value read once. (Known for these patterns only: a loader with a resolver of
+# its own has its scalars go through all of them.)
+_STOCK_PATTERNS = frozenset(
+    (pattern.pattern, pattern.flags)
+    for resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.values()
+    for _, pattern in resolvers
+)
 # PyYAML refuses a key longer than 1024 characters; longer ones are left to it.
 _MAX_KEY = 1000
 
@@ -81,13 +93,18 @@ class Reader:
         self._resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]] = {
             first: list(resolvers) for first, resolvers in loader.yaml_implicit_resolvers.items()
         }
+        self._stock = all(
+            (pattern.pattern, pattern.flags) in _STOCK_PATTERNS
+            for resolvers in self._resolvers.values()
+            for _, pattern in resolvers
+        )
 
     def load_all(self, text: str) -> list[Any] | None:
         """Every document of `text`, or None when PyYAML has to read it."""
         if not _readable(text):
             return None
         try:
-            return _File(self._resolvers).documents(text)
+            return _File(self._resolvers, self._stock).documents(text)
         except _Unsupported:
             return None
 
@@ -95,10 +112,14 @@ class Reader:
 class _File:
     """The reading of one text: its distinct lines and plain scalars, each read once."""
 
-    def __init__(self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]]) -> None:
+    def __init__(self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]], stock: bool) -> None:
         self._resolvers = resolvers
+        self._stock = stock  # they are PyYAML's own: see _STOCK_PATTERNS
         self._plain: dict[str, Any] = {}
         self._tokens: dict[str, Any] = {}  # a Token, _SKIP or _MARKER per distinct line
+        # The part before `: ` of lines _SIMPLE_LINE matched, e.g. `  name` or `    - ip`:
+        # (dashes, column, key) of any line that has it and a simple value after it.
+        self._heads: dict[str, tuple[tuple[int, ...], int, Any]] = {}
 
     def documents(self, text: str) -> list[Any]:
         """Build the documents from the lines' tokens.
@@ -185,13 +206,22 @@ class _File:
     # --- Lines -------------------------------------------------------------------------
 
     def _tokenize(self, line: str) -> Token | str:
+        # The lines that occur once (pod names and IPs: a third of the reading) mostly
+        # repeat an earlier line's head with another value; then only the value is read.
+        head, _, value = line.partition(": ")
+        known = self._heads.get(head)
+        if known is not None and _SIMPLE_VALUE.fullmatch(value) is not None:
+            dashes, column, key = known
+            return dashes, column, key, _SCALAR, self._scalar(value)
         simple = _SIMPLE_LINE.fullmatch(line)
         if simple is not None:
             column = len(simple.group(1))
-            key, value = self._scalar(simple.group(2)), self._scalar(simple.group(3))
-            if line[column] == "-":
-                return (column,), simple.start(2), key, _SCALAR, value
-            return (), column, key, _SCALAR, value
+            dashes = (column,) if line[column] == "-" else ()
+            key_column = simple.start(2)
+            key = self._scalar(simple.group(2))
+            # A key of _SIMPLE_LINE has no `:` or space, so `head` ends just before it.
+            self._heads[line[:simple.end(2)]] = dashes, key_column, key
+            return dashes, key_column, key, _SCALAR, self._scalar(simple.group(3))
         content = line.lstrip(" ")
         if not content or content[0] == "#":
             return _SKIP
@@ -329,7 +359,10 @@ class _File:
         if value is not _MISSING:
             return value
         value = text
-        for tag, pattern in self._resolvers.get(text[0], ()):
+        resolvers = self._resolvers.get(text[0], ())
+        if resolvers and self._stock and text.count(".") > 1:
+            resolvers = ()  # a string: see _STOCK_PATTERNS
+        for tag, pattern in resolvers:
             if pattern.match(text):
                 construct = _CONSTRUCTORS.get(tag)
                 if construct is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def test_reads_the_manifests_of_the_repository():
         "a: 1\n...\n", "a: b: c", "a: b:", "- a\nb: c", "a: 1\n  b: 2", "a:\n  - 1\n  b: 2", "a: [x] y", "a: ['x' y]",
         "a: [x,]", "a: @x", "a: `x`", "a: %x", "? a\n: b", "=: x", "key: value\n key2: value", "\ufeffa: b",
         "a:\n    - b\n    - c\nd: e", "a:\n- b:\n  - c\n  d: e\n- f", "-   a: 1\n    b: 2", "a: -\nb: - c",
+        # A line head seen before, then another kind of value after it.
+        "a: b\na: b c", "a: b\na: 'c'", "a: b\na: yes", "a: b\na:  c", "a: b\na: c  ", "a: b\na: c # d",
+        "a: b\na: c:d", "a: b\na: [c]", "a: b\na:", "- a: b\n- a: 1.5\n- a: 1.2.3", "x:\n  - a: b\n  - a: [c]",
+        "a: 10.0.0.1\nb: 1.2.3\nc: 1.2\nd: 1_0.5\ne: -1.2.3\nf: .1.2\ng: 1.2.3e+3",
     ],
 )
 def test_texts_read_as_pyyaml_reads_them(text):
@@ -156,3 +161,30 @@ def block_yaml(draw, depth: int = 0, column: int = 0) -> str:
 @given(st.lists(block_yaml(), min_size=1, max_size=3), st.booleans())
 def test_block_yaml_reads_as_pyyaml_reads_it(documents, leading_marker):
     check(("---\n" if leading_marker else "") + "\n---\n".join(documents))
+
+
+# Texts with two dots or more, from the characters of PyYAML's resolvers' patterns.
+_DOTTED = st.lists(st.text(st.sampled_from("0123456789._-+:eExXoObBabfinINFaANtTzZ ~<=yYnN"), max_size=6),
+                   min_size=3, max_size=5).map(".".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_DOTTED)
+def test_no_stock_resolver_matches_two_dots(text):
+    """What lets the reader skip the resolvers for `10.0.0.1` (blockyaml._STOCK_PATTERNS)."""
+    assert READER._stock
+    for resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.values():
+        for tag, pattern in resolvers:
+            assert not pattern.match(text), (tag, text)
+    check(f"a: {text}")
+
+
+def test_a_resolver_of_the_loaders_own_is_not_skipped():
+    class IPLoader(_Loader):
+        pass
+
+    IPLoader.add_implicit_resolver("tag:example,2024:ip", re.compile(r"^\d+\.\d+\.\d+\.\d+$"), list("0123456789"))
+    reader = Reader(IPLoader)
+    assert not reader._stock
+    assert reader.load_all("a: 10.0.0.1") is None  # resolved to a tag it leaves to PyYAML
+    assert READER.load_all("a: 10.0.0.1") == [{"a": "10.0.0.1"}]
