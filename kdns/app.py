@@ -161,6 +161,7 @@ class App:
                     )
                 )
                 self.metrics.add_query_counts(self.workers.totals)
+                self.metrics.add_udp_drops(self.workers.drops)
             await self._serve_api(stack, store, tls)
             if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
                 self.proxy = await stack.enter_async_context(ServiceProxy(
@@ -426,6 +427,7 @@ async def bind_dns(
                 await udp.aclose()
                 continue
             raise BindError(f"cannot listen on {_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
+        metrics.add_udp_drops(udp.drops)
         return udp, tcp
     raise AssertionError("unreachable")
 

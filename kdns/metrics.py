@@ -27,6 +27,10 @@ LATENCY_BUCKETS = (
 
 
 QueryCounts = Callable[[], Mapping[tuple[int, int], int]]
+# Datagrams a UDP server dropped, by reason: "in_flight" (a query past the cap of queries
+# being answered) and "send_buffer" (a reply the socket's send buffer had no room for).
+DropCounts = Callable[[], Mapping[str, int]]
+DROP_REASONS = ("in_flight", "send_buffer")
 
 
 class _AnsweredQueries:
@@ -49,6 +53,27 @@ class _AnsweredQueries:
         yield family
 
 
+class _DroppedDatagrams:
+    """`kdns_dns_udp_dropped_total{reason}`, summed from the UDP servers' counters at scrape."""
+
+    def __init__(self) -> None:
+        self.sources: list[DropCounts] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "kdns_dns_udp_dropped",
+            "UDP datagrams dropped: queries past the in-flight cap (in_flight), replies the "
+            "socket's send buffer had no room for (send_buffer). The client retries either.",
+            labels=("reason",),
+        )
+        totals: Tally[str] = Tally(dict.fromkeys(DROP_REASONS, 0))
+        for source in self.sources:
+            totals.update(source())
+        for reason, count in sorted(totals.items()):
+            family.add_metric([reason], count)
+        yield family
+
+
 class Metrics:
     """Every metric kdns exports; one instance per process (or per test)."""
 
@@ -56,6 +81,8 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._answered = _AnsweredQueries()
         self.registry.register(self._answered)
+        self._dropped = _DroppedDatagrams()
+        self.registry.register(self._dropped)
         self._duration = Histogram(
             "kdns_dns_request_duration_seconds",
             "Time from reading a DNS query to having its answer (a sample of the immediate "
@@ -91,6 +118,10 @@ class Metrics:
     def add_query_counts(self, totals: QueryCounts) -> None:
         """Count the answers of a wire server: `totals()` maps (qtype, rcode) to a count."""
         self._answered.sources.append(totals)
+
+    def add_udp_drops(self, drops: DropCounts) -> None:
+        """Count the drops of a UDP server: `drops()` maps a reason to a count."""
+        self._dropped.sources.append(drops)
 
     def observe_duration(self, seconds: float) -> None:
         """One timed query (the wire layer samples which)."""

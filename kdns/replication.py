@@ -183,6 +183,7 @@ class _Worker:
         self.wake = asyncio.Event()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.totals: QueryTotals = {}
+        self.drops: dict[str, int] = {}  # UDP datagrams dropped, by reason (see kdns.metrics)
 
     @property
     def name(self) -> str:
@@ -218,6 +219,7 @@ class WorkerPool:
         self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
         self._retired: Counter[tuple[int, int]] = Counter()  # counts of workers that exited
+        self._retired_drops: Counter[str] = Counter()
 
     async def __aenter__(self) -> Self:
         self._unsubscribe = self._store.subscribe(self._publish)
@@ -266,6 +268,13 @@ class WorkerPool:
             total.update(worker.totals)
         return dict(total)
 
+    def drops(self) -> dict[str, int]:
+        """Dropped UDP datagrams by reason over every worker, those that exited included."""
+        total = Counter(self._retired_drops)
+        for worker in self._workers:
+            total.update(worker.drops)
+        return dict(total)
+
     def _publish(self, events: tuple[Event, ...]) -> None:
         """Store listener: one commit, encoded once, queued for every worker."""
         # A worker's index reads each event's type and object (not `old`).
@@ -306,7 +315,8 @@ class WorkerPool:
             finally:
                 worker.queue = None
                 self._retired.update(worker.totals)
-                worker.totals = {}
+                self._retired_drops.update(worker.drops)
+                worker.totals, worker.drops = {}, {}
             if self._closing:
                 return
             if not worker.ready.done():
@@ -378,7 +388,7 @@ class WorkerPool:
                 if not worker.ready.done():
                     worker.ready.set_result(None)
             elif tag == "stats":
-                worker.totals = message[1]
+                worker.totals, worker.drops = message[1], message[3]
                 if self._observe_sync is not None:
                     for seconds in message[2]:
                         self._observe_sync(seconds)

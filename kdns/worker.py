@@ -71,7 +71,7 @@ async def run(sock: socket.socket) -> None:
             raise SystemExit(1) from None
         channel.send(("ready",))
         synced: list[float] = []  # seconds from each commit to its application here
-        reporting = loop.create_task(_report(channel, udp.stats.totals, synced))
+        reporting = loop.create_task(_report(channel, udp.stats.totals, udp.drops, synced))
         stack.callback(reporting.cancel)
         following = loop.create_task(_follow(channel, index, router, settings.zones_dir, synced))
         stopping = loop.create_task(stop.wait())
@@ -107,15 +107,19 @@ async def _follow(
 
 
 async def _report(
-    channel: Channel, totals: Callable[[], dict[tuple[int, int], int]], synced: list[float]
+    channel: Channel,
+    totals: Callable[[], dict[tuple[int, int], int]],
+    drops: Callable[[], dict[str, int]],
+    synced: list[float],
 ) -> None:
-    """Send the answer counts and sync times to the primary once a second, when they changed."""
-    last: dict[tuple[int, int], int] = {}
+    """Send the answer and drop counts and the sync times to the primary once a second,
+    when they changed."""
+    last: tuple[dict[tuple[int, int], int], dict[str, int]] = ({}, {})
     while True:
         await asyncio.sleep(STATS_INTERVAL)
-        now = totals()
+        now = totals(), drops()
         if now != last or synced:
-            channel.send(("stats", now, synced[:]))
+            channel.send(("stats", now[0], synced[:], now[1]))
             synced.clear()
             last = now
 

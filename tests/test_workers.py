@@ -163,6 +163,10 @@ def test_query_counts_of_the_workers_are_in_the_metrics(kdns_process, sockets) -
         return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith("kdns_worker_sync_seconds_count"))
 
     assert synced() == 0
+    with urllib.request.urlopen(kdns.api_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    # Summed over the primary and the worker: no drops here, but the series is there.
+    assert 'kdns_dns_udp_dropped_total{reason="in_flight"} 0.0' in text
     assert post(kdns.api_url, "/api/v1/namespaces/default/services", service("late", "10.96.0.51")) == 201
     deadline = time.monotonic() + 5
     while synced() < 1 and time.monotonic() < deadline:

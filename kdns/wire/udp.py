@@ -350,6 +350,10 @@ class UdpServer:
         """Replies dropped because the socket's send buffer was full."""
         return self._listener.unsent if self._listener else 0
 
+    def drops(self) -> dict[str, int]:
+        """Both kinds of drop, by the reason /metrics names them."""
+        return {"in_flight": self.dropped, "send_buffer": self.unsent}
+
     async def __aenter__(self) -> Self:
         sock = await _bound_socket(self.host, self.requested_port, self.reuse_port)
         try:

@@ -177,6 +177,8 @@ def test_health_readiness_and_metrics(client: Client, manifest: Path):
     assert 'kdns_registry_objects{kind="Pod"} 2.0' in text
     assert 'kdns_registry_objects{kind="Namespace"} 2.0' in text
     assert 'kdns_api_writes_total{code="201",resource="services",verb="create"} 1.0' in text
+    assert 'kdns_dns_udp_dropped_total{reason="in_flight"} 0.0' in text
+    assert 'kdns_dns_udp_dropped_total{reason="send_buffer"} 0.0' in text
 
 
 # --- Who may use the API -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dnslib import QTYPE, RR, A
 
 from kdns.cli import main
 from kdns.message import Answer, Query
+from kdns.metrics import Metrics
 from kdns.wire import mmsg
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
@@ -273,6 +274,12 @@ def test_udp_drops_beyond_the_in_flight_cap(servers: Callable[..., Servers]) -> 
         reply = dns.message.from_wire(sock.recv(65535))
         assert reply.id == first.id
     assert server.call(lambda: server.udp.dropped) == 1
+    # /metrics counts it, by reason.
+    metrics = Metrics()
+    metrics.add_udp_drops(lambda: server.call(server.udp.drops))
+    text = metrics.render()[0].decode()
+    assert 'kdns_dns_udp_dropped_total{reason="in_flight"} 1.0' in text
+    assert 'kdns_dns_udp_dropped_total{reason="send_buffer"} 0.0' in text
 
 
 def test_udp_malformed_packets_do_not_stall_others(servers: Callable[..., Servers]) -> None:
