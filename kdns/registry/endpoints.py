@@ -30,10 +30,12 @@ server's generateName, but derived from a hash, so they are reproducible.
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import count
+from operator import itemgetter
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from kdns.registry import objects
@@ -48,7 +50,6 @@ from kdns.registry.objects import (
     ObjectReference,
     Pod,
     Service,
-    selector_matches,
 )
 
 MAX_ENDPOINTS_PER_SLICE = 100  # kube-controller-manager --max-endpoints-per-slice default
@@ -56,12 +57,15 @@ HEADLESS_LABEL = "service.kubernetes.io/headless"
 _RESERVED_LABELS = (SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL)
 # The alphabet of apimachinery's rand.String (no vowels, no confusable characters).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Byte b of a hash -> _NAME_ALPHABET[b % 27], for bytes.translate.
+_NAME_TABLE = bytes(ord(_NAME_ALPHABET[b % len(_NAME_ALPHABET)]) for b in range(256))
 
 PortsKey = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per slice port
 GroupKey = tuple[str, PortsKey]  # (addressType, ports)
-# An endpoint's manifest and typed value, after the key that orders it in its slice
-# (computed once).
-Ordered = tuple[tuple[Any, str], dict[str, Any], Endpoint]
+# An endpoint to make: the key that orders it in its slice (computed once), then the pod
+# and the address. Endpoints are made only when their slice is known, already in order.
+Placed = tuple[tuple[bytes, str], Pod, str]
+_order = itemgetter(0)  # a Placed's order key
 
 
 @dataclass(slots=True)
@@ -90,28 +94,66 @@ def desired_slices(
     managed ones are reused); `taken_names` are other slice names of the namespace that
     a new slice must not take.
     """
-    namespace, name = service.meta.namespace, service.meta.name
-    existing = list(existing)
-    managed = sorted(
-        (s for s in existing if s.managed_by == CONTROLLER_NAME and s.service_name == name
-         and s.meta.namespace == namespace),
-        key=lambda s: s.meta.name,
-    )
     if not service.selector or service.type == "ExternalName":
         return []
-
+    namespace, name = service.meta.namespace, service.meta.name
+    existing = list(existing)
+    managed = [s for s in existing if s.managed_by == CONTROLLER_NAME and s.service_name == name
+               and s.meta.namespace == namespace]
     groups = _endpoints_by_group(service, pods)
+    planned: list[tuple[str | None, str, PortsKey, list[Placed]]]
+    spare: dict[str, list[str]] = {}  # addressType -> names of managed slices no longer needed
+    if managed:
+        managed.sort(key=lambda s: s.meta.name)
+        planned = _reuse(groups, managed, spare)
+    else:
+        # Nothing to reuse (every Service of a start-up): what _reuse comes to when no slice
+        # is held, i.e. each group's endpoints in order, 100 to a new slice, and no spare.
+        planned = []
+        for key in sorted(groups):
+            placed = sorted(groups[key].values(), key=_order)
+            for start in range(0, len(placed), MAX_ENDPOINTS_PER_SLICE):
+                planned.append((None, key[0], key[1], placed[start:start + MAX_ENDPOINTS_PER_SLICE]))
+    if not planned:
+        # The placeholder: a Service with no endpoints still has one (empty) slice.
+        family = service.ip_families[0] if service.ip_families else "IPv4"
+        planned.append((None, family, (), []))
+
+    # `taken_names` may be every slice name of a big namespace: look it up, never copy it.
+    # (The names planned so far are those of managed slices, which `existing` holds.)
+    taken = _Taken(taken_names, {s.meta.name for s in existing})
+    for names in spare.values():
+        names.sort()
+    slices = []
+    for slot_name, family, ports, placed in planned:
+        if slot_name is None:
+            if spare.get(family):
+                slot_name = spare[family].pop(0)
+            else:
+                slot_name = _new_name(service, family, ports, taken)
+                taken.add(slot_name)
+        slices.append(_desired(service, slot_name, family, ports, placed))
+    if len(slices) > 1:
+        slices.sort(key=lambda desired: desired.name)
+    return slices
+
+
+def _reuse(
+    groups: dict[GroupKey, dict[tuple[str, str], Placed]],
+    managed: list[EndpointSlice],
+    spare: dict[str, list[str]],
+) -> list[tuple[str | None, str, PortsKey, list[Placed]]]:
+    """The slices to write, each with its endpoints in order, keeping endpoints where the
+    `managed` slices (by name) hold them; the names of those no longer needed go to `spare`."""
     held: dict[GroupKey, list[EndpointSlice]] = {}
     for existing_slice in managed:
         held.setdefault((existing_slice.address_type, _slice_ports(existing_slice)), []).append(existing_slice)
-
-    planned: list[tuple[str | None, str, PortsKey, list[Ordered]]] = []
-    spare: dict[str, list[str]] = {}  # addressType -> names of managed slices no longer needed
+    planned: list[tuple[str | None, str, PortsKey, list[Placed]]] = []
     for key in sorted(groups):
         wanted = groups[key]
-        slots: list[tuple[str | None, list[Ordered]]] = []
+        slots: list[tuple[str | None, list[Placed]]] = []
         for current in held.pop(key, []):
-            kept: list[Ordered] = []
+            kept: list[Placed] = []
             for endpoint in current.endpoints:
                 identity = _identity(endpoint)
                 if identity in wanted and len(kept) < MAX_ENDPOINTS_PER_SLICE:
@@ -125,55 +167,49 @@ def desired_slices(
                 rest = rest[room:]
         for start in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE):
             slots.append((None, rest[start:start + MAX_ENDPOINTS_PER_SLICE]))
-        for slot_name, endpoints in slots:
-            if endpoints:
-                planned.append((slot_name, key[0], key[1], endpoints))
+        for slot_name, placed in slots:
+            if placed:
+                planned.append((slot_name, key[0], key[1], sorted(placed, key=_order)))
             elif slot_name is not None:
                 spare.setdefault(key[0], []).append(slot_name)
     for leftovers in held.values():
         for leftover in leftovers:
             spare.setdefault(leftover.address_type, []).append(leftover.meta.name)
-    if not planned:
-        # The placeholder: a Service with no endpoints still has one (empty) slice.
-        family = service.ip_families[0] if service.ip_families else "IPv4"
-        planned.append((None, family, (), []))
-
-    # `taken_names` may be every slice name of a big namespace: look it up, never copy it.
-    taken = _Taken(taken_names, {s.meta.name for s in existing} | {p[0] for p in planned if p[0]})
-    for names in spare.values():
-        names.sort()
-    slices = []
-    for slot_name, family, ports, endpoints in planned:
-        if slot_name is None:
-            if spare.get(family):
-                slot_name = spare[family].pop(0)
-            else:
-                slot_name = _new_name(service, family, ports, taken)
-                taken.add(slot_name)
-        slices.append(_desired(service, slot_name, family, ports, endpoints))
-    slices.sort(key=lambda desired: desired.name)
-    return slices
+    return planned
 
 
-def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], Ordered]]:
+def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey, dict[tuple[str, str], Placed]]:
+    """Each selected pod's addresses, by slice group and then by (pod name, address)."""
     families = service.ip_families or ("IPv4",)
-    namespace = service.meta.namespace
+    namespace, selector = service.meta.namespace, service.selector.items()
     # Numbered target ports are the same on every pod: resolved once, not per pod.
     same_ports = None
     if not any(isinstance(port.target_port, str) for port in service.ports):
         same_ports = tuple((port.name, port.target_port, port.protocol) for port in service.ports)
-    groups: dict[GroupKey, dict[tuple[str, str], Ordered]] = {}
+    groups: dict[GroupKey, dict[tuple[str, str], Placed]] = {}
+    group_family = group_ports = None  # the key of `group`, the group last added to
+    group: dict[tuple[str, str], Placed] = {}
     for pod in pods:
-        if pod.meta.namespace != namespace or not selector_matches(service.selector, pod.meta.labels):
+        meta = pod.meta
+        # The selector again (any pods may be given). Its values are strings, so this is
+        # selector_matches; the subset test of the items is quicker than the call.
+        if meta.namespace != namespace or not selector <= meta.labels.items():
             continue
         if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
             continue
         ports = same_ports if same_ports is not None else _resolve_ports(service, pod)
+        pod_name = meta.name
         for ip in pod.pod_ips:
-            family = "IPv6" if ":" in ip else "IPv4"
+            family, address_family = ("IPv6", AF_INET6) if ":" in ip else ("IPv4", AF_INET)
             if family in families:
-                order = (_address_order(ip), pod.meta.name)
-                groups.setdefault((family, ports), {})[(pod.meta.name, ip)] = (order, *_endpoint(service, pod, ip))
+                # Addresses mostly go to the group the last one went to; hashing the ports
+                # to look the group up for each would be a tenth of this loop.
+                if family is not group_family or ports is not group_ports:
+                    group_family, group_ports = family, ports
+                    group = groups.setdefault((family, ports), {})
+                # Numeric address order (one family per slice), then pod name: the packed
+                # address sorts numerically, and pod IPs are valid addresses.
+                group[(pod_name, ip)] = ((inet_pton(address_family, ip), pod_name), pod, ip)
     return groups
 
 
@@ -194,48 +230,46 @@ def _resolve_ports(service: Service, pod: Pod) -> PortsKey:
     return tuple(resolved)
 
 
-def _endpoint(service: Service, pod: Pod, ip: str) -> tuple[dict[str, Any], Endpoint]:
-    """The endpoint of `pod` at `ip`: its manifest, and the Endpoint parsing it gives."""
-    serving = pod.ready
-    terminating = pod.meta.deletion_timestamp is not None
-    # "ready" is never true for a terminating pod, unless the service publishes not-ready
-    # addresses (k8s.io/endpointslice util podToEndpoint).
-    ready = service.publish_not_ready_addresses or (serving and not terminating)
-    endpoint: dict[str, Any] = {
-        "addresses": [ip],
-        "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
-    }
-    # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
-    hostname = pod.hostname if pod.hostname and pod.subdomain == service.meta.name else ""
-    if hostname:
-        endpoint["hostname"] = hostname
-    if pod.node_name:
-        endpoint["nodeName"] = pod.node_name
-    meta = pod.meta
-    endpoint["targetRef"] = {"kind": "Pod", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid}
-    value = Endpoint(
-        (ip,),
-        ENDPOINT_CONDITIONS[(ready, serving, terminating)],
-        hostname,
-        pod.node_name,
-        ObjectReference("Pod", meta.namespace, meta.name, meta.uid),
-    )
-    return endpoint, value
+def _endpoints(service: Service, placed: list[Placed]) -> tuple[list[dict[str, Any]], tuple[Endpoint, ...]]:
+    """The endpoint of each pod at its address: the manifests, and the Endpoints parsing
+    them gives. (One loop for a slice, not a call per endpoint: a big load makes 100,000.)"""
+    publish_not_ready = service.publish_not_ready_addresses
+    service_name = service.meta.name
+    manifests: list[dict[str, Any]] = []
+    values: list[Endpoint] = []
+    for _, pod, ip in placed:
+        meta = pod.meta
+        serving = pod.ready
+        terminating = meta.deletion_timestamp is not None
+        # "ready" is never true for a terminating pod, unless the service publishes not-ready
+        # addresses (k8s.io/endpointslice util podToEndpoint).
+        ready = publish_not_ready or (serving and not terminating)
+        endpoint: dict[str, Any] = {
+            "addresses": [ip],
+            "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
+        }
+        # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
+        hostname = pod.hostname if pod.hostname and pod.subdomain == service_name else ""
+        if hostname:
+            endpoint["hostname"] = hostname
+        node_name = pod.node_name
+        if node_name:
+            endpoint["nodeName"] = node_name
+        endpoint["targetRef"] = {"kind": "Pod", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid}
+        manifests.append(endpoint)
+        values.append(Endpoint(
+            (ip,),
+            ENDPOINT_CONDITIONS[(ready, serving, terminating)],
+            hostname,
+            node_name,
+            ObjectReference("Pod", meta.namespace, meta.name, meta.uid),
+        ))
+    return manifests, tuple(values)
 
 
 def _identity(endpoint: Endpoint) -> tuple[str, str]:
     name = endpoint.target_ref.name if endpoint.target_ref is not None else ""
     return name, endpoint.addresses[0] if endpoint.addresses else ""
-
-
-def _address_order(ip: str) -> bytes:
-    """Numeric address order (there is one family per slice); endpoints go in this order,
-    then by pod name. The packed address sorts numerically; pod IPs are valid addresses."""
-    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-
-
-def _order(endpoint: Ordered) -> tuple[Any, str]:
-    return endpoint[0]
 
 
 def _slice_ports(endpoint_slice: EndpointSlice) -> PortsKey:
@@ -257,21 +291,24 @@ class _Taken:
 
 def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> str:
     for attempt in count():
-        seed = f"{service.meta.namespace}/{service.meta.name}/{family}/{ports}/{attempt}"
+        seed = f"{service.meta.namespace}/{service.meta.name}/{family}/{_ports_text(ports)}/{attempt}"
         digest = hashlib.sha256(seed.encode()).digest()
-        name = f"{service.meta.name}-" + "".join(_NAME_ALPHABET[b % len(_NAME_ALPHABET)] for b in digest[:5])
+        name = f"{service.meta.name}-" + digest[:5].translate(_NAME_TABLE).decode()
         if name not in taken:
             return name
     raise AssertionError("unreachable")
 
 
-def _desired(service: Service, name: str, family: str, ports: PortsKey, endpoints: list[Ordered]) -> DesiredSlice:
-    endpoints = sorted(endpoints, key=_order)
-    labels = {k: v for k, v in service.meta.labels.items() if k not in _RESERVED_LABELS}
+def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: list[Placed]) -> DesiredSlice:
+    """The slice `name` holding the endpoints `placed` (in their order)."""
+    labels = dict(service.meta.labels)
+    for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
+        labels.pop(reserved, None)
     labels[SERVICE_NAME_LABEL] = service.meta.name
     labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
     if service.headless:
         labels[HEADLESS_LABEL] = ""
+    endpoint_manifests, endpoint_values = _endpoints(service, placed)
     manifest = {
         "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
         "kind": objects.ENDPOINT_SLICE,
@@ -290,12 +327,26 @@ def _desired(service: Service, name: str, family: str, ports: PortsKey, endpoint
             }],
         },
         "addressType": family,
-        "endpoints": [endpoint for _, endpoint, _ in endpoints],
+        "endpoints": endpoint_manifests,
         "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
     }
     fields = {
         "address_type": family,
-        "endpoints": tuple(value for _, _, value in endpoints),
-        "ports": tuple(EndpointPort(n, p, proto) for n, p, proto in ports),
+        "endpoints": endpoint_values,
+        "ports": _port_values(ports),
     }
     return DesiredSlice(manifest, fields)
+
+
+@lru_cache(maxsize=1024)
+def _ports_text(ports: PortsKey) -> str:
+    """str(ports), for the seed of a new name (kept: it is a third of making one)."""
+    return str(ports)
+
+
+@lru_cache(maxsize=1024)
+def _port_values(ports: PortsKey) -> tuple[EndpointPort, ...]:
+    """A slice's typed ports. Kept, for slices to share (EndpointPort is frozen): making one
+    costs more than a whole endpoint, and most Services of a cluster have one of a few port
+    lists."""
+    return tuple([EndpointPort(n, p, proto) for n, p, proto in ports])
