@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kdns.authority.names import IPAddress, ancestors, dashed, target_name
 from kdns.config import Settings
+from kdns.registry.addresses import dotted_quad
 from kdns.registry.objects import (
     DELETED,
     ENDPOINT_SLICE,
@@ -131,27 +131,11 @@ class _SliceRecord:
 
 _Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
 _IPv4 = ipaddress.IPv4Address
-_inet_aton, _inet_ntoa = socket.inet_aton, socket.inet_ntoa
-
-
-def _dotted_quad(text: str) -> bytes | None:
-    """The packed address `text` spells as a dotted quad (the common case); None for
-    anything else, which may still be an address for ipaddress to read.
-
-    inet_aton reads more than ipaddress does (`1.2`, `010.0.0.1` in octal, `0x7f.0.0.1`,
-    `1.2.3.4 and more`), but inet_ntoa writes the one spelling ipaddress takes (decimal
-    octets, no leading zeros): what reads back as written is that. Both in C, a quarter
-    of the time ipaddress takes, which 100,000 pods and their endpoints notice."""
-    try:
-        packed = _inet_aton(text)
-    except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate
-        return None
-    return packed if _inet_ntoa(packed) == text else None
 
 
 def _packed(text: str) -> bytes | None:
     """_address(text).packed, None for no address."""
-    packed = _dotted_quad(text)
+    packed = dotted_quad(text)
     if packed is not None:
         return packed
     ip = _other_address(text)
@@ -165,7 +149,7 @@ def _read(text: str) -> _Read | None:
     Not remembered between a pod and its endpoints: reading a dotted quad costs less
     than a look-up in a table of every address of a big cluster (memory it has to wait
     for), and a pod needs only the packed form (_packed)."""
-    packed = _dotted_quad(text)
+    packed = dotted_quad(text)
     if packed is not None:
         # dashed(ip) without writing the address out again: the text is canonical.
         return _IPv4(int.from_bytes(packed, "big")), packed, text.replace(".", "-")
@@ -175,7 +159,7 @@ def _read(text: str) -> _Read | None:
 
 def _address(text: str) -> IPAddress | None:
     """ipaddress.ip_address(text), None for no address."""
-    packed = _dotted_quad(text)
+    packed = dotted_quad(text)
     if packed is not None:
         return _IPv4(int.from_bytes(packed, "big"))
     return _other_address(text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
+from kdns.registry.addresses import dotted_quad, ipv4_text
 from kdns.registry.errors import RegistryError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -131,6 +132,7 @@ class ClusterIPAllocator(_Journaled):
         self._networks: dict[str, IPNetwork] = {}
         self._pools: dict[str, _Pool] = {}
         self._outside: set[IPAddress] = set()
+        self._ipv4: _Pool | None = None  # self._pools["IPv4"], for dotted quads
         for network in networks:
             network = ipaddress.ip_network(network) if isinstance(network, str) else network
             family = f"IPv{network.version}"
@@ -142,11 +144,13 @@ class ClusterIPAllocator(_Journaled):
                 raise AllocationError(f"service CIDR {network}: too small to allocate from")
             self._networks[family] = network
             self._pools[family] = _Pool(base + 1, last, _static_band(network.num_addresses, 16, 256, 16))
+        self._ipv4 = self._pools.get("IPv4")
+        self._families = tuple(self._networks)
 
     @property
     def families(self) -> tuple[str, ...]:
         """The configured families, primary first."""
-        return tuple(self._networks)
+        return self._families
 
     def network(self, family: str) -> IPNetwork | None:
         return self._networks.get(family)
@@ -160,10 +164,22 @@ class ClusterIPAllocator(_Journaled):
         if value is None:
             raise RangeFull(f"range is full: {self._networks[family]}")
         self._take(pool, value, advance=True)
+        if family == "IPv4":
+            return ipv4_text(value)
         return str(ipaddress.ip_address(value))
 
     def reserve(self, ip: str) -> str:
         """Mark an explicit address used; returns it in canonical form."""
+        pool = self._ipv4
+        if pool is not None:
+            quad = _dotted_quad(ip)
+            if quad is not None and pool.first <= quad[0] <= pool.last:
+                # The common case, without ipaddress (which is slow); as below.
+                value, text = quad
+                if value in pool.used:
+                    raise AlreadyAllocated("provided IP is already allocated")
+                self._take(pool, value, advance=False)
+                return text
         address = _address(ip)
         pool = self._pool_for(address)
         if pool is not None:
@@ -179,6 +195,13 @@ class ClusterIPAllocator(_Journaled):
 
     def release(self, ip: str) -> None:
         """Free an address; freeing a free address does nothing."""
+        pool = self._ipv4
+        if pool is not None:
+            quad = _dotted_quad(ip)
+            if quad is not None and pool.first <= quad[0] <= pool.last:
+                if quad[0] in pool.used:
+                    self._give(pool, quad[0])
+                return
         address = _address(ip)
         pool = self._pool_for(address)
         if pool is not None:
@@ -196,6 +219,13 @@ class ClusterIPAllocator(_Journaled):
     def _pool_for(self, address: IPAddress) -> _Pool | None:
         pool = self._pools.get(f"IPv{address.version}")
         return pool if pool is not None and int(address) in pool else None
+
+
+def _dotted_quad(ip: str) -> tuple[int, str] | None:
+    """The value and the (canonical) text of an IPv4 address written as ipaddress writes
+    it, or None for anything else, which ipaddress may still read."""
+    packed = dotted_quad(ip)
+    return None if packed is None else (int.from_bytes(packed, "big"), ip)
 
 
 def _address(ip: str) -> IPAddress:

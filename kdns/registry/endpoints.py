@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import count
 from operator import itemgetter
-from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from kdns.registry import objects
+from kdns.registry.addresses import packed
 from kdns.registry.objects import (
     CONTROLLER_NAME,
     ENDPOINT_CONDITIONS,
@@ -200,7 +200,7 @@ def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey,
         ports = same_ports if same_ports is not None else _resolve_ports(service, pod)
         pod_name = meta.name
         for ip in pod.pod_ips:
-            family, address_family = ("IPv6", AF_INET6) if ":" in ip else ("IPv4", AF_INET)
+            family = "IPv6" if ":" in ip else "IPv4"
             if family in families:
                 # Addresses mostly go to the group the last one went to; hashing the ports
                 # to look the group up for each would be a tenth of this loop.
@@ -209,7 +209,7 @@ def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey,
                     group = groups.setdefault((family, ports), {})
                 # Numeric address order (one family per slice), then pod name: the packed
                 # address sorts numerically, and pod IPs are valid addresses.
-                group[(pod_name, ip)] = ((inet_pton(address_family, ip), pod_name), pod, ip)
+                group[(pod_name, ip)] = ((packed(ip), pod_name), pod, ip)
     return groups
 
 
