@@ -267,11 +267,15 @@ def _service_defaults(body: dict[str, Any]) -> None:
         spec["externalTrafficPolicy"] = "Cluster"
     if kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
         spec["allocateLoadBalancerNodePorts"] = True
-    for port in _dicts(spec.get("ports")):
-        if not port.get("protocol"):
-            port["protocol"] = "TCP"
-        if port.get("targetPort") in (None, 0, "") and isinstance(port.get("port"), int):
-            port["targetPort"] = port["port"]
+    ports = spec.get("ports")
+    if isinstance(ports, list):
+        for port in ports:
+            if not isinstance(port, dict):
+                continue  # (validation says what is wrong with it)
+            if not port.get("protocol"):
+                port["protocol"] = "TCP"
+            if port.get("targetPort") in (None, 0, "") and isinstance(port.get("port"), int):
+                port["targetPort"] = port["port"]
 
 
 def _pod_defaults(body: dict[str, Any]) -> None:
@@ -343,7 +347,9 @@ def _service(body: dict[str, Any], old: Service | None, context: Context) -> Ser
         cluster_ips = list(spec.get("clusterIPs") or [])
 
     checked = manifests.parse(body, objects.SERVICE)  # validation, before anything is allocated
-    allocations = _allocations(spec)
+    # What allocation may write: the cluster IPs, which _allocate_cluster_ips replaces
+    # (their list is not changed in place), and node ports, which _allocate_node_ports reports.
+    ip_before, ips_before = spec.get("clusterIP"), spec.get("clusterIPs")
 
     if needs_ips and had_ips:
         causes = _cluster_ip_changes(list(old_spec.get("clusterIPs") or []), cluster_ips, spec.get("ipFamilyPolicy"))
@@ -355,32 +361,37 @@ def _service(body: dict[str, Any], old: Service | None, context: Context) -> Ser
         new_ips = _allocate_cluster_ips(spec, cluster_ips, old_ips, context, name)
     for ip in old_ips - new_ips:
         context.cluster_ips.release(ip)
-    _allocate_node_ports(spec, old, context, name)
+    wrote_node_ports = _allocate_node_ports(spec, old, context, name)
     # parse reads the body alone, and nothing admission writes later (metadata.generation)
     # is a typed field: a body whose allocations are as they were reads the same again.
-    return checked if _allocations(spec) == allocations else None  # type: ignore[return-value]
-
-
-def _allocations(spec: dict[str, Any]) -> tuple[Any, ...]:
-    """What allocation writes into a (well formed) spec: cluster IPs and node ports."""
-    return spec.get("clusterIP"), list(spec.get("clusterIPs") or []), [p.get("nodePort") for p in spec.get("ports") or []]
+    unchanged = (
+        not wrote_node_ports
+        and spec.get("clusterIP") == ip_before
+        and list(spec.get("clusterIPs") or []) == list(ips_before or [])
+    )
+    return checked if unchanged else None  # type: ignore[return-value]
 
 
 def _well_formed(spec: dict[str, Any]) -> bool:
-    """The fields allocation reads have the right shapes (else validation says why)."""
-    cluster_ips = spec.get("clusterIPs")
-    families = spec.get("ipFamilies")
-    return (
-        isinstance(spec.get("clusterIP") or "", str)
-        and isinstance(cluster_ips or [], list)
-        and all(isinstance(ip, str) for ip in cluster_ips or [])
-        and isinstance(families or [], list)
-        and all(isinstance(f, str) for f in families or [])
-        and isinstance(spec.get("ipFamilyPolicy") or "", str)
-        and isinstance(spec.get("ports") or [], list)
-        and all(isinstance(p, dict) for p in spec.get("ports") or [])
-        and isinstance(spec.get("selector") or {}, dict)
-    )
+    """The fields allocation reads have the right shapes (else validation says why). A
+    falsy value of any type counts as absent."""
+    for key, kind in _SCALAR_SHAPES:
+        value = spec.get(key)
+        if value and not isinstance(value, kind):
+            return False
+    for key, kind in _LIST_SHAPES:
+        value = spec.get(key)
+        if value:
+            if not isinstance(value, list):
+                return False
+            for item in value:  # (a loop, not all(): this runs for every Service of a load)
+                if not isinstance(item, kind):
+                    return False
+    return True
+
+
+_SCALAR_SHAPES = (("clusterIP", str), ("ipFamilyPolicy", str), ("selector", dict))
+_LIST_SHAPES = (("clusterIPs", str), ("ipFamilies", str), ("ports", dict))
 
 
 def _carry_over(
@@ -451,7 +462,7 @@ def _ip_families(
             cluster_ips = cluster_ips[:1]
         if len(families) > 1 and families == list(old_spec.get("ipFamilies") or []):
             families = families[:1]
-    headless = cluster_ips[:1] == [CLUSTER_IP_NONE]
+    headless = bool(cluster_ips) and cluster_ips[0] == CLUSTER_IP_NONE
     given = [manifests.ip_family(ip) for ip in cluster_ips if ip != CLUSTER_IP_NONE]
     if None in given:
         return  # validation reports the address
@@ -533,10 +544,10 @@ def _needs_node_ports(spec: Mapping[str, Any]) -> bool:
     return kind == "NodePort" or (kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
 
 
-def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Context, name: str) -> None:
+def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Context, name: str) -> bool:
     """Every port of a NodePort or LoadBalancer service gets a node port; a requested one
     is honoured when free. Ports of one number (TCP and UDP 53) share a node port, as
-    kube-apiserver's initNodePorts does."""
+    kube-apiserver's initNodePorts does. Returns whether it wrote one into `spec`."""
     allocator = context.node_ports
     ports = spec.get("ports") or []
     held = {p.node_port for p in old.ports if p.node_port} if old is not None else set()
@@ -553,6 +564,7 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
                 raise Invalid(objects.SERVICE, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
         used.add(node_port)
         by_number.setdefault(port["port"], node_port)
+    wrote = False
     if _needs_node_ports(spec):
         for port in ports:
             if port.get("nodePort"):
@@ -566,5 +578,7 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
                 by_number[port["port"]] = node_port
             port["nodePort"] = node_port
             used.add(node_port)
+            wrote = True
     for node_port in held - used:
         allocator.release(node_port)
+    return wrote

@@ -693,23 +693,41 @@ def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dic
 
 def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
     """pkg/apis/core/validation ValidateService, for the fields DNS and the controllers read."""
-    spec = check.mapping(doc.get("spec"), "spec")
-    kind = check.enum(spec.get("type"), "spec.type", objects.SERVICE_TYPES) or "ClusterIP"
+    # A value of the expected type (and one of the choices) is taken as is; the checker
+    # reads any other, saying what is wrong with it.
+    spec = doc.get("spec")
+    if type(spec) is not dict:
+        spec = check.mapping(spec, "spec")
+    kind = spec.get("type")
+    if type(kind) is not str or kind not in objects.SERVICE_TYPES:
+        kind = check.enum(kind, "spec.type", objects.SERVICE_TYPES) or "ClusterIP"
     external = kind == "ExternalName"
 
     # Cluster IPs: spec.clusterIP is spec.clusterIPs[0]; "None" means headless; "" means
     # not yet allocated (admission allocates before the object is stored).
-    cluster_ip = check.string(spec.get("clusterIP"), "spec.clusterIP")
-    cluster_ips = [check.string(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(
-        check.sequence(spec.get("clusterIPs"), "spec.clusterIPs"))]
+    cluster_ip = spec.get("clusterIP")
+    if type(cluster_ip) is not str:
+        cluster_ip = check.string(cluster_ip, "spec.clusterIP")
+    cluster_ips = spec.get("clusterIPs")
+    cluster_ips = list(cluster_ips if type(cluster_ips) is list else check.sequence(cluster_ips, "spec.clusterIPs"))
+    for ip in cluster_ips:
+        if type(ip) is not str:  # (the paths are written only for a problem)
+            cluster_ips = [check.string(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(cluster_ips)]
+            break
     if not cluster_ips and cluster_ip:
         cluster_ips = [cluster_ip]
     elif cluster_ips and cluster_ip and cluster_ips[0] != cluster_ip:
         check.add(invalid("spec.clusterIPs", cluster_ips, "first value must match `clusterIP`"))
     headless = cluster_ips[:1] == [CLUSTER_IP_NONE]
-    ip_families = [check.enum(f, f"spec.ipFamilies[{i}]", IP_FAMILIES) for i, f in enumerate(
-        check.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))]
-    policy = check.enum(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", IP_FAMILY_POLICIES)
+    ip_families = spec.get("ipFamilies")
+    ip_families = list(ip_families if type(ip_families) is list else check.sequence(ip_families, "spec.ipFamilies"))
+    for family in ip_families:
+        if type(family) is not str or (family and family not in IP_FAMILIES):
+            ip_families = [check.enum(f, f"spec.ipFamilies[{i}]", IP_FAMILIES) for i, f in enumerate(ip_families)]
+            break
+    policy = spec.get("ipFamilyPolicy")
+    if type(policy) is not str or policy not in IP_FAMILY_POLICIES:
+        policy = check.enum(policy, "spec.ipFamilyPolicy", IP_FAMILY_POLICIES)
     if external:
         if cluster_ips:
             check.add(forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
@@ -736,64 +754,97 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
             check.add(invalid("spec.clusterIPs", cluster_ips, "may specify no more than one IP for each IP family"))
         if len(ip_families) > 2:
             check.add(invalid("spec.ipFamilies", ip_families, "may only hold up to 2 values"))
-        for i, family in enumerate(ip_families):
-            if family in ip_families[:i]:
-                check.add(duplicate(f"spec.ipFamilies[{i}]", family))
+        for i in range(1, len(ip_families)):
+            if ip_families[i] in ip_families[:i]:
+                check.add(duplicate(f"spec.ipFamilies[{i}]", ip_families[i]))
         if policy == "SingleStack" and (len(ip_families) > 1 or len(families_seen) > 1):
             check.add(invalid("spec.ipFamilyPolicy", policy,
                               "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"))
 
     # Ports.
-    raw_ports = check.sequence(spec.get("ports"), "spec.ports")
+    raw_ports = spec.get("ports")
+    if type(raw_ports) is not list:
+        raw_ports = check.sequence(raw_ports, "spec.ports")
     if not raw_ports and not headless and not external:
         check.add(required("spec.ports"))
     ports: list[ServicePort] = []
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()
     node_ports: set[tuple[int, str]] = set()
+    # The paths of the messages are written only for a problem: most ports have none.
+    # Each value of the expected type and range is taken as is; any other goes through
+    # the checker, which says what is wrong with it (in the same order as ever).
     for i, raw in enumerate(raw_ports):
-        path = f"spec.ports[{i}]"
-        item = check.mapping(raw, path)
-        name = check.string(item.get("name"), f"{path}.name")
-        if not name and len(raw_ports) > 1:
-            check.add(required(f"{path}.name"))
-        elif name:
-            check.messages(f"{path}.name", name, dns1123_label(name))
+        item = raw if type(raw) is dict else check.mapping(raw, f"spec.ports[{i}]")
+        name = item.get("name")
+        if type(name) is not str:
+            name = check.string(name, f"spec.ports[{i}].name")
+        if not name:
+            if len(raw_ports) > 1:
+                check.add(required(f"spec.ports[{i}].name"))
+        else:
+            problems = dns1123_label(name)
+            if problems:
+                check.messages(f"spec.ports[{i}].name", name, problems)
             if name in names:
-                check.add(duplicate(f"{path}.name", name))
+                check.add(duplicate(f"spec.ports[{i}].name", name))
             names.add(name)
-        port = check.port(item.get("port", 0), f"{path}.port")  # absent is Go's 0
-        protocol = check.string(item.get("protocol"), f"{path}.protocol")
+        port = item.get("port", 0)  # absent is Go's 0
+        if type(port) is not int or not 1 <= port <= 65535:
+            port = check.port(port, f"spec.ports[{i}].port")
+        protocol = item.get("protocol")
+        if type(protocol) is not str:
+            protocol = check.string(protocol, f"spec.ports[{i}].protocol")
         if not protocol:
-            check.add(required(f"{path}.protocol"))
+            check.add(required(f"spec.ports[{i}].protocol"))
         elif protocol not in objects.PROTOCOLS:
-            check.add(unsupported(f"{path}.protocol", protocol, objects.PROTOCOLS))
-        target = _target_port(item.get("targetPort"), f"{path}.targetPort", check)
-        node_port = check.integer(item.get("nodePort"), f"{path}.nodePort") or None
+            check.add(unsupported(f"spec.ports[{i}].protocol", protocol, objects.PROTOCOLS))
+        target = item.get("targetPort")
+        if target is not None and not (
+            (type(target) is int and 1 <= target <= 65535) or (type(target) is str and not port_name(target))
+        ):
+            target = _target_port(target, f"spec.ports[{i}].targetPort", check)
+        node_port = item.get("nodePort")
+        if node_port is not None:
+            node_port = (node_port if type(node_port) is int else check.integer(node_port, f"spec.ports[{i}].nodePort")) or None
         if node_port is not None:
             if kind in ("ClusterIP", "ExternalName"):
-                check.add(forbidden(f"{path}.nodePort", f"may not be used when `type` is '{kind}'"))
+                check.add(forbidden(f"spec.ports[{i}].nodePort", f"may not be used when `type` is '{kind}'"))
             elif not 1 <= node_port <= 65535:
-                check.add(invalid(f"{path}.nodePort", node_port, PORT_RANGE_ERROR))
+                check.add(invalid(f"spec.ports[{i}].nodePort", node_port, PORT_RANGE_ERROR))
             elif (node_port, protocol) in node_ports:
-                check.add(duplicate(f"{path}.nodePort", node_port))
+                check.add(duplicate(f"spec.ports[{i}].nodePort", node_port))
             node_ports.add((node_port, protocol))
         if port is not None and protocol:
             if (port, protocol) in seen:
-                check.add(duplicate(path, {"port": port, "protocol": protocol}))
+                check.add(duplicate(f"spec.ports[{i}]", {"port": port, "protocol": protocol}))
             seen.add((port, protocol))
         ports.append(ServicePort(name, protocol or "TCP", port or 0,
                                  target if target is not None else (port or 0), node_port))
 
-    selector = check.labels(spec.get("selector"), "spec.selector")
-    check.enum(spec.get("sessionAffinity"), "spec.sessionAffinity", SESSION_AFFINITIES)
-    check.enum(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
-    if check.enum(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", TRAFFIC_POLICIES) and kind not in (
+    selector = spec.get("selector")
+    if type(selector) is dict:
+        for key, text in selector.items():  # as check.labels reads them, until a problem
+            if type(key) is not str or type(text) is not str or qualified_name(key) or label_value(text):
+                selector = check.labels(selector, "spec.selector")
+                break
+    else:
+        selector = check.labels(selector, "spec.selector")
+    value = spec.get("sessionAffinity")
+    if value is not None and (type(value) is not str or value not in SESSION_AFFINITIES):
+        check.enum(value, "spec.sessionAffinity", SESSION_AFFINITIES)
+    value = spec.get("internalTrafficPolicy")
+    if value is not None and (type(value) is not str or value not in TRAFFIC_POLICIES):
+        check.enum(value, "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
+    value = spec.get("externalTrafficPolicy")
+    if value is not None and check.enum(value, "spec.externalTrafficPolicy", TRAFFIC_POLICIES) and kind not in (
         "NodePort", "LoadBalancer"
     ):
-        check.add(invalid("spec.externalTrafficPolicy", spec.get("externalTrafficPolicy"),
+        check.add(invalid("spec.externalTrafficPolicy", value,
                           "may only be set when `type` is 'NodePort' or 'LoadBalancer'"))
-    publish = check.boolean(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses")
+    publish = spec.get("publishNotReadyAddresses")
+    if publish is not None and type(publish) is not bool:
+        publish = check.boolean(publish, "spec.publishNotReadyAddresses")
 
     external_name: str | None = None
     if external:
@@ -807,13 +858,13 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
 
     return {
         "type": kind,
-        "cluster_ips": () if headless or external else tuple(ip for ip in cluster_ips if ip),
+        "cluster_ips": () if headless or external else tuple([ip for ip in cluster_ips if ip]),
         "headless": headless and not external,
         "ports": tuple(ports),
         "selector": selector,
         "external_name": external_name,
         "publish_not_ready_addresses": bool(publish),
-        "ip_families": () if external else tuple(f for f in ip_families if f),
+        "ip_families": () if external else tuple([f for f in ip_families if f]),
     }
 
 

@@ -219,3 +219,32 @@ def test_cluster_ips_are_never_handed_out_twice(operations, random):
             assert ip not in held
             held.append(ip)
     assert all(allocator.is_allocated(ip) for ip in held)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.tuples(*[st.integers(0, 300)] * 4).map(lambda o: ".".join(map(str, o))),
+    st.sampled_from([
+        "10.96.0.10", "010.96.0.10", "10.96.0.010", "10.96.10", "10.96.0.10 ", " 10.96.0.10", "0x0a.96.0.10",
+        "10.96.0.10\x00", "10.96.0.1.0", "10.96.0.", "", "1", "10.96.0.0", "10.111.255.255", "10.112.0.0",
+        "172.20.0.10", "::ffff:10.96.0.10", "fd00::10", "10.96.0.\u0661", "10.96.0.\ud800",
+    ]),
+))
+def test_reserve_reads_addresses_as_ipaddress_does(text):
+    """Dotted quads take a path without ipaddress: every spelling still reads as ipaddress
+    reads it, is refused with the same message, and is held once."""
+    allocator = ClusterIPAllocator(["10.96.0.0/12", "fd00:10:96::/112"])
+    try:
+        canonical = str(ipaddress.ip_address(text))
+    except ValueError:
+        with pytest.raises(AllocationError) as caught:
+            allocator.reserve(text)
+        assert str(caught.value) == f"{text!r} is not an IP address"
+        return
+    assert allocator.reserve(text) == canonical
+    assert allocator.is_allocated(canonical)
+    with pytest.raises(AlreadyAllocated):
+        allocator.reserve(canonical)
+    allocator.release(text)
+    assert not allocator.is_allocated(canonical)
+    assert allocator.reserve(canonical) == canonical

@@ -654,3 +654,48 @@ def test_endpoint_slice_with_too_many_endpoints():
 def test_ip_family(text, family):
     """Addresses are read as ipaddress reads them, with no zone index and no leading zeros."""
     assert manifests.ip_family(text) == family
+
+
+def test_service_problems_are_listed_in_order_with_their_paths():
+    """Values of the expected types are read without the checker (paths are written only
+    for a problem); every problem is still reported, in the order the fields are read."""
+    document = {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "type": "ClusterIP", "clusterIPs": ["10.96.0.10", 5], "ipFamilies": ["IPv4", "IPv5", "IPv4"],
+            "selector": {"app": "web", "bad key!": "x"},
+            "ports": [
+                {"port": 80}, 5,
+                {"name": "Bad_Name", "protocol": "tcp", "port": 0, "targetPort": "Bad_Name", "nodePort": 30000},
+                {"name": "dns", "protocol": "UDP", "port": True, "targetPort": True, "nodePort": "30001"},
+                {"name": "dns", "protocol": "UDP", "port": 53}, {"name": "dns2", "protocol": "UDP", "port": 53},
+            ],
+        },
+    }
+    with pytest.raises(Invalid) as caught:
+        from_manifest(document)
+    assert [(path, message.split(":")[0]) for path, message in caught.value.causes] == [
+        ("spec.clusterIPs[1]", "Invalid value"),
+        ("spec.ipFamilies[1]", "Unsupported value"),
+        ("spec.ipFamilies", "Invalid value"),
+        ("spec.ipFamilies[2]", "Duplicate value"),
+        ("spec.ports[0].name", "Required value"),
+        ("spec.ports[0].protocol", "Required value"),
+        ("spec.ports[1]", "Invalid value"),
+        ("spec.ports[1].name", "Required value"),
+        ("spec.ports[1].port", "Invalid value"),
+        ("spec.ports[1].protocol", "Required value"),
+        ("spec.ports[2].name", "Invalid value"),
+        ("spec.ports[2].port", "Invalid value"),
+        ("spec.ports[2].protocol", "Unsupported value"),
+        ("spec.ports[2].targetPort", "Invalid value"),
+        ("spec.ports[2].nodePort", "Forbidden"),
+        ("spec.ports[3].port", "Invalid value"),
+        ("spec.ports[3].targetPort", "Invalid value"),
+        ("spec.ports[3].nodePort", "Invalid value"),
+        ("spec.ports[4].name", "Duplicate value"),
+        ("spec.ports[5]", "Duplicate value"),
+        ("spec.selector", "Invalid value"),
+    ]
+    assert caught.value.causes[15] == ("spec.ports[3].port", "Invalid value: true: must be an integer")
+    assert caught.value.causes[19] == ("spec.ports[5]", 'Duplicate value: {"port": 53, "protocol": "UDP"}')
