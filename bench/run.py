@@ -71,6 +71,10 @@ CHANGE_LOAD = 20000
 # --workers for the change test run with workers, and the sockets (source ports) that
 # ask, so that every process of the SO_REUSEPORT group is asked.
 CHANGE_WORKERS = 2
+# The --workers cost and load-share test: processes, and dnsperf sockets (source ports)
+# enough for SO_REUSEPORT's hash of the 4-tuple to spread them evenly.
+WORKERS_SPLIT = 2
+SPLIT_CLIENTS = 32
 WORKER_SOCKETS = 16
 TARGETS = {
     "throughput_ratio": 0.8,
@@ -545,11 +549,11 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pid: int | None, workdir: Path,
             rate: int | None = None, verbose: bool = False, address: str = LOOPBACK,
-            server_cpu: str | None = None) -> dict[str, Any]:
+            server_cpu: str | None = None, clients: int = CLIENTS) -> dict[str, Any]:
     """One dnsperf run; its statistics, the server's CPU time over it and, with verbose,
     latency percentiles from dnsperf's per-answer lines."""
     argv = ["taskset", "-c", client_cpu, "dnsperf", "-s", address, "-p", str(port), "-d", str(queries),
-            "-l", f"{seconds:g}", "-c", str(CLIENTS), "-T", "1", "-t", f"{QUERY_TIMEOUT:g}", "-e",
+            "-l", f"{seconds:g}", "-c", str(clients), "-T", "1", "-t", f"{QUERY_TIMEOUT:g}", "-e",
             "-q", str(OUTSTANDING_RATE if rate else OUTSTANDING_UNLIMITED)]
     if rate:
         argv += ["-Q", str(int(rate))]
@@ -777,7 +781,7 @@ def _slim(run: dict[str, Any]) -> dict[str, Any]:
     keep = ("rate", "seconds", "sent", "completed", "lost", "loss_pct", "qps", "qps_dnsperf", "sent_ratio", "holds",
             "server_cpu_s", "cpu_us_per_query", "client_cpu_util", "server_cpu_util", "rcodes",
             "response_bytes", "latency_ms", "latency_samples", "server_socket_drops", "other_socket_drops",
-            "server_core_busy", "server_core_others", "client_core_others", "attempt", "disturbed")
+            "server_core_busy", "server_core_others", "client_core_others", "attempt", "disturbed", "cpu_share_pct")
     return {k: run[k] for k in keep if k in run}
 
 
@@ -943,6 +947,61 @@ def forward_test(workdir: Path, cluster: Path, model: dict, mode: Mode, server_c
         if kdns is not None:
             kdns.stop()
         upstream.stop()
+
+
+def workers_test(workdir: Path, cluster: Path, queries: Path, model: dict, mode: Mode, server_cpu: str,
+                 client_cpu: str, help_text: str) -> dict[str, Any]:
+    """What `--workers` costs and how the kernel shares the load, on the one server core:
+    closed-loop dnsperf from SPLIT_CLIENTS source ports against kdns --workers 1, then
+    --workers WORKERS_SPLIT (every process pinned to that core), in turn. Answers per
+    second and CPU per answer side by side, and each process's share of the CPU. (On this
+    2-core machine the second core is dnsperf's, so the workers cannot be given a core
+    each: this measures what sharing one costs, not what a core per worker gains.)"""
+    if "--workers" not in help_text:
+        return {"skipped": "kdns serve has no --workers flag"}
+    result: dict[str, Any] = {"clients": SPLIT_CLIENTS, "workers": WORKERS_SPLIT}
+    for workers in (1, WORKERS_SPLIT):
+        port = free_port()
+        kdns = start_kdns(cluster, port, server_cpu, workdir / f"kdns-workers-{workers}.log",
+                          extra=["--upstream", "none", "--workers", str(workers)])
+        try:
+            sample = model["sample"][0]
+            if wait_answer(kdns, port, sample["name"], sample["type"], 120, ok=lambda r: True)[0] is None:
+                return {"skipped": f"kdns --workers {workers} did not start: {kdns.log_tail(5)}"}
+            deadline = time.monotonic() + 120
+            while len(child_pids(kdns.pid)) < workers - 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pids = [kdns.pid, *child_pids(kdns.pid)]
+            for pid in pids:
+                pin_threads(pid, server_cpu)
+            time.sleep(1.5)  # every worker has reported ready and synced
+            def once(pids: list[int], port: int) -> dict[str, Any]:
+                before = {pid: cpu_seconds(pid) for pid in pids}
+                run = dnsperf(port, queries, mode.unlimited_s, client_cpu, None, workdir,
+                              server_cpu=server_cpu, clients=SPLIT_CLIENTS)
+                spent = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+                total = sum(spent.values())
+                run["server_cpu_s"] = total
+                run["cpu_us_per_query"] = 1e6 * total / run["completed"] if run.get("completed") else None
+                run["cpu_share_pct"] = sorted((100 * spent[pid] / total if total else 0.0 for pid in pids), reverse=True)
+                return run
+
+            runs = [quiet(partial(once, pids, port)) for _ in range(mode.repeats)]
+            summary = summarize(runs)
+            split = [round(statistics.median(r["cpu_share_pct"][i] for r in runs), 1) for i in range(len(pids))]
+            say(f"  --workers {workers}: {summary['qps']:,.0f} answers/s, "
+                f"{summary['cpu_us_per_query'] or 0:.2f} us CPU/answer, CPU share by process {split} %")
+            result[f"workers_{workers}"] = {"qps": summary["qps"], "cpu_us_per_query": summary["cpu_us_per_query"],
+                                           "loss_pct": summary["loss_pct"], "cpu_share_pct": split,
+                                           "runs": [_slim(r) for r in runs]}
+        finally:
+            kdns.stop()
+    one, many = result["workers_1"], result[f"workers_{WORKERS_SPLIT}"]
+    if one["qps"] and many["qps"]:
+        result["qps_ratio"] = many["qps"] / one["qps"]
+    if one["cpu_us_per_query"] and many["cpu_us_per_query"]:
+        result["cpu_ratio"] = many["cpu_us_per_query"] / one["cpu_us_per_query"]
+    return result
 
 
 def _grep(path: Path, word: str) -> str:
@@ -1183,6 +1242,23 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                          "value": (f"p99 <= {fmt(sync.get('p99_at_most_ms'), 1)} ms, "
                                    f"{fmt(100 * within if within is not None else None, 1)} % within 10 ms"),
                          "met": within is not None and within >= 0.99, "note": note})
+    workers = results.get("workers", {})
+    if "skipped" in workers:
+        rows.append({"target": "(context) --workers: cost and load share on one core", "goal": "—",
+                     "value": "not measured", "met": None, "note": workers["skipped"]})
+    elif workers.get("workers_1"):
+        many = workers.get(f"workers_{workers['workers']}", {})
+        rows.append({"target": f"(context) --workers {workers['workers']} vs 1 on the one core, closed loop",
+                     "goal": "—",
+                     "value": (f"answers/s x{fmt(workers.get('qps_ratio'), 2)}, CPU per answer "
+                               f"x{fmt(workers.get('cpu_ratio'), 2)}, CPU share by process "
+                               f"{' / '.join(fmt(x, 0) for x in many.get('cpu_share_pct', []))} %"),
+                     "met": None,
+                     "note": (f"{workers['clients']} dnsperf sockets; {fmt(workers['workers_1']['qps'])} vs "
+                              f"{fmt(many.get('qps'))} answers/s, {fmt(workers['workers_1']['cpu_us_per_query'], 2)} vs "
+                              f"{fmt(many.get('cpu_us_per_query'), 2)} µs. The second core is dnsperf's, so here the "
+                              "processes take turns on one core: this is the cost of sharing it and the kernel's "
+                              "split of the load, not the gain of a core per worker, which this machine cannot show")})
     scale = results.get("scale", {})
     if scale:
         rows.append({"target": f"scale: {scale.get('services', 0):,} services + {scale.get('pods', 0):,} pods, start-up to first answer",
@@ -1313,6 +1389,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
                          f"{fmt(lat['p50'], 2)} ms, p99 {fmt(lat['p99'], 2)} ms, max {fmt(lat['max'], 2)} ms; from its "
                          f"reply (committed) p50 {fmt(after.get('p50'), 2)} ms, p99 {fmt(after.get('p99'), 2)} ms; "
                          f"{change['error_count']} errors.")
+    workers = results.get("workers", {})
+    if workers:
+        lines += ["", "## `--workers` on the one core (kdns)", ""]
+        if "skipped" in workers:
+            lines.append(f"Not measured: {workers['skipped']}")
+        else:
+            lines += [(f"Closed-loop dnsperf from {workers['clients']} sockets (source ports), "
+                       f"{workers['workers_1']['runs'][0]['seconds']:g} s runs, medians; every kdns process pinned "
+                       "to the server core, so this shows what several processes cost and how the kernel's "
+                       "SO_REUSEPORT hash shares the load among them, not a throughput gain (that needs a core per "
+                       "worker, and the second core is dnsperf's)."), "",
+                      "| processes | answers/s | loss | CPU per answer | CPU share by process |",
+                      "| --- | ---: | ---: | ---: | --- |"]
+            for key in ("workers_1", f"workers_{workers['workers']}"):
+                w = workers.get(key)
+                if w:
+                    lines.append(f"| {key.split('_')[1]} | {fmt(w['qps'])} | {fmt(w['loss_pct'], 3)} % | "
+                                 f"{fmt(w['cpu_us_per_query'], 2)} µs | "
+                                 f"{' / '.join(fmt(x, 1) for x in w['cpu_share_pct'])} % |")
     sanity = results.get("sanity", {})
     lines += ["", "## Sanity check", "",
               (f"{sanity.get('queries', 0)} queries asked of both servers (rcode, AA, answer, authority and additional "
@@ -1566,6 +1661,11 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, manifests, model, mode, server_cpu, client_cpu, help_text, workers=CHANGE_WORKERS))
             if "skipped" in results["change_workers"]:
                 say(f"change: skipped: {results['change_workers']['skipped']}")
+            say(f"workers: --workers 1 and {WORKERS_SPLIT} on the one core, {SPLIT_CLIENTS} dnsperf sockets")
+            results["workers"] = optional(lambda: workers_test(workdir, manifests, queries, model, mode, server_cpu,
+                                                               client_cpu, help_text))
+            if "skipped" in results["workers"]:
+                say(f"workers: skipped: {results['workers']['skipped']}")
             if not args.skip_scale:
                 results["scale"] = optional(lambda: scale_test(workdir, mode, server_cpu))
 
