@@ -1726,7 +1726,10 @@ def report(results: dict[str, Any], out: Path, *, readme: bool) -> None:
     say(f"wrote {out / 'results.json'}, {out / 'results.md'}" + ("" if problem else f", {out / 'results.png'}"))
     for row in results["targets"]:
         met = {True: "met", False: "NOT met", None: "not measured"}[row["met"]]
-        print(f"  {row['target']}: {row['value']} (goal {row['goal']}): {met}")
+        if row["goal"] == "—":  # a context row: nothing to meet
+            print(f"  {row['target']}: {row['value']}")
+        else:
+            print(f"  {row['target']}: {row['value']} (goal {row['goal']}): {met}")
 
 
 if __name__ == "__main__":
