@@ -33,44 +33,30 @@ DropCounts = Callable[[], Mapping[str, int]]
 DROP_REASONS = ("in_flight", "send_buffer")
 
 
-class _AnsweredQueries:
-    """`kdns_dns_queries_total{qtype,rcode}`, summed from the wire layer's counters at scrape."""
+class _SummedCounter:
+    """A counter family summed from plain-integer sources when /metrics is scraped: the
+    wire layer counts in ints on its hot path, never through prometheus_client."""
 
-    def __init__(self) -> None:
-        self.sources: list[QueryCounts] = []
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "kdns_dns_queries",
-            "DNS queries answered, by question type and response code.",
-            labels=("qtype", "rcode"),
-        )
-        totals: Tally[tuple[int, int]] = Tally()
-        for source in self.sources:
-            totals.update(source())
-        for (qtype, rcode), count in sorted(totals.items()):
-            family.add_metric([QTYPE.get(qtype, str(qtype)), RCODE.get(rcode, str(rcode))], count)
-        yield family
-
-
-class _DroppedDatagrams:
-    """`kdns_dns_udp_dropped_total{reason}`, summed from the UDP servers' counters at scrape."""
-
-    def __init__(self) -> None:
-        self.sources: list[DropCounts] = []
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        label_values: Callable[[Any], list[str]],
+        always: tuple[Any, ...] = (),
+    ) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.label_values = label_values
+        self.always = always  # keys shown (as 0) before anything is counted
+        self.sources: list[Callable[[], Mapping[Any, int]]] = []
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "kdns_dns_udp_dropped",
-            "UDP datagrams dropped: queries past the in-flight cap (in_flight), replies the "
-            "socket's send buffer had no room for (send_buffer). The client retries either.",
-            labels=("reason",),
-        )
-        totals: Tally[str] = Tally(dict.fromkeys(DROP_REASONS, 0))
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        totals: Tally[Any] = Tally(dict.fromkeys(self.always, 0))
         for source in self.sources:
             totals.update(source())
-        for reason, count in sorted(totals.items()):
-            family.add_metric([reason], count)
+        for key, count in sorted(totals.items()):
+            family.add_metric(self.label_values(key), count)
         yield family
 
 
@@ -79,9 +65,21 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._answered = _AnsweredQueries()
+        self._answered = _SummedCounter(
+            "kdns_dns_queries",
+            "DNS queries answered, by question type and response code.",
+            ("qtype", "rcode"),
+            lambda key: [QTYPE.get(key[0], str(key[0])), RCODE.get(key[1], str(key[1]))],
+        )
+        self._dropped = _SummedCounter(
+            "kdns_dns_udp_dropped",
+            "UDP datagrams dropped: queries past the in-flight cap (in_flight), replies the "
+            "socket's send buffer had no room for (send_buffer). The client retries either.",
+            ("reason",),
+            lambda reason: [reason],
+            always=DROP_REASONS,
+        )
         self.registry.register(self._answered)
-        self._dropped = _DroppedDatagrams()
         self.registry.register(self._dropped)
         self._duration = Histogram(
             "kdns_dns_request_duration_seconds",
