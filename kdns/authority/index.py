@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -224,7 +224,7 @@ class ClusterIndex:
         try:
             self._reset()
             # _put's dispatch, one dict lookup per object instead of a chain of tests.
-            puts = {
+            puts: dict[Any, Callable[[Any], None]] = {
                 NAMESPACE: self._put_namespace,
                 SERVICE: self._put_service,
                 ENDPOINT_SLICE: self._put_slice,

@@ -232,21 +232,21 @@ class _File:
                 raise _Unsupported("a document marker with content, `...`, or a directive")
             return _MARKER
         content = content.rstrip(" ")
-        dashes = []
+        dash_columns: list[int] = []
         while content[0] == "-" and (len(content) == 1 or content[1] == " "):
-            dashes.append(column)
+            dash_columns.append(column)
             rest = content[1:].lstrip(" ")
             if not rest or rest[0] == "#":
-                return tuple(dashes), None, _NO_KEY, _EMPTY, None
+                return tuple(dash_columns), None, _NO_KEY, _EMPTY, None
             column += len(content) - len(rest)
             content = rest
         entry = self._entry(content)
         if entry is None:
-            if not dashes:
+            if not dash_columns:
                 raise _Unsupported("a line that is neither a mapping entry nor a sequence item")
-            return (tuple(dashes), column, _NO_KEY, *self._block_value(content))
+            return (tuple(dash_columns), column, _NO_KEY, *self._block_value(content))
         key, rest = entry
-        return (tuple(dashes), column, key, *self._block_value(rest.lstrip(" ")))
+        return (tuple(dash_columns), column, key, *self._block_value(rest.lstrip(" ")))
 
     def _entry(self, content: str) -> tuple[Any, str] | None:
         """(key, the rest after its colon) when `content` is `key: ...`, else None."""

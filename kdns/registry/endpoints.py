@@ -183,9 +183,9 @@ def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey,
     families = service.ip_families or ("IPv4",)
     namespace, selector = service.meta.namespace, service.selector.items()
     # Numbered target ports are the same on every pod: resolved once, not per pod.
-    same_ports = None
-    if not any(isinstance(port.target_port, str) for port in service.ports):
-        same_ports = tuple((port.name, port.target_port, port.protocol) for port in service.ports)
+    numbered = [(port.name, port.target_port, port.protocol) for port in service.ports
+                if not isinstance(port.target_port, str)]
+    same_ports: PortsKey | None = tuple(numbered) if len(numbered) == len(service.ports) else None
     groups: dict[GroupKey, dict[tuple[str, str], Placed]] = {}
     group_family = group_ports = None  # the key of `group`, the group last added to
     group: dict[tuple[str, str], Placed] = {}

@@ -90,7 +90,7 @@ def apply_order(doc: Mapping[str, Any] | Document) -> int:
     for particular cluster IPs or node ports, other Services, Pods, EndpointSlices (so
     that what a document needs exists, and requested addresses are reserved before any
     are allocated). Unknown kinds go last and are refused when their turn comes."""
-    body = doc.body if type(doc) is Document else doc
+    body = doc.body if isinstance(doc, Document) else doc  # (a plain class: isinstance is quick)
     # (type() first: isinstance against the Mapping ABC is slow, and a load sorts 100,000s.)
     kind = body.get("kind") if type(body) is dict or isinstance(body, Mapping) else None
     if kind == SERVICE and _requests_allocation(body):
