@@ -263,17 +263,11 @@ class WorkerPool:
 
     def totals(self) -> dict[tuple[int, int], int]:
         """Answers by (qtype, rcode) over every worker, those that exited included."""
-        total = Counter(self._retired)
-        for worker in self._workers:
-            total.update(worker.totals)
-        return dict(total)
+        return _summed(self._retired, (worker.totals for worker in self._workers))
 
     def drops(self) -> dict[str, int]:
         """Dropped UDP datagrams by reason over every worker, those that exited included."""
-        total = Counter(self._retired_drops)
-        for worker in self._workers:
-            total.update(worker.drops)
-        return dict(total)
+        return _summed(self._retired_drops, (worker.drops for worker in self._workers))
 
     def _publish(self, events: tuple[Event, ...]) -> None:
         """Store listener: one commit, encoded once, queued for every worker."""
@@ -406,3 +400,11 @@ class WorkerPool:
             log.warning("%s did not stop within %g s: killed", name, STOP_TIMEOUT)
             process.kill()
             await process.wait()
+
+
+def _summed(retired: Counter[Any], counts: Iterable[Mapping[Any, int]]) -> dict[Any, int]:
+    """The counts of the workers that exited plus those of the running ones."""
+    total = Counter(retired)
+    for count in counts:
+        total.update(count)
+    return dict(total)

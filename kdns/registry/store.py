@@ -607,10 +607,9 @@ class Transaction:
         kind, namespace, name = manifests.key_parts(doc)  # (namespace "" for cluster kinds)
         if kind == ENDPOINT_SLICE:
             self._flush()
-        tables = self._store._tables
-        old = tables[kind].get((namespace, name))
-        if old is None and namespace and ("", namespace) not in tables[NAMESPACE]:
-            raise NotFound(NAMESPACE, namespace)
+        old = self._store._tables[kind].get((namespace, name))
+        if old is None:
+            self._require_namespace(namespace)
         return self._write(doc, old, kind, owned=owned)
 
     def _require_namespace(self, namespace: str) -> None:
