@@ -2,15 +2,67 @@
 
 A `Query` is what the codec read from a packet; an `Answer` is what the answer logic
 decided. Neither knows about sockets. Records are dnslib `RR` objects.
+
+This is kdns's one message model: the codec (kdns.wire.codec) reads requests into it and
+writes replies from it, and the forwarder converts dnspython's messages into it in one
+place (kdns.pipeline.forward.to_answer). The rcodes and EDNS option codes every layer
+uses are defined here, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from enum import IntEnum
+from typing import Literal, Protocol
 
 from dnslib import RR, QTYPE, RCODE  # noqa: F401  (re-exported for the layers above)
+
+# Response codes (RFC 1035 §4.1.1, RFC 2136, RFC 6891 §9). BADVERS is an extended rcode:
+# 0 in the header, its upper bits in the OPT record.
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16
+
+# The UDP payload kdns advertises, sends at most and asks upstreams for: DNS Flag Day
+# 2020's 1232 bytes fits an IPv6 packet on any link with a 1280-byte MTU, so no reply
+# is ever fragmented.
+EDNS_PAYLOAD = 1232
+
+# The most CNAMEs one answer holds, however many zones the chain crosses (the cluster
+# zone, static zones, upstream): the answer is cut after the eighth, and the asker's
+# resolver may follow the rest. BIND's limit is 16, CoreDNS's (one zone) 8.
+MAX_CNAME_CHAIN = 8
+
+# EDNS option codes kdns reads or writes.
+OPTION_NSID = 3  # RFC 5001
+OPTION_EDE = 15  # RFC 8914
+
+
+class EdeCode(IntEnum):
+    """The Extended DNS Error INFO-CODEs kdns sends (RFC 8914 §4)."""
+
+    OTHER = 0
+    STALE_ANSWER = 3
+    PROHIBITED = 18
+    STALE_NXDOMAIN_ANSWER = 19
+    NOT_AUTHORITATIVE = 20
+    NOT_SUPPORTED = 21
+    NO_REACHABLE_AUTHORITY = 22
+    NETWORK_ERROR = 23
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedError:
+    """One EDE option (RFC 8914 §2): an INFO-CODE and an optional EXTRA-TEXT for people."""
+
+    code: EdeCode
+    text: str = ""
+
+
+# Where an answer came from, for the query log and `kdns explain`: the registry
+# ("cluster"), a static zone file ("zone"), the forwarding cache ("cache"), an upstream
+# ("upstream"), or kdns itself without any data (a refusal, an error: "server").
+Source = Literal["cluster", "zone", "cache", "upstream", "server"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +85,9 @@ class Query:
     do: bool = False
     client: str | None = None
     transport: str = "udp"
+    # The request carried an (empty) NSID option: the asker wants the server's NSID
+    # (RFC 5001 §2.1).
+    nsid: bool = False
 
     @property
     def name(self) -> str:
@@ -58,6 +113,13 @@ class Answer:
     # Came from an upstream (or the forwarding cache): reused only for clients the
     # handler's `recursion_allowed(client)` admits.
     forwarded: bool = False
+    # Extended DNS Errors (RFC 8914) the codec puts in the OPT record of an EDNS reply.
+    errors: tuple[ExtendedError, ...] = ()
+    # RFC 9471: the first `required_glue` records of `additional` are glue a referral
+    # cannot do without; if they do not fit, the reply is truncated (TC) rather than
+    # sent without them.
+    required_glue: int = 0
+    source: Source = "server"
 
 
 # Anything that answers queries. A handler returns an Answer at once when it can (the

@@ -11,16 +11,20 @@ authority (RFC 2308); positive answers carry nothing there (notes §5). Every an
 authoritative. Choices the notes leave open, made here:
 
 * NXDOMAIN versus NODATA is ordinary DNS (notes §4) with no CoreDNS quirk: empty
-  non-terminals exist (`svc.`, `pod.`, `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`,
-  reverse prefixes); `dns-version` and every other name answer NODATA for types they
-  lack; a name's existence never depends on the query type.
+  non-terminals exist (`svc.`, `pod.`, `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`);
+  a partial reverse name exists while a known address (a cluster IP, a ready
+  endpoint) lies below it, and is NXDOMAIN otherwise (RFC 8020: nothing below);
+  `dns-version` and every other name answer NODATA for types they lack; a name's
+  existence never depends on the query type.
 * Namespaces: `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
-  Namespace object exists, in every pods mode. In `pods disabled` only the pod address
-  names are missing, so `<ns>.pod.<zone>` is NODATA like `<ns>.svc.<zone>` with no
-  Service in it — unlike CoreDNS, where it is NXDOMAIN while `pod.<zone>` is NODATA
-  (quirk 13: one tree, two answers).
-* SRV exists only for named ports (spec §2.3.2, §2.4.2), also on the bare service name
-  and on endpoint names, where CoreDNS lists unnamed ports too (quirk 9). Priority 0;
+  Namespace object exists. In `pods disabled` nothing exists below `pod.<zone>`, so
+  `<ns>.pod.<zone>` is NXDOMAIN while `pod.<zone>` itself is NODATA, as in CoreDNS.
+  A name that does not exist because its namespace does not carries an Extended DNS
+  Error saying so (RFC 8914 §4.1, Other), for people reading dig's output.
+* SRV on the bare service name and on endpoint names lists every port, named or not,
+  as CoreDNS does (the spec has SRV for named ports only, §2.3.2, §2.4.2; people
+  debugging with dig expect CoreDNS's answer); `_<port>._<proto>` names exist for
+  named ports only. Priority 0;
   the records of one answer share the weight 100 // n (at least 1), n the number of SRV
   records after (target, port) duplicates collapse: equal shares summing to about 100,
   in place of CoreDNS's collapse-dependent numbers (quirk 7).
@@ -56,7 +60,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, DNSLabel
+from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.authority import records
 from kdns.authority.index import ClusterIndex, ServiceRecord
@@ -82,6 +86,7 @@ from kdns.authority.names import (
     Structural,
     endpoint_fqdn,
     hostmaster_fqdn,
+    namespace_of,
     nameserver_fqdn,
     node_fqdn,
     parse,
@@ -89,11 +94,10 @@ from kdns.authority.names import (
     zone_of,
 )
 from kdns.config import Settings
-from kdns.message import Answer, Query
+from kdns.message import MAX_CNAME_CHAIN, NOERROR, NXDOMAIN, REFUSED, Answer, EdeCode, ExtendedError, Query
 
 SCHEMA_VERSION = "1.1.0"  # spec §2.2
 SCHEMA_TTL = 28800  # notes §3.1
-MAX_CNAME_CHAIN = 8
 NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
 _ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
@@ -120,7 +124,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
     if zone is None:
         return None
     if query.qtype in _ZONE_TRANSFERS:
-        return Answer(rcode=RCODE.REFUSED, authoritative=True)
+        return Answer(rcode=REFUSED, authoritative=True, source="cluster")
     owner = query.qname
     chain: list[RR] = []
     additional: list[RR] = []
@@ -128,7 +132,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
     while True:
         found = _Lookup(index, settings, owner, zone, query.qtype).run(name)
         if found is None:
-            return _negative(RCODE.NXDOMAIN, chain, owner, zone, index, settings)
+            return _negative(NXDOMAIN, chain, owner, zone, index, settings, _why_missing(name, index, settings))
         chain += found.answer
         additional += found.additional
         if found.alias is None or query.qtype in _NO_ALIAS_CHASE:
@@ -140,8 +144,19 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         owner, name, zone = found.alias, next_name, next_zone
         seen.add(name)
     if not found.answer:
-        return _negative(RCODE.NOERROR, chain, owner, zone, index, settings)
-    return Answer(answer=tuple(chain), additional=tuple(additional), authoritative=True)
+        return _negative(NOERROR, chain, owner, zone, index, settings)
+    return Answer(answer=tuple(chain), additional=tuple(additional), authoritative=True, source="cluster")
+
+
+def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[ExtendedError, ...]:
+    """The Extended DNS Error of an NXDOMAIN whose namespace does not exist; else none."""
+    try:
+        namespace = namespace_of(parse(name, settings.zone, settings.reverse_zones))
+    except InvalidName:
+        return ()
+    if namespace is None or namespace in index.namespaces:
+        return ()
+    return (ExtendedError(EdeCode.OTHER, f"namespace {namespace!r} does not exist"),)
 
 
 def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
@@ -159,10 +174,18 @@ def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -
 
 
 def _negative(
-    rcode: int, chain: list[RR], owner: str, zone: str, index: ClusterIndex, settings: Settings
+    rcode: int,
+    chain: list[RR],
+    owner: str,
+    zone: str,
+    index: ClusterIndex,
+    settings: Settings,
+    errors: tuple[ExtendedError, ...] = (),
 ) -> Answer:
     soa = soa_record(owner, zone, index, settings)
-    return Answer(rcode=rcode, answer=tuple(chain), authority=(soa,), authoritative=True)
+    return Answer(
+        rcode=rcode, answer=tuple(chain), authority=(soa,), authoritative=True, errors=errors, source="cluster"
+    )
 
 
 def _server_addresses(settings: Settings) -> tuple[IPAddress, ...]:
@@ -217,11 +240,15 @@ class _Lookup:
                 if qtype == QTYPE.TXT:
                     return _Found([records.txt(self.owner, SCHEMA_VERSION, SCHEMA_TTL)])
                 return _Found()
-            case Structural() | ReversePrefix():
+            case Structural():
                 return _Found()
+            case ReversePrefix():
+                return _Found() if index.has_reverse_below(name) else None
             case NameServer():
                 return self._addresses(qtype, _server_addresses(self.settings))
-            case NamespaceName(namespace=namespace):
+            case NamespaceName(kind=kind, namespace=namespace):
+                if kind == "pod" and self.settings.pods == "disabled":
+                    return None
                 return _Found() if namespace in index.namespaces else None
             case ServiceName(service=service, namespace=namespace):
                 return self._service(qtype, service, namespace)
@@ -234,9 +261,7 @@ class _Lookup:
                     return None
                 if qtype == QTYPE.SRV:
                     target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
-                    return self._srv(
-                        [(target, p.port, ready.addresses) for p in ready.ports if p.name and p.port is not None]
-                    )
+                    return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
                 return self._addresses(qtype, ready.addresses)
             case ProtocolName(protocol=protocol, service=service, namespace=namespace):
                 return _Found() if self._service_srv(service, namespace, protocol=protocol) else None
@@ -292,7 +317,7 @@ class _Lookup:
         else:
             addresses = record.cluster_ips
         if qtype == QTYPE.SRV:
-            return self._srv(self._service_srv(service, namespace) or [])
+            return self._srv(self._service_srv(service, namespace, unnamed=True) or [])
         return self._addresses(qtype, addresses)
 
     def _named_service(self, service: str, namespace: str) -> ServiceRecord | None:
@@ -301,17 +326,24 @@ class _Lookup:
         return None if record is None or record.is_external else record
 
     def _service_srv(
-        self, service: str, namespace: str, port: str | None = None, protocol: str | None = None
+        self,
+        service: str,
+        namespace: str,
+        port: str | None = None,
+        protocol: str | None = None,
+        *,
+        unnamed: bool = False,
     ) -> list[_SrvEntry] | None:
-        """The SRV records of a Service's named ports matching port/protocol: the cluster
-        IP service itself with the Service port (spec §2.3.2), or each ready endpoint with
-        its slice's port (spec §2.4.2). None if the Service cannot have any."""
+        """The SRV records of a Service's named ports (every port with `unnamed`, for the
+        bare name as CoreDNS) matching port/protocol: the cluster IP service itself with
+        the Service port (spec §2.3.2), or each ready endpoint with its slice's port (spec
+        §2.4.2). None if the Service cannot have any."""
         record = self._named_service(service, namespace)
         if record is None:
             return None
 
         def wanted(name: str, proto: str) -> bool:
-            return bool(name) and (port is None or name.lower() == port) and (
+            return (unnamed or bool(name)) and (port is None or name.lower() == port) and (
                 protocol is None or proto.lower() == protocol
             )
 

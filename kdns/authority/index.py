@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from kdns.authority.names import IPAddress, ancestors, dashed, target_name
+from kdns.authority.names import IPAddress, ReversePrefix, ancestors, dashed, target_name
 from kdns.config import Settings
 from kdns.registry.addresses import dotted_quad
 from kdns.registry.objects import (
@@ -203,6 +203,10 @@ class ClusterIndex:
         # Keyed by packed address.
         self._ptr_cluster: dict[bytes, set[NamespacedName]] = {}
         self._ptr_endpoints: dict[bytes, set[tuple[str, str, str]]] = {}
+        # How many keys of the two tables above lie below each reverse-name prefix: the
+        # first 1-3 bytes of an IPv4 key, the first 1-31 hex nibbles of an IPv6 one. A
+        # partial reverse name exists (an empty non-terminal) while its count is not 0.
+        self._reverse_prefixes: dict[bytes | str, int] = {}
         self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
         self._pod_ips: dict[tuple[str, bytes], int] = {}
         self._nodes: dict[str, NodeRecord] = {}
@@ -312,7 +316,8 @@ class ClusterIndex:
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
-                    _discard(self._ptr_cluster, ip.packed, where)
+                    if _discard(self._ptr_cluster, ip.packed, where):
+                        self._reverse_count(ip.packed, -1)
         elif key.kind == ENDPOINT_SLICE:
             sliced = self._slices.pop(where, None)
             if sliced is not None:
@@ -341,7 +346,28 @@ class ClusterIndex:
         target = target_name(service.external_name or "") if external else None
         self._services[where] = ServiceRecord(service, ips, target)
         for ip in ips:
-            self._ptr_cluster.setdefault(ip.packed, set()).add(where)
+            owners = self._ptr_cluster.get(ip.packed)
+            if owners is None:
+                self._ptr_cluster[ip.packed] = {where}
+                self._reverse_count(ip.packed, 1)
+            else:
+                owners.add(where)
+
+    def _reverse_count(self, key: bytes, step: int) -> None:
+        """Count a packed address in or out of `_reverse_prefixes` (step 1 or -1)."""
+        counts = self._reverse_prefixes
+        prefixes: Iterable[bytes | str]
+        if len(key) == 4:
+            prefixes = (key[:1], key[:2], key[:3])
+        else:
+            nibbles = key.hex()
+            prefixes = [nibbles[:n] for n in range(1, 32)]
+        for prefix in prefixes:
+            count = counts.get(prefix, 0) + step
+            if count:
+                counts[prefix] = count
+            else:
+                del counts[prefix]
 
     def _put_slice(self, endpoint_slice: EndpointSlice, previous: _SliceRecord | None = None) -> None:
         service = endpoint_slice.service_name
@@ -416,13 +442,15 @@ class ClusterIndex:
             pairs = {(r.key, r.name) for r in readies}
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
-                _discard(self._ptr_endpoints, key, (namespace, name, endpoint))
+                if _discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
+                    self._reverse_count(key, -1)
             added = [r for r in readies if (r.key, r.name) not in previous]
         ptr = self._ptr_endpoints
         for ready in added:
             owners = ptr.get(ready.key)
             if owners is None:
                 ptr[ready.key] = {(namespace, name, ready.name)}
+                self._reverse_count(ready.key, 1)
             else:
                 owners.add((namespace, name, ready.name))
 
@@ -457,6 +485,13 @@ class ClusterIndex:
             if record is not None and not record.is_external:
                 targets.append(PtrTarget(namespace, service, endpoint))
         return tuple(targets)
+
+    def has_reverse_below(self, prefix: ReversePrefix) -> bool:
+        """Some address the PTR tables hold (a cluster IP or a ready endpoint's, visible
+        or not) has a reverse name below this partial one."""
+        labels = prefix.labels[::-1]  # address order: most significant first
+        key: bytes | str = bytes(int(label) for label in labels) if prefix.version == 4 else "".join(labels)
+        return key in self._reverse_prefixes
 
     def has_pod(self, namespace: str, ip: IPAddress) -> bool:
         """A running (or pending) pod in `namespace` has `ip` as its status.podIP."""
@@ -503,12 +538,15 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
     )
 
 
-def _discard(table: dict[Any, set[Any]], key: Any, member: Any) -> None:
+def _discard(table: dict[Any, set[Any]], key: Any, member: Any) -> bool:
+    """Take `member` out of `table[key]`; whether that emptied the set and removed the key."""
     members = table.get(key)
     if members is not None:
         members.discard(member)
         if not members:
             del table[key]
+            return True
+    return False
 
 
 def _count_up(table: dict[Any, int], key: Any) -> None:

@@ -24,8 +24,9 @@ Shapes, labels left of the cluster zone (DNS-SPEC-NOTES §2, plus kdns's own tre
 
 and below the reverse zones: the apex (Apex), a whole address (ReverseName: 4 octets
 under in-addr.arpa., 32 nibbles under ip6.arpa.), or a shorter, well-formed prefix
-(ReversePrefix, an empty non-terminal). Port and protocol labels need their leading
-underscore (no CoreDNS quirk 4), and no label is a wildcard (notes §9).
+(ReversePrefix, an empty non-terminal while an address lies below it). Port and
+protocol labels need their leading underscore (no CoreDNS quirk 4), and no label is a
+wildcard (notes §9).
 
 The builders at the bottom go the other way: the names kdns writes into records.
 `split_search` and `search_list` read and write the expansions a pod's resolver makes of
@@ -167,14 +168,12 @@ class ReverseName:
 
 @dataclass(frozen=True, slots=True)
 class ReversePrefix:
-    """A well-formed part of a reverse name (`10.in-addr.arpa.`): an empty non-terminal.
-
-    Every such prefix is NODATA rather than NXDOMAIN, whether or not a known address lies
-    below it: NODATA never hides anything, while a wrong NXDOMAIN would let a resolver
-    deny the whole subtree (RFC 8020). The cost is imprecision, never a lost answer.
-    """
+    """A well-formed part of a reverse name (`10.in-addr.arpa.`), as labels under the
+    reverse zone of IP `version` 4 or 6. It exists, as an empty non-terminal (NODATA),
+    while a known address lies below it; else it is NXDOMAIN (RFC 8020: nothing below)."""
 
     labels: tuple[str, ...]
+    version: int = 4
 
 
 Name = (
@@ -199,6 +198,24 @@ Name = (
 APEX = Apex()
 DNS_VERSION = DnsVersion()
 NAME_SERVER = NameServer()
+
+
+def namespace_of(name: Name) -> str | None:
+    """The namespace a name is in, for the shapes that are in one."""
+    match name:
+        case (
+            NamespaceName(namespace=namespace)
+            | ServiceName(namespace=namespace)
+            | EndpointName(namespace=namespace)
+            | ProtocolName(namespace=namespace)
+            | PortName(namespace=namespace)
+            | PodName(namespace=namespace)
+            | NodePortServiceName(namespace=namespace)
+            | NodePortProtocolName(namespace=namespace)
+            | NodePortName(namespace=namespace)
+        ):
+            return namespace
+    return None
 
 
 def is_below(name: str, zone: str) -> bool:
@@ -315,7 +332,7 @@ def _parse_ip6(labels: list[str]) -> Name:
         if len(label) != 1 or label not in _HEX_NIBBLES:
             raise InvalidName(f"{label!r}: not a nibble")
     if len(labels) < 32:
-        return ReversePrefix(tuple(labels))
+        return ReversePrefix(tuple(labels), 6)
     return ReverseName(str(ipaddress.IPv6Address(int("".join(reversed(labels)), 16))))
 
 

@@ -9,7 +9,7 @@ file's leading `$ORIGIN`, else the file name (`example.test.zone` -> `example.te
 
 * the records of the asked type, with A/AAAA of in-zone MX, SRV and NS targets added
   as additional data (RFC 1035 section 3.3.9 and friends);
-* a CNAME, followed while its target is in the same zone (at most 8 links; a loop
+* a CNAME, followed while its target is in the same zone (at most MAX_CNAME_CHAIN, 8; a loop
   stops the chain); a target outside the zone ends the answer there and the asker's
   resolver follows it. The rcode is that of the last name (RFC 6604);
 * NXDOMAIN or NODATA, AA, with the zone's SOA in the authority section, its TTL
@@ -18,11 +18,16 @@ file's leading `$ORIGIN`, else the file name (`example.test.zone` -> `example.te
 * wildcards per RFC 4592: `*.<closest encloser>` answers a name that does not exist,
   with the owner re-spelled as the asked name;
 * below a delegation (NS below the apex) a referral: NOERROR, not AA, the NS set in
-  the authority section and glue as additional data. DS at the cut is the parent's
-  and is answered authoritatively (RFC 4035 section 3.1.4.1).
+  the authority section and glue as additional data. The glue of name servers below
+  the cut (in-domain glue) is required: when it does not fit, the reply is truncated
+  (TC) rather than sent without it (RFC 9471 §3); glue of other names of the zone
+  (sibling glue) is left out first. DS at the cut is the parent's and is answered
+  authoritatively (RFC 4035 section 3.1.4.1).
 
-Not supported: DNAME, DNSSEC signing or NSEC proofs (records in the file, RRSIG too,
-are served as data), zone transfers, classes other than IN.
+Not supported: DNAME (RFC 6672): a zone with a DNAME record is refused at load, with
+the name of the record, rather than served with names below it answering NXDOMAIN;
+DNSSEC signing or NSEC proofs (records in the file, RRSIG too, are served as data),
+zone transfers, classes other than IN (QCLASS ANY is answered from IN).
 
 `reload(directory, old)` reads the directory again; a file that no longer loads keeps
 serving its old version, and the errors are returned for logging (the SIGHUP path).
@@ -45,10 +50,10 @@ import dns.rdatatype
 import dns.tokenizer
 import dns.zone
 import dns.zonefile
-from dnslib import QTYPE, RCODE, RR, DNSBuffer, DNSError, DNSLabel
+from dnslib import QTYPE, RR, DNSBuffer, DNSError, DNSLabel
 
 from kdns.errors import KdnsError
-from kdns.message import Answer, Query
+from kdns.message import MAX_CNAME_CHAIN, NOERROR, NXDOMAIN, Answer, Query
 
 
 class ZoneError(KdnsError):
@@ -62,9 +67,6 @@ class ZoneError(KdnsError):
         self.detail = detail
 
 
-# A CNAME chain inside one zone longer than this is cut there (BIND's limit is 16; the
-# asker's resolver may go on from the last target).
-MAX_CHAIN = 8
 SUFFIX = ".zone"
 _ORIGIN_LINE = re.compile(r"^\$ORIGIN\s+(\S+)", re.IGNORECASE)
 # The rdata fields naming a host: MX, SRV and NS targets' addresses go in the additional
@@ -205,6 +207,12 @@ class Zone:
         for name, node in zone.nodes.items():
             by_type: dict[int, tuple[RR, ...]] = {}
             for rdataset in node.rdatasets:
+                if rdataset.rdtype == dns.rdatatype.DNAME:
+                    raise ZoneError(
+                        path,
+                        f"{name} DNAME: DNAME records (RFC 6672) are not supported; "
+                        "write CNAME records for the names below it instead",
+                    )
                 by_type[int(rdataset.rdtype)] = _to_dnslib(name, rdataset, path)
                 field = _TARGETS.get(rdataset.rdtype)
                 if field is not None:
@@ -271,10 +279,22 @@ class Zone:
         return self._addresses(self.targets.get((name, rtype), ()))
 
     def _referral(self, cut: dns.name.Name) -> Answer:
-        """RFC 1034 section 4.3.2 step 3b: the child's NS set and glue, not authoritative."""
+        """RFC 1034 section 4.3.2 step 3b: the child's NS set and glue, not authoritative.
+
+        In-domain glue (name servers below the cut) first, marked required (RFC 9471);
+        sibling glue after it, left out first when the reply is too big.
+        """
         ns = self.records[cut][QTYPE.NS]
-        glue = self._addresses(self.targets.get((cut, QTYPE.NS), ()), glue=True)
-        return Answer(rcode=RCODE.NOERROR, authority=ns, additional=tuple(glue))
+        hosts = self.targets.get((cut, QTYPE.NS), ())
+        required = self._addresses((h for h in hosts if h.is_subdomain(cut)), glue=True)
+        sibling = self._addresses((h for h in hosts if not h.is_subdomain(cut)), glue=True)
+        return Answer(
+            rcode=NOERROR,
+            authority=ns,
+            additional=tuple(required + sibling),
+            required_glue=len(required),
+            source="zone",
+        )
 
     def _negative(self, rcode: int, chain: list[RR]) -> Answer:
         return Answer(
@@ -282,6 +302,7 @@ class Zone:
             answer=tuple(chain),
             authority=(self.negative_soa,),
             authoritative=True,
+            source="zone",
         )
 
     def answer(self, query: Query, qname: dns.name.Name) -> Answer:
@@ -294,12 +315,12 @@ class Zone:
         additional: list[RR] = []
         name, owner = qname, query.qname
         seen = {qname}
-        for _ in range(MAX_CHAIN + 1):
+        for _ in range(MAX_CNAME_CHAIN):
             data = self.records.get(name)
             source = name
             if data is None:
                 if name in self.names:
-                    return self._negative(RCODE.NOERROR, chain)  # empty non-terminal
+                    return self._negative(NOERROR, chain)  # empty non-terminal
                 # RFC 4592 section 3.3.1: the source of synthesis is `*.` + the closest
                 # encloser, the longest ancestor that exists.
                 encloser = name.parent()
@@ -308,7 +329,7 @@ class Zone:
                 source = dns.name.Name((b"*", *encloser.labels))
                 data = self.records.get(source)
                 if data is None:
-                    return self._negative(RCODE.NXDOMAIN, chain)
+                    return self._negative(NXDOMAIN, chain)
             if qtype == QTYPE.ANY:
                 for rtype, rrset in data.items():
                     chain.extend(_respelled(rrset, owner))
@@ -321,7 +342,7 @@ class Zone:
                 break
             cname = data.get(QTYPE.CNAME)
             if cname is None:
-                return self._negative(RCODE.NOERROR, chain)  # NODATA
+                return self._negative(NOERROR, chain)  # NODATA
             chain.extend(_respelled(cname, owner))
             (target,) = self.targets[source, QTYPE.CNAME]
             if (
@@ -333,10 +354,11 @@ class Zone:
             seen.add(target)
             name, owner = target, target.to_text()
         return Answer(
-            rcode=RCODE.NOERROR,
+            rcode=NOERROR,
             answer=tuple(chain),
             additional=tuple(rr for rr in additional if rr not in chain),
             authoritative=True,
+            source="zone",
         )
 
 
@@ -383,7 +405,7 @@ class StaticZones:
 
     def answer(self, query: Query) -> Answer | None:
         """The authoritative answer to `query`, or None if no static zone holds its name."""
-        if not self._by_origin or query.qclass != dns.rdataclass.IN:
+        if not self._by_origin or query.qclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
             return None
         try:
             qname = dns.name.from_text(query.name, origin=dns.name.root)

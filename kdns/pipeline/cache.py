@@ -24,7 +24,9 @@ are re-spelled as this asker spelled it (the entry was stored for whoever asked 
 Serve-stale (RFC 8767): an entry stays for `stale_window` seconds past its TTL. Only
 when forwarding failed does `CachingForwarder` answer from it, with TTL 30 (RFC 8767
 section 4), and for the next `recheck` seconds it answers that question from the stale
-entry without asking again ("no more frequently than every 30 seconds", section 4).
+entry without asking again ("no more frequently than every 30 seconds", section 4). A
+stale answer carries the Extended DNS Error Stale Answer, or Stale NXDOMAIN Answer
+(RFC 8914 §4.4, §4.20), so the asker can tell.
 The default window is one day, the low end of the 1-3 days RFC 8767 section 5 suggests.
 
 Every answer served from here is marked `forwarded` (the wire layer's ready-reply cache
@@ -39,14 +41,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from cachetools import TLRUCache, TTLCache
-from dnslib import QTYPE, RCODE, RR, DNSLabel
+from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.config import ConfigError
-from kdns.message import Answer, AsyncHandler, Query
+from kdns.message import NOERROR, NXDOMAIN, SERVFAIL, Answer, AsyncHandler, EdeCode, ExtendedError, Query, Source
 
 # RFC 8767 section 4: "a TTL of 30 seconds is RECOMMENDED" for stale answers.
 STALE_TTL = 30
@@ -63,9 +65,9 @@ def cache_key(query: Query) -> CacheKey:
 
 def cache_ttl(answer: Answer, *, max_ttl: int, max_negative_ttl: int) -> int:
     """How long `answer` may be cached, in seconds; 0 means not at all."""
-    if answer.rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
+    if answer.rcode not in (NOERROR, NXDOMAIN):
         return 0
-    negative = answer.rcode == RCODE.NXDOMAIN or not answer.answer
+    negative = answer.rcode == NXDOMAIN or not answer.answer
     ttls = [rr.ttl for rr in answer.answer]
     soas = [rr for rr in answer.authority if rr.rtype == QTYPE.SOA]
     if negative and not soas:
@@ -97,14 +99,30 @@ def _aged(
     return tuple(out)
 
 
+_STALE = (ExtendedError(EdeCode.STALE_ANSWER, "every upstream failed: an expired cached answer"),)
+_STALE_NXDOMAIN = (
+    ExtendedError(EdeCode.STALE_NXDOMAIN_ANSWER, "every upstream failed: an expired cached answer"),
+)
+
+
 def served(
-    answer: Answer, query: Query, *, age: float = 0.0, stale: bool = False, cached: bool = True
+    answer: Answer,
+    query: Query,
+    *,
+    age: float = 0.0,
+    stale: bool = False,
+    cached: bool = True,
+    source: Source = "cache",
 ) -> Answer:
     """`answer` as it goes to the asker of `query`: TTLs aged by the whole seconds of `age`,
-    owner names re-spelled; reusable until the next whole second of age if `cached`."""
+    owner names re-spelled; reusable until the next whole second of age if `cached`;
+    `source` says whether it was read from the cache or has just come from upstream."""
     fixed = partial(
         _aged, age=None if stale else int(age), ttl=STALE_TTL, name=query.name, qname=query.qname
     )
+    errors = answer.errors
+    if stale:
+        errors = _STALE_NXDOMAIN if answer.rcode == NXDOMAIN else _STALE
     return Answer(
         rcode=answer.rcode,
         answer=fixed(answer.answer),
@@ -114,6 +132,8 @@ def served(
         recursion_available=answer.recursion_available,
         reuse_for=0.0 if stale or not cached else 1.0 - age % 1.0,
         forwarded=True,
+        errors=errors,
+        source=source,
     )
 
 
@@ -128,13 +148,8 @@ def capped(answer: Answer, ttl: int) -> Answer:
             rr if rr.ttl <= ttl else RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in records
         )
 
-    return Answer(
-        rcode=answer.rcode,
-        answer=cap(answer.answer),
-        authority=cap(answer.authority),
-        additional=cap(answer.additional),
-        authoritative=answer.authoritative,
-        recursion_available=answer.recursion_available,
+    return replace(
+        answer, answer=cap(answer.answer), authority=cap(answer.authority), additional=cap(answer.additional)
     )
 
 
@@ -284,7 +299,7 @@ class CachingForwarder:
 
     async def _forward(self, query: Query) -> Answer:
         answer = await self.forwarder(query)
-        if answer.rcode == RCODE.SERVFAIL:
+        if answer.rcode == SERVFAIL:
             stale = self.cache.get_stale(query)
             if stale is not None:
                 if self._recheck is not None:
@@ -293,5 +308,5 @@ class CachingForwarder:
             return answer
         kept = self.cache.store(query, answer)
         if kept is None:
-            return served(answer, query, cached=False)
-        return served(kept, query)
+            return served(answer, query, cached=False, source=answer.source)
+        return served(kept, query, source=answer.source)

@@ -12,7 +12,9 @@ One query goes to the first of these that holds its name:
 4. anything else is `outside`: REFUSED with RA=0 without a forwarder or for a client
    outside --allow-recursion (kdns is never an open resolver; RFC 5358); with RD=0 the
    cache alone answers (RFC 1034 section 4.3.1: no recursion was asked for), else the
-   cache, then the upstreams (`CachingForwarder.lookup`).
+   cache, then the upstreams (`CachingForwarder.lookup`). Each REFUSED says why in an
+   Extended DNS Error (RFC 8914): Not Authoritative without a forwarder or for RD=0
+   (§4.21), Prohibited for a client outside --allow-recursion (§4.19).
 
 An authoritative answer may then be completed:
 
@@ -22,7 +24,9 @@ An authoritative answer may then be completed:
   CoreDNS asks its own plugin chain). The rcode is the target's (RFC 6604), so an
   upstream NXDOMAIN is NXDOMAIN with the CNAME and the upstream's SOA; an upstream
   failure leaves the CNAME alone, NOERROR, as with no upstream at all (notes §3.6:
-  never NXDOMAIN for a failure).
+  never NXDOMAIN for a failure). However many zones it crosses, one answer holds at
+  most MAX_CNAME_CHAIN (8) CNAMEs: the chain is cut after the eighth, NOERROR, and the
+  asker's resolver may follow the rest.
 * Reverse fallthrough (CoreDNS `fallthrough in-addr.arpa ip6.arpa`): NXDOMAIN under a
   reverse zone is an address the registry does not know; a client that may recurse
   gets the upstream's answer instead. Without a forwarder (or for any other client)
@@ -51,6 +55,8 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Protocol
 
+from dnslib import RR
+
 from kdns.authority import records
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
@@ -68,27 +74,45 @@ from kdns.authority.names import (
 )
 from kdns.authority.static import StaticZones
 from kdns.config import Settings
-from kdns.message import QTYPE, RCODE, Answer, Query
+from kdns.message import (
+    MAX_CNAME_CHAIN,
+    NOERROR,
+    NXDOMAIN,
+    QTYPE,
+    REFUSED,
+    Answer,
+    EdeCode,
+    ExtendedError,
+    Query,
+)
 
 __all__ = ["Forward", "Router"]
 
-REFUSED = RCODE.REFUSED
 # Forwarding off: every client gets this for every outside name.
-_REFUSED_ALL = Answer(rcode=REFUSED, reuse_for=math.inf)
+_REFUSED_ALL = Answer(
+    rcode=REFUSED,
+    reuse_for=math.inf,
+    errors=(ExtendedError(EdeCode.NOT_AUTHORITATIVE, "not a zone kdns serves, and forwarding is off"),),
+)
 # RA=0: this client gets no recursion here, so a stub moves on to its next server at once.
-_REFUSED = Answer(rcode=REFUSED, authoritative=False, recursion_available=False)
+_REFUSED = Answer(
+    rcode=REFUSED,
+    authoritative=False,
+    recursion_available=False,
+    errors=(ExtendedError(EdeCode.PROHIBITED, "recursion is for the clients of --allow-recursion"),),
+)
 # RA=1: recursion is offered to this client, just not for an RD=0 question kdns cannot
 # answer from its cache.
-_REFUSED_NO_RD = Answer(rcode=REFUSED, authoritative=False, recursion_available=True)
-# A CNAME chain kdns follows across zones is cut after this many links (the authority
-# and the static zones use 8 within one zone too).
-MAX_CHASE = 8
+_REFUSED_NO_RD = Answer(
+    rcode=REFUSED,
+    authoritative=False,
+    recursion_available=True,
+    errors=(ExtendedError(EdeCode.NOT_AUTHORITATIVE, "not in the cache, and recursion was not desired (RD=0)"),),
+)
 _NO_CHASE = frozenset({QTYPE.CNAME, QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR})
-_USABLE = frozenset({RCODE.NOERROR, RCODE.NXDOMAIN})
-# dnslib's QTYPE and RCODE look names up on every attribute access: read them once.
+_USABLE = frozenset({NOERROR, NXDOMAIN})
+# dnslib's QTYPE looks names up on every attribute access: read it once.
 _CNAME = QTYPE.CNAME
-_NOERROR = RCODE.NOERROR
-_NXDOMAIN = RCODE.NXDOMAIN
 
 Result = Answer | Awaitable[Answer]
 
@@ -124,7 +148,7 @@ async def _finish_later(pending: Awaitable[Answer], finish: Callable[[Answer], A
 
 def _dangling(result: Answer, qtype: int) -> str | None:
     """The target of the CNAME that ends a positive answer, lower case; None if none."""
-    if result.rcode != _NOERROR or not result.answer or qtype in _NO_CHASE:
+    if result.rcode != NOERROR or not result.answer or qtype in _NO_CHASE:
         return None
     last = result.answer[-1]
     if last.rtype != _CNAME:
@@ -141,7 +165,7 @@ def _joined(head: Answer, tail: Answer) -> Answer:
     """
     if tail.rcode not in _USABLE:
         return _private(head)
-    negative = tail.rcode == _NXDOMAIN or not tail.answer
+    negative = tail.rcode == NXDOMAIN or not tail.answer
     return Answer(
         rcode=tail.rcode,
         answer=head.answer + tail.answer,
@@ -151,7 +175,30 @@ def _joined(head: Answer, tail: Answer) -> Answer:
         recursion_available=head.recursion_available or tail.recursion_available,
         reuse_for=min(head.reuse_for, tail.reuse_for),
         forwarded=head.forwarded or tail.forwarded,
+        errors=head.errors + tail.errors,
+        # Where the data at the end of the chain came from: the slow part, if any.
+        source=tail.source if tail.forwarded else head.source,
     )
+
+
+def _cnames(result: Answer) -> int:
+    return sum(1 for rr in result.answer if rr.rtype == _CNAME)
+
+
+def _cut(result: Answer) -> Answer:
+    """`result` with at most MAX_CNAME_CHAIN CNAMEs: cut after the last one allowed,
+    NOERROR, nothing in authority (the answer is positive: it has a CNAME)."""
+    kept: list[RR] = []
+    count = 0
+    for rr in result.answer:
+        if rr.rtype == _CNAME:
+            if count == MAX_CNAME_CHAIN:
+                break
+            count += 1
+        kept.append(rr)
+    if count < MAX_CNAME_CHAIN or len(kept) == len(result.answer):
+        return result
+    return replace(result, rcode=NOERROR, answer=tuple(kept), authority=())
 
 
 def _client_ip(client: str | None) -> IPAddress | None:
@@ -244,7 +291,7 @@ class Router:
         """
         name = query.name
         if (
-            result.rcode != _NOERROR
+            result.rcode != NOERROR
             or not result.answer
             or result.authority
             or result.forwarded
@@ -277,7 +324,7 @@ class Router:
         result = self._local(query)
         if result is None:
             return self.outside(query)
-        if result.rcode == _NXDOMAIN and (self._forward is not None or self._settings.autopath):
+        if result.rcode == NXDOMAIN and (self._forward is not None or self._settings.autopath):
             special = self._after_nxdomain(query, result)
             if special is not None:
                 return special
@@ -323,10 +370,14 @@ class Router:
         return forward.lookup(query) if query.rd else forward.cached(query)
 
     def _chase(self, query: Query, result: Answer, links: int = 0) -> Result:
-        """`result` followed by the records of the CNAME target it ends in (module docstring)."""
+        """`result` followed by the records of the CNAME target it ends in (module docstring).
+
+        `links`: the zones asked so far, at most one per CNAME (a target that failed
+        leaves the answer as it was, and must not be asked again).
+        """
         target = _dangling(result, query.qtype)
-        if target is None or links >= MAX_CHASE:
-            return result
+        if target is None or links >= MAX_CNAME_CHAIN or _cnames(result) >= MAX_CNAME_CHAIN:
+            return _cut(result)
         if any(str(rr.rname).lower() == target for rr in result.answer):
             return result  # a loop: the target's records are above already
         tail = self._resolve(replace(query, qname=target))
@@ -335,7 +386,7 @@ class Router:
             return result if self._forward is None else _private(result)
         if isinstance(tail, Answer):
             return self._chase(query, _joined(result, tail), links + 1)
-        return _then(tail, lambda upstream: _joined(result, upstream))
+        return _then(tail, lambda upstream: _cut(_joined(result, upstream)))
 
     def _after_nxdomain(self, query: Query, nxdomain: Answer) -> Result | None:
         """Reverse fallthrough or autopath for a would-be NXDOMAIN; None to keep it, shared."""
@@ -387,7 +438,7 @@ class Router:
         for domain in search_list(namespace, zone)[1:]:
             candidate = replace(query, qname=f"{spelled}.{domain}")
             result = self._local(candidate)
-            if result is not None and result.rcode != _NXDOMAIN:
+            if result is not None and result.rcode != NXDOMAIN:
                 return self._aliased(query, nxdomain, candidate, result)
         candidate = replace(query, qname=f"{spelled}.")
         found = self._resolve(candidate)
@@ -400,13 +451,13 @@ class Router:
 
         For this pod only: another client asking the same name gets NXDOMAIN.
         """
-        if isinstance(found, Answer) and found.rcode == _NOERROR:
+        if isinstance(found, Answer) and found.rcode == NOERROR:
             found = self._chase(candidate, found)
         cname = records.cname(query.qname, candidate.qname, self._settings.ttl)
         head = Answer(answer=(cname,), authoritative=True, recursion_available=self.recursion_allowed(query.client))
 
         def finish(result: Answer) -> Answer:
-            if result.rcode != _NOERROR:
+            if result.rcode != NOERROR:
                 return _private(nxdomain)  # nothing there, or a failure: the pod walks on itself
             return _private(_joined(head, result))
 

@@ -18,7 +18,10 @@ the asking. Policy, in the order it is applied to one question:
 * A try that timed out may be a lost packet, so timed-out upstreams are asked a second
   time while the overall deadline allows; upstreams that answered badly are not.
 * When every upstream failed or the deadline passed, the answer is SERVFAIL (RFC 8767
-  and DESIGN.md rule 4: never silence, never NXDOMAIN for a timeout).
+  and DESIGN.md rule 4: never silence, never NXDOMAIN for a timeout), with an Extended
+  DNS Error saying why (RFC 8914): No Reachable Authority when no upstream answered in
+  time, Network Error when they answered badly or could not be reached, and the
+  upstreams and their failures in its text.
 
 Loops: an upstream equal to one of kdns's own listening addresses is refused when the
 Forwarder is built (`ForwardingLoop`). A loop through another resolver (kdns → resolver →
@@ -50,7 +53,7 @@ import dns.rdatatype
 from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.config import ConfigError
-from kdns.message import Answer, Query
+from kdns.message import EDNS_PAYLOAD, FORMERR, NOTIMP, REFUSED, SERVFAIL, Answer, EdeCode, ExtendedError, Query
 
 
 class UpstreamError(ConfigError):
@@ -71,13 +74,14 @@ class _Failed(Exception):
 
 log = logging.getLogger(__name__)
 
-# DNS flag day 2020: an EDNS payload of 1232 avoids IP fragmentation on nearly every path.
-EDNS_PAYLOAD = 1232
-SERVFAIL = Answer(rcode=int(dns.rcode.SERVFAIL), recursion_available=True)
-# An upstream answering these failed this question; the next upstream is asked.
-FAILED_RCODES = frozenset(
-    {dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP, dns.rcode.FORMERR}
+# The answer to our own loop probe when it comes back (see `check_loop`).
+LOOPED = Answer(
+    rcode=SERVFAIL,
+    recursion_available=True,
+    errors=(ExtendedError(EdeCode.OTHER, "forwarding loop: this question came back to kdns"),),
 )
+# An upstream answering these failed this question; the next upstream is asked.
+FAILED_RCODES = frozenset({SERVFAIL, REFUSED, NOTIMP, FORMERR})
 # CoreDNS's loop plugin asks HINFO: a type nobody caches or synthesizes specially.
 PROBE_TYPE = QTYPE.HINFO
 
@@ -175,7 +179,8 @@ def to_answer(reply: dns.message.Message) -> Answer:
     """An upstream reply -> Answer: its rcode and sections as dnslib RRs, OPT left out.
 
     The codec adds kdns's own OPT record for the client; the upstream's says nothing
-    about the client's connection.
+    about the client's connection. This is the one place where dnspython's message model
+    (the forwarder's, for talking to upstreams) becomes kdns's (`kdns.message`).
     """
     record = DNSRecord.parse(reply.to_wire())
     return Answer(
@@ -185,6 +190,22 @@ def to_answer(reply: dns.message.Message) -> Answer:
         additional=tuple(rr for rr in record.ar if rr.rtype != QTYPE.OPT),
         authoritative=False,
         recursion_available=True,
+        source="upstream",
+    )
+
+
+def failed(failures: list[tuple[Upstream, str, bool]]) -> Answer:
+    """SERVFAIL after every try failed, with an Extended DNS Error saying how (RFC 8914).
+
+    `failures` holds (upstream, reason, timed out) per try. No try at all (the deadline
+    passed first) counts as nothing reachable.
+    """
+    timeouts = all(timed_out for _, _, timed_out in failures)
+    code = EdeCode.NO_REACHABLE_AUTHORITY if timeouts else EdeCode.NETWORK_ERROR
+    reasons = dict.fromkeys(f"{upstream} {reason}" for upstream, reason, _ in failures)
+    text = "; ".join(reasons) or "no time left to ask an upstream"
+    return Answer(
+        rcode=SERVFAIL, recursion_available=True, errors=(ExtendedError(code, text),), source="upstream"
     )
 
 
@@ -273,7 +294,7 @@ class Forwarder:
             # once (not forwarding again) is what stops the loop.
             self._probes[name] += 1
             self.loops += 1
-            return SERVFAIL
+            return LOOPED
         key = (name, query.qtype, query.qclass, query.do, query.cd)
         task = self._inflight.get(key)
         if task is None:
@@ -362,6 +383,7 @@ class Forwarder:
         if query.cd:
             request.flags |= dns.flags.CD
         timed_out: list[Upstream] = []
+        failures: list[tuple[Upstream, str, bool]] = []
         for attempt, upstreams in enumerate((self._order(), timed_out)):
             for upstream in list(upstreams):
                 remaining = deadline - loop.time()
@@ -371,6 +393,7 @@ class Forwarder:
                     answer = await self._exchange(upstream, request, remaining, deadline)
                 except _Failed as failure:
                     self._failed(upstream, failure)
+                    failures.append((upstream, str(failure), failure.timed_out))
                     if failure.timed_out and attempt == 0:
                         timed_out.append(upstream)
                     log.debug("upstream %s: %s %s: %s", upstream, query.name, query.qtype, failure)
@@ -378,11 +401,12 @@ class Forwarder:
                 except Exception:  # rule 4: a bug here is a failed try, and SERVFAIL, not silence
                     log.exception("upstream %s: %s %s", upstream, query.name, query.qtype)
                     self._failed(upstream, _Failed("internal error"))
+                    failures.append((upstream, "internal error", False))
                     continue
                 self._answered(upstream)
                 return answer
         self.servfails += 1
-        return SERVFAIL
+        return failed(failures)
 
     async def _exchange(
         self, upstream: Upstream, request: dns.message.Message, remaining: float, deadline: float

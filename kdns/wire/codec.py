@@ -5,10 +5,13 @@ builds objects for every section and is several times slower) and either returns
 `Query` for the handler, or a `Rejected` carrying a ready reply for the few requests the
 codec answers itself, or None for packets that get no reply at all (RFC 1035 §4.1.1; the
 edges of RFC 6891). `to_wire` writes the header, the question exactly as it was asked and
-the OPT record itself, and lets dnslib pack only the records of the `Answer`.
+the OPT record itself (with the Extended DNS Errors of the answer, RFC 8914, and the
+server's NSID when asked, RFC 5001), and lets dnslib pack only the records of the `Answer`.
 
 Every flag of a reply is set here on purpose; nothing is copied from the query except
-ID, opcode, RD and CD (RFC 1035 §4.1.1, RFC 4035 §3.2.2) and DO (RFC 3225 §3).
+ID, opcode and RD (RFC 1035 §4.1.1), CD in replies to QUERY (RFC 4035 §3.2.2; it means
+nothing for other opcodes) and DO (RFC 3225 §3). Every reply to a request with a
+well-formed OPT record has an OPT record, errors included (RFC 6891 §7).
 """
 
 from __future__ import annotations
@@ -20,7 +23,20 @@ from dataclasses import dataclass
 from dnslib import DNSLabel
 from dnslib.label import DNSBuffer
 
-from kdns.message import Answer, Query
+from kdns.message import (
+    BADVERS,
+    EDNS_PAYLOAD,
+    FORMERR,
+    NOTIMP,
+    OPTION_EDE,
+    OPTION_NSID,
+    REFUSED,
+    SERVFAIL,
+    Answer,
+    EdeCode,
+    ExtendedError,
+    Query,
+)
 
 __all__ = [
     "EDNS_PAYLOAD",
@@ -31,17 +47,11 @@ __all__ = [
     "to_wire",
 ]
 
-# The UDP payload kdns advertises and the most it sends: DNS Flag Day 2020's 1232 bytes
-# fits an IPv6 packet on any link with a 1280-byte MTU, so replies are never fragmented.
-EDNS_PAYLOAD = 1232
 # RFC 1035 §4.2.1: without EDNS a UDP reply is at most 512 bytes; RFC 6891 §6.2.5: an
 # advertised size below 512 is treated as 512.
 MIN_PAYLOAD = 512
 # RFC 1035 §4.2.2: a TCP message is framed by a 16-bit length.
 MAX_TCP_MESSAGE = 65535
-
-NOERROR, FORMERR, SERVFAIL, NOTIMP, REFUSED = 0, 1, 2, 4, 5
-BADVERS = 16  # RFC 6891 §9: extended rcode 1, header rcode 0
 
 _QR = 0x8000
 _AA = 0x0400
@@ -53,6 +63,7 @@ _OPCODE_MASK = 0x7800  # opcode in bits 11-14; QUERY is 0
 _DO = 0x8000  # in the OPT record's TTL field
 
 _CLASS_IN = 1
+_CLASS_ANY = 255
 _TYPE_OPT = 41
 _TYPE_IXFR = 251
 _TYPE_AXFR = 252
@@ -61,6 +72,7 @@ _HEADER = struct.Struct("!6H")
 _QTAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _OPT_REPLY = struct.Struct("!BHHIH")  # root name, type, payload size, ttl, rdlength
+_OPTION = struct.Struct("!HH")  # option code, option length (RFC 6891 §6.1.2)
 
 # Bytes a label may hold and still be written as plain text; everything else (dots,
 # backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
@@ -182,10 +194,14 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
     None: shorter than a header, or a response (QR set), which must never be answered
     (answering responses is how reflection loops start). FORMERR: malformed, no question
     or several, several OPT records or an OPT outside the additional section (RFC 6891
-    §6.1.1). NOTIMP: an opcode other than QUERY. BADVERS: EDNS version above 0 (RFC 6891
-    §6.1.3). REFUSED: a class other than IN (kdns serves no CHAOS or HESIOD data), and
-    AXFR/IXFR (kdns does not transfer zones, as CoreDNS's kubernetes plugin without
-    `transfer`).
+    §6.1.1), an OPT whose options do not add up to its RDLENGTH (§6.1.2). NOTIMP: an
+    opcode other than QUERY. BADVERS: EDNS version above 0 (RFC 6891 §6.1.3). REFUSED: a
+    class other than IN or ANY (kdns serves no CHAOS or HESIOD data; QCLASS ANY is
+    answered from IN, as Knot does), and AXFR/IXFR (kdns does not transfer zones, as
+    CoreDNS's kubernetes plugin without `transfer`).
+
+    An error reply has an OPT record when the request had exactly one well-formed OPT
+    record (RFC 6891 §7); one whose OPT is itself malformed has none (as Knot).
     """
     if len(data) < 12:
         return None
@@ -199,6 +215,8 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
     opt_ttl: int | None = None
     opt_payload = 0
     opt_count = 0
+    opt_rdata = (0, 0)  # where the OPT record's options are: start, end
+    opt_broken = False  # an OPT record in the wrong place, or its options do not add up
     try:
         pos = 12
         for number in range(qdcount):
@@ -223,23 +241,29 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
                 if rtype == _TYPE_OPT:
                     opt_count += 1
                     if section != 3 or not is_root:
+                        opt_broken = True
                         raise _FormErr
                     opt_payload, opt_ttl = rclass, ttl
+                    opt_rdata = (pos - rdlength, pos)
         if pos != len(data):
             raise _FormErr  # trailing bytes: this is not the message the header describes
+        nsid = _read_options(data, *opt_rdata) if opt_count == 1 else False
     except _FormErr:
+        opt_broken = opt_broken or opt_count > 1
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, _echo(opt_ttl, opt_broken))
+    except _BadOption:
         return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
 
+    edns_do = _echo(opt_ttl, opt_count > 1)
     opcode_set = flags & _OPCODE_MASK
     if opcode_set:
-        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, None)
+        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, edns_do)
     if qdcount != 1 or opt_count > 1:
-        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, edns_do)
     do = bool(opt_ttl is not None and opt_ttl & _DO)
     if opt_ttl is not None and (opt_ttl >> 16) & 0xFF:
         return _reject(ident, flags, BADVERS, question, do)
-    edns_do = do if opt_ttl is not None else None
-    if qclass != _CLASS_IN or qtype in (_TYPE_AXFR, _TYPE_IXFR):
+    if qclass not in (_CLASS_IN, _CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
         return _reject(ident, flags, REFUSED, question, edns_do)
 
     if opt_ttl is None:
@@ -258,25 +282,67 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
         do=do,
         client=client,
         transport=transport,
+        nsid=nsid,
     )
+
+
+class _BadOption(Exception):
+    """The OPT record's options do not add up to its RDLENGTH (FORMERR, no OPT echoed)."""
+
+
+def _read_options(data: bytes, start: int, end: int) -> bool:
+    """Check the OPT record's options (code, length, data; RFC 6891 §6.1.2) between
+    `start` and `end`; whether an NSID option asks for the server's NSID (RFC 5001)."""
+    nsid = False
+    pos = start
+    while pos < end:
+        if pos + 4 > end:
+            raise _BadOption
+        code, length = _OPTION.unpack_from(data, pos)
+        pos += 4 + length
+        if pos > end:
+            raise _BadOption
+        if code == OPTION_NSID:
+            nsid = True
+    return nsid
+
+
+def _echo(opt_ttl: int | None, broken: bool) -> bool | None:
+    """The DO bit an error reply echoes in its OPT record; None: the reply has no OPT."""
+    if opt_ttl is None or broken:
+        return None
+    return bool(opt_ttl & _DO)
 
 
 # --- writing --------------------------------------------------------------------------
 
 
-def _opt(rcode: int, do: bool) -> bytes:
+def _opt(rcode: int, do: bool, options: bytes = b"") -> bytes:
     """Our OPT record: payload size 1232, version 0, the upper rcode bits, DO echoed."""
     ttl = ((rcode >> 4) & 0xFF) << 24 | (_DO if do else 0)
-    return _OPT_REPLY.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, 0)
+    return _OPT_REPLY.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
+
+
+def _options(errors: tuple[ExtendedError, ...], nsid: bytes) -> bytes:
+    """The options of a reply's OPT record: each EDE (RFC 8914 §2), then the NSID."""
+    out = b""
+    for error in errors:
+        text = error.text.encode("utf-8")
+        out += _OPTION.pack(OPTION_EDE, 2 + len(text)) + int(error.code).to_bytes(2, "big") + text
+    if nsid:
+        out += _OPTION.pack(OPTION_NSID, len(nsid)) + nsid
+    return out
 
 
 def _reject(ident: int, query_flags: int, rcode: int, question: bytes | None, do: bool | None) -> Rejected:
-    """An error reply: ID, opcode, RD and CD echoed; the question if it could be read.
+    """An error reply: ID, opcode and RD echoed (CD too for a QUERY); the question if it
+    could be read.
 
     `do` is None when the request had no usable OPT record; otherwise the reply has one
     (RFC 6891 §7). BADVERS always has one: its rcode does not fit in the header.
     """
-    flags = _QR | (query_flags & (_OPCODE_MASK | _RD | _CD)) | (rcode & 0xF)
+    echoed = _OPCODE_MASK | _RD if query_flags & _OPCODE_MASK else _OPCODE_MASK | _RD | _CD
+    flags = _QR | (query_flags & echoed) | (rcode & 0xF)
     has_opt = do is not None or rcode > 15
     header = _HEADER.pack(ident, flags, 1 if question else 0, 0, 0, 1 if has_opt else 0)
     reply = header + (question or b"") + (_opt(rcode, bool(do)) if has_opt else b"")
@@ -322,13 +388,16 @@ class _Buffer(DNSBuffer):
         self.offset += 1
 
 
-def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE) -> bytes:
+def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: bytes = b"") -> bytes:
     """The reply to `query`: at most `limit` bytes (UDP: `query.payload`; TCP: 65535).
 
     If everything does not fit, the additional section goes first, without TC (RFC 2181
-    §9: extra data that does not fit is no reason for TC). If the answer and authority
-    sections still do not fit, the reply is the header, question and OPT with TC set and
-    nothing else, so the client asks again over TCP rather than use a partial RRset.
+    §9: extra data that does not fit is no reason for TC), except the glue a referral
+    requires (`Answer.required_glue`, RFC 9471). If the answer and authority sections
+    (and that glue) still do not fit, the reply is the header, question and OPT with TC
+    set and nothing else, so the client asks again over TCP rather than use a partial
+    RRset; at TCP's limit there is nothing larger to ask over, and the reply is SERVFAIL.
+    `nsid` is the server's NSID, sent to an asker that asked for it (RFC 5001).
     """
     rcode = answer.rcode
     flags = _QR | (rcode & 0xF)
@@ -340,7 +409,11 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE) -> bytes
         flags |= _RA
     if query.cd:
         flags |= _CD
-    opt = _opt(rcode, query.do) if query.edns else b""
+    if query.edns:
+        options = _options(answer.errors, nsid if query.nsid else b"") if answer.errors or query.nsid else b""
+        opt = _opt(rcode, query.do, options)
+    else:
+        opt = b""
     arcount_opt = 1 if query.edns else 0
 
     labels = _name_labels(query.qname)
@@ -355,8 +428,11 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE) -> bytes
         record.pack(buffer)
     for record in answer.authority:
         record.pack(buffer)
+    glue = answer.required_glue
+    for record in answer.additional[:glue]:
+        record.pack(buffer)
     main_end = buffer.offset
-    for record in answer.additional:
+    for record in answer.additional[glue:]:
         record.pack(buffer)
 
     data = buffer.data
@@ -369,15 +445,19 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE) -> bytes
     if main_end + len(opt) <= limit:
         # Compression pointers only point backwards, so cutting the tail is safe.
         del data[main_end:]
-        data[:12] = _HEADER.pack(query.id, flags, 1, len(answer.answer), len(answer.authority), arcount_opt)
+        data[:12] = _HEADER.pack(
+            query.id, flags, 1, len(answer.answer), len(answer.authority), glue + arcount_opt
+        )
         data += opt
         return bytes(data)
+    if limit >= MAX_TCP_MESSAGE:
+        return servfail(query, nsid, ExtendedError(EdeCode.OTHER, "the answer does not fit in 65535 bytes"))
     del data[question_end:]
     data[:12] = _HEADER.pack(query.id, flags | _TC, 1, 0, 0, arcount_opt)
     data += opt
     return bytes(data)
 
 
-def servfail(query: Query) -> bytes:
+def servfail(query: Query, nsid: bytes = b"", *errors: ExtendedError) -> bytes:
     """SERVFAIL for `query`: what a failure anywhere behind the codec turns into."""
-    return to_wire(query, Answer(rcode=SERVFAIL), query.payload)
+    return to_wire(query, Answer(rcode=SERVFAIL, errors=errors), query.payload, nsid)

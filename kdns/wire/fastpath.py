@@ -12,9 +12,11 @@ the ID: the header's flags and counts, the name case-folded (RFC 4343: ASCII A-Z
 type, class and the OPT record's fixed part (owner, type, payload size, extended rcode,
 version, DO and Z, RDLENGTH) — taken as raw bytes, so the key is the request's bytes 2
 to the end of the OPT record's fixed part, with the name in lower case: for a name asked
-in lower case (most are), that is one slice and no parsing. EDNS options are not part
-of it: the codec ignores them. A request that differs in any of those bytes (another
-payload size, CD set) is simply another key.
+in lower case (most are), that is one slice and no parsing. A request that differs in
+any of those bytes (another payload size, CD set) is simply another key. EDNS options
+are not part of it, so replies to requests that carry any (an NSID request changes the
+reply; a cookie or padding would only split the keys) are never kept: such requests,
+dig's with its cookie among them, take the slow path.
 
 Nothing stale is served:
 
@@ -49,7 +51,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from kdns.message import Answer, Query
+from kdns.message import SERVFAIL, Answer, Query
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "AnswerCache", "QueryStats", "question_type"]
 
@@ -60,7 +62,6 @@ MAX_BYTES = 64 * 1024 * 1024
 # Clients whose "may recurse" verdict is remembered, between registry changes.
 MAX_CLIENTS = 4096
 
-_SERVFAIL = 2
 _OPT_TYPE = b"\x00\x29"
 _HEADER = 12
 
@@ -274,7 +275,7 @@ class AnswerCache:
         if (
             not isinstance(answer, Answer)
             or answer.reuse_for <= 0
-            or reply[3] & 0x0F == _SERVFAIL  # also what an answer that would not pack became
+            or reply[3] & 0x0F == SERVFAIL  # also what an answer that would not pack became
             or not generation == self.generation == self._handler.generation
             or (answer.forwarded and not self._may_recurse(query.client))
         ):
@@ -284,12 +285,8 @@ class AnswerCache:
             return False
         size = len(data)
         opt = end + 5  # where an OPT record starts: root owner, type 41, ..., RDLENGTH at +9
-        if size != opt and (
-            data[opt] != 0
-            or data[opt + 1 : opt + 3] != _OPT_TYPE
-            or size != opt + 11 + int.from_bytes(data[opt + 9 : opt + 11], "big")
-        ):
-            return False  # anything but question [+ OPT]: rare, and not worth a key
+        if size != opt and (data[opt] != 0 or data[opt + 1 : opt + 3] != _OPT_TYPE or size != opt + 11):
+            return False  # anything but question [+ OPT without options]: not worth a key
         if len(self._entries) >= self.max_entries or self._bytes + len(reply) > self.max_bytes:
             self.clear()  # wholesale: O(1) per entry, and the hot questions come right back
         name = data[_HEADER:end]

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Self
 
-from kdns.message import Answer, Handler, Query
-from kdns.wire.codec import MAX_TCP_MESSAGE, SERVFAIL, Rejected, from_wire, servfail
+from kdns.message import SERVFAIL, Answer, Handler, Query
+from kdns.wire.codec import MAX_TCP_MESSAGE, Rejected, from_wire, servfail
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of
 

@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
-from kdns.message import Answer, Handler, Query
+from kdns.message import SERVFAIL, Answer, Handler, Query
 from kdns.wire import mmsg
-from kdns.wire.codec import SERVFAIL, Rejected, from_wire, servfail, to_wire
+from kdns.wire.codec import Rejected, from_wire, servfail, to_wire
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 
 __all__ = [

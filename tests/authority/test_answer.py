@@ -148,8 +148,14 @@ SRV = [
     ),
     Case(f"_dns._tcp.dual.testns.svc.{Z}", "SRV", NXDOMAIN),
     Case(f"_sctp.dual.testns.svc.{Z}", "SRV", NXDOMAIN),
-    # Unnamed ports have no SRV name (spec), not even on the bare name (no quirk 9).
-    Case(f"unnamed.testns.svc.{Z}", "SRV"),
+    # Unnamed ports have no `_port._proto` name (spec), but the bare name lists them, as
+    # CoreDNS does (quirk 9).
+    Case(
+        f"unnamed.testns.svc.{Z}",
+        "SRV",
+        answer=(f"unnamed.testns.svc.{Z} 5 IN SRV 0 100 8080 unnamed.testns.svc.{Z}",),
+        additional=(f"unnamed.testns.svc.{Z} 5 IN A 10.0.0.4",),
+    ),
     Case(f"_tcp.unnamed.testns.svc.{Z}", "A", NXDOMAIN),
     Case(f"hdlsprtls.testns.svc.{Z}", "SRV"),
     Case(f"_http._tcp.hdlsprtls.testns.svc.{Z}", "SRV", NXDOMAIN),
@@ -618,8 +624,8 @@ PODS_INSECURE = [
 PODS_DISABLED = [
     Case(f"10-244-0-1.testns.pod.{Z}", "A", NXDOMAIN),
     Case(f"10-9-9-9.testns.pod.{Z}", "A", NXDOMAIN),
-    # The namespace node exists as under svc. (no CoreDNS quirk 13); only pod names go.
-    Case(f"testns.pod.{Z}", "A"),
+    # Nothing exists below pod.<zone>, as in CoreDNS: the namespace node goes too.
+    Case(f"testns.pod.{Z}", "A", NXDOMAIN),
     Case(f"nons.pod.{Z}", "A", NXDOMAIN),
     Case(f"pod.{Z}", "A"),
 ]

@@ -65,8 +65,8 @@ SHAPES = [
     ("0.0.10.in-addr.arpa.", ReversePrefix(("0", "0", "10"))),
     ("10.in-addr.arpa.", ReversePrefix(("10",))),
     (V6_FULL, ReverseName("fd00::1")),
-    ("d.f.ip6.arpa.", ReversePrefix(("d", "f"))),
-    (V6_FULL[2:], ReversePrefix(tuple(V6_FULL[2:-10].split(".")))),
+    ("d.f.ip6.arpa.", ReversePrefix(("d", "f"), 6)),
+    (V6_FULL[2:], ReversePrefix(tuple(V6_FULL[2:-10].split(".")), 6)),
 ]
 
 INVALID = [

@@ -322,14 +322,17 @@ def test_a_truncated_answer_is_kept_for_its_payload_size() -> None:
     assert handler.calls == 2
 
 
-def test_edns_options_are_not_part_of_the_question(authority: Authority) -> None:
-    """Two requests whose OPT options differ only in content (a client cookie) share one entry."""
+def test_requests_with_edns_options_take_the_slow_path(authority: Authority) -> None:
+    """A request with EDNS options (a cookie; NSID, which changes the reply) is never kept:
+    the options are not part of the key, so an NSID reply must not reach another asker."""
     cache = AnswerCache(authority)
     name = "svc1.testns.svc.cluster.local."
-    first = request(name, edns=0, options=[dns.edns.GenericOption(10, b"12345678")])
-    second = request(name, edns=0, options=[dns.edns.GenericOption(10, b"abcdefgh")])
-    ask(cache, authority, first)
-    assert ask(cache, authority, second) == (fresh(authority, second), True)
+    cookie = request(name, edns=0, options=[dns.edns.GenericOption(10, b"12345678")])
+    nsid = request(name, edns=0, options=[dns.edns.GenericOption(3, b"")])
+    padding = request(name, edns=0, options=[dns.edns.GenericOption(12, b"")])
+    for wire in (cookie, cookie, nsid, padding, padding):
+        assert ask(cache, authority, wire) == (fresh(authority, wire), False)
+    assert len(cache) == 0
 
 
 # --- validity -------------------------------------------------------------------------------
