@@ -34,7 +34,9 @@ import logging
 import os
 import signal
 import ssl
+import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Self
 
@@ -47,16 +49,18 @@ from kdns.errors import KdnsError
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
+from kdns.pipeline.explain import Explanation, explain, qtype_number
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
-from kdns.registry.manifests import load_paths
+from kdns.registry.manifests import Document, load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
 from kdns.wire.fastpath import QueryStats
+from kdns.wire.querylog import QueryLog
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
@@ -141,6 +145,7 @@ class App:
             self._observe_registry(stack, store)
             self.store, self.index = store, index
             self.router, self.forwarder = await open_router(stack, settings, index, static)
+            self._count_forwarding()
             stack.push_async_callback(self._stop_reloading)
             reuse_port = settings.workers > 1
             self.udp, self.tcp = await bind_dns(stack, settings, self.router, self.metrics, reuse_port=reuse_port)
@@ -190,6 +195,30 @@ class App:
         self._log_resolver(static)
         self._log_storage_and_api()
         return self
+
+    def _count_forwarding(self) -> None:
+        """Export the forwarder's and its cache's counters (kdns_forward_*, kdns_cache_*)."""
+        router = self.router
+        if self.forwarder is None or router is None or not isinstance(router.forward, CachingForwarder):
+            return
+        self.metrics.add_forward_counts(self.forwarder.counts)
+        self.metrics.add_cache_counts(router.forward.cache.counts)
+
+    def explain(self, name: str, type_text: str) -> Awaitable[Explanation]:
+        """Why kdns answers `name` `type_text` what it answers (`GET /debug/explain`);
+        ValueError for a name or type that is none."""
+        router, index, store = self.router, self.index, self.store
+        if router is None or index is None or store is None:
+            raise RuntimeError("kdns is not serving")
+        return explain(
+            name,
+            qtype_number(type_text),
+            router=router,
+            index=index,
+            static=router.static,
+            objects=store.list,
+            settings=self.settings,
+        )
 
     def _log_resolver(self, static: StaticZones) -> None:
         """What kdns serves beyond the cluster, one line each: static zones, forwarding."""
@@ -288,17 +317,10 @@ class App:
             documents, warnings = load_paths(settings.manifests)
             for warning in warnings:
                 log.warning("%s", warning)
-            store = Store(
-                service_cidrs=settings.service_cidrs,
-                node_port_range=settings.node_port_range,
-                clock=time.time,
-            )
+            store = new_store(settings)
             if settings.data_dir is not None:
                 self._restore(store, settings.data_dir)
-            with store.transaction() as txn:
-                # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-                # The documents were read for this alone: the store keeps them (`owned`).
-                txn.apply_documents(documents, owned=True)
+            apply_manifests(store, documents)
         except BaseException:
             self._storage.close()
             raise
@@ -351,7 +373,9 @@ class App:
         """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
         settings = self.settings
         self._ready = True
-        api = build_app(store, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready)
+        api = build_app(
+            store, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready, explain=self.explain
+        )
         try:
             runner, self.api_port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
         except OSError as exc:
@@ -374,6 +398,28 @@ class App:
                 "401 here; other clients send the token in clear text"
             )
         log.info("serving the API on %s", self.api_url)
+
+def new_store(settings: Settings) -> Store:
+    """An empty registry allocating from the settings' ranges."""
+    return Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range, clock=time.time)
+
+
+def apply_manifests(store: Store, documents: list[Document]) -> None:
+    """Every manifest document into `store` in one transaction, create or update."""
+    with store.transaction() as txn:
+        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
+        # The documents were read for this alone: the store keeps them (`owned`).
+        txn.apply_documents(documents, owned=True)
+
+
+def load_registry(settings: Settings) -> tuple[Store, list[str]]:
+    """The registry the manifests alone make, in memory, and the loader's warnings
+    (`kdns explain --manifests`; `App` restores the journal in between)."""
+    documents, warnings = load_paths(settings.manifests)
+    store = new_store(settings)
+    apply_manifests(store, documents)
+    return store, warnings
+
 
 async def open_router(
     stack: contextlib.AsyncExitStack, settings: Settings, index: ClusterIndex, static: StaticZones
@@ -410,17 +456,33 @@ async def bind_dns(
     # Plain integer counters on the hot path, summed by /metrics when it is scraped.
     stats = QueryStats()
     metrics.add_query_counts(stats.totals)
+    nsid = settings.nsid.encode("utf-8")
+    query_log = None
+    if settings.log_queries is not None:
+        query_log = QueryLog(
+            sys.stdout, settings.log_queries, settings.log_queries_sample, (settings.zone, *settings.reverse_zones)
+        )
+        stack.callback(query_log.close)  # after the servers stop: the last answers are written
     attempts = BIND_ATTEMPTS if port == 0 else 1
     for attempt in range(attempts):
         try:
             udp = await stack.enter_async_context(
-                UdpServer(router, address, port, stats=stats, observe=metrics.observe_duration, reuse_port=reuse_port)
+                UdpServer(
+                    router,
+                    address,
+                    port,
+                    stats=stats,
+                    observe=metrics.observe_duration,
+                    reuse_port=reuse_port,
+                    nsid=nsid,
+                    query_log=query_log,
+                )
             )
         except OSError as exc:
             raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
         try:
             tcp = await stack.enter_async_context(
-                TcpServer(router, address, udp.port, stats=stats, reuse_port=reuse_port)
+                TcpServer(router, address, udp.port, stats=stats, reuse_port=reuse_port, nsid=nsid, query_log=query_log)
             )
         except OSError as exc:
             if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:

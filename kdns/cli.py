@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kdns import __version__, register
+from kdns import __version__, explain, register
 from kdns.config import (
     PODS_MODES,
+    QUERY_LOG_FORMATS,
     ConfigError,
     Settings,
     default_data_dir,
@@ -118,7 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         help="processes answering DNS on the port (SO_REUSEPORT), each with a copy of the registry "
         "kept in step by this one; one per core (default 1)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
+    add("--nsid", metavar="TEXT", help="this server's name, sent to clients that ask for it with EDNS NSID "
+        "(RFC 5001; `dig +nsid`), so you can tell which replica answered (default: none)")
+    add("--log-queries", nargs="?", const="coredns", metavar="FORMAT",
+        help=f"log every answer on stdout, one line each: {' or '.join(QUERY_LOG_FORMATS)} "
+        "(CoreDNS's log plugin format, or JSON lines); default off (KDNS_LOG_QUERIES=coredns)")
+    add("--log-queries-sample", metavar="RATE",
+        help="log this fraction of the answers, 0-1: one in round(1/RATE) (default 1: all)")
     register.add_parser(commands)
+    explain.add_parser(commands)
     return parser
 
 
@@ -262,6 +271,23 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     else:
         fields["upstreams"] = _upstreams(values)
 
+    value, _ = _pick(args.nsid, environ, "nsid")
+    if value:
+        fields["nsid"] = value
+    value, source = _pick(args.log_queries, environ, "log_queries")
+    if value is not None:
+        word = value.strip().lower()
+        if word in QUERY_LOG_FORMATS:
+            fields["log_queries"] = word
+        elif _boolean(word, source):
+            fields["log_queries"] = QUERY_LOG_FORMATS[0]
+    value, source = _pick(args.log_queries_sample, environ, "log_queries_sample")
+    if value is not None:
+        try:
+            fields["log_queries_sample"] = float(value)
+        except ValueError:
+            raise ConfigError(f"{source} {value!r}: not a number") from None
+
     level, source = _pick(args.log_level, environ, "log_level")
     level = (level or "info").lower()
     if level not in LOG_LEVELS:
@@ -300,6 +326,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.command == "register":
         return register.run(args, environ)
+    if args.command == "explain":
+        return explain.run(args, environ)
     if args.command != "serve":
         parser.print_usage(sys.stderr)
         print("kdns: error: a command is required: kdns serve", file=sys.stderr)

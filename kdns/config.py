@@ -14,6 +14,9 @@ from pathlib import Path
 from kdns.errors import KdnsError
 
 PODS_MODES = ("disabled", "insecure", "verified")
+QUERY_LOG_FORMATS = ("coredns", "json")
+# RFC 5001 allows 65535 bytes; an identifier a person reads in dig's output is short.
+MAX_NSID = 128
 MAX_TTL = 3600  # CoreDNS's bound for `ttl`
 # Each worker holds a whole copy of the registry's DNS tables: a bound on the memory a
 # typo (--workers 1000) can ask for.
@@ -154,6 +157,13 @@ class Settings:
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
     # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
     workers: int = 1
+    # Sent to clients that ask for it (RFC 5001), so a person knows which replica
+    # answered; "" sends none.
+    nsid: str = ""
+    # The query log (`--log-queries`): None (off), "coredns" or "json"; one answer in
+    # round(1 / log_queries_sample) is logged.
+    log_queries: str | None = None
+    log_queries_sample: float = 1.0
 
 
     def __post_init__(self) -> None:
@@ -192,6 +202,12 @@ class Settings:
             raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
         if self.proxy_max_connections < 1:
             raise ConfigError(f"proxy max connections {self.proxy_max_connections}: must be at least 1")
+        if len(self.nsid.encode("utf-8")) > MAX_NSID:
+            raise ConfigError(f"nsid {self.nsid!r}: at most {MAX_NSID} bytes")
+        if self.log_queries is not None and self.log_queries not in QUERY_LOG_FORMATS:
+            raise ConfigError(f"log queries {self.log_queries!r}: must be one of {', '.join(QUERY_LOG_FORMATS)}")
+        if not 0 < self.log_queries_sample <= 1:
+            raise ConfigError(f"log queries sample {self.log_queries_sample}: must be above 0 and at most 1")
         if self.node_address is not None:
             try:
                 ipaddress.ip_address(self.node_address)

@@ -14,7 +14,7 @@ from typing import Any
 
 from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # Event types of kdns.registry.objects, spelled out: metrics sits below the registry layer.
@@ -60,6 +60,49 @@ class _SummedCounter:
         yield family
 
 
+# The forwarder's and its cache's counters (plain ints on their objects), by the name
+# of each one's kdns_forward_<name>_total / kdns_cache_<name>_total family.
+FORWARD_COUNTERS = {
+    "queries": "Questions handed to the forwarder (cache misses).",
+    "coalesced": "Of those, answered by an identical question's upstream exchange already in flight.",
+    "requests": "Messages sent to upstreams, UDP and TCP.",
+    "tcp_retries": "UDP replies with TC asked again over TCP.",
+    "failures": "Tries at an upstream that gave no usable answer, timeouts included.",
+    "timeouts": "Of those, tries that timed out.",
+    "servfails": "Questions answered SERVFAIL because every upstream failed.",
+    "loops": "Loop probes that came back to kdns.",
+}
+CACHE_COUNTERS = {
+    "hits": "Questions answered from a fresh cache entry.",
+    "misses": "Questions the cache had no fresh entry for.",
+    "stale_hits": "Questions answered from an expired entry because every upstream failed (RFC 8767).",
+    "stores": "Upstream answers stored.",
+}
+Counts = Callable[[], Mapping[str, int]]
+
+
+class _NamedCounters:
+    """One counter family per name (`<prefix>_<name>_total`), read from `counts()` when
+    /metrics is scraped, plus optional gauges: for objects that count in plain ints."""
+
+    def __init__(self, prefix: str, counters: Mapping[str, str], gauges: Mapping[str, str] | None = None) -> None:
+        self.prefix, self.counters, self.gauges = prefix, counters, gauges or {}
+        self.sources: list[Counts] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        totals: Tally[str] = Tally()
+        for source in self.sources:
+            totals.update(source())
+        for name, documentation in self.counters.items():
+            family = CounterMetricFamily(f"{self.prefix}_{name}", documentation)
+            family.add_metric([], totals[name])
+            yield family
+        for name, documentation in self.gauges.items():
+            gauge = GaugeMetricFamily(f"{self.prefix}_{name}", documentation)
+            gauge.add_metric([], totals[name])
+            yield gauge
+
+
 class Metrics:
     """Every metric kdns exports; one instance per process (or per test)."""
 
@@ -81,6 +124,10 @@ class Metrics:
         )
         self.registry.register(self._answered)
         self.registry.register(self._dropped)
+        self._forward = _NamedCounters("kdns_forward", FORWARD_COUNTERS)
+        self._cache = _NamedCounters("kdns_cache", CACHE_COUNTERS, {"entries": "Answers in the forwarding cache."})
+        self.registry.register(self._forward)
+        self.registry.register(self._cache)
         self._duration = Histogram(
             "kdns_dns_request_duration_seconds",
             "Time from reading a DNS query to having its answer (a sample of the immediate "
@@ -120,6 +167,14 @@ class Metrics:
     def add_udp_drops(self, drops: DropCounts) -> None:
         """Count the drops of a UDP server: `drops()` maps a reason to a count."""
         self._dropped.sources.append(drops)
+
+    def add_forward_counts(self, counts: Counts) -> None:
+        """Count a forwarder's work: `counts()` maps each name of FORWARD_COUNTERS to a count."""
+        self._forward.sources.append(counts)
+
+    def add_cache_counts(self, counts: Counts) -> None:
+        """Count a forwarding cache's work: CACHE_COUNTERS and `entries`."""
+        self._cache.sources.append(counts)
 
     def observe_duration(self, seconds: float) -> None:
         """One timed query (the wire layer samples which)."""

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import random
 import socket
 from collections import Counter

@@ -7,7 +7,9 @@ binds it. Routes:
   pods (+status), nodes, endpointslices: GET, LIST (label and field selectors), WATCH,
   POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side apply) and DELETE;
 * discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
-* `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`.
+* `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`;
+* `/debug/explain?name=&type=`: why DNS answers a name what it answers (JSON of
+  kdns.pipeline.explain.Explanation), behind the token like everything else.
 
 Every refusal is a Kubernetes `Status` (see `status.py`), and a refused request changes
 nothing: a write runs in one store transaction, which rolls back on any error.
@@ -42,6 +44,7 @@ from kdns.api.selectors import (
 from kdns.api.status import MAX_BODY, ApiError
 from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
 from kdns.metrics import Metrics
+from kdns.pipeline.explain import Explanation
 from kdns.registry import errors as registry_errors
 from kdns.registry.manifests import to_manifest
 from kdns.registry.store import Store
@@ -57,6 +60,10 @@ _TOKEN = web.AppKey("token", object)  # str | None
 _READY = web.AppKey("ready", object)  # Callable[[], bool]
 _CLOCK = web.AppKey("clock", object)  # Callable[[], float]
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
+_EXPLAIN = web.AppKey("explain", object)  # Explainer | None
+# What answers `GET /debug/explain`: (name, type) -> the explanation; ValueError for a
+# name or type that is none.
+Explainer = Callable[[str, str], Awaitable[Explanation]]
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
 _GROUP = web.RequestKey("group", str)
@@ -239,10 +246,12 @@ def build_app(
     ready: Callable[[], bool],
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
+    explain: Explainer | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; `token` set means every request but the health
     checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
-    `watch_queue_size` bounds the changes a watcher may fall behind by."""
+    `watch_queue_size` bounds the changes a watcher may fall behind by; `explain`
+    serves `/debug/explain` (404 without it)."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
     app[STORE] = store
     app[METRICS] = metrics
@@ -251,11 +260,14 @@ def build_app(
     app[_READY] = ready
     app[_CLOCK] = clock
     app[_QUEUE_SIZE] = watch_queue_size
+    app[_EXPLAIN] = explain
     add = app.router.add_route
     add("GET", "/healthz", _healthz)
     add("GET", "/livez", _healthz)
     add("GET", "/readyz", _readyz)
     add("GET", "/metrics", _metrics)
+    if explain is not None:
+        add("GET", "/debug/explain", _explain)
     add("GET", "/version", _version)
     add("GET", "/api", _api)
     add("GET", "/api/v1", _resource_list)
@@ -415,6 +427,18 @@ async def _readyz(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _explain(request: web.Request) -> web.Response:
+    explainer: Explainer = request.app[_EXPLAIN]  # type: ignore[assignment]
+    name = request.query.get("name", "")
+    if not name:
+        raise status.bad_request("the name parameter is required: /debug/explain?name=NAME&type=TYPE")
+    try:
+        explanation = await explainer(name, request.query.get("type", "A"))
+    except ValueError as exc:
+        raise status.bad_request(str(exc)) from None
+    return _json_response(explanation.to_dict())
 
 
 async def _version(request: web.Request) -> web.Response:

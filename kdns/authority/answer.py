@@ -86,15 +86,24 @@ from kdns.authority.names import (
     Structural,
     endpoint_fqdn,
     hostmaster_fqdn,
-    namespace_of,
     nameserver_fqdn,
+    namespace_of,
     node_fqdn,
     parse,
     service_fqdn,
     zone_of,
 )
 from kdns.config import Settings
-from kdns.message import MAX_CNAME_CHAIN, NOERROR, NXDOMAIN, REFUSED, Answer, EdeCode, ExtendedError, Query
+from kdns.message import (
+    MAX_CNAME_CHAIN,
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    Answer,
+    EdeCode,
+    ExtendedError,
+    Query,
+)
 
 SCHEMA_VERSION = "1.1.0"  # spec §2.2
 SCHEMA_TTL = 28800  # notes §3.1

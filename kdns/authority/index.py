@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from kdns.authority.names import IPAddress, ReversePrefix, ancestors, dashed, target_name
+from kdns.authority.names import (
+    IPAddress,
+    ReversePrefix,
+    ancestors,
+    dashed,
+    target_name,
+)
 from kdns.config import Settings
 from kdns.registry.addresses import dotted_quad
 from kdns.registry.objects import (

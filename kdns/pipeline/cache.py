@@ -48,7 +48,17 @@ from cachetools import TLRUCache, TTLCache
 from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.config import ConfigError
-from kdns.message import NOERROR, NXDOMAIN, SERVFAIL, Answer, AsyncHandler, EdeCode, ExtendedError, Query, Source
+from kdns.message import (
+    NOERROR,
+    NXDOMAIN,
+    SERVFAIL,
+    Answer,
+    AsyncHandler,
+    EdeCode,
+    ExtendedError,
+    Query,
+    Source,
+)
 
 # RFC 8767 section 4: "a TTL of 30 seconds is RECOMMENDED" for stale answers.
 STALE_TTL = 30
@@ -193,6 +203,16 @@ class ResponseCache:
         self.misses = 0
         self.stale_hits = 0
         self.stores = 0
+
+    def counts(self) -> dict[str, int]:
+        """The counters and the size, by the names /metrics exports them under (kdns_cache_*)."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "stale_hits": self.stale_hits,
+            "stores": self.stores,
+            "entries": len(self._entries),
+        }
 
     def _until(self, key: CacheKey, entry: _Entry, now: float) -> float:
         return now + entry.ttl + self.stale_window

@@ -53,7 +53,17 @@ import dns.rdatatype
 from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.config import ConfigError
-from kdns.message import EDNS_PAYLOAD, FORMERR, NOTIMP, REFUSED, SERVFAIL, Answer, EdeCode, ExtendedError, Query
+from kdns.message import (
+    EDNS_PAYLOAD,
+    FORMERR,
+    NOTIMP,
+    REFUSED,
+    SERVFAIL,
+    Answer,
+    EdeCode,
+    ExtendedError,
+    Query,
+)
 
 
 class UpstreamError(ConfigError):
@@ -267,6 +277,19 @@ class Forwarder:
         self.timeouts = 0  # of those, tries that timed out
         self.servfails = 0  # questions answered SERVFAIL: every upstream failed
         self.loops = 0  # loop probes that came back to this Forwarder
+
+    def counts(self) -> dict[str, int]:
+        """The counters, by the names /metrics exports them under (kdns_forward_*_total)."""
+        return {
+            "queries": self.queries,
+            "coalesced": self.coalesced,
+            "requests": self.requests,
+            "tcp_retries": self.tcp_retries,
+            "failures": self.failures,
+            "timeouts": self.timeouts,
+            "servfails": self.servfails,
+            "loops": self.loops,
+        }
 
     async def __aenter__(self) -> Forwarder:
         return self

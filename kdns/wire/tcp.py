@@ -5,6 +5,12 @@ ready at once are written in order, awaited ones when they are ready, so replies
 back out of order (RFC 7766 §6.2.1.1; clients match them by ID). A connection that sends
 a length too short for a DNS header, or stops mid-message, or stays idle, is closed.
 
+The idle timeout adapts to load, as Knot's does (RFC 7766 §6.2.3: "servers MAY close
+idle connections... especially under load"): 10 s while at most half of the connection
+slots are taken, and BUSY_IDLE_TIMEOUT (a quarter of a second) beyond that, for the
+connections idle then and the ones that fall idle after; an idle or stalled client then
+holds a slot for well under a second.
+
 Each message first tries the same fast path as UDP (kdns.wire.fastpath), with a cache of
 its own: TCP replies are never truncated, so they are other bytes than UDP's.
 
@@ -17,11 +23,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import Self
 
-from kdns.message import SERVFAIL, Answer, Handler, Query
+from kdns.message import SERVFAIL, Answer, Handler, Query, Source
 from kdns.wire.codec import MAX_TCP_MESSAGE, Rejected, from_wire, servfail
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
+from kdns.wire.querylog import QueryLog
 from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of
 
 __all__ = ["TcpServer"]
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # RFC 7766 §6.2.3 suggests seconds, not minutes, for an idle connection; CoreDNS uses 10 s.
 IDLE_TIMEOUT = 10.0
+# ... and under load (more than half of MAX_CONNECTIONS open), this: a client's next
+# query comes within milliseconds if it comes at all.
+BUSY_IDLE_TIMEOUT = 0.25
 MAX_CONNECTIONS = 256
 # Awaited queries one connection may have open before kdns stops reading from it.
 MAX_PIPELINED = 64
@@ -56,9 +67,14 @@ class TcpServer:
         cache_size: int = MAX_ENTRIES,
         stats: QueryStats | None = None,
         reuse_port: bool = False,
+        nsid: bytes = b"",
+        query_log: QueryLog | None = None,
     ) -> None:
         """`cache_size` 0 turns the fast path off; `stats` counts answered queries;
-        `reuse_port` lets other sockets with it listen on the same port (SO_REUSEPORT)."""
+        `reuse_port` lets other sockets with it listen on the same port (SO_REUSEPORT);
+        `nsid` is sent to askers of NSID (RFC 5001); `query_log` gets every answer."""
+        self.nsid = nsid
+        self.query_log = query_log
         self.host = host
         self.requested_port = port
         self.reuse_port = reuse_port
@@ -73,6 +89,8 @@ class TcpServer:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        # The connections waiting for their next message: their timeout and since when.
+        self._idle: dict[asyncio.Task[None], tuple[asyncio.Timeout, float]] = {}
 
     @property
     def port(self) -> int:
@@ -114,6 +132,18 @@ class TcpServer:
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
+        if self._busy():
+            # Under load: every connection idle now gets the short timeout, from when it
+            # fell idle (so one idle that long already is closed at once).
+            for timeout, since in self._idle.values():
+                if timeout.expired():
+                    continue  # closing already
+                when = timeout.when()
+                if when is None or when > since + BUSY_IDLE_TIMEOUT:
+                    timeout.reschedule(since + BUSY_IDLE_TIMEOUT)
+
+    def _busy(self) -> bool:
+        return len(self._connections) > self.max_connections // 2
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._server is None or len(self._connections) > self.max_connections:
@@ -142,12 +172,21 @@ class TcpServer:
     ) -> None:
         peer = writer.get_extra_info("peername")
         client = peer[0] if peer else None
+        port = peer[1] if peer else 0
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        idle = self._idle
         while True:
             if len(pending) >= self.max_pipelined:
                 await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 continue
+            now = loop.time()
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout_at(
+                    now + (BUSY_IDLE_TIMEOUT if self._busy() else self.idle_timeout)
+                ) as timeout:
+                    idle[task] = (timeout, now)
                     prefix = await reader.readexactly(2)
                     length = int.from_bytes(prefix, "big")
                     if length < _HEADER_SIZE:
@@ -156,7 +195,9 @@ class TcpServer:
                     message = await reader.readexactly(length)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
-            reply = self._answer(message, client, writer, pending)
+            finally:
+                idle.pop(task, None)
+            reply = self._answer(message, client, port, writer, pending)
             if reply is None:
                 continue
             if writer.is_closing():
@@ -168,19 +209,27 @@ class TcpServer:
                 return
 
     def _answer(
-        self, message: bytes, client: str | None, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
+        self,
+        message: bytes,
+        client: str | None,
+        port: int,
+        writer: asyncio.StreamWriter,
+        pending: set[asyncio.Task[None]],
     ) -> bytes | None:
         """The reply to one message, or None: none is due, or a task will write it."""
+        started = perf_counter()
         cache = self.cache
         if cache is not None:
             ready = cache.reply(message, client)
             if ready is not None:
+                self._logged(message, ready, client, port, started, None)
                 return ready
         request = from_wire(message, client, "tcp")
         if request is None:
             return None
         if isinstance(request, Rejected):
             self.stats.count(question_type(request.reply), request.rcode)
+            self._logged(message, request.reply, client, port, started, "server")
             return request.reply
         generation = cache.generation if cache is not None else 0
         try:
@@ -188,15 +237,18 @@ class TcpServer:
         except Exception:
             log.exception("handler failed for %s %s", request.qname, request.qtype)
             self.stats.count(request.qtype, SERVFAIL)
-            return servfail(request)
+            reply = servfail(request, self.nsid)
+            self._logged(message, reply, client, port, started, "server")
+            return reply
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
-            reply = encode_reply(request, result, MAX_TCP_MESSAGE)
+            reply = encode_reply(request, result, MAX_TCP_MESSAGE, self.nsid)
             if cache is not None:
                 cache.store(message, request, result, reply, generation)
             self.stats.count(request.qtype, rcode_of(reply))
+            self._logged(message, reply, client, port, started, result.source if isinstance(result, Answer) else "server")
             return reply
         query_task = asyncio.get_running_loop().create_task(
-            self._finish(writer, message, request, result, generation)
+            self._finish(writer, message, request, result, generation, port, started)
         )
         pending.add(query_task)
         query_task.add_done_callback(pending.discard)
@@ -209,26 +261,39 @@ class TcpServer:
         query: Query,
         pending: Awaitable[Answer],
         generation: int,
+        port: int,
+        started: float,
     ) -> None:
+        source: Source = "server"
         try:
             async with asyncio.timeout(self.query_timeout):
                 result: object = await pending
         except TimeoutError:
             log.warning("no answer to %s %s within %s s: SERVFAIL", query.qname, query.qtype, self.query_timeout)
-            reply = servfail(query)
+            reply = servfail(query, self.nsid)
         except Exception:
             log.exception("handler failed for %s %s", query.qname, query.qtype)
-            reply = servfail(query)
+            reply = servfail(query, self.nsid)
         else:
-            reply = encode_reply(query, result, MAX_TCP_MESSAGE)
+            reply = encode_reply(query, result, MAX_TCP_MESSAGE, self.nsid)
+            if isinstance(result, Answer):
+                source = result.source
             if self.cache is not None:
                 self.cache.store(message, query, result, reply, generation)
         self.stats.count(query.qtype, rcode_of(reply))
+        self._logged(message, reply, query.client, port, started, source)
         if writer.is_closing():
             return
         writer.write(_frame(reply))
         with contextlib.suppress(ConnectionError):
             await writer.drain()
+
+    def _logged(
+        self, message: bytes, reply: bytes, client: str | None, port: int, started: float, source: Source | None
+    ) -> None:
+        """Hand one answer to the query log, if there is one."""
+        if self.query_log is not None:
+            self.query_log.record(message, reply, client or "", port, "tcp", perf_counter() - started, source)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

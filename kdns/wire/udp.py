@@ -21,7 +21,9 @@ full) is dropped and counted, not queued: the client retries, as for any lost da
 
 Answered queries are counted in `QueryStats` (plain ints, read when metrics are scraped);
 with an `observe` callback, one batch in SAMPLE_EVERY is timed and reported as its time
-per datagram, and every awaited query is timed.
+per datagram, and every awaited query is timed. With a `query_log`
+(kdns.wire.querylog), every answer is handed to it; without one, the batch loop is the
+one that never looks for it, so the log costs nothing when it is off.
 
 `reuse_port` sets SO_REUSEPORT, so that several processes can listen on one port (the
 kernel spreads the clients over them).
@@ -36,10 +38,11 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
-from kdns.message import SERVFAIL, Answer, Handler, Query
+from kdns.message import SERVFAIL, Answer, Handler, Query, Source
 from kdns.wire import mmsg
 from kdns.wire.codec import Rejected, from_wire, servfail, to_wire
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
+from kdns.wire.querylog import QueryLog
 
 __all__ = [
     "BATCH",
@@ -68,16 +71,16 @@ RECEIVE_SIZE = 65535
 SAMPLE_EVERY = 64
 
 
-def encode_reply(query: Query, result: object, limit: int) -> bytes:
+def encode_reply(query: Query, result: object, limit: int, nsid: bytes = b"") -> bytes:
     """The reply bytes for a handler's result; SERVFAIL if it is no Answer or will not pack."""
     if isinstance(result, Answer):
         try:
-            return to_wire(query, result, limit)
+            return to_wire(query, result, limit, nsid)
         except Exception:
             log.exception("cannot encode the answer to %s %s", query.qname, query.qtype)
     else:
         log.error("handler returned %r, not an Answer, for %s %s", result, query.qname, query.qtype)
-    return servfail(query)
+    return servfail(query, nsid)
 
 
 def rcode_of(reply: bytes) -> int:
@@ -97,8 +100,12 @@ class _Listener:
         cache: AnswerCache | None,
         stats: QueryStats,
         observe: Callable[[float], None] | None,
+        nsid: bytes = b"",
+        query_log: QueryLog | None = None,
     ) -> None:
         self.sock = sock
+        self.nsid = nsid
+        self.query_log = query_log
         self.handler = handler
         self.timeout = timeout
         self.max_in_flight = max_in_flight
@@ -111,6 +118,8 @@ class _Listener:
         self.unsent = 0
         self.open = True
         self.batch = mmsg.Batch(sock.fileno(), BATCH, RECEIVE_SIZE) if mmsg.CALLS is not None else None
+        # Chosen once: the loop without the query log never looks for it.
+        self._drain_batch = self._drain_batch_plain if query_log is None else self._drain_batch_logged
 
     def readable(self) -> None:
         """The loop's reader callback: answer what is waiting, one batch of it."""
@@ -154,6 +163,8 @@ class _Listener:
             if ready is None:
                 self._answer(data, addr)
                 continue
+            if self.query_log is not None:  # (the time of a ready reply is the lookup's: ~0)
+                self.query_log.record(data, ready, addr[0], addr[1], "udp", 0.0)
             try:
                 sendto(ready, addr)
             except BlockingIOError:
@@ -162,7 +173,7 @@ class _Listener:
                 log.debug("udp: cannot answer %s: %s", addr[0], exc)
         return count
 
-    def _drain_batch(self, batch: mmsg.Batch) -> int:
+    def _drain_batch_plain(self, batch: mmsg.Batch) -> int:
         """`_drain` with one recvmmsg for the datagrams and one sendmmsg for the ready replies."""
         try:
             count = batch.receive()
@@ -177,6 +188,29 @@ class _Listener:
             if ready is None:
                 self._answer(data, addr)
             elif not queue(i, ready):
+                self.send(ready, addr)
+        self.unsent += batch.flush()
+        return count
+
+    def _drain_batch_logged(self, batch: mmsg.Batch) -> int:
+        """`_drain_batch_plain`, handing every ready reply to the query log too."""
+        try:
+            count = batch.receive()
+        except OSError as exc:
+            log.debug("udp: %s", exc)
+            return 0
+        record = self.query_log.record  # type: ignore[union-attr]  # this loop is only chosen with one
+        lookup = self._lookup()
+        datagram, queue = batch.datagram, batch.queue
+        for i in range(count):
+            started = perf_counter()
+            data, addr = datagram(i)
+            ready = lookup(data, addr[0])
+            if ready is None:
+                self._answer(data, addr)
+                continue
+            record(data, ready, addr[0], addr[1], "udp", perf_counter() - started)
+            if not queue(i, ready):
                 self.send(ready, addr)
         self.unsent += batch.flush()
         return count
@@ -201,8 +235,10 @@ class _Listener:
             return
         if request is None:
             return
+        started = perf_counter() if self.query_log is not None else 0.0
         if isinstance(request, Rejected):
             self.stats.count(question_type(request.reply), request.rcode)
+            self._logged(data, request.reply, addr, started, "server")
             self.send(request.reply, addr)
             return
         cache = self.cache
@@ -212,14 +248,17 @@ class _Listener:
         except Exception:
             log.exception("handler failed for %s %s", request.qname, request.qtype)
             self.stats.count(request.qtype, SERVFAIL)
-            self.send(servfail(request), addr)
+            reply = servfail(request, self.nsid)
+            self._logged(data, reply, addr, started, "server")
+            self.send(reply, addr)
             return
         # The hot path: an Answer (checked first, it is cheap) or anything else not awaitable.
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
-            reply = encode_reply(request, result, request.payload)
+            reply = encode_reply(request, result, request.payload, self.nsid)
             if cache is not None:
                 cache.store(data, request, result, reply, generation)
             self.stats.count(request.qtype, rcode_of(reply))
+            self._logged(data, reply, addr, started, result.source if isinstance(result, Answer) else "server")
             self.send(reply, addr)
             return
         if len(self.tasks) >= self.max_in_flight:
@@ -230,6 +269,11 @@ class _Listener:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _logged(self, data: bytes, reply: bytes, addr: tuple, started: float, source: Source) -> None:  # type: ignore[type-arg]
+        """Hand one slow-path answer to the query log, if there is one."""
+        if self.query_log is not None:
+            self.query_log.record(data, reply, addr[0], addr[1], "udp", perf_counter() - started, source)
+
     async def _finish(
         self,
         data: bytes,
@@ -239,20 +283,24 @@ class _Listener:
         generation: int,
     ) -> None:
         started = perf_counter()
+        source: Source = "server"
         try:
             async with asyncio.timeout(self.timeout):
                 result = await pending
         except TimeoutError:
             log.warning("no answer to %s %s within %s s: SERVFAIL", query.qname, query.qtype, self.timeout)
-            reply = servfail(query)
+            reply = servfail(query, self.nsid)
         except Exception:
             log.exception("handler failed for %s %s", query.qname, query.qtype)
-            reply = servfail(query)
+            reply = servfail(query, self.nsid)
         else:
-            reply = encode_reply(query, result, query.payload)
+            reply = encode_reply(query, result, query.payload, self.nsid)
+            if isinstance(result, Answer):
+                source = result.source
             if self.cache is not None:
                 self.cache.store(data, query, result, reply, generation)
         self.stats.count(query.qtype, rcode_of(reply))
+        self._logged(data, reply, addr, started, source)
         self.send(reply, addr)
         if self.observe is not None:
             self.observe(perf_counter() - started)
@@ -310,11 +358,16 @@ class UdpServer:
         stats: QueryStats | None = None,
         observe: Callable[[float], None] | None = None,
         reuse_port: bool = False,
+        nsid: bytes = b"",
+        query_log: QueryLog | None = None,
     ) -> None:
         """`cache_size` 0 turns the fast path off (it is off anyway for a handler without
         `generation`); `stats` counts answered queries (share one between UDP and TCP);
         `observe(seconds)` receives sampled answer times; `reuse_port` lets other sockets
-        with it bind the same port (SO_REUSEPORT)."""
+        with it bind the same port (SO_REUSEPORT); `nsid` is sent to askers of NSID
+        (RFC 5001); `query_log` gets every answer."""
+        self.nsid = nsid
+        self.query_log = query_log
         self.host = host
         self.requested_port = port
         self.reuse_port = reuse_port
@@ -358,7 +411,15 @@ class UdpServer:
         sock = await _bound_socket(self.host, self.requested_port, self.reuse_port)
         try:
             listener = _Listener(
-                sock, self._handler, self._timeout, self._max_in_flight, self.cache, self.stats, self._observe
+                sock,
+                self._handler,
+                self._timeout,
+                self._max_in_flight,
+                self.cache,
+                self.stats,
+                self._observe,
+                self.nsid,
+                self.query_log,
             )
             asyncio.get_running_loop().add_reader(sock.fileno(), listener.readable)
         except BaseException:

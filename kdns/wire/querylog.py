@@ -1,0 +1,235 @@
+"""The query log (`--log-queries`): one line per answer, written off the event loop.
+
+Off by default, and then it costs nothing: the wire servers hold None and take their
+usual paths (the UDP server picks its batch loop once, at start). On, the event loop only
+hands the request's and the reply's bytes, the client and two clock readings to a queue
+(`record`); a writer thread turns them into lines and writes them to the stream in
+batches, so a slow terminal or pipe never stalls DNS. If the writer falls more than
+MAX_PENDING answers behind, answers are left out of the log and counted (`dropped`).
+
+`sample` logs one answer in round(1 / sample) (a countdown, not a random draw: cheap
+and even).
+
+Two formats:
+
+* `coredns`: CoreDNS's log plugin's default (`{common}`), so tools that read CoreDNS logs
+  read these: `[INFO] {remote}:{port} - {>id} "{type} {class} {name} {proto} {size}
+  {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}`, e.g.
+  `[INFO] 127.0.0.1:40001 - 4242 "A IN web.default.svc.cluster.local. udp 58 false 1232"
+  NOERROR qr,aa,rd 120 0.000081s`. The name is lower case, as CoreDNS prints it.
+* `json`: one JSON object per line with the same facts and where the answer came from:
+  `{"time", "client", "port", "id", "name", "type", "class", "proto", "size", "do",
+  "bufsize", "rcode", "flags", "rsize", "duration", "source"}`.
+
+`source` is `cluster`, `zone`, `cache`, `upstream` or `server` (kdns.message.Source). For
+an answer the slow path made it is the answer's own; a ready reply (kdns.wire.fastpath)
+was made from one of those earlier and says so by its flags: authoritative is the
+cluster's (a name of the served zones) or a static zone's, anything else the cache's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from typing import Literal, TextIO
+
+from dnslib import CLASS, QTYPE, RCODE
+
+from kdns.message import Source
+
+__all__ = ["FORMATS", "MAX_PENDING", "QueryLog"]
+
+log = logging.getLogger(__name__)
+
+Format = Literal["coredns", "json"]
+FORMATS: tuple[Format, ...] = ("coredns", "json")
+# Answers waiting for the writer at most: beyond, the log leaves answers out.
+MAX_PENDING = 65536
+# Lines written in one write() at most.
+_BATCH = 512
+_FLAGS = ((0x8000, "qr"), (0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0020, "ad"), (0x0010, "cd"))
+
+# What the event loop hands over: request, reply, client address, client port,
+# transport, seconds taken, the answer's source (None: a ready reply, inferred), when.
+_Record = tuple[bytes, bytes, str, int, str, float, "Source | None", float]
+
+
+class QueryLog:
+    """A query log writing to `stream` in `fmt`, one answer in round(1 / sample).
+
+    `zones` are the served zones (lower case, absolute): a ready authoritative reply for
+    a name in them came from the cluster, any other from a static zone. Call `close()`
+    to write what is pending and stop the writer.
+    """
+
+    def __init__(self, stream: TextIO, fmt: str, sample: float, zones: Iterable[str]) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"query log format {fmt!r}: must be one of {', '.join(FORMATS)}")
+        if not 0 < sample <= 1:
+            raise ValueError(f"query log sample {sample}: must be above 0 and at most 1")
+        self.stream = stream
+        self.format = fmt
+        self.every = max(1, round(1 / sample))
+        self._countdown = 1
+        self.zones = tuple(zones)
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="kdns query log", daemon=True)
+        self._thread.start()
+
+    def record(
+        self,
+        request: bytes,
+        reply: bytes,
+        client: str,
+        port: int,
+        transport: str,
+        seconds: float,
+        source: Source | None = None,
+    ) -> None:
+        """One answer (called on the event loop: cheap, never blocks)."""
+        self._countdown -= 1
+        if self._countdown:
+            return
+        self._countdown = self.every
+        if self._queue.qsize() >= MAX_PENDING:
+            self.dropped += 1
+            return
+        self._queue.put((request, reply, client, port, transport, seconds, source, time.time()))
+
+    def close(self) -> None:
+        """Write what is pending, stop the writer thread (at most a few seconds)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(5.0)
+
+    # --- the writer thread ---------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            item = get()
+            lines: list[str] = []
+            done = False
+            while item is not None:
+                line = self._line(item)
+                if line is not None:
+                    lines.append(line)
+                if len(lines) >= _BATCH:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                done = True
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+                except (OSError, ValueError) as exc:  # a closed pipe: stop logging, not DNS
+                    log.error("query log: cannot write: %s; query logging stops", exc)
+                    return
+                self.written += len(lines)
+            if done:
+                return
+
+    def _line(self, item: _Record) -> str | None:
+        """One log line (with its newline), or None for bytes that are no DNS message."""
+        request, reply, client, port, transport, seconds, source, when = item
+        question = _question(reply) or _question(request)
+        if question is None or len(reply) < 12:
+            return None
+        name, qtype, qclass = question
+        flags = int.from_bytes(reply[2:4], "big")
+        rcode = flags & 0x0F
+        do, bufsize = _edns(request)
+        if source is None:
+            source = self._inferred(flags, rcode, name)
+        type_text = QTYPE.get(qtype, f"TYPE{qtype}")
+        class_text = CLASS.get(qclass, f"CLASS{qclass}")
+        rcode_text = RCODE.get(rcode, str(rcode))
+        flag_text = ",".join(text for bit, text in _FLAGS if flags & bit)
+        ident = int.from_bytes(request[0:2], "big")
+        if self.format == "json":
+            return json.dumps({
+                "time": when,
+                "client": client,
+                "port": port,
+                "id": ident,
+                "name": name,
+                "type": type_text,
+                "class": class_text,
+                "proto": transport,
+                "size": len(request),
+                "do": do,
+                "bufsize": bufsize,
+                "rcode": rcode_text,
+                "flags": flag_text,
+                "rsize": len(reply),
+                "duration": round(seconds, 9),
+                "source": source,
+            }) + "\n"
+        remote = f"[{client}]" if ":" in client else client
+        return (
+            f'[INFO] {remote}:{port} - {ident} "{type_text} {class_text} {name} {transport} {len(request)} '
+            f'{"true" if do else "false"} {bufsize}" {rcode_text} {flag_text} {len(reply)} '
+            f"{_duration(seconds)}\n"
+        )
+
+    def _inferred(self, flags: int, rcode: int, name: str) -> Source:
+        """Where a ready reply came from, by its flags (module docstring)."""
+        if flags & 0x0400:
+            if any(name == zone or name.endswith("." + zone) for zone in self.zones):
+                return "cluster"
+            return "zone"
+        if rcode == 5:  # REFUSED: kdns's own
+            return "server"
+        return "cache"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as CoreDNS prints them (Go's FormatFloat 'f', -1): no exponent, no trailing 0s."""
+    text = f"{seconds:.9f}".rstrip("0")
+    return (text + "0" if text.endswith(".") else text) + "s"
+
+
+def _question(message: bytes) -> tuple[str, int, int] | None:
+    """(name lower case, type, class) of a message's first question; None if unreadable."""
+    if len(message) < 12 or message[4:6] == b"\x00\x00":
+        return None
+    labels: list[str] = []
+    pos = 12
+    size = len(message)
+    while pos < size:
+        length = message[pos]
+        if length == 0:
+            if pos + 5 > size:
+                return None
+            qtype = int.from_bytes(message[pos + 1 : pos + 3], "big")
+            qclass = int.from_bytes(message[pos + 3 : pos + 5], "big")
+            name = ".".join(labels) + "." if labels else "."
+            return name, qtype, qclass
+        if length > 63:
+            return None
+        labels.append(message[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace").lower())
+        pos += length + 1
+    return None
+
+
+def _edns(request: bytes) -> tuple[bool, int]:
+    """(DO, the EDNS payload size or 512) of a request whose OPT record ends it (the
+    additional section's last record, as in every stub's and resolver's query)."""
+    # The OPT record: root owner, type 41, size, extended rcode, version, flags, RDLENGTH.
+    start = request.rfind(b"\x00\x00\x29", 12)
+    while start >= 0:
+        fixed_end = start + 11
+        if fixed_end <= len(request) and fixed_end + int.from_bytes(request[start + 9 : fixed_end], "big") == len(request):
+            return bool(request[start + 7] & 0x80), int.from_bytes(request[start + 3 : start + 5], "big")
+        start = request.rfind(b"\x00\x00\x29", 12, start)
+    return False, 512
