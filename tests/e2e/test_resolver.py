@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -403,3 +404,49 @@ def test_sighup_reloads_static_zones_without_dropping_queries(kdns_process: Call
     assert "reloaded static zones from" in log and "corp.test. (serial 2)" in log
     assert failures == [], failures[:3]
     assert answered > 0
+
+
+# --- Extended DNS Errors (RFC 8914) of the forwarding path ---------------------------------------
+
+
+def ede(reply: dns.message.Message) -> list[tuple[int, str]]:
+    """The reply's Extended DNS Errors as (INFO-CODE, EXTRA-TEXT)."""
+    return [(option.code, option.text or "") for option in reply.options if option.otype == dns.edns.OptionType.EDE]
+
+
+def test_refused_outside_client_is_prohibited_rfc8914_s4_19(resolver: Callable[..., Any]) -> None:
+    """RFC 8914 §4.19: REFUSED to a client outside --allow-recursion carries EDE 18 Prohibited."""
+    kdns = resolver("--allow-recursion", "127.0.0.51/32")
+    refused = ask(kdns, "www.example.test.", source="127.0.0.52", use_edns=0)
+    assert refused.rcode() == dns.rcode.REFUSED
+    assert ede(refused) == [(18, "recursion is for the clients of --allow-recursion")]
+    assert ede(ask(kdns, "www.example.test.", source="127.0.0.51", use_edns=0)) == []
+
+
+def test_stale_answer_says_so_rfc8914_s4_4(resolver: Callable[..., Any], upstream: UpstreamServer) -> None:
+    """RFC 8914 §4.4 (RFC 8767): an expired answer served because the upstream is gone
+    carries EDE 3 Stale Answer; the fresh one before it carries nothing."""
+    kdns = resolver("--cache-max-ttl", "1")
+    assert ede(ask(kdns, "www.example.test.", use_edns=0)) == []
+    upstream.stop()
+    time.sleep(1.1)  # the entry expires
+    stale = ask(kdns, "www.example.test.", use_edns=0)
+    assert lines(stale.answer) == ["www.example.test. 30 IN A 192.0.2.1"]
+    assert [code for code, _ in ede(stale)] == [3]
+
+
+def test_silent_upstream_is_no_reachable_authority_rfc8914_s4_23(resolver: Callable[..., Any], upstream: UpstreamServer) -> None:
+    """RFC 8914 §4.23: SERVFAIL because no upstream answered in time carries EDE 22 No
+    Reachable Authority, naming the upstream; one that answered SERVFAIL is §4.24, EDE 23
+    Network Error."""
+    kdns = resolver()
+    upstream.mode = "silent"
+    reply = ask(kdns, "www.example.test.", use_edns=0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    [(code, text)] = ede(reply)
+    assert code == 22 and f"{upstream.where} timed out" in text
+    upstream.mode = "servfail"
+    reply = ask(kdns, "alias.example.test.", use_edns=0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    [(code, text)] = ede(reply)
+    assert code == 23 and f"{upstream.where} answered SERVFAIL" in text
