@@ -174,7 +174,7 @@ def qtype_number(text: str) -> int:
         return int(word)
     if word.startswith("TYPE") and word[4:].isdigit():
         return int(word[4:])
-    number = getattr(QTYPE, word, None)
+    number = QTYPE.reverse.get(word)
     if not isinstance(number, int):
         raise ValueError(f"unknown record type {text!r}")
     return number
