@@ -102,15 +102,17 @@ async def _online(server: str, token: str | None, name: str, qtype: str) -> dict
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{server}{PATH}?{urlencode({'name': name, 'type': qtype})}"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
-            async with session.get(url, headers=headers) as response:
-                body = await response.text()
-                if response.status == 400:
-                    raise ValueError(_message(body))
-                if response.status != 200:
-                    raise ExplainError(f"{url}: {response.status} {_message(body)}")
-                data: dict[str, Any] = json.loads(body)
-                return data
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session,
+            session.get(url, headers=headers) as response,
+        ):
+            body = await response.text()
+            if response.status == 400:
+                raise ValueError(_message(body))
+            if response.status != 200:
+                raise ExplainError(f"{url}: {response.status} {_message(body)}")
+            data: dict[str, Any] = json.loads(body)
+            return data
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise ExplainError(f"cannot reach the kdns API at {server}: {exc or type(exc).__name__}") from None
 

@@ -427,3 +427,4 @@ def test_forwarded_answers_say_upstream_then_cache(kdns_server: Callable[..., An
             sources.append((data["source"], data["rule"]))
     assert sources[0] == ("upstream", "forwarded: a name outside the served zones, asked upstream (--upstream)")
     assert sources[1] == ("cache", "forwarded: a name outside the served zones, answered from the forwarding cache")
+

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import dns.exception
 import dns.name
 from dnslib import QTYPE, RCODE, RR
 
@@ -37,7 +38,6 @@ from kdns.authority.names import (
     DnsVersion,
     EndpointName,
     InvalidName,
-    Name,
     NameServer,
     NamespaceName,
     NodeName,
@@ -174,8 +174,8 @@ def qtype_number(text: str) -> int:
         return int(word)
     if word.startswith("TYPE") and word[4:].isdigit():
         return int(word[4:])
-    number = QTYPE.reverse.get(word)
-    if not isinstance(number, int):
+    number: int | None = QTYPE.reverse.get(word)
+    if number is None:
         raise ValueError(f"unknown record type {text!r}")
     return number
 
@@ -186,7 +186,7 @@ def _absolute(name: str) -> str:
         raise ValueError("a name is required")
     try:
         dns.name.from_text(name)
-    except Exception as exc:
+    except dns.exception.DNSException as exc:
         raise ValueError(f"{name!r}: not a domain name: {exc}") from None
     return name if name.endswith(".") else name + "."
 
@@ -287,7 +287,7 @@ def _why(
     cnames = [rr for rr in result.answer if rr.rtype == QTYPE.CNAME]
     if len(cnames) > 1 or (cnames and len(result.answer) > 1):
         notes.append(
-            f"CNAME chain of {len(cnames)}: followed to {str(cnames[-1].rdata.label)} "
+            f"CNAME chain of {len(cnames)}: followed to {cnames[-1].rdata.label!s} "
             "(at most 8 CNAMEs in one answer)"
         )
     match result.source:
