@@ -11,8 +11,9 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import pytest
-from dnslib import AAAA, QTYPE, RR, SOA, SRV, A
+from dnslib import AAAA, NS, QTYPE, RR, SOA, SRV, A
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -252,6 +253,95 @@ def test_error_replies_carry_opt_when_the_query_did() -> None:
     result, reply = rejected(wire("version.bind.", "TXT", rdclass="CH", use_edns=0, want_dnssec=True))
     assert reply.edns == 0 and reply.payload == EDNS_PAYLOAD
     assert reply.ednsflags & dns.flags.DO
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.STATUS, dns.opcode.NOTIFY])
+def test_notimp_carries_opt_and_drops_cd_rfc6891_s7(opcode: int) -> None:
+    """NOTIMP to an EDNS request has OPT (RFC 6891 §7); RD is echoed, CD (a QUERY flag) is not."""
+    flags = dns.opcode.to_flags(opcode) | dns.flags.RD | dns.flags.CD
+    result, reply = rejected(packet(question(qtype=6), opt(do=True), flags=flags, ar=1))
+    assert reply.rcode() == dns.rcode.NOTIMP and reply.edns == 0 and reply.ednsflags & dns.flags.DO
+    assert reply.flags & dns.flags.RD and not reply.flags & dns.flags.CD
+
+
+def test_formerr_of_a_wellformed_edns_request_carries_opt_rfc6891_s7() -> None:
+    """Two questions with one good OPT: FORMERR, with our OPT."""
+    result, reply = rejected(packet(question(), question(), opt(), qd=2, ar=1))
+    assert reply.rcode() == dns.rcode.FORMERR and reply.edns == 0
+
+
+def option(code: int, data: bytes = b"", length: int | None = None) -> bytes:
+    return struct.pack("!HH", code, len(data) if length is None else length) + data
+
+
+def opt_with(*options: bytes) -> bytes:
+    rdata = b"".join(options)
+    return b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(rdata)) + rdata
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [option(3, length=4)],  # longer than the record
+        [option(10, b"12345678"), b"\x00\x03"],  # a torn option header
+    ],
+)
+def test_malformed_option_is_formerr_without_opt_rfc6891_s6_1_2(options: list[bytes]) -> None:
+    """Options must add up to RDLENGTH exactly; otherwise FORMERR, and no OPT (it is broken)."""
+    result, reply = rejected(packet(question(), opt_with(*options), ar=1))
+    assert reply.rcode() == dns.rcode.FORMERR and reply.edns == -1
+
+
+def test_nsid_request_is_read_rfc5001() -> None:
+    """An empty NSID option among others asks for the server's NSID."""
+    asked = from_wire(packet(question(), opt_with(option(10, b"12345678"), option(3)), ar=1))
+    plain = from_wire(packet(question(), opt_with(option(10, b"12345678")), ar=1))
+    assert isinstance(asked, Query) and isinstance(plain, Query)
+    assert (asked.nsid, plain.nsid) == (True, False)
+
+
+def test_qclass_any_is_a_query() -> None:
+    """QCLASS ANY (255) is answered, from IN (RFC 1035 §3.2.5), as Knot does."""
+    result = from_wire(wire(rdclass="ANY"))
+    assert isinstance(result, Query) and result.qclass == 255
+
+
+def test_ede_and_nsid_are_written_in_opt_rfc8914_rfc5001() -> None:
+    """Each ExtendedError is an EDE option; the NSID follows, only for an asker of it."""
+    from kdns.message import EdeCode, ExtendedError
+
+    answer = Answer(rcode=5, errors=(ExtendedError(EdeCode.PROHIBITED, "not you"), ExtendedError(EdeCode.OTHER)))
+    reply = dns.message.from_wire(to_wire(query(edns=True, nsid=True), answer, 1232, b"replica-1"))
+    assert [(o.otype, getattr(o, "code", None), getattr(o, "text", None)) for o in reply.options] == [
+        (dns.edns.OptionType.EDE, 18, "not you"),
+        (dns.edns.OptionType.EDE, 0, None),
+        (dns.edns.OptionType.NSID, None, None),
+    ]
+    assert reply.options[2].nsid == b"replica-1"
+    unasked = dns.message.from_wire(to_wire(query(edns=True), answer, 1232, b"replica-1"))
+    assert len(unasked.options) == 2
+    without_edns = dns.message.from_wire(to_wire(query(), answer, 512, b"replica-1"))
+    assert without_edns.edns == -1
+
+
+def test_required_glue_that_does_not_fit_is_tc_rfc9471() -> None:
+    """A referral's required glue goes with it or the reply is TC; other additional data
+    is dropped first, without TC (RFC 2181 §9)."""
+    ns = tuple(RR("sub.example.", QTYPE.NS, rdata=NS(f"ns{i}.sub.example."), ttl=300) for i in range(4))
+    glue = tuple(RR(f"ns{i}.sub.example.", QTYPE.A, rdata=A(f"192.0.2.{i}"), ttl=300) for i in range(4))
+    extra = a_records("sibling.example.", 40)
+    asked = query(qname="x.sub.example.")
+    fits = dns.message.from_wire(to_wire(asked, Answer(authority=ns, additional=glue + extra, required_glue=4), 512))
+    assert not fits.flags & dns.flags.TC and len(lines_of(fits.additional)) == 4
+    many = tuple(RR(f"ns{i}.sub.example.", QTYPE.A, rdata=A(f"192.0.2.{i}"), ttl=300) for i in range(40))
+    cut = dns.message.from_wire(to_wire(asked, Answer(authority=ns, additional=many, required_glue=40), 512))
+    assert cut.flags & dns.flags.TC and not cut.authority and not cut.additional
+    optional = dns.message.from_wire(to_wire(asked, Answer(authority=ns, additional=many), 512))
+    assert not optional.flags & dns.flags.TC and optional.authority
+
+
+def lines_of(section: list[dns.rrset.RRset]) -> list[str]:
+    return [rr.to_text() for rrset in section for rr in rrset]
 
 
 def test_escaped_labels_read_as_presentation_text() -> None:
