@@ -158,7 +158,7 @@ def test_headless(shop: Any) -> None:
 
 
 def test_srv(shop: Any) -> None:
-    """Named ports have SRV with the targets' addresses in additional; unnamed ports and wrong names have none."""
+    """Named ports have SRV with the targets' addresses in additional; unnamed ports only on the bare name; wrong names none."""
     check(shop, [
         Case(
             f"_http._tcp.web.shop.svc.{Z}", "SRV",
@@ -191,7 +191,13 @@ def test_srv(shop: Any) -> None:
         Case(f"_http._udp.web.shop.svc.{Z}", "SRV", "NXDOMAIN"),  # right name, wrong protocol
         Case(f"_https._tcp.web.shop.svc.{Z}", "SRV", "NXDOMAIN"),
         Case(f"http.tcp.web.shop.svc.{Z}", "SRV", "NXDOMAIN"),  # underscores are required
-        Case(f"plain.shop.svc.{Z}", "SRV"),  # its only port is unnamed
+        # Its only port is unnamed: no _port name, but the bare name lists it (as CoreDNS).
+        Case(
+            f"plain.shop.svc.{Z}",
+            "SRV",
+            answer=(f"plain.shop.svc.{Z} 5 IN SRV 0 100 8080 plain.shop.svc.{Z}",),
+            additional=(f"plain.shop.svc.{Z} 5 IN A 10.96.0.11",),
+        ),
         Case(f"_tcp.plain.shop.svc.{Z}", "SRV", "NXDOMAIN"),
         Case(f"_grpc._tcp.idle.shop.svc.{Z}", "SRV", "NXDOMAIN"),  # no ready endpoint
     ])
@@ -290,7 +296,7 @@ POD_CASES = {
     ("fd00-10-244--30.shop.pod", "AAAA"): (None, "fd00:10:244::30", None),  # secondary podIPs are not verified
     ("10-244-0-30.nowhere.pod", "A"): (None, None, None),
     ("not-an-ip.shop.pod", "A"): (None, None, None),
-    ("shop.pod", "A"): ("", "", ""),
+    ("shop.pod", "A"): ("", "", None),  # pods disabled: nothing below pod.<zone> (as CoreDNS)
     ("nowhere.pod", "A"): (None, None, None),
     ("pod", "A"): ("", "", ""),
 }
