@@ -201,7 +201,7 @@ def used(data: dict[str, Any]) -> list[str]:
             f"_http._tcp.web.shop.svc.{Z}",
             "SRV",
             [f"_http._tcp.web.shop.svc.{Z} 5 IN SRV 0 100 80 web.shop.svc.{Z}"],
-            "spec §2.3.2, §2.4.2: SRV of the named port 'http'/tcp",
+            "R11 (spec §2.3.2, §2.4.2): SRV of the named port 'http'/tcp",
         ),
         (f"web.shop.svc.{Z}", "SRV", [f"web.shop.svc.{Z} 5 IN SRV 0 100 80 web.shop.svc.{Z}"], "bare-name SRV"),
         (f"ext.shop.svc.{Z}", "A", [f"ext.shop.svc.{Z} 5 IN CNAME www.example.com."], "spec §2.5"),
@@ -335,7 +335,7 @@ def test_text_output(capsys: pytest.CaptureFixture[str], manifests: Path) -> Non
     out = capsys.readouterr().out
     assert out.splitlines()[:3] == [
         f"db.shop.svc.{Z} A: NOERROR (authoritative), from the cluster registry",
-        "rule: spec §2.4.1: a headless Service answers one record per ready endpoint",
+        "rule: R8, R9 (spec §2.4.1): a headless Service answers one record per ready endpoint",
         "ttl: 5 s",
     ]
     assert "  10.244.1.3 db-2 (pod db-2) in shop/db-v4: not ready" in out
@@ -425,6 +425,6 @@ def test_forwarded_answers_say_upstream_then_cache(kdns_server: Callable[..., An
             [record] = data["answer"]
             assert record.startswith("www.example.test. ") and record.endswith(" IN A 192.0.2.1")
             sources.append((data["source"], data["rule"]))
-    assert sources[0] == ("upstream", "forwarded: a name outside the served zones, asked upstream (--upstream)")
-    assert sources[1] == ("cache", "forwarded: a name outside the served zones, answered from the forwarding cache")
+    assert sources[0] == ("upstream", "R32: forwarded: a name outside the served zones, asked upstream (--upstream)")
+    assert sources[1] == ("cache", "R33: forwarded: a name outside the served zones, answered from the forwarding cache")
 

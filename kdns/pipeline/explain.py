@@ -4,8 +4,8 @@ The answer is the Router's own, for a client on loopback, so the explanation nev
 disagrees with what `dig` gets (except for client-specific answers: the ACL, autopath).
 Around it, the explanation names:
 
-* the rule that applied: the Kubernetes DNS specification's section (schema 1.1.0), a
-  DNS RFC, or kdns's own extension, in words (docs/dns-rules.md lists the rules);
+* the rule that applied, by its number in docs/dns-rules.md (R1, R2, ...), with the
+  Kubernetes DNS specification's section or the RFC behind it, in words;
 * where the answer came from (`Answer.source`): the registry ("cluster"), a static zone
   (which file), the forwarding cache or an upstream, or kdns itself (a refusal);
 * the objects it was made from: the Service, its EndpointSlices and the Pods their
@@ -301,25 +301,25 @@ def _why(
         case "cache" | "upstream":
             stale = any(e.code in (EdeCode.STALE_ANSWER, EdeCode.STALE_NXDOMAIN_ANSWER) for e in result.errors)
             rule = (
-                "forwarded: every upstream failed, so an expired cached answer is served (RFC 8767)"
+                "R33: forwarded: every upstream failed, so an expired cached answer is served (RFC 8767)"
                 if stale
-                else "forwarded: a name outside the served zones, asked upstream (--upstream)"
+                else "R32: forwarded: a name outside the served zones, asked upstream (--upstream)"
                 if result.source == "upstream"
-                else "forwarded: a name outside the served zones, answered from the forwarding cache"
+                else "R33: forwarded: a name outside the served zones, answered from the forwarding cache"
             )
             return rule, [], [], notes
     reasons = "; ".join(e.text for e in result.errors) or "no zone kdns serves holds this name"
-    return f"not answered from data: {reasons}", [], [], notes
+    return f"R29: not answered from data: {reasons}", [], [], notes
 
 
 def _zone_rule(result: Answer) -> str:
     if result.rcode == NXDOMAIN:
-        return "NXDOMAIN: no such name (RFC 1034 §4.3.2), negative TTL from the zone's SOA (RFC 2308)"
+        return "R35: NXDOMAIN: no such name (RFC 1034 §4.3.2), negative TTL from the zone's SOA (RFC 2308)"
     if not result.authoritative and result.authority:
-        return "referral: a delegation below the zone's apex, with its NS set and glue (RFC 1034 §4.3.2)"
+        return "R35: referral: a delegation below the zone's apex, with its NS set and glue (RFC 1034 §4.3.2)"
     if not result.answer:
-        return "NODATA: the name exists without this type (RFC 2308)"
-    return "records of the zone file (RFC 1035), wildcards per RFC 4592"
+        return "R35: NODATA: the name exists without this type (RFC 2308)"
+    return "R35: records of the zone file (RFC 1035), wildcards per RFC 4592"
 
 
 def _cluster(
@@ -333,46 +333,46 @@ def _cluster(
     try:
         shape = parse(query.name, settings.zone, settings.reverse_zones)
     except InvalidName as exc:
-        return f"NXDOMAIN: no name of this shape can exist in the cluster zone ({exc})", [], []
+        return f"R3: NXDOMAIN: no name of this shape can exist in the cluster zone ({exc})", [], []
     namespace = namespace_of(shape)
     if namespace is not None and namespace not in index.namespaces:
-        return f"NXDOMAIN: namespace {namespace!r} does not exist (names in it exist only with it)", [], []
+        return f"R5: NXDOMAIN: namespace {namespace!r} does not exist (names in it exist only with it)", [], []
     qtype = query.qtype
     match shape:
         case Apex():
-            return "the zone apex: its SOA and NS (serial = the registry's resourceVersion)", [], []
+            return "R18, R19: the zone apex: its SOA and NS (serial = the registry's resourceVersion)", [], []
         case DnsVersion():
-            return "spec §2.2: dns-version TXT gives the schema version; NODATA for other types", [], []
+            return "R6 (spec §2.2): dns-version TXT gives the schema version; NODATA for other types", [], []
         case Structural(label=label):
-            return f"empty non-terminal {label}.<zone>: exists, no data (RFC 8020)", [], []
+            return f"R4: empty non-terminal {label}.<zone>: exists, no data (RFC 8020)", [], []
         case NameServer():
-            return "ns.dns.<zone>: the address kdns serves DNS on", [], []
+            return "R18: ns.dns.<zone>: the address kdns serves DNS on", [], []
         case ReversePrefix():
             if result.rcode == NXDOMAIN:
-                return "partial reverse name with no known address below it: NXDOMAIN (RFC 8020)", [], []
-            return "partial reverse name with known addresses below it: empty non-terminal, NODATA", [], []
+                return "R4: partial reverse name with no known address below it: NXDOMAIN (RFC 8020)", [], []
+            return "R4: partial reverse name with known addresses below it: empty non-terminal, NODATA", [], []
         case NamespaceName(kind=kind):
             if kind == "pod" and settings.pods == "disabled":
-                return "--pods disabled: nothing exists below pod.<zone> (as CoreDNS)", [], []
-            return f"namespace node {namespace}.{kind}.<zone>: exists while the Namespace does, no data", [f"Namespace {namespace}"], []
+                return "R5, R15: --pods disabled: nothing exists below pod.<zone> (as CoreDNS)", [], []
+            return f"R5: namespace node {namespace}.{kind}.<zone>: exists while the Namespace does, no data", [f"Namespace {namespace}"], []
         case PodName(namespace=ns):
             ip = shape.address
             if settings.pods == "disabled":
-                return "--pods disabled: no pod records (as CoreDNS `pods disabled`)", [], []
+                return "R15: --pods disabled: no pod records (as CoreDNS `pods disabled`)", [], []
             if settings.pods == "insecure":
-                return "spec §2.6 (pods insecure): any dashed address answers itself", [], []
+                return "R15 (pods insecure): any dashed address answers itself", [], []
             pods = [p for p in objects(POD, ns) if isinstance(p, Pod) and str(ip) in p.pod_ips[:1]]
             if result.rcode == NXDOMAIN:
-                return f"--pods verified: no running pod in {ns} has the address {ip}", [f"Pod {ns}/{p.meta.name}" for p in pods], []
-            return f"--pods verified: a running pod in {ns} has the address {ip}", [f"Pod {ns}/{p.meta.name}" for p in pods], []
+                return f"R15: --pods verified: no running pod in {ns} has the address {ip}", [f"Pod {ns}/{p.meta.name}" for p in pods], []
+            return f"R15: --pods verified: a running pod in {ns} has the address {ip}", [f"Pod {ns}/{p.meta.name}" for p in pods], []
         case NodeName(node=node):
             record = index.node(node)
             if record is None:
-                return "kdns extension node.<zone>: no Node of that name", [], []
-            return "kdns extension: a Node's InternalIP addresses", [f"Node {node}"], []
+                return "R17: kdns extension node.<zone>: no Node of that name", [], []
+            return "R17: kdns extension: a Node's InternalIP addresses", [f"Node {node}"], []
         case NodePortServiceName() | NodePortProtocolName() | NodePortName():
             rule = (
-                "kdns extension nodeport.<zone>: one SRV per Node with an InternalIP, port = the nodePort "
+                "R16: kdns extension nodeport.<zone>: one SRV per Node with an InternalIP, port = the nodePort "
                 "of a named port of a NodePort or LoadBalancer Service"
             )
             return (
@@ -392,14 +392,14 @@ def _reverse(
 ) -> tuple[str, list[str], list[EndpointNote]]:
     targets = index.ptr_targets(shape.address)
     if not targets:
-        return "spec §2.3.3, §2.4.3: no Service has this cluster IP and no ready endpoint this address: NXDOMAIN", [], []
+        return "R14 (spec §2.3.3, §2.4.3): no Service has this cluster IP and no ready endpoint this address: NXDOMAIN", [], []
     objs = [f"Service {namespace}/{service}" for namespace, service in dict.fromkeys((t.namespace, t.service) for t in targets)]
     if targets[0].endpoint is None:
-        return "spec §2.3.3: PTR of a cluster IP names its Service (every Service sharing it)", objs, []
+        return "R14 (spec §2.3.3): PTR of a cluster IP names its Service (every Service sharing it)", objs, []
     endpoints: list[EndpointNote] = []
     for target in targets:
         endpoints += _endpoint_notes(target.namespace, target.service, objects, want=None, address=str(shape.address))
-    return "spec §2.4.3: PTR of a ready endpoint's address names the endpoint", objs, endpoints
+    return "R14 (spec §2.4.3): PTR of a ready endpoint's address names the endpoint", objs, endpoints
 
 
 def _service(
@@ -412,43 +412,43 @@ def _service(
     ns, name = shape.namespace, shape.service
     service = next((s for s in objects(SERVICE, ns) if s.meta.name == name), None)
     if not isinstance(service, Service):
-        return f"NXDOMAIN: no Service {name!r} in namespace {ns!r}", [], []
+        return f"R7, R8: NXDOMAIN: no Service {name!r} in namespace {ns!r}", [], []
     objs = [f"Service {ns}/{name} (type {service.type}{', headless' if service.headless else ''})"]
     slices = [s for s in objects(ENDPOINT_SLICE, ns) if isinstance(s, EndpointSlice) and s.service_name == name]
     objs += [f"EndpointSlice {ns}/{s.meta.name}" for s in slices]
     if service.type == "ExternalName":
         if isinstance(shape, ServiceName):
-            return "spec §2.5: an ExternalName Service is a CNAME to its externalName, for every type", objs, []
-        return "spec §2.5: nothing exists below an ExternalName Service", objs, []
+            return "R13 (spec §2.5): an ExternalName Service is a CNAME to its externalName, for every type", objs, []
+        return "R13 (spec §2.5): nothing exists below an ExternalName Service", objs, []
     headless = service.headless
     family = {QTYPE.A: 4, QTYPE.AAAA: 6}.get(qtype)
     match shape:
         case ServiceName() if qtype == QTYPE.SRV:
             rule = (
-                "bare-name SRV: every port of the Service, named or not, as CoreDNS does "
+                "R11: bare-name SRV: every port of the Service, named or not, as CoreDNS does "
                 + ("(spec §2.4.2: one per ready endpoint)" if headless else "(spec §2.3.2: the Service's ports)")
             )
             want = None
         case ServiceName() if headless:
-            rule = "spec §2.4.1: a headless Service answers one record per ready endpoint"
+            rule = "R8, R9 (spec §2.4.1): a headless Service answers one record per ready endpoint"
             if result.rcode == NXDOMAIN:
                 rule += "; with no ready endpoint it has no name (NXDOMAIN)"
             want = None
         case ServiceName():
-            rule = "spec §2.3.1: a ClusterIP Service answers its cluster IPs" + (
+            rule = "R7 (spec §2.3.1): a ClusterIP Service answers its cluster IPs" + (
                 "; none of this family (NODATA)" if result.rcode == NOERROR and not result.answer else ""
             )
             return rule, objs, []
         case EndpointName(endpoint=endpoint):
-            rule = "spec §2.4.1: <endpoint>.<service> names a ready endpoint by its hostname, else its dashed address"
+            rule = "R10 (spec §2.4.1): <endpoint>.<service> names a ready endpoint by its hostname, else its dashed address"
             if result.rcode == NXDOMAIN:
                 rule += f"; no ready endpoint is named {endpoint!r} (NXDOMAIN)"
             want = endpoint
         case PortName(protocol=protocol) | ProtocolName(protocol=protocol):
             rule = (
-                f"spec §2.3.2, §2.4.2: SRV of the named port {shape.port!r}/{protocol}"
+                f"R11 (spec §2.3.2, §2.4.2): SRV of the named port {shape.port!r}/{protocol}"
                 if isinstance(shape, PortName)
-                else f"_{protocol}.<service>: exists while a named port of that protocol does"
+                else f"R11: _{protocol}.<service>: exists while a named port of that protocol does"
             )
             if result.rcode == NXDOMAIN:
                 rule += "; the Service has no such named port (NXDOMAIN)"
