@@ -121,7 +121,7 @@ class Channel:
             data = await self._reader.readexactly(int.from_bytes(header, "big"))
         except asyncio.IncompleteReadError:
             raise EOFError from None
-        return pickle.loads(data)
+        return pickle.loads(data)  # noqa: S301  (the other end is our own worker process)
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -269,7 +269,7 @@ class WorkerPool:
         """Dropped UDP datagrams by reason over every worker, those that exited included."""
         return _summed(self._retired_drops, (worker.drops for worker in self._workers))
 
-    def _publish(self, events: tuple[Event, ...]) -> None:
+    def _publish(self, events: Sequence[Event]) -> None:
         """Store listener: one commit, encoded once, queued for every worker."""
         # A worker's index reads each event's type and object (not `old`).
         if not any(worker.queue is not None for worker in self._workers):
@@ -312,7 +312,9 @@ class WorkerPool:
                 self._retired_drops.update(worker.drops)
                 worker.totals, worker.drops = {}, {}
             if self._closing:
-                return
+                # (mypy keeps `not self._closing` from the loop's test across the awaits
+                # above, during which close() may have set it.)
+                return  # type: ignore[unreachable]
             if not worker.ready.done():
                 worker.ready.set_exception(WorkerError(f"{worker.name} exited with code {code} while starting"))
                 return
