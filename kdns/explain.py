@@ -23,7 +23,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from kdns.errors import KdnsError
@@ -40,7 +40,10 @@ class ExplainError(KdnsError):
     """The explanation could not be had: the server or the manifests."""
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
+_ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)  # kdns.cli's own parser class
+
+
+def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     """Add `explain` to `kdns`'s subcommands (an argparse subparsers object)."""
     parser = commands.add_parser(
         "explain",
@@ -114,7 +117,7 @@ async def _online(server: str, token: str | None, name: str, qtype: str) -> dict
             data: dict[str, Any] = json.loads(body)
             return data
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ExplainError(f"cannot reach the kdns API at {server}: {exc or type(exc).__name__}") from None
+        raise ExplainError(f"cannot reach the kdns API at {server}: {str(exc) or type(exc).__name__}") from None
 
 
 def _message(body: str) -> str:

@@ -194,7 +194,7 @@ def used(data: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name, qtype, answer, rule",
+    ("name", "qtype", "answer", "rule"),
     [
         (f"web.shop.svc.{Z}", "A", [f"web.shop.svc.{Z} 5 IN A 10.96.3.3"], "spec §2.3.1"),
         (
@@ -286,7 +286,7 @@ def test_static_zone_and_its_file(capsys: pytest.CaptureFixture[str], manifests:
 
 
 @pytest.mark.parametrize(
-    "name, qtype, rcode, rule",
+    ("name", "qtype", "rcode", "rule"),
     [
         (f"nosuch.shop.svc.{Z}", "A", "NXDOMAIN", "no Service 'nosuch' in namespace 'shop'"),
         (f"web.nosuch.svc.{Z}", "A", "NXDOMAIN", "namespace 'nosuch' does not exist"),
@@ -342,7 +342,7 @@ def test_text_output(capsys: pytest.CaptureFixture[str], manifests: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["web.shop.svc.cluster.local", "NOPE"], "kdns explain: error: unknown record type 'NOPE'"),
         (["bad..name"], "kdns explain: error: 'bad..name': not a domain name"),

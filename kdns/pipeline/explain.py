@@ -264,11 +264,11 @@ def _ttl(result: Answer) -> int | None:
     if result.rcode not in (NOERROR, NXDOMAIN):
         return None
     if result.answer and result.rcode == NOERROR and any(rr.rtype != QTYPE.CNAME for rr in result.answer):
-        return min(rr.ttl for rr in result.answer)
+        return min(int(rr.ttl) for rr in result.answer)
     soas = [rr for rr in result.authority if rr.rtype == QTYPE.SOA]
     if soas:
-        return min(min(rr.ttl, rr.rdata.times[-1]) for rr in soas)
-    return min((rr.ttl for rr in result.answer), default=None)
+        return min(min(int(rr.ttl), int(rr.rdata.times[-1])) for rr in soas)
+    return min((int(rr.ttl) for rr in result.answer), default=None)
 
 
 _Why = tuple[str, list[str], list[EndpointNote], list[str]]

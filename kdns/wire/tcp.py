@@ -30,7 +30,7 @@ from kdns.message import SERVFAIL, Answer, Handler, Query, Source
 from kdns.wire.codec import MAX_TCP_MESSAGE, Rejected, from_wire, servfail
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 from kdns.wire.querylog import QueryLog
-from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of
+from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of, source_of
 
 __all__ = ["TcpServer"]
 
@@ -96,7 +96,7 @@ class TcpServer:
     def port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("the TCP server is not bound")
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def connections(self) -> int:
@@ -245,7 +245,7 @@ class TcpServer:
             if cache is not None:
                 cache.store(message, request, result, reply, generation)
             self.stats.count(request.qtype, rcode_of(reply))
-            self._logged(message, reply, client, port, started, result.source if isinstance(result, Answer) else "server")
+            self._logged(message, reply, client, port, started, source_of(result))
             return reply
         query_task = asyncio.get_running_loop().create_task(
             self._finish(writer, message, request, result, generation, port, started)
@@ -276,8 +276,7 @@ class TcpServer:
             reply = servfail(query, self.nsid)
         else:
             reply = encode_reply(query, result, MAX_TCP_MESSAGE, self.nsid)
-            if isinstance(result, Answer):
-                source = result.source
+            source = source_of(result)
             if self.cache is not None:
                 self.cache.store(message, query, result, reply, generation)
         self.stats.count(query.qtype, rcode_of(reply))

@@ -53,6 +53,7 @@ __all__ = [
     "discard",
     "encode_reply",
     "rcode_of",
+    "source_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def encode_reply(query: Query, result: object, limit: int, nsid: bytes = b"") ->
     else:
         log.error("handler returned %r, not an Answer, for %s %s", result, query.qname, query.qtype)
     return servfail(query, nsid)
+
+
+def source_of(result: object) -> Source:
+    """Where a handler's result came from, for the query log: an Answer says; anything
+    else became SERVFAIL, kdns's own."""
+    return result.source if isinstance(result, Answer) else "server"
 
 
 def rcode_of(reply: bytes) -> int:
@@ -258,7 +265,7 @@ class _Listener:
             if cache is not None:
                 cache.store(data, request, result, reply, generation)
             self.stats.count(request.qtype, rcode_of(reply))
-            self._logged(data, reply, addr, started, result.source if isinstance(result, Answer) else "server")
+            self._logged(data, reply, addr, started, source_of(result))
             self.send(reply, addr)
             return
         if len(self.tasks) >= self.max_in_flight:
@@ -295,8 +302,7 @@ class _Listener:
             reply = servfail(query, self.nsid)
         else:
             reply = encode_reply(query, result, query.payload, self.nsid)
-            if isinstance(result, Answer):
-                source = result.source
+            source = source_of(result)
             if self.cache is not None:
                 self.cache.store(data, query, result, reply, generation)
         self.stats.count(query.qtype, rcode_of(reply))
@@ -386,7 +392,7 @@ class UdpServer:
     def port(self) -> int:
         if self._listener is None or not self._listener.open:
             raise RuntimeError("the UDP server is not bound")
-        return self._listener.sock.getsockname()[1]
+        return int(self._listener.sock.getsockname()[1])
 
     @property
     def in_flight(self) -> int:

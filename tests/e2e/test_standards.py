@@ -242,7 +242,7 @@ def test_a_zone_with_dname_is_refused_at_load_rfc6672(kdns_process: Callable[...
 
 
 @pytest.mark.parametrize(
-    "name, rcode",
+    ("name", "rcode"),
     [
         ("5.in-addr.arpa.", "NXDOMAIN"),  # no address known in 5/8
         ("10.in-addr.arpa.", "NOERROR"),  # the cluster IPs of 10.96/12 are below

@@ -182,7 +182,7 @@ def test_malformed_is_formerr(data: bytes, echoes_question: bool) -> None:
 @pytest.mark.parametrize("count", [0, 2])
 def test_not_exactly_one_question_is_formerr(count: int) -> None:
     """A query must ask exactly one question; zero or several get FORMERR."""
-    result, reply = rejected(packet(*[question()] * count, qd=count))
+    _result, reply = rejected(packet(*[question()] * count, qd=count))
     assert reply.rcode() == dns.rcode.FORMERR
     assert len(reply.question) == 0
     assert reply.id == 0xBEEF
@@ -192,7 +192,7 @@ def test_not_exactly_one_question_is_formerr(count: int) -> None:
 def test_other_opcodes_are_notimp(opcode: int) -> None:
     """Only QUERY is implemented; other opcodes get NOTIMP with the opcode and question echoed."""
     # SOA: an UPDATE's zone section must name one, or dnspython cannot read the reply.
-    result, reply = rejected(packet(question(qtype=6), flags=dns.opcode.to_flags(opcode)))
+    _result, reply = rejected(packet(question(qtype=6), flags=dns.opcode.to_flags(opcode)))
     assert reply.rcode() == dns.rcode.NOTIMP
     assert reply.opcode() == opcode
     assert len(reply.question) == 1
@@ -203,7 +203,7 @@ def test_classes_other_than_in_are_refused(rdclass: str) -> None:
     """kdns serves only class IN; CHAOS (`version.bind`), HESIOD and NONE are REFUSED (ANY is
     answered from IN, as Knot does: tests/e2e/test_standards.py)."""
     data = wire("version.bind.", "TXT", rdclass=rdclass)
-    result, reply = rejected(data)
+    _result, reply = rejected(data)
     assert reply.rcode() == dns.rcode.REFUSED
     assert reply.question[0].rdclass == dns.rdataclass.from_text(rdclass)
     assert reply.id == 0x1234
@@ -213,7 +213,7 @@ def test_classes_other_than_in_are_refused(rdclass: str) -> None:
 def test_zone_transfers_are_refused(rdtype: str) -> None:
     """kdns does not transfer zones: AXFR and IXFR are REFUSED, as CoreDNS's kubernetes plugin does."""
     message = dns.message.make_query("cluster.local.", rdtype)
-    result, reply = rejected(message.to_wire())
+    _result, reply = rejected(message.to_wire())
     assert reply.rcode() == dns.rcode.REFUSED
 
 
@@ -231,26 +231,26 @@ def test_edns_version_above_zero_is_badvers() -> None:
 
 def test_two_opt_records_are_formerr() -> None:
     """More than one OPT record is FORMERR (RFC 6891 §6.1.1)."""
-    result, reply = rejected(packet(question(), opt(), opt(), ar=2))
+    _result, reply = rejected(packet(question(), opt(), opt(), ar=2))
     assert reply.rcode() == dns.rcode.FORMERR
     assert reply.edns == -1
 
 
 def test_opt_outside_additional_is_formerr() -> None:
     """An OPT record in the answer section is FORMERR."""
-    result, reply = rejected(packet(question(), opt(), an=1))
+    _result, reply = rejected(packet(question(), opt(), an=1))
     assert reply.rcode() == dns.rcode.FORMERR
 
 
 def test_opt_with_an_owner_name_is_formerr() -> None:
     """An OPT record's owner must be the root name."""
-    result, reply = rejected(packet(question(), opt(name=b"\x01x\x00"), ar=1))
+    _result, reply = rejected(packet(question(), opt(name=b"\x01x\x00"), ar=1))
     assert reply.rcode() == dns.rcode.FORMERR
 
 
 def test_error_replies_carry_opt_when_the_query_did() -> None:
     """A REFUSED reply to an EDNS query carries our OPT record, DO echoed (RFC 6891 §7)."""
-    result, reply = rejected(wire("version.bind.", "TXT", rdclass="CH", use_edns=0, want_dnssec=True))
+    _result, reply = rejected(wire("version.bind.", "TXT", rdclass="CH", use_edns=0, want_dnssec=True))
     assert reply.edns == 0 and reply.payload == EDNS_PAYLOAD
     assert reply.ednsflags & dns.flags.DO
 
@@ -259,14 +259,14 @@ def test_error_replies_carry_opt_when_the_query_did() -> None:
 def test_notimp_carries_opt_and_drops_cd_rfc6891_s7(opcode: int) -> None:
     """NOTIMP to an EDNS request has OPT (RFC 6891 §7); RD is echoed, CD (a QUERY flag) is not."""
     flags = dns.opcode.to_flags(opcode) | dns.flags.RD | dns.flags.CD
-    result, reply = rejected(packet(question(qtype=6), opt(do=True), flags=flags, ar=1))
+    _result, reply = rejected(packet(question(qtype=6), opt(do=True), flags=flags, ar=1))
     assert reply.rcode() == dns.rcode.NOTIMP and reply.edns == 0 and reply.ednsflags & dns.flags.DO
     assert reply.flags & dns.flags.RD and not reply.flags & dns.flags.CD
 
 
 def test_formerr_of_a_wellformed_edns_request_carries_opt_rfc6891_s7() -> None:
     """Two questions with one good OPT: FORMERR, with our OPT."""
-    result, reply = rejected(packet(question(), question(), opt(), qd=2, ar=1))
+    _result, reply = rejected(packet(question(), question(), opt(), qd=2, ar=1))
     assert reply.rcode() == dns.rcode.FORMERR and reply.edns == 0
 
 
@@ -288,7 +288,7 @@ def opt_with(*options: bytes) -> bytes:
 )
 def test_malformed_option_is_formerr_without_opt_rfc6891_s6_1_2(options: list[bytes]) -> None:
     """Options must add up to RDLENGTH exactly; otherwise FORMERR, and no OPT (it is broken)."""
-    result, reply = rejected(packet(question(), opt_with(*options), ar=1))
+    _result, reply = rejected(packet(question(), opt_with(*options), ar=1))
     assert reply.rcode() == dns.rcode.FORMERR and reply.edns == -1
 
 

@@ -94,7 +94,7 @@ def test_sampling(kdns_server: Callable[..., Any], capsys: pytest.CaptureFixture
 def test_off_by_default(kdns_server: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     kdns = kdns_server(CLUSTER, zones_dir=None)
     kdns.resolve(f"web.default.svc.{Z}")
-    assert kdns.app.udp.query_log is None and kdns.app.tcp.query_log is None
+    assert kdns.app.dns.udp.query_log is None and kdns.app.dns.tcp.query_log is None
     assert capsys.readouterr().out == ""
 
 
@@ -124,7 +124,7 @@ def test_a_stalled_writer_never_blocks_and_counts_what_it_left_out() -> None:
 
 
 @pytest.mark.parametrize(
-    "fields, message",
+    ("fields", "message"),
     [
         ({"log_queries": "yaml"}, "log queries 'yaml': must be one of coredns, json"),
         ({"log_queries": "json", "log_queries_sample": 0.0}, "log queries sample 0.0: must be above 0 and at most 1"),
