@@ -12,8 +12,12 @@ shared machine falls on all of them alike; the figures are the medians over roun
 each run says how much of the server's core other processes took. With the log on,
 kdns's stdout (the log) goes to a file on disk, as `kdns serve > queries.log` would.
 
-Prints answers per second, server CPU µs per answer and, for each log format, its
-throughput as a share of the run without the log. Nothing here is a test.
+Two runs per kdns: closed loop (dnsperf as fast as kdns answers: the throughput), and at a
+fixed rate (--rate, dnsperf -Q), where every variant answers the same load and the
+server's CPU time per answer is the log's cost, a figure a busy shared machine disturbs
+less than throughput. Prints both, and for each log format its closed-loop throughput
+and its CPU per answer at the fixed rate as shares of the run without the log. Nothing
+here is a test.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument("--sample", type=float, default=1.0, help="--log-queries-sample of the runs with the log")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of dnsperf before each measured run (default 3)")
+    parser.add_argument("--rate", type=int, default=10000, help="queries per second of the fixed-rate run (default 10000)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for tool in ("dnsperf", "taskset"):
@@ -81,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                     result = run.dnsperf(
                         port, queries, args.seconds, client_cpu, child.pid, workdir, server_cpu=server_cpu
                     )
+                    fixed = run.dnsperf(
+                        port, queries, args.seconds, client_cpu, child.pid, workdir, rate=args.rate, server_cpu=server_cpu
+                    )
                 finally:
                     child.stop()
                 logged = sum(1 for _ in log.open("rb")) if flags else 0
@@ -89,19 +97,29 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_us": result.get("cpu_us_per_query") or 0.0,
                     "loss_pct": result["loss_pct"],
                     "log_lines": logged,
+                    "fixed_cpu_us": fixed.get("cpu_us_per_query") or 0.0,
+                    "fixed_loss_pct": fixed["loss_pct"],
                 })
                 others = 100 * (result.get("server_core_others") or 0.0)
                 print(f"  round {round_number + 1} {name:8} {result['qps']:>9,.0f} answers/s  "
                       f"{result.get('cpu_us_per_query') or 0:6.2f} µs CPU/answer  loss {result['loss_pct']:.3f} %  "
                       f"others on the core {others:.0f} %" + (f"  {logged:,} log lines" if flags else ""))
+                print(f"  round {round_number + 1} {name:8} at {args.rate:,}/s: "
+                      f"{fixed.get('cpu_us_per_query') or 0:6.2f} µs CPU/answer  loss {fixed['loss_pct']:.3f} %  "
+                      f"others on the core {100 * (fixed.get('server_core_others') or 0.0):.0f} %")
     finally:
         run.stop_all()
     base = statistics.median(r["qps"] for r in results["off"])
-    print("medians:")
+    base_cpu = statistics.median(r["fixed_cpu_us"] for r in results["off"])
+    print(f"medians (closed loop; CPU per answer at {args.rate:,}/s):")
     for name, runs in results.items():
         qps = statistics.median(r["qps"] for r in runs)
-        cpu = statistics.median(r["cpu_us"] for r in runs)
-        share = f"  {100 * qps / base:5.1f} % of the throughput without the log" if name != "off" else ""
+        cpu = statistics.median(r["fixed_cpu_us"] for r in runs)
+        share = (
+            f"  throughput x{qps / base:.2f}, CPU per answer x{cpu / base_cpu:.2f} of the runs without the log"
+            if name != "off"
+            else ""
+        )
         print(f"  {name:8} {qps:>9,.0f} answers/s  {cpu:6.2f} µs CPU/answer{share}")
     return 0
 

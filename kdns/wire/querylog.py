@@ -3,8 +3,9 @@
 Off by default, and then it costs nothing: the wire servers hold None and take their
 usual paths (the UDP server picks its batch loop once, at start). On, the event loop only
 hands the request's and the reply's bytes, the client and two clock readings to a queue
-(`record`); a writer thread turns them into lines and writes them to the stream in
-batches, so a slow terminal or pipe never stalls DNS. If the writer falls more than
+(`record`: one append to a deque, no lock and no wake-up); a writer thread, waking 20
+times a second, turns them into lines and writes them to the stream in one write, so a
+slow terminal or pipe never stalls DNS. If the writer falls more than
 MAX_PENDING answers behind, answers are left out of the log and counted (`dropped`).
 
 `sample` logs one answer in round(1 / sample) (a countdown, not a random draw: cheap
@@ -29,9 +30,9 @@ cluster's (a name of the served zones) or a static zone's, anything else the cac
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -49,8 +50,11 @@ Format = Literal["coredns", "json"]
 FORMATS: tuple[Format, ...] = ("coredns", "json")
 # Answers waiting for the writer at most: beyond, the log leaves answers out.
 MAX_PENDING = 65536
-# Lines written in one write() at most.
-_BATCH = 512
+# How often the writer wakes to write what has been queued: the event loop never wakes
+# it (no syscall, no lock per answer), so a line may appear this late.
+WRITE_EVERY = 0.05
+# Formatted question-and-reply parts kept for reuse: most answers repeat a few questions.
+MAX_FORMATS = 8192
 _FLAGS = ((0x8000, "qr"), (0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0020, "ad"), (0x0010, "cd"))
 
 # What the event loop hands over: request, reply, client address, client port,
@@ -64,6 +68,12 @@ class QueryLog:
     `zones` are the served zones (lower case, absolute): a ready authoritative reply for
     a name in them came from the cluster, any other from a static zone. Call `close()`
     to write what is pending and stop the writer.
+
+    The event loop appends to a deque (atomic, no lock taken, no thread woken); the writer
+    thread wakes every WRITE_EVERY seconds and writes everything queued in one write().
+    Each line is the answer's fixed part (question, sizes, rcode, flags, source),
+    formatted once per distinct request and reply and kept, plus the client, ID, time
+    and duration.
     """
 
     def __init__(self, stream: TextIO, fmt: str, sample: float, zones: Iterable[str]) -> None:
@@ -78,7 +88,9 @@ class QueryLog:
         self.zones = tuple(zones)
         self.dropped = 0
         self.written = 0
-        self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
+        self._pending: collections.deque[_Record] = collections.deque()
+        self._formats: dict[tuple[bytes, bytes, str, Source | None], str] = {}
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._write_loop, name="kdns query log", daemon=True)
         self._thread.start()
 
@@ -97,51 +109,69 @@ class QueryLog:
         if self._countdown:
             return
         self._countdown = self.every
-        if self._queue.qsize() >= MAX_PENDING:
+        pending = self._pending
+        if len(pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        self._queue.put((request, reply, client, port, transport, seconds, source, time.time()))
+        pending.append((request, reply, client, port, transport, seconds, source, time.time()))
 
     def close(self) -> None:
         """Write what is pending, stop the writer thread (at most a few seconds)."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._stop.set()
             self._thread.join(5.0)
 
     # --- the writer thread ---------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        while True:
-            item = get()
-            lines: list[str] = []
-            done = False
-            while item is not None:
-                line = self._line(item)
-                if line is not None:
-                    lines.append(line)
-                if len(lines) >= _BATCH:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            else:
-                done = True
-            if lines:
-                try:
-                    self.stream.write("".join(lines))
-                    self.stream.flush()
-                except (OSError, ValueError) as exc:  # a closed pipe: stop logging, not DNS
-                    log.error("query log: cannot write: %s; query logging stops", exc)
-                    return
-                self.written += len(lines)
-            if done:
+        stopping = False
+        while not stopping:
+            stopping = self._stop.wait(WRITE_EVERY)
+            if not self._write_pending():
                 return
+
+    def _write_pending(self) -> bool:
+        """Write every answer queued now; False if the stream is gone (logging stops)."""
+        pending, line = self._pending, self._line
+        lines: list[str] = []
+        while pending:
+            text = line(pending.popleft())  # popleft: atomic against the loop's append
+            if text is not None:
+                lines.append(text)
+        if not lines:
+            return True
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # a closed pipe: stop logging, not DNS
+            log.error("query log: cannot write: %s; query logging stops", exc)
+            return False
+        self.written += len(lines)
+        return True
 
     def _line(self, item: _Record) -> str | None:
         """One log line (with its newline), or None for bytes that are no DNS message."""
         request, reply, client, port, transport, seconds, source, when = item
+        key = (request[2:], reply[2:], transport, source)
+        fixed = self._formats.get(key)
+        if fixed is None:
+            fixed = self._fixed(request, reply, transport, source)
+            if fixed is None:
+                return None
+            if len(self._formats) >= MAX_FORMATS:
+                self._formats.clear()
+            self._formats[key] = fixed
+        ident = int.from_bytes(request[0:2], "big")
+        if self.format == "json":
+            return (
+                f'{{"time": {when:.6f}, "client": {json.dumps(client)}, "port": {port}, "id": {ident}, '
+                f'{fixed}, "duration": {seconds:.9f}}}\n'
+            )
+        remote = f"[{client}]" if ":" in client else client
+        return f"[INFO] {remote}:{port} - {ident} {fixed} {_duration(seconds)}\n"
+
+    def _fixed(self, request: bytes, reply: bytes, transport: str, source: Source | None) -> str | None:
+        """The part of a line that depends only on the request and reply bytes after the ID."""
         question = _question(reply) or _question(request)
         if question is None or len(reply) < 12:
             return None
@@ -155,13 +185,8 @@ class QueryLog:
         class_text = CLASS.get(qclass, f"CLASS{qclass}")
         rcode_text = RCODE.get(rcode, str(rcode))
         flag_text = ",".join(text for bit, text in _FLAGS if flags & bit)
-        ident = int.from_bytes(request[0:2], "big")
         if self.format == "json":
-            return json.dumps({
-                "time": when,
-                "client": client,
-                "port": port,
-                "id": ident,
+            fields = {
                 "name": name,
                 "type": type_text,
                 "class": class_text,
@@ -172,14 +197,12 @@ class QueryLog:
                 "rcode": rcode_text,
                 "flags": flag_text,
                 "rsize": len(reply),
-                "duration": round(seconds, 9),
                 "source": source,
-            }) + "\n"
-        remote = f"[{client}]" if ":" in client else client
+            }
+            return json.dumps(fields)[1:-1]
         return (
-            f'[INFO] {remote}:{port} - {ident} "{type_text} {class_text} {name} {transport} {len(request)} '
-            f'{"true" if do else "false"} {bufsize}" {rcode_text} {flag_text} {len(reply)} '
-            f"{_duration(seconds)}\n"
+            f'"{type_text} {class_text} {name} {transport} {len(request)} {"true" if do else "false"} {bufsize}" '
+            f"{rcode_text} {flag_text} {len(reply)}"
         )
 
     def _inferred(self, flags: int, rcode: int, name: str) -> Source:
