@@ -279,8 +279,15 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         word = value.strip().lower()
         if word in QUERY_LOG_FORMATS:
             fields["log_queries"] = word
-        elif _boolean(word, source):
-            fields["log_queries"] = QUERY_LOG_FORMATS[0]
+        else:
+            try:
+                on = _boolean(word, source)
+            except ConfigError:
+                raise ConfigError(
+                    f"{source} {value!r}: expected a format ({', '.join(QUERY_LOG_FORMATS)}) or true/false"
+                ) from None
+            if on:
+                fields["log_queries"] = QUERY_LOG_FORMATS[0]
     value, source = _pick(args.log_queries_sample, environ, "log_queries_sample")
     if value is not None:
         try:

@@ -148,3 +148,37 @@ def test_udp_query_reaches_the_log_over_a_socket(kdns_server: Callable[..., Any]
     [line] = logged(capsys, 1)
     match = COMMON.match(line)
     assert match and match[9] == "4096", line
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["--log-queries"], {}, ("coredns", 1.0, "")),
+        (["--log-queries", "json", "--log-queries-sample", "0.5"], {}, ("json", 0.5, "")),
+        ([], {"KDNS_LOG_QUERIES": "1", "KDNS_NSID": "r-2"}, ("coredns", 1.0, "r-2")),
+        ([], {"KDNS_LOG_QUERIES": "json"}, ("json", 1.0, "")),
+        ([], {"KDNS_LOG_QUERIES": "off"}, (None, 1.0, "")),
+        (["--nsid", "replica-1"], {"KDNS_NSID": "other"}, (None, 1.0, "replica-1")),
+    ],
+)
+def test_flags_and_their_environment_twins(argv: list[str], environ: dict[str, str], expected: tuple[Any, ...]) -> None:
+    from kdns.cli import _parser, settings_from
+
+    args = _parser().parse_args(["serve", "--upstream", "none", *argv])
+    settings, _ = settings_from(args, environ)
+    assert (settings.log_queries, settings.log_queries_sample, settings.nsid) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--log-queries", "xml"], "--log-queries 'xml': expected a format (coredns, json) or true/false"),
+        (["--log-queries", "--log-queries-sample", "most"], "--log-queries-sample 'most': not a number"),
+        (["--log-queries", "--log-queries-sample", "2"], "log queries sample 2.0: must be above 0 and at most 1"),
+    ],
+)
+def test_bad_flags_are_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kdns.cli import main
+
+    assert main(["serve", *argv], {}) == 2
+    assert message in capsys.readouterr().err
