@@ -310,7 +310,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     zones = ZoneReloader(dns.router, settings.zones_dir, workers)
     stack.push_async_callback(zones.aclose)
 
-    def explainer(name: str, type_text: str) -> Awaitable[Explanation]:
+    def explainer(name: str, type_text: str, client: str) -> Awaitable[Explanation]:
         """`GET /debug/explain`: the live registry, the zones served now, the cache."""
         router = dns.router
         return explain(
@@ -321,6 +321,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             static=router.static,
             objects=store.list,
             settings=settings,
+            client=client,
         )
 
     api = await _serve_api(stack, settings, store, metrics, tls, explainer)

@@ -62,6 +62,8 @@ def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     add("--zones-dir", metavar="DIR", help="offline: static zone files to load too (default none)")
     add("--zone", metavar="ZONE", help="offline: the cluster zone (default cluster.local)")
     add("--pods", metavar="MODE", help="offline: pod records, disabled|insecure|verified (default verified)")
+    add("--client", metavar="IP", help="explain the answer this client gets (the recursion ACL and "
+        "autopath depend on it; default 127.0.0.1)")
     add("--json", action="store_true", help="print the explanation as JSON")
     return parser
 
@@ -73,18 +75,19 @@ def _pick(flag: Any, environ: Mapping[str, str], name: str) -> Any:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """`kdns explain` with parsed flags and the environment; returns the exit code."""
     from kdns.config import ConfigError
-    from kdns.pipeline.explain import Explanation, qtype_number
+    from kdns.pipeline.explain import CLIENT, Explanation, qtype_number
 
+    client = args.client or CLIENT
     try:
         qtype = qtype_number(args.type)
         manifests = _pick(args.manifests, environ, "manifests")
         if manifests:
             paths = manifests.split(":") if isinstance(manifests, str) else manifests
-            explanation = asyncio.run(_offline(args, environ, [Path(p) for p in paths if p], qtype))
+            explanation = asyncio.run(_offline(args, environ, [Path(p) for p in paths if p], qtype, client))
         else:
             server = (_pick(args.server, environ, "server") or DEFAULT_SERVER).rstrip("/")
             token = _pick(args.api_token, environ, "api_token")
-            explanation = Explanation.from_dict(asyncio.run(_online(server, token, args.name, args.type)))
+            explanation = Explanation.from_dict(asyncio.run(_online(server, token, args.name, args.type, client)))
     except (ValueError, ConfigError) as exc:
         print(f"kdns explain: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -98,12 +101,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-async def _online(server: str, token: str | None, name: str, qtype: str) -> dict[str, Any]:
+async def _online(server: str, token: str | None, name: str, qtype: str, client: str) -> dict[str, Any]:
     """The JSON of `GET /debug/explain` on `server`."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = f"{server}{PATH}?{urlencode({'name': name, 'type': qtype})}"
+    url = f"{server}{PATH}?{urlencode({'name': name, 'type': qtype, 'client': client})}"
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session,
@@ -128,7 +131,9 @@ def _message(body: str) -> str:
         return body.strip()
 
 
-async def _offline(args: argparse.Namespace, environ: Mapping[str, str], paths: list[Path], qtype: int) -> Any:
+async def _offline(
+    args: argparse.Namespace, environ: Mapping[str, str], paths: list[Path], qtype: int, client: str
+) -> Any:
     """Explain from the manifests alone: the registry, index and zones `kdns serve` would load."""
     from kdns.app import load_registry
     from kdns.authority.index import ClusterIndex
@@ -158,5 +163,12 @@ async def _offline(args: argparse.Namespace, environ: Mapping[str, str], paths: 
     index.rebuild(store.objects(), store.resource_version)
     router = Router(index, settings, static=static)
     return await explain(
-        args.name, qtype, router=router, index=index, static=static, objects=store.list, settings=settings
+        args.name,
+        qtype,
+        router=router,
+        index=index,
+        static=static,
+        objects=store.list,
+        settings=settings,
+        client=client,
     )

@@ -428,3 +428,30 @@ def test_forwarded_answers_say_upstream_then_cache(kdns_server: Callable[..., An
     assert sources[0] == ("upstream", "R32: forwarded: a name outside the served zones, asked upstream (--upstream)")
     assert sources[1] == ("cache", "R33: forwarded: a name outside the served zones, answered from the forwarding cache")
 
+
+
+def test_explained_as_another_client(kdns_server: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--client IP`: the answer that client gets; outside --allow-recursion an outside name
+    is REFUSED, and the explanation says why (EDE 18, RFC 8914)."""
+    import ipaddress
+
+    from tests.upstream import UpstreamServer
+
+    with UpstreamServer(host="127.0.0.66") as upstream:
+        kdns = kdns_server(
+            CLUSTER,
+            zones_dir=None,
+            upstreams=(upstream.where,),
+            allow_recursion=(ipaddress.ip_network("127.0.0.1/32"),),
+        )
+        argv = ["explain", "www.example.test", "--server", kdns.api_url, "--json"]
+        assert main([*argv, "--client", "192.0.2.9"], environ={}) == 0
+        stranger = json.loads(capsys.readouterr().out)
+        assert main(argv, environ={}) == 0
+        local = json.loads(capsys.readouterr().out)
+    assert (stranger["rcode"], stranger["source"]) == ("REFUSED", "server")
+    assert stranger["errors"] == ["18 Prohibited: recursion is for the clients of --allow-recursion"]
+    assert stranger["rule"] == "R29: not answered from data: recursion is for the clients of --allow-recursion"
+    assert (local["rcode"], local["source"]) == ("NOERROR", "upstream")
+    assert main([*argv, "--client", "nope"], environ={}) == 2
+    assert "client 'nope': not an IP address" in capsys.readouterr().err

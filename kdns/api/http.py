@@ -8,7 +8,7 @@ binds it. Routes:
   POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side apply) and DELETE;
 * discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`;
-* `/debug/explain?name=&type=`: why DNS answers a name what it answers (JSON of
+* `/debug/explain?name=&type=[&client=]`: why DNS answers a name what it answers (JSON of
   kdns.pipeline.explain.Explanation), behind the token like everything else.
 
 Every refusal is a Kubernetes `Status` (see `status.py`), and a refused request changes
@@ -44,7 +44,7 @@ from kdns.api.selectors import (
 from kdns.api.status import MAX_BODY, ApiError
 from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, Watch, serve_watch
 from kdns.metrics import Metrics
-from kdns.pipeline.explain import Explanation
+from kdns.pipeline.explain import CLIENT, Explanation
 from kdns.registry import errors as registry_errors
 from kdns.registry.manifests import to_manifest
 from kdns.registry.store import Store
@@ -61,9 +61,9 @@ _READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 _EXPLAIN = web.AppKey("explain", object)  # Explainer | None
-# What answers `GET /debug/explain`: (name, type) -> the explanation; ValueError for a
-# name or type that is none.
-Explainer = Callable[[str, str], Awaitable[Explanation]]
+# What answers `GET /debug/explain`: (name, type, client) -> the explanation; ValueError
+# for a name, type or client address that is none.
+Explainer = Callable[[str, str, str], Awaitable[Explanation]]
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
 _GROUP = web.RequestKey("group", str)
@@ -434,7 +434,7 @@ async def _explain(request: web.Request) -> web.Response:
     if not name:
         raise status.bad_request("the name parameter is required: /debug/explain?name=NAME&type=TYPE")
     try:
-        explanation = await explainer(name, request.query.get("type", "A"))
+        explanation = await explainer(name, request.query.get("type", "A"), request.query.get("client", CLIENT))
     except ValueError as exc:
         raise status.bad_request(str(exc)) from None
     return _json_response(explanation.to_dict())

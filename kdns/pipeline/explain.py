@@ -1,7 +1,8 @@
 """Why an answer is what it is: `explain(name, type, ...)` -> an `Explanation`.
 
-The answer is the Router's own, for a client on loopback, so the explanation never
-disagrees with what `dig` gets (except for client-specific answers: the ACL, autopath).
+The answer is the Router's own, for a client on loopback or the one named, so the
+explanation never disagrees with what `dig` gets from there (the recursion ACL and
+autopath depend on who asks).
 Around it, the explanation names:
 
 * the rule that applied, by its number in docs/dns-rules.md (R1, R2, ...), with the
@@ -200,13 +201,19 @@ def explain(
     static: StaticZones,
     objects: Callable[[str, str | None], list[KubeObject]],
     settings: Settings,
+    client: str = CLIENT,
 ) -> Awaitable[Explanation]:
-    """Explain the answer to `name` `qtype` (ValueError for a name or type that is none).
+    """Explain the answer to `name` `qtype` as `client` gets it (ValueError for a name,
+    type or client address that is none).
 
     `router` answers the question as kdns does; `objects(kind, namespace)` lists the
     registry's objects (`Store.list`).
     """
-    query = Query(id=0, qname=_absolute(name), qtype=qtype, client=CLIENT, edns=True, payload=65535)
+    try:
+        client = str(ipaddress.ip_address(client))
+    except ValueError:
+        raise ValueError(f"client {client!r}: not an IP address") from None
+    query = Query(id=0, qname=_absolute(name), qtype=qtype, client=client, edns=True, payload=65535)
     return _explained(query, router, index, static, objects, settings)
 
 
