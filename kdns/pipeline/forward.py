@@ -1,7 +1,8 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns (DESIGN.md rule 1); dnspython's `asyncquery` does
-the asking. Policy, in the order it is applied to one question:
+The only DNS client socket code in kdns (DESIGN.md rule 1): dnspython writes the question,
+the sockets here send it, and the reply's bytes are read once, by dnslib, into kdns's
+message model (`to_answer`). Policy, in the order it is applied to one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
@@ -11,8 +12,9 @@ the asking. Policy, in the order it is applied to one question:
   and tried only after the others. Set-aside upstreams are still tried, last, so a
   recovered upstream is found again (and with every upstream set aside, all are tried).
 * One try is one UDP exchange; a reply with TC set is asked again over TCP (RFC 7766
-  section 5). A reply must match the query's id and question: dnspython ignores one
-  that does not, as if it had been lost (a spoofed or stray packet cannot fail a try).
+  section 5). A reply must come from the upstream's address and port and match the
+  query's id, opcode and question; one that does not, or does not parse, is ignored as
+  if it had been lost (a spoofed or stray packet cannot fail a try).
 * SERVFAIL, REFUSED, NOTIMP and FORMERR from an upstream are failures of that upstream
   for this question: the next one is asked. NOERROR and NXDOMAIN are answers.
 * A try that timed out may be a lost packet, so timed-out upstreams are asked a second
@@ -37,14 +39,14 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import dns.asyncquery
-import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -185,19 +187,18 @@ def host_nameservers(
     return tuple(found)
 
 
-def to_answer(reply: dns.message.Message) -> Answer:
-    """An upstream reply -> Answer: its rcode and sections as dnslib RRs, OPT left out.
+def to_answer(reply: DNSRecord) -> Answer:
+    """An upstream reply, read once by dnslib -> Answer: its rcode and sections, OPT left out.
 
     The codec adds kdns's own OPT record for the client; the upstream's says nothing
-    about the client's connection. This is the one place where dnspython's message model
-    (the forwarder's, for talking to upstreams) becomes kdns's (`kdns.message`).
+    about the client's connection. This is the one place where an upstream's message
+    becomes kdns's model (`kdns.message`).
     """
-    record = DNSRecord.parse(reply.to_wire())
     return Answer(
-        rcode=int(reply.rcode()),
-        answer=tuple(record.rr),
-        authority=tuple(record.auth),
-        additional=tuple(rr for rr in record.ar if rr.rtype != QTYPE.OPT),
+        rcode=int(reply.header.rcode),
+        answer=tuple(reply.rr),
+        authority=tuple(reply.auth),
+        additional=tuple(rr for rr in reply.ar if rr.rtype != QTYPE.OPT),
         authoritative=False,
         recursion_available=True,
         source="upstream",
@@ -434,45 +435,103 @@ class Forwarder:
     async def _exchange(
         self, upstream: Upstream, request: dns.message.Message, remaining: float, deadline: float
     ) -> Answer:
-        """One try: UDP, then TCP if the reply was truncated; raises _Failed."""
+        """One try: UDP, then TCP if the reply was truncated; raises _Failed.
+
+        The reply's bytes are read once, by dnslib, into kdns's message model (`to_answer`):
+        dnspython only writes the request.
+        """
         loop = asyncio.get_running_loop()
-        # A fresh id for every try, with dnspython's fresh random source port per socket:
-        # the 32 bits an off-path spoofer has to guess (RFC 5452 section 9.2).
+        # A fresh id for every try, with a fresh random source port per socket: the 32
+        # bits an off-path spoofer has to guess (RFC 5452 section 9.2).
         request.id = secrets.randbelow(0x10000)
+        wire = request.to_wire()
+        where = (upstream.address, upstream.port)
         try:
             self.requests += 1
-            reply = await dns.asyncquery.udp(
-                request,
-                upstream.address,
-                timeout=min(self.try_timeout, remaining),
-                port=upstream.port,
-                # A reply from elsewhere, with another id or question, or unreadable is
-                # dropped and the wait goes on: it may be spoofed (RFC 5452 section 9).
-                ignore_unexpected=True,
-                ignore_errors=True,
-            )
-            if reply.flags & dns.flags.TC:
+            async with asyncio.timeout(min(self.try_timeout, remaining)):
+                reply = await _udp_exchange(where, wire)
+            if reply.header.tc:
                 # RFC 7766 section 5: a truncated UDP reply is asked again over TCP.
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise _Failed("truncated over UDP, no time left for TCP", timed_out=True)
                 self.tcp_retries += 1
                 self.requests += 1
-                reply = await dns.asyncquery.tcp(
-                    request,
-                    upstream.address,
-                    timeout=min(self.try_timeout, remaining),
-                    port=upstream.port,
-                )
-        except dns.exception.Timeout:
+                async with asyncio.timeout(min(self.try_timeout, remaining)):
+                    reply = await _tcp_exchange(where, wire)
+        except TimeoutError:
             raise _Failed("timed out", timed_out=True) from None
-        except (dns.exception.DNSException, OSError, EOFError) as exc:
+        except (OSError, EOFError, DNSError) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}") from None
-        rcode = reply.rcode()
+        rcode = reply.header.rcode
         if rcode in FAILED_RCODES:
             raise _Failed(f"answered {dns.rcode.to_text(rcode)}")
+        return to_answer(reply)
+
+
+def _expected(request: bytes, data: bytes) -> bool:
+    """Whether `data` is the reply to `request`: a response with its id, opcode and
+    question (names compared case-insensitively: RFC 4343, and a server may echo 0x20
+    spelling). Anything else may be spoofed or stray (RFC 5452 section 9) and is ignored."""
+    if len(data) < 12 or data[:2] != request[:2] or not data[2] & 0x80:
+        return False
+    if (data[2] ^ request[2]) & 0x78 or data[4:6] != request[4:6]:  # opcode, QDCOUNT
+        return False
+    end = 12
+    while end < len(request) and request[end] != 0:
+        end += request[end] + 1
+    end += 5  # the root label, type, class
+    return data[12:end].lower() == request[12:end].lower()
+
+
+class _Replies(asyncio.DatagramProtocol):
+    """Datagrams from the upstream's address, until one is the reply to `request`."""
+
+    def __init__(self, request: bytes, where: tuple[str, int]) -> None:
+        self.request = request
+        self.where = where
+        self.reply: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.reply.done() or (addr[0], addr[1]) != self.where or not _expected(self.request, data):
+            return
         try:
-            return to_answer(reply)
-        except DNSError as exc:
-            # dnspython read it, dnslib cannot: kdns cannot relay it faithfully.
-            raise _Failed(f"reply not representable: {exc}") from None
+            record = DNSRecord.parse(data)
+        except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
+            return  # unreadable: as good as lost, and the wait goes on
+        self.reply.set_result(record)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)  # ICMP unreachable: this upstream failed
+
+
+async def _udp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
+    """Send `request` from a fresh socket and wait (the caller bounds it) for its reply."""
+    loop = asyncio.get_running_loop()
+    any_address = "::" if ":" in where[0] else "0.0.0.0"  # noqa: S104  (a client socket: the port is random)
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _Replies(request, where), local_addr=(any_address, 0)
+    )
+    try:
+        transport.sendto(request, where)
+        return await protocol.reply
+    finally:
+        transport.close()
+
+
+async def _tcp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
+    """The request over TCP (RFC 1035 section 4.2.2 framing); its reply, read once."""
+    reader, writer = await asyncio.open_connection(*where)
+    try:
+        writer.write(len(request).to_bytes(2, "big") + request)
+        await writer.drain()
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        data = await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise EOFError("the upstream closed the connection") from exc
+    finally:
+        writer.close()
+    if not _expected(request, data):
+        raise DNSError("the TCP reply does not answer the question")
+    return DNSRecord.parse(data)
