@@ -4,9 +4,10 @@ A `Query` is what the codec read from a packet; an `Answer` is what the answer l
 decided. Neither knows about sockets. Records are dnslib `RR` objects.
 
 This is kdns's one message model: the codec (kdns.wire.codec) reads requests into it and
-writes replies from it, and the forwarder converts dnspython's messages into it in one
-place (kdns.pipeline.forward.to_answer). The rcodes and EDNS option codes every layer
-uses are defined here, once.
+writes replies from it, and the forwarder reads upstream replies into it, once, in one
+place (kdns.pipeline.forward.to_answer); static zones are converted from dnspython's
+zone-file reader when they load. The rcodes and EDNS option codes every layer uses are
+defined here, once.
 """
 
 from __future__ import annotations
