@@ -73,7 +73,7 @@ def test_the_images_configuration_is_a_valid_kdns_configuration() -> None:
     settings, _ = settings_from(args, {**kdns.environment, "KDNS_UPSTREAM": "none"})
     assert (settings.dns_address, settings.dns_port, settings.api_port) == ("0.0.0.0", 53, 8080)
     assert settings.api_token == "compose-test-token"
-    assert [p.name for p in settings.manifests] == ["services.yaml", "flask-app.yaml"]
+    assert [p.name for p in settings.manifests] == ["services.yaml", "flask-app.yaml", "node.yaml"]
 
 
 def test_app_pods_register_with_labels_and_a_readiness_probe() -> None:
