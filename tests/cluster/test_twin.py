@@ -83,7 +83,7 @@ def test_app_pods_register_with_labels_and_a_readiness_probe() -> None:
         assert wanted.labels == {"app.kubernetes.io/name": "flask-app"}
         assert wanted.server == "http://172.28.0.2:8080"
         assert wanted.probe == {"httpGet": {"path": "/healthz", "port": 5000}, "periodSeconds": 1,
-                                "failureThreshold": 3}
+                                "failureThreshold": 2}
         assert wanted.command[-3:] == ("/app/app.py", "--port", "5000")
 
 
