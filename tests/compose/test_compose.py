@@ -126,6 +126,12 @@ def test_up_makes_every_container_healthy(cluster: Cluster, record_property: Any
     assert cluster.up_seconds <= HEALTHY_WITHIN
 
 
+def test_kdns_runs_as_the_user_and_group_the_dockerfile_names(cluster: Cluster) -> None:
+    """USER 10001:10001 is the kdns user and group, and kdns binds port 53 as that user."""
+    identity = compose(PROJECT, "exec", "-T", "kdns", "id").stdout.split()
+    assert identity == ["uid=10001(kdns)", "gid=10001(kdns)", "groups=10001(kdns)"]
+
+
 def test_the_client_resolves_like_a_pod(cluster: Cluster) -> None:
     """Its resolv.conf: kdns, the pod search path, ndots:5; glibc finds my-service by its short name."""
     lines = [line for line in cluster.client("cat", "/etc/resolv.conf").splitlines() if line.strip()]
