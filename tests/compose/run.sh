@@ -157,8 +157,8 @@ else
     --customize-hook='for name in python python3; do ln -sf /usr/bin/python3 "$1/usr/local/bin/$name"; done' \
     --customize-hook='ln -sf /usr/bin/pip3 "$1/usr/local/bin/pip"' \
     bookworm - "$sources" 2>"$state/mmdebstrap.log" \
-    | podman import --change 'CMD ["python3"]' - "$base" >/dev/null \
-    || fail "cannot build the base image: $(tail -5 "$state/mmdebstrap.log")"
+    | podman import --change 'CMD ["python3"]' - "$base" >/dev/null 2>"$state/import.log" \
+    || fail "cannot build the base image: $(tail -5 "$state/mmdebstrap.log" "$state/import.log")"
   say "base image built in $((SECONDS - started)) s"
 fi
 
