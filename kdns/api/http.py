@@ -40,7 +40,7 @@ from kdns.api.selectors import (
     parse_label_selector,
 )
 from kdns.api.status import MAX_BODY, ApiError
-from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
+from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, Watch, serve_watch
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
 from kdns.registry.manifests import to_manifest
@@ -52,10 +52,10 @@ log = logging.getLogger("kdns.api")
 
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
-WATCHES = web.AppKey("watches", set)
-_TOKEN = web.AppKey("token", object)  # str | None
-_READY = web.AppKey("ready", object)  # Callable[[], bool]
-_CLOCK = web.AppKey("clock", object)  # Callable[[], float]
+WATCHES: web.AppKey[set[Watch]] = web.AppKey("watches")
+_TOKEN: web.AppKey[str | None] = web.AppKey("token")
+_READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
@@ -120,9 +120,9 @@ def _media_types(header: str) -> list[tuple[str, dict[str, str]]]:
 def _wants_table(request: web.Request) -> str | None:
     """The Table apiVersion the client asked for (`meta.k8s.io/v1`), or None."""
     for media, params in _media_types(request.headers.get("Accept", "")):
-        if media == JSON and params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            if params.get("v") in ("v1", "v1beta1"):
-                return f"meta.k8s.io/{params['v']}"
+        if (media == JSON and params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+                and params.get("v") in ("v1", "v1beta1")):
+            return f"meta.k8s.io/{params['v']}"
         if media in (JSON, "*/*", "application/*"):
             return None
     return None
@@ -178,7 +178,7 @@ class Target:
 
 
 def _parse_target(group_version: str, tail: str) -> Target:
-    parts = [p for p in tail.split("/")]
+    parts = list(tail.split("/"))
     if any(not p for p in parts):
         raise status.path_not_found(tail)
     watch_path = False
@@ -284,13 +284,12 @@ async def start_api(
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server  # aiohttp exposes the bound port only through the server's sockets
-    assert server is not None and server.sockets
-    return runner, server.sockets[0].getsockname()[1]
+    return runner, runner.addresses[0][1]
 
 
 async def _close_watches(app: web.Application) -> None:
-    for watch in list(app[WATCHES]):
+    watches = app[WATCHES]
+    for watch in list(watches):  # a closed watch leaves the set as its handler returns
         watch.close()
 
 
@@ -640,7 +639,7 @@ async def _watch(request: web.Request, target: Target) -> web.StreamResponse:
         store=store,
         selector=selector,
         resource_version=resource_version,
-        timeout=timeout,
+        duration=timeout,
         encode=encode,
         bookmark=bookmark if send_initial else None,
         watches=app[WATCHES],
@@ -693,8 +692,9 @@ def _decode(
     if problems and mode == "Warn":
         request.setdefault(_WARNINGS, []).extend(problems)
     request[_KIND] = resource.kind
-    request[_NAME] = decoded.document.get("metadata", {}).get("name", "")
-    return decoded.document
+    document: dict[str, Any] = decoded.document  # (the schema of a kind is an object's)
+    request[_NAME] = document.get("metadata", {}).get("name", "")
+    return document
 
 
 async def _read_document(request: web.Request, resource: Resource) -> dict[str, Any]:
@@ -731,7 +731,7 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     elif creating and not metadata.get("name") and metadata.get("generateName"):
         # generateName: the API server appends five random lower-case alphanumerics.
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
-        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))
+        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))  # noqa: S311  (a name, not a secret)
     return doc
 
 
