@@ -399,7 +399,7 @@ class Blackhole:
             sock.close()
 
 
-@pytest.mark.parametrize("action, scheme", [("tcpSocket", "HTTP"), ("httpGet", "HTTP"), ("httpGet", "HTTPS")])
+@pytest.mark.parametrize(("action", "scheme"), [("tcpSocket", "HTTP"), ("httpGet", "HTTP"), ("httpGet", "HTTPS")])
 def test_a_connection_not_made_fails_the_probe_at_half_the_period(action: str, scheme: str) -> None:
     """Unanswered SYNs: with periodSeconds 1 and timeoutSeconds 1 the probe fails after 0.5 s, saying so."""
     blackhole = Blackhole("127.0.0.6")
