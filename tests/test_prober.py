@@ -414,6 +414,28 @@ def test_a_connection_not_made_fails_the_probe_at_half_the_period(action: str, s
     assert 0.45 <= took < 0.95, took
 
 
+def test_a_connection_the_kernel_made_counts_though_the_loop_saw_it_late() -> None:
+    """A limit shorter than the loop takes to see a connection (a busy kdns): the kernel's
+    word decides, so a live listener passes and a blackhole still fails."""
+
+    async def scenario() -> tuple[str | None, str | None]:
+        backend = await Backend.start("127.0.0.7")
+        blackhole = Blackhole("127.0.0.6")
+        try:
+            probe = Probe("app", "tcpSocket", backend.port, period=2e-6, timeout=1.0)
+            live = await run_probe(probe, "127.0.0.7", ssl.create_default_context)
+            probe = Probe("app", "tcpSocket", blackhole.port, period=2e-6, timeout=1.0)
+            dead = await run_probe(probe, "127.0.0.6", ssl.create_default_context)
+            return live, dead
+        finally:
+            blackhole.close()
+            await backend.close()
+
+    live, dead = asyncio.run(scenario())
+    assert live is None
+    assert dead is not None and dead.endswith(": no connection within 1e-06s")
+
+
 def test_a_connection_not_made_within_the_timeout_fails_at_the_timeout() -> None:
     """With periodSeconds 10, half a period is past timeoutSeconds (1 s): the timeout ends the probe."""
     blackhole = Blackhole("127.0.0.6")
