@@ -12,7 +12,8 @@
 # exit this script removes the project's containers, networks and volumes, and stops what it
 # started, by PID. When the engine cannot start, it fails with the reason: it never skips.
 #
-# Set the state directory with KDNS_COMPOSE_STATE (default: a new one under /tmp); the base
+# Set the state directory with KDNS_COMPOSE_STATE (default: a new one under /tmp), and the
+# Python that has pytest and kdns's test extra with PYTHON (default: python). The base
 # image is kept between runs (`podman image rm` it to rebuild; its tag names what it was
 # made from, so a change there makes a new one).
 set -euo pipefail
@@ -26,6 +27,15 @@ python=${PYTHON:-python}
 "$python" -c 'import pytest, dns.resolver, kdns' 2>/dev/null \
   || fail "$python cannot import pytest, dnspython and kdns: run \`pip install '.[test]'\` first"
 
+# Logs, the engine's configuration and its socket; a directory this script made is removed
+# after a run that passed.
+if [ -n "${KDNS_COMPOSE_STATE:-}" ]; then
+  state=$KDNS_COMPOSE_STATE made_state=''
+  mkdir -p "$state"
+else
+  state=$(mktemp -d /tmp/kdns-compose.XXXXXX) made_state=1
+fi
+
 # --- the engine's packages ------------------------------------------------------------------
 # catatonit: compose's `init: true`; curl: asking the API service whether it is up.
 packages=(podman runc conmon netavark aardvark-dns iptables catatonit mmdebstrap docker-compose curl)
@@ -37,11 +47,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || fail "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || fail "cannot install ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$state/apt.log" 2>&1 \
+    || fail "cannot install ${missing[*]}: $(tail -5 "$state/apt.log")"
 fi
 
-state=${KDNS_COMPOSE_STATE:-$(mktemp -d /tmp/kdns-compose.XXXXXX)}
-mkdir -p "$state"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-kdns-compose-test}
 # docker-compose builds through the API itself, not through a `docker` program that may be
 # missing or speak to another engine.
@@ -82,8 +91,10 @@ cleanup() {
   fi
   if [ -n "$service_pid" ]; then
     # The scenario ends with `compose down`; this is for a run that stopped half-way.
-    timeout 120 docker-compose -f compose.yaml down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 \
-      || say "docker-compose down failed during clean-up"
+    if kill -0 "$service_pid" 2>/dev/null; then
+      timeout 120 docker-compose -f compose.yaml down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 \
+        || say "docker-compose down failed during clean-up"
+    fi
     kill "$service_pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$service_pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$service_pid" 2>/dev/null; then
@@ -92,7 +103,11 @@ cleanup() {
     fi
     wait "$service_pid" 2>/dev/null || true
   fi
-  [ "$status" = 0 ] || say "failed (exit $status); logs in $state"
+  if [ "$status" != 0 ]; then
+    say "failed (exit $status); logs in $state"
+  elif [ -n "$made_state" ]; then
+    rm -rf "$state"
+  fi
   exit "$status"
 }
 trap cleanup EXIT
