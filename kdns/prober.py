@@ -27,10 +27,10 @@ all (the container and its address went away: a SYN gets nothing back), each pro
 for its connection, and the kubelet would wait the whole timeoutSeconds; kdns waits at most
 half a period, min(timeoutSeconds, periodSeconds / 2), so that the bound is failureThreshold
 x periodSeconds plus that, 2.5 s for periodSeconds 1 and failureThreshold 2 where timeouts
-would make it 3. A live pod loses nothing by it: its kernel answers a SYN within a round trip,
-and one that goes unanswered is sent again only after a second (Linux's first retransmission),
-past a 1 s timeout anyway. The rest of timeoutSeconds is the answer's. tests/test_prober.py
-measures both bounds. exec and grpc probes cannot run here (kdns has no
+would make it 3. A live pod loses little by it: its kernel answers a SYN within a round trip
+however busy its app is; only a lost SYN, sent again a second later (Linux's first
+retransmission), makes a handshake longer, and that fails a 1 s timeout too. The rest of
+timeoutSeconds is the answer's. tests/test_prober.py measures both bounds. exec and grpc probes cannot run here (kdns has no
 container runtime): such a pod is reported not Ready with reason UnsupportedProbe and a
 message saying why, and a warning is logged, once per pod.
 
