@@ -57,6 +57,7 @@ _TOKEN: web.AppKey[str | None] = web.AppKey("token")
 _READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
+_DURABLE: web.AppKey[Callable[[int], Awaitable[None]] | None] = web.AppKey("durable")
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
 _GROUP = web.RequestKey("group", str)
@@ -239,11 +240,14 @@ def build_app(
     ready: Callable[[], bool],
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
+    durable: Callable[[int], Awaitable[None]] | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; `token` set means every request but the health
     checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
-    `watch_queue_size` bounds the changes a watcher may fall behind by."""
-    app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
+    `watch_queue_size` bounds the changes a watcher may fall behind by; `durable(version)`
+    returns once the store's commits up to `version` are on disk (kdns/journal.py), and
+    a write is answered only then."""
+    app = web.Application(middlewares=[_errors, _authenticate, _durable], client_max_size=MAX_BODY)
     app[STORE] = store
     app[METRICS] = metrics
     app[WATCHES] = set()
@@ -251,6 +255,7 @@ def build_app(
     app[_READY] = ready
     app[_CLOCK] = clock
     app[_QUEUE_SIZE] = watch_queue_size
+    app[_DURABLE] = durable
     add = app.router.add_route
     add("GET", "/healthz", _healthz)
     add("GET", "/livez", _healthz)
@@ -344,6 +349,17 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         ):
             raise status.unauthorized()
     return await handler(request)
+
+
+@web.middleware
+async def _durable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write's reply waits until the commit it made is on disk: a 2xx means saved. The
+    store's version covers that commit (and any made since, saved in order with it)."""
+    response = await handler(request)
+    durable = request.app[_DURABLE]
+    if durable is not None and request.method in WRITE_METHODS and response.status < 400:
+        await durable(request.app[STORE].resource_version)
+    return response
 
 
 _CAUSE_REASONS = (
