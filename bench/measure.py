@@ -225,8 +225,10 @@ class Target:
 def measure_throughput(t: Target, mode: Mode, client_cpu: str, workdir: Path, budget: RetryBudget) -> dict[str, Any]:
     """Unlimited-rate throughput (median of repeats), then the highest -Q rate with loss
     under 0.1 %: bracket and bisect, then confirm with repeats (stepping down if needed)."""
-    run = lambda rate, secs, verbose=False: dnsperf(t.port, t.queries, secs, client_cpu, t.pid, workdir,
-                                                      rate=rate, verbose=verbose, address=t.address, server_cpu=t.cpu)
+    def run(rate: int | None, secs: float, verbose: bool = False) -> dict[str, Any]:
+        return dnsperf(t.port, t.queries, secs, client_cpu, t.pid, workdir,
+                       rate=rate, verbose=verbose, address=t.address, server_cpu=t.cpu)
+
     unlimited = [quiet(lambda: run(None, mode.unlimited_s), budget) for _ in range(mode.repeats)]
     u = median_of(unlimited, "qps") or 1000.0
     say(f"  {t.name}: unlimited-rate (closed loop, {OUTSTANDING_UNLIMITED} outstanding) {u:,.0f} qps")

@@ -206,7 +206,7 @@ def core_ticks(cpu: str) -> tuple[int, int]:
 def rcvbuf_errors() -> int:
     """Every UDP datagram the kernel dropped for a full receive buffer (all sockets)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
-    return int(dict(zip(lines[0], lines[1])).get("RcvbufErrors", 0))
+    return int(dict(zip(lines[0], lines[1], strict=True)).get("RcvbufErrors", 0))
 
 
 def child_pids(pid: int) -> list[int]:

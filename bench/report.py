@@ -307,7 +307,7 @@ def write_plot(results: dict[str, Any], path: Path) -> str | None:
         values = [th["max_rate"], th["unlimited"]["qps"] or 0]
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
         bars = left.bar(xs, values, width, label=name, color=colors.get(name))
-        for bar, value in zip(bars, values):
+        for bar, value in zip(bars, values, strict=True):
             left.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
     forward = results.get("forward", {})
     if forward and "throughput" in forward:
@@ -336,7 +336,7 @@ def write_plot(results: dict[str, Any], path: Path) -> str | None:
             hatches.append("xx" if degraded else "")
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(slots))]
         bars = right.bar(xs, values, width, label=name, color=colors.get(name))
-        for bar, hatch in zip(bars, hatches):
+        for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
     for j in range(1, len(loads)):
         right.axvline(j * len(pcts) - 0.5, color="lightgrey", linewidth=1)

@@ -230,10 +230,9 @@ def sanity_check(sample: list[dict], ports: dict[str, int]) -> dict[str, Any]:
                                   f"{answer_rdata[:3]}, expected {item['rcode']} {item['answer'][:3]}")
         if len(got) == 2:
             a, b = got.values()
-            for key in ("rcode", "aa", "answer", "authority", "additional"):
-                if a[key] != b[key]:
-                    mismatches.append(f"kdns vs knot: {item['name']} {item['type']}: {key}: "
-                                      f"kdns {got['kdns'][key]} / knot {got['knot'][key]}")
+            mismatches.extend(f"kdns vs knot: {item['name']} {item['type']}: {key}: "
+                              f"kdns {got['kdns'][key]} / knot {got['knot'][key]}"
+                              for key in ("rcode", "aa", "answer", "authority", "additional") if a[key] != b[key])
     return {"queries": len(sample), "mismatches": mismatches, "unanswered": unanswered,
             "ok": not mismatches and not unanswered}
 

@@ -104,7 +104,7 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     elif creating and not metadata.get("name") and metadata.get("generateName"):
         # generateName: the API server appends five random lower-case alphanumerics.
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
-        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))
+        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))  # noqa: S311  (a name, not a secret)
     return doc
 
 

@@ -185,8 +185,9 @@ def decode(
     if problems and mode == "Warn":
         request.setdefault(WARNINGS, []).extend(problems)
     request[KIND] = resource.kind
-    request[NAME] = decoded.document.get("metadata", {}).get("name", "")
-    return decoded.document
+    document: dict[str, Any] = decoded.document  # (the schema of a kind is an object's)
+    request[NAME] = document.get("metadata", {}).get("name", "")
+    return document
 
 
 async def read_document(request: web.Request, resource: Resource) -> dict[str, Any]:

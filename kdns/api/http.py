@@ -107,9 +107,7 @@ async def start_api(
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server  # aiohttp exposes the bound port only through the server's sockets
-    assert server is not None and server.sockets
-    return runner, server.sockets[0].getsockname()[1]
+    return runner, runner.addresses[0][1]
 
 
 async def _close_watches(app: web.Application) -> None:

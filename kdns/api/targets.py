@@ -28,7 +28,7 @@ class Target:
 
 
 def parse_target(group_version: str, tail: str) -> Target:
-    parts = [p for p in tail.split("/")]
+    parts = list(tail.split("/"))
     if any(not p for p in parts):
         raise status.path_not_found(tail)
     watch_path = False

@@ -25,7 +25,7 @@ def test_a_url_names_its_resource_namespace_name_and_subresource() -> None:
 
 
 @pytest.mark.parametrize(
-    "group_version, tail",
+    ("group_version", "tail"),
     [
         ("v1", "namespaces/shop/pods/web/log"),  # no such subresource
         ("v1", "pods/web"),  # a namespaced object needs its namespace
