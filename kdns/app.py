@@ -41,8 +41,7 @@ from pathlib import Path
 
 from kdns.api.http import build_app, start_api
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, ZoneError, load_zones
-from kdns.authority.static import reload as reload_zones
+from kdns.authority.static import StaticZones, ZoneError
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
 from kdns.journal import JournalWriter
@@ -62,6 +61,8 @@ from kdns.runtime import long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
+from kdns.zonefiles import load_zones
+from kdns.zonefiles import reload as reload_zones
 
 __all__ = ["App", "BindError", "DnsServers", "LoopError", "ZoneReloader", "serve", "serve_dns", "start"]
 
@@ -132,7 +133,7 @@ async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
 
     The files are parsed in a worker thread, so the event loop goes on answering queries
     from the old zones; the new set replaces it in one assignment. A file that no longer
-    loads keeps its previous version in service (`static.reload`).
+    loads keeps its previous version in service (`kdns.zonefiles.reload`).
     """
     zones, errors = await asyncio.to_thread(reload_zones, directory, router.static)
     kept = {zone.path for zone in zones.zones}

@@ -16,7 +16,7 @@ import pytest
 from dnslib import QTYPE, RCODE
 
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, load_zones
+from kdns.authority.static import StaticZones
 from kdns.config import Settings
 from kdns.message import Answer, Query
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
@@ -24,6 +24,7 @@ from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder
 from kdns.registry.objects import Event
 from kdns.reuse import PRIVATE, Forwarded, Shared
+from kdns.zonefiles import load_zones
 from tests.authority.cluster import namespace, pod, port, service
 from tests.pipeline.helpers import run, texts
 from tests.upstream import UpstreamServer
