@@ -377,7 +377,7 @@ def update_readme(results: dict[str, Any], markdown: str, out: Path) -> bool:
     body = markdown.split("\n", 2)[2]  # without the title line
     body = body.replace("\n## ", "\n### ")
     rel = os.path.relpath(out, HERE)
-    block = (f"{README_START}\n_Written by `python bench/run.py` ({results['mode']} run); the plot is "
+    block = (f"{README_START}\n_Written by `python bench/run.py --readme` ({results['mode']} run); the plot is "
              f"`results.png` beside this file, all figures in `{rel}/results.json`._\n\n{image}{body}\n{README_END}")
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + block + text[end:])

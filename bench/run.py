@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="cluster generator seed")
     parser.add_argument("--only", choices=["knot", "kdns"], help="measure one server only")
     parser.add_argument("--skip-scale", action="store_true", help="no 10,000-service / 100,000-pod start-up test")
-    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the results section of bench/README.md")
+    parser.add_argument("--readme", action="store_true",
+                        help="with the default --out, also write the results into bench/README.md (the record) "
+                             "and the plot to bench/results.png")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (generated files, logs)")
     parser.add_argument("--rewrite", action="store_true",
                         help="measure nothing: write the tables, the plot and the README section again from "
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((out / "results.json").read_text())
         results["targets"] = targets_table(results)
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-        report(results, out, readme=not args.no_readme)
+        report(results, out, readme=args.readme)
         return 0
     mode = QUICK if args.quick else DEFAULT
     budget = RetryBudget(mode.retries)
@@ -273,12 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    report(results, out, readme=not args.no_readme)
+    report(results, out, readme=args.readme)
     return 0
 
 
 def report(results: dict[str, Any], out: Path, *, readme: bool) -> None:
-    """results.md, results.png and (with the default --out) the README section; the targets."""
+    """results.md, results.png and (with `readme` and the default --out) the README section; the targets."""
     markdown = write_markdown(results, out / "results.md")
     problem = write_plot(results, out / "results.png")
     if problem:
