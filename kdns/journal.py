@@ -111,7 +111,7 @@ class JournalWriter:
         if version <= self._saved:
             return
         if self._failure is not None:
-            raise self._failure
+            raise StorageError(str(self._failure))  # a new one: each writer its own traceback
         assert self._loop is not None, "JournalWriter is not started"
         waiter = self._loop.create_future()
         self._waiters.append((version, waiter))
@@ -136,7 +136,7 @@ class JournalWriter:
             if failure is None:
                 waiter.set_result(None)
             else:
-                waiter.set_exception(failure)
+                waiter.set_exception(StorageError(str(failure)))
         del waiters[:done]
 
     # --- on the writer thread ------------------------------------------------------------
