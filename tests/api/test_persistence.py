@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -246,8 +247,9 @@ def test_a_write_waits_for_the_disk_and_nothing_else_does(api_server, threaded, 
     api = api_server(prepare=prepare, **options)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(api.request, "POST", SERVICES, service("web"))
-        for _ in range(1000):  # visible before it is saved
-            if api.request("GET", f"{SERVICES}/web").status == 200:
+        deadline = time.monotonic() + 20
+        for _ in range(2000):  # visible before it is saved (bounded in count and time)
+            if api.request("GET", f"{SERVICES}/web").status == 200 or time.monotonic() > deadline:
                 break
         assert api.request("GET", f"{SERVICES}/web").status == 200
         assert not pending.done() and stored_row(path, "Service", "default", "web") is None
