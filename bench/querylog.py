@@ -31,11 +31,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import gen  # noqa: E402
-import run  # noqa: E402
+import gen
+from measure import dnsperf
+from procs import cpus, free_port, pin_threads, stop_all
+from servers import start_kdns, wait_answer
 
 VARIANTS: dict[str, list[str]] = {
     "off": [],
@@ -56,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("dnsperf", "taskset"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian: apt-get install dnsperf util-linux)")
-    server_cpu, client_cpu, pinning = run.cpus()
+    server_cpu, client_cpu, pinning = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})
-    run.KDNS_COMMON[:] = run.kdns_common_flags(run.kdns_help())
     workdir = Path(tempfile.mkdtemp(prefix="kdns-querylog-"))
     model = gen.generate(workdir / "cluster", gen.PRESETS["bench"], zones=False)
     queries = Path(model["queries"])
@@ -74,19 +72,19 @@ def main(argv: list[str] | None = None) -> int:
                 extra = ["--upstream", "none", *flags]
                 if flags:
                     extra += ["--log-queries-sample", f"{args.sample:g}"]
-                port = run.free_port()
+                port = free_port()
                 log = workdir / f"kdns-{name}-{round_number}.log"
-                child = run.start_kdns(manifests, port, server_cpu, log, extra)
+                child = start_kdns(manifests, port, server_cpu, log, extra)
                 try:
-                    ready, why = run.wait_answer(child, port, probe, "A", 60.0)
+                    ready, why = wait_answer(child, port, probe, "A", 60.0)
                     if ready is None:
                         raise RuntimeError(f"kdns ({name}) did not start: {why}")
-                    run.pin_threads(child.pid, server_cpu)
-                    run.dnsperf(port, queries, args.warmup, client_cpu, child.pid, workdir, server_cpu=server_cpu)
-                    result = run.dnsperf(
+                    pin_threads(child.pid, server_cpu)
+                    dnsperf(port, queries, args.warmup, client_cpu, child.pid, workdir, server_cpu=server_cpu)
+                    result = dnsperf(
                         port, queries, args.seconds, client_cpu, child.pid, workdir, server_cpu=server_cpu
                     )
-                    fixed = run.dnsperf(
+                    fixed = dnsperf(
                         port, queries, args.seconds, client_cpu, child.pid, workdir, rate=args.rate, server_cpu=server_cpu
                     )
                 finally:
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{fixed.get('cpu_us_per_query') or 0:6.2f} µs CPU/answer  loss {fixed['loss_pct']:.3f} %  "
                       f"others on the core {100 * (fixed.get('server_core_others') or 0.0):.0f} %")
     finally:
-        run.stop_all()
+        stop_all()
     base = statistics.median(r["qps"] for r in results["off"])
     base_cpu = statistics.median(r["fixed_cpu_us"] for r in results["off"])
     print(f"medians (closed loop; CPU per answer at {args.rate:,}/s):")

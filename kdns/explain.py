@@ -135,9 +135,9 @@ async def _offline(
     args: argparse.Namespace, environ: Mapping[str, str], paths: list[Path], qtype: int, client: str
 ) -> Any:
     """Explain from the manifests alone: the registry, index and zones `kdns serve` would load."""
-    from kdns.app import load_registry
+    from kdns.app import load_registry, load_static
     from kdns.authority.index import ClusterIndex
-    from kdns.authority.static import StaticZones, ZoneError, load_zones
+    from kdns.authority.static import ZoneError
     from kdns.config import Settings
     from kdns.pipeline.chain import Router
     from kdns.pipeline.explain import explain
@@ -154,7 +154,7 @@ async def _offline(
     settings = Settings(**fields)
     try:
         store, warnings = load_registry(settings)
-        static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
+        static = load_static(settings)
     except (RegistryError, ZoneError, OSError) as exc:
         raise ExplainError(str(exc)) from None
     for warning in warnings:

@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 # Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants).
 from dnslib import QTYPE as QTYPE
 from dnslib import RCODE as RCODE
 from dnslib import RR as RR
+
+from kdns.reuse import PRIVATE, ChangeListener, Reuse
 
 # Response codes (RFC 1035 §4.1.1, RFC 2136, RFC 6891 §9). BADVERS is an extended rcode:
 # 0 in the header, its upper bits in the OPT record.
@@ -107,15 +109,9 @@ class Answer:
     additional: tuple[RR, ...] = ()
     authoritative: bool = False
     recursion_available: bool = False
-    # How long the wire layer may send this reply's bytes again, with the ID and the name
-    # as asked patched in, to whoever asks the same question: 0 (the default) never;
-    # math.inf until the handler's `generation` changes; else that many seconds at most
-    # (a forwarded answer: until its TTLs next count down). Only for answers that depend
-    # on nothing but the question and the registry: not on the client (autopath, ACLs).
-    reuse_for: float = 0.0
-    # Came from an upstream (or the forwarding cache): reused only for clients the
-    # handler's `recursion_allowed(client)` admits.
-    forwarded: bool = False
+    # Whether the wire layer may send this reply's bytes again, with the ID and the name
+    # as asked patched in, to whoever asks the same question (kdns/reuse.py).
+    reuse: Reuse = PRIVATE
     # Extended DNS Errors (RFC 8914) the codec puts in the OPT record of an EDNS reply.
     errors: tuple[ExtendedError, ...] = ()
     # RFC 9471: the first `required_glue` records of `additional` are glue a referral
@@ -135,3 +131,20 @@ class AsyncHandler(Protocol):
     """A handler that always waits: the forwarder."""
 
     async def __call__(self, query: Query) -> Answer: ...
+
+
+@runtime_checkable
+class Reusable(Protocol):
+    """A handler whose replies the wire layer may keep and send again (the Router), by the
+    contract of kdns/reuse.py."""
+
+    def __call__(self, query: Query) -> Answer | Awaitable[Answer]: ...
+
+    def recursion_allowed(self, client: str | None) -> bool:
+        """Whether `client` may have Forwarded answers."""
+        ...
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` after every change to what the handler answers from, before
+        the next query is read; returns the call that stops it."""
+        ...

@@ -29,10 +29,9 @@ stale answer carries the Extended DNS Error Stale Answer, or Stale NXDOMAIN Answ
 (RFC 8914 §4.4, §4.20), so the asker can tell.
 The default window is one day, the low end of the 1-3 days RFC 8767 section 5 suggests.
 
-Every answer served from here is marked `forwarded` (the wire layer's ready-reply cache
-sends it again only to clients that may recurse) and, when it came from a cache entry,
-reusable until its TTLs next count down (`reuse_for`, under a second); a stale or an
-uncached answer is not reusable.
+An answer served from a fresh cache entry is marked `Forwarded` (kdns/reuse.py): the
+wire layer's ready-reply cache may send it again to clients that may recurse until its
+TTLs next count down (under a second); a stale or an uncached answer is `Private`.
 
 Time comes from the injected `timer` (DESIGN.md rule 10: tests never sleep).
 """
@@ -59,6 +58,7 @@ from kdns.message import (
     Query,
     Source,
 )
+from kdns.reuse import PRIVATE, Forwarded
 
 # RFC 8767 section 4: "a TTL of 30 seconds is RECOMMENDED" for stale answers.
 STALE_TTL = 30
@@ -140,8 +140,7 @@ def served(
         additional=fixed(answer.additional),
         authoritative=answer.authoritative,
         recursion_available=answer.recursion_available,
-        reuse_for=0.0 if stale or not cached else 1.0 - age % 1.0,
-        forwarded=True,
+        reuse=PRIVATE if stale or not cached else Forwarded(1.0 - age % 1.0),
         errors=errors,
         source=source,
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
@@ -89,6 +89,7 @@ class TcpServer:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._unfollow: Callable[[], None] | None = None
         # The connections waiting for their next message: their timeout and since when.
         self._idle: dict[asyncio.Task[None], tuple[asyncio.Timeout, float]] = {}
 
@@ -110,6 +111,8 @@ class TcpServer:
         self._server = await asyncio.start_server(
             self._accept, self.host, self.requested_port, reuse_port=self.reuse_port
         )
+        if self.cache is not None:
+            self._unfollow = self.cache.follow()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -120,6 +123,9 @@ class TcpServer:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         server.close()
         connections = list(self._connections)
         for task in connections:
@@ -220,7 +226,7 @@ class TcpServer:
         started = perf_counter()
         cache = self.cache
         if cache is not None:
-            ready = cache.reply(message, client)
+            ready = cache.lookup(message, client)
             if ready is not None:
                 self._logged(message, ready, client, port, started, None)
                 return ready
@@ -231,7 +237,7 @@ class TcpServer:
             self.stats.count(question_type(request.reply), request.rcode)
             self._logged(message, request.reply, client, port, started, "server")
             return request.reply
-        generation = cache.generation if cache is not None else 0
+        epoch = cache.epoch if cache is not None else 0
         try:
             result = self.handler(request)
         except Exception:
@@ -243,12 +249,12 @@ class TcpServer:
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
             reply = encode_reply(request, result, MAX_TCP_MESSAGE, self.nsid)
             if cache is not None:
-                cache.store(message, request, result, reply, generation)
+                cache.store(message, request, result, reply, epoch)
             self.stats.count(request.qtype, rcode_of(reply))
             self._logged(message, reply, client, port, started, source_of(result))
             return reply
         query_task = asyncio.get_running_loop().create_task(
-            self._finish(writer, message, request, result, generation, port, started)
+            self._finish(writer, message, request, result, epoch, port, started)
         )
         pending.add(query_task)
         query_task.add_done_callback(pending.discard)
@@ -260,7 +266,7 @@ class TcpServer:
         message: bytes,
         query: Query,
         pending: Awaitable[Answer],
-        generation: int,
+        epoch: int,
         port: int,
         started: float,
     ) -> None:
@@ -278,7 +284,7 @@ class TcpServer:
             reply = encode_reply(query, result, MAX_TCP_MESSAGE, self.nsid)
             source = source_of(result)
             if self.cache is not None:
-                self.cache.store(message, query, result, reply, generation)
+                self.cache.store(message, query, result, reply, epoch)
         self.stats.count(query.qtype, rcode_of(reply))
         self._logged(message, reply, query.client, port, started, source)
         if writer.is_closing():

@@ -9,9 +9,9 @@ per datagram, and with recvmmsg no sender's address turned into a string and bac
 cached answer costs is then mostly the kernel's delivery of the two datagrams.
 
 First the fast path: a question answered before, whose answer has not changed, gets the
-ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the cache
-looks at the handler's generation once per batch (`refresh`): registry commits and zone
-reloads happen in other callbacks on the loop, never in the middle of a batch. Otherwise a handler that answers at once (the
+ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the handler
+tells the cache what changed as it changes (kdns/reuse.py), in other callbacks on the
+loop, never in the middle of a batch. Otherwise a handler that answers at once (the
 authority) is answered right there, with no task: that is most packets, and a task per
 packet would cost more than the answer. Only a handler that returns an awaitable
 (forwarding) gets a tracked task, with a timeout and a cap on how many may be in flight;
@@ -126,7 +126,7 @@ class _Listener:
         self.open = True
         self.batch = mmsg.Batch(sock.fileno(), BATCH, RECEIVE_SIZE) if mmsg.CALLS is not None else None
         # Chosen once: the loop without the query log never looks for it.
-        self._drain_batch = self._drain_batch_plain if query_log is None else self._drain_batch_logged
+        self._batch_loop = self._drain_batch if query_log is None else self._drain_batch_logged
 
     def readable(self) -> None:
         """The loop's reader callback: answer what is waiting, one batch of it."""
@@ -144,16 +144,13 @@ class _Listener:
             self.observe((perf_counter() - started) / count)
 
     def _lookup(self) -> Callable[[bytes, str | None], bytes | None]:
-        """The cache's lookup for one batch, caught up with the registry first."""
-        if self.cache is None:
-            return _no_reply
-        self.cache.refresh()
-        return self.cache.lookup
+        """The fast path's lookup."""
+        return _no_reply if self.cache is None else self.cache.lookup
 
     def _drain(self) -> int:
         """Read and answer up to BATCH datagrams; how many there were."""
         if self.batch is not None:
-            return self._drain_batch(self.batch)
+            return self._batch_loop(self.batch)
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         lookup = self._lookup()
         count = 0
@@ -180,7 +177,7 @@ class _Listener:
                 log.debug("udp: cannot answer %s: %s", addr[0], exc)
         return count
 
-    def _drain_batch_plain(self, batch: mmsg.Batch) -> int:
+    def _drain_batch(self, batch: mmsg.Batch) -> int:
         """`_drain` with one recvmmsg for the datagrams and one sendmmsg for the ready replies."""
         try:
             count = batch.receive()
@@ -200,7 +197,7 @@ class _Listener:
         return count
 
     def _drain_batch_logged(self, batch: mmsg.Batch) -> int:
-        """`_drain_batch_plain`, handing every ready reply to the query log too."""
+        """`_drain_batch`, handing every ready reply to the query log too."""
         try:
             count = batch.receive()
         except OSError as exc:
@@ -249,7 +246,7 @@ class _Listener:
             self.send(request.reply, addr)
             return
         cache = self.cache
-        generation = cache.generation if cache is not None else 0
+        epoch = cache.epoch if cache is not None else 0
         try:
             result = self.handler(request)
         except Exception:
@@ -263,7 +260,7 @@ class _Listener:
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
             reply = encode_reply(request, result, request.payload, self.nsid)
             if cache is not None:
-                cache.store(data, request, result, reply, generation)
+                cache.store(data, request, result, reply, epoch)
             self.stats.count(request.qtype, rcode_of(reply))
             self._logged(data, reply, addr, started, source_of(result))
             self.send(reply, addr)
@@ -272,7 +269,7 @@ class _Listener:
             self.dropped += 1
             discard(result)
             return
-        task = asyncio.get_running_loop().create_task(self._finish(data, request, result, addr, generation))
+        task = asyncio.get_running_loop().create_task(self._finish(data, request, result, addr, epoch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -287,7 +284,7 @@ class _Listener:
         query: Query,
         pending: Awaitable[Answer],
         addr: tuple,  # type: ignore[type-arg]
-        generation: int,
+        epoch: int,
     ) -> None:
         started = perf_counter()
         source: Source = "server"
@@ -304,7 +301,7 @@ class _Listener:
             reply = encode_reply(query, result, query.payload, self.nsid)
             source = source_of(result)
             if self.cache is not None:
-                self.cache.store(data, query, result, reply, generation)
+                self.cache.store(data, query, result, reply, epoch)
         self.stats.count(query.qtype, rcode_of(reply))
         self._logged(data, reply, addr, started, source)
         self.send(reply, addr)
@@ -367,8 +364,8 @@ class UdpServer:
         nsid: bytes = b"",
         query_log: QueryLog | None = None,
     ) -> None:
-        """`cache_size` 0 turns the fast path off (it is off anyway for a handler without
-        `generation`); `stats` counts answered queries (share one between UDP and TCP);
+        """`cache_size` 0 turns the fast path off (it is off anyway for a handler that is
+        not `Reusable`); `stats` counts answered queries (share one between UDP and TCP);
         `observe(seconds)` receives sampled answer times; `reuse_port` lets other sockets
         with it bind the same port (SO_REUSEPORT); `nsid` is sent to askers of NSID
         (RFC 5001); `query_log` gets every answer."""
@@ -387,6 +384,7 @@ class UdpServer:
         )
         self._listener: _Listener | None = None
         self._fd = -1
+        self._unfollow: Callable[[], None] | None = None
 
     @property
     def port(self) -> int:
@@ -432,6 +430,8 @@ class UdpServer:
             sock.close()
             raise
         self._listener, self._fd = listener, sock.fileno()
+        if self.cache is not None:
+            self._unfollow = self.cache.follow()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -443,6 +443,9 @@ class UdpServer:
         if listener is None or not listener.open:
             return
         asyncio.get_running_loop().remove_reader(self._fd)
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         tasks = list(listener.tasks)
         for task in tasks:
             task.cancel()
