@@ -35,6 +35,7 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Self
 
@@ -50,6 +51,9 @@ from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
+from kdns.registry.backend import Backend, LocalBackend, Unavailable
+from kdns.registry.etcd import EtcdBackend, LeaderElection
+from kdns.registry.etcd_client import EtcdClient, EtcdError
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
@@ -121,6 +125,8 @@ class App:
         self.prober: Prober | None = None
         self.proxy: ServiceProxy | None = None
         self.workers: WorkerPool | None = None
+        self.backend: Backend | None = None
+        self.election: LeaderElection | None = None  # with etcd: who runs the prober
         self._ready = False
         # The journal (and its lock), open from the load until the servers stop.
         self._storage = contextlib.ExitStack()
@@ -131,12 +137,15 @@ class App:
     async def __aenter__(self) -> Self:
         settings = self.settings
         tls = self._tls_context()  # a certificate that does not load stops start-up at once
-        store = self._load()
-        index = ClusterIndex(settings)
-        index.rebuild(store.objects(), store.resource_version)
-        # ZoneError names the file and line; nothing is bound yet.
-        static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
+        local = None if settings.etcd_endpoints else LocalBackend(self._load())
         async with contextlib.AsyncExitStack() as stack:
+            backend: Backend = local if local is not None else await self._open_etcd(stack)
+            self.backend = backend
+            store = backend.store
+            index = ClusterIndex(settings)
+            index.rebuild(store.objects(), store.resource_version)
+            # ZoneError names the file and line; nothing is bound yet.
+            static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
             stack.callback(store.subscribe(index.apply))
             self._observe_registry(stack, store)
             self.store, self.index = store, index
@@ -162,7 +171,7 @@ class App:
                 )
                 self.metrics.add_query_counts(self.workers.totals)
                 self.metrics.add_udp_drops(self.workers.drops)
-            await self._serve_api(stack, store, tls)
+            await self._serve_api(stack, backend, tls)
             if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
                 self.proxy = await stack.enter_async_context(ServiceProxy(
                     store,
@@ -170,8 +179,12 @@ class App:
                     node_address=settings.node_address,
                     max_connections_per_service=settings.proxy_max_connections,
                 ))
-            # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
-            self.prober = await stack.enter_async_context(Prober(store))
+            # The kubelet's readiness prober, for pods with a readinessProbe (kdns register);
+            # with etcd, on the one replica that holds the controller lease.
+            if self.election is None:
+                self.prober = await stack.enter_async_context(Prober(backend))
+            else:
+                await stack.enter_async_context(self.election)
             self._stack = stack.pop_all()
         # Counted, not listed: listing every object again costs a tenth of a second per
         # 100,000 of them, at every start.
@@ -308,6 +321,51 @@ class App:
         gc.freeze()
         return store
 
+    async def _open_etcd(self, stack: contextlib.AsyncExitStack) -> EtcdBackend:
+        """The registry from etcd (closed by `stack`): list it, follow it, then apply the
+        manifests on top as one write, as `_load` does for the embedded store."""
+        settings = self.settings
+        documents, warnings = load_paths(settings.manifests)
+        for warning in warnings:
+            log.warning("%s", warning)
+        store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range, clock=time.time)
+        client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=self._etcd_tls()))
+        try:
+            backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
+            if documents:
+                await backend.write(lambda txn: txn.apply_documents(documents))
+        except EtcdError as exc:
+            raise StorageError(f"cannot open the registry on etcd ({', '.join(settings.etcd_endpoints)}): {exc}") from None
+        except Unavailable as exc:
+            raise StorageError(str(exc)) from None
+        self.election = LeaderElection(
+            backend, client, settings.leader_elect_lease_duration, lambda: self._lead(backend)
+        )
+        return backend
+
+    @contextlib.asynccontextmanager
+    async def _lead(self, backend: EtcdBackend) -> AsyncIterator[None]:
+        """What the holder of the controller lease runs: the readiness prober."""
+        async with Prober(backend) as prober:
+            self.prober = prober
+            try:
+                yield
+            finally:
+                self.prober = None
+
+    def _etcd_tls(self) -> ssl.SSLContext | None:
+        """The client-side TLS context for etcd, when a CA or a client certificate is given."""
+        settings = self.settings
+        if settings.etcd_cafile is None and settings.etcd_certfile is None:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=settings.etcd_cafile)
+            if settings.etcd_certfile is not None and settings.etcd_keyfile is not None:
+                context.load_cert_chain(settings.etcd_certfile, settings.etcd_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"etcd TLS files: {exc.strerror or exc}") from None
+        return context
+
     def _restore(self, store: Store, data_dir: Path) -> None:
         """Open the journal in `data_dir` (made if missing), restore what it saved into
         `store`, and journal every commit from now on, before it is acknowledged."""
@@ -347,11 +405,14 @@ class App:
             self.metrics.set_objects(kind, store.count(kind))
         stack.callback(store.subscribe(self.metrics.on_events))
 
-    async def _serve_api(self, stack: contextlib.AsyncExitStack, store: Store, tls: ssl.SSLContext | None) -> None:
-        """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
+    async def _serve_api(self, stack: contextlib.AsyncExitStack, backend: Backend, tls: ssl.SSLContext | None) -> None:
+        """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is
+        ready (with etcd: while etcd can take writes)."""
         settings = self.settings
         self._ready = True
-        api = build_app(store, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready)
+        api = build_app(
+            backend, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready and backend.ready()
+        )
         try:
             runner, self.api_port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
         except OSError as exc:
@@ -364,7 +425,10 @@ class App:
 
     def _log_storage_and_api(self) -> None:
         settings = self.settings
-        if self.journal is not None:
+        if settings.etcd_endpoints:
+            log.info("registry on etcd %s under %s, shared with every kdns there", ",".join(settings.etcd_endpoints),
+                     settings.etcd_prefix)
+        elif self.journal is not None:
             log.info("registry saved in %s", self.journal.path)
         else:
             log.info("registry in memory only (--ephemeral): it is lost when kdns stops")

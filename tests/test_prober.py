@@ -23,6 +23,7 @@ import pytest
 from kdns.prober import Probe, Prober, UnsupportedProbe, _Result, probes_of
 from kdns.registry.manifests import from_manifest, to_manifest
 from kdns.registry.objects import ENDPOINT_SLICE, POD
+from kdns.registry.backend import LocalBackend
 from kdns.registry.store import Store
 from tests.probe_cost import Backend, measure
 
@@ -134,7 +135,10 @@ class FakeTime:
             while self._waiting() < count:
                 self._changed.clear()
                 await self._changed.wait()
-        await asyncio.sleep(0)  # the write queued by the last result runs now
+        # The write queued by the last result starts on the next turn, and commits on the
+        # one after (the prober writes through the backend, in a task).
+        for _ in range(2):
+            await asyncio.sleep(0)
 
     async def advance(self, seconds: float) -> None:
         end = self.now + seconds
@@ -154,7 +158,7 @@ def run(test: Callable[..., Awaitable[None]], *args: Any) -> None:
 
 
 async def started(store: Store, clock: FakeTime, workers: int) -> Prober:
-    prober = Prober(store, clock=clock.clock, sleep=clock.sleep, wall_clock=lambda: 1_767_225_600.0)
+    prober = Prober(LocalBackend(store), clock=clock.clock, sleep=clock.sleep, wall_clock=lambda: 1_767_225_600.0)
     await prober.__aenter__()
     await clock.settle(workers)
     return prober
@@ -470,7 +474,7 @@ def dns_cluster(kdns_server: Callable[..., Any]) -> Iterator[tuple[Any, Backend,
     prober = getattr(server.app, "prober", None)
     own = prober is None
     if own:  # until App starts a Prober itself
-        prober = Prober(server.app.store)
+        prober = Prober(LocalBackend(server.app.store))
         on_loop(prober.__aenter__())
     try:
         yield server, backend, prober

@@ -43,6 +43,7 @@ from kdns.api.status import MAX_BODY, ApiError
 from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
+from kdns.registry.backend import Backend, Unavailable
 from kdns.registry.manifests import to_manifest
 from kdns.registry.store import Store
 
@@ -51,6 +52,7 @@ __all__ = ["METRICS", "STORE", "build_app", "start_api"]
 log = logging.getLogger("kdns.api")
 
 STORE = web.AppKey("store", Store)
+BACKEND = web.AppKey("backend", object)  # Backend (a Protocol: no runtime check)
 METRICS = web.AppKey("metrics", Metrics)
 WATCHES = web.AppKey("watches", set)
 _TOKEN = web.AppKey("token", object)  # str | None
@@ -75,14 +77,6 @@ PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
 BODY_TYPES = (JSON, "application/yaml")
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-
-
-class _DryRun(Exception):
-    """Raised inside a transaction to roll back a dry run; carries its result."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__("dry run")
-        self.result = result
 
 
 # --- requests and responses --------------------------------------------------------------
@@ -232,7 +226,7 @@ def _field_validation(request: web.Request) -> str:
 
 
 def build_app(
-    store: Store,
+    backend: Backend,
     *,
     metrics: Metrics,
     token: str | None = None,
@@ -240,11 +234,13 @@ def build_app(
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
 ) -> web.Application:
-    """The API as an aiohttp application; `token` set means every request but the health
+    """The API as an aiohttp application over `backend`'s store (reads) and commits
+    (writes); `token` set means every request but the health
     checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
-    app[STORE] = store
+    app[STORE] = backend.store
+    app[BACKEND] = backend
     app[METRICS] = metrics
     app[WATCHES] = set()
     app[_TOKEN] = token
@@ -388,6 +384,8 @@ def _from_registry(exc: registry_errors.RegistryError, request: web.Request) -> 
         return ApiError(422, "Invalid", message, details)
     if isinstance(exc, registry_errors.Expired):
         return status.gone(message)
+    if isinstance(exc, Unavailable):
+        return status.unavailable(message)
     if isinstance(exc, registry_errors.ManifestError):
         kind, name = request.get(_KIND, ""), request.get(_NAME, "")
         field, _, detail = exc.detail.partition(": ")
@@ -735,24 +733,17 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     return doc
 
 
-def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
+async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
     """Run `write(txn)` in one transaction and return what it returned (the object as
-    stored, with its resource version); a dry run rolls the transaction back instead."""
-    store = request.app[STORE]
-    try:
-        with store.transaction() as txn:
-            result = write(txn)
-            if dry_run:
-                raise _DryRun(result)
-    except _DryRun as done:
-        return done.result
-    return result
+    stored, with its resource version); a dry run commits nothing."""
+    backend: Backend = request.app[BACKEND]  # type: ignore[assignment]
+    return await backend.write(write, dry_run=dry_run)
 
 
 async def _create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await _read_document(request, target.resource), target, creating=True)
     dry_run = _dry_run(request)
-    result = _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
     return _render(request, target.resource, result, 201)
 
 
@@ -786,7 +777,7 @@ async def _update(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     elif "status" not in doc and "status" in live:
         doc["status"] = live["status"]
-    result = _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
     return _render(request, target.resource, result)
 
 
@@ -803,7 +794,7 @@ async def _patch(request: web.Request, target: Target) -> web.Response:
     current = store.get(resource.kind, target.namespace or "", target.name)
 
     if media == APPLY_PATCH:
-        return _apply(request, target, _loads_yaml(body), current, dry_run)
+        return await _apply(request, target, _loads_yaml(body), current, dry_run)
     if current is None:
         raise status.not_found(resource.group_resource, target.name)
 
@@ -827,11 +818,11 @@ async def _patch(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     # A patch applies to what was read: the same version, unless it names one itself.
     doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
-    result = _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
     return _render(request, resource, result)
 
 
-def _apply(
+async def _apply(
     request: web.Request, target: Target, config: Any, current: Any, dry_run: bool
 ) -> web.Response:
     """Server-side apply, approximated: create the object, or merge the configuration into it."""
@@ -853,7 +844,7 @@ def _apply(
     if target.subresource == "status" and current is None:
         raise status.not_found(resource.group_resource, target.name or "")
     if current is None:
-        result = _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
         code = 201
     else:
         live = to_manifest(current)
@@ -873,7 +864,7 @@ def _apply(
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
             merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        result = _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
         code = 200
     return _render(request, resource, result, code)
 
@@ -930,7 +921,7 @@ async def _delete(request: web.Request, target: Target) -> web.Response:
             f"Precondition failed: ResourceVersion in precondition: {wanted_version}, "
             f"ResourceVersion in object meta: {live.meta.resource_version}",
         )
-    _commit(
+    await _commit(
         request,
         lambda txn: txn.delete(target.resource.kind, target.namespace or "", target.name),
         dry_run=dry_run,
