@@ -232,9 +232,11 @@ class EtcdBackend:
                 log.warning("%s: listing the registry again", exc)
                 with contextlib.suppress(EtcdError):
                     await self._relist()
-            except (EtcdError, OSError, ValueError) as exc:  # ValueError: a reply cut in the middle
-                if self._watching or self._reachable:
-                    log.error("etcd watch lost (%s): DNS goes on from the registry as it is; writes are refused", exc)
+            except Exception as exc:  # whatever it was, the replica must go on following
+                if not isinstance(exc, (EtcdError, ValueError)):  # ValueError: a reply cut in the middle
+                    log.exception("the etcd watch failed")
+                elif self._watching or self._reachable:
+                    log.error("etcd watch lost (%s): DNS goes on from the registry as it is", exc)
                 self._watching = self._reachable = False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -242,6 +244,9 @@ class EtcdBackend:
                 self._watching = False
 
     def _apply(self, revision: int, events: list[WatchEvent]) -> None:
+        if not revision:
+            log.debug("following etcd from revision %d", self._revision + 1)
+            return  # the watch is open
         changes: list[Committed] = []
         for event in events:
             where = self.keys.parse(event.kv.key)

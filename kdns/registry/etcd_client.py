@@ -31,6 +31,9 @@ from kdns.errors import KdnsError
 
 # One call's bound: a member that takes longer is treated as gone and the next is tried.
 REQUEST_TIMEOUT = 2.0
+# One watch reply carries a whole revision: a large write (a manifest load) is one line of
+# several megabytes; aiohttp's default line limit is 64 KiB.
+MAX_WATCH_MESSAGE = 256 * 2**20
 
 
 class EtcdError(KdnsError):
@@ -239,7 +242,8 @@ class EtcdClient:
 
     async def watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[tuple[int, list[WatchEvent]]]:
         """(revision, events) for every change under `prefix` from `start_revision` on,
-        one etcd revision at a time; progress notifications come with no events.
+        one etcd revision at a time; (0, []) once the watch is open, and (revision, [])
+        for a progress notification (every change up to `revision` has been given).
 
         Raises Compacted when `start_revision` is gone, EtcdUnavailable when no member
         answers; ends when the member closes the stream (the caller watches again from
@@ -268,30 +272,46 @@ class EtcdClient:
             async with response:
                 if response.status != 200:
                     raise EtcdError(f"{endpoint}/v3/watch: HTTP {response.status}")
-                async for line in response.content:
-                    if not line.strip():
-                        continue
-                    message = json.loads(line)
-                    if "error" in message:
-                        raise EtcdUnavailable(f"{endpoint}/v3/watch: {message['error'].get('message', message)}")
-                    result = message.get("result", {})
-                    if result.get("compact_revision") and result.get("canceled"):
-                        raise Compacted(int(result["compact_revision"]))
-                    if result.get("canceled"):
-                        raise EtcdError(f"{endpoint}/v3/watch: canceled: {result.get('cancel_reason', '')}")
-                    if result.get("created"):
-                        continue
-                    events = [
-                        WatchEvent(raw.get("type") == "DELETE", _kv(raw["kv"])) for raw in result.get("events", [])
-                    ]
-                    if events:
-                        # One reply may carry several revisions: hand them over one by one.
-                        start = 0
-                        for i in range(1, len(events) + 1):
-                            if i == len(events) or events[i].kv.mod_revision != events[start].kv.mod_revision:
-                                yield events[start].kv.mod_revision, events[start:i]
-                                start = i
-                    else:
-                        yield int(result.get("header", {}).get("revision", 0)), []
+                content = response.content
+                try:
+                    # The member says the watch is created at once; one whose gateway lost its
+                    # way to the member's own gRPC server may say nothing at all: try again.
+                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                        line = await content.readuntil(b"\n", max_size=MAX_WATCH_MESSAGE)
+                    while line:
+                        for item in self._watch_message(endpoint, line):
+                            yield item
+                        line = await content.readuntil(b"\n", max_size=MAX_WATCH_MESSAGE)
+                except TimeoutError:
+                    raise EtcdUnavailable(f"{endpoint}/v3/watch: not created within {REQUEST_TIMEOUT:g} s") from None
+                except (aiohttp.ClientError, OSError) as exc:  # the member went away mid-stream
+                    raise EtcdUnavailable(f"{endpoint}/v3/watch: {exc or type(exc).__name__}") from None
             return
         raise EtcdUnavailable("etcd is unreachable (" + "; ".join(reasons) + ")")
+
+    @staticmethod
+    def _watch_message(endpoint: str, line: bytes) -> list[tuple[int, list[WatchEvent]]]:
+        """What one line of a watch stream gives `watch` to yield."""
+        if not line.strip():
+            return []
+        message = json.loads(line)
+        if "error" in message:
+            raise EtcdUnavailable(f"{endpoint}/v3/watch: {message['error'].get('message', message)}")
+        result = message.get("result", {})
+        if result.get("compact_revision") and result.get("canceled"):
+            raise Compacted(int(result["compact_revision"]))
+        if result.get("canceled"):
+            raise EtcdError(f"{endpoint}/v3/watch: canceled: {result.get('cancel_reason', '')}")
+        if result.get("created"):
+            return [(0, [])]  # open: what follows is every change from start_revision on
+        events = [WatchEvent(raw.get("type") == "DELETE", _kv(raw["kv"])) for raw in result.get("events", [])]
+        if not events:
+            return [(int(result.get("header", {}).get("revision", 0)), [])]
+        # One reply may carry several revisions: hand them over one by one.
+        batches = []
+        start = 0
+        for i in range(1, len(events) + 1):
+            if i == len(events) or events[i].kv.mod_revision != events[start].kv.mod_revision:
+                batches.append((events[start].kv.mod_revision, events[start:i]))
+                start = i
+        return batches
