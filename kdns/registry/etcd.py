@@ -178,6 +178,10 @@ class EtcdBackend:
         return self._store
 
     @property
+    def client(self) -> EtcdClient:
+        return self._client
+
+    @property
     def revision(self) -> int:
         return self._revision
 
