@@ -51,6 +51,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -311,10 +312,17 @@ class EtcdBackend:
     # --- writing ---------------------------------------------------------------------------
 
     async def write(self, change: Callable[[Transaction], T], *, dry_run: bool = False, fenced: bool = False) -> T:
-        for _attempt in range(WRITE_ATTEMPTS):
-            preview = self._store.preview(change)
-            if dry_run:
-                return preview.result
+        preview = self._store.preview(change)
+        if dry_run:
+            return preview.result
+        return await self._commit(change, preview, fenced)
+
+    async def _commit(self, change: Callable[[Transaction], T], preview: Preview[T] | None, fenced: bool) -> T:
+        """Commit `preview` as one compare-and-swap; on a lost compare, preview `change`
+        again on the newer state and try again."""
+        for attempt in range(WRITE_ATTEMPTS):
+            if preview is None:
+                preview = self._store.preview(change)
             compares, operations = self._transaction(preview)
             if not operations:
                 return preview.result  # nothing changes (an unchanged object is not written)
@@ -335,9 +343,12 @@ class EtcdBackend:
                 return _at_revision(preview.result, result.revision)
             if fenced and not await self._holds_lease():
                 raise NotLeader("the controller lease has passed to another replica")
-            # Behind: let the watch bring what won, then decide again on the newer state.
+            # Behind: let the watch bring what won, then decide again on the newer state
+            # (after a moment's jitter, so that two replicas racing do not race again).
             await self.wait_for(result.revision, CATCH_UP_TIMEOUT)
-        kind, _namespace, name = next(iter(preview.after))
+            await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            last, preview = preview, None
+        kind, _namespace, name = next(iter(last.after))
         raise Conflict(kind, name)
 
     async def _holds_lease(self) -> bool:
@@ -393,8 +404,9 @@ class LeaderElection:
     with an etcd lease of `duration` seconds, only if no replica holds it (create
     revision 0), and renewed every duration / 3. The holder stops leading as soon as a
     renewal fails for longer than the lease has left, and before it could have
-    expired in etcd; the others try to take it every duration / 3, so a holder that dies
-    is replaced within duration * 4 / 3. A holder that stops revokes the lease at once.
+    expired in etcd; the others look for it every duration / 10 (a read), so a holder
+    that dies is replaced within duration * 1.1. A holder that stops revokes the lease
+    at once.
     """
 
     def __init__(
@@ -441,7 +453,7 @@ class LeaderElection:
         }, separators=(",", ":")).encode()
 
     async def _run(self) -> None:
-        period = self._duration / 3
+        period, retry = self._duration / 3, max(0.1, self._duration / 10)
         while True:
             try:
                 lease, created = await self._acquire()
@@ -449,7 +461,7 @@ class LeaderElection:
                 log.debug("controller lease: %s", exc)
                 lease, created = 0, 0
             if not created:
-                await asyncio.sleep(period)
+                await asyncio.sleep(retry)
                 continue
             try:
                 await self._hold(lease, created, period)

@@ -295,6 +295,16 @@ class Store:
         finally:
             txn._state = "closed"
             self._end(txn, commit=False)
+        # What the preview allocated is free again, but its write is on its way: the next
+        # preview starts after it, so that writes in flight together take other addresses.
+        context = self._context
+        for obj in after.values():
+            if isinstance(obj, Service):
+                for ip in obj.cluster_ips:
+                    context.cluster_ips.skip(ip)
+                for port in obj.ports:
+                    if port.node_port:
+                        context.node_ports.skip(port.node_port)
         return Preview(result, before, after)
 
     def apply_committed(self, changes: Sequence[Committed]) -> None:

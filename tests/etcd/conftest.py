@@ -61,6 +61,7 @@ class Member:
 class EtcdCluster:
     members: list[Member]
     _initial: str = ""
+    extra: tuple[str, ...] = ()  # more etcd flags for every member
     _started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -78,7 +79,7 @@ class EtcdCluster:
             "--initial-cluster", self._initial, "--initial-cluster-state", "new",
             "--initial-cluster-token", f"kdns-test-{self.members[0].client_port}",
             # Short Raft timers: a lost member is noticed, and a leader elected, quickly.
-            "--heartbeat-interval", "50", "--election-timeout", "500",
+            "--heartbeat-interval", "50", "--election-timeout", "500", *self.extra,
         ]
         log = member.log.open("ab")
         member.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
