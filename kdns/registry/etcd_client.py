@@ -216,7 +216,9 @@ class EtcdClient:
     async def txn(
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]] = ()  # type: ignore[assignment]
     ) -> TxnResult:
-        reply = await self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": list(failure)})
+        # A large txn (a manifest load) takes etcd longer: a second more per 1,000 operations.
+        timeout = REQUEST_TIMEOUT + len(success) / 1000
+        reply = await self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": list(failure)}, timeout=timeout)
         return TxnResult(bool(reply.get("succeeded")), int(reply["header"].get("revision", 0)))
 
     async def revision(self) -> int:
