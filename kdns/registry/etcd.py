@@ -287,14 +287,14 @@ class EtcdBackend:
                 waiting.append((revision, future))
         self._waiters = waiting
 
-    async def wait_for(self, revision: int, timeout: float) -> bool:
-        """Wait until the store has applied `revision` (at most `timeout`); whether it has."""
+    async def wait_for(self, revision: int, seconds: float) -> bool:
+        """Wait until the store has applied `revision` (at most `seconds`); whether it has."""
         if revision <= self._revision:
             return True
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((revision, future))
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await future
         except TimeoutError:
             return False
@@ -346,7 +346,7 @@ class EtcdBackend:
             # Behind: let the watch bring what won, then decide again on the newer state
             # (after a moment's jitter, so that two replicas racing do not race again).
             await self.wait_for(result.revision, CATCH_UP_TIMEOUT)
-            await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311  (jitter, not a secret)
             last, preview = preview, None
         kind, _namespace, name = next(iter(last.after))
         raise Conflict(kind, name)

@@ -154,33 +154,33 @@ class EtcdClient:
         n = len(self.endpoints)
         return [self.endpoints[(self._current + i) % n] for i in range(n)]
 
-    async def call(self, path: str, body: dict[str, Any], *, timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
-        """POST `body` to `path` on the first member that answers; its JSON reply."""
+    async def call(self, path: str, body: dict[str, Any], *, seconds: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """POST `body` to `path` on the first member that answers within `seconds`; its JSON reply."""
         session = self._session
         if session is None:
             raise EtcdError("the etcd client is closed")
         reasons = []
         for endpoint in self._order():
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(seconds):
                     async with session.post(endpoint + path, json=body) as response:
                         text = await response.text()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                reasons.append(f"{endpoint}: {exc or type(exc).__name__}")
+                reasons.append(f"{endpoint}: {str(exc) or type(exc).__name__}")
                 continue
             self._current = self.endpoints.index(endpoint)
             try:
                 reply = json.loads(text) if text else {}
             except ValueError:
                 raise EtcdError(f"{endpoint}{path}: not JSON: {text[:200]!r}") from None
-            if response.status != 200 or "error" in reply and "header" not in reply:
+            if response.status != 200 or ("error" in reply and "header" not in reply):
                 message = reply.get("message") or reply.get("error") or text[:200]
                 if response.status == 503 or "no leader" in str(message) or "timed out" in str(message):
                     # A member cut off from its cluster: another may do better.
                     reasons.append(f"{endpoint}: {message}")
                     continue
                 raise EtcdError(f"{endpoint}{path}: {message}")
-            return reply  # type: ignore[no-any-return]
+            return reply
         raise EtcdUnavailable("etcd is unreachable (" + "; ".join(reasons) + ")")
 
     # --- KV ------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class EtcdClient:
             body["revision"] = str(revision)
         if limit:
             body["limit"] = str(limit)
-        reply = await self.call("/v3/kv/range", body, timeout=REQUEST_TIMEOUT * 5)
+        reply = await self.call("/v3/kv/range", body, seconds=REQUEST_TIMEOUT * 5)
         kvs = [_kv(raw) for raw in reply.get("kvs", [])]
         return kvs, int(reply["header"]["revision"]), bool(reply.get("more"))
 
@@ -203,7 +203,7 @@ class EtcdClient:
         while more:
             start = kvs[-1].key + b"\0"
             body = {"key": b64(start), "range_end": b64(prefix_end(prefix)), "revision": str(revision), "limit": str(page)}
-            reply = await self.call("/v3/kv/range", body, timeout=REQUEST_TIMEOUT * 5)
+            reply = await self.call("/v3/kv/range", body, seconds=REQUEST_TIMEOUT * 5)
             kvs.extend(_kv(raw) for raw in reply.get("kvs", []))
             more = bool(reply.get("more"))
         return kvs, revision
@@ -217,8 +217,9 @@ class EtcdClient:
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]] = ()  # type: ignore[assignment]
     ) -> TxnResult:
         # A large txn (a manifest load) takes etcd longer: a second more per 1,000 operations.
-        timeout = REQUEST_TIMEOUT + len(success) / 1000
-        reply = await self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": list(failure)}, timeout=timeout)
+        seconds = REQUEST_TIMEOUT + len(success) / 1000
+        body = {"compare": compare, "success": success, "failure": list(failure)}
+        reply = await self.call("/v3/kv/txn", body, seconds=seconds)
         return TxnResult(bool(reply.get("succeeded")), int(reply["header"].get("revision", 0)))
 
     async def revision(self) -> int:
@@ -268,7 +269,7 @@ class EtcdClient:
                     endpoint + "/v3/watch", json=body, timeout=aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT)
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                reasons.append(f"{endpoint}: {exc or type(exc).__name__}")
+                reasons.append(f"{endpoint}: {str(exc) or type(exc).__name__}")
                 continue
             self._current = self.endpoints.index(endpoint)
             async with response:
@@ -287,7 +288,7 @@ class EtcdClient:
                 except TimeoutError:
                     raise EtcdUnavailable(f"{endpoint}/v3/watch: not created within {REQUEST_TIMEOUT:g} s") from None
                 except (aiohttp.ClientError, OSError) as exc:  # the member went away mid-stream
-                    raise EtcdUnavailable(f"{endpoint}/v3/watch: {exc or type(exc).__name__}") from None
+                    raise EtcdUnavailable(f"{endpoint}/v3/watch: {str(exc) or type(exc).__name__}") from None
             return
         raise EtcdUnavailable("etcd is unreachable (" + "; ".join(reasons) + ")")
 
