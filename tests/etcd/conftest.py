@@ -17,6 +17,7 @@ import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -51,10 +52,11 @@ class Member:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"  # https: give the cluster the TLS flags as `extra`
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
 
 @dataclass
@@ -93,13 +95,16 @@ class EtcdCluster:
             proc.send_signal(signum)
             proc.wait(STOP_TIMEOUT)
 
-    def wait_healthy(self, timeout: float = START_TIMEOUT, members: range | None = None) -> None:
-        """Until every (given) member says the cluster has a leader and takes reads."""
+    def wait_healthy(
+        self, timeout: float = START_TIMEOUT, members: range | None = None, context: ssl.SSLContext | None = None
+    ) -> None:
+        """Until every (given) member says the cluster has a leader and takes reads
+        (`context`: the client side of https)."""
         deadline = time.monotonic() + timeout
         for member in (self.members[i] for i in (members or range(len(self.members)))):
             while True:
                 try:
-                    with urllib.request.urlopen(member.url + "/health", timeout=1) as response:
+                    with urllib.request.urlopen(member.url + "/health", timeout=1, context=context) as response:
                         if json.load(response).get("health") == "true":
                             break
                 except OSError:
@@ -131,22 +136,25 @@ class EtcdCluster:
 
 
 @pytest.fixture
-def etcd_cluster(tmp_path: Path) -> Iterator[Callable[[], EtcdCluster]]:
+def etcd_cluster(tmp_path: Path) -> Iterator[Callable[..., EtcdCluster]]:
     """Factory: `etcd_cluster()` -> a running three-member etcd cluster on loopback."""
     if ETCD is None:
         pytest.skip("etcd is not installed (Debian: apt-get install etcd-server)")
     clusters: list[EtcdCluster] = []
 
-    def make() -> EtcdCluster:
+    def make(size: int = 3, *extra: str, scheme: str = "http", context: ssl.SSLContext | None = None) -> EtcdCluster:
+        """`size` members; `extra`: more etcd flags (TLS with scheme "https" and `context`)."""
+        number = len(clusters)
         members = [
-            Member(f"m{i}", free_port(), free_port(), tmp_path / f"etcd-{len(clusters)}-m{i}", tmp_path / f"etcd-{len(clusters)}-m{i}.log")
-            for i in range(3)
+            Member(f"m{i}", free_port(), free_port(), tmp_path / f"etcd-{number}-m{i}",
+                   tmp_path / f"etcd-{number}-m{i}.log", scheme=scheme)
+            for i in range(size)
         ]
-        cluster = EtcdCluster(members, ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in members))
+        cluster = EtcdCluster(members, ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in members), extra)
         clusters.append(cluster)
-        for index in range(3):
+        for index in range(size):
             cluster.start(index)
-        cluster.wait_healthy()
+        cluster.wait_healthy(context=context)
         return cluster
 
     yield make

@@ -62,7 +62,7 @@ def addresses(replica: Process, name: str) -> set[str]:
 
 
 def test_a_write_through_one_replica_is_answered_by_another(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """A service created through A is in B's DNS and API at the same resourceVersion (etcd's
     mod revision); a stale update through B is a 409 Conflict; a delete through B leaves A."""
@@ -102,7 +102,7 @@ def test_a_write_through_one_replica_is_answered_by_another(
 
 
 def test_two_replicas_allocating_at_once_never_share_an_address(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """Services created through A and B at the same moment all get distinct cluster IPs and
     node ports, and both replicas list the same services with the same allocations."""
@@ -136,7 +136,7 @@ def test_two_replicas_allocating_at_once_never_share_an_address(
 
 
 def test_the_prober_hands_over_when_the_leader_is_killed(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """kill -9 the replica holding the controller lease; a pod whose probe then fails leaves
     the survivor's DNS within the lease's handover time plus the probe's bound."""
@@ -168,7 +168,7 @@ def test_the_prober_hands_over_when_the_leader_is_killed(
 
 
 def test_every_acknowledged_write_survives_an_etcd_member_killed_under_load(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """200 pod creations through two replicas; one etcd member is killed with SIGKILL after
     50: every creation acknowledged with 201 is afterwards on both replicas."""
@@ -196,7 +196,7 @@ def test_every_acknowledged_write_survives_an_etcd_member_killed_under_load(
 
 
 def test_dns_keeps_answering_with_etcd_down_and_catches_up_when_it_returns(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """With every etcd member stopped: both replicas answer DNS from what they have,
     refuse writes with a 503 ServiceUnavailable and say not ready; when etcd is back they
@@ -232,7 +232,7 @@ def test_dns_keeps_answering_with_etcd_down_and_catches_up_when_it_returns(
 
 
 def test_a_replica_behind_a_compaction_lists_again(
-    etcd_cluster: Callable[[], EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
+    etcd_cluster: Callable[..., EtcdCluster], kdns_process: Callable[..., Process], tmp_path: Path
 ) -> None:
     """B follows one member; while that member is down, A creates and deletes services and
     etcd compacts its history. When the member returns B cannot resume its watch (the
