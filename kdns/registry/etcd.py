@@ -169,7 +169,7 @@ class EtcdBackend:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._watching = False  # the watch stream is open: the store is current
         self._reachable = False  # etcd answered the last call
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # Set by LeaderElection while this replica holds the controller lease: the
         # compare that fences the prober's writes.
         self.fence: dict[str, Any] | None = None
@@ -201,16 +201,29 @@ class EtcdBackend:
         self._store.restore(documents, revision, owned=True)
         self._revision = revision
         self._reachable = True
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="kdns etcd watch")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._follow(), name="kdns etcd watch"),
+            loop.create_task(self._heal(), name="kdns etcd health"),
+        ]
         await self.wait_for(revision, CATCH_UP_TIMEOUT)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._watching = False
+
+    async def _heal(self) -> None:
+        """While a write found etcd unreachable and no watch message has come since, ask
+        etcd now and then, so that /readyz says ready again when it is back even if
+        nothing is written."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            if not self._reachable:
+                await self.check()
 
     async def _seed_namespaces(self) -> None:
         """default and kube-system, as every cluster has them: created once, by the first
@@ -235,8 +248,12 @@ class EtcdBackend:
                 # The member closed the stream (it is stopping): watch again at once.
             except Compacted as exc:
                 log.warning("%s: listing the registry again", exc)
-                with contextlib.suppress(EtcdError):
+                try:
                     await self._relist()
+                except EtcdError as relist_error:
+                    log.error("cannot list the registry again (%s): trying again", relist_error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
             except Exception as exc:  # whatever it was, the replica must go on following
                 if not isinstance(exc, (EtcdError, ValueError)):  # ValueError: a reply cut in the middle
                     log.exception("the etcd watch failed")
