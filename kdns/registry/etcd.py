@@ -182,10 +182,6 @@ class EtcdBackend:
     def client(self) -> EtcdClient:
         return self._client
 
-    @property
-    def revision(self) -> int:
-        return self._revision
-
     def ready(self) -> bool:
         return self._watching and self._reachable
 
