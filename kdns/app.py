@@ -8,7 +8,7 @@ Start order (stop is the reverse, under a timeout):
    its "not yet synced" window; kdns has none). From here every commit is journaled
    before it is acknowledged. With --store etcd://..., the registry is listed from etcd
    instead and followed by a watch, and the manifests go to etcd as one write
-   (kdns/registry/etcd.py);
+   (kdns/etcd/store.py);
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
 3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
 4. open the Forwarder (when there are upstreams) with its cache, and build the Router;
@@ -47,6 +47,8 @@ from kdns.authority.static import StaticZones, ZoneError, load_zones
 from kdns.authority.static import reload as reload_zones
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
+from kdns.etcd.client import EtcdClient, EtcdError
+from kdns.etcd.store import EtcdBackend, LeaderElection
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
@@ -54,8 +56,6 @@ from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
 from kdns.registry.backend import Backend, LocalBackend, Unavailable
-from kdns.registry.etcd import EtcdBackend, LeaderElection
-from kdns.registry.etcd_client import EtcdClient, EtcdError
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError

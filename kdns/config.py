@@ -173,7 +173,7 @@ class Settings:
     # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
     workers: int = 1
     # The registry on etcd (`--store etcd://HOST:PORT,...`): its members' client URLs;
-    # () keeps the embedded store (SQLite under data_dir). See kdns/registry/etcd.py.
+    # () keeps the embedded store (SQLite under data_dir). See kdns/etcd/store.py.
     etcd_endpoints: tuple[str, ...] = ()
     etcd_prefix: str = "/kdns"
     etcd_cafile: Path | None = None  # https to the members, verified with this CA

@@ -7,7 +7,7 @@ in-memory `Store` directly, always at once, and writes only through a `Backend`:
 
 `LocalBackend` commits in this process (the embedded store, journaled to SQLite under
 --data-dir): `write` is the store transaction itself, so nothing changes for a kdns
-without --store. `registry.etcd.EtcdBackend` previews the transaction on the local store,
+without --store. `kdns.etcd.store.EtcdBackend` previews the transaction on the local store,
 sends it to etcd as one compare-and-swap, and returns once the replica's own watch has
 applied it: the store is then a replica of etcd, fed by its watch, like every other
 kdns's. Neither the API nor the prober knows which one it has.

@@ -278,7 +278,7 @@ class Store:
         """Run `change(txn)` in a transaction, EndpointSlice controller included, and undo
         it: what it returned, and each object it touched as it was before and after.
 
-        For a replica whose commits are made elsewhere (`registry.etcd`): the writer sends
+        For a replica whose commits are made elsewhere (`kdns.etcd.store`): the writer sends
         the preview as one compare-and-swap, and the store learns the result from the
         watch (`apply_committed`) like every other replica. What `change` raises
         propagates, and nothing of it remains."""

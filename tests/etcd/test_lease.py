@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from kdns.etcd.client import EtcdClient
+from kdns.etcd.store import EtcdBackend, LeaderElection
 from kdns.registry.backend import NotLeader
-from kdns.registry.etcd import EtcdBackend, LeaderElection
-from kdns.registry.etcd_client import EtcdClient
 from kdns.registry.store import Store
 from tests.etcd.conftest import EtcdCluster
 

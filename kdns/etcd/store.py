@@ -57,9 +57,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Self, TypeVar, cast
 
-from kdns.registry.backend import NotLeader, Unavailable
-from kdns.registry.errors import RESOURCES, Conflict, RegistryError
-from kdns.registry.etcd_client import (
+from kdns.etcd.client import (
     Compacted,
     Compare,
     EtcdClient,
@@ -69,6 +67,8 @@ from kdns.registry.etcd_client import (
     delete,
     put,
 )
+from kdns.registry.backend import NotLeader, Unavailable
+from kdns.registry.errors import RESOURCES, Conflict, RegistryError
 from kdns.registry.manifests import to_manifest, with_resource_version
 from kdns.registry.objects import (
     NAMESPACE,
