@@ -70,10 +70,8 @@ class LocalBackend:
         return self._store
 
     async def write(self, change: Callable[[Transaction], T], *, dry_run: bool = False, fenced: bool = False) -> T:
-        return self.write_now(change, dry_run=dry_run)
-
-    def write_now(self, change: Callable[[Transaction], T], *, dry_run: bool = False) -> T:
-        """`write`, synchronously: the commit is done when it returns."""
+        # One process, one prober: nothing to fence. No await: the commit is done (and
+        # journaled) in the same turn of the loop, as before the seam.
         try:
             with self._store.transaction() as txn:
                 result = change(txn)
