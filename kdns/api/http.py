@@ -52,7 +52,7 @@ __all__ = ["METRICS", "STORE", "build_app", "start_api"]
 log = logging.getLogger("kdns.api")
 
 STORE = web.AppKey("store", Store)
-BACKEND = web.AppKey("backend", object)  # Backend (a Protocol: no runtime check)
+BACKEND: web.AppKey[Backend] = web.AppKey("backend")
 METRICS = web.AppKey("metrics", Metrics)
 WATCHES: web.AppKey[set[Watch]] = web.AppKey("watches")
 _TOKEN: web.AppKey[str | None] = web.AppKey("token")
@@ -234,9 +234,9 @@ def build_app(
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
 ) -> web.Application:
-    """The API as an aiohttp application over `backend`'s store (reads) and commits
-    (writes); `token` set means every request but the health
-    checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
+    """The API as an aiohttp application: reads from `backend.store`, writes through
+    `backend`; `token` set means every request but the health checks needs
+    `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
     app[STORE] = backend.store
@@ -736,8 +736,7 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
 async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
     """Run `write(txn)` in one transaction and return what it returned (the object as
     stored, with its resource version); a dry run commits nothing."""
-    backend: Backend = request.app[BACKEND]  # type: ignore[assignment]
-    return await backend.write(write, dry_run=dry_run)
+    return await request.app[BACKEND].write(write, dry_run=dry_run)
 
 
 async def _create(request: web.Request, target: Target) -> web.Response:
