@@ -49,7 +49,7 @@ from typing import Any, Self
 from kdns import __version__
 from kdns.errors import KdnsError
 from kdns.registry.admission import timestamp
-from kdns.registry.backend import Backend, NotLeader
+from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import DELETED, POD, Event, Pod
@@ -436,6 +436,9 @@ class Prober:
             written = await self._backend.write(lambda txn: self._write(txn, dirty, now), fenced=True)
         except NotLeader as exc:  # another replica probes now; this one stops soon
             log.info("not writing the Ready condition of %d pods: %s", len(dirty), exc)
+            return
+        except Unavailable as exc:  # etcd is away; the next probe of each pod queues it again
+            log.warning("cannot write the Ready condition of %d pods: %s", len(dirty), exc)
             return
         except Exception:  # the next probe of each pod queues its write again
             log.exception("cannot write the Ready condition of %d pods", len(dirty))
