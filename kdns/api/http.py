@@ -1,6 +1,6 @@
 """The registry's HTTP API: Kubernetes-shaped REST that kubectl and client libraries speak.
 
-`build_app(store, metrics=..., ready=...)` returns the aiohttp application; `start_api`
+`build_app(backend, metrics=..., ready=...)` returns the aiohttp application; `start_api`
 binds it. Routes:
 
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
