@@ -14,6 +14,7 @@ from aiohttp import web
 
 from kdns.metrics import Metrics
 from kdns.pipeline.explain import Explanation
+from kdns.registry.backend import Backend
 from kdns.registry.store import Store
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 
 STORE = web.AppKey("store", Store)
+BACKEND: web.AppKey[Backend] = web.AppKey("backend")  # where writes are committed
 METRICS = web.AppKey("metrics", Metrics)
 WATCHES: web.AppKey[set[Watch]] = web.AppKey("watches")
 TOKEN: web.AppKey[str | None] = web.AppKey("token")

@@ -1,6 +1,6 @@
 """The registry's HTTP API: Kubernetes-shaped REST that kubectl and client libraries speak.
 
-`build_app(store, metrics=..., ready=...)` returns the aiohttp application; `start_api`
+`build_app(backend, metrics=..., ready=...)` returns the aiohttp application; `start_api`
 binds it. Routes:
 
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
@@ -31,6 +31,7 @@ from aiohttp import web
 
 from kdns.api import crud, debug, status, system
 from kdns.api.context import (
+    BACKEND,
     CLOCK,
     DURABLE,
     EXPLAIN,
@@ -50,13 +51,13 @@ from kdns.api.status import MAX_BODY
 from kdns.api.targets import parse_target
 from kdns.api.watch import QUEUE_SIZE, watch
 from kdns.metrics import Metrics
-from kdns.registry.store import Store
+from kdns.registry.backend import Backend
 
 __all__ = ["METRICS", "STORE", "Explainer", "build_app", "start_api"]
 
 
 def build_app(
-    store: Store,
+    backend: Backend,
     *,
     metrics: Metrics,
     token: str | None = None,
@@ -66,13 +67,15 @@ def build_app(
     durable: Callable[[int], Awaitable[None]] | None = None,
     explain: Explainer | None = None,
 ) -> web.Application:
-    """The API as an aiohttp application; `token` set means every request but the health
-    checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
+    """The API as an aiohttp application: reads from `backend.store`, writes through
+    `backend`; `token` set means every request but the health checks needs
+    `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by; `durable(version)`
     returns once the store's commits up to `version` are on disk (kdns/journal.py), and
     a write is answered only then; `explain` serves `/debug/explain` (404 without it)."""
     app = web.Application(middlewares=[errors, authenticate, durable_writes], client_max_size=MAX_BODY)
-    app[STORE] = store
+    app[STORE] = backend.store
+    app[BACKEND] = backend
     app[METRICS] = metrics
     app[WATCHES] = set()
     app[TOKEN] = token
