@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kdns.api import discovery, openapi, patch, schema, status, tables
+from kdns.api import discovery, openapi, paging, patch, schema, status, tables
 from kdns.api.resources import BY_PATH, GROUP_VERSIONS, Resource, in_group_version
 from kdns.api.selectors import (
     Selector,
@@ -40,7 +40,7 @@ from kdns.api.selectors import (
     parse_label_selector,
 )
 from kdns.api.status import MAX_BODY, ApiError
-from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
+from kdns.api.watch import BOOKMARK_INTERVAL, MAX_TIMEOUT, QUEUE_SIZE, serve_watch
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
 from kdns.registry.manifests import to_manifest
@@ -57,6 +57,7 @@ _TOKEN = web.AppKey("token", object)  # str | None
 _READY = web.AppKey("ready", object)  # Callable[[], bool]
 _CLOCK = web.AppKey("clock", object)  # Callable[[], float]
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
+_BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
 _GROUP = web.RequestKey("group", str)
@@ -239,10 +240,12 @@ def build_app(
     ready: Callable[[], bool],
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
+    bookmark_interval: float = BOOKMARK_INTERVAL,
 ) -> web.Application:
     """The API as an aiohttp application; `token` set means every request but the health
     checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
-    `watch_queue_size` bounds the changes a watcher may fall behind by."""
+    `watch_queue_size` bounds the changes a watcher may fall behind by;
+    `bookmark_interval` is how long a quiet watch waits for its next BOOKMARK."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
     app[STORE] = store
     app[METRICS] = metrics
@@ -251,6 +254,7 @@ def build_app(
     app[_READY] = ready
     app[_CLOCK] = clock
     app[_QUEUE_SIZE] = watch_queue_size
+    app[_BOOKMARK_INTERVAL] = bookmark_interval
     add = app.router.add_route
     add("GET", "/healthz", _healthz)
     add("GET", "/livez", _healthz)
@@ -558,27 +562,35 @@ def _list(request: web.Request, target: Target) -> web.Response:
     store = request.app[STORE]
     selector = _selector(request, target)
     resource = target.resource
-    # Read the version with the objects, in the same synchronous step.
-    version = str(store.resource_version)
-    docs = [to_manifest(o) for o in store.list(resource.kind, selector.namespace) if selector.matches(o)]
+    # One synchronous step: the page and its version come from the same snapshot.
+    listed = paging.page(
+        store,
+        resource.kind,
+        selector.namespace,
+        selector.matches,
+        paging.list_options(request.query),
+        filtered=bool(selector.labels or selector.fields),
+    )
+    docs = [to_manifest(o) for o in listed.items]
+    metadata: dict[str, Any] = {"resourceVersion": str(listed.resource_version)}
+    if listed.continue_token is not None:
+        metadata["continue"] = listed.continue_token
+    if listed.remaining is not None:
+        metadata["remainingItemCount"] = listed.remaining
     table_version = _wants_table(request)
     if table_version is not None:
         body = tables.table(
             resource.kind,
             docs,
             request.app[_CLOCK](),
-            resource_version=version,
+            resource_version=str(listed.resource_version),
             include_object=request.query.get("includeObject", "Metadata"),
             api_version=table_version,
         )
+        body["metadata"] = metadata
         return _json_response(body)
     return _json_response(
-        {
-            "kind": resource.list_kind,
-            "apiVersion": resource.group_version,
-            "metadata": {"resourceVersion": version},
-            "items": docs,
-        }
+        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
     )
 
 
@@ -587,16 +599,7 @@ async def _watch(request: web.Request, target: Target) -> web.StreamResponse:
     store = app[STORE]
     selector = _selector(request, target)
     resource = target.resource
-    raw_version = request.query.get("resourceVersion", "")
-    send_initial = _flag(request, "sendInitialEvents")
-    resource_version: int | None
-    if raw_version in ("", "0") or send_initial:
-        resource_version = None
-    else:
-        try:
-            resource_version = int(raw_version)
-        except ValueError:
-            raise status.bad_request(f"resourceVersion: Invalid value: {raw_version!r}") from None
+    options = paging.watch_options(request.query, store.resource_version)
     try:
         timeout = min(float(request.query.get("timeoutSeconds", MAX_TIMEOUT)), MAX_TIMEOUT)
     except ValueError:
@@ -624,25 +627,24 @@ async def _watch(request: web.Request, target: Target) -> web.StreamResponse:
             with_columns=with_columns,
         )
 
-    def bookmark(rv: int) -> Any:
-        return {
-            "kind": resource.kind,
-            "apiVersion": resource.group_version,
-            "metadata": {
-                "resourceVersion": str(rv),
-                "annotations": {"k8s.io/initial-events-end": "true"},
-            },
-        }
+    def bookmark(rv: int, initial_events_end: bool) -> Any:
+        # As the API server's: an empty object of the kind, only its version set.
+        metadata: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
+        if initial_events_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return {"kind": resource.kind, "apiVersion": resource.group_version, "metadata": metadata}
 
     metrics = app[METRICS]
     return await serve_watch(
         request,
         store=store,
         selector=selector,
-        resource_version=resource_version,
+        resource_version=options.resource_version,
         timeout=timeout,
         encode=encode,
-        bookmark=bookmark if send_initial else None,
+        bookmark=bookmark if options.bookmarks else None,
+        initial_events_end=options.initial_events_end,
+        bookmark_interval=app[_BOOKMARK_INTERVAL],
         watches=app[WATCHES],
         on_open=metrics.watch_opened,
         on_close=metrics.watch_closed,

@@ -30,9 +30,15 @@ QUEUE_SIZE = 1000
 # kube-apiserver ends a watch after --min-request-timeout (1800 s) times a random factor;
 # kdns ends it after this unless the client asks for less with timeoutSeconds.
 MAX_TIMEOUT = 1800.0
+# A watcher that allows bookmarks gets one after this long without a change, as from the
+# API server's watch cache (once a minute): the version it can resume from moves on even
+# when nothing it selects changes, so the event log does not leave it behind.
+BOOKMARK_INTERVAL = 60.0
 
 Change = tuple[str, Any, int]  # type, object, resource version of the change
 Encode = Callable[[str, Any, int], Any]
+# The BOOKMARK object at a version; True: the one that ends the initial events.
+Bookmark = Callable[[int, bool], Any]
 
 
 class Watch:
@@ -101,7 +107,9 @@ async def serve_watch(
     resource_version: int | None,
     timeout: float,
     encode: Encode,
-    bookmark: Callable[[int], Any] | None = None,
+    bookmark: Bookmark | None = None,
+    initial_events_end: bool = False,
+    bookmark_interval: float = BOOKMARK_INTERVAL,
     watches: set[Watch],
     on_open: Callable[[], None] = lambda: None,
     on_close: Callable[[], None] = lambda: None,
@@ -109,7 +117,9 @@ async def serve_watch(
 ) -> web.StreamResponse:
     """Stream changes from `resource_version` on (None: the current objects as ADDED first).
 
-    `bookmark(rv)`, when given, is sent after the initial ADDED events (sendInitialEvents).
+    `bookmark`, when given (allowWatchBookmarks), makes a BOOKMARK after every
+    `bookmark_interval` seconds without a change, and, with `initial_events_end`
+    (sendInitialEvents), one right after the initial ADDED events.
     """
     watch = Watch(selector, queue_size)
     backlog: Iterable[Change] = ()
@@ -136,13 +146,13 @@ async def serve_watch(
             await response.write(_expired_line(expired))
             return response
         lines = [_line(kind, encode(kind, obj, rv)) for kind, obj, rv in backlog]
-        if bookmark is not None:
-            lines.append(_line(BOOKMARK, bookmark(current)))
+        if bookmark is not None and initial_events_end:
+            lines.append(_line(BOOKMARK, bookmark(current, True)))
         if lines:
             await response.write(b"".join(lines))
         try:
             async with asyncio.timeout(timeout):
-                await _pump(watch, response, encode)
+                await _pump(watch, response, encode, bookmark, bookmark_interval, lambda: store.resource_version)
         except TimeoutError:
             pass
         return response
@@ -155,9 +165,23 @@ async def serve_watch(
         on_close()
 
 
-async def _pump(watch: Watch, response: web.StreamResponse, encode: Encode) -> None:
+async def _pump(
+    watch: Watch,
+    response: web.StreamResponse,
+    encode: Encode,
+    bookmark: Bookmark | None,
+    interval: float,
+    version: Callable[[], int],
+) -> None:
     while True:
-        change = await watch.queue.get()
+        try:
+            async with asyncio.timeout(interval if bookmark is not None else None):
+                change = await watch.queue.get()
+        except TimeoutError:
+            # Nothing queued: every change up to the store's version has been sent.
+            assert bookmark is not None
+            await response.write(_line(BOOKMARK, bookmark(version(), False)))
+            continue
         if change is None:
             return
         batch = [change]
