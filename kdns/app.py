@@ -292,6 +292,7 @@ class App:
                 service_cidrs=settings.service_cidrs,
                 node_port_range=settings.node_port_range,
                 clock=time.time,
+                event_log_size=settings.event_log_size,
             )
             if settings.data_dir is not None:
                 self._restore(store, settings.data_dir)
