@@ -121,7 +121,7 @@ class Follower:
         self.settings = settings
         self.metrics = Metrics()
         self.relists = Counter(
-            "kdns_follow_relists", "Lists of a followed kind after its watch was told 410 (Gone).",
+            "kdns_follow_relists", "Lists of a followed kind made and swapped in after its watch was told 410 (Gone).",
             ("kind",), registry=self.metrics.registry,
         )
         self.reconnects = Counter(
@@ -194,6 +194,11 @@ class Follower:
                 if exc.code in (401, 403):
                     raise FollowError(f"the API at {client.access.server} refuses us: {exc}") from None
                 log.warning("cannot list the followed cluster yet: %s; trying again", exc)
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Waiting will not make the certificate trusted: say so at once.
+                raise FollowError(
+                    f"cannot verify the certificate of {client.access.server}: {exc.certificate_error}"
+                ) from None
             except _TRANSIENT as exc:
                 log.warning("cannot reach the followed API at %s yet: %s; trying again", client.access.server, exc or type(exc).__name__)
             await backoff.wait()
@@ -229,19 +234,28 @@ class Follower:
         client, mirror, kind = self._client, self._mirror, followed.kind
         backoff = _Backoff()
         broken = False
+        loop = asyncio.get_running_loop()
         while True:
+            started, events = loop.time(), 0
             try:
+                log.debug("watching %s from resource version %s", followed.path, version)
                 async for change, doc in client.watch(followed.path, str(version)):
+                    events += 1
                     if broken:
                         log.info("watching %s again from resource version %s", followed.path, version)
                         broken = False
                     backoff.reset()
                     version = self._apply(followed, change, doc)
+                # The API ended the watch (its timeout): resume at once, unless it ends
+                # them as soon as they start, which is trouble like any other.
+                if events or loop.time() - started > MAX_DELAY:
+                    continue
+                raise ConnectionError("the watch ended as soon as it started")
             except Gone as exc:
                 log.info("%s: %s; listing it again (the previous list answers until then)", followed.path, exc)
-                self.relists.labels(kind).inc()
                 objects, version = await self._relist(client, followed)
                 changed = mirror.replace(kind, objects, version)
+                self.relists.labels(kind).inc()
                 log.info("listed %s again at resource version %s: %d objects, %d changed", followed.path, version,
                          len(objects), changed)
             except asyncio.CancelledError:
@@ -251,6 +265,8 @@ class Follower:
                 if not broken:
                     log.warning("the watch of %s broke (%s); resuming from resource version %s",
                                 followed.path, exc or type(exc).__name__, version)
+                else:
+                    log.debug("watching %s: %s", followed.path, exc or type(exc).__name__)
                 broken = True
                 await backoff.wait()
             except Exception:  # a bug here must not stop following for good

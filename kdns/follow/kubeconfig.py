@@ -71,9 +71,9 @@ def _named(entries: Any, name: str, what: str, path: Path) -> dict[str, Any]:
         if isinstance(entry, dict) and entry.get("name") == name:
             body = entry.get(what)
             if not isinstance(body, dict):
-                raise KubeconfigError(f"{path}: {what} {name!r} has no {what} settings")
+                raise KubeconfigError(f"kubeconfig {path}: {what} {name!r} has no {what} settings")
             return body
-    raise KubeconfigError(f"{path}: no {what} named {name!r}")
+    raise KubeconfigError(f"kubeconfig {path}: no {what} named {name!r}")
 
 
 def _file(value: Any, key: str, base: Path) -> Path:
