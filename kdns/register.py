@@ -32,7 +32,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from kdns.errors import KdnsError
@@ -45,6 +45,7 @@ RETRY_INTERVAL = 0.5  # between attempts to reach the API while it starts
 REQUEST_TIMEOUT = 5.0
 PREFIX = "kdns register"
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)  # kdns.cli's own parser class
 
 
 class RegisterError(KdnsError):
@@ -72,7 +73,7 @@ class Registration:
     command: tuple[str, ...] = ()
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
+def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     """Add `register` to `kdns`'s subcommands (an argparse subparsers object)."""
     parser = commands.add_parser(
         "register",
@@ -286,7 +287,7 @@ class _Api:
             ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Unavailable(f"{self._server}: {exc or type(exc).__name__}") from None
+            raise _Unavailable(f"{self._server}: {str(exc) or type(exc).__name__}") from None
         try:
             reply = json.loads(text) if text else {}
         except ValueError:

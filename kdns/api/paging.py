@@ -33,7 +33,7 @@ from kdns.registry.store import Store
 
 __all__ = ["ListOptions", "Page", "WatchOptions", "list_options", "page", "watch_options"]
 
-TOKEN_VERSION = "meta.k8s.io/v1"
+ENCODING = "meta.k8s.io/v1"
 EXACT = "Exact"
 NOT_OLDER_THAN = "NotOlderThan"
 # A token from a 410 answer carries this version: the remainder, read from the current state.
@@ -168,7 +168,7 @@ def watch_options(query: Mapping[str, str], current: int) -> WatchOptions:
 
 
 def encode_token(start: str, resource_version: int) -> str:
-    body = json.dumps({"v": TOKEN_VERSION, "rv": resource_version, "start": start}, separators=(",", ":"))
+    body = json.dumps({"v": ENCODING, "rv": resource_version, "start": start}, separators=(",", ":"))
     return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
@@ -184,13 +184,13 @@ def decode_token(token: str) -> tuple[str, int]:
         raise refuse(str(exc)) from None
     if not isinstance(body, dict):
         raise refuse("not an object")
-    if body.get("v") != TOKEN_VERSION:
+    if body.get("v") != ENCODING:
         raise refuse(f"server does not recognize this encoded version {body.get('v')!r}")
     version, start = body.get("rv"), body.get("start")
     if not isinstance(version, int) or isinstance(version, bool) or version == 0 or version < INCONSISTENT:
-        raise refuse(f"incorrect encoded start resourceVersion (version {TOKEN_VERSION})")
+        raise refuse(f"incorrect encoded start resourceVersion (version {ENCODING})")
     if not isinstance(start, str) or not start:
-        raise refuse(f"encoded start key empty (version {TOKEN_VERSION})")
+        raise refuse(f"encoded start key empty (version {ENCODING})")
     return start, version
 
 

@@ -105,7 +105,7 @@ async def serve_watch(
     store: Any,
     selector: Selector,
     resource_version: int | None,
-    timeout: float,
+    duration: float,
     encode: Encode,
     bookmark: Bookmark | None = None,
     initial_events_end: bool = False,
@@ -115,7 +115,8 @@ async def serve_watch(
     on_close: Callable[[], None] = lambda: None,
     queue_size: int = QUEUE_SIZE,
 ) -> web.StreamResponse:
-    """Stream changes from `resource_version` on (None: the current objects as ADDED first).
+    """Stream changes from `resource_version` on (None: the current objects as ADDED first)
+    for `duration` seconds (timeoutSeconds), then end the response as the API server does.
 
     `bookmark`, when given (allowWatchBookmarks), makes a BOOKMARK after every
     `bookmark_interval` seconds without a change, and, with `initial_events_end`
@@ -151,7 +152,7 @@ async def serve_watch(
         if lines:
             await response.write(b"".join(lines))
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(duration):
                 await _pump(watch, response, encode, bookmark, bookmark_interval, lambda: store.resource_version)
         except TimeoutError:
             pass

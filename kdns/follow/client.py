@@ -108,7 +108,7 @@ class Client:
             "watch": "1",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(random.randrange(*WATCH_TIMEOUT)),
+            "timeoutSeconds": str(random.randrange(*WATCH_TIMEOUT)),  # noqa: S311  (spread, not a secret)
         }
         timeout = aiohttp.ClientTimeout(total=None, connect=REQUEST_TIMEOUT, sock_read=WATCH_SILENCE)
         async with self._get(path, params, timeout) as response:

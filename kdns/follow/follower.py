@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 from dataclasses import dataclass
 from typing import Self
 
@@ -35,9 +36,8 @@ from prometheus_client import Counter
 
 from kdns.api import status
 from kdns.api.http import start_api
-from kdns.app import BindError, bind_dns, open_router
+from kdns.app import BindError, DnsServers, ZoneReloader, load_static, serve_dns
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, load_zones
 from kdns.config import Settings
 from kdns.errors import KdnsError
 from kdns.follow import kubeconfig
@@ -96,11 +96,17 @@ class _Backoff:
         self.delay = MIN_DELAY
 
     async def wait(self) -> None:
-        await asyncio.sleep(self.delay * random.uniform(0.8, 1.2))
+        # Jitter, so that followers of one API do not all come back at once (not a secret).
+        await asyncio.sleep(self.delay * random.uniform(0.8, 1.2))  # noqa: S311
         self.delay = min(self.delay * 2, MAX_DELAY)
 
     def reset(self) -> None:
         self.delay = MIN_DELAY
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, for a log line (some exceptions have no message)."""
+    return str(exc) or type(exc).__name__
 
 
 def _version(text: str, what: str) -> int:
@@ -129,6 +135,7 @@ class Follower:
             ("kind",), registry=self.metrics.registry,
         )
         self.index: ClusterIndex | None = None
+        self.zones: ZoneReloader | None = None
         self.router: Router | None = None
         self.dns_address = settings.dns_address
         self.dns_port = settings.dns_port
@@ -142,7 +149,7 @@ class Follower:
         settings = self.settings
         assert settings.follow is not None
         access = kubeconfig.load(settings.follow, settings.follow_context)
-        static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
+        static = load_static(settings)
         async with contextlib.AsyncExitStack() as stack:
             client = self._client = await stack.enter_async_context(Client(access))
             log.info("following %s (context %s)", access.server, access.context)
@@ -150,9 +157,12 @@ class Follower:
             index = self.index = ClusterIndex(settings)
             mirror = self._mirror = Mirror(index, self.metrics, (f.kind for f in FOLLOWED))
             mirror.load(lists, max(versions.values()))
-            self.router, _ = await open_router(stack, settings, index, static)
-            udp, _ = await bind_dns(stack, settings, self.router, self.metrics, reuse_port=False)
-            self.dns_port = udp.port
+            dns: DnsServers = await stack.enter_async_context(
+                serve_dns(settings, index, static, self.metrics, reuse_port=False)
+            )
+            self.router, self.dns_port = dns.router, dns.udp.port
+            self.zones = ZoneReloader(dns.router, settings.zones_dir, None)
+            stack.push_async_callback(self.zones.aclose)
             await self._serve_health(stack, access.server)
             tasks = [
                 asyncio.get_running_loop().create_task(self._reflect(followed, versions[followed.kind]),
@@ -200,7 +210,7 @@ class Follower:
                     f"cannot verify the certificate of {client.access.server}: {exc.certificate_error}"
                 ) from None
             except _TRANSIENT as exc:
-                log.warning("cannot reach the followed API at %s yet: %s; trying again", client.access.server, exc or type(exc).__name__)
+                log.warning("cannot reach the followed API at %s yet: %s; trying again", client.access.server, _why(exc))
             await backoff.wait()
 
     async def _list(self, client: Client, followed: Followed) -> tuple[list[KubeObject], int]:
@@ -264,9 +274,9 @@ class Follower:
                 self.reconnects.labels(kind).inc()
                 if not broken:
                     log.warning("the watch of %s broke (%s); resuming from resource version %s",
-                                followed.path, exc or type(exc).__name__, version)
+                                followed.path, _why(exc), version)
                 else:
-                    log.debug("watching %s: %s", followed.path, exc or type(exc).__name__)
+                    log.debug("watching %s: %s", followed.path, _why(exc))
                 broken = True
                 await backoff.wait()
             except Exception:  # a bug here must not stop following for good
@@ -298,7 +308,7 @@ class Follower:
             try:
                 return await self._list(client, followed)
             except _TRANSIENT as exc:
-                log.warning("cannot list %s: %s; trying again", followed.path, exc or type(exc).__name__)
+                log.warning("cannot list %s: %s; trying again", followed.path, _why(exc))
                 await backoff.wait()
 
     # --- health ----------------------------------------------------------------------
@@ -351,8 +361,21 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Follow and serve DNS until `stop` is set (or for ever, until cancelled)."""
+    """Follow and serve DNS until `stop` is set (or for ever, until cancelled); SIGHUP
+    reloads the static zones, as `kdns serve` without --follow."""
     stop = stop or asyncio.Event()
-    async with Follower(settings):
-        await stop.wait()
+    async with Follower(settings) as follower:
+        assert follower.zones is not None
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, follower.zones.hangup)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            hangup = False
+        else:
+            hangup = True
+        try:
+            await stop.wait()
+        finally:
+            if hangup:
+                loop.remove_signal_handler(signal.SIGHUP)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 
 TIMEOUT = 10.0
@@ -87,10 +88,8 @@ class Relay:
             if tasks:
                 await asyncio.wait(tasks, timeout=TIMEOUT / 2)
 
-        try:
+        with contextlib.suppress(concurrent.futures.TimeoutError):
             self._call(close())
-        except concurrent.futures.TimeoutError:
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(TIMEOUT)
         self._loop.close()
