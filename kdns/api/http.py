@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kdns.api import discovery, openapi, paging, patch, schema, status, tables
+from kdns.api import discovery, openapi, paging, patch, protobuf, schema, status, tables
 from kdns.api.resources import BY_PATH, GROUP_VERSIONS, Resource, in_group_version
 from kdns.api.selectors import (
     Selector,
@@ -79,7 +79,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
-BODY_TYPES = (JSON, "application/yaml")
+BODY_TYPES = (JSON, "application/yaml", protobuf.MEDIA_TYPE)
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -104,8 +104,29 @@ def _json_response(body: Any, code: int = 200, headers: dict[str, str] | None = 
     )
 
 
-def _status_response(error: ApiError) -> web.Response:
-    return _json_response(error.status(), error.code)
+def _wants_protobuf(request: web.Request) -> bool:
+    """The client takes protobuf before JSON (client-go's default for built-in kinds)."""
+    for media, params in _media_types(request.headers.get("Accept", "")):
+        if media == protobuf.MEDIA_TYPE and "as" not in params:
+            return True
+        if media in (JSON, "*/*", "application/*"):
+            return False
+    return False
+
+
+def _object_response(request: web.Request, doc: dict[str, Any], code: int = 200) -> web.Response:
+    """An object, list or Status in the encoding the client asked for: protobuf when it
+    comes first in Accept and the kind has a message, JSON otherwise."""
+    if _wants_protobuf(request) and protobuf.encodable(doc):
+        try:
+            return web.Response(body=protobuf.encode(doc), status=code, content_type=protobuf.MEDIA_TYPE)
+        except protobuf.ConversionError as exc:  # a stored value the schema has no room for
+            log.warning("%s %s: answered in JSON: %s", doc.get("kind"), request.path, exc)
+    return _json_response(doc, code)
+
+
+def _status_response(error: ApiError, request: web.Request) -> web.Response:
+    return _object_response(request, error.status(), error.code)
 
 
 def _media_types(header: str) -> list[tuple[str, dict[str, str]]]:
@@ -312,23 +333,23 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = _status_response(exc)
+        response = _status_response(exc, request)
     except registry_errors.RegistryError as exc:
-        response = _status_response(_from_registry(exc, request))
+        response = _status_response(_from_registry(exc, request), request)
     except web.HTTPException as exc:
         if exc.status == 404:
-            response = _status_response(status.path_not_found(request.path))
+            response = _status_response(status.path_not_found(request.path), request)
         elif exc.status == 405:
-            response = _status_response(status.method_not_allowed(request.method))
+            response = _status_response(status.method_not_allowed(request.method), request)
         elif exc.status == 413:
-            response = _status_response(status.too_large())
+            response = _status_response(status.too_large(), request)
         elif exc.status >= 400:
-            response = _status_response(ApiError(exc.status, exc.reason, exc.text or exc.reason))
+            response = _status_response(ApiError(exc.status, exc.reason, exc.text or exc.reason), request)
         else:
             raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path_qs)
-        response = _status_response(status.internal("see the server log"))
+        response = _status_response(status.internal("see the server log"), request)
     resource = request.get(_RESOURCE)
     if resource is not None and request.method in WRITE_METHODS:
         request.app[METRICS].observe_write(_VERBS[request.method], resource, response.status)
@@ -537,7 +558,7 @@ def _render(request: web.Request, resource: Resource, obj: Any, code: int = 200)
             api_version=table_version,
         )
         return _json_response(body, code)
-    return _json_response(doc, code)
+    return _object_response(request, doc, code)
 
 
 def _selector(request: web.Request, target: Target) -> Selector:
@@ -594,8 +615,8 @@ def _list(request: web.Request, target: Target) -> web.Response:
         )
         body["metadata"] = metadata
         return _json_response(body)
-    return _json_response(
-        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
+    return _object_response(
+        request, {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
     )
 
 
@@ -712,6 +733,8 @@ async def _read_document(request: web.Request, resource: Resource) -> dict[str, 
         doc, duplicates = _loads_json(body)
     elif media in ("application/yaml", "application/x-yaml", "text/yaml"):
         doc, duplicates = _loads_yaml(body), []
+    elif media == protobuf.MEDIA_TYPE:
+        doc, duplicates = protobuf.decode(body), []
     else:
         raise status.unsupported_media_type(media, BODY_TYPES)
     return _decode(request, resource, doc, duplicates)
@@ -917,7 +940,7 @@ async def _delete(request: web.Request, target: Target) -> web.Response:
     body = await _read(request)
     options: dict[str, Any] = {}
     if body.strip():
-        options, _ = _loads_json(body)
+        options = protobuf.decode(body) if _media_type(request) == protobuf.MEDIA_TYPE else _loads_json(body)[0]
         if not isinstance(options, dict):
             raise status.bad_request("the body of a DELETE must be DeleteOptions")
     dry_run = _dry_run(request, options)
