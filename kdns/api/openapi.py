@@ -5,9 +5,11 @@ for the PATCH operation tagged with `x-kubernetes-group-version-kind` and a `fie
 query parameter (k8s.io/cli-runtime resource/query_param_verifier_v3.go); finding it, it sends
 `?fieldValidation=Strict` and skips client-side validation.
 
-The component schemas deliberately carry no `x-kubernetes-group-version-kind`: kubectl then
-computes client-side-apply patches from its own compiled-in types (which know every field)
-instead of from these schemas, whose `OPEN` parts it could not walk.
+The component schemas are kube-apiserver's: every message of the published Kubernetes
+schemas, with their descriptions and patch-strategy and list-type markers
+(`k8s_pb/definitions.json`, made from the .proto files), and the served kinds tagged with
+`x-kubernetes-group-version-kind`, by which `kubectl explain` finds them and client-side
+apply reads their merge keys, as against a real cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from kdns import __version__
@@ -25,44 +28,57 @@ KUBERNETES_VERSION = "v1.32.0"
 _REF = "#/components/schemas/"
 
 
-def _schema(node: s.Schema, components: dict[str, Any]) -> dict[str, Any]:
-    if node.type == "object":
-        body: dict[str, Any] = {"type": "object"}
-        if node.properties:
-            body["properties"] = {k: _schema(v, components) for k, v in node.properties.items()}
-        if node.open:
-            body["x-kubernetes-preserve-unknown-fields"] = True
-        if node.name:
-            components.setdefault(node.name, body)
-            return {"$ref": _REF + node.name}
-        return body
-    if node.type == "array":
-        assert node.items is not None
-        body = {"type": "array", "items": _schema(node.items, components)}
-        if node.merge_key:
-            body["x-kubernetes-patch-merge-key"] = node.merge_key
-            body["x-kubernetes-list-type"] = "map"
-            body["x-kubernetes-list-map-keys"] = [node.merge_key]
-        elif node.strategy and "merge" in node.strategy:
-            body["x-kubernetes-list-type"] = "set"
-        else:
-            body["x-kubernetes-list-type"] = "atomic"
-        if node.strategy:
-            body["x-kubernetes-patch-strategy"] = node.strategy
-        return body
-    if node.type == "map":
-        assert node.items is not None
-        return {"type": "object", "additionalProperties": _schema(node.items, components)}
-    if node.type == "int-or-string":
-        return {"type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": True}
-    if node.type == "quantity":
-        return {"type": "string", "format": "quantity", "x-kubernetes-int-or-string": True}
-    if node.type == "any":
-        return {"x-kubernetes-preserve-unknown-fields": True}
-    body = {"type": node.type}
-    if node.format:
-        body["format"] = node.format
+# The OpenAPI definitions of every message of the Kubernetes schemas kdns serves, made by
+# kdns/api/k8s_pb/generate.py from the published .proto files and their comments.
+_DEFINITIONS = Path(__file__).resolve().parent / "k8s_pb" / "definitions.json"
+# The kinds kdns serves, with their lists, carry the extension that kubectl looks
+# schemas up by (`kubectl explain`, client-side apply's patch strategies).
+_SERVED_KINDS = {
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Status": ("", "v1", "Status"),
+}
+
+
+def _gvk(group: str, version: str, kind: str) -> list[dict[str, str]]:
+    return [{"group": group, "kind": kind, "version": version}]
+
+
+def _v3(node: Any) -> Any:
+    """A v2 definition as OpenAPI 3 writes it: refs into components, a ref with a
+    description beside it wrapped in allOf (siblings of $ref are ignored in 3.0), and
+    int-or-string marked as kube-apiserver marks it."""
+    if isinstance(node, list):
+        return [_v3(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    body = {key: _v3(value) for key, value in node.items()}
+    ref = body.get("$ref")
+    if isinstance(ref, str):
+        body["$ref"] = ref.replace("#/definitions/", _REF)
+        if len(body) > 1:
+            body = {"allOf": [{"$ref": body.pop("$ref")}], **body}
+    if body.get("format") == "int-or-string":
+        body["x-kubernetes-int-or-string"] = True
     return body
+
+
+@cache
+def _components() -> dict[str, Any]:
+    definitions = json.loads(_DEFINITIONS.read_text())
+    served = dict(_SERVED_KINDS)
+    for gv in GROUP_VERSIONS:
+        for resource in in_group_version(gv):
+            name = s.BY_KIND[resource.kind].name
+            assert name is not None
+            served[name] = (resource.group, resource.version, resource.kind)
+            served[f"{name}List"] = (resource.group, resource.version, resource.list_kind)
+    components = {name: _v3(body) for name, body in definitions.items()}
+    for name, (group, version, kind) in served.items():
+        components[name]["x-kubernetes-group-version-kind"] = _gvk(group, version, kind)
+    # A patch body is any of the patch media types: its schema is not the object's.
+    components["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
+        "type": "object", "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+    }
+    return components
 
 
 def _param(name: str, kind: str = "string", where: str = "query", **extra: Any) -> dict[str, Any]:
@@ -167,55 +183,20 @@ def _paths_for(resource: Resource, prefix: str, object_schema: str) -> dict[str,
     return paths
 
 
-def _meta_components() -> dict[str, Any]:
-    string = {"type": "string"}
-    return {
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta": {
-            "type": "object",
-            "properties": {"resourceVersion": string, "continue": string, "remainingItemCount": {"type": "integer"}},
-        },
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch": {"type": "object"},
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Status": {
-            "type": "object",
-            "properties": {
-                "apiVersion": string,
-                "kind": string,
-                "status": string,
-                "message": string,
-                "reason": string,
-                "code": {"type": "integer"},
-                "details": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            },
-        },
-    }
-
-
 def document(group_version: str) -> dict[str, Any]:
     """The OpenAPI document of one group-version (`v1`, `discovery.k8s.io/v1`)."""
     prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    components: dict[str, Any] = _meta_components()
     paths: dict[str, Any] = {}
     for resource in in_group_version(group_version):
         root = s.BY_KIND[resource.kind]
         assert root.name is not None
-        _schema(root, components)
-        components[f"{root.name}List"] = {
-            "type": "object",
-            "properties": {
-                "apiVersion": {"type": "string"},
-                "kind": {"type": "string"},
-                "metadata": {"$ref": _REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"},
-                "items": {"type": "array", "items": {"$ref": _REF + root.name}},
-            },
-            "required": ["items"],
-        }
         paths.update(_paths_for(resource, prefix, root.name))
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (kdns)", "version": f"{KUBERNETES_VERSION}+kdns.{__version__}"},
         "paths": paths,
         "components": {
-            "schemas": components,
+            "schemas": _components(),
             "securitySchemes": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}},
         },
         "security": [{"BearerToken": []}],

@@ -63,8 +63,19 @@ def test_openapi_v3_declares_server_side_field_validation(api: Api):
     assert {"name": "fieldValidation", "in": "query"}.items() <= next(
         p for p in patch["parameters"] if p["name"] == "fieldValidation"
     ).items()
-    ports = document["components"]["schemas"]["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
+    schemas = document["components"]["schemas"]
+    ports = schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
     assert ports["x-kubernetes-patch-merge-key"] == "port"
+    assert ports["x-kubernetes-list-map-keys"] == ["port", "protocol"]
+    # The published schemas: descriptions, group-version-kinds of the served kinds, refs.
+    assert schemas["io.k8s.api.core.v1.Service"]["x-kubernetes-group-version-kind"] == [
+        {"group": "", "kind": "Service", "version": "v1"}
+    ]
+    assert schemas["io.k8s.api.core.v1.ServiceList"]["x-kubernetes-group-version-kind"][0]["kind"] == "ServiceList"
+    metadata = schemas["io.k8s.api.core.v1.Service"]["properties"]["metadata"]
+    assert metadata["allOf"] == [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]
+    assert schemas["io.k8s.api.core.v1.ServicePort"]["properties"]["targetPort"]["allOf"][0]["$ref"].endswith("IntOrString")
+    assert schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["x-kubernetes-int-or-string"] is True
 
 
 # --- reads and writes --------------------------------------------------------------------
@@ -296,11 +307,11 @@ def test_413_request_entity_too_large(api: Api):
 
 
 def test_415_unsupported_media_type(api: Api):
-    """A PATCH of an unknown patch type, and a protobuf body, are 415 UnsupportedMediaType."""
+    """A PATCH of an unknown patch type, and a body in a media type kdns does not read, are 415 UnsupportedMediaType."""
     api.request("POST", SERVICES, service("web"))
     before = version(api)
     assert_status(api.request("PATCH", f"{SERVICES}/web", {}, content_type="application/xml"), 415, "UnsupportedMediaType")
-    assert_status(api.request("POST", SERVICES, b"k8s\x00", content_type="application/vnd.kubernetes.protobuf"), 415, "UnsupportedMediaType")
+    assert_status(api.request("POST", SERVICES, b"<service/>", content_type="application/xml"), 415, "UnsupportedMediaType")
     assert version(api) == before
 
 

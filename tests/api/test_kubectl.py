@@ -179,3 +179,17 @@ def test_nodes_and_explain_free_discovery(api: Api):
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
     assert {line.split()[0] for line in resources.splitlines()} == {"namespaces", "nodes", "pods", "services", "endpointslices"}
+
+
+def test_explain_reads_the_published_schemas(api: Api):
+    """`kubectl explain` finds the served kinds and prints the Kubernetes schemas' own
+    descriptions; a kind kdns does not serve is not found, as on a cluster without it."""
+    out = api.kubectl("explain", "service.spec.clusterIP").stdout
+    assert out.splitlines()[:2] == ["KIND:       Service", "VERSION:    v1"]
+    assert "FIELD: clusterIP <string>" in out
+    assert "clusterIP is the IP address of the service and is usually assigned" in out
+    slices = api.kubectl("explain", "endpointslices.endpoints.conditions.ready").stdout
+    assert "GROUP:      discovery.k8s.io" in slices and "FIELD: ready <boolean>" in slices
+    missing = api.kubectl("explain", "configmaps", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == 'the server doesn\'t have a resource type "configmaps"'
