@@ -293,6 +293,7 @@ def build_app(
     add("GET", "/apis", _apis)
     add("GET", "/apis/{group}", _api_group)
     add("GET", "/apis/{group}/{version}", _resource_list)
+    add("GET", "/openapi/v2", _openapi_v2)
     add("GET", "/openapi/v3", _openapi_index)
     add("GET", "/openapi/v3/{path:.+}", _openapi_document)
     add("*", "/api/v1/{tail:.+}", _resources)
@@ -494,6 +495,13 @@ async def _resource_list(request: web.Request) -> web.Response:
     if group_version not in GROUP_VERSIONS or not in_group_version(group_version):
         raise status.path_not_found(request.path)
     return _json_response(discovery.resource_list(group_version))
+
+
+async def _openapi_v2(request: web.Request) -> web.Response:
+    as_json, as_protobuf = openapi.rendered_v2()
+    if openapi.V2_PROTOBUF.split("@", 1)[0] in request.headers.get("Accept", ""):
+        return web.Response(body=as_protobuf, headers={"Content-Type": openapi.V2_PROTOBUF_TYPE})
+    return web.Response(body=as_json, content_type=JSON)
 
 
 async def _openapi_index(request: web.Request) -> web.Response:

@@ -20,8 +20,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kdns import __version__
 from kdns.api import schema as s
+from kdns.api.k8s_pb import openapi_v2_pb2
 from kdns.api.resources import GROUP_VERSIONS, Resource, in_group_version
 
 KUBERNETES_VERSION = "v1.32.0"
@@ -62,8 +65,9 @@ def _v3(node: Any) -> Any:
 
 
 @cache
-def _components() -> dict[str, Any]:
-    definitions = json.loads(_DEFINITIONS.read_text())
+def _definitions() -> dict[str, Any]:
+    """The definitions, v2's form (`#/definitions/` refs), the served kinds tagged."""
+    definitions: dict[str, Any] = json.loads(_DEFINITIONS.read_text())
     served = dict(_SERVED_KINDS)
     for gv in GROUP_VERSIONS:
         for resource in in_group_version(gv):
@@ -71,14 +75,78 @@ def _components() -> dict[str, Any]:
             assert name is not None
             served[name] = (resource.group, resource.version, resource.kind)
             served[f"{name}List"] = (resource.group, resource.version, resource.list_kind)
-    components = {name: _v3(body) for name, body in definitions.items()}
     for name, (group, version, kind) in served.items():
-        components[name]["x-kubernetes-group-version-kind"] = _gvk(group, version, kind)
+        definitions[name]["x-kubernetes-group-version-kind"] = _gvk(group, version, kind)
     # A patch body is any of the patch media types: its schema is not the object's.
-    components["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
-        "type": "object", "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+    definitions["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
+        "type": "object",
+        "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
     }
-    return components
+    return definitions
+
+
+@cache
+def _components() -> dict[str, Any]:
+    return {name: _v3(body) for name, body in _definitions().items()}
+
+
+# --- /openapi/v2 ---------------------------------------------------------------------------
+
+# What kubectl asks for; the answer's Content-Type spells the version with a dot, which
+# (unlike `@`) Go's mime parser reads, as kube-openapi's handler does.
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+V2_PROTOBUF_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def document_v2() -> dict[str, Any]:
+    """The Swagger 2.0 document: the same definitions as v3's components (what kubectl
+    validates a `kind: List` with); the operations are described in v3 only."""
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes (kdns)", "version": f"{KUBERNETES_VERSION}+kdns.{__version__}"},
+        "paths": {},
+        "definitions": _definitions(),
+    }
+
+
+def _gnostic_schema(body: dict[str, Any]) -> Any:
+    """One definition as gnostic's openapi_v2.Schema message, as kube-apiserver encodes it."""
+    schema = openapi_v2_pb2.Schema()
+    for key, value in body.items():
+        if key == "$ref":
+            schema._ref = value  # the message's field is called `_ref`
+        elif key in ("description", "format"):
+            setattr(schema, key, value)
+        elif key == "type":
+            schema.type.value.append(value)
+        elif key == "properties":
+            schema.properties.additional_properties.extend(
+                openapi_v2_pb2.NamedSchema(name=name, value=_gnostic_schema(prop)) for name, prop in value.items()
+            )
+        elif key == "items":
+            schema.items.schema.append(_gnostic_schema(value))
+        elif key == "additionalProperties":
+            schema.additional_properties.schema.CopyFrom(_gnostic_schema(value))
+        elif key.startswith("x-"):
+            schema.vendor_extension.append(
+                openapi_v2_pb2.NamedAny(name=key, value=openapi_v2_pb2.Any(yaml=yaml.safe_dump(value)))
+            )
+    return schema
+
+
+@cache
+def rendered_v2() -> tuple[bytes, bytes]:
+    """/openapi/v2 as JSON and as gnostic protobuf (which kubectl asks for)."""
+    doc = document_v2()
+    message = openapi_v2_pb2.Document(
+        swagger=doc["swagger"],
+        info=openapi_v2_pb2.Info(title=doc["info"]["title"], version=doc["info"]["version"]),
+        paths=openapi_v2_pb2.Paths(),
+        definitions=openapi_v2_pb2.Definitions(additional_properties=[
+            openapi_v2_pb2.NamedSchema(name=name, value=_gnostic_schema(body)) for name, body in doc["definitions"].items()
+        ]),
+    )
+    return json.dumps(doc, separators=(",", ":")).encode(), message.SerializeToString()
 
 
 def _param(name: str, kind: str = "string", where: str = "query", **extra: Any) -> dict[str, Any]:

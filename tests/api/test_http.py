@@ -53,6 +53,28 @@ def test_discovery_legacy_and_aggregated(api: Api):
     assert api.request("GET", "/version").json["gitVersion"].startswith("v1.32.0")
 
 
+def test_openapi_v2_has_the_same_definitions_as_v3(api: Api):
+    """/openapi/v2 (JSON, or gnostic protobuf for kubectl) carries v3's schemas in v2's form."""
+    from kdns.api.k8s_pb import openapi_v2_pb2
+
+    v2 = api.request("GET", "/openapi/v2").json
+    assert v2["swagger"] == "2.0"
+    service = v2["definitions"]["io.k8s.api.core.v1.Service"]
+    assert service["properties"]["spec"] == {
+        "$ref": "#/definitions/io.k8s.api.core.v1.ServiceSpec", "description": service["properties"]["spec"]["description"]
+    }
+    v3 = api.request("GET", api.request("GET", "/openapi/v3").json["paths"]["api/v1"]["serverRelativeURL"]).json
+    assert set(v2["definitions"]) == set(v3["components"]["schemas"])
+    accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    reply = api.request("GET", "/openapi/v2", headers={"Accept": accept})
+    assert reply.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    document = openapi_v2_pb2.Document.FromString(reply.body)
+    named = {d.name: d.value for d in document.definitions.additional_properties}
+    assert set(named) == set(v2["definitions"])
+    gvk = next(e for e in named["io.k8s.api.core.v1.Service"].vendor_extension if e.name == "x-kubernetes-group-version-kind")
+    assert "kind: Service" in gvk.value.yaml
+
+
 def test_openapi_v3_declares_server_side_field_validation(api: Api):
     """/openapi/v3 indexes one document per group-version whose PATCH operations take fieldValidation."""
     index = api.request("GET", "/openapi/v3").json["paths"]

@@ -193,3 +193,33 @@ def test_explain_reads_the_published_schemas(api: Api):
     missing = api.kubectl("explain", "configmaps", check=False)
     assert missing.returncode == 1
     assert missing.stderr.strip() == 'the server doesn\'t have a resource type "configmaps"'
+
+
+LIST = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: listed}
+  spec: {ports: [{port: 80}]}
+"""
+
+
+def test_apply_of_a_list_validates_with_openapi_v2(api: Api, tmp_path):
+    """`kubectl apply -f` of a `kind: List` is validated client-side with /openapi/v2 (read
+    as gnostic protobuf), item by item against the published schemas, as on a cluster."""
+    good = tmp_path / "list.yaml"
+    good.write_text(LIST)
+    assert api.kubectl("apply", "-f", str(good)).stdout.strip() == "service/listed created"
+    assert api.kubectl("apply", "-f", str(good)).stdout.strip() == "service/listed unchanged"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LIST.replace("name: listed", "name: other").replace("{port: 80}]}", "{port: 80}], bogus: 1}"))
+    refused = api.kubectl("apply", "-f", str(bad), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'error: error validating "{bad}": error validating data: ValidationError(Service.spec): unknown field '
+        '"bogus" in io.k8s.api.core.v1.ServiceSpec; if you choose to ignore these errors, turn validation off '
+        "with --validate=false"
+    )
+    assert api.call(lambda store: store.get("Service", "default", "other")) is None
