@@ -223,3 +223,29 @@ def test_apply_of_a_list_validates_with_openapi_v2(api: Api, tmp_path):
         "with --validate=false"
     )
     assert api.call(lambda store: store.get("Service", "default", "other")) is None
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (("get", "endpoints"), 'error: the server doesn\'t have a resource type "endpoints"'),
+        (("get", "events"), 'error: the server doesn\'t have a resource type "events"'),
+        (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
+         "(namespaces/default/pods/web-1/log)")),
+        (("exec", "web-1", "--", "ls"), ("Error from server (NotFound): the server could not find the requested "
+         "resource (namespaces/default/pods/web-1/exec)")),
+        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: the server could not "
+         "find the requested resource (namespaces/default/pods/web-1/portforward)")),
+        (("scale", "deployment", "web", "--replicas=2"), 'error: the server doesn\'t have a resource type "deployment"'),
+        (("rollout", "status", "deployment/web"), 'error: the server doesn\'t have a resource type "deployment"'),
+    ],
+)
+def test_what_kubectl_cannot_do_here(api: Api, tmp_path, command, error):
+    """The commands the README lists as not working, and the error each prints (kdns runs
+    no kubelet and serves no workloads, Endpoints or Events)."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    result = api.kubectl(*command, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == error
