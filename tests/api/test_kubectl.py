@@ -249,3 +249,19 @@ def test_what_kubectl_cannot_do_here(api: Api, tmp_path, command, error):
     result = api.kubectl(*command, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == error
+
+
+def test_describe_label_annotate_replace(api: Api, tmp_path):
+    """`kubectl describe`, `label`, `annotate` and `replace` work on a served kind."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    described = api.kubectl("describe", "service", "web").stdout
+    assert "Name:                     web" in described and f"IP:                       {cluster_ip(api)}" in described
+    assert api.kubectl("label", "service", "web", "tier=front").stdout.strip() == "service/web labeled"
+    assert api.kubectl("annotate", "service", "web", "owner=team").stdout.strip() == "service/web annotated"
+    live = json.loads(api.kubectl("get", "service", "web", "-o", "json").stdout)
+    assert live["metadata"]["labels"]["tier"] == "front" and live["metadata"]["annotations"]["owner"] == "team"
+    live["spec"]["ports"][0]["port"] = 81
+    assert api.kubectl("replace", "-f", "-", input=json.dumps(live)).stdout.strip() == "service/web replaced"
+    assert api.call(lambda store: store.get("Service", "default", "web").manifest["spec"]["ports"][0]["port"]) == 81
