@@ -31,7 +31,17 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kdns.api import discovery, openapi, paging, patch, protobuf, schema, status, tables
+from kdns.api import (
+    discovery,
+    openapi,
+    ownership,
+    paging,
+    patch,
+    protobuf,
+    schema,
+    status,
+    tables,
+)
 from kdns.api.resources import BY_PATH, GROUP_VERSIONS, Resource, in_group_version
 from kdns.api.selectors import (
     Selector,
@@ -891,23 +901,39 @@ def _apply(
     config = _place(_decode(request, resource, config), target, creating=False)
     if target.subresource == "status" and current is None:
         raise status.not_found(resource.group_resource, target.name or "")
+    manager = request.query["fieldManager"]
+    kind_schema = schema.BY_KIND[resource.kind]
+    fields = ownership.fields_of(config, kind_schema)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[_CLOCK]()))
     if current is None:
+        config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
         result = _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
         code = 201
     else:
         live = to_manifest(current)
-        # Without managedFields, what a manager owns is what it applied last. kubectl's
-        # own manager ("kubectl") takes over what `kubectl apply` applied client-side
-        # (csaupgrade) and keeps the last-applied annotation current, so for it that
-        # annotation is the previous configuration; other managers only add and change.
-        by_kubectl = request.query["fieldManager"] == KUBECTL_MANAGER
-        previous = _last_applied(live) if by_kubectl else None
-        merged = patch.apply_configuration(live, config, schema.BY_KIND[resource.kind], previous)
-        if previous is not None:
+        entries = [e for e in live["metadata"].get("managedFields") or [] if isinstance(e, dict)]
+        mine = next((e for e in entries if e.get("manager") == manager and e.get("operation") == ownership.APPLY), None)
+        found = ownership.conflicts(fields, [e for e in entries if e is not mine], live, config)
+        if found and not _flag(request, "force"):
+            raise _apply_conflict(found)
+        taken = {path for _, path in found}
+        # What the manager owns is what it applied last: its Apply entry's fields. Before
+        # it has one, kubectl's own manager takes over what `kubectl apply` applied
+        # client-side (csaupgrade), whose last-applied annotation says what that was.
+        by_kubectl = manager == KUBECTL_MANAGER
+        if mine is not None and isinstance(mine.get("fieldsV1"), dict):
+            previous = ownership.skeleton(mine["fieldsV1"])
+        else:
+            previous = _last_applied(live) if by_kubectl else None
+        merged = patch.apply_configuration(live, config, kind_schema, previous)
+        if by_kubectl and _last_applied(live) is not None:
             # As kube-apiserver's lastAppliedUpdater: an apply by "kubectl" keeps the
             # client-side annotation, where there is one, equal to what was applied.
             annotations = merged["metadata"].setdefault("annotations", {})
             annotations[LAST_APPLIED] = _configuration_text(config)
+        merged["metadata"]["managedFields"] = ownership.record(
+            entries, manager, fields, resource.group_version, now, taken
+        )
         if target.subresource == "status":
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
@@ -915,6 +941,18 @@ def _apply(
         result = _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
         code = 200
     return _render(request, resource, result, code)
+
+
+def _apply_conflict(found: list[tuple[str, ownership.Path]]) -> ApiError:
+    """409 as the API server words an apply's conflicts with other managers."""
+    count = f"{len(found)} conflict{'s' if len(found) > 1 else ''}"
+    lines = [f'conflict with "{manager}": {ownership.path_text(path)}' for manager, path in found]
+    message = f"Apply failed with {count}: " + (lines[0] if len(lines) == 1 else "\n" + "\n".join(f"- {line}" for line in lines))
+    causes = [
+        {"reason": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": ownership.path_text(path)}
+        for manager, path in found
+    ]
+    return ApiError(409, "Conflict", message, {"causes": causes})
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

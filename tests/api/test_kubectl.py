@@ -265,3 +265,48 @@ def test_describe_label_annotate_replace(api: Api, tmp_path):
     live["spec"]["ports"][0]["port"] = 81
     assert api.kubectl("replace", "-f", "-", input=json.dumps(live)).stdout.strip() == "service/web replaced"
     assert api.call(lambda store: store.get("Service", "default", "web").manifest["spec"]["ports"][0]["port"]) == 81
+
+
+SSA_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: owned}
+spec:
+  selector: {app: owned}
+  ports:
+  - {name: http, port: PORT, targetPort: TARGET}
+"""
+
+
+def ssa(api: Api, tmp_path, manager: str, port: int, target: int, *flags: str, check: bool = True):
+    manifest = tmp_path / f"{manager}.yaml"
+    manifest.write_text(SSA_SERVICE.replace("PORT", str(port)).replace("TARGET", str(target)))
+    return api.kubectl("apply", "--server-side", f"--field-manager={manager}", *flags, "-f", str(manifest), check=check)
+
+
+def test_server_side_apply_owns_fields(api: Api, tmp_path):
+    """Each apply records what its manager set in managedFields: applying again with a
+    changed list key replaces the item (no `Duplicate value`), and another manager's
+    different value is a conflict until it forces it."""
+    ssa(api, tmp_path, "ci", 80, 8080)
+    ssa(api, tmp_path, "ci", 81, 8080)
+    live = json.loads(api.kubectl("get", "svc", "owned", "-o", "json", "--show-managed-fields").stdout)
+    assert [(p["port"], p["name"]) for p in live["spec"]["ports"]] == [(81, "http")]
+    [entry] = live["metadata"]["managedFields"]
+    assert {k: entry[k] for k in ("manager", "operation", "apiVersion", "fieldsType")} == {
+        "manager": "ci", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1"}
+    assert entry["fieldsV1"]["f:spec"]["f:ports"] == {
+        'k:{"port":81}': {".": {}, "f:name": {}, "f:port": {}, "f:targetPort": {}}}
+    # Another manager, the same value: shared, no conflict.
+    ssa(api, tmp_path, "other", 81, 8080)
+    refused = ssa(api, tmp_path, "other", 81, 9090, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        'error: Apply failed with 1 conflict: conflict with "ci": .spec.ports[port=81].targetPort\n'
+    )
+    forced = ssa(api, tmp_path, "other", 81, 9090, "--force-conflicts")
+    assert forced.stdout.strip() == "service/owned serverside-applied"
+    live = json.loads(api.kubectl("get", "svc", "owned", "-o", "json", "--show-managed-fields").stdout)
+    assert live["spec"]["ports"][0]["targetPort"] == 9090
+    ci = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "ci")
+    assert "f:targetPort" not in ci["fieldsV1"]["f:spec"]["f:ports"]['k:{"port":81}']
