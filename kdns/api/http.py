@@ -19,6 +19,7 @@ one. Writes to `/status` change only `status`.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -33,6 +34,7 @@ from aiohttp import web
 
 from kdns.api import (
     discovery,
+    endpoints,
     openapi,
     ownership,
     paging,
@@ -42,6 +44,7 @@ from kdns.api import (
     status,
     tables,
 )
+from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
 from kdns.api.resources import BY_PATH, GROUP_VERSIONS, Resource, in_group_version
 from kdns.api.selectors import (
     Selector,
@@ -60,6 +63,7 @@ from kdns.api.watch import (
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
 from kdns.registry.manifests import to_manifest
+from kdns.registry.objects import SERVICE
 from kdns.registry.store import Store
 
 __all__ = ["METRICS", "STORE", "build_app", "start_api"]
@@ -542,6 +546,8 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     request[_RESOURCE] = target.resource.plural
     request[_GROUP] = target.resource.group
     method = request.method
+    if target.resource.derived:
+        return _derived(request, target)
     if target.name is None:
         if method == "GET":
             if target.watch_path or _flag(request, "watch"):
@@ -561,6 +567,30 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     elif method == "GET":
         return await _watch(request, target)
     raise status.method_not_allowed(method)
+
+
+def _derived(request: web.Request, target: Target) -> web.Response:
+    """GET and LIST of Endpoints, made from the EndpointSlices when read (endpoints.py)."""
+    if request.method != "GET" or target.watch_path or _flag(request, "watch") or target.subresource:
+        raise status.method_not_allowed(request.method)
+    # An Endpoints object has its Service's name, namespace and labels: select Services.
+    selector = _selector(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
+    docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    if target.name is not None:
+        if not docs:
+            raise status.not_found(target.resource.group_resource, target.name)
+        return _render(request, target.resource, docs[0])
+    version = str(request.app[STORE].resource_version)
+    table_version = _wants_table(request)
+    if table_version is not None:
+        body = tables.table(
+            target.resource.kind, docs, request.app[_CLOCK](), resource_version=version,
+            include_object=request.query.get("includeObject", "Metadata"), api_version=table_version,
+        )
+        return _json_response(body)
+    return _json_response(
+        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+    )
 
 
 def _render(request: web.Request, resource: Resource, obj: Any, code: int = 200) -> web.Response:

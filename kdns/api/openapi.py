@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from kdns import __version__
-from kdns.api import schema as s
 from kdns.api.k8s_pb import openapi_v2_pb2
 from kdns.api.resources import GROUP_VERSIONS, Resource, in_group_version
 
@@ -39,6 +38,12 @@ _DEFINITIONS = Path(__file__).resolve().parent / "k8s_pb" / "definitions.json"
 _SERVED_KINDS = {
     "io.k8s.apimachinery.pkg.apis.meta.v1.Status": ("", "v1", "Status"),
 }
+
+
+def definition_name(resource: Resource) -> str:
+    """`io.k8s.api.core.v1.Service`: the kind's definition, named as kube-apiserver names it."""
+    package = resource.group.split(".", 1)[0] if resource.group else "core"
+    return f"io.k8s.api.{package}.{resource.version}.{resource.kind}"
 
 
 def _gvk(group: str, version: str, kind: str) -> list[dict[str, str]]:
@@ -71,8 +76,7 @@ def _definitions() -> dict[str, Any]:
     served = dict(_SERVED_KINDS)
     for gv in GROUP_VERSIONS:
         for resource in in_group_version(gv):
-            name = s.BY_KIND[resource.kind].name
-            assert name is not None
+            name = definition_name(resource)
             served[name] = (resource.group, resource.version, resource.kind)
             served[f"{name}List"] = (resource.group, resource.version, resource.list_kind)
     for name, (group, version, kind) in served.items():
@@ -248,7 +252,17 @@ def _paths_for(resource: Resource, prefix: str, object_schema: str) -> dict[str,
         paths[f"{prefix}/{resource.plural}"] = {
             "get": _operation(resource, "list", "list", list_schema, _LIST_PARAMS)
         }
+    # Only the operations the resource has (Endpoints: get and list).
+    for path, item in list(paths.items()):
+        for method, operation in list(item.items()):
+            if method != "parameters" and _VERB_OF_ACTION[operation["x-kubernetes-action"]] not in resource.verbs:
+                del item[method]
+        if set(item) <= {"parameters"}:
+            del paths[path]
     return paths
+
+
+_VERB_OF_ACTION = {"list": "list", "get": "get", "post": "create", "put": "update", "patch": "patch", "delete": "delete"}
 
 
 def document(group_version: str) -> dict[str, Any]:
@@ -256,9 +270,7 @@ def document(group_version: str) -> dict[str, Any]:
     prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     paths: dict[str, Any] = {}
     for resource in in_group_version(group_version):
-        root = s.BY_KIND[resource.kind]
-        assert root.name is not None
-        paths.update(_paths_for(resource, prefix, root.name))
+        paths.update(_paths_for(resource, prefix, definition_name(resource)))
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (kdns)", "version": f"{KUBERNETES_VERSION}+kdns.{__version__}"},

@@ -255,7 +255,20 @@ def _namespace_row(doc: Mapping[str, Any], now: float) -> list[Any]:
     ]
 
 
+def _endpoints_row(doc: Mapping[str, Any], now: float) -> list[Any]:
+    # kubectl's printer: ip:port of the ready addresses, three at most, then "+ N more...".
+    pairs = [
+        f"{address.get('ip')}:{port.get('port')}" if subset.get("ports") else str(address.get("ip"))
+        for subset in doc.get("subsets") or []
+        for port in (subset.get("ports") or [{}])
+        for address in subset.get("addresses") or []
+    ]
+    text = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
+    return [doc["metadata"]["name"], text or "<none>", age(doc["metadata"].get("creationTimestamp"), now)]
+
+
 PRINTERS: Mapping[str, tuple[Sequence[Column], Callable[[Mapping[str, Any], float], list[Any]]]] = {
+    "Endpoints": ((NAME_COLUMN, ("Endpoints", "string", "", 0), AGE_COLUMN), _endpoints_row),
     objects.SERVICE: (
         (
             NAME_COLUMN,

@@ -39,7 +39,8 @@ def test_discovery_legacy_and_aggregated(api: Api):
     groups = api.request("GET", "/apis").json
     assert groups["kind"] == "APIGroupList" and groups["groups"][0]["name"] == "discovery.k8s.io"
     core = {r["name"]: r for r in api.request("GET", "/api/v1").json["resources"]}
-    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes"}
+    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes", "endpoints"}
+    assert core["endpoints"]["verbs"] == ["get", "list"] and core["endpoints"]["shortNames"] == ["ep"]
     assert core["services"]["shortNames"] == ["svc"] and core["services"]["namespaced"] is True
     assert core["nodes"]["namespaced"] is False and core["pods"]["kind"] == "Pod"
     slices = api.request("GET", "/apis/discovery.k8s.io/v1").json["resources"]

@@ -178,7 +178,8 @@ def test_nodes_and_explain_free_discovery(api: Api):
     [row] = columns(api.kubectl("get", "no", "-o", "wide").stdout)
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
-    assert {line.split()[0] for line in resources.splitlines()} == {"namespaces", "nodes", "pods", "services", "endpointslices"}
+    assert {line.split()[0] for line in resources.splitlines()} == {
+        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints"}
 
 
 def test_explain_reads_the_published_schemas(api: Api):
@@ -228,7 +229,6 @@ def test_apply_of_a_list_validates_with_openapi_v2(api: Api, tmp_path):
 @pytest.mark.parametrize(
     ("command", "error"),
     [
-        (("get", "endpoints"), 'error: the server doesn\'t have a resource type "endpoints"'),
         (("get", "events"), 'error: the server doesn\'t have a resource type "events"'),
         (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
          "(namespaces/default/pods/web-1/log)")),
@@ -310,3 +310,31 @@ def test_server_side_apply_owns_fields(api: Api, tmp_path):
     assert live["spec"]["ports"][0]["targetPort"] == 9090
     ci = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "ci")
     assert "f:targetPort" not in ci["fieldsV1"]["f:spec"]["f:ports"]['k:{"port":81}']
+
+
+def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
+    """`kubectl get endpoints` reads Endpoints made from the EndpointSlices: ready
+    addresses in `addresses`, the others in `notReadyAddresses`; they cannot be written."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    api.request("PATCH", "/api/v1/namespaces/default/pods/web-2/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+                content_type="application/merge-patch+json")
+    [row] = columns(api.kubectl("get", "endpoints").stdout)
+    assert (row["NAME"], row["ENDPOINTS"]) == ("web", "10.244.0.5:8080")
+    endpoints = json.loads(api.kubectl("get", "ep", "web", "-o", "json").stdout)
+    assert endpoints["kind"] == "Endpoints" and endpoints["metadata"]["labels"] == {"app": "web"}
+    [subset] = endpoints["subsets"]
+    assert [a["ip"] for a in subset["addresses"]] == ["10.244.0.5"]
+    assert subset["addresses"][0]["nodeName"] == "node-1"
+    assert subset["addresses"][0]["targetRef"]["name"] == "web-1"
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.244.0.6"]
+    assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    refused = api.kubectl("delete", "endpoints", "web", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error from server (MethodNotAllowed): the server does not allow this method on the requested resource (DELETE)"
+    )
+    missing = api.kubectl("get", "endpoints", "nothing", check=False)
+    assert missing.stderr.strip() == 'Error from server (NotFound): endpoints "nothing" not found'
