@@ -362,8 +362,23 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Follow and serve DNS until `stop` is set (or for ever, until cancelled); SIGHUP
-    reloads the static zones, as `kdns serve` without --follow."""
+    reloads the static zones, as `kdns serve` without --follow. A stop while the first
+    lists are still being waited for ends the wait."""
     stop = stop or asyncio.Event()
+    running = asyncio.ensure_future(_serve(settings, stop))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not running.done():
+            running.cancel()
+        await asyncio.gather(running, stopping, return_exceptions=True)
+    if not running.cancelled():
+        running.result()  # what stopped the follower, if it failed
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     async with Follower(settings) as follower:
         assert follower.zones is not None
         loop = asyncio.get_running_loop()
@@ -378,4 +393,3 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         finally:
             if hangup:
                 loop.remove_signal_handler(signal.SIGHUP)
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,29 @@ def test_flags_follow_mode_refuses(tmp_path: Path, capsys, args, environ, messag
     assert main(argv, {k: v.format(kc=kc, tmp=tmp_path) for k, v in environ.items()}) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == "kdns: error: " + message.format(tmp=tmp_path, kc=kc)
+
+
+def test_sigterm_while_waiting_for_the_api_exits_0(kubeconfig, tmp_path):
+    """A follower whose API is not there yet retries, and stops at once on SIGTERM."""
+    from tests.follow.conftest import free_port
+
+    path = kubeconfig(f"http://127.0.0.1:{free_port()}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KDNS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kdns", "serve", "--dns-port", "0", "--api-port", "0", "--upstream", "none",
+         "--follow", str(path)],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert first.startswith("kdns: following http://127.0.0.1:")
+        assert "cannot reach the followed API" in process.stderr.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
