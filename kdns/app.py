@@ -50,6 +50,7 @@ from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
@@ -305,7 +306,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         metrics.add_udp_drops(workers.drops)
     zones = ZoneReloader(dns.router, settings.zones_dir, workers)
     stack.push_async_callback(zones.aclose)
-    api = await _serve_api(stack, settings, store, metrics, tls)
+    events = EventLog()
+    api = await _serve_api(stack, settings, store, metrics, tls, events)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -315,7 +317,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             max_connections_per_service=settings.proxy_max_connections,
         ))
     # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
-    prober = await stack.enter_async_context(Prober(store))
+    prober = await stack.enter_async_context(Prober(store, events=events))
     app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, zones)
     _log_started(app, static)
     return app
@@ -379,11 +381,12 @@ async def _serve_api(
     store: Store,
     metrics: Metrics,
     tls: ssl.SSLContext | None,
+    events: EventLog,
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
     ready = asyncio.Event()
     ready.set()
-    api = build_app(store, metrics=metrics, token=settings.api_token, ready=ready.is_set)
+    api = build_app(store, metrics=metrics, token=settings.api_token, ready=ready.is_set, events=events)
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
     except OSError as exc:

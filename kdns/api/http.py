@@ -62,6 +62,7 @@ from kdns.api.watch import (
 )
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
+from kdns.registry.events import EventLog, field_matcher
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import SERVICE
 from kdns.registry.store import Store
@@ -78,6 +79,7 @@ _READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 _BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval")
+_EVENTS: web.AppKey[EventLog] = web.AppKey("events")
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
 _GROUP = web.RequestKey("group", str)
@@ -282,11 +284,13 @@ def build_app(
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
     bookmark_interval: float = BOOKMARK_INTERVAL,
+    events: EventLog | None = None,
 ) -> web.Application:
     """The API as an aiohttp application; `token` set means every request but the health
     checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by;
-    `bookmark_interval` is how long a quiet watch waits for its next BOOKMARK."""
+    `bookmark_interval` is how long a quiet watch waits for its next BOOKMARK; `events`
+    are the Events `/api/v1/events` lists (those the prober records)."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
     app[STORE] = store
     app[METRICS] = metrics
@@ -296,6 +300,7 @@ def build_app(
     app[_CLOCK] = clock
     app[_QUEUE_SIZE] = watch_queue_size
     app[_BOOKMARK_INTERVAL] = bookmark_interval
+    app[_EVENTS] = events if events is not None else EventLog()
     add = app.router.add_route
     add("GET", "/healthz", _healthz)
     add("GET", "/livez", _healthz)
@@ -570,12 +575,16 @@ async def _resources(request: web.Request) -> web.StreamResponse:
 
 
 def _derived(request: web.Request, target: Target) -> web.Response:
-    """GET and LIST of Endpoints, made from the EndpointSlices when read (endpoints.py)."""
+    """GET and LIST of what is made when read: Endpoints from the EndpointSlices
+    (endpoints.py), Events from the event log (registry/events.py)."""
     if request.method != "GET" or target.watch_path or _flag(request, "watch") or target.subresource:
         raise status.method_not_allowed(request.method)
-    # An Endpoints object has its Service's name, namespace and labels: select Services.
-    selector = _selector(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
-    docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    if target.resource.kind == endpoints.ENDPOINTS:
+        # An Endpoints object has its Service's name, namespace and labels: select Services.
+        selector = _selector(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
+        docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    else:
+        docs = _events(request, target)
     if target.name is not None:
         if not docs:
             raise status.not_found(target.resource.group_resource, target.name)
@@ -588,9 +597,22 @@ def _derived(request: web.Request, target: Target) -> web.Response:
             include_object=request.query.get("includeObject", "Metadata"), api_version=table_version,
         )
         return _json_response(body)
-    return _json_response(
-        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+    return _object_response(
+        request, {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
     )
+
+
+def _events(request: web.Request, target: Target) -> list[dict[str, Any]]:
+    try:
+        labels = parse_label_selector(request.query.get("labelSelector", ""))
+        fields = field_matcher(request.query.get("fieldSelector", ""))
+    except (SelectorError, ValueError) as exc:
+        raise status.bad_request(str(exc)) from None
+    return [
+        event for event in request.app[_EVENTS].events(target.namespace)
+        if fields(event) and (target.name is None or event["metadata"]["name"] == target.name)
+        and all(r.matches(event["metadata"].get("labels") or {}) for r in labels)
+    ]
 
 
 def _render(request: web.Request, resource: Resource, obj: Any, code: int = 200) -> web.Response:

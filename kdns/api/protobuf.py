@@ -36,7 +36,7 @@ __all__ = ["MEDIA_TYPE", "ConversionError", "decode", "encodable", "encode"]
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 
-_CORE = ("Namespace", "Service", "Pod", "Node", "Endpoints")
+_CORE = ("Namespace", "Service", "Pod", "Node", "Endpoints", "Event")
 MESSAGES: dict[tuple[str, str], type[Message]] = {
     **{("v1", kind): getattr(core_v1_pb2, kind) for kind in _CORE},
     **{("v1", f"{kind}List"): getattr(core_v1_pb2, f"{kind}List") for kind in _CORE},

@@ -53,6 +53,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(objects.NODE, "nodes", "node", "", "v1", False, ("no",)),
     Resource(objects.ENDPOINT_SLICE, "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True),
     Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",), verbs=("get", "list"), derived=True),
+    Resource("Event", "events", "event", "", "v1", True, ("ev",), verbs=("get", "list"), derived=True),
 )
 
 BY_KIND = {r.kind: r for r in RESOURCES}

@@ -39,7 +39,7 @@ def test_discovery_legacy_and_aggregated(api: Api):
     groups = api.request("GET", "/apis").json
     assert groups["kind"] == "APIGroupList" and groups["groups"][0]["name"] == "discovery.k8s.io"
     core = {r["name"]: r for r in api.request("GET", "/api/v1").json["resources"]}
-    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes", "endpoints"}
+    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes", "endpoints", "events"}
     assert core["endpoints"]["verbs"] == ["get", "list"] and core["endpoints"]["shortNames"] == ["ep"]
     assert core["services"]["shortNames"] == ["svc"] and core["services"]["namespaced"] is True
     assert core["nodes"]["namespaced"] is False and core["pods"]["kind"] == "Pod"

@@ -179,7 +179,7 @@ def test_nodes_and_explain_free_discovery(api: Api):
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
     assert {line.split()[0] for line in resources.splitlines()} == {
-        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints"}
+        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events"}
 
 
 def test_explain_reads_the_published_schemas(api: Api):
@@ -229,7 +229,6 @@ def test_apply_of_a_list_validates_with_openapi_v2(api: Api, tmp_path):
 @pytest.mark.parametrize(
     ("command", "error"),
     [
-        (("get", "events"), 'error: the server doesn\'t have a resource type "events"'),
         (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
          "(namespaces/default/pods/web-1/log)")),
         (("exec", "web-1", "--", "ls"), ("Error from server (NotFound): the server could not find the requested "
