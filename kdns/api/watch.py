@@ -7,7 +7,8 @@ queue overflowed: the client must list again). A change that moves an object int
 out of the selector is sent as ADDED or DELETED, as the API server's watch cache does.
 
 Subscribing and reading the backlog happen in one synchronous step, with no `await`
-between, so no event is missed or sent twice.
+between, so no event is missed or sent twice. `watch` is the handler of a watch request
+(`?watch=true`, the `/watch/` prefix): it reads the query and streams with `serve_watch`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,20 @@ from typing import Any
 
 from aiohttp import web
 
-from kdns.api import status
+from kdns.api import paging, status, tables
+from kdns.api.context import (
+    BOOKMARK_PERIOD,
+    CLOCK,
+    METRICS,
+    STORE,
+    WATCH_QUEUE_SIZE,
+    WATCHES,
+)
+from kdns.api.encoding import wants_table
 from kdns.api.selectors import Selector
+from kdns.api.targets import Target, selector_of
 from kdns.registry.errors import Expired
+from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import ADDED, DELETED, MODIFIED, Event
 
 ERROR = "ERROR"
@@ -199,3 +211,61 @@ async def _pump(
             )
             return
         await response.write(b"".join(_line(k, encode(k, o, rv)) for k, o, rv in batch))
+
+
+async def watch(request: web.Request, target: Target) -> web.StreamResponse:
+    app = request.app
+    store = app[STORE]
+    selector = selector_of(request, target)
+    resource = target.resource
+    options = paging.watch_options(request.query, store.resource_version)
+    try:
+        timeout = min(float(request.query.get("timeoutSeconds", MAX_TIMEOUT)), MAX_TIMEOUT)
+    except ValueError:
+        raise status.bad_request("timeoutSeconds: must be a number") from None
+    table_version = wants_table(request)
+    include = request.query.get("includeObject", "Metadata")
+    clock = app[CLOCK]
+    first = [True]
+
+    def encode(kind: str, obj: Any, rv: int) -> Any:
+        doc = to_manifest(obj)
+        if kind == "DELETED":
+            # The deletion has its own version: resuming from it must not replay it.
+            doc = {**doc, "metadata": {**doc.get("metadata", {}), "resourceVersion": str(rv)}}
+        if table_version is None:
+            return doc
+        with_columns, first[0] = first[0], False
+        return tables.table(
+            resource.kind,
+            [doc],
+            clock(),
+            resource_version=str(rv),
+            include_object=include,
+            api_version=table_version,
+            with_columns=with_columns,
+        )
+
+    def bookmark(rv: int, initial_events_end: bool) -> Any:
+        # As the API server's: an empty object of the kind, only its version set.
+        metadata: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
+        if initial_events_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return {"kind": resource.kind, "apiVersion": resource.group_version, "metadata": metadata}
+
+    metrics = app[METRICS]
+    return await serve_watch(
+        request,
+        store=store,
+        selector=selector,
+        resource_version=options.resource_version,
+        duration=timeout,
+        encode=encode,
+        bookmark=bookmark if options.bookmarks else None,
+        initial_events_end=options.initial_events_end,
+        bookmark_interval=app[BOOKMARK_PERIOD],
+        watches=app[WATCHES],
+        on_open=metrics.watch_opened,
+        on_close=metrics.watch_closed,
+        queue_size=app[WATCH_QUEUE_SIZE],
+    )
