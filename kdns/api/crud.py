@@ -17,16 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kdns.api import (
-    endpoints,
-    ownership,
-    paging,
-    patch,
-    protobuf,
-    schema,
-    status,
-    tables,
-)
+from kdns.api import endpoints, ownership, paging, patch, schema, status, tables
 from kdns.api.context import CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
@@ -40,7 +31,6 @@ from kdns.api.encoding import (
     loads_json,
     loads_yaml,
     media_type,
-    object_response,
     read_body,
     read_document,
     render,
@@ -103,8 +93,8 @@ def list_objects(request: web.Request, target: Target) -> web.Response:
         )
         body["metadata"] = metadata
         return json_response(body)
-    return object_response(
-        request, {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
+    return json_response(
+        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
     )
 
 
@@ -131,8 +121,8 @@ def derived(request: web.Request, target: Target) -> web.Response:
             include_object=request.query.get("includeObject", "Metadata"), api_version=table_version,
         )
         return json_response(body)
-    return object_response(
-        request, {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+    return json_response(
+        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
     )
 
 
@@ -379,7 +369,7 @@ async def delete(request: web.Request, target: Target) -> web.Response:
     body = await read_body(request)
     options: dict[str, Any] = {}
     if body.strip():
-        options = protobuf.decode(body) if media_type(request) == protobuf.MEDIA_TYPE else loads_json(body)[0]
+        options, _ = loads_json(body)
         if not isinstance(options, dict):
             raise status.bad_request("the body of a DELETE must be DeleteOptions")
     dry_run = is_dry_run(request, options)

@@ -1,17 +1,15 @@
-"""Reading requests and writing responses: media types, JSON, YAML and protobuf bodies
-(kdns/api/protobuf.py), field validation, dry runs, and objects rendered as JSON,
-protobuf or a Table (kdns/api/tables.py)."""
+"""Reading requests and writing responses: media types, JSON and YAML bodies, field
+validation, dry runs, and objects rendered as JSON or as a Table (kdns/api/tables.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from kdns.api import protobuf, schema, status, tables
+from kdns.api import schema, status, tables
 from kdns.api.context import CLOCK, KIND, NAME, WARNINGS
 from kdns.api.resources import Resource
 from kdns.api.status import MAX_BODY, ApiError
@@ -23,7 +21,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
-BODY_TYPES = (JSON, "application/yaml", protobuf.MEDIA_TYPE)
+BODY_TYPES = (JSON, "application/yaml")
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
@@ -36,32 +34,8 @@ def json_response(body: Any, code: int = 200, headers: dict[str, str] | None = N
     )
 
 
-log = logging.getLogger("kdns.api")
-
-
-def wants_protobuf(request: web.Request) -> bool:
-    """The client takes protobuf before JSON (client-go's default for built-in kinds)."""
-    for media, params in media_types(request.headers.get("Accept", "")):
-        if media == protobuf.MEDIA_TYPE and "as" not in params:
-            return True
-        if media in (JSON, "*/*", "application/*"):
-            return False
-    return False
-
-
-def object_response(request: web.Request, doc: dict[str, Any], code: int = 200) -> web.Response:
-    """An object, list or Status in the encoding the client asked for: protobuf when it
-    comes first in Accept and the kind has a message, JSON otherwise."""
-    if wants_protobuf(request) and protobuf.encodable(doc):
-        try:
-            return web.Response(body=protobuf.encode(doc), status=code, content_type=protobuf.MEDIA_TYPE)
-        except protobuf.ConversionError as exc:  # a stored value the schema has no room for
-            log.warning("%s %s: answered in JSON: %s", doc.get("kind"), request.path, exc)
-    return json_response(doc, code)
-
-
-def status_response(error: ApiError, request: web.Request) -> web.Response:
-    return object_response(request, error.status(), error.code)
+def status_response(error: ApiError) -> web.Response:
+    return json_response(error.status(), error.code)
 
 
 def media_types(header: str) -> list[tuple[str, dict[str, str]]]:
@@ -165,7 +139,7 @@ def render(request: web.Request, resource: Resource, obj: Any, code: int = 200) 
             api_version=table_version,
         )
         return json_response(body, code)
-    return object_response(request, doc, code)
+    return json_response(doc, code)
 
 
 def check_kind(doc: Any, resource: Resource) -> dict[str, Any]:
@@ -223,8 +197,6 @@ async def read_document(request: web.Request, resource: Resource) -> dict[str, A
         doc, duplicates = loads_json(body)
     elif media in ("application/yaml", "application/x-yaml", "text/yaml"):
         doc, duplicates = loads_yaml(body), []
-    elif media == protobuf.MEDIA_TYPE:
-        doc, duplicates = protobuf.decode(body), []
     else:
         raise status.unsupported_media_type(media, BODY_TYPES)
     return decode(request, resource, doc, duplicates)

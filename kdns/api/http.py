@@ -6,9 +6,9 @@ binds it. Routes:
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
   pods (+status), nodes, endpointslices: GET, LIST (label and field selectors, paged:
   `paging`), WATCH, POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side
-  apply with field ownership: `ownership`) and DELETE, in JSON, YAML or protobuf
-  (`protobuf`); endpoints and events, made when read: GET and LIST;
-* discovery (`/version`, `/api`, `/apis`, ...), `/openapi/v2` and `/openapi/v3`;
+  apply with field ownership: `ownership`) and DELETE, in JSON or YAML; endpoints and
+  events, made when read: GET and LIST;
+* discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`.
 
 Every refusal is a Kubernetes `Status` (see `status.py`), and a refused request changes
@@ -95,7 +95,6 @@ def build_app(
     add("GET", "/apis", system.apis)
     add("GET", "/apis/{group}", system.api_group)
     add("GET", "/apis/{group}/{version}", system.resource_list)
-    add("GET", "/openapi/v2", system.openapi_v2)
     add("GET", "/openapi/v3", system.openapi_index)
     add("GET", "/openapi/v3/{path:.+}", system.openapi_document)
     add("*", "/api/v1/{tail:.+}", _resources)

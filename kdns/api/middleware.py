@@ -41,23 +41,23 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = status_response(exc, request)
+        response = status_response(exc)
     except registry_errors.RegistryError as exc:
-        response = status_response(from_registry(exc, request), request)
+        response = status_response(from_registry(exc, request))
     except web.HTTPException as exc:
         if exc.status == 404:
-            response = status_response(status.path_not_found(request.path), request)
+            response = status_response(status.path_not_found(request.path))
         elif exc.status == 405:
-            response = status_response(status.method_not_allowed(request.method), request)
+            response = status_response(status.method_not_allowed(request.method))
         elif exc.status == 413:
-            response = status_response(status.too_large(), request)
+            response = status_response(status.too_large())
         elif exc.status >= 400:
-            response = status_response(ApiError(exc.status, exc.reason, exc.text or exc.reason), request)
+            response = status_response(ApiError(exc.status, exc.reason, exc.text or exc.reason))
         else:
             raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path_qs)
-        response = status_response(status.internal("see the server log"), request)
+        response = status_response(status.internal("see the server log"))
     resource = request.get(RESOURCE)
     if resource is not None and request.method in WRITE_METHODS:
         request.app[METRICS].observe_write(VERBS[request.method], resource, response.status)

@@ -77,13 +77,6 @@ async def resource_list(request: web.Request) -> web.Response:
     return json_response(discovery.resource_list(group_version))
 
 
-async def openapi_v2(request: web.Request) -> web.Response:
-    as_json, as_protobuf = openapi.rendered_v2()
-    if openapi.V2_PROTOBUF.split("@", 1)[0] in request.headers.get("Accept", ""):
-        return web.Response(body=as_protobuf, headers={"Content-Type": openapi.V2_PROTOBUF_TYPE})
-    return web.Response(body=as_json, content_type=JSON)
-
-
 async def openapi_index(request: web.Request) -> web.Response:
     return json_response(openapi.index())
 

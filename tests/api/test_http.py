@@ -54,28 +54,6 @@ def test_discovery_legacy_and_aggregated(api: Api):
     assert api.request("GET", "/version").json["gitVersion"].startswith("v1.32.0")
 
 
-def test_openapi_v2_has_the_same_definitions_as_v3(api: Api):
-    """/openapi/v2 (JSON, or gnostic protobuf for kubectl) carries v3's schemas in v2's form."""
-    from kdns.api.k8s_pb import openapi_v2_pb2
-
-    v2 = api.request("GET", "/openapi/v2").json
-    assert v2["swagger"] == "2.0"
-    service = v2["definitions"]["io.k8s.api.core.v1.Service"]
-    assert service["properties"]["spec"] == {
-        "$ref": "#/definitions/io.k8s.api.core.v1.ServiceSpec", "description": service["properties"]["spec"]["description"]
-    }
-    v3 = api.request("GET", api.request("GET", "/openapi/v3").json["paths"]["api/v1"]["serverRelativeURL"]).json
-    assert set(v2["definitions"]) == set(v3["components"]["schemas"])
-    accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-    reply = api.request("GET", "/openapi/v2", headers={"Accept": accept})
-    assert reply.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-    document = openapi_v2_pb2.Document.FromString(reply.body)
-    named = {d.name: d.value for d in document.definitions.additional_properties}
-    assert set(named) == set(v2["definitions"])
-    gvk = next(e for e in named["io.k8s.api.core.v1.Service"].vendor_extension if e.name == "x-kubernetes-group-version-kind")
-    assert "kind: Service" in gvk.value.yaml
-
-
 def test_openapi_v3_declares_server_side_field_validation(api: Api):
     """/openapi/v3 indexes one document per group-version whose PATCH operations take fieldValidation."""
     index = api.request("GET", "/openapi/v3").json["paths"]
@@ -89,16 +67,19 @@ def test_openapi_v3_declares_server_side_field_validation(api: Api):
     schemas = document["components"]["schemas"]
     ports = schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
     assert ports["x-kubernetes-patch-merge-key"] == "port"
-    assert ports["x-kubernetes-list-map-keys"] == ["port", "protocol"]
-    # The published schemas: descriptions, group-version-kinds of the served kinds, refs.
+    # The served kinds and their lists carry the group-version-kind `kubectl explain` looks for.
     assert schemas["io.k8s.api.core.v1.Service"]["x-kubernetes-group-version-kind"] == [
-        {"group": "", "kind": "Service", "version": "v1"}
+        {"group": "", "version": "v1", "kind": "Service"}
     ]
     assert schemas["io.k8s.api.core.v1.ServiceList"]["x-kubernetes-group-version-kind"][0]["kind"] == "ServiceList"
-    metadata = schemas["io.k8s.api.core.v1.Service"]["properties"]["metadata"]
-    assert metadata["allOf"] == [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]
-    assert schemas["io.k8s.api.core.v1.ServicePort"]["properties"]["targetPort"]["allOf"][0]["$ref"].endswith("IntOrString")
-    assert schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["x-kubernetes-int-or-string"] is True
+    assert schemas["io.k8s.api.core.v1.Event"]["properties"]["involvedObject"] == {
+        "$ref": "#/components/schemas/io.k8s.api.core.v1.ObjectReference"
+    }
+    # Endpoints and Events are read-only: their documents offer get and list only.
+    assert set(document["paths"]["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"parameters", "get"}
+    assert set(document["paths"]["/api/v1/namespaces/{namespace}/events"]) == {"parameters", "get"}
+    # OpenAPI v2 is not served: kubectl, finding v3, never needs it.
+    assert_status(api.request("GET", "/openapi/v2"), 404, "NotFound")
 
 
 # --- reads and writes --------------------------------------------------------------------
@@ -336,6 +317,20 @@ def test_415_unsupported_media_type(api: Api):
     assert_status(api.request("PATCH", f"{SERVICES}/web", {}, content_type="application/xml"), 415, "UnsupportedMediaType")
     assert_status(api.request("POST", SERVICES, b"<service/>", content_type="application/xml"), 415, "UnsupportedMediaType")
     assert version(api) == before
+
+
+def test_protobuf_bodies_are_415_and_protobuf_accept_falls_back_to_json(api: Api):
+    """kdns reads no protobuf: such a body is 415 naming the types it reads, as kube-apiserver
+    words it; an Accept that prefers protobuf but takes JSON is answered in JSON."""
+    protobuf = "application/vnd.kubernetes.protobuf"
+    refused = api.request("POST", SERVICES, b"k8s\x00", content_type=protobuf)
+    assert_status(refused, 415, "UnsupportedMediaType", (
+        "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
+        " - accepted media types include: application/json, application/yaml"))
+    api.request("POST", SERVICES, service("web"))
+    reply = api.request("GET", f"{SERVICES}/web", headers={"Accept": f"{protobuf}, application/json"})
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json["metadata"]["name"] == "web"
 
 
 def test_422_invalid(api: Api):
