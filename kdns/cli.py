@@ -29,6 +29,7 @@ from kdns.config import (
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
+    parse_store,
 )
 from kdns.errors import KdnsError
 from kdns.runtime import loop_factory, setup_logging
@@ -124,6 +125,15 @@ def _parser() -> argparse.ArgumentParser:
         help="serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
         "of a registry of kdns's own (no manifests, data dir, controllers or proxy)")
     add("--follow-context", metavar="NAME", help="the kubeconfig context to follow (default: its current-context)")
+    add("--store", metavar="URL", help="where the registry lives: sqlite (the default, under --data-dir) "
+        "or etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix")
+    add("--etcd-prefix", metavar="PREFIX", help="the registry's keys in etcd (default /kdns)")
+    add("--etcd-cafile", metavar="FILE", help="talk https to etcd, verifying its members with this CA")
+    add("--etcd-certfile", metavar="FILE", help="client certificate for etcd (with --etcd-keyfile)")
+    add("--etcd-keyfile", metavar="FILE", help="the private key of --etcd-certfile")
+    add("--leader-elect-lease-duration", metavar="SECONDS",
+        help="with etcd: the controller lease; a replica that dies hands the readiness prober "
+        "over within about this long (default 15)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     register.add_parser(commands)
     return parser
@@ -272,6 +282,24 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         fields["data_dir"] = None
     else:
         fields["data_dir"] = Path(value) if value else default_data_dir(environ)
+
+    for name in ("etcd_cafile", "etcd_certfile", "etcd_keyfile"):
+        value, _ = _pick(getattr(args, name), environ, name)
+        if value:
+            fields[name] = Path(value)
+    value, _ = _pick(args.store, environ, "store")
+    if value is not None:
+        tls = any(name in fields for name in ("etcd_cafile", "etcd_certfile"))
+        fields["etcd_endpoints"] = parse_store(value, tls=tls)
+    value, _ = _pick(args.etcd_prefix, environ, "etcd_prefix")
+    if value:
+        fields["etcd_prefix"] = value
+    value, source = _pick(args.leader_elect_lease_duration, environ, "leader_elect_lease_duration")
+    if value is not None:
+        try:
+            fields["leader_elect_lease_duration"] = float(value)
+        except ValueError:
+            raise ConfigError(f"{source} {value!r}: not a number") from None
 
     value, _ = _pick(args.upstream, environ, "upstream")
     values = ["auto"] if value is None else [value] if isinstance(value, str) else value

@@ -65,6 +65,24 @@ def normalize_zone(zone: str) -> str:
     return name + "."
 
 
+def parse_store(text: str, *, tls: bool) -> tuple[str, ...]:
+    """`--store`: `sqlite` (the embedded store) -> (); `etcd://HOST:PORT[,HOST:PORT...]` ->
+    the members' client URLs (https when `tls`, i.e. a CA or client certificate is given)."""
+    value = text.strip()
+    if value.lower() in ("", "sqlite"):
+        return ()
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() != "etcd":
+        raise ConfigError(f"store {text!r}: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]")
+    urls = []
+    for member in rest.split(","):
+        host, colon, port_text = member.strip().rpartition(":")
+        if not colon or not host or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
+            raise ConfigError(f"store {text!r}: member {member.strip()!r} is not HOST:PORT")
+        urls.append(f"{'https' if tls else 'http'}://{host}:{int(port_text)}")
+    return tuple(urls)
+
+
 def parse_port_range(text: str) -> tuple[int, int]:
     """`30000-32767` -> (30000, 32767), as kube-apiserver's --service-node-port-range."""
     try:
@@ -161,6 +179,16 @@ class Settings:
     # registry (kdns/follow/), and the context in it (None: its current-context).
     follow: Path | None = None
     follow_context: str | None = None
+    # The registry on etcd (`--store etcd://HOST:PORT,...`): its members' client URLs;
+    # () keeps the embedded store (SQLite under data_dir). See kdns/etcd/store.py.
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "/kdns"
+    etcd_cafile: Path | None = None  # https to the members, verified with this CA
+    etcd_certfile: Path | None = None  # the client certificate etcd asks for, with etcd_keyfile
+    etcd_keyfile: Path | None = None
+    # The controller lease (readiness prober): kube-controller-manager's default, 15 s.
+    leader_elect_lease_duration: float = 15.0
+
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", normalize_zone(self.zone))
@@ -184,6 +212,8 @@ class Settings:
             raise ConfigError("--follow serves from one process: --workers is not supported with it")
         if self.follow is not None and self.proxy:
             raise ConfigError("--follow runs no service proxy: --proxy is not supported with it")
+        if self.follow is not None and self.etcd_endpoints:
+            raise ConfigError("--follow serves the followed cluster's objects, kept in memory only: --store is not supported with it")
         if not (0 <= self.api_port <= 65535):
             raise ConfigError(f"api port {self.api_port}: must be between 0 and 65535")
         try:
@@ -211,6 +241,15 @@ class Settings:
                 ipaddress.ip_address(self.node_address)
             except ValueError:
                 raise ConfigError(f"node address {self.node_address!r}: not an IP address") from None
+
+        if not self.etcd_prefix.startswith("/") or self.etcd_prefix.rstrip("/") == "":
+            raise ConfigError(f"etcd prefix {self.etcd_prefix!r}: must be an absolute key path such as /kdns")
+        if (self.etcd_certfile is None) != (self.etcd_keyfile is None):
+            raise ConfigError("--etcd-certfile and --etcd-keyfile go together")
+        if not (1 <= self.leader_elect_lease_duration <= 3600):
+            raise ConfigError(
+                f"leader elect lease duration {self.leader_elect_lease_duration:g}: must be between 1 and 3600 seconds"
+            )
 
     @property
     def reverse_zones(self) -> tuple[str, ...]:

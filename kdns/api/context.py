@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from kdns.metrics import Metrics
+from kdns.registry.backend import Backend
 from kdns.registry.events import EventLog
 from kdns.registry.store import Store
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 
 STORE = web.AppKey("store", Store)
+BACKEND: web.AppKey[Backend] = web.AppKey("backend")  # where writes are committed
 METRICS = web.AppKey("metrics", Metrics)
 WATCHES: web.AppKey[set[Watch]] = web.AppKey("watches")
 TOKEN: web.AppKey[str | None] = web.AppKey("token")

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from kdns.api import endpoints, ownership, paging, patch, schema, status, tables
-from kdns.api.context import CLOCK, EVENTS, STORE
+from kdns.api.context import BACKEND, CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
     MERGE_PATCH,
@@ -43,14 +43,6 @@ from kdns.api.targets import Target, selector_of
 from kdns.registry.events import field_matcher
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import SERVICE
-
-
-class _DryRun(Exception):
-    """Raised inside a transaction to roll back a dry run; carries its result."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__("dry run")
-        self.result = result
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -165,24 +157,16 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     return doc
 
 
-def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
-    """Run `write(txn)` in one transaction and return what it returned (the object as
-    stored, with its resource version); a dry run rolls the transaction back instead."""
-    store = request.app[STORE]
-    try:
-        with store.transaction() as txn:
-            result = write(txn)
-            if dry_run:
-                raise _DryRun(result)
-    except _DryRun as done:
-        return done.result
-    return result
+async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
+    """Run `write(txn)` in one transaction through the backend and return what it
+    returned (the object as stored, with its resource version); a dry run commits nothing."""
+    return await request.app[BACKEND].write(write, dry_run=dry_run)
 
 
 async def create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await read_document(request, target.resource), target, creating=True)
     dry_run = is_dry_run(request)
-    result = _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
     return render(request, target.resource, result, 201)
 
 
@@ -216,7 +200,7 @@ async def update(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     elif "status" not in doc and "status" in live:
         doc["status"] = live["status"]
-    result = _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
     return render(request, target.resource, result)
 
 
@@ -233,7 +217,7 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
     current = store.get(resource.kind, target.namespace or "", target.name)
 
     if media == APPLY_PATCH:
-        return _apply(request, target, loads_yaml(body), current, dry_run)
+        return await _apply(request, target, loads_yaml(body), current, dry_run)
     if current is None:
         raise status.not_found(resource.group_resource, target.name)
 
@@ -257,11 +241,11 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     # A patch applies to what was read: the same version, unless it names one itself.
     doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
-    result = _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
     return render(request, resource, result)
 
 
-def _apply(
+async def _apply(
     request: web.Request, target: Target, config: Any, current: Any, dry_run: bool
 ) -> web.Response:
     """Server-side apply, approximated: create the object, or merge the configuration into it."""
@@ -288,7 +272,7 @@ def _apply(
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
     if current is None:
         config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
-        result = _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
         code = 201
     else:
         live = to_manifest(current)
@@ -319,7 +303,7 @@ def _apply(
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
             merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        result = _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
         code = 200
     return render(request, resource, result, code)
 
@@ -390,7 +374,7 @@ async def delete(request: web.Request, target: Target) -> web.Response:
             f"Precondition failed: ResourceVersion in precondition: {wanted_version}, "
             f"ResourceVersion in object meta: {live.meta.resource_version}",
         )
-    _commit(
+    await _commit(
         request,
         lambda txn: txn.delete(target.resource.kind, target.namespace or "", target.name),
         dry_run=dry_run,

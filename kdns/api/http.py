@@ -1,6 +1,6 @@
 """The registry's HTTP API: Kubernetes-shaped REST that kubectl and client libraries speak.
 
-`build_app(store, metrics=..., ready=...)` returns the aiohttp application; `start_api`
+`build_app(backend, metrics=..., ready=...)` returns the aiohttp application; `start_api`
 binds it. Routes:
 
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
@@ -30,6 +30,7 @@ from aiohttp import web
 
 from kdns.api import crud, status, system
 from kdns.api.context import (
+    BACKEND,
     BOOKMARK_PERIOD,
     CLOCK,
     DURABLE,
@@ -49,14 +50,14 @@ from kdns.api.status import MAX_BODY
 from kdns.api.targets import parse_target
 from kdns.api.watch import BOOKMARK_INTERVAL, QUEUE_SIZE, watch
 from kdns.metrics import Metrics
+from kdns.registry.backend import Backend
 from kdns.registry.events import EventLog
-from kdns.registry.store import Store
 
 __all__ = ["METRICS", "STORE", "build_app", "start_api"]
 
 
 def build_app(
-    store: Store,
+    backend: Backend,
     *,
     metrics: Metrics,
     token: str | None = None,
@@ -67,14 +68,16 @@ def build_app(
     bookmark_interval: float = BOOKMARK_INTERVAL,
     events: EventLog | None = None,
 ) -> web.Application:
-    """The API as an aiohttp application; `token` set means every request but the health
-    checks needs `Authorization: Bearer <token>`. `clock` dates AGE columns;
+    """The API as an aiohttp application: reads from `backend.store`, writes through
+    `backend`; `token` set means every request but the health checks needs
+    `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by; `durable(version)`
     returns once the store's commits up to `version` are on disk (kdns/journal.py), and
     a write is answered only then; `bookmark_interval` is how long a quiet watch waits for
     its next BOOKMARK; `events` are the Events `/api/v1/events` lists (the prober's)."""
     app = web.Application(middlewares=[errors, authenticate, durable_writes], client_max_size=MAX_BODY)
-    app[STORE] = store
+    app[STORE] = backend.store
+    app[BACKEND] = backend
     app[METRICS] = metrics
     app[WATCHES] = set()
     app[TOKEN] = token

@@ -173,6 +173,8 @@ def test_a_token_file_that_goes_missing_is_named(tmp_path):
          "cluster's objects, kept in memory only")),
         (("--follow", "{kc}", "--workers", "2"), {}, "--follow serves from one process: --workers is not supported with it"),
         (("--follow", "{kc}", "--proxy"), {}, "--follow runs no service proxy: --proxy is not supported with it"),
+        (("--follow", "{kc}", "--store", "etcd://127.0.0.1:2379"), {}, ("--follow serves the followed cluster's "
+         "objects, kept in memory only: --store is not supported with it")),
         (("--follow", "{tmp}/missing"), {}, "kubeconfig {tmp}/missing: No such file or directory"),
         ((), {"KDNS_FOLLOW": "{kc}", "KDNS_FOLLOW_CONTEXT": "other"}, "kubeconfig {kc}: no context named 'other'"),
         (("--event-log-size", "0"), {}, "event log size 0: must be at least 1"),
