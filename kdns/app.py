@@ -59,6 +59,7 @@ from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
 from kdns.registry.backend import Backend, LocalBackend, Unavailable
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import Document, load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
@@ -348,7 +349,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             client=client,
         )
 
-    api = await _serve_api(stack, settings, backend, metrics, tls, writer, explainer)
+    events = EventLog()
+    api = await _serve_api(stack, settings, backend, metrics, tls, writer, events, explainer)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -361,7 +363,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     # etcd, on the one replica that holds the controller lease.
     prober = None
     if election is None:
-        prober = await stack.enter_async_context(Prober(backend))
+        prober = await stack.enter_async_context(Prober(backend, events=events))
     else:
         await stack.enter_async_context(election)
     app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, zones)
@@ -387,7 +389,12 @@ def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, 
 
 def _new_store(settings: Settings) -> Store:
     """An empty registry allocating from the settings' ranges."""
-    return Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range, clock=time.time)
+    return Store(
+        service_cidrs=settings.service_cidrs,
+        node_port_range=settings.node_port_range,
+        clock=time.time,
+        event_log_size=settings.event_log_size,
+    )
 
 
 def _apply_manifests(store: Store, documents: list[Document]) -> None:
@@ -484,6 +491,7 @@ async def _serve_api(
     metrics: Metrics,
     tls: ssl.SSLContext | None,
     writer: JournalWriter | None,
+    events: EventLog,
     explainer: Explainer,
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
@@ -496,6 +504,7 @@ async def _serve_api(
         token=settings.api_token,
         ready=lambda: ready.is_set() and backend.ready(),
         durable=writer.durable if writer is not None else None,
+        events=events,
         explain=explainer,
     )
     try:

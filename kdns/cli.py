@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", metavar="N",
         help="processes answering DNS on the port (SO_REUSEPORT), each with a copy of the registry "
         "kept in step by this one; one per core (default 1)")
+    add("--event-log-size", metavar="N",
+        help="changes kept for watches to resume from and list pages to continue from; older "
+        "versions get 410 Expired, as after etcd's compaction (default 10000)")
+    add("--follow", metavar="KUBECONFIG",
+        help="serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
+        "of a registry of kdns's own (no manifests, data dir, controllers or proxy)")
+    add("--follow-context", metavar="NAME", help="the kubeconfig context to follow (default: its current-context)")
     add("--store", metavar="URL", help="where the registry lives: sqlite (the default, under --data-dir) "
         "or etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix")
     add("--etcd-prefix", metavar="PREFIX", help="the registry's keys in etcd (default /kdns)")
@@ -234,7 +241,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         value, _ = _pick(getattr(args, name), environ, name)
         if value:
             fields[name] = value
-    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers"):
+    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers", "event_log_size"):
         value, source = _pick(getattr(args, name), environ, name)
         if value is not None:
             fields[name] = _integer(value, source)
@@ -263,6 +270,17 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     value, _ = _pick(args.allow_recursion, environ, "allow_recursion")
     if value is not None:
         fields["allow_recursion"] = parse_networks([value] if isinstance(value, str) else value, "allow recursion")
+
+    value, _ = _pick(args.follow, environ, "follow")
+    if value:
+        fields["follow"] = Path(value)
+        for name in ("manifests", "data_dir"):
+            given, source = _pick(getattr(args, name), environ, name)
+            if given:
+                raise ConfigError(f"{source}: --follow serves the followed cluster's objects, kept in memory only")
+    value, _ = _pick(args.follow_context, environ, "follow_context")
+    if value:
+        fields["follow_context"] = value
 
     value, source = _pick(args.ephemeral, environ, "ephemeral")
     ephemeral = value is not None and _boolean(value, source)
@@ -332,7 +350,10 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
 
 async def _serve_until_signalled(settings: Settings) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
-    from kdns.app import serve
+    if settings.follow is not None:
+        from kdns.follow.follower import serve
+    else:
+        from kdns.app import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

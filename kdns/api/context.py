@@ -15,6 +15,7 @@ from aiohttp import web
 from kdns.metrics import Metrics
 from kdns.pipeline.explain import Explanation
 from kdns.registry.backend import Backend
+from kdns.registry.events import EventLog
 from kdns.registry.store import Store
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 WATCH_QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 DURABLE: web.AppKey[Callable[[int], Awaitable[None]] | None] = web.AppKey("durable")
+BOOKMARK_PERIOD: web.AppKey[float] = web.AppKey("bookmark_period")  # watch.BOOKMARK_INTERVAL
+EVENTS = web.AppKey("events", EventLog)
 # What answers `GET /debug/explain`: (name, type, client) -> the explanation; ValueError
 # for a name, type or client address that is none.
 Explainer = Callable[[str, str, str], Awaitable[Explanation]]

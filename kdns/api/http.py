@@ -4,8 +4,10 @@
 binds it. Routes:
 
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
-  pods (+status), nodes, endpointslices: GET, LIST (label and field selectors), WATCH,
-  POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side apply) and DELETE;
+  pods (+status), nodes, endpointslices: GET, LIST (label and field selectors, paged:
+  `paging`), WATCH, POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side
+  apply with field ownership: `ownership`) and DELETE, in JSON or YAML; endpoints and
+  events, made when read: GET and LIST;
 * discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`;
 * `/debug/explain?name=&type=[&client=]`: why DNS answers a name what it answers
@@ -32,8 +34,10 @@ from aiohttp import web
 from kdns.api import crud, debug, status, system
 from kdns.api.context import (
     BACKEND,
+    BOOKMARK_PERIOD,
     CLOCK,
     DURABLE,
+    EVENTS,
     EXPLAIN,
     GROUP,
     METRICS,
@@ -49,9 +53,10 @@ from kdns.api.encoding import flag
 from kdns.api.middleware import authenticate, durable_writes, errors
 from kdns.api.status import MAX_BODY
 from kdns.api.targets import parse_target
-from kdns.api.watch import QUEUE_SIZE, watch
+from kdns.api.watch import BOOKMARK_INTERVAL, QUEUE_SIZE, watch
 from kdns.metrics import Metrics
 from kdns.registry.backend import Backend
+from kdns.registry.events import EventLog
 
 __all__ = ["METRICS", "STORE", "Explainer", "build_app", "start_api"]
 
@@ -65,6 +70,8 @@ def build_app(
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
     durable: Callable[[int], Awaitable[None]] | None = None,
+    bookmark_interval: float = BOOKMARK_INTERVAL,
+    events: EventLog | None = None,
     explain: Explainer | None = None,
 ) -> web.Application:
     """The API as an aiohttp application: reads from `backend.store`, writes through
@@ -72,7 +79,9 @@ def build_app(
     `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by; `durable(version)`
     returns once the store's commits up to `version` are on disk (kdns/journal.py), and
-    a write is answered only then; `explain` serves `/debug/explain` (404 without it)."""
+    a write is answered only then; `bookmark_interval` is how long a quiet watch waits for
+    its next BOOKMARK; `events` are the Events `/api/v1/events` lists (the prober's);
+    `explain` serves `/debug/explain` (404 without it)."""
     app = web.Application(middlewares=[errors, authenticate, durable_writes], client_max_size=MAX_BODY)
     app[STORE] = backend.store
     app[BACKEND] = backend
@@ -83,6 +92,8 @@ def build_app(
     app[CLOCK] = clock
     app[WATCH_QUEUE_SIZE] = watch_queue_size
     app[DURABLE] = durable
+    app[BOOKMARK_PERIOD] = bookmark_interval
+    app[EVENTS] = events if events is not None else EventLog()
     app[EXPLAIN] = explain
     add = app.router.add_route
     add("GET", "/healthz", system.healthz)
@@ -135,6 +146,8 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     request[RESOURCE] = target.resource.plural
     request[GROUP] = target.resource.group
     method = request.method
+    if target.resource.derived:
+        return crud.derived(request, target)
     if target.name is None:
         if method == "GET":
             if target.watch_path or flag(request, "watch"):
