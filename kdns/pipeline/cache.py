@@ -32,7 +32,7 @@ sends it again only to clients that may recurse) and, when it came from a cache 
 reusable until its TTLs next count down (`reuse_for`, under a second); a stale or an
 uncached answer is not reusable.
 
-Time comes from the injected `timer` (DESIGN.md rule 10: tests never sleep).
+Time comes from the injected `timer`, so tests move it on instead of sleeping.
 """
 
 from __future__ import annotations

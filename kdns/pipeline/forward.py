@@ -1,7 +1,7 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns (DESIGN.md rule 1); dnspython's `asyncquery` does
-the asking. Policy, in the order it is applied to one question:
+The only DNS client socket code in kdns; dnspython's `asyncquery` does the asking.
+The policy is docs/dns-rules.md R32. Policy, in the order it is applied to one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
@@ -18,7 +18,7 @@ the asking. Policy, in the order it is applied to one question:
 * A try that timed out may be a lost packet, so timed-out upstreams are asked a second
   time while the overall deadline allows; upstreams that answered badly are not.
 * When every upstream failed or the deadline passed, the answer is SERVFAIL (RFC 8767
-  and DESIGN.md rule 4: never silence, never NXDOMAIN for a timeout).
+  and docs/dns-rules.md R27: never silence, never NXDOMAIN for a timeout).
 
 Loops: an upstream equal to one of kdns's own listening addresses is refused when the
 Forwarder is built (`ForwardingLoop`). A loop through another resolver (kdns → resolver →
@@ -375,7 +375,7 @@ class Forwarder:
                         timed_out.append(upstream)
                     log.debug("upstream %s: %s %s: %s", upstream, query.name, query.qtype, failure)
                     continue
-                except Exception:  # rule 4: a bug here is a failed try, and SERVFAIL, not silence
+                except Exception:  # R27: a bug here is a failed try, and SERVFAIL, not silence
                     log.exception("upstream %s: %s %s", upstream, query.name, query.qtype)
                     self._failed(upstream, _Failed("internal error"))
                     continue

@@ -4,8 +4,7 @@ Most DNS traffic asks the same few thousand questions over and over, and the ans
 cluster name changes only when the registry does. So once the codec has packed a reply,
 `AnswerCache` keeps its bytes under the question, and the next asker of that question
 gets them with only its own ID and its own spelling of the name put in: no parsing, no
-lookup, no packing. DESIGN.md: "ready-made answer bytes per question ... dropped on every
-registry commit".
+lookup, no packing; what a registry commit changes is dropped (below).
 
 What makes two requests the same question (the key) is everything the codec reads, minus
 the ID: the header's flags and counts, the name case-folded (RFC 4343: ASCII A-Z only),
