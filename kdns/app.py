@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import errno
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -44,6 +43,7 @@ from kdns.authority.static import StaticZones, ZoneError, load_zones
 from kdns.authority.static import reload as reload_zones
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
@@ -90,10 +90,6 @@ def _errno(exc: BaseException | None) -> int | None:
 def _reason(exc: OSError) -> str:
     number = _errno(exc)
     return os.strerror(number) if number else str(exc)
-
-
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
 
 
 class App:
@@ -178,7 +174,7 @@ class App:
         kinds = {kind: count for kind in API_VERSIONS if (count := store.count(kind))}
         log.info(
             "serving DNS on %s (udp, tcp)%s",
-            _host_port(self.dns_address, self.dns_port),
+            join_host_port(self.dns_address, self.dns_port),
             f" in {settings.workers} processes" if settings.workers > 1 else "",
         )
         log.info(
@@ -355,12 +351,12 @@ class App:
         try:
             runner, self.api_port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
         except OSError as exc:
-            where = _host_port(settings.api_address, settings.api_port)
+            where = join_host_port(settings.api_address, settings.api_port)
             raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None
         stack.push_async_callback(runner.cleanup)
         stack.callback(setattr, self, "_ready", False)  # stopping: not ready any more, first
         scheme = "https" if tls is not None else "http"
-        self.api_url = f"{scheme}://{_host_port(settings.api_address, self.api_port)}"
+        self.api_url = f"{scheme}://{join_host_port(settings.api_address, self.api_port)}"
 
     def _log_storage_and_api(self) -> None:
         settings = self.settings
@@ -417,7 +413,7 @@ async def bind_dns(
                 UdpServer(router, address, port, stats=stats, observe=metrics.observe_duration, reuse_port=reuse_port)
             )
         except OSError as exc:
-            raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
+            raise BindError(f"cannot listen on {join_host_port(address, port)}/udp: {_reason(exc)}") from None
         try:
             tcp = await stack.enter_async_context(
                 TcpServer(router, address, udp.port, stats=stats, reuse_port=reuse_port)
@@ -426,7 +422,7 @@ async def bind_dns(
             if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:
                 await udp.aclose()
                 continue
-            raise BindError(f"cannot listen on {_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
+            raise BindError(f"cannot listen on {join_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
         metrics.add_udp_drops(udp.drops)
         return udp, tcp
     raise AssertionError("unreachable")

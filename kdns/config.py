@@ -10,8 +10,12 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kdns.errors import KdnsError
+
+if TYPE_CHECKING:
+    from argparse import Namespace
 
 PODS_MODES = ("disabled", "insecure", "verified")
 MAX_TTL = 3600  # CoreDNS's bound for `ttl`
@@ -31,6 +35,17 @@ def default_manifests() -> tuple[Path, ...]:
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def flag_or_env(args: Namespace, environ: Mapping[str, str], name: str) -> tuple[Any, str]:
+    """The flag `name`'s value if it was given, else its `KDNS_*` environment twin's (None
+    if neither), with where it came from for messages: `dns_port` is `--dns-port` or
+    `KDNS_DNS_PORT`."""
+    flag = getattr(args, name)
+    if flag is not None:
+        return flag, "--" + name.replace("_", "-")
+    env_name = "KDNS_" + name.upper()
+    return environ.get(env_name), env_name
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -152,7 +167,8 @@ class Settings:
     node_address: str | None = None
     proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
-    # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
+    # registry, and workers - 1 that serve a copy of it (kdns/replication.py runs them,
+    # each a kdns/worker.py process).
     workers: int = 1
 
 

@@ -15,6 +15,11 @@ from dnslib import QTYPE as QTYPE
 from dnslib import RCODE as RCODE
 from dnslib import RR as RR
 
+# The EDNS UDP payload kdns advertises to clients, offers upstreams, and sends at most:
+# DNS Flag Day 2020's 1232 bytes fit an IPv6 packet on any link with a 1280-byte MTU, so
+# no reply is ever fragmented (docs/dns-rules.md R26).
+EDNS_PAYLOAD = 1232
+
 
 @dataclass(frozen=True, slots=True)
 class Query:

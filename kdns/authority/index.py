@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from kdns import multimap
 from kdns.authority.names import IPAddress, ancestors, dashed, target_name
 from kdns.config import Settings
 from kdns.registry.addresses import dotted_quad
@@ -312,12 +313,12 @@ class ClusterIndex:
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
-                    _discard(self._ptr_cluster, ip.packed, where)
+                    multimap.discard(self._ptr_cluster, ip.packed, where)
         elif key.kind == ENDPOINT_SLICE:
             sliced = self._slices.pop(where, None)
             if sliced is not None:
                 service = (key.namespace, sliced.service)
-                _discard(self._slices_by_service, service, key.name)
+                multimap.discard(self._slices_by_service, service, key.name)
                 self._stale.add(service)
         elif key.kind == POD:
             held = self._pods.pop(where, None)
@@ -416,7 +417,7 @@ class ClusterIndex:
             pairs = {(r.key, r.name) for r in readies}
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
-                _discard(self._ptr_endpoints, key, (namespace, name, endpoint))
+                multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint))
             added = [r for r in readies if (r.key, r.name) not in previous]
         ptr = self._ptr_endpoints
         for ready in added:
@@ -501,14 +502,6 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
         {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()},
         tuple(addresses.values()),
     )
-
-
-def _discard(table: dict[Any, set[Any]], key: Any, member: Any) -> None:
-    members = table.get(key)
-    if members is not None:
-        members.discard(member)
-        if not members:
-            del table[key]
 
 
 def _count_up(table: dict[Any, int], key: Any) -> None:

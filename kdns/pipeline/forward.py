@@ -50,7 +50,8 @@ import dns.rdatatype
 from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.config import ConfigError
-from kdns.message import Answer, Query
+from kdns.hostport import join_host_port, split_host_port
+from kdns.message import EDNS_PAYLOAD, Answer, Query
 
 
 class UpstreamError(ConfigError):
@@ -71,8 +72,6 @@ class _Failed(Exception):
 
 log = logging.getLogger(__name__)
 
-# DNS flag day 2020: an EDNS payload of 1232 avoids IP fragmentation on nearly every path.
-EDNS_PAYLOAD = 1232
 SERVFAIL = Answer(rcode=int(dns.rcode.SERVFAIL), recursion_available=True)
 # An upstream answering these failed this question; the next upstream is asked.
 FAILED_RCODES = frozenset(
@@ -103,14 +102,12 @@ class Upstream:
     def parse(cls, text: str) -> Upstream:
         """`10.0.0.1`, `10.0.0.1:5353`, `fd00::1`, `[fd00::1]:5353` -> Upstream."""
         text = text.strip()
-        address, port = text, "53"
-        if text.startswith("["):
-            address, sep, rest = text[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT")
-            port = rest[1:] or "53"
-        elif text.count(":") == 1:
-            address, port = text.split(":")
+        try:
+            address, port = split_host_port(text)
+        except ValueError:
+            raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT") from None
+        if port is None:
+            return cls(address)
         try:
             number = int(port)
         except ValueError:
@@ -118,9 +115,7 @@ class Upstream:
         return cls(address, number)
 
     def __str__(self) -> str:
-        if ":" in self.address:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+        return join_host_port(self.address, self.port)
 
 
 def is_own_address(upstream: Upstream, own_addresses: Iterable[tuple[str, int]]) -> bool:
