@@ -135,7 +135,7 @@ def _port(text: str, flag: str) -> int | str:
     return text
 
 
-def _host_port(text: str, flag: str) -> tuple[str, int | str]:
+def _probe_address(text: str, flag: str) -> tuple[str, int | str]:
     """`[HOST]:PORT`, `HOST:PORT`, `:PORT` or `PORT` -> (host or "", port)."""
     host, port = "", text  # a bare text is the port
     if text.startswith("[") or ":" in text:
@@ -161,7 +161,7 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
             if text.lower().startswith(prefix):
                 scheme, text = prefix[:-3].upper(), text[len(prefix):]
         hostport, slash, path = text.partition("/")
-        host, port = _host_port(hostport, "probe-http")
+        host, port = _probe_address(hostport, "probe-http")
         action: dict[str, Any] = {"path": "/" + path if slash else "/", "port": port}
         if scheme != "HTTP":
             action["scheme"] = scheme
@@ -169,7 +169,7 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
             action["host"] = host
         probe = {"httpGet": action}
     elif tcp:
-        host, port = _host_port(tcp, "probe-tcp")
+        host, port = _probe_address(tcp, "probe-tcp")
         probe = {"tcpSocket": {"port": port, **({"host": host} if host else {})}}
     else:
         for name in ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold"):

@@ -289,7 +289,7 @@ async def start_api(
 
 async def _close_watches(app: web.Application) -> None:
     watches = app[WATCHES]
-    for watch in list(watches):
+    for watch in list(watches):  # a closed watch leaves the set as its handler returns
         watch.close()
 
 
