@@ -6,7 +6,8 @@ Start order (stop is the reverse, under a timeout):
    as `kubectl apply`, in ONE store transaction; a bad manifest raises here, before any
    port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL for
    its "not yet synced" window; kdns has none). From here every commit is journaled
-   before it is acknowledged;
+   by the journal's writer thread (kdns/journal.py), and the API acknowledges a write
+   once it is on disk;
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
 3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
 4. open the Forwarder (when there are upstreams) with its cache, and build the Router;
@@ -39,11 +40,11 @@ from pathlib import Path
 
 from kdns.api.http import build_app, start_api
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, ZoneError, load_zones
-from kdns.authority.static import reload as reload_zones
+from kdns.authority.static import StaticZones, ZoneError
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
 from kdns.hostport import join_host_port
+from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
@@ -60,6 +61,8 @@ from kdns.runtime import long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
+from kdns.zonefiles import load_zones
+from kdns.zonefiles import reload as reload_zones
 
 __all__ = ["App", "BindError", "DnsServers", "LoopError", "ZoneReloader", "serve", "serve_dns", "start"]
 
@@ -126,7 +129,7 @@ async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
 
     The files are parsed in a worker thread, so the event loop goes on answering queries
     from the old zones; the new set replaces it in one assignment. A file that no longer
-    loads keeps its previous version in service (`static.reload`).
+    loads keeps its previous version in service (`kdns.zonefiles.reload`).
     """
     zones, errors = await asyncio.to_thread(reload_zones, directory, router.static)
     kept = {zone.path for zone in zones.zones}
@@ -273,6 +276,10 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         store, journal = _load(stack, settings)
         index = ClusterIndex(settings)
         index.rebuild(store.objects(), store.resource_version)
+    writer = None
+    if journal is not None:  # from here, saved on the writer's thread (kdns/journal.py)
+        writer = await stack.enter_async_context(JournalWriter(journal, saved=store.resource_version))
+        stack.callback(store.subscribe(writer, critical=True))
     static = load_static(settings)  # nothing is bound yet
     stack.callback(store.subscribe(index.apply))
     for kind in API_VERSIONS:
@@ -301,7 +308,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         metrics.add_udp_drops(workers.drops)
     zones = ZoneReloader(dns.router, settings.zones_dir, workers)
     stack.push_async_callback(zones.aclose)
-    api = await _serve_api(stack, settings, store, metrics, tls)
+    api = await _serve_api(stack, settings, store, metrics, tls, writer)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -329,16 +336,19 @@ def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, 
         clock=time.time,
     )
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
+    # Saved inside the commit, before kdns serves anything (the writer thread takes over).
+    journaling = store.subscribe(journal, critical=True) if journal is not None else None
     with store.transaction() as txn:
         # In `apply_order` (Namespaces first, ...); a refusal names file and document.
         # The documents were read for this alone: the store keeps them (`owned`).
         txn.apply_documents(documents, owned=True)
+    if journaling is not None:
+        journaling()
     return store, journal
 
 
 def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> SqliteJournal:
-    """Open the journal in `data_dir` (made if missing), restore what it saved into
-    `store`, and journal every commit from now on, before it is acknowledged."""
+    """Open the journal in `data_dir` (made if missing) and restore what it saved into `store`."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -351,7 +361,6 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
     if version == 0:  # a new file: save the initial namespaces too
         journal.replace_all(store.objects(), store.resource_version)
-    stack.callback(store.subscribe(journal, critical=True))
     return journal
 
 
@@ -374,11 +383,18 @@ async def _serve_api(
     store: Store,
     metrics: Metrics,
     tls: ssl.SSLContext | None,
+    writer: JournalWriter | None,
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
     ready = asyncio.Event()
     ready.set()
-    api = build_app(store, metrics=metrics, token=settings.api_token, ready=ready.is_set)
+    api = build_app(
+        store,
+        metrics=metrics,
+        token=settings.api_token,
+        ready=ready.is_set,
+        durable=writer.durable if writer is not None else None,
+    )
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
     except OSError as exc:
