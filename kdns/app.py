@@ -7,7 +7,9 @@ Start order (stop is the reverse, under a timeout):
    port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL for
    its "not yet synced" window; kdns has none). From here every commit is journaled
    by the journal's writer thread (kdns/journal.py), and the API acknowledges a write
-   once it is on disk;
+   once it is on disk. With --store etcd://..., the registry is listed from etcd
+   instead and followed by a watch, and the manifests go to etcd as one write
+   (kdns/etcd/store.py);
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
 3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
 4. open the Forwarder (when there are upstreams) with its cache, and build the Router;
@@ -18,7 +20,8 @@ Start order (stop is the reverse, under a timeout):
    with a copy of the registry kept in step by this one (kdns/replication.py), and wait
    until they serve;
 8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
-9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
+9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
+10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
 
 SIGHUP (`serve`) reloads the static zones while queries go on being answered.
 """
@@ -43,6 +46,8 @@ from kdns.authority.index import ClusterIndex
 from kdns.authority.static import StaticZones, ZoneError
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
+from kdns.etcd.client import EtcdClient, EtcdError
+from kdns.etcd.store import EtcdBackend, LeaderElection
 from kdns.hostport import join_host_port
 from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
@@ -51,6 +56,8 @@ from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
+from kdns.registry.backend import Backend, LocalBackend, Unavailable
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import load_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
@@ -212,13 +219,15 @@ class App:
     settings: Settings
     metrics: Metrics
     store: Store
+    backend: Backend  # where writes are committed: this process, or etcd (--store)
     journal: SqliteJournal | None
     index: ClusterIndex
     dns: DnsServers
     workers: WorkerPool | None
     api: ApiServer
     proxy: ServiceProxy | None
-    prober: Prober
+    prober: Prober | None  # None with --store etcd: the holder of the controller lease runs it
+    election: LeaderElection | None  # with --store etcd: who holds the controller lease
     zones: ZoneReloader
 
     @property
@@ -273,7 +282,16 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     tls = _tls_context(settings)  # a certificate that does not load stops start-up at once
     stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
     with long_lived():
-        store, journal = _load(stack, settings)
+        backend: Backend
+        election = None
+        if settings.etcd_endpoints:
+            backend, journal = await _open_etcd(stack, settings), None
+            election = LeaderElection(backend, backend.client, settings.leader_elect_lease_duration,
+                                      lambda: Prober(backend))
+        else:
+            store, journal = _load(stack, settings)
+            backend = LocalBackend(store)
+        store = backend.store
         index = ClusterIndex(settings)
         index.rebuild(store.objects(), store.resource_version)
     writer = None
@@ -308,7 +326,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         metrics.add_udp_drops(workers.drops)
     zones = ZoneReloader(dns.router, settings.zones_dir, workers)
     stack.push_async_callback(zones.aclose)
-    api = await _serve_api(stack, settings, store, metrics, tls, writer)
+    events = EventLog()
+    api = await _serve_api(stack, settings, backend, metrics, tls, writer, events)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -317,9 +336,14 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             node_address=settings.node_address,
             max_connections_per_service=settings.proxy_max_connections,
         ))
-    # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
-    prober = await stack.enter_async_context(Prober(store))
-    app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, zones)
+    # The kubelet's readiness prober, for pods with a readinessProbe (kdns register); with
+    # etcd, on the one replica that holds the controller lease.
+    prober = None
+    if election is None:
+        prober = await stack.enter_async_context(Prober(backend, events=events))
+    else:
+        await stack.enter_async_context(election)
+    app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, zones)
     _log_started(app, static)
     return app
 
@@ -334,6 +358,7 @@ def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, 
         service_cidrs=settings.service_cidrs,
         node_port_range=settings.node_port_range,
         clock=time.time,
+        event_log_size=settings.event_log_size,
     )
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
@@ -345,6 +370,42 @@ def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, 
     if journaling is not None:
         journaling()
     return store, journal
+
+
+async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> EtcdBackend:
+    """The registry from etcd (closed by `stack`): list it and follow it, then apply the
+    manifests on top as one write, as `_load` does for the embedded store."""
+    documents, warnings = load_paths(settings.manifests)
+    for warning in warnings:
+        log.warning("%s", warning)
+    store = Store(
+        service_cidrs=settings.service_cidrs,
+        node_port_range=settings.node_port_range,
+        clock=time.time,
+        event_log_size=settings.event_log_size,
+    )
+    client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=_etcd_tls(settings)))
+    try:
+        backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
+        if documents:
+            await backend.write(lambda txn: txn.apply_documents(documents))
+    except (EtcdError, Unavailable) as exc:
+        where = ", ".join(settings.etcd_endpoints)
+        raise StorageError(f"cannot open the registry on etcd ({where}): {exc}") from None
+    return backend
+
+
+def _etcd_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The client-side TLS context for etcd, when a CA or a client certificate is given."""
+    if settings.etcd_cafile is None and settings.etcd_certfile is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.etcd_cafile)
+        if settings.etcd_certfile is not None and settings.etcd_keyfile is not None:
+            context.load_cert_chain(settings.etcd_certfile, settings.etcd_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--etcd-cafile / --etcd-certfile / --etcd-keyfile: {exc.strerror or exc}") from None
+    return context
 
 
 def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> SqliteJournal:
@@ -380,20 +441,23 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def _serve_api(
     stack: contextlib.AsyncExitStack,
     settings: Settings,
-    store: Store,
+    backend: Backend,
     metrics: Metrics,
     tls: ssl.SSLContext | None,
     writer: JournalWriter | None,
+    events: EventLog,
 ) -> ApiServer:
-    """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
+    """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
+    (with etcd: while etcd can take writes)."""
     ready = asyncio.Event()
     ready.set()
     api = build_app(
-        store,
+        backend,
         metrics=metrics,
         token=settings.api_token,
-        ready=ready.is_set,
+        ready=lambda: ready.is_set() and backend.ready(),
         durable=writer.durable if writer is not None else None,
+        events=events,
     )
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
@@ -437,7 +501,10 @@ def _log_started(app: App, static: StaticZones) -> None:
             ", ".join(map(str, settings.allow_recursion)) or "no network",
             settings.cache_size,
         )
-    if app.journal is not None:
+    if settings.etcd_endpoints:
+        log.info("registry on etcd %s under %s, shared with every kdns there", ",".join(settings.etcd_endpoints),
+                 settings.etcd_prefix)
+    elif app.journal is not None:
         log.info("registry saved in %s", app.journal.path)
     else:
         log.info("registry in memory only (--ephemeral): it is lost when kdns stops")

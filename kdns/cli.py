@@ -29,6 +29,7 @@ from kdns.config import (
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
+    parse_store,
 )
 from kdns.errors import KdnsError
 from kdns.runtime import loop_factory, setup_logging
@@ -116,6 +117,22 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", metavar="N",
         help="processes answering DNS on the port (SO_REUSEPORT), each with a copy of the registry "
         "kept in step by this one; one per core (default 1)")
+    add("--event-log-size", metavar="N",
+        help="changes kept for watches to resume from and list pages to continue from; older "
+        "versions get 410 Expired, as after etcd's compaction (default 10000)")
+    add("--follow", metavar="KUBECONFIG",
+        help="serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
+        "of a registry of kdns's own (no manifests, data dir, controllers or proxy)")
+    add("--follow-context", metavar="NAME", help="the kubeconfig context to follow (default: its current-context)")
+    add("--store", metavar="URL", help="where the registry lives: sqlite (the default, under --data-dir) "
+        "or etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix")
+    add("--etcd-prefix", metavar="PREFIX", help="the registry's keys in etcd (default /kdns)")
+    add("--etcd-cafile", metavar="FILE", help="talk https to etcd, verifying its members with this CA")
+    add("--etcd-certfile", metavar="FILE", help="client certificate for etcd (with --etcd-keyfile)")
+    add("--etcd-keyfile", metavar="FILE", help="the private key of --etcd-certfile")
+    add("--leader-elect-lease-duration", metavar="SECONDS",
+        help="with etcd: the controller lease; a replica that dies hands the readiness prober "
+        "over within about this long (default 15)")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     register.add_parser(commands)
     return parser
@@ -188,7 +205,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         value, _ = flag_or_env(args, environ, name)
         if value:
             fields[name] = value
-    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers"):
+    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers", "event_log_size"):
         value, source = flag_or_env(args, environ, name)
         if value is not None:
             fields[name] = _integer(value, source)
@@ -218,6 +235,17 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     if value is not None:
         fields["allow_recursion"] = parse_networks([value] if isinstance(value, str) else value, "allow recursion")
 
+    value, _ = flag_or_env(args, environ, "follow")
+    if value:
+        fields["follow"] = Path(value)
+        for name in ("manifests", "data_dir"):
+            given, source = flag_or_env(args, environ, name)
+            if given:
+                raise ConfigError(f"{source}: --follow serves the followed cluster's objects, kept in memory only")
+    value, _ = flag_or_env(args, environ, "follow_context")
+    if value:
+        fields["follow_context"] = value
+
     value, source = flag_or_env(args, environ, "ephemeral")
     ephemeral = value is not None and _boolean(value, source)
     value, _ = flag_or_env(args, environ, "data_dir")
@@ -227,6 +255,24 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         fields["data_dir"] = None
     else:
         fields["data_dir"] = Path(value) if value else default_data_dir(environ)
+
+    for name in ("etcd_cafile", "etcd_certfile", "etcd_keyfile"):
+        value, _ = flag_or_env(args, environ, name)
+        if value:
+            fields[name] = Path(value)
+    value, _ = flag_or_env(args, environ, "store")
+    if value is not None:
+        tls = any(name in fields for name in ("etcd_cafile", "etcd_certfile"))
+        fields["etcd_endpoints"] = parse_store(value, tls=tls)
+    value, _ = flag_or_env(args, environ, "etcd_prefix")
+    if value:
+        fields["etcd_prefix"] = value
+    value, source = flag_or_env(args, environ, "leader_elect_lease_duration")
+    if value is not None:
+        try:
+            fields["leader_elect_lease_duration"] = float(value)
+        except ValueError:
+            raise ConfigError(f"{source} {value!r}: not a number") from None
 
     value, _ = flag_or_env(args, environ, "upstream")
     values = ["auto"] if value is None else [value] if isinstance(value, str) else value
@@ -244,7 +290,10 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
 
 async def _serve_until_signalled(settings: Settings) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
-    from kdns.app import serve
+    if settings.follow is not None:
+        from kdns.follow.follower import serve
+    else:
+        from kdns.app import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port, split_host_port
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -78,6 +79,27 @@ def normalize_zone(zone: str) -> str:
     if len(name) > 253:
         raise ConfigError(f"zone {zone!r}: longer than 253 characters")
     return name + "."
+
+
+def parse_store(text: str, *, tls: bool) -> tuple[str, ...]:
+    """`--store`: `sqlite` (the embedded store) -> (); `etcd://HOST:PORT[,HOST:PORT...]` ->
+    the members' client URLs (https when `tls`, i.e. a CA or client certificate is given)."""
+    value = text.strip()
+    if value.lower() in ("", "sqlite"):
+        return ()
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() != "etcd":
+        raise ConfigError(f"store {text!r}: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]")
+    urls = []
+    for member in rest.split(","):
+        try:
+            host, port_text = split_host_port(member.strip())
+        except ValueError:
+            host, port_text = "", None
+        if not host or not port_text or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
+            raise ConfigError(f"store {text!r}: member {member.strip()!r} is not HOST:PORT")
+        urls.append(f"{'https' if tls else 'http'}://{join_host_port(host, int(port_text))}")
+    return tuple(urls)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -170,6 +192,22 @@ class Settings:
     # registry, and workers - 1 that serve a copy of it (kdns/replication.py runs them,
     # each a kdns/worker.py process).
     workers: int = 1
+    # Changes kept for watches to resume from and continue tokens to page through (the
+    # API server's watch window and etcd's compaction in one): older versions get 410.
+    event_log_size: int = 10_000
+    # --follow: the kubeconfig of a cluster whose API kdns follows instead of owning a
+    # registry (kdns/follow/), and the context in it (None: its current-context).
+    follow: Path | None = None
+    follow_context: str | None = None
+    # The registry on etcd (`--store etcd://HOST:PORT,...`): its members' client URLs;
+    # () keeps the embedded store (SQLite under data_dir). See kdns/etcd/store.py.
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "/kdns"
+    etcd_cafile: Path | None = None  # https to the members, verified with this CA
+    etcd_certfile: Path | None = None  # the client certificate etcd asks for, with etcd_keyfile
+    etcd_keyfile: Path | None = None
+    # The controller lease (readiness prober): kube-controller-manager's default, 15 s.
+    leader_elect_lease_duration: float = 15.0
 
 
     def __post_init__(self) -> None:
@@ -186,6 +224,16 @@ class Settings:
             raise ConfigError(f"dns address {self.dns_address!r}: not an IP address") from None
         if not (1 <= self.workers <= MAX_WORKERS):
             raise ConfigError(f"workers {self.workers}: must be between 1 and {MAX_WORKERS}")
+        if self.event_log_size < 1:
+            raise ConfigError(f"event log size {self.event_log_size}: must be at least 1")
+        if self.follow_context is not None and self.follow is None:
+            raise ConfigError("--follow-context needs --follow")
+        if self.follow is not None and self.workers > 1:
+            raise ConfigError("--follow serves from one process: --workers is not supported with it")
+        if self.follow is not None and self.proxy:
+            raise ConfigError("--follow runs no service proxy: --proxy is not supported with it")
+        if self.follow is not None and self.etcd_endpoints:
+            raise ConfigError("--follow serves the followed cluster's objects, kept in memory only: --store is not supported with it")
         if not (0 <= self.api_port <= 65535):
             raise ConfigError(f"api port {self.api_port}: must be between 0 and 65535")
         try:
@@ -213,6 +261,15 @@ class Settings:
                 ipaddress.ip_address(self.node_address)
             except ValueError:
                 raise ConfigError(f"node address {self.node_address!r}: not an IP address") from None
+
+        if not self.etcd_prefix.startswith("/") or self.etcd_prefix.rstrip("/") == "":
+            raise ConfigError(f"etcd prefix {self.etcd_prefix!r}: must be an absolute key path such as /kdns")
+        if (self.etcd_certfile is None) != (self.etcd_keyfile is None):
+            raise ConfigError("--etcd-certfile and --etcd-keyfile go together")
+        if not (1 <= self.leader_elect_lease_duration <= 3600):
+            raise ConfigError(
+                f"leader elect lease duration {self.leader_elect_lease_duration:g}: must be between 1 and 3600 seconds"
+            )
 
     @property
     def reverse_zones(self) -> tuple[str, ...]:

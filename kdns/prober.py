@@ -1,10 +1,10 @@
 """The readiness prober: kdns runs the readinessProbe of the Pods it stores, as a kubelet would.
 
 kdns plays the whole control plane, and for pods that register themselves (`kdns register`)
-it also plays the kubelet's prober. `async with Prober(store):` watches the store for Pods
+it also plays the kubelet's prober. `async with Prober(backend):` watches the store for Pods
 whose containers have a readinessProbe, probes them, and writes the Pod's Ready (and
-ContainersReady) condition back through a store transaction when, and only when, it
-changes; the EndpointSlice controller and the DNS index follow in the same commit.
+ContainersReady) condition back through the backend (registry/backend.py) when, and only
+when, it changes; the EndpointSlice controller and the DNS index follow in the same commit.
 
 The semantics are the kubelet's (pkg/kubelet/prober/worker.go, pkg/probe/{tcp,http}):
 
@@ -57,10 +57,11 @@ from kdns import __version__
 from kdns.errors import KdnsError
 from kdns.hostport import join_host_port
 from kdns.registry.admission import timestamp
+from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import DELETED, POD, Event, Pod
-from kdns.registry.store import Store
 
 __all__ = ["Probe", "ProbeStats", "Prober", "UnsupportedProbe", "probes_of"]
 
@@ -267,7 +268,9 @@ class ProbeStats:
 
 
 class Prober:
-    """`async with Prober(store):` probes every stored pod that has a readinessProbe.
+    """`async with Prober(backend):` probes every pod in `backend.store` that has a
+    readinessProbe, and writes their Ready condition through `backend` (fenced: with
+    the etcd store, only the holder of the controller lease may).
 
     `clock` (monotonic seconds) and `sleep` schedule the probes; tests inject both to drive
     time by hand. `wall_clock` dates lastTransitionTime. A probe's own timeout runs on the
@@ -276,14 +279,20 @@ class Prober:
 
     def __init__(
         self,
-        store: Store,
+        backend: Backend,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
         max_in_flight: int = MAX_IN_FLIGHT,
+        events: EventLog | None = None,
     ) -> None:
-        self._store = store
+        """`events`, when given, gets a Warning `Unhealthy` event for each failed probe,
+        as the kubelet records one."""
+        self._backend = backend
+        self._store = backend.store
+        self._events = events
+        self._writes: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -325,6 +334,9 @@ class Prober:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        for write in list(self._writes):
+            write.cancel()
+        await asyncio.gather(*self._writes, return_exceptions=True)
         self._dirty.clear()
 
     # --- following the store ----------------------------------------------------------------
@@ -389,6 +401,7 @@ class Prober:
             if failure is not None:
                 self.stats.failures += 1
                 log.debug("pod %s/%s container %s: probe failed: %s", key[0], key[1], probe.container, failure)
+                self._record_failure(key, probe, failure)
             if result.record(failure is None):
                 log.info(
                     "pod %s/%s container %s is %s", key[0], key[1], probe.container,
@@ -400,6 +413,14 @@ class Prober:
             now = self._clock()
             if due < now:
                 due += math.floor((now - due) / period) * period
+
+    def _record_failure(self, key: tuple[str, str], probe: Probe, failure: str) -> None:
+        pod = self._store.get(POD, *key) if self._events is not None else None
+        if self._events is not None and isinstance(pod, Pod):
+            self._events.record(
+                pod, "Warning", "Unhealthy", f"Readiness probe failed: {failure}",
+                component="kubelet", host=pod.node_name, field_path=f"spec.containers{{{probe.container}}}",
+            )
 
     def _ssl_context(self) -> ssl.SSLContext:
         # httpGet with scheme HTTPS does not verify the certificate, as the kubelet's does not.
@@ -427,11 +448,20 @@ class Prober:
     def _flush(self) -> None:
         self._flush_handle = None
         dirty, self._dirty = self._dirty, {}
-        now = self._wall_clock()
-        written = 0
+        assert self._loop is not None
+        write = self._loop.create_task(self._commit(dirty, self._wall_clock()))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _commit(self, dirty: Mapping[tuple[str, str], None], now: float) -> None:
         try:
-            with self._store.transaction() as txn:
-                written = self._write(txn, dirty, now)
+            written = await self._backend.write(lambda txn: self._write(txn, dirty, now), fenced=True)
+        except NotLeader as exc:  # another replica probes now; this one stops soon
+            log.info("not writing the Ready condition of %d pods: %s", len(dirty), exc)
+            return
+        except Unavailable as exc:  # etcd is away; the next probe of each pod queues it again
+            log.warning("cannot write the Ready condition of %d pods: %s", len(dirty), exc)
+            return
         except Exception:  # the next probe of each pod queues its write again
             log.exception("cannot write the Ready condition of %d pods", len(dirty))
             return

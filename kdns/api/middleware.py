@@ -28,6 +28,7 @@ from kdns.api.context import (
 from kdns.api.encoding import status_response
 from kdns.api.status import ApiError
 from kdns.registry import errors as registry_errors
+from kdns.registry.backend import Unavailable
 
 log = logging.getLogger("kdns.api")
 
@@ -137,6 +138,8 @@ def from_registry(exc: registry_errors.RegistryError, request: web.Request) -> A
         return ApiError(422, "Invalid", message, details)
     if isinstance(exc, registry_errors.Expired):
         return status.gone(message)
+    if isinstance(exc, Unavailable):
+        return status.unavailable(message)
     if isinstance(exc, registry_errors.ManifestError):
         kind, name = request.get(KIND, ""), request.get(NAME, "")
         field, _, detail = exc.detail.partition(": ")
