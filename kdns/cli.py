@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from kdns.config import (
     ConfigError,
     Settings,
     default_data_dir,
+    flag_or_env,
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
@@ -41,7 +41,6 @@ log = logging.getLogger("kdns")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DNS_PORT = 53
 
 
 class _UsageError(Exception):
@@ -148,41 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pick(flag: Any, environ: Mapping[str, str], name: str) -> tuple[Any, str]:
-    """The flag's value if given, else the environment's; with where it came from."""
-    if flag is not None:
-        return flag, "--" + name.replace("_", "-")
-    env_name = "KDNS_" + name.upper()
-    return environ.get(env_name), env_name
-
-
 def _integer(text: str, source: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise ConfigError(f"{source} {text!r}: not an integer") from None
-
-
-def parse_upstream(text: str) -> str:
-    """`1.1.1.1`, `1.1.1.1:5353`, `::1`, `[::1]:5353` -> `ADDR:PORT` (IPv6 in brackets)."""
-    host, port = text.strip(), DNS_PORT
-    if host.startswith("["):
-        inside, bracket, rest = host[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ConfigError(f"upstream {text!r}: expected ADDR[:PORT], e.g. 10.0.0.2:53 or [fd00::2]:53")
-        host = inside
-        if rest:
-            port = _integer(rest[1:], f"upstream {text!r}: port")
-    elif host.count(":") == 1:
-        host, port_text = host.split(":")
-        port = _integer(port_text, f"upstream {text!r}: port")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"upstream {text!r}: not an IP address") from None
-    if not (1 <= port <= 65535):
-        raise ConfigError(f"upstream {text!r}: port must be between 1 and 65535")
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
 def _upstreams(values: Sequence[str]) -> tuple[str, ...]:
@@ -191,7 +160,11 @@ def _upstreams(values: Sequence[str]) -> tuple[str, ...]:
         if len(words) > 1:
             raise ConfigError(f"upstream: `none` cannot be combined with addresses ({' '.join(words)})")
         return ()
-    return tuple(parse_upstream(word) for word in words)
+    from kdns.pipeline.forward import (
+        Upstream,  # (dnspython: imported only where needed)
+    )
+
+    return tuple(str(Upstream.parse(word)) for word in words)
 
 
 def _boolean(text: str, source: str) -> bool:
@@ -205,86 +178,86 @@ def _boolean(text: str, source: str) -> bool:
 
 def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The host's resolv.conf nameservers, without kdns itself (a forwarding loop)."""
-    from kdns.pipeline.forward import host_nameservers
+    from kdns.pipeline.forward import Upstream, host_nameservers
 
     address = settings_fields.get("dns_address", Settings.__dataclass_fields__["dns_address"].default)
     port = settings_fields.get("dns_port", Settings.__dataclass_fields__["dns_port"].default)
-    return tuple(parse_upstream(ns) for ns in host_nameservers(exclude=[(address, port)]))
+    return tuple(str(Upstream(ns)) for ns in host_nameservers(exclude=[(address, port)]))
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Settings, str]:
     """Settings and the log level from parsed flags and the environment; ConfigError if bad."""
     fields: dict[str, Any] = {}
 
-    manifests, _ = _pick(args.manifests, environ, "manifests")
+    manifests, _ = flag_or_env(args, environ, "manifests")
     if isinstance(manifests, str):
         manifests = [part for part in manifests.split(os.pathsep) if part]
     if manifests:
         fields["manifests"] = tuple(Path(path) for path in manifests)
 
     for name in ("dns_address", "zone", "pods"):
-        value, _ = _pick(getattr(args, name), environ, name)
+        value, _ = flag_or_env(args, environ, name)
         if value is not None:
             fields[name] = value
     for name in ("dns_port", "ttl"):
-        value, source = _pick(getattr(args, name), environ, name)
+        value, source = flag_or_env(args, environ, name)
         if value is not None:
             fields[name] = _integer(value, source)
 
-    value, _ = _pick(args.service_cidr, environ, "service_cidr")
+    value, _ = flag_or_env(args, environ, "service_cidr")
     if value is not None:
         fields["service_cidrs"] = parse_service_cidrs(value)
-    value, _ = _pick(args.node_port_range, environ, "node_port_range")
+    value, _ = flag_or_env(args, environ, "node_port_range")
     if value is not None:
         fields["node_port_range"] = parse_port_range(value)
     for name in ("api_address", "api_token"):
-        value, _ = _pick(getattr(args, name), environ, name)
+        value, _ = flag_or_env(args, environ, name)
         if value:
             fields[name] = value
     for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers", "event_log_size"):
-        value, source = _pick(getattr(args, name), environ, name)
+        value, source = flag_or_env(args, environ, name)
         if value is not None:
             fields[name] = _integer(value, source)
     for name in ("tls_cert", "tls_key"):
-        value, _ = _pick(getattr(args, name), environ, name)
+        value, _ = flag_or_env(args, environ, name)
         if value:
             fields[name] = Path(value)
-    value, source = _pick(args.autopath, environ, "autopath")
+    value, source = flag_or_env(args, environ, "autopath")
     if value is not None:
         fields["autopath"] = _boolean(value, source)
-    value, source = _pick(args.proxy, environ, "proxy")
+    value, source = flag_or_env(args, environ, "proxy")
     if value is not None:
         fields["proxy"] = _boolean(value, source)
-    value, _ = _pick(args.proxy_interface, environ, "proxy_interface")
+    value, _ = flag_or_env(args, environ, "proxy_interface")
     if value:
         fields["proxy_interface"] = None if value.strip().lower() == "none" else value.strip()
-    value, _ = _pick(args.node_address, environ, "node_address")
+    value, _ = flag_or_env(args, environ, "node_address")
     if value:
         fields["node_address"] = value.strip()
-    value, source = _pick(args.proxy_max_connections, environ, "proxy_max_connections")
+    value, source = flag_or_env(args, environ, "proxy_max_connections")
     if value is not None:
         fields["proxy_max_connections"] = _integer(value, source)
-    value, _ = _pick(args.zones_dir, environ, "zones_dir")
+    value, _ = flag_or_env(args, environ, "zones_dir")
     if value is not None:
         fields["zones_dir"] = None if value.strip().lower() == "none" else Path(value)
-    value, _ = _pick(args.allow_recursion, environ, "allow_recursion")
+    value, _ = flag_or_env(args, environ, "allow_recursion")
     if value is not None:
         fields["allow_recursion"] = parse_networks([value] if isinstance(value, str) else value, "allow recursion")
 
-    value, _ = _pick(args.follow, environ, "follow")
+    value, _ = flag_or_env(args, environ, "follow")
     if value:
         fields["follow"] = Path(value)
         for name in ("manifests", "data_dir"):
-            given, source = _pick(getattr(args, name), environ, name)
+            given, source = flag_or_env(args, environ, name)
             if given:
                 raise ConfigError(f"{source}: --follow serves the followed cluster's objects, kept in memory only")
-    value, _ = _pick(args.follow_context, environ, "follow_context")
+    value, _ = flag_or_env(args, environ, "follow_context")
     if value:
         fields["follow_context"] = value
 
-    value, source = _pick(args.ephemeral, environ, "ephemeral")
+    value, source = flag_or_env(args, environ, "ephemeral")
     ephemeral = value is not None and _boolean(value, source)
-    value, _ = _pick(args.data_dir, environ, "data_dir")
+    value, _ = flag_or_env(args, environ, "data_dir")
     if ephemeral:
         if value:
             raise ConfigError("--ephemeral and --data-dir exclude each other")
@@ -293,34 +266,34 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
         fields["data_dir"] = Path(value) if value else default_data_dir(environ)
 
     for name in ("etcd_cafile", "etcd_certfile", "etcd_keyfile"):
-        value, _ = _pick(getattr(args, name), environ, name)
+        value, _ = flag_or_env(args, environ, name)
         if value:
             fields[name] = Path(value)
-    value, _ = _pick(args.store, environ, "store")
+    value, _ = flag_or_env(args, environ, "store")
     if value is not None:
         tls = any(name in fields for name in ("etcd_cafile", "etcd_certfile"))
         fields["etcd_endpoints"] = parse_store(value, tls=tls)
-    value, _ = _pick(args.etcd_prefix, environ, "etcd_prefix")
+    value, _ = flag_or_env(args, environ, "etcd_prefix")
     if value:
         fields["etcd_prefix"] = value
-    value, source = _pick(args.leader_elect_lease_duration, environ, "leader_elect_lease_duration")
+    value, source = flag_or_env(args, environ, "leader_elect_lease_duration")
     if value is not None:
         try:
             fields["leader_elect_lease_duration"] = float(value)
         except ValueError:
             raise ConfigError(f"{source} {value!r}: not a number") from None
 
-    value, _ = _pick(args.upstream, environ, "upstream")
+    value, _ = flag_or_env(args, environ, "upstream")
     values = ["auto"] if value is None else [value] if isinstance(value, str) else value
     if [word.strip().lower() for word in values] == ["auto"]:
         fields["upstreams"] = _auto_upstreams(fields)
     else:
         fields["upstreams"] = _upstreams(values)
 
-    value, _ = _pick(args.nsid, environ, "nsid")
+    value, _ = flag_or_env(args, environ, "nsid")
     if value:
         fields["nsid"] = value
-    value, source = _pick(args.log_queries, environ, "log_queries")
+    value, source = flag_or_env(args, environ, "log_queries")
     if value is not None:
         word = value.strip().lower()
         if word in QUERY_LOG_FORMATS:
@@ -334,14 +307,14 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
                 ) from None
             if on:
                 fields["log_queries"] = QUERY_LOG_FORMATS[0]
-    value, source = _pick(args.log_queries_sample, environ, "log_queries_sample")
+    value, source = flag_or_env(args, environ, "log_queries_sample")
     if value is not None:
         try:
             fields["log_queries_sample"] = float(value)
         except ValueError:
             raise ConfigError(f"{source} {value!r}: not a number") from None
 
-    level, source = _pick(args.log_level, environ, "log_level")
+    level, source = flag_or_env(args, environ, "log_level")
     level = (level or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{source} {level!r}: must be one of {', '.join(LOG_LEVELS)}")

@@ -10,8 +10,13 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port, split_host_port
+
+if TYPE_CHECKING:
+    from argparse import Namespace
 
 PODS_MODES = ("disabled", "insecure", "verified")
 QUERY_LOG_FORMATS = ("coredns", "json")
@@ -34,6 +39,17 @@ def default_manifests() -> tuple[Path, ...]:
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def flag_or_env(args: Namespace, environ: Mapping[str, str], name: str) -> tuple[Any, str]:
+    """The flag `name`'s value if it was given, else its `KDNS_*` environment twin's (None
+    if neither), with where it came from for messages: `dns_port` is `--dns-port` or
+    `KDNS_DNS_PORT`."""
+    flag = getattr(args, name)
+    if flag is not None:
+        return flag, "--" + name.replace("_", "-")
+    env_name = "KDNS_" + name.upper()
+    return environ.get(env_name), env_name
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -79,10 +95,13 @@ def parse_store(text: str, *, tls: bool) -> tuple[str, ...]:
         raise ConfigError(f"store {text!r}: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]")
     urls = []
     for member in rest.split(","):
-        host, colon, port_text = member.strip().rpartition(":")
-        if not colon or not host or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
+        try:
+            host, port_text = split_host_port(member.strip())
+        except ValueError:
+            host, port_text = "", None
+        if not host or not port_text or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
             raise ConfigError(f"store {text!r}: member {member.strip()!r} is not HOST:PORT")
-        urls.append(f"{'https' if tls else 'http'}://{host}:{int(port_text)}")
+        urls.append(f"{'https' if tls else 'http'}://{join_host_port(host, int(port_text))}")
     return tuple(urls)
 
 
@@ -173,7 +192,8 @@ class Settings:
     node_address: str | None = None
     proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
-    # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
+    # registry, and workers - 1 that serve a copy of it (kdns/replication.py runs them,
+    # each a kdns/worker.py process).
     workers: int = 1
     # Changes kept for watches to resume from and continue tokens to page through (the
     # API server's watch window and etcd's compaction in one): older versions get 410.

@@ -68,25 +68,21 @@ def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     return parser
 
 
-def _pick(flag: Any, environ: Mapping[str, str], name: str) -> Any:
-    return flag if flag is not None else environ.get("KDNS_" + name.upper())
-
-
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """`kdns explain` with parsed flags and the environment; returns the exit code."""
-    from kdns.config import ConfigError
+    from kdns.config import ConfigError, flag_or_env
     from kdns.pipeline.explain import CLIENT, Explanation, qtype_number
 
     client = args.client or CLIENT
     try:
         qtype = qtype_number(args.type)
-        manifests = _pick(args.manifests, environ, "manifests")
+        manifests = flag_or_env(args, environ, "manifests")[0]
         if manifests:
             paths = manifests.split(":") if isinstance(manifests, str) else manifests
             explanation = asyncio.run(_offline(args, environ, [Path(p) for p in paths if p], qtype, client))
         else:
-            server = (_pick(args.server, environ, "server") or DEFAULT_SERVER).rstrip("/")
-            token = _pick(args.api_token, environ, "api_token")
+            server = (flag_or_env(args, environ, "server")[0] or DEFAULT_SERVER).rstrip("/")
+            token = flag_or_env(args, environ, "api_token")[0]
             explanation = Explanation.from_dict(asyncio.run(_online(server, token, args.name, args.type, client)))
     except (ValueError, ConfigError) as exc:
         print(f"kdns explain: error: {exc}", file=sys.stderr)
@@ -138,17 +134,17 @@ async def _offline(
     from kdns.app import load_registry, load_static
     from kdns.authority.index import ClusterIndex
     from kdns.authority.static import ZoneError
-    from kdns.config import Settings
+    from kdns.config import Settings, flag_or_env
     from kdns.pipeline.chain import Router
     from kdns.pipeline.explain import explain
     from kdns.registry.errors import RegistryError
 
     fields: dict[str, Any] = {"manifests": tuple(paths), "zones_dir": None, "data_dir": None}
     for name in ("zone", "pods"):
-        value = _pick(getattr(args, name), environ, name)
+        value = flag_or_env(args, environ, name)[0]
         if value:
             fields[name] = value
-    zones_dir = _pick(args.zones_dir, environ, "zones_dir")
+    zones_dir = flag_or_env(args, environ, "zones_dir")[0]
     if zones_dir and zones_dir.strip().lower() != "none":
         fields["zones_dir"] = Path(zones_dir)
     settings = Settings(**fields)

@@ -29,14 +29,14 @@ from kdns.reuse import PRIVATE, ChangeListener, Reuse
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16
 
-# The UDP payload kdns advertises, sends at most and asks upstreams for: DNS Flag Day
-# 2020's 1232 bytes fits an IPv6 packet on any link with a 1280-byte MTU, so no reply
-# is ever fragmented.
+# The EDNS UDP payload kdns advertises to clients, offers upstreams, and sends at most:
+# DNS Flag Day 2020's 1232 bytes fit an IPv6 packet on any link with a 1280-byte MTU, so
+# no reply is ever fragmented (docs/dns-rules.md R26).
 EDNS_PAYLOAD = 1232
 
 # The most CNAMEs one answer holds, however many zones the chain crosses (the cluster
 # zone, static zones, upstream): the answer is cut after the eighth, and the asker's
-# resolver may follow the rest. BIND's limit is 16, CoreDNS's (one zone) 8.
+# resolver may follow the rest (docs/dns-rules.md R30). BIND's limit is 16, CoreDNS's 8.
 MAX_CNAME_CHAIN = 8
 
 # EDNS option codes kdns reads or writes.

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from kdns.config import flag_or_env
 from kdns.errors import KdnsError
+from kdns.hostport import split_host_port
 
 __all__ = ["Registration", "add_parser", "main", "pod_manifest", "registration_from", "run"]
 
@@ -104,11 +106,6 @@ def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     return parser
 
 
-def _pick(args: argparse.Namespace, environ: Mapping[str, str], name: str) -> Any:
-    value = getattr(args, name)
-    return value if value is not None else environ.get("KDNS_" + name.upper())
-
-
 def _list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -138,14 +135,15 @@ def _port(text: str, flag: str) -> int | str:
     return text
 
 
-def _host_port(text: str, flag: str) -> tuple[str, int | str]:
+def _probe_address(text: str, flag: str) -> tuple[str, int | str]:
     """`[HOST]:PORT`, `HOST:PORT`, `:PORT` or `PORT` -> (host or "", port)."""
-    host, port = "", text
-    if text.startswith("["):
-        inside, _, rest = text[1:].partition("]")
-        host, port = inside, rest.removeprefix(":")
-    elif ":" in text:
-        host, port = text.rsplit(":", 1)
+    host, port = "", text  # a bare text is the port
+    if text.startswith("[") or ":" in text:
+        try:
+            host, port_text = split_host_port(text)
+        except ValueError as exc:
+            raise FlagError(f"--{flag} {exc}") from None
+        port = port_text or ""
     if not port:
         raise FlagError(f"--{flag} {text!r}: a port is required")
     return host, _port(port, flag)
@@ -153,7 +151,7 @@ def _host_port(text: str, flag: str) -> tuple[str, int | str]:
 
 def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The readinessProbe the probe flags describe, or None."""
-    http, tcp = _pick(args, environ, "probe_http"), _pick(args, environ, "probe_tcp")
+    http, tcp = flag_or_env(args, environ, "probe_http")[0], flag_or_env(args, environ, "probe_tcp")[0]
     if http and tcp:
         raise FlagError("--probe-http and --probe-tcp exclude each other")
     probe: dict[str, Any]
@@ -163,7 +161,7 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
             if text.lower().startswith(prefix):
                 scheme, text = prefix[:-3].upper(), text[len(prefix):]
         hostport, slash, path = text.partition("/")
-        host, port = _host_port(hostport, "probe-http")
+        host, port = _probe_address(hostport, "probe-http")
         action: dict[str, Any] = {"path": "/" + path if slash else "/", "port": port}
         if scheme != "HTTP":
             action["scheme"] = scheme
@@ -171,11 +169,11 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
             action["host"] = host
         probe = {"httpGet": action}
     elif tcp:
-        host, port = _host_port(tcp, "probe-tcp")
+        host, port = _probe_address(tcp, "probe-tcp")
         probe = {"tcpSocket": {"port": port, **({"host": host} if host else {})}}
     else:
         for name in ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold"):
-            if _pick(args, environ, f"probe_{name}") is not None:
+            if flag_or_env(args, environ, f"probe_{name}")[0] is not None:
                 raise FlagError(f"--probe-{name.replace('_', '-')} needs --probe-http or --probe-tcp")
         return None
     for name, key, minimum in (
@@ -185,7 +183,7 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
         ("success_threshold", "successThreshold", 1),
         ("failure_threshold", "failureThreshold", 1),
     ):
-        value = _pick(args, environ, f"probe_{name}")
+        value = flag_or_env(args, environ, f"probe_{name}")[0]
         if value is not None:
             probe[key] = _integer(value, f"probe-{name.replace('_', '-')}", minimum)
     return probe
@@ -193,18 +191,18 @@ def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
 
 def registration_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Registration:
     """The registration the flags and KDNS_* variables ask for; FlagError if they are bad."""
-    server = (_pick(args, environ, "server") or DEFAULT_SERVER).rstrip("/")
+    server = (flag_or_env(args, environ, "server")[0] or DEFAULT_SERVER).rstrip("/")
     parts = urlsplit(server)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FlagError(f"--server {server!r}: expected http://HOST:PORT or https://HOST:PORT")
     labels: dict[str, str] = {}
-    for item in _list(_pick(args, environ, "label")):
+    for item in _list(flag_or_env(args, environ, "label")[0]):
         key, equals, value = item.partition("=")
         if not equals or not _LABEL_KEY.match(key) or len(value) > 63:
             raise FlagError(f"--label {item!r}: expected KEY=VALUE, e.g. app.kubernetes.io/name=web")
         labels[key] = value
     ports = []
-    for item in _list(_pick(args, environ, "container_port")):
+    for item in _list(flag_or_env(args, environ, "container_port")[0]):
         name, _, number = item.rpartition(":")
         port = _port(number, "container-port")
         if not isinstance(port, int):
@@ -212,24 +210,24 @@ def registration_from(args: argparse.Namespace, environ: Mapping[str, str]) -> R
         if name:
             _port(name, "container-port")
         ports.append((name, port))
-    ip = _pick(args, environ, "pod_ip")
+    ip = flag_or_env(args, environ, "pod_ip")[0]
     if ip:
         try:
             ip = str(ipaddress.ip_address(ip))
         except ValueError:
             raise FlagError(f"--pod-ip {ip!r}: not an IP address") from None
-    wait = _pick(args, environ, "wait")
+    wait = flag_or_env(args, environ, "wait")[0]
     command = list(args.argv or ())
     if command[:1] == ["--"]:
         command = command[1:]
     return Registration(
         server=server,
-        token=_pick(args, environ, "api_token") or None,
-        namespace=_pick(args, environ, "namespace") or "default",
-        name=_pick(args, environ, "pod_name") or None,
+        token=flag_or_env(args, environ, "api_token")[0] or None,
+        namespace=flag_or_env(args, environ, "namespace")[0] or "default",
+        name=flag_or_env(args, environ, "pod_name")[0] or None,
         ip=ip or None,
         labels=labels,
-        container=_pick(args, environ, "container_name") or "app",
+        container=flag_or_env(args, environ, "container_name")[0] or "app",
         ports=tuple(ports),
         probe=parse_probe(args, environ),
         wait=float(_integer(wait, "wait", 0)) if wait is not None else 30.0,

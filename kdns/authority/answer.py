@@ -6,52 +6,41 @@ returns None and the router refuses or forwards the query.
 
 Each name is parsed once (`names.parse`) and looked up for one type. A lookup says
 "this name does not exist" (None: NXDOMAIN) or gives the records of the asked type,
-possibly none (NODATA) — DESIGN rule 3. Both negatives carry the zone's SOA in
-authority (RFC 2308); positive answers carry nothing there (notes §5). Every answer is
-authoritative. Choices the notes leave open, made here:
+possibly none (NODATA); both negatives carry the zone's SOA in authority, positive
+answers carry nothing there, and every answer is authoritative (docs/dns-rules.md R20).
+This module implements R3-R23 of docs/dns-rules.md; the choices that shape it most,
+in short:
 
-* NXDOMAIN versus NODATA is ordinary DNS (notes §4) with no CoreDNS quirk: empty
-  non-terminals exist (`svc.`, `pod.`, `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`);
-  a partial reverse name exists while a known address (a cluster IP, a ready
-  endpoint) lies below it, and is NXDOMAIN otherwise (RFC 8020: nothing below);
-  `dns-version` and every other name answer NODATA for types they lack; a name's
-  existence never depends on the query type.
-* Namespaces: `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
-  Namespace object exists. In `pods disabled` nothing exists below `pod.<zone>`, so
-  `<ns>.pod.<zone>` is NXDOMAIN while `pod.<zone>` itself is NODATA, as in CoreDNS.
-  A name that does not exist because its namespace does not carries an Extended DNS
-  Error saying so (RFC 8914 §4.1, Other), for people reading dig's output.
-* SRV on the bare service name and on endpoint names lists every port, named or not,
-  as CoreDNS does (the spec has SRV for named ports only, §2.3.2, §2.4.2; people
-  debugging with dig expect CoreDNS's answer); `_<port>._<proto>` names exist for
-  named ports only. Priority 0;
-  the records of one answer share the weight 100 // n (at least 1), n the number of SRV
-  records after (target, port) duplicates collapse: equal shares summing to about 100,
-  in place of CoreDNS's collapse-dependent numbers (quirk 7).
-* ExternalName: the CNAME answers every type but CNAME-specific semantics (no quirk 5).
-  For types other than CNAME and ANY the target is chased while it stays in a served
-  zone, with at most MAX_CNAME_CHAIN CNAMEs in one answer, stopping before a name seen
-  already (a loop ends with its last CNAME and NOERROR, for the resolver to judge); the
-  rcode and the SOA then follow the last name (RFC 6604). A target outside the served
-  zones ends the chain: CNAME alone, NOERROR (no upstream, notes §1).
-* Services in a missing Namespace are invisible everywhere (notes §4), PTR included.
-* ANY (RFC 8482 §4.1): one RRset, the first the name has of CNAME, A, AAAA, SRV, PTR,
-  TXT, SOA, NS; NODATA when it has none. No synthesized HINFO: the name's own data is
-  more useful and the answer stays small.
-* AXFR and IXFR are REFUSED: kdns offers no zone transfer (notes §5).
-* kdns's NodePort tree mirrors the svc tree: for each named port that has a nodePort
-  on a NodePort or LoadBalancer Service, `_<port>._<proto>.<svc>.<ns>.nodeport.<zone>`
-  gives one SRV per Node with an InternalIP (port = nodePort, target
-  `<node>.node.<zone>`, addresses in additional); the bare `<svc>.<ns>.nodeport.<zone>`
-  lists them all. Unnamed ports get no name here either. Such a name exists as soon as
-  its port does, so with no Node it is NODATA, not NXDOMAIN.
-* PTR answers only names that exist: the owning Service or endpoint must be visible
-  (its Namespace exists; no quirk 14), and every Service sharing a cluster IP is named
-  (no quirk 8).
+* NXDOMAIN versus NODATA is ordinary DNS (R4): empty non-terminals exist (`svc.`, `pod.`,
+  `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`); a partial reverse name exists while a
+  known address (a cluster IP, a ready endpoint) lies below it, and is NXDOMAIN otherwise;
+  `dns-version` and every other name answer NODATA for types they lack; existence never
+  depends on the type.
+* Namespaces (R5): `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
+  Namespace object exists; with `pods disabled` nothing exists below `pod.<zone>` (as
+  CoreDNS). Services in a missing Namespace are invisible everywhere, PTR included; a
+  name that does not exist because its namespace does not says so in an Extended DNS
+  Error (R27).
+* SRV (R11, R12): `_<port>._<proto>` names exist for named ports only; the bare service
+  name and endpoint names list every port, named or not, as CoreDNS. Priority 0; the
+  records of one answer share the weight 100 // n (at least 1), n the number of SRV
+  records after (target, port) duplicates collapse.
+* ExternalName (R13): the CNAME answers every type. For types other than CNAME and ANY
+  the target is chased while it stays in a served zone, with at most MAX_CNAME_CHAIN
+  CNAMEs in one answer, stopping before a name seen already (a loop ends with its last
+  CNAME and NOERROR, for the resolver to judge); the rcode and the SOA then follow the
+  last name (RFC 6604). A target outside the served zones ends the chain here: the
+  Router completes it or leaves the CNAME alone (R30).
+* ANY (R22, RFC 8482 §4.1): one RRset, the first the name has of ANY_ORDER; NODATA when
+  it has none. AXFR and IXFR are REFUSED (R23).
+* The NodePort tree (R16) mirrors the svc tree for named ports with a nodePort on
+  NodePort and LoadBalancer Services: one SRV per Node with an InternalIP. Such a name
+  exists as soon as its port does, so with no Node it is NODATA, not NXDOMAIN.
+* PTR (R14) answers only names that exist, and names every Service sharing a cluster IP.
 
-Spelling (notes §8): owners are written as asked; names built from objects are lower
-case, followed by the zone as the asker spelt it (the reverse zones' PTR targets and
-SOA use the configured spelling of the cluster zone, which the asker did not write).
+Spelling (R2): owners are written as asked; names built from objects are lower case,
+followed by the zone as the asker spelt it (the reverse zones' PTR targets and SOA use
+the configured spelling of the cluster zone, which the asker did not write).
 """
 
 from __future__ import annotations
@@ -106,7 +95,7 @@ from kdns.message import (
 )
 
 SCHEMA_VERSION = "1.1.0"  # spec §2.2
-SCHEMA_TTL = 28800  # notes §3.1
+SCHEMA_TTL = 28800  # docs/dns-rules.md R6
 NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
 _ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
@@ -169,7 +158,7 @@ def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[Ex
 
 
 def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
-    """The SOA of `zone` (notes §5), its owner spelt as in `owner`, a name of that zone."""
+    """The SOA of `zone` (docs/dns-rules.md R19), its owner spelt as in `owner`, a name of that zone."""
     zone_text = owner[len(owner) - len(zone) :]
     cluster = zone_text if zone == settings.zone else settings.zone
     return records.soa(
@@ -317,7 +306,7 @@ class _Lookup:
         if record.is_external:
             target = record.external_name
             if target is None:
-                return None  # an IP address or no name: no record at all (notes §3.6)
+                return None  # an IP address or no name: no record at all (R13)
             return _Found([records.cname(self.owner, target, self.ttl)], alias=target)
         if record.is_headless:
             addresses = self.index.endpoints(namespace, service).addresses
@@ -409,7 +398,7 @@ class _Lookup:
             return None
         if qtype != QTYPE.PTR:
             return _Found()
-        zone = self.settings.zone  # PTR targets are in the cluster zone (notes §3.7)
+        zone = self.settings.zone  # PTR targets are in the cluster zone (R14)
         return _Found(
             [
                 records.ptr(

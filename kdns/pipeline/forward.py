@@ -1,8 +1,9 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns (DESIGN.md rule 1): dnspython writes the question,
-the sockets here send it, and the reply's bytes are read once, by dnslib, into kdns's
-message model (`to_answer`). Policy, in the order it is applied to one question:
+The only DNS client socket code in kdns: dnspython writes the question, the sockets here
+send it, and the reply's bytes are read once, by dnslib, into kdns's message model
+(`to_answer`). The policy is docs/dns-rules.md R32. Policy, in the order it is applied to
+one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
@@ -20,10 +21,10 @@ message model (`to_answer`). Policy, in the order it is applied to one question:
 * A try that timed out may be a lost packet, so timed-out upstreams are asked a second
   time while the overall deadline allows; upstreams that answered badly are not.
 * When every upstream failed or the deadline passed, the answer is SERVFAIL (RFC 8767
-  and DESIGN.md rule 4: never silence, never NXDOMAIN for a timeout), with an Extended
-  DNS Error saying why (RFC 8914): No Reachable Authority when no upstream answered in
-  time, Network Error when they answered badly or could not be reached, and the
-  upstreams and their failures in its text.
+  and docs/dns-rules.md R27: never silence, never NXDOMAIN for a timeout), with an
+  Extended DNS Error saying why (RFC 8914): No Reachable Authority when no upstream
+  answered in time, Network Error when they answered badly or could not be reached, and
+  the upstreams and their failures in its text.
 
 Loops: an upstream equal to one of kdns's own listening addresses is refused when the
 Forwarder is built (`ForwardingLoop`). A loop through another resolver (kdns → resolver →
@@ -55,6 +56,7 @@ import dns.rdatatype
 from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.config import ConfigError
+from kdns.hostport import join_host_port, split_host_port
 from kdns.message import (
     EDNS_PAYLOAD,
     FORMERR,
@@ -119,14 +121,12 @@ class Upstream:
     def parse(cls, text: str) -> Upstream:
         """`10.0.0.1`, `10.0.0.1:5353`, `fd00::1`, `[fd00::1]:5353` -> Upstream."""
         text = text.strip()
-        address, port = text, "53"
-        if text.startswith("["):
-            address, sep, rest = text[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT")
-            port = rest[1:] or "53"
-        elif text.count(":") == 1:
-            address, port = text.split(":")
+        try:
+            address, port = split_host_port(text)
+        except ValueError:
+            raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT") from None
+        if port is None:
+            return cls(address)
         try:
             number = int(port)
         except ValueError:
@@ -134,9 +134,7 @@ class Upstream:
         return cls(address, number)
 
     def __str__(self) -> str:
-        if ":" in self.address:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+        return join_host_port(self.address, self.port)
 
 
 def is_own_address(upstream: Upstream, own_addresses: Iterable[tuple[str, int]]) -> bool:
@@ -422,7 +420,7 @@ class Forwarder:
                         timed_out.append(upstream)
                     log.debug("upstream %s: %s %s: %s", upstream, query.name, query.qtype, failure)
                     continue
-                except Exception:  # rule 4: a bug here is a failed try, and SERVFAIL, not silence
+                except Exception:  # R27: a bug here is a failed try, and SERVFAIL, not silence
                     log.exception("upstream %s: %s %s", upstream, query.name, query.qtype)
                     self._failed(upstream, _Failed("internal error"))
                     failures.append((upstream, "internal error", False))
