@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kdns.api import discovery, openapi, patch, schema, status, tables
+from kdns.api import discovery, openapi, patch, status, tables
 from kdns.api.resources import BY_PATH, GROUP_VERSIONS, Resource, in_group_version
 from kdns.api.selectors import (
     Selector,
@@ -43,6 +43,7 @@ from kdns.api.status import MAX_BODY, ApiError
 from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
+from kdns.registry import schema
 from kdns.registry.manifests import to_manifest
 from kdns.registry.store import Store
 

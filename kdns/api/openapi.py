@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from kdns import __version__
-from kdns.api import schema as s
+from kdns.registry import schema as s
 from kdns.api.resources import GROUP_VERSIONS, Resource, in_group_version
 
 KUBERNETES_VERSION = "v1.32.0"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kdns.api.schema import Schema, child
+from kdns.registry.schema import Schema, child
 from kdns.errors import KdnsError
 
 DIRECTIVE = "$patch"

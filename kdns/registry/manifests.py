@@ -23,10 +23,11 @@ from typing import Any
 
 import yaml
 
-from kdns.registry import blockyaml, objects
+from kdns.registry import blockyaml, objects, schema
 from kdns.registry.errors import (
     Invalid,
     ManifestError,
+    RegistryError,
     duplicate,
     forbidden,
     invalid,
@@ -65,8 +66,27 @@ MAX_SLICE_PORTS = 20000
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """SafeLoader without YAML 1.1 timestamps: `creationTimestamp: 2024-01-01T00:00:00Z`
-    stays the string Kubernetes means, not a datetime."""
+    """SafeLoader without YAML 1.1 timestamps (`creationTimestamp: 2024-01-01T00:00:00Z`
+    stays the string Kubernetes means, not a datetime), refusing duplicate keys as
+    strict decoding does, where YAML itself would let the last one win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise DuplicateKey(key_node.value, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping has the same key twice."""
+
+    def __init__(self, key: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f'duplicate field "{key}"', mark)
+        self.key = key
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -93,6 +113,12 @@ class Document:
     def kind(self) -> str:
         kind = self.body.get("kind")
         return kind if isinstance(kind, str) else ""
+
+    @property
+    def location(self) -> str:
+        """`zones/web.yaml: document 2` (`: items[0]` for an item of a List)."""
+        where = f"{self.source}: document {self.index}"
+        return where if self.item is None else f"{where}: items[{self.item}]"
 
     def error(self, exc: Exception) -> ManifestError:
         """`exc` as a ManifestError naming this document (already located ones pass through)."""
@@ -147,42 +173,107 @@ def read_documents(text: str, source: str = "<input>") -> list[dict]:
     return [dict(document.body) for document in load_text(text, source)]
 
 
-def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
-    """Read manifest files: each path a file, or a directory whose *.yaml, *.yml and *.json
-    files are read in name order (not recursively). Documents of kinds kdns does not
-    serve are left out with a warning; a document of a served kind with an unknown
-    apiVersion is an error, because it is almost certainly a typo."""
-    documents: list[Document] = []
-    warnings: list[str] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file() and not p.name.startswith(".")
-            )
-        elif path.exists():
-            files = [path]
-        else:
+@dataclass(slots=True)
+class Loaded:
+    """What read_paths found: the documents to apply, the files they came from, notes
+    (skipped kinds, empty files) and every error (each one names its file and document)."""
+
+    documents: list[Document]
+    files: list[Path]
+    warnings: list[str]
+    errors: list[ManifestError]
+
+
+def manifest_files(path: Path) -> list[Path]:
+    """`path` itself, or the *.yaml, *.yml and *.json files under the directory `path`, in
+    every subdirectory, in a stable order (by their path's parts); hidden files and
+    directories are left out."""
+    if not path.is_dir():
+        if not path.exists():
             raise ManifestError(f"{path}: no such file or directory")
+        return [path]
+    found = []
+    for file in path.rglob("*"):
+        parts = file.relative_to(path).parts
+        if file.suffix in FILE_SUFFIXES and not any(part.startswith(".") for part in parts) and file.is_file():
+            found.append((parts, file))
+    return [file for _, file in sorted(found)]
+
+
+def read_paths(paths: Iterable[Path | str]) -> Loaded:
+    """Read manifest files (each path a file, or a directory read recursively) as strictly
+    as the API reads a body: unknown fields and duplicate keys are errors, and so is an
+    object declared twice (both places are named). Documents of kinds kdns does not serve
+    are left out with a warning; a document of a served kind with an unknown apiVersion is
+    an error, because it is almost certainly a typo. Reading goes on after an error, so
+    that every problem is reported at once (a file with a YAML error is read no further)."""
+    loaded = Loaded([], [], [], [])
+    declared: dict[tuple[str, str, str], Document] = {}
+    for path in map(Path, paths):
+        try:
+            files = manifest_files(path)
+        except ManifestError as exc:
+            loaded.errors.append(exc)
+            continue
         for file in files:
+            loaded.files.append(file)
             try:
                 text = file.read_text(encoding="utf-8")
+                documents = load_text(text, str(file))
             except (OSError, UnicodeDecodeError) as exc:
-                raise ManifestError(f"{file}: cannot read: {exc}") from None
-            for document in load_text(text, str(file)):
-                kind = document.body.get("kind")
-                if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
-                    where = f"{document.source}: document {document.index}"
-                    if document.item is not None:
-                        where += f": items[{document.item}]"
-                    version = document.body.get("apiVersion")
-                    warnings.append(f"{where}: skipped {kind} ({version}): kdns does not serve this kind")
-                    continue
-                documents.append(document)
-    return documents, warnings
+                loaded.errors.append(ManifestError(f"{file}: cannot read: {exc}"))
+                continue
+            except ManifestError as exc:
+                loaded.errors.append(exc)
+                continue
+            if not documents:
+                loaded.warnings.append(f"{file}: no documents (the file is empty)")
+            for document in documents:
+                _check_document(document, declared, loaded)
+    return loaded
+
+
+def _check_document(document: Document, declared: dict[tuple[str, str, str], Document], loaded: Loaded) -> None:
+    body = document.body
+    kind = body.get("kind")
+    if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
+        loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
+        return
+    try:
+        key = key_parts(body)
+    except RegistryError:
+        loaded.documents.append(document)  # the store refuses it, naming its problem
+        return
+    unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+    if unknown:
+        problems = ", ".join(f'unknown field "{path}"' for path in unknown)
+        loaded.errors.append(document.error(ManifestError(f'{key[0]} "{key[2]}": strict decoding error: {problems}')))
+        return
+    first = declared.setdefault(key, document)
+    if first is not document:
+        loaded.errors.append(document.error(ManifestError(
+            f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
+        )))
+        return
+    loaded.documents.append(document)
+
+
+def _key_name(key: tuple[str, str, str]) -> str:
+    return f"{key[1]}/{key[2]}" if key[1] else key[2]
+
+
+def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
+    """read_paths' documents and warnings; its first error raised, if it found any."""
+    loaded = read_paths(paths)
+    if loaded.errors:
+        raise loaded.errors[0]
+    return loaded.documents, loaded.warnings
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, DuplicateKey):
+        return f"line {mark.line + 1}: strict decoding error: duplicate field \"{exc.key}\""
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
         return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"

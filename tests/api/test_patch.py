@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdns.api import schema
+from kdns.registry import schema
 from kdns.api.patch import (
     BadPatch,
     PatchError,
