@@ -486,53 +486,67 @@ def unknown_fields(document: Mapping[str, Any], schema: Schema) -> list[str]:
     without copying the document (a start-up reads 100,000 of them). Values of the wrong
     type are not looked into: validation names those."""
     found: list[str] = []
-    _unknown(document, schema, "", found)
+    _unknown(document, _strict_plan(schema), (), found)
     return found
 
 
-# Per object schema: its field names, and the fields worth descending into (those that
-# can hold an unknown field somewhere below). Keyed by id: schemas are module constants.
-_PLANS: dict[int, tuple[frozenset[str], tuple[tuple[str, Schema], ...]]] = {}
+# A schema as strict reading walks it: (the field names, or None when any field is
+# allowed; the fields that can hold a field that is not, each with whether it is a list
+# and the plan of its items). Made once per schema; schemas are module constants.
+_Plan = tuple[frozenset[str] | None, tuple[tuple[str, bool, "_Plan"], ...]]
+_PLANS: dict[int, _Plan] = {}
 
 
-def _plan(schema: Schema) -> tuple[frozenset[str], tuple[tuple[str, Schema], ...]]:
+def _strict_plan(schema: Schema) -> _Plan:
     plan = _PLANS.get(id(schema))
     if plan is None:
-        nested = tuple((key, child) for key, child in schema.properties.items() if _checked(child))
-        plan = _PLANS[id(schema)] = (frozenset(schema.properties), nested)
+        nested = []
+        for key, field_schema in schema.properties.items():
+            many = field_schema.type == "array"
+            target = field_schema.items if many else field_schema
+            if target is not None and target.type == "object" and _checked(target):
+                nested.append((key, many, _strict_plan(target)))
+        plan = _PLANS[id(schema)] = (None if schema.open else frozenset(schema.properties), tuple(nested))
     return plan
 
 
 def _checked(schema: Schema) -> bool:
-    """Whether a value of `schema` can hold a field that is not allowed."""
-    if schema.type == "object":
-        return not schema.open or any(_checked(child) for child in schema.properties.values())
-    if schema.type in ("array", "map"):
-        return schema.items is not None and _checked(schema.items)
-    return False
+    """Whether an object of `schema` can hold a field that is not allowed. (No map of
+    objects is declared: maps hold strings and quantities.)"""
+    return not schema.open or any(
+        _checked(target)
+        for child_schema in schema.properties.values()
+        if (target := child_schema.items if child_schema.type == "array" else child_schema) is not None
+        and target.type == "object"
+    )
 
 
-def _unknown(value: Any, schema: Schema, path: str, found: list[str]) -> None:
-    kind = schema.type
-    if kind == "object":
-        if type(value) is not dict:
-            return
-        known, nested = _plan(schema)
-        if not schema.open and not known.issuperset(value):
-            found.extend(_join(path, key) for key in value if key not in known)
-        for key, child_schema in nested:
-            item = value.get(key)
-            if item is not None:
-                _unknown(item, child_schema, _join(path, key), found)
-    elif kind == "array":
-        if type(value) is list:
-            assert schema.items is not None
-            for i, item in enumerate(value):
-                _unknown(item, schema.items, f"{path}[{i}]", found)
-    elif kind == "map" and type(value) is dict:
-        assert schema.items is not None
-        for key, item in value.items():
-            _unknown(item, schema.items, _join(path, key), found)
+def _unknown(value: dict[str, Any], plan: _Plan, path: tuple[Any, ...], found: list[str]) -> None:
+    # `path` is a chain (parent's chain, key or index), spelled out only for an unknown
+    # field: most documents have none, and a start-up reads 100,000 of them.
+    known, nested = plan
+    if known is not None and not known.issuperset(value):
+        found.extend(_spell((path, key)) for key in value if key not in known)
+    for key, many, item_plan in nested:
+        item = value.get(key)
+        if item is None:
+            continue
+        if not many:
+            if type(item) is dict:
+                _unknown(item, item_plan, (path, key), found)
+        elif type(item) is list:
+            for i, element in enumerate(item):
+                if type(element) is dict:
+                    _unknown(element, item_plan, ((path, key), i), found)
+
+
+def _spell(path: tuple[Any, ...]) -> str:
+    """`((((), "spec"), "ports"), 0), "targetPrt")` -> `spec.ports[0].targetPrt`."""
+    parts: list[str] = []
+    while path:
+        path, step = path
+        parts.append(f"[{step}]" if type(step) is int else f".{step}")
+    return "".join(reversed(parts)).lstrip(".")
 
 
 def child(schema: Schema | None, key: str) -> Schema | None:
