@@ -1,15 +1,29 @@
-"""Settings: every knob of kdns, validated once, frozen.
+"""Settings: every knob of kdns, validated once, frozen; and where each value comes from.
 
-`Settings` is built by `cli.py` from flags and `KDNS_*` environment variables and handed
-down; nothing else reads the environment. Building one has no side effects.
+`Settings` is built by `cli.py` from flags, `KDNS_*` environment variables and a
+configuration file, and handed down; nothing else reads the environment. Building one has
+no side effects.
+
+An `Option` is declared once, by its flag; its environment variable (`--dns-port`:
+`KDNS_DNS_PORT`) and its configuration-file key (`dns-port`) follow from the flag, so a
+new flag has both without another line. `gather` collects what was given for each option,
+flag over variable over file, as a `Given`: the value and its source (`--ttl`, `KDNS_TTL`,
+`kdns.toml:3: ttl`), which every error about that value names.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import ipaddress
-from collections.abc import Iterable, Mapping
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from kdns.errors import KdnsError
 
@@ -21,7 +35,203 @@ MAX_WORKERS = 64
 
 
 class ConfigError(KdnsError):
-    """The configuration is invalid."""
+    """The configuration is invalid. `setting` and `detail` are set when one Settings field
+    is at fault (`detail` without the field's name and value), so that the command line can
+    say where that value was given."""
+
+    def __init__(self, message: str, *, setting: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.setting, self.detail = setting, detail
+
+
+def _bad(setting: str, value: object, detail: str) -> ConfigError:
+    return ConfigError(f"{setting.replace('_', ' ')} {value}: {detail}", setting=setting, detail=detail)
+
+
+# --- Options and where their values come from -----------------------------------------------
+
+ENV_PREFIX = "KDNS_"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting of a command, declared by its flag. `repeatable` flags may be given many
+    times (their variable holds several values separated by `separator`, a file key a
+    list); a `switch` takes no value on the command line (`--proxy`), true or false
+    elsewhere. `secret` values are masked when the configuration is logged."""
+
+    flag: str
+    help: str
+    metavar: str | None = None
+    repeatable: bool = False
+    separator: str | None = None  # in the variable; None: the parser splits the value itself
+    switch: bool = False
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def name(self) -> str:
+        """`dns_port`: the argparse dest."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        """`KDNS_DNS_PORT`."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def key(self) -> str:
+        """`dns-port`: the configuration file's key."""
+        return self.flag.removeprefix("--")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        if self.switch:
+            parser.add_argument(self.flag, action="store_const", const="true", help=f"{self.help} ({self.env}=1)")
+            return
+        parser.add_argument(
+            self.flag,
+            action="append" if self.repeatable else "store",
+            metavar=self.metavar,
+            choices=self.choices or None,
+            help=self.help,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """A value given for an option, and where: `--ttl`, `KDNS_TTL` or `kdns.toml:3: ttl`.
+    `values` has one item, or several for a repeatable option."""
+
+    values: tuple[str, ...]
+    source: str
+    base: Path | None = None  # a file's directory, which relative paths in it are relative to
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.values)
+
+    def error(self, detail: str) -> ConfigError:
+        """`KDNS_TTL '9999': must be between 0 and 3600`."""
+        return ConfigError(f"{self.source} {self.text!r}: {detail}")
+
+    def wrap(self, exc: ConfigError) -> ConfigError:
+        """A parser's own message, prefixed with where the value came from."""
+        return ConfigError(f"{self.source}: {exc}")
+
+
+CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def read_config_file(path: Path, options: Sequence[Option]) -> dict[str, Given]:
+    """The values of a TOML or YAML configuration file, by option name: a flat mapping of
+    keys named as the flags without their dashes (`dns-port = 1053`), lists for repeatable
+    options. ConfigError names the file and line of a bad key or value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        entries = [(key, value, _toml_line(text, key)) for key, value in data.items()]
+    elif path.suffix in (".yaml", ".yml"):
+        entries = _yaml_entries(text, path)
+    else:
+        raise ConfigError(f"--config {path}: expected a .toml, .yaml or .yml file")
+    by_key = {option.key: option for option in options}
+    given: dict[str, Given] = {}
+    for key, value, line in entries:
+        source = f"{path}:{line}: {key}"
+        option = by_key.get(key) if isinstance(key, str) else None
+        if option is None:
+            close = difflib.get_close_matches(str(key), by_key, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}:{line}: unknown key {key!r}{hint}")
+        given[option.name] = Given(_file_values(value, option, source), source, path.parent)
+    return given
+
+
+def _file_values(value: Any, option: Option, source: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) and option.repeatable else [value]
+    values = []
+    for item in items:
+        if isinstance(item, bool):
+            values.append("true" if item else "false")
+        elif isinstance(item, (str, int, float)):
+            values.append(str(item))
+        else:
+            wanted = "a value or a list of values" if option.repeatable else "a single value"
+            raise ConfigError(f"{source}: expected {wanted}, not {type(item).__name__}")
+    return tuple(values)
+
+
+def _toml_line(text: str, key: str) -> int:
+    """The line of a top-level `key = ...` (tomllib keeps no positions)."""
+    pattern = re.compile(rf"\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return number
+    return 1
+
+
+def _yaml_entries(text: str, path: Path) -> list[tuple[Any, Any, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if node is None:
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of keys to values")
+    loader = yaml.SafeLoader("")
+    entries = []
+    for key_node, value_node in node.value:
+        entries.append((loader.construct_object(key_node, deep=True), loader.construct_object(value_node, deep=True),
+                        key_node.start_mark.line + 1))
+    return entries
+
+
+def gather(
+    options: Sequence[Option], args: argparse.Namespace, environ: Mapping[str, str],
+    file: Mapping[str, Given] | None = None,
+) -> dict[str, Given]:
+    """What was given for each option, by name: the flag, else its variable, else the
+    configuration file's key; options given nowhere are left out (their default holds)."""
+    given: dict[str, Given] = {}
+    for option in options:
+        flag = getattr(args, option.name, None)
+        if flag is not None:
+            given[option.name] = Given(tuple(flag) if isinstance(flag, list) else (flag,), option.flag)
+        elif option.env in environ:
+            text = environ[option.env]
+            values = [part for part in text.split(option.separator) if part] if option.separator else [text]
+            given[option.name] = Given(tuple(values), option.env)
+        elif file is not None and option.name in file:
+            given[option.name] = file[option.name]
+    return given
+
+
+def to_integer(given: Given, low: int | None = None, high: int | None = None) -> int:
+    try:
+        number = int(given.text)
+    except ValueError:
+        raise given.error("not an integer") from None
+    if low is not None and high is not None and not low <= number <= high:
+        raise given.error(f"must be between {low} and {high}")
+    if low is not None and number < low:
+        raise given.error(f"must be at least {low}")
+    return number
+
+
+def to_boolean(given: Given) -> bool:
+    word = given.text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise given.error("expected true or false")
 
 
 def default_manifests() -> tuple[Path, ...]:
@@ -55,13 +265,13 @@ def normalize_zone(zone: str) -> str:
     """`Cluster.Local` -> `cluster.local.`: lower case, absolute, validated."""
     name = zone.strip().lower().rstrip(".")
     if not name:
-        raise ConfigError(f"zone {zone!r}: must not be empty")
+        raise _bad("zone", repr(zone), "must not be empty")
     labels = name.split(".")
     for label in labels:
         if not label or len(label) > 63:
-            raise ConfigError(f"zone {zone!r}: label {label!r} must be 1-63 characters")
+            raise _bad("zone", repr(zone), f"label {label!r} must be 1-63 characters")
     if len(name) > 253:
-        raise ConfigError(f"zone {zone!r}: longer than 253 characters")
+        raise _bad("zone", repr(zone), "longer than 253 characters")
     return name + "."
 
 
@@ -152,30 +362,30 @@ class Settings:
     node_address: str | None = None
     proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
-    # registry, and workers - 1 that serve a copy of it (kdns/workers.py).
+    # registry, and workers - 1 that serve a copy of it (kdns/replication.py).
     workers: int = 1
 
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", normalize_zone(self.zone))
         if not (0 <= self.ttl <= MAX_TTL):
-            raise ConfigError(f"ttl {self.ttl}: must be between 0 and {MAX_TTL}")
+            raise _bad("ttl", self.ttl, f"must be between 0 and {MAX_TTL}")
         if self.pods not in PODS_MODES:
-            raise ConfigError(f"pods {self.pods!r}: must be one of {', '.join(PODS_MODES)}")
+            raise _bad("pods", repr(self.pods), f"must be one of {', '.join(PODS_MODES)}")
         if not (0 <= self.dns_port <= 65535):
-            raise ConfigError(f"dns port {self.dns_port}: must be between 0 and 65535")
+            raise _bad("dns_port", self.dns_port, "must be between 0 and 65535")
         try:
             ipaddress.ip_address(self.dns_address)
         except ValueError:
-            raise ConfigError(f"dns address {self.dns_address!r}: not an IP address") from None
+            raise _bad("dns_address", repr(self.dns_address), "not an IP address") from None
         if not (1 <= self.workers <= MAX_WORKERS):
-            raise ConfigError(f"workers {self.workers}: must be between 1 and {MAX_WORKERS}")
+            raise _bad("workers", self.workers, f"must be between 1 and {MAX_WORKERS}")
         if not (0 <= self.api_port <= 65535):
-            raise ConfigError(f"api port {self.api_port}: must be between 0 and 65535")
+            raise _bad("api_port", self.api_port, "must be between 0 and 65535")
         try:
             api_ip = ipaddress.ip_address(self.api_address)
         except ValueError:
-            raise ConfigError(f"api address {self.api_address!r}: not an IP address") from None
+            raise _bad("api_address", repr(self.api_address), "not an IP address") from None
         if not api_ip.is_loopback and not self.api_token:
             raise ConfigError(
                 f"api address {self.api_address}: binding the API beyond loopback requires --api-token"
@@ -184,19 +394,19 @@ class Settings:
             raise ConfigError("--tls-cert and --tls-key go together")
         for name in ("cache_size", "cache_max_ttl", "cache_max_negative_ttl", "cache_stale_window"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name.replace('_', ' ')} {getattr(self, name)}: must not be negative")
+                raise _bad(name, getattr(self, name), "must not be negative")
         if not (0 < self.forward_timeout <= self.forward_deadline):
             raise ConfigError("forward timeout must be positive and at most the forward deadline")
         low, high = self.node_port_range
         if not (1 <= low <= high <= 65535):
             raise ConfigError(f"node port range {low}-{high}: need 1 <= LOW <= HIGH <= 65535")
         if self.proxy_max_connections < 1:
-            raise ConfigError(f"proxy max connections {self.proxy_max_connections}: must be at least 1")
+            raise _bad("proxy_max_connections", self.proxy_max_connections, "must be at least 1")
         if self.node_address is not None:
             try:
                 ipaddress.ip_address(self.node_address)
             except ValueError:
-                raise ConfigError(f"node address {self.node_address!r}: not an IP address") from None
+                raise _bad("node_address", repr(self.node_address), "not an IP address") from None
 
     @property
     def reverse_zones(self) -> tuple[str, ...]:
