@@ -35,8 +35,8 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Self
 
 from kdns.api.http import build_app, start_api
 from kdns.authority.index import ClusterIndex
@@ -56,11 +56,12 @@ from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
+from kdns.runtime import long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
-__all__ = ["App", "BindError", "LoopError", "serve"]
+__all__ = ["App", "BindError", "DnsServers", "LoopError", "ZoneReloader", "serve", "serve_dns", "start"]
 
 log = logging.getLogger("kdns")
 
@@ -96,286 +97,347 @@ def _host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
 
 
-class App:
-    """kdns, running: `async with App(settings) as app:` serves DNS until the block ends.
+@dataclasses.dataclass(frozen=True, slots=True)
+class DnsServers:
+    """What answers DNS in one process: the Router over the index and the static zones
+    (with the Forwarder and its cache when there are upstreams), and its UDP and TCP
+    servers on one port. The primary and every worker build it with `serve_dns`."""
 
-    `.store`, `.index`, `.router`, `.dns_address` and `.dns_port` (the bound port, also
-    when settings asked for 0), `.api_port` and `.api_url` (likewise) are there once the
-    block is entered; `.metrics` from the start.
+    router: Router
+    forwarder: Forwarder | None
+    udp: UdpServer
+    tcp: TcpServer
+
+
+@contextlib.asynccontextmanager
+async def serve_dns(
+    settings: Settings, index: ClusterIndex, static: StaticZones, metrics: Metrics, *, reuse_port: bool
+) -> AsyncIterator[DnsServers]:
+    """Answer DNS from `index` and `static` on settings' address and port until the block ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        router, forwarder = await _open_router(stack, settings, index, static)
+        udp, tcp = await _bind_dns(stack, settings, router, metrics, reuse_port=reuse_port)
+        yield DnsServers(router, forwarder, udp, tcp)
+
+
+def load_static(settings: Settings) -> StaticZones:
+    """--zones-dir's zones; ZoneError names the file and line of one that cannot be served."""
+    return load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
+
+
+async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
+    """Read `directory` again and serve the result from `router`; returns the files' errors.
+
+    The files are parsed in a worker thread, so the event loop goes on answering queries
+    from the old zones; the new set replaces it in one assignment. A file that no longer
+    loads keeps its previous version in service (`static.reload`).
+    """
+    zones, errors = await asyncio.to_thread(reload_zones, directory, router.static)
+    kept = {zone.path for zone in zones.zones}
+    for error in errors:
+        if error.path in kept:
+            log.error("reload: %s; its previous version stays in service", error)
+        else:
+            log.error("reload: %s; not served", error)
+    router.static = zones
+    for origin in router.shadowed:
+        log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
+    log.info("reloaded static zones from %s: %s", directory, _describe(zones) or "none")
+    return errors
+
+
+class ZoneReloader:
+    """SIGHUP's work: reload the static zones in a tracked background task while queries
+    are answered, and have every worker do the same.
+
+    A SIGHUP during a reload makes it run once more when it ends: the files may have
+    changed after they were read. `aclose` cancels a reload under way.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store: Store | None = None
-        self.index: ClusterIndex | None = None
-        self.router: Router | None = None
-        self.forwarder: Forwarder | None = None
-        self.udp: UdpServer | None = None
-        self.tcp: TcpServer | None = None
-        self.dns_address = settings.dns_address
-        self.dns_port = settings.dns_port
-        self.metrics = Metrics()
-        self.journal: SqliteJournal | None = None
-        self.api_port = settings.api_port
-        self.api_url = ""
-        self.prober: Prober | None = None
-        self.proxy: ServiceProxy | None = None
-        self.workers: WorkerPool | None = None
-        self._ready = False
-        # The journal (and its lock), open from the load until the servers stop.
-        self._storage = contextlib.ExitStack()
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._reloading: asyncio.Task[None] | None = None
-        self._reload_again = False
-
-    async def __aenter__(self) -> Self:
-        settings = self.settings
-        tls = self._tls_context()  # a certificate that does not load stops start-up at once
-        store = self._load()
-        index = ClusterIndex(settings)
-        index.rebuild(store.objects(), store.resource_version)
-        # ZoneError names the file and line; nothing is bound yet.
-        static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
-        async with contextlib.AsyncExitStack() as stack:
-            stack.callback(store.subscribe(index.apply))
-            self._observe_registry(stack, store)
-            self.store, self.index = store, index
-            self.router, self.forwarder = await open_router(stack, settings, index, static)
-            stack.push_async_callback(self._stop_reloading)
-            reuse_port = settings.workers > 1
-            self.udp, self.tcp = await bind_dns(stack, settings, self.router, self.metrics, reuse_port=reuse_port)
-            self.dns_port = self.udp.port
-            if self.forwarder is not None:
-                # Listening already, so a probe an upstream sends back reaches the Router.
-                try:
-                    await self.forwarder.check_loop()
-                except ForwardingLoop as exc:
-                    raise LoopError(str(exc)) from None
-            if settings.workers > 1:  # on the port just bound, before /readyz says ready
-                self.workers = await stack.enter_async_context(
-                    WorkerPool(
-                        dataclasses.replace(settings, dns_port=self.dns_port),
-                        store,
-                        settings.workers,
-                        observe_sync=self.metrics.observe_worker_sync,
-                    )
-                )
-                self.metrics.add_query_counts(self.workers.totals)
-                self.metrics.add_udp_drops(self.workers.drops)
-            await self._serve_api(stack, store, tls)
-            if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
-                self.proxy = await stack.enter_async_context(ServiceProxy(
-                    store,
-                    interface=settings.proxy_interface,
-                    node_address=settings.node_address,
-                    max_connections_per_service=settings.proxy_max_connections,
-                ))
-            # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
-            self.prober = await stack.enter_async_context(Prober(store))
-            self._stack = stack.pop_all()
-        # Counted, not listed: listing every object again costs a tenth of a second per
-        # 100,000 of them, at every start.
-        kinds = {kind: count for kind in API_VERSIONS if (count := store.count(kind))}
-        log.info(
-            "serving DNS on %s (udp, tcp)%s",
-            _host_port(self.dns_address, self.dns_port),
-            f" in {settings.workers} processes" if settings.workers > 1 else "",
-        )
-        log.info(
-            "zones %s; %s; resource version %s",
-            ", ".join((settings.zone, *settings.reverse_zones)),
-            ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no objects",
-            store.resource_version,
-        )
-        self._log_resolver(static)
-        self._log_storage_and_api()
-        return self
-
-    def _log_resolver(self, static: StaticZones) -> None:
-        """What kdns serves beyond the cluster, one line each: static zones, forwarding."""
-        settings, router = self.settings, self.router
-        assert router is not None
-        if settings.zones_dir is not None:
-            log.info("static zones from %s: %s", settings.zones_dir, _describe(static) or "none")
-        for origin in router.shadowed:
-            log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
-        if self.forwarder is None:
-            log.info("forwarding is off: names outside the served zones are REFUSED")
-            return
-        log.info(
-            "forwarding to %s for clients in %s (cache %d entries)",
-            ", ".join(map(str, self.forwarder.upstreams)),
-            ", ".join(map(str, settings.allow_recursion)) or "no network",
-            settings.cache_size,
-        )
+    def __init__(self, router: Router, directory: Path | None, workers: WorkerPool | None) -> None:
+        self._router = router
+        self._directory = directory
+        self._workers = workers
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
 
     def hangup(self) -> None:
-        """SIGHUP: reload the static zones in the background while queries are answered.
-
-        A SIGHUP during a reload makes it run once more when it ends: the files may have
-        changed after they were read.
-        """
-        if self.workers is not None:
-            self.workers.reload_zones()  # each worker reads the files itself
-        if self._reloading is not None and not self._reloading.done():
-            self._reload_again = True
+        if self._workers is not None:
+            self._workers.reload_zones()  # each worker reads the files itself
+        if self._task is not None and not self._task.done():
+            self._again = True
             return
-        self._reloading = asyncio.get_running_loop().create_task(self._reload_loop(), name="kdns zone reload")
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kdns zone reload")
 
-    async def _reload_loop(self) -> None:
+    async def reload(self) -> list[ZoneError]:
+        """Read --zones-dir again now (see `reload_static`); returns the files' errors."""
+        if self._directory is None:
+            log.info("reload: no --zones-dir, no static zones to reload")
+            return []
+        return await reload_static(self._router, self._directory)
+
+    async def _loop(self) -> None:
         for _ in range(100):  # bounded: a SIGHUP storm cannot keep it going for ever
-            self._reload_again = False
+            self._again = False
             try:
-                await self.reload_zones()
+                await self.reload()
             except Exception:  # a bug in reloading must not take the server down
                 log.exception("reloading the static zones failed; the old zones stay in service")
-            if not self._reload_again:
+            if not self._again:
                 return
 
-    async def _stop_reloading(self) -> None:
-        task, self._reloading = self._reloading, None
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiServer:
+    """The HTTP API, served: its bound port and its URL (https with --tls-cert)."""
+
+    port: int
+    url: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class App:
+    """kdns, running: `async with start(settings) as app:` serves until the block ends.
+
+    Every part is there once the block is entered; those that are None are off by
+    settings: `journal` with --ephemeral, `forwarder` without upstreams, `workers` with
+    --workers 1, `proxy` without --proxy.
+    """
+
+    settings: Settings
+    metrics: Metrics
+    store: Store
+    journal: SqliteJournal | None
+    index: ClusterIndex
+    dns: DnsServers
+    workers: WorkerPool | None
+    api: ApiServer
+    proxy: ServiceProxy | None
+    prober: Prober
+    zones: ZoneReloader
+
+    @property
+    def router(self) -> Router:
+        return self.dns.router
+
+    @property
+    def dns_address(self) -> str:
+        return self.settings.dns_address
+
+    @property
+    def dns_port(self) -> int:
+        """The bound port, also when settings asked for 0."""
+        return self.dns.udp.port
+
+    @property
+    def api_port(self) -> int:
+        return self.api.port
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    def hangup(self) -> None:
+        """SIGHUP: reload the static zones in the background (`ZoneReloader`)."""
+        self.zones.hangup()
+
     async def reload_zones(self) -> list[ZoneError]:
-        """Read --zones-dir again and serve the result; returns the files' errors.
+        """Read --zones-dir again and serve the result; returns the files' errors."""
+        return await self.zones.reload()
 
-        The files are parsed in a worker thread, so the event loop goes on answering
-        queries from the old zones; the new set replaces it in one assignment. A file that
-        no longer loads keeps its previous version in service (`static.reload`).
-        """
-        router, directory = self.router, self.settings.zones_dir
-        if router is None:
-            return []
-        if directory is None:
-            log.info("reload: no --zones-dir, no static zones to reload")
-            return []
-        old = router.static
-        zones, errors = await asyncio.to_thread(reload_zones, directory, old)
-        kept = {zone.path for zone in zones.zones}
-        for error in errors:
-            if error.path in kept:
-                log.error("reload: %s; its previous version stays in service", error)
-            else:
-                log.error("reload: %s; not served", error)
-        router.static = zones
-        for origin in router.shadowed:
-            log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
-        log.info("reloaded static zones from %s: %s", directory, _describe(zones) or "none")
-        return errors
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
+@contextlib.asynccontextmanager
+async def start(settings: Settings) -> AsyncIterator[App]:
+    """Start kdns in the order of this module's docstring; stop it in reverse (under
+    STOP_TIMEOUT) when the block ends. A failure to start closes what was opened."""
+    async with contextlib.AsyncExitStack() as starting:
+        app = await _start(starting, settings)
+        stack = starting.pop_all()
+    try:
+        yield app
+    finally:
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await stack.aclose()
         except TimeoutError:
             log.error("stopping took longer than %s s; some connections were left open", STOP_TIMEOUT)
 
-    def _load(self) -> Store:
-        """The saved registry, then every manifest on top in one transaction: all of it, or
-        an exception (and nothing is left open)."""
-        settings = self.settings
-        # A load builds millions of objects that all live on; the collector would walk
-        # them again and again for nothing (a third of the load, for 100,000 pods), so it
-        # is paused, and what was loaded is then moved out of its sight (gc.freeze).
-        paused = gc.isenabled()
-        gc.disable()
+
+async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
+    metrics = Metrics()
+    tls = _tls_context(settings)  # a certificate that does not load stops start-up at once
+    stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
+    with long_lived():
+        store, journal = _load(stack, settings)
+        index = ClusterIndex(settings)
+        index.rebuild(store.objects(), store.resource_version)
+    static = load_static(settings)  # nothing is bound yet
+    stack.callback(store.subscribe(index.apply))
+    for kind in API_VERSIONS:
+        metrics.set_objects(kind, store.count(kind))
+    stack.callback(store.subscribe(metrics.on_events))
+    dns = await stack.enter_async_context(
+        serve_dns(settings, index, static, metrics, reuse_port=settings.workers > 1)
+    )
+    if dns.forwarder is not None:
+        # Listening already, so a probe an upstream sends back reaches the Router.
         try:
-            documents, warnings = load_paths(settings.manifests)
-            for warning in warnings:
-                log.warning("%s", warning)
-            store = Store(
-                service_cidrs=settings.service_cidrs,
-                node_port_range=settings.node_port_range,
-                clock=time.time,
+            await dns.forwarder.check_loop()
+        except ForwardingLoop as exc:
+            raise LoopError(str(exc)) from None
+    workers = None
+    if settings.workers > 1:  # on the port just bound, before /readyz says ready
+        workers = await stack.enter_async_context(
+            WorkerPool(
+                dataclasses.replace(settings, dns_port=dns.udp.port),
+                store,
+                settings.workers,
+                observe_sync=metrics.observe_worker_sync,
             )
-            if settings.data_dir is not None:
-                self._restore(store, settings.data_dir)
-            with store.transaction() as txn:
-                # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-                # The documents were read for this alone: the store keeps them (`owned`).
-                txn.apply_documents(documents, owned=True)
-        except BaseException:
-            self._storage.close()
-            raise
-        finally:
-            if paused:
-                gc.enable()
-        gc.freeze()
-        return store
+        )
+        metrics.add_query_counts(workers.totals)
+        metrics.add_udp_drops(workers.drops)
+    zones = ZoneReloader(dns.router, settings.zones_dir, workers)
+    stack.push_async_callback(zones.aclose)
+    api = await _serve_api(stack, settings, store, metrics, tls)
+    proxy = None
+    if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
+        proxy = await stack.enter_async_context(ServiceProxy(
+            store,
+            interface=settings.proxy_interface,
+            node_address=settings.node_address,
+            max_connections_per_service=settings.proxy_max_connections,
+        ))
+    # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
+    prober = await stack.enter_async_context(Prober(store))
+    app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, zones)
+    _log_started(app, static)
+    return app
 
-    def _restore(self, store: Store, data_dir: Path) -> None:
-        """Open the journal in `data_dir` (made if missing), restore what it saved into
-        `store`, and journal every commit from now on, before it is acknowledged."""
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot make the data directory {data_dir}: {_reason(exc)}") from None
-        journal = self._storage.enter_context(SqliteJournal(data_dir / FILE_NAME))
-        documents, version = load_saved(journal.path)
-        try:
-            store.restore(documents, version, owned=True)
-        except RestoreError as exc:
-            raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
-        if version == 0:  # a new file: save the initial namespaces too
-            journal.replace_all(store.objects(), store.resource_version)
-        self._storage.callback(store.subscribe(journal, critical=True))
-        self.journal = journal
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        """The API's server-side TLS context, when --tls-cert and --tls-key are set."""
-        cert, key = self.settings.tls_cert, self.settings.tls_key
-        if cert is None or key is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}") from None
-        return context
+def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, SqliteJournal | None]:
+    """The saved registry, then every manifest on top in one transaction: all of it, or an
+    exception. The journal (and its lock) is `stack`'s to close."""
+    documents, warnings = load_paths(settings.manifests)
+    for warning in warnings:
+        log.warning("%s", warning)
+    store = Store(
+        service_cidrs=settings.service_cidrs,
+        node_port_range=settings.node_port_range,
+        clock=time.time,
+    )
+    journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
+    with store.transaction() as txn:
+        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
+        # The documents were read for this alone: the store keeps them (`owned`).
+        txn.apply_documents(documents, owned=True)
+    return store, journal
 
-    def _observe_registry(self, stack: contextlib.AsyncExitStack, store: Store) -> None:
-        """Hand the journal (and the frozen load, see _load) to `stack`, and keep the
-        registry metrics in step with the store."""
-        stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
-        stack.callback(self._storage.close)
-        for kind in API_VERSIONS:
-            self.metrics.set_objects(kind, store.count(kind))
-        stack.callback(store.subscribe(self.metrics.on_events))
 
-    async def _serve_api(self, stack: contextlib.AsyncExitStack, store: Store, tls: ssl.SSLContext | None) -> None:
-        """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
-        settings = self.settings
-        self._ready = True
-        api = build_app(store, metrics=self.metrics, token=settings.api_token, ready=lambda: self._ready)
-        try:
-            runner, self.api_port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
-        except OSError as exc:
-            where = _host_port(settings.api_address, settings.api_port)
-            raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None
-        stack.push_async_callback(runner.cleanup)
-        stack.callback(setattr, self, "_ready", False)  # stopping: not ready any more, first
-        scheme = "https" if tls is not None else "http"
-        self.api_url = f"{scheme}://{_host_port(settings.api_address, self.api_port)}"
+def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> SqliteJournal:
+    """Open the journal in `data_dir` (made if missing), restore what it saved into
+    `store`, and journal every commit from now on, before it is acknowledged."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot make the data directory {data_dir}: {_reason(exc)}") from None
+    journal = stack.enter_context(SqliteJournal(data_dir / FILE_NAME))
+    documents, version = load_saved(journal.path)
+    try:
+        store.restore(documents, version, owned=True)
+    except RestoreError as exc:
+        raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
+    if version == 0:  # a new file: save the initial namespaces too
+        journal.replace_all(store.objects(), store.resource_version)
+    stack.callback(store.subscribe(journal, critical=True))
+    return journal
 
-    def _log_storage_and_api(self) -> None:
-        settings = self.settings
-        if self.journal is not None:
-            log.info("registry saved in %s", self.journal.path)
-        else:
-            log.info("registry in memory only (--ephemeral): it is lost when kdns stops")
-        if settings.api_token and settings.tls_cert is None:
-            log.warning(
-                "--api-token without --tls-cert: kubectl sends a token only over https, so it gets "
-                "401 here; other clients send the token in clear text"
-            )
-        log.info("serving the API on %s", self.api_url)
 
-async def open_router(
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The API's server-side TLS context, when --tls-cert and --tls-key are set."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}") from None
+    return context
+
+
+async def _serve_api(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    tls: ssl.SSLContext | None,
+) -> ApiServer:
+    """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
+    ready = asyncio.Event()
+    ready.set()
+    api = build_app(store, metrics=metrics, token=settings.api_token, ready=ready.is_set)
+    try:
+        runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
+    except OSError as exc:
+        where = _host_port(settings.api_address, settings.api_port)
+        raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None
+    stack.push_async_callback(runner.cleanup)
+    stack.callback(ready.clear)  # stopping: not ready any more, first
+    scheme = "https" if tls is not None else "http"
+    return ApiServer(port, f"{scheme}://{_host_port(settings.api_address, port)}")
+
+
+def _log_started(app: App, static: StaticZones) -> None:
+    settings, store = app.settings, app.store
+    # Counted, not listed: listing every object again costs a tenth of a second per
+    # 100,000 of them, at every start.
+    kinds = {kind: count for kind in API_VERSIONS if (count := store.count(kind))}
+    log.info(
+        "serving DNS on %s (udp, tcp)%s",
+        _host_port(app.dns_address, app.dns_port),
+        f" in {settings.workers} processes" if settings.workers > 1 else "",
+    )
+    log.info(
+        "zones %s; %s; resource version %s",
+        ", ".join((settings.zone, *settings.reverse_zones)),
+        ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no objects",
+        store.resource_version,
+    )
+    # What kdns serves beyond the cluster, one line each: static zones, forwarding.
+    if settings.zones_dir is not None:
+        log.info("static zones from %s: %s", settings.zones_dir, _describe(static) or "none")
+    for origin in app.router.shadowed:
+        log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
+    forwarder = app.dns.forwarder
+    if forwarder is None:
+        log.info("forwarding is off: names outside the served zones are REFUSED")
+    else:
+        log.info(
+            "forwarding to %s for clients in %s (cache %d entries)",
+            ", ".join(map(str, forwarder.upstreams)),
+            ", ".join(map(str, settings.allow_recursion)) or "no network",
+            settings.cache_size,
+        )
+    if app.journal is not None:
+        log.info("registry saved in %s", app.journal.path)
+    else:
+        log.info("registry in memory only (--ephemeral): it is lost when kdns stops")
+    if settings.api_token and settings.tls_cert is None:
+        log.warning(
+            "--api-token without --tls-cert: kubectl sends a token only over https, so it gets "
+            "401 here; other clients send the token in clear text"
+        )
+    log.info("serving the API on %s", app.api_url)
+
+
+async def _open_router(
     stack: contextlib.AsyncExitStack, settings: Settings, index: ClusterIndex, static: StaticZones
 ) -> tuple[Router, Forwarder | None]:
     """The Router over `index` and `static`, with the Forwarder and its cache when there are
@@ -399,7 +461,7 @@ async def open_router(
     return Router(index, settings, static=static, forward=CachingForwarder(cache, forwarder)), forwarder
 
 
-async def bind_dns(
+async def _bind_dns(
     stack: contextlib.AsyncExitStack, settings: Settings, router: Router, metrics: Metrics, *, reuse_port: bool
 ) -> tuple[UdpServer, TcpServer]:
     """UDP first, then TCP on the port UDP got: one port number for both transports.
@@ -440,7 +502,7 @@ def _describe(zones: StaticZones) -> str:
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static zones."""
     stop = stop or asyncio.Event()
-    async with App(settings) as app:
+    async with start(settings) as app:
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, app.hangup)

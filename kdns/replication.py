@@ -19,8 +19,9 @@ commit. A worker that cannot keep up (more than MAX_BACKLOG bytes unsent) is res
 rather than left behind, and a new worker starts from a fresh snapshot, so no worker
 ever serves a state it cannot catch up from.
 
-Messages are length-prefixed pickles, the way multiprocessing talks to its children:
-both ends are this program, on a socket pair no other process holds.
+Messages are the typed records below (`ToWorker` one way, `ToPrimary` the other), sent
+as length-prefixed pickles, the way multiprocessing talks to its children: both ends are
+this program, on a socket pair no other process holds.
 
 Workers send back their answer counts once a second (`/metrics` sums them with the
 primary's), with how long after each commit they had applied it
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import pickle
 import socket
@@ -40,7 +42,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Generic, NamedTuple, Self, TypeVar, cast
 
 from kdns.config import Settings
 from kdns.errors import KdnsError
@@ -50,10 +52,17 @@ from kdns.registry.store import Store
 
 __all__ = [
     "Channel",
+    "Commit",
+    "Failed",
+    "Ready",
+    "Reload",
     "Snapshot",
+    "Stats",
+    "ToPrimary",
+    "ToWorker",
     "WorkerError",
     "WorkerPool",
-    "receive_events",
+    "encode",
     "receive_snapshot",
 ]
 
@@ -80,8 +89,100 @@ class WorkerError(KdnsError):
     """A worker process could not start."""
 
 
-class Channel:
-    """One end of a primary-worker socket pair: whole messages, in order."""
+Manifest = dict[str, Any]  # an object as its Kubernetes document (`manifest`)
+
+
+# --- the messages --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Start:
+    """The first message to a worker: its Settings, its number and the primary's log level."""
+
+    settings: Settings
+    number: int
+    log_level: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Objects:
+    """A chunk of the snapshot (SNAPSHOT_CHUNK objects at most)."""
+
+    manifests: list[Manifest]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Synced:
+    """The snapshot is complete, at this resource version; commits follow."""
+
+    resource_version: int
+
+
+class SentEvent(NamedTuple):
+    """An Event as it travels: a worker's index reads each event's type and object (not `old`)."""
+
+    type: str
+    manifest: Manifest
+    resource_version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """One commit's events, with the primary's CLOCK_MONOTONIC when it was sent: one clock
+    for every process of the machine, so the worker can tell how long it took to apply."""
+
+    events: list[SentEvent]
+    sent_at: float
+
+    def received(self) -> list[Event]:
+        """The Events, their objects rebuilt as the store built them."""
+        return [Event(kind, from_manifest(manifest), None, version) for kind, manifest, version in self.events]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reload:
+    """SIGHUP, relayed: read --zones-dir again."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker serves DNS on the primary's port."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker could not start, and why."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stats:
+    """Once a second: answers by (qtype, rcode), UDP drops by reason, and for each commit
+    applied since the last report how many seconds after it was sent."""
+
+    totals: dict[tuple[int, int], int]
+    synced: list[float]
+    drops: dict[str, int]
+
+
+ToWorker = Start | Objects | Synced | Commit | Reload
+ToPrimary = Ready | Failed | Stats
+
+
+def encode(message: ToWorker | ToPrimary) -> bytes:
+    """A message as it goes on the socket (`Channel.send_encoded`): length, then pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_LENGTH, "big") + data
+
+Sent = TypeVar("Sent", bound=ToWorker | ToPrimary)
+Received = TypeVar("Received", bound=ToWorker | ToPrimary)
+
+
+class Channel(Generic[Sent, Received]):
+    """One end of a primary-worker socket pair: whole messages, in order.
+
+    The primary holds a `Channel[ToWorker, ToPrimary]`, a worker the reverse."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -92,13 +193,8 @@ class Channel:
         reader, writer = await asyncio.open_connection(sock=sock, limit=2**20)
         return cls(reader, writer)
 
-    @staticmethod
-    def encode(message: Any) -> bytes:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        return len(data).to_bytes(_LENGTH, "big") + data
-
-    def send(self, message: Any) -> None:
-        self.send_encoded(self.encode(message))
+    def send(self, message: Sent) -> None:
+        self.send_encoded(encode(message))
 
     def send_encoded(self, frame: bytes) -> None:
         """Queue a message made by `encode` (one encoding can go to every worker)."""
@@ -114,14 +210,16 @@ class Channel:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    async def receive(self) -> Any:
+    async def receive(self) -> Received:
         """The next message; EOFError when the other end has closed."""
         try:
             header = await self._reader.readexactly(_LENGTH)
             data = await self._reader.readexactly(int.from_bytes(header, "big"))
         except asyncio.IncompleteReadError:
             raise EOFError from None
-        return pickle.loads(data)
+        # Both ends are this program (see the module's docstring): the other end sent a
+        # `Received`; the handlers match on it and name anything else.
+        return cast(Received, pickle.loads(data))
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -143,25 +241,22 @@ class Snapshot:
         self.resource_version = resource_version
 
 
-def receive_events(message: Any) -> list[Event]:
-    """The Events of an `events` message (see `WorkerPool._publish`)."""
-    return [Event(kind, from_manifest(manifest), None, version) for kind, manifest, version in message[1]]
-
-
-async def receive_snapshot(channel: Channel) -> Snapshot:
-    """The worker's side of the start: the Settings, then object chunks until `synced`."""
-    tag, settings, number, log_level = await channel.receive()
-    if tag != "settings":
-        raise WorkerError(f"expected settings from the primary, got {tag!r}")
+async def receive_snapshot(channel: Channel[ToPrimary, ToWorker]) -> Snapshot:
+    """The worker's side of the start: the Settings, then object chunks until `Synced`."""
+    match await channel.receive():
+        case Start(settings, number, log_level):
+            pass
+        case other:
+            raise WorkerError(f"expected settings from the primary, got {type(other).__name__}")
     objects: list[Any] = []
     while True:
-        message = await channel.receive()
-        if message[0] == "objects":
-            objects.extend(map(from_manifest, message[1]))
-        elif message[0] == "synced":
-            return Snapshot(settings, number, log_level, objects, message[1])
-        else:
-            raise WorkerError(f"expected the registry snapshot, got {message[0]!r}")
+        match await channel.receive():
+            case Objects(manifests):
+                objects.extend(map(from_manifest, manifests))
+            case Synced(version):
+                return Snapshot(settings, number, log_level, objects, version)
+            case other:
+                raise WorkerError(f"expected the registry snapshot, got {type(other).__name__}")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -175,7 +270,7 @@ class _Worker:
     def __init__(self, number: int) -> None:
         self.number = number
         self.process: asyncio.subprocess.Process | None = None
-        self.channel: Channel | None = None
+        self.channel: Channel[ToWorker, ToPrimary] | None = None
         # Encoded commits not yet written; None while no process is taking them.
         self.queue: deque[bytes] | None = None
         # The snapshot is written: a commit may go straight to the channel.
@@ -255,7 +350,7 @@ class WorkerPool:
 
     def reload_zones(self) -> None:
         """SIGHUP for the workers: each reads --zones-dir again."""
-        frame = Channel.encode(("reload",))
+        frame = encode(Reload())
         for worker in self._workers:
             if worker.queue is not None:
                 worker.queue.append(frame)
@@ -271,13 +366,10 @@ class WorkerPool:
 
     def _publish(self, events: tuple[Event, ...]) -> None:
         """Store listener: one commit, encoded once, queued for every worker."""
-        # A worker's index reads each event's type and object (not `old`).
         if not any(worker.queue is not None for worker in self._workers):
             return
-        # CLOCK_MONOTONIC is one clock for every process of the machine: the worker reports
-        # how long after this commit it applied it.
-        events_sent = [(e.type, e.object.manifest, e.resource_version) for e in events]
-        frame = Channel.encode(("events", events_sent, time.monotonic()))
+        sent = [SentEvent(e.type, e.object.manifest, e.resource_version) for e in events]
+        frame = encode(Commit(sent, time.monotonic()))
         for worker in self._workers:
             if worker.queue is None:
                 continue
@@ -328,18 +420,18 @@ class WorkerPool:
             )
         finally:
             child.close()
-        channel = worker.channel = await Channel.open(parent)
+        channel = worker.channel = await Channel[ToWorker, ToPrimary].open(parent)
         listening = asyncio.get_running_loop().create_task(self._listen(worker, channel))
         try:
             # The snapshot and the queue start at the same resource version: nothing can
             # commit between these two lines (no await), and every later commit is queued.
             objects, version = self._store.objects(), self._store.resource_version
             worker.queue = deque()
-            channel.send(("settings", self.settings, worker.number, logging.getLogger().level))
+            channel.send(Start(self.settings, worker.number, logging.getLogger().level))
             for chunk in _chunks(objects, SNAPSHOT_CHUNK):
-                channel.send(("objects", [obj.manifest for obj in chunk]))
+                channel.send(Objects([obj.manifest for obj in chunk]))
                 await channel.drain()
-            channel.send(("synced", version))
+            channel.send(Synced(version))
             await self._forward(worker, channel, listening)
         finally:
             worker.queue, worker.streaming = None, False
@@ -349,7 +441,7 @@ class WorkerPool:
             await self._wait_for_exit(worker.process, worker.name)
         return worker.process.returncode
 
-    async def _forward(self, worker: _Worker, channel: Channel, listening: asyncio.Task[None]) -> None:
+    async def _forward(self, worker: _Worker, channel: Channel[ToWorker, ToPrimary], listening: asyncio.Task[None]) -> None:
         """Write queued commits to the worker until the pool closes or the worker goes."""
         queue = worker.queue
         assert queue is not None
@@ -369,25 +461,27 @@ class WorkerPool:
         if listening.done() and not listening.cancelled() and listening.exception() is not None:
             raise listening.exception()  # type: ignore[misc]
 
-    async def _listen(self, worker: _Worker, channel: Channel) -> None:
+    async def _listen(self, worker: _Worker, channel: Channel[ToWorker, ToPrimary]) -> None:
         """What the worker says: ready, its answer counts, or why it could not start."""
         while True:
             try:
                 message = await channel.receive()
             except (EOFError, ConnectionError):
                 return
-            tag = message[0]
-            if tag == "ready":
-                log.info("%s serves DNS", worker.name)
-                if not worker.ready.done():
-                    worker.ready.set_result(None)
-            elif tag == "stats":
-                worker.totals, worker.drops = message[1], message[3]
-                if self._observe_sync is not None:
-                    for seconds in message[2]:
-                        self._observe_sync(seconds)
-            elif tag == "failed":
-                raise WorkerError(f"{worker.name}: {message[1]}")
+            match message:
+                case Ready():
+                    log.info("%s serves DNS", worker.name)
+                    if not worker.ready.done():
+                        worker.ready.set_result(None)
+                case Stats(totals, synced, drops):
+                    worker.totals, worker.drops = totals, drops
+                    if self._observe_sync is not None:
+                        for seconds in synced:
+                            self._observe_sync(seconds)
+                case Failed(reason):
+                    raise WorkerError(f"{worker.name}: {reason}")
+                case other:
+                    raise WorkerError(f"{worker.name} sent {type(other).__name__}, a message for workers")
 
     @staticmethod
     async def _wait_for_exit(process: asyncio.subprocess.Process | None, name: str) -> None:

@@ -1,11 +1,11 @@
 """A worker of `kdns serve --workers N`: `python -m kdns.worker FD`, started by the primary.
 
 FD is this process's end of a socket pair to the primary (kdns/replication.py). The
-worker receives its Settings and a snapshot of the registry, builds its own ClusterIndex,
-static zones and Router as the primary does (kdns/app.py `open_router`, `bind_dns`),
-binds the primary's DNS address and port with SO_REUSEPORT, says it is ready, and from
-then on applies every commit the primary sends. It has no store, journal, API, prober or
-proxy: those belong to the primary alone.
+worker receives its Settings and a snapshot of the registry, builds its own ClusterIndex
+and answers DNS with the primary's own builder (kdns/app.py `serve_dns`: static zones,
+Router, forwarding cache, UDP and TCP) on the primary's address and port with
+SO_REUSEPORT, says it is ready, and from then on applies every commit the primary sends.
+It has no store, journal, API, prober or proxy: those belong to the primary alone.
 
 It stops when the primary closes the socket (or dies), or on SIGTERM / SIGINT; SIGHUP is
 the primary's to handle, which then tells every worker to reload its static zones.
@@ -24,56 +24,67 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kdns.app import bind_dns, open_router
+from kdns.app import load_static, reload_static, serve_dns
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, ZoneError, load_zones
-from kdns.authority.static import reload as reload_zones
+from kdns.authority.static import ZoneError
 from kdns.errors import KdnsError
 from kdns.metrics import Metrics
 from kdns.pipeline.chain import Router
-from kdns.replication import STATS_INTERVAL, Channel, receive_events, receive_snapshot
-from kdns.runtime import loop_factory, setup_logging
+from kdns.replication import (
+    STATS_INTERVAL,
+    Channel,
+    Commit,
+    Failed,
+    Ready,
+    Reload,
+    Stats,
+    ToPrimary,
+    ToWorker,
+    receive_snapshot,
+)
+from kdns.runtime import long_lived, loop_factory, setup_logging
 
 log = logging.getLogger("kdns.worker")
 
 # Sync times kept between two reports at most: a burst of commits is sampled, not hoarded.
 MAX_SYNC_SAMPLES = 10_000
 
+WorkerChannel = Channel[ToPrimary, ToWorker]
+
 
 async def run(sock: socket.socket) -> None:
     """Serve as a worker over `sock` until the primary closes it or a signal stops us."""
-    channel = await Channel.open(sock)
+    channel = await WorkerChannel.open(sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the primary relays reloads
-    gc.disable()  # the snapshot, like the primary's load, lives on: see App._load
-    try:
-        snapshot = await receive_snapshot(channel)
-    except EOFError:
-        return  # the primary stopped before we started
-    settings = snapshot.settings
-    setup_logging(snapshot.log_level, prefix=f"kdns: worker {snapshot.number}")
-    index = ClusterIndex(settings)
-    index.rebuild(snapshot.objects, snapshot.resource_version)
-    del snapshot
-    gc.enable()
-    gc.freeze()
-    async with contextlib.AsyncExitStack() as stack:
+    with long_lived():  # the snapshot, like the primary's load, lives on
         try:
-            static = load_zones(settings.zones_dir) if settings.zones_dir is not None else StaticZones()
-            router, _ = await open_router(stack, settings, index, static)
-            udp, _ = await bind_dns(stack, settings, router, Metrics(), reuse_port=True)
+            snapshot = await receive_snapshot(channel)
+        except EOFError:
+            return  # the primary stopped before we started
+        settings = snapshot.settings
+        setup_logging(snapshot.log_level, prefix=f"kdns: worker {snapshot.number}")
+        index = ClusterIndex(settings)
+        index.rebuild(snapshot.objects, snapshot.resource_version)
+        del snapshot
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(gc.unfreeze)
+        try:
+            dns = await stack.enter_async_context(
+                serve_dns(settings, index, load_static(settings), Metrics(), reuse_port=True)
+            )
         except (KdnsError, ZoneError, OSError) as exc:
-            channel.send(("failed", str(exc)))
+            channel.send(Failed(str(exc)))
             await channel.drain()
             raise SystemExit(1) from None
-        channel.send(("ready",))
+        channel.send(Ready())
         synced: list[float] = []  # seconds from each commit to its application here
-        reporting = loop.create_task(_report(channel, udp.stats.totals, udp.drops, synced))
+        reporting = loop.create_task(_report(channel, dns.udp.stats.totals, dns.udp.drops, synced))
         stack.callback(reporting.cancel)
-        following = loop.create_task(_follow(channel, index, router, settings.zones_dir, synced))
+        following = loop.create_task(_follow(channel, index, dns.router, settings.zones_dir, synced))
         stopping = loop.create_task(stop.wait())
         await asyncio.wait((following, stopping), return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -85,7 +96,7 @@ async def run(sock: socket.socket) -> None:
 
 
 async def _follow(
-    channel: Channel, index: ClusterIndex, router: Router, zones_dir: Path | None, synced: list[float]
+    channel: WorkerChannel, index: ClusterIndex, router: Router, zones_dir: Path | None, synced: list[float]
 ) -> None:
     """Apply the primary's commits as they come, until it closes the channel; how long
     after each commit it was applied goes to `synced`."""
@@ -95,19 +106,20 @@ async def _follow(
         except (EOFError, ConnectionError):
             log.info("the primary has stopped: stopping")
             return
-        if message[0] == "events":
-            index.apply(receive_events(message))
-            if len(synced) < MAX_SYNC_SAMPLES:
-                synced.append(time.monotonic() - message[2])
-        elif message[0] == "reload" and zones_dir is not None:
-            zones, errors = await asyncio.to_thread(reload_zones, zones_dir, router.static)
-            for error in errors:
-                log.error("reload: %s", error)
-            router.static = zones
+        match message:
+            case Commit():
+                index.apply(message.received())
+                if len(synced) < MAX_SYNC_SAMPLES:
+                    synced.append(time.monotonic() - message.sent_at)
+            case Reload():
+                if zones_dir is not None:
+                    await reload_static(router, zones_dir)
+            case other:
+                raise KdnsError(f"the primary sent {type(other).__name__} after the snapshot")
 
 
 async def _report(
-    channel: Channel,
+    channel: WorkerChannel,
     totals: Callable[[], dict[tuple[int, int], int]],
     drops: Callable[[], dict[str, int]],
     synced: list[float],
@@ -119,7 +131,7 @@ async def _report(
         await asyncio.sleep(STATS_INTERVAL)
         now = totals(), drops()
         if now != last or synced:
-            channel.send(("stats", now[0], synced[:], now[1]))
+            channel.send(Stats(now[0], synced[:], now[1]))
             synced.clear()
             last = now
 

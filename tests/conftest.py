@@ -115,7 +115,7 @@ def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
     `manifests=Settings().manifests` for the example cluster. Settings default to
     127.0.0.1 port 0, the API on port 0 and the registry in memory (data_dir None).
     """
-    from kdns.app import App
+    from kdns.app import start as start_app
     from kdns.config import Settings
 
     servers: list[InProcessServer] = []
@@ -130,9 +130,9 @@ def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
 
         async def main() -> None:
             stop = asyncio.Event()
+            running = start_app(settings)
             try:
-                app = App(settings)
-                await app.__aenter__()
+                app = await running.__aenter__()
             except BaseException as exc:
                 started.set_exception(exc)
                 return
@@ -149,7 +149,7 @@ def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
                 )
                 await stop.wait()
             finally:
-                await app.__aexit__(None, None, None)
+                await running.__aexit__(None, None, None)
 
         thread = threading.Thread(target=asyncio.run, args=(main(),), name="kdns-server", daemon=True)
         thread.start()

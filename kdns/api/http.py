@@ -40,7 +40,7 @@ from kdns.api.selectors import (
     parse_label_selector,
 )
 from kdns.api.status import MAX_BODY, ApiError
-from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, serve_watch
+from kdns.api.watch import MAX_TIMEOUT, QUEUE_SIZE, Watch, serve_watch
 from kdns.metrics import Metrics
 from kdns.registry import errors as registry_errors
 from kdns.registry import schema
@@ -53,10 +53,10 @@ log = logging.getLogger("kdns.api")
 
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
-WATCHES = web.AppKey("watches", set)
-_TOKEN = web.AppKey("token", object)  # str | None
-_READY = web.AppKey("ready", object)  # Callable[[], bool]
-_CLOCK = web.AppKey("clock", object)  # Callable[[], float]
+WATCHES: web.AppKey[set[Watch]] = web.AppKey("watches")
+_TOKEN: web.AppKey[str | None] = web.AppKey("token")
+_READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 # What a resource request is about, for the error and metrics middleware.
 _RESOURCE = web.RequestKey("resource", str)
@@ -291,7 +291,8 @@ async def start_api(
 
 
 async def _close_watches(app: web.Application) -> None:
-    for watch in list(app[WATCHES]):
+    watches = app[WATCHES]
+    for watch in list(watches):  # a closed watch leaves the set as its handler returns
         watch.close()
 
 

@@ -19,7 +19,6 @@ Treat everything returned as read-only.
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -213,34 +212,24 @@ class ClusterIndex:
     # --- feeding -----------------------------------------------------------------------
 
     def rebuild(self, objects: Iterable[Any], resource_version: int) -> None:
-        """Forget everything and index `objects` (the store's content at that version)."""
-        # A big cluster makes a million objects here that all live on; the collector
-        # would walk them again and again for nothing (half the rebuild), so it is paused.
-        # In a process that keeps what lives on out of the collector's sight (gc.freeze,
-        # as App._load does), what was built joins it: records hold no cycles, so
-        # reference counting still frees them when they are replaced.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            self._reset()
-            # _put's dispatch, one dict lookup per object instead of a chain of tests.
-            puts: dict[Any, Callable[[Any], None]] = {
-                NAMESPACE: self._put_namespace,
-                SERVICE: self._put_service,
-                ENDPOINT_SLICE: self._put_slice,
-                POD: self._put_pod,
-                NODE: self._put_node,
-            }
-            for obj in objects:
-                put = puts.get(getattr(obj, "kind", None))
-                if put is not None:
-                    put(obj)
-            self._refresh_endpoints()
-        finally:
-            if collecting:
-                if gc.get_freeze_count():
-                    gc.freeze()
-                gc.enable()
+        """Forget everything and index `objects` (the store's content at that version).
+
+        A big cluster makes a million records here that all live on: the caller builds
+        them with the collector paused (kdns.runtime.long_lived), as kdns.app does."""
+        self._reset()
+        # _put's dispatch, one dict lookup per object instead of a chain of tests.
+        puts: dict[Any, Callable[[Any], None]] = {
+            NAMESPACE: self._put_namespace,
+            SERVICE: self._put_service,
+            ENDPOINT_SLICE: self._put_slice,
+            POD: self._put_pod,
+            NODE: self._put_node,
+        }
+        for obj in objects:
+            put = puts.get(getattr(obj, "kind", None))
+            if put is not None:
+                put(obj)
+        self._refresh_endpoints()
         self.serial = resource_version
         self._moved(None)
 
