@@ -3,9 +3,10 @@
 Start order (stop is the reverse, under a timeout):
 1. open the registry's journal under --data-dir (one kdns per directory) and restore the
    saved registry; then read every manifest and apply them all on top, create or update
-   as `kubectl apply`, in ONE store transaction; a bad manifest raises here, before any
-   port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL for
-   its "not yet synced" window; kdns has none). From here every commit is journaled
+   as `kubectl apply`, and prune what earlier manifests declared and these no longer do
+   (kdns.registry.declared), in ONE store transaction; a bad manifest raises here, before
+   any port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL
+   for its "not yet synced" window; kdns has none). From here every commit is journaled
    before it is acknowledged;
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
 3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
@@ -19,7 +20,8 @@ Start order (stop is the reverse, under a timeout):
 8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
 
-SIGHUP (`serve`) reloads the static zones while queries go on being answered.
+SIGHUP (`serve`) reloads the static zones and applies the manifests again (pruning what
+they no longer declare) while queries go on being answered.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from kdns.api.http import build_app, start_api
@@ -50,7 +52,9 @@ from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
-from kdns.registry.manifests import load_paths
+from kdns.registry import declared
+from kdns.registry.errors import ManifestError, RegistryError
+from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
@@ -61,7 +65,7 @@ from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 
-__all__ = ["App", "BindError", "DnsServers", "LoopError", "ZoneReloader", "serve", "serve_dns", "start"]
+__all__ = ["App", "BindError", "DnsServers", "LoopError", "Reloader", "serve", "serve_dns", "start"]
 
 log = logging.getLogger("kdns")
 
@@ -142,22 +146,27 @@ async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
     router.static = zones
     for origin in router.shadowed:
         log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
-    log.info("reloaded static zones from %s: %s", directory, _describe(zones) or "none")
+    log.info("reloaded static zones from %s: %s", directory, _describe(zones))
     return errors
 
 
-class ZoneReloader:
-    """SIGHUP's work: reload the static zones in a tracked background task while queries
-    are answered, and have every worker do the same.
+class Reloader:
+    """SIGHUP's work, in a tracked background task while queries are answered: reload the
+    static zones (and have every worker do the same), and apply the manifests again,
+    pruning what they no longer declare (`reload_manifests`).
 
     A SIGHUP during a reload makes it run once more when it ends: the files may have
     changed after they were read. `aclose` cancels a reload under way.
     """
 
-    def __init__(self, router: Router, directory: Path | None, workers: WorkerPool | None) -> None:
+    def __init__(
+        self, router: Router, directory: Path | None, workers: WorkerPool | None, store: Store, settings: Settings
+    ) -> None:
         self._router = router
         self._directory = directory
         self._workers = workers
+        self._store = store
+        self._settings = settings
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
@@ -176,6 +185,20 @@ class ZoneReloader:
             return []
         return await reload_static(self._router, self._directory)
 
+    async def reload_manifests(self) -> declared.Applied | None:
+        """Read --manifests again and apply them, pruning what they no longer declare, in one
+        transaction: a file that does not load (or a document the registry refuses) is
+        logged and changes nothing. The applied result, or None after an error."""
+        settings = self._settings
+        loaded = await asyncio.to_thread(read_paths, settings.manifests)
+        try:
+            applied = _apply_manifests(self._store, loaded)
+        except RegistryError as exc:
+            log.error("reload: %s; the registry is unchanged", exc)
+            return None
+        _log_manifests(settings, applied, "reloaded")
+        return applied
+
     async def _loop(self) -> None:
         for _ in range(100):  # bounded: a SIGHUP storm cannot keep it going for ever
             self._again = False
@@ -183,6 +206,10 @@ class ZoneReloader:
                 await self.reload()
             except Exception:  # a bug in reloading must not take the server down
                 log.exception("reloading the static zones failed; the old zones stay in service")
+            try:
+                await self.reload_manifests()
+            except Exception:
+                log.exception("reloading the manifests failed; the registry stays as it was")
             if not self._again:
                 return
 
@@ -220,7 +247,9 @@ class App:
     api: ApiServer
     proxy: ServiceProxy | None
     prober: Prober
-    zones: ZoneReloader
+    reloader: Reloader
+    # What the manifests held at start, and what applying them did (for the log and tests).
+    applied: declared.Applied
 
     @property
     def router(self) -> Router:
@@ -244,12 +273,16 @@ class App:
         return self.api.url
 
     def hangup(self) -> None:
-        """SIGHUP: reload the static zones in the background (`ZoneReloader`)."""
-        self.zones.hangup()
+        """SIGHUP: reload the static zones and the manifests in the background (`Reloader`)."""
+        self.reloader.hangup()
 
     async def reload_zones(self) -> list[ZoneError]:
         """Read --zones-dir again and serve the result; returns the files' errors."""
-        return await self.zones.reload()
+        return await self.reloader.reload()
+
+    async def reload_manifests(self) -> declared.Applied | None:
+        """Apply --manifests again, pruning what they no longer declare (`Reloader`)."""
+        return await self.reloader.reload_manifests()
 
 
 @contextlib.asynccontextmanager
@@ -274,7 +307,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     tls = _tls_context(settings)  # a certificate that does not load stops start-up at once
     stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
     with long_lived():
-        store, journal = _load(stack, settings)
+        store, journal, applied = _load(stack, settings)
         index = ClusterIndex(settings)
         index.rebuild(store.objects(), store.resource_version)
     static = load_static(settings)  # nothing is bound yet
@@ -303,8 +336,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         )
         metrics.add_query_counts(workers.totals)
         metrics.add_udp_drops(workers.drops)
-    zones = ZoneReloader(dns.router, settings.zones_dir, workers)
-    stack.push_async_callback(zones.aclose)
+    reloader = Reloader(dns.router, settings.zones_dir, workers, store, settings)
+    stack.push_async_callback(reloader.aclose)
     api = await _serve_api(stack, settings, store, metrics, tls)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
@@ -316,28 +349,53 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         ))
     # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
     prober = await stack.enter_async_context(Prober(store))
-    app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, zones)
+    app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, reloader, applied)
     _log_started(app, static)
     return app
 
 
-def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, SqliteJournal | None]:
-    """The saved registry, then every manifest on top in one transaction: all of it, or an
-    exception. The journal (and its lock) is `stack`'s to close."""
-    documents, warnings = load_paths(settings.manifests)
-    for warning in warnings:
-        log.warning("%s", warning)
+def _load(
+    stack: contextlib.AsyncExitStack, settings: Settings
+) -> tuple[Store, SqliteJournal | None, declared.Applied]:
+    """The saved registry, then every manifest on top in one transaction, pruning what
+    earlier manifests declared and these do not: all of it, or an exception. The journal
+    (and its lock) is `stack`'s to close."""
+    loaded = read_paths(settings.manifests)
     store = Store(
         service_cidrs=settings.service_cidrs,
         node_port_range=settings.node_port_range,
         clock=time.time,
     )
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
-    with store.transaction() as txn:
-        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-        # The documents were read for this alone: the store keeps them (`owned`).
-        txn.apply_documents(documents, owned=True)
-    return store, journal
+    # The documents were read for this alone: the store keeps them (`owned`).
+    return store, journal, _apply_manifests(store, loaded, owned=True)
+
+
+def _apply_manifests(store: Store, loaded: Loaded, *, owned: bool = False) -> declared.Applied:
+    """Apply what read_paths loaded (declared.apply); its first error raised, if it found
+    any, saying how many more there are (`kdns validate` lists them all)."""
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    if loaded.errors:
+        first, more = loaded.errors[0], len(loaded.errors) - 1
+        if more:
+            raise ManifestError(f"{first} (and {more} more: `kdns validate` lists them)")
+        raise first
+    declared.mark(loaded.documents)
+    applied = declared.apply(store, loaded.documents, owned=owned)
+    return dataclasses.replace(applied, files=len(loaded.files))
+
+
+def _log_manifests(settings: Settings, applied: declared.Applied, verb: str) -> None:
+    """`manifests applied: 12 documents from 3 files in zones; pruned 1 no longer declared:
+    Service default/web`."""
+    where = ", ".join(map(str, settings.manifests)) or "no --manifests"
+    line = f"manifests {verb}: {applied.documents} documents from {applied.files} files in {where}"
+    if applied.pruned:
+        line += f"; pruned {len(applied.pruned)} no longer declared: " + ", ".join(
+            f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}" for kind, namespace, name in applied.pruned
+        )
+    log.info("%s", line)
 
 
 def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> SqliteJournal:
@@ -410,9 +468,10 @@ def _log_started(app: App, static: StaticZones) -> None:
         ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no objects",
         store.resource_version,
     )
+    _log_manifests(settings, app.applied, "applied")
     # What kdns serves beyond the cluster, one line each: static zones, forwarding.
     if settings.zones_dir is not None:
-        log.info("static zones from %s: %s", settings.zones_dir, _describe(static) or "none")
+        log.info("static zones from %s: %s", settings.zones_dir, _describe(static))
     for origin in app.router.shadowed:
         log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
     forwarder = app.dns.forwarder
@@ -495,14 +554,23 @@ async def _bind_dns(
 
 
 def _describe(zones: StaticZones) -> str:
-    """`example.internal. (serial 7), other.test. (serial 1)`."""
-    return ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
+    """`2 zones: example.internal. (serial 7), other.test. (serial 1)`, or `none`."""
+    if not zones.zones:
+        return "none"
+    listed = ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
+    return f"{len(zones.zones)} zone{'s' if len(zones.zones) > 1 else ''}: {listed}"
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static zones."""
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, started: Callable[[App], None] | None = None
+) -> None:
+    """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static
+    zones and the manifests. `started` is called once kdns serves (the CLI logs the
+    configuration then, so that a failed start is one line)."""
     stop = stop or asyncio.Event()
     async with start(settings) as app:
+        if started is not None:
+            started(app)
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, app.hangup)

@@ -356,7 +356,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
 # --- The commands -------------------------------------------------------------------------
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
+async def _serve_until_signalled(configuration: Configuration) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
     from kdns.app import serve
 
@@ -368,7 +368,7 @@ async def _serve_until_signalled(settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     try:
-        await serve(settings, stop)
+        await serve(configuration.settings, stop, lambda _: log.info("configuration: %s", configuration.describe()))
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
@@ -385,10 +385,9 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         _error(exc)
         return EXIT_CONFIG
     setup_logging(configuration.log_level)
-    log.info("configuration: %s", configuration.describe())
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve_until_signalled(configuration.settings))
+            runner.run(_serve_until_signalled(configuration))
     except ConfigError as exc:
         _error(exc)
         return EXIT_CONFIG

@@ -17,10 +17,11 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
-from kdns.registry.objects import KubeObject
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
+from kdns.registry.objects import KubeObject
 from kdns.registry.store import Store, apply_order
 
 __all__ = ["SOURCE", "Applied", "apply", "check", "mark", "source_of"]
@@ -31,11 +32,13 @@ SOURCE = "kdns.dev/manifest-source"
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What applying the manifests did: how many documents were applied, and the objects
-    (kind, namespace, name) pruned because their manifest no longer declares them."""
+    """What applying the manifests did: how many documents (from how many files) were
+    applied, and the objects (kind, namespace, name) pruned because their manifest no
+    longer declares them."""
 
     documents: int
     pruned: tuple[tuple[str, str, str], ...]
+    files: int = 0
 
 
 def mark(documents: Iterable[Document]) -> None:

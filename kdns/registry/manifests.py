@@ -272,8 +272,8 @@ def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
-    if isinstance(exc, DuplicateKey):
-        return f"line {mark.line + 1}: strict decoding error: duplicate field \"{exc.key}\""
+    if isinstance(exc, DuplicateKey) and mark is not None:
+        return f'line {mark.line + 1}: strict decoding error: duplicate field "{exc.key}"'
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
         return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"

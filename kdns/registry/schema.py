@@ -486,7 +486,8 @@ def unknown_fields(document: Mapping[str, Any], schema: Schema) -> list[str]:
     without copying the document (a start-up reads 100,000 of them). Values of the wrong
     type are not looked into: validation names those."""
     found: list[str] = []
-    _unknown(document, _strict_plan(schema), (), found)
+    if type(document) is dict:
+        _unknown(document, _strict_plan(schema), (), found)
     return found
 
 

@@ -13,9 +13,9 @@ from kdns.registry.manifests import (
     Document,
     from_manifest,
     load_paths,
-    read_paths,
     load_text,
     read_documents,
+    read_paths,
     to_manifest,
 )
 from kdns.registry.objects import (
@@ -276,8 +276,8 @@ def test_read_paths_reports_every_error_at_once(tmp_path: Path):
     write(tmp_path / "c.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {adresses: []}\n")
     loaded = read_paths([tmp_path, tmp_path / "missing"])
     assert [str(error) for error in loaded.errors] == [
-        f'{tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: unknown field "spec.selectr", '
-        'unknown field "spec.ports[0].targetPrt"',
+        (f'{tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: unknown field "spec.selectr", '
+         'unknown field "spec.ports[0].targetPrt"'),
         f"{tmp_path / 'b.yaml'}: document 1: YAML syntax error at line 2, column 1: did not find expected node content",
         f'{tmp_path / "c.yaml"}: document 1: Node "n": strict decoding error: unknown field "status.adresses"',
         f"{tmp_path / 'missing'}: no such file or directory",
