@@ -568,18 +568,25 @@ async def serve(
     zones and the manifests. `started` is called once kdns serves (the CLI logs the
     configuration then, so that a failed start is one line)."""
     stop = stop or asyncio.Event()
-    async with start(settings) as app:
-        if started is not None:
-            started(app)
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGHUP, app.hangup)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
-            hangup = False
-        else:
-            hangup = True
-        try:
+    loop = asyncio.get_running_loop()
+    # Handled from before the start: a SIGHUP while starting (the default action would end
+    # the process) is a reload once started, as the files may have changed meanwhile.
+    running: list[App] = []
+    pending: list[bool] = []
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: running[0].hangup() if running else pending.append(True))
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        hangup = False
+    else:
+        hangup = True
+    try:
+        async with start(settings) as app:
+            running.append(app)
+            if started is not None:
+                started(app)
+            if pending:
+                app.hangup()
             await stop.wait()
-        finally:
-            if hangup:
-                loop.remove_signal_handler(signal.SIGHUP)
+    finally:
+        if hangup:
+            loop.remove_signal_handler(signal.SIGHUP)

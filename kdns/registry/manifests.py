@@ -130,11 +130,12 @@ class Document:
         return ManifestError(detail, source=self.source, index=self.index)
 
 
-def load_text(text: str, source: str = "<input>") -> list[Document]:
+def load_text(text: str, source: str = "<input>", documents: list[Document] | None = None) -> list[Document]:
     """Every document of a YAML (or JSON) stream, with `kind: List` documents expanded into
     their items; empty documents are skipped but still counted, so that `document N`
-    is the N-th document of the file."""
-    documents: list[Document] = []
+    is the N-th document of the file. Appended to `documents` when given, as they are
+    read: those before a ManifestError are there for a caller that goes on."""
+    documents = [] if documents is None else documents
     index = 0
     read = _BLOCK_READER.load_all(text)
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
@@ -217,16 +218,17 @@ def read_paths(paths: Iterable[Path | str]) -> Loaded:
             continue
         for file in files:
             loaded.files.append(file)
+            documents: list[Document] = []
+            broken = False
             try:
-                text = file.read_text(encoding="utf-8")
-                documents = load_text(text, str(file))
+                load_text(file.read_text(encoding="utf-8"), str(file), documents)
             except (OSError, UnicodeDecodeError) as exc:
                 loaded.errors.append(ManifestError(f"{file}: cannot read: {exc}"))
                 continue
-            except ManifestError as exc:
+            except ManifestError as exc:  # the file is read no further; what came before counts
                 loaded.errors.append(exc)
-                continue
-            if not documents:
+                broken = True
+            if not documents and not broken:
                 loaded.warnings.append(f"{file}: no documents (the file is empty)")
             for document in documents:
                 _check_document(document, declared, loaded)
