@@ -247,9 +247,11 @@ def test_validate_lists_every_error_at_once(tmp_path: Path) -> None:
     """Every problem of every file is listed (file, document, field path), and the exit is 1."""
     (tmp_path / "a.yaml").write_text(SERVICES.replace("ports:", "selectr: {app: web}\n  ports:", 1))
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "b.yaml").write_text(SERVICES.replace("port: 5432", "port: 70000")
-                                             + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
-                                             "spec:\n  ports: [{port: 80}]\n  ports: [{port: 81}]\n")
+    (tmp_path / "sub" / "b.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: cache, namespace: shop}\nspec:\n  ports: [{port: 70000}]\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+        "spec:\n  ports: [{port: 80}]\n  ports: [{port: 81}]\n")
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "bad.test.zone").write_text("$ORIGIN bad.test.\nwww IN A not-an-address\n")
     result = run("validate", str(tmp_path), env={"KDNS_TTL": "-1"})
@@ -259,11 +261,11 @@ def test_validate_lists_every_error_at_once(tmp_path: Path) -> None:
         "kdns: error: KDNS_TTL '-1': must be between 0 and 3600",
         f'kdns: error: {tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: '
         'unknown field "spec.selectr"',
-        f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 3: line 20: strict decoding error: duplicate field "ports"',
-        f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 2: Service "db" is invalid: spec.ports[0].port: '
+        f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 3: line 16: strict decoding error: duplicate field "ports"',
+        f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 2: Service "cache" is invalid: spec.ports[0].port: '
         "Invalid value: 70000: must be between 1 and 65535, inclusive",
         f"kdns: error: {tmp_path / 'bad.test.zone'}:2: Text input is malformed.",
-        "kdns validate: 5 problems: 2 objects in 3 manifest files, 0 zones; configuration invalid",
+        "kdns validate: 5 problems: 3 objects in 3 manifest files, 0 zones; configuration invalid",
     ]
 
 
