@@ -249,7 +249,7 @@ def test_validate_lists_every_error_at_once(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.yaml").write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
-        "apiVersion: v1\nkind: Service\nmetadata: {name: cache, namespace: shop}\nspec:\n  ports: [{port: 70000}]\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: cache, namespace: shop}\nspec:\n  ports: [{port: 70000, targetPort: 80}]\n"
         "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
         "spec:\n  ports: [{port: 80}]\n  ports: [{port: 81}]\n")
     (tmp_path / "empty.yaml").write_text("")
