@@ -259,11 +259,11 @@ def test_validate_lists_every_error_at_once(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"kdns: warning: {tmp_path / 'empty.yaml'}: no documents (the file is empty)",
         "kdns: error: KDNS_TTL '-1': must be between 0 and 3600",
-        f'kdns: error: {tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: '
-        'unknown field "spec.selectr"',
+        (f'kdns: error: {tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: '
+         'unknown field "spec.selectr"'),
         f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 3: line 16: strict decoding error: duplicate field "ports"',
-        f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 2: Service "cache" is invalid: spec.ports[0].port: '
-        "Invalid value: 70000: must be between 1 and 65535, inclusive",
+        (f'kdns: error: {tmp_path / "sub" / "b.yaml"}: document 2: Service "cache" is invalid: spec.ports[0].port: '
+         "Invalid value: 70000: must be between 1 and 65535, inclusive"),
         f"kdns: error: {tmp_path / 'bad.test.zone'}:2: Text input is malformed.",
         "kdns validate: 5 problems: 2 objects in 3 manifest files, 0 zones; configuration invalid",
     ]
@@ -276,9 +276,9 @@ def test_validate_checks_objects_as_the_registry_does(tmp_path: Path) -> None:
     result = run("validate", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f'kdns: error: {tmp_path / "b.yaml"}: document 1: Service "default/db" is declared twice: '
-        f"first in {tmp_path / 'a.yaml'}: document 2",
-        f'kdns: error: {tmp_path / "b.yaml"}: document 2: Service "made-by-hand" is invalid: spec.clusterIPs[0]: '
-        'Invalid value: []string{"10.96.5.1"}: failed to allocate IP 10.96.5.1: provided IP is already allocated',
+        (f'kdns: error: {tmp_path / "b.yaml"}: document 1: Service "default/db" is declared twice: '
+         f"first in {tmp_path / 'a.yaml'}: document 2"),
+        (f'kdns: error: {tmp_path / "b.yaml"}: document 2: Service "made-by-hand" is invalid: spec.clusterIPs[0]: '
+         'Invalid value: []string{"10.96.5.1"}: failed to allocate IP 10.96.5.1: provided IP is already allocated'),
         "kdns validate: 2 problems: 2 objects in 2 manifest files, 0 zones; configuration valid",
     ]
