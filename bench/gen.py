@@ -230,7 +230,7 @@ def records(cluster: Cluster) -> Records:
             r.add(reverse_name(service.cluster_ip), "PTR", fqdn)
             for pname, port, proto in named:
                 r.add(f"_{pname}._{proto.lower()}.{fqdn}", "SRV", f"0 100 {port} {fqdn}")
-            for pname, port, proto in named:
+            for _, port, _ in named:
                 r.add(fqdn, "SRV", f"0 {max(1, 100 // len(named))} {port} {fqdn}")
         else:
             for pod in service.pods:

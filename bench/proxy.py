@@ -197,8 +197,8 @@ def _client(coro: object) -> float:
 
 
 def table(rows: list[tuple[str, float, float]], args: argparse.Namespace) -> str:
-    lines = [f"_`python bench/proxy.py --runs {args.runs} --seconds {args.seconds} --megabytes {args.megabytes}`, "
-             f"medians of {args.runs} runs, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, uvloop._",
+    lines = [(f"_`python bench/proxy.py --runs {args.runs} --seconds {args.seconds} --megabytes {args.megabytes}`, "
+              f"medians of {args.runs} runs, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, uvloop._"),
              "", "| measure | direct | through the proxy | proxy / direct |", "| --- | ---: | ---: | ---: |"]
     for name, direct, proxied in rows:
         lines.append(f"| {name} | {direct:,.0f} | {proxied:,.0f} | {proxied / direct:.2f} |")

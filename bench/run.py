@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import gen
+import gen  # noqa: E402  (a sibling script, found through the path set just above)
 
 LOOPBACK = "127.0.0.1"
 UPSTREAM_ADDRESS = "127.0.0.2"  # the outside world's server, for kdns --upstream
@@ -306,7 +306,7 @@ def core_ticks(cpu: str) -> tuple[int, int]:
 def rcvbuf_errors() -> int:
     """Every UDP datagram the kernel dropped for a full receive buffer (all sockets)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
-    return int(dict(zip(lines[0], lines[1])).get("RcvbufErrors", 0))
+    return int(dict(zip(lines[0], lines[1], strict=True)).get("RcvbufErrors", 0))
 
 
 def child_pids(pid: int) -> list[int]:
@@ -703,8 +703,10 @@ class Target:
 def measure_throughput(t: Target, mode: Mode, client_cpu: str, workdir: Path) -> dict[str, Any]:
     """Unlimited-rate throughput (median of repeats), then the highest -Q rate with loss
     under 0.1 %: bracket and bisect, then confirm with repeats (stepping down if needed)."""
-    run = lambda rate, secs, verbose=False: dnsperf(t.port, t.queries, secs, client_cpu, t.pid, workdir,
-                                                      rate=rate, verbose=verbose, address=t.address, server_cpu=t.cpu)
+    def run(rate: int | None, secs: float, verbose: bool = False) -> dict[str, Any]:
+        return dnsperf(t.port, t.queries, secs, client_cpu, t.pid, workdir,
+                       rate=rate, verbose=verbose, address=t.address, server_cpu=t.cpu)
+
     unlimited = [quiet(lambda: run(None, mode.unlimited_s)) for _ in range(mode.repeats)]
     u = median_of(unlimited, "qps") or 1000.0
     say(f"  {t.name}: unlimited-rate (closed loop, {OUTSTANDING_UNLIMITED} outstanding) {u:,.0f} qps")
@@ -834,10 +836,9 @@ def sanity_check(sample: list[dict], ports: dict[str, int]) -> dict[str, Any]:
                                   f"{answer_rdata[:3]}, expected {item['rcode']} {item['answer'][:3]}")
         if len(got) == 2:
             a, b = got.values()
-            for key in ("rcode", "aa", "answer", "authority", "additional"):
-                if a[key] != b[key]:
-                    mismatches.append(f"kdns vs knot: {item['name']} {item['type']}: {key}: "
-                                      f"kdns {got['kdns'][key]} / knot {got['knot'][key]}")
+            mismatches.extend(f"kdns vs knot: {item['name']} {item['type']}: {key}: "
+                              f"kdns {got['kdns'][key]} / knot {got['knot'][key]}"
+                              for key in ("rcode", "aa", "answer", "authority", "additional") if a[key] != b[key])
     return {"queries": len(sample), "mismatches": mismatches, "unanswered": unanswered,
             "ok": not mismatches and not unanswered}
 
@@ -1255,8 +1256,8 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                          f"the offered load was not reached: with {OUTSTANDING_RATE} queries in flight dnsperf "
                          "waited for kdns (saturated), so these latencies are a closed loop's"})
     for key, target in (("change", "registry change -> visible answer p99, under 20,000 qps"),
-                        ("change_workers", f"--workers {CHANGE_WORKERS}: commit -> applied in every worker, "
-                                           "under 20,000 qps")):
+                        ("change_workers", (f"--workers {CHANGE_WORKERS}: commit -> applied in every worker, "
+                                            "under 20,000 qps"))):
         change = results.get(key, {})
         if "skipped" in change:
             rows.append({"target": target, "goal": "< 10 ms", "value": "not measured", "met": None,
@@ -1431,8 +1432,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
                      f"upstream CPU during the measurement {fmt(forward['upstream_cpu_s_during_measurement'], 2)} s.")
     lines += ["", "## Registry change to visible answer (kdns)", ""]
     for key, who in (("change", "one process"),
-                     ("change_workers", f"`--workers {CHANGE_WORKERS}` on the one core, asked from "
-                                        f"{WORKER_SOCKETS} source ports until all see it")):
+                     ("change_workers", (f"`--workers {CHANGE_WORKERS}` on the one core, asked from "
+                                         f"{WORKER_SOCKETS} source ports until all see it"))):
         change = results.get(key, {})
         if "skipped" in change:
             lines.append(f"* {who}: not measured: {change['skipped']}")
@@ -1497,7 +1498,7 @@ def write_plot(results: dict[str, Any], path: Path) -> str | None:
         values = [th["max_rate"], th["unlimited"]["qps"] or 0]
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
         bars = left.bar(xs, values, width, label=name, color=colors.get(name))
-        for bar, value in zip(bars, values):
+        for bar, value in zip(bars, values, strict=True):
             left.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
     forward = results.get("forward", {})
     if forward and "throughput" in forward:
@@ -1526,7 +1527,7 @@ def write_plot(results: dict[str, Any], path: Path) -> str | None:
             hatches.append("xx" if degraded else "")
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(slots))]
         bars = right.bar(xs, values, width, label=name, color=colors.get(name))
-        for bar, hatch in zip(bars, hatches):
+        for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
     for j in range(1, len(loads)):
         right.axvline(j * len(pcts) - 0.5, color="lightgrey", linewidth=1)

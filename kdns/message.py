@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dnslib import RR, QTYPE, RCODE  # noqa: F401  (re-exported for the layers above)
+# Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants).
+from dnslib import QTYPE as QTYPE
+from dnslib import RCODE as RCODE
+from dnslib import RR as RR
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,7 @@ def _probe(name: str, container: Mapping[str, Any], path: str) -> Probe:
     timing: dict[str, int] = {}
     for key, default in DEFAULTS.items():
         value = raw.get(key)
-        if value is None or value == 0 and key != "initialDelaySeconds":
+        if value is None or (value == 0 and key != "initialDelaySeconds"):
             value = default  # 0 means "unset" in the API, as the defaulting code treats it
         if not isinstance(value, int) or isinstance(value, bool) or value < MINIMUMS[key]:
             raise UnsupportedProbe(f"container {name}: {path}.{key}: must be an integer of at least {MINIMUMS[key]}")

@@ -44,9 +44,9 @@ import logging
 import random
 import shutil
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from kdns.errors import KdnsError
 from kdns.registry.objects import ENDPOINT_SLICE, SERVICE, EndpointSlice, Event, Service
@@ -63,6 +63,8 @@ UDP_IDLE_TIMEOUT = 30.0
 UDP_PENDING = 64  # datagrams kept per flow while its backend socket opens
 DRAIN_TIMEOUT = 2.0
 IP_TIMEOUT = 10.0
+# Which backend a connection goes to: unpredictable to clients, as kube-proxy's random choice.
+_SYSTEM_RANDOM = random.SystemRandom()
 # A copy of `ip` with CAP_NET_ADMIN (the image's, see the Dockerfile) comes first.
 IP_COMMANDS = ("kdns-ip", "ip")
 
@@ -137,7 +139,7 @@ class ServiceProxy:
         max_connections_per_service: int = 1000,
         udp_idle_timeout: float = UDP_IDLE_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT,
-        rng: random.Random = random.SystemRandom(),
+        rng: random.Random = _SYSTEM_RANDOM,
     ) -> None:
         if max_connections_per_service < 1:
             raise ValueError("max_connections_per_service must be at least 1")
@@ -231,7 +233,7 @@ class ServiceProxy:
 
     # --- the store's view -------------------------------------------------------------------
 
-    def _on_commit(self, events: tuple[Event, ...]) -> None:
+    def _on_commit(self, events: Sequence[Event]) -> None:
         touched: set[tuple[str, str]] = set()
         for event in events:
             obj = event.object
@@ -260,10 +262,11 @@ class ServiceProxy:
         for target in [t for t in self._backends if t[:2] == (namespace, name)]:
             del self._backends[target]
         service = self.store.get(SERVICE, namespace, name)
-        if service is None:
+        if not isinstance(service, Service):  # (None: deleted)
             return
         self._wanted.update(frontends_of(service, self.node_address))
-        slices = [s for s in self.store.list(ENDPOINT_SLICE, namespace) if s.service_name == name]
+        slices = [s for s in self.store.list(ENDPOINT_SLICE, namespace)
+                  if isinstance(s, EndpointSlice) and s.service_name == name]
         for (port_name, protocol), backends in backends_of(slices).items():
             self._backends[(namespace, name, port_name, protocol)] = backends
 
@@ -381,7 +384,7 @@ class ServiceProxy:
 # --- TCP ----------------------------------------------------------------------------------------
 
 
-def _reset(transport: asyncio.BaseTransport) -> None:
+def _reset(transport: asyncio.Transport) -> None:
     """Close with RST, not FIN: the client sees the refusal at once."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -399,7 +402,8 @@ class _Pipe(asyncio.Protocol):
         self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream's transport is a Transport, though uvloop's does not subclass the class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -410,9 +414,7 @@ class _Pipe(asyncio.Protocol):
         peer = self.peer
         if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
             peer.transport.write_eof()
-        if peer is not None and peer.eof:
-            return False  # both halves done: close
-        return True
+        return peer is None or not peer.eof  # False when both halves are done: close
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -440,12 +442,13 @@ class _TcpFront(_Pipe):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        front = cast(asyncio.Transport, transport)  # (as in _Pipe.connection_made)
         if self.proxy._choose(self.target) is None or not self.proxy._admit(self.target, self):
-            _reset(transport)
+            _reset(front)
             return
         # Until the backend is connected. uvloop may deliver data read before the pause took
         # hold, so that is kept (it is at most one read) and sent first.
-        transport.pause_reading()
+        front.pause_reading()
         self.proxy._track(self._connect())
 
     def data_received(self, data: bytes) -> None:
@@ -474,7 +477,7 @@ class _TcpFront(_Pipe):
             back.peer = self
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    await loop.create_connection(lambda: back, backend[0], backend[1])
+                    await loop.create_connection(lambda: back, backend[0], backend[1])  # noqa: B023  (called in this iteration)
             except (OSError, TimeoutError) as exc:
                 log.debug("service proxy: %s:%s refused %s/%s: %s", *backend, *self.target[:2], exc)
                 continue
@@ -519,7 +522,7 @@ class _UdpFrontend(asyncio.DatagramProtocol):
         self.flows: dict[Any, _UdpFlow] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # (uvloop's does not subclass it)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         flow = self.flows.get(addr)
@@ -577,7 +580,7 @@ class _UdpFlow(asyncio.DatagramProtocol):
         self.pending.clear()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # (uvloop's does not subclass it)
 
     def send(self, data: bytes) -> None:
         self.last = asyncio.get_running_loop().time()

@@ -35,7 +35,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from kdns.config import Given, Option, gather
@@ -50,6 +50,7 @@ FIRST_RETRY, MAX_RETRY = 0.1, 2.0
 REQUEST_TIMEOUT = 5.0
 PREFIX = "kdns register"
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)  # kdns.cli's own parser class
 
 
 class RegisterError(KdnsError):
@@ -106,7 +107,7 @@ _TIMINGS = (
 )
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
+def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     """Add `register` to `kdns`'s subcommands (an argparse subparsers object)."""
     parser = commands.add_parser(
         "register",
@@ -303,7 +304,7 @@ class _Api:
             ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Unavailable(f"{self._server}: {exc or type(exc).__name__}") from None
+            raise _Unavailable(f"{self._server}: {str(exc) or type(exc).__name__}") from None
         try:
             reply = json.loads(text) if text else {}
         except ValueError:

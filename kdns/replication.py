@@ -219,7 +219,7 @@ class Channel(Generic[Sent, Received]):
             raise EOFError from None
         # Both ends are this program (see the module's docstring): the other end sent a
         # `Received`; the handlers match on it and name anything else.
-        return cast(Received, pickle.loads(data))
+        return cast(Received, pickle.loads(data))  # noqa: S301
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -364,7 +364,7 @@ class WorkerPool:
         """Dropped UDP datagrams by reason over every worker, those that exited included."""
         return _summed(self._retired_drops, (worker.drops for worker in self._workers))
 
-    def _publish(self, events: tuple[Event, ...]) -> None:
+    def _publish(self, events: Sequence[Event]) -> None:
         """Store listener: one commit, encoded once, queued for every worker."""
         if not any(worker.queue is not None for worker in self._workers):
             return
@@ -404,7 +404,9 @@ class WorkerPool:
                 self._retired_drops.update(worker.drops)
                 worker.totals, worker.drops = {}, {}
             if self._closing:
-                return
+                # (mypy keeps `not self._closing` from the loop's test across the awaits
+                # above, during which close() may have set it.)
+                return  # type: ignore[unreachable]
             if not worker.ready.done():
                 worker.ready.set_exception(WorkerError(f"{worker.name} exited with code {code} while starting"))
                 return

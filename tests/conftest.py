@@ -133,7 +133,7 @@ def kdns_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
             running = start_app(settings)
             try:
                 app = await running.__aenter__()
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001  (raised again in the test's thread)
                 started.set_exception(exc)
                 return
             try:

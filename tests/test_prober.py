@@ -194,7 +194,7 @@ def test_probe_port_may_name_a_container_port() -> None:
 )
 def test_probes_kdns_cannot_run_are_refused_with_the_field(probe: dict[str, Any], message: str) -> None:
     """exec, grpc and malformed probes are refused with the container and the field named."""
-    with pytest.raises(UnsupportedProbe, match="container app: spec.containers\\[0\\].readinessProbe") as info:
+    with pytest.raises(UnsupportedProbe, match=r"container app: spec\.containers\[0\]\.readinessProbe") as info:
         read(probe)
     assert message in str(info.value)
 

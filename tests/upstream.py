@@ -233,7 +233,7 @@ class UpstreamServer:
         try:
             query = dns.message.from_wire(wire)
             question = query.question[0]
-        except Exception:  # a server drops what it cannot read
+        except (dns.exception.DNSException, IndexError):  # a server drops what it cannot read
             return None
         with self._lock:
             self._received.append(
@@ -253,7 +253,7 @@ class UpstreamServer:
             host, port = self.relay_to
             try:
                 return dns.query.udp(query, host, port=port, timeout=WAIT).to_wire()
-            except Exception:  # what a forwarding server would say
+            except (dns.exception.DNSException, OSError):  # what a forwarding server would say
                 response = dns.message.make_response(query)
                 response.set_rcode(dns.rcode.SERVFAIL)
                 return response.to_wire()

@@ -121,9 +121,9 @@ def _media_types(header: str) -> list[tuple[str, dict[str, str]]]:
 def _wants_table(request: web.Request) -> str | None:
     """The Table apiVersion the client asked for (`meta.k8s.io/v1`), or None."""
     for media, params in _media_types(request.headers.get("Accept", "")):
-        if media == JSON and params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            if params.get("v") in ("v1", "v1beta1"):
-                return f"meta.k8s.io/{params['v']}"
+        if (media == JSON and params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+                and params.get("v") in ("v1", "v1beta1")):
+            return f"meta.k8s.io/{params['v']}"
         if media in (JSON, "*/*", "application/*"):
             return None
     return None
@@ -179,7 +179,7 @@ class Target:
 
 
 def _parse_target(group_version: str, tail: str) -> Target:
-    parts = [p for p in tail.split("/")]
+    parts = list(tail.split("/"))
     if any(not p for p in parts):
         raise status.path_not_found(tail)
     watch_path = False
@@ -285,9 +285,7 @@ async def start_api(
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server  # aiohttp exposes the bound port only through the server's sockets
-    assert server is not None and server.sockets
-    return runner, server.sockets[0].getsockname()[1]
+    return runner, runner.addresses[0][1]
 
 
 async def _close_watches(app: web.Application) -> None:
@@ -642,7 +640,7 @@ async def _watch(request: web.Request, target: Target) -> web.StreamResponse:
         store=store,
         selector=selector,
         resource_version=resource_version,
-        timeout=timeout,
+        duration=timeout,
         encode=encode,
         bookmark=bookmark if send_initial else None,
         watches=app[WATCHES],
@@ -695,8 +693,9 @@ def _decode(
     if problems and mode == "Warn":
         request.setdefault(_WARNINGS, []).extend(problems)
     request[_KIND] = resource.kind
-    request[_NAME] = decoded.document.get("metadata", {}).get("name", "")
-    return decoded.document
+    document: dict[str, Any] = decoded.document  # (the schema of a kind is an object's)
+    request[_NAME] = document.get("metadata", {}).get("name", "")
+    return document
 
 
 async def _read_document(request: web.Request, resource: Resource) -> dict[str, Any]:
@@ -733,7 +732,7 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     elif creating and not metadata.get("name") and metadata.get("generateName"):
         # generateName: the API server appends five random lower-case alphanumerics.
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
-        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))
+        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))  # noqa: S311  (a name, not a secret)
     return doc
 
 

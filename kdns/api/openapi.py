@@ -98,7 +98,7 @@ _PATCH_TYPES = (
 
 
 def _operation(
-    resource: Resource, action: str, verb: str, response: str, params: list, body: str | None = None
+    resource: Resource, action: str, verb: str, response: str, params: list[dict[str, Any]], body: str | None = None
 ) -> dict[str, Any]:
     gvk = {"group": resource.group, "version": resource.version, "kind": resource.kind}
     op: dict[str, Any] = {

@@ -15,7 +15,7 @@ Every function returns a new document and leaves its inputs alone.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, overload
 
 from kdns.registry.schema import Schema, child
 from kdns.errors import KdnsError
@@ -62,7 +62,7 @@ def _pointer(path: Any) -> list[str]:
     return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
 
 
-def _index(container: list, token: str, path: str, *, for_add: bool = False) -> int:
+def _index(container: list[Any], token: str, path: str, *, for_add: bool = False) -> int:
     if for_add and token == "-":
         return len(container)
     if not token.isdigit() or (token != "0" and token.startswith("0")):
@@ -181,6 +181,14 @@ def json_patch(document: Any, operations: Any) -> Any:
 # --- Strategic merge patch ---------------------------------------------------------------
 
 
+@overload
+def _strip(value: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@overload
+def _strip(value: list[Any]) -> list[Any]: ...
+
+
 def _strip(value: Any) -> Any:
     """A patch value placed where the original had nothing: directives removed."""
     if isinstance(value, dict):
@@ -208,7 +216,7 @@ def strategic_merge_patch(original: Any, patch: Any, schema: Schema | None) -> A
     return _merge_map(copy.deepcopy(original), patch, schema)
 
 
-def _merge_map(original: dict, patch: dict, schema: Schema | None) -> dict:
+def _merge_map(original: dict[str, Any], patch: dict[str, Any], schema: Schema | None) -> dict[str, Any]:
     directive = patch.get(DIRECTIVE)
     if directive is not None:
         if directive == "replace":
@@ -229,7 +237,7 @@ def _merge_map(original: dict, patch: dict, schema: Schema | None) -> dict:
                 raise PatchError(f"the patch has key {key!r} that $retainKeys does not list")
         original = {k: v for k, v in original.items() if k in retain}
 
-    orders: dict[str, list] = {}
+    orders: dict[str, list[Any]] = {}
     for key, value in patch.items():
         if key.startswith(DELETE_FROM_PRIMITIVE):
             field = key[len(DELETE_FROM_PRIMITIVE) :]
@@ -270,7 +278,7 @@ def _merge_map(original: dict, patch: dict, schema: Schema | None) -> dict:
     return original
 
 
-def _merge_list(original: list, patch: list, schema: Schema | None) -> list:
+def _merge_list(original: list[Any], patch: list[Any], schema: Schema | None) -> list[Any]:
     strategy = (schema.strategy or "") if schema is not None else ""
     if "merge" not in strategy.split(","):
         return _strip(patch)
@@ -289,7 +297,7 @@ def _merge_list(original: list, patch: list, schema: Schema | None) -> list:
                 merged.append(_strip(item))
         return merged
 
-    merged = [i for i in original]
+    merged = list(original)
     for item in patch:
         if not isinstance(item, dict):
             raise BadPatch(f"list items merged by {merge_key!r} must be objects")
@@ -310,7 +318,7 @@ def _merge_list(original: list, patch: list, schema: Schema | None) -> list:
     return merged
 
 
-def _reorder(items: list, order: list, schema: Schema | None) -> list:
+def _reorder(items: list[Any], order: list[Any], schema: Schema | None) -> list[Any]:
     """`$setElementOrder`: the listed items in that order, then the others as they were."""
     merge_key = schema.merge_key if schema is not None else None
 
@@ -332,7 +340,7 @@ def _reorder(items: list, order: list, schema: Schema | None) -> list:
 
 
 def apply_configuration(
-    live: Any, applied: dict, schema: Schema | None, previous: dict | None = None
+    live: Any, applied: dict[str, Any], schema: Schema | None, previous: dict[str, Any] | None = None
 ) -> Any:
     """Merge an applied configuration into the live object: fields it sets win, lists with
     merge keys are merged by key, other lists are replaced. Fields that the `previous`
@@ -348,7 +356,7 @@ def apply_configuration(
     return strategic_merge_patch(base, cleaned, schema)
 
 
-def _prune(live: dict, previous: dict, applied: dict, schema: Schema | None) -> None:
+def _prune(live: dict[str, Any], previous: dict[str, Any], applied: dict[str, Any], schema: Schema | None) -> None:
     """Remove from `live` what `previous` had and `applied` no longer has."""
     for key, before in previous.items():
         if key not in live:

@@ -135,10 +135,7 @@ def invalid(
     """422, as `errors.NewInvalid`: `Service "web" is invalid: spec.ports[0].port: ...`."""
     causes = list(causes)
     parts = [f"{field}: {message}" if field else message for field, message in causes]
-    if len(parts) == 1:
-        summary = parts[0]
-    else:
-        summary = "[" + ", ".join(parts) + "]"
+    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     details: dict[str, Any] = {
         "name": name,
         "kind": kind,

@@ -60,7 +60,7 @@ def age(timestamp: str | None, now: float) -> str:
     if not timestamp:
         return "<unknown>"
     try:
-        created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        created = datetime.fromisoformat(timestamp)
     except ValueError:
         return "<unknown>"
     if created.tzinfo is None:

@@ -99,7 +99,7 @@ async def serve_watch(
     store: Any,
     selector: Selector,
     resource_version: int | None,
-    timeout: float,
+    duration: float,
     encode: Encode,
     bookmark: Callable[[int], Any] | None = None,
     watches: set[Watch],
@@ -107,7 +107,8 @@ async def serve_watch(
     on_close: Callable[[], None] = lambda: None,
     queue_size: int = QUEUE_SIZE,
 ) -> web.StreamResponse:
-    """Stream changes from `resource_version` on (None: the current objects as ADDED first).
+    """Stream changes from `resource_version` on (None: the current objects as ADDED first)
+    for `duration` seconds (timeoutSeconds), then end the response as the API server does.
 
     `bookmark(rv)`, when given, is sent after the initial ADDED events (sendInitialEvents).
     """
@@ -141,7 +142,7 @@ async def serve_watch(
         if lines:
             await response.write(b"".join(lines))
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(duration):
                 await _pump(watch, response, encode)
         except TimeoutError:
             pass

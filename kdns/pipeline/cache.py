@@ -66,7 +66,7 @@ def cache_ttl(answer: Answer, *, max_ttl: int, max_negative_ttl: int) -> int:
     if answer.rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
         return 0
     negative = answer.rcode == RCODE.NXDOMAIN or not answer.answer
-    ttls = [rr.ttl for rr in answer.answer]
+    ttls: list[int] = [rr.ttl for rr in answer.answer]
     soas = [rr for rr in answer.authority if rr.rtype == QTYPE.SOA]
     if negative and not soas:
         return 0
@@ -78,7 +78,7 @@ def cache_ttl(answer: Answer, *, max_ttl: int, max_negative_ttl: int) -> int:
             ttls.append(rr.ttl)
     if not ttls:
         return 0
-    return max(0, min(min(ttls), max_negative_ttl if negative else max_ttl))
+    return max(0, min(*ttls, max_negative_ttl if negative else max_ttl))
 
 
 def _aged(

@@ -498,7 +498,7 @@ def _cluster_ip_changes(old: list[str], new: list[str], policy: Any) -> list[tup
     causes = []
     if len(old) == len(new):
         causes = [invalid(f"spec.clusterIPs[{i}]", new, "may not change once set")
-                  for i, (before, after) in enumerate(zip(old, new)) if before != after]
+                  for i, (before, after) in enumerate(zip(old, new, strict=True)) if before != after]
     elif len(old) > len(new):
         if not new:
             causes.append(invalid("spec.clusterIPs[0]", new, "primary clusterIP can not be unset"))

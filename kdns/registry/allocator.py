@@ -133,8 +133,8 @@ class ClusterIPAllocator(_Journaled):
         self._pools: dict[str, _Pool] = {}
         self._outside: set[IPAddress] = set()
         self._ipv4: _Pool | None = None  # self._pools["IPv4"], for dotted quads
-        for network in networks:
-            network = ipaddress.ip_network(network) if isinstance(network, str) else network
+        for given in networks:
+            network = ipaddress.ip_network(given) if isinstance(given, str) else given
             family = f"IPv{network.version}"
             if family in self._networks:
                 raise AllocationError(f"service CIDR {network}: a second {family} range")

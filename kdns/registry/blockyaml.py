@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.resolver import BaseResolver
 
 
 class _Unsupported(Exception):
@@ -87,7 +88,7 @@ _CONSTRUCTORS: Mapping[_Tag, Callable[[yaml.ScalarNode], Any]] = {
 class Reader:
     """Reads texts as `yaml.load_all(text, Loader=loader)` does, for the subset above."""
 
-    def __init__(self, loader: type[yaml.BaseResolver]) -> None:
+    def __init__(self, loader: type[BaseResolver]) -> None:
         # The loader's implicit resolvers, by the first character they apply to; a tag
         # without a constructor here (merge keys, values) is left to PyYAML.
         self._resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]] = {
@@ -132,6 +133,7 @@ class _File:
         documents: list[Any] = []
         explicit = False  # the document began with `---` (so it counts even if empty)
         root: Any = _NO_ROOT
+        items: list[Any]  # the sequence a `- ` adds to
         stack: list[tuple[int, Any]] = []
         top_column, top = -1, None  # stack[-1], kept at hand for the common line
         pending: tuple[Any, Any, int] | None = None  # (container, key or index, column)

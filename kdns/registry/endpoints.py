@@ -125,7 +125,8 @@ def desired_slices(
     for names in spare.values():
         names.sort()
     slices = []
-    for slot_name, family, ports, placed in planned:
+    for planned_name, family, ports, placed in planned:
+        slot_name = planned_name
         if slot_name is None:
             if spare.get(family):
                 slot_name = spare[family].pop(0)
@@ -165,8 +166,8 @@ def _reuse(
             if room > 0 and rest:
                 kept.extend(rest[:room])
                 rest = rest[room:]
-        for start in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE):
-            slots.append((None, rest[start:start + MAX_ENDPOINTS_PER_SLICE]))
+        slots.extend((None, rest[start:start + MAX_ENDPOINTS_PER_SLICE])
+                     for start in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE))
         for slot_name, placed in slots:
             if placed:
                 planned.append((slot_name, key[0], key[1], sorted(placed, key=_order)))

@@ -169,7 +169,7 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
     return documents
 
 
-def read_documents(text: str, source: str = "<input>") -> list[dict]:
+def read_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
     """The document dicts of a YAML (or JSON) stream, List documents expanded."""
     return [dict(document.body) for document in load_text(text, source)]
 
@@ -531,7 +531,7 @@ class _Checker:
         for message in messages:
             self.causes.append(invalid(path, value, message))
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+    def mapping(self, value: Any, path: str) -> Mapping[Any, Any]:  # (YAML keys may be anything)
         if type(value) is dict:
             return value
         if value is None:
@@ -645,7 +645,7 @@ def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] |
         if fields is None and kind == objects.POD:
             fields = _well_formed_pod(doc)
         if fields is not None:
-            return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)  # type: ignore[no-any-return]
+            return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
     check = _Checker()
     if meta is None:
         meta = _meta(doc, kind, check)
@@ -1114,6 +1114,7 @@ def _well_formed_pod(doc: Mapping[str, Any]) -> dict[str, Any] | None:
         if type(entry) is not dict:
             return None
         ip = entry.get("ip")
+        family: str | None
         if pod_ip_family and ip == pod_ip:
             family = pod_ip_family  # already checked
         elif type(ip) is str and ip:
@@ -1323,7 +1324,7 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, Any], ObjectMeta, _Checker], dict[
 def to_manifest(obj: KubeObject) -> dict[str, Any]:
     """The Kubernetes document for an object: a deep copy of its manifest with the
     metadata the registry assigned (resourceVersion, uid, creationTimestamp, namespace)."""
-    doc = copy_tree(obj.manifest)
+    doc: dict[str, Any] = copy_tree(obj.manifest)
     doc.setdefault("apiVersion", objects.API_VERSIONS[obj.kind])
     doc.setdefault("kind", obj.kind)
     metadata = doc.get("metadata")

@@ -21,8 +21,9 @@ Cluster-scoped kinds (Namespace, Node) have namespace "".
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 NAMESPACE = "Namespace"
 SERVICE = "Service"
@@ -231,7 +232,7 @@ class EndpointSlice(_Keyed):
         return self.meta.labels.get(MANAGED_BY_LABEL, "")
 
 
-KIND_CLASSES: Mapping[str, type] = {
+KIND_CLASSES: Mapping[str, Callable[..., KubeObject]] = {
     NAMESPACE: Namespace,
     SERVICE: Service,
     POD: Pod,
@@ -263,7 +264,7 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     because a Service without a selector has no managed endpoints."""
     if not selector:
         return False
-    for key, value in selector.items():  # a loop, not all(): this runs for every pod of a load
+    for key, value in selector.items():  # noqa: SIM110  (a loop, not all(): this runs for every pod of a load)
         if labels.get(key) != value:
             return False
     return True

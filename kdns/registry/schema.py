@@ -101,7 +101,8 @@ OBJECT_META = obj(
 
 
 def top(name: str, **properties: Schema) -> Schema:
-    return obj(name, apiVersion=STR, kind=STR, metadata=OBJECT_META, **properties)
+    # Schema(), not obj(): a property may be called "open", which obj() takes as its flag.
+    return Schema("object", {"apiVersion": STR, "kind": STR, "metadata": OBJECT_META, **properties}, name=name)
 
 
 # --- Namespace ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from kdns.registry.objects import (
     ENDPOINT_SLICE,
     MANAGED_BY_LABEL,
     Event,
+    KubeObject,
 )
 
 SCHEMA_VERSION = 1
@@ -61,7 +62,7 @@ class StorageError(KdnsError):
     """The registry's state file cannot be read or written."""
 
 
-def _derived(obj: Any) -> bool:
+def _derived(obj: KubeObject) -> bool:
     """Objects the registry derives itself, which are not worth storing."""
     return obj.kind == ENDPOINT_SLICE and obj.meta.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME
 
@@ -185,9 +186,9 @@ class SqliteJournal:
 def _upsert(obj: Any) -> tuple[str, tuple[Any, ...]]:
     document = json.dumps(to_manifest(obj), separators=(",", ":"), sort_keys=True)
     return (
-        "INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
-        " resource_version = excluded.resource_version, document = excluded.document",
+        ("INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
+         " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
+         " resource_version = excluded.resource_version, document = excluded.document"),
         (obj.kind, obj.meta.namespace, obj.meta.name, obj.meta.resource_version, document),
     )
 

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ParamSpec, Self, TypeVar
 
 from kdns.config import Settings
 from kdns.registry import admission, endpoints, manifests, objects
@@ -81,6 +81,8 @@ DEFAULT_SERVICE_CIDRS: tuple[IPNetwork, ...] = next(
 )
 INITIAL_NAMESPACES = ("default", "kube-system")
 Listener = Callable[[Sequence[Event]], None]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _ORDER = {NAMESPACE: 0, NODE: 1, SERVICE: 3, POD: 4, ENDPOINT_SLICE: 5}
 
@@ -91,8 +93,7 @@ def apply_order(doc: Mapping[str, Any] | Document) -> int:
     that what a document needs exists, and requested addresses are reserved before any
     are allocated). Unknown kinds go last and are refused when their turn comes."""
     body = doc.body if isinstance(doc, Document) else doc  # (a plain class: isinstance is quick)
-    # (type() first: isinstance against the Mapping ABC is slow, and a load sorts 100,000s.)
-    kind = body.get("kind") if type(body) is dict or isinstance(body, Mapping) else None
+    kind = body.get("kind")  # (every body is a mapping: load_text refuses the others)
     if kind == SERVICE and _requests_allocation(body):
         return 2
     return _ORDER.get(kind, 6) if isinstance(kind, str) else 6
@@ -529,7 +530,7 @@ class Transaction:
         wraps is its __cause__). With `owned`, the bodies are the caller's to give away
         (load_paths's are, when nothing else reads them): the store keeps them, changed,
         instead of copying each one."""
-        return self._atomic(self._apply_documents, sorted(documents, key=apply_order), owned)  # type: ignore[no-any-return]
+        return self._atomic(self._apply_documents, sorted(documents, key=apply_order), owned)
 
     def _apply_documents(self, documents: builtins.list[Document], owned: bool) -> builtins.list[KubeObject]:
         # One undo mark for the batch, not one per document: a start-up load is 100,000s.
@@ -550,13 +551,13 @@ class Transaction:
                 "the transaction is closed" if self._state == "closed" else "use the transaction in a with statement"
             )
 
-    def _atomic(self, write: Callable[..., Any], *args: Any) -> Any:
+    def _atomic(self, write: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         self._check_open()
         store = self._store
         marks = (len(self._journal), len(self._events), store._next, len(self._cleared))
         savepoints = store._context.cluster_ips.savepoint(), store._context.node_ports.savepoint()
         try:
-            return write(*args)
+            return write(*args, **kwargs)
         except BaseException:
             self._undo(*marks)
             store._context.cluster_ips.rollback(savepoints[0])

@@ -137,9 +137,8 @@ def _name_text(labels: list[bytes]) -> str:
         return "."
     parts = []
     for label in labels:
-        if _UNSAFE.search(label):
-            label = _UNSAFE.sub(lambda m: b"\\%03d" % m[0][0], label)
-        parts.append(label.decode("ascii"))
+        escaped = _UNSAFE.sub(lambda m: b"\\%03d" % m[0][0], label) if _UNSAFE.search(label) else label
+        parts.append(escaped.decode("ascii"))
     parts.append("")
     return ".".join(parts)
 
@@ -283,7 +282,7 @@ def _reject(ident: int, query_flags: int, rcode: int, question: bytes | None, do
     return Rejected(rcode, reply)
 
 
-class _Buffer(DNSBuffer):
+class _Buffer(DNSBuffer):  # type: ignore[misc]  # (dnslib is untyped: DNSBuffer is Any)
     """dnslib's buffer with case-insensitive name compression within 14-bit offsets.
 
     dnslib registers every name for compression wherever it lands; past 16 KiB (large

@@ -18,6 +18,7 @@ import mmap
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any, Literal
 
 __all__ = ["CALLS", "Batch"]
@@ -45,7 +46,7 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint32)]
 
 
-def _batch_calls() -> tuple[Any, Any] | None:
+def _batch_calls() -> tuple[Callable[..., int], Callable[..., int]] | None:
     """libc's (recvmmsg, sendmmsg), or None where kdns does not use them."""
     if not (sys.platform == "linux" and sys.byteorder == "little" and ctypes.sizeof(ctypes.c_void_p) == 8):
         return None
@@ -95,6 +96,9 @@ class Batch:
     """
 
     def __init__(self, fd: int, size: int, receive_size: int) -> None:
+        if CALLS is None:
+            raise OSError(errno.ENOSYS, "recvmmsg and sendmmsg are not used on this platform")
+        self._recvmmsg, self._sendmmsg = CALLS
         self._fd = fd
         self._size = size
         self._slot = slot = -(-receive_size // mmap.PAGESIZE) * mmap.PAGESIZE
@@ -116,7 +120,7 @@ class Batch:
         self._vectors = (in_vectors, out_vectors)  # the headers point into them
         self._in_at, self._out_at = ctypes.addressof(self._in), ctypes.addressof(self._out)
         # recvmmsg writes each header's msg_namelen (and msg_len, msg_flags): reset per call.
-        self._in_bytes = memoryview(self._in).cast("B")  # type: ignore[arg-type]
+        self._in_bytes = memoryview(self._in).cast("B")
         self._in_blank = bytes(self._in_bytes)
         self._in_ints = _words(self._in, "I")
         self._out_words = _words(self._out, "Q")
@@ -129,7 +133,7 @@ class Batch:
         """Read up to `size` datagrams; how many (0: none was waiting)."""
         self._queued = 0  # (replies a failed batch left queued would go to the wrong askers)
         self._in_bytes[:] = self._in_blank
-        count = CALLS[0](self._fd, self._in_at, self._size, socket.MSG_DONTWAIT, None)  # type: ignore[index]
+        count = self._recvmmsg(self._fd, self._in_at, self._size, socket.MSG_DONTWAIT, None)
         if count < 0:
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -166,7 +170,7 @@ class Batch:
         count, self._queued = self._queued, 0
         sent = 0
         while sent < count:
-            done = CALLS[1](self._fd, self._out_at + sent * _HEADER_SIZE, count - sent, 0)  # type: ignore[index]
+            done = self._sendmmsg(self._fd, self._out_at + sent * _HEADER_SIZE, count - sent, 0)
             if done <= 0:
                 # sendmmsg stops at the first reply it cannot send, and says why only if
                 # that is the first one: then that one is lost, and the rest go on.

@@ -78,7 +78,7 @@ class TcpServer:
     def port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("the TCP server is not bound")
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def connections(self) -> int:

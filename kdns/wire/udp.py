@@ -333,7 +333,7 @@ class UdpServer:
     def port(self) -> int:
         if self._listener is None or not self._listener.open:
             raise RuntimeError("the UDP server is not bound")
-        return self._listener.sock.getsockname()[1]
+        return int(self._listener.sock.getsockname()[1])
 
     @property
     def in_flight(self) -> int:

@@ -203,7 +203,7 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., Api]]:
                 store.subscribe(metrics.on_events)
                 app = build_app(store, metrics=metrics, token=token, ready=ready, **options)
                 runner, port = await start_api(app, "127.0.0.1", 0, ssl_context=context)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001  (raised again in the test's thread)
                 started.set_exception(exc)
                 return
             loop = asyncio.get_running_loop()

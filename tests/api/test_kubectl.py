@@ -26,8 +26,8 @@ def columns(output: str) -> list[dict[str, str]]:
     names = [m.group() for m in found]
     rows = []
     for line in lines[1:]:
-        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
-        rows.append(dict(zip(names, cells)))
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows.append(dict(zip(names, cells, strict=True)))
     return rows
 
 

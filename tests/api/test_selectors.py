@@ -63,5 +63,5 @@ def test_field_selector_on_name_and_namespace():
 
 def test_field_selector_unknown_field():
     """A field label the kind does not support is refused, as `field label not supported`."""
-    with pytest.raises(SelectorError, match="field label not supported: spec.foo"):
+    with pytest.raises(SelectorError, match=r"field label not supported: spec\.foo"):
         parse_field_selector(objects.SERVICE, "spec.foo=1")

@@ -561,7 +561,7 @@ def test_ipv6_listen_address() -> None:
     )
 
 
-@pytest.mark.parametrize("ttl, soa_ttl", [(0, 0), (30, 30), (600, 300)])
+@pytest.mark.parametrize(("ttl", "soa_ttl"), [(0, 0), (30, 30), (600, 300)])
 def test_ttls_follow_the_settings(ttl: int, soa_ttl: int) -> None:
     """Records use the ttl setting, the SOA record min(ttl, 300), its minimum the ttl; TXT 28800."""
     settings = Settings(ttl=ttl)
@@ -625,7 +625,7 @@ PODS_DISABLED = [
 ]
 
 
-@pytest.mark.parametrize("mode, cases", [("insecure", PODS_INSECURE), ("disabled", PODS_DISABLED)])
+@pytest.mark.parametrize(("mode", "cases"), [("insecure", PODS_INSECURE), ("disabled", PODS_DISABLED)])
 def test_pods_modes(mode: str, cases: list[Case]) -> None:
     """Pod names follow the pods setting: any address in insecure mode, none in disabled mode."""
     settings = Settings(pods=mode)

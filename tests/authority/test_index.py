@@ -205,7 +205,7 @@ def test_one_commit_many_slices() -> None:
     """Several slice events of one Service in one commit leave the same tables as a rebuild."""
     slices = [k.slice_(f"s{i}", "ns", "web", [k.endpoint(f"10.0.{i}.1")]) for i in range(5)]
     incremental = fresh(k.namespace("ns"))
-    incremental.apply(k.added(slices, 8) + [k.deleted(slices[0], 13)])
+    incremental.apply([*k.added(slices, 8), k.deleted(slices[0], 13)])
     rebuilt = fresh(k.namespace("ns"), *slices[1:])
     assert incremental.endpoints("ns", "web") == rebuilt.endpoints("ns", "web")
     assert incremental.ptr_targets(ip_address("10.0.0.1")) == ()

@@ -101,7 +101,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("name, shape", SHAPES, ids=[n for n, _ in SHAPES])
+@pytest.mark.parametrize(("name", "shape"), SHAPES, ids=[n for n, _ in SHAPES])
 def test_shapes(name: str, shape: object) -> None:
     """Each name of a served zone parses into its shape."""
     assert parse(name, Z) == shape
@@ -140,7 +140,7 @@ def test_narrow_reverse_zone_apex() -> None:
 
 
 @pytest.mark.parametrize(
-    "ip, label",
+    ("ip", "label"),
     [
         ("172.0.0.2", "172-0-0-2"),
         ("5678:abcd::1", "5678-abcd--1"),
@@ -172,7 +172,7 @@ def test_reverse_names_parse_back(ip: ipaddress.IPv4Address | ipaddress.IPv6Addr
 
 
 @pytest.mark.parametrize(
-    "text, target",
+    ("text", "target"),
     [
         ("example.org", "example.org."),
         ("Example.ORG.", "Example.ORG."),

@@ -143,10 +143,9 @@ class Twin:
         result = []
         for word in words:
             if word in PYTHONS:
-                word = sys.executable
+                result.append(sys.executable)
             else:
-                word = os.pathsep.join(self._host_path(container, part) for part in word.split(os.pathsep))
-            result.append(word)
+                result.append(os.pathsep.join(self._host_path(container, part) for part in word.split(os.pathsep)))
         return result
 
     @staticmethod

@@ -74,7 +74,7 @@ def dig(kdns: Any, *args: str, home: Path) -> Dig:
     assert DIG is not None
     argv = [DIG, f"@{kdns.address}", "-p", str(kdns.port), *args]
     result = subprocess.run(
-        argv, capture_output=True, text=True, timeout=DIG_TIMEOUT, env={"HOME": str(home), "PATH": "/usr/bin:/bin"}
+        argv, check=False, capture_output=True, text=True, timeout=DIG_TIMEOUT, env={"HOME": str(home), "PATH": "/usr/bin:/bin"}
     )
     assert result.returncode == 0, f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
     return parse(result.stdout)

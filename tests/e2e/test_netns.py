@@ -11,6 +11,7 @@ the reason, where namespaces cannot be made (not root, no iproute2, no privilege
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -89,10 +90,8 @@ def netns() -> Iterator[str]:
     finally:
         shutil.rmtree(etc, ignore_errors=True)
         if not parent_existed:
-            try:
+            with contextlib.suppress(OSError):  # someone else's namespace config appeared meanwhile
                 parent.rmdir()
-            except OSError:
-                pass  # someone else's namespace config appeared meanwhile
         _run("ip", "netns", "delete", name)
 
 

@@ -35,7 +35,7 @@ def run_kdns(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     environment.update(env or {})
     argv = [sys.executable, "-m", "kdns", "serve", "--dns-address", "127.0.0.1", "--dns-port", "0", *HERMETIC_FLAGS, *args]
     return subprocess.run(
-        argv, cwd=REPO, env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=EXIT_TIMEOUT
+        argv, check=False, cwd=REPO, env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=EXIT_TIMEOUT
     )
 
 

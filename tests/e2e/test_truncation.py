@@ -27,10 +27,10 @@ def big_cluster(pods: int = PODS) -> str:
     with a named port, and `pods` ready pods."""
     docs = [
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: big, namespace: shop}\n"
-        "spec:\n  clusterIP: None\n  selector: {app: big}\n  ports: [{name: http, port: 8080}]\n",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: mid, namespace: shop}\n"
-        "spec:\n  clusterIP: None\n  selector: {mid: 'yes'}\n  ports: [{name: http, port: 8080}]\n",
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: big, namespace: shop}\n"
+         "spec:\n  clusterIP: None\n  selector: {app: big}\n  ports: [{name: http, port: 8080}]\n"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: mid, namespace: shop}\n"
+         "spec:\n  clusterIP: None\n  selector: {mid: 'yes'}\n  ports: [{name: http, port: 8080}]\n"),
     ]
     for n in range(pods):
         mid = ", mid: 'yes'" if n < MID_PODS else ""

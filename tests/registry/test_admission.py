@@ -124,7 +124,7 @@ def test_managed_fields_are_kept_carried_over_and_cleared():
     cleared["metadata"]["managedFields"] = [{}]
     assert "managedFields" not in admit(cleared, second, ctx, 3).manifest["metadata"]
     cleared["metadata"]["managedFields"] = "kubectl"
-    with pytest.raises(Invalid, match="metadata.managedFields"):
+    with pytest.raises(Invalid, match=r"metadata\.managedFields"):
         admit(cleared, second, ctx, 3)
 
 

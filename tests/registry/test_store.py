@@ -302,12 +302,17 @@ def test_rollback_leaves_nothing():
     store = new_store()
     seen: list[Any] = []
     store.subscribe(seen.append)
-    with pytest.raises(RuntimeError), store.transaction() as txn:
-        txn.create(namespace("shop"))
-        txn.create(service("web", "shop", type="NodePort", ipFamilyPolicy="PreferDualStack"))
-        txn.create(pod("web-0", "10.244.0.1", "web", "shop"))
-        txn.list("EndpointSlice")
-        raise RuntimeError("changed my mind")
+
+    def write_then_fail() -> None:
+        with store.transaction() as txn:
+            txn.create(namespace("shop"))
+            txn.create(service("web", "shop", type="NodePort", ipFamilyPolicy="PreferDualStack"))
+            txn.create(pod("web-0", "10.244.0.1", "web", "shop"))
+            txn.list("EndpointSlice")
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        write_then_fail()
     assert seen == [] and store.resource_version == 2
     assert store.get("Namespace", "", "shop") is None and store.list("EndpointSlice") == []
     assert len(store.events_since(0)) == 2
@@ -727,7 +732,7 @@ def test_loading_a_directory_in_one_transaction(tmp_path: Path):
                         "kdns does not serve this kind")]
     assert store.get("Service", "kube-system", "kube-dns").cluster_ips == ("10.96.1.1",)
     assert store.get("Service", "shop", "web").cluster_ips == ("10.96.1.2",)
-    (web_slice,) = [s for s in store.list("EndpointSlice", "shop")]
+    (web_slice,) = list(store.list("EndpointSlice", "shop"))
     assert web_slice.endpoints[0].addresses == ("10.244.0.1",)
 
 

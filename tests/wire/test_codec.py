@@ -181,7 +181,7 @@ def test_malformed_is_formerr(data: bytes, echoes_question: bool) -> None:
 @pytest.mark.parametrize("count", [0, 2])
 def test_not_exactly_one_question_is_formerr(count: int) -> None:
     """A query must ask exactly one question; zero or several get FORMERR."""
-    result, reply = rejected(packet(*[question()] * count, qd=count))
+    _result, reply = rejected(packet(*[question()] * count, qd=count))
     assert reply.rcode() == dns.rcode.FORMERR
     assert len(reply.question) == 0
     assert reply.id == 0xBEEF
@@ -191,7 +191,7 @@ def test_not_exactly_one_question_is_formerr(count: int) -> None:
 def test_other_opcodes_are_notimp(opcode: int) -> None:
     """Only QUERY is implemented; other opcodes get NOTIMP with the opcode and question echoed."""
     # SOA: an UPDATE's zone section must name one, or dnspython cannot read the reply.
-    result, reply = rejected(packet(question(qtype=6), flags=dns.opcode.to_flags(opcode)))
+    _result, reply = rejected(packet(question(qtype=6), flags=dns.opcode.to_flags(opcode)))
     assert reply.rcode() == dns.rcode.NOTIMP
     assert reply.opcode() == opcode
     assert len(reply.question) == 1
@@ -201,7 +201,7 @@ def test_other_opcodes_are_notimp(opcode: int) -> None:
 def test_classes_other_than_in_are_refused(rdclass: str) -> None:
     """kdns serves only class IN; CHAOS (`version.bind`), HESIOD, ANY and NONE are REFUSED."""
     data = wire("version.bind.", "TXT", rdclass=rdclass)
-    result, reply = rejected(data)
+    _result, reply = rejected(data)
     assert reply.rcode() == dns.rcode.REFUSED
     assert reply.question[0].rdclass == dns.rdataclass.from_text(rdclass)
     assert reply.id == 0x1234
@@ -211,7 +211,7 @@ def test_classes_other_than_in_are_refused(rdclass: str) -> None:
 def test_zone_transfers_are_refused(rdtype: str) -> None:
     """kdns does not transfer zones: AXFR and IXFR are REFUSED, as CoreDNS's kubernetes plugin does."""
     message = dns.message.make_query("cluster.local.", rdtype)
-    result, reply = rejected(message.to_wire())
+    _result, reply = rejected(message.to_wire())
     assert reply.rcode() == dns.rcode.REFUSED
 
 
@@ -229,26 +229,26 @@ def test_edns_version_above_zero_is_badvers() -> None:
 
 def test_two_opt_records_are_formerr() -> None:
     """More than one OPT record is FORMERR (RFC 6891 §6.1.1)."""
-    result, reply = rejected(packet(question(), opt(), opt(), ar=2))
+    _result, reply = rejected(packet(question(), opt(), opt(), ar=2))
     assert reply.rcode() == dns.rcode.FORMERR
     assert reply.edns == -1
 
 
 def test_opt_outside_additional_is_formerr() -> None:
     """An OPT record in the answer section is FORMERR."""
-    result, reply = rejected(packet(question(), opt(), an=1))
+    _result, reply = rejected(packet(question(), opt(), an=1))
     assert reply.rcode() == dns.rcode.FORMERR
 
 
 def test_opt_with_an_owner_name_is_formerr() -> None:
     """An OPT record's owner must be the root name."""
-    result, reply = rejected(packet(question(), opt(name=b"\x01x\x00"), ar=1))
+    _result, reply = rejected(packet(question(), opt(name=b"\x01x\x00"), ar=1))
     assert reply.rcode() == dns.rcode.FORMERR
 
 
 def test_error_replies_carry_opt_when_the_query_did() -> None:
     """A REFUSED reply to an EDNS query carries our OPT record, DO echoed (RFC 6891 §7)."""
-    result, reply = rejected(wire("version.bind.", "TXT", rdclass="CH", use_edns=0, want_dnssec=True))
+    _result, reply = rejected(wire("version.bind.", "TXT", rdclass="CH", use_edns=0, want_dnssec=True))
     assert reply.edns == 0 and reply.payload == EDNS_PAYLOAD
     assert reply.ednsflags & dns.flags.DO
 

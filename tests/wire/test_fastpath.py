@@ -526,15 +526,17 @@ def test_the_servers_count_answers_in_shared_stats() -> None:
     registry.apply(_service("web"))
 
     async def scenario() -> None:
-        async with UdpServer(registry.authority, CLIENT, 0) as udp:
-            async with TcpServer(registry.authority, CLIENT, 0, stats=udp.stats) as tcp:
-                for _ in range(3):
-                    await _resolve(udp.port, "web.default.svc.cluster.local.")
-                await _resolve(tcp.port, "web.default.svc.cluster.local.", tcp=True)
-                await _resolve(udp.port, "nope.default.svc.cluster.local.", "AAAA")
-                chaos = dns.message.make_query("version.bind.", "TXT", "CH")
-                await dns.asyncquery.udp(chaos, CLIENT, port=udp.port, timeout=TIMEOUT)  # REFUSED by the codec
-                assert udp.stats.totals() == {(QTYPE.A, 0): 4, (QTYPE.AAAA, 3): 1, (QTYPE.TXT, 5): 1}
+        async with (
+            UdpServer(registry.authority, CLIENT, 0) as udp,
+            TcpServer(registry.authority, CLIENT, 0, stats=udp.stats) as tcp,
+        ):
+            for _ in range(3):
+                await _resolve(udp.port, "web.default.svc.cluster.local.")
+            await _resolve(tcp.port, "web.default.svc.cluster.local.", tcp=True)
+            await _resolve(udp.port, "nope.default.svc.cluster.local.", "AAAA")
+            chaos = dns.message.make_query("version.bind.", "TXT", "CH")
+            await dns.asyncquery.udp(chaos, CLIENT, port=udp.port, timeout=TIMEOUT)  # REFUSED by the codec
+            assert udp.stats.totals() == {(QTYPE.A, 0): 4, (QTYPE.AAAA, 3): 1, (QTYPE.TXT, 5): 1}
 
     asyncio.run(scenario())
 

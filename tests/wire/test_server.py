@@ -98,12 +98,14 @@ class Servers:
         # The port UDP got may be held for TCP (by some client's ephemeral port): try again.
         for attempt in range(8):
             try:
-                async with UdpServer(handler, self.host, 0, **udp_options) as udp:
-                    async with TcpServer(handler, self.host, udp.port, **tcp_options) as tcp:
-                        self.udp, self.tcp, self.port = udp, tcp, udp.port
-                        self._started.set_result(None)
-                        await self._stop.wait()
-                        return
+                async with (
+                    UdpServer(handler, self.host, 0, **udp_options) as udp,
+                    TcpServer(handler, self.host, udp.port, **tcp_options) as tcp,
+                ):
+                    self.udp, self.tcp, self.port = udp, tcp, udp.port
+                    self._started.set_result(None)
+                    await self._stop.wait()
+                    return
             except OSError as exc:
                 if attempt < 7:
                     continue
@@ -345,13 +347,13 @@ def test_reuse_port_lets_two_servers_share_a_port() -> None:
                 query = dns.message.make_query("ok.test.", "A")
                 reply = await dns.asyncquery.udp(query, "127.0.0.1", port=first.port, timeout=TIMEOUT)
                 assert reply.rcode() == dns.rcode.NOERROR
-            with pytest.raises(OSError):
+            with pytest.raises(OSError, match=r"(?i)address already in use"):
                 async with UdpServer(handler, "127.0.0.1", first.port):
                     pass
             async with TcpServer(handler, "127.0.0.1", first.port, reuse_port=True) as tcp_first:
                 async with TcpServer(handler, "127.0.0.1", first.port, reuse_port=True) as tcp_second:
                     assert tcp_second.port == tcp_first.port
-                with pytest.raises(OSError):
+                with pytest.raises(OSError, match=r"(?i)address already in use"):
                     async with TcpServer(handler, "127.0.0.1", first.port):
                         pass
 
