@@ -21,7 +21,6 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -135,7 +134,9 @@ def read_config_file(path: Path, options: Sequence[Option]) -> dict[str, Given]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        entries = [(key, value, _toml_line(text, key)) for key, value in data.items()]
+        entries: list[tuple[object, object, int]] = [
+            (key, value, _toml_line(text, key)) for key, value in data.items()
+        ]
     elif path.suffix in (".yaml", ".yml"):
         entries = _yaml_entries(text, path)
     else:
@@ -153,7 +154,7 @@ def read_config_file(path: Path, options: Sequence[Option]) -> dict[str, Given]:
     return given
 
 
-def _file_values(value: Any, option: Option, source: str) -> tuple[str, ...]:
+def _file_values(value: object, option: Option, source: str) -> tuple[str, ...]:
     items = value if isinstance(value, list) and option.repeatable else [value]
     values = []
     for item in items:
@@ -176,7 +177,7 @@ def _toml_line(text: str, key: str) -> int:
     return 1
 
 
-def _yaml_entries(text: str, path: Path) -> list[tuple[Any, Any, int]]:
+def _yaml_entries(text: str, path: Path) -> list[tuple[object, object, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

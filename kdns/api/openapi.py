@@ -18,8 +18,8 @@ from functools import cache
 from typing import Any
 
 from kdns import __version__
-from kdns.registry import schema as s
 from kdns.api.resources import GROUP_VERSIONS, Resource, in_group_version
+from kdns.registry import schema as s
 
 KUBERNETES_VERSION = "v1.32.0"
 _REF = "#/components/schemas/"
