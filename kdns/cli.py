@@ -40,9 +40,15 @@ from kdns.config import (
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
+    parsed_by,
     read_config_file,
     to_boolean,
     to_integer,
+    to_optional_path,
+    to_optional_text,
+    to_path,
+    to_paths,
+    to_text,
 )
 from kdns.errors import KdnsError
 from kdns.runtime import loop_factory, setup_logging
@@ -59,53 +65,65 @@ DNS_PORT = 53
 LOCAL_ZONES = Path("zones")
 ZONE_SUFFIX = ".zone"
 
+def _networks(text: str, what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return parse_networks([text], what)
+
+
+# Every setting of `serve`, declared once: the flag, and from it the KDNS_* variable and the
+# configuration file's key; `parse` reads the value into its Settings field. The four
+# without a `parse` (defaults that depend on others) are read in `configure`.
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--manifests", "a YAML file or a directory of them (read recursively); repeatable "
            f"(KDNS_MANIFESTS: paths separated by {os.pathsep!r}; default ./zones when it exists, "
-           "else the example cluster)", "PATH", repeatable=True, separator=os.pathsep),
-    Option("--dns-address", "address to serve DNS on (default 127.0.0.1)", "IP"),
-    Option("--dns-port", "UDP and TCP port; 0 picks a free one (default 1053)", "PORT"),
-    Option("--zone", "the cluster zone (default cluster.local)", "ZONE"),
-    Option("--ttl", "record TTL, 0-3600 (default 5)", "SECONDS"),
-    Option("--pods", "pod A records (default verified)", choices=PODS_MODES),
-    Option("--service-cidr", "service IP ranges (default 10.96.0.0/12,fd00:10:96::/112)", "CIDR[,CIDR]"),
-    Option("--node-port-range", "NodePort range (default 30000-32767)", "LOW-HIGH"),
+           "else the example cluster)", "PATH", repeatable=True, separator=os.pathsep, parse=to_paths),
+    Option("--dns-address", "address to serve DNS on (default 127.0.0.1)", "IP", parse=to_text),
+    Option("--dns-port", "UDP and TCP port; 0 picks a free one (default 1053)", "PORT", parse=to_integer),
+    Option("--zone", "the cluster zone (default cluster.local)", "ZONE", parse=to_text),
+    Option("--ttl", "record TTL, 0-3600 (default 5)", "SECONDS", parse=to_integer),
+    Option("--pods", "pod A records (default verified)", choices=PODS_MODES, parse=to_text),
+    Option("--service-cidr", "service IP ranges (default 10.96.0.0/12,fd00:10:96::/112)", "CIDR[,CIDR]",
+           parse=parsed_by(parse_service_cidrs), setting="service_cidrs"),
+    Option("--node-port-range", "NodePort range (default 30000-32767)", "LOW-HIGH",
+           parse=parsed_by(parse_port_range)),
     Option("--upstream", "upstream resolver for other names; repeatable; `none` turns forwarding off "
            "(default `auto`: the nameservers of /etc/resolv.conf, kdns itself excluded)",
-           "ADDR[:PORT]", repeatable=True),
+           "ADDR[:PORT]", repeatable=True, setting="upstreams"),
     Option("--allow-recursion", "clients allowed to resolve names kdns is not authoritative for; "
-           "repeatable (default loopback and the private ranges)", "CIDR", repeatable=True),
-    Option("--cache-size", "forwarding cache entries, 0 for none (default 10000)", "N"),
-    Option("--cache-max-ttl", "cap on a cached answer's TTL (default 3600)", "SECONDS"),
-    Option("--cache-max-negative-ttl", "cap on a cached negative answer's TTL (default 300)", "SECONDS"),
+           "repeatable (default loopback and the private ranges)", "CIDR", repeatable=True,
+           parse=parsed_by(_networks, "allow recursion")),
+    Option("--cache-size", "forwarding cache entries, 0 for none (default 10000)", "N", parse=to_integer),
+    Option("--cache-max-ttl", "cap on a cached answer's TTL (default 3600)", "SECONDS", parse=to_integer),
+    Option("--cache-max-negative-ttl", "cap on a cached negative answer's TTL (default 300)", "SECONDS",
+           parse=to_integer),
     Option("--zones-dir", "static RFC 1035 zone files (*.zone) to serve, reloaded on SIGHUP; `none` for "
-           "none (default ./zones when it exists, else the example zones/)", "DIR"),
-    Option("--autopath", "answer a known pod's search-path expansion of an outside name at once", switch=True),
-    Option("--api-address", "address of the HTTP API (default 127.0.0.1)", "IP"),
-    Option("--api-port", "port of the HTTP API; 0 picks a free one (default 8080)", "PORT"),
+           "none (default ./zones when it exists, else the example zones/)", "DIR", parse=to_optional_path),
+    Option("--autopath", "answer a known pod's search-path expansion of an outside name at once", switch=True,
+           parse=to_boolean),
+    Option("--api-address", "address of the HTTP API (default 127.0.0.1)", "IP", parse=to_text),
+    Option("--api-port", "port of the HTTP API; 0 picks a free one (default 8080)", "PORT", parse=to_integer),
     Option("--api-token", "bearer token the API requires (required off loopback; kubectl sends it only "
-           "over https: add --tls-cert and --tls-key)", "TOKEN", secret=True),
-    Option("--tls-cert", "serve the API over TLS with this certificate (with --tls-key)", "FILE"),
-    Option("--tls-key", "the private key of --tls-cert", "FILE"),
+           "over https: add --tls-cert and --tls-key)", "TOKEN", secret=True, parse=to_optional_text),
+    Option("--tls-cert", "serve the API over TLS with this certificate (with --tls-key)", "FILE",
+           parse=to_optional_path),
+    Option("--tls-key", "the private key of --tls-cert", "FILE", parse=to_optional_path),
     Option("--data-dir", "where the registry is stored (default $XDG_STATE_HOME/kdns or "
            "~/.local/state/kdns)", "DIR"),
-    Option("--ephemeral", "keep the registry in memory only", switch=True),
+    Option("--ephemeral", "keep the registry in memory only", switch=True, setting="data_dir"),
     Option("--proxy", "make ClusterIPs and NodePorts reachable: forward their connections to ready "
-           "endpoints at random, as kube-proxy", switch=True),
+           "endpoints at random, as kube-proxy", switch=True, parse=to_boolean),
     Option("--proxy-interface", "add ClusterIPs to this interface (needs CAP_NET_ADMIN); `none` (the "
-           "default): they are routed already", "IFACE"),
-    Option("--node-address", "this node's address, where the proxy opens NodePorts (default: none)", "IP"),
+           "default): they are routed already", "IFACE", parse=to_optional_text),
+    Option("--node-address", "this node's address, where the proxy opens NodePorts (default: none)", "IP",
+           parse=to_optional_text),
     Option("--proxy-max-connections", "open connections and UDP flows per service the proxy allows "
-           "(default 1000)", "N"),
+           "(default 1000)", "N", parse=to_integer),
     Option("--workers", "processes answering DNS on the port (SO_REUSEPORT), each with a copy of the "
-           "registry kept in step by this one; one per core (default 1)", "N"),
+           "registry kept in step by this one; one per core (default 1)", "N", parse=to_integer),
     Option("--log-level", "default info", choices=LOG_LEVELS),
 )
 # The configuration file, which names the others' file keys; a flag or KDNS_CONFIG only.
 CONFIG_OPTION = Option("--config", "a TOML or YAML file of settings, keyed as the flags without "
                        "their dashes (`dns-port = 1053`); flags and KDNS_* variables override it", "FILE")
-# The Settings field an option sets, where it is not named like the option.
-_FIELDS = {"service_cidr": "service_cidrs", "upstream": "upstreams", "ephemeral": "data_dir"}
 
 
 class _UsageError(Exception):
@@ -182,7 +200,7 @@ class Configuration:
             elif name == "node_port_range":
                 value = "{}-{}".format(*settings.node_port_range)
             else:
-                value = getattr(settings, _FIELDS.get(name, name))
+                value = getattr(settings, option.setting or name)
             text = _describe_value(value)
             if option.secret and value:
                 text = "****"
@@ -252,14 +270,6 @@ def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(parse_upstream(ns) for ns in host_nameservers(exclude=[(address, port)]))
 
 
-def _path(given: Given, text: str) -> Path:
-    """A path as given; one from a configuration file is relative to the file."""
-    path = Path(text.strip())
-    if given.base is not None and not path.is_absolute():
-        return given.base / path
-    return path
-
-
 def _example_dir() -> Path | None:
     """`./zones` when the working directory has one, else the example cluster kdns installs."""
     if LOCAL_ZONES.is_dir():
@@ -275,48 +285,19 @@ def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configura
     if config is not None:
         file = read_config_file(Path(config.text), SERVE_OPTIONS)
     given = gather(SERVE_OPTIONS, args, environ, file)
-    fields: dict[str, Any] = {}
-
     example = _example_dir()
-    if "manifests" in given:
-        fields["manifests"] = tuple(_path(given["manifests"], value) for value in given["manifests"].values)
-    else:
-        fields["manifests"] = (example,) if example is not None else ()
-    fields["zones_dir"] = example
-    if (g := given.get("zones_dir")) is not None:
-        fields["zones_dir"] = None if g.text.strip().lower() == "none" else _path(g, g.text)
-    for name in ("dns_address", "zone", "pods", "api_address", "api_token"):
-        if (g := given.get(name)) is not None and g.text:
-            fields[name] = g.text
-    for name in ("dns_port", "ttl", "api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl",
-                 "workers", "proxy_max_connections"):
-        if (g := given.get(name)) is not None:
-            fields[name] = to_integer(g)
-    if (g := given.get("service_cidr")) is not None:
-        fields["service_cidrs"] = _wrapped(g, parse_service_cidrs, g.text)
-    if (g := given.get("node_port_range")) is not None:
-        fields["node_port_range"] = _wrapped(g, parse_port_range, g.text)
-    for name in ("tls_cert", "tls_key"):
-        if (g := given.get(name)) is not None and g.text:
-            fields[name] = _path(g, g.text)
-    for name in ("autopath", "proxy"):
-        if (g := given.get(name)) is not None:
-            fields[name] = to_boolean(g)
-    if (g := given.get("proxy_interface")) is not None and g.text.strip():
-        fields["proxy_interface"] = None if g.text.strip().lower() == "none" else g.text.strip()
-    if (g := given.get("node_address")) is not None and g.text.strip():
-        fields["node_address"] = g.text.strip()
-    if (g := given.get("allow_recursion")) is not None:
-        fields["allow_recursion"] = _wrapped(g, parse_networks, g.values, "allow recursion")
+    fields: dict[str, Any] = {"manifests": (example,) if example is not None else (), "zones_dir": example}
+    for option in SERVE_OPTIONS:
+        if option.parse is not None and option.name in given:
+            fields[option.setting or option.name] = option.parse(given[option.name])
 
-    ephemeral = given.get("ephemeral")
-    data_dir = given.get("data_dir")
+    ephemeral, data_dir = given.get("ephemeral"), given.get("data_dir")
     if ephemeral is not None and to_boolean(ephemeral):
         if data_dir is not None and data_dir.text:
             raise ConfigError(f"{ephemeral.source} and {data_dir.source} exclude each other")
         fields["data_dir"] = None
     else:
-        fields["data_dir"] = _path(data_dir, data_dir.text) if data_dir and data_dir.text else default_data_dir(environ)
+        fields["data_dir"] = to_path(data_dir) if data_dir and data_dir.text else default_data_dir(environ)
     fields["upstreams"] = _upstreams(given.get("upstream"), fields)
 
     level = "info"
@@ -331,16 +312,9 @@ def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configura
     return Configuration(settings, level, given)
 
 
-def _wrapped(given: Given, parse: Any, *args: Any) -> Any:
-    try:
-        return parse(*args)
-    except ConfigError as exc:
-        raise given.wrap(exc) from None
-
-
 def _located(exc: ConfigError, given: Mapping[str, Given]) -> ConfigError:
     """Settings' error about one field, said of the flag, variable or file line that set it."""
-    names = {_FIELDS.get(option.name, option.name): option.name for option in SERVE_OPTIONS if option.name != "ephemeral"}
+    names = {option.setting or option.name: option.name for option in SERVE_OPTIONS if option.parse is not None}
     source = given.get(names.get(exc.setting or "", ""))
     if source is None or exc.detail is None:
         return exc

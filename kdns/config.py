@@ -18,7 +18,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +57,9 @@ class Option:
     """One setting of a command, declared by its flag. `repeatable` flags may be given many
     times (their variable holds several values separated by `separator`, a file key a
     list); a `switch` takes no value on the command line (`--proxy`), true or false
-    elsewhere. `secret` values are masked when the configuration is logged."""
+    elsewhere. `secret` values are masked when the configuration is logged. `parse` turns
+    what was given into the value of the Settings field `setting` (default: the option's
+    name); options without one are read by their command itself."""
 
     flag: str
     help: str
@@ -67,6 +69,8 @@ class Option:
     switch: bool = False
     choices: tuple[str, ...] = ()
     secret: bool = False
+    parse: Callable[[Given], object] | None = None
+    setting: str | None = None
 
     @property
     def name(self) -> str:
@@ -214,16 +218,50 @@ def gather(
     return given
 
 
-def to_integer(given: Given, low: int | None = None, high: int | None = None) -> int:
+def to_integer(given: Given) -> int:
+    """An integer; its range is Settings' to check (which names the field, see ConfigError)."""
     try:
-        number = int(given.text)
+        return int(given.text)
     except ValueError:
         raise given.error("not an integer") from None
-    if low is not None and high is not None and not low <= number <= high:
-        raise given.error(f"must be between {low} and {high}")
-    if low is not None and number < low:
-        raise given.error(f"must be at least {low}")
-    return number
+
+
+def parsed_by(parse: Callable[..., object], *arguments: object) -> Callable[[Given], object]:
+    """A `parse` for an Option from a parser of text that raises ConfigError in its own
+    words: `parse(text, *arguments)`, its message prefixed with where the value was given."""
+
+    def read(given: Given) -> object:
+        try:
+            return parse(given.text, *arguments)
+        except ConfigError as exc:
+            raise given.wrap(exc) from None
+
+    return read
+
+
+def to_text(given: Given) -> str:
+    return given.text.strip()
+
+
+def to_optional_text(given: Given) -> str | None:
+    """The value, or None for an empty one or `none`."""
+    text = given.text.strip()
+    return None if not text or text.lower() == "none" else text
+
+
+def to_path(given: Given) -> Path:
+    """A path as given; one from a configuration file is relative to the file."""
+    path = Path(given.text.strip())
+    return given.base / path if given.base is not None and not path.is_absolute() else path
+
+
+def to_optional_path(given: Given) -> Path | None:
+    """A path, or None for an empty value or `none`."""
+    return None if to_optional_text(given) is None else to_path(given)
+
+
+def to_paths(given: Given) -> tuple[Path, ...]:
+    return tuple(to_path(Given((value,), given.source, given.base)) for value in given.values)
 
 
 def to_boolean(given: Given) -> bool:

@@ -282,3 +282,22 @@ def test_validate_checks_objects_as_the_registry_does(tmp_path: Path) -> None:
          'Invalid value: []string{"10.96.5.1"}: failed to allocate IP 10.96.5.1: provided IP is already allocated'),
         "kdns validate: 2 problems: 2 objects in 2 manifest files, 0 zones; configuration valid",
     ]
+
+
+def test_every_option_has_a_variable_a_file_key_and_a_reader(tmp_path: Path) -> None:
+    """Declared once, each `serve` option has its KDNS_* variable and its configuration key
+    (the flag without dashes), and is read into Settings by its `parse` or by `configure`."""
+    from kdns.cli import SERVE_OPTIONS
+    from kdns.config import read_config_file
+
+    read_in_configure = {"data_dir", "ephemeral", "upstream", "log_level"}
+    assert [o.name for o in SERVE_OPTIONS if o.parse is None] == [
+        o.name for o in SERVE_OPTIONS if o.name in read_in_configure
+    ]
+    config = tmp_path / "all.yaml"
+    config.write_text("".join(f"{option.key}: x\n" for option in SERVE_OPTIONS))
+    given = read_config_file(config, SERVE_OPTIONS)
+    assert [(name, g.source) for name, g in given.items()] == [
+        (option.name, f"{config}:{line}: {option.key}") for line, option in enumerate(SERVE_OPTIONS, 1)
+    ]
+    assert all(option.env == "KDNS_" + option.key.upper().replace("-", "_") for option in SERVE_OPTIONS)
