@@ -426,9 +426,7 @@ class Settings:
         except ValueError:
             raise _bad("api_address", repr(self.api_address), "not an IP address") from None
         if not api_ip.is_loopback and not self.api_token:
-            raise ConfigError(
-                f"api address {self.api_address}: binding the API beyond loopback requires --api-token"
-            )
+            raise _bad("api_address", self.api_address, "binding the API beyond loopback requires --api-token")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
         for name in ("cache_size", "cache_max_ttl", "cache_max_negative_ttl", "cache_stale_window"):
