@@ -12,7 +12,8 @@ The semantics are the kubelet's (pkg/kubelet/prober/worker.go, pkg/probe/{tcp,ht
 * the first probe runs initialDelaySeconds after kdns first sees the pod (or its new IP or
   probe), then one every periodSeconds; a tick that comes while a probe is still running
   is not lost but runs as soon as that probe ends, as with the kubelet's time.Ticker;
-* a probe that has not finished after timeoutSeconds fails;
+* a probe that has not finished after timeoutSeconds fails; and one whose TCP connection is
+  not made within half a period fails then, when that is sooner (below);
 * a container turns ready after successThreshold successes in a row, and not ready after
   failureThreshold failures in a row; before that it keeps the pod's stored readiness;
 * the pod is Ready when every probed container is (containers without a probe count as
@@ -21,9 +22,15 @@ The semantics are the kubelet's (pkg/kubelet/prober/worker.go, pkg/probe/{tcp,ht
   (redirects are not followed, where the kubelet follows those to the same host).
 
 So a pod whose server dies leaves DNS at most failureThreshold x periodSeconds later when
-its address refuses connections (the process died), plus timeoutSeconds when the address
-no longer answers at all (the container and its address went away); tests/test_prober.py
-measures both sides of that bound. exec and grpc probes cannot run here (kdns has no
+its address refuses connections (the process died). When the address no longer answers at
+all (the container and its address went away: a SYN gets nothing back), each probe waits
+for its connection, and the kubelet would wait the whole timeoutSeconds; kdns waits at most
+half a period, min(timeoutSeconds, periodSeconds / 2), so that the bound is failureThreshold
+x periodSeconds plus that, 2.5 s for periodSeconds 1 and failureThreshold 2 where timeouts
+would make it 3. A live pod loses little by it: its kernel answers a SYN within a round trip
+however busy its app is; only a lost SYN, sent again a second later (Linux's first
+retransmission), makes a handshake longer, and that fails a 1 s timeout too. The rest of
+timeoutSeconds is the answer's. tests/test_prober.py measures both bounds. exec and grpc probes cannot run here (kdns has no
 container runtime): such a pod is reported not Ready with reason UnsupportedProbe and a
 message saying why, and a warning is logged, once per pod.
 
@@ -500,14 +507,14 @@ async def run_probe(probe: Probe, host: str, ssl_context: Callable[[], ssl.SSLCo
     """Run one probe against host; None on success, else why it failed (one line)."""
     try:
         async with asyncio.timeout(probe.timeout):
+            sock = await _connect(host, probe.port, min(probe.timeout, probe.period / 2))
             if probe.action == "tcpSocket":
-                sock = await _connect(host, probe.port)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
                 sock.close()
                 return None
             if probe.scheme == "HTTPS":
-                return await _https_get(probe, host, ssl_context())
-            return await _http_get(probe, host)
+                return await _https_get(probe, host, sock, ssl_context())
+            return await _http_get(probe, host, sock)
     except TimeoutError:
         return f"timeout: no answer within {probe.timeout:g}s"
     except OSError as exc:
@@ -520,7 +527,9 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def _connect(host: str, port: int) -> socket.socket:
+async def _connect(host: str, port: int, limit: float) -> socket.socket:
+    """A TCP connection to host:port; OSError (not TimeoutError: the probe's own timeout has not
+    passed) when the kernel has not made it within `limit` s."""
     loop = asyncio.get_running_loop()
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
@@ -531,7 +540,16 @@ async def _connect(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        await loop.sock_connect(sock, address)
+        async with asyncio.timeout(limit):
+            await loop.sock_connect(sock, address)
+    except TimeoutError:
+        # The kernel may have made it while a busy loop had yet to say so: only a handshake
+        # that is still unanswered fails here.
+        with contextlib.suppress(OSError):
+            sock.getpeername()
+            return sock
+        sock.close()
+        raise OSError(f"no connection within {limit:g}s") from None
     except BaseException:
         sock.close()
         raise
@@ -557,9 +575,8 @@ def _verdict(head: bytes) -> str | None:
     return None if 200 <= code < 400 else f"HTTP probe failed with statuscode: {code}"
 
 
-async def _http_get(probe: Probe, host: str) -> str | None:
+async def _http_get(probe: Probe, host: str, sock: socket.socket) -> str | None:
     loop = asyncio.get_running_loop()
-    sock = await _connect(host, probe.port)
     try:
         await loop.sock_sendall(sock, _request(probe, host))
         received = bytearray()
@@ -575,8 +592,12 @@ async def _http_get(probe: Probe, host: str) -> str | None:
         sock.close()
 
 
-async def _https_get(probe: Probe, host: str, context: ssl.SSLContext) -> str | None:
-    reader, writer = await asyncio.open_connection(host, probe.port, ssl=context, server_hostname=probe.host or None)
+async def _https_get(probe: Probe, host: str, sock: socket.socket, context: ssl.SSLContext) -> str | None:
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=context, server_hostname=probe.host or host)
+    except BaseException:
+        sock.close()
+        raise
     try:
         writer.write(_request(probe, host))
         await writer.drain()

@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ import pytest
 
 from kdns.cli import _parser, settings_from
 from kdns.register import add_parser, registration_from
+from tests.api.conftest import _self_signed
 from tests.cluster.conftest import COMPOSE, DOCKERFILE
 from tests.cluster.netns import Twin
-from tests.cluster.topology import Container, load
+from tests.cluster.topology import Container, load, read_dockerfile
 
 CLIENT = str(Path(__file__).resolve().parent / "client.py")
 SERVICE_CIDR = ipaddress.ip_network("172.28.0.128/25")  # compose.yaml: KDNS_SERVICE_CIDR
@@ -73,7 +77,7 @@ def test_the_images_configuration_is_a_valid_kdns_configuration() -> None:
     settings, _ = settings_from(args, {**kdns.environment, "KDNS_UPSTREAM": "none"})
     assert (settings.dns_address, settings.dns_port, settings.api_port) == ("0.0.0.0", 53, 8080)
     assert settings.api_token == "compose-test-token"
-    assert [p.name for p in settings.manifests] == ["services.yaml", "flask-app.yaml"]
+    assert [p.name for p in settings.manifests] == ["services.yaml", "flask-app.yaml", "node.yaml"]
 
 
 def test_app_pods_register_with_labels_and_a_readiness_probe() -> None:
@@ -83,8 +87,30 @@ def test_app_pods_register_with_labels_and_a_readiness_probe() -> None:
         assert wanted.labels == {"app.kubernetes.io/name": "flask-app"}
         assert wanted.server == "http://172.28.0.2:8080"
         assert wanted.probe == {"httpGet": {"path": "/healthz", "port": 5000}, "periodSeconds": 1,
-                                "failureThreshold": 3}
+                                "failureThreshold": 2}
         assert wanted.command[-3:] == ("/app/app.py", "--port", "5000")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_the_images_healthcheck_asks_the_api_over_http_and_over_tls(kdns_process: Any, tmp_path: Path) -> None:
+    """The Dockerfile's HEALTHCHECK passes against a real kdns API in plain HTTP and, with
+    KDNS_TLS_CERT set as for `kdns serve`, over TLS; it fails where nothing answers."""
+    check = read_dockerfile(DOCKERFILE)[""].healthcheck
+    assert check[:2] == ("python", "-c")
+    _, cert = _self_signed(tmp_path)
+    plain = kdns_process()
+    tls = kdns_process("--tls-cert", str(cert), "--tls-key", str(tmp_path / "tls.key"))
+
+    def health(port: int, **env: str) -> int:
+        environment = {**os.environ, "KDNS_API_ADDRESS": "0.0.0.0", "KDNS_API_PORT": str(port), **env}
+        return subprocess.run([sys.executable, *check[1:]], env=environment, capture_output=True, timeout=30,
+                              check=False).returncode
+
+    assert health(plain.api_port) == 0
+    assert health(tls.api_port, KDNS_TLS_CERT=str(cert)) == 0
+    assert health(tls.api_port) != 0  # plain HTTP to a TLS port is no answer
+    tls.stop()
+    assert health(tls.api_port, KDNS_TLS_CERT=str(cert)) != 0
 
 
 # --- the twin, running --------------------------------------------------------------------
