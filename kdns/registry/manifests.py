@@ -637,18 +637,8 @@ def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] |
     slices hold most of a cluster's objects. The metadata is read all the same.
     """
     kind = kind or kind_of(doc)
-    # A bulk load is 100,000 well-formed pods: those are read without the bookkeeping
-    # that words problems, which only the others need.
-    metadata = doc.get("metadata")
-    meta = _well_formed_meta(metadata, kind) if type(metadata) is dict else None
-    if meta is not None:
-        if fields is None and kind == objects.POD:
-            fields = _well_formed_pod(doc)
-        if fields is not None:
-            return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
     check = _Checker()
-    if meta is None:
-        meta = _meta(doc, kind, check)
+    meta = _meta(doc, kind, check)
     if fields is None:
         fields = _PARSERS[kind](doc, meta, check)
     check.done(kind, meta.name)
@@ -681,99 +671,78 @@ _NAME_VALID: Mapping[str, Callable[[str], bool]] = {
 
 
 def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
-    """The metadata, every problem with it added to `check` (parse tries _well_formed_meta
-    first)."""
+    """The metadata, every problem with it added to `check`. A value of the expected type
+    is taken as it is; the checker reads any other, saying what is wrong with it: a bulk
+    load is 100,000 objects, nearly always without a problem."""
     metadata = doc.get("metadata")
-    if metadata is None:
-        check.add(required("metadata.name", "name or generateName is required"))
-        return ObjectMeta(name="")
-    if not isinstance(metadata, Mapping):
-        check.add(invalid("metadata", metadata, "must be an object"))
-        return ObjectMeta(name="")
-    name = check.string(metadata.get("name"), "metadata.name")
+    if type(metadata) is not dict:
+        if metadata is None:
+            check.add(required("metadata.name", "name or generateName is required"))
+            return ObjectMeta(name="")
+        if not isinstance(metadata, Mapping):
+            check.add(invalid("metadata", metadata, "must be an object"))
+            return ObjectMeta(name="")
+    name = metadata.get("name")
+    if type(name) is not str:
+        name = check.string(name, "metadata.name")
     if not name:
         check.add(required("metadata.name", "name or generateName is required"))
-    else:
+    elif not _NAME_VALID[kind](name):
         check.messages("metadata.name", name, _NAME_CHECKS[kind](name))
     namespace = ""
     if kind in objects.NAMESPACED_KINDS:
-        namespace = check.string(metadata.get("namespace"), "metadata.namespace") or "default"
-        check.messages("metadata.namespace", namespace, dns1123_label(namespace))
-    labels = check.labels(metadata.get("labels"), "metadata.labels")
-    annotations = check.mapping(metadata.get("annotations"), "metadata.annotations")
-    for key, value in annotations.items():
-        if not isinstance(key, str):
-            check.add(invalid("metadata.annotations", key, "must be a string"))
-            continue
-        check.messages("metadata.annotations", key, qualified_name(key.lower()))
-        if not isinstance(value, str):
-            check.add(invalid(f"metadata.annotations.{key}", value, "must be a string"))
+        given = metadata.get("namespace")
+        namespace = (given if type(given) is str else check.string(given, "metadata.namespace")) or "default"
+        problems = dns1123_label(namespace)
+        if problems:
+            check.messages("metadata.namespace", namespace, problems)
+    labels = metadata.get("labels")
+    if labels is None:
+        labels = {}
+    elif type(labels) is not dict or not _plain_labels(labels):
+        labels = check.labels(labels, "metadata.labels")
+    annotations = metadata.get("annotations")
+    if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
+        for key, value in check.mapping(annotations, "metadata.annotations").items():
+            if not isinstance(key, str):
+                check.add(invalid("metadata.annotations", key, "must be a string"))
+                continue
+            check.messages("metadata.annotations", key, qualified_name(key.lower()))
+            if not isinstance(value, str):
+                check.add(invalid(f"metadata.annotations.{key}", value, "must be a string"))
     version = metadata.get("resourceVersion")
     resource_version = 0
-    if version not in (None, ""):
+    if version is not None and version != "":
         if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
             resource_version = version
         elif isinstance(version, str) and version.isdigit():
             resource_version = int(version)
         else:
             check.add(invalid("metadata.resourceVersion", version, "must be a decimal integer"))
-    deletion = metadata.get("deletionTimestamp")
-    return ObjectMeta(
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        uid=check.string(metadata.get("uid"), "metadata.uid"),
-        resource_version=resource_version,
-        creation_timestamp=check.string(metadata.get("creationTimestamp"), "metadata.creationTimestamp"),
-        deletion_timestamp=check.string(deletion, "metadata.deletionTimestamp") or None,
-    )
+    uid, created, deleted = metadata.get("uid"), metadata.get("creationTimestamp"), metadata.get("deletionTimestamp")
+    if type(uid) is not str:
+        uid = check.string(uid, "metadata.uid")
+    if type(created) is not str:
+        created = check.string(created, "metadata.creationTimestamp")
+    if type(deleted) is not str:
+        deleted = check.string(deleted, "metadata.deletionTimestamp")
+    return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
-def _well_formed_meta(metadata: dict[str, Any], kind: str) -> ObjectMeta | None:
-    """The ObjectMeta that _meta reads from `metadata` when it finds no problem with it,
-    or None when it might: then _meta has to read it (every object has metadata, so this
-    is a bulk load's common case, read without the bookkeeping for messages)."""
-    name = metadata.get("name")
-    if type(name) is not str or not name or not _NAME_VALID[kind](name):
-        return None
-    namespace = ""
-    if kind in objects.NAMESPACED_KINDS:
-        given = _optional_text(metadata.get("namespace"))
-        if given is None:
-            return None
-        namespace = given or "default"
-        if dns1123_label(namespace):
-            return None
-    labels = metadata.get("labels")
-    if labels is None:
-        labels = {}
-    elif type(labels) is not dict:
-        return None
+def _plain_labels(labels: dict[Any, Any]) -> bool:
+    """Whether every label is a valid key and value (as _Checker.labels would find)."""
     for key, value in labels.items():
         if type(key) is not str or type(value) is not str or qualified_name(key) or label_value(value):
-            return None
-    annotations = metadata.get("annotations")
-    if annotations is not None:
-        if type(annotations) is not dict:
-            return None
-        for key, value in annotations.items():
-            if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
-                return None
-    version = metadata.get("resourceVersion")
-    resource_version = 0
-    if version is not None and version != "":
-        if type(version) is str and version.isascii() and version.isdigit():
-            resource_version = int(version)
-        elif type(version) is int and version >= 0:
-            resource_version = version
-        else:
-            return None
-    uid = _optional_text(metadata.get("uid"))
-    created = _optional_text(metadata.get("creationTimestamp"))
-    deleted = _optional_text(metadata.get("deletionTimestamp"))
-    if uid is None or created is None or deleted is None:
-        return None
-    return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
+            return False
+    return True
+
+
+def _plain_annotations(annotations: dict[Any, Any]) -> bool:
+    """Whether every annotation is a valid key with a string value."""
+    for key, value in annotations.items():
+        if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
+            return False
+    return True
 
 
 def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
@@ -970,8 +939,9 @@ def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
 
 
 def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
-    # (parse tries _well_formed_pod first: a bulk load is 100,000 pods without a problem)
-    return _read_pod(doc, check)
+    # A bulk load is 100,000 pods without a problem: _well_formed_pod reads those.
+    fields = _well_formed_pod(doc)
+    return fields if fields is not None else _read_pod(doc, check)
 
 
 def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
