@@ -939,47 +939,73 @@ def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
 
 
 def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
-    # A bulk load is 100,000 pods without a problem: _well_formed_pod reads those.
-    fields = _well_formed_pod(doc)
-    return fields if fields is not None else _read_pod(doc, check)
-
-
-def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
-    """A Pod's typed fields, every problem with them added to `check`."""
-    spec = check.mapping(doc.get("spec"), "spec")
-    hostname = check.name(spec.get("hostname"), "spec.hostname", dns1123_label)
-    subdomain = check.name(spec.get("subdomain"), "spec.subdomain", dns1123_label)
-    node_name = check.name(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain)
+    """A Pod's typed fields, every problem with them added to `check`. As in _service, a
+    value of the expected type is taken as it is and the checker reads any other (paths
+    are spelled out only then): a bulk load is 100,000 pods without a problem."""
+    spec = doc.get("spec")
+    if type(spec) is not dict:
+        spec = check.mapping(spec, "spec")
+    hostname = _label_field(spec.get("hostname"), "spec.hostname", dns1123_label, check)
+    subdomain = _label_field(spec.get("subdomain"), "spec.subdomain", dns1123_label, check)
+    node_name = _label_field(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain, check)
     container_ports: list[ContainerPort] = []
-    # (Paths are spelled out only for a value that is not of the common type: a pod is
-    # read 100,000 times in a big load.)
-    for c, raw in enumerate(check.sequence(spec.get("containers"), "spec.containers")):
+    containers = spec.get("containers")
+    if type(containers) is not list:
+        containers = check.sequence(containers, "spec.containers")
+    for c, raw in enumerate(containers):
         container = raw if type(raw) is dict else check.mapping(raw, f"spec.containers[{c}]")
         raw_ports = container.get("ports")
+        if raw_ports is None:
+            continue
+        if type(raw_ports) is not list:
+            raw_ports = check.sequence(raw_ports, f"spec.containers[{c}].ports")
         names: set[str] = set()
-        for p, raw_port in enumerate(() if raw_ports is None else check.sequence(raw_ports, f"spec.containers[{c}].ports")):
-            path = f"spec.containers[{c}].ports[{p}]"
-            item = check.mapping(raw_port, path)
-            name = check.string(item.get("name"), f"{path}.name")
+        for p, raw_port in enumerate(raw_ports):
+            item = raw_port if type(raw_port) is dict else check.mapping(raw_port, f"spec.containers[{c}].ports[{p}]")
+            name = item.get("name")
+            if type(name) is not str:
+                name = check.string(name, f"spec.containers[{c}].ports[{p}].name")
             if name:
-                check.messages(f"{path}.name", name, port_name(name))
+                problems = port_name(name)
+                if problems:
+                    check.messages(f"spec.containers[{c}].ports[{p}].name", name, problems)
                 if name in names:
-                    check.add(duplicate(f"{path}.name", name))
+                    check.add(duplicate(f"spec.containers[{c}].ports[{p}].name", name))
                 names.add(name)
             number = item.get("containerPort")
-            if number is None or number == 0:
-                check.add(required(f"{path}.containerPort"))
-            number = check.port(number, f"{path}.containerPort") if number else None
-            protocol = check.enum(item.get("protocol"), f"{path}.protocol", objects.PROTOCOLS) or "TCP"
+            if type(number) is not int or not 1 <= number <= 65535:
+                path = f"spec.containers[{c}].ports[{p}].containerPort"
+                if number is None or number == 0:
+                    check.add(required(path))
+                number = check.port(number, path) if number else None
+            protocol = item.get("protocol")
+            if protocol is None:
+                protocol = "TCP"
+            elif type(protocol) is not str or protocol not in objects.PROTOCOLS:
+                protocol = check.enum(protocol, f"spec.containers[{c}].ports[{p}].protocol", objects.PROTOCOLS) or "TCP"
             if number is not None:
                 container_ports.append(ContainerPort(name, number, protocol))
 
-    status = check.mapping(doc.get("status"), "status")
-    phase = check.enum(status.get("phase"), "status.phase", POD_PHASES) or "Pending"
-    pod_ip, pod_ip_family = check.ip(status.get("podIP"), "status.podIP")
+    status = doc.get("status")
+    if type(status) is not dict:
+        status = check.mapping(status, "status")
+    phase = status.get("phase")
+    if phase is None:
+        phase = "Pending"
+    elif type(phase) is not str or phase not in POD_PHASES:
+        phase = check.enum(phase, "status.phase", POD_PHASES) or "Pending"
+    given_ip = status.get("podIP")
+    pod_ip: str
+    pod_ip_family = ip_family(given_ip) if isinstance(given_ip, str) and given_ip else None
+    if pod_ip_family is not None and isinstance(given_ip, str):
+        pod_ip = given_ip
+    else:
+        pod_ip, pod_ip_family = check.ip(given_ip, "status.podIP")
     pod_ips: list[str] = []
     families: list[str] = []
-    raw_ips = check.sequence(status.get("podIPs"), "status.podIPs")
+    raw_ips = status.get("podIPs")
+    if type(raw_ips) is not list:
+        raw_ips = check.sequence(raw_ips, "status.podIPs")
     if len(raw_ips) > 2:
         check.add(too_many("status.podIPs", len(raw_ips), 2))
     for i, raw in enumerate(raw_ips):
@@ -1001,7 +1027,10 @@ def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
     if not raw_ips and pod_ip_family:
         pod_ips = [pod_ip]
     ready = False
-    for i, raw in enumerate(check.sequence(status.get("conditions"), "status.conditions")):
+    conditions = status.get("conditions")
+    if type(conditions) is not list:
+        conditions = check.sequence(conditions, "status.conditions")
+    for i, raw in enumerate(conditions):
         condition = raw if type(raw) is dict else check.mapping(raw, f"status.conditions[{i}]")
         kind, state = condition.get("type"), condition.get("status")
         if type(kind) is not str:
@@ -1021,108 +1050,14 @@ def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
     }
 
 
-def _well_formed_pod(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The fields _read_pod reads from `doc` when it finds no problem with it, or None
-    when it might: then _read_pod has to read it (and word the problems)."""
-    spec, status = doc.get("spec"), doc.get("status")
-    spec = {} if spec is None else spec
-    status = {} if status is None else status
-    if type(spec) is not dict or type(status) is not dict:
-        return None
-    hostname, subdomain = _optional_text(spec.get("hostname")), _optional_text(spec.get("subdomain"))
-    node_name = _optional_text(spec.get("nodeName"))
-    if (
-        hostname is None or subdomain is None or node_name is None
-        or (hostname and dns1123_label(hostname)) or (subdomain and dns1123_label(subdomain))
-        or (node_name and dns1123_subdomain(node_name))
-    ):
-        return None
-    container_ports: list[ContainerPort] = []
-    containers = spec.get("containers")
-    if containers is not None:
-        if type(containers) is not list:
-            return None
-        for container in containers:
-            if type(container) is not dict:
-                return None
-            ports = container.get("ports")
-            if ports is None:
-                continue
-            if type(ports) is not list:
-                return None
-            names: set[str] = set()
-            for port in ports:
-                if type(port) is not dict:
-                    return None
-                name, protocol = _optional_text(port.get("name")), _optional_text(port.get("protocol"))
-                number = port.get("containerPort")
-                if (
-                    name is None or protocol is None or (protocol and protocol not in objects.PROTOCOLS)
-                    or type(number) is not int or not 1 <= number <= 65535
-                ):
-                    return None
-                if name:
-                    if port_name(name) or name in names:
-                        return None
-                    names.add(name)
-                container_ports.append(ContainerPort(name, number, protocol or "TCP"))
-
-    phase, pod_ip = _optional_text(status.get("phase")), _optional_text(status.get("podIP"))
-    if phase is None or (phase and phase not in POD_PHASES) or pod_ip is None:
-        return None
-    pod_ip_family = ip_family(pod_ip) if pod_ip else None
-    if pod_ip and pod_ip_family is None:
-        return None
-    raw_ips = status.get("podIPs")
-    if raw_ips is None:
-        raw_ips = []
-    elif type(raw_ips) is not list or len(raw_ips) > 2:
-        return None
-    pod_ips: list[str] = []
-    families: list[str] = []
-    for entry in raw_ips:
-        if type(entry) is not dict:
-            return None
-        ip = entry.get("ip")
-        family: str | None
-        if pod_ip_family and ip == pod_ip:
-            family = pod_ip_family  # already checked
-        elif type(ip) is str and ip:
-            family = ip_family(ip)
-        else:
-            return None
-        if family is None or family in families:
-            return None
-        families.append(family)
-        pod_ips.append(ip)
-    if pod_ip and pod_ips and pod_ips[0] != pod_ip:
-        return None
-    if not raw_ips and pod_ip_family:
-        pod_ips = [pod_ip]
-    ready = False
-    conditions = status.get("conditions")
-    if conditions is not None:
-        if type(conditions) is not list:
-            return None
-        for condition in conditions:
-            if type(condition) is not dict:
-                return None
-            kind, state = condition.get("type"), condition.get("status")
-            if (kind is not None and type(kind) is not str) or (
-                state not in CONDITION_STATUSES and state is not None and state != ""
-            ):
-                return None
-            if kind == "Ready":
-                ready = state == "True"
-    return {
-        "pod_ips": tuple(pod_ips),
-        "phase": phase or "Pending",
-        "ready": ready,
-        "hostname": hostname,
-        "subdomain": subdomain,
-        "node_name": node_name,
-        "container_ports": tuple(container_ports),
-    }
+def _label_field(value: Any, path: str, rule: Callable[[str], tuple[str, ...]], check: _Checker) -> str:
+    """An optional name (`spec.hostname`): the value when it is a string that `rule` finds
+    no problem with, else what the checker makes of it."""
+    if value is None:
+        return ""
+    if type(value) is str and (not value or not rule(value)):
+        return value
+    return check.name(value, path, rule)
 
 
 def _node(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The shortcuts of a bulk load give what the careful paths give, or leave the work to them.
 
-`manifests._well_formed_endpoint` and `_well_formed_pod` read the common, problem-free
-case without the bookkeeping for error messages; whenever they return something, it must
-be what `_endpoint` and `_read_pod` would have made, with no problem found. `_meta` is one
-reader for both cases: what it returns without a problem is the metadata as given.
+`manifests._well_formed_endpoint` reads the common, problem-free case without the
+bookkeeping for error messages; whenever it returns something, it must be what `_endpoint`
+would have made, with no problem found. `_meta` and `_pod` are one reader for both cases:
+values of the expected type are taken as they are, the checker reads the others.
 """
 
 from __future__ import annotations
@@ -130,26 +130,36 @@ _POD = _dict_of(
 )
 
 
+def _proxied(value: Any) -> Any:
+    """`value` with every mapping a MappingProxyType: no `type(x) is dict` fast case applies."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _proxied(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [_proxied(item) for item in value]
+    return value
+
+
 @settings(max_examples=2000, deadline=None)
 @given(_POD)
-def test_well_formed_pod_is_pod_without_problems(doc):
-    fast = manifests._well_formed_pod(doc)
-    if fast is None:
-        return
-    check = manifests._Checker()
-    careful = manifests._read_pod(doc, check)
-    assert check.causes == []
-    assert fast == careful
+def test_pod_reads_the_fast_case_as_the_checker_does(doc):
+    """_pod takes values of the expected type as they are and has the checker read the
+    others: with every mapping a proxy (the checker's path for each), the same fields come
+    out, and problems at the same paths (their messages show the proxies)."""
+    check, careful = manifests._Checker(), manifests._Checker()
+    fields = manifests._pod(doc, manifests.ObjectMeta(name="p"), check)
+    assert manifests._pod(_proxied(doc), manifests.ObjectMeta(name="p"), careful) == fields
+    assert [path for path, _ in careful.causes] == [path for path, _ in check.causes]
 
 
-def test_well_formed_pod_reads_a_bulk_loads_pods():
+def test_pod_reads_a_bulk_loads_pods():
     doc = {"spec": {"hostname": "web-0", "subdomain": "web", "nodeName": "node-1", "containers": [
                {"name": "main", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
            "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
                       "conditions": [{"type": "Ready", "status": "True"}]}}
-    fast = manifests._well_formed_pod(doc)
-    assert fast is not None and fast["ready"] and fast["pod_ips"] == ("10.0.0.1",)
-    assert fast == manifests._read_pod(doc, manifests._Checker())
+    check = manifests._Checker()
+    fields = manifests._pod(doc, manifests.ObjectMeta(name="web-0"), check)
+    assert check.causes == [] and fields["ready"] and fields["pod_ips"] == ("10.0.0.1",)
+    assert fields["container_ports"] == (manifests.ContainerPort("http", 80, "TCP"),)
 
 
 @settings(max_examples=500, deadline=None)
