@@ -7,7 +7,10 @@ Start order (stop is the reverse, under a timeout):
    (kdns.registry.declared), in ONE store transaction; a bad manifest raises here, before
    any port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL
    for its "not yet synced" window; kdns has none). From here every commit is journaled
-   before it is acknowledged;
+   by the journal's writer thread (kdns/journal.py), and the API acknowledges a write
+   once it is on disk. With --store etcd://..., the registry is listed from etcd
+   instead and followed by a watch, and the manifests go to etcd as one write
+   (kdns/etcd/store.py);
 2. build the ClusterIndex from the store and subscribe it, with no write in between;
 3. read the static zones (--zones-dir); a zone file that cannot be served stops start-up;
 4. open the Forwarder (when there are upstreams) with its cache, and build the Router;
@@ -18,7 +21,8 @@ Start order (stop is the reverse, under a timeout):
    with a copy of the registry kept in step by this one (kdns/replication.py), and wait
    until they serve;
 8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
-9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route.
+9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
+10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
 
 SIGHUP (`serve`) reloads the static zones and applies the manifests again (pruning what
 they no longer declare) while queries go on being answered.
@@ -42,10 +46,12 @@ from pathlib import Path
 
 from kdns.api.http import build_app, start_api
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, ZoneError, load_zones
-from kdns.authority.static import reload as reload_zones
+from kdns.authority.static import StaticZones, ZoneError
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
+from kdns.etcd.client import EtcdClient, EtcdError
+from kdns.etcd.store import EtcdBackend, LeaderElection
+from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
@@ -53,6 +59,7 @@ from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
 from kdns.registry import declared
+from kdns.registry.backend import Backend, LocalBackend, Unavailable
 from kdns.registry.errors import ManifestError, RegistryError
 from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
@@ -64,6 +71,8 @@ from kdns.runtime import long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
+from kdns.zonefiles import load_zones
+from kdns.zonefiles import reload as reload_zones
 
 __all__ = ["App", "BindError", "DnsServers", "LoopError", "Reloader", "serve", "serve_dns", "start"]
 
@@ -134,7 +143,7 @@ async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
 
     The files are parsed in a worker thread, so the event loop goes on answering queries
     from the old zones; the new set replaces it in one assignment. A file that no longer
-    loads keeps its previous version in service (`static.reload`).
+    loads keeps its previous version in service (`kdns.zonefiles.reload`).
     """
     zones, errors = await asyncio.to_thread(reload_zones, directory, router.static)
     kept = {zone.path for zone in zones.zones}
@@ -160,12 +169,12 @@ class Reloader:
     """
 
     def __init__(
-        self, router: Router, directory: Path | None, workers: WorkerPool | None, store: Store, settings: Settings
+        self, router: Router, directory: Path | None, workers: WorkerPool | None, backend: Backend, settings: Settings
     ) -> None:
         self._router = router
         self._directory = directory
         self._workers = workers
-        self._store = store
+        self._backend = backend
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
         self._again = False
@@ -176,7 +185,7 @@ class Reloader:
         if self._task is not None and not self._task.done():
             self._again = True
             return
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kdns zone reload")
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kdns reload")
 
     async def reload(self) -> list[ZoneError]:
         """Read --zones-dir again now (see `reload_static`); returns the files' errors."""
@@ -186,13 +195,13 @@ class Reloader:
         return await reload_static(self._router, self._directory)
 
     async def reload_manifests(self) -> declared.Applied | None:
-        """Read --manifests again and apply them, pruning what they no longer declare, in one
-        transaction: a file that does not load (or a document the registry refuses) is
-        logged and changes nothing. The applied result, or None after an error."""
+        """Read --manifests again and apply them, pruning what they no longer declare, as one
+        write: a file that does not load (or a document the registry refuses) is logged and
+        changes nothing. The applied result, or None after an error."""
         settings = self._settings
         loaded = await asyncio.to_thread(read_paths, settings.manifests)
         try:
-            applied = _apply_manifests(self._store, loaded)
+            applied = await _apply_manifests(self._backend, loaded)
         except RegistryError as exc:
             log.error("reload: %s; the registry is unchanged", exc)
             return None
@@ -240,15 +249,17 @@ class App:
     settings: Settings
     metrics: Metrics
     store: Store
+    backend: Backend  # where writes are committed: this process, or etcd (--store)
     journal: SqliteJournal | None
     index: ClusterIndex
     dns: DnsServers
     workers: WorkerPool | None
     api: ApiServer
     proxy: ServiceProxy | None
-    prober: Prober
+    prober: Prober | None  # None with --store etcd: the holder of the controller lease runs it
+    election: LeaderElection | None  # with --store etcd: who holds the controller lease
     reloader: Reloader
-    # What the manifests held at start, and what applying them did (for the log and tests).
+    # What applying the manifests did at start (for the log and tests).
     applied: declared.Applied
 
     @property
@@ -307,9 +318,22 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     tls = _tls_context(settings)  # a certificate that does not load stops start-up at once
     stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
     with long_lived():
-        store, journal, applied = _load(stack, settings)
+        backend: Backend
+        election = None
+        if settings.etcd_endpoints:
+            (backend, applied), journal = await _open_etcd(stack, settings), None
+            election = LeaderElection(backend, backend.client, settings.leader_elect_lease_duration,
+                                      lambda: Prober(backend))
+        else:
+            store, journal, applied = _load(stack, settings)
+            backend = LocalBackend(store)
+        store = backend.store
         index = ClusterIndex(settings)
         index.rebuild(store.objects(), store.resource_version)
+    writer = None
+    if journal is not None:  # from here, saved on the writer's thread (kdns/journal.py)
+        writer = await stack.enter_async_context(JournalWriter(journal, saved=store.resource_version))
+        stack.callback(store.subscribe(writer, critical=True))
     static = load_static(settings)  # nothing is bound yet
     stack.callback(store.subscribe(index.apply))
     for kind in API_VERSIONS:
@@ -336,9 +360,9 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         )
         metrics.add_query_counts(workers.totals)
         metrics.add_udp_drops(workers.drops)
-    reloader = Reloader(dns.router, settings.zones_dir, workers, store, settings)
+    reloader = Reloader(dns.router, settings.zones_dir, workers, backend, settings)
     stack.push_async_callback(reloader.aclose)
-    api = await _serve_api(stack, settings, store, metrics, tls)
+    api = await _serve_api(stack, settings, backend, metrics, tls, writer)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -347,9 +371,14 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             node_address=settings.node_address,
             max_connections_per_service=settings.proxy_max_connections,
         ))
-    # The kubelet's readiness prober, for pods with a readinessProbe (kdns register).
-    prober = await stack.enter_async_context(Prober(store))
-    app = App(settings, metrics, store, journal, index, dns, workers, api, proxy, prober, reloader, applied)
+    # The kubelet's readiness prober, for pods with a readinessProbe (kdns register); with
+    # etcd, on the one replica that holds the controller lease.
+    prober = None
+    if election is None:
+        prober = await stack.enter_async_context(Prober(backend))
+    else:
+        await stack.enter_async_context(election)
+    app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, reloader, applied)
     _log_started(app, static)
     return app
 
@@ -361,19 +390,45 @@ def _load(
     earlier manifests declared and these do not: all of it, or an exception. The journal
     (and its lock) is `stack`'s to close."""
     loaded = read_paths(settings.manifests)
+    _check_loaded(loaded)
     store = Store(
         service_cidrs=settings.service_cidrs,
         node_port_range=settings.node_port_range,
         clock=time.time,
     )
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
-    # The documents were read for this alone: the store keeps them (`owned`).
-    return store, journal, _apply_manifests(store, loaded, owned=True)
+    # Saved inside the commit, before kdns serves anything (the writer thread takes over).
+    journaling = store.subscribe(journal, critical=True) if journal is not None else None
+    declared.mark(loaded.documents)
+    with store.transaction() as txn:
+        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
+        # The documents were read for this alone: the store keeps them (`owned`).
+        applied = declared.apply(txn, store, loaded.documents, owned=True)
+    if journaling is not None:
+        journaling()
+    return store, journal, dataclasses.replace(applied, files=len(loaded.files))
 
 
-def _apply_manifests(store: Store, loaded: Loaded, *, owned: bool = False) -> declared.Applied:
-    """Apply what read_paths loaded (declared.apply); its first error raised, if it found
-    any, saying how many more there are (`kdns validate` lists them all)."""
+async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[EtcdBackend, declared.Applied]:
+    """The registry from etcd (closed by `stack`): list it and follow it, then apply the
+    manifests on top as one write (pruning what they no longer declare), as `_load` does
+    for the embedded store."""
+    loaded = read_paths(settings.manifests)
+    _check_loaded(loaded)
+    store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range, clock=time.time)
+    client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=_etcd_tls(settings)))
+    try:
+        backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
+        applied = await _apply_manifests(backend, loaded, checked=True)
+    except (EtcdError, Unavailable) as exc:
+        where = ", ".join(settings.etcd_endpoints)
+        raise StorageError(f"cannot open the registry on etcd ({where}): {exc}") from None
+    return backend, applied
+
+
+def _check_loaded(loaded: Loaded) -> None:
+    """Log read_paths' warnings; raise its first error, saying how many more there are
+    (`kdns validate` lists them all)."""
     for warning in loaded.warnings:
         log.warning("%s", warning)
     if loaded.errors:
@@ -381,8 +436,15 @@ def _apply_manifests(store: Store, loaded: Loaded, *, owned: bool = False) -> de
         if more:
             raise ManifestError(f"{first} (and {more} more: `kdns validate` lists them)")
         raise first
+
+
+async def _apply_manifests(backend: Backend, loaded: Loaded, *, checked: bool = False) -> declared.Applied:
+    """Apply what read_paths loaded as one write through `backend`, pruning (declared.apply)."""
+    if not checked:
+        _check_loaded(loaded)
     declared.mark(loaded.documents)
-    applied = declared.apply(store, loaded.documents, owned=owned)
+    store = backend.store
+    applied = await backend.write(lambda txn: declared.apply(txn, store, loaded.documents))
     return dataclasses.replace(applied, files=len(loaded.files))
 
 
@@ -398,9 +460,21 @@ def _log_manifests(settings: Settings, applied: declared.Applied, verb: str) -> 
     log.info("%s", line)
 
 
+def _etcd_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The client-side TLS context for etcd, when a CA or a client certificate is given."""
+    if settings.etcd_cafile is None and settings.etcd_certfile is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.etcd_cafile)
+        if settings.etcd_certfile is not None and settings.etcd_keyfile is not None:
+            context.load_cert_chain(settings.etcd_certfile, settings.etcd_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--etcd-cafile / --etcd-certfile / --etcd-keyfile: {exc.strerror or exc}") from None
+    return context
+
+
 def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> SqliteJournal:
-    """Open the journal in `data_dir` (made if missing), restore what it saved into
-    `store`, and journal every commit from now on, before it is acknowledged."""
+    """Open the journal in `data_dir` (made if missing) and restore what it saved into `store`."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -413,7 +487,6 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
     if version == 0:  # a new file: save the initial namespaces too
         journal.replace_all(store.objects(), store.resource_version)
-    stack.callback(store.subscribe(journal, critical=True))
     return journal
 
 
@@ -433,14 +506,22 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def _serve_api(
     stack: contextlib.AsyncExitStack,
     settings: Settings,
-    store: Store,
+    backend: Backend,
     metrics: Metrics,
     tls: ssl.SSLContext | None,
+    writer: JournalWriter | None,
 ) -> ApiServer:
-    """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready."""
+    """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
+    (with etcd: while etcd can take writes)."""
     ready = asyncio.Event()
     ready.set()
-    api = build_app(store, metrics=metrics, token=settings.api_token, ready=ready.is_set)
+    api = build_app(
+        backend,
+        metrics=metrics,
+        token=settings.api_token,
+        ready=lambda: ready.is_set() and backend.ready(),
+        durable=writer.durable if writer is not None else None,
+    )
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
     except OSError as exc:
@@ -484,7 +565,10 @@ def _log_started(app: App, static: StaticZones) -> None:
             ", ".join(map(str, settings.allow_recursion)) or "no network",
             settings.cache_size,
         )
-    if app.journal is not None:
+    if settings.etcd_endpoints:
+        log.info("registry on etcd %s under %s, shared with every kdns there", ",".join(settings.etcd_endpoints),
+                 settings.etcd_prefix)
+    elif app.journal is not None:
         log.info("registry saved in %s", app.journal.path)
     else:
         log.info("registry in memory only (--ephemeral): it is lost when kdns stops")

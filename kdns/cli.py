@@ -40,10 +40,12 @@ from kdns.config import (
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
+    parse_store,
     parsed_by,
     read_config_file,
     to_boolean,
     to_integer,
+    to_number,
     to_optional_path,
     to_optional_text,
     to_path,
@@ -70,8 +72,8 @@ def _networks(text: str, what: str) -> tuple[ipaddress.IPv4Network | ipaddress.I
 
 
 # Every setting of `serve`, declared once: the flag, and from it the KDNS_* variable and the
-# configuration file's key; `parse` reads the value into its Settings field. The four
-# without a `parse` (defaults that depend on others) are read in `configure`.
+# configuration file's key; `parse` reads the value into its Settings field. The five
+# without a `parse` (values that depend on others) are read in `configure`.
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("--manifests", "a YAML file or a directory of them (read recursively); repeatable "
            f"(KDNS_MANIFESTS: paths separated by {os.pathsep!r}; default ./zones when it exists, "
@@ -119,6 +121,16 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "(default 1000)", "N", parse=to_integer),
     Option("--workers", "processes answering DNS on the port (SO_REUSEPORT), each with a copy of the "
            "registry kept in step by this one; one per core (default 1)", "N", parse=to_integer),
+    Option("--store", "where the registry lives: sqlite (the default, under --data-dir) or "
+           "etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix", "URL",
+           setting="etcd_endpoints"),
+    Option("--etcd-prefix", "the registry's keys in etcd (default /kdns)", "PREFIX", parse=to_text),
+    Option("--etcd-cafile", "talk https to etcd, verifying its members with this CA", "FILE",
+           parse=to_optional_path),
+    Option("--etcd-certfile", "client certificate for etcd (with --etcd-keyfile)", "FILE", parse=to_optional_path),
+    Option("--etcd-keyfile", "the private key of --etcd-certfile", "FILE", parse=to_optional_path),
+    Option("--leader-elect-lease-duration", "with etcd: the controller lease; a replica that dies hands the "
+           "readiness prober over within about this long (default 15)", "SECONDS", parse=to_number),
     Option("--log-level", "default info", choices=LOG_LEVELS),
 )
 # The configuration file, which names the others' file keys; a flag or KDNS_CONFIG only.
@@ -299,6 +311,10 @@ def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configura
     else:
         fields["data_dir"] = to_path(data_dir) if data_dir and data_dir.text else default_data_dir(environ)
     fields["upstreams"] = _upstreams(given.get("upstream"), fields)
+    if (store := given.get("store")) is not None:
+        # https when a CA or a client certificate for etcd is given
+        tls = fields.get("etcd_cafile") is not None or fields.get("etcd_certfile") is not None
+        fields["etcd_endpoints"] = parsed_by(lambda text: parse_store(text, tls=tls))(store)
 
     level = "info"
     if (g := given.get("log_level")) is not None:
@@ -390,10 +406,11 @@ class Report:
 def check_paths(manifests: Sequence[Path], zones: Sequence[Path], settings: Settings) -> Report:
     """Read `manifests` (files or directories) as `serve` would and apply them to a registry
     of their own, and read `zones` (zone files or directories of them): every problem."""
-    from kdns.authority.static import StaticZones, Zone, ZoneError
-    from kdns.authority.static import reload as read_zones
+    from kdns.authority.static import StaticZones
     from kdns.registry import declared
     from kdns.registry.manifests import read_paths
+    from kdns.zonefiles import read_files
+    from kdns.zonefiles import reload as read_zones
 
     report = Report()
     loaded = read_paths(manifests)
@@ -403,17 +420,9 @@ def check_paths(manifests: Sequence[Path], zones: Sequence[Path], settings: Sett
     report.errors.extend(map(str, refused))
     report.objects = len(loaded.documents) - len(refused)
     for path in zones:
-        if path.is_dir():
-            served, problems = read_zones(path, StaticZones())
-            report.zones += len(served.zones)
-            report.errors.extend(map(str, problems))
-            continue
-        try:
-            Zone.from_file(path)
-        except ZoneError as exc:
-            report.errors.append(str(exc))
-        else:
-            report.zones += 1
+        served, problems = read_zones(path, StaticZones()) if path.is_dir() else read_files([path])
+        report.zones += len(served.zones)
+        report.errors.extend(map(str, problems))
     return report
 
 

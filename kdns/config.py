@@ -226,6 +226,13 @@ def to_integer(given: Given) -> int:
         raise given.error("not an integer") from None
 
 
+def to_number(given: Given) -> float:
+    try:
+        return float(given.text)
+    except ValueError:
+        raise given.error("not a number") from None
+
+
 def parsed_by(parse: Callable[..., object], *arguments: object) -> Callable[[Given], object]:
     """A `parse` for an Option from a parser of text that raises ConfigError in its own
     words: `parse(text, *arguments)`, its message prefixed with where the value was given."""
@@ -312,6 +319,24 @@ def normalize_zone(zone: str) -> str:
     if len(name) > 253:
         raise _bad("zone", repr(zone), "longer than 253 characters")
     return name + "."
+
+
+def parse_store(text: str, *, tls: bool) -> tuple[str, ...]:
+    """`--store`: `sqlite` (the embedded store) -> (); `etcd://HOST:PORT[,HOST:PORT...]` ->
+    the members' client URLs (https when `tls`, i.e. a CA or client certificate is given)."""
+    value = text.strip()
+    if value.lower() in ("", "sqlite"):
+        return ()
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() != "etcd":
+        raise ConfigError(f"store {text!r}: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]")
+    urls = []
+    for member in rest.split(","):
+        host, colon, port_text = member.strip().rpartition(":")
+        if not colon or not host or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
+            raise ConfigError(f"store {text!r}: member {member.strip()!r} is not HOST:PORT")
+        urls.append(f"{'https' if tls else 'http'}://{host}:{int(port_text)}")
+    return tuple(urls)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -403,6 +428,15 @@ class Settings:
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
     # registry, and workers - 1 that serve a copy of it (kdns/replication.py).
     workers: int = 1
+    # The registry on etcd (`--store etcd://HOST:PORT,...`): its members' client URLs;
+    # () keeps the embedded store (SQLite under data_dir). See kdns/etcd/store.py.
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "/kdns"
+    etcd_cafile: Path | None = None  # https to the members, verified with this CA
+    etcd_certfile: Path | None = None  # the client certificate etcd asks for, with etcd_keyfile
+    etcd_keyfile: Path | None = None
+    # The controller lease (readiness prober): kube-controller-manager's default, 15 s.
+    leader_elect_lease_duration: float = 15.0
 
 
     def __post_init__(self) -> None:
@@ -444,6 +478,14 @@ class Settings:
                 ipaddress.ip_address(self.node_address)
             except ValueError:
                 raise _bad("node_address", repr(self.node_address), "not an IP address") from None
+
+        if not self.etcd_prefix.startswith("/") or self.etcd_prefix.rstrip("/") == "":
+            raise _bad("etcd_prefix", repr(self.etcd_prefix), "must be an absolute key path such as /kdns")
+        if (self.etcd_certfile is None) != (self.etcd_keyfile is None):
+            raise ConfigError("--etcd-certfile and --etcd-keyfile go together")
+        if not (1 <= self.leader_elect_lease_duration <= 3600):
+            raise _bad("leader_elect_lease_duration", f"{self.leader_elect_lease_duration:g}",
+                       "must be between 1 and 3600 seconds")
 
     @property
     def reverse_zones(self) -> tuple[str, ...]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants).
 from dnslib import QTYPE as QTYPE
 from dnslib import RCODE as RCODE
 from dnslib import RR as RR
+
+from kdns.reuse import PRIVATE, ChangeListener, Reuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +54,9 @@ class Answer:
     additional: tuple[RR, ...] = ()
     authoritative: bool = False
     recursion_available: bool = False
-    # How long the wire layer may send this reply's bytes again, with the ID and the name
-    # as asked patched in, to whoever asks the same question: 0 (the default) never;
-    # math.inf until the handler's `generation` changes; else that many seconds at most
-    # (a forwarded answer: until its TTLs next count down). Only for answers that depend
-    # on nothing but the question and the registry: not on the client (autopath, ACLs).
-    reuse_for: float = 0.0
-    # Came from an upstream (or the forwarding cache): reused only for clients the
-    # handler's `recursion_allowed(client)` admits.
-    forwarded: bool = False
+    # Whether the wire layer may send this reply's bytes again, with the ID and the name
+    # as asked patched in, to whoever asks the same question (kdns/reuse.py).
+    reuse: Reuse = PRIVATE
 
 
 # Anything that answers queries. A handler returns an Answer at once when it can (the
@@ -73,3 +69,20 @@ class AsyncHandler(Protocol):
     """A handler that always waits: the forwarder."""
 
     async def __call__(self, query: Query) -> Answer: ...
+
+
+@runtime_checkable
+class Reusable(Protocol):
+    """A handler whose replies the wire layer may keep and send again (the Router), by the
+    contract of kdns/reuse.py."""
+
+    def __call__(self, query: Query) -> Answer | Awaitable[Answer]: ...
+
+    def recursion_allowed(self, client: str | None) -> bool:
+        """Whether `client` may have Forwarded answers."""
+        ...
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` after every change to what the handler answers from, before
+        the next query is read; returns the call that stops it."""
+        ...

@@ -1,10 +1,10 @@
 """The readiness prober: kdns runs the readinessProbe of the Pods it stores, as a kubelet would.
 
 kdns plays the whole control plane, and for pods that register themselves (`kdns register`)
-it also plays the kubelet's prober. `async with Prober(store):` watches the store for Pods
+it also plays the kubelet's prober. `async with Prober(backend):` watches the store for Pods
 whose containers have a readinessProbe, probes them, and writes the Pod's Ready (and
-ContainersReady) condition back through a store transaction when, and only when, it
-changes; the EndpointSlice controller and the DNS index follow in the same commit.
+ContainersReady) condition back through the backend (registry/backend.py) when, and only
+when, it changes; the EndpointSlice controller and the DNS index follow in the same commit.
 
 The semantics are the kubelet's (pkg/kubelet/prober/worker.go, pkg/probe/{tcp,http}):
 
@@ -56,10 +56,10 @@ from typing import Any, Self
 from kdns import __version__
 from kdns.errors import KdnsError
 from kdns.registry.admission import timestamp
+from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import DELETED, POD, Event, Pod
-from kdns.registry.store import Store
 
 __all__ = ["Probe", "ProbeStats", "Prober", "UnsupportedProbe", "probes_of"]
 
@@ -266,7 +266,9 @@ class ProbeStats:
 
 
 class Prober:
-    """`async with Prober(store):` probes every stored pod that has a readinessProbe.
+    """`async with Prober(backend):` probes every pod in `backend.store` that has a
+    readinessProbe, and writes their Ready condition through `backend` (fenced: with
+    the etcd store, only the holder of the controller lease may).
 
     `clock` (monotonic seconds) and `sleep` schedule the probes; tests inject both to drive
     time by hand. `wall_clock` dates lastTransitionTime. A probe's own timeout runs on the
@@ -275,14 +277,16 @@ class Prober:
 
     def __init__(
         self,
-        store: Store,
+        backend: Backend,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self._store = store
+        self._backend = backend
+        self._store = backend.store
+        self._writes: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -324,6 +328,9 @@ class Prober:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        for write in list(self._writes):
+            write.cancel()
+        await asyncio.gather(*self._writes, return_exceptions=True)
         self._dirty.clear()
 
     # --- following the store ----------------------------------------------------------------
@@ -426,11 +433,20 @@ class Prober:
     def _flush(self) -> None:
         self._flush_handle = None
         dirty, self._dirty = self._dirty, {}
-        now = self._wall_clock()
-        written = 0
+        assert self._loop is not None
+        write = self._loop.create_task(self._commit(dirty, self._wall_clock()))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _commit(self, dirty: Mapping[tuple[str, str], None], now: float) -> None:
         try:
-            with self._store.transaction() as txn:
-                written = self._write(txn, dirty, now)
+            written = await self._backend.write(lambda txn: self._write(txn, dirty, now), fenced=True)
+        except NotLeader as exc:  # another replica probes now; this one stops soon
+            log.info("not writing the Ready condition of %d pods: %s", len(dirty), exc)
+            return
+        except Unavailable as exc:  # etcd is away; the next probe of each pod queues it again
+            log.warning("cannot write the Ready condition of %d pods: %s", len(dirty), exc)
+            return
         except Exception:  # the next probe of each pod queues its write again
             log.exception("cannot write the Ready condition of %d pods", len(dirty))
             return

@@ -227,18 +227,16 @@ class Channel(Generic[Sent, Received]):
             await self._writer.wait_closed()
 
 
+@dataclasses.dataclass(slots=True)
 class Snapshot:
     """What a worker starts from: its Settings, number and log level, every object, and
     their resource version."""
 
-    def __init__(
-        self, settings: Settings, number: int, log_level: int, objects: list[Any], resource_version: int
-    ) -> None:
-        self.settings = settings
-        self.number = number
-        self.log_level = log_level
-        self.objects = objects
-        self.resource_version = resource_version
+    settings: Settings
+    number: int
+    log_level: int
+    objects: list[Any]
+    resource_version: int
 
 
 async def receive_snapshot(channel: Channel[ToPrimary, ToWorker]) -> Snapshot:

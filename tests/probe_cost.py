@@ -161,6 +161,7 @@ async def _serve_many(count: int) -> None:
 def measure(pods: int, seconds: float, kind: str, *, uvloop: bool = False) -> Cost:
     """Probe `pods` pods every second and return kdns's CPU cost over `seconds` of steady state."""
     from kdns.prober import Prober
+    from kdns.registry.backend import LocalBackend
     from kdns.registry.store import Store
 
     targets = subprocess.Popen(
@@ -184,7 +185,7 @@ def measure(pods: int, seconds: float, kind: str, *, uvloop: bool = False) -> Co
                 })
 
         async def run() -> Cost:
-            async with Prober(store) as prober:
+            async with Prober(LocalBackend(store)) as prober:
                 async with asyncio.timeout(START_TIMEOUT):  # every pod ready: the writes are done
                     # Polled: the prober's writes have no event to wait on.
                     while sum(p.ready for p in store.list("Pod")) < pods:  # type: ignore[attr-defined]  # noqa: ASYNC110

@@ -25,6 +25,7 @@ import dns.rdatatype
 import pytest
 
 from kdns.prober import Probe, Prober, UnsupportedProbe, _Result, probes_of, run_probe
+from kdns.registry.backend import LocalBackend
 from kdns.registry.manifests import from_manifest, to_manifest
 from kdns.registry.objects import ENDPOINT_SLICE, POD
 from kdns.registry.store import Store
@@ -139,7 +140,10 @@ class FakeTime:
             while self._waiting() < count:
                 self._changed.clear()
                 await self._changed.wait()
-        await asyncio.sleep(0)  # the write queued by the last result runs now
+        # The write queued by the last result starts on the next turn, and commits on the
+        # one after (the prober writes through the backend, in a task).
+        for _ in range(2):
+            await asyncio.sleep(0)
 
     async def advance(self, seconds: float) -> None:
         end = self.now + seconds
@@ -159,7 +163,7 @@ def run(test: Callable[..., Awaitable[None]], *args: Any) -> None:
 
 
 async def started(store: Store, clock: FakeTime, workers: int) -> Prober:
-    prober = Prober(store, clock=clock.clock, sleep=clock.sleep, wall_clock=lambda: 1_767_225_600.0)
+    prober = Prober(LocalBackend(store), clock=clock.clock, sleep=clock.sleep, wall_clock=lambda: 1_767_225_600.0)
     await prober.__aenter__()
     await clock.settle(workers)
     return prober
@@ -468,7 +472,7 @@ def test_an_https_probe_passes_without_checking_the_certificate(tmp_path: Path) 
         port = server.sockets[0].getsockname()[1]
         probe = Probe("app", "httpGet", port, path="/healthz", scheme="HTTPS", period=1.0, timeout=1.0)
         try:
-            return [await run_probe(probe, "127.0.0.1", Prober(Store())._ssl_context) for _ in range(2)]
+            return [await run_probe(probe, "127.0.0.1", Prober(LocalBackend(Store()))._ssl_context) for _ in range(2)]
         finally:
             server.close()
             await server.wait_closed()
@@ -573,7 +577,7 @@ def dns_cluster(kdns_server: Callable[..., Any]) -> Iterator[tuple[Any, Backend,
     prober = getattr(server.app, "prober", None)
     own = prober is None
     if own:  # until App starts a Prober itself
-        prober = Prober(server.app.store)
+        prober = Prober(LocalBackend(server.app.store))
         on_loop(prober.__aenter__())
     try:
         yield server, backend, prober

@@ -23,6 +23,7 @@ import pytest
 
 from kdns.prober import Prober
 from kdns.register import FlagError, add_parser, pod_manifest, registration_from
+from kdns.registry.backend import LocalBackend
 from kdns.registry.objects import POD
 from tests.api.conftest import Api, api_server  # noqa: F401 (the fixture)
 
@@ -220,7 +221,7 @@ def test_registers_while_the_app_runs_and_deregisters_on_sigterm(register: Calla
 def test_a_probed_registration_turns_ready(register: Callable[..., Register]) -> None:
     """With kdns's prober running, the registered app's probe passes and its pod turns Ready."""
     api = register.api  # type: ignore[attr-defined]
-    prober = Prober(api.store)
+    prober = Prober(LocalBackend(api.store))
     asyncio.run_coroutine_threadsafe(prober.__aenter__(), api.loop).result(5)
     try:
         process = register(

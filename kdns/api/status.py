@@ -100,6 +100,11 @@ def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
+def unavailable(message: str) -> ApiError:
+    """The registry cannot take writes now (its etcd is unreachable); the client may retry."""
+    return ApiError(503, "ServiceUnavailable", message)
+
+
 def too_large() -> ApiError:
     return ApiError(
         413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"

@@ -7,7 +7,8 @@ queue overflowed: the client must list again). A change that moves an object int
 out of the selector is sent as ADDED or DELETED, as the API server's watch cache does.
 
 Subscribing and reading the backlog happen in one synchronous step, with no `await`
-between, so no event is missed or sent twice.
+between, so no event is missed or sent twice. `watch` is the handler of a watch request
+(`?watch=true`, the `/watch/` prefix): it reads the query and streams with `serve_watch`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from kdns.api import status
+from kdns.api import status, tables
+from kdns.api.context import CLOCK, METRICS, STORE, WATCH_QUEUE_SIZE, WATCHES
+from kdns.api.encoding import flag, wants_table
 from kdns.api.selectors import Selector
+from kdns.api.targets import Target, selector_of
 from kdns.registry.errors import Expired
+from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import ADDED, DELETED, MODIFIED, Event
 
 ERROR = "ERROR"
@@ -175,3 +180,71 @@ async def _pump(watch: Watch, response: web.StreamResponse, encode: Encode) -> N
             )
             return
         await response.write(b"".join(_line(k, encode(k, o, rv)) for k, o, rv in batch))
+
+
+async def watch(request: web.Request, target: Target) -> web.StreamResponse:
+    app = request.app
+    store = app[STORE]
+    selector = selector_of(request, target)
+    resource = target.resource
+    raw_version = request.query.get("resourceVersion", "")
+    send_initial = flag(request, "sendInitialEvents")
+    resource_version: int | None
+    if raw_version in ("", "0") or send_initial:
+        resource_version = None
+    else:
+        try:
+            resource_version = int(raw_version)
+        except ValueError:
+            raise status.bad_request(f"resourceVersion: Invalid value: {raw_version!r}") from None
+    try:
+        timeout = min(float(request.query.get("timeoutSeconds", MAX_TIMEOUT)), MAX_TIMEOUT)
+    except ValueError:
+        raise status.bad_request("timeoutSeconds: must be a number") from None
+    table_version = wants_table(request)
+    include = request.query.get("includeObject", "Metadata")
+    clock = app[CLOCK]
+    first = [True]
+
+    def encode(kind: str, obj: Any, rv: int) -> Any:
+        doc = to_manifest(obj)
+        if kind == "DELETED":
+            # The deletion has its own version: resuming from it must not replay it.
+            doc = {**doc, "metadata": {**doc.get("metadata", {}), "resourceVersion": str(rv)}}
+        if table_version is None:
+            return doc
+        with_columns, first[0] = first[0], False
+        return tables.table(
+            resource.kind,
+            [doc],
+            clock(),
+            resource_version=str(rv),
+            include_object=include,
+            api_version=table_version,
+            with_columns=with_columns,
+        )
+
+    def bookmark(rv: int) -> Any:
+        return {
+            "kind": resource.kind,
+            "apiVersion": resource.group_version,
+            "metadata": {
+                "resourceVersion": str(rv),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        }
+
+    metrics = app[METRICS]
+    return await serve_watch(
+        request,
+        store=store,
+        selector=selector,
+        resource_version=resource_version,
+        duration=timeout,
+        encode=encode,
+        bookmark=bookmark if send_initial else None,
+        watches=app[WATCHES],
+        on_open=metrics.watch_opened,
+        on_close=metrics.watch_closed,
+        queue_size=app[WATCH_QUEUE_SIZE],
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 from kdns.authority.names import IPAddress, ancestors, dashed, target_name
@@ -43,13 +44,13 @@ from kdns.registry.objects import (
     Pod,
     Service,
 )
+from kdns.reuse import Changed, ChangeListener
 
 # Pods in these phases have given their address back (notes §3.8).
 _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
 NamespacedName = tuple[str, str]  # (namespace, name)
-_CHANGES_KEPT = 64  # generations `changed_services` can look back over
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,18 +177,15 @@ class ClusterIndex:
     """The DNS view of the registry, kept current by `apply`.
 
     `serial` is the resource_version of the last commit seen (the SOA serial, DESIGN
-    rule 6); `generation` goes up on every `apply` and `rebuild`, so anything derived
-    from the index (cached answer bytes) knows when to drop itself; `changed_services`
-    says which Services a run of generations touched, so such a cache can keep the rest.
+    rule 6). After every `apply` and `rebuild` each `on_change` listener hears which
+    Services it touched (kdns/reuse.py `Changed`), so what was derived from the index
+    (ready reply bytes) can drop what may have changed and keep the rest.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serial = 0
-        self.generation = 0
-        # generation -> the (namespace, service) pairs its commit touched; None: anything
-        # may have changed (a rebuild, a Namespace or Node event). The last few only.
-        self._changes: dict[int, frozenset[NamespacedName] | None] = {}
+        self._listeners: list[ChangeListener] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -231,7 +229,7 @@ class ClusterIndex:
                 put(obj)
         self._refresh_endpoints()
         self.serial = resource_version
-        self._moved(None)
+        self._changed(None)
 
     def apply(self, events: Sequence[Event]) -> None:
         """Store listener: one commit's events, in order."""
@@ -252,29 +250,23 @@ class ClusterIndex:
             touched |= self._stale  # Services whose slices changed
         self._refresh_endpoints()
         self.serial = events[-1].resource_version
-        self._moved(frozenset(touched) if touched is not None else None)
+        self._changed(frozenset(touched) if touched is not None else None)
 
-    def _moved(self, touched: frozenset[NamespacedName] | None) -> None:
-        self.generation += 1
-        self._changes[self.generation] = touched
-        self._changes.pop(self.generation - _CHANGES_KEPT, None)
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener(changed)` after every `apply` and `rebuild`: the (namespace,
+        service) pairs whose Service or EndpointSlices the commit changed, or None when
+        more may have (a Namespace or Node changed, a rebuild). Returns the call that
+        stops it.
 
-    def changed_services(self, since: int) -> frozenset[NamespacedName] | None:
-        """The (namespace, service) pairs whose Service or EndpointSlices changed after
-        generation `since`; None when more than that may have (a Namespace or Node
-        changed, a rebuild, or `since` is too old to tell).
-
-        Pod events are not in it: only pod names (`<ip>.<ns>.pod.`) read pods.
+        Pod events name no Service: only pod names (`<ip>.<ns>.pod.`) read pods, and
+        those answers are dropped on every change (`Shared()`).
         """
-        touched: set[NamespacedName] = set()
-        for generation in range(since + 1, self.generation + 1):
-            if generation not in self._changes:
-                return None
-            changes = self._changes[generation]
-            if changes is None:
-                return None
-            touched |= changes
-        return frozenset(touched)
+        self._listeners.append(listener)
+        return partial(self._listeners.remove, listener)
+
+    def _changed(self, touched: Changed) -> None:
+        for listener in tuple(self._listeners):
+            listener(touched)
 
     def _put(self, obj: Any, previous: _SliceRecord | None = None) -> None:
         kind = getattr(obj, "kind", None)

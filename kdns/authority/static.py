@@ -1,6 +1,7 @@
 """Static zones: RFC 1035 zone files served authoritatively beside the cluster zone.
 
-`load_zones(directory)` reads every `*.zone` file with dnspython. The origin is the
+`Zone.from_text(text, path)` parses one zone file's text with dnspython; reading the
+files is kdns/zonefiles.py's (`load_zones`, `reload`), at the edge. The origin is the
 file's leading `$ORIGIN`, else the file name (`example.test.zone` -> `example.test.`).
 `$INCLUDE` is refused: a zone is one file, so an error names one file and line.
 
@@ -24,8 +25,9 @@ file's leading `$ORIGIN`, else the file name (`example.test.zone` -> `example.te
 Not supported: DNAME, DNSSEC signing or NSEC proofs (records in the file, RRSIG too,
 are served as data), zone transfers, classes other than IN.
 
-`reload(directory, old)` reads the directory again; a file that no longer loads keeps
-serving its old version, and the errors are returned for logging (the SIGHUP path).
+`assemble(files, old)` builds the zones from the files' texts (or the errors reading
+them); a file that no longer loads keeps serving its old version from `old`, and the
+errors are returned for logging (the SIGHUP path).
 """
 
 from __future__ import annotations
@@ -120,12 +122,8 @@ def _origin_from_path(path: Path) -> dns.name.Name:
         raise ZoneError(path, f"the file name {stem!r} is not a zone name: {exc}") from None
 
 
-def _read_zone(path: Path) -> dns.zone.Zone:
-    """Parse one zone file; every failure is a ZoneError naming the file (and the line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZoneError(path, f"cannot read: {exc}") from None
+def _parse_zone(text: str, path: Path) -> dns.zone.Zone:
+    """Parse one zone file's text; every failure is a ZoneError naming the file (and the line)."""
     origin = None if _declared_origin(text) else _origin_from_path(path)
     filename = str(path)
     tokenizer = _LineTokenizer(text, filename)
@@ -193,9 +191,9 @@ class Zone:
     negative_soa: RR
 
     @classmethod
-    def from_file(cls, path: Path) -> Zone:
-        """Read and check one zone file; raises ZoneError."""
-        zone = _read_zone(path)
+    def from_text(cls, text: str, path: Path) -> Zone:
+        """Parse and check the text of the zone file `path`; raises ZoneError."""
+        zone = _parse_zone(text, path)
         origin = zone.origin
         assert origin is not None  # check_origin() passed
         records: dict[dns.name.Name, Mapping[int, tuple[RR, ...]]] = {}
@@ -395,47 +393,29 @@ class StaticZones:
         return zone.answer(query, qname)
 
 
-def _zone_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise ZoneError(directory, "not a directory")
-    return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
-
-
-def reload(directory: Path, old: StaticZones) -> tuple[StaticZones, list[ZoneError]]:
-    """Read `directory` again; a file that fails keeps its old zone, and its error is returned.
-
-    A file that is gone takes its zone with it. If the directory itself cannot be read,
-    the old zones stay as they are.
-    """
-    try:
-        paths = _zone_files(Path(directory))
-    except ZoneError as exc:
-        return old, [exc]
+def assemble(files: Iterable[tuple[Path, str | ZoneError]], old: StaticZones) -> tuple[StaticZones, list[ZoneError]]:
+    """The zones of `files` (each file's text, or the error reading it), in order; a file
+    that fails keeps its zone in `old`, if it had one, and its error is returned. A file
+    no longer among `files` takes its zone with it."""
     previous = {zone.path: zone for zone in old.zones}
     zones: dict[dns.name.Name, Zone] = {}
     errors: list[ZoneError] = []
-    for path in paths:
-        try:
-            zone = Zone.from_file(path)
-        except ZoneError as exc:
-            errors.append(exc)
-            kept = previous.get(path)
-            if kept is None:
+    for path, text in files:
+        zone: Zone | None = None
+        if isinstance(text, ZoneError):
+            errors.append(text)
+        else:
+            try:
+                zone = Zone.from_text(text, path)
+            except ZoneError as exc:
+                errors.append(exc)
+        if zone is None:
+            zone = previous.get(path)
+            if zone is None:
                 continue
-            zone = kept
         other = zones.get(zone.origin)
         if other is not None:
             errors.append(ZoneError(path, f"zone {zone.origin} is also in {other.path}; ignored"))
             continue
         zones[zone.origin] = zone
     return StaticZones(zones.values()), errors
-
-
-def load_zones(directory: Path) -> StaticZones:
-    """Read every `*.zone` file in `directory`; raises ZoneError if any cannot be served."""
-    zones, errors = reload(Path(directory), StaticZones())
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ZoneError(directory, "\n".join(str(e) for e in errors))
-    return zones

@@ -27,10 +27,9 @@ section 4), and for the next `recheck` seconds it answers that question from the
 entry without asking again ("no more frequently than every 30 seconds", section 4).
 The default window is one day, the low end of the 1-3 days RFC 8767 section 5 suggests.
 
-Every answer served from here is marked `forwarded` (the wire layer's ready-reply cache
-sends it again only to clients that may recurse) and, when it came from a cache entry,
-reusable until its TTLs next count down (`reuse_for`, under a second); a stale or an
-uncached answer is not reusable.
+An answer served from a fresh cache entry is marked `Forwarded` (kdns/reuse.py): the
+wire layer's ready-reply cache may send it again to clients that may recurse until its
+TTLs next count down (under a second); a stale or an uncached answer is `Private`.
 
 Time comes from the injected `timer` (DESIGN.md rule 10: tests never sleep).
 """
@@ -47,6 +46,7 @@ from dnslib import QTYPE, RCODE, RR, DNSLabel
 
 from kdns.config import ConfigError
 from kdns.message import Answer, AsyncHandler, Query
+from kdns.reuse import PRIVATE, Forwarded
 
 # RFC 8767 section 4: "a TTL of 30 seconds is RECOMMENDED" for stale answers.
 STALE_TTL = 30
@@ -112,8 +112,7 @@ def served(
         additional=fixed(answer.additional),
         authoritative=answer.authoritative,
         recursion_available=answer.recursion_available,
-        reuse_for=0.0 if stale or not cached else 1.0 - age % 1.0,
-        forwarded=True,
+        reuse=PRIVATE if stale or not cached else Forwarded(1.0 - age % 1.0),
     )
 
 

@@ -29,13 +29,15 @@ An authoritative answer may then be completed:
   it stays NXDOMAIN with the reverse zone's SOA.
 * Autopath (--autopath, CoreDNS `autopath @kubernetes`): see `Router._autopath`.
 
-Reuse (the wire layer's ready replies, kdns/wire/fastpath.py): `generation` moves with
-the registry and with every static-zone reload; an answer that depends on nothing but
-the question and those is marked `reuse_for=inf`. One that depends on the client is
-not: the ACL's REFUSED while forwarding is on, an NXDOMAIN that a recursing client would
-have had forwarded or autopathed, a CNAME left alone because this client may not
-recurse, an autopath answer, anything after an upstream failure. Forwarded answers
-carry the cache's own marks (`forwarded`, reusable until their TTLs count down).
+Reuse (the wire layer's ready replies, by the contract of kdns/reuse.py): an answer
+that depends on nothing but the question and what kdns serves is `Shared`, scoped to the
+one Service it reads when that is all it reads (`_scope`); `on_change` tells the wire
+layer what each registry commit touched, and that a static-zone reload may have changed
+anything. An answer that depends on the client is `Private`: the ACL's REFUSED while
+forwarding is on, an NXDOMAIN that a recursing client would have had forwarded or
+autopathed, a CNAME left alone because this client may not recurse, an autopath answer,
+anything after an upstream failure. Forwarded answers carry the forwarding cache's own
+mark (`Forwarded`, until their TTLs count down).
 
 Search-path storms need nothing more: with `ndots:5` a pod asks `<name>.<ns>.svc.<zone>`,
 `<name>.svc.<zone>` and `<name>.<zone>` before `<name>.`; all three are in the cluster
@@ -45,7 +47,6 @@ zone, so the authority answers them NXDOMAIN at once and none goes upstream.
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import lru_cache
@@ -69,12 +70,21 @@ from kdns.authority.names import (
 from kdns.authority.static import StaticZones
 from kdns.config import Settings
 from kdns.message import QTYPE, RCODE, Answer, Query
+from kdns.reuse import (
+    PRIVATE,
+    SHARED,
+    ChangeListener,
+    Private,
+    ServiceKey,
+    Shared,
+    combined,
+)
 
 __all__ = ["Forward", "Router"]
 
 REFUSED = RCODE.REFUSED
 # Forwarding off: every client gets this for every outside name.
-_REFUSED_ALL = Answer(rcode=REFUSED, reuse_for=math.inf)
+_REFUSED_ALL = Answer(rcode=REFUSED, reuse=SHARED)
 # RA=0: this client gets no recursion here, so a stub moves on to its next server at once.
 _REFUSED = Answer(rcode=REFUSED, authoritative=False, recursion_available=False)
 # RA=1: recursion is offered to this client, just not for an RD=0 question kdns cannot
@@ -101,14 +111,9 @@ class Forward(Protocol):
     def cached(self, query: Query) -> Answer | None: ...
 
 
-def _shared(result: Answer) -> Answer:
-    """`result`, marked the same for every client until the generation moves."""
-    return result if result.reuse_for == math.inf else replace(result, reuse_for=math.inf)
-
-
 def _private(result: Answer) -> Answer:
     """`result`, marked as this client's own: never sent to another."""
-    return result if result.reuse_for == 0 else replace(result, reuse_for=0.0)
+    return result if isinstance(result.reuse, Private) else replace(result, reuse=PRIVATE)
 
 
 def _then(result: Result, finish: Callable[[Answer], Answer]) -> Result:
@@ -149,8 +154,7 @@ def _joined(head: Answer, tail: Answer) -> Answer:
         additional=head.additional + tail.additional,
         authoritative=head.authoritative,
         recursion_available=head.recursion_available or tail.recursion_available,
-        reuse_for=min(head.reuse_for, tail.reuse_for),
-        forwarded=head.forwarded or tail.forwarded,
+        reuse=combined(head.reuse, tail.reuse),
     )
 
 
@@ -175,8 +179,8 @@ class Router:
     """
 
     __slots__ = (
-        "_allowed", "_forward", "_index", "_nested", "_reloaded_at", "_reloads", "_services", "_settings",
-        "_shadowed", "_static", "_zones",
+        "_allowed", "_forward", "_index", "_listeners", "_nested", "_services", "_settings", "_shadowed",
+        "_static", "_zones",
     )
 
     def __init__(
@@ -191,9 +195,8 @@ class Router:
         self._settings = settings
         self._zones = (settings.zone, *settings.reverse_zones)
         self._forward = forward
-        self._reloads = 0
-        self._reloaded_at = 0
-        self._services = ".svc." + settings.zone  # the Service tree: `reuse_scope`
+        self._listeners: list[ChangeListener] = []  # told of static-zone reloads
+        self._services = ".svc." + settings.zone  # the Service tree: `_scope`
         networks = settings.allow_recursion
 
         # Few distinct clients (pods, nodes) ask again and again: remember the verdicts.
@@ -218,36 +221,35 @@ class Router:
         )
         self._shadowed = tuple(o for o in origins if o in self._zones)
         self._static = zones
-        self._reloads += 1
-        self._reloaded_at = self.generation
+        for listener in tuple(self._listeners):
+            listener(None)  # a reload may change any answer
 
-    @property
-    def generation(self) -> int:
-        """Moves whenever an answer may change: a registry commit or a static-zone reload."""
-        return self._index.generation + self._reloads
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` after every registry commit the index takes in (with the
+        Services it touched) and every static-zone reload (None); returns the call that
+        stops it (kdns/reuse.py)."""
+        self._listeners.append(listener)
+        stop_index = self._index.on_change(listener)
 
-    def changed_services(self, since: int) -> frozenset[tuple[str, str]] | None:
-        """The (namespace, service) pairs changed after generation `since`; None when
-        anything may have (a static-zone reload, or see `ClusterIndex.changed_services`)."""
-        if since < self._reloaded_at:
-            return None
-        return self._index.changed_services(since - self._reloads)
+        def stop() -> None:
+            self._listeners.remove(listener)
+            stop_index()
 
-    def reuse_scope(self, query: Query, result: Answer) -> tuple[str, str] | None:
+        return stop
+
+    def _scope(self, query: Query, result: Answer) -> ServiceKey | None:
         """The one Service a shared answer reads, if that is all it reads; else None.
 
         A positive answer to `[<endpoint>. | _<port>._<proto>.]<service>.<ns>.svc.<zone>`
         with no CNAME (a chase reads another name) and no authority section (a negative
         answer's SOA carries the serial) reads only that Service, its EndpointSlices and
-        its Namespace (SRV targets and their addresses stay under the Service). The
-        wire cache keeps such a reply until `changed_services` names that Service.
+        its Namespace (SRV targets and their addresses stay under the Service).
         """
         name = query.name
         if (
             result.rcode != _NOERROR
             or not result.answer
             or result.authority
-            or result.forwarded
             or not name.endswith(self._services)
             or any(rr.rtype == _CNAME for rr in result.answer)
         ):
@@ -304,13 +306,15 @@ class Router:
         if self._nested and any(is_below(name, origin) for origin in self._nested):
             result = self._static.answer(query)
             if result is not None:
-                return _shared(result)
+                return replace(result, reuse=SHARED)
         result = answer(query, self._index, self._settings)
         if result is None:
             result = self._static.answer(query)
             if result is None:
                 return None
-        return _shared(result)
+            return replace(result, reuse=SHARED)
+        scope = self._scope(query, result)
+        return replace(result, reuse=SHARED if scope is None else Shared(scope))
 
     def _resolve(self, query: Query) -> Result | None:
         """A zone's answer, else the upstreams' for a client that may recurse; else None."""

@@ -211,6 +211,14 @@ class ClusterIPAllocator(_Journaled):
             self._outside.discard(address)
             self._record(lambda: self._outside.add(address))
 
+    def skip(self, ip: str) -> None:
+        """Start the next allocation after `ip` (kept through rollback): a write in flight
+        elsewhere holds it, and the next write should not pick it too."""
+        address = _address(ip)
+        pool = self._pool_for(address)
+        if pool is not None:
+            pool.cursor = int(address) + 1 if int(address) < pool.last else pool.first
+
     def is_allocated(self, ip: str) -> bool:
         address = _address(ip)
         pool = self._pool_for(address)
@@ -269,6 +277,11 @@ class NodePortAllocator(_Journaled):
         """Free a port; freeing a free or out-of-range port does nothing."""
         if port in self._pool.used:
             self._give(self._pool, port)
+
+    def skip(self, port: int) -> None:
+        """Start the next allocation after `port` (see ClusterIPAllocator.skip)."""
+        if port in self._pool:
+            self._pool.cursor = port + 1 if port < self._pool.last else self._pool.first
 
     def is_allocated(self, port: int) -> bool:
         return port in self._pool.used

@@ -22,7 +22,7 @@ from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.objects import KubeObject
-from kdns.registry.store import Store, apply_order
+from kdns.registry.store import Store, Transaction, apply_order
 
 __all__ = ["SOURCE", "Applied", "apply", "check", "mark", "source_of"]
 
@@ -67,26 +67,26 @@ def source_of(obj: KubeObject) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def apply(store: Store, documents: Sequence[Document], *, owned: bool = False) -> Applied:
-    """Apply `documents` (marked) and prune the objects applied from manifests earlier that
-    they no longer declare, in one transaction; a refusal raises and changes nothing."""
+def apply(txn: Transaction, store: Store, documents: Sequence[Document], *, owned: bool = False) -> Applied:
+    """In `txn`, a transaction of `store`: apply `documents` (marked) and prune the objects
+    applied from manifests earlier that they no longer declare. A refusal raises (and the
+    transaction changes nothing)."""
     # Looked for before the apply: on a first start nothing was applied from a manifest
     # yet, and the 100,000 documents of a big cluster need no keys.
     earlier = [obj for obj in store.objects() if source_of(obj) is not None]
-    with store.transaction() as txn:
-        txn.apply_documents(documents, owned=owned)
-        pruned = []
-        if earlier:
-            declared = {key_parts(document.body) for document in documents}
-            gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
-            # Namespaces last: deleting one deletes what is in it.
-            gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)
-            for obj in gone:
-                try:
-                    txn.delete(obj.kind, obj.meta.namespace, obj.meta.name)
-                except NotFound:  # its namespace went first
-                    continue
-                pruned.append((obj.kind, obj.meta.namespace, obj.meta.name))
+    txn.apply_documents(documents, owned=owned)
+    pruned = []
+    if earlier:
+        declared = {key_parts(document.body) for document in documents}
+        gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
+        # Namespaces last: deleting one deletes what is in it.
+        gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)
+        for obj in gone:
+            try:
+                txn.delete(obj.kind, obj.meta.namespace, obj.meta.name)
+            except NotFound:  # its namespace went first
+                continue
+            pruned.append((obj.kind, obj.meta.namespace, obj.meta.name))
     return Applied(len(documents), tuple(pruned))
 
 

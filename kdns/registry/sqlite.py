@@ -1,10 +1,12 @@
 """Durable registry state: every committed batch of changes written to SQLite, and read back.
 
-`SqliteJournal` is a store listener. The store calls its listeners inside the commit,
-synchronously, before the API answers the write, so once a client has its reply the
-change is on disk: each batch is one SQLite transaction, in WAL mode with
-`synchronous=FULL` (https://www.sqlite.org/pragma.html#pragma_synchronous: FULL makes a
-committed WAL transaction durable across power loss).
+`SqliteJournal` writes batches of changes, each in one SQLite transaction, in WAL mode
+with `synchronous=FULL` (https://www.sqlite.org/pragma.html#pragma_synchronous: FULL
+makes a committed WAL transaction durable across power loss). Called as a store listener
+it saves each commit inside the commit, synchronously (start-up's load, tools, tests);
+while kdns serves, kdns/journal.py's `JournalWriter` hands it the commits' `rows` on a
+thread of its own, several commits to one transaction, so the fsync never holds up the
+event loop, and a write's API reply waits for it.
 
 `load(path)` returns the stored documents and resource version, for start-up. Documents
 keep their `spec.clusterIP(s)` and `nodePort`s, so admitting them again reserves the same
@@ -39,6 +41,7 @@ from kdns.registry.objects import (
 
 SCHEMA_VERSION = 1
 FILE_NAME = "registry.sqlite3"
+Row = tuple[str, tuple[Any, ...]]  # one SQL statement and its parameters
 # Restore order: what a document needs exists before it (namespaces before what is in them).
 KIND_ORDER = ("Namespace", "Node", "Service", "Pod", "EndpointSlice")
 
@@ -140,7 +143,12 @@ class SqliteJournal:
             os.close(self._lock)  # closing the descriptor releases the flock
             self._lock = None
 
-    def _transaction(self, rows: Iterable[tuple[str, tuple[Any, ...]]], resource_version: int, *, clear: bool = False) -> None:
+    def write(self, rows: Iterable[Row], resource_version: int) -> None:
+        """Save `rows` (see `rows`, of one or more commits, in order) and the resource
+        version reached, in one transaction: all of it or, with StorageError, none."""
+        self._transaction(rows, resource_version)
+
+    def _transaction(self, rows: Iterable[Row], resource_version: int, *, clear: bool = False) -> None:
         db = self._db
         if db is None:
             raise StorageError(f"{self.path}: the journal is closed")
@@ -169,21 +177,25 @@ class SqliteJournal:
 
     def __call__(self, events: Sequence[Event]) -> None:
         """The store listener: one SQLite transaction per committed batch."""
-        if not events:
-            return
-        rows = []
-        for event in events:
-            obj = event.object
-            if _derived(obj) and (event.old is None or _derived(event.old)):
-                continue
-            if event.type == DELETED or _derived(obj):
-                rows.append(_delete(obj))
-            else:
-                rows.append(_upsert(obj))
-        self._transaction(rows, events[-1].resource_version)
+        if events:
+            self._transaction(rows(events), events[-1].resource_version)
 
 
-def _upsert(obj: Any) -> tuple[str, tuple[Any, ...]]:
+def rows(events: Sequence[Event]) -> list[Row]:
+    """What saving one commit's events takes: the statements and their parameters."""
+    found = []
+    for event in events:
+        obj = event.object
+        if _derived(obj) and (event.old is None or _derived(event.old)):
+            continue
+        if event.type == DELETED or _derived(obj):
+            found.append(_delete(obj))
+        else:
+            found.append(_upsert(obj))
+    return found
+
+
+def _upsert(obj: Any) -> Row:
     document = json.dumps(to_manifest(obj), separators=(",", ":"), sort_keys=True)
     return (
         ("INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
@@ -193,7 +205,7 @@ def _upsert(obj: Any) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-def _delete(obj: Any) -> tuple[str, tuple[Any, ...]]:
+def _delete(obj: Any) -> Row:
     return (
         "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
         (obj.kind, obj.meta.namespace, obj.meta.name),

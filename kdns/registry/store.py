@@ -31,9 +31,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import islice
+from itertools import takewhile
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import Any, Generic, ParamSpec, Self, TypeVar
 
 from kdns.config import Settings
 from kdns.registry import admission, endpoints, manifests, objects
@@ -83,6 +83,18 @@ INITIAL_NAMESPACES = ("default", "kube-system")
 Listener = Callable[[Sequence[Event]], None]
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+# A change committed elsewhere: kind, namespace, name, document (None: deleted), version.
+Committed = tuple[str, str, str, Mapping[str, Any] | None, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Preview(Generic[_T]):
+    """What a transaction would do (`Store.preview`): its result, and every object it
+    touched as it was before (None: absent) and would be after (None: deleted)."""
+
+    result: _T
+    before: Mapping[tuple[str, str, str], KubeObject | None]
+    after: Mapping[tuple[str, str, str], KubeObject | None]
 
 _ORDER = {NAMESPACE: 0, NODE: 1, SERVICE: 3, POD: 4, ENDPOINT_SLICE: 5}
 
@@ -138,6 +150,10 @@ class Store:
         self._version = 0  # last committed
         self._next = 0  # last assigned; ahead of _version while a transaction is open
         self._log: deque[Event] = deque(maxlen=event_log_size)
+        # The newest version whose events are not all in the log any more: a watcher may
+        # resume from a version at or after it. (Versions need not be consecutive: with
+        # etcd they are its revisions, shared with keys that are not objects.)
+        self._log_floor = 0
         self._listeners: list[Listener] = []
         self._critical: Listener | None = None
         self._pending: deque[tuple[Event, ...]] = deque()
@@ -181,13 +197,11 @@ class Store:
         """The committed events after `resource_version`, oldest first; Expired when the
         log no longer reaches back that far."""
         self._refuse_while_open()
-        missing = self._version - resource_version
-        if missing <= 0:
+        if resource_version >= self._version:
             return []
-        if len(self._log) < missing:
-            oldest = self._log[0].resource_version - 1 if self._log else self._version
-            raise Expired(resource_version, oldest)
-        events = list(islice(reversed(self._log), missing))
+        if resource_version < self._log_floor:
+            raise Expired(resource_version, self._log_floor)
+        events = list(takewhile(lambda event: event.resource_version > resource_version, reversed(self._log)))
         events.reverse()
         return events
 
@@ -252,10 +266,106 @@ class Store:
         # Silent: no events, and the log starts empty at `top` (older versions are Expired).
         self._version = self._next = top
         self._log.clear()
+        self._log_floor = top
         self._context.cluster_ips.commit()
         self._context.node_ports.commit()
         self._open = None
         self._fresh = False
+
+    # --- Commits made elsewhere (the etcd store) ---------------------------------------------
+
+    def preview(self, change: Callable[[Transaction], _T]) -> Preview[_T]:
+        """Run `change(txn)` in a transaction, EndpointSlice controller included, and undo
+        it: what it returned, and each object it touched as it was before and after.
+
+        For a replica whose commits are made elsewhere (`kdns.etcd.store`): the writer sends
+        the preview as one compare-and-swap, and the store learns the result from the
+        watch (`apply_committed`) like every other replica. What `change` raises
+        propagates, and nothing of it remains."""
+        self._refuse_while_open()
+        txn = Transaction(self)
+        txn.__enter__()
+        try:
+            result = change(txn)
+            txn._atomic(txn._flush)
+            before: dict[tuple[str, str, str], KubeObject | None] = {}
+            for kind, namespace, name, old in txn._journal:
+                before.setdefault((kind, namespace, name), old)
+            after = {key: self._tables[key[0]].get(key[1:]) for key in before}
+        finally:
+            txn._state = "closed"
+            self._end(txn, commit=False)
+        # What the preview allocated is free again, but its write is on its way: the next
+        # preview starts after it, so that writes in flight together take other addresses.
+        context = self._context
+        for obj in after.values():
+            if isinstance(obj, Service):
+                for ip in obj.cluster_ips:
+                    context.cluster_ips.skip(ip)
+                for port in obj.ports:
+                    if port.node_port:
+                        context.node_ports.skip(port.node_port)
+        return Preview(result, before, after)
+
+    def apply_committed(self, changes: Sequence[Committed]) -> None:
+        """Apply changes another process committed (etcd's watch, in revision order):
+        each (kind, namespace, name, document or None for a deletion, version). The
+        documents are as a store wrote them, admitted again with their identity (as
+        `restore`); the EndpointSlice controller does not run (its slices come in the
+        same commits). Listeners get the events, like those of a local commit."""
+        self._refuse_while_open()
+        if not changes:
+            return
+        context = self._context
+        olds = []
+        for kind, namespace, name, _doc, _version in changes:  # give back first: a batch may move an IP
+            old = self._table(kind).get((namespace, name))
+            if old is not None:
+                admission.release(old, context)
+            olds.append(old)
+        events: list[Event] = []
+        for (kind, namespace, name, doc, version), old in zip(changes, olds, strict=True):
+            new: KubeObject | None = None
+            if doc is not None:
+                try:
+                    new = admission.admit(doc, None, context, version, restore=True, kind=kind)
+                except RegistryError:
+                    # Written by a kdns that admitted it: only a newer kdns's document can
+                    # fail here. Not served, rather than served half-read.
+                    log.exception("%s %s/%s at version %d cannot be read: not served", kind, namespace, name, version)
+            if new is None and old is None:
+                continue
+            self._put(kind, namespace, name, new, old)
+            if new is None:
+                events.append(Event(DELETED, manifests.with_resource_version(old, version), old, version))  # type: ignore[arg-type]
+            else:
+                events.append(Event(MODIFIED if old is not None else ADDED, new, old, version))
+        context.cluster_ips.commit()
+        context.node_ports.commit()
+        self._version = self._next = max(self._version, *(change[4] for change in changes))
+        if events:
+            self._fresh = False
+            self._append_log(events)
+            self._deliver(tuple(events))
+
+    def resync(self, documents: Iterable[tuple[Mapping[str, Any], int]], resource_version: int) -> None:
+        """Make the store hold exactly `documents` (each with its version), read at
+        `resource_version`: the relist after a watch could not resume. What differs is
+        applied as `apply_committed` does; watchers of the API older than it get 410."""
+        wanted = {manifests.key_parts(doc): (doc, version) for doc, version in documents}
+        changes: list[Committed] = []
+        for kind, table in self._tables.items():
+            for (namespace, name) in table:
+                if (kind, namespace, name) not in wanted:
+                    changes.append((kind, namespace, name, None, resource_version))
+        for (kind, namespace, name), (doc, version) in sorted(wanted.items(), key=lambda item: apply_order(item[1][0])):
+            current = self._tables[kind].get((namespace, name))
+            if current is None or current.meta.resource_version != version:
+                changes.append((kind, namespace, name, doc, version))
+        self.apply_committed(changes)
+        self._version = self._next = max(self._version, resource_version)
+        # The changes in between are not in the log: a watcher from before must relist.
+        self._log_floor = max(self._log_floor, resource_version)
 
     # --- Internals -------------------------------------------------------------------------
 
@@ -349,7 +459,7 @@ class Store:
                 raise
         if commit:
             self._version = self._next
-            self._log.extend(events)
+            self._append_log(events)
             if events:
                 self._fresh = False
         else:
@@ -362,6 +472,15 @@ class Store:
         self._open = None
         if events:
             self._deliver(events)
+
+    def _append_log(self, events: Sequence[Event]) -> None:
+        log_, maxlen = self._log, self._log.maxlen
+        assert maxlen is not None
+        dropped = len(log_) + len(events) - maxlen
+        if dropped > 0:
+            last_dropped = log_[dropped - 1] if dropped <= len(log_) else events[dropped - len(log_) - 1]
+            self._log_floor = max(self._log_floor, last_dropped.resource_version)
+        log_.extend(events)
 
     def _deliver(self, events: tuple[Event, ...]) -> None:
         # A listener may commit a transaction of its own; its events wait until every

@@ -4,8 +4,8 @@ Most DNS traffic asks the same few thousand questions over and over, and the ans
 cluster name changes only when the registry does. So once the codec has packed a reply,
 `AnswerCache` keeps its bytes under the question, and the next asker of that question
 gets them with only its own ID and its own spelling of the name put in: no parsing, no
-lookup, no packing. DESIGN.md: "ready-made answer bytes per question ... dropped on every
-registry commit".
+lookup, no packing. Which replies it may keep, and for whom, is the contract of
+kdns/reuse.py: the answer says (`Answer.reuse`), the handler tells the cache what changed.
 
 What makes two requests the same question (the key) is everything the codec reads, minus
 the ID: the header's flags and counts, the name case-folded (RFC 4343: ASCII A-Z only),
@@ -18,21 +18,21 @@ payload size, CD set) is simply another key.
 
 Nothing stale is served:
 
-* the handler's `generation` is compared with the cache's before every request (a
-  server answering a batch of requests in one turn of the event loop: before every
-  batch, `refresh`), and when it moved (the registry changed) the cache drops every
-  reply that change may touch: all of them, unless the handler says which
-  (`handler.changed_services(generation)`, the (namespace, service) pairs changed
-  since) and files each reply under the Service it reads alone
-  (`handler.reuse_scope(query, answer)`; None: dropped on every change). Replies filed
-  under a Service nobody touched are kept, so a commit does not send every question
-  down the slow path at once;
-* only answers the handler marks reusable (`Answer.reuse_for`) are kept, never SERVFAIL;
-  a forwarded answer only until its TTLs would count down, and only for clients the
-  handler lets recurse (`handler.recursion_allowed(client)`). A truncated reply (TC) is
-  kept like any other: what it was cut to depends on the payload size, which is in the
-  key, so a client without EDNS asking for a big answer is not sent down the slow path
-  every time only to be told to ask again over TCP.
+* the handler (`kdns.message.Reusable`, the Router) calls `changed` after every change
+  to what it answers from, before the next request is read: registry commits and zone
+  reloads run in other callbacks on the event loop, never in the middle of a request or
+  of a batch of them. The cache then drops every reply the change may touch: those
+  filed under a Service it names, and every reply not filed under one Service
+  (`Shared()`, `Forwarded`); a change that names no Services (None) drops them all.
+  Replies filed under a Service nobody touched are kept, so a commit does not send
+  every question down the slow path at once;
+* only `Shared` and `Forwarded` answers are kept (never `Private`, never SERVFAIL), and
+  only if no change came between the request and its answer (`epoch`); a forwarded
+  answer only until its TTLs would count down, and only for clients the handler lets
+  recurse (`recursion_allowed`). A truncated reply (TC) is kept like any other: what it
+  was cut to depends on the payload size, which is in the key, so a client without EDNS
+  asking for a big answer is not sent down the slow path every time only to be told to
+  ask again over TCP.
 
 Spelling. The codec compresses names case-insensitively, so every name that shares a
 suffix with the question is a pointer into it, whoever asks; putting the asker's bytes at
@@ -44,12 +44,12 @@ naming the zone as asked — is kept for that spelling only.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
-from kdns.message import Answer, Query
+from kdns.message import Answer, Handler, Query, Reusable
+from kdns.reuse import Changed, Forwarded, ServiceKey, Shared
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "AnswerCache", "QueryStats", "question_type"]
 
@@ -66,9 +66,10 @@ _HEADER = 12
 
 # The entry for one question: the reply after its ID, with the question's name in lower
 # case; the request size the key was made from (it pins the OPT record's length); its
-# (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have as long as
-# the generation holds (most of them: one check on a hit); the scope it is filed under.
-_Entry = tuple[bytes, int, list[int], "_Limits | None", Hashable]
+# (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have until a
+# change drops it (most of them: one check on a hit); the Service it is filed under
+# (None: dropped on every change).
+_Entry = tuple[bytes, int, list[int], "_Limits | None", "ServiceKey | None"]
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -146,18 +147,18 @@ def _spelled_elsewhere(reply: bytes, name: bytes, end: int) -> bool:
 
 
 class AnswerCache:
-    """Reply bytes per question for one transport, valid for one `handler.generation`.
+    """Reply bytes per question for one transport, kept while no change touches them.
 
-    `reply(data, client)` is the fast path: the ready reply to the request `data`, or None
-    (then the caller goes through the codec and the handler, and calls `store`). A server
-    that answers a batch of requests in one go calls `refresh` once and `lookup` for each
-    (the same, without looking at the handler's generation): nothing can commit to the
-    registry while it is in the middle of the batch.
+    `lookup(data, client)` is the fast path: the ready reply to the request `data`, or
+    None (then the caller goes through the codec and the handler, and calls `store` with
+    the `epoch` it saw before asking the handler). `follow` subscribes the cache to the
+    handler's changes; the server calls it when it starts and the call it returns when it
+    stops.
     """
 
     def __init__(
         self,
-        handler: Any,
+        handler: Reusable,
         stats: QueryStats | None = None,
         *,
         max_entries: int = MAX_ENTRIES,
@@ -169,22 +170,33 @@ class AnswerCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._timer = timer
-        self.generation: int = handler.generation
+        # Changes heard so far: an answer worked on across one (awaited) is not kept.
+        self.epoch = 0
         # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
         # in lower case: a request that spells it so is its own key.
         self._entries: dict[bytes, _Entry] = {}
-        # The keys filed under each scope (`handler.reuse_scope`); None: every change.
-        self._scopes: dict[Hashable, list[bytes]] = {}
+        # The keys filed under each Service; under None, those any change drops.
+        self._scopes: dict[ServiceKey | None, list[bytes]] = {}
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
 
     @classmethod
-    def for_handler(cls, handler: Any, stats: QueryStats | None = None, **options: Any) -> AnswerCache | None:
-        """A cache for `handler`, or None if it has no `generation` to say when answers change."""
-        if not isinstance(getattr(handler, "generation", None), int):
+    def for_handler(cls, handler: Handler, stats: QueryStats | None = None, **options: Any) -> AnswerCache | None:
+        """A cache for `handler`, or None if it makes no promise about reuse (no `Reusable`)."""
+        if not isinstance(handler, Reusable):
             return None
         return cls(handler, stats, **options)
+
+    def follow(self) -> Callable[[], None]:
+        """Hear the handler's changes from now on; returns the call that stops (and empties)."""
+        stop = self._handler.on_change(self.changed)
+
+        def unfollow() -> None:
+            stop()
+            self.clear()
+
+        return unfollow
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -195,35 +207,22 @@ class AnswerCache:
         self._bytes = 0
         self._recursion = {}
 
-    def refresh(self) -> None:
-        """Catch up with the handler's generation: drop what a change since may have touched."""
-        generation = self._handler.generation
-        if generation != self.generation:
-            self._moved(generation)
-
-    def _moved(self, generation: int) -> None:
-        """The handler's generation moved on from ours: drop what may have changed."""
-        changed_since = getattr(self._handler, "changed_services", None)
-        changed = changed_since(self.generation) if changed_since is not None else None
+    def changed(self, changed: Changed) -> None:
+        """The handler's change listener: drop what the change may have touched."""
+        self.epoch += 1
         if changed is None:
             self.clear()
-        else:
-            entries, scopes = self._entries, self._scopes
-            for scope in (None, *changed):
-                for key in scopes.pop(scope, ()):
-                    entry = entries.pop(key, None)
-                    if entry is not None:
-                        self._bytes -= len(entry[0])
-            self._recursion = {}
-        self.generation = generation
-
-    def reply(self, data: bytes, client: str | None) -> bytes | None:
-        """The stored reply to `data`, with its ID and name as asked; None on a miss."""
-        self.refresh()
-        return self.lookup(data, client)
+            return
+        entries, scopes = self._entries, self._scopes
+        for scope in (None, *changed):
+            for key in scopes.pop(scope, ()):
+                entry = entries.pop(key, None)
+                if entry is not None:
+                    self._bytes -= len(entry[0])
+        self._recursion = {}
 
     def lookup(self, data: bytes, client: str | None) -> bytes | None:
-        """`reply` as of the last `refresh`."""
+        """The stored reply to `data`, with its ID and name as asked; None on a miss."""
         end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
         # A name with no upper-case letter is its own key; a key is never shorter than 26
         # bytes, so with no root label (end -1) this is a miss too.
@@ -264,21 +263,25 @@ class AnswerCache:
             and (not forwarded or self._may_recurse(client))
         )
 
-    def store(self, data: bytes, query: Query, answer: object, reply: bytes, generation: int) -> bool:
+    def store(self, data: bytes, query: Query, answer: object, reply: bytes, epoch: int) -> bool:
         """Keep `reply`, the codec's reply to the request `data`, if it may be sent again.
 
-        `generation` is the cache's when the request came in (`refresh` made it current):
-        an answer the handler worked on across a registry change is not kept. A truncated
-        reply (TC) is kept like any other: the payload size it was cut to is in the key.
+        `epoch` is the cache's when the request came in: an answer the handler worked on
+        across a change is not kept. A truncated reply (TC) is kept like any other: the
+        payload size it was cut to is in the key.
         """
-        if (
-            not isinstance(answer, Answer)
-            or answer.reuse_for <= 0
-            or reply[3] & 0x0F == _SERVFAIL  # also what an answer that would not pack became
-            or not generation == self.generation == self._handler.generation
-            or (answer.forwarded and not self._may_recurse(query.client))
-        ):
-            return False
+        if not isinstance(answer, Answer) or epoch != self.epoch or reply[3] & 0x0F == _SERVFAIL:
+            return False  # (SERVFAIL: also what an answer that would not pack became)
+        match answer.reuse:
+            case Shared(scope):
+                expires = None
+                forwarded = False
+            case Forwarded(seconds):
+                if not self._may_recurse(query.client):
+                    return False
+                scope, expires, forwarded = None, self._timer() + seconds, True
+            case _:
+                return False
         end = data.find(0, _HEADER)
         if end < 0 or end != _question_end(data) or reply[_HEADER:end] != data[_HEADER:end]:
             return False
@@ -295,12 +298,9 @@ class AnswerCache:
         name = data[_HEADER:end]
         folded = name.lower()
         spelling = name if _spelled_elsewhere(reply, name, end) else None
-        expires = None if answer.reuse_for == math.inf else self._timer() + answer.reuse_for
-        limits = (spelling, expires, answer.forwarded)
+        limits = (spelling, expires, forwarded)
         counter = self.stats.cell(query.qtype, reply[3] & 0x0F)
         key = data[2:_HEADER] + folded + data[end : end + 16]
-        scope_of = getattr(self._handler, "reuse_scope", None)
-        scope = scope_of(query, answer) if scope_of is not None and not answer.forwarded else None
         old = self._entries.get(key)
         if old is not None:
             self._bytes -= len(old[0])
@@ -315,8 +315,7 @@ class AnswerCache:
         """The handler's verdict on `client`, remembered (it is per address, not per query)."""
         allowed = self._recursion.get(client)
         if allowed is None:
-            check = getattr(self._handler, "recursion_allowed", None)
-            allowed = bool(check(client)) if check is not None else False
+            allowed = self._handler.recursion_allowed(client)
             if len(self._recursion) >= MAX_CLIENTS:
                 self._recursion = {}
             self._recursion[client] = allowed

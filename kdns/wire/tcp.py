@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Self
 
 from kdns.message import Answer, Handler, Query
@@ -73,6 +73,7 @@ class TcpServer:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._unfollow: Callable[[], None] | None = None
 
     @property
     def port(self) -> int:
@@ -92,6 +93,8 @@ class TcpServer:
         self._server = await asyncio.start_server(
             self._accept, self.host, self.requested_port, reuse_port=self.reuse_port
         )
+        if self.cache is not None:
+            self._unfollow = self.cache.follow()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -102,6 +105,9 @@ class TcpServer:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         server.close()
         connections = list(self._connections)
         for task in connections:
@@ -173,7 +179,7 @@ class TcpServer:
         """The reply to one message, or None: none is due, or a task will write it."""
         cache = self.cache
         if cache is not None:
-            ready = cache.reply(message, client)
+            ready = cache.lookup(message, client)
             if ready is not None:
                 return ready
         request = from_wire(message, client, "tcp")
@@ -182,7 +188,7 @@ class TcpServer:
         if isinstance(request, Rejected):
             self.stats.count(question_type(request.reply), request.rcode)
             return request.reply
-        generation = cache.generation if cache is not None else 0
+        epoch = cache.epoch if cache is not None else 0
         try:
             result = self.handler(request)
         except Exception:
@@ -192,11 +198,11 @@ class TcpServer:
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
             reply = encode_reply(request, result, MAX_TCP_MESSAGE)
             if cache is not None:
-                cache.store(message, request, result, reply, generation)
+                cache.store(message, request, result, reply, epoch)
             self.stats.count(request.qtype, rcode_of(reply))
             return reply
         query_task = asyncio.get_running_loop().create_task(
-            self._finish(writer, message, request, result, generation)
+            self._finish(writer, message, request, result, epoch)
         )
         pending.add(query_task)
         query_task.add_done_callback(pending.discard)
@@ -208,7 +214,7 @@ class TcpServer:
         message: bytes,
         query: Query,
         pending: Awaitable[Answer],
-        generation: int,
+        epoch: int,
     ) -> None:
         try:
             async with asyncio.timeout(self.query_timeout):
@@ -222,7 +228,7 @@ class TcpServer:
         else:
             reply = encode_reply(query, result, MAX_TCP_MESSAGE)
             if self.cache is not None:
-                self.cache.store(message, query, result, reply, generation)
+                self.cache.store(message, query, result, reply, epoch)
         self.stats.count(query.qtype, rcode_of(reply))
         if writer.is_closing():
             return

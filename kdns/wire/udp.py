@@ -9,9 +9,9 @@ per datagram, and with recvmmsg no sender's address turned into a string and bac
 cached answer costs is then mostly the kernel's delivery of the two datagrams.
 
 First the fast path: a question answered before, whose answer has not changed, gets the
-ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the cache
-looks at the handler's generation once per batch (`refresh`): registry commits and zone
-reloads happen in other callbacks on the loop, never in the middle of a batch. Otherwise a handler that answers at once (the
+ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the handler
+tells the cache what changed as it changes (kdns/reuse.py), in other callbacks on the
+loop, never in the middle of a batch. Otherwise a handler that answers at once (the
 authority) is answered right there, with no task: that is most packets, and a task per
 packet would cost more than the answer. Only a handler that returns an awaitable
 (forwarding) gets a tracked task, with a timeout and a cap on how many may be in flight;
@@ -128,11 +128,8 @@ class _Listener:
             self.observe((perf_counter() - started) / count)
 
     def _lookup(self) -> Callable[[bytes, str | None], bytes | None]:
-        """The cache's lookup for one batch, caught up with the registry first."""
-        if self.cache is None:
-            return _no_reply
-        self.cache.refresh()
-        return self.cache.lookup
+        """The fast path's lookup."""
+        return _no_reply if self.cache is None else self.cache.lookup
 
     def _drain(self) -> int:
         """Read and answer up to BATCH datagrams; how many there were."""
@@ -206,7 +203,7 @@ class _Listener:
             self.send(request.reply, addr)
             return
         cache = self.cache
-        generation = cache.generation if cache is not None else 0
+        epoch = cache.epoch if cache is not None else 0
         try:
             result = self.handler(request)
         except Exception:
@@ -218,7 +215,7 @@ class _Listener:
         if isinstance(result, Answer) or not isinstance(result, Awaitable):
             reply = encode_reply(request, result, request.payload)
             if cache is not None:
-                cache.store(data, request, result, reply, generation)
+                cache.store(data, request, result, reply, epoch)
             self.stats.count(request.qtype, rcode_of(reply))
             self.send(reply, addr)
             return
@@ -226,7 +223,7 @@ class _Listener:
             self.dropped += 1
             discard(result)
             return
-        task = asyncio.get_running_loop().create_task(self._finish(data, request, result, addr, generation))
+        task = asyncio.get_running_loop().create_task(self._finish(data, request, result, addr, epoch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -236,7 +233,7 @@ class _Listener:
         query: Query,
         pending: Awaitable[Answer],
         addr: tuple,  # type: ignore[type-arg]
-        generation: int,
+        epoch: int,
     ) -> None:
         started = perf_counter()
         try:
@@ -251,7 +248,7 @@ class _Listener:
         else:
             reply = encode_reply(query, result, query.payload)
             if self.cache is not None:
-                self.cache.store(data, query, result, reply, generation)
+                self.cache.store(data, query, result, reply, epoch)
         self.stats.count(query.qtype, rcode_of(reply))
         self.send(reply, addr)
         if self.observe is not None:
@@ -311,8 +308,8 @@ class UdpServer:
         observe: Callable[[float], None] | None = None,
         reuse_port: bool = False,
     ) -> None:
-        """`cache_size` 0 turns the fast path off (it is off anyway for a handler without
-        `generation`); `stats` counts answered queries (share one between UDP and TCP);
+        """`cache_size` 0 turns the fast path off (it is off anyway for a handler that is
+        not `Reusable`); `stats` counts answered queries (share one between UDP and TCP);
         `observe(seconds)` receives sampled answer times; `reuse_port` lets other sockets
         with it bind the same port (SO_REUSEPORT)."""
         self.host = host
@@ -328,6 +325,7 @@ class UdpServer:
         )
         self._listener: _Listener | None = None
         self._fd = -1
+        self._unfollow: Callable[[], None] | None = None
 
     @property
     def port(self) -> int:
@@ -365,6 +363,8 @@ class UdpServer:
             sock.close()
             raise
         self._listener, self._fd = listener, sock.fileno()
+        if self.cache is not None:
+            self._unfollow = self.cache.follow()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -376,6 +376,9 @@ class UdpServer:
         if listener is None or not listener.open:
             return
         asyncio.get_running_loop().remove_reader(self._fd)
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         tasks = list(listener.tasks)
         for task in tasks:
             task.cancel()

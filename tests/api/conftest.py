@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from kdns.api.http import build_app, start_api
 from kdns.metrics import Metrics
+from kdns.registry.backend import LocalBackend
 from kdns.registry.store import Store
 
 START_TIMEOUT = 10.0
@@ -201,7 +202,7 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., Api]]:
                     prepare(store)
                 metrics = Metrics(CollectorRegistry())
                 store.subscribe(metrics.on_events)
-                app = build_app(store, metrics=metrics, token=token, ready=ready, **options)
+                app = build_app(LocalBackend(store), metrics=metrics, token=token, ready=ready, **options)
                 runner, port = await start_api(app, "127.0.0.1", 0, ssl_context=context)
             except BaseException as exc:  # noqa: BLE001  (raised again in the test's thread)
                 started.set_exception(exc)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
+import threading
+import time
 
 import pytest
 
+from kdns.journal import JournalWriter
 from kdns.registry.sqlite import SqliteJournal, StorageError, load
 from kdns.registry.store import Store, apply_order
 from tests.api.conftest import SERVICE_AND_PODS, needs_kubectl, service
@@ -157,3 +162,129 @@ def test_one_journal_per_file(tmp_path):
         SqliteJournal(path)
     first.close()
     SqliteJournal(path).close()
+
+
+# --- the journal's writer thread (kdns.journal), as `kdns serve` runs it ---------------------
+
+
+@pytest.fixture
+def threaded():
+    """Factory: `threaded(path, disk=None)` -> (prepare, build_app keywords, the writer's
+    holder): the store saved by a JournalWriter on its thread, the API's writes waiting for
+    it. `disk(write)` wraps the journal's own write (a slow or failing disk)."""
+    started: list[tuple[JournalWriter, asyncio.AbstractEventLoop]] = []
+    journals: list[SqliteJournal] = []
+
+    def make(path, disk=None):
+        holder: list[JournalWriter] = []
+
+        def prepare(store: Store) -> None:
+            journal = SqliteJournal(path)
+            journals.append(journal)
+            journal.replace_all(store.list("Namespace"), store.resource_version)
+            write = disk(journal.write) if disk is not None else None
+            writer = JournalWriter(journal, saved=store.resource_version, write=write)
+            writer.start()
+            started.append((writer, asyncio.get_running_loop()))
+            holder.append(writer)
+            store.subscribe(writer, critical=True)
+
+        def durable(version):
+            return holder[0].durable(version)
+
+        return prepare, {"durable": durable}, holder
+
+    yield make
+    for writer, loop in started:
+        asyncio.run_coroutine_threadsafe(writer.aclose(), loop).result(10)
+    for journal in journals:
+        journal.close()
+
+
+def test_a_2xx_from_the_writer_thread_means_on_disk(api_server, threaded, tmp_path):
+    """With the writer thread, every write answered 2xx to concurrent clients is already in the file, at its version."""
+    path = tmp_path / "registry.sqlite3"
+    prepare, options, holder = threaded(path)
+    api = api_server(prepare=prepare, **options)
+    replies: list[str] = []
+    lock = threading.Lock()
+
+    def create(first: int) -> None:
+        for number in range(first, 24, 4):
+            reply = api.request("POST", SERVICES, service(f"svc-{number}"))
+            assert reply.status == 201, reply.body
+            version = int(reply.json["metadata"]["resourceVersion"])
+            assert stored_row(path, "Service", "default", f"svc-{number}") == (version,)
+            with lock:
+                replies.append(f"svc-{number}")
+
+    threads = [threading.Thread(target=create, args=(first,)) for first in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(replies) == 24
+    assert api.request("DELETE", f"{SERVICES}/svc-0").status == 200
+    assert stored_row(path, "Service", "default", "svc-0") is None
+    assert load(path)[1] == api.call(lambda store: store.resource_version)
+    assert 0 < holder[0].groups <= holder[0].commits == 25
+
+
+def test_a_write_waits_for_the_disk_and_nothing_else_does(api_server, threaded, tmp_path):
+    """While the disk holds a save up, the commit is visible and the API goes on serving;
+    the write's own reply comes once the save is done."""
+    path = tmp_path / "registry.sqlite3"
+    disk = threading.Event()
+
+    def slow(write):
+        def held(rows, version):
+            assert disk.wait(20), "the test never let the save finish"
+            write(rows, version)
+
+        return held
+
+    prepare, options, _ = threaded(path, disk=slow)
+    api = api_server(prepare=prepare, **options)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(api.request, "POST", SERVICES, service("web"))
+        deadline = time.monotonic() + 20
+        for _ in range(2000):  # visible before it is saved (bounded in count and time)
+            if api.request("GET", f"{SERVICES}/web").status == 200 or time.monotonic() > deadline:
+                break
+        assert api.request("GET", f"{SERVICES}/web").status == 200
+        assert not pending.done() and stored_row(path, "Service", "default", "web") is None
+        disk.set()
+        reply = pending.result(10)
+    assert reply.status == 201
+    assert stored_row(path, "Service", "default", "web") == (int(reply.json["metadata"]["resourceVersion"]),)
+
+
+def test_a_failed_save_is_a_500_and_the_journal_stops(api_server, threaded, tmp_path):
+    """A save that fails answers its write 500; every later write is refused 500 and changes
+    nothing, even once the disk is back; the file keeps what was saved before."""
+    path = tmp_path / "registry.sqlite3"
+    failing = [False]
+
+    def flaky(write):
+        def maybe(rows, version):
+            if failing[0]:
+                raise StorageError(f"{path}: disk I/O error")
+            write(rows, version)
+
+        return maybe
+
+    prepare, options, _ = threaded(path, disk=flaky)
+    api = api_server(prepare=prepare, **options)
+    assert api.request("POST", SERVICES, service("db")).status == 201
+    saved = load(path)[1]
+    failing[0] = True
+    reply = api.request("POST", SERVICES, service("web"))
+    assert reply.status == 500, reply.body
+    assert (reply.json["kind"], reply.json["reason"], reply.json["code"]) == ("Status", "InternalError", 500)
+    version = api.call(lambda store: store.resource_version)
+    failing[0] = False  # the disk is back, but the file may now miss a commit: kdns stops saving
+    assert api.request("POST", SERVICES, service("api")).status == 500
+    assert api.request("DELETE", f"{SERVICES}/db").status == 500
+    assert api.call(lambda store: store.resource_version) == version
+    assert api.request("GET", f"{SERVICES}/api").status == 404 and api.request("GET", f"{SERVICES}/db").status == 200
+    assert load(path)[1] == saved and stored_row(path, "Service", "default", "web") is None

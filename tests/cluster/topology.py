@@ -164,6 +164,8 @@ def load(compose_file: Path, dockerfile: Path) -> Topology:
     subnet = ipaddress.IPv4Network(configs[0]["subnet"])
     containers = {}
     for name, service in (doc.get("services") or {}).items():
+        if service.get("profiles"):
+            continue  # opt-in (`--profile ...`): `docker compose up` does not start it either
         where = f"compose.yaml: services.{name}"
         build = service.get("build") or {}
         image = stages.get(build.get("target", "") if isinstance(build, Mapping) else "")

@@ -116,6 +116,73 @@ def test_kill_9_mid_burst_loses_no_acknowledged_write(kdns_process: Callable[...
     assert after.status == 201 and int(after.json["metadata"]["resourceVersion"]) > int(listed["metadata"]["resourceVersion"])
 
 
+def ready_patch(ready: bool) -> dict[str, Any]:
+    return {"status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_kill_9_mid_readiness_flips_keeps_each_pods_last_acknowledged_state(kdns_process: Callable[..., Any], tmp_path: Path):
+    """Writers flip their own pods' readiness (status PATCHes, saved in groups by the journal's
+    thread); after kill -9 and a restart each pod has the last state acknowledged for it, or
+    the one sent after it (sent, not acknowledged), and its EndpointSlice agrees."""
+    data = tmp_path / "data"
+    kdns = kdns_process("--data-dir", str(data))
+    client = Client(kdns.api_url, tmp_path / "home")
+    pods = [f"flip-{number}" for number in range(WRITERS * 2)]
+    for number, name in enumerate(pods):
+        created = client.request("POST", "/api/v1/namespaces/default/pods", pod(name, f"10.244.1.{number + 1}"))
+        assert created.status == 201, created.body
+    assert client.request("POST", SERVICES, burst_service(1)).status == 201  # selects app=burst: the flip pods
+
+    acknowledged: dict[str, bool] = {}  # pod -> the last readiness answered 2xx
+    sent: dict[str, bool] = {}  # pod -> the last readiness sent
+    lock = threading.Lock()
+    half = threading.Event()
+    counted = [0]
+
+    def writer(mine: list[str]) -> None:
+        for flip in range(BURST):
+            name, ready = mine[flip % len(mine)], flip // len(mine) % 2 == 1
+            with lock:
+                sent[name] = ready
+            try:
+                reply = client.request("PATCH", f"/api/v1/namespaces/default/pods/{name}/status", ready_patch(ready),
+                                       content_type="application/merge-patch+json", timeout=10)
+            except (OSError, http.client.HTTPException):  # kdns is gone
+                return
+            assert reply.status == 200, reply.body
+            with lock:
+                acknowledged[name] = ready
+                counted[0] += 1
+                if counted[0] >= BURST // 2:
+                    half.set()
+
+    threads = [threading.Thread(target=writer, args=(pods[first::WRITERS],)) for first in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert half.wait(30), "the flips did not get half-way"
+        os.kill(kdns.pid, signal.SIGKILL)
+        assert kdns.proc.wait(10) == -signal.SIGKILL
+    finally:
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+
+    again = kdns_process("--data-dir", str(data))
+    client = Client(again.api_url, tmp_path / "home")
+    ready_ips = set()
+    for number, name in enumerate(pods):
+        item = client.request("GET", f"/api/v1/namespaces/default/pods/{name}").json
+        (condition,) = [c for c in item["status"]["conditions"] if c["type"] == "Ready"]
+        state = condition["status"] == "True"
+        if name in acknowledged:  # the acknowledged state, or the flip sent after it
+            assert state in (acknowledged[name], sent[name]), (name, state, acknowledged[name], sent[name])
+        if state:
+            ready_ips.add(f"10.244.1.{number + 1}")
+    (endpoints,) = client.request("GET", SLICES).json["items"]
+    assert {a for e in endpoints["endpoints"] if e["conditions"]["ready"] for a in e["addresses"]} == ready_ips
+
+
 MANIFEST = """\
 apiVersion: v1
 kind: Service

@@ -290,7 +290,7 @@ def test_every_option_has_a_variable_a_file_key_and_a_reader(tmp_path: Path) -> 
     from kdns.cli import SERVE_OPTIONS
     from kdns.config import read_config_file
 
-    read_in_configure = {"data_dir", "ephemeral", "upstream", "log_level"}
+    read_in_configure = {"data_dir", "ephemeral", "upstream", "store", "log_level"}
     assert [o.name for o in SERVE_OPTIONS if o.parse is None] == [
         o.name for o in SERVE_OPTIONS if o.name in read_in_configure
     ]

@@ -7,7 +7,6 @@ they receive, so "never sent upstream" is checked, not assumed.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,12 +16,15 @@ import pytest
 from dnslib import QTYPE, RCODE
 
 from kdns.authority.index import ClusterIndex
-from kdns.authority.static import StaticZones, load_zones
+from kdns.authority.static import StaticZones
 from kdns.config import Settings
 from kdns.message import Answer, Query
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder
+from kdns.registry.objects import Event
+from kdns.reuse import PRIVATE, Forwarded, Shared
+from kdns.zonefiles import load_zones
 from tests.authority.cluster import namespace, pod, port, service
 from tests.pipeline.helpers import run, texts
 from tests.upstream import UpstreamServer
@@ -508,20 +510,22 @@ def test_autopath_to_a_name_with_no_such_type_is_the_cname_and_nodata(upstream: 
 # --- reuse marks for the wire layer's ready replies -------------------------------------
 
 
-def test_generation_moves_with_the_registry_and_with_reloads(zones: StaticZones) -> None:
-    """Router.generation changes on a registry commit and on every static-zone swap, so ready replies are dropped."""
+def test_changes_are_told_for_commits_and_reloads(zones: StaticZones) -> None:
+    """Router.on_change hears each registry commit with the Services it touched and each
+    static-zone swap as None (anything may change), until it is stopped."""
 
-    async def main() -> list[int]:
+    async def main() -> list[object]:
         async with routed() as router:
-            seen = [router.generation]
+            heard: list[object] = []
+            stop = router.on_change(heard.append)
             router.static = zones
-            seen.append(router.generation)
             router._index.rebuild(OBJECTS, SERIAL + 1)
-            seen.append(router.generation)
-            return seen
+            router._index.apply([Event("MODIFIED", OBJECTS[2], None, SERIAL + 2)])
+            stop()
+            router.static = zones
+            return heard
 
-    first, reloaded, committed = run(main())
-    assert first < reloaded < committed
+    assert run(main()) == [None, None, frozenset({("shop", "web")})]
 
 
 def test_answers_the_same_for_every_client_are_marked_reusable(upstream: UpstreamServer, zones: StaticZones) -> None:
@@ -539,7 +543,7 @@ def test_answers_the_same_for_every_client_are_marked_reusable(upstream: Upstrea
             ]
 
     for answer in run(main()):
-        assert (answer.reuse_for, answer.forwarded) == (math.inf, False), answer
+        assert isinstance(answer.reuse, Shared), answer
 
 
 def test_answers_that_depend_on_the_client_are_never_reused(upstream: UpstreamServer, reverse: UpstreamServer) -> None:
@@ -557,7 +561,7 @@ def test_answers_that_depend_on_the_client_are_never_reused(upstream: UpstreamSe
             ]
 
     for answer in run(main()):
-        assert answer.reuse_for == 0, answer
+        assert answer.reuse == PRIVATE, answer
 
 
 def test_forwarded_answers_are_reusable_only_until_their_ttls_count_down(upstream: UpstreamServer) -> None:
@@ -572,4 +576,4 @@ def test_forwarded_answers_are_reusable_only_until_their_ttls_count_down(upstrea
             ]
 
     for answer in run(main()):
-        assert answer.forwarded and 0 < answer.reuse_for <= 1, answer
+        assert isinstance(answer.reuse, Forwarded) and 0 < answer.reuse.seconds <= 1, answer

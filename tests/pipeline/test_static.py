@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE, RCODE
 
-from kdns.authority.static import StaticZones, ZoneError, load_zones, reload
+from kdns.authority.static import StaticZones, ZoneError
+from kdns.zonefiles import load_zones, reload
 from tests.pipeline.helpers import query, texts
 
 EXAMPLE = """\

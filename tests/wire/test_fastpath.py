@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -29,10 +28,11 @@ from hypothesis import strategies as st
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
-from kdns.message import Answer, Query
+from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.store import Store
+from kdns.reuse import SHARED, Changed, ChangeListener, Forwarded, Shared
 from kdns.wire.codec import Rejected, from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
@@ -58,38 +58,58 @@ TIMEOUT = 2.0
 
 
 class Authority:
-    """The cluster zone's answers as the Router gives them, marked reusable, REFUSED outside
-    it; `generation` is the index's, as the Router exposes it to the wire servers."""
+    """The cluster zone's answers as the Router gives them, shared until any change,
+    REFUSED outside it; its changes are the index's, as the Router passes them on."""
 
     def __init__(self, index: ClusterIndex, settings: Settings = SETTINGS) -> None:
         self.index = index
         self.settings = settings
         self.calls = 0
 
-    @property
-    def generation(self) -> int:
-        return self.index.generation
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        return self.index.on_change(listener)
+
+    def recursion_allowed(self, client: str | None) -> bool:
+        return False
 
     def __call__(self, query: Query) -> Answer:
         self.calls += 1
         result = answer(query, self.index, self.settings)
         if result is None:
             return Answer(rcode=5)
-        return replace(result, reuse_for=math.inf)
+        return replace(result, reuse=SHARED)
 
 
 class Fixed:
-    """A handler that gives the same Answer to everything; `generation` set by the test."""
+    """A handler that gives the same Answer to everything; `change()` tells its listeners."""
 
     def __init__(self, result: Answer, allowed: Callable[[str | None], bool] = lambda client: True) -> None:
         self.result = result
-        self.generation = 1
         self.calls = 0
-        self.recursion_allowed = allowed
+        self.allowed = allowed
+        self.listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def recursion_allowed(self, client: str | None) -> bool:
+        return self.allowed(client)
+
+    def change(self, changed: Changed = None) -> None:
+        for listener in self.listeners:
+            listener(changed)
 
     def __call__(self, query: Query) -> Answer:
         self.calls += 1
         return self.result
+
+
+def following(handler: Reusable, **options: Any) -> AnswerCache:
+    """A cache that hears `handler`'s changes, as a started server's does."""
+    cache = AnswerCache(handler, **options)
+    cache.follow()
+    return cache
 
 
 def cluster_index() -> ClusterIndex:
@@ -115,15 +135,15 @@ def ask(
     cache: AnswerCache, handler: Callable[[Query], Answer], wire: bytes, client: str = CLIENT
 ) -> tuple[bytes, bool]:
     """What the UDP server does with one request: (the reply, whether the fast path gave it)."""
-    ready = cache.reply(wire, client)
+    ready = cache.lookup(wire, client)
     if ready is not None:
         return ready, True
     query = from_wire(wire, client)
     assert isinstance(query, Query)
-    generation = cache.generation
+    epoch = cache.epoch
     result = handler(query)
     reply = to_wire(query, result, query.payload)
-    cache.store(wire, query, result, reply, generation)
+    cache.store(wire, query, result, reply, epoch)
     return reply, False
 
 
@@ -137,7 +157,7 @@ def authority() -> Authority:
 
 def test_a_repeated_question_is_answered_from_the_cache(authority: Authority) -> None:
     """The second asker of a question gets the ready reply, with its own ID, and the handler is not asked."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     first, hit_first = ask(cache, authority, request("svc1.testns.svc.cluster.local.", ident=1))
     second, hit_second = ask(cache, authority, request("svc1.testns.svc.cluster.local.", ident=2))
     assert (hit_first, hit_second) == (False, True)
@@ -148,7 +168,7 @@ def test_a_repeated_question_is_answered_from_the_cache(authority: Authority) ->
 
 def test_hits_echo_the_askers_spelling(authority: Authority) -> None:
     """MY-SERVICE then my-service: each reply spells question and owner names as its asker did."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     hits = []
     for name in ("SVC1.TestNS.svc.Cluster.LOCAL.", "svc1.testns.svc.cluster.local.", "Svc1.TESTNS.SVC.cluster.local."):
         wire = request(name)
@@ -163,7 +183,7 @@ def test_hits_echo_the_askers_spelling(authority: Authority) -> None:
 
 def test_a_negative_answer_echoes_the_askers_zone_in_its_soa(authority: Authority) -> None:
     """NXDOMAIN from the cache: the SOA's owner and names follow the asker's spelling of the zone."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     ask(cache, authority, request("nope.testns.svc.cluster.local."))
     wire = request("NOPE.testns.svc.CLUSTER.Local.")
     reply, hit = ask(cache, authority, wire)
@@ -176,7 +196,7 @@ def test_a_negative_answer_echoes_the_askers_zone_in_its_soa(authority: Authorit
 
 def test_srv_targets_keep_each_askers_zone_spelling(authority: Authority) -> None:
     """An SRV target (never compressed, RFC 2782) names the zone as asked, so it is reused only for that spelling."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     lower = request("_http._tcp.svc1.testns.svc.cluster.local.", "SRV")
     upper = request("_http._tcp.svc1.testns.svc.CLUSTER.LOCAL.", "SRV")
     assert ask(cache, authority, lower)[1] is False
@@ -226,7 +246,7 @@ def requests(draw: st.DrawFn) -> bytes:
 def test_every_reply_is_what_the_codec_writes(wires: list[bytes]) -> None:
     """Whatever the spelling, ID, EDNS and flags, a reply from the cache is byte for byte the codec's."""
     authority = Authority(cluster_index())
-    cache = AnswerCache(authority)
+    cache = following(authority)
     for wire in wires:
         reply, _ = ask(cache, authority, wire)
         assert reply == fresh(authority, wire)
@@ -245,23 +265,23 @@ def test_only_reusable_answers_are_kept() -> None:
     records = _a_record(from_wire(wire, CLIENT))  # type: ignore[arg-type]
     for result in (
         Answer(answer=records, authoritative=True),
-        Answer(rcode=2, reuse_for=math.inf),
+        Answer(rcode=2, reuse=SHARED),
     ):
         handler = Fixed(result)
-        cache = AnswerCache(handler)
+        cache = following(handler)
         assert [ask(cache, handler, wire)[1] for _ in range(2)] == [False, False]
         assert len(cache) == 0
 
 
-def test_a_handler_without_a_generation_gets_no_cache() -> None:
-    """Without `generation` nothing says when an answer changes: no fast path at all."""
+def test_a_handler_that_is_not_reusable_gets_no_cache() -> None:
+    """A handler that tells no changes (not `Reusable`) gets no fast path at all."""
     assert AnswerCache.for_handler(lambda query: Answer()) is None
     assert UdpServer(lambda query: Answer(), CLIENT, 0).cache is None
 
 
 def test_requests_the_codec_would_not_answer_alike_never_hit(authority: Authority) -> None:
     """Trailing bytes, a bad OPT length, another opcode or a response miss, and the codec answers them."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     plain = request("svc1.testns.svc.cluster.local.")
     with_opt = request("svc1.testns.svc.cluster.local.", edns=0)
     ask(cache, authority, plain)
@@ -274,17 +294,17 @@ def test_requests_the_codec_would_not_answer_alike_never_hit(authority: Authorit
         "opcode NOTIFY": (notify, 4),
     }
     for what, (wire, rcode) in variants.items():
-        assert cache.reply(wire, CLIENT) is None, what
+        assert cache.lookup(wire, CLIENT) is None, what
         rejected = from_wire(wire, CLIENT)
         assert isinstance(rejected, Rejected) and rejected.rcode == rcode, what
     response = plain[:2] + bytes([plain[2] | 0x80]) + plain[3:]
-    assert cache.reply(response, CLIENT) is None and from_wire(response, CLIENT) is None
+    assert cache.lookup(response, CLIENT) is None and from_wire(response, CLIENT) is None
 
 
 def test_a_zero_byte_inside_a_label_is_answered_not_kept() -> None:
     """A label holding a zero byte would fool the quick name scan: such questions are not kept."""
-    handler = Fixed(Answer(rcode=3, authoritative=True, reuse_for=math.inf))
-    cache = AnswerCache(handler)
+    handler = Fixed(Answer(rcode=3, authoritative=True, reuse=SHARED))
+    cache = following(handler)
     wire = struct.pack("!6H", 7, 0x0100, 1, 0, 0, 0) + b"\x03a\x00b\x04test\x00\x00\x01\x00\x01"
     for _ in range(2):
         reply, hit = ask(cache, handler, wire)
@@ -294,7 +314,7 @@ def test_a_zero_byte_inside_a_label_is_answered_not_kept() -> None:
 
 def test_edns_variants_are_separate_questions(authority: Authority) -> None:
     """Without EDNS, with it, and with DO: three replies, each the codec's, none mixed up."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     name = "hdls1.testns.svc.cluster.local."
     wires = [request(name), request(name, edns=0, payload=1232), request(name, edns=0, payload=1232, want_dnssec=True)]
     for wire in wires:
@@ -307,8 +327,8 @@ def test_a_truncated_answer_is_kept_for_its_payload_size() -> None:
     """A reply too big for 512 bytes (TC) is kept like any other, under the request without
     EDNS; the same question with EDNS 1232 is another key, and gets the whole answer."""
     records = tuple(RR("name.test.", QTYPE.A, rdata=A(f"10.0.0.{i}"), ttl=5) for i in range(50))  # ~830 bytes
-    handler = Fixed(Answer(answer=records, authoritative=True, reuse_for=math.inf))
-    cache = AnswerCache(handler)
+    handler = Fixed(Answer(answer=records, authoritative=True, reuse=SHARED))
+    cache = following(handler)
     small, mixed = request("name.test."), request("Name.TEST.", ident=7)
     large = request("name.test.", edns=0, payload=1232)
     expected = {wire: fresh(handler, wire) for wire in (small, mixed, large)}
@@ -324,7 +344,7 @@ def test_a_truncated_answer_is_kept_for_its_payload_size() -> None:
 
 def test_edns_options_are_not_part_of_the_question(authority: Authority) -> None:
     """Two requests whose OPT options differ only in content (a client cookie) share one entry."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     name = "svc1.testns.svc.cluster.local."
     first = request(name, edns=0, options=[dns.edns.GenericOption(10, b"12345678")])
     second = request(name, edns=0, options=[dns.edns.GenericOption(10, b"abcdefgh")])
@@ -335,42 +355,55 @@ def test_edns_options_are_not_part_of_the_question(authority: Authority) -> None
 # --- validity -------------------------------------------------------------------------------
 
 
-def test_a_new_generation_drops_every_reply() -> None:
-    """When the handler's generation moves, the next request finds an empty cache and a new answer."""
+def test_a_change_drops_every_reply() -> None:
+    """After a change that names no Service, the next request finds an empty cache and a new answer."""
     wire = request("n.test.")
     records = _a_record(from_wire(wire, CLIENT))  # type: ignore[arg-type]
-    handler = Fixed(Answer(answer=records, reuse_for=math.inf))
-    cache = AnswerCache(handler)
+    handler = Fixed(Answer(answer=records, reuse=SHARED))
+    cache = following(handler)
     ask(cache, handler, wire)
-    handler.result = Answer(rcode=3, reuse_for=math.inf)
-    handler.generation += 1
+    handler.result = Answer(rcode=3, reuse=SHARED)
+    handler.change()
     reply, hit = ask(cache, handler, wire)
     assert not hit and dns.message.from_wire(reply).rcode() == dns.rcode.NXDOMAIN
     assert ask(cache, handler, wire)[1] is True
 
 
-def test_lookup_answers_as_of_the_last_refresh() -> None:
-    """`lookup` (a server's batch) sees a new generation only once `refresh` has run; `reply` always does."""
+def test_a_change_to_other_services_keeps_a_scoped_reply() -> None:
+    """A reply shared within a Service's scope stays until a change names that Service;
+    an unscoped one goes with every change."""
+    scoped, unscoped = request("web.shop.test."), request("n.test.")
+    web = Fixed(Answer(answer=_a_record(from_wire(scoped, CLIENT)), reuse=Shared(("shop", "web"))))  # type: ignore[arg-type]
+    cache = following(web)
+    ask(cache, web, scoped)
+    other = Answer(answer=_a_record(from_wire(unscoped, CLIENT)), reuse=SHARED)  # type: ignore[arg-type]
+    ask(cache, Fixed(other), unscoped)
+    web.change(frozenset({("shop", "api")}))
+    assert cache.lookup(scoped, CLIENT) is not None and cache.lookup(unscoped, CLIENT) is None
+    web.change(frozenset({("shop", "web")}))
+    assert cache.lookup(scoped, CLIENT) is None and len(cache) == 0
+
+
+def test_a_stopped_cache_hears_no_more_and_is_empty() -> None:
+    """The call `follow` returns unsubscribes the cache and empties it."""
     wire = request("n.test.")
-    handler = Fixed(Answer(answer=_a_record(from_wire(wire, CLIENT)), reuse_for=math.inf))  # type: ignore[arg-type]
+    handler = Fixed(Answer(rcode=3, reuse=SHARED))
     cache = AnswerCache(handler)
+    unfollow = cache.follow()
     ask(cache, handler, wire)
-    handler.generation += 1
-    assert cache.lookup(wire, CLIENT) is not None
-    cache.refresh()
-    assert cache.lookup(wire, CLIENT) is None and len(cache) == 0
+    unfollow()
+    assert handler.listeners == [] and len(cache) == 0
 
 
 def test_an_answer_worked_on_across_a_change_is_not_kept() -> None:
-    """An awaited answer stored after the generation moved (another request noticed it) is dropped."""
-    handler = Fixed(Answer(rcode=3, reuse_for=math.inf))
-    cache = AnswerCache(handler)
+    """An awaited answer stored after a change came in while it was being worked on is dropped."""
+    handler = Fixed(Answer(rcode=3, reuse=SHARED))
+    cache = following(handler)
     wire = request("n.test.")
     query = from_wire(wire, CLIENT)
     assert isinstance(query, Query)
-    seen = cache.generation
-    handler.generation += 1
-    assert cache.reply(request("other.test."), CLIENT) is None  # a request in between syncs the cache
+    seen = cache.epoch
+    handler.change()
     assert not cache.store(wire, query, handler.result, to_wire(query, handler.result), seen)
     assert len(cache) == 0
 
@@ -382,14 +415,13 @@ def test_forwarded_answers_expire_and_need_recursion() -> None:
     result = Answer(
         answer=_a_record(from_wire(wire, CLIENT)),  # type: ignore[arg-type]
         recursion_available=True,
-        reuse_for=0.5,
-        forwarded=True,
+        reuse=Forwarded(0.5),
     )
     handler = Fixed(result, allowed=lambda client: client == CLIENT)
-    cache = AnswerCache(handler, timer=lambda: now[0])
+    cache = following(handler, timer=lambda: now[0])
     assert ask(cache, handler, wire)[1] is False
     assert ask(cache, handler, wire)[1] is True
-    assert cache.reply(wire, "192.0.2.1") is None  # not allowed to recurse: the handler answers it
+    assert cache.lookup(wire, "192.0.2.1") is None  # not allowed to recurse: the handler answers it
     now[0] += 0.5
     assert ask(cache, handler, wire)[1] is False
     assert ask(cache, handler, wire, "192.0.2.1")[1] is False
@@ -398,8 +430,8 @@ def test_forwarded_answers_expire_and_need_recursion() -> None:
 
 def test_the_cache_is_bounded() -> None:
     """Past `max_entries` the cache starts again empty rather than grow."""
-    handler = Fixed(Answer(rcode=3, reuse_for=math.inf))
-    cache = AnswerCache(handler, max_entries=2)
+    handler = Fixed(Answer(rcode=3, reuse=SHARED))
+    cache = following(handler, max_entries=2)
     for name in ("a.test.", "b.test.", "c.test."):
         ask(cache, handler, request(name))
         assert len(cache) <= 2
@@ -408,7 +440,7 @@ def test_the_cache_is_bounded() -> None:
 
 def test_answers_are_counted_by_type_and_rcode(authority: Authority) -> None:
     """Hits count in the same (qtype, rcode) counters the servers use for misses."""
-    cache = AnswerCache(authority)
+    cache = following(authority)
     for _ in range(3):
         ask(cache, authority, request("nope.testns.svc.cluster.local."))
     # `ask` counts no misses itself: the one miss stored the entry, the two hits counted.
@@ -594,7 +626,7 @@ def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
     codec writes fresh."""
     index = cluster_index()
     router = Router(index, SETTINGS)
-    cache = AnswerCache(router)
+    cache = following(router)
     wires = [request(name, qtype, edns=0) for name, qtype in _WATCHED]
 
     def check() -> set[bytes]:
@@ -647,8 +679,12 @@ def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
     assert not hits & set(wires[:40])
     version += 1
     commit(modified(namespace("testns"), None, version))
-    # More commits than the cache can look back over: everything is asked again.
+    # Many commits that name no Service (pods): each drops the unscoped replies only, and
+    # however many there are, a Service's replies stay (the changes are pushed, no window).
+    check()
     for _ in range(70):
         version += 1
         index.apply([modified(objects[("Pod", "testns", "running")], None, version)])
-    assert not check() and check() == set(wires)
+    hits = check()
+    assert svc1 in hits and dual in hits and hits != set(wires)
+    assert check() == set(wires)

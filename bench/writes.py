@@ -1,0 +1,199 @@
+"""DNS latency while the registry is written: what the journal's fsync costs the answers.
+
+    python bench/writes.py                       # this tree: 20,000 qps, 0 and 100 writes/s
+    python bench/writes.py --src /tmp/old --src .   # A/B: two kdns trees, runs alternated
+
+kdns serves the bench cluster (bench/gen.py, seed 1) from one core with its journal on
+(`--data-dir` in a fresh directory on disk, SQLite with synchronous=FULL), and dnsperf
+offers a fixed rate (`-Q`, default 20,000 qps) from the other core with a latency per
+answer (`-v`). Meanwhile a writer thread flips headless pods' Ready condition through the
+API at a fixed rate (`--writes`, paced, bounded by count): one merge PATCH of
+`/api/v1/namespaces/NS/pods/NAME/status` per write, as a kubelet reports readiness; each
+write commits the pod and its Service's EndpointSlice, and the API answers only once the
+commit is journaled. A run with `--writes 0` first gives the same load without writes.
+
+Per run: DNS latency p50/p99/p99.9/max and loss (dnsperf), the writes acknowledged and
+their HTTP reply time p50/p99. Each (tree, write rate) is run `--repeats` times, the
+trees alternated, and the medians are printed, with the exact command line, as a
+Markdown table (and JSON with `--json FILE`). Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import gen
+from common import LOOPBACK
+from measure import dnsperf, percentile
+from procs import Child, cpus, free_port, pin_threads
+from servers import wait_answer
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port: int, cpu: str, log: Path) -> Child:
+    """kdns from the tree `src`, pinned to `cpu`, journal in `data_dir` (None: --ephemeral)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    storage = ["--data-dir", str(data_dir)] if data_dir is not None else ["--ephemeral"]
+    argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
+            "--dns-address", LOOPBACK, "--dns-port", str(port), "--api-address", LOOPBACK,
+            "--api-port", str(api_port), "--upstream", "none", "--zones-dir", "none", "--workers", "1", *storage]
+    return Child("kdns", argv, log, cwd=src, env=env)
+
+
+class Writer(threading.Thread):
+    """Flip pods' Ready condition through the API, `rate` a second, `count` at most."""
+
+    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int) -> None:
+        super().__init__(name="bench writer", daemon=True)
+        self.api, self.pods, self.rate, self.count = api, pods, rate, count
+        self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        begin = time.monotonic()
+        for i in range(self.count):
+            due = begin + i / self.rate
+            if self.stop.wait(max(0.0, due - time.monotonic())):
+                return
+            pod = self.pods[i % len(self.pods)]
+            ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
+            body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
+            request = urllib.request.Request(
+                f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status", data=body, method="PATCH",
+                headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"})
+            sent = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    response.read()
+                self.acknowledged.append(time.monotonic() - sent)
+            except (urllib.error.URLError, OSError) as exc:
+                self.errors.append(str(exc))
+
+
+START_ATTEMPTS = 3  # the machine is shared: a free port may be taken before kdns binds it
+
+
+def one_run(*args: Any) -> dict[str, Any]:
+    """`_one_run`, started again (on other ports) when kdns could not start."""
+    for attempt in range(START_ATTEMPTS):
+        try:
+            return _one_run(*args)
+        except StartError as exc:
+            if attempt + 1 == START_ATTEMPTS:
+                raise
+            print(f"writes: {exc}; again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+class StartError(RuntimeError):
+    """kdns did not start."""
+
+
+def _one_run(src: Path, writes: int, args: argparse.Namespace, work: Path, queries: Path, manifests: Path,
+             pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str, client_cpu: str) -> dict[str, Any]:
+    port, api_port = free_port(), free_port()
+    data_dir = None if args.ephemeral else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
+    kdns = start(src, manifests, data_dir, port, api_port, server_cpu, work / "kdns.log")
+    try:
+        started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
+        if started is None:
+            raise StartError(f"kdns did not answer: {detail}")
+        pin_threads(kdns.pid, server_cpu)
+        writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds)) if writes else None
+        if writer is not None:
+            writer.start()
+        run = dnsperf(port, queries, args.seconds, client_cpu, kdns.pid, work, rate=args.rate or None,
+                      verbose=bool(args.rate), server_cpu=server_cpu)
+        if writer is not None:
+            writer.stop.set()
+            writer.join(10)
+            acked = sorted(writer.acknowledged)
+            run["writes"] = {"rate": writes, "acknowledged": len(acked), "errors": writer.errors[:3],
+                             "reply_ms": {"p50": 1000 * (percentile(acked, 50) or 0),
+                                          "p99": 1000 * (percentile(acked, 99) or 0)}}
+        return run
+    finally:
+        kdns.stop()
+        if data_dir is not None:
+            for path in data_dir.iterdir():
+                path.unlink()
+            data_dir.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
+    parser.add_argument("--rate", type=int, default=20000, help="dnsperf -Q (0: closed loop, throughput)")
+    parser.add_argument("--writes", type=int, action="append", help="writes a second (repeatable; default 0 and 100)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ephemeral", action="store_true", help="no journal (--ephemeral): the control")
+    parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    sources = [s.resolve() for s in (args.src or [REPO])]
+    rates = args.writes if args.writes is not None else [0, 100]
+    server_cpu, client_cpu, note = cpus()
+    Path(args.data_parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kdns-writes-") as tmp:
+        work = Path(tmp)
+        spec = gen.PRESETS["bench"]
+        model = gen.generate(work / "cluster", spec, zones=False)
+        pods = [p for p in gen.build(spec).pods if p.hostname]
+        probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for repeat in range(args.repeats):
+            for writes in rates:
+                for src in sources:
+                    run = one_run(src, writes, args, work, Path(model["queries"]), work / "cluster" / "manifests",
+                                  pods, probe, server_cpu, client_cpu)
+                    runs.setdefault((str(src), writes), []).append(run)
+                    lat = run.get("latency_ms", {})
+                    print(f"writes: {src.name} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
+                          f"p99 {lat.get('p99') or 0:.2f} ms, loss {run['loss_pct']:.2f} %", file=sys.stderr)
+    print(f"`python bench/writes.py {' '.join(argv if argv is not None else sys.argv[1:])}` ({note}; medians of "
+          f"{args.repeats}, dnsperf {'-Q ' + str(args.rate) if args.rate else 'closed loop'}, {args.seconds:g} s)\n")
+    print("| tree | writes/s | answers/s | DNS p50 ms | DNS p99 ms | DNS p99.9 ms | DNS max ms | loss % | writes acked "
+          "| write p99 ms | others on kdns's core |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    summary = {}
+    for (src, writes), group in runs.items():
+        def med(get: Any, group: list[dict[str, Any]] = group) -> float:
+            values = [v for v in map(get, group) if v is not None]
+            return statistics.median(values) if values else float("nan")
+        row = {
+            "qps": med(lambda r: r["qps"]),
+            "p50": med(lambda r: r.get("latency_ms", {}).get("p50")),
+            "p99": med(lambda r: r.get("latency_ms", {}).get("p99")),
+            "p99.9": med(lambda r: r.get("latency_ms", {}).get("p99.9")),
+            "max": med(lambda r: r.get("latency_ms", {}).get("max")),
+            "loss": med(lambda r: r["loss_pct"]),
+            "acked": med(lambda r: r.get("writes", {}).get("acknowledged")),
+            "write_p99": med(lambda r: r.get("writes", {}).get("reply_ms", {}).get("p99")),
+            "others": med(lambda r: r.get("server_core_others")),
+        }
+        summary[f"{src}@{writes}"] = {"runs": group, "median": row}
+        print(f"| {Path(src).name} | {writes} | {row['qps']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
+              f"{row['p99.9']:.2f} | {row['max']:.1f} | {row['loss']:.2f} | {row['acked']:.0f} | {row['write_p99']:.1f} "
+              f"| {100 * row['others']:.0f} % |")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,298 @@
+"""The resource handlers: get, list, create, update (PUT), patch (merge, strategic merge,
+JSON patch, server-side apply) and delete, each write in one store transaction.
+
+kdns plays the whole control plane, kubelet included, so a write to the main resource may
+carry `status` (that is how a pod gets its IP); a PUT without `status` keeps the stored
+one. Writes to `/status` change only `status`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from kdns.api import patch, status, tables
+from kdns.api.context import BACKEND, CLOCK, STORE
+from kdns.api.encoding import (
+    APPLY_PATCH,
+    MERGE_PATCH,
+    PATCH_TYPES,
+    STRATEGIC_PATCH,
+    decode,
+    is_dry_run,
+    json_response,
+    loads_json,
+    loads_yaml,
+    media_type,
+    read_body,
+    read_document,
+    render,
+    wants_table,
+)
+from kdns.api.targets import Target, selector_of
+from kdns.registry import schema
+from kdns.registry.manifests import to_manifest
+
+
+def get(request: web.Request, target: Target) -> web.Response:
+    store = request.app[STORE]
+    assert target.name is not None
+    obj = store.get(target.resource.kind, target.namespace or "", target.name)
+    if obj is None:
+        raise status.not_found(target.resource.group_resource, target.name)
+    return render(request, target.resource, obj)
+
+
+def list_objects(request: web.Request, target: Target) -> web.Response:
+    store = request.app[STORE]
+    selector = selector_of(request, target)
+    resource = target.resource
+    # Read the version with the objects, in the same synchronous step.
+    version = str(store.resource_version)
+    docs = [to_manifest(o) for o in store.list(resource.kind, selector.namespace) if selector.matches(o)]
+    table_version = wants_table(request)
+    if table_version is not None:
+        body = tables.table(
+            resource.kind,
+            docs,
+            request.app[CLOCK](),
+            resource_version=version,
+            include_object=request.query.get("includeObject", "Metadata"),
+            api_version=table_version,
+        )
+        return json_response(body)
+    return json_response(
+        {
+            "kind": resource.list_kind,
+            "apiVersion": resource.group_version,
+            "metadata": {"resourceVersion": version},
+            "items": docs,
+        }
+    )
+
+
+def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, Any]:
+    """Check the body's namespace and name against the URL; fill in what it leaves out."""
+    metadata = doc["metadata"]
+    if target.resource.namespaced:
+        given = metadata.get("namespace")
+        if given and given != target.namespace:
+            raise status.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        metadata["namespace"] = target.namespace
+    else:
+        metadata.pop("namespace", None)
+    if target.name is not None:
+        name = metadata.get("name")
+        if name and name != target.name:
+            raise status.bad_request(
+                f"the name of the object ({name}) does not match the name on the URL ({target.name})"
+            )
+        metadata["name"] = target.name
+    elif creating and not metadata.get("name") and metadata.get("generateName"):
+        # generateName: the API server appends five random lower-case alphanumerics.
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"
+        metadata["name"] = metadata["generateName"] + "".join(random.choices(alphabet, k=5))  # noqa: S311  (a name, not a secret)
+    return doc
+
+
+async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
+    """Run `write(txn)` in one transaction through the backend and return what it
+    returned (the object as stored, with its resource version); a dry run commits nothing."""
+    return await request.app[BACKEND].write(write, dry_run=dry_run)
+
+
+async def create(request: web.Request, target: Target) -> web.Response:
+    doc = _place(await read_document(request, target.resource), target, creating=True)
+    dry_run = is_dry_run(request)
+    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
+    return render(request, target.resource, result, 201)
+
+
+def _live(request: web.Request, target: Target) -> Any:
+    assert target.name is not None
+    obj = request.app[STORE].get(target.resource.kind, target.namespace or "", target.name)
+    if obj is None:
+        raise status.not_found(target.resource.group_resource, target.name)
+    return obj
+
+
+def _status_only(live: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A /status write: the live object with the new status (and the new resourceVersion
+    precondition, if any); metadata, spec and the rest are not changed through /status."""
+    result = {k: v for k, v in live.items() if k != "status"}
+    if "status" in new:
+        result["status"] = new["status"]
+    metadata = dict(result.get("metadata", {}))
+    new_version = new.get("metadata", {}).get("resourceVersion")
+    if new_version:
+        metadata["resourceVersion"] = new_version
+    result["metadata"] = metadata
+    return result
+
+
+async def update(request: web.Request, target: Target) -> web.Response:
+    doc = _place(await read_document(request, target.resource), target, creating=False)
+    dry_run = is_dry_run(request)
+    live = to_manifest(_live(request, target))
+    if target.subresource == "status":
+        doc = _status_only(live, doc)
+    elif "status" not in doc and "status" in live:
+        doc["status"] = live["status"]
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    return render(request, target.resource, result)
+
+
+async def patch_object(request: web.Request, target: Target) -> web.Response:
+    media = media_type(request)
+    if media not in PATCH_TYPES:
+        raise status.unsupported_media_type(media, PATCH_TYPES)
+    body = await read_body(request)
+    dry_run = is_dry_run(request)
+    resource = target.resource
+    kind_schema = schema.BY_KIND[resource.kind]
+    store = request.app[STORE]
+    assert target.name is not None
+    current = store.get(resource.kind, target.namespace or "", target.name)
+
+    if media == APPLY_PATCH:
+        return await _apply(request, target, loads_yaml(body), current, dry_run)
+    if current is None:
+        raise status.not_found(resource.group_resource, target.name)
+
+    patch_doc, duplicates = loads_json(body)
+    live = to_manifest(current)
+    try:
+        if media == MERGE_PATCH:
+            if not isinstance(patch_doc, dict):
+                raise patch.BadPatch("a merge patch must be a JSON object")
+            patched = patch.merge_patch(live, patch_doc)
+        elif media == STRATEGIC_PATCH:
+            patched = patch.strategic_merge_patch(live, patch_doc, kind_schema)
+        else:
+            patched = patch.json_patch(live, patch_doc)
+    except patch.BadPatch as exc:
+        raise status.bad_request(str(exc)) from None
+    except patch.PatchError as exc:
+        raise status.unprocessable(str(exc)) from None
+    doc = _place(decode(request, resource, patched, duplicates), target, creating=False)
+    if target.subresource == "status":
+        doc = _status_only(live, doc)
+    # A patch applies to what was read: the same version, unless it names one itself.
+    doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    return render(request, resource, result)
+
+
+async def _apply(
+    request: web.Request, target: Target, config: Any, current: Any, dry_run: bool
+) -> web.Response:
+    """Server-side apply, approximated: create the object, or merge the configuration into it."""
+    resource = target.resource
+    if not request.query.get("fieldManager"):
+        raise status.invalid(
+            "PatchOptions",
+            "",
+            [("fieldManager", "Required value: is required for apply patch")],
+            group="meta.k8s.io",
+            reason="FieldValueRequired",
+        )
+    if not isinstance(config, dict):
+        raise status.bad_request("an apply patch must be a YAML or JSON object")
+    for required in ("apiVersion", "kind"):
+        if not config.get(required):
+            raise status.bad_request(f"{required} must be set in an apply patch")
+    config = _place(decode(request, resource, config), target, creating=False)
+    if target.subresource == "status" and current is None:
+        raise status.not_found(resource.group_resource, target.name or "")
+    if current is None:
+        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
+        code = 201
+    else:
+        live = to_manifest(current)
+        # Without managedFields, what a manager owns is what it applied last. kubectl's
+        # own manager ("kubectl") takes over what `kubectl apply` applied client-side
+        # (csaupgrade) and keeps the last-applied annotation current, so for it that
+        # annotation is the previous configuration; other managers only add and change.
+        by_kubectl = request.query["fieldManager"] == KUBECTL_MANAGER
+        previous = _last_applied(live) if by_kubectl else None
+        merged = patch.apply_configuration(live, config, schema.BY_KIND[resource.kind], previous)
+        if previous is not None:
+            # As kube-apiserver's lastAppliedUpdater: an apply by "kubectl" keeps the
+            # client-side annotation, where there is one, equal to what was applied.
+            annotations = merged["metadata"].setdefault("annotations", {})
+            annotations[LAST_APPLIED] = _configuration_text(config)
+        if target.subresource == "status":
+            merged = _status_only(live, merged)
+        if not config["metadata"].get("resourceVersion"):
+            merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
+        code = 200
+    return render(request, resource, result, code)
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+KUBECTL_MANAGER = "kubectl"
+
+
+def _last_applied(live: dict[str, Any]) -> dict[str, Any] | None:
+    """The configuration kubectl last applied (client-side, or server-side: kubectl keeps
+    the annotation current in both), or None."""
+    text = (live.get("metadata", {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return None
+    try:
+        previous = json.loads(text)
+    except ValueError:
+        return None
+    return previous if isinstance(previous, dict) else None
+
+
+def _configuration_text(config: dict[str, Any]) -> str:
+    applied = json.loads(json.dumps(config))
+    metadata = applied.get("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    annotations.pop(LAST_APPLIED, None)
+    if not annotations:
+        metadata.pop("annotations", None)
+    return json.dumps(applied, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+async def delete(request: web.Request, target: Target) -> web.Response:
+    body = await read_body(request)
+    options: dict[str, Any] = {}
+    if body.strip():
+        options, _ = loads_json(body)
+        if not isinstance(options, dict):
+            raise status.bad_request("the body of a DELETE must be DeleteOptions")
+    dry_run = is_dry_run(request, options)
+    live = _live(request, target)
+    preconditions = options.get("preconditions") or {}
+    assert target.name is not None
+    if preconditions.get("uid") and preconditions["uid"] != live.meta.uid:
+        raise status.conflict(
+            target.resource.group_resource,
+            target.name,
+            f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {live.meta.uid}",
+        )
+    wanted_version = preconditions.get("resourceVersion")
+    if wanted_version and wanted_version != str(live.meta.resource_version):
+        raise status.conflict(
+            target.resource.group_resource,
+            target.name,
+            f"Precondition failed: ResourceVersion in precondition: {wanted_version}, "
+            f"ResourceVersion in object meta: {live.meta.resource_version}",
+        )
+    await _commit(
+        request,
+        lambda txn: txn.delete(target.resource.kind, target.namespace or "", target.name),
+        dry_run=dry_run,
+    )
+    return render(request, target.resource, live)

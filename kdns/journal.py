@@ -1,0 +1,172 @@
+"""The journal off the event loop: commits saved on a thread of their own, in groups.
+
+`SqliteJournal` (kdns/registry/sqlite.py) saves with synchronous=FULL: every transaction
+waits for the disk (fsync), milliseconds on most disks and far more on a busy one. Called
+inside the store's commit on the event loop, that wait held up every DNS answer behind
+it. `JournalWriter` is the store's critical listener instead: inside the commit it only
+turns the events into rows and queues them; a writer thread takes everything queued,
+saves it in one transaction (group commit: one fsync for every commit made while the
+last one was being written) and then tells the event loop how far the file has got.
+
+"A 2xx means on disk" holds: the API awaits `durable(version)` for each write before it
+answers (kdns/api/http.py), so the reply goes out once the fsync of that commit is done.
+DNS does not wait: the commit is visible to queries at once, as it was before.
+
+When a save fails (StorageError: a full or failing disk), kdns stops journaling: the
+writes waiting on that save and every later one get a 500, and the store refuses every
+write after it (the listener raises, so those are undone and change nothing). The
+commits of the failed save stay in memory, unsaved, until kdns restarts: their writers
+were told 500, the answer Kubernetes gives when a write's outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
+from typing import Self
+
+from kdns.registry.objects import Event
+from kdns.registry.sqlite import Row, SqliteJournal, StorageError, rows
+
+__all__ = ["STOP_TIMEOUT", "JournalWriter"]
+
+log = logging.getLogger("kdns.journal")
+
+# How long stopping waits for the thread to save what is queued.
+STOP_TIMEOUT = 10.0
+
+Write = Callable[[Iterable[Row], int], None]
+
+
+class JournalWriter:
+    """`async with JournalWriter(journal) as writer:` then `store.subscribe(writer,
+    critical=True)`; `await writer.durable(version)` returns once every commit up to
+    `version` is on disk (StorageError if it cannot be).
+
+    `saved` is the resource version the file holds already; `write` is what saves one
+    group (default `journal.write`).
+    """
+
+    def __init__(self, journal: SqliteJournal, *, saved: int, write: Write | None = None) -> None:
+        self.path = journal.path
+        self._write = write if write is not None else journal.write
+        self._lock = threading.Condition(threading.Lock())
+        self._queue: list[tuple[int, list[Row]]] = []  # (resource version, rows), in commit order
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Read and written on the event loop only:
+        self._saved = saved  # every commit up to this version is on disk
+        self._failure: StorageError | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # in version order
+        self.groups = 0  # transactions written
+        self.commits = 0  # commits in them
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        """Start the thread; `durable` is then answered on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="kdns journal writer", daemon=True)
+        self._thread.start()
+
+    async def aclose(self) -> None:
+        """Save what is queued, then stop the thread."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, STOP_TIMEOUT)
+            if thread.is_alive():
+                log.error("the journal writer did not finish within %g s", STOP_TIMEOUT)
+        for _, waiter in self._waiters:  # (none once the thread has finished)
+            if not waiter.done():
+                waiter.set_exception(StorageError(f"{self.path}: kdns stopped before saving"))
+        self._waiters = []
+
+    # --- on the event loop ---------------------------------------------------------------
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        """The store's critical listener: queue the commit; refuse it once saving failed."""
+        if self._failure is not None:
+            raise StorageError(f"{self._failure} (the journal has stopped: restart kdns)")
+        if not events:
+            return
+        saved = rows(events)
+        with self._lock:
+            self._queue.append((events[-1].resource_version, saved))
+            self._lock.notify()
+
+    async def durable(self, version: int) -> None:
+        """Return once every commit up to `version` is on disk; StorageError if it cannot be."""
+        if version <= self._saved:
+            return
+        if self._failure is not None:
+            raise StorageError(str(self._failure))  # a new one: each writer its own traceback
+        assert self._loop is not None, "JournalWriter is not started"
+        waiter = self._loop.create_future()
+        self._waiters.append((version, waiter))
+        await waiter
+
+    def _saved_up_to(self, version: int, failure: StorageError | None) -> None:
+        """From the thread: the group up to `version` is on disk, or failed to be."""
+        if failure is not None:
+            if self._failure is None:
+                log.error("the journal cannot save: %s; writes are refused until kdns restarts", failure)
+            self._failure = failure
+        else:
+            self._saved = max(self._saved, version)
+        waiters = self._waiters
+        done = 0
+        for waiting, waiter in waiters:
+            if failure is None and waiting > version:
+                break
+            done += 1
+            if waiter.done():  # the request went away
+                continue
+            if failure is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(StorageError(str(failure)))
+        del waiters[:done]
+
+    # --- on the writer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        failure: StorageError | None = None
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._lock.wait()
+                group, self._queue = self._queue, []
+            if not group:
+                return  # stopping, and everything is saved
+            version = group[-1][0]
+            if failure is None:
+                try:
+                    self._write(chain.from_iterable(saved for _, saved in group), version)
+                except StorageError as exc:
+                    failure = exc
+                except Exception as exc:  # a bug must not leave writers waiting for ever
+                    log.exception("the journal writer failed")
+                    failure = StorageError(f"{self.path}: {exc}")
+                else:
+                    self.groups += 1
+                    self.commits += len(group)
+            # After a failure nothing more is written: a later group saved on its own
+            # would leave a hole in the file.
+            try:
+                loop.call_soon_threadsafe(self._saved_up_to, version, failure)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                return
