@@ -403,7 +403,7 @@ def _load(
     with store.transaction() as txn:
         # In `apply_order` (Namespaces first, ...); a refusal names file and document.
         # The documents were read for this alone: the store keeps them (`owned`).
-        applied = declared.apply(txn, store, loaded.documents, owned=True)
+        applied = declared.apply(txn, loaded.documents, owned=True)
     if journaling is not None:
         journaling()
     return store, journal, dataclasses.replace(applied, files=len(loaded.files))
@@ -443,8 +443,7 @@ async def _apply_manifests(backend: Backend, loaded: Loaded, *, checked: bool = 
     if not checked:
         _check_loaded(loaded)
     declared.mark(loaded.documents)
-    store = backend.store
-    applied = await backend.write(lambda txn: declared.apply(txn, store, loaded.documents))
+    applied = await backend.write(lambda txn: declared.apply(txn, loaded.documents))
     return dataclasses.replace(applied, files=len(loaded.files))
 
 

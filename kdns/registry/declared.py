@@ -20,8 +20,8 @@ from pathlib import Path
 
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
+from kdns.registry.objects import API_VERSIONS, KubeObject
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
-from kdns.registry.objects import KubeObject
 from kdns.registry.store import Store, Transaction, apply_order
 
 __all__ = ["SOURCE", "Applied", "apply", "check", "mark", "source_of"]
@@ -67,13 +67,13 @@ def source_of(obj: KubeObject) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def apply(txn: Transaction, store: Store, documents: Sequence[Document], *, owned: bool = False) -> Applied:
-    """In `txn`, a transaction of `store`: apply `documents` (marked) and prune the objects
-    applied from manifests earlier that they no longer declare. A refusal raises (and the
-    transaction changes nothing)."""
+def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = False) -> Applied:
+    """In `txn`: apply `documents` (marked) and prune the objects applied from manifests
+    earlier that they no longer declare. A refusal raises (and the transaction changes
+    nothing)."""
     # Looked for before the apply: on a first start nothing was applied from a manifest
     # yet, and the 100,000 documents of a big cluster need no keys.
-    earlier = [obj for obj in store.objects() if source_of(obj) is not None]
+    earlier = [obj for kind in API_VERSIONS for obj in txn.list(kind) if source_of(obj) is not None]
     txn.apply_documents(documents, owned=owned)
     pruned = []
     if earlier:
