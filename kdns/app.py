@@ -61,6 +61,7 @@ from kdns.proxy import ServiceProxy
 from kdns.registry import declared
 from kdns.registry.backend import Backend, LocalBackend, Unavailable
 from kdns.registry.errors import ManifestError, RegistryError
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
@@ -169,13 +170,15 @@ class Reloader:
     """
 
     def __init__(
-        self, router: Router, directory: Path | None, workers: WorkerPool | None, backend: Backend, settings: Settings
+        self, router: Router, directory: Path | None, workers: WorkerPool | None,
+        manifests: tuple[Backend, Settings] | None = None,
     ) -> None:
+        # `manifests`: where they are applied and the settings naming them; None when kdns
+        # has none (--follow serves another cluster's objects).
         self._router = router
         self._directory = directory
         self._workers = workers
-        self._backend = backend
-        self._settings = settings
+        self._manifests = manifests
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
@@ -197,11 +200,13 @@ class Reloader:
     async def reload_manifests(self) -> declared.Applied | None:
         """Read --manifests again and apply them, pruning what they no longer declare, as one
         write: a file that does not load (or a document the registry refuses) is logged and
-        changes nothing. The applied result, or None after an error."""
-        settings = self._settings
+        changes nothing. The applied result, or None after an error (or without manifests)."""
+        if self._manifests is None:
+            return None
+        backend, settings = self._manifests
         loaded = await asyncio.to_thread(read_paths, settings.manifests)
         try:
-            applied = await _apply_manifests(self._backend, loaded)
+            applied = await _apply_manifests(backend, loaded)
         except RegistryError as exc:
             log.error("reload: %s; the registry is unchanged", exc)
             return None
@@ -360,9 +365,10 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         )
         metrics.add_query_counts(workers.totals)
         metrics.add_udp_drops(workers.drops)
-    reloader = Reloader(dns.router, settings.zones_dir, workers, backend, settings)
+    reloader = Reloader(dns.router, settings.zones_dir, workers, (backend, settings))
     stack.push_async_callback(reloader.aclose)
-    api = await _serve_api(stack, settings, backend, metrics, tls, writer)
+    events = EventLog()
+    api = await _serve_api(stack, settings, backend, metrics, tls, writer, events)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         proxy = await stack.enter_async_context(ServiceProxy(
@@ -375,7 +381,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     # etcd, on the one replica that holds the controller lease.
     prober = None
     if election is None:
-        prober = await stack.enter_async_context(Prober(backend))
+        prober = await stack.enter_async_context(Prober(backend, events=events))
     else:
         await stack.enter_async_context(election)
     app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, reloader, applied)
@@ -395,6 +401,7 @@ def _load(
         service_cidrs=settings.service_cidrs,
         node_port_range=settings.node_port_range,
         clock=time.time,
+        event_log_size=settings.event_log_size,
     )
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
@@ -415,7 +422,12 @@ async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> tu
     for the embedded store."""
     loaded = read_paths(settings.manifests)
     _check_loaded(loaded)
-    store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range, clock=time.time)
+    store = Store(
+        service_cidrs=settings.service_cidrs,
+        node_port_range=settings.node_port_range,
+        clock=time.time,
+        event_log_size=settings.event_log_size,
+    )
     client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=_etcd_tls(settings)))
     try:
         backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
@@ -509,6 +521,7 @@ async def _serve_api(
     metrics: Metrics,
     tls: ssl.SSLContext | None,
     writer: JournalWriter | None,
+    events: EventLog,
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
     (with etcd: while etcd can take writes)."""
@@ -520,6 +533,7 @@ async def _serve_api(
         token=settings.api_token,
         ready=lambda: ready.is_set() and backend.ready(),
         durable=writer.durable if writer is not None else None,
+        events=events,
     )
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)

@@ -121,6 +121,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            "(default 1000)", "N", parse=to_integer),
     Option("--workers", "processes answering DNS on the port (SO_REUSEPORT), each with a copy of the "
            "registry kept in step by this one; one per core (default 1)", "N", parse=to_integer),
+    Option("--event-log-size", "changes kept for watches to resume from and list pages to continue from; "
+           "older versions get 410 Expired, as after etcd's compaction (default 10000)", "N", parse=to_integer),
+    Option("--follow", "serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
+           "of a registry of kdns's own (no manifests, data dir, controllers or proxy)", "KUBECONFIG",
+           parse=to_optional_path),
+    Option("--follow-context", "the kubeconfig context to follow (default: its current-context)", "NAME",
+           parse=to_optional_text),
     Option("--store", "where the registry lives: sqlite (the default, under --data-dir) or "
            "etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix", "URL",
            setting="etcd_endpoints"),
@@ -303,6 +310,11 @@ def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configura
         if option.parse is not None and option.name in given:
             fields[option.setting or option.name] = option.parse(given[option.name])
 
+    if fields.get("follow") is not None:
+        for name in ("manifests", "data_dir"):
+            if name in given:
+                raise ConfigError(f"{given[name].source}: --follow serves the followed cluster's objects, "
+                                  "kept in memory only")
     ephemeral, data_dir = given.get("ephemeral"), given.get("data_dir")
     if ephemeral is not None and to_boolean(ephemeral):
         if data_dir is not None and data_dir.text:
@@ -349,6 +361,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
 async def _serve_until_signalled(configuration: Configuration) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
     from kdns.app import serve
+    from kdns.follow import follower
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -358,7 +371,11 @@ async def _serve_until_signalled(configuration: Configuration) -> None:
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     try:
-        await serve(configuration.settings, stop, lambda _: log.info("configuration: %s", configuration.describe()))
+        if configuration.settings.follow is not None:
+            log.info("configuration: %s", configuration.describe())
+            await follower.serve(configuration.settings, stop)
+        else:
+            await serve(configuration.settings, stop, lambda _: log.info("configuration: %s", configuration.describe()))
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)

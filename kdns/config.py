@@ -428,6 +428,13 @@ class Settings:
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
     # registry, and workers - 1 that serve a copy of it (kdns/replication.py).
     workers: int = 1
+    # Changes kept for watches to resume from and continue tokens to page through (the
+    # API server's watch window and etcd's compaction in one): older versions get 410.
+    event_log_size: int = 10_000
+    # --follow: the kubeconfig of a cluster whose API kdns follows instead of owning a
+    # registry (kdns/follow/), and the context in it (None: its current-context).
+    follow: Path | None = None
+    follow_context: str | None = None
     # The registry on etcd (`--store etcd://HOST:PORT,...`): its members' client URLs;
     # () keeps the embedded store (SQLite under data_dir). See kdns/etcd/store.py.
     etcd_endpoints: tuple[str, ...] = ()
@@ -453,6 +460,16 @@ class Settings:
             raise _bad("dns_address", repr(self.dns_address), "not an IP address") from None
         if not (1 <= self.workers <= MAX_WORKERS):
             raise _bad("workers", self.workers, f"must be between 1 and {MAX_WORKERS}")
+        if self.event_log_size < 1:
+            raise _bad("event_log_size", self.event_log_size, "must be at least 1")
+        if self.follow_context is not None and self.follow is None:
+            raise ConfigError("--follow-context needs --follow")
+        if self.follow is not None and self.workers > 1:
+            raise ConfigError("--follow serves from one process: --workers is not supported with it")
+        if self.follow is not None and self.proxy:
+            raise ConfigError("--follow runs no service proxy: --proxy is not supported with it")
+        if self.follow is not None and self.etcd_endpoints:
+            raise ConfigError("--follow serves the followed cluster's objects, kept in memory only: --store is not supported with it")
         if not (0 <= self.api_port <= 65535):
             raise _bad("api_port", self.api_port, "must be between 0 and 65535")
         try:

@@ -58,6 +58,7 @@ from kdns.errors import KdnsError
 from kdns.registry.admission import timestamp
 from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
+from kdns.registry.events import EventLog
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import DELETED, POD, Event, Pod
 
@@ -283,9 +284,13 @@ class Prober:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
         max_in_flight: int = MAX_IN_FLIGHT,
+        events: EventLog | None = None,
     ) -> None:
+        """`events`, when given, gets a Warning `Unhealthy` event for each failed probe,
+        as the kubelet records one."""
         self._backend = backend
         self._store = backend.store
+        self._events = events
         self._writes: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._sleep = sleep
@@ -395,6 +400,7 @@ class Prober:
             if failure is not None:
                 self.stats.failures += 1
                 log.debug("pod %s/%s container %s: probe failed: %s", key[0], key[1], probe.container, failure)
+                self._record_failure(key, probe, failure)
             if result.record(failure is None):
                 log.info(
                     "pod %s/%s container %s is %s", key[0], key[1], probe.container,
@@ -406,6 +412,14 @@ class Prober:
             now = self._clock()
             if due < now:
                 due += math.floor((now - due) / period) * period
+
+    def _record_failure(self, key: tuple[str, str], probe: Probe, failure: str) -> None:
+        pod = self._store.get(POD, *key) if self._events is not None else None
+        if self._events is not None and isinstance(pod, Pod):
+            self._events.record(
+                pod, "Warning", "Unhealthy", f"Readiness probe failed: {failure}",
+                component="kubelet", host=pod.node_name, field_path=f"spec.containers{{{probe.container}}}",
+            )
 
     def _ssl_context(self) -> ssl.SSLContext:
         # httpGet with scheme HTTPS does not verify the certificate, as the kubelet's does not.

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from kdns.metrics import Metrics
 from kdns.registry.backend import Backend
+from kdns.registry.events import EventLog
 from kdns.registry.store import Store
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 WATCH_QUEUE_SIZE = web.AppKey("watch_queue_size", int)
 DURABLE: web.AppKey[Callable[[int], Awaitable[None]] | None] = web.AppKey("durable")
+BOOKMARK_PERIOD: web.AppKey[float] = web.AppKey("bookmark_period")  # watch.BOOKMARK_INTERVAL
+EVENTS = web.AppKey("events", EventLog)
 # What a resource request is about, for the error and metrics middleware.
 RESOURCE = web.RequestKey("resource", str)
 GROUP = web.RequestKey("group", str)

@@ -8,21 +8,24 @@ one. Writes to `/status` change only `status`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from kdns.api import patch, status, tables
-from kdns.api.context import BACKEND, CLOCK, STORE
+from kdns.api import endpoints, ownership, paging, patch, status, tables
+from kdns.api.context import BACKEND, CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
     MERGE_PATCH,
     PATCH_TYPES,
     STRATEGIC_PATCH,
     decode,
+    flag,
     is_dry_run,
     json_response,
     loads_json,
@@ -33,9 +36,14 @@ from kdns.api.encoding import (
     render,
     wants_table,
 )
+from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
+from kdns.api.selectors import SelectorError, parse_label_selector
+from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
 from kdns.registry import schema
+from kdns.registry.events import field_matcher
 from kdns.registry.manifests import to_manifest
+from kdns.registry.objects import SERVICE
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -51,28 +59,77 @@ def list_objects(request: web.Request, target: Target) -> web.Response:
     store = request.app[STORE]
     selector = selector_of(request, target)
     resource = target.resource
-    # Read the version with the objects, in the same synchronous step.
-    version = str(store.resource_version)
-    docs = [to_manifest(o) for o in store.list(resource.kind, selector.namespace) if selector.matches(o)]
+    # One synchronous step: the page and its version come from the same snapshot.
+    listed = paging.page(
+        store,
+        resource.kind,
+        selector.namespace,
+        selector.matches,
+        paging.list_options(request.query),
+        filtered=bool(selector.labels or selector.fields),
+    )
+    docs = [to_manifest(o) for o in listed.items]
+    metadata: dict[str, Any] = {"resourceVersion": str(listed.resource_version)}
+    if listed.continue_token is not None:
+        metadata["continue"] = listed.continue_token
+    if listed.remaining is not None:
+        metadata["remainingItemCount"] = listed.remaining
     table_version = wants_table(request)
     if table_version is not None:
         body = tables.table(
             resource.kind,
             docs,
             request.app[CLOCK](),
-            resource_version=version,
+            resource_version=str(listed.resource_version),
             include_object=request.query.get("includeObject", "Metadata"),
             api_version=table_version,
         )
+        body["metadata"] = metadata
         return json_response(body)
     return json_response(
-        {
-            "kind": resource.list_kind,
-            "apiVersion": resource.group_version,
-            "metadata": {"resourceVersion": version},
-            "items": docs,
-        }
+        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
     )
+
+
+def derived(request: web.Request, target: Target) -> web.Response:
+    """GET and LIST of what is made when read: Endpoints from the EndpointSlices
+    (endpoints.py), Events from the event log (registry/events.py)."""
+    if request.method != "GET" or target.watch_path or flag(request, "watch") or target.subresource:
+        raise status.method_not_allowed(request.method)
+    if target.resource.kind == endpoints.ENDPOINTS:
+        # An Endpoints object has its Service's name, namespace and labels: select Services.
+        selector = selector_of(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
+        docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    else:
+        docs = _events(request, target)
+    if target.name is not None:
+        if not docs:
+            raise status.not_found(target.resource.group_resource, target.name)
+        return render(request, target.resource, docs[0])
+    version = str(request.app[STORE].resource_version)
+    table_version = wants_table(request)
+    if table_version is not None:
+        body = tables.table(
+            target.resource.kind, docs, request.app[CLOCK](), resource_version=version,
+            include_object=request.query.get("includeObject", "Metadata"), api_version=table_version,
+        )
+        return json_response(body)
+    return json_response(
+        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+    )
+
+
+def _events(request: web.Request, target: Target) -> list[dict[str, Any]]:
+    try:
+        labels = parse_label_selector(request.query.get("labelSelector", ""))
+        fields = field_matcher(request.query.get("fieldSelector", ""))
+    except (SelectorError, ValueError) as exc:
+        raise status.bad_request(str(exc)) from None
+    return [
+        event for event in request.app[EVENTS].events(target.namespace)
+        if fields(event) and (target.name is None or event["metadata"]["name"] == target.name)
+        and all(r.matches(event["metadata"].get("labels") or {}) for r in labels)
+    ]
 
 
 def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, Any]:
@@ -210,23 +267,39 @@ async def _apply(
     config = _place(decode(request, resource, config), target, creating=False)
     if target.subresource == "status" and current is None:
         raise status.not_found(resource.group_resource, target.name or "")
+    manager = request.query["fieldManager"]
+    kind_schema = schema.BY_KIND[resource.kind]
+    fields = ownership.fields_of(config, kind_schema)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
     if current is None:
+        config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
         result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
         code = 201
     else:
         live = to_manifest(current)
-        # Without managedFields, what a manager owns is what it applied last. kubectl's
-        # own manager ("kubectl") takes over what `kubectl apply` applied client-side
-        # (csaupgrade) and keeps the last-applied annotation current, so for it that
-        # annotation is the previous configuration; other managers only add and change.
-        by_kubectl = request.query["fieldManager"] == KUBECTL_MANAGER
-        previous = _last_applied(live) if by_kubectl else None
-        merged = patch.apply_configuration(live, config, schema.BY_KIND[resource.kind], previous)
-        if previous is not None:
+        entries = [e for e in live["metadata"].get("managedFields") or [] if isinstance(e, dict)]
+        mine = next((e for e in entries if e.get("manager") == manager and e.get("operation") == ownership.APPLY), None)
+        found = ownership.conflicts(fields, [e for e in entries if e is not mine], live, config)
+        if found and not flag(request, "force"):
+            raise _apply_conflict(found)
+        taken = {path for _, path in found}
+        # What the manager owns is what it applied last: its Apply entry's fields. Before
+        # it has one, kubectl's own manager takes over what `kubectl apply` applied
+        # client-side (csaupgrade), whose last-applied annotation says what that was.
+        by_kubectl = manager == KUBECTL_MANAGER
+        if mine is not None and isinstance(mine.get("fieldsV1"), dict):
+            previous = ownership.skeleton(mine["fieldsV1"])
+        else:
+            previous = _last_applied(live) if by_kubectl else None
+        merged = patch.apply_configuration(live, config, kind_schema, previous)
+        if by_kubectl and _last_applied(live) is not None:
             # As kube-apiserver's lastAppliedUpdater: an apply by "kubectl" keeps the
             # client-side annotation, where there is one, equal to what was applied.
             annotations = merged["metadata"].setdefault("annotations", {})
             annotations[LAST_APPLIED] = _configuration_text(config)
+        merged["metadata"]["managedFields"] = ownership.record(
+            entries, manager, fields, resource.group_version, now, taken
+        )
         if target.subresource == "status":
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
@@ -234,6 +307,18 @@ async def _apply(
         result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
         code = 200
     return render(request, resource, result, code)
+
+
+def _apply_conflict(found: list[tuple[str, ownership.Path]]) -> ApiError:
+    """409 as the API server words an apply's conflicts with other managers."""
+    count = f"{len(found)} conflict{'s' if len(found) > 1 else ''}"
+    lines = [f'conflict with "{manager}": {ownership.path_text(path)}' for manager, path in found]
+    message = f"Apply failed with {count}: " + (lines[0] if len(lines) == 1 else "\n" + "\n".join(f"- {line}" for line in lines))
+    causes = [
+        {"reason": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": ownership.path_text(path)}
+        for manager, path in found
+    ]
+    return ApiError(409, "Conflict", message, {"causes": causes})
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

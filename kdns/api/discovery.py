@@ -18,7 +18,6 @@ from kdns.api.resources import (
     GROUP_VERSIONS,
     RESOURCES,
     STATUS_VERBS,
-    VERBS,
     Resource,
     in_group_version,
 )
@@ -51,7 +50,7 @@ def _api_resource(resource: Resource) -> list[dict[str, Any]]:
         "singularName": resource.singular,
         "namespaced": resource.namespaced,
         "kind": resource.kind,
-        "verbs": list(VERBS),
+        "verbs": list(resource.verbs),
     }
     if resource.short_names:
         main["shortNames"] = list(resource.short_names)
@@ -124,7 +123,7 @@ def _discovery_resource(resource: Resource) -> dict[str, Any]:
         "responseKind": kind,
         "scope": "Namespaced" if resource.namespaced else "Cluster",
         "singularResource": resource.singular,
-        "verbs": list(VERBS),
+        "verbs": list(resource.verbs),
     }
     if resource.short_names:
         body["shortNames"] = list(resource.short_names)

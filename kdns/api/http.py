@@ -4,8 +4,10 @@
 binds it. Routes:
 
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
-  pods (+status), nodes, endpointslices: GET, LIST (label and field selectors), WATCH,
-  POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side apply) and DELETE;
+  pods (+status), nodes, endpointslices: GET, LIST (label and field selectors, paged:
+  `paging`), WATCH, POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side
+  apply with field ownership: `ownership`) and DELETE, in JSON or YAML; endpoints and
+  events, made when read: GET and LIST;
 * discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`.
 
@@ -29,8 +31,10 @@ from aiohttp import web
 from kdns.api import crud, status, system
 from kdns.api.context import (
     BACKEND,
+    BOOKMARK_PERIOD,
     CLOCK,
     DURABLE,
+    EVENTS,
     GROUP,
     METRICS,
     READY,
@@ -44,9 +48,10 @@ from kdns.api.encoding import flag
 from kdns.api.middleware import authenticate, durable_writes, errors
 from kdns.api.status import MAX_BODY
 from kdns.api.targets import parse_target
-from kdns.api.watch import QUEUE_SIZE, watch
+from kdns.api.watch import BOOKMARK_INTERVAL, QUEUE_SIZE, watch
 from kdns.metrics import Metrics
 from kdns.registry.backend import Backend
+from kdns.registry.events import EventLog
 
 __all__ = ["METRICS", "STORE", "build_app", "start_api"]
 
@@ -60,13 +65,16 @@ def build_app(
     clock: Callable[[], float] = time.time,
     watch_queue_size: int = QUEUE_SIZE,
     durable: Callable[[int], Awaitable[None]] | None = None,
+    bookmark_interval: float = BOOKMARK_INTERVAL,
+    events: EventLog | None = None,
 ) -> web.Application:
     """The API as an aiohttp application: reads from `backend.store`, writes through
     `backend`; `token` set means every request but the health checks needs
     `Authorization: Bearer <token>`. `clock` dates AGE columns;
     `watch_queue_size` bounds the changes a watcher may fall behind by; `durable(version)`
     returns once the store's commits up to `version` are on disk (kdns/journal.py), and
-    a write is answered only then."""
+    a write is answered only then; `bookmark_interval` is how long a quiet watch waits for
+    its next BOOKMARK; `events` are the Events `/api/v1/events` lists (the prober's)."""
     app = web.Application(middlewares=[errors, authenticate, durable_writes], client_max_size=MAX_BODY)
     app[STORE] = backend.store
     app[BACKEND] = backend
@@ -77,6 +85,8 @@ def build_app(
     app[CLOCK] = clock
     app[WATCH_QUEUE_SIZE] = watch_queue_size
     app[DURABLE] = durable
+    app[BOOKMARK_PERIOD] = bookmark_interval
+    app[EVENTS] = events if events is not None else EventLog()
     add = app.router.add_route
     add("GET", "/healthz", system.healthz)
     add("GET", "/livez", system.healthz)
@@ -126,6 +136,8 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     request[RESOURCE] = target.resource.plural
     request[GROUP] = target.resource.group
     method = request.method
+    if target.resource.derived:
+        return crud.derived(request, target)
     if target.name is None:
         if method == "GET":
             if target.watch_path or flag(request, "watch"):

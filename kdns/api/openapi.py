@@ -5,9 +5,12 @@ for the PATCH operation tagged with `x-kubernetes-group-version-kind` and a `fie
 query parameter (k8s.io/cli-runtime resource/query_param_verifier_v3.go); finding it, it sends
 `?fieldValidation=Strict` and skips client-side validation.
 
-The component schemas deliberately carry no `x-kubernetes-group-version-kind`: kubectl then
-computes client-side-apply patches from its own compiled-in types (which know every field)
-instead of from these schemas, whose `OPEN` parts it could not walk.
+The component schemas are kdns's own (kdns/registry/schema.py: the fields it reads and keeps,
+with their merge keys and patch strategies). Each served kind and its list carry
+`x-kubernetes-group-version-kind`, by which `kubectl explain` finds them. Client-side apply
+also looks a kind's merge keys up by it; where a document reaches into an `OPEN` part these
+schemas do not spell out, kubectl's lookup fails and it falls back to its own compiled-in
+types (k8s.io/kubectl apply/patcher.go), which know every field.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ KUBERNETES_VERSION = "v1.32.0"
 _REF = "#/components/schemas/"
 
 
-def _schema(node: s.Schema, components: dict[str, Any]) -> dict[str, Any]:
+def _gvk(group: str, version: str, kind: str) -> dict[str, str]:
+    return {"group": group, "version": version, "kind": kind}
+
+
+def _schema(node: s.Schema, components: dict[str, Any], gvk: dict[str, str] | None = None) -> dict[str, Any]:
+    """`node` as OpenAPI; named objects go to `components` (`gvk`: the kind it is the root of)."""
     if node.type == "object":
         body: dict[str, Any] = {"type": "object"}
         if node.properties:
@@ -33,6 +41,8 @@ def _schema(node: s.Schema, components: dict[str, Any]) -> dict[str, Any]:
         if node.open:
             body["x-kubernetes-preserve-unknown-fields"] = True
         if node.name:
+            if gvk is not None:
+                body["x-kubernetes-group-version-kind"] = [gvk]
             components.setdefault(node.name, body)
             return {"$ref": _REF + node.name}
         return body
@@ -100,7 +110,7 @@ _PATCH_TYPES = (
 def _operation(
     resource: Resource, action: str, verb: str, response: str, params: list[dict[str, Any]], body: str | None = None
 ) -> dict[str, Any]:
-    gvk = {"group": resource.group, "version": resource.version, "kind": resource.kind}
+    gvk = _gvk(resource.group, resource.version, resource.kind)
     op: dict[str, Any] = {
         "operationId": f"{verb}{resource.kind}",
         "parameters": list(params),
@@ -164,7 +174,17 @@ def _paths_for(resource: Resource, prefix: str, object_schema: str) -> dict[str,
         paths[f"{prefix}/{resource.plural}"] = {
             "get": _operation(resource, "list", "list", list_schema, _LIST_PARAMS)
         }
+    # Only the operations the resource has (Endpoints and Events: get and list).
+    for path, operations in list(paths.items()):
+        for method, operation in list(operations.items()):
+            if method != "parameters" and _VERB_OF_ACTION[operation["x-kubernetes-action"]] not in resource.verbs:
+                del operations[method]
+        if set(operations) <= {"parameters"}:
+            del paths[path]
     return paths
+
+
+_VERB_OF_ACTION = {"list": "list", "get": "get", "post": "create", "put": "update", "patch": "patch", "delete": "delete"}
 
 
 def _meta_components() -> dict[str, Any]:
@@ -198,9 +218,10 @@ def document(group_version: str) -> dict[str, Any]:
     for resource in in_group_version(group_version):
         root = s.BY_KIND[resource.kind]
         assert root.name is not None
-        _schema(root, components)
+        _schema(root, components, _gvk(resource.group, resource.version, resource.kind))
         components[f"{root.name}List"] = {
             "type": "object",
+            "x-kubernetes-group-version-kind": [_gvk(resource.group, resource.version, resource.list_kind)],
             "properties": {
                 "apiVersion": {"type": "string"},
                 "kind": {"type": "string"},

@@ -26,6 +26,9 @@ class Resource:
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = VERBS
+    # Made from other objects when read (Endpoints, from EndpointSlices), not stored.
+    derived: bool = False
 
     @property
     def group_version(self) -> str:
@@ -49,6 +52,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(objects.POD, "pods", "pod", "", "v1", True, ("po",), ("status",), ("all",)),
     Resource(objects.NODE, "nodes", "node", "", "v1", False, ("no",)),
     Resource(objects.ENDPOINT_SLICE, "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True),
+    Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",), verbs=("get", "list"), derived=True),
+    Resource("Event", "events", "event", "", "v1", True, ("ev",), verbs=("get", "list"), derived=True),
 )
 
 BY_KIND = {r.kind: r for r in RESOURCES}

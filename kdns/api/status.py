@@ -30,9 +30,14 @@ class ApiError(KdnsError):
         self.reason = reason
         self.message = message
         self.details = details
+        # A 410 for an expired continue token carries a token for the inconsistent rest.
+        self.list_continue: str | None = None
 
     def status(self) -> dict[str, Any]:
-        return status_object(self.code, self.reason, self.message, self.details)
+        body = status_object(self.code, self.reason, self.message, self.details)
+        if self.list_continue:
+            body["metadata"] = {"continue": self.list_continue}
+        return body
 
 
 def status_object(
@@ -148,7 +153,9 @@ def invalid(
     }
     if group:
         details["group"] = group
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details)
+    # errors.NewInvalid names the qualified kind: `ListOptions.meta.k8s.io "" is invalid`.
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
 
 
 def unprocessable(message: str) -> ApiError:

@@ -255,7 +255,53 @@ def _namespace_row(doc: Mapping[str, Any], now: float) -> list[Any]:
     ]
 
 
+def _endpoints_row(doc: Mapping[str, Any], now: float) -> list[Any]:
+    # kubectl's printer: ip:port of the ready addresses, three at most, then "+ N more...".
+    pairs = [
+        f"{address.get('ip')}:{port.get('port')}" if subset.get("ports") else str(address.get("ip"))
+        for subset in doc.get("subsets") or []
+        for port in (subset.get("ports") or [{}])
+        for address in subset.get("addresses") or []
+    ]
+    text = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
+    return [doc["metadata"]["name"], text or "<none>", age(doc["metadata"].get("creationTimestamp"), now)]
+
+
+def _event_row(doc: Mapping[str, Any], now: float) -> list[Any]:
+    involved = doc.get("involvedObject") or {}
+    source = doc.get("source") or {}
+    return [
+        age(doc.get("lastTimestamp"), now),
+        doc.get("type", ""),
+        doc.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        involved.get("fieldPath", ""),
+        ", ".join(filter(None, (source.get("component"), source.get("host")))),
+        doc.get("message", ""),
+        age(doc.get("firstTimestamp"), now),
+        doc.get("count", 1),
+        doc["metadata"]["name"],
+    ]
+
+
 PRINTERS: Mapping[str, tuple[Sequence[Column], Callable[[Mapping[str, Any], float], list[Any]]]] = {
+    # kube-apiserver's printer for Events (pkg/printers/internalversion).
+    "Event": (
+        (
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Subobject", "string", "", 1),
+            ("Source", "string", "", 1),
+            ("Message", "string", "", 0),
+            ("First Seen", "string", "", 1),
+            ("Count", "string", "", 1),
+            ("Name", "string", "", 1),
+        ),
+        _event_row,
+    ),
+    "Endpoints": ((NAME_COLUMN, ("Endpoints", "string", "", 0), AGE_COLUMN), _endpoints_row),
     objects.SERVICE: (
         (
             NAME_COLUMN,

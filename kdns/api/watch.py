@@ -20,9 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from kdns.api import status, tables
-from kdns.api.context import CLOCK, METRICS, STORE, WATCH_QUEUE_SIZE, WATCHES
-from kdns.api.encoding import flag, wants_table
+from kdns.api import paging, status, tables
+from kdns.api.context import (
+    BOOKMARK_PERIOD,
+    CLOCK,
+    METRICS,
+    STORE,
+    WATCH_QUEUE_SIZE,
+    WATCHES,
+)
+from kdns.api.encoding import wants_table
 from kdns.api.selectors import Selector
 from kdns.api.targets import Target, selector_of
 from kdns.registry.errors import Expired
@@ -35,9 +42,15 @@ QUEUE_SIZE = 1000
 # kube-apiserver ends a watch after --min-request-timeout (1800 s) times a random factor;
 # kdns ends it after this unless the client asks for less with timeoutSeconds.
 MAX_TIMEOUT = 1800.0
+# A watcher that allows bookmarks gets one after this long without a change, as from the
+# API server's watch cache (once a minute): the version it can resume from moves on even
+# when nothing it selects changes, so the event log does not leave it behind.
+BOOKMARK_INTERVAL = 60.0
 
 Change = tuple[str, Any, int]  # type, object, resource version of the change
 Encode = Callable[[str, Any, int], Any]
+# The BOOKMARK object at a version; True: the one that ends the initial events.
+Bookmark = Callable[[int, bool], Any]
 
 
 class Watch:
@@ -106,7 +119,9 @@ async def serve_watch(
     resource_version: int | None,
     duration: float,
     encode: Encode,
-    bookmark: Callable[[int], Any] | None = None,
+    bookmark: Bookmark | None = None,
+    initial_events_end: bool = False,
+    bookmark_interval: float = BOOKMARK_INTERVAL,
     watches: set[Watch],
     on_open: Callable[[], None] = lambda: None,
     on_close: Callable[[], None] = lambda: None,
@@ -115,7 +130,9 @@ async def serve_watch(
     """Stream changes from `resource_version` on (None: the current objects as ADDED first)
     for `duration` seconds (timeoutSeconds), then end the response as the API server does.
 
-    `bookmark(rv)`, when given, is sent after the initial ADDED events (sendInitialEvents).
+    `bookmark`, when given (allowWatchBookmarks), makes a BOOKMARK after every
+    `bookmark_interval` seconds without a change, and, with `initial_events_end`
+    (sendInitialEvents), one right after the initial ADDED events.
     """
     watch = Watch(selector, queue_size)
     backlog: Iterable[Change] = ()
@@ -142,13 +159,13 @@ async def serve_watch(
             await response.write(_expired_line(expired))
             return response
         lines = [_line(kind, encode(kind, obj, rv)) for kind, obj, rv in backlog]
-        if bookmark is not None:
-            lines.append(_line(BOOKMARK, bookmark(current)))
+        if bookmark is not None and initial_events_end:
+            lines.append(_line(BOOKMARK, bookmark(current, True)))
         if lines:
             await response.write(b"".join(lines))
         try:
             async with asyncio.timeout(duration):
-                await _pump(watch, response, encode)
+                await _pump(watch, response, encode, bookmark, bookmark_interval, lambda: store.resource_version)
         except TimeoutError:
             pass
         return response
@@ -161,9 +178,23 @@ async def serve_watch(
         on_close()
 
 
-async def _pump(watch: Watch, response: web.StreamResponse, encode: Encode) -> None:
+async def _pump(
+    watch: Watch,
+    response: web.StreamResponse,
+    encode: Encode,
+    bookmark: Bookmark | None,
+    interval: float,
+    version: Callable[[], int],
+) -> None:
     while True:
-        change = await watch.queue.get()
+        try:
+            async with asyncio.timeout(interval if bookmark is not None else None):
+                change = await watch.queue.get()
+        except TimeoutError:
+            # Nothing queued: every change up to the store's version has been sent.
+            assert bookmark is not None
+            await response.write(_line(BOOKMARK, bookmark(version(), False)))
+            continue
         if change is None:
             return
         batch = [change]
@@ -187,16 +218,7 @@ async def watch(request: web.Request, target: Target) -> web.StreamResponse:
     store = app[STORE]
     selector = selector_of(request, target)
     resource = target.resource
-    raw_version = request.query.get("resourceVersion", "")
-    send_initial = flag(request, "sendInitialEvents")
-    resource_version: int | None
-    if raw_version in ("", "0") or send_initial:
-        resource_version = None
-    else:
-        try:
-            resource_version = int(raw_version)
-        except ValueError:
-            raise status.bad_request(f"resourceVersion: Invalid value: {raw_version!r}") from None
+    options = paging.watch_options(request.query, store.resource_version)
     try:
         timeout = min(float(request.query.get("timeoutSeconds", MAX_TIMEOUT)), MAX_TIMEOUT)
     except ValueError:
@@ -224,25 +246,24 @@ async def watch(request: web.Request, target: Target) -> web.StreamResponse:
             with_columns=with_columns,
         )
 
-    def bookmark(rv: int) -> Any:
-        return {
-            "kind": resource.kind,
-            "apiVersion": resource.group_version,
-            "metadata": {
-                "resourceVersion": str(rv),
-                "annotations": {"k8s.io/initial-events-end": "true"},
-            },
-        }
+    def bookmark(rv: int, initial_events_end: bool) -> Any:
+        # As the API server's: an empty object of the kind, only its version set.
+        metadata: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
+        if initial_events_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return {"kind": resource.kind, "apiVersion": resource.group_version, "metadata": metadata}
 
     metrics = app[METRICS]
     return await serve_watch(
         request,
         store=store,
         selector=selector,
-        resource_version=resource_version,
+        resource_version=options.resource_version,
         duration=timeout,
         encode=encode,
-        bookmark=bookmark if send_initial else None,
+        bookmark=bookmark if options.bookmarks else None,
+        initial_events_end=options.initial_events_end,
+        bookmark_interval=app[BOOKMARK_PERIOD],
         watches=app[WATCHES],
         on_open=metrics.watch_opened,
         on_close=metrics.watch_closed,

@@ -328,6 +328,17 @@ NODE = top(
 
 # --- EndpointSlice -----------------------------------------------------------------------
 
+OBJECT_REFERENCE = obj(
+    "io.k8s.api.core.v1.ObjectReference",
+    kind=STR,
+    namespace=STR,
+    name=STR,
+    uid=STR,
+    apiVersion=STR,
+    resourceVersion=STR,
+    fieldPath=STR,
+)
+
 ENDPOINT = obj(
     "io.k8s.api.discovery.v1.Endpoint",
     addresses=arr(STR),
@@ -335,16 +346,7 @@ ENDPOINT = obj(
         "io.k8s.api.discovery.v1.EndpointConditions", ready=BOOL, serving=BOOL, terminating=BOOL
     ),
     hostname=STR,
-    targetRef=obj(
-        "io.k8s.api.core.v1.ObjectReference",
-        kind=STR,
-        namespace=STR,
-        name=STR,
-        uid=STR,
-        apiVersion=STR,
-        resourceVersion=STR,
-        fieldPath=STR,
-    ),
+    targetRef=OBJECT_REFERENCE,
     nodeName=STR,
     zone=STR,
     hints=obj(forZones=arr(obj(name=STR)), forNodes=arr(obj(name=STR))),
@@ -360,12 +362,50 @@ ENDPOINT_SLICE = top(
     ),
 )
 
+# --- Endpoints and Event (read-only: made when read, described for /openapi/v3) ------------
+
+ENDPOINT_ADDRESS = obj(
+    "io.k8s.api.core.v1.EndpointAddress", ip=STR, hostname=STR, nodeName=STR, targetRef=OBJECT_REFERENCE
+)
+
+ENDPOINTS = top(
+    "io.k8s.api.core.v1.Endpoints",
+    subsets=arr(
+        obj(
+            "io.k8s.api.core.v1.EndpointSubset",
+            addresses=arr(ENDPOINT_ADDRESS),
+            notReadyAddresses=arr(ENDPOINT_ADDRESS),
+            ports=arr(obj("io.k8s.api.core.v1.EndpointPort", name=STR, port=INT, protocol=STR, appProtocol=STR)),
+        )
+    ),
+)
+
+EVENT = top(
+    "io.k8s.api.core.v1.Event",
+    involvedObject=OBJECT_REFERENCE,
+    reason=STR,
+    message=STR,
+    source=obj("io.k8s.api.core.v1.EventSource", component=STR, host=STR),
+    firstTimestamp=TIME,
+    lastTimestamp=TIME,
+    count=INT,
+    type=STR,
+    eventTime=TIME,
+    series=obj("io.k8s.api.core.v1.EventSeries", count=INT, lastObservedTime=TIME),
+    action=STR,
+    related=OBJECT_REFERENCE,
+    reportingComponent=STR,
+    reportingInstance=STR,
+)
+
 BY_KIND: Mapping[str, Schema] = {
     "Namespace": NAMESPACE,
     "Service": SERVICE,
     "Pod": POD,
     "Node": NODE,
     "EndpointSlice": ENDPOINT_SLICE,
+    "Endpoints": ENDPOINTS,
+    "Event": EVENT,
 }
 
 

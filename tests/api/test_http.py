@@ -39,7 +39,8 @@ def test_discovery_legacy_and_aggregated(api: Api):
     groups = api.request("GET", "/apis").json
     assert groups["kind"] == "APIGroupList" and groups["groups"][0]["name"] == "discovery.k8s.io"
     core = {r["name"]: r for r in api.request("GET", "/api/v1").json["resources"]}
-    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes"}
+    assert set(core) == {"namespaces", "services", "services/status", "pods", "pods/status", "nodes", "endpoints", "events"}
+    assert core["endpoints"]["verbs"] == ["get", "list"] and core["endpoints"]["shortNames"] == ["ep"]
     assert core["services"]["shortNames"] == ["svc"] and core["services"]["namespaced"] is True
     assert core["nodes"]["namespaced"] is False and core["pods"]["kind"] == "Pod"
     slices = api.request("GET", "/apis/discovery.k8s.io/v1").json["resources"]
@@ -63,8 +64,22 @@ def test_openapi_v3_declares_server_side_field_validation(api: Api):
     assert {"name": "fieldValidation", "in": "query"}.items() <= next(
         p for p in patch["parameters"] if p["name"] == "fieldValidation"
     ).items()
-    ports = document["components"]["schemas"]["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
+    schemas = document["components"]["schemas"]
+    ports = schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]
     assert ports["x-kubernetes-patch-merge-key"] == "port"
+    # The served kinds and their lists carry the group-version-kind `kubectl explain` looks for.
+    assert schemas["io.k8s.api.core.v1.Service"]["x-kubernetes-group-version-kind"] == [
+        {"group": "", "version": "v1", "kind": "Service"}
+    ]
+    assert schemas["io.k8s.api.core.v1.ServiceList"]["x-kubernetes-group-version-kind"][0]["kind"] == "ServiceList"
+    assert schemas["io.k8s.api.core.v1.Event"]["properties"]["involvedObject"] == {
+        "$ref": "#/components/schemas/io.k8s.api.core.v1.ObjectReference"
+    }
+    # Endpoints and Events are read-only: their documents offer get and list only.
+    assert set(document["paths"]["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"parameters", "get"}
+    assert set(document["paths"]["/api/v1/namespaces/{namespace}/events"]) == {"parameters", "get"}
+    # OpenAPI v2 is not served: kubectl, finding v3, never needs it.
+    assert_status(api.request("GET", "/openapi/v2"), 404, "NotFound")
 
 
 # --- reads and writes --------------------------------------------------------------------
@@ -296,12 +311,26 @@ def test_413_request_entity_too_large(api: Api):
 
 
 def test_415_unsupported_media_type(api: Api):
-    """A PATCH of an unknown patch type, and a protobuf body, are 415 UnsupportedMediaType."""
+    """A PATCH of an unknown patch type, and a body in a media type kdns does not read, are 415 UnsupportedMediaType."""
     api.request("POST", SERVICES, service("web"))
     before = version(api)
     assert_status(api.request("PATCH", f"{SERVICES}/web", {}, content_type="application/xml"), 415, "UnsupportedMediaType")
-    assert_status(api.request("POST", SERVICES, b"k8s\x00", content_type="application/vnd.kubernetes.protobuf"), 415, "UnsupportedMediaType")
+    assert_status(api.request("POST", SERVICES, b"<service/>", content_type="application/xml"), 415, "UnsupportedMediaType")
     assert version(api) == before
+
+
+def test_protobuf_bodies_are_415_and_protobuf_accept_falls_back_to_json(api: Api):
+    """kdns reads no protobuf: such a body is 415 naming the types it reads, as kube-apiserver
+    words it; an Accept that prefers protobuf but takes JSON is answered in JSON."""
+    protobuf = "application/vnd.kubernetes.protobuf"
+    refused = api.request("POST", SERVICES, b"k8s\x00", content_type=protobuf)
+    assert_status(refused, 415, "UnsupportedMediaType", (
+        "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
+        " - accepted media types include: application/json, application/yaml"))
+    api.request("POST", SERVICES, service("web"))
+    reply = api.request("GET", f"{SERVICES}/web", headers={"Accept": f"{protobuf}, application/json"})
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json["metadata"]["name"] == "web"
 
 
 def test_422_invalid(api: Api):

@@ -178,4 +178,200 @@ def test_nodes_and_explain_free_discovery(api: Api):
     [row] = columns(api.kubectl("get", "no", "-o", "wide").stdout)
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
-    assert {line.split()[0] for line in resources.splitlines()} == {"namespaces", "nodes", "pods", "services", "endpointslices"}
+    assert {line.split()[0] for line in resources.splitlines()} == {
+        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events"}
+
+
+def test_explain_reads_kdns_schemas(api: Api):
+    """`kubectl explain` finds the served kinds, Endpoints and Events included, in kdns's
+    /openapi/v3 (the fields, without descriptions); a kind kdns does not serve is not found,
+    as on a cluster without it."""
+    out = api.kubectl("explain", "service.spec").stdout
+    assert out.splitlines()[:2] == ["KIND:       Service", "VERSION:    v1"]
+    assert "FIELD: spec <ServiceSpec>" in out
+    assert "  clusterIP\t<string>" in out and "  ports\t<[]ServicePort>" in out
+    slices = api.kubectl("explain", "endpointslices.endpoints.conditions.ready").stdout
+    assert "GROUP:      discovery.k8s.io" in slices and "FIELD: ready <boolean>" in slices
+    assert "FIELD: subsets <[]EndpointSubset>" in api.kubectl("explain", "endpoints.subsets").stdout
+    assert "FIELD: involvedObject <ObjectReference>" in api.kubectl("explain", "events.involvedObject").stdout
+    missing = api.kubectl("explain", "configmaps", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == 'the server doesn\'t have a resource type "configmaps"'
+
+
+LIST = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: listed}
+  spec: {ports: [{port: 80}]}
+"""
+
+
+def test_apply_of_a_list_needs_openapi_v2(api: Api, tmp_path):
+    """`kubectl apply -f` of a `kind: List` validates the List client-side with /openapi/v2,
+    which kdns does not serve; with `--validate=warn` kubectl skips that, and kdns validates
+    each item itself (unknown fields become warnings)."""
+    listed = tmp_path / "list.yaml"
+    listed.write_text(LIST)
+    refused = api.kubectl("apply", "-f", str(listed), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'error: error validating "{listed}": error validating data: the server could not find the requested '
+        "resource; if you choose to ignore these errors, turn validation off with --validate=false"
+    )
+    assert api.kubectl("apply", "--validate=warn", "-f", str(listed)).stdout.strip() == "service/listed created"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LIST.replace("name: listed", "name: other").replace("{port: 80}]}", "{port: 80}], bogus: 1}"))
+    warned = api.kubectl("apply", "--validate=warn", "-f", str(bad))
+    # kubectl logs that it skips its own validation; kdns's Warn validation reports the field.
+    assert warned.stdout.strip() == "service/other created"
+    assert warned.stderr.strip().splitlines()[-1] == 'Warning: unknown field "spec.bogus"'
+
+
+PROTOBUF_ERROR = (
+    "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
+    " - accepted media types include: application/json, application/yaml"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "error", "created"),
+    [
+        (("namespace", "blue"), f"Error from server (UnsupportedMediaType): {PROTOBUF_ERROR}", "namespace/blue"),
+        (("service", "clusterip", "api", "--tcp=80:8080"), f"error: failed to create ClusterIP service: {PROTOBUF_ERROR}",
+         "service/api"),
+        (("service", "nodeport", "api", "--tcp=80:8080"), f"error: failed to create NodePort service: {PROTOBUF_ERROR}",
+         "service/api"),
+    ],
+)
+def test_create_namespace_and_service_send_protobuf(api: Api, command, error, created):
+    """`kubectl create namespace|service` send protobuf, which kdns does not read (415);
+    the same object made with `--dry-run=client -o yaml` and applied is created."""
+    refused = api.kubectl("create", *command, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == error
+    manifest = api.kubectl("create", *command, "--dry-run=client", "-o", "yaml").stdout
+    assert api.kubectl("apply", "-f", "-", input=manifest).stdout.strip() == f"{created} created"
+
+
+def test_run_creates_a_pod(api: Api):
+    """`kubectl run` sends JSON: the Pod is created."""
+    assert api.kubectl("run", "box", "--image=busybox").stdout.strip() == "pod/box created"
+    assert api.call(lambda store: store.get("Pod", "default", "box")) is not None
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
+         "(namespaces/default/pods/web-1/log)")),
+        (("exec", "web-1", "--", "ls"), ("Error from server (NotFound): the server could not find the requested "
+         "resource (namespaces/default/pods/web-1/exec)")),
+        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: the server could not "
+         "find the requested resource (namespaces/default/pods/web-1/portforward)")),
+        (("scale", "deployment", "web", "--replicas=2"), 'error: the server doesn\'t have a resource type "deployment"'),
+        (("rollout", "status", "deployment/web"), 'error: the server doesn\'t have a resource type "deployment"'),
+
+    ],
+)
+def test_what_kubectl_cannot_do_here(api: Api, tmp_path, command, error):
+    """The commands the README lists as not working, and the error each prints (kdns runs
+    no kubelet and serves no workloads)."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    result = api.kubectl(*command, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == error
+
+
+def test_describe_label_annotate_replace(api: Api, tmp_path):
+    """`kubectl describe`, `label`, `annotate` and `replace` work on a served kind."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    described = api.kubectl("describe", "service", "web").stdout
+    assert "Name:                     web" in described and f"IP:                       {cluster_ip(api)}" in described
+    assert api.kubectl("label", "service", "web", "tier=front").stdout.strip() == "service/web labeled"
+    assert api.kubectl("annotate", "service", "web", "owner=team").stdout.strip() == "service/web annotated"
+    live = json.loads(api.kubectl("get", "service", "web", "-o", "json").stdout)
+    assert live["metadata"]["labels"]["tier"] == "front" and live["metadata"]["annotations"]["owner"] == "team"
+    live["spec"]["ports"][0]["port"] = 81
+    assert api.kubectl("replace", "-f", "-", input=json.dumps(live)).stdout.strip() == "service/web replaced"
+    assert api.call(lambda store: store.get("Service", "default", "web").manifest["spec"]["ports"][0]["port"]) == 81
+
+
+SSA_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: owned}
+spec:
+  selector: {app: owned}
+  ports:
+  - {name: http, port: PORT, targetPort: TARGET}
+"""
+
+
+def ssa(api: Api, tmp_path, manager: str, port: int, target: int, *flags: str, check: bool = True):
+    manifest = tmp_path / f"{manager}.yaml"
+    manifest.write_text(SSA_SERVICE.replace("PORT", str(port)).replace("TARGET", str(target)))
+    return api.kubectl("apply", "--server-side", f"--field-manager={manager}", *flags, "-f", str(manifest), check=check)
+
+
+def test_server_side_apply_owns_fields(api: Api, tmp_path):
+    """Each apply records what its manager set in managedFields: applying again with a
+    changed list key replaces the item (no `Duplicate value`), and another manager's
+    different value is a conflict until it forces it."""
+    ssa(api, tmp_path, "ci", 80, 8080)
+    ssa(api, tmp_path, "ci", 81, 8080)
+    live = json.loads(api.kubectl("get", "svc", "owned", "-o", "json", "--show-managed-fields").stdout)
+    assert [(p["port"], p["name"]) for p in live["spec"]["ports"]] == [(81, "http")]
+    [entry] = live["metadata"]["managedFields"]
+    assert {k: entry[k] for k in ("manager", "operation", "apiVersion", "fieldsType")} == {
+        "manager": "ci", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1"}
+    assert entry["fieldsV1"]["f:spec"]["f:ports"] == {
+        'k:{"port":81}': {".": {}, "f:name": {}, "f:port": {}, "f:targetPort": {}}}
+    # Another manager, the same value: shared, no conflict.
+    ssa(api, tmp_path, "other", 81, 8080)
+    refused = ssa(api, tmp_path, "other", 81, 9090, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        'error: Apply failed with 1 conflict: conflict with "ci": .spec.ports[port=81].targetPort\n'
+    )
+    forced = ssa(api, tmp_path, "other", 81, 9090, "--force-conflicts")
+    assert forced.stdout.strip() == "service/owned serverside-applied"
+    live = json.loads(api.kubectl("get", "svc", "owned", "-o", "json", "--show-managed-fields").stdout)
+    assert live["spec"]["ports"][0]["targetPort"] == 9090
+    ci = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "ci")
+    assert "f:targetPort" not in ci["fieldsV1"]["f:spec"]["f:ports"]['k:{"port":81}']
+
+
+def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
+    """`kubectl get endpoints` reads Endpoints made from the EndpointSlices: ready
+    addresses in `addresses`, the others in `notReadyAddresses`; they cannot be written."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    api.request("PATCH", "/api/v1/namespaces/default/pods/web-2/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+                content_type="application/merge-patch+json")
+    [row] = columns(api.kubectl("get", "endpoints").stdout)
+    assert (row["NAME"], row["ENDPOINTS"]) == ("web", "10.244.0.5:8080")
+    endpoints = json.loads(api.kubectl("get", "ep", "web", "-o", "json").stdout)
+    assert endpoints["kind"] == "Endpoints" and endpoints["metadata"]["labels"] == {"app": "web"}
+    [subset] = endpoints["subsets"]
+    assert [a["ip"] for a in subset["addresses"]] == ["10.244.0.5"]
+    assert subset["addresses"][0]["nodeName"] == "node-1"
+    assert subset["addresses"][0]["targetRef"]["name"] == "web-1"
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.244.0.6"]
+    assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    refused = api.kubectl("delete", "endpoints", "web", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error from server (MethodNotAllowed): the server does not allow this method on the requested resource (DELETE)"
+    )
+    missing = api.kubectl("get", "endpoints", "nothing", check=False)
+    assert missing.stderr.strip() == 'Error from server (NotFound): endpoints "nothing" not found'

@@ -1,0 +1,200 @@
+"""Server-side apply's field ownership: `metadata.managedFields` for Apply operations.
+
+Each manager that applies a configuration owns the fields it set, recorded as
+kube-apiserver records them: a `managedFields` entry `{manager, operation: Apply,
+apiVersion, time, fieldsType: FieldsV1, fieldsV1}`, where fieldsV1 is the set of paths
+in structured-merge-diff's notation (`f:<field>`, `k:<json key>` for an item of a list
+merged by key, `v:<json value>` for an item of a set, `.` for the item itself). What it
+gives:
+
+* re-applying drops what the manager set before and leaves out now (a port whose number
+  changed goes, instead of staying beside the new one);
+* applying a value to a field another manager applied a different value to is a 409
+  Conflict naming both, unless `force=true`, which takes the field over.
+
+Ownership through other writes (Update operations) is not recorded: fields written by
+PUT or PATCH are nobody's, so applying over them never conflicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from kdns.registry.schema import Schema, child
+
+__all__ = ["APPLY", "Path", "conflicts", "fields_of", "path_text", "record", "release", "skeleton"]
+
+APPLY = "Apply"
+FieldSet = dict[str, Any]  # FieldsV1: {"f:spec": {"f:ports": {'k:{"port":80}': {".": {}, ...}}}}
+Path = tuple[str, ...]
+_IDENTITY = {"apiVersion", "kind"}
+_IDENTITY_METADATA = {"name", "namespace", "resourceVersion", "managedFields", "uid", "creationTimestamp"}
+_MISSING = object()
+
+
+def _item_key(item: Mapping[str, Any], merge_key: str) -> str:
+    return "k:" + json.dumps({merge_key: item.get(merge_key)}, separators=(",", ":"), sort_keys=True)
+
+
+def fields_of(config: Mapping[str, Any], schema: Schema | None) -> FieldSet:
+    """The paths an applied configuration sets (identity fields left out, as the API
+    server leaves them out)."""
+    fields = _fields(config, schema)
+    for name in _IDENTITY:
+        fields.pop(f"f:{name}", None)
+    metadata = fields.get("f:metadata")
+    if isinstance(metadata, dict):
+        for name in _IDENTITY_METADATA:
+            metadata.pop(f"f:{name}", None)
+        if not metadata:
+            del fields["f:metadata"]
+    return fields
+
+
+def _fields(value: Any, schema: Schema | None) -> FieldSet:
+    if isinstance(value, Mapping):
+        return {f"f:{key}": _fields(item, child(schema, key)) for key, item in value.items() if item is not None}
+    if isinstance(value, list) and schema is not None and schema.type == "array":
+        strategy = (schema.strategy or "").split(",")
+        if schema.merge_key and all(isinstance(item, Mapping) for item in value):
+            return {
+                _item_key(item, schema.merge_key): {".": {}, **_fields(item, schema.items)} for item in value
+            }
+        if "merge" in strategy:
+            return {"v:" + json.dumps(item, separators=(",", ":"), sort_keys=True): {} for item in value}
+    return {}  # a leaf: a scalar, or a list replaced whole
+
+
+def skeleton(fields: FieldSet) -> Any:
+    """A configuration with the shape of `fields` (placeholder values at the leaves): what
+    `patch.apply_configuration` prunes by when it is the previous configuration."""
+    doc: dict[str, Any] = {}
+    items: list[Any] = []
+    for key, sub in fields.items():
+        if key.startswith("f:"):
+            doc[key[2:]] = skeleton(sub) if sub else True
+        elif key.startswith("k:"):
+            item = json.loads(key[2:])
+            rest = skeleton({k: v for k, v in sub.items() if k != "."})
+            items.append({**rest, **item} if isinstance(rest, dict) else item)  # the key wins
+        elif key.startswith("v:"):
+            items.append(json.loads(key[2:]))
+    if items:
+        return items
+    return doc
+
+
+def leaves(fields: FieldSet, prefix: Path = ()) -> Iterator[Path]:
+    """Every path that ends in an owned value (a leaf, or a list item's `.`)."""
+    for key, sub in fields.items():
+        path = (*prefix, key)
+        if key == ".":
+            yield prefix
+        elif sub:
+            yield from leaves(sub, path)
+        else:
+            yield path
+
+
+def value_at(doc: Any, path: Path) -> Any:
+    """The value a path names in a document, or _MISSING."""
+    for step in path:
+        kind, _, text = step.partition(":")
+        if kind == "f":
+            if not isinstance(doc, Mapping) or text not in doc:
+                return _MISSING
+            doc = doc[text]
+        elif kind in ("k", "v"):
+            wanted = json.loads(text)
+            if not isinstance(doc, list):
+                return _MISSING
+            found = [
+                item for item in doc
+                if (kind == "v" and item == wanted)
+                or (kind == "k" and isinstance(item, Mapping) and all(item.get(k) == v for k, v in wanted.items()))
+            ]
+            if not found:
+                return _MISSING
+            doc = found[0]
+    return doc
+
+
+def path_text(path: Path) -> str:
+    """`.spec.ports[port=80].targetPort`, as the API server writes a conflicting field."""
+    out = []
+    for step in path:
+        kind, _, text = step.partition(":")
+        if kind == "f":
+            out.append(f".{text}")
+        elif kind == "k":
+            keys = json.loads(text)
+            out.append("[" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(keys.items())) + "]")
+        elif kind == "v":
+            out.append(f"[={text}]")
+    return "".join(out)
+
+
+def conflicts(
+    fields: FieldSet, entries: list[Any], live: Mapping[str, Any], config: Mapping[str, Any]
+) -> list[tuple[str, Path]]:
+    """(manager, path) for each field another manager's Apply owns that `config` sets to
+    a value other than the live one."""
+    mine = set(leaves(fields))
+    found: list[tuple[str, Path]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("operation") != APPLY:
+            continue
+        theirs = entry.get("fieldsV1")
+        if not isinstance(theirs, Mapping):
+            continue
+        manager = str(entry.get("manager", ""))
+        # A list item's own path is its existence, which both want: only values conflict.
+        found.extend(
+            (manager, path) for path in sorted(mine & set(leaves(dict(theirs))))
+            if path and path[-1][:2] not in ("k:", "v:") and value_at(live, path) != value_at(config, path)
+        )
+    return found
+
+
+def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
+    """`fields` without the paths in `taken` (a forced apply takes them over)."""
+    kept: FieldSet = {}
+    for path in leaves(fields):
+        if path in taken:
+            continue
+        node = kept
+        for step in path:
+            node = node.setdefault(step, {})
+        if path and path[-1].startswith("k:"):
+            node.setdefault(".", {})
+    return kept
+
+
+def record(
+    entries: list[Any], manager: str, fields: FieldSet, api_version: str, now: str, released: set[Path] | None = None
+) -> list[Any]:
+    """The managedFields after `manager` applied `fields`: its Apply entry replaced, the
+    paths it took by force released by the others (an entry left with none goes)."""
+    result = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        if entry.get("manager") == manager and entry.get("operation") == APPLY:
+            continue
+        if released and entry.get("operation") == APPLY and isinstance(entry.get("fieldsV1"), Mapping):
+            remaining = release(dict(entry["fieldsV1"]), released)
+            if remaining:
+                result.append({**entry, "fieldsV1": remaining})
+            continue
+        result.append(dict(entry))
+    result.append({
+        "manager": manager,
+        "operation": APPLY,
+        "apiVersion": api_version,
+        "time": now,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    })
+    return result
