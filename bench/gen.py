@@ -16,8 +16,7 @@ Writes, under --out:
                                queries for its names;
 * model.json                   the counts, the mix and a sample of expected answers.
 
-The records follow what kdns answers (kdns/authority/answer.py and
-/work/shared/docs/DNS-SPEC-NOTES.md): A per cluster IP; SRV for named ports on
+The records follow what kdns answers (docs/dns-rules.md, kdns/authority/answer.py): A per cluster IP; SRV for named ports on
 `_port._proto.<svc>` and on the bare service name (priority 0, weight 100 // n); for
 headless services one A per ready pod on the service name, `<hostname>.<svc>` per pod
 (A, and SRV for its named ports), SRV targets per pod; PTR for cluster IPs and endpoint

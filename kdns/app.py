@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import errno
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -51,6 +50,7 @@ from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
 from kdns.etcd.client import EtcdClient, EtcdError
 from kdns.etcd.store import EtcdBackend, LeaderElection
+from kdns.hostport import join_host_port
 from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
@@ -105,10 +105,6 @@ def _errno(exc: BaseException | None) -> int | None:
 def _reason(exc: OSError) -> str:
     number = _errno(exc)
     return os.strerror(number) if number else str(exc)
-
-
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -538,12 +534,12 @@ async def _serve_api(
     try:
         runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
     except OSError as exc:
-        where = _host_port(settings.api_address, settings.api_port)
+        where = join_host_port(settings.api_address, settings.api_port)
         raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None
     stack.push_async_callback(runner.cleanup)
     stack.callback(ready.clear)  # stopping: not ready any more, first
     scheme = "https" if tls is not None else "http"
-    return ApiServer(port, f"{scheme}://{_host_port(settings.api_address, port)}")
+    return ApiServer(port, f"{scheme}://{join_host_port(settings.api_address, port)}")
 
 
 def _log_started(app: App, static: StaticZones) -> None:
@@ -553,7 +549,7 @@ def _log_started(app: App, static: StaticZones) -> None:
     kinds = {kind: count for kind in API_VERSIONS if (count := store.count(kind))}
     log.info(
         "serving DNS on %s (udp, tcp)%s",
-        _host_port(app.dns_address, app.dns_port),
+        join_host_port(app.dns_address, app.dns_port),
         f" in {settings.workers} processes" if settings.workers > 1 else "",
     )
     log.info(
@@ -635,7 +631,7 @@ async def _bind_dns(
                 UdpServer(router, address, port, stats=stats, observe=metrics.observe_duration, reuse_port=reuse_port)
             )
         except OSError as exc:
-            raise BindError(f"cannot listen on {_host_port(address, port)}/udp: {_reason(exc)}") from None
+            raise BindError(f"cannot listen on {join_host_port(address, port)}/udp: {_reason(exc)}") from None
         try:
             tcp = await stack.enter_async_context(
                 TcpServer(router, address, udp.port, stats=stats, reuse_port=reuse_port)
@@ -644,7 +640,7 @@ async def _bind_dns(
             if _errno(exc) == errno.EADDRINUSE and attempt + 1 < attempts:
                 await udp.aclose()
                 continue
-            raise BindError(f"cannot listen on {_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
+            raise BindError(f"cannot listen on {join_host_port(address, udp.port)}/tcp: {_reason(exc)}") from None
         metrics.add_udp_drops(udp.drops)
         return udp, tcp
     raise AssertionError("unreachable")

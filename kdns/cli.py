@@ -61,7 +61,6 @@ log = logging.getLogger("kdns")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DNS_PORT = 53
 # The directory a user's cluster is in when kdns is run beside it: `./zones`, as in this
 # repository, wins over the example cluster installed with kdns.
 LOCAL_ZONES = Path("zones")
@@ -238,55 +237,32 @@ def _describe_value(value: Any) -> str:
     return str(value)
 
 
-def parse_upstream(text: str) -> str:
-    """`1.1.1.1`, `1.1.1.1:5353`, `::1`, `[::1]:5353` -> `ADDR:PORT` (IPv6 in brackets)."""
-    host, port_text = text.strip(), ""
-    if host.startswith("["):
-        inside, bracket, rest = host[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ConfigError(f"upstream {text!r}: expected ADDR[:PORT], e.g. 10.0.0.2:53 or [fd00::2]:53")
-        host, port_text = inside, rest[1:]
-    elif host.count(":") == 1:
-        host, port_text = host.split(":")
-    port = DNS_PORT
-    if port_text:
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ConfigError(f"upstream {text!r}: port {port_text!r}: not an integer") from None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"upstream {text!r}: not an IP address") from None
-    if not (1 <= port <= 65535):
-        raise ConfigError(f"upstream {text!r}: port must be between 1 and 65535")
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
 def _upstreams(given: Given | None, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    # (dnspython, behind kdns.pipeline.forward: imported only where needed)
+    from kdns.pipeline.forward import Upstream
+
     words = ["auto"] if given is None else [w for value in given.values for w in value.replace(",", " ").split()]
     lowered = [word.lower() for word in words]
     if lowered == ["auto"]:
         return _auto_upstreams(fields)
+    assert given is not None
     if "none" in lowered:
         if len(words) > 1:
-            assert given is not None
             raise given.wrap(ConfigError(f"upstream: `none` cannot be combined with addresses ({' '.join(words)})"))
         return ()
-    assert given is not None
     try:
-        return tuple(parse_upstream(word) for word in words)
+        return tuple(str(Upstream.parse(word)) for word in words)
     except ConfigError as exc:
         raise given.wrap(exc) from None
 
 
 def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The host's resolv.conf nameservers, without kdns itself (a forwarding loop)."""
-    from kdns.pipeline.forward import host_nameservers
+    from kdns.pipeline.forward import Upstream, host_nameservers
 
     address = settings_fields.get("dns_address", Settings.__dataclass_fields__["dns_address"].default)
     port = settings_fields.get("dns_port", Settings.__dataclass_fields__["dns_port"].default)
-    return tuple(parse_upstream(ns) for ns in host_nameservers(exclude=[(address, port)]))
+    return tuple(str(Upstream(ns)) for ns in host_nameservers(exclude=[(address, port)]))
 
 
 def _example_dir() -> Path | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port, split_host_port
 
 PODS_MODES = ("disabled", "insecure", "verified")
 MAX_TTL = 3600  # CoreDNS's bound for `ttl`
@@ -332,10 +333,13 @@ def parse_store(text: str, *, tls: bool) -> tuple[str, ...]:
         raise ConfigError(f"store {text!r}: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]")
     urls = []
     for member in rest.split(","):
-        host, colon, port_text = member.strip().rpartition(":")
-        if not colon or not host or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
+        try:
+            host, port_text = split_host_port(member.strip())
+        except ValueError:
+            host, port_text = "", None
+        if not host or not port_text or not port_text.isdigit() or not (1 <= int(port_text) <= 65535):
             raise ConfigError(f"store {text!r}: member {member.strip()!r} is not HOST:PORT")
-        urls.append(f"{'https' if tls else 'http'}://{host}:{int(port_text)}")
+        urls.append(f"{'https' if tls else 'http'}://{join_host_port(host, int(port_text))}")
     return tuple(urls)
 
 
@@ -426,7 +430,8 @@ class Settings:
     node_address: str | None = None
     proxy_max_connections: int = 1000  # open TCP connections plus UDP flows, per service
     # Processes answering DNS on the same port (SO_REUSEPORT): this one, which owns the
-    # registry, and workers - 1 that serve a copy of it (kdns/replication.py).
+    # registry, and workers - 1 that serve a copy of it (kdns/replication.py runs them,
+    # each a kdns/worker.py process).
     workers: int = 1
     # Changes kept for watches to resume from and continue tokens to page through (the
     # API server's watch window and etcd's compaction in one): older versions get 410.

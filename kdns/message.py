@@ -17,6 +17,11 @@ from dnslib import RR as RR
 
 from kdns.reuse import PRIVATE, ChangeListener, Reuse
 
+# The EDNS UDP payload kdns advertises to clients, offers upstreams, and sends at most:
+# DNS Flag Day 2020's 1232 bytes fit an IPv6 packet on any link with a 1280-byte MTU, so
+# no reply is ever fragmented (docs/dns-rules.md R26).
+EDNS_PAYLOAD = 1232
+
 
 @dataclass(frozen=True, slots=True)
 class Query:

@@ -55,6 +55,7 @@ from typing import Any, Self
 
 from kdns import __version__
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port
 from kdns.registry.admission import timestamp
 from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
@@ -548,13 +549,9 @@ async def run_probe(probe: Probe, host: str, ssl_context: Callable[[], ssl.SSLCo
     except TimeoutError:
         return f"timeout: no answer within {probe.timeout:g}s"
     except OSError as exc:
-        return f"{probe.action} {_host_port(host, probe.port)}: {exc.strerror or exc}"
+        return f"{probe.action} {join_host_port(host, probe.port)}: {exc.strerror or exc}"
     except Exception as exc:  # noqa: BLE001 (whatever stops a probe fails it; the worker goes on)
-        return f"{probe.action} {_host_port(host, probe.port)}: {exc!r}"
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return f"{probe.action} {join_host_port(host, probe.port)}: {exc!r}"
 
 
 async def _connect(host: str, port: int, limit: float) -> socket.socket:
@@ -587,7 +584,7 @@ async def _connect(host: str, port: int, limit: float) -> socket.socket:
 
 
 def _request(probe: Probe, host: str) -> bytes:
-    headers = {"Host": _host_port(host, probe.port), "User-Agent": USER_AGENT, "Accept": "*/*"}
+    headers = {"Host": join_host_port(host, probe.port), "User-Agent": USER_AGENT, "Accept": "*/*"}
     for name, value in probe.headers:  # the probe's own headers win, Host included
         headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
         headers[name] = value

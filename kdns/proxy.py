@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Self, cast
 
 from kdns.errors import KdnsError
+from kdns.hostport import join_host_port
 from kdns.registry.objects import ENDPOINT_SLICE, SERVICE, EndpointSlice, Event, Service
 from kdns.registry.store import Store
 
@@ -82,8 +83,7 @@ class Frontend:
     protocol: str
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}/{self.protocol.lower()}"
+        return f"{join_host_port(self.address, self.port)}/{self.protocol.lower()}"
 
 
 # (namespace, service, port name, protocol)

@@ -40,6 +40,7 @@ from urllib.parse import quote, urlsplit
 
 from kdns.config import Given, Option, gather
 from kdns.errors import KdnsError
+from kdns.hostport import split_host_port
 
 __all__ = ["Registration", "add_parser", "main", "pod_manifest", "registration_from", "run"]
 
@@ -147,12 +148,13 @@ def _port(text: str, given: Given) -> int | str:
 
 def _host_port(text: str, given: Given) -> tuple[str, int | str]:
     """`[HOST]:PORT`, `HOST:PORT`, `:PORT` or `PORT` -> (host or "", port)."""
-    host, port = "", text
-    if text.startswith("["):
-        inside, _, rest = text[1:].partition("]")
-        host, port = inside, rest.removeprefix(":")
-    elif ":" in text:
-        host, port = text.rsplit(":", 1)
+    host, port = "", text  # a bare text is the port
+    if text.startswith("[") or ":" in text:
+        try:
+            host, port_text = split_host_port(text)
+        except ValueError as exc:
+            raise FlagError(f"{given.source} {exc}") from None
+        port = port_text or ""
     if not port:
         raise FlagError(f"{given.source} {given.text!r}: a port is required")
     return host, _port(port, given)

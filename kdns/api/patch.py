@@ -152,7 +152,7 @@ def json_patch(document: Any, operations: Any) -> Any:
         elif name == "remove":
             doc = _remove(doc, path)
         elif name == "replace":
-            _get(doc, path)  # must exist (section 4.3)
+            _get(doc, path)  # must exist (RFC 6902 section 4.3)
             tokens = _pointer(path)
             if not tokens:
                 doc = copy.deepcopy(op["value"])

@@ -6,48 +6,37 @@ returns None and the router refuses or forwards the query.
 
 Each name is parsed once (`names.parse`) and looked up for one type. A lookup says
 "this name does not exist" (None: NXDOMAIN) or gives the records of the asked type,
-possibly none (NODATA) — DESIGN rule 3. Both negatives carry the zone's SOA in
-authority (RFC 2308); positive answers carry nothing there (notes §5). Every answer is
-authoritative. Choices the notes leave open, made here:
+possibly none (NODATA); both negatives carry the zone's SOA in authority, positive
+answers carry nothing there, and every answer is authoritative (docs/dns-rules.md R20).
+This module implements R3-R23 of docs/dns-rules.md; the choices that shape it most,
+in short:
 
-* NXDOMAIN versus NODATA is ordinary DNS (notes §4) with no CoreDNS quirk: empty
-  non-terminals exist (`svc.`, `pod.`, `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`,
-  reverse prefixes); `dns-version` and every other name answer NODATA for types they
-  lack; a name's existence never depends on the query type.
-* Namespaces: `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
-  Namespace object exists, in every pods mode. In `pods disabled` only the pod address
-  names are missing, so `<ns>.pod.<zone>` is NODATA like `<ns>.svc.<zone>` with no
-  Service in it — unlike CoreDNS, where it is NXDOMAIN while `pod.<zone>` is NODATA
-  (quirk 13: one tree, two answers).
-* SRV exists only for named ports (spec §2.3.2, §2.4.2), also on the bare service name
-  and on endpoint names, where CoreDNS lists unnamed ports too (quirk 9). Priority 0;
-  the records of one answer share the weight 100 // n (at least 1), n the number of SRV
-  records after (target, port) duplicates collapse: equal shares summing to about 100,
-  in place of CoreDNS's collapse-dependent numbers (quirk 7).
-* ExternalName: the CNAME answers every type but CNAME-specific semantics (no quirk 5).
-  For types other than CNAME and ANY the target is chased while it stays in a served
-  zone, with at most MAX_CNAME_CHAIN CNAMEs in one answer, stopping before a name seen
-  already (a loop ends with its last CNAME and NOERROR, for the resolver to judge); the
-  rcode and the SOA then follow the last name (RFC 6604). A target outside the served
-  zones ends the chain: CNAME alone, NOERROR (no upstream, notes §1).
-* Services in a missing Namespace are invisible everywhere (notes §4), PTR included.
-* ANY (RFC 8482 §4.1): one RRset, the first the name has of CNAME, A, AAAA, SRV, PTR,
-  TXT, SOA, NS; NODATA when it has none. No synthesized HINFO: the name's own data is
-  more useful and the answer stays small.
-* AXFR and IXFR are REFUSED: kdns offers no zone transfer (notes §5).
-* kdns's NodePort tree mirrors the svc tree: for each named port that has a nodePort
-  on a NodePort or LoadBalancer Service, `_<port>._<proto>.<svc>.<ns>.nodeport.<zone>`
-  gives one SRV per Node with an InternalIP (port = nodePort, target
-  `<node>.node.<zone>`, addresses in additional); the bare `<svc>.<ns>.nodeport.<zone>`
-  lists them all. Unnamed ports get no name here either. Such a name exists as soon as
-  its port does, so with no Node it is NODATA, not NXDOMAIN.
-* PTR answers only names that exist: the owning Service or endpoint must be visible
-  (its Namespace exists; no quirk 14), and every Service sharing a cluster IP is named
-  (no quirk 8).
+* NXDOMAIN versus NODATA is ordinary DNS (R4): empty non-terminals exist (`svc.`, `pod.`,
+  `nodeport.`, `node.`, `dns.`, `_tcp.<svc>…`, reverse prefixes); `dns-version` and every
+  other name answer NODATA for types they lack; existence never depends on the type.
+* Namespaces (R5): `<ns>.svc`, `<ns>.pod` and `<ns>.nodeport` exist exactly while the
+  Namespace object exists, in every pods mode, so in `pods disabled` only the pod
+  address names are missing. Services in a missing Namespace are invisible everywhere,
+  PTR included.
+* SRV (R11, R12) exists only for named ports, also on the bare service name and on
+  endpoint names. Priority 0; the records of one answer share the weight 100 // n (at
+  least 1), n the number of SRV records after (target, port) duplicates collapse.
+* ExternalName (R13): the CNAME answers every type. For types other than CNAME and ANY
+  the target is chased while it stays in a served zone, with at most MAX_CNAME_CHAIN
+  CNAMEs in one answer, stopping before a name seen already (a loop ends with its last
+  CNAME and NOERROR, for the resolver to judge); the rcode and the SOA then follow the
+  last name (RFC 6604). A target outside the served zones ends the chain here: the
+  Router completes it or leaves the CNAME alone (R30).
+* ANY (R22, RFC 8482 §4.1): one RRset, the first the name has of ANY_ORDER; NODATA when
+  it has none. AXFR and IXFR are REFUSED (R23).
+* The NodePort tree (R16) mirrors the svc tree for named ports with a nodePort on
+  NodePort and LoadBalancer Services: one SRV per Node with an InternalIP. Such a name
+  exists as soon as its port does, so with no Node it is NODATA, not NXDOMAIN.
+* PTR (R14) answers only names that exist, and names every Service sharing a cluster IP.
 
-Spelling (notes §8): owners are written as asked; names built from objects are lower
-case, followed by the zone as the asker spelt it (the reverse zones' PTR targets and
-SOA use the configured spelling of the cluster zone, which the asker did not write).
+Spelling (R2): owners are written as asked; names built from objects are lower case,
+followed by the zone as the asker spelt it (the reverse zones' PTR targets and SOA use
+the configured spelling of the cluster zone, which the asker did not write).
 """
 
 from __future__ import annotations
@@ -92,7 +81,7 @@ from kdns.config import Settings
 from kdns.message import Answer, Query
 
 SCHEMA_VERSION = "1.1.0"  # spec §2.2
-SCHEMA_TTL = 28800  # notes §3.1
+SCHEMA_TTL = 28800  # docs/dns-rules.md R6
 MAX_CNAME_CHAIN = 8
 NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
@@ -145,7 +134,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
 
 
 def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
-    """The SOA of `zone` (notes §5), its owner spelt as in `owner`, a name of that zone."""
+    """The SOA of `zone` (docs/dns-rules.md R19), its owner spelt as in `owner`, a name of that zone."""
     zone_text = owner[len(owner) - len(zone) :]
     cluster = zone_text if zone == settings.zone else settings.zone
     return records.soa(
@@ -283,7 +272,7 @@ class _Lookup:
         if record.is_external:
             target = record.external_name
             if target is None:
-                return None  # an IP address or no name: no record at all (notes §3.6)
+                return None  # an IP address or no name: no record at all (R13)
             return _Found([records.cname(self.owner, target, self.ttl)], alias=target)
         if record.is_headless:
             addresses = self.index.endpoints(namespace, service).addresses
@@ -368,7 +357,7 @@ class _Lookup:
             return None
         if qtype != QTYPE.PTR:
             return _Found()
-        zone = self.settings.zone  # PTR targets are in the cluster zone (notes §3.7)
+        zone = self.settings.zone  # PTR targets are in the cluster zone (R14)
         return _Found(
             [
                 records.ptr(

@@ -1,6 +1,6 @@
 """ClusterIndex: the registry, re-shaped into the tables DNS answers read.
 
-The index is a store listener (DESIGN rule 6): `apply` gets each commit's events in
+The index is a store listener: `apply` gets each commit's events in
 resource_version order and updates every table in place, so an answer given after a
 commit already reflects it. Each event costs time in proportion to what it touches: a
 Pod or Service event is O(1), an EndpointSlice event re-reads the slices of its one
@@ -9,7 +9,7 @@ Deleting a Namespace is O(1) too: visibility is checked when answering, not by
 rewriting the tables of every Service in it.
 
 Addresses are parsed with `ipaddress`, so every spelling of an address finds the same
-entry (PTR matching, pod verification; no CoreDNS quirk 11). Tables are keyed by the
+entry (PTR matching, pod verification; docs/dns-rules.md R10, R14). Tables are keyed by the
 packed address (`ip.packed`: canonical, 4 or 16 bytes so the families never collide,
 and cheap to hash, which `ipaddress` objects are not); records hold the objects.
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
+from kdns import multimap
 from kdns.authority.names import IPAddress, ancestors, dashed, target_name
 from kdns.config import Settings
 from kdns.registry.addresses import dotted_quad
@@ -46,7 +47,7 @@ from kdns.registry.objects import (
 )
 from kdns.reuse import Changed, ChangeListener
 
-# Pods in these phases have given their address back (notes §3.8).
+# Pods in these phases have given their address back (docs/dns-rules.md R15).
 _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
@@ -76,7 +77,7 @@ class ServiceRecord:
 @dataclass(slots=True)
 class ReadyEndpoint:
     """Every ready address that answers to one endpoint name, with the ports of the slices
-    it came from (notes §3.4: several endpoints may share a hostname). Immutable by
+    it came from (docs/dns-rules.md R10: several endpoints may share a hostname). Immutable by
     contract, not frozen: a rebuild makes one per endpoint (see registry.objects)."""
 
     name: str
@@ -176,10 +177,10 @@ def _other_address(text: str) -> IPAddress | None:
 class ClusterIndex:
     """The DNS view of the registry, kept current by `apply`.
 
-    `serial` is the resource_version of the last commit seen (the SOA serial, DESIGN
-    rule 6). After every `apply` and `rebuild` each `on_change` listener hears which
-    Services it touched (kdns/reuse.py `Changed`), so what was derived from the index
-    (ready reply bytes) can drop what may have changed and keep the rest.
+    `serial` is the resource_version of the last commit seen (the SOA serial,
+    docs/dns-rules.md R19). After every `apply` and `rebuild` each `on_change` listener
+    hears which Services it touched (kdns/reuse.py `Changed`), so what was derived from the
+    index (ready reply bytes) can drop what may have changed and keep the rest.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -293,12 +294,12 @@ class ClusterIndex:
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
-                    _discard(self._ptr_cluster, ip.packed, where)
+                    multimap.discard(self._ptr_cluster, ip.packed, where)
         elif key.kind == ENDPOINT_SLICE:
             sliced = self._slices.pop(where, None)
             if sliced is not None:
                 service = (key.namespace, sliced.service)
-                _discard(self._slices_by_service, service, key.name)
+                multimap.discard(self._slices_by_service, service, key.name)
                 self._stale.add(service)
         elif key.kind == POD:
             held = self._pods.pop(where, None)
@@ -356,7 +357,7 @@ class ClusterIndex:
         self._stale.add((namespace, service))
 
     def _put_pod(self, pod: Pod) -> None:
-        # Verified pod names (notes §3.8): a live pod's status.podIP only.
+        # Verified pod names (docs/dns-rules.md R15): a live pod's status.podIP only.
         meta = pod.meta
         if pod.phase in _GONE_PHASES or meta.deletion_timestamp or not pod.pod_ips:
             return
@@ -397,7 +398,7 @@ class ClusterIndex:
             pairs = {(r.key, r.name) for r in readies}
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
-                _discard(self._ptr_endpoints, key, (namespace, name, endpoint))
+                multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint))
             added = [r for r in readies if (r.key, r.name) not in previous]
         ptr = self._ptr_endpoints
         for ready in added:
@@ -414,7 +415,7 @@ class ClusterIndex:
         return self._services.get((namespace, name))
 
     def visible_service(self, namespace: str, name: str) -> ServiceRecord | None:
-        """The Service if DNS may show it: its Namespace object exists (notes §4)."""
+        """The Service if DNS may show it: its Namespace object exists (docs/dns-rules.md R5)."""
         if namespace not in self.namespaces:
             return None
         return self._services.get((namespace, name))
@@ -424,8 +425,8 @@ class ClusterIndex:
         return self._endpoints.get((namespace, service), NO_ENDPOINTS)
 
     def ptr_targets(self, ip: IPAddress) -> tuple[PtrTarget, ...]:
-        """The owners of an address (notes §3.7), visible ones only, sorted: the Services
-        whose cluster IP it is (all of them, no CoreDNS quirk 8) or, when there are none,
+        """The owners of an address (docs/dns-rules.md R14), visible ones only, sorted: the
+        Services whose cluster IP it is (all of them) or, when there are none,
         every ready endpoint with that address in a Service that publishes endpoint names
         (not ExternalName)."""
         key = ip.packed
@@ -482,14 +483,6 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
         {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()},
         tuple(addresses.values()),
     )
-
-
-def _discard(table: dict[Any, set[Any]], key: Any, member: Any) -> None:
-    members = table.get(key)
-    if members is not None:
-        members.discard(member)
-        if not members:
-            del table[key]
 
 
 def _count_up(table: dict[Any, int], key: Any) -> None:

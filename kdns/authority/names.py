@@ -1,11 +1,11 @@
 """Query names of the cluster zone and the reverse zones, parsed into types.
 
-This is the only module that splits a name on dots (DESIGN rule 2): `parse` reads a
+This is the only module that splits a name on dots: `parse` reads a
 lower-cased absolute name from the right, as CoreDNS `plugin/kubernetes/parse.go` does,
 and returns one frozen value per shape, or raises `InvalidName`, which means NXDOMAIN
 whatever the data. Whether a well-shaped name exists is for the answer logic to decide.
 
-Shapes, labels left of the cluster zone (DNS-SPEC-NOTES §2, plus kdns's own trees):
+Shapes, labels left of the cluster zone (docs/dns-rules.md R3, with kdns's own trees):
 
     (none)                                  Apex
     dns-version                             DnsVersion
@@ -25,7 +25,7 @@ Shapes, labels left of the cluster zone (DNS-SPEC-NOTES §2, plus kdns's own tre
 and below the reverse zones: the apex (Apex), a whole address (ReverseName: 4 octets
 under in-addr.arpa., 32 nibbles under ip6.arpa.), or a shorter, well-formed prefix
 (ReversePrefix, an empty non-terminal). Port and protocol labels need their leading
-underscore (no CoreDNS quirk 4), and no label is a wildcard (notes §9).
+underscore, and no label is a wildcard (R3; CoreDNS reads `http.tcp` as `_http._tcp`).
 
 The builders at the bottom go the other way: the names kdns writes into records.
 `split_search` and `search_list` read and write the expansions a pod's resolver makes of
@@ -337,8 +337,8 @@ def _undash(label: str) -> IPAddress:
 def dashed(address: IPAddress) -> str:
     """The endpoint or pod label of an address: `10-0-0-1`, `fd00--1`.
 
-    Built from the canonical text, so every spelling of an address gets one label (no
-    CoreDNS quirk 11). A trailing `::` would leave a trailing dash, so `0` is appended
+    Built from the canonical text, so every spelling of an address gets one label
+    (docs/dns-rules.md R10; CoreDNS uses the text as written). A trailing `::` would leave a trailing dash, so `0` is appended
     (`2001:db8::` -> `2001-db8--0`), as CoreDNS does.
     """
     text = str(address).replace(":", "-").replace(".", "-")
@@ -379,8 +379,8 @@ def ancestors(relative: str) -> list[str]:
 
 def target_name(text: str) -> str | None:
     """An ExternalName's target as an absolute name (a trailing dot accepted, case kept),
-    or None when it cannot be a CNAME target: empty, an IP address (spec §2.5, notes
-    §3.6), or not a valid domain name."""
+    or None when it cannot be a CNAME target: empty, an IP address (spec §2.5,
+    docs/dns-rules.md R13), or not a valid domain name."""
     text = text.strip().rstrip(".")
     if not text or len(text) > 253:
         return None

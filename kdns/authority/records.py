@@ -1,7 +1,7 @@
 """dnslib resource records, one builder per type.
 
 Builders take plain values: owner and target names exactly as they must appear on the
-wire (the caller decides their spelling, notes §8), as text or as a `DNSLabel` when one
+wire (the caller decides their spelling, docs/dns-rules.md R2), as text or as a `DNSLabel` when one
 name owns many records (parsed once), addresses as `ipaddress` objects, and the TTL.
 Nothing here knows Kubernetes or decides what exists.
 """
@@ -14,7 +14,7 @@ from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A, DNSLabel
 
 from kdns.authority.names import IPAddress
 
-# SOA timers (notes §5, CoreDNS): refresh, retry and expire matter only to secondaries.
+# SOA timers (docs/dns-rules.md R19, CoreDNS's): refresh, retry and expire matter only to secondaries.
 SOA_REFRESH = 7200
 SOA_RETRY = 1800
 SOA_EXPIRE = 86400

@@ -43,6 +43,7 @@ from kdns.errors import KdnsError
 from kdns.follow import kubeconfig
 from kdns.follow.client import ApiStatus, Client, Gone
 from kdns.follow.mirror import Mirror, read_object
+from kdns.hostport import join_host_port
 from kdns.metrics import Metrics
 from kdns.pipeline.chain import Router
 from kdns.registry.objects import (
@@ -171,7 +172,7 @@ class Follower:
             ]
             stack.push_async_callback(_cancel, tasks)
             self._stack = stack.pop_all()
-        log.info("serving DNS on %s (udp, tcp)", _host_port(self.dns_address, self.dns_port))
+        log.info("serving DNS on %s (udp, tcp)", join_host_port(self.dns_address, self.dns_port))
         log.info(
             "followed cluster at resource version %s: %s", index.serial,
             ", ".join(f"{mirror.count(f.kind)} {f.kind}" for f in FOLLOWED),
@@ -319,10 +320,10 @@ class Follower:
         try:
             runner, self.api_port = await start_api(app, settings.api_address, settings.api_port)
         except OSError as exc:
-            where = _host_port(settings.api_address, settings.api_port)
+            where = join_host_port(settings.api_address, settings.api_port)
             raise BindError(f"cannot serve the API on {where}: {exc.strerror or exc}") from None
         stack.push_async_callback(runner.cleanup)
-        self.api_url = f"http://{_host_port(settings.api_address, self.api_port)}"
+        self.api_url = f"http://{join_host_port(settings.api_address, self.api_port)}"
 
 
 def health_app(metrics: Metrics, server: str) -> web.Application:
@@ -350,8 +351,6 @@ def health_app(metrics: Metrics, server: str) -> web.Application:
     return app
 
 
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

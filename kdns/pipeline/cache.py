@@ -31,7 +31,7 @@ An answer served from a fresh cache entry is marked `Forwarded` (kdns/reuse.py):
 wire layer's ready-reply cache may send it again to clients that may recurse until its
 TTLs next count down (under a second); a stale or an uncached answer is `Private`.
 
-Time comes from the injected `timer` (DESIGN.md rule 10: tests never sleep).
+Time comes from the injected `timer`, so tests move it on instead of sleeping.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ An authoritative answer may then be completed:
 
 * CNAME chase: an answer that ends in a CNAME to a name outside the kdns zones (an
   ExternalName Service, an alias in a static zone) gets the target's records, from
-  the zone holding it, else from upstream for a client that may recurse (notes §3.6;
-  CoreDNS asks its own plugin chain). The rcode is the target's (RFC 6604), so an
+  the zone holding it, else from upstream for a client that may recurse
+  (docs/dns-rules.md R30; CoreDNS asks its own plugin chain). The rcode is the target's (RFC 6604), so an
   upstream NXDOMAIN is NXDOMAIN with the CNAME and the upstream's SOA; an upstream
-  failure leaves the CNAME alone, NOERROR, as with no upstream at all (notes §3.6:
+  failure leaves the CNAME alone, NOERROR, as with no upstream at all (R27, R30:
   never NXDOMAIN for a failure).
 * Reverse fallthrough (CoreDNS `fallthrough in-addr.arpa ip6.arpa`): NXDOMAIN under a
   reverse zone is an address the registry does not know; a client that may recurse

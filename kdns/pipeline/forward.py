@@ -1,7 +1,7 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns (DESIGN.md rule 1); dnspython's `asyncquery` does
-the asking. Policy, in the order it is applied to one question:
+The only DNS client socket code in kdns; dnspython's `asyncquery` does the asking.
+The policy is docs/dns-rules.md R32. Policy, in the order it is applied to one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
@@ -18,7 +18,7 @@ the asking. Policy, in the order it is applied to one question:
 * A try that timed out may be a lost packet, so timed-out upstreams are asked a second
   time while the overall deadline allows; upstreams that answered badly are not.
 * When every upstream failed or the deadline passed, the answer is SERVFAIL (RFC 8767
-  and DESIGN.md rule 4: never silence, never NXDOMAIN for a timeout).
+  and docs/dns-rules.md R27: never silence, never NXDOMAIN for a timeout).
 
 Loops: an upstream equal to one of kdns's own listening addresses is refused when the
 Forwarder is built (`ForwardingLoop`). A loop through another resolver (kdns → resolver →
@@ -50,7 +50,8 @@ import dns.rdatatype
 from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.config import ConfigError
-from kdns.message import Answer, Query
+from kdns.hostport import join_host_port, split_host_port
+from kdns.message import EDNS_PAYLOAD, Answer, Query
 
 
 class UpstreamError(ConfigError):
@@ -71,8 +72,6 @@ class _Failed(Exception):
 
 log = logging.getLogger(__name__)
 
-# DNS flag day 2020: an EDNS payload of 1232 avoids IP fragmentation on nearly every path.
-EDNS_PAYLOAD = 1232
 SERVFAIL = Answer(rcode=int(dns.rcode.SERVFAIL), recursion_available=True)
 # An upstream answering these failed this question; the next upstream is asked.
 FAILED_RCODES = frozenset(
@@ -103,14 +102,12 @@ class Upstream:
     def parse(cls, text: str) -> Upstream:
         """`10.0.0.1`, `10.0.0.1:5353`, `fd00::1`, `[fd00::1]:5353` -> Upstream."""
         text = text.strip()
-        address, port = text, "53"
-        if text.startswith("["):
-            address, sep, rest = text[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT")
-            port = rest[1:] or "53"
-        elif text.count(":") == 1:
-            address, port = text.split(":")
+        try:
+            address, port = split_host_port(text)
+        except ValueError:
+            raise UpstreamError(f"upstream {text!r}: expected [ADDR]:PORT") from None
+        if port is None:
+            return cls(address)
         try:
             number = int(port)
         except ValueError:
@@ -118,9 +115,7 @@ class Upstream:
         return cls(address, number)
 
     def __str__(self) -> str:
-        if ":" in self.address:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+        return join_host_port(self.address, self.port)
 
 
 def is_own_address(upstream: Upstream, own_addresses: Iterable[tuple[str, int]]) -> bool:
@@ -375,7 +370,7 @@ class Forwarder:
                         timed_out.append(upstream)
                     log.debug("upstream %s: %s %s: %s", upstream, query.name, query.qtype, failure)
                     continue
-                except Exception:  # rule 4: a bug here is a failed try, and SERVFAIL, not silence
+                except Exception:  # R27: a bug here is a failed try, and SERVFAIL, not silence
                     log.exception("upstream %s: %s %s", upstream, query.name, query.qtype)
                     self._failed(upstream, _Failed("internal error"))
                     continue

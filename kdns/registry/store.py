@@ -35,6 +35,7 @@ from itertools import takewhile
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
 
+from kdns import multimap
 from kdns.config import Settings
 from kdns.registry import admission, endpoints, manifests, objects
 from kdns.registry.allocator import ClusterIPAllocator, IPNetwork, NodePortAllocator
@@ -402,7 +403,7 @@ class Store:
 
     def _index(self, obj: KubeObject, *, add: bool) -> None:
         namespace, name = obj.meta.namespace, obj.meta.name
-        change = _add if add else _discard
+        change = multimap.add if add else multimap.discard
         change(self._names, (obj.kind, namespace), name)
         if isinstance(obj, Pod):
             for label, value in obj.meta.labels.items():
@@ -502,22 +503,6 @@ class Store:
                         )
         finally:
             self._delivering = False
-
-
-def _add(index: dict[Any, set[str]], key: Any, name: str) -> None:
-    names = index.get(key)
-    if names is None:
-        index[key] = {name}
-    else:
-        names.add(name)
-
-
-def _discard(index: dict[Any, set[str]], key: Any, name: str) -> None:
-    names = index.get(key)
-    if names is not None:
-        names.discard(name)
-        if not names:
-            del index[key]
 
 
 def _same_content(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from dnslib import DNSLabel
 from dnslib.label import DNSBuffer
 
-from kdns.message import Answer, Query
+from kdns.message import EDNS_PAYLOAD, Answer, Query
 
 __all__ = [
     "EDNS_PAYLOAD",
@@ -31,9 +31,6 @@ __all__ = [
     "to_wire",
 ]
 
-# The UDP payload kdns advertises and the most it sends: DNS Flag Day 2020's 1232 bytes
-# fits an IPv6 packet on any link with a 1280-byte MTU, so replies are never fragmented.
-EDNS_PAYLOAD = 1232
 # RFC 1035 §4.2.1: without EDNS a UDP reply is at most 512 bytes; RFC 6891 §6.2.5: an
 # advertised size below 512 is treated as 512.
 MIN_PAYLOAD = 512

@@ -1,6 +1,6 @@
 """Registry objects for the authority tests, built directly from `objects.py`.
 
-`fixture_objects()` is one small cluster that holds every record family of the notes and
+`fixture_objects()` is one small cluster that holds every record family of docs/dns-rules.md and
 its negative twins; the builders make more of the same for single tests.
 """
 

@@ -96,7 +96,7 @@ CLUSTER_IP = [
     Case(f"nosuch.testns.svc.{Z}", "TXT", NXDOMAIN),
     Case(f"svc1.default.svc.{Z}", "A", NXDOMAIN),
     Case(f"ghost.ghostns.svc.{Z}", "A", NXDOMAIN),
-    # Endpoint names of a cluster-IP service (notes §3.5).
+    # Endpoint names of a cluster-IP service (docs/dns-rules.md R10).
     Case(f"ep1a.svc1.testns.svc.{Z}", "A", answer=(f"ep1a.svc1.testns.svc.{Z} 5 IN A 172.0.0.1",)),
     Case(f"172-0-0-2.svc1.testns.svc.{Z}", "A", answer=(f"172-0-0-2.svc1.testns.svc.{Z} 5 IN A 172.0.0.2",)),
     Case(f"172-0-0-2.svc1.testns.svc.{Z}", "AAAA"),
@@ -115,14 +115,14 @@ SRV = [
         answer=(f"_http._tcp.svc1.testns.svc.{Z} 5 IN SRV 0 100 80 svc1.testns.svc.{Z}",),
         additional=(f"svc1.testns.svc.{Z} 5 IN A 10.0.0.1",),
     ),
-    Case(f"_http._tcp.svc1.testns.svc.{Z}", "A"),  # no CoreDNS quirk 3
+    Case(f"_http._tcp.svc1.testns.svc.{Z}", "A"),  # NODATA (docs/dns-rules.md R11)
     Case(f"_http._tcp.svc1.testns.svc.{Z}", "TXT"),
     Case(f"_http._udp.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),
     Case(f"_nope._tcp.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),
-    Case(f"http.tcp.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),  # no quirk 4
+    Case(f"http.tcp.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),  # underscores required (docs/dns-rules.md R3)
     Case(f"_http.tcp.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),
     Case(f"_http._tcp.x.svc1.testns.svc.{Z}", "SRV", NXDOMAIN),
-    Case(f"_tcp.svc1.testns.svc.{Z}", "A"),  # an empty non-terminal (no quirk 2)
+    Case(f"_tcp.svc1.testns.svc.{Z}", "A"),  # an empty non-terminal (docs/dns-rules.md R4)
     Case(f"_udp.svc1.testns.svc.{Z}", "A", NXDOMAIN),
     Case(f"_quic.svc1.testns.svc.{Z}", "A", NXDOMAIN),
     Case(
@@ -148,7 +148,7 @@ SRV = [
     ),
     Case(f"_dns._tcp.dual.testns.svc.{Z}", "SRV", NXDOMAIN),
     Case(f"_sctp.dual.testns.svc.{Z}", "SRV", NXDOMAIN),
-    # Unnamed ports have no SRV name (spec), not even on the bare name (no quirk 9).
+    # Unnamed ports have no SRV name (spec), not even on the bare name (docs/dns-rules.md R11).
     Case(f"unnamed.testns.svc.{Z}", "SRV"),
     Case(f"_tcp.unnamed.testns.svc.{Z}", "A", NXDOMAIN),
     Case(f"hdlsprtls.testns.svc.{Z}", "SRV"),
@@ -358,7 +358,7 @@ NODES = [
     Case(f"np-unnamed.testns.nodeport.{Z}", "SRV", NXDOMAIN),  # unnamed ports get no name
     Case(f"testns.nodeport.{Z}", "A"),
     Case(f"ghostns.nodeport.{Z}", "A", NXDOMAIN),
-    # The service's own SRV is the Service port, never the nodePort (notes §3.2).
+    # The service's own SRV is the Service port, never the nodePort (docs/dns-rules.md R7, R11).
     Case(
         f"_http._tcp.np.testns.svc.{Z}",
         "SRV",
@@ -390,7 +390,7 @@ REVERSE = [
     Case("1.0.244.10.in-addr.arpa.", "PTR", NXDOMAIN),  # pods get no PTR
     Case("1.0.1.10.in-addr.arpa.", "PTR", NXDOMAIN),  # nor nodes
     Case("1.0.0.10.in-addr.arpa.", "A"),
-    Case("0.10.in-addr.arpa.", "PTR"),  # an empty non-terminal (no quirk 2)
+    Case("0.10.in-addr.arpa.", "PTR"),  # an empty non-terminal (docs/dns-rules.md R4)
     Case("10.in-addr.arpa.", "PTR"),
     Case("in-addr.arpa.", "SOA", answer=(SOA_V4,)),
     Case("in-addr.arpa.", "NS", answer=(f"in-addr.arpa. 5 IN NS ns.dns.{Z}",), additional=(f"ns.dns.{Z} 5 IN A 127.0.0.1",)),
@@ -618,7 +618,7 @@ PODS_INSECURE = [
 PODS_DISABLED = [
     Case(f"10-244-0-1.testns.pod.{Z}", "A", NXDOMAIN),
     Case(f"10-9-9-9.testns.pod.{Z}", "A", NXDOMAIN),
-    # The namespace node exists as under svc. (no CoreDNS quirk 13); only pod names go.
+    # The namespace node exists as under svc. (docs/dns-rules.md R5); only pod names go.
     Case(f"testns.pod.{Z}", "A"),
     Case(f"nons.pod.{Z}", "A", NXDOMAIN),
     Case(f"pod.{Z}", "A"),

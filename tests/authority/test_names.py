@@ -79,7 +79,7 @@ INVALID = [
     f"not-an-ip.testns.pod.{Z}",
     f"10-0-0-256.testns.pod.{Z}",
     f"1-2-3-4-5.testns.pod.{Z}",
-    f"http.tcp.svc1.testns.svc.{Z}",  # underscores are required (no CoreDNS quirk 4)
+    f"http.tcp.svc1.testns.svc.{Z}",  # underscores are required (docs/dns-rules.md R3)
     f"_http.tcp.svc1.testns.svc.{Z}",
     f"http._tcp.svc1.testns.svc.{Z}",
     f"_._tcp.svc1.testns.svc.{Z}",

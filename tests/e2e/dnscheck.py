@@ -33,7 +33,7 @@ REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
 
 def soa(zone: str, serial: int, *, ttl: int = 5, cluster: str = "cluster.local.") -> str:
-    """The SOA line kdns puts in authority for `zone` (notes §5); `cluster` as the SOA spells it."""
+    """The SOA line kdns puts in authority for `zone` (docs/dns-rules.md R19); `cluster` as the SOA spells it."""
     return f"{zone} {min(ttl, 300)} IN SOA ns.dns.{cluster} hostmaster.{cluster} {serial} 7200 1800 86400 {ttl}"
 
 
@@ -113,7 +113,7 @@ def verify(reply: dns.message.Message, case: Case, serial: int, *, ttl: int = 5,
         if negative is None:
             negative = case.rcode != "NOERROR" or not case.answer
         zone = case.zone or zone_of(case.qname, cluster)
-        # The forward zone's SOA names its server in the asker's spelling (notes §8); the
+        # The forward zone's SOA names its server in the asker's spelling (docs/dns-rules.md R2); the
         # reverse zones' SOA names the cluster zone as configured, which nobody asked.
         spelt = zone if zone.lower() == cluster else cluster
         authority = (soa(zone, serial, ttl=ttl, cluster=spelt),) if negative else ()

@@ -31,7 +31,7 @@ from tests.e2e.dnscheck import recv_exactly
 
 CLUSTER = Path(__file__).resolve().parent.parent / "fixtures" / "cluster.yaml"
 SOCKET_TIMEOUT = 1.0
-MAX_UDP_REPLY = 1232  # kdns never sends a bigger datagram (codec.EDNS_PAYLOAD)
+MAX_UDP_REPLY = 1232  # kdns never sends a bigger datagram (kdns.message.EDNS_PAYLOAD)
 FUZZ = settings(
     max_examples=300,
     deadline=None,

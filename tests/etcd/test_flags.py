@@ -23,8 +23,8 @@ def test_no_store_flag_keeps_the_embedded_store() -> None:
 
 
 def test_store_names_every_member_and_the_environment_twin_works() -> None:
-    got = settings("--store", "etcd://127.0.0.1:2379,etcd-1.example:2379")
-    assert got.etcd_endpoints == ("http://127.0.0.1:2379", "http://etcd-1.example:2379")
+    got = settings("--store", "etcd://127.0.0.1:2379,etcd-1.example:2379,[FD00::0:1]:2379")
+    assert got.etcd_endpoints == ("http://127.0.0.1:2379", "http://etcd-1.example:2379", "http://[FD00::0:1]:2379")
     assert (got.etcd_prefix, got.leader_elect_lease_duration) == ("/kdns", 15.0)
     from_env = settings(KDNS_STORE="etcd://10.0.0.5:2379", KDNS_ETCD_PREFIX="/dns", KDNS_LEADER_ELECT_LEASE_DURATION="5")
     assert (from_env.etcd_endpoints, from_env.etcd_prefix, from_env.leader_elect_lease_duration) == (
@@ -44,6 +44,8 @@ def test_a_ca_or_client_certificate_means_https(tmp_path: Path) -> None:
         (("--store", "etcd://h"), "--store: store 'etcd://h': member 'h' is not HOST:PORT"),
         (("--store", "etcd://h:2379,:2380"), "--store: store 'etcd://h:2379,:2380': member ':2380' is not HOST:PORT"),
         (("--store", "etcd://h:99999"), "--store: store 'etcd://h:99999': member 'h:99999' is not HOST:PORT"),
+        (("--store", "etcd://fd00::1"), "--store: store 'etcd://fd00::1': member 'fd00::1' is not HOST:PORT"),
+        (("--store", "etcd://[fd00::1"), "--store: store 'etcd://[fd00::1': member '[fd00::1' is not HOST:PORT"),
         (("--etcd-prefix", "kdns"), "--etcd-prefix 'kdns': must be an absolute key path such as /kdns"),
         (("--etcd-prefix", "/"), "--etcd-prefix '/': must be an absolute key path such as /kdns"),
         (("--etcd-certfile", "c.pem"), "--etcd-certfile and --etcd-keyfile go together"),

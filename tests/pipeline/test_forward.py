@@ -345,13 +345,23 @@ def test_upstream_strings(text: str, address: str, port: int, shown: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["dns.google", "192.0.2.1:dns", "192.0.2.1:0", "[fd00::1", "[fd00::1]x", "1.2.3.4:70000"],
+    ("text", "message"),
+    [
+        ("dns.google", "upstream 'dns.google': not an IP address"),
+        ("192.0.2.1:dns", "upstream '192.0.2.1:dns': port 'dns' is not a number"),
+        ("192.0.2.1:", "upstream '192.0.2.1:': port '' is not a number"),
+        ("192.0.2.1:0", "upstream 192.0.2.1:0: port must be between 1 and 65535"),
+        ("1.2.3.4:70000", "upstream 1.2.3.4:70000: port must be between 1 and 65535"),
+        ("[fd00::1", "upstream '[fd00::1': expected [ADDR]:PORT"),
+        ("[fd00::1]x", "upstream '[fd00::1]x': expected [ADDR]:PORT"),
+        ("[fd00::1]:", "upstream '[fd00::1]:': port '' is not a number"),
+    ],
 )
-def test_bad_upstream_strings_are_config_errors(text: str) -> None:
+def test_bad_upstream_strings_are_config_errors(text: str, message: str) -> None:
     """Host names, bad ports and broken brackets are UpstreamError, a ConfigError."""
-    with pytest.raises(UpstreamError):
+    with pytest.raises(UpstreamError) as info:
         Upstream.parse(text)
+    assert str(info.value) == message
 
 
 def test_a_forwarder_needs_upstreams() -> None:

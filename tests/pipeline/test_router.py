@@ -368,7 +368,7 @@ def test_a_static_zone_equal_to_the_cluster_zone_is_ignored(tmp_path: Path) -> N
 
 
 def test_external_name_outside_the_cluster_gets_the_target_records(upstream: UpstreamServer) -> None:
-    """ExternalName to an outside name: the CNAME plus the target's records from upstream (notes §3.6)."""
+    """ExternalName to an outside name: the CNAME plus the target's records from upstream (docs/dns-rules.md R30)."""
 
     async def main() -> Answer:
         async with routed([upstream.where]) as router:

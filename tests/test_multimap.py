@@ -1,0 +1,21 @@
+"""Multimaps drop a key with its last member, so `key in table` means it has members."""
+
+from __future__ import annotations
+
+from kdns import multimap
+
+
+def test_add_and_discard() -> None:
+    """Members come and go per key; discarding what is not there changes nothing."""
+    table: dict[str, set[int]] = {}
+    multimap.add(table, "a", 1)
+    multimap.add(table, "a", 2)
+    multimap.add(table, "b", 1)
+    assert table == {"a": {1, 2}, "b": {1}}
+    multimap.discard(table, "a", 1)
+    multimap.discard(table, "b", 1)
+    multimap.discard(table, "b", 1)
+    multimap.discard(table, "c", 1)
+    assert table == {"a": {2}}
+    multimap.discard(table, "a", 2)
+    assert table == {}
