@@ -300,6 +300,11 @@ def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configura
         fields["data_dir"] = to_path(data_dir) if data_dir and data_dir.text else default_data_dir(environ)
     fields["upstreams"] = _upstreams(given.get("upstream"), fields)
     if (store := given.get("store")) is not None:
+        if (data_dir := given.get("data_dir")) is not None and parse_store(store.text, tls=False):
+            # With the registry on etcd there is no journal: refuse the flag rather than
+            # let a user believe the data directory holds anything.
+            raise ConfigError(f"{data_dir.source}: the registry lives in etcd with --store etcd://...; "
+                              "no data directory is used")
         # https when a CA or a client certificate for etcd is given
         tls = fields.get("etcd_cafile") is not None or fields.get("etcd_certfile") is not None
         fields["etcd_endpoints"] = parsed_by(lambda text: parse_store(text, tls=tls))(store)

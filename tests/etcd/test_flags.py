@@ -60,6 +60,15 @@ def test_bad_etcd_flags_are_refused_with_the_reason(flags: tuple[str, ...], mess
     assert str(info.value) == message
 
 
+def test_data_dir_with_the_etcd_store_is_refused(tmp_path: Path) -> None:
+    """The registry on etcd keeps no journal: an explicit --data-dir is an error, not ignored."""
+    with pytest.raises(ConfigError) as info:
+        settings("--store", "etcd://h:2379", "--data-dir", str(tmp_path))
+    assert str(info.value) == (
+        "--data-dir: the registry lives in etcd with --store etcd://...; no data directory is used"
+    )
+
+
 def test_kdns_serve_says_why_it_cannot_reach_etcd() -> None:
     """No member answers: the start fails with exit 1 and the members it tried."""
     result = subprocess.run(
