@@ -38,8 +38,8 @@ from servers import start_kdns, wait_answer
 
 VARIANTS: dict[str, list[str]] = {
     "off": [],
-    "coredns": ["--log-queries", "coredns"],
-    "json": ["--log-queries", "json"],
+    "coredns": ["--log-queries"],
+    "json": ["--log-queries", "--log-queries-format", "json"],
 }
 
 

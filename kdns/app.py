@@ -3,9 +3,10 @@
 Start order (stop is the reverse, under a timeout):
 1. open the registry's journal under --data-dir (one kdns per directory) and restore the
    saved registry; then read every manifest and apply them all on top, create or update
-   as `kubectl apply`, in ONE store transaction; a bad manifest raises here, before any
-   port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL for
-   its "not yet synced" window; kdns has none). From here every commit is journaled
+   as `kubectl apply`, and prune what earlier manifests declared and these no longer do
+   (kdns.registry.declared), in ONE store transaction; a bad manifest raises here, before
+   any port is bound, so kdns never serves a half-loaded cluster (CoreDNS needs SERVFAIL
+   for its "not yet synced" window; kdns has none). From here every commit is journaled
    by the journal's writer thread (kdns/journal.py), and the API acknowledges a write
    once it is on disk. With --store etcd://..., the registry is listed from etcd
    instead and followed by a watch, and the manifests go to etcd as one write
@@ -23,7 +24,8 @@ Start order (stop is the reverse, under a timeout):
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
 10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
 
-SIGHUP (`serve`) reloads the static zones while queries go on being answered.
+SIGHUP (`serve`) reloads the static zones and applies the manifests again (pruning what
+they no longer declare) while queries go on being answered.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from kdns.api.http import Explainer, build_app, start_api
@@ -58,9 +60,11 @@ from kdns.pipeline.explain import Explanation, explain, qtype_number
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
 from kdns.proxy import ServiceProxy
+from kdns.registry import declared
 from kdns.registry.backend import Backend, LocalBackend, Unavailable
+from kdns.registry.errors import ManifestError, RegistryError
 from kdns.registry.events import EventLog
-from kdns.registry.manifests import Document, load_paths
+from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
@@ -74,7 +78,7 @@ from kdns.wire.udp import UdpServer
 from kdns.zonefiles import load_zones
 from kdns.zonefiles import reload as reload_zones
 
-__all__ = ["App", "BindError", "DnsServers", "LoopError", "ZoneReloader", "serve", "serve_dns", "start"]
+__all__ = ["App", "BindError", "DnsServers", "LoopError", "Reloader", "serve", "serve_dns", "start"]
 
 log = logging.getLogger("kdns")
 
@@ -151,22 +155,29 @@ async def reload_static(router: Router, directory: Path) -> list[ZoneError]:
     router.static = zones
     for origin in router.shadowed:
         log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
-    log.info("reloaded static zones from %s: %s", directory, _describe(zones) or "none")
+    log.info("reloaded static zones from %s: %s", directory, _describe(zones))
     return errors
 
 
-class ZoneReloader:
-    """SIGHUP's work: reload the static zones in a tracked background task while queries
-    are answered, and have every worker do the same.
+class Reloader:
+    """SIGHUP's work, in a tracked background task while queries are answered: reload the
+    static zones (and have every worker do the same), and apply the manifests again,
+    pruning what they no longer declare (`reload_manifests`).
 
     A SIGHUP during a reload makes it run once more when it ends: the files may have
     changed after they were read. `aclose` cancels a reload under way.
     """
 
-    def __init__(self, router: Router, directory: Path | None, workers: WorkerPool | None) -> None:
+    def __init__(
+        self, router: Router, directory: Path | None, workers: WorkerPool | None,
+        manifests: tuple[Backend, Settings] | None = None,
+    ) -> None:
+        # `manifests`: where they are applied and the settings naming them; None when kdns
+        # has none (--follow serves another cluster's objects).
         self._router = router
         self._directory = directory
         self._workers = workers
+        self._manifests = manifests
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
@@ -176,7 +187,7 @@ class ZoneReloader:
         if self._task is not None and not self._task.done():
             self._again = True
             return
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kdns zone reload")
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kdns reload")
 
     async def reload(self) -> list[ZoneError]:
         """Read --zones-dir again now (see `reload_static`); returns the files' errors."""
@@ -185,6 +196,22 @@ class ZoneReloader:
             return []
         return await reload_static(self._router, self._directory)
 
+    async def reload_manifests(self) -> declared.Applied | None:
+        """Read --manifests again and apply them, pruning what they no longer declare, as one
+        write: a file that does not load (or a document the registry refuses) is logged and
+        changes nothing. The applied result, or None after an error (or without manifests)."""
+        if self._manifests is None:
+            return None
+        backend, settings = self._manifests
+        loaded = await asyncio.to_thread(read_paths, settings.manifests)
+        try:
+            applied = await _apply_manifests(backend, loaded)
+        except RegistryError as exc:
+            log.error("reload: %s; the registry is unchanged", exc)
+            return None
+        _log_manifests(settings, applied, "reloaded")
+        return applied
+
     async def _loop(self) -> None:
         for _ in range(100):  # bounded: a SIGHUP storm cannot keep it going for ever
             self._again = False
@@ -192,6 +219,10 @@ class ZoneReloader:
                 await self.reload()
             except Exception:  # a bug in reloading must not take the server down
                 log.exception("reloading the static zones failed; the old zones stay in service")
+            try:
+                await self.reload_manifests()
+            except Exception:
+                log.exception("reloading the manifests failed; the registry stays as it was")
             if not self._again:
                 return
 
@@ -231,7 +262,9 @@ class App:
     proxy: ServiceProxy | None
     prober: Prober | None  # None with --store etcd: the holder of the controller lease runs it
     election: LeaderElection | None  # with --store etcd: who holds the controller lease
-    zones: ZoneReloader
+    reloader: Reloader
+    # What applying the manifests did at start (for the log and tests).
+    applied: declared.Applied
 
     @property
     def router(self) -> Router:
@@ -255,12 +288,16 @@ class App:
         return self.api.url
 
     def hangup(self) -> None:
-        """SIGHUP: reload the static zones in the background (`ZoneReloader`)."""
-        self.zones.hangup()
+        """SIGHUP: reload the static zones and the manifests in the background (`Reloader`)."""
+        self.reloader.hangup()
 
     async def reload_zones(self) -> list[ZoneError]:
         """Read --zones-dir again and serve the result; returns the files' errors."""
-        return await self.zones.reload()
+        return await self.reloader.reload()
+
+    async def reload_manifests(self) -> declared.Applied | None:
+        """Apply --manifests again, pruning what they no longer declare (`Reloader`)."""
+        return await self.reloader.reload_manifests()
 
 
 @contextlib.asynccontextmanager
@@ -288,11 +325,11 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         backend: Backend
         election = None
         if settings.etcd_endpoints:
-            backend, journal = await _open_etcd(stack, settings), None
+            (backend, applied), journal = await _open_etcd(stack, settings), None
             election = LeaderElection(backend, backend.client, settings.leader_elect_lease_duration,
                                       lambda: Prober(backend))
         else:
-            store, journal = _load(stack, settings)
+            store, journal, applied = _load(stack, settings)
             backend = LocalBackend(store)
         store = backend.store
         index = ClusterIndex(settings)
@@ -328,8 +365,9 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         )
         metrics.add_query_counts(workers.totals)
         metrics.add_udp_drops(workers.drops)
-    zones = ZoneReloader(dns.router, settings.zones_dir, workers)
-    stack.push_async_callback(zones.aclose)
+    reloader = Reloader(dns.router, settings.zones_dir, workers, (backend, settings))
+    stack.push_async_callback(reloader.aclose)
+    events = EventLog()
 
     def explainer(name: str, type_text: str, client: str) -> Awaitable[Explanation]:
         """`GET /debug/explain`: the live registry, the zones served now, the cache."""
@@ -345,7 +383,6 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             client=client,
         )
 
-    events = EventLog()
     api = await _serve_api(stack, settings, backend, metrics, tls, writer, events, explainer)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
@@ -362,25 +399,48 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         prober = await stack.enter_async_context(Prober(backend, events=events))
     else:
         await stack.enter_async_context(election)
-    app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, zones)
+    app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, reloader, applied)
     _log_started(app, static)
     return app
 
 
-def _load(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Store, SqliteJournal | None]:
-    """The saved registry, then every manifest on top in one transaction: all of it, or an
-    exception. The journal (and its lock) is `stack`'s to close."""
-    documents, warnings = load_paths(settings.manifests)
-    for warning in warnings:
-        log.warning("%s", warning)
+def _load(
+    stack: contextlib.AsyncExitStack, settings: Settings
+) -> tuple[Store, SqliteJournal | None, declared.Applied]:
+    """The saved registry, then every manifest on top in one transaction, pruning what
+    earlier manifests declared and these do not: all of it, or an exception. The journal
+    (and its lock) is `stack`'s to close."""
+    loaded = read_paths(settings.manifests)
+    _check_loaded(loaded)
     store = _new_store(settings)
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
     journaling = store.subscribe(journal, critical=True) if journal is not None else None
-    _apply_manifests(store, documents)
+    declared.mark(loaded.documents)
+    with store.transaction() as txn:
+        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
+        # The documents were read for this alone: the store keeps them (`owned`).
+        applied = declared.apply(txn, loaded.documents, owned=True)
     if journaling is not None:
         journaling()
-    return store, journal
+    return store, journal, dataclasses.replace(applied, files=len(loaded.files))
+
+
+async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[EtcdBackend, declared.Applied]:
+    """The registry from etcd (closed by `stack`): list it and follow it, then apply the
+    manifests on top as one write (pruning what they no longer declare), as `_load` does
+    for the embedded store."""
+    loaded = read_paths(settings.manifests)
+    _check_loaded(loaded)
+    store = _new_store(settings)
+    client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=_etcd_tls(settings)))
+    try:
+        backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
+        applied = await _apply_manifests(backend, loaded, checked=True)
+    except (EtcdError, Unavailable) as exc:
+        where = ", ".join(settings.etcd_endpoints)
+        raise StorageError(f"cannot open the registry on etcd ({where}): {exc}") from None
+    return backend, applied
 
 
 def _new_store(settings: Settings) -> Store:
@@ -393,21 +453,17 @@ def _new_store(settings: Settings) -> Store:
     )
 
 
-def _apply_manifests(store: Store, documents: list[Document]) -> None:
-    """Every manifest document into `store` in one transaction, create or update."""
-    with store.transaction() as txn:
-        # In `apply_order` (Namespaces first, ...); a refusal names file and document.
-        # The documents were read for this alone: the store keeps them (`owned`).
-        txn.apply_documents(documents, owned=True)
-
-
 def load_registry(settings: Settings) -> tuple[Store, list[str]]:
     """The registry the manifests alone make, in memory, and the loader's warnings
-    (`kdns explain --manifests`; `start` restores the journal in between)."""
-    documents, warnings = load_paths(settings.manifests)
+    (`kdns explain --manifests`); raises the loader's first error."""
+    loaded = read_paths(settings.manifests)
+    if loaded.errors:
+        raise loaded.errors[0]
     store = _new_store(settings)
-    _apply_manifests(store, documents)
-    return store, warnings
+    declared.mark(loaded.documents)
+    with store.transaction() as txn:
+        declared.apply(txn, loaded.documents, owned=True)
+    return store, [str(warning) for warning in loaded.warnings]
 
 
 def _count_forwarding(dns: DnsServers, metrics: Metrics) -> None:
@@ -419,22 +475,37 @@ def _count_forwarding(dns: DnsServers, metrics: Metrics) -> None:
     metrics.add_cache_counts(forward.cache.counts)
 
 
-async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> EtcdBackend:
-    """The registry from etcd (closed by `stack`): list it and follow it, then apply the
-    manifests on top as one write, as `_load` does for the embedded store."""
-    documents, warnings = load_paths(settings.manifests)
-    for warning in warnings:
+def _check_loaded(loaded: Loaded) -> None:
+    """Log read_paths' warnings; raise its first error, saying how many more there are
+    (`kdns validate` lists them all)."""
+    for warning in loaded.warnings:
         log.warning("%s", warning)
-    store = _new_store(settings)
-    client = await stack.enter_async_context(EtcdClient(settings.etcd_endpoints, ssl_context=_etcd_tls(settings)))
-    try:
-        backend = await stack.enter_async_context(EtcdBackend(store, client, settings.etcd_prefix))
-        if documents:
-            await backend.write(lambda txn: txn.apply_documents(documents))
-    except (EtcdError, Unavailable) as exc:
-        where = ", ".join(settings.etcd_endpoints)
-        raise StorageError(f"cannot open the registry on etcd ({where}): {exc}") from None
-    return backend
+    if loaded.errors:
+        first, more = loaded.errors[0], len(loaded.errors) - 1
+        if more:
+            raise ManifestError(f"{first} (and {more} more: `kdns validate` lists them)")
+        raise first
+
+
+async def _apply_manifests(backend: Backend, loaded: Loaded, *, checked: bool = False) -> declared.Applied:
+    """Apply what read_paths loaded as one write through `backend`, pruning (declared.apply)."""
+    if not checked:
+        _check_loaded(loaded)
+    declared.mark(loaded.documents)
+    applied = await backend.write(lambda txn: declared.apply(txn, loaded.documents))
+    return dataclasses.replace(applied, files=len(loaded.files))
+
+
+def _log_manifests(settings: Settings, applied: declared.Applied, verb: str) -> None:
+    """`manifests applied: 12 documents from 3 files in zones; pruned 1 no longer declared:
+    Service default/web`."""
+    where = ", ".join(map(str, settings.manifests)) or "no --manifests"
+    line = f"manifests {verb}: {applied.documents} documents from {applied.files} files in {where}"
+    if applied.pruned:
+        line += f"; pruned {len(applied.pruned)} no longer declared: " + ", ".join(
+            f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}" for kind, namespace, name in applied.pruned
+        )
+    log.info("%s", line)
 
 
 def _etcd_tls(settings: Settings) -> ssl.SSLContext | None:
@@ -530,9 +601,10 @@ def _log_started(app: App, static: StaticZones) -> None:
         ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no objects",
         store.resource_version,
     )
+    _log_manifests(settings, app.applied, "applied")
     # What kdns serves beyond the cluster, one line each: static zones, forwarding.
     if settings.zones_dir is not None:
-        log.info("static zones from %s: %s", settings.zones_dir, _describe(static) or "none")
+        log.info("static zones from %s: %s", settings.zones_dir, _describe(static))
     for origin in app.router.shadowed:
         log.warning("static zone %s is a kdns zone: ignored, kdns answers it from the registry", origin)
     forwarder = app.dns.forwarder
@@ -597,9 +669,9 @@ async def _bind_dns(
     metrics.add_query_counts(stats.totals)
     nsid = settings.nsid.encode("utf-8")
     query_log = None
-    if settings.log_queries is not None:
+    if settings.log_queries:
         query_log = QueryLog(
-            sys.stdout, settings.log_queries, settings.log_queries_sample, (settings.zone, *settings.reverse_zones)
+            sys.stdout, settings.log_queries_format, settings.log_queries_sample, (settings.zone, *settings.reverse_zones)
         )
         stack.callback(query_log.close)  # after the servers stop: the last answers are written
     attempts = BIND_ATTEMPTS if port == 0 else 1
@@ -634,23 +706,39 @@ async def _bind_dns(
 
 
 def _describe(zones: StaticZones) -> str:
-    """`example.internal. (serial 7), other.test. (serial 1)`."""
-    return ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
+    """`2 zones: example.internal. (serial 7), other.test. (serial 1)`, or `none`."""
+    if not zones.zones:
+        return "none"
+    listed = ", ".join(f"{zone.origin} (serial {zone.serial})" for zone in sorted(zones.zones, key=lambda z: z.origin))
+    return f"{len(zones.zones)} zone{'s' if len(zones.zones) > 1 else ''}: {listed}"
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static zones."""
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, started: Callable[[App], None] | None = None
+) -> None:
+    """Serve DNS until `stop` is set (or forever, until cancelled); SIGHUP reloads the static
+    zones and the manifests. `started` is called once kdns serves (the CLI logs the
+    configuration then, so that a failed start is one line)."""
     stop = stop or asyncio.Event()
-    async with start(settings) as app:
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGHUP, app.hangup)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
-            hangup = False
-        else:
-            hangup = True
-        try:
+    loop = asyncio.get_running_loop()
+    # Handled from before the start: a SIGHUP while starting (the default action would end
+    # the process) is a reload once started, as the files may have changed meanwhile.
+    running: list[App] = []
+    pending: list[bool] = []
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: running[0].hangup() if running else pending.append(True))
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        hangup = False
+    else:
+        hangup = True
+    try:
+        async with start(settings) as app:
+            running.append(app)
+            if started is not None:
+                started(app)
+            if pending:
+                app.hangup()
             await stop.wait()
-        finally:
-            if hangup:
-                loop.remove_signal_handler(signal.SIGHUP)
+    finally:
+        if hangup:
+            loop.remove_signal_handler(signal.SIGHUP)

@@ -1,9 +1,15 @@
-"""`kdns serve`: flags and KDNS_* environment variables -> Settings -> a running server.
+"""The `kdns` command: `serve`, `validate`, `reset` and `register`.
 
-Every flag has an environment twin named after it (`--dns-port` <-> `KDNS_DNS_PORT`); the
-flag wins. This is the only module that reads the environment. Exit codes: 0 after
-SIGTERM or SIGINT, 1 when the cluster cannot be loaded or served (a bad manifest, a port
-in use), 2 for a bad flag or setting. Errors are one line on stderr, never a traceback.
+`serve` reads its settings from flags, `KDNS_*` environment variables and a configuration
+file (`--config kdns.toml` or `.yaml`), in that order of precedence. Each is declared once,
+as an `Option` in SERVE_OPTIONS: its variable and its file key follow from the flag
+(`--dns-port`: `KDNS_DNS_PORT`, `dns-port`). Every bad value is reported with where it was
+given (`--ttl`, `KDNS_TTL`, `kdns.toml:3: ttl`). This is the only module that reads the
+environment (with kdns.register, for its own flags).
+
+Exit codes: 0 after SIGTERM or SIGINT, 1 when the cluster cannot be loaded or served (a
+bad manifest, a port in use) or `validate` found a problem, 2 for a bad flag or setting.
+Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,23 +32,125 @@ from kdns.config import (
     PODS_MODES,
     QUERY_LOG_FORMATS,
     ConfigError,
+    Given,
+    Option,
     Settings,
     default_data_dir,
-    flag_or_env,
+    default_manifests,
+    gather,
     parse_networks,
     parse_port_range,
     parse_service_cidrs,
     parse_store,
+    parsed_by,
+    read_config_file,
+    to_boolean,
+    to_integer,
+    to_number,
+    to_optional_path,
+    to_optional_text,
+    to_path,
+    to_paths,
+    to_text,
 )
 from kdns.errors import KdnsError
 from kdns.runtime import loop_factory, setup_logging
 
-__all__ = ["main"]
+__all__ = ["SERVE_OPTIONS", "main"]
 
 log = logging.getLogger("kdns")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The directory a user's cluster is in when kdns is run beside it: `./zones`, as in this
+# repository, wins over the example cluster installed with kdns.
+LOCAL_ZONES = Path("zones")
+ZONE_SUFFIX = ".zone"
+
+def _networks(text: str, what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return parse_networks([text], what)
+
+
+# Every setting of `serve`, declared once: the flag, and from it the KDNS_* variable and the
+# configuration file's key; `parse` reads the value into its Settings field. The five
+# without a `parse` (values that depend on others) are read in `configure`.
+SERVE_OPTIONS: tuple[Option, ...] = (
+    Option("--manifests", "a YAML file or a directory of them (read recursively); repeatable "
+           f"(KDNS_MANIFESTS: paths separated by {os.pathsep!r}; default ./zones when it exists, "
+           "else the example cluster)", "PATH", repeatable=True, separator=os.pathsep, parse=to_paths),
+    Option("--dns-address", "address to serve DNS on (default 127.0.0.1)", "IP", parse=to_text),
+    Option("--dns-port", "UDP and TCP port; 0 picks a free one (default 1053)", "PORT", parse=to_integer),
+    Option("--zone", "the cluster zone (default cluster.local)", "ZONE", parse=to_text),
+    Option("--ttl", "record TTL, 0-3600 (default 5)", "SECONDS", parse=to_integer),
+    Option("--pods", "pod A records (default verified)", choices=PODS_MODES, parse=to_text),
+    Option("--service-cidr", "service IP ranges (default 10.96.0.0/12,fd00:10:96::/112)", "CIDR[,CIDR]",
+           parse=parsed_by(parse_service_cidrs), setting="service_cidrs"),
+    Option("--node-port-range", "NodePort range (default 30000-32767)", "LOW-HIGH",
+           parse=parsed_by(parse_port_range)),
+    Option("--upstream", "upstream resolver for other names; repeatable; `none` turns forwarding off "
+           "(default `auto`: the nameservers of /etc/resolv.conf, kdns itself excluded)",
+           "ADDR[:PORT]", repeatable=True, setting="upstreams"),
+    Option("--allow-recursion", "clients allowed to resolve names kdns is not authoritative for; "
+           "repeatable (default loopback and the private ranges)", "CIDR", repeatable=True,
+           parse=parsed_by(_networks, "allow recursion")),
+    Option("--cache-size", "forwarding cache entries, 0 for none (default 10000)", "N", parse=to_integer),
+    Option("--cache-max-ttl", "cap on a cached answer's TTL (default 3600)", "SECONDS", parse=to_integer),
+    Option("--cache-max-negative-ttl", "cap on a cached negative answer's TTL (default 300)", "SECONDS",
+           parse=to_integer),
+    Option("--zones-dir", "static RFC 1035 zone files (*.zone) to serve, reloaded on SIGHUP; `none` for "
+           "none (default ./zones when it exists, else the example zones/)", "DIR", parse=to_optional_path),
+    Option("--autopath", "answer a known pod's search-path expansion of an outside name at once", switch=True,
+           parse=to_boolean),
+    Option("--api-address", "address of the HTTP API (default 127.0.0.1)", "IP", parse=to_text),
+    Option("--api-port", "port of the HTTP API; 0 picks a free one (default 8080)", "PORT", parse=to_integer),
+    Option("--api-token", "bearer token the API requires (required off loopback; kubectl sends it only "
+           "over https: add --tls-cert and --tls-key)", "TOKEN", secret=True, parse=to_optional_text),
+    Option("--tls-cert", "serve the API over TLS with this certificate (with --tls-key)", "FILE",
+           parse=to_optional_path),
+    Option("--tls-key", "the private key of --tls-cert", "FILE", parse=to_optional_path),
+    Option("--data-dir", "where the registry is stored (default $XDG_STATE_HOME/kdns or "
+           "~/.local/state/kdns)", "DIR"),
+    Option("--ephemeral", "keep the registry in memory only", switch=True, setting="data_dir"),
+    Option("--proxy", "make ClusterIPs and NodePorts reachable: forward their connections to ready "
+           "endpoints at random, as kube-proxy", switch=True, parse=to_boolean),
+    Option("--proxy-interface", "add ClusterIPs to this interface (needs CAP_NET_ADMIN); `none` (the "
+           "default): they are routed already", "IFACE", parse=to_optional_text),
+    Option("--node-address", "this node's address, where the proxy opens NodePorts (default: none)", "IP",
+           parse=to_optional_text),
+    Option("--proxy-max-connections", "open connections and UDP flows per service the proxy allows "
+           "(default 1000)", "N", parse=to_integer),
+    Option("--workers", "processes answering DNS on the port (SO_REUSEPORT), each with a copy of the "
+           "registry kept in step by this one; one per core (default 1)", "N", parse=to_integer),
+    Option("--event-log-size", "changes kept for watches to resume from and list pages to continue from; "
+           "older versions get 410 Expired, as after etcd's compaction (default 10000)", "N", parse=to_integer),
+    Option("--follow", "serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
+           "of a registry of kdns's own (no manifests, data dir, controllers or proxy)", "KUBECONFIG",
+           parse=to_optional_path),
+    Option("--follow-context", "the kubeconfig context to follow (default: its current-context)", "NAME",
+           parse=to_optional_text),
+    Option("--store", "where the registry lives: sqlite (the default, under --data-dir) or "
+           "etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix", "URL",
+           setting="etcd_endpoints"),
+    Option("--etcd-prefix", "the registry's keys in etcd (default /kdns)", "PREFIX", parse=to_text),
+    Option("--etcd-cafile", "talk https to etcd, verifying its members with this CA", "FILE",
+           parse=to_optional_path),
+    Option("--etcd-certfile", "client certificate for etcd (with --etcd-keyfile)", "FILE", parse=to_optional_path),
+    Option("--etcd-keyfile", "the private key of --etcd-certfile", "FILE", parse=to_optional_path),
+    Option("--leader-elect-lease-duration", "with etcd: the controller lease; a replica that dies hands the "
+           "readiness prober over within about this long (default 15)", "SECONDS", parse=to_number),
+    Option("--log-level", "default info", choices=LOG_LEVELS),
+    Option("--nsid", "this server's name, sent to clients that ask for it with EDNS NSID (RFC 5001; "
+           "`dig +nsid`), so you can tell which replica answered (default: none)", "TEXT", parse=to_text),
+    Option("--log-queries", "log every answer on stdout, one line each (default off)", switch=True,
+           parse=to_boolean),
+    Option("--log-queries-format", "the query log's format: coredns (CoreDNS's log plugin) or json "
+           "(default coredns)", choices=QUERY_LOG_FORMATS, parse=to_text),
+    Option("--log-queries-sample", "log this fraction of the answers, 0-1: one in round(1/RATE) "
+           "(default 1: all)", "RATE", parse=to_number),
+)
+# The configuration file, which names the others' file keys; a flag or KDNS_CONFIG only.
+CONFIG_OPTION = Option("--config", "a TOML or YAML file of settings, keyed as the flags without "
+                       "their dashes (`dns-port = 1053`); flags and KDNS_* variables override it", "FILE")
 
 
 class _UsageError(Exception):
@@ -52,6 +162,12 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    CONFIG_OPTION.add_to(parser)
+    for option in SERVE_OPTIONS:
+        option.add_to(parser)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kdns", description="Kubernetes-style service discovery DNS from an embedded registry.")
     parser.add_argument("--version", action="version", version=f"kdns {__version__}")
@@ -59,121 +175,95 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="load the manifests and serve DNS",
-        description="Load the manifests and serve DNS. Every flag can also be set by the "
-        "KDNS_* environment variable of the same name (--dns-port: KDNS_DNS_PORT); the flag wins.",
+        description="Load the manifests and serve DNS. Every flag can also be set by the KDNS_* "
+        "environment variable of the same name (--dns-port: KDNS_DNS_PORT) or by the key of the "
+        "same name in --config (dns-port); the flag wins over the variable, the variable over the file.",
     )
-    add = serve.add_argument
-    add(
-        "--manifests",
-        action="append",
-        metavar="PATH",
-        help="a YAML file or a directory of them; repeatable (KDNS_MANIFESTS: paths separated by "
-        f"{os.pathsep!r}; default: the example cluster)",
+    _add_settings(serve)
+    validate = commands.add_parser(
+        "validate",
+        help="check manifests, zone files and the configuration without serving",
+        description="Check manifests (as the API checks them), zone files and the configuration "
+        "(flags, KDNS_* variables, --config) without serving; every problem is listed. PATHs are "
+        "manifest files, *.zone files, or directories of both; without PATH, the --manifests and "
+        "--zones-dir of the configuration are checked.",
     )
-    add("--dns-address", metavar="IP", help="address to serve DNS on (default 127.0.0.1)")
-    add("--dns-port", metavar="PORT", help="UDP and TCP port; 0 picks a free one (default 1053)")
-    add("--zone", metavar="ZONE", help="the cluster zone (default cluster.local)")
-    add("--ttl", metavar="SECONDS", help="record TTL, 0-3600 (default 5)")
-    add("--pods", choices=PODS_MODES, help="pod A records (default verified)")
-    add("--service-cidr", metavar="CIDR[,CIDR]", help="service IP ranges (default 10.96.0.0/12,fd00:10:96::/112)")
-    add("--node-port-range", metavar="LOW-HIGH", help="NodePort range (default 30000-32767)")
-    add(
-        "--upstream",
-        action="append",
-        metavar="ADDR[:PORT]",
-        help="upstream resolver for other names; repeatable; `none` turns forwarding off "
-        "(default `auto`: the nameservers of /etc/resolv.conf, kdns itself excluded)",
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="a manifest, a zone file, or a directory")
+    _add_settings(validate)
+    reset = commands.add_parser(
+        "reset",
+        help="delete the saved registry, to start from an empty one",
+        description="Delete the registry saved in --data-dir, after saying what it holds; the next "
+        "`kdns serve` starts from the manifests alone. Refused while a kdns serves from it.",
     )
-    add("--allow-recursion", action="append", metavar="CIDR",
-        help="clients allowed to resolve names kdns is not authoritative for; repeatable "
-        "(default loopback and the private ranges)")
-    add("--cache-size", metavar="N", help="forwarding cache entries, 0 for none (default 10000)")
-    add("--cache-max-ttl", metavar="SECONDS", help="cap on a cached answer's TTL (default 3600)")
-    add("--cache-max-negative-ttl", metavar="SECONDS", help="cap on a cached negative answer's TTL (default 300)")
-    add("--zones-dir", metavar="DIR",
-        help="static RFC 1035 zone files (*.zone) to serve, reloaded on SIGHUP; `none` for none "
-        "(default: the example zones/)")
-    add("--autopath", action="store_const", const="true",
-        help="answer a known pod's search-path expansion of an outside name at once (KDNS_AUTOPATH=1)")
-    add("--api-address", metavar="IP", help="address of the HTTP API (default 127.0.0.1)")
-    add("--api-port", metavar="PORT", help="port of the HTTP API; 0 picks a free one (default 8080)")
-    add("--api-token", metavar="TOKEN", help="bearer token the API requires (required off loopback; "
-        "kubectl sends it only over https: add --tls-cert and --tls-key)")
-    add("--tls-cert", metavar="FILE", help="serve the API over TLS with this certificate (with --tls-key)")
-    add("--tls-key", metavar="FILE", help="the private key of --tls-cert")
-    add("--data-dir", metavar="DIR", help="where the registry is stored (default $XDG_STATE_HOME/kdns "
-        "or ~/.local/state/kdns)")
-    add("--ephemeral", action="store_const", const="true",
-        help="keep the registry in memory only (KDNS_EPHEMERAL=1)")
-    add("--proxy", action="store_const", const="true",
-        help="make ClusterIPs and NodePorts reachable: forward their connections to ready endpoints "
-        "at random, as kube-proxy (KDNS_PROXY=1)")
-    add("--proxy-interface", metavar="IFACE",
-        help="add ClusterIPs to this interface (needs CAP_NET_ADMIN); `none` (the default): "
-        "they are routed already")
-    add("--node-address", metavar="IP", help="this node's address, where the proxy opens NodePorts "
-        "(default: none)")
-    add("--proxy-max-connections", metavar="N",
-        help="open connections and UDP flows per service the proxy allows (default 1000)")
-    add("--workers", metavar="N",
-        help="processes answering DNS on the port (SO_REUSEPORT), each with a copy of the registry "
-        "kept in step by this one; one per core (default 1)")
-    add("--event-log-size", metavar="N",
-        help="changes kept for watches to resume from and list pages to continue from; older "
-        "versions get 410 Expired, as after etcd's compaction (default 10000)")
-    add("--follow", metavar="KUBECONFIG",
-        help="serve DNS for the cluster of this kubeconfig, listing and watching its API, instead "
-        "of a registry of kdns's own (no manifests, data dir, controllers or proxy)")
-    add("--follow-context", metavar="NAME", help="the kubeconfig context to follow (default: its current-context)")
-    add("--store", metavar="URL", help="where the registry lives: sqlite (the default, under --data-dir) "
-        "or etcd://HOST:PORT[,HOST:PORT...], shared by every kdns on the same etcd and prefix")
-    add("--etcd-prefix", metavar="PREFIX", help="the registry's keys in etcd (default /kdns)")
-    add("--etcd-cafile", metavar="FILE", help="talk https to etcd, verifying its members with this CA")
-    add("--etcd-certfile", metavar="FILE", help="client certificate for etcd (with --etcd-keyfile)")
-    add("--etcd-keyfile", metavar="FILE", help="the private key of --etcd-certfile")
-    add("--leader-elect-lease-duration", metavar="SECONDS",
-        help="with etcd: the controller lease; a replica that dies hands the readiness prober "
-        "over within about this long (default 15)")
-    add("--log-level", choices=LOG_LEVELS, help="default info")
-    add("--nsid", metavar="TEXT", help="this server's name, sent to clients that ask for it with EDNS NSID "
-        "(RFC 5001; `dig +nsid`), so you can tell which replica answered (default: none)")
-    add("--log-queries", nargs="?", const="coredns", metavar="FORMAT",
-        help=f"log every answer on stdout, one line each: {' or '.join(QUERY_LOG_FORMATS)} "
-        "(CoreDNS's log plugin format, or JSON lines); default off (KDNS_LOG_QUERIES=coredns)")
-    add("--log-queries-sample", metavar="RATE",
-        help="log this fraction of the answers, 0-1: one in round(1/RATE) (default 1: all)")
+    reset.add_argument("--data-dir", metavar="DIR", help="the data directory (default $XDG_STATE_HOME/kdns "
+                       "or ~/.local/state/kdns; KDNS_DATA_DIR)")
     register.add_parser(commands)
     explain.add_parser(commands)
     return parser
 
 
-def _integer(text: str, source: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{source} {text!r}: not an integer") from None
+# --- Settings from what was given ---------------------------------------------------------
 
 
-def _upstreams(values: Sequence[str]) -> tuple[str, ...]:
-    words = [word for value in values for word in value.replace(",", " ").split()]
-    if any(word.lower() == "none" for word in words):
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """The settings `serve` runs with, its log level, and what was given for them where."""
+
+    settings: Settings
+    log_level: str
+    given: Mapping[str, Given]
+
+    def describe(self) -> str:
+        """`dns-port=0 (--dns-port) zone=cluster.local. ...`: every option's effective value,
+        and where it was given when it was; secrets masked."""
+        settings = self.settings
+        words = []
+        for option in SERVE_OPTIONS:
+            name = option.name
+            if name == "log_level":
+                value: Any = self.log_level
+            elif name == "ephemeral":
+                value = settings.data_dir is None
+            elif name == "node_port_range":
+                value = "{}-{}".format(*settings.node_port_range)
+            else:
+                value = getattr(settings, option.setting or name)
+            text = _describe_value(value)
+            if option.secret and value:
+                text = "****"
+            given = self.given.get(name)
+            words.append(f"{option.key}={text}" + (f" ({given.source})" if given is not None else ""))
+        return " ".join(words)
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _upstreams(given: Given | None, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    # (dnspython, behind kdns.pipeline.forward: imported only where needed)
+    from kdns.pipeline.forward import Upstream
+
+    words = ["auto"] if given is None else [w for value in given.values for w in value.replace(",", " ").split()]
+    lowered = [word.lower() for word in words]
+    if lowered == ["auto"]:
+        return _auto_upstreams(fields)
+    assert given is not None
+    if "none" in lowered:
         if len(words) > 1:
-            raise ConfigError(f"upstream: `none` cannot be combined with addresses ({' '.join(words)})")
+            raise given.wrap(ConfigError(f"upstream: `none` cannot be combined with addresses ({' '.join(words)})"))
         return ()
-    from kdns.pipeline.forward import (
-        Upstream,  # (dnspython: imported only where needed)
-    )
-
-    return tuple(str(Upstream.parse(word)) for word in words)
-
-
-def _boolean(text: str, source: str) -> bool:
-    word = text.strip().lower()
-    if word in ("1", "true", "yes", "on"):
-        return True
-    if word in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{source} {text!r}: expected true or false")
+    try:
+        return tuple(str(Upstream.parse(word)) for word in words)
+    except ConfigError as exc:
+        raise given.wrap(exc) from None
 
 
 def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
@@ -185,148 +275,84 @@ def _auto_upstreams(settings_fields: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(Upstream(ns)) for ns in host_nameservers(exclude=[(address, port)]))
 
 
-def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Settings, str]:
-    """Settings and the log level from parsed flags and the environment; ConfigError if bad."""
-    fields: dict[str, Any] = {}
+def _example_dir() -> Path | None:
+    """`./zones` when the working directory has one, else the example cluster kdns installs."""
+    if LOCAL_ZONES.is_dir():
+        return LOCAL_ZONES
+    return next(iter(default_manifests()), None)
 
-    manifests, _ = flag_or_env(args, environ, "manifests")
-    if isinstance(manifests, str):
-        manifests = [part for part in manifests.split(os.pathsep) if part]
-    if manifests:
-        fields["manifests"] = tuple(Path(path) for path in manifests)
 
-    for name in ("dns_address", "zone", "pods"):
-        value, _ = flag_or_env(args, environ, name)
-        if value is not None:
-            fields[name] = value
-    for name in ("dns_port", "ttl"):
-        value, source = flag_or_env(args, environ, name)
-        if value is not None:
-            fields[name] = _integer(value, source)
+def configure(args: argparse.Namespace, environ: Mapping[str, str]) -> Configuration:
+    """The Configuration that flags, the environment and --config ask for; ConfigError names
+    the flag, variable, or file and line of a bad value."""
+    file: dict[str, Given] = {}
+    config = gather([CONFIG_OPTION], args, environ).get("config")
+    if config is not None:
+        file = read_config_file(Path(config.text), SERVE_OPTIONS)
+    given = gather(SERVE_OPTIONS, args, environ, file)
+    example = _example_dir()
+    fields: dict[str, Any] = {"manifests": (example,) if example is not None else (), "zones_dir": example}
+    for option in SERVE_OPTIONS:
+        if option.parse is not None and option.name in given:
+            fields[option.setting or option.name] = option.parse(given[option.name])
 
-    value, _ = flag_or_env(args, environ, "service_cidr")
-    if value is not None:
-        fields["service_cidrs"] = parse_service_cidrs(value)
-    value, _ = flag_or_env(args, environ, "node_port_range")
-    if value is not None:
-        fields["node_port_range"] = parse_port_range(value)
-    for name in ("api_address", "api_token"):
-        value, _ = flag_or_env(args, environ, name)
-        if value:
-            fields[name] = value
-    for name in ("api_port", "cache_size", "cache_max_ttl", "cache_max_negative_ttl", "workers", "event_log_size"):
-        value, source = flag_or_env(args, environ, name)
-        if value is not None:
-            fields[name] = _integer(value, source)
-    for name in ("tls_cert", "tls_key"):
-        value, _ = flag_or_env(args, environ, name)
-        if value:
-            fields[name] = Path(value)
-    value, source = flag_or_env(args, environ, "autopath")
-    if value is not None:
-        fields["autopath"] = _boolean(value, source)
-    value, source = flag_or_env(args, environ, "proxy")
-    if value is not None:
-        fields["proxy"] = _boolean(value, source)
-    value, _ = flag_or_env(args, environ, "proxy_interface")
-    if value:
-        fields["proxy_interface"] = None if value.strip().lower() == "none" else value.strip()
-    value, _ = flag_or_env(args, environ, "node_address")
-    if value:
-        fields["node_address"] = value.strip()
-    value, source = flag_or_env(args, environ, "proxy_max_connections")
-    if value is not None:
-        fields["proxy_max_connections"] = _integer(value, source)
-    value, _ = flag_or_env(args, environ, "zones_dir")
-    if value is not None:
-        fields["zones_dir"] = None if value.strip().lower() == "none" else Path(value)
-    value, _ = flag_or_env(args, environ, "allow_recursion")
-    if value is not None:
-        fields["allow_recursion"] = parse_networks([value] if isinstance(value, str) else value, "allow recursion")
-
-    value, _ = flag_or_env(args, environ, "follow")
-    if value:
-        fields["follow"] = Path(value)
+    if fields.get("follow") is not None:
         for name in ("manifests", "data_dir"):
-            given, source = flag_or_env(args, environ, name)
-            if given:
-                raise ConfigError(f"{source}: --follow serves the followed cluster's objects, kept in memory only")
-    value, _ = flag_or_env(args, environ, "follow_context")
-    if value:
-        fields["follow_context"] = value
-
-    value, source = flag_or_env(args, environ, "ephemeral")
-    ephemeral = value is not None and _boolean(value, source)
-    value, _ = flag_or_env(args, environ, "data_dir")
-    if ephemeral:
-        if value:
-            raise ConfigError("--ephemeral and --data-dir exclude each other")
+            if name in given:
+                raise ConfigError(f"{given[name].source}: --follow serves the followed cluster's objects, "
+                                  "kept in memory only")
+    ephemeral, data_dir = given.get("ephemeral"), given.get("data_dir")
+    if ephemeral is not None and to_boolean(ephemeral):
+        if data_dir is not None and data_dir.text:
+            raise ConfigError(f"{ephemeral.source} and {data_dir.source} exclude each other")
         fields["data_dir"] = None
     else:
-        fields["data_dir"] = Path(value) if value else default_data_dir(environ)
+        fields["data_dir"] = to_path(data_dir) if data_dir and data_dir.text else default_data_dir(environ)
+    fields["upstreams"] = _upstreams(given.get("upstream"), fields)
+    if (store := given.get("store")) is not None:
+        if (data_dir := given.get("data_dir")) is not None and parse_store(store.text, tls=False):
+            # With the registry on etcd there is no journal: refuse the flag rather than
+            # let a user believe the data directory holds anything.
+            raise ConfigError(f"{data_dir.source}: the registry lives in etcd with --store etcd://...; "
+                              "no data directory is used")
+        # https when a CA or a client certificate for etcd is given
+        tls = fields.get("etcd_cafile") is not None or fields.get("etcd_certfile") is not None
+        fields["etcd_endpoints"] = parsed_by(lambda text: parse_store(text, tls=tls))(store)
 
-    for name in ("etcd_cafile", "etcd_certfile", "etcd_keyfile"):
-        value, _ = flag_or_env(args, environ, name)
-        if value:
-            fields[name] = Path(value)
-    value, _ = flag_or_env(args, environ, "store")
-    if value is not None:
-        tls = any(name in fields for name in ("etcd_cafile", "etcd_certfile"))
-        fields["etcd_endpoints"] = parse_store(value, tls=tls)
-    value, _ = flag_or_env(args, environ, "etcd_prefix")
-    if value:
-        fields["etcd_prefix"] = value
-    value, source = flag_or_env(args, environ, "leader_elect_lease_duration")
-    if value is not None:
-        try:
-            fields["leader_elect_lease_duration"] = float(value)
-        except ValueError:
-            raise ConfigError(f"{source} {value!r}: not a number") from None
-
-    value, _ = flag_or_env(args, environ, "upstream")
-    values = ["auto"] if value is None else [value] if isinstance(value, str) else value
-    if [word.strip().lower() for word in values] == ["auto"]:
-        fields["upstreams"] = _auto_upstreams(fields)
-    else:
-        fields["upstreams"] = _upstreams(values)
-
-    value, _ = flag_or_env(args, environ, "nsid")
-    if value:
-        fields["nsid"] = value
-    value, source = flag_or_env(args, environ, "log_queries")
-    if value is not None:
-        word = value.strip().lower()
-        if word in QUERY_LOG_FORMATS:
-            fields["log_queries"] = word
-        else:
-            try:
-                on = _boolean(word, source)
-            except ConfigError:
-                raise ConfigError(
-                    f"{source} {value!r}: expected a format ({', '.join(QUERY_LOG_FORMATS)}) or true/false"
-                ) from None
-            if on:
-                fields["log_queries"] = QUERY_LOG_FORMATS[0]
-    value, source = flag_or_env(args, environ, "log_queries_sample")
-    if value is not None:
-        try:
-            fields["log_queries_sample"] = float(value)
-        except ValueError:
-            raise ConfigError(f"{source} {value!r}: not a number") from None
-
-    level, source = flag_or_env(args, environ, "log_level")
-    level = (level or "info").lower()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"{source} {level!r}: must be one of {', '.join(LOG_LEVELS)}")
-    return Settings(**fields), level
+    level = "info"
+    if (g := given.get("log_level")) is not None:
+        level = g.text.lower()
+        if level not in LOG_LEVELS:
+            raise g.error(f"must be one of {', '.join(LOG_LEVELS)}")
+    try:
+        settings = Settings(**fields)
+    except ConfigError as exc:
+        raise _located(exc, given) from None
+    return Configuration(settings, level, given)
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
+def _located(exc: ConfigError, given: Mapping[str, Given]) -> ConfigError:
+    """Settings' error about one field, said of the flag, variable or file line that set it."""
+    names = {option.setting or option.name: option.name for option in SERVE_OPTIONS if option.parse is not None}
+    source = given.get(names.get(exc.setting or "", ""))
+    if source is None or exc.detail is None:
+        return exc
+    return source.error(exc.detail)
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Settings, str]:
+    """Settings and the log level from parsed flags, the environment and --config."""
+    configuration = configure(args, environ)
+    return configuration.settings, configuration.log_level
+
+
+# --- The commands -------------------------------------------------------------------------
+
+
+async def _serve_until_signalled(configuration: Configuration) -> None:
     # Imported here, so `kdns --version` and flag errors need nothing but the config.
-    if settings.follow is not None:
-        from kdns.follow.follower import serve
-    else:
-        from kdns.app import serve
+    from kdns.app import serve
+    from kdns.follow import follower
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -336,10 +362,124 @@ async def _serve_until_signalled(settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     try:
-        await serve(settings, stop)
+        if configuration.settings.follow is not None:
+            log.info("configuration: %s", configuration.describe())
+            await follower.serve(configuration.settings, stop)
+        else:
+            await serve(configuration.settings, stop, lambda _: log.info("configuration: %s", configuration.describe()))
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+
+
+def _error(message: object) -> None:
+    print(f"kdns: error: {message}", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    try:
+        configuration = configure(args, environ)
+    except ConfigError as exc:
+        _error(exc)
+        return EXIT_CONFIG
+    setup_logging(configuration.log_level)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_serve_until_signalled(configuration))
+    except ConfigError as exc:
+        _error(exc)
+        return EXIT_CONFIG
+    except (KdnsError, OSError) as exc:
+        _error(exc)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return EXIT_OK
+    return EXIT_OK
+
+
+@dataclass(slots=True)
+class Report:
+    """What `kdns validate` read, and every problem it found (each names its place)."""
+
+    files: int = 0
+    objects: int = 0
+    zones: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.objects} objects in {self.files} manifest files, {self.zones} zones"
+
+
+def check_paths(manifests: Sequence[Path], zones: Sequence[Path], settings: Settings) -> Report:
+    """Read `manifests` (files or directories) as `serve` would and apply them to a registry
+    of their own, and read `zones` (zone files or directories of them): every problem."""
+    from kdns.authority.static import StaticZones
+    from kdns.registry import declared
+    from kdns.registry.manifests import read_paths
+    from kdns.zonefiles import read_files
+    from kdns.zonefiles import reload as read_zones
+
+    report = Report()
+    loaded = read_paths(manifests)
+    report.files, report.warnings = len(loaded.files), list(loaded.warnings)
+    report.errors.extend(map(str, loaded.errors))
+    refused = declared.check(loaded.documents, settings.service_cidrs, settings.node_port_range)
+    report.errors.extend(map(str, refused))
+    report.objects = len(loaded.documents) - len(refused)
+    for path in zones:
+        served, problems = read_zones(path, StaticZones()) if path.is_dir() else read_files([path])
+        report.zones += len(served.zones)
+        report.errors.extend(map(str, problems))
+    return report
+
+
+def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Every problem of the configuration and of the manifests and zone files, listed;
+    exit 1 if there is one."""
+    errors: list[str] = []
+    try:
+        settings = configure(args, environ).settings
+    except ConfigError as exc:
+        errors.append(str(exc))
+        settings = Settings(manifests=(), zones_dir=None)
+    manifests: list[Path] = []
+    zones: list[Path] = []
+    for path in map(Path, args.paths):
+        if path.suffix != ZONE_SUFFIX:
+            manifests.append(path)
+        if path.suffix == ZONE_SUFFIX or path.is_dir():
+            zones.append(path)
+    if not args.paths and not errors:
+        manifests = list(settings.manifests)
+        zones = [settings.zones_dir] if settings.zones_dir is not None else []
+    report = check_paths(manifests, zones, settings)
+    for warning in report.warnings:
+        print(f"kdns: warning: {warning}", file=sys.stderr)
+    for error in [*errors, *report.errors]:
+        _error(error)
+    problems = len(errors) + len(report.errors)
+    summary = f"{report.summary()}; configuration {'invalid' if errors else 'valid'}"
+    if problems:
+        print(f"kdns validate: {problems} problem{'s' if problems > 1 else ''}: {summary}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"kdns validate: OK: {summary}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from kdns.registry.sqlite import FILE_NAME, StorageError, erase
+
+    data_dir = gather([Option("--data-dir", "")], args, environ).get("data_dir")
+    directory = Path(data_dir.text) if data_dir is not None else default_data_dir(environ)
+    try:
+        version = erase(directory / FILE_NAME, announce=lambda text: print(f"kdns reset: {text}", file=sys.stderr))
+    except StorageError as exc:
+        _error(exc)
+        return EXIT_FAILED
+    if version is None:
+        print(f"kdns reset: no registry in {directory}: nothing to delete", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -349,35 +489,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:
-        print(f"kdns: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_CONFIG
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    if args.command == "register":
-        return register.run(args, environ)
     if args.command == "explain":
         return explain.run(args, environ)
+    if args.command == "register":
+        return register.run(args, environ)
+    if args.command == "validate":
+        return _validate(args, environ)
+    if args.command == "reset":
+        return _reset(args, environ)
     if args.command != "serve":
         parser.print_usage(sys.stderr)
-        print("kdns: error: a command is required: kdns serve", file=sys.stderr)
+        _error("a command is required: kdns serve, validate, reset or register")
         return EXIT_CONFIG
+    return _serve(args, environ)
 
-    try:
-        settings, level = settings_from(args, environ)
-    except ConfigError as exc:
-        print(f"kdns: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(level)
-
-    try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_serve_until_signalled(settings))
-    except ConfigError as exc:
-        print(f"kdns: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (KdnsError, OSError) as exc:
-        print(f"kdns: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return EXIT_OK
-    return EXIT_OK

@@ -43,6 +43,25 @@ class ExplainError(KdnsError):
 _ParserT = TypeVar("_ParserT", bound=argparse.ArgumentParser)  # kdns.cli's own parser class
 
 
+def _options() -> tuple[Any, ...]:
+    """The command's options (kdns.config.Option: each flag with its KDNS_* variable)."""
+    import os
+
+    from kdns.config import Option
+
+    return (
+        Option("--server", f"the kdns API (default {DEFAULT_SERVER})", "URL"),
+        Option("--api-token", "bearer token of the API", "TOKEN", secret=True),
+        Option("--manifests", "explain offline from these manifests (files or directories; repeatable) "
+               "instead of a server", "PATH", repeatable=True, separator=os.pathsep),
+        Option("--zones-dir", "offline: static zone files to load too (default none)", "DIR"),
+        Option("--zone", "offline: the cluster zone (default cluster.local)", "ZONE"),
+        Option("--pods", "offline: pod records, disabled|insecure|verified (default verified)", "MODE"),
+        Option("--client", "explain the answer this client gets (the recursion ACL and autopath depend "
+               "on it; default 127.0.0.1)", "IP"),
+    )
+
+
 def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     """Add `explain` to `kdns`'s subcommands (an argparse subparsers object)."""
     parser = commands.add_parser(
@@ -52,38 +71,32 @@ def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
         "left out and why, the TTL and the source. Asks a running kdns's API, or with --manifests "
         "explains offline. Every flag has a KDNS_* environment twin.",
     )
-    add = parser.add_argument
-    add("name", metavar="NAME", help="the name asked, e.g. web.default.svc.cluster.local")
-    add("type", metavar="TYPE", nargs="?", default="A", help="the record type (default A)")
-    add("--server", metavar="URL", help=f"the kdns API (default {DEFAULT_SERVER})")
-    add("--api-token", metavar="TOKEN", help="bearer token of the API")
-    add("--manifests", action="append", metavar="PATH",
-        help="explain offline from these manifests (files or directories; repeatable) instead of a server")
-    add("--zones-dir", metavar="DIR", help="offline: static zone files to load too (default none)")
-    add("--zone", metavar="ZONE", help="offline: the cluster zone (default cluster.local)")
-    add("--pods", metavar="MODE", help="offline: pod records, disabled|insecure|verified (default verified)")
-    add("--client", metavar="IP", help="explain the answer this client gets (the recursion ACL and "
-        "autopath depend on it; default 127.0.0.1)")
-    add("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument("name", metavar="NAME", help="the name asked, e.g. web.default.svc.cluster.local")
+    parser.add_argument("type", metavar="TYPE", nargs="?", default="A", help="the record type (default A)")
+    for option in _options():
+        option.add_to(parser)
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     return parser
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """`kdns explain` with parsed flags and the environment; returns the exit code."""
-    from kdns.config import ConfigError, flag_or_env
+    from kdns.config import ConfigError, gather
     from kdns.pipeline.explain import CLIENT, Explanation, qtype_number
 
-    client = args.client or CLIENT
+    gathered = gather(_options(), args, environ)
+    given = {name: value.text for name, value in gathered.items()}
+    paths = gathered.get("manifests")
+    client = given.get("client") or CLIENT
     try:
         qtype = qtype_number(args.type)
-        manifests = flag_or_env(args, environ, "manifests")[0]
-        if manifests:
-            paths = manifests.split(":") if isinstance(manifests, str) else manifests
-            explanation = asyncio.run(_offline(args, environ, [Path(p) for p in paths if p], qtype, client))
+        if paths is not None:
+            explanation = asyncio.run(_offline(args, given, [Path(p) for p in paths.values if p], qtype, client))
         else:
-            server = (flag_or_env(args, environ, "server")[0] or DEFAULT_SERVER).rstrip("/")
-            token = flag_or_env(args, environ, "api_token")[0]
-            explanation = Explanation.from_dict(asyncio.run(_online(server, token, args.name, args.type, client)))
+            server = (given.get("server") or DEFAULT_SERVER).rstrip("/")
+            explanation = Explanation.from_dict(
+                asyncio.run(_online(server, given.get("api_token"), args.name, args.type, client))
+            )
     except (ValueError, ConfigError) as exc:
         print(f"kdns explain: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -128,23 +141,22 @@ def _message(body: str) -> str:
 
 
 async def _offline(
-    args: argparse.Namespace, environ: Mapping[str, str], paths: list[Path], qtype: int, client: str
+    args: argparse.Namespace, given: Mapping[str, str], paths: list[Path], qtype: int, client: str
 ) -> Any:
     """Explain from the manifests alone: the registry, index and zones `kdns serve` would load."""
     from kdns.app import load_registry, load_static
     from kdns.authority.index import ClusterIndex
     from kdns.authority.static import ZoneError
-    from kdns.config import Settings, flag_or_env
+    from kdns.config import Settings
     from kdns.pipeline.chain import Router
     from kdns.pipeline.explain import explain
     from kdns.registry.errors import RegistryError
 
     fields: dict[str, Any] = {"manifests": tuple(paths), "zones_dir": None, "data_dir": None}
     for name in ("zone", "pods"):
-        value = flag_or_env(args, environ, name)[0]
-        if value:
-            fields[name] = value
-    zones_dir = flag_or_env(args, environ, "zones_dir")[0]
+        if given.get(name):
+            fields[name] = given[name]
+    zones_dir = given.get("zones_dir")
     if zones_dir and zones_dir.strip().lower() != "none":
         fields["zones_dir"] = Path(zones_dir)
     settings = Settings(**fields)

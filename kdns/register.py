@@ -16,8 +16,11 @@ by an earlier run (a container that was killed) is replaced. The child gets POD_
 POD_NAMESPACE and POD_IP in its environment, as the downward API would give them.
 
 Every flag has a KDNS_* environment twin (`--pod-name` <-> KDNS_POD_NAME; repeatable flags
-take a comma-separated list); the flag wins. Exit codes: the child's, or 0; 1 when the
-pod cannot be registered; 2 for a bad flag.
+take a comma-separated list); the flag wins, and an error names the one that was used.
+While the API does not answer (kdns is starting), registering is tried again with a
+growing pause, for at most --wait seconds. Exit codes: the child's, or 0; 1 when the pod
+cannot be registered (the API refuses it, does not answer in time, or the command ends
+before it could be registered); 2 for a bad flag.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from kdns.config import flag_or_env
+from kdns.config import Given, Option, gather
 from kdns.errors import KdnsError
 from kdns.hostport import split_host_port
 
@@ -43,7 +46,8 @@ __all__ = ["Registration", "add_parser", "main", "pod_manifest", "registration_f
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-RETRY_INTERVAL = 0.5  # between attempts to reach the API while it starts
+# Pauses between attempts to reach the API while it starts: 0.1 s, doubling, at most 2 s.
+FIRST_RETRY, MAX_RETRY = 0.1, 2.0
 REQUEST_TIMEOUT = 5.0
 PREFIX = "kdns register"
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -75,6 +79,35 @@ class Registration:
     command: tuple[str, ...] = ()
 
 
+OPTIONS: tuple[Option, ...] = (
+    Option("--server", f"the kdns API (default {DEFAULT_SERVER})", "URL"),
+    Option("--api-token", "bearer token of the API", "TOKEN", secret=True),
+    Option("--namespace", "the pod's namespace (default `default`)", "NS"),
+    Option("--pod-name", "the pod's name (default: the host name)", "NAME"),
+    Option("--pod-ip", "the pod's IP (default: this host's address towards the API)", "IP"),
+    Option("--label", "a label of the pod; repeatable", "KEY=VALUE", repeatable=True, separator=","),
+    Option("--container-name", "the name of the pod's container (default `app`)", "NAME"),
+    Option("--container-port", "a port of the container; repeatable", "[NAME:]PORT", repeatable=True, separator=","),
+    Option("--probe-http", "readinessProbe httpGet, e.g. :5000/healthz or https://:8443/ready (PORT may be "
+           "the name of a --container-port)", "[HOST]:PORT[/PATH]"),
+    Option("--probe-tcp", "readinessProbe tcpSocket, e.g. 5000", "[HOST:]PORT"),
+    Option("--probe-initial-delay", "initialDelaySeconds (default 0)", "SECONDS"),
+    Option("--probe-period", "periodSeconds (default 10)", "SECONDS"),
+    Option("--probe-timeout", "timeoutSeconds (default 1)", "SECONDS"),
+    Option("--probe-success-threshold", "successThreshold (default 1)", "N"),
+    Option("--probe-failure-threshold", "failureThreshold (default 3)", "N"),
+    Option("--wait", "how long to keep trying to reach the API at start (default 30)", "SECONDS"),
+)
+# The probe's timing flags: (option name, the probe's field, its least value).
+_TIMINGS = (
+    ("probe_initial_delay", "initialDelaySeconds", 0),
+    ("probe_period", "periodSeconds", 1),
+    ("probe_timeout", "timeoutSeconds", 1),
+    ("probe_success_threshold", "successThreshold", 1),
+    ("probe_failure_threshold", "failureThreshold", 1),
+)
+
+
 def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
     """Add `register` to `kdns`'s subcommands (an argparse subparsers object)."""
     parser = commands.add_parser(
@@ -83,156 +116,144 @@ def add_parser(commands: argparse._SubParsersAction[_ParserT]) -> _ParserT:
         description="Register this container as a Pod through the kdns API, deregister it when "
         "stopped. Every flag has a KDNS_* environment twin (--pod-name: KDNS_POD_NAME).",
     )
-    add = parser.add_argument
-    add("--server", metavar="URL", help=f"the kdns API (default {DEFAULT_SERVER})")
-    add("--api-token", metavar="TOKEN", help="bearer token of the API")
-    add("--namespace", metavar="NS", help="the pod's namespace (default `default`)")
-    add("--pod-name", metavar="NAME", help="the pod's name (default: the host name)")
-    add("--pod-ip", metavar="IP", help="the pod's IP (default: this host's address towards the API)")
-    add("--label", action="append", metavar="KEY=VALUE", help="a label of the pod; repeatable")
-    add("--container-name", metavar="NAME", help="the name of the pod's container (default `app`)")
-    add("--container-port", action="append", metavar="[NAME:]PORT", help="a port of the container; repeatable")
-    add("--probe-http", metavar="[HOST]:PORT[/PATH]",
-        help="readinessProbe httpGet, e.g. :5000/healthz or https://:8443/ready (PORT may be a port's name)")
-    add("--probe-tcp", metavar="[HOST:]PORT", help="readinessProbe tcpSocket, e.g. 5000")
-    add("--probe-initial-delay", metavar="SECONDS", help="initialDelaySeconds (default 0)")
-    add("--probe-period", metavar="SECONDS", help="periodSeconds (default 10)")
-    add("--probe-timeout", metavar="SECONDS", help="timeoutSeconds (default 1)")
-    add("--probe-success-threshold", metavar="N", help="successThreshold (default 1)")
-    add("--probe-failure-threshold", metavar="N", help="failureThreshold (default 3)")
-    add("--wait", metavar="SECONDS", help="how long to keep trying to reach the API at start (default 30)")
+    for option in OPTIONS:
+        option.add_to(parser)
     # dest "argv", not "command": kdns.cli keeps the subcommand's name in args.command.
-    add("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="run this, registered while it runs")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                        help="run this, registered while it runs")
     return parser
 
 
-def _list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    values = [value] if isinstance(value, str) else value
-    return [part.strip() for item in values for part in item.split(",") if part.strip()]
-
-
-def _integer(value: Any, flag: str, minimum: int) -> int:
+def _integer(given: Given, minimum: int) -> int:
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise FlagError(f"--{flag} {value!r}: not an integer") from None
+        number = int(given.text)
+    except ValueError:
+        raise FlagError(f"{given.source} {given.text!r}: not an integer") from None
     if number < minimum:
-        raise FlagError(f"--{flag} {value}: must be at least {minimum}")
+        raise FlagError(f"{given.source} {given.text!r}: must be at least {minimum}")
     return number
 
 
-def _port(text: str, flag: str) -> int | str:
+def _port(text: str, given: Given) -> int | str:
     """A port number, or a port's name (as in a Kubernetes probe)."""
     if text.isdigit():
         number = int(text)
         if not 1 <= number <= 65535:
-            raise FlagError(f"--{flag}: port {text} must be between 1 and 65535")
+            raise FlagError(f"{given.source} {given.text!r}: port {text} must be between 1 and 65535")
         return number
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", text) or len(text) > 15:
-        raise FlagError(f"--{flag}: {text!r} is neither a port number nor a port name")
+        raise FlagError(f"{given.source} {given.text!r}: {text!r} is neither a port number nor a port name")
     return text
 
 
-def _probe_address(text: str, flag: str) -> tuple[str, int | str]:
+def _host_port(text: str, given: Given) -> tuple[str, int | str]:
     """`[HOST]:PORT`, `HOST:PORT`, `:PORT` or `PORT` -> (host or "", port)."""
     host, port = "", text  # a bare text is the port
     if text.startswith("[") or ":" in text:
         try:
             host, port_text = split_host_port(text)
         except ValueError as exc:
-            raise FlagError(f"--{flag} {exc}") from None
+            raise FlagError(f"{given.source} {exc}") from None
         port = port_text or ""
     if not port:
-        raise FlagError(f"--{flag} {text!r}: a port is required")
-    return host, _port(port, flag)
+        raise FlagError(f"{given.source} {given.text!r}: a port is required")
+    return host, _port(port, given)
 
 
-def parse_probe(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The readinessProbe the probe flags describe, or None."""
-    http, tcp = flag_or_env(args, environ, "probe_http")[0], flag_or_env(args, environ, "probe_tcp")[0]
+def parse_probe(given: Mapping[str, Given], port_names: Sequence[str]) -> dict[str, Any] | None:
+    """The readinessProbe the probe flags describe, or None. A port given by name must be
+    the name of a container port (`port_names`), as the kubelet needs it to be."""
+    http, tcp = given.get("probe_http"), given.get("probe_tcp")
     if http and tcp:
-        raise FlagError("--probe-http and --probe-tcp exclude each other")
+        raise FlagError(f"{http.source} and {tcp.source} exclude each other")
     probe: dict[str, Any]
     if http:
-        scheme, text = "HTTP", http
+        scheme, text = "HTTP", http.text
         for prefix in ("http://", "https://"):
             if text.lower().startswith(prefix):
                 scheme, text = prefix[:-3].upper(), text[len(prefix):]
         hostport, slash, path = text.partition("/")
-        host, port = _probe_address(hostport, "probe-http")
+        if ":" not in hostport and not hostport.isdigit():
+            raise FlagError(f"{http.source} {http.text!r}: expected [HOST]:PORT[/PATH], e.g. :5000/healthz")
+        host, port = _host_port(hostport, http)
         action: dict[str, Any] = {"path": "/" + path if slash else "/", "port": port}
         if scheme != "HTTP":
             action["scheme"] = scheme
         if host:
             action["host"] = host
-        probe = {"httpGet": action}
+        probe, used = {"httpGet": action}, http
     elif tcp:
-        host, port = _probe_address(tcp, "probe-tcp")
-        probe = {"tcpSocket": {"port": port, **({"host": host} if host else {})}}
+        host, port = _host_port(tcp.text, tcp)
+        probe, used = {"tcpSocket": {"port": port, **({"host": host} if host else {})}}, tcp
     else:
-        for name in ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold"):
-            if flag_or_env(args, environ, f"probe_{name}")[0] is not None:
-                raise FlagError(f"--probe-{name.replace('_', '-')} needs --probe-http or --probe-tcp")
+        for name, _, _ in _TIMINGS:
+            if name in given:
+                raise FlagError(f"{given[name].source} needs --probe-http or --probe-tcp")
         return None
-    for name, key, minimum in (
-        ("initial_delay", "initialDelaySeconds", 0),
-        ("period", "periodSeconds", 1),
-        ("timeout", "timeoutSeconds", 1),
-        ("success_threshold", "successThreshold", 1),
-        ("failure_threshold", "failureThreshold", 1),
-    ):
-        value = flag_or_env(args, environ, f"probe_{name}")[0]
-        if value is not None:
-            probe[key] = _integer(value, f"probe-{name.replace('_', '-')}", minimum)
+    if isinstance(port, str) and port not in port_names:
+        declared = ", ".join(port_names) or "none"
+        raise FlagError(f"{used.source} {used.text!r}: no --container-port is named {port!r} (named: {declared})")
+    for name, key, minimum in _TIMINGS:
+        if name in given:
+            probe[key] = _integer(given[name], minimum)
     return probe
 
 
 def registration_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Registration:
     """The registration the flags and KDNS_* variables ask for; FlagError if they are bad."""
-    server = (flag_or_env(args, environ, "server")[0] or DEFAULT_SERVER).rstrip("/")
+    given = gather(OPTIONS, args, environ)
+
+    def text(name: str, default: str = "") -> str:
+        value = given.get(name)
+        return value.text if value is not None and value.text else default
+
+    server = text("server", DEFAULT_SERVER).rstrip("/")
     parts = urlsplit(server)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FlagError(f"--server {server!r}: expected http://HOST:PORT or https://HOST:PORT")
+        source = given["server"].source if "server" in given else "--server"
+        raise FlagError(f"{source} {server!r}: expected http://HOST:PORT or https://HOST:PORT")
     labels: dict[str, str] = {}
-    for item in _list(flag_or_env(args, environ, "label")[0]):
-        key, equals, value = item.partition("=")
-        if not equals or not _LABEL_KEY.match(key) or len(value) > 63:
-            raise FlagError(f"--label {item!r}: expected KEY=VALUE, e.g. app.kubernetes.io/name=web")
-        labels[key] = value
+    if (label := given.get("label")) is not None:
+        for item in _items(label):
+            key, equals, value = item.partition("=")
+            if not equals or not _LABEL_KEY.match(key) or len(value) > 63:
+                raise FlagError(f"{label.source} {item!r}: expected KEY=VALUE, e.g. app.kubernetes.io/name=web")
+            labels[key] = value
     ports = []
-    for item in _list(flag_or_env(args, environ, "container_port")[0]):
-        name, _, number = item.rpartition(":")
-        port = _port(number, "container-port")
-        if not isinstance(port, int):
-            raise FlagError(f"--container-port {item!r}: expected [NAME:]PORT, e.g. http:5000")
-        if name:
-            _port(name, "container-port")
-        ports.append((name, port))
-    ip = flag_or_env(args, environ, "pod_ip")[0]
+    if (container_port := given.get("container_port")) is not None:
+        for item in _items(container_port):
+            name, _, number = item.rpartition(":")
+            port = _port(number, container_port)
+            if not isinstance(port, int) or (name and not isinstance(_port(name, container_port), str)):
+                raise FlagError(f"{container_port.source} {item!r}: expected [NAME:]PORT, e.g. http:5000")
+            ports.append((name, port))
+    ip = text("pod_ip")
     if ip:
         try:
             ip = str(ipaddress.ip_address(ip))
         except ValueError:
-            raise FlagError(f"--pod-ip {ip!r}: not an IP address") from None
-    wait = flag_or_env(args, environ, "wait")[0]
+            raise FlagError(f"{given['pod_ip'].source} {ip!r}: not an IP address") from None
     command = list(args.argv or ())
     if command[:1] == ["--"]:
         command = command[1:]
     return Registration(
         server=server,
-        token=flag_or_env(args, environ, "api_token")[0] or None,
-        namespace=flag_or_env(args, environ, "namespace")[0] or "default",
-        name=flag_or_env(args, environ, "pod_name")[0] or None,
+        token=text("api_token") or None,
+        namespace=text("namespace", "default"),
+        name=text("pod_name") or None,
         ip=ip or None,
         labels=labels,
-        container=flag_or_env(args, environ, "container_name")[0] or "app",
+        container=text("container_name", "app"),
         ports=tuple(ports),
-        probe=parse_probe(args, environ),
-        wait=float(_integer(wait, "wait", 0)) if wait is not None else 30.0,
+        probe=parse_probe(given, [name for name, _ in ports if name]),
+        wait=float(_integer(given["wait"], 0)) if "wait" in given else 30.0,
         command=tuple(command),
     )
+
+
+def _items(given: Given) -> list[str]:
+    """The comma-separated items of a repeatable flag's values."""
+    return [part.strip() for value in given.values for part in value.split(",") if part.strip()]
 
 
 def pod_manifest(registration: Registration, name: str, ip: str) -> dict[str, Any]:
@@ -375,7 +396,9 @@ async def _serve(registration: Registration, environ: Mapping[str, str]) -> int:
         async with aiohttp.ClientSession() as session:
             api = _Api(session, registration)
             uid = await _until_registered(api, registration, pod, stopped, exited)
-            if uid is not None:
+            if uid is None:
+                _say(f"stopped before pod {registration.namespace}/{name} could be registered")
+            else:
                 _say(f"pod {registration.namespace}/{name} ({ip}) registered at {registration.server}")
                 await asyncio.wait([stopped, exited], return_when=asyncio.FIRST_COMPLETED)
                 # Out of DNS first, then stop the app: no client is sent to a closing server.
@@ -402,19 +425,32 @@ async def _until_registered(
     api: _Api, registration: Registration, pod: dict[str, Any], stopped: asyncio.Future[Any],
     exited: asyncio.Future[Any],
 ) -> str | None:
-    """Register, trying again while the API is unreachable (at most `wait` seconds); the uid,
-    or None if asked to stop or the child exited first. RegisterError if refused."""
-    attempts = int(registration.wait / RETRY_INTERVAL) + 1
-    for attempt in range(attempts):
-        if stopped.done() or exited.done():
+    """Register, trying again while the API is unreachable (kdns may be starting), with a
+    pause from FIRST_RETRY doubling to MAX_RETRY, for at most `wait` seconds; the uid, or
+    None if asked to stop first. RegisterError if refused, if the API did not answer in
+    time, or if the command ended before the pod could be registered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + registration.wait
+    pause = FIRST_RETRY
+    problem: _Unavailable | None = None
+    while True:
+        if stopped.done():
             return None
+        if exited.done():
+            code = exited.result()
+            reason = f": {problem}" if problem is not None else ""
+            raise RegisterError(f"the command exited (code {code}) before the pod could be registered{reason}")
         try:
             return await _register(api, registration, pod)
         except _Unavailable as exc:
-            if attempt + 1 == attempts:
-                raise RegisterError(f"the kdns API did not answer within {registration.wait:g} s: {exc}") from None
-        await asyncio.wait([stopped, exited], timeout=RETRY_INTERVAL)
-    return None
+            if problem is None:
+                _say(f"waiting for the kdns API ({exc}); trying again for up to {registration.wait:g} s")
+            problem = exc
+        left = deadline - loop.time()
+        if left <= 0:
+            raise RegisterError(f"the kdns API did not answer within {registration.wait:g} s: {problem}")
+        await asyncio.wait([stopped, exited], timeout=min(pause, left))
+        pause = min(pause * 2, MAX_RETRY)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

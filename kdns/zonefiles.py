@@ -8,11 +8,12 @@ in a worker thread by kdns.app: a file that fails keeps its previous version).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from kdns.authority.static import SUFFIX, StaticZones, ZoneError, assemble
 
-__all__ = ["load_zones", "reload"]
+__all__ = ["load_zones", "read_files", "reload"]
 
 
 def _zone_files(directory: Path) -> list[Path]:
@@ -49,3 +50,9 @@ def load_zones(directory: Path) -> StaticZones:
     if errors:
         raise ZoneError(directory, "\n".join(str(e) for e in errors))
     return zones
+
+
+def read_files(paths: Iterable[Path]) -> tuple[StaticZones, list[ZoneError]]:
+    """The zones of these files, and the errors of those that cannot be served (`kdns
+    validate`, which checks files as start-up would read them)."""
+    return assemble(((path, _read(path)) for path in paths), StaticZones())

@@ -431,5 +431,5 @@ def test_the_proxy_flags_and_their_environment_twins_make_settings() -> None:
     args = _parser().parse_args(["serve", "--upstream", "none", "--ephemeral"])
     settings, _ = settings_from(args, {"KDNS_PROXY": "1", "KDNS_PROXY_INTERFACE": "none", "KDNS_NODE_ADDRESS": "10.0.0.1"})
     assert (settings.proxy, settings.proxy_interface, settings.node_address) == (True, None, "10.0.0.1")
-    with pytest.raises(ConfigError, match="node address"):
+    with pytest.raises(ConfigError, match=r"^KDNS_NODE_ADDRESS 'node-1': not an IP address$"):
         settings_from(args, {"KDNS_NODE_ADDRESS": "node-1"})

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -48,12 +47,12 @@ def parse(*argv: str, environ: dict[str, str] | None = None) -> Any:
         (("--probe-http", ":5000/healthz"), {"httpGet": {"path": "/healthz", "port": 5000}}),
         (("--probe-http", "5000"), {"httpGet": {"path": "/", "port": 5000}}),
         (("--probe-http", "https://:8443/ready"), {"httpGet": {"path": "/ready", "port": 8443, "scheme": "HTTPS"}}),
-        (("--probe-http", "[::1]:http/x/y"), {"httpGet": {"path": "/x/y", "port": "http", "host": "::1"}}),
+        (("--probe-http", "[::1]:http/x/y", "--container-port", "http:80"), {"httpGet": {"path": "/x/y", "port": "http", "host": "::1"}}),
         (("--probe-tcp", "5000"), {"tcpSocket": {"port": 5000}}),
         (("--probe-tcp", "127.0.0.1:5000"), {"tcpSocket": {"port": 5000, "host": "127.0.0.1"}}),
     ],
 )
-def test_probe_flags_become_a_readiness_probe(flag: tuple[str, str], probe: dict[str, Any]) -> None:
+def test_probe_flags_become_a_readiness_probe(flag: tuple[str, ...], probe: dict[str, Any]) -> None:
     """--probe-http and --probe-tcp are written as the Kubernetes readinessProbe they mean."""
     assert parse(*flag).probe == probe
 
@@ -76,23 +75,46 @@ def test_timing_flags_and_environment_twins() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "environ", "message"),
     [
-        (("--probe-http", ":80", "--probe-tcp", "80"), "exclude each other"),
-        (("--probe-period", "1",), "needs --probe-http or --probe-tcp"),
-        (("--probe-tcp", "80", "--probe-period", "0"), "must be at least 1"),
-        (("--probe-tcp", "99999"), "between 1 and 65535"),
-        (("--probe-http", "host:"), "a port is required"),
-        (("--label", "no-equals"), "expected KEY=VALUE"),
-        (("--container-port", "http:web"), "expected [NAME:]PORT"),
-        (("--pod-ip", "10.0.0.300"), "not an IP address"),
-        (("--server", "172.28.0.2:8080"), "expected http://HOST:PORT"),
+        (("--probe-http", ":80", "--probe-tcp", "80"), {}, "--probe-http and --probe-tcp exclude each other"),
+        (("--probe-tcp", "80"), {"KDNS_PROBE_HTTP": ":80"}, "KDNS_PROBE_HTTP and --probe-tcp exclude each other"),
+        (("--probe-period", "1"), {}, "--probe-period needs --probe-http or --probe-tcp"),
+        (("--probe-tcp", "80", "--probe-period", "0"), {}, "--probe-period '0': must be at least 1"),
+        (("--probe-tcp", "80"), {"KDNS_PROBE_PERIOD": "0"}, "KDNS_PROBE_PERIOD '0': must be at least 1"),
+        (("--probe-tcp", "80"), {"KDNS_PROBE_TIMEOUT": "soon"}, "KDNS_PROBE_TIMEOUT 'soon': not an integer"),
+        (("--probe-tcp", "99999"), {}, "--probe-tcp '99999': port 99999 must be between 1 and 65535"),
+        (("--probe-http", "host:"), {}, "--probe-http 'host:': a port is required"),
+        (("--probe-http", "foo"), {}, "--probe-http 'foo': expected [HOST]:PORT[/PATH], e.g. :5000/healthz"),
+        (("--probe-http", ":web/healthz"), {},
+         "--probe-http ':web/healthz': no --container-port is named 'web' (named: none)"),
+        (("--probe-tcp", "htp", "--container-port", "http:80"), {},
+         "--probe-tcp 'htp': no --container-port is named 'htp' (named: http)"),
+        (("--probe-http", ":Bad_Name"), {}, "--probe-http ':Bad_Name': 'Bad_Name' is neither a port number nor a port name"),
+        (("--label", "no-equals"), {}, "--label 'no-equals': expected KEY=VALUE, e.g. app.kubernetes.io/name=web"),
+        ((), {"KDNS_LABEL": "a=b,no-equals"}, "KDNS_LABEL 'no-equals': expected KEY=VALUE, e.g. app.kubernetes.io/name=web"),
+        (("--container-port", "http:web"), {}, "--container-port 'http:web': expected [NAME:]PORT, e.g. http:5000"),
+        (("--pod-ip", "10.0.0.300"), {}, "--pod-ip '10.0.0.300': not an IP address"),
+        ((), {"KDNS_POD_IP": "x"}, "KDNS_POD_IP 'x': not an IP address"),
+        (("--server", "172.28.0.2:8080"), {}, "--server '172.28.0.2:8080': expected http://HOST:PORT or https://HOST:PORT"),
+        (("--wait", "-1"), {}, "--wait '-1': must be at least 0"),
     ],
 )
-def test_bad_flags_are_refused_with_the_flag_named(argv: tuple[str, ...], message: str) -> None:
-    """Each bad flag is a FlagError that names the flag."""
-    with pytest.raises(FlagError, match=re.escape(message)):
-        parse(*argv)
+def test_bad_flags_are_refused_with_the_flag_named(argv: tuple[str, ...], environ: dict[str, str], message: str) -> None:
+    """Each bad flag or variable is a FlagError that names it, with the exact problem."""
+    with pytest.raises(FlagError) as caught:
+        parse(*argv, environ=environ)
+    assert str(caught.value) == message
+
+
+def test_a_bad_flag_is_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Through `kdns`: exit code 2 and one line on stderr."""
+    from kdns.cli import main
+
+    assert main(["register", "--probe-http", "foo"], {}) == 2
+    assert capsys.readouterr().err == (
+        "kdns register: error: --probe-http 'foo': expected [HOST]:PORT[/PATH], e.g. :5000/healthz\n"
+    )
 
 
 def test_the_pod_is_what_a_kubelet_would_report() -> None:
@@ -288,3 +310,39 @@ def test_child_environment_is_not_leaked_into_json() -> None:
     registration = parse("--label", "app=web", "--probe-tcp", "80")
     doc = pod_manifest(registration, "web-1", "10.0.0.1")
     assert json.loads(json.dumps(doc)) == doc
+
+
+def test_a_command_that_ends_before_registering_is_a_failure(register: Callable[..., Register], unused_port: int) -> None:
+    """The API cannot be reached and the command ends first: exit 1, saying so (not 0, silently)."""
+    process = register("--server", f"http://127.0.0.1:{unused_port}", "--pod-name", "web-1", "--pod-ip",
+                       "127.0.0.12", "--", sys.executable, "-c", "pass")
+    code, _, err = process.wait()
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0].startswith(f"kdns register: waiting for the kdns API (http://127.0.0.1:{unused_port}: ")
+    assert lines[-1].startswith(
+        "kdns register: error: the command exited (code 0) before the pod could be registered: "
+        f"http://127.0.0.1:{unused_port}: "
+    )
+
+
+def test_it_registers_once_the_api_starts(kdns_process: Callable[..., Any], unused_port: int, tmp_path: Path) -> None:
+    """Started before kdns, it keeps trying (with a growing pause) and registers once the API answers."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KDNS_")}
+    environment["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kdns", "register", "--server", f"http://127.0.0.1:{unused_port}", "--pod-name",
+         "late-1", "--pod-ip", "127.0.0.14", "--wait", "30"],
+        cwd=REPO, env=environment, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(0.5)  # a few failed attempts first
+        kdns = kdns_process("--api-port", str(unused_port))
+        reply = wait_for(lambda: kdns.resolve("127-0-0-14.default.pod.cluster.local.", "A").answer, limit=15)
+        assert reply[0][0].address == "127.0.0.14"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=STOP_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[0].startswith(f"kdns register: waiting for the kdns API (http://127.0.0.1:{unused_port}: ")
+    assert f"kdns register: pod default/late-1 (127.0.0.14) registered at http://127.0.0.1:{unused_port}" in err

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kdns.api import endpoints, ownership, paging, patch, schema, status, tables
+from kdns.api import endpoints, ownership, paging, patch, status, tables
 from kdns.api.context import BACKEND, CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
@@ -40,6 +40,7 @@ from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
 from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
+from kdns.registry import schema
 from kdns.registry.events import field_matcher
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import SERVICE

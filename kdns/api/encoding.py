@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kdns.api import schema, status, tables
+from kdns.api import status, tables
 from kdns.api.context import CLOCK, KIND, NAME, WARNINGS
 from kdns.api.resources import Resource
 from kdns.api.status import MAX_BODY, ApiError
+from kdns.registry import schema
 from kdns.registry.manifests import to_manifest
 
 JSON = "application/json"

@@ -5,7 +5,7 @@ for the PATCH operation tagged with `x-kubernetes-group-version-kind` and a `fie
 query parameter (k8s.io/cli-runtime resource/query_param_verifier_v3.go); finding it, it sends
 `?fieldValidation=Strict` and skips client-side validation.
 
-The component schemas are kdns's own (kdns/api/schema.py: the fields it reads and keeps,
+The component schemas are kdns's own (kdns/registry/schema.py: the fields it reads and keeps,
 with their merge keys and patch strategies). Each served kind and its list carry
 `x-kubernetes-group-version-kind`, by which `kubectl explain` finds them. Client-side apply
 also looks a kind's merge keys up by it; where a document reaches into an `OPEN` part these
@@ -21,8 +21,8 @@ from functools import cache
 from typing import Any
 
 from kdns import __version__
-from kdns.api import schema as s
 from kdns.api.resources import GROUP_VERSIONS, Resource, in_group_version
+from kdns.registry import schema as s
 
 KUBERNETES_VERSION = "v1.32.0"
 _REF = "#/components/schemas/"

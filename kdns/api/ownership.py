@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kdns.api.schema import Schema, child
+from kdns.registry.schema import Schema, child
 
 __all__ = ["APPLY", "Path", "conflicts", "fields_of", "path_text", "record", "release", "skeleton"]
 

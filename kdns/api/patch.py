@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any, overload
 
-from kdns.api.schema import Schema, child
 from kdns.errors import KdnsError
+from kdns.registry.schema import Schema, child
 
 DIRECTIVE = "$patch"
 RETAIN_KEYS = "$retainKeys"

@@ -36,7 +36,7 @@ from prometheus_client import Counter
 
 from kdns.api import status
 from kdns.api.http import start_api
-from kdns.app import BindError, DnsServers, ZoneReloader, load_static, serve_dns
+from kdns.app import BindError, DnsServers, Reloader, load_static, serve_dns
 from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.errors import KdnsError
@@ -136,7 +136,7 @@ class Follower:
             ("kind",), registry=self.metrics.registry,
         )
         self.index: ClusterIndex | None = None
-        self.zones: ZoneReloader | None = None
+        self.zones: Reloader | None = None
         self.router: Router | None = None
         self.dns_address = settings.dns_address
         self.dns_port = settings.dns_port
@@ -162,7 +162,7 @@ class Follower:
                 serve_dns(settings, index, static, self.metrics, reuse_port=False)
             )
             self.router, self.dns_port = dns.router, dns.udp.port
-            self.zones = ZoneReloader(dns.router, settings.zones_dir, None)
+            self.zones = Reloader(dns.router, settings.zones_dir, None)
             stack.push_async_callback(self.zones.aclose)
             await self._serve_health(stack, access.server)
             tasks = [

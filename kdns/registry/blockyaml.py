@@ -15,9 +15,9 @@ sequences of anything but one-line scalars, `...` and directives, tabs, carriage
 characters YAML does not allow, and anything malformed. What it does return is what
 `yaml.load_all(text, Loader=loader)` returns: plain scalars are resolved with the
 loader's own implicit resolvers and built by PyYAML's SafeConstructor (so `80` is an
-int, `"80"` a string, `yes` True, `~` None), keys are scalars like values, a later
-duplicate key wins, and an empty document is None. No container appears twice in the
-result, since there are no aliases.
+int, `"80"` a string, `yes` True, `~` None), keys are scalars like values, a
+duplicate key is left to PyYAML (whose loader may refuse it), and an empty document is
+None. No container appears twice in the result, since there are no aliases.
 """
 
 from __future__ import annotations
@@ -194,6 +194,8 @@ class _File:
                 else:
                     top = _close(stack, column, dict)
                 top_column = column
+            if key in top:  # PyYAML words it, with its line (the loader refuses duplicates)
+                raise _Unsupported("a duplicate key")
             if how == _SCALAR:
                 top[key] = value
             elif how == _EMPTY:

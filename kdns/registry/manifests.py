@@ -23,10 +23,11 @@ from typing import Any
 
 import yaml
 
-from kdns.registry import blockyaml, objects
+from kdns.registry import blockyaml, objects, schema
 from kdns.registry.errors import (
     Invalid,
     ManifestError,
+    RegistryError,
     duplicate,
     forbidden,
     invalid,
@@ -65,8 +66,27 @@ MAX_SLICE_PORTS = 20000
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """SafeLoader without YAML 1.1 timestamps: `creationTimestamp: 2024-01-01T00:00:00Z`
-    stays the string Kubernetes means, not a datetime."""
+    """SafeLoader without YAML 1.1 timestamps (`creationTimestamp: 2024-01-01T00:00:00Z`
+    stays the string Kubernetes means, not a datetime), refusing duplicate keys as
+    strict decoding does, where YAML itself would let the last one win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise DuplicateKey(key_node.value, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping has the same key twice."""
+
+    def __init__(self, key: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f'duplicate field "{key}"', mark)
+        self.key = key
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -94,6 +114,12 @@ class Document:
         kind = self.body.get("kind")
         return kind if isinstance(kind, str) else ""
 
+    @property
+    def location(self) -> str:
+        """`zones/web.yaml: document 2` (`: items[0]` for an item of a List)."""
+        where = f"{self.source}: document {self.index}"
+        return where if self.item is None else f"{where}: items[{self.item}]"
+
     def error(self, exc: Exception) -> ManifestError:
         """`exc` as a ManifestError naming this document (already located ones pass through)."""
         if isinstance(exc, ManifestError) and exc.source is not None:
@@ -104,11 +130,12 @@ class Document:
         return ManifestError(detail, source=self.source, index=self.index)
 
 
-def load_text(text: str, source: str = "<input>") -> list[Document]:
+def load_text(text: str, source: str = "<input>", documents: list[Document] | None = None) -> list[Document]:
     """Every document of a YAML (or JSON) stream, with `kind: List` documents expanded into
     their items; empty documents are skipped but still counted, so that `document N`
-    is the N-th document of the file."""
-    documents: list[Document] = []
+    is the N-th document of the file. Appended to `documents` when given, as they are
+    read: those before a ManifestError are there for a caller that goes on."""
+    documents = [] if documents is None else documents
     index = 0
     read = _BLOCK_READER.load_all(text)
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
@@ -147,42 +174,108 @@ def read_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
     return [dict(document.body) for document in load_text(text, source)]
 
 
-def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
-    """Read manifest files: each path a file, or a directory whose *.yaml, *.yml and *.json
-    files are read in name order (not recursively). Documents of kinds kdns does not
-    serve are left out with a warning; a document of a served kind with an unknown
-    apiVersion is an error, because it is almost certainly a typo."""
-    documents: list[Document] = []
-    warnings: list[str] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir() if p.suffix in FILE_SUFFIXES and p.is_file() and not p.name.startswith(".")
-            )
-        elif path.exists():
-            files = [path]
-        else:
+@dataclass(slots=True)
+class Loaded:
+    """What read_paths found: the documents to apply, the files they came from, notes
+    (skipped kinds, empty files) and every error (each one names its file and document)."""
+
+    documents: list[Document]
+    files: list[Path]
+    warnings: list[str]
+    errors: list[ManifestError]
+
+
+def manifest_files(path: Path) -> list[Path]:
+    """`path` itself, or the *.yaml, *.yml and *.json files under the directory `path`, in
+    every subdirectory, in a stable order (by their path's parts); hidden files and
+    directories are left out."""
+    if not path.is_dir():
+        if not path.exists():
             raise ManifestError(f"{path}: no such file or directory")
+        return [path]
+    found = []
+    for file in path.rglob("*"):
+        parts = file.relative_to(path).parts
+        if file.suffix in FILE_SUFFIXES and not any(part.startswith(".") for part in parts) and file.is_file():
+            found.append((parts, file))
+    return [file for _, file in sorted(found)]
+
+
+def read_paths(paths: Iterable[Path | str]) -> Loaded:
+    """Read manifest files (each path a file, or a directory read recursively) as strictly
+    as the API reads a body: unknown fields and duplicate keys are errors, and so is an
+    object declared twice (both places are named). Documents of kinds kdns does not serve
+    are left out with a warning; a document of a served kind with an unknown apiVersion is
+    an error, because it is almost certainly a typo. Reading goes on after an error, so
+    that every problem is reported at once (a file with a YAML error is read no further)."""
+    loaded = Loaded([], [], [], [])
+    declared: dict[tuple[str, str, str], Document] = {}
+    for path in map(Path, paths):
+        try:
+            files = manifest_files(path)
+        except ManifestError as exc:
+            loaded.errors.append(exc)
+            continue
         for file in files:
+            loaded.files.append(file)
+            documents: list[Document] = []
+            broken = False
             try:
-                text = file.read_text(encoding="utf-8")
+                load_text(file.read_text(encoding="utf-8"), str(file), documents)
             except (OSError, UnicodeDecodeError) as exc:
-                raise ManifestError(f"{file}: cannot read: {exc}") from None
-            for document in load_text(text, str(file)):
-                kind = document.body.get("kind")
-                if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
-                    where = f"{document.source}: document {document.index}"
-                    if document.item is not None:
-                        where += f": items[{document.item}]"
-                    version = document.body.get("apiVersion")
-                    warnings.append(f"{where}: skipped {kind} ({version}): kdns does not serve this kind")
-                    continue
-                documents.append(document)
-    return documents, warnings
+                loaded.errors.append(ManifestError(f"{file}: cannot read: {exc}"))
+                continue
+            except ManifestError as exc:  # the file is read no further; what came before counts
+                loaded.errors.append(exc)
+                broken = True
+            if not documents and not broken:
+                loaded.warnings.append(f"{file}: no documents (the file is empty)")
+            for document in documents:
+                _check_document(document, declared, loaded)
+    return loaded
+
+
+def _check_document(document: Document, declared: dict[tuple[str, str, str], Document], loaded: Loaded) -> None:
+    body = document.body
+    kind = body.get("kind")
+    if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
+        loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
+        return
+    try:
+        key = key_parts(body)
+    except RegistryError:
+        loaded.documents.append(document)  # the store refuses it, naming its problem
+        return
+    unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+    if unknown:
+        problems = ", ".join(f'unknown field "{path}"' for path in unknown)
+        loaded.errors.append(document.error(ManifestError(f'{key[0]} "{key[2]}": strict decoding error: {problems}')))
+        return
+    first = declared.setdefault(key, document)
+    if first is not document:
+        loaded.errors.append(document.error(ManifestError(
+            f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
+        )))
+        return
+    loaded.documents.append(document)
+
+
+def _key_name(key: tuple[str, str, str]) -> str:
+    return f"{key[1]}/{key[2]}" if key[1] else key[2]
+
+
+def load_paths(paths: Iterable[Path | str]) -> tuple[list[Document], list[str]]:
+    """read_paths' documents and warnings; its first error raised, if it found any."""
+    loaded = read_paths(paths)
+    if loaded.errors:
+        raise loaded.errors[0]
+    return loaded.documents, loaded.warnings
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, DuplicateKey) and mark is not None:
+        return f'line {mark.line + 1}: strict decoding error: duplicate field "{exc.key}"'
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
         return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
@@ -544,18 +637,8 @@ def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] |
     slices hold most of a cluster's objects. The metadata is read all the same.
     """
     kind = kind or kind_of(doc)
-    # A bulk load is 100,000 well-formed pods: those are read without the bookkeeping
-    # that words problems, which only the others need.
-    metadata = doc.get("metadata")
-    meta = _well_formed_meta(metadata, kind) if type(metadata) is dict else None
-    if meta is not None:
-        if fields is None and kind == objects.POD:
-            fields = _well_formed_pod(doc)
-        if fields is not None:
-            return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
     check = _Checker()
-    if meta is None:
-        meta = _meta(doc, kind, check)
+    meta = _meta(doc, kind, check)
     if fields is None:
         fields = _PARSERS[kind](doc, meta, check)
     check.done(kind, meta.name)
@@ -588,99 +671,78 @@ _NAME_VALID: Mapping[str, Callable[[str], bool]] = {
 
 
 def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
-    """The metadata, every problem with it added to `check` (parse tries _well_formed_meta
-    first)."""
+    """The metadata, every problem with it added to `check`. A value of the expected type
+    is taken as it is; the checker reads any other, saying what is wrong with it: a bulk
+    load is 100,000 objects, nearly always without a problem."""
     metadata = doc.get("metadata")
-    if metadata is None:
-        check.add(required("metadata.name", "name or generateName is required"))
-        return ObjectMeta(name="")
-    if not isinstance(metadata, Mapping):
-        check.add(invalid("metadata", metadata, "must be an object"))
-        return ObjectMeta(name="")
-    name = check.string(metadata.get("name"), "metadata.name")
+    if type(metadata) is not dict:
+        if metadata is None:
+            check.add(required("metadata.name", "name or generateName is required"))
+            return ObjectMeta(name="")
+        if not isinstance(metadata, Mapping):
+            check.add(invalid("metadata", metadata, "must be an object"))
+            return ObjectMeta(name="")
+    name = metadata.get("name")
+    if type(name) is not str:
+        name = check.string(name, "metadata.name")
     if not name:
         check.add(required("metadata.name", "name or generateName is required"))
-    else:
+    elif not _NAME_VALID[kind](name):
         check.messages("metadata.name", name, _NAME_CHECKS[kind](name))
     namespace = ""
     if kind in objects.NAMESPACED_KINDS:
-        namespace = check.string(metadata.get("namespace"), "metadata.namespace") or "default"
-        check.messages("metadata.namespace", namespace, dns1123_label(namespace))
-    labels = check.labels(metadata.get("labels"), "metadata.labels")
-    annotations = check.mapping(metadata.get("annotations"), "metadata.annotations")
-    for key, value in annotations.items():
-        if not isinstance(key, str):
-            check.add(invalid("metadata.annotations", key, "must be a string"))
-            continue
-        check.messages("metadata.annotations", key, qualified_name(key.lower()))
-        if not isinstance(value, str):
-            check.add(invalid(f"metadata.annotations.{key}", value, "must be a string"))
+        given = metadata.get("namespace")
+        namespace = (given if type(given) is str else check.string(given, "metadata.namespace")) or "default"
+        problems = dns1123_label(namespace)
+        if problems:
+            check.messages("metadata.namespace", namespace, problems)
+    labels = metadata.get("labels")
+    if labels is None:
+        labels = {}
+    elif type(labels) is not dict or not _plain_labels(labels):
+        labels = check.labels(labels, "metadata.labels")
+    annotations = metadata.get("annotations")
+    if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
+        for key, value in check.mapping(annotations, "metadata.annotations").items():
+            if not isinstance(key, str):
+                check.add(invalid("metadata.annotations", key, "must be a string"))
+                continue
+            check.messages("metadata.annotations", key, qualified_name(key.lower()))
+            if not isinstance(value, str):
+                check.add(invalid(f"metadata.annotations.{key}", value, "must be a string"))
     version = metadata.get("resourceVersion")
     resource_version = 0
-    if version not in (None, ""):
+    if version is not None and version != "":
         if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
             resource_version = version
         elif isinstance(version, str) and version.isdigit():
             resource_version = int(version)
         else:
             check.add(invalid("metadata.resourceVersion", version, "must be a decimal integer"))
-    deletion = metadata.get("deletionTimestamp")
-    return ObjectMeta(
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        uid=check.string(metadata.get("uid"), "metadata.uid"),
-        resource_version=resource_version,
-        creation_timestamp=check.string(metadata.get("creationTimestamp"), "metadata.creationTimestamp"),
-        deletion_timestamp=check.string(deletion, "metadata.deletionTimestamp") or None,
-    )
+    uid, created, deleted = metadata.get("uid"), metadata.get("creationTimestamp"), metadata.get("deletionTimestamp")
+    if type(uid) is not str:
+        uid = check.string(uid, "metadata.uid")
+    if type(created) is not str:
+        created = check.string(created, "metadata.creationTimestamp")
+    if type(deleted) is not str:
+        deleted = check.string(deleted, "metadata.deletionTimestamp")
+    return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
-def _well_formed_meta(metadata: dict[str, Any], kind: str) -> ObjectMeta | None:
-    """The ObjectMeta that _meta reads from `metadata` when it finds no problem with it,
-    or None when it might: then _meta has to read it (every object has metadata, so this
-    is a bulk load's common case, read without the bookkeeping for messages)."""
-    name = metadata.get("name")
-    if type(name) is not str or not name or not _NAME_VALID[kind](name):
-        return None
-    namespace = ""
-    if kind in objects.NAMESPACED_KINDS:
-        given = _optional_text(metadata.get("namespace"))
-        if given is None:
-            return None
-        namespace = given or "default"
-        if dns1123_label(namespace):
-            return None
-    labels = metadata.get("labels")
-    if labels is None:
-        labels = {}
-    elif type(labels) is not dict:
-        return None
+def _plain_labels(labels: dict[Any, Any]) -> bool:
+    """Whether every label is a valid key and value (as _Checker.labels would find)."""
     for key, value in labels.items():
         if type(key) is not str or type(value) is not str or qualified_name(key) or label_value(value):
-            return None
-    annotations = metadata.get("annotations")
-    if annotations is not None:
-        if type(annotations) is not dict:
-            return None
-        for key, value in annotations.items():
-            if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
-                return None
-    version = metadata.get("resourceVersion")
-    resource_version = 0
-    if version is not None and version != "":
-        if type(version) is str and version.isascii() and version.isdigit():
-            resource_version = int(version)
-        elif type(version) is int and version >= 0:
-            resource_version = version
-        else:
-            return None
-    uid = _optional_text(metadata.get("uid"))
-    created = _optional_text(metadata.get("creationTimestamp"))
-    deleted = _optional_text(metadata.get("deletionTimestamp"))
-    if uid is None or created is None or deleted is None:
-        return None
-    return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
+            return False
+    return True
+
+
+def _plain_annotations(annotations: dict[Any, Any]) -> bool:
+    """Whether every annotation is a valid key with a string value."""
+    for key, value in annotations.items():
+        if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
+            return False
+    return True
 
 
 def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
@@ -877,46 +939,73 @@ def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
 
 
 def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
-    # (parse tries _well_formed_pod first: a bulk load is 100,000 pods without a problem)
-    return _read_pod(doc, check)
-
-
-def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
-    """A Pod's typed fields, every problem with them added to `check`."""
-    spec = check.mapping(doc.get("spec"), "spec")
-    hostname = check.name(spec.get("hostname"), "spec.hostname", dns1123_label)
-    subdomain = check.name(spec.get("subdomain"), "spec.subdomain", dns1123_label)
-    node_name = check.name(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain)
+    """A Pod's typed fields, every problem with them added to `check`. As in _service, a
+    value of the expected type is taken as it is and the checker reads any other (paths
+    are spelled out only then): a bulk load is 100,000 pods without a problem."""
+    spec = doc.get("spec")
+    if type(spec) is not dict:
+        spec = check.mapping(spec, "spec")
+    hostname = _label_field(spec.get("hostname"), "spec.hostname", dns1123_label, check)
+    subdomain = _label_field(spec.get("subdomain"), "spec.subdomain", dns1123_label, check)
+    node_name = _label_field(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain, check)
     container_ports: list[ContainerPort] = []
-    # (Paths are spelled out only for a value that is not of the common type: a pod is
-    # read 100,000 times in a big load.)
-    for c, raw in enumerate(check.sequence(spec.get("containers"), "spec.containers")):
+    containers = spec.get("containers")
+    if type(containers) is not list:
+        containers = check.sequence(containers, "spec.containers")
+    for c, raw in enumerate(containers):
         container = raw if type(raw) is dict else check.mapping(raw, f"spec.containers[{c}]")
         raw_ports = container.get("ports")
+        if raw_ports is None:
+            continue
+        if type(raw_ports) is not list:
+            raw_ports = check.sequence(raw_ports, f"spec.containers[{c}].ports")
         names: set[str] = set()
-        for p, raw_port in enumerate(() if raw_ports is None else check.sequence(raw_ports, f"spec.containers[{c}].ports")):
-            path = f"spec.containers[{c}].ports[{p}]"
-            item = check.mapping(raw_port, path)
-            name = check.string(item.get("name"), f"{path}.name")
+        for p, raw_port in enumerate(raw_ports):
+            item = raw_port if type(raw_port) is dict else check.mapping(raw_port, f"spec.containers[{c}].ports[{p}]")
+            name = item.get("name")
+            if type(name) is not str:
+                name = check.string(name, f"spec.containers[{c}].ports[{p}].name")
             if name:
-                check.messages(f"{path}.name", name, port_name(name))
+                problems = port_name(name)
+                if problems:
+                    check.messages(f"spec.containers[{c}].ports[{p}].name", name, problems)
                 if name in names:
-                    check.add(duplicate(f"{path}.name", name))
+                    check.add(duplicate(f"spec.containers[{c}].ports[{p}].name", name))
                 names.add(name)
             number = item.get("containerPort")
-            if number is None or number == 0:
-                check.add(required(f"{path}.containerPort"))
-            number = check.port(number, f"{path}.containerPort") if number else None
-            protocol = check.enum(item.get("protocol"), f"{path}.protocol", objects.PROTOCOLS) or "TCP"
+            if type(number) is not int or not 1 <= number <= 65535:
+                path = f"spec.containers[{c}].ports[{p}].containerPort"
+                if number is None or number == 0:
+                    check.add(required(path))
+                number = check.port(number, path) if number else None
+            protocol = item.get("protocol")
+            if protocol is None:
+                protocol = "TCP"
+            elif type(protocol) is not str or protocol not in objects.PROTOCOLS:
+                protocol = check.enum(protocol, f"spec.containers[{c}].ports[{p}].protocol", objects.PROTOCOLS) or "TCP"
             if number is not None:
                 container_ports.append(ContainerPort(name, number, protocol))
 
-    status = check.mapping(doc.get("status"), "status")
-    phase = check.enum(status.get("phase"), "status.phase", POD_PHASES) or "Pending"
-    pod_ip, pod_ip_family = check.ip(status.get("podIP"), "status.podIP")
+    status = doc.get("status")
+    if type(status) is not dict:
+        status = check.mapping(status, "status")
+    phase = status.get("phase")
+    if phase is None:
+        phase = "Pending"
+    elif type(phase) is not str or phase not in POD_PHASES:
+        phase = check.enum(phase, "status.phase", POD_PHASES) or "Pending"
+    given_ip = status.get("podIP")
+    pod_ip: str
+    pod_ip_family = ip_family(given_ip) if isinstance(given_ip, str) and given_ip else None
+    if pod_ip_family is not None and isinstance(given_ip, str):
+        pod_ip = given_ip
+    else:
+        pod_ip, pod_ip_family = check.ip(given_ip, "status.podIP")
     pod_ips: list[str] = []
     families: list[str] = []
-    raw_ips = check.sequence(status.get("podIPs"), "status.podIPs")
+    raw_ips = status.get("podIPs")
+    if type(raw_ips) is not list:
+        raw_ips = check.sequence(raw_ips, "status.podIPs")
     if len(raw_ips) > 2:
         check.add(too_many("status.podIPs", len(raw_ips), 2))
     for i, raw in enumerate(raw_ips):
@@ -938,7 +1027,10 @@ def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
     if not raw_ips and pod_ip_family:
         pod_ips = [pod_ip]
     ready = False
-    for i, raw in enumerate(check.sequence(status.get("conditions"), "status.conditions")):
+    conditions = status.get("conditions")
+    if type(conditions) is not list:
+        conditions = check.sequence(conditions, "status.conditions")
+    for i, raw in enumerate(conditions):
         condition = raw if type(raw) is dict else check.mapping(raw, f"status.conditions[{i}]")
         kind, state = condition.get("type"), condition.get("status")
         if type(kind) is not str:
@@ -958,108 +1050,14 @@ def _read_pod(doc: Mapping[str, Any], check: _Checker) -> dict[str, Any]:
     }
 
 
-def _well_formed_pod(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The fields _read_pod reads from `doc` when it finds no problem with it, or None
-    when it might: then _read_pod has to read it (and word the problems)."""
-    spec, status = doc.get("spec"), doc.get("status")
-    spec = {} if spec is None else spec
-    status = {} if status is None else status
-    if type(spec) is not dict or type(status) is not dict:
-        return None
-    hostname, subdomain = _optional_text(spec.get("hostname")), _optional_text(spec.get("subdomain"))
-    node_name = _optional_text(spec.get("nodeName"))
-    if (
-        hostname is None or subdomain is None or node_name is None
-        or (hostname and dns1123_label(hostname)) or (subdomain and dns1123_label(subdomain))
-        or (node_name and dns1123_subdomain(node_name))
-    ):
-        return None
-    container_ports: list[ContainerPort] = []
-    containers = spec.get("containers")
-    if containers is not None:
-        if type(containers) is not list:
-            return None
-        for container in containers:
-            if type(container) is not dict:
-                return None
-            ports = container.get("ports")
-            if ports is None:
-                continue
-            if type(ports) is not list:
-                return None
-            names: set[str] = set()
-            for port in ports:
-                if type(port) is not dict:
-                    return None
-                name, protocol = _optional_text(port.get("name")), _optional_text(port.get("protocol"))
-                number = port.get("containerPort")
-                if (
-                    name is None or protocol is None or (protocol and protocol not in objects.PROTOCOLS)
-                    or type(number) is not int or not 1 <= number <= 65535
-                ):
-                    return None
-                if name:
-                    if port_name(name) or name in names:
-                        return None
-                    names.add(name)
-                container_ports.append(ContainerPort(name, number, protocol or "TCP"))
-
-    phase, pod_ip = _optional_text(status.get("phase")), _optional_text(status.get("podIP"))
-    if phase is None or (phase and phase not in POD_PHASES) or pod_ip is None:
-        return None
-    pod_ip_family = ip_family(pod_ip) if pod_ip else None
-    if pod_ip and pod_ip_family is None:
-        return None
-    raw_ips = status.get("podIPs")
-    if raw_ips is None:
-        raw_ips = []
-    elif type(raw_ips) is not list or len(raw_ips) > 2:
-        return None
-    pod_ips: list[str] = []
-    families: list[str] = []
-    for entry in raw_ips:
-        if type(entry) is not dict:
-            return None
-        ip = entry.get("ip")
-        family: str | None
-        if pod_ip_family and ip == pod_ip:
-            family = pod_ip_family  # already checked
-        elif type(ip) is str and ip:
-            family = ip_family(ip)
-        else:
-            return None
-        if family is None or family in families:
-            return None
-        families.append(family)
-        pod_ips.append(ip)
-    if pod_ip and pod_ips and pod_ips[0] != pod_ip:
-        return None
-    if not raw_ips and pod_ip_family:
-        pod_ips = [pod_ip]
-    ready = False
-    conditions = status.get("conditions")
-    if conditions is not None:
-        if type(conditions) is not list:
-            return None
-        for condition in conditions:
-            if type(condition) is not dict:
-                return None
-            kind, state = condition.get("type"), condition.get("status")
-            if (kind is not None and type(kind) is not str) or (
-                state not in CONDITION_STATUSES and state is not None and state != ""
-            ):
-                return None
-            if kind == "Ready":
-                ready = state == "True"
-    return {
-        "pod_ips": tuple(pod_ips),
-        "phase": phase or "Pending",
-        "ready": ready,
-        "hostname": hostname,
-        "subdomain": subdomain,
-        "node_name": node_name,
-        "container_ports": tuple(container_ports),
-    }
+def _label_field(value: Any, path: str, rule: Callable[[str], tuple[str, ...]], check: _Checker) -> str:
+    """An optional name (`spec.hostname`): the value when it is a string that `rule` finds
+    no problem with, else what the checker makes of it."""
+    if value is None:
+        return ""
+    if type(value) is str and (not value or not rule(value)):
+        return value
+    return check.name(value, path, rule)
 
 
 def _node(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,27 @@ def load(path: Path | str) -> tuple[list[dict[str, Any]], int]:
         except ValueError as exc:
             raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
     return documents, int(found[0]) if found else 0
+
+
+def erase(path: Path, announce: Callable[[str], None]) -> int | None:
+    """Delete the registry saved at `path` (`kdns reset`), after `announce`-ing what it
+    holds; its resource version, or None when there is none. StorageError while a kdns
+    has it open."""
+    if not path.exists():
+        return None
+    lock = _lock(path)
+    try:
+        documents, version = load(path)
+        counts = Counter(str(document.get("kind")) for document in documents)
+        held = ", ".join(f"{counts[kind]} {kind}" for kind in KIND_ORDER if counts[kind]) or "no objects"
+        announce(f"deleting the registry saved in {path}: {held} (resource version {version})")
+        for suffix in ("", "-wal", "-shm"):  # WAL mode's companions go with it
+            try:
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot delete: {exc.strerror or exc}") from None
+    finally:
+        if lock is not None:
+            os.close(lock)
+    announce("deleted: the next `kdns serve` starts from its manifests alone")
+    return version

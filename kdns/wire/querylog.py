@@ -36,18 +36,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Literal, TextIO
+from typing import TextIO
 
 from dnslib import CLASS, QTYPE, RCODE
 
+from kdns.config import QUERY_LOG_FORMATS
 from kdns.message import Source
 
-__all__ = ["FORMATS", "MAX_PENDING", "QueryLog"]
+__all__ = ["MAX_PENDING", "QueryLog"]
 
 log = logging.getLogger(__name__)
 
-Format = Literal["coredns", "json"]
-FORMATS: tuple[Format, ...] = ("coredns", "json")
 # Answers waiting for the writer at most: beyond, the log leaves answers out.
 MAX_PENDING = 65536
 # How often the writer wakes to write what has been queued: the event loop never wakes
@@ -79,8 +78,8 @@ class QueryLog:
     """
 
     def __init__(self, stream: TextIO, fmt: str, sample: float, zones: Iterable[str]) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"query log format {fmt!r}: must be one of {', '.join(FORMATS)}")
+        if fmt not in QUERY_LOG_FORMATS:
+            raise ValueError(f"query log format {fmt!r}: must be one of {', '.join(QUERY_LOG_FORMATS)}")
         if not 0 < sample <= 1:
             raise ValueError(f"query log sample {sample}: must be above 0 and at most 1")
         self.stream = stream

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from kdns.api import schema
 from kdns.api.patch import (
     BadPatch,
     PatchError,
@@ -13,6 +12,7 @@ from kdns.api.patch import (
     merge_patch,
     strategic_merge_patch,
 )
+from kdns.registry import schema
 
 # RFC 7386 appendix A, every example.
 RFC7386_EXAMPLES = [

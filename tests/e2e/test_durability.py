@@ -203,7 +203,11 @@ def test_a_restart_restores_the_registry_and_applies_the_manifests_on_top(kdns_p
     assert extra.status == 201
     assert first.stop() == 0
 
-    second = kdns_process("--data-dir", str(data), manifests=[MANIFEST.replace("port: 80,", "port: 8081,")])
+    # One file for the second and third starts: objects are annotated with the file they
+    # came from, so a manifest moved to another file is written again.
+    changed = tmp_path / "manifest.yaml"
+    changed.write_text(MANIFEST.replace("port: 80,", "port: 8081,"))
+    second = kdns_process("--data-dir", str(data), manifests=[changed])
     client = Client(second.api_url, tmp_path / "home")
     again = client.request("GET", f"{SERVICES}/web").json
     assert [p["port"] for p in again["spec"]["ports"]] == [8081], "the manifest was applied on top"
@@ -214,7 +218,7 @@ def test_a_restart_restores_the_registry_and_applies_the_manifests_on_top(kdns_p
     version = client.request("GET", SERVICES).json["metadata"]["resourceVersion"]
     assert second.stop() == 0
 
-    third = kdns_process("--data-dir", str(data), manifests=[MANIFEST.replace("port: 80,", "port: 8081,")])
+    third = kdns_process("--data-dir", str(data), manifests=[changed])
     client = Client(third.api_url, tmp_path / "home")
     assert client.request("GET", SERVICES).json["metadata"]["resourceVersion"] == version, "nothing was written again"
     assert any(f"registry saved in {data / 'registry.sqlite3'}" in line for line in third.output), third.output

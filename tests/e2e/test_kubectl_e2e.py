@@ -189,7 +189,7 @@ def test_beyond_loopback_without_a_token_is_refused_at_start():
     result = run_kdns("--ephemeral", "--api-port", "0", "--api-address", "0.0.0.0")
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
-        "kdns: error: api address 0.0.0.0: binding the API beyond loopback requires --api-token\n")
+        "kdns: error: --api-address '0.0.0.0': binding the API beyond loopback requires --api-token\n")
 
 
 def test_a_request_without_the_token_is_401_and_changes_nothing(kdns_process: Callable[..., Any], tmp_path: Path):

@@ -77,13 +77,15 @@ def test_bad_manifest_stops_start_up(name: str, index: int, detail: str) -> None
 
 
 def test_bad_manifest_in_a_directory_names_its_file(tmp_path: Path) -> None:
-    """In a directory of manifests, the error names the bad file, not the directory, and nothing is served."""
-    (tmp_path / "a-good.yaml").write_text(CLUSTER.read_text())
-    (tmp_path / "b-bad.yaml").write_text((BAD / "service-port.yaml").read_text())
+    """In a directory of manifests (read recursively), the error names the bad file, not the
+    directory, and nothing is served."""
+    (tmp_path / "a-good.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b-bad.yaml").write_text((BAD / "service-port.yaml").read_text())
     result = run_kdns("--manifests", str(tmp_path))
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith(f"kdns: error: {tmp_path / 'b-bad.yaml'}: document 2: "), result.stderr
+    assert result.stderr.startswith(f"kdns: error: {tmp_path / 'sub' / 'b-bad.yaml'}: document 2: "), result.stderr
     assert "serving DNS" not in result.stderr
 
 

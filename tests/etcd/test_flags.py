@@ -40,24 +40,33 @@ def test_a_ca_or_client_certificate_means_https(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--store", "etcd3://h:2379"), "store 'etcd3://h:2379': expected sqlite or etcd://HOST:PORT[,HOST:PORT...]"),
-        (("--store", "etcd://h"), "store 'etcd://h': member 'h' is not HOST:PORT"),
-        (("--store", "etcd://h:2379,:2380"), "store 'etcd://h:2379,:2380': member ':2380' is not HOST:PORT"),
-        (("--store", "etcd://h:99999"), "store 'etcd://h:99999': member 'h:99999' is not HOST:PORT"),
-        (("--store", "etcd://fd00::1"), "store 'etcd://fd00::1': member 'fd00::1' is not HOST:PORT"),
-        (("--store", "etcd://[fd00::1"), "store 'etcd://[fd00::1': member '[fd00::1' is not HOST:PORT"),
-        (("--etcd-prefix", "kdns"), "etcd prefix 'kdns': must be an absolute key path such as /kdns"),
-        (("--etcd-prefix", "/"), "etcd prefix '/': must be an absolute key path such as /kdns"),
+        (("--store", "etcd3://h:2379"), "--store: store 'etcd3://h:2379': expected sqlite or etcd://HOST:PORT[,HOST:PORT...]"),
+        (("--store", "etcd://h"), "--store: store 'etcd://h': member 'h' is not HOST:PORT"),
+        (("--store", "etcd://h:2379,:2380"), "--store: store 'etcd://h:2379,:2380': member ':2380' is not HOST:PORT"),
+        (("--store", "etcd://h:99999"), "--store: store 'etcd://h:99999': member 'h:99999' is not HOST:PORT"),
+        (("--store", "etcd://fd00::1"), "--store: store 'etcd://fd00::1': member 'fd00::1' is not HOST:PORT"),
+        (("--store", "etcd://[fd00::1"), "--store: store 'etcd://[fd00::1': member '[fd00::1' is not HOST:PORT"),
+        (("--etcd-prefix", "kdns"), "--etcd-prefix 'kdns': must be an absolute key path such as /kdns"),
+        (("--etcd-prefix", "/"), "--etcd-prefix '/': must be an absolute key path such as /kdns"),
         (("--etcd-certfile", "c.pem"), "--etcd-certfile and --etcd-keyfile go together"),
         (("--leader-elect-lease-duration", "soon"), "--leader-elect-lease-duration 'soon': not a number"),
         (("--leader-elect-lease-duration", "0.5"),
-         "leader elect lease duration 0.5: must be between 1 and 3600 seconds"),
+         "--leader-elect-lease-duration '0.5': must be between 1 and 3600 seconds"),
     ],
 )
 def test_bad_etcd_flags_are_refused_with_the_reason(flags: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         settings(*flags)
     assert str(info.value) == message
+
+
+def test_data_dir_with_the_etcd_store_is_refused(tmp_path: Path) -> None:
+    """The registry on etcd keeps no journal: an explicit --data-dir is an error, not ignored."""
+    with pytest.raises(ConfigError) as info:
+        settings("--store", "etcd://h:2379", "--data-dir", str(tmp_path))
+    assert str(info.value) == (
+        "--data-dir: the registry lives in etcd with --store etcd://...; no data directory is used"
+    )
 
 
 def test_kdns_serve_says_why_it_cannot_reach_etcd() -> None:

@@ -177,7 +177,7 @@ def test_a_token_file_that_goes_missing_is_named(tmp_path):
          "objects, kept in memory only: --store is not supported with it")),
         (("--follow", "{tmp}/missing"), {}, "kubeconfig {tmp}/missing: No such file or directory"),
         ((), {"KDNS_FOLLOW": "{kc}", "KDNS_FOLLOW_CONTEXT": "other"}, "kubeconfig {kc}: no context named 'other'"),
-        (("--event-log-size", "0"), {}, "event log size 0: must be at least 1"),
+        (("--event-log-size", "0"), {}, "--event-log-size '0': must be at least 1"),
     ],
 )
 def test_flags_follow_mode_refuses(tmp_path: Path, capsys, args, environ, message):
@@ -206,6 +206,7 @@ def test_sigterm_while_waiting_for_the_api_exits_0(kubeconfig, tmp_path):
     )
     try:
         assert process.stderr is not None
+        assert process.stderr.readline().startswith("kdns: configuration: manifests=")  # the effective settings
         first = process.stderr.readline()
         assert first.startswith("kdns: following http://127.0.0.1:")
         assert "cannot reach the followed API" in process.stderr.readline()

@@ -1,8 +1,9 @@
 """The shortcuts of a bulk load give what the careful paths give, or leave the work to them.
 
-`manifests._well_formed_meta` and `_well_formed_endpoint` read the common, problem-free
-case without the bookkeeping for error messages; whenever they return something, it must
-be what `_meta` and `_endpoint` would have made, with no problem found.
+`manifests._well_formed_endpoint` reads the common, problem-free case without the
+bookkeeping for error messages; whenever it returns something, it must be what `_endpoint`
+would have made, with no problem found. `_meta` and `_pod` are one reader for both cases:
+values of the expected type are taken as they are, the checker reads the others.
 """
 
 from __future__ import annotations
@@ -42,23 +43,30 @@ _METADATA = _dict_of(
 
 @settings(max_examples=1000, deadline=None)
 @given(_METADATA, st.sampled_from([NAMESPACE, SERVICE, POD, NODE, ENDPOINT_SLICE]))
-def test_well_formed_meta_is_meta_without_problems(metadata, kind):
-    fast = manifests._well_formed_meta(metadata, kind)
-    if fast is None:
-        return
+def test_meta_without_problems_is_the_metadata_as_given(metadata, kind):
+    """_meta takes values of the expected type as they are (the fast case) and has the
+    checker read the others: what it returns without a problem is exactly what was given."""
     check = manifests._Checker()
-    # A mapping that is not a dict takes _meta's careful path.
-    careful = manifests._meta({"metadata": MappingProxyType(metadata)}, kind, check)
-    assert check.causes == []
-    assert fast == careful
-    assert fast.labels is careful.labels or fast.labels == careful.labels == {}
+    meta = manifests._meta({"metadata": metadata}, kind, check)
+    careful = manifests._Checker()
+    assert manifests._meta({"metadata": MappingProxyType(metadata)}, kind, careful) == meta
+    assert careful.causes == check.causes
+    if check.causes:
+        return
+    namespaced = kind in (SERVICE, POD, ENDPOINT_SLICE)
+    assert (meta.name, meta.namespace) == (metadata["name"], (metadata.get("namespace") or "default") if namespaced else "")
+    assert meta.labels == (metadata.get("labels") or {})
+    assert (meta.uid, meta.creation_timestamp) == (metadata.get("uid") or "", metadata.get("creationTimestamp") or "")
+    assert meta.deletion_timestamp == (metadata.get("deletionTimestamp") or None)
+    assert meta.resource_version == int(metadata.get("resourceVersion") or 0)
 
 
-def test_well_formed_meta_reads_a_stored_pod():
+def test_meta_reads_a_stored_pod():
     metadata = {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}, "uid": "u", "resourceVersion": "7",
                 "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 1}
-    meta = manifests._well_formed_meta(metadata, POD)
-    assert meta is not None and meta.resource_version == 7 and meta.labels is metadata["labels"]
+    check = manifests._Checker()
+    meta = manifests._meta({"metadata": metadata}, POD, check)
+    assert check.causes == [] and meta.resource_version == 7 and meta.labels is metadata["labels"]
 
 
 _CONDITION = st.sampled_from([None, True, False, 1, 0, "true"])
@@ -122,26 +130,36 @@ _POD = _dict_of(
 )
 
 
+def _proxied(value: Any) -> Any:
+    """`value` with every mapping a MappingProxyType: no `type(x) is dict` fast case applies."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _proxied(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [_proxied(item) for item in value]
+    return value
+
+
 @settings(max_examples=2000, deadline=None)
 @given(_POD)
-def test_well_formed_pod_is_pod_without_problems(doc):
-    fast = manifests._well_formed_pod(doc)
-    if fast is None:
-        return
-    check = manifests._Checker()
-    careful = manifests._read_pod(doc, check)
-    assert check.causes == []
-    assert fast == careful
+def test_pod_reads_the_fast_case_as_the_checker_does(doc):
+    """_pod takes values of the expected type as they are and has the checker read the
+    others: with every mapping a proxy (the checker's path for each), the same fields come
+    out, and problems at the same paths (their messages show the proxies)."""
+    check, careful = manifests._Checker(), manifests._Checker()
+    fields = manifests._pod(doc, manifests.ObjectMeta(name="p"), check)
+    assert manifests._pod(_proxied(doc), manifests.ObjectMeta(name="p"), careful) == fields
+    assert [path for path, _ in careful.causes] == [path for path, _ in check.causes]
 
 
-def test_well_formed_pod_reads_a_bulk_loads_pods():
+def test_pod_reads_a_bulk_loads_pods():
     doc = {"spec": {"hostname": "web-0", "subdomain": "web", "nodeName": "node-1", "containers": [
                {"name": "main", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
            "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
                       "conditions": [{"type": "Ready", "status": "True"}]}}
-    fast = manifests._well_formed_pod(doc)
-    assert fast is not None and fast["ready"] and fast["pod_ips"] == ("10.0.0.1",)
-    assert fast == manifests._read_pod(doc, manifests._Checker())
+    check = manifests._Checker()
+    fields = manifests._pod(doc, manifests.ObjectMeta(name="web-0"), check)
+    assert check.causes == [] and fields["ready"] and fields["pod_ips"] == ("10.0.0.1",)
+    assert fields["container_ports"] == (manifests.ContainerPort("http", 80, "TCP"),)
 
 
 @settings(max_examples=500, deadline=None)

@@ -15,6 +15,7 @@ from kdns.registry.manifests import (
     load_paths,
     load_text,
     read_documents,
+    read_paths,
     to_manifest,
 )
 from kdns.registry.objects import (
@@ -168,19 +169,120 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_load_paths_reads_a_directory_in_name_order(tmp_path: Path):
-    """A directory's *.yaml, *.yml and *.json files are read sorted by name, not recursively."""
+def test_load_paths_reads_a_directory_recursively_in_a_stable_order(tmp_path: Path):
+    """A directory's *.yaml, *.yml and *.json files are read in every subdirectory, sorted by
+    their path, part by part; hidden files and directories are left out."""
     write(tmp_path / "b.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n")
     write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
     write(tmp_path / "c.json", '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}')
     write(tmp_path / "README.md", "not: read\n")
-    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
     write(tmp_path / "sub" / "d.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n")
+    write(tmp_path / "sub" / "deeper" / "e.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: e}\n")
+    (tmp_path / ".git").mkdir()
+    write(tmp_path / ".git" / "f.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: f}\n")
+    write(tmp_path / ".hidden.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: g}\n")
     documents, warnings = load_paths([tmp_path])
-    assert [(Path(d.source).name, d.body["metadata"]["name"]) for d in documents] == [
-        ("a.yaml", "a"), ("b.yml", "b"), ("c.json", "c"),
-    ]
+    assert [d.body["metadata"]["name"] for d in documents] == ["a", "b", "c", "d", "e"]
     assert warnings == []
+
+
+def test_an_empty_file_is_noted(tmp_path: Path):
+    """A file without a document (empty, or only comments) is a warning naming it."""
+    write(tmp_path / "empty.yaml", "# nothing here yet\n")
+    documents, warnings = load_paths([tmp_path])
+    assert documents == []
+    assert warnings == [f"{tmp_path / 'empty.yaml'}: no documents (the file is empty)"]
+
+
+SERVICE_WITH_TYPOS = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selectr:
+    app: web
+  ports:
+    - name: http
+      port: 80
+      targetPrt: 8080
+"""
+
+
+def test_unknown_fields_are_refused_with_their_paths(tmp_path: Path):
+    """Misspelled fields are refused as kubectl's strict field validation refuses them:
+    every unknown field, by its path, in the API's words."""
+    path = write(tmp_path / "web.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n" + SERVICE_WITH_TYPOS)
+    with pytest.raises(ManifestError) as caught:
+        load_paths([path])
+    assert str(caught.value) == (
+        f'{path}: document 2: Service "web": strict decoding error: unknown field "spec.selectr", '
+        'unknown field "spec.ports[0].targetPrt"'
+    )
+
+
+def test_unknown_fields_in_open_parts_are_kept(tmp_path: Path):
+    """Parts of a document kdns does not read (a container's image, resources) take any field."""
+    path = write(tmp_path / "pod.yaml", """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers:
+            - name: c
+              image: nginx
+              anything: [1, 2]
+              ports:
+                - containerPort: 80
+                  contianerPort: 81
+    """)
+    with pytest.raises(ManifestError) as caught:
+        load_paths([path])
+    assert str(caught.value) == (
+        f'{path}: document 1: Pod "p": strict decoding error: unknown field "spec.containers[0].ports[0].contianerPort"'
+    )
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["block-yaml", "pyyaml"])
+def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path, fast: bool):
+    """A key given twice in one mapping is refused (YAML would keep the last one), naming
+    the line of the second; the flow style goes through PyYAML, the block style first
+    through the block reader."""
+    ports = "  ports: [{port: 80, port: 81}]\n" if not fast else "  ports:\n    - port: 80\n      port: 81\n"
+    path = write(tmp_path / "web.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n" + ports)
+    with pytest.raises(ManifestError) as caught:
+        load_paths([path])
+    line = 6 if not fast else 8
+    assert str(caught.value) == f'{path}: document 1: line {line}: strict decoding error: duplicate field "port"'
+
+
+def test_an_object_declared_twice_is_refused_with_both_places(tmp_path: Path):
+    """Two documents with the same kind, namespace and name are an error naming both."""
+    first = write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n")
+    second = write(tmp_path / "b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\n"
+                   "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n")
+    with pytest.raises(ManifestError) as caught:
+        load_paths([tmp_path])
+    assert str(caught.value) == (
+        f'{second}: document 2: Service "default/web" is declared twice: first in {first}: document 1'
+    )
+
+
+def test_read_paths_reports_every_error_at_once(tmp_path: Path):
+    """read_paths goes on after an error: every file and document with a problem is listed."""
+    write(tmp_path / "a.yaml", SERVICE_WITH_TYPOS)
+    write(tmp_path / "b.yaml", "kind: [\n")
+    write(tmp_path / "c.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {adresses: []}\n")
+    loaded = read_paths([tmp_path, tmp_path / "missing"])
+    assert [str(error) for error in loaded.errors] == [
+        (f'{tmp_path / "a.yaml"}: document 1: Service "web": strict decoding error: unknown field "spec.selectr", '
+         'unknown field "spec.ports[0].targetPrt"'),
+        f"{tmp_path / 'b.yaml'}: document 1: YAML syntax error at line 2, column 1: did not find expected node content",
+        f'{tmp_path / "c.yaml"}: document 1: Node "n": strict decoding error: unknown field "status.adresses"',
+        f"{tmp_path / 'missing'}: no such file or directory",
+    ]
+    assert loaded.files == [tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"]
 
 
 def test_load_paths_skips_kinds_kdns_does_not_serve(tmp_path: Path):

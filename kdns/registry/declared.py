@@ -1,0 +1,109 @@
+"""Manifests as declared state: apply the files, and prune what they no longer declare.
+
+Every object kdns applies from `--manifests` carries the annotation SOURCE, naming the
+file it came from. Applying the files again (at start, and on SIGHUP) creates or updates
+what they declare and deletes every object that carries the annotation but is declared
+no more, as `kubectl apply --prune` does with an applyset: objects made through the API
+have no such annotation, and are left alone. All of it is one transaction: a manifest
+that is refused changes nothing.
+
+`check` reads documents into a registry of their own, one transaction each, so that every
+refusal is reported (`kdns validate`), with the same checks and messages as the API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdns.registry.errors import NotFound, RegistryError
+from kdns.registry.manifests import Document, key_parts
+from kdns.registry.objects import API_VERSIONS, KubeObject
+from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
+from kdns.registry.store import Store, Transaction, apply_order
+
+__all__ = ["SOURCE", "Applied", "apply", "check", "mark", "source_of"]
+
+# The annotation naming the manifest file an object was applied from.
+SOURCE = "kdns.dev/manifest-source"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying the manifests did: how many documents (from how many files) were
+    applied, and the objects (kind, namespace, name) pruned because their manifest no
+    longer declares them."""
+
+    documents: int
+    pruned: tuple[tuple[str, str, str], ...]
+    files: int = 0
+
+
+def mark(documents: Iterable[Document]) -> None:
+    """Annotate each document's body with the file it was read from (its absolute path,
+    so that the annotation does not depend on the directory kdns was started in)."""
+    resolved: dict[str, str] = {}
+    for document in documents:
+        metadata = document.body.get("metadata")
+        if type(metadata) is not dict:
+            continue  # refused when applied, with its field path
+        source = resolved.get(document.source)
+        if source is None:
+            source = resolved[document.source] = str(Path(document.source).resolve())
+        annotations = metadata.get("annotations")
+        if annotations is None:
+            metadata["annotations"] = {SOURCE: source}
+        elif type(annotations) is dict:
+            annotations[SOURCE] = source
+
+
+def source_of(obj: KubeObject) -> str | None:
+    """The manifest file `obj` was applied from, or None for an object made through the API."""
+    metadata = obj.manifest.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    source = annotations.get(SOURCE) if isinstance(annotations, dict) else None
+    return source if isinstance(source, str) else None
+
+
+def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = False) -> Applied:
+    """In `txn`: apply `documents` (marked) and prune the objects applied from manifests
+    earlier that they no longer declare. A refusal raises (and the transaction changes
+    nothing)."""
+    # Looked for before the apply: on a first start nothing was applied from a manifest
+    # yet, and the 100,000 documents of a big cluster need no keys.
+    earlier = [obj for kind in API_VERSIONS for obj in txn.list(kind) if source_of(obj) is not None]
+    txn.apply_documents(documents, owned=owned)
+    pruned = []
+    if earlier:
+        declared = {key_parts(document.body) for document in documents}
+        gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
+        # Namespaces last: deleting one deletes what is in it.
+        gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)
+        for obj in gone:
+            try:
+                txn.delete(obj.kind, obj.meta.namespace, obj.meta.name)
+            except NotFound:  # its namespace went first
+                continue
+            pruned.append((obj.kind, obj.meta.namespace, obj.meta.name))
+    return Applied(len(documents), tuple(pruned))
+
+
+def check(
+    documents: Sequence[Document],
+    service_cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    node_port_range: tuple[int, int],
+) -> list[RegistryError]:
+    """Every refusal the registry would give `documents`, each naming its file and document:
+    they are applied to an empty registry of their own, one transaction each."""
+    store = Store(service_cidrs=service_cidrs, node_port_range=node_port_range)
+    errors: list[tuple[int, RegistryError]] = []
+    # Applied in apply_order (what a document needs first), reported in the files' order.
+    for position, document in sorted(enumerate(documents), key=lambda item: apply_order(item[1])):
+        try:
+            with store.transaction() as txn:
+                txn.apply_documents([document])
+        except RegistryError as exc:
+            errors.append((position, exc))
+    return [error for _, error in sorted(errors, key=lambda item: item[0])]
