@@ -44,6 +44,20 @@ def cluster_ip(kdns: Any, name: str) -> list[str]:
     return [rdata.address for rrset in reply.answer for rdata in rrset]
 
 
+def kill_halfway(kdns: Any, threads: list[threading.Thread], half: threading.Event, what: str) -> None:
+    """Start the writer threads, SIGKILL kdns once `half` is set, and wait for every writer."""
+    for thread in threads:
+        thread.start()
+    try:
+        assert half.wait(30), f"{what} did not get half-way"
+        os.kill(kdns.pid, signal.SIGKILL)
+        assert kdns.proc.wait(10) == -signal.SIGKILL
+    finally:
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+
+
 def serial(kdns: Any) -> int:
     (rrset,) = kdns.resolve("cluster.local.", "SOA").answer
     return rrset[0].serial
@@ -77,16 +91,7 @@ def test_kill_9_mid_burst_loses_no_acknowledged_write(kdns_process: Callable[...
                     half.set()
 
     threads = [threading.Thread(target=writer, args=(first,), name=f"writer-{first}") for first in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    try:
-        assert half.wait(30), "the burst did not get half-way"
-        os.kill(kdns.pid, signal.SIGKILL)
-        assert kdns.proc.wait(10) == -signal.SIGKILL
-    finally:
-        for thread in threads:
-            thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
+    kill_halfway(kdns, threads, half, "the burst")
     assert failed and len(acknowledged) < BURST, "kdns was killed in the middle of the burst"
 
     again = kdns_process("--data-dir", str(data))
@@ -157,16 +162,7 @@ def test_kill_9_mid_readiness_flips_keeps_each_pods_last_acknowledged_state(kdns
                     half.set()
 
     threads = [threading.Thread(target=writer, args=(pods[first::WRITERS],)) for first in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    try:
-        assert half.wait(30), "the flips did not get half-way"
-        os.kill(kdns.pid, signal.SIGKILL)
-        assert kdns.proc.wait(10) == -signal.SIGKILL
-    finally:
-        for thread in threads:
-            thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
+    kill_halfway(kdns, threads, half, "the flips")
 
     again = kdns_process("--data-dir", str(data))
     client = Client(again.api_url, tmp_path / "home")
