@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -125,7 +125,10 @@ def admit(
         try:
             checked = _service(body, old, context)  # type: ignore[arg-type]
             _set_generation(body, kind, old, generation)
-            return checked if checked is not None else manifests.parse(body, kind)
+            if checked is None:
+                return manifests.parse(body, kind)
+            # The generation was set after `checked` packed the document: pack it again.
+            return replace(checked, document=objects.pack(body))
         except BaseException:
             context.cluster_ips.rollback(savepoints[0])
             context.node_ports.rollback(savepoints[1])
@@ -227,8 +230,9 @@ def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None
     if old is None:
         metadata["generation"] = 1
         return
-    previous = old.manifest.get("metadata", {}).get("generation", 1)
-    changed = any(body.get(name) != old.manifest.get(name) for name in fields)
+    before = old.manifest
+    previous = before.get("metadata", {}).get("generation", 1)
+    changed = any(body.get(name) != before.get(name) for name in fields)
     metadata["generation"] = previous + 1 if changed else previous
 
 

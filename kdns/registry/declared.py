@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
-from kdns.registry.objects import API_VERSIONS, KubeObject
+from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.store import Store, Transaction, apply_order
 
@@ -61,6 +61,8 @@ def mark(documents: Iterable[Document]) -> None:
 
 def source_of(obj: KubeObject) -> str | None:
     """The manifest file `obj` was applied from, or None for an object made through the API."""
+    if not may_mention(obj, SOURCE):  # most of a big registry: no need to unpack it
+        return None
     metadata = obj.manifest.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     source = annotations.get(SOURCE) if isinstance(annotations, dict) else None
