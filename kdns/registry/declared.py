@@ -76,10 +76,11 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
     # Looked for before the apply: on a first start nothing was applied from a manifest
     # yet, and the 100,000 documents of a big cluster need no keys.
     earlier = [obj for kind in API_VERSIONS for obj in txn.list(kind) if source_of(obj) is not None]
+    # Before the apply: with `owned`, it empties each body.
+    declared = {key_parts(document.body) for document in documents} if earlier else set()
     txn.apply_documents(documents, owned=owned)
     pruned = []
     if earlier:
-        declared = {key_parts(document.body) for document in documents}
         gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
         # Namespaces last: deleting one deletes what is in it.
         gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)

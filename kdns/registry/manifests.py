@@ -700,9 +700,11 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
             check.messages("metadata.namespace", namespace, problems)
     labels = metadata.get("labels")
     if labels is None:
-        labels = {}
+        labels = objects.shared_labels({})
     elif type(labels) is not dict or not _plain_labels(labels):
         labels = check.labels(labels, "metadata.labels")
+    else:
+        labels = objects.shared_labels(labels)
     annotations = metadata.get("annotations")
     if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
         for key, value in check.mapping(annotations, "metadata.annotations").items():
@@ -890,6 +892,8 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
             if type(key) is not str or type(text) is not str or qualified_name(key) or label_value(text):
                 selector = check.labels(selector, "spec.selector")
                 break
+        else:
+            selector = objects.shared_labels(selector)
     else:
         selector = check.labels(selector, "spec.selector")
     value = spec.get("sessionAffinity")
