@@ -67,7 +67,7 @@ from kdns.registry.events import EventLog
 from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
-from kdns.registry.sqlite import load as load_saved
+from kdns.registry.sqlite import load_in_order as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
 from kdns.runtime import long_lived
@@ -530,7 +530,7 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
     journal = stack.enter_context(SqliteJournal(data_dir / FILE_NAME))
     documents, version = load_saved(journal.path)
     try:
-        store.restore(documents, version, owned=True)
+        store.restore(documents, version, owned=True, in_order=True)
     except RestoreError as exc:
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
     if version == 0:  # a new file: save the initial namespaces too

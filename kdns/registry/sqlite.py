@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,22 @@ from kdns.registry.objects import (
     DELETED,
     ENDPOINT_SLICE,
     MANAGED_BY_LABEL,
+    SERVICE,
     Event,
     KubeObject,
 )
+from kdns.registry.store import apply_order
 
 SCHEMA_VERSION = 1
 FILE_NAME = "registry.sqlite3"
 Row = tuple[str, tuple[Any, ...]]  # one SQL statement and its parameters
 # Restore order: what a document needs exists before it (namespaces before what is in them).
 KIND_ORDER = ("Namespace", "Node", "Service", "Pod", "EndpointSlice")
+# Every document, by KIND_ORDER (its five kinds are the parameters), namespace and name.
+_IN_KIND_ORDER = (
+    "SELECT kind, namespace, name, document FROM objects ORDER BY CASE kind"
+    " WHEN ? THEN 0 WHEN ? THEN 1 WHEN ? THEN 2 WHEN ? THEN 3 WHEN ? THEN 4 ELSE 5 END, namespace, name"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -216,28 +223,58 @@ def load(path: Path | str) -> tuple[list[dict[str, Any]], int]:
     """The documents stored at `path` (Namespaces first, then Nodes, Services, Pods,
     EndpointSlices; by namespace and name within a kind) and the resource version of the
     last write; ([], 0) when there is no file yet."""
+    documents, version = load_in_order(path)
+    return list(documents), version
+
+
+def load_in_order(path: Path | str) -> tuple[Iterator[dict[str, Any]], int]:
+    """`load`, each document read from the file as it is taken, in the order
+    `store.apply_order` gives (Services that ask for particular cluster IPs or node
+    ports before the others): what `Store.restore(..., in_order=True)` takes, so that a
+    big registry's documents are never all in memory at once. The file stays open until
+    the documents are all taken (or the iterator is dropped)."""
     path = Path(path)
     if not path.exists():
-        return [], 0
+        return iter(()), 0
     db = _connect(path)
     try:
-        rows = db.execute("SELECT kind, namespace, name, document FROM objects").fetchall()
         found = db.execute("SELECT value FROM state WHERE key = 'resource_version'").fetchone()
+        cursor = db.execute(_IN_KIND_ORDER, KIND_ORDER)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"{path}: {exc}") from exc
+    return _documents(db, cursor, path), int(found[0]) if found else 0
+
+
+def _documents(db: sqlite3.Connection, cursor: sqlite3.Cursor, path: Path) -> Iterator[dict[str, Any]]:
+    services: list[dict[str, Any]] = []  # a few: held to be put in apply_order
+    try:
+        for kind, namespace, name, text in cursor:
+            if kind not in API_VERSIONS:
+                raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
+            try:
+                document = json.loads(text)
+            except ValueError as exc:
+                raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
+            if kind == SERVICE:
+                services.append(document)
+                continue
+            if services:
+                yield from _in_apply_order(services)
+            yield document
+        yield from _in_apply_order(services)
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: {exc}") from exc
     finally:
         db.close()
-    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
-    rows.sort(key=lambda row: (order.get(row[0], len(order)), row[1], row[2]))
-    documents = []
-    for kind, namespace, name, text in rows:
-        if kind not in API_VERSIONS:
-            raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
-        try:
-            documents.append(json.loads(text))
-        except ValueError as exc:
-            raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
-    return documents, int(found[0]) if found else 0
+
+
+def _in_apply_order(services: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The Services held so far, in apply_order (a stable sort), each let go as it is taken."""
+    services.sort(key=apply_order)
+    services.reverse()  # taken from the end
+    while services:
+        yield services.pop()
 
 
 def erase(path: Path, announce: Callable[[str], None]) -> int | None:

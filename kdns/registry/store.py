@@ -238,7 +238,10 @@ class Store:
 
         return unsubscribe
 
-    def restore(self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False) -> None:
+    def restore(
+        self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False,
+        in_order: bool = False,
+    ) -> None:
         """Load a saved state into this new store, before anything else is written to it
         or subscribed to it (TransactionError otherwise).
 
@@ -251,14 +254,17 @@ class Store:
         Listeners are not called: subscribe afterwards and read the store. A document that
         cannot be restored raises RestoreError naming it, and the store is left new. With
         `owned`, the documents are fresh dicts nobody else holds (sqlite.load's): the store
-        changes them instead of copying them, and empties each once it is stored."""
+        changes them instead of copying them, and empties each once it is stored. With
+        `in_order`, they come in `apply_order` already (sqlite.load_in_order's) and are
+        taken one at a time, so they need not all be in memory at once."""
         self._refuse_while_open()
         if not self._fresh or self._listeners or self._critical is not None:
             raise TransactionError("restore needs a new store, before any write or subscription")
         txn = Transaction(self)
         txn.__enter__()
         try:
-            top = txn._restore(documents, max(resource_version, self._version), owned)
+            ordered = documents if in_order else sorted(documents, key=apply_order)
+            top = txn._restore(ordered, max(resource_version, self._version), owned)
         except BaseException:
             txn._state = "closed"
             self._end(txn, commit=False)
@@ -734,11 +740,12 @@ class Transaction:
             raise NotFound(NAMESPACE, namespace)
 
     def _restore(self, documents: Iterable[Mapping[str, Any]], version: int, owned: bool) -> int:
-        """Put saved documents in place as they are (Store.restore); the version to go on from."""
+        """Put saved documents, in apply_order, in place as they are (Store.restore); the
+        version to go on from."""
         store = self._store
         replaceable = {(NAMESPACE, "", name) for name in INITIAL_NAMESPACES}
         top = version
-        for doc in sorted(documents, key=apply_order):
+        for doc in documents:
             try:
                 key = manifests.key_of(doc)
                 old = store._get(key.kind, key.namespace, key.name)

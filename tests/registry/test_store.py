@@ -564,6 +564,33 @@ def test_the_sqlite_journal_as_critical_listener_survives_a_restore(tmp_path: Pa
     assert slice_.endpoints[0].addresses == ("10.244.0.2",)
 
 
+def test_saved_documents_are_read_one_at_a_time_in_apply_order(tmp_path: Path):
+    """load_in_order hands the saved documents over as they are taken, Services that asked
+    for their cluster IP first, and restore(in_order=True) takes them so."""
+    from kdns.registry.sqlite import SqliteJournal, load, load_in_order
+
+    path = tmp_path / "registry.sqlite3"
+    store = new_store()
+    write(store, namespace("shop"), service("a-headless", "shop", clusterIP="None"),
+          service("b-web", "shop", clusterIP="10.96.0.50"), pod("b-web-0", "10.244.0.1", app="b-web", namespace="shop"))
+    with SqliteJournal(path) as journal:
+        journal.replace_all(store.objects(), store.resource_version)
+    documents, version = load_in_order(path)
+    assert not isinstance(documents, list) and version == store.resource_version
+    first = [next(documents) for _ in range(3)]  # default, kube-system, shop
+    assert [d["metadata"]["name"] for d in first] == ["default", "kube-system", "shop"]
+    rest = list(documents)
+    assert [(d["kind"], d["metadata"]["name"]) for d in rest] == [
+        ("Service", "b-web"), ("Service", "a-headless"), ("Pod", "b-web-0")]
+    assert sorted(map(str, first + rest)) == sorted(map(str, load(path)[0]))
+    restored = new_store()
+    restored.restore(iter(first + rest), version, owned=True, in_order=True)
+    for kind in ("Namespace", "Service", "Pod"):
+        assert [o.manifest for o in restored.list(kind)] == [o.manifest for o in store.list(kind)]
+    assert [s.endpoints for s in restored.list("EndpointSlice")] == [s.endpoints for s in store.list("EndpointSlice")]
+    assert first[0] == {}  # owned: given back once stored
+
+
 # --- Restoring a saved state --------------------------------------------------------------------------------
 
 
