@@ -52,13 +52,25 @@ from kdns.registry.objects import (
     Pod,
     Service,
 )
-from kdns.reuse import Changed, ChangeListener
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    AddressScope,
+    Changed,
+    ChangeListener,
+    PodScope,
+    Scope,
+    ServiceScope,
+)
 
 # Pods in these phases have given their address back (docs/dns-rules.md R15).
 _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
 NamespacedName = tuple[str, str]  # (namespace, name)
+# How many scopes' versions are remembered (`ClusterIndex.serial_of`): past that, the
+# index forgets them all and tells its listeners that anything may have changed.
+MAX_VERSIONS = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +196,23 @@ def _other_address(text: str) -> IPAddress | None:
 class ClusterIndex:
     """The DNS view of the registry, kept current by `apply`.
 
-    `serial` is the resource_version of the last commit seen (the SOA serial,
-    docs/dns-rules.md R19). After every `apply` and `rebuild` each `on_change` listener
-    hears which Services it touched (kdns/reuse.py `Changed`), so what was derived from the
-    index (ready reply bytes) can drop what may have changed and keep the rest.
+    `serial` is the resource_version of the last commit seen (the apex SOA's serial,
+    docs/dns-rules.md R19); `serial_of(scope)` the version of the last commit that touched
+    any of `scope` (a negative answer's SOA serial). After every `apply` and `rebuild` each
+    `on_change` listener hears which scopes it touched (kdns/reuse.py `Changed`), so what was
+    derived from the index (ready reply bytes) can drop what may have changed and keep the
+    rest.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serial = 0
         self._listeners: list[ChangeListener] = []
+        # The version of the last commit that touched each scope, for those touched since
+        # `_floor`: the version of the last change of everything (a rebuild, a Namespace),
+        # which every scope not listed had last.
+        self._versions: dict[Scope, int] = {}
+        self._floor = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -212,7 +231,13 @@ class ClusterIndex:
         # first 1-3 bytes of an IPv4 key, the first 1-31 hex nibbles of an IPv6 one. A
         # partial reverse name exists (an empty non-terminal) while its count is not 0.
         self._reverse_prefixes: dict[bytes | str, int] = {}
-        self._counting = True  # False while `rebuild` fills the tables
+        # False while `rebuild` fills the tables: it counts the reverse prefixes in bulk at
+        # the end, and what it touched is everything.
+        self._counting = True
+        self._touched: set[Scope] = set()  # by the commit `apply` is taking in
+        # The reverse prefixes whose count went to 0 or from 0 in it, and whether each
+        # existed before: a Service modified in place takes its cluster IP out and back.
+        self._crossed: dict[bytes | str, bool] = {}
         self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
         self._pod_ips: dict[tuple[str, bytes], int] = {}
         self._nodes: dict[str, NodeRecord] = {}
@@ -247,6 +272,7 @@ class ClusterIndex:
             self._counting = True
         self._recount_reverse()
         self.serial = resource_version
+        self._forget(resource_version)
         self._changed(None)
 
     def _recount_reverse(self) -> None:
@@ -266,31 +292,66 @@ class ClusterIndex:
         """Store listener: one commit's events, in order."""
         if not events:
             return
-        touched: set[NamespacedName] | None = set()
+        everything = False
+        touched = self._touched
         for event in events:
             obj = event.object
             key = obj.key
-            if key.kind in (NAMESPACE, NODE):
-                touched = None
-            elif key.kind == SERVICE and touched is not None:
-                touched.add((key.namespace, key.name))
+            if key.kind == NAMESPACE:
+                everything = True  # what it shows or hides spans every scope in it
+            elif key.kind == NODE:
+                touched.add(NODES)
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
-        if touched is not None:
-            touched |= self._stale  # Services whose slices changed
+        touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
-        self.serial = events[-1].resource_version
-        self._changed(frozenset(touched) if touched is not None else None)
+        crossed, self._crossed = self._crossed, {}
+        prefixes = self._reverse_prefixes
+        if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
+            touched.add(REVERSE_PREFIXES)
+        version = events[-1].resource_version
+        self.serial = version
+        self._touched = set()
+        if everything or len(self._versions) + len(touched) > MAX_VERSIONS:
+            self._forget(version)
+            self._changed(None)
+            return
+        versions = self._versions
+        for scope in touched:
+            versions[scope] = version
+        self._changed(frozenset(touched))
+
+    def advance(self, version: int) -> None:
+        """Take `version` as the serial with nothing changed (a follower's empty list):
+        only the answers that show the serial itself (the apex SOA) change."""
+        self.serial = version
+        self._changed(frozenset())
+
+    def serial_of(self, scope: Iterable[Scope]) -> int:
+        """The version of the last commit that touched any of `scope` (a change of
+        everything touches them all): the serial of a negative answer that read them
+        (docs/dns-rules.md R19)."""
+        versions, floor = self._versions, self._floor
+        return max((versions.get(s, floor) for s in scope), default=floor)
+
+    def _forget(self, version: int) -> None:
+        """Everything changed at `version`: no scope needs a version of its own."""
+        self._versions = {}
+        self._floor = version
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call `listener(changed)` after every `apply` and `rebuild`: the (namespace,
-        service) pairs whose Service or EndpointSlices the commit changed, or None when
-        more may have (a Namespace or Node changed, a rebuild). Returns the call that
+        """Call `listener(changed)` after every `apply`, `advance` and `rebuild`: the
+        scopes the commit touched (kdns/reuse.py), or None when anything may have changed
+        (a Namespace, a rebuild, more scopes than MAX_VERSIONS). Returns the call that
         stops it.
 
-        Pod events name no Service: only pod names (`<ip>.<ns>.pod.`) read pods, and
-        those answers are dropped on every change (`Shared()`).
+        What touches what: a Service event its ServiceScope and the AddressScope of its
+        cluster IPs and of its ready endpoints' addresses (their PTR names it); an
+        EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
+        address it adds or takes away; a Pod event the PodScope of its address before and
+        after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
+        comes to exist or stops existing.
         """
         self._listeners.append(listener)
         return partial(self._listeners.remove, listener)
@@ -321,6 +382,7 @@ class ClusterIndex:
         if key.kind == NAMESPACE:
             self.namespaces.discard(key.name)
         elif key.kind == SERVICE:
+            self._touch_service(where)
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
@@ -336,6 +398,7 @@ class ClusterIndex:
             held = self._pods.pop(where, None)
             if held is not None:
                 _count_down(self._pod_ips, held)
+                self._touched.add(PodScope(*held))
         elif key.kind == NODE and self._nodes.pop(key.name, None) is not None:
             self._node_list = None
             for suffix in ancestors(key.name):
@@ -356,6 +419,18 @@ class ClusterIndex:
         for ip in ips:
             if multimap.add(self._ptr_cluster, ip.packed, where):
                 self._reverse_count(ip.packed, 1)
+        if self._counting:
+            self._touch_service(where)
+
+    def _touch_service(self, where: NamespacedName) -> None:
+        """A Service changed: its names, and the PTR of its cluster IPs and of its ready
+        endpoints (ptr_targets reads the Service: whether it is an ExternalName, or there)."""
+        touched = self._touched
+        touched.add(ServiceScope(*where))
+        record = self._services.get(where)
+        if record is not None:
+            touched.update(AddressScope(ip.packed) for ip in record.cluster_ips)
+        touched.update(AddressScope(ready.key) for ready in self._endpoint_readies.get(where, ()))
 
     def _reverse_count(self, key: bytes, step: int) -> None:
         """Count a packed address in or out of `_reverse_prefixes` (step 1 or -1)."""
@@ -374,6 +449,8 @@ class ClusterIndex:
                 counts[prefix] = count
             else:
                 del counts[prefix]
+            if count == 0 or count == step:  # the partial name stops or starts existing...
+                self._crossed.setdefault(prefix, count == 0)  # ...having existed before or not
 
     def _put_slice(self, endpoint_slice: EndpointSlice, previous: _SliceRecord | None = None) -> None:
         service = endpoint_slice.service_name
@@ -419,6 +496,8 @@ class ClusterIndex:
         self._pods[(meta.namespace, meta.name)] = held
         pod_ips = self._pod_ips
         pod_ips[held] = pod_ips.get(held, 0) + 1  # _count_up, inline: once per pod
+        if self._counting:
+            self._touched.add(PodScope(meta.namespace, packed))
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
@@ -444,13 +523,17 @@ class ClusterIndex:
             self._endpoint_readies[service] = readies
         # Only the differences touch the reverse table; a rebuild has none to look for.
         added: Iterable[_Ready] = readies
+        touched = self._touched
         if before:
             pairs = {(r.key, r.name) for r in readies}
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
+                touched.add(AddressScope(key))
                 if multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
             added = [r for r in readies if (r.key, r.name) not in previous]
+        if self._counting:
+            touched.update(AddressScope(ready.key) for ready in added)
         ptr = self._ptr_endpoints
         for ready in added:
             owners = ptr.get(ready.key)

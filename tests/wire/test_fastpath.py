@@ -32,7 +32,16 @@ from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.store import Store
-from kdns.reuse import SHARED, Changed, ChangeListener, Forwarded, Shared
+from kdns.reuse import (
+    NODES,
+    SHARED,
+    UNSCOPED,
+    Changed,
+    ChangeListener,
+    Forwarded,
+    ServiceScope,
+    Shared,
+)
 from kdns.wire.codec import Rejected, from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
@@ -372,19 +381,30 @@ def test_a_change_drops_every_reply() -> None:
     assert ask(cache, handler, wire)[1] is True
 
 
-def test_a_change_to_other_services_keeps_a_scoped_reply() -> None:
-    """A reply shared within a Service's scope stays until a change names that Service;
-    an unscoped one goes with every change."""
-    scoped, unscoped = request("web.shop.test."), request("n.test.")
-    web = Fixed(Answer(answer=_a_record(from_wire(scoped, CLIENT)), reuse=Shared(("shop", "web"))))  # type: ignore[arg-type]
+def test_a_change_to_other_scopes_keeps_a_scoped_reply() -> None:
+    """A reply shared within scopes stays until a change names one of them; one that may
+    have read anything goes with every change, one that read no scope only with a change
+    of everything."""
+    web_scope, nodes_scope = ServiceScope("shop", "web"), NODES
+    scoped, unscoped, constant = request("web.shop.test."), request("n.test."), request("c.test.")
+    web = Fixed(Answer(answer=_a_record(from_wire(scoped, CLIENT)), reuse=Shared(frozenset({web_scope, nodes_scope}))))  # type: ignore[arg-type]
     cache = following(web)
     ask(cache, web, scoped)
     other = Answer(answer=_a_record(from_wire(unscoped, CLIENT)), reuse=SHARED)  # type: ignore[arg-type]
     ask(cache, Fixed(other), unscoped)
-    web.change(frozenset({("shop", "api")}))
+    ask(cache, Fixed(Answer(rcode=3, reuse=UNSCOPED)), constant)
+    web.change(frozenset({ServiceScope("shop", "api")}))
     assert cache.lookup(scoped, CLIENT) is not None and cache.lookup(unscoped, CLIENT) is None
-    web.change(frozenset({("shop", "web")}))
-    assert cache.lookup(scoped, CLIENT) is None and len(cache) == 0
+    web.change(frozenset({nodes_scope}))  # either scope drops it
+    assert cache.lookup(scoped, CLIENT) is None and len(cache) == 1
+    for _ in range(3):  # dropped through one scope, stored again: listed once under each
+        ask(cache, web, scoped)
+        web.change(frozenset({web_scope}))
+    ask(cache, web, scoped)
+    assert [len(cache._scopes[scope]) for scope in (web_scope, nodes_scope)] == [1, 1]
+    assert cache.lookup(constant, CLIENT) is not None
+    web.change(None)
+    assert len(cache) == 0
 
 
 def test_a_stopped_cache_hears_no_more_and_is_empty() -> None:
