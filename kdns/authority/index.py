@@ -301,9 +301,17 @@ class ClusterIndex:
                 everything = True  # what it shows or hides spans every scope in it
             elif key.kind == NODE:
                 touched.add(NODES)
+            # A pod name's answer changes only if the address the Pod holds does (a
+            # readiness report, like most Pod writes, leaves it alone).
+            where = (key.namespace, key.name)
+            held = self._pods.get(where) if key.kind == POD else None
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
+            if key.kind == POD:
+                holds = self._pods.get(where)
+                if holds != held:
+                    touched.update(PodScope(*h) for h in (held, holds) if h is not None)
         touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
@@ -398,7 +406,6 @@ class ClusterIndex:
             held = self._pods.pop(where, None)
             if held is not None:
                 _count_down(self._pod_ips, held)
-                self._touched.add(PodScope(*held))
         elif key.kind == NODE and self._nodes.pop(key.name, None) is not None:
             self._node_list = None
             for suffix in ancestors(key.name):
@@ -496,8 +503,6 @@ class ClusterIndex:
         self._pods[(meta.namespace, meta.name)] = held
         pod_ips = self._pod_ips
         pod_ips[held] = pod_ips.get(held, 0) + 1  # _count_up, inline: once per pod
-        if self._counting:
-            self._touched.add(PodScope(meta.namespace, packed))
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
