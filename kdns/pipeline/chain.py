@@ -264,7 +264,7 @@ class Router:
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener` after every registry commit the index takes in (with the
-        Services it touched) and every static-zone reload (None); returns the call that
+        scopes it touched) and every static-zone reload (None); returns the call that
         stops it (kdns/reuse.py)."""
         self._listeners.append(listener)
         stop_index = self._index.on_change(listener)
