@@ -301,17 +301,20 @@ class ClusterIndex:
                 everything = True  # what it shows or hides spans every scope in it
             elif key.kind == NODE:
                 touched.add(NODES)
-            # A pod name's answer changes only if the address the Pod holds does (a
-            # readiness report, like most Pod writes, leaves it alone).
             where = (key.namespace, key.name)
             held = self._pods.get(where) if key.kind == POD else None
+            record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
             if key.kind == POD:
+                # A pod name's answer changes only if the address the Pod holds does (a
+                # readiness report, like most Pod writes, leaves it alone).
                 holds = self._pods.get(where)
                 if holds != held:
                     touched.update(PodScope(*h) for h in (held, holds) if h is not None)
+            elif key.kind == SERVICE:
+                self._touch_service(where, record, self._services.get(where))
         touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
@@ -354,8 +357,9 @@ class ClusterIndex:
         (a Namespace, a rebuild, more scopes than MAX_VERSIONS). Returns the call that
         stops it.
 
-        What touches what: a Service event its ServiceScope and the AddressScope of its
-        cluster IPs and of its ready endpoints' addresses (their PTR names it); an
+        What touches what: a Service event its ServiceScope and the AddressScope of the
+        cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
+        starts or stops being one their PTR names (created, deleted, ExternalName); an
         EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
         address it adds or takes away; a Pod event the PodScope of its address before and
         after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
@@ -390,7 +394,6 @@ class ClusterIndex:
         if key.kind == NAMESPACE:
             self.namespaces.discard(key.name)
         elif key.kind == SERVICE:
-            self._touch_service(where)
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
@@ -426,18 +429,17 @@ class ClusterIndex:
         for ip in ips:
             if multimap.add(self._ptr_cluster, ip.packed, where):
                 self._reverse_count(ip.packed, 1)
-        if self._counting:
-            self._touch_service(where)
 
-    def _touch_service(self, where: NamespacedName) -> None:
-        """A Service changed: its names, and the PTR of its cluster IPs and of its ready
-        endpoints (ptr_targets reads the Service: whether it is an ExternalName, or there)."""
+    def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
+        """A Service event: its names; the PTR of the cluster IPs it took or gave back; the
+        PTR of its ready endpoints if they start or stop naming it (ptr_targets: it exists
+        and is no ExternalName). A plain update (labels, ports) leaves the PTR alone."""
         touched = self._touched
         touched.add(ServiceScope(*where))
-        record = self._services.get(where)
-        if record is not None:
-            touched.update(AddressScope(ip.packed) for ip in record.cluster_ips)
-        touched.update(AddressScope(ready.key) for ready in self._endpoint_readies.get(where, ()))
+        ips = set(before.cluster_ips if before is not None else ()) ^ set(after.cluster_ips if after is not None else ())
+        touched.update(AddressScope(ip.packed) for ip in ips)
+        if _names_endpoints(before) != _names_endpoints(after):
+            touched.update(AddressScope(ready.key) for ready in self._endpoint_readies.get(where, ()))
 
     def _reverse_count(self, key: bytes, step: int) -> None:
         """Count a packed address in or out of `_reverse_prefixes` (step 1 or -1)."""
@@ -603,6 +605,11 @@ class ClusterIndex:
     def has_node_branch(self, suffix: str) -> bool:
         """Some Node's dotted name ends in `.<suffix>` (an empty non-terminal under node.)."""
         return suffix in self._node_branches
+
+
+def _names_endpoints(record: ServiceRecord | None) -> bool:
+    """Whether the PTR of this Service's ready endpoints names it (docs/dns-rules.md R14)."""
+    return record is not None and not record.is_external
 
 
 def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> ServiceEndpoints:

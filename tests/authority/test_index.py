@@ -71,8 +71,9 @@ def _packed(text: str) -> bytes:
 
 def test_each_kind_of_event_touches_its_own_scopes() -> None:
     """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service and
-    the addresses it adds or removes, a Service its names and the PTR of its cluster IP and
-    endpoints, a pod its address in its namespace, a Node the node tree, a new /24 the
+    the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
+    takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
+    pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
     reverse prefixes; a Namespace is a change of everything."""
     web = k.service("web", "a", "10.0.0.1")
     ready = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2")], [k.HTTP])
@@ -82,15 +83,20 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     flipped = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2", ready=False)], [k.HTTP])
     index.apply([k.modified(flipped, ready, 11)])
     index.apply([k.modified(k.service("web", "a", "10.0.0.1", ports=[k.port("grpc", 90)]), web, 12)])
+    index.apply([k.modified(k.service("web", "a", external="web.example.test"), web, 12)])
     index.apply([k.modified(k.pod("p", "a", "10.2.0.1", phase="Running"), None, 13)])
+    index.apply([k.modified(k.pod("p", "a", "10.2.0.1", phase="Pending"), None, 13)])  # same address
     index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 14)])
     index.apply([k.modified(k.service("db", "a", "10.9.9.9"), None, 15)])  # a /24 nobody had
     index.apply([k.modified(k.namespace("b"), None, 16)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
         frozenset({web_scope, AddressScope(_packed("10.1.0.2"))}),
-        frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1"))}),
+        frozenset({web_scope}),  # its ports: no PTR changes
+        # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
+        frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),
         frozenset({PodScope("a", _packed("10.2.0.1"))}),
+        frozenset(),
         frozenset({NODES}),
         frozenset({ServiceScope("a", "db"), AddressScope(_packed("10.9.9.9")), REVERSE_PREFIXES}),
         None,
