@@ -134,6 +134,30 @@ def test_kubectl_create_and_delete_namespace(api: Api):
 
 
 @needs_kubectl
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (("deployment", "web", "--image=nginx"), ("error: failed to create deployment: the server could not find "
+         "the requested resource (namespaces/default/deployments)")),
+        (("configmap", "settings", "--from-literal=a=b"), ("error: failed to create configmap: the server could "
+         "not find the requested resource (namespaces/default/configmaps)")),
+    ],
+)
+def test_kubectl_create_of_a_kind_kdns_does_not_serve(api: Api, command, error):
+    """`kubectl create deployment|configmap` send protobuf too, to resources kdns does not serve: 404."""
+    result = api.kubectl("create", *command, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == error
+
+
+@needs_kubectl
+def test_kubectl_create_dry_run_server_stores_nothing(api: Api):
+    """`--dry-run=server` with a protobuf body: the answer names the namespace, nothing is stored."""
+    assert api.kubectl("create", "namespace", "dry", "--dry-run=server", "-o", "name").stdout.strip() == "namespace/dry"
+    assert api.call(lambda store: store.get("Namespace", "", "dry")) is None
+
+
+@needs_kubectl
 def test_kubectl_describe_reads_slices_in_protobuf(api: Api, tmp_path):
     """`kubectl describe service` lists the EndpointSlices with a typed client: kdns answers
     that list in protobuf, and kubectl prints the endpoints from it."""
