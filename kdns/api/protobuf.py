@@ -209,6 +209,7 @@ MESSAGES: Mapping[str, tuple[Field, ...]] = {
 # The kinds with a message, and their lists ({metadata: ListMeta, items}).
 KINDS = ("Namespace", "Service", "Pod", "Node", "EndpointSlice")
 LISTS = {f"{kind}List": kind for kind in KINDS}
+DECODED = (*KINDS, "DeleteOptions")  # the kinds a request body may be
 _PACKAGE = "kdns.k8s"
 
 
@@ -282,7 +283,7 @@ def decode(body: bytes) -> Body:
         raise Malformed("Object 'Kind' is missing in the envelope")
     if envelope.contentEncoding:
         raise Malformed(f'content encoding "{envelope.contentEncoding}" is not supported')
-    name = kind if kind in _FIELDS and kind not in ("Unknown", "TypeMeta") else None
+    name = kind if kind in DECODED else None
     if name is None:
         return Body(api_version, kind, None, [])
     unknown: list[str] = []
@@ -308,7 +309,10 @@ def _to_json(message: Message, name: str, path: str, unknown: list[str]) -> dict
         here = f"{path}.{f.name}" if path else f.name
         converted: Any
         if f.map:
-            converted = {key: _value(f.type, value[key], f"{here}.{key}", unknown) for key in sorted(value)}
+            converted = {
+                _value(STRING, key, here, unknown): _value(f.type, value[key], f"{here}.{key}", unknown)
+                for key in sorted(value)
+            }
         elif f.repeated:
             converted = [_value(f.type, item, f"{here}[{i}]", unknown) for i, item in enumerate(value)]
         else:
@@ -318,16 +322,20 @@ def _to_json(message: Message, name: str, path: str, unknown: list[str]) -> dict
                 continue
         if converted not in (None, "", 0, {}, []):  # (False == 0: a non-pointer false is unset too)
             result[f.name] = converted
-    unknown.extend(
-        f"{path}.<field {item.field_number}>" if path else f"<field {item.field_number}>"
-        for item in _unknown_fields(message)
-        if _carries_something(item.wire_type, item.data)
-    )
+    for item in _unknown_fields(message):
+        if item.field_number in fields:
+            # The parser keeps a known field sent with another wire type aside as unknown.
+            name = fields[item.field_number].name
+            raise Malformed(f"{f'{path}.{name}' if path else name} has the wrong wire type")
+        if _carries_something(item.wire_type, item.data):
+            unknown.append(f"{path}.<field {item.field_number}>" if path else f"<field {item.field_number}>")
     return result
 
 
 def _value(type_name: str, value: Any, path: str, unknown: list[str]) -> Any:
     if type_name in _SCALARS:
+        if type_name == STRING and isinstance(value, bytes):  # (proto2 leaves UTF-8 unchecked)
+            raise Malformed(f"{path} is not valid UTF-8")
         return value
     wrapper = _WRAPPERS.get(type_name)
     if wrapper is not None:
@@ -370,7 +378,7 @@ class _Unrepresentable(Exception):
 def encode(document: Mapping[str, Any], kind: str) -> bytes | None:
     """`document` (an object of `kind`, or a `<kind>List`) as a protobuf body, or None when
     it holds something the messages here have no place for (then answer JSON)."""
-    if kind not in _FIELDS or kind not in (*KINDS, *LISTS):
+    if kind not in KINDS and kind not in LISTS:
         return None
     message = _CLASSES[kind]()
     try:

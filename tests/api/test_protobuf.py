@@ -264,8 +264,12 @@ def test_pod_node_slice_in_protobuf_store_what_json_stores(api: Api, path, docum
         (envelope("v1", "Service", field(2, field(1, b"\x18\xff"))), "the Service is truncated or malformed"),
         (envelope("v1", "", PB_SERVICE), "Object 'Kind' is missing in the envelope"),
         (envelope("v1", "Service", PB_SERVICE, "gzip"), 'content encoding "gzip" is not supported'),
+        (envelope("v1", "Service", field(1, field(11, field(1, "app") + field(2, b"\xff")))),
+         "metadata.labels.app is not valid UTF-8"),
+        (envelope("v1", "Service", field(1, field(1, 7))), "metadata.name has the wrong wire type"),
     ],
-    ids=["wrong-magic", "truncated-envelope-varint", "truncated-port-varint", "no-kind", "gzip"],
+    ids=["wrong-magic", "truncated-envelope-varint", "truncated-port-varint", "no-kind", "gzip",
+         "not-utf8", "wrong-wire-type"],
 )
 def test_malformed_protobuf_is_400_and_stores_nothing(api: Api, body, message):
     before = version(api)
