@@ -72,7 +72,7 @@ def wants_protobuf(request: web.Request) -> bool:
     """Whether the client lists protobuf before any JSON it accepts, as client-go's typed
     clients do (`application/vnd.kubernetes.protobuf,application/json`)."""
     for media, params in media_types(request.headers.get("Accept", "")):
-        if media == protobuf.MEDIA and not params:
+        if media == protobuf.MEDIA and set(params) <= {"q"}:  # (not `as=Table`, not `stream=watch`)
             return True
         if media in (JSON, "*/*", "application/*"):
             return False
