@@ -146,7 +146,8 @@ MESSAGES: Mapping[str, tuple[Field, ...]] = {
     "LoadBalancerIngress": (Field(1, "ip"), Field(2, "hostname"), pointer(3, "ipMode"),
                             many(4, "ports", "PortStatus")),
     "PortStatus": (Field(1, "port", INT32), Field(2, "protocol"), pointer(3, "error")),
-    # --- Pod: what kdns reads; the rest of a container is kept as written, in JSON only --
+    # --- Pod: what kdns reads, and a container's common fields; the rest (probes, volumes,
+    # security contexts...) kdns keeps as written, in JSON only --------------------------
     "Pod": (*_object(), Field(2, "spec", "PodSpec"), Field(3, "status", "PodStatus")),
     "PodSpec": (
         many(2, "containers", "Container"), Field(3, "restartPolicy"),
@@ -160,7 +161,17 @@ MESSAGES: Mapping[str, tuple[Field, ...]] = {
         pointer(30, "enableServiceLinks", BOOL), pointer(31, "preemptionPolicy"),
         mapping(32, "overhead", "Quantity"), pointer(35, "setHostnameAsFQDN", BOOL), pointer(37, "hostUsers", BOOL),
     ),
-    "Container": (Field(1, "name"), Field(2, "image"), many(6, "ports", "ContainerPort")),
+    "Container": (
+        Field(1, "name"), Field(2, "image"), many(3, "command"), many(4, "args"), Field(5, "workingDir"),
+        many(6, "ports", "ContainerPort"), many(7, "env", "EnvVar"), Field(8, "resources", "ResourceRequirements"),
+        many(9, "volumeMounts", "VolumeMount"), Field(13, "terminationMessagePath"), Field(14, "imagePullPolicy"),
+        Field(16, "stdin", BOOL), Field(17, "stdinOnce", BOOL), Field(18, "tty", BOOL),
+        Field(20, "terminationMessagePolicy"), pointer(24, "restartPolicy"),
+    ),
+    "EnvVar": (Field(1, "name"), Field(2, "value")),
+    "ResourceRequirements": (mapping(1, "limits", "Quantity"), mapping(2, "requests", "Quantity")),
+    "VolumeMount": (Field(1, "name"), Field(2, "readOnly", BOOL), Field(3, "mountPath"), Field(4, "subPath"),
+                    pointer(5, "mountPropagation"), Field(6, "subPathExpr")),
     "ContainerPort": (Field(1, "name"), Field(2, "hostPort", INT32), Field(3, "containerPort", INT32),
                       Field(4, "protocol"), Field(5, "hostIP")),
     "PodStatus": (

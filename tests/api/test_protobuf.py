@@ -59,13 +59,23 @@ PB_SERVICE = field(1, field(1, "pb")) + field(2, PB_SPEC)
 # --- kubectl ---------------------------------------------------------------------------------
 
 
-def kubectl_protobuf(api: Api, *args: str) -> tuple[str, str]:
-    """Run kubectl with request and response headers logged (-v=8); its output and the
-    Content-Type of the request it sent and of the answer it read."""
+def kubectl_exchanges(api: Api, *args: str) -> tuple[str, dict[str, tuple[str | None, str | None]]]:
+    """Run kubectl with its headers logged (-v=8): its output, and for each request it
+    made ("POST /api/v1/namespaces"), the Content-Type it sent and the one it read."""
     result = api.kubectl(*args, "-v=8")
-    sent = re.findall(r"Request Headers:\n(?:.*\n)*?.*Content-Type: (\S+)", result.stderr)
-    read = re.findall(r"Response Headers:\n(?:.*\n)*?.*Content-Type: (\S+)", result.stderr)
-    return result.stdout, f"{sent[-1] if sent else None} -> {read[-1] if read else None}"
+    exchanges: dict[str, tuple[str | None, str | None]] = {}
+    request, section, sent = "", "", None
+    for line in result.stderr.splitlines():
+        if found := re.search(r"\] (GET|POST|PUT|PATCH|DELETE) https?://[^/]+(/[^?\s]*)", line):
+            request, section, sent = f"{found[1]} {found[2]}", "", None
+        elif "Request Headers:" in line or "Response Headers:" in line:
+            section = line.split("] ", 1)[1].strip()
+        elif found := re.search(r"\]\s+Content-Type: (\S+)", line):
+            if section == "Request Headers:":
+                sent = found[1]
+            elif section == "Response Headers:":
+                exchanges[request] = (sent, found[1])
+    return result.stdout, exchanges
 
 
 def without_allocations(spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +104,8 @@ def test_kubectl_create_service_speaks_protobuf(api: Api, args, expected):
     """`kubectl create service ...` sends protobuf and reads the created Service back in
     protobuf: what it prints is what `kubectl get -o json` (JSON) shows, and the same
     command's `--dry-run=client` JSON, created beside it, makes the same spec."""
-    printed, wire = kubectl_protobuf(api, "create", "service", *args, "-o", "json")
-    assert wire == f"{PROTOBUF} -> {PROTOBUF}"
+    printed, exchanges = kubectl_exchanges(api, "create", "service", *args, "-o", "json")
+    assert exchanges["POST /api/v1/namespaces/default/services"] == (PROTOBUF, PROTOBUF)
     created = json.loads(printed)
     stored = json.loads(api.kubectl("get", "service", "api", "-o", "json").stdout)
     # (kubectl's typed Service always has a status, as Go's structs do)
@@ -122,8 +132,8 @@ def test_kubectl_create_service_speaks_protobuf(api: Api, args, expected):
 def test_kubectl_create_and_delete_namespace(api: Api):
     """`kubectl create namespace` (protobuf both ways) creates it; `-o yaml` of the answer
     is what `get -o yaml` shows; `kubectl delete` removes it."""
-    printed, wire = kubectl_protobuf(api, "create", "namespace", "blue", "-o", "yaml")
-    assert wire == f"{PROTOBUF} -> {PROTOBUF}"
+    printed, exchanges = kubectl_exchanges(api, "create", "namespace", "blue", "-o", "yaml")
+    assert exchanges["POST /api/v1/namespaces"] == (PROTOBUF, PROTOBUF)
     # (kubectl's typed Namespace always has a spec, as Go's structs do)
     assert printed.replace("spec: {}\n", "") == api.kubectl("get", "namespace", "blue", "-o", "yaml").stdout
     assert "  name: blue\n" in printed and "  phase: Active\n" in printed
@@ -158,6 +168,17 @@ def test_kubectl_create_dry_run_server_stores_nothing(api: Api):
 
 
 @needs_kubectl
+def test_kubectl_describe_pod_reads_it_in_protobuf(api: Api):
+    """A pod made by `kubectl run` (JSON) has only fields protobuf.py numbers: `kubectl
+    describe pod` reads it in protobuf and prints its image, args, port and environment."""
+    api.kubectl("run", "box", "--image=busybox", "--env=A=1", "--port=80", "--", "sleep", "1d")
+    described, exchanges = kubectl_exchanges(api, "describe", "pod", "box")
+    assert exchanges["GET /api/v1/namespaces/default/pods/box"] == (None, PROTOBUF)
+    assert re.search(r"Image: +busybox\n +Port: +80/TCP\n.*\n +Args:\n +sleep\n +1d\n +Environment:\n +A: +1\n",
+                     described), described
+
+
+@needs_kubectl
 def test_kubectl_describe_reads_slices_in_protobuf(api: Api, tmp_path):
     """`kubectl describe service` lists the EndpointSlices with a typed client: kdns answers
     that list in protobuf, and kubectl prints the endpoints from it."""
@@ -177,7 +198,7 @@ def test_kubectl_describe_reads_slices_in_protobuf(api: Api, tmp_path):
 
 def test_answers_protobuf_when_preferred_and_json_otherwise(api: Api):
     """Protobuf when the client lists it before JSON; JSON when JSON comes first, and for an
-    object with fields protobuf.py has no number for (a container's `resources`)."""
+    object with fields protobuf.py has no number for (a container's `securityContext`)."""
     api.request("POST", SERVICES, service("web"))
     as_json = api.request("GET", f"{SERVICES}/web").json
     reply = api.request("GET", f"{SERVICES}/web", headers={"Accept": KUBECTL_ACCEPT})
@@ -189,18 +210,22 @@ def test_answers_protobuf_when_preferred_and_json_otherwise(api: Api):
     json_first = api.request("GET", f"{SERVICES}/web", headers={"Accept": "application/json, " + PROTOBUF})
     assert json_first.headers["Content-Type"].startswith("application/json")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-           "spec": {"containers": [{"name": "c", "image": "nginx", "resources": {"limits": {"cpu": "1"}}}]}}
+           "spec": {"containers": [{"name": "c", "image": "nginx", "securityContext": {"runAsUser": 1000}}]}}
     assert api.request("POST", "/api/v1/namespaces/default/pods", pod).status == 201
     kept = api.request("GET", "/api/v1/namespaces/default/pods/p", headers={"Accept": KUBECTL_ACCEPT})
     assert kept.headers["Content-Type"].startswith("application/json")
-    assert kept.json["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "1"}}
+    assert kept.json["spec"]["containers"][0]["securityContext"] == {"runAsUser": 1000}
 
 
 POD = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "db-0", "labels": {"app": "db"}, "annotations": {"team": "data"}},
     "spec": {"hostname": "db-0", "subdomain": "db", "nodeName": "node-1", "enableServiceLinks": False,
-             "containers": [{"name": "db", "image": "postgres", "ports": [{"name": "pg", "containerPort": 5432}]}]},
+             "containers": [{"name": "db", "image": "postgres", "ports": [{"name": "pg", "containerPort": 5432}],
+                             "command": ["postgres"], "args": ["-c", "fsync=off"], "env": [{"name": "PGDATA", "value": "/d"}],
+                             "resources": {"limits": {"memory": "1Gi"}, "requests": {"cpu": "250m"}},
+                             "volumeMounts": [{"name": "data", "mountPath": "/d", "readOnly": True}],
+                             "imagePullPolicy": "IfNotPresent"}]},
     "status": {"phase": "Running", "podIP": "10.244.0.9", "podIPs": [{"ip": "10.244.0.9"}],
                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z"}]},
 }
