@@ -332,6 +332,22 @@ def test_unknown_protobuf_fields_are_unknown_fields(api: Api):
     assert stored["selector"] == {"app": "pb"}
 
 
+def test_update_in_protobuf_keeps_optimistic_concurrency(api: Api):
+    """A PUT in protobuf (client-go's Update) changes the object; a stale resourceVersion is 409."""
+    api.request("POST", SERVICES, service("web"))
+    live = api.request("GET", f"{SERVICES}/web").json
+    live["spec"]["selector"] = {"app": "web", "tier": "front"}
+    body = protobuf.encode(live, "Service")
+    assert body is not None
+    updated = api.request("PUT", f"{SERVICES}/web", body, content_type=PROTOBUF, headers={"Accept": KUBECTL_ACCEPT})
+    assert updated.status == 200 and updated.headers["Content-Type"] == PROTOBUF
+    document = protobuf.decode(updated.body).document
+    assert document is not None and document["spec"]["selector"] == {"app": "web", "tier": "front"}
+    before = version(api)
+    assert_status(api.request("PUT", f"{SERVICES}/web", body, content_type=PROTOBUF), 409, "Conflict")
+    assert version(api) == before
+
+
 def test_delete_options_in_protobuf(api: Api):
     """DeleteOptions in protobuf: preconditions and dryRun as in JSON; another kind is 400."""
     api.request("POST", SERVICES, service("web"))
