@@ -9,8 +9,9 @@ that way first (`Accept: application/vnd.kubernetes.protobuf,application/json`).
 The wire itself is the `protobuf` package's (Google's well-kept implementation); what is
 kdns's own is the schema below: the messages of the fields kdns serves, with the field
 numbers of the Kubernetes API (k8s.io/api v0.32), which are its public wire contract,
-checked against the bytes kubectl v1.32 sends (tests/api/test_protobuf.py). No .proto
-file is compiled: the descriptors are built from `MESSAGES` when the module loads.
+checked against the real kubectl v1.32 (tests/api/test_protobuf.py): the bodies it sends
+(Namespaces, Services) and the answers it reads (those, Pods, Nodes, EndpointSlices). No
+.proto file is compiled: the descriptors are built from `MESSAGES` when the module loads.
 
 Going from a message to the JSON-shaped document the rest of the API reads follows Go's
 encoder, which writes every field that is not a pointer, empty or not: a zero value of such

@@ -178,6 +178,34 @@ def test_kubectl_describe_pod_reads_it_in_protobuf(api: Api):
                      described), described
 
 
+NODE_YAML = """\
+apiVersion: v1
+kind: Node
+metadata: {name: node-7, labels: {zone: a}}
+spec: {podCIDR: 10.244.7.0/24, unschedulable: true}
+status:
+  addresses: [{type: InternalIP, address: 192.0.2.7}]
+  capacity: {cpu: "4", pods: "110"}
+  conditions:
+    - {type: Ready, status: "True", reason: KubeletReady, lastHeartbeatTime: "2026-12-06T22:00:00Z",
+       lastTransitionTime: "2026-12-06T21:00:00Z"}
+"""
+
+
+@needs_kubectl
+def test_kubectl_describe_node_reads_it_in_protobuf(api: Api):
+    """`kubectl describe node` reads the Node in protobuf: its times, quantities and
+    addresses come out as written."""
+    api.kubectl("apply", "-f", "-", input=NODE_YAML)
+    described, exchanges = kubectl_exchanges(api, "describe", "node", "node-7")
+    assert exchanges["GET /api/v1/nodes/node-7"] == (None, PROTOBUF)
+    assert re.search(r"^  Ready +True +Sun, 06 Dec 2026 22:00:00 \+0000 +Sun, 06 Dec 2026 21:00:00 \+0000 +KubeletReady",
+                     described, re.MULTILINE), described
+    assert re.search(r"^  InternalIP: +192\.0\.2\.7$", described, re.MULTILINE)
+    assert re.search(r"^Capacity:\n  cpu: +4\n  pods: +110$", described, re.MULTILINE)
+    assert re.search(r"^Unschedulable: +true$", described, re.MULTILINE)
+
+
 @needs_kubectl
 def test_kubectl_describe_reads_slices_in_protobuf(api: Api, tmp_path):
     """`kubectl describe service` lists the EndpointSlices with a typed client: kdns answers
