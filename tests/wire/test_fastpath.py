@@ -643,7 +643,7 @@ _WATCHED = [
 
 
 def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
-    """With the Router's scopes the cache keeps replies of untouched Services across commits,
+    """With the authority's scopes the cache keeps replies of untouched Services across commits,
     and every reply after each kind of change (slices, a Service, ExternalName targets chased
     in-zone, pods in verified mode, nodes behind nodeport SRV, namespaces, PTR) is what the
     codec writes fresh."""
