@@ -206,9 +206,12 @@ def _managed_fields(metadata: dict[str, Any], kind: str, old: KubeObject | None)
         del metadata["managedFields"]
     elif not given:
         metadata.pop("managedFields", None)
-        stored = old.manifest.get("metadata", {}).get("managedFields") if old is not None else None
+        # (Most objects have none: then the stored document need not be unpacked.)
+        stored = None
+        if old is not None and objects.may_mention(old, "managedFields"):
+            stored = old.manifest.get("metadata", {}).get("managedFields")
         if stored:
-            metadata["managedFields"] = manifests.copy_tree(stored)
+            metadata["managedFields"] = stored  # a fresh copy: unpacked just now
     elif not isinstance(given, list) or not all(isinstance(entry, dict) for entry in given):
         raise Invalid(kind, str(metadata.get("name", "")),
                       [invalid("metadata.managedFields", given, "must be a list of ManagedFieldsEntry objects")])

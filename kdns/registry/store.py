@@ -780,7 +780,8 @@ class Transaction:
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
         new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind, fields=fields)
-        if old is not None and _same_content(new.manifest, old.manifest):
+        # An owned `doc` is what admission made of it, so new's document: not unpacked again.
+        if old is not None and _same_content(doc if owned else new.manifest, old.manifest):
             return old
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
