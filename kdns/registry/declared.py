@@ -73,15 +73,19 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
     """In `txn`: apply `documents` (marked) and prune the objects applied from manifests
     earlier that they no longer declare. A refusal raises (and the transaction changes
     nothing)."""
-    # Looked for before the apply: on a first start nothing was applied from a manifest
-    # yet, and the 100,000 documents of a big cluster need no keys.
-    earlier = [obj for kind in API_VERSIONS for obj in txn.list(kind) if source_of(obj) is not None]
-    # Before the apply: with `owned`, it empties each body.
-    declared = {key_parts(document.body) for document in documents} if earlier else set()
+    # Looked for before the apply (which changes the objects, and with `owned` empties
+    # each body): on a first start nothing was applied from a manifest yet, and the
+    # 100,000 documents of a big cluster need no keys. Otherwise only the objects these
+    # documents do not declare are read for their source (unpacked), not all of them.
+    present = [obj for kind in API_VERSIONS for obj in txn.list(kind)]
+    gone = []
+    if any(source_of(obj) is not None for obj in present):
+        declared = _keys(documents)
+        gone = [obj for obj in present if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared
+                and source_of(obj) is not None]
     txn.apply_documents(documents, owned=owned)
     pruned = []
-    if earlier:
-        gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
+    if gone:
         # Namespaces last: deleting one deletes what is in it.
         gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)
         for obj in gone:
@@ -91,6 +95,18 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
                 continue
             pruned.append((obj.kind, obj.meta.namespace, obj.meta.name))
     return Applied(len(documents), tuple(pruned))
+
+
+def _keys(documents: Sequence[Document]) -> set[tuple[str, str, str]]:
+    """The (kind, namespace, name) each document declares; one that has none is left out
+    here, and refused, with its file and document, when it is applied."""
+    keys = set()
+    for document in documents:
+        try:
+            keys.add(key_parts(document.body))
+        except RegistryError:
+            continue
+    return keys
 
 
 def check(
