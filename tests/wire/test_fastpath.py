@@ -78,6 +78,10 @@ class Authority:
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         return self.index.on_change(listener)
 
+    @property
+    def serial(self) -> int:
+        return self.index.serial
+
     def recursion_allowed(self, client: str | None) -> bool:
         return False
 
@@ -97,6 +101,7 @@ class Fixed:
         self.calls = 0
         self.allowed = allowed
         self.listeners: list[ChangeListener] = []
+        self.serial = 0  # its answers show no SOA of a kdns zone
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         self.listeners.append(listener)
