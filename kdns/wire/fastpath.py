@@ -73,7 +73,7 @@ MAX_CLIENTS = 4096
 
 _OPT_TYPE = b"\x00\x29"
 _HEADER = 12
-_SERIAL = struct.Struct("!I")
+_write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
 # The entry for one question: the reply after its ID, with the question's name in lower
 # case; the request size the key was made from (it pins the OPT record's length); its
@@ -249,7 +249,7 @@ class AnswerCache:
             return None
         counter[0] += 1
         if serial_at:
-            _SERIAL.pack_into(body, serial_at, self.serial)
+            _write_serial(body, serial_at, self.serial)
         return data[:2] + body
 
     def _folded(self, data: bytes, end: int, client: str | None) -> bytes | None:
@@ -269,7 +269,7 @@ class AnswerCache:
             return None
         counter[0] += 1
         if serial_at:
-            _SERIAL.pack_into(body, serial_at, self.serial)
+            _write_serial(body, serial_at, self.serial)
         return b"".join((data[:2], body[: _HEADER - 2], name, body[end - 2 :]))
 
     def _within(self, limits: _Limits, name: bytes, client: str | None) -> bool:
