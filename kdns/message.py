@@ -143,7 +143,7 @@ class Reusable(Protocol):
     @property
     def serial(self) -> int:
         """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), which the wire
-        layer writes into a kept negative answer (kdns/reuse.py `Shared.serial`)."""
+        layer writes into a kept negative answer (kdns/reuse.py `Shared.shows_serial`)."""
         ...
 
     def recursion_allowed(self, client: str | None) -> bool:

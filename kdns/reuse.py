@@ -100,14 +100,14 @@ class Private:
 class Shared:
     """The same for every asker until a change touches one of `scope` (None: any change).
 
-    `serial`: the answer ends in the SOA of a kdns zone (a negative answer), which shows
+    `shows_serial`: the answer ends in the SOA of a kdns zone (a negative answer), which shows
     the zone's current serial (docs/dns-rules.md R19): a commit that touches nothing in
     `scope` still moves it, so the wire layer writes the current one into the kept reply
     each time it sends it again.
     """
 
     scope: frozenset[Scope] | None = None
-    serial: bool = False
+    shows_serial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,5 +145,5 @@ def combined(first: Reuse, second: Reuse) -> Reuse:
         case (_, Forwarded()):
             return second
         case (Shared(scope), Shared(other)) if scope is not None and other is not None:
-            return Shared(scope | other, second.serial)
+            return Shared(scope | other, second.shows_serial)
     return SHARED

@@ -202,7 +202,7 @@ def _negative(
 ) -> Answer:
     """NXDOMAIN or NODATA, with the zone's SOA (R19). Kept until a commit touches what it
     read; the serial, which every commit moves, the wire layer writes as it sends it
-    (kdns/reuse.py `Shared.serial`)."""
+    (kdns/reuse.py `Shared.shows_serial`)."""
     soa = soa_record(owner, zone, index, settings)
     return Answer(
         rcode=rcode,
@@ -211,7 +211,7 @@ def _negative(
         authoritative=True,
         errors=errors,
         source="cluster",
-        reuse=Shared(frozenset(reads), serial=True),
+        reuse=Shared(frozenset(reads), shows_serial=True),
     )
 
 

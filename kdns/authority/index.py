@@ -317,7 +317,7 @@ class ClusterIndex:
     def advance(self, version: int) -> None:
         """Take `version` as the serial with nothing changed (a follower's empty list):
         nothing changes but the serial the SOA shows (a kept negative answer is sent
-        with the new one, kdns/reuse.py `Shared.serial`)."""
+        with the new one, kdns/reuse.py `Shared.shows_serial`)."""
         self.serial = version
         self._changed(frozenset())
 

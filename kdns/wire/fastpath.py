@@ -45,7 +45,7 @@ naming the zone as asked — is kept for that spelling only.
 
 Serial. A negative answer of a kdns zone ends in the zone's SOA, whose serial is the
 registry's latest version (docs/dns-rules.md R19), moved by every commit, even one that
-touches nothing the answer read and so keeps its reply. Such a reply (`Shared.serial`)
+touches nothing the answer read and so keeps its reply. Such a reply (`Shared.shows_serial`)
 is kept with where its serial is, and the handler's current serial (`Reusable.serial`,
 read at each change) is written there as it is sent: one `pack_into`, so the bytes are
 what the codec would write now.
@@ -292,10 +292,10 @@ class AnswerCache:
             return False  # (SERVFAIL: also what an answer that would not pack became)
         serial_at = 0
         match answer.reuse:
-            case Shared(scope, serial):
+            case Shared(scope, shows_serial):
                 expires = None
                 forwarded = False
-                if serial and (at := soa_serial_at(reply)):
+                if shows_serial and (at := soa_serial_at(reply)):
                     serial_at = at - 2  # in the body, which starts after the ID
             case Forwarded(seconds):
                 if not self._may_recurse(query.client):
