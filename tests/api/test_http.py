@@ -78,8 +78,42 @@ def test_openapi_v3_declares_server_side_field_validation(api: Api):
     # Endpoints and Events are read-only: their documents offer get and list only.
     assert set(document["paths"]["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"parameters", "get"}
     assert set(document["paths"]["/api/v1/namespaces/{namespace}/events"]) == {"parameters", "get"}
-    # OpenAPI v2 is not served: kubectl, finding v3, never needs it.
-    assert_status(api.request("GET", "/openapi/v2"), 404, "NotFound")
+
+
+def test_openapi_v2_is_the_v3_documents_in_swagger_form(api: Api):
+    """/openapi/v2 holds every v3 path and schema, in JSON or in kubectl's protobuf; the
+    objects that keep unknown fields are published without properties (kubectl's v2
+    validator would otherwise refuse the fields kdns does not spell out)."""
+    v2 = api.request("GET", "/openapi/v2", headers={"Accept": "application/json"})
+    assert v2.headers["Content-Type"] == "application/json"
+    assert v2.json["swagger"] == "2.0"
+    index = api.request("GET", "/openapi/v3").json["paths"]
+    v3 = [api.request("GET", entry["serverRelativeURL"]).json for entry in index.values()]
+    assert set(v2.json["paths"]) == {path for doc in v3 for path in doc["paths"]}
+    assert set(v2.json["definitions"]) == {name for doc in v3 for name in doc["components"]["schemas"]}
+    definitions = v2.json["definitions"]
+    assert definitions["io.k8s.api.core.v1.Service"]["x-kubernetes-group-version-kind"] == [
+        {"group": "", "version": "v1", "kind": "Service"}
+    ]
+    assert definitions["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]["items"] == {
+        "$ref": "#/definitions/io.k8s.api.core.v1.ServicePort"
+    }
+    container = definitions["io.k8s.api.core.v1.Container"]
+    assert container == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    patch = v2.json["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"]
+    assert patch["parameters"][0] == {
+        "name": "body", "in": "body", "required": True,
+        "schema": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"},
+    }
+    assert {"name": "fieldValidation", "in": "query", "type": "string"}.items() <= next(
+        p for p in patch["parameters"] if p["name"] == "fieldValidation"
+    ).items()
+    protobuf = api.request(
+        "GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+    )
+    assert protobuf.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    # Field 1 of gnostic's Document, `swagger`: tag 0x0a, length 3, "2.0".
+    assert protobuf.body.startswith(b"\x0a\x032.0")
 
 
 # --- reads and writes --------------------------------------------------------------------

@@ -208,23 +208,34 @@ items:
   metadata: {name: listed}
   spec: {ports: [{port: 80}]}
 """
+# Fields kdns's schema leaves open (a container's command, resources) pass kubectl's check.
+POD_ITEM = """\
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: listed}
+  spec:
+    restartPolicy: Always
+    containers: [{name: c, image: nginx, command: [sh], resources: {limits: {cpu: 1}}}]
+"""
 
 
-def test_apply_of_a_list_needs_openapi_v2(api: Api, tmp_path):
-    """`kubectl apply -f` of a `kind: List` validates the List client-side with /openapi/v2,
-    which kdns does not serve; with `--validate=warn` kubectl skips that, and kdns validates
-    each item itself (unknown fields become warnings)."""
+def test_apply_of_a_list_is_validated_with_openapi_v2(api: Api, tmp_path):
+    """`kubectl apply -f` of a `kind: List` validates the List client-side with /openapi/v2
+    (protobuf): kdns's schemas there make a correct List apply and an unknown field refused
+    as a cluster refuses it; `--validate=warn` skips kubectl's check, and kdns reports it."""
     listed = tmp_path / "list.yaml"
-    listed.write_text(LIST)
-    refused = api.kubectl("apply", "-f", str(listed), check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == (
-        f'error: error validating "{listed}": error validating data: the server could not find the requested '
-        "resource; if you choose to ignore these errors, turn validation off with --validate=false"
-    )
-    assert api.kubectl("apply", "--validate=warn", "-f", str(listed)).stdout.strip() == "service/listed created"
+    listed.write_text(LIST + POD_ITEM)
+    assert api.kubectl("apply", "-f", str(listed)).stdout.splitlines() == ["service/listed created", "pod/listed created"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(LIST.replace("name: listed", "name: other").replace("{port: 80}]}", "{port: 80}], bogus: 1}"))
+    refused = api.kubectl("apply", "-f", str(bad), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'error: error validating "{bad}": error validating data: ValidationError(Service.spec): unknown field '
+        '"bogus" in io.k8s.api.core.v1.ServiceSpec; if you choose to ignore these errors, turn validation off '
+        "with --validate=false"
+    )
+    assert api.call(lambda store: store.get("Service", "default", "other")) is None
     warned = api.kubectl("apply", "--validate=warn", "-f", str(bad))
     # kubectl logs that it skips its own validation; kdns's Warn validation reports the field.
     assert warned.stdout.strip() == "service/other created"
