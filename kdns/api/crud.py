@@ -12,12 +12,12 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from kdns.api import endpoints, ownership, paging, patch, status, tables
+from kdns.api import endpoints, leases, ownership, paging, patch, status, tables
 from kdns.api.context import BACKEND, CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
@@ -41,7 +41,7 @@ from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
 from kdns.registry import schema
-from kdns.registry.events import field_matcher
+from kdns.registry.events import METADATA_FIELDS, field_matcher
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import SERVICE
 
@@ -93,15 +93,18 @@ def list_objects(request: web.Request, target: Target) -> web.Response:
 
 def derived(request: web.Request, target: Target) -> web.Response:
     """GET and LIST of what is made when read: Endpoints from the EndpointSlices
-    (endpoints.py), Events from the event log (registry/events.py)."""
+    (endpoints.py), node Leases from the Nodes (leases.py), Events from the event log
+    (registry/events.py)."""
     if request.method != "GET" or target.watch_path or flag(request, "watch") or target.subresource:
         raise status.method_not_allowed(request.method)
     if target.resource.kind == endpoints.ENDPOINTS:
         # An Endpoints object has its Service's name, namespace and labels: select Services.
         selector = selector_of(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
         docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    elif target.resource.kind == leases.LEASE:
+        docs = _selected(request, target, leases.listed(request.app[STORE], target.namespace), METADATA_FIELDS)
     else:
-        docs = _events(request, target)
+        docs = _selected(request, target, request.app[EVENTS].events(target.namespace))
     if target.name is not None:
         if not docs:
             raise status.not_found(target.resource.group_resource, target.name)
@@ -115,20 +118,25 @@ def derived(request: web.Request, target: Target) -> web.Response:
         )
         return json_response(body)
     return json_response(
-        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+        {"kind": target.resource.list_kind, "apiVersion": target.resource.group_version, "metadata": {"resourceVersion": version}, "items": docs}
     )
 
 
-def _events(request: web.Request, target: Target) -> list[dict[str, Any]]:
+def _selected(
+    request: web.Request, target: Target, docs: list[dict[str, Any]],
+    selectable: Mapping[str, Callable[[Mapping[str, Any]], str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The `docs` the request's name, labelSelector and fieldSelector (over `selectable`,
+    default an Event's fields) take."""
     try:
         labels = parse_label_selector(request.query.get("labelSelector", ""))
-        fields = field_matcher(request.query.get("fieldSelector", ""))
+        fields = field_matcher(request.query.get("fieldSelector", ""), selectable)
     except (SelectorError, ValueError) as exc:
         raise status.bad_request(str(exc)) from None
     return [
-        event for event in request.app[EVENTS].events(target.namespace)
-        if fields(event) and (target.name is None or event["metadata"]["name"] == target.name)
-        and all(r.matches(event["metadata"].get("labels") or {}) for r in labels)
+        doc for doc in docs
+        if fields(doc) and (target.name is None or doc["metadata"]["name"] == target.name)
+        and all(r.matches(doc["metadata"].get("labels") or {}) for r in labels)
     ]
 
 

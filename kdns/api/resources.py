@@ -27,7 +27,8 @@ class Resource:
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = VERBS
-    # Made from other objects when read (Endpoints, from EndpointSlices), not stored.
+    # Made from other objects when read (Endpoints from EndpointSlices, node Leases from
+    # Nodes), not stored.
     derived: bool = False
 
     @property
@@ -54,6 +55,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(objects.ENDPOINT_SLICE, "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True),
     Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",), verbs=("get", "list"), derived=True),
     Resource("Event", "events", "event", "", "v1", True, ("ev",), verbs=("get", "list"), derived=True),
+    Resource("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, verbs=("get", "list"), derived=True),
 )
 
 BY_KIND = {r.kind: r for r in RESOURCES}

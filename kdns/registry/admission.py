@@ -130,6 +130,8 @@ def admit(
             context.cluster_ips.rollback(savepoints[0])
             context.node_ports.rollback(savepoints[1])
             raise
+    if kind == objects.NODE and not restore:
+        _node_ready(body, old, context.clock())
     if (
         kind == objects.ENDPOINT_SLICE
         and old is not None
@@ -321,6 +323,63 @@ _DEFAULTS: Mapping[str, Callable[[dict[str, Any]], None]] = {
     objects.NODE: lambda body: None,
     objects.ENDPOINT_SLICE: _endpoint_slice_defaults,
 }
+
+
+# --- Nodes: the Ready condition ----------------------------------------------------------------
+
+# The reasons of the Ready condition kdns sets; any other Ready condition is a writer's own
+# (a kubelet's, followed from a cluster, or a hand-written status) and is kept as written.
+NODE_READY_REASONS = ("KdnsNodeAddressKnown", "KdnsNoInternalIP")
+
+
+def _ready_condition(status: Any) -> dict[str, Any] | None:
+    for condition in _dicts(status.get("conditions")) if isinstance(status, dict) else ():
+        if condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def _internal_ips(status: Any) -> list[str]:
+    addresses = _dicts(status.get("addresses")) if isinstance(status, dict) else []
+    return [str(a.get("address")) for a in addresses if a.get("type") == "InternalIP" and a.get("address")]
+
+
+def _node_ready(body: dict[str, Any], old: KubeObject | None, now: float) -> None:
+    """Give a Node the Ready condition of what kdns does with it, unless its writer gave one.
+
+    kdns runs no kubelet and never contacts a node: what it knows is whether the node has an
+    InternalIP, the address its `<node>.node.<zone>` and NodePort SRV answers give. That is
+    Ready "True"; a node without one is "False" (it is left out of those answers). Nothing
+    heartbeats, so lastHeartbeatTime is when kdns last set the condition's status, as is
+    lastTransitionTime; a write that leaves the status as it was keeps both.
+    """
+    status = body.get("status")
+    if status is None:
+        status = body["status"] = {}
+    if not isinstance(status, dict):
+        return  # validation reports it
+    given = _ready_condition(status)
+    if given is not None and given.get("reason") not in NODE_READY_REASONS:
+        return
+    ips = _internal_ips(status)
+    if ips:
+        ready, reason = "True", NODE_READY_REASONS[0]
+        message = (f"kdns runs no kubelet: the node is Ready as declared; DNS answers give its InternalIP "
+                   f"{', '.join(ips)}")
+    else:
+        ready, reason = "False", NODE_READY_REASONS[1]
+        message = "kdns runs no kubelet, and the node has no InternalIP: DNS answers leave it out"
+    before = _ready_condition(old.manifest.get("status")) if old is not None else None
+    if before is not None and before.get("status") == ready and before.get("reason") == reason:
+        since = before.get("lastTransitionTime") or timestamp(now)
+    else:
+        since = timestamp(now)
+    condition = {
+        "type": "Ready", "status": ready, "lastHeartbeatTime": since, "lastTransitionTime": since,
+        "reason": reason, "message": message,
+    }
+    conditions = [c for c in _dicts(status.get("conditions")) if c.get("type") != "Ready"]
+    status["conditions"] = [*conditions, condition]
 
 
 # --- Services: IP families, cluster IPs, node ports ------------------------------------------

@@ -99,10 +99,14 @@ def _involved(name: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda event: str(event["involvedObject"].get(name, ""))
 
 
-# kube-apiserver's selectable fields of an Event (pkg/registry/core/event/strategy.go).
-_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+# What every kind's objects can be selected by.
+METADATA_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "metadata.name": lambda e: e["metadata"]["name"],
     "metadata.namespace": lambda e: e["metadata"]["namespace"],
+}
+# kube-apiserver's selectable fields of an Event (pkg/registry/core/event/strategy.go).
+_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+    **METADATA_FIELDS,
     **{
         f"involvedObject.{name}": _involved(name)
         for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
@@ -114,9 +118,13 @@ _FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
 }
 
 
-def field_matcher(text: str) -> Callable[[Mapping[str, Any]], bool]:
-    """A fieldSelector over Events (`involvedObject.name=web-1,type!=Normal`); ValueError
-    names a field an Event cannot be selected by."""
+def field_matcher(
+    text: str, fields: Mapping[str, Callable[[Mapping[str, Any]], str]] | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A fieldSelector over Events (`involvedObject.name=web-1,type!=Normal`), or over other
+    documents made when read by `fields` (METADATA_FIELDS); ValueError names a field they
+    cannot be selected by."""
+    fields = _FIELDS if fields is None else fields
     terms = []
     for clause in filter(None, (part.strip() for part in text.split(","))):
         for operator in ("!=", "==", "="):
@@ -125,7 +133,7 @@ def field_matcher(text: str) -> Callable[[Mapping[str, Any]], bool]:
                 break
         else:
             raise ValueError(f"invalid selector: {text!r}; can't understand {clause!r}")
-        read = _FIELDS.get(field.strip())
+        read = fields.get(field.strip())
         if read is None:
             raise ValueError(f"field label not supported: {field.strip()}")
         terms.append((read, value.strip(), operator != "!="))

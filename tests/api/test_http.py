@@ -48,7 +48,8 @@ def test_discovery_legacy_and_aggregated(api: Api):
     accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
     aggregated = api.request("GET", "/apis", headers={"Accept": accept})
     assert aggregated.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-    [group] = aggregated.json["items"]
+    group, leases = aggregated.json["items"]
+    assert leases["metadata"]["name"] == "coordination.k8s.io"
     assert group["metadata"]["name"] == "discovery.k8s.io"
     assert group["versions"][0]["resources"][0]["scope"] == "Namespaced"
     assert api.request("GET", "/version").json["gitVersion"].startswith("v1.32.0")
@@ -57,7 +58,7 @@ def test_discovery_legacy_and_aggregated(api: Api):
 def test_openapi_v3_declares_server_side_field_validation(api: Api):
     """/openapi/v3 indexes one document per group-version whose PATCH operations take fieldValidation."""
     index = api.request("GET", "/openapi/v3").json["paths"]
-    assert set(index) == {"api/v1", "apis/discovery.k8s.io/v1"}
+    assert set(index) == {"api/v1", "apis/discovery.k8s.io/v1", "apis/coordination.k8s.io/v1"}
     document = api.request("GET", index["api/v1"]["serverRelativeURL"]).json
     patch = document["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"]
     assert patch["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "Service"}

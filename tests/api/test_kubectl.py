@@ -179,7 +179,49 @@ def test_nodes_and_explain_free_discovery(api: Api):
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
     assert {line.split()[0] for line in resources.splitlines()} == {
-        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events"}
+        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events", "leases"}
+
+
+def test_nodes_are_ready_as_kdns_knows_them(api: Api):
+    """A Node kdns has an InternalIP for is Ready (kdns's own condition: it runs no kubelet),
+    one without is NotReady; a writer's own Ready condition is kept. `describe node` finds
+    the node's Lease in kube-node-lease, renewed when the condition was set."""
+    for name, address in (("edge", "10.0.0.21"), ("bare", None)):
+        status = {"addresses": [{"type": "InternalIP", "address": address}]} if address else {}
+        api.kubectl("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status}))
+    rows = {row["NAME"]: row for row in columns(api.kubectl("get", "nodes", "-o", "wide").stdout)}
+    assert (rows["edge"]["STATUS"], rows["edge"]["INTERNAL-IP"]) == ("Ready", "10.0.0.21")
+    assert (rows["bare"]["STATUS"], rows["bare"]["INTERNAL-IP"]) == ("NotReady", "<none>")
+    [ready] = json.loads(api.kubectl("get", "node", "edge", "-o", "json").stdout)["status"]["conditions"]
+    assert {k: ready[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "Ready", "status": "True", "reason": "KdnsNodeAddressKnown",
+        "message": "kdns runs no kubelet: the node is Ready as declared; DNS answers give its InternalIP 10.0.0.21",
+    }
+    assert ready["lastHeartbeatTime"] == ready["lastTransitionTime"]
+    described = api.kubectl("describe", "node", "edge").stdout
+    assert "Failed to get lease" not in described
+    lease = described[described.index("Lease:"):described.index("Conditions:")].splitlines()
+    assert [line.split(":", 1)[0].strip() for line in lease[1:]] == ["HolderIdentity", "AcquireTime", "RenewTime"]
+    assert lease[1].split() == ["HolderIdentity:", "edge"] and lease[2].split() == ["AcquireTime:", "<unset>"]
+    assert "  Ready   True " in described and "KdnsNodeAddressKnown" in described
+    bare = json.loads(api.kubectl("get", "node", "bare", "-o", "json").stdout)["status"]["conditions"][0]
+    assert (bare["status"], bare["reason"], bare["message"]) == (
+        "False", "KdnsNoInternalIP", "kdns runs no kubelet, and the node has no InternalIP: DNS answers leave it out")
+    leases = columns(api.kubectl("get", "leases", "-n", "kube-node-lease").stdout)
+    assert [(row["NAME"], row["HOLDER"]) for row in leases] == [("bare", "bare"), ("edge", "edge")]
+    lease_doc = json.loads(api.kubectl("get", "lease", "-n", "kube-node-lease", "edge", "-o", "json").stdout)
+    assert lease_doc["spec"] == {"holderIdentity": "edge", "leaseDurationSeconds": 40,
+                                 "renewTime": ready["lastHeartbeatTime"].replace("Z", ".000000Z")}
+    assert lease_doc["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    refused = api.kubectl("delete", "lease", "-n", "kube-node-lease", "edge", check=False)
+    assert refused.stderr.strip() == (
+        "Error from server (MethodNotAllowed): the server does not allow this method on the requested resource (DELETE)"
+    )
+    # An update that leaves the address as it was keeps the condition and its times.
+    api.kubectl("label", "node", "edge", "tier=edge")
+    again = json.loads(api.kubectl("get", "node", "edge", "-o", "json").stdout)["status"]["conditions"][0]
+    assert again == ready
 
 
 def test_explain_reads_kdns_schemas(api: Api):
