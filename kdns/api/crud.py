@@ -37,6 +37,7 @@ from kdns.api.encoding import (
     wants_table,
 )
 from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
+from kdns.api.resources import UNSERVED
 from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
@@ -53,6 +54,17 @@ def get(request: web.Request, target: Target) -> web.Response:
     if obj is None:
         raise status.not_found(target.resource.group_resource, target.name)
     return render(request, target.resource, obj)
+
+
+def unserved(request: web.Request, target: Target) -> web.Response:
+    """A subresource kdns cannot serve (resources.UNSERVED): 404 when the object is not
+    there, as kube-apiserver looks the object up first, else 501 saying why."""
+    assert target.name is not None and target.subresource is not None
+    resource = target.resource
+    if request.app[STORE].get(resource.kind, target.namespace or "", target.name) is None:
+        raise status.not_found(resource.group_resource, target.name)
+    why = UNSERVED[(resource.plural, target.subresource)]
+    raise status.not_implemented(f"{resource.plural}/{target.subresource} is not served: {why}")
 
 
 def list_objects(request: web.Request, target: Target) -> web.Response:

@@ -149,6 +149,8 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     method = request.method
     if target.resource.derived:
         return crud.derived(request, target)
+    if target.subresource is not None and target.subresource not in target.resource.subresources:
+        return crud.unserved(request, target)
     if target.name is None:
         if method == "GET":
             if target.watch_path or flag(request, "watch"):

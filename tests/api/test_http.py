@@ -383,3 +383,26 @@ def test_422_invalid(api: Api):
     failing = [{"op": "test", "path": "/spec/type", "value": "NodePort"}, {"op": "add", "path": "/metadata/labels/x", "value": "1"}]
     assert_status(api.request("PATCH", f"{SERVICES}/web", failing, content_type="application/json-patch+json"), 422, "Invalid")
     assert version(api) == before
+
+
+def test_subresources_that_need_containers_are_501(api: Api):
+    """pods/log, exec, attach, portforward and the proxies need what kdns does not run: 501
+    NotImplemented saying so, for any method; 404 first when the object is not there, and
+    404 for a subresource the API server does not have either."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+    api.request("POST", "/api/v1/nodes", node)
+    assert_status(
+        api.request("GET", "/api/v1/nodes/n1/proxy/metrics/cadvisor"), 501, "NotImplemented",
+        "nodes/proxy is not served: kdns runs no kubelet to proxy HTTP to",
+    )
+    assert_status(api.request("POST", "/api/v1/nodes/n2/proxy"), 404, "NotFound", 'nodes "n2" not found')
+    api.request("POST", SERVICES, service("web"))
+    assert_status(
+        api.request("DELETE", f"{SERVICES}/web/proxy/"), 501, "NotImplemented",
+        "services/proxy is not served: kdns's API proxies no HTTP to services; connect to the ClusterIP "
+        "(kdns serve --proxy)",
+    )
+    assert_status(
+        api.request("GET", f"{SERVICES}/web/log"), 404, "NotFound",
+        "the server could not find the requested resource (namespaces/default/services/web/log)",
+    )

@@ -319,20 +319,27 @@ def test_run_creates_a_pod(api: Api):
 @pytest.mark.parametrize(
     ("command", "error"),
     [
-        (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
-         "(namespaces/default/pods/web-1/log)")),
-        (("exec", "web-1", "--", "ls"), ("Error from server (NotFound): the server could not find the requested "
-         "resource (namespaces/default/pods/web-1/exec)")),
-        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: the server could not "
-         "find the requested resource (namespaces/default/pods/web-1/portforward)")),
+        (("logs", "web-1"), ("Error from server (NotImplemented): pods/log is not served: kdns runs no containers, "
+         "so a pod has no logs to read")),
+        (("logs", "gone"), 'error: error from server (NotFound): pods "gone" not found in namespace "default"'),
+        (("exec", "web-1", "--", "ls"), ("Error from server (NotImplemented): pods/exec is not served: kdns runs no "
+         "containers, so there is none to run a command in")),
+        (("attach", "web-1"), ("Error from server (NotImplemented): pods/attach is not served: kdns runs no "
+         "containers, so there is none to attach to")),
+        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: pods/portforward is not "
+         "served: kdns runs no containers, so there is no pod port to forward")),
+        (("get", "--raw", "/api/v1/namespaces/default/services/web/proxy/healthz"), (
+         "Error from server (NotImplemented): services/proxy is not served: kdns's API proxies no HTTP to services; "
+         "connect to the ClusterIP (kdns serve --proxy)")),
         (("scale", "deployment", "web", "--replicas=2"), 'error: the server doesn\'t have a resource type "deployment"'),
         (("rollout", "status", "deployment/web"), 'error: the server doesn\'t have a resource type "deployment"'),
 
     ],
 )
 def test_what_kubectl_cannot_do_here(api: Api, tmp_path, command, error):
-    """The commands the README lists as not working, and the error each prints (kdns runs
-    no kubelet and serves no workloads)."""
+    """The commands the README lists as not working, and the error each prints: kdns runs
+    no containers (501 NotImplemented saying so, after a 404 for a pod that is not there)
+    and serves no workloads."""
     manifest = tmp_path / "web.yaml"
     manifest.write_text(SERVICE_AND_PODS)
     api.kubectl("apply", "-f", str(manifest))
