@@ -41,10 +41,10 @@ from kdns.api.resources import UNSERVED
 from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
-from kdns.registry import schema
+from kdns.registry import admission, schema
 from kdns.registry.events import METADATA_FIELDS, field_matcher
 from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import SERVICE
+from kdns.registry.objects import SERVICE, ObjectReference
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -178,16 +178,44 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     return doc
 
 
-async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
+async def _commit(
+    request: web.Request, write: Callable[[Any], Any], *, dry_run: bool, writing: Mapping[str, Any] | None = None
+) -> Any:
     """Run `write(txn)` in one transaction through the backend and return what it
-    returned (the object as stored, with its resource version); a dry run commits nothing."""
-    return await request.app[BACKEND].write(write, dry_run=dry_run)
+    returned (the object as stored, with its resource version); a dry run commits nothing.
+    A Service (`writing`) refused for want of a ClusterIP or NodePort is also said in a
+    Warning Event about it, as a controller says why it could not do its work."""
+    try:
+        return await request.app[BACKEND].write(write, dry_run=dry_run)
+    except (admission.AllocationFailed, admission.RangeExhausted) as exc:
+        if not dry_run and writing is not None:
+            _allocation_event(request, writing, exc)
+        raise
+
+
+# Who says so in the Event (`source.component`), as kube-apiserver's own controllers name themselves.
+EVENT_COMPONENT = "kdns-apiserver"
+
+
+def _allocation_event(request: web.Request, writing: Mapping[str, Any], exc: Exception) -> None:
+    what = admission.allocation_failure(exc)
+    metadata = writing.get("metadata") or {}
+    namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+    if what is None or not name:
+        return
+    # The stored Service, when an update was refused; a reference to the one a refused create named.
+    stored = request.app[STORE].get(SERVICE, namespace, name)
+    involved = stored if stored is not None else ObjectReference(SERVICE, namespace, name)
+    # The causes alone for an Invalid: the Event is about the Service already.
+    causes = exc.causes if isinstance(exc, admission.AllocationFailed) else ()
+    message = "; ".join(f"{path}: {text}" for path, text in causes) or str(exc)
+    request.app[EVENTS].record(involved, "Warning", f"FailedToAllocate{what}", message, component=EVENT_COMPONENT)
 
 
 async def create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await read_document(request, target.resource), target, creating=True)
     dry_run = is_dry_run(request)
-    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result, 201)
 
 
@@ -221,7 +249,7 @@ async def update(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     elif "status" not in doc and "status" in live:
         doc["status"] = live["status"]
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result)
 
 
@@ -262,7 +290,7 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     # A patch applies to what was read: the same version, unless it names one itself.
     doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, resource, result)
 
 
@@ -293,7 +321,7 @@ async def _apply(
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
     if current is None:
         config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
-        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run, writing=config)
         code = 201
     else:
         live = to_manifest(current)
@@ -324,7 +352,7 @@ async def _apply(
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
             merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run, writing=merged)
         code = 200
     return render(request, resource, result, code)
 

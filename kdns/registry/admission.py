@@ -384,6 +384,32 @@ def _node_ready(body: dict[str, Any], old: KubeObject | None, now: float) -> Non
 
 # --- Services: IP families, cluster IPs, node ports ------------------------------------------
 
+CLUSTER_IP = "ClusterIP"
+NODE_PORT = "NodePort"
+
+
+class AllocationFailed(Invalid):
+    """A ClusterIP or NodePort (`what`) the Service asks for is taken or out of range."""
+
+    def __init__(self, what: str, name: str, causes: list[tuple[str, str]]) -> None:
+        super().__init__(objects.SERVICE, name, causes)
+        self.what = what
+
+
+class RangeExhausted(RangeFull):
+    """range is full"""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+def allocation_failure(exc: BaseException) -> str | None:
+    """What could not be allocated (CLUSTER_IP, NODE_PORT) when `exc` is why a write was
+    refused, else None: the API records an Event for these (kdns/api/crud.py)."""
+    return exc.what if isinstance(exc, AllocationFailed | RangeExhausted) else None
+
+
 
 def _service(body: dict[str, Any], old: Service | None, context: Context) -> Service | None:
     """Defaults that depend on the cluster, validation, then the allocation of cluster IPs
@@ -582,7 +608,7 @@ def _allocate_cluster_ips(
         try:
             allocator.reserve(ip)
         except AllocationError as exc:
-            raise Invalid(objects.SERVICE, name, [
+            raise AllocationFailed(CLUSTER_IP, name, [
                 invalid(f"spec.clusterIPs[{i}]", cluster_ips, f"failed to allocate IP {ip}: {exc}")]) from None
     families = spec.get("ipFamilies") or []
     for i in range(len(cluster_ips), len(families)):
@@ -592,7 +618,7 @@ def _allocate_cluster_ips(
             raise Invalid(objects.SERVICE, name, [
                 invalid(f"spec.ipFamilies[{i}]", families[i], "not configured on this cluster")]) from None
         except RangeFull as exc:
-            raise RangeFull(f"failed to allocate a serviceIP: {exc}") from None
+            raise RangeExhausted(CLUSTER_IP, f"failed to allocate a serviceIP: {exc}") from None
     spec["clusterIP"] = cluster_ips[0]
     spec["clusterIPs"] = cluster_ips
     return set(cluster_ips)
@@ -620,7 +646,8 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
             try:
                 allocator.reserve(node_port)
             except AllocationError as exc:
-                raise Invalid(objects.SERVICE, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
+                raise AllocationFailed(
+                    NODE_PORT, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
         used.add(node_port)
         by_number.setdefault(port["port"], node_port)
     wrote = False
@@ -633,7 +660,7 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
                 try:
                     node_port = allocator.allocate()
                 except RangeFull as exc:
-                    raise RangeFull(f"failed to allocate a nodePort: {exc}") from None
+                    raise RangeExhausted(NODE_PORT, f"failed to allocate a nodePort: {exc}") from None
                 by_number[port["port"]] = node_port
             port["nodePort"] = node_port
             used.add(node_port)

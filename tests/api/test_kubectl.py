@@ -435,3 +435,38 @@ def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
     )
     missing = api.kubectl("get", "endpoints", "nothing", check=False)
     assert missing.stderr.strip() == 'Error from server (NotFound): endpoints "nothing" not found'
+
+
+def test_allocation_failures_are_warning_events(api_server):
+    """A Service refused for want of a NodePort or ClusterIP is refused to its writer and
+    said in a Warning Event: on the stored Service for an update (`describe service` shows
+    it), on the name a refused create gave; a dry run records nothing."""
+    api = api_server(store_options={"node_port_range": (30000, 30001), "service_cidrs": ["10.96.0.0/30"]})
+
+    def service(name: str, spec: str) -> str:
+        return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+    api.kubectl("apply", "-f", "-", input=service("a", "{type: NodePort, ports: [{port: 80}]}"))
+    api.kubectl("apply", "-f", "-", input=service("b", "{ports: [{port: 80}]}"))
+    dry = api.kubectl("create", "--dry-run=server", "-f", "-", input=service("c", "{ports: [{port: 80}]}"), check=False)
+    assert dry.stderr.strip() == ('Error from server (BadRequest): error when creating "STDIN": failed to allocate a '
+                                  "serviceIP: range is full: 10.96.0.0/30")
+    assert api.kubectl("get", "events", "-o", "json").stdout.count('"reason"') == 0
+    full = api.kubectl("create", "-f", "-", input=service("c", "{ports: [{port: 80}]}"), check=False)
+    assert full.returncode == 1
+    taken = api.kubectl("patch", "svc", "b", "-p", '{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30000}]}}',
+                        check=False)
+    assert taken.stderr.strip() == ('The Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 30000: '
+                                    "provided port is already allocated")
+    events = {(e["involvedObject"]["name"], e["reason"]): e for e in
+              json.loads(api.kubectl("get", "events", "-o", "json").stdout)["items"]}
+    assert set(events) == {("c", "FailedToAllocateClusterIP"), ("b", "FailedToAllocateNodePort")}
+    refused_create = events["c", "FailedToAllocateClusterIP"]
+    assert (refused_create["type"], refused_create["message"], refused_create["source"]) == (
+        "Warning", "failed to allocate a serviceIP: range is full: 10.96.0.0/30", {"component": "kdns-apiserver"})
+    assert "uid" not in refused_create["involvedObject"]
+    described = api.kubectl("describe", "svc", "b").stdout
+    events_section = described[described.index("Events:"):].splitlines()
+    assert events_section[3].split(None, 4) == [
+        "Warning", "FailedToAllocateNodePort", events_section[3].split()[2], "kdns-apiserver",
+        "spec.ports[0].nodePort: Invalid value: 30000: provided port is already allocated"]
