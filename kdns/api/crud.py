@@ -212,9 +212,34 @@ def _allocation_event(request: web.Request, writing: Mapping[str, Any], exc: Exc
     request.app[EVENTS].record(involved, "Warning", f"FailedToAllocate{what}", message, component=EVENT_COMPONENT)
 
 
+def _now(request: web.Request) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
+
+
+def _record_update(request: web.Request, target: Target, doc: dict[str, Any], live: dict[str, Any] | None) -> None:
+    """Record the write of `doc` over `live` (None: a create) in its managedFields as an
+    Update operation (ownership.updated), over the managedFields the writer sent, if any,
+    else the live ones. `[{}]` clears them all, recording nothing, as the API server does."""
+    metadata = doc["metadata"]
+    given = metadata.get("managedFields")
+    if given == [{}]:
+        return
+    if isinstance(given, list) and given:
+        base = given
+    else:
+        base = (live or {}).get("metadata", {}).get("managedFields") or []
+    resource = target.resource
+    manager = ownership.manager_of(request.query.get("fieldManager"), request.headers.get("User-Agent", ""))
+    metadata["managedFields"] = ownership.updated(
+        base, manager, live, doc, schema.BY_KIND[resource.kind], resource.group_version, _now(request),
+        target.subresource,
+    )
+
+
 async def create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await read_document(request, target.resource), target, creating=True)
     dry_run = is_dry_run(request)
+    _record_update(request, target, doc, None)
     result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result, 201)
 
@@ -249,6 +274,7 @@ async def update(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     elif "status" not in doc and "status" in live:
         doc["status"] = live["status"]
+    _record_update(request, target, doc, live)
     result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result)
 
@@ -290,6 +316,7 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     # A patch applies to what was read: the same version, unless it names one itself.
     doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
+    _record_update(request, target, doc, live)
     result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, resource, result)
 
@@ -318,7 +345,7 @@ async def _apply(
     manager = request.query["fieldManager"]
     kind_schema = schema.BY_KIND[resource.kind]
     fields = ownership.fields_of(config, kind_schema)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
+    now = _now(request)
     if current is None:
         config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
         result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run, writing=config)
@@ -360,10 +387,10 @@ async def _apply(
 def _apply_conflict(found: list[tuple[str, ownership.Path]]) -> ApiError:
     """409 as the API server words an apply's conflicts with other managers."""
     count = f"{len(found)} conflict{'s' if len(found) > 1 else ''}"
-    lines = [f'conflict with "{manager}": {ownership.path_text(path)}' for manager, path in found]
+    lines = [f"conflict with {manager}: {ownership.path_text(path)}" for manager, path in found]
     message = f"Apply failed with {count}: " + (lines[0] if len(lines) == 1 else "\n" + "\n".join(f"- {line}" for line in lines))
     causes = [
-        {"reason": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": ownership.path_text(path)}
+        {"reason": "FieldManagerConflict", "message": f"conflict with {manager}", "field": ownership.path_text(path)}
         for manager, path in found
     ]
     return ApiError(409, "Conflict", message, {"causes": causes})

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import threading
+from typing import Any
 
 import pytest
 
@@ -407,6 +408,41 @@ def test_server_side_apply_owns_fields(api: Api, tmp_path):
     assert live["spec"]["ports"][0]["targetPort"] == 9090
     ci = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "ci")
     assert "f:targetPort" not in ci["fieldsV1"]["f:spec"]["f:ports"]['k:{"port":81}']
+
+
+def managers(api: Api, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    live = json.loads(api.kubectl("get", "svc", name, "-o", "json", "--show-managed-fields").stdout)
+    return {(e["manager"], e["operation"]): e["fieldsV1"] for e in live["metadata"]["managedFields"]}
+
+
+def test_updates_own_fields_and_applies_conflict_with_them(api: Api, tmp_path):
+    """Writes other than apply are Update operations of the manager kubectl names
+    (`kubectl-client-side-apply`, `kubectl-label`, `kubectl-patch`): each owns what it
+    changed, taking it from the others; a server-side apply of another value conflicts
+    with an Update's field as with the API server, and forcing takes it over."""
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text(SSA_SERVICE.replace("PORT", "80").replace("TARGET", "8080"))
+    api.kubectl("apply", "-f", str(manifest))
+    api.kubectl("label", "svc", "owned", "tier=web")
+    api.kubectl("patch", "svc", "owned", "-p", '{"spec":{"ports":[{"port":80,"targetPort":9090}]}}')
+    owners = managers(api, "owned")
+    assert set(owners) == {("kubectl-client-side-apply", "Update"), ("kubectl-label", "Update"),
+                           ("kubectl-patch", "Update")}
+    assert owners["kubectl-label", "Update"] == {"f:metadata": {"f:labels": {"f:tier": {}}}}
+    assert owners["kubectl-patch", "Update"] == {"f:spec": {"f:ports": {'k:{"port":80}': {"f:targetPort": {}}}}}
+    assert "f:targetPort" not in owners["kubectl-client-side-apply", "Update"]["f:spec"]["f:ports"]['k:{"port":80}']
+    refused = ssa(api, tmp_path, "ci", 80, 7070, check=False)
+    assert refused.stderr.startswith(
+        'error: Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .spec.ports[port=80].targetPort\n'
+    )
+    ssa(api, tmp_path, "ci", 80, 7070, "--force-conflicts")
+    owners = managers(api, "owned")
+    assert ("kubectl-patch", "Update") not in owners  # it owned nothing else
+    assert owners["ci", "Apply"]["f:spec"]["f:ports"]['k:{"port":80}']["f:targetPort"] == {}
+    # Without ?fieldManager= the manager is the User-Agent's product.
+    api.request("PATCH", "/api/v1/namespaces/default/services/owned", {"metadata": {"annotations": {"a": "b"}}},
+                content_type="application/merge-patch+json", headers={"User-Agent": "deployer/2.1 (linux)"})
+    assert managers(api, "owned")["deployer", "Update"] == {"f:metadata": {"f:annotations": {"f:a": {}}}}
 
 
 def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
