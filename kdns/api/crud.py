@@ -197,11 +197,12 @@ async def _commit(
 EVENT_COMPONENT = "kdns-apiserver"
 
 
-def _allocation_event(request: web.Request, writing: Mapping[str, Any], exc: Exception) -> None:
-    what = admission.allocation_failure(exc)
+def _allocation_event(
+    request: web.Request, writing: Mapping[str, Any], exc: admission.AllocationFailed | admission.RangeExhausted
+) -> None:
     metadata = writing.get("metadata") or {}
     namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
-    if what is None or not name:
+    if not name:
         return
     # The stored Service, when an update was refused; a reference to the one a refused create named.
     stored = request.app[STORE].get(SERVICE, namespace, name)
@@ -209,7 +210,7 @@ def _allocation_event(request: web.Request, writing: Mapping[str, Any], exc: Exc
     # The causes alone for an Invalid: the Event is about the Service already.
     causes = exc.causes if isinstance(exc, admission.AllocationFailed) else ()
     message = "; ".join(f"{path}: {text}" for path, text in causes) or str(exc)
-    request.app[EVENTS].record(involved, "Warning", f"FailedToAllocate{what}", message, component=EVENT_COMPONENT)
+    request.app[EVENTS].record(involved, "Warning", f"FailedToAllocate{exc.what}", message, component=EVENT_COMPONENT)
 
 
 def _now(request: web.Request) -> str:

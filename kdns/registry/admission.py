@@ -389,7 +389,9 @@ NODE_PORT = "NodePort"
 
 
 class AllocationFailed(Invalid):
-    """A ClusterIP or NodePort (`what`) the Service asks for is taken or out of range."""
+    """A ClusterIP or NodePort (`what`) the Service asks for is taken or out of range. It
+    and RangeExhausted say what could not be allocated: the API records an Event for them
+    (kdns/api/crud.py)."""
 
     def __init__(self, what: str, name: str, causes: list[tuple[str, str]]) -> None:
         super().__init__(objects.SERVICE, name, causes)
@@ -402,12 +404,6 @@ class RangeExhausted(RangeFull):
     def __init__(self, what: str, message: str) -> None:
         super().__init__(message)
         self.what = what
-
-
-def allocation_failure(exc: BaseException) -> str | None:
-    """What could not be allocated (CLUSTER_IP, NODE_PORT) when `exc` is why a write was
-    refused, else None: the API records an Event for these (kdns/api/crud.py)."""
-    return exc.what if isinstance(exc, AllocationFailed | RangeExhausted) else None
 
 
 
