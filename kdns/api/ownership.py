@@ -227,7 +227,7 @@ def updated(
             continue
         theirs = entry.get("fieldsV1")
         paths = set(leaves(dict(theirs))) if isinstance(theirs, Mapping) else set()
-        if (entry.get("manager"), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
+        if (entry.get("manager", ""), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
             manager, UPDATE, api_version, subresource
         ):
             mine = paths
@@ -239,9 +239,11 @@ def updated(
             result.append({**entry, "fieldsV1": _tree(kept)})
     own = (mine - removed) | changed
     if own:
+        # A writer with neither fieldManager nor User-Agent has no name: `manager` is
+        # omitempty in ManagedFieldsEntry, so the entry goes without one.
         entry = {
-            "manager": manager, "operation": UPDATE, "apiVersion": api_version, "time": now,
-            "fieldsType": "FieldsV1", "fieldsV1": _tree(own),
+            **({"manager": manager} if manager else {}), "operation": UPDATE, "apiVersion": api_version,
+            "time": now, "fieldsType": "FieldsV1", "fieldsV1": _tree(own),
         }
         if subresource:
             entry["subresource"] = subresource
