@@ -72,6 +72,7 @@ class Plan:
 
 QUICK = Plan(window_s=3, baseline=2, per_rate=3, after=1, repeats=2)
 DEFAULT = Plan(window_s=3, baseline=3, per_rate=4, after=1, repeats=3)
+PLANS = {"quick": QUICK, "default": DEFAULT}  # by bench/common.py's mode names
 
 
 def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen.Pod], probe: dict[str, Any],
