@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]
     server_cpu, client_cpu, note = cpus()
+    # This harness and its writer thread off kdns's core: unpinned, the writer's HTTP
+    # client took kdns's core when the scheduler put it there.
+    os.sched_setaffinity(0, {int(client_cpu)})
     Path(args.data_parent).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kdns-writes-") as tmp:
         work = Path(tmp)
