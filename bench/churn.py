@@ -93,11 +93,9 @@ def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen
 
         warm: list[float] = []
         for _ in range(WARM_WINDOWS):
-            cost = window()["cpu_us_per_query"] or 0.0
-            if warm and abs(cost - warm[-1]) <= WARM_SETTLED * warm[-1]:
-                warm.append(cost)
+            warm.append(window()["cpu_us_per_query"] or 0.0)
+            if len(warm) > 1 and abs(warm[-1] - warm[-2]) <= WARM_SETTLED * warm[-2]:
                 break
-            warm.append(cost)
         for phase, rate, count in plan.phases():
             writer = None
             if rate:
