@@ -97,7 +97,7 @@ def optional(part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kdns beside Knot DNS: throughput, latency, CPU, memory.")
-    parser.add_argument("--quick", action="store_true", help="short runs (about 5 minutes instead of about 8)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 8 minutes instead of about 13)")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="where results go (default bench/out)")
     parser.add_argument("--seed", type=int, default=1, help="cluster generator seed")
     parser.add_argument("--only", choices=["knot", "kdns"], help="measure one server only")
