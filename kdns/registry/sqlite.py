@@ -8,9 +8,10 @@ while kdns serves, kdns/journal.py's `JournalWriter` hands it the commits' `rows
 thread of its own, several commits to one transaction, so the fsync never holds up the
 event loop, and a write's API reply waits for it.
 
-`load(path)` returns what is stored, for start-up (`Saved`). Each row holds the object twice:
-its Kubernetes document (JSON: what it is, readable by any version of kdns) and the typed
-object as this kdns built it (a pickle, tagged with `object_format()`). A start-up takes
+`load(path)` returns what is stored, for start-up (`Saved`). Each object is stored twice:
+its Kubernetes document (JSON: what it is, readable by any version of kdns) and, in the
+table `typed`, the typed object as this kdns built it (a pickle, tagged with
+`object_format()`). A start-up takes
 the typed objects as they are, without reading, defaulting and validating the document
 again (a registry of 100,000 pods: about 1.5 s instead of 8); a row whose tag is not this
 kdns's (written by another version, or by schema version 1, which had no typed object) is
@@ -24,9 +25,10 @@ The typed objects are unpickled with only the classes of `kdns.registry.objects`
 (`_ObjectUnpickler`), so a file that is not kdns's own cannot make start-up run anything
 else: the file is this kdns's own state, under the lock below, like the document it holds.
 
-The file holds one table of objects keyed by (kind, namespace, name) and the resource
-version of the last batch written; `PRAGMA user_version` is the schema version (1 had no
-typed objects: such a file is upgraded in place when opened).
+The file holds a table of documents and one of typed objects, both keyed by (kind,
+namespace, name), and the resource version of the last batch written; `PRAGMA
+user_version` is the schema version (1 had no typed objects: such a file is upgraded in
+place when opened).
 """
 
 from __future__ import annotations
@@ -69,9 +71,15 @@ CREATE TABLE IF NOT EXISTS objects (
     name TEXT NOT NULL,
     resource_version INTEGER NOT NULL,
     document TEXT NOT NULL,
-    object BLOB,
     PRIMARY KEY (kind, namespace, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS typed (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    object BLOB NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -97,9 +105,7 @@ def _connect(path: Path | str) -> sqlite3.Connection:
             raise StorageError(f"{path}: schema version {version}, this kdns reads {SCHEMA_VERSION}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
-        if version == 1:  # its rows have no typed object: they are restored from their documents
-            db.execute("ALTER TABLE objects ADD COLUMN object BLOB")
+        db.executescript(_SCHEMA)  # (schema 1 had no `typed`: its rows are restored from their documents)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: {exc}") from exc
@@ -177,6 +183,7 @@ class SqliteJournal:
             try:
                 if clear:
                     db.execute("DELETE FROM objects")
+                    db.execute("DELETE FROM typed")
                 for statement, parameters in rows:
                     db.execute(statement, parameters)
                 db.execute(
@@ -193,7 +200,7 @@ class SqliteJournal:
 
     def replace_all(self, objects: Iterable[Any], resource_version: int) -> None:
         """Make the file hold exactly these objects at this resource version."""
-        self._transaction((_upsert(obj) for obj in objects if not _derived(obj)), resource_version, clear=True)
+        self._transaction((row for obj in objects if not _derived(obj) for row in _upsert(obj)), resource_version, clear=True)
 
     def __call__(self, events: Sequence[Event]) -> None:
         """The store listener: one SQLite transaction per committed batch."""
@@ -209,20 +216,27 @@ def rows(events: Sequence[Event]) -> list[Row]:
         if _derived(obj) and (event.old is None or _derived(event.old)):
             continue
         if event.type == DELETED or _derived(obj):
-            found.append(_delete(obj))
+            found.extend(_delete(obj))
         else:
-            found.append(_upsert(obj))
+            found.extend(_upsert(obj))
     return found
 
 
-def _upsert(obj: Any) -> Row:
+def _upsert(obj: Any) -> tuple[Row, Row]:
+    key = (obj.kind, obj.meta.namespace, obj.meta.name)
     document = json.dumps(to_manifest(obj), separators=(",", ":"), sort_keys=True)
     typed = object_format() + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    # Typed objects are in a table of their own, with rowids: a WITHOUT ROWID table keeps
+    # rows over about 1,000 bytes in overflow pages of their own, which made the file
+    # eight times larger (https://www.sqlite.org/withoutrowid.html, section 4).
     return (
-        ("INSERT INTO objects (kind, namespace, name, resource_version, document, object) VALUES (?, ?, ?, ?, ?, ?)"
+        ("INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
          " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
-         " resource_version = excluded.resource_version, document = excluded.document, object = excluded.object"),
-        (obj.kind, obj.meta.namespace, obj.meta.name, obj.meta.resource_version, document, typed),
+         " resource_version = excluded.resource_version, document = excluded.document",
+         (*key, obj.meta.resource_version, document)),
+        ("INSERT INTO typed (kind, namespace, name, object) VALUES (?, ?, ?, ?)"
+         " ON CONFLICT (kind, namespace, name) DO UPDATE SET object = excluded.object",
+         (*key, typed)),
     )
 
 
@@ -264,10 +278,11 @@ class Saved:
         return bool(self.documents)
 
 
-def _delete(obj: Any) -> Row:
+def _delete(obj: Any) -> tuple[Row, Row]:
+    key = (obj.kind, obj.meta.namespace, obj.meta.name)
     return (
-        "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-        (obj.kind, obj.meta.namespace, obj.meta.name),
+        ("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key),
+        ("DELETE FROM typed WHERE kind = ? AND namespace = ? AND name = ?", key),
     )
 
 
@@ -280,7 +295,10 @@ def load(path: Path | str) -> Saved:
         return Saved([], [], 0)
     db = _connect(path)
     try:
-        rows = db.execute("SELECT kind, namespace, name, object FROM objects").fetchall()
+        rows = db.execute(
+            "SELECT kind, namespace, name, object FROM objects LEFT JOIN typed USING (kind, namespace, name)"
+            " ORDER BY kind, namespace, name"  # (the order of the documents' table: nothing to sort)
+        ).fetchall()
         found = db.execute("SELECT value FROM state WHERE key = 'resource_version'").fetchone()
         tag = object_format()
         # Only the rows without a typed object of this kdns's format need their document.
@@ -291,15 +309,16 @@ def load(path: Path | str) -> Saved:
     finally:
         db.close()
     order = {kind: number for number, kind in enumerate(KIND_ORDER)}
-    rows.sort(key=lambda row: (order.get(row[0], len(order)), row[1], row[2]))
+    rows.sort(key=lambda row: order.get(row[0], len(order)))  # stable: by namespace and name within a kind
     typed_objects: list[KubeObject] = []
     documents = []
+    skip = len(tag)
     for kind, namespace, name, typed in rows:
         if kind not in API_VERSIONS:
             raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
         try:
-            if _tagged(typed, tag):
-                obj = _ObjectUnpickler(io.BytesIO(memoryview(typed)[len(tag):])).load()
+            if (kind, namespace, name) not in documents_of:
+                obj = _ObjectUnpickler(io.BytesIO(memoryview(typed)[skip:])).load()
                 if getattr(obj, "kind", None) != kind:
                     raise ValueError(f"the typed object is a {type(obj).__name__}")
                 typed_objects.append(obj)

@@ -349,8 +349,8 @@ def test_a_typed_object_of_another_kdns_is_read_from_its_document(tmp_path):
     path = tmp_path / "registry.sqlite3"
     _journal_of(path, _shop())
     with contextlib.closing(sqlite3.connect(path)) as db:
-        (typed,) = db.execute("SELECT object FROM objects WHERE name = 'web'").fetchone()
-        db.execute("UPDATE objects SET object = ? WHERE name = 'web'", (bytes(8) + typed[8:],))
+        (typed,) = db.execute("SELECT object FROM typed WHERE name = 'web'").fetchone()
+        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (bytes(8) + typed[8:],))
         db.commit()
     saved = load(path)
     assert [o.meta.name for o in saved.objects] == ["default", "kube-system"]
@@ -363,7 +363,7 @@ def test_a_typed_object_that_is_no_registry_object_is_refused(tmp_path):
     _journal_of(path, _shop())
     forged = object_format() + pickle.dumps(contextlib.nullcontext())
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("UPDATE objects SET object = ? WHERE name = 'web'", (forged,))
+        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (forged,))
         db.commit()
     with pytest.raises(StorageError) as caught:
         load(path)
