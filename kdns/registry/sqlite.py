@@ -210,7 +210,7 @@ class SqliteJournal:
 
 def rows(events: Sequence[Event]) -> list[Row]:
     """What saving one commit's events takes: the statements and their parameters."""
-    found = []
+    found: list[Row] = []
     for event in events:
         obj = event.object
         if _derived(obj) and (event.old is None or _derived(event.old)):
@@ -230,14 +230,20 @@ def _upsert(obj: Any) -> tuple[Row, Row]:
     # rows over about 1,000 bytes in overflow pages of their own, which made the file
     # eight times larger (https://www.sqlite.org/withoutrowid.html, section 4).
     return (
-        ("INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
-         " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
-         " resource_version = excluded.resource_version, document = excluded.document",
-         (*key, obj.meta.resource_version, document)),
-        ("INSERT INTO typed (kind, namespace, name, object) VALUES (?, ?, ?, ?)"
-         " ON CONFLICT (kind, namespace, name) DO UPDATE SET object = excluded.object",
-         (*key, typed)),
+        (_UPSERT_DOCUMENT, (*key, obj.meta.resource_version, document)),
+        (_UPSERT_TYPED, (*key, typed)),
     )
+
+
+_UPSERT_DOCUMENT = (
+    "INSERT INTO objects (kind, namespace, name, resource_version, document) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (kind, namespace, name) DO UPDATE SET"
+    " resource_version = excluded.resource_version, document = excluded.document"
+)
+_UPSERT_TYPED = (
+    "INSERT INTO typed (kind, namespace, name, object) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (kind, namespace, name) DO UPDATE SET object = excluded.object"
+)
 
 
 @cache
