@@ -530,7 +530,7 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
     journal = stack.enter_context(SqliteJournal(data_dir / FILE_NAME))
     saved = load_saved(journal.path)
     try:
-        store.restore(saved.documents, saved.version, owned=True, typed=saved.objects)
+        store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
     except RestoreError as exc:
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
     # A new file: save the initial namespaces too. One written by another version: write

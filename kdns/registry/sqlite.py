@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from kdns.errors import KdnsError
-from kdns.registry import manifests, objects
+from kdns.registry import endpoints, manifests, objects
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import (
     API_VERSIONS,
@@ -200,7 +200,10 @@ class SqliteJournal:
 
     def replace_all(self, objects: Iterable[Any], resource_version: int) -> None:
         """Make the file hold exactly these objects at this resource version."""
-        self._transaction((row for obj in objects if not _derived(obj) for row in _upsert(obj)), resource_version, clear=True)
+        self._transaction(
+            (row for obj in objects for row in ((_upsert_typed(obj),) if _derived(obj) else _upsert(obj))),
+            resource_version, clear=True,
+        )
 
     def __call__(self, events: Sequence[Event]) -> None:
         """The store listener: one SQLite transaction per committed batch."""
@@ -209,29 +212,42 @@ class SqliteJournal:
 
 
 def rows(events: Sequence[Event]) -> list[Row]:
-    """What saving one commit's events takes: the statements and their parameters."""
+    """What saving one commit's events takes: the statements and their parameters. The
+    EndpointSlice controller's slices are kept as typed objects only (see the module's
+    docstring)."""
     found: list[Row] = []
     for event in events:
         obj = event.object
-        if _derived(obj) and (event.old is None or _derived(event.old)):
-            continue
-        if event.type == DELETED or _derived(obj):
+        if event.type == DELETED:
             found.extend(_delete(obj))
-        else:
+        elif not _derived(obj):
             found.extend(_upsert(obj))
+        elif event.old is None or _derived(event.old):
+            found.append(_upsert_typed(obj))
+        else:  # a slice the controller took over: its document goes
+            found.extend((_delete(obj)[0], _upsert_typed(obj)))
     return found
 
 
 def _upsert(obj: Any) -> tuple[Row, Row]:
     key = (obj.kind, obj.meta.namespace, obj.meta.name)
     document = json.dumps(to_manifest(obj), separators=(",", ":"), sort_keys=True)
-    typed = object_format() + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return (_UPSERT_DOCUMENT, (*key, obj.meta.resource_version, document)), _upsert_typed(obj)
+
+
+def _upsert_typed(obj: Any) -> Row:
     # Typed objects are in a table of their own, with rowids: a WITHOUT ROWID table keeps
     # rows over about 1,000 bytes in overflow pages of their own, which made the file
     # eight times larger (https://www.sqlite.org/withoutrowid.html, section 4).
+    typed = object_format() + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _UPSERT_TYPED, (obj.kind, obj.meta.namespace, obj.meta.name, typed)
+
+
+def _delete(obj: Any) -> tuple[Row, Row]:
+    key = (obj.kind, obj.meta.namespace, obj.meta.name)
     return (
-        (_UPSERT_DOCUMENT, (*key, obj.meta.resource_version, document)),
-        (_UPSERT_TYPED, (*key, typed)),
+        ("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key),
+        ("DELETE FROM typed WHERE kind = ? AND namespace = ? AND name = ?", key),
     )
 
 
@@ -249,11 +265,12 @@ _UPSERT_TYPED = (
 @cache
 def object_format() -> bytes:
     """The tag of a typed object this kdns wrote: a digest of the code that defines the
-    objects (`kdns.registry.objects`) and reads them from their documents
-    (`kdns.registry.manifests`). Any change to either makes older typed objects count as
-    absent, so they are read again from their documents, never taken as they are."""
+    objects (`kdns.registry.objects`), reads them from their documents
+    (`kdns.registry.manifests`) and derives the EndpointSlices (`kdns.registry.endpoints`).
+    Any change to these makes older typed objects count as absent, so they are read again
+    from their documents and the slices derived again, never taken as they are."""
     digest = hashlib.blake2b(digest_size=8)
-    for module in (objects, manifests):
+    for module in (objects, manifests, endpoints):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.digest()
 
@@ -272,24 +289,19 @@ class _ObjectUnpickler(pickle.Unpickler):
 class Saved:
     """What a journal file holds: the typed objects this kdns wrote (to be taken as they
     are), the documents of the other rows (to be restored through admission), both in
-    restore order, and the resource version of the last write. `stale` says that some rows
-    were not this kdns's typed objects: writing the file again makes the next start fast."""
+    restore order, the EndpointSlice controller's slices as it last wrote them (None when
+    they must be derived again: some rows were not this kdns's), and the resource version
+    of the last write. `stale` says that some rows were not this kdns's typed objects:
+    writing the file again makes the next start fast."""
 
     objects: list[KubeObject]
     documents: list[dict[str, Any]]
     version: int
+    derived: list[KubeObject] | None = None
 
     @property
     def stale(self) -> bool:
         return bool(self.documents)
-
-
-def _delete(obj: Any) -> tuple[Row, Row]:
-    key = (obj.kind, obj.meta.namespace, obj.meta.name)
-    return (
-        ("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key),
-        ("DELETE FROM typed WHERE kind = ? AND namespace = ? AND name = ?", key),
-    )
 
 
 def load(path: Path | str) -> Saved:
@@ -310,6 +322,10 @@ def load(path: Path | str) -> Saved:
         # Only the rows without a typed object of this kdns's format need their document.
         missing = [(kind, namespace, name) for kind, namespace, name, typed in rows if not _tagged(typed, tag)]
         documents_of = dict(_documents(db, missing)) if missing else {}
+        derived_rows = [] if missing else db.execute(
+            "SELECT kind, namespace, name, object FROM typed LEFT JOIN objects USING (kind, namespace, name)"
+            " WHERE document IS NULL"
+        ).fetchall()
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: {exc}") from exc
     finally:
@@ -322,17 +338,29 @@ def load(path: Path | str) -> Saved:
     for kind, namespace, name, typed in rows:
         if kind not in API_VERSIONS:
             raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
+        text = documents_of.get((kind, namespace, name))
+        if text is None:
+            typed_objects.append(_typed(path, kind, namespace, name, typed, skip))
+            continue
         try:
-            if (kind, namespace, name) not in documents_of:
-                obj = _ObjectUnpickler(io.BytesIO(memoryview(typed)[skip:])).load()
-                if getattr(obj, "kind", None) != kind:
-                    raise ValueError(f"the typed object is a {type(obj).__name__}")
-                typed_objects.append(obj)
-            else:
-                documents.append(json.loads(documents_of[(kind, namespace, name)]))
-        except (ValueError, pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+            documents.append(json.loads(text))
+        except ValueError as exc:
             raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
-    return Saved(typed_objects, documents, int(found[0]) if found else 0)
+    derived: list[KubeObject] | None = None
+    if not documents and all(_tagged(typed, tag) for *_, typed in derived_rows):
+        derived = [_typed(path, kind, namespace, name, typed, skip) for kind, namespace, name, typed in derived_rows]
+    return Saved(typed_objects, documents, int(found[0]) if found else 0, derived)
+
+
+def _typed(path: Path, kind: str, namespace: str, name: str, typed: bytes, skip: int) -> KubeObject:
+    """The typed object of one row (`skip`: the length of its tag); StorageError naming it."""
+    try:
+        obj = _ObjectUnpickler(io.BytesIO(memoryview(typed)[skip:])).load()
+        if getattr(obj, "kind", None) != kind:
+            raise ValueError(f"the typed object is a {type(obj).__name__}")
+    except (ValueError, pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+        raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
+    return obj  # type: ignore[no-any-return]
 
 
 def _tagged(typed: bytes | None, tag: bytes) -> bool:

@@ -242,7 +242,7 @@ class Store:
 
     def restore(
         self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False,
-        typed: Iterable[KubeObject] = (),
+        typed: Iterable[KubeObject] = (), derived: Iterable[KubeObject] | None = None,
     ) -> None:
         """Load a saved state into this new store, before anything else is written to it
         or subscribed to it (TransactionError otherwise).
@@ -260,14 +260,16 @@ class Store:
 
         `typed` are objects a store of this kdns held (`registry.sqlite.load`'s typed
         objects): they are taken as they are, their cluster IPs and node ports reserved,
-        without reading their documents again."""
+        without reading their documents again. `derived` are the slices the EndpointSlice
+        controller had written for them, saved with them: then the controller does not
+        run again for the typed Services (only for those restored from documents)."""
         self._refuse_while_open()
         if not self._fresh or self._listeners or self._critical is not None:
             raise TransactionError("restore needs a new store, before any write or subscription")
         txn = Transaction(self)
         txn.__enter__()
         try:
-            top = txn._restore(documents, typed, max(resource_version, self._version), owned)
+            top = txn._restore(documents, typed, derived, max(resource_version, self._version), owned)
         except BaseException:
             txn._state = "closed"
             self._end(txn, commit=False)
@@ -731,7 +733,8 @@ class Transaction:
             raise NotFound(NAMESPACE, namespace)
 
     def _restore(
-        self, documents: Iterable[Mapping[str, Any]], typed: Iterable[KubeObject], version: int, owned: bool
+        self, documents: Iterable[Mapping[str, Any]], typed: Iterable[KubeObject],
+        derived: Iterable[KubeObject] | None, version: int, owned: bool,
     ) -> int:
         """Put saved documents and typed objects in place as they are (Store.restore); the
         version to go on from."""
@@ -743,6 +746,7 @@ class Transaction:
             (apply_order(doc), doc, None) for doc in documents
         ]
         entries.extend((_TYPED_ORDER.get(obj.kind, 6), None, obj) for obj in typed)
+        entries.extend((7, None, obj) for obj in derived or ())  # after everything they are made of
         entries.sort(key=lambda entry: entry[0])
         for _, doc, obj in entries:
             try:
@@ -769,7 +773,7 @@ class Transaction:
             top = max(top, saved)
             self._journal.append((kind, namespace, name, old))
             store._put(kind, namespace, name, new, old)
-            if isinstance(new, Service):
+            if isinstance(new, Service) and (obj is None or derived is None):
                 self._dirty[(namespace, name)] = None
         self._fixed_version = top
         try:

@@ -334,6 +334,7 @@ def test_a_schema_1_file_is_upgraded_and_read_from_its_documents(tmp_path):
         db.commit()
     saved = load(path)
     assert saved.objects == [] and saved.stale and saved.version == store.resource_version
+    assert saved.derived is None, "the slices are derived again"
     assert [(d["kind"], d["metadata"]["name"]) for d in saved.documents] == [
         ("Namespace", "default"), ("Namespace", "kube-system"), ("Service", "web")]
     restored = Store()

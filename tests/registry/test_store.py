@@ -556,13 +556,36 @@ def test_the_sqlite_journal_as_critical_listener_survives_a_restore(tmp_path: Pa
             txn.create(pod("web-1", "10.244.0.2", namespace="shop"))
     saved = load(path)
     assert saved.version == store.resource_version and saved.documents == []
+    assert saved.derived == store.list("EndpointSlice"), "the controller's slices are saved as typed objects"
     restored = new_store()
-    restored.restore([], saved.version, typed=saved.objects)
+    restored.restore([], saved.version, typed=saved.objects, derived=saved.derived)
     assert restored.resource_version == store.resource_version
-    for kind in ("Namespace", "Service", "Pod"):
+    for kind in ("Namespace", "Service", "Pod", "EndpointSlice"):
         assert [o.manifest for o in restored.list(kind)] == [o.manifest for o in store.list(kind)]
     (slice_,) = restored.list("EndpointSlice", "shop")
     assert slice_.endpoints[0].addresses == ("10.244.0.2",)
+    write(restored, pod("web-2", "10.244.0.3", namespace="shop"))  # the controller goes on from the saved slice
+    (slice_,) = restored.list("EndpointSlice", "shop")
+    assert [e.addresses for e in slice_.endpoints] == [("10.244.0.2",), ("10.244.0.3",)]
+
+
+def test_a_journal_keeps_the_controllers_slices_in_step(tmp_path: Path):
+    """A slice the controller deletes (its Service gone) leaves the file; one written by hand keeps its document."""
+    from kdns.registry.sqlite import SqliteJournal, load
+
+    path = tmp_path / "registry.sqlite3"
+    store = new_store()
+    with SqliteJournal(path) as journal:
+        journal.replace_all(store.list("Namespace"), store.resource_version)
+        store.subscribe(journal, critical=True)
+        write(store, service("web"), pod("web-0", "10.244.0.1"))
+        assert [s.service_name for s in load(path).derived] == ["web"]
+        with store.transaction() as txn:
+            txn.delete("Service", "default", "web")
+        assert load(path).derived == []
+    saved = load(path)
+    assert [(o.kind, o.meta.name) for o in saved.objects] == [
+        ("Namespace", "default"), ("Namespace", "kube-system"), ("Pod", "web-0")]
 
 
 # --- Restoring a saved state --------------------------------------------------------------------------------
