@@ -107,6 +107,8 @@ class Document:
     index: int  # 1-based position of the YAML document in that file
     body: Mapping[str, Any]  # a tree of its own: no dict or list in it is anywhere else
     item: int | None = None  # 0-based position in the `items` of a List document
+    # key_parts(body), once read_paths has found it (the store then need not read it again).
+    key: tuple[str, str, str] | None = None
 
     @property
     def kind(self) -> str:
@@ -250,13 +252,14 @@ def _check_document(document: Document, declared: dict[tuple[str, str, str], Doc
         problems = ", ".join(f'unknown field "{path}"' for path in unknown)
         loaded.errors.append(document.error(ManifestError(f'{key[0]} "{key[2]}": strict decoding error: {problems}')))
         return
-    first = declared.setdefault(key, document)
-    if first is not document:
+    first = declared.get(key)
+    if first is not None:
         loaded.errors.append(document.error(ManifestError(
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    loaded.documents.append(document)
+    declared[key] = keyed = replace(document, key=key)
+    loaded.documents.append(keyed)
 
 
 def _key_name(key: tuple[str, str, str]) -> str:

@@ -653,7 +653,7 @@ class Transaction:
         apply = self._apply
         for document in documents:
             try:
-                stored.append(apply(document.body, owned))
+                stored.append(apply(document.body, owned, document.key))
             except RegistryError as exc:
                 raise document.error(exc) from exc
         return stored
@@ -718,9 +718,10 @@ class Transaction:
                 raise Conflict(key.kind, key.name)
         return self._write(doc, old, key.kind)
 
-    def _apply(self, doc: Mapping[str, Any], owned: bool = False) -> KubeObject:
+    def _apply(self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None) -> KubeObject:
         # _create or _update, without their second look-up (a bulk load is all applies).
-        kind, namespace, name = manifests.key_parts(doc)  # (namespace "" for cluster kinds)
+        # `key` is key_parts(doc) when the caller has it (read_paths' documents).
+        kind, namespace, name = key or manifests.key_parts(doc)  # (namespace "" for cluster kinds)
         if kind == ENDPOINT_SLICE:
             self._flush()
         old = self._store._tables[kind].get((namespace, name))
