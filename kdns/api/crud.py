@@ -25,12 +25,14 @@ from kdns.api.encoding import (
     PATCH_TYPES,
     STRATEGIC_PATCH,
     decode,
+    delete_options,
     flag,
     is_dry_run,
     json_response,
     loads_json,
     loads_yaml,
     media_type,
+    object_response,
     read_body,
     read_document,
     render,
@@ -86,8 +88,10 @@ def list_objects(request: web.Request, target: Target) -> web.Response:
         )
         body["metadata"] = metadata
         return json_response(body)
-    return json_response(
-        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
+    return object_response(
+        request,
+        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs},
+        resource.list_kind,
     )
 
 
@@ -351,12 +355,7 @@ def _configuration_text(config: dict[str, Any]) -> str:
 
 
 async def delete(request: web.Request, target: Target) -> web.Response:
-    body = await read_body(request)
-    options: dict[str, Any] = {}
-    if body.strip():
-        options, _ = loads_json(body)
-        if not isinstance(options, dict):
-            raise status.bad_request("the body of a DELETE must be DeleteOptions")
+    options = delete_options(request, await read_body(request))
     dry_run = is_dry_run(request, options)
     live = _live(request, target)
     preconditions = options.get("preconditions") or {}

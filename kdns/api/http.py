@@ -6,8 +6,8 @@ binds it. Routes:
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
   pods (+status), nodes, endpointslices: GET, LIST (label and field selectors, paged:
   `paging`), WATCH, POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side
-  apply with field ownership: `ownership`) and DELETE, in JSON or YAML; endpoints and
-  events, made when read: GET and LIST;
+  apply with field ownership: `ownership`) and DELETE, in JSON, YAML or protobuf
+  (`protobuf`); endpoints and events, made when read: GET and LIST;
 * discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`;
 * `/debug/explain?name=&type=[&client=]`: why DNS answers a name what it answers

@@ -319,20 +319,6 @@ def test_415_unsupported_media_type(api: Api):
     assert version(api) == before
 
 
-def test_protobuf_bodies_are_415_and_protobuf_accept_falls_back_to_json(api: Api):
-    """kdns reads no protobuf: such a body is 415 naming the types it reads, as kube-apiserver
-    words it; an Accept that prefers protobuf but takes JSON is answered in JSON."""
-    protobuf = "application/vnd.kubernetes.protobuf"
-    refused = api.request("POST", SERVICES, b"k8s\x00", content_type=protobuf)
-    assert_status(refused, 415, "UnsupportedMediaType", (
-        "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
-        " - accepted media types include: application/json, application/yaml"))
-    api.request("POST", SERVICES, service("web"))
-    reply = api.request("GET", f"{SERVICES}/web", headers={"Accept": f"{protobuf}, application/json"})
-    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json["metadata"]["name"] == "web"
-
-
 def test_422_invalid(api: Api):
     """An invalid object is 422 Invalid with a cause naming the field; so is a JSON patch whose test fails."""
     before = version(api)

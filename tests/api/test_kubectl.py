@@ -231,32 +231,6 @@ def test_apply_of_a_list_needs_openapi_v2(api: Api, tmp_path):
     assert warned.stderr.strip().splitlines()[-1] == 'Warning: unknown field "spec.bogus"'
 
 
-PROTOBUF_ERROR = (
-    "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
-    " - accepted media types include: application/json, application/yaml"
-)
-
-
-@pytest.mark.parametrize(
-    ("command", "error", "created"),
-    [
-        (("namespace", "blue"), f"Error from server (UnsupportedMediaType): {PROTOBUF_ERROR}", "namespace/blue"),
-        (("service", "clusterip", "api", "--tcp=80:8080"), f"error: failed to create ClusterIP service: {PROTOBUF_ERROR}",
-         "service/api"),
-        (("service", "nodeport", "api", "--tcp=80:8080"), f"error: failed to create NodePort service: {PROTOBUF_ERROR}",
-         "service/api"),
-    ],
-)
-def test_create_namespace_and_service_send_protobuf(api: Api, command, error, created):
-    """`kubectl create namespace|service` send protobuf, which kdns does not read (415);
-    the same object made with `--dry-run=client -o yaml` and applied is created."""
-    refused = api.kubectl("create", *command, check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == error
-    manifest = api.kubectl("create", *command, "--dry-run=client", "-o", "yaml").stdout
-    assert api.kubectl("apply", "-f", "-", input=manifest).stdout.strip() == f"{created} created"
-
-
 def test_run_creates_a_pod(api: Api):
     """`kubectl run` sends JSON: the Pod is created."""
     assert api.kubectl("run", "box", "--image=busybox").stdout.strip() == "pod/box created"
