@@ -61,7 +61,8 @@ def save_registry(manifests: Path, data_dir: Path) -> int:
 def first_answer(manifests: Path, data_dir: Path | None, probe: str, cpu: str, log: Path) -> dict[str, Any]:
     """One start: seconds to the first answer for `probe`, CPU seconds by then, RSS then."""
     port = free_port()
-    extra = ["--upstream", "none"] + (["--data-dir", str(data_dir)] if data_dir is not None else [])
+    # --api-port 0: the API on a free port, not on 8080, which another process may hold.
+    extra = ["--upstream", "none", "--api-port", "0"] + (["--data-dir", str(data_dir)] if data_dir is not None else [])
     child = start_kdns(manifests, port, cpu, log, extra, durable=data_dir is not None)
     try:
         seconds, detail = wait_answer(child, port, probe, "A", TIMEOUT_S, watch_rss_kib=4 * 2**20)
