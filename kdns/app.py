@@ -67,7 +67,7 @@ from kdns.registry.events import EventLog
 from kdns.registry.manifests import Loaded, read_paths
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
-from kdns.registry.sqlite import load_in_order as load_saved
+from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
 from kdns.runtime import long_lived
@@ -410,10 +410,10 @@ def _load(
     """The saved registry, then every manifest on top in one transaction, pruning what
     earlier manifests declared and these do not: all of it, or an exception. The journal
     (and its lock) is `stack`'s to close."""
-    store = _new_store(settings)
-    journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     loaded = read_paths(settings.manifests)
     _check_loaded(loaded)
+    store = _new_store(settings)
+    journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
     journaling = store.subscribe(journal, critical=True) if journal is not None else None
     declared.mark(loaded.documents)
@@ -528,12 +528,14 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
     except OSError as exc:
         raise StorageError(f"cannot make the data directory {data_dir}: {_reason(exc)}") from None
     journal = stack.enter_context(SqliteJournal(data_dir / FILE_NAME))
-    documents, version = load_saved(journal.path)
+    saved = load_saved(journal.path)
     try:
-        store.restore(documents, version, owned=True, in_order=True)
+        store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
     except RestoreError as exc:
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
-    if version == 0:  # a new file: save the initial namespaces too
+    # A new file: save the initial namespaces too. One written by another version: write
+    # this kdns's typed objects, so that the next start takes them as they are.
+    if saved.version == 0 or saved.stale:
         journal.replace_all(store.objects(), store.resource_version)
     return journal
 

@@ -102,6 +102,9 @@ def _keys(documents: Sequence[Document]) -> set[tuple[str, str, str]]:
     here, and refused, with its file and document, when it is applied."""
     keys = set()
     for document in documents:
+        if document.key is not None:
+            keys.add(document.key)
+            continue
         try:
             keys.add(key_parts(document.body))
         except RegistryError:
