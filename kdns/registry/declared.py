@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -84,7 +84,9 @@ def packer() -> Callable[[Document], Document]:
             packed = objects.pack(body)
         except ValueError:  # a value marshal does not take (a YAML timestamp): refused when applied
             return document
-        return replace(document, body=_EMPTY, packed=packed, order=apply_order(document))
+        # (Not dataclasses.replace: four times slower, a tenth of a second over a big load.)
+        return Document(document.source, document.index, _EMPTY, document.item, document.key, packed,
+                        apply_order(document))
 
     return pack
 

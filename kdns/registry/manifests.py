@@ -275,7 +275,7 @@ def _check_document(
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    keyed = replace(document, key=key)
+    keyed = Document(document.source, document.index, document.body, document.item, key)  # (replace is slower)
     declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
 
