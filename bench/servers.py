@@ -126,11 +126,13 @@ def kdns_common_flags(help_text: str) -> list[str]:
     return flags
 
 
-def start_kdns(manifests: Path, port: int, cpu: str, log: Path, extra: list[str] | None = None) -> Child:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+def start_kdns(manifests: Path, port: int, cpu: str, log: Path, extra: list[str] | None = None,
+               repo: Path = REPO) -> Child:
+    """kdns from the sources in `repo` (this tree by default; bench/cpu.py also runs another revision's)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
             "--dns-address", LOOPBACK, "--dns-port", str(port), *kdns_common_flags(kdns_help()), *(extra or ["--upstream", "none"])]
-    return Child("kdns", argv, log, cwd=REPO, env=env)
+    return Child("kdns", argv, log, cwd=repo, env=env)
 
 
 def knot_conf(directory: Path, address: str, port: int, zones: dict[str, Path]) -> Path:
