@@ -7,10 +7,14 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
 * `Private`: for this asker alone, never sent to another (the default). An answer that
   depends on who asked (the recursion ACL's REFUSED, autopath, a CNAME left alone because
   this client may not recurse) or on a failure (SERVFAIL, an upstream that timed out).
-* `Shared(scope)`: the same for every asker of the question until something in `scope`
-  changes. A scope is a Service, `(namespace, name)`: the answer reads that Service, its
-  EndpointSlices and its Namespace, nothing else. `Shared()` (scope None) reads more, or
-  other things (several Services, pods, nodes, a static zone): any change drops it.
+* `Shared(scope)`: the same for every asker of the question until a change touches what
+  it read. The scope is the set of things the answer read that a registry commit can
+  touch one at a time (`Scope`: one Service with its EndpointSlices, the pod names of one
+  address in one namespace, the PTR of one address, the Node tree, the reverse zones'
+  empty non-terminals). An empty scope reads none of them: only a change of everything
+  drops it (a static zone's answer, a name that can never exist). `Shared()` (scope
+  None) may have read anything: any change drops it (the apex SOA, whose serial moves
+  with every commit).
 * `Forwarded(seconds)`: an upstream's answer (or the forwarding cache's): the same for
   every asker that may recurse (`kdns.message.Reusable.recursion_allowed`), for `seconds` at most,
   until its TTLs next count down. Any change drops it too.
@@ -18,8 +22,10 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
 What changed is pushed, not polled: the handler (`kdns.message.Reusable`, the Router) calls every
 listener given to `on_change` with a `Changed` right after a change is applied — a
 registry commit the index has taken in, a static-zone reload — before any query is read
-again, so nothing stale is ever sent. `Changed` names the Services the change touched,
-or is None: anything may have (a Namespace or Node event, a rebuild, a reload).
+again, so nothing stale is ever sent. `Changed` is the set of `Scope`s the change
+touched, or None: anything may have changed (a Namespace created or deleted, a rebuild,
+a reload). Which answer reads which scope, and which write touches it, is the table in
+docs/architecture.md ("The reply-reuse contract").
 """
 
 from __future__ import annotations
@@ -28,19 +34,61 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "NODES",
     "PRIVATE",
+    "REVERSE_PREFIXES",
     "SHARED",
+    "UNSCOPED",
+    "AddressScope",
     "ChangeListener",
     "Changed",
     "Forwarded",
+    "PodScope",
     "Private",
     "Reuse",
-    "ServiceKey",
+    "Scope",
+    "ServiceScope",
     "Shared",
+    "TreeScope",
     "combined",
 ]
 
-ServiceKey = tuple[str, str]  # (namespace, name) of a Service
+
+@dataclass(frozen=True, slots=True)
+class ServiceScope:
+    """A Service and the EndpointSlices labelled with its name: every name below
+    `<name>.<namespace>.svc` and `<name>.<namespace>.nodeport`, there or not."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodScope:
+    """Whether a live pod of `namespace` has this address (packed): `<dashed>.<ns>.pod`."""
+
+    namespace: str
+    address: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddressScope:
+    """Who owns this address (packed): its PTR name, the Services and endpoints it names."""
+
+    address: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TreeScope:
+    """A whole tree of names that changes rarely and is read as one (`NODES`, `REVERSE_PREFIXES`)."""
+
+    name: str
+
+
+NODES = TreeScope("nodes")  # every Node: `<node>.node` and the NodePort SRV targets
+REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names exist (R4)
+
+Scope = ServiceScope | PodScope | AddressScope | TreeScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +98,9 @@ class Private:
 
 @dataclass(frozen=True, slots=True)
 class Shared:
-    """The same for every asker until `scope` changes (a Service; None: until any change)."""
+    """The same for every asker until a change touches one of `scope` (None: any change)."""
 
-    scope: ServiceKey | None = None
+    scope: frozenset[Scope] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +113,19 @@ class Forwarded:
 Reuse = Private | Shared | Forwarded
 
 PRIVATE = Private()
-SHARED = Shared()
+SHARED = Shared()  # until any change
+UNSCOPED = Shared(frozenset())  # until a change of everything (None)
 
-# The Services one change touched; None: anything may have changed.
-Changed = frozenset[ServiceKey] | None
+# The Scopes one change touched; None: anything may have changed.
+Changed = frozenset[Scope] | None
 ChangeListener = Callable[[Changed], None]
 
 
 def combined(first: Reuse, second: Reuse) -> Reuse:
     """The mark of an answer made of two (a CNAME and its target's records): the narrower.
 
-    Private wins; then Forwarded, for the shorter time; two Shared answers read two names,
-    so only `Shared()` (any change) covers both unless they read the same Service.
+    Private wins; then Forwarded, for the shorter time; two Shared answers together read
+    what each read (None, anything, if either may have).
     """
     match first, second:
         case (Private(), _) | (_, Private()):
@@ -87,6 +136,6 @@ def combined(first: Reuse, second: Reuse) -> Reuse:
             return first
         case (_, Forwarded()):
             return second
-        case (Shared(scope), Shared(other)) if scope == other:
-            return first
+        case (Shared(scope), Shared(other)) if scope is not None and other is not None:
+            return Shared(scope | other)
     return SHARED

@@ -12,12 +12,12 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from kdns.api import endpoints, ownership, paging, patch, status, tables
+from kdns.api import endpoints, leases, ownership, paging, patch, status, tables
 from kdns.api.context import BACKEND, CLOCK, EVENTS, STORE
 from kdns.api.encoding import (
     APPLY_PATCH,
@@ -25,25 +25,28 @@ from kdns.api.encoding import (
     PATCH_TYPES,
     STRATEGIC_PATCH,
     decode,
+    delete_options,
     flag,
     is_dry_run,
     json_response,
     loads_json,
     loads_yaml,
     media_type,
+    object_response,
     read_body,
     read_document,
     render,
     wants_table,
 )
 from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
+from kdns.api.resources import UNSERVED
 from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
-from kdns.registry import schema
-from kdns.registry.events import field_matcher
+from kdns.registry import admission, schema
+from kdns.registry.events import METADATA_FIELDS, field_matcher
 from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import SERVICE
+from kdns.registry.objects import SERVICE, ObjectReference
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -53,6 +56,17 @@ def get(request: web.Request, target: Target) -> web.Response:
     if obj is None:
         raise status.not_found(target.resource.group_resource, target.name)
     return render(request, target.resource, obj)
+
+
+def unserved(request: web.Request, target: Target) -> web.Response:
+    """A subresource kdns cannot serve (resources.UNSERVED): 404 when the object is not
+    there, as kube-apiserver looks the object up first, else 501 saying why."""
+    assert target.name is not None and target.subresource is not None
+    resource = target.resource
+    if request.app[STORE].get(resource.kind, target.namespace or "", target.name) is None:
+        raise status.not_found(resource.group_resource, target.name)
+    why = UNSERVED[(resource.plural, target.subresource)]
+    raise status.not_implemented(f"{resource.plural}/{target.subresource} is not served: {why}")
 
 
 def list_objects(request: web.Request, target: Target) -> web.Response:
@@ -86,22 +100,27 @@ def list_objects(request: web.Request, target: Target) -> web.Response:
         )
         body["metadata"] = metadata
         return json_response(body)
-    return json_response(
-        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs}
+    return object_response(
+        request,
+        {"kind": resource.list_kind, "apiVersion": resource.group_version, "metadata": metadata, "items": docs},
+        resource.list_kind,
     )
 
 
 def derived(request: web.Request, target: Target) -> web.Response:
     """GET and LIST of what is made when read: Endpoints from the EndpointSlices
-    (endpoints.py), Events from the event log (registry/events.py)."""
+    (endpoints.py), node Leases from the Nodes (leases.py), Events from the event log
+    (registry/events.py)."""
     if request.method != "GET" or target.watch_path or flag(request, "watch") or target.subresource:
         raise status.method_not_allowed(request.method)
     if target.resource.kind == endpoints.ENDPOINTS:
         # An Endpoints object has its Service's name, namespace and labels: select Services.
         selector = selector_of(request, dataclasses.replace(target, resource=RESOURCE_OF_KIND[SERVICE]))
         docs = endpoints.listed(request.app[STORE], selector.namespace, selector.matches)
+    elif target.resource.kind == leases.LEASE:
+        docs = _selected(request, target, leases.listed(request.app[STORE], target.namespace), METADATA_FIELDS)
     else:
-        docs = _events(request, target)
+        docs = _selected(request, target, request.app[EVENTS].events(target.namespace))
     if target.name is not None:
         if not docs:
             raise status.not_found(target.resource.group_resource, target.name)
@@ -115,20 +134,25 @@ def derived(request: web.Request, target: Target) -> web.Response:
         )
         return json_response(body)
     return json_response(
-        {"kind": target.resource.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": docs}
+        {"kind": target.resource.list_kind, "apiVersion": target.resource.group_version, "metadata": {"resourceVersion": version}, "items": docs}
     )
 
 
-def _events(request: web.Request, target: Target) -> list[dict[str, Any]]:
+def _selected(
+    request: web.Request, target: Target, docs: list[dict[str, Any]],
+    selectable: Mapping[str, Callable[[Mapping[str, Any]], str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The `docs` the request's name, labelSelector and fieldSelector (over `selectable`,
+    default an Event's fields) take."""
     try:
         labels = parse_label_selector(request.query.get("labelSelector", ""))
-        fields = field_matcher(request.query.get("fieldSelector", ""))
+        fields = field_matcher(request.query.get("fieldSelector", ""), selectable)
     except (SelectorError, ValueError) as exc:
         raise status.bad_request(str(exc)) from None
     return [
-        event for event in request.app[EVENTS].events(target.namespace)
-        if fields(event) and (target.name is None or event["metadata"]["name"] == target.name)
-        and all(r.matches(event["metadata"].get("labels") or {}) for r in labels)
+        doc for doc in docs
+        if fields(doc) and (target.name is None or doc["metadata"]["name"] == target.name)
+        and all(r.matches(doc["metadata"].get("labels") or {}) for r in labels)
     ]
 
 
@@ -158,16 +182,70 @@ def _place(doc: dict[str, Any], target: Target, *, creating: bool) -> dict[str, 
     return doc
 
 
-async def _commit(request: web.Request, write: Callable[[Any], Any], *, dry_run: bool) -> Any:
+async def _commit(
+    request: web.Request, write: Callable[[Any], Any], *, dry_run: bool, writing: Mapping[str, Any] | None = None
+) -> Any:
     """Run `write(txn)` in one transaction through the backend and return what it
-    returned (the object as stored, with its resource version); a dry run commits nothing."""
-    return await request.app[BACKEND].write(write, dry_run=dry_run)
+    returned (the object as stored, with its resource version); a dry run commits nothing.
+    A Service (`writing`) refused for want of a ClusterIP or NodePort is also said in a
+    Warning Event about it, as a controller says why it could not do its work."""
+    try:
+        return await request.app[BACKEND].write(write, dry_run=dry_run)
+    except (admission.AllocationFailed, admission.RangeExhausted) as exc:
+        if not dry_run and writing is not None:
+            _allocation_event(request, writing, exc)
+        raise
+
+
+# Who says so in the Event (`source.component`), as kube-apiserver's own controllers name themselves.
+EVENT_COMPONENT = "kdns-apiserver"
+
+
+def _allocation_event(
+    request: web.Request, writing: Mapping[str, Any], exc: admission.AllocationFailed | admission.RangeExhausted
+) -> None:
+    metadata = writing.get("metadata") or {}
+    namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+    if not name:
+        return
+    # The stored Service, when an update was refused; a reference to the one a refused create named.
+    stored = request.app[STORE].get(SERVICE, namespace, name)
+    involved = stored if stored is not None else ObjectReference(SERVICE, namespace, name)
+    # The causes alone for an Invalid: the Event is about the Service already.
+    causes = exc.causes if isinstance(exc, admission.AllocationFailed) else ()
+    message = "; ".join(f"{path}: {text}" for path, text in causes) or str(exc)
+    request.app[EVENTS].record(involved, "Warning", f"FailedToAllocate{exc.what}", message, component=EVENT_COMPONENT)
+
+
+def _now(request: web.Request) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
+
+
+def _record_update(request: web.Request, target: Target, doc: dict[str, Any], live: dict[str, Any] | None) -> None:
+    """Record the write of `doc` over `live` (None: a create) in its managedFields as an
+    Update operation (ownership.updated), over the managedFields the writer sent, if any,
+    else the live ones. `[{}]` clears them all, recording nothing, as the API server does."""
+    metadata = doc["metadata"]
+    given = metadata.get("managedFields")
+    if given == [{}]:
+        return
+    if isinstance(given, list) and given:
+        base = given
+    else:
+        base = (live or {}).get("metadata", {}).get("managedFields") or []
+    resource = target.resource
+    manager = ownership.manager_of(request.query.get("fieldManager"), request.headers.get("User-Agent", ""))
+    metadata["managedFields"] = ownership.updated(
+        base, manager, live, doc, schema.BY_KIND[resource.kind], resource.group_version, _now(request),
+        target.subresource,
+    )
 
 
 async def create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await read_document(request, target.resource), target, creating=True)
     dry_run = is_dry_run(request)
-    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run)
+    _record_update(request, target, doc, None)
+    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result, 201)
 
 
@@ -201,7 +279,8 @@ async def update(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     elif "status" not in doc and "status" in live:
         doc["status"] = live["status"]
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    _record_update(request, target, doc, live)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, target.resource, result)
 
 
@@ -242,7 +321,8 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         doc = _status_only(live, doc)
     # A patch applies to what was read: the same version, unless it names one itself.
     doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run)
+    _record_update(request, target, doc, live)
+    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
     return render(request, resource, result)
 
 
@@ -270,10 +350,10 @@ async def _apply(
     manager = request.query["fieldManager"]
     kind_schema = schema.BY_KIND[resource.kind]
     fields = ownership.fields_of(config, kind_schema)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.app[CLOCK]()))
+    now = _now(request)
     if current is None:
         config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
-        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run, writing=config)
         code = 201
     else:
         live = to_manifest(current)
@@ -304,7 +384,7 @@ async def _apply(
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
             merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run)
+        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run, writing=merged)
         code = 200
     return render(request, resource, result, code)
 
@@ -312,10 +392,10 @@ async def _apply(
 def _apply_conflict(found: list[tuple[str, ownership.Path]]) -> ApiError:
     """409 as the API server words an apply's conflicts with other managers."""
     count = f"{len(found)} conflict{'s' if len(found) > 1 else ''}"
-    lines = [f'conflict with "{manager}": {ownership.path_text(path)}' for manager, path in found]
+    lines = [f"conflict with {manager}: {ownership.path_text(path)}" for manager, path in found]
     message = f"Apply failed with {count}: " + (lines[0] if len(lines) == 1 else "\n" + "\n".join(f"- {line}" for line in lines))
     causes = [
-        {"reason": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": ownership.path_text(path)}
+        {"reason": "FieldManagerConflict", "message": f"conflict with {manager}", "field": ownership.path_text(path)}
         for manager, path in found
     ]
     return ApiError(409, "Conflict", message, {"causes": causes})
@@ -351,12 +431,7 @@ def _configuration_text(config: dict[str, Any]) -> str:
 
 
 async def delete(request: web.Request, target: Target) -> web.Response:
-    body = await read_body(request)
-    options: dict[str, Any] = {}
-    if body.strip():
-        options, _ = loads_json(body)
-        if not isinstance(options, dict):
-            raise status.bad_request("the body of a DELETE must be DeleteOptions")
+    options = delete_options(request, await read_body(request))
     dry_run = is_dry_run(request, options)
     live = _live(request, target)
     preconditions = options.get("preconditions") or {}

@@ -1,15 +1,17 @@
-"""Reading requests and writing responses: media types, JSON and YAML bodies, field
-validation, dry runs, and objects rendered as JSON or as a Table (kdns/api/tables.py)."""
+"""Reading requests and writing responses: media types, JSON, YAML and protobuf bodies
+(kdns/api/protobuf.py), field validation, dry runs, and objects rendered as JSON, as
+protobuf or as a Table (kdns/api/tables.py)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from kdns.api import status, tables
+from kdns.api import protobuf, status, tables
 from kdns.api.context import CLOCK, KIND, NAME, WARNINGS
 from kdns.api.resources import Resource
 from kdns.api.status import MAX_BODY, ApiError
@@ -22,7 +24,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
-BODY_TYPES = (JSON, "application/yaml")
+BODY_TYPES = (JSON, "application/yaml", protobuf.MEDIA)
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
@@ -64,6 +66,17 @@ def wants_table(request: web.Request) -> str | None:
         if media in (JSON, "*/*", "application/*"):
             return None
     return None
+
+
+def wants_protobuf(request: web.Request) -> bool:
+    """Whether the client lists protobuf before any JSON it accepts, as client-go's typed
+    clients do (`application/vnd.kubernetes.protobuf,application/json`)."""
+    for media, params in media_types(request.headers.get("Accept", "")):
+        if media == protobuf.MEDIA and set(params) <= {"q"}:  # (not `as=Table`, not `stream=watch`)
+            return True
+        if media in (JSON, "*/*", "application/*"):
+            return False
+    return False
 
 
 def media_type(request: web.Request) -> str:
@@ -140,6 +153,16 @@ def render(request: web.Request, resource: Resource, obj: Any, code: int = 200) 
             api_version=table_version,
         )
         return json_response(body, code)
+    return object_response(request, doc, resource.kind, code)
+
+
+def object_response(request: web.Request, doc: dict[str, Any], kind: str, code: int = 200) -> web.Response:
+    """An object or a list (`kind` ServiceList, ...) in protobuf when the client prefers
+    it and every field of it has a place in protobuf.py's messages, else in JSON."""
+    if wants_protobuf(request):
+        body = protobuf.encode(doc, kind)
+        if body is not None:
+            return web.Response(body=body, status=code, content_type=protobuf.MEDIA)
     return json_response(doc, code)
 
 
@@ -167,10 +190,11 @@ def check_kind(doc: Any, resource: Resource) -> dict[str, Any]:
 
 
 def decode(
-    request: web.Request, resource: Resource, doc: Any, duplicates: list[str] = ()  # type: ignore[assignment]
+    request: web.Request, resource: Resource, doc: Any, duplicates: Sequence[str] = (), unknown: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Field validation as `?fieldValidation=` asks: unknown or duplicate fields refused
-    (Strict), reported in Warning headers (Warn, the default) or dropped (Ignore)."""
+    (Strict), reported in Warning headers (Warn, the default) or dropped (Ignore).
+    `unknown` are fields the body's decoder found and could not name (protobuf's)."""
     doc = check_kind(doc, resource)
     mode = field_validation(request)
     decoded = schema.decode(doc, schema.BY_KIND[resource.kind])
@@ -179,7 +203,7 @@ def decode(
             f"{resource.kind} in version \"{resource.group_version}\" cannot be handled as a "
             f"{resource.kind}: " + "; ".join(decoded.wrong_types)
         )
-    problems = [f'unknown field "{path}"' for path in decoded.unknown]
+    problems = [f'unknown field "{path}"' for path in [*unknown, *decoded.unknown]]
     problems += [f'duplicate field "{key}"' for key in duplicates]
     if problems and mode == "Strict":
         raise status.bad_request("strict decoding error: " + ", ".join(problems))
@@ -198,6 +222,33 @@ async def read_document(request: web.Request, resource: Resource) -> dict[str, A
         doc, duplicates = loads_json(body)
     elif media in ("application/yaml", "application/x-yaml", "text/yaml"):
         doc, duplicates = loads_yaml(body), []
+    elif media == protobuf.MEDIA:
+        message = loads_protobuf(body)
+        # A kind with no message here is named, not decoded: check_kind refuses it.
+        doc = message.document or {"apiVersion": message.api_version, "kind": message.kind}
+        return decode(request, resource, doc, unknown=message.unknown)
     else:
         raise status.unsupported_media_type(media, BODY_TYPES)
     return decode(request, resource, doc, duplicates)
+
+
+def loads_protobuf(body: bytes) -> protobuf.Body:
+    try:
+        return protobuf.decode(body)
+    except protobuf.Malformed as exc:
+        raise status.bad_request(f"the body of the request cannot be decoded as protobuf: {exc}") from None
+
+
+def delete_options(request: web.Request, body: bytes) -> dict[str, Any]:
+    """The DeleteOptions a DELETE carries (none: {}), in JSON or protobuf. Fields they do
+    not have are ignored, as in JSON."""
+    if not body.strip():
+        return {}
+    if media_type(request) == protobuf.MEDIA:
+        message = loads_protobuf(body)
+        options: Any = message.document if message.kind == "DeleteOptions" else None
+    else:
+        options, _ = loads_json(body)
+    if not isinstance(options, dict):
+        raise status.bad_request("the body of a DELETE must be DeleteOptions")
+    return options

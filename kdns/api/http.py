@@ -6,9 +6,9 @@ binds it. Routes:
 * `/api/v1/...`, `/apis/discovery.k8s.io/v1/...`: namespaces, services (+status),
   pods (+status), nodes, endpointslices: GET, LIST (label and field selectors, paged:
   `paging`), WATCH, POST, PUT, PATCH (merge, strategic merge, JSON patch, server-side
-  apply with field ownership: `ownership`) and DELETE, in JSON or YAML; endpoints and
-  events, made when read: GET and LIST;
-* discovery (`/version`, `/api`, `/apis`, ...) and `/openapi/v3`;
+  apply with field ownership: `ownership`) and DELETE, in JSON, YAML or protobuf
+  (`protobuf`); endpoints, events and node leases, made when read: GET and LIST;
+* discovery (`/version`, `/api`, `/apis`, ...), `/openapi/v2` and `/openapi/v3`;
 * `/healthz`, `/livez`, `/readyz` (never need a token) and `/metrics`;
 * `/debug/explain?name=&type=[&client=]`: why DNS answers a name what it answers
   (`debug`), behind the token like everything else.
@@ -108,6 +108,7 @@ def build_app(
     add("GET", "/apis", system.apis)
     add("GET", "/apis/{group}", system.api_group)
     add("GET", "/apis/{group}/{version}", system.resource_list)
+    add("GET", "/openapi/v2", system.openapi_v2_document)
     add("GET", "/openapi/v3", system.openapi_index)
     add("GET", "/openapi/v3/{path:.+}", system.openapi_document)
     add("*", "/api/v1/{tail:.+}", _resources)
@@ -148,6 +149,8 @@ async def _resources(request: web.Request) -> web.StreamResponse:
     method = request.method
     if target.resource.derived:
         return crud.derived(request, target)
+    if target.subresource is not None and target.subresource not in target.resource.subresources:
+        return crud.unserved(request, target)
     if target.name is None:
         if method == "GET":
             if target.watch_path or flag(request, "watch"):

@@ -1,4 +1,4 @@
-"""Server-side apply's field ownership: `metadata.managedFields` for Apply operations.
+"""Field ownership: `metadata.managedFields`, for Apply and Update operations.
 
 Each manager that applies a configuration owns the fields it set, recorded as
 kube-apiserver records them: a `managedFields` entry `{manager, operation: Apply,
@@ -12,8 +12,13 @@ gives:
 * applying a value to a field another manager applied a different value to is a 409
   Conflict naming both, unless `force=true`, which takes the field over.
 
-Ownership through other writes (Update operations) is not recorded: fields written by
-PUT or PATCH are nobody's, so applying over them never conflicts.
+Every other write (POST, PUT, a PATCH that is not an apply) is an Update operation, recorded
+as structured-merge-diff's Updater records it (`updated`): the writer's Update entry gains
+the fields the write added or changed, every other manager loses them (an update always
+forces), and a field the write removed is nobody's any more. The writer is `?fieldManager=`,
+else its User-Agent up to the first `/` (kubectl's `kubectl-edit`, `kubectl-label`, ... name
+themselves). Applying a different value to a field an Update owns is a conflict too, named
+as the API server names it: `conflict with "kubectl-edit" using v1: .spec.type`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from typing import Any
 
 from kdns.registry.schema import Schema, child
 
-__all__ = ["APPLY", "Path", "conflicts", "fields_of", "path_text", "record", "release", "skeleton"]
+__all__ = [
+    "APPLY", "UPDATE", "Path", "conflicts", "fields_of", "manager_of", "path_text", "record", "release", "skeleton",
+    "updated",
+]
 
 APPLY = "Apply"
+UPDATE = "Update"
+_MAX_MANAGER = 128  # kube-apiserver's limit on a manager's name
 FieldSet = dict[str, Any]  # FieldsV1: {"f:spec": {"f:ports": {'k:{"port":80}': {".": {}, ...}}}}
 Path = tuple[str, ...]
 _IDENTITY = {"apiVersion", "kind"}
@@ -136,20 +146,36 @@ def path_text(path: Path) -> str:
     return "".join(out)
 
 
+def manager_of(field_manager: str | None, user_agent: str) -> str:
+    """Who makes a write: `?fieldManager=`, else the User-Agent's product (`kubectl` of
+    `kubectl/v1.32.4 (linux/amd64) ...`), as kube-apiserver's prefixFromUserAgent."""
+    return field_manager or user_agent.split("/", 1)[0][:_MAX_MANAGER]
+
+
+def _who(entry: Mapping[str, Any]) -> str:
+    """A manager as a conflict names it: an Update's with the apiVersion it wrote."""
+    who = json.dumps(str(entry.get("manager", "")))
+    if entry.get("subresource"):
+        who += f" with subresource {json.dumps(entry['subresource'])}"
+    if entry.get("operation") == UPDATE:
+        who += f" using {entry.get('apiVersion', '')}"
+    return who
+
+
 def conflicts(
     fields: FieldSet, entries: list[Any], live: Mapping[str, Any], config: Mapping[str, Any]
 ) -> list[tuple[str, Path]]:
-    """(manager, path) for each field another manager's Apply owns that `config` sets to
-    a value other than the live one."""
+    """(manager as the message names it, path) for each field another manager owns that
+    `config` sets to a value other than the live one."""
     mine = set(leaves(fields))
     found: list[tuple[str, Path]] = []
     for entry in entries:
-        if not isinstance(entry, Mapping) or entry.get("operation") != APPLY:
+        if not isinstance(entry, Mapping):
             continue
         theirs = entry.get("fieldsV1")
         if not isinstance(theirs, Mapping):
             continue
-        manager = str(entry.get("manager", ""))
+        manager = _who(entry)
         # A list item's own path is its existence, which both want: only values conflict.
         found.extend(
             (manager, path) for path in sorted(mine & set(leaves(dict(theirs))))
@@ -158,32 +184,85 @@ def conflicts(
     return found
 
 
-def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
-    """`fields` without the paths in `taken` (a forced apply takes them over)."""
-    kept: FieldSet = {}
-    for path in leaves(fields):
-        if path in taken:
-            continue
-        node = kept
+def _tree(paths: Iterator[Path] | set[Path]) -> FieldSet:
+    """The FieldSet of these leaf paths."""
+    tree: FieldSet = {}
+    for path in sorted(paths):
+        node = tree
         for step in path:
             node = node.setdefault(step, {})
         if path and path[-1].startswith("k:"):
             node.setdefault(".", {})
-    return kept
+    return tree
+
+
+def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
+    """`fields` without the paths in `taken` (a forced apply takes them over)."""
+    return _tree({path for path in leaves(fields) if path not in taken})
+
+
+def _changed(live: Any, new: Any, path: Path) -> bool:
+    """Whether the write added or changed what `path` names (a list item: added)."""
+    if path and path[-1][:2] in ("k:", "v:"):
+        return value_at(live, path) is _MISSING
+    return bool(value_at(live, path) != value_at(new, path))
+
+
+def updated(
+    entries: list[Any], manager: str, live: Mapping[str, Any] | None, new: Mapping[str, Any],
+    schema: Schema | None, api_version: str, now: str, subresource: str | None = None,
+) -> list[Any]:
+    """The managedFields after `manager` wrote `new` over `live` (None: created it) in an
+    Update operation: its entry gains what changed, the others lose it and what went."""
+    new_paths = set(leaves(fields_of(new, schema)))
+    if live is None:
+        changed, removed = new_paths, set[Path]()
+    else:
+        changed = {path for path in new_paths if _changed(live, new, path)}
+        removed = {path for path in leaves(fields_of(live, schema)) if value_at(new, path) is _MISSING}
+    result: list[Any] = []
+    mine: set[Path] = set()
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        theirs = entry.get("fieldsV1")
+        paths = set(leaves(dict(theirs))) if isinstance(theirs, Mapping) else set()
+        if (entry.get("manager", ""), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
+            manager, UPDATE, api_version, subresource
+        ):
+            mine = paths
+            continue
+        kept = paths - changed - removed
+        if kept == paths:
+            result.append(dict(entry))
+        elif kept:
+            result.append({**entry, "fieldsV1": _tree(kept)})
+    own = (mine - removed) | changed
+    if own:
+        # A writer with neither fieldManager nor User-Agent has no name: `manager` is
+        # omitempty in ManagedFieldsEntry, so the entry goes without one.
+        entry = {
+            **({"manager": manager} if manager else {}), "operation": UPDATE, "apiVersion": api_version,
+            "time": now, "fieldsType": "FieldsV1", "fieldsV1": _tree(own),
+        }
+        if subresource:
+            entry["subresource"] = subresource
+        result.append(entry)
+    return result
 
 
 def record(
     entries: list[Any], manager: str, fields: FieldSet, api_version: str, now: str, released: set[Path] | None = None
 ) -> list[Any]:
     """The managedFields after `manager` applied `fields`: its Apply entry replaced, the
-    paths it took by force released by the others (an entry left with none goes)."""
+    paths it took by force released by the others, Updates' too (an entry left with none goes)."""
     result = []
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
         if entry.get("manager") == manager and entry.get("operation") == APPLY:
             continue
-        if released and entry.get("operation") == APPLY and isinstance(entry.get("fieldsV1"), Mapping):
+        if released and isinstance(entry.get("fieldsV1"), Mapping):
             remaining = release(dict(entry["fieldsV1"]), released)
             if remaining:
                 result.append({**entry, "fieldsV1": remaining})

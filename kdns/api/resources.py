@@ -27,7 +27,8 @@ class Resource:
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = VERBS
-    # Made from other objects when read (Endpoints, from EndpointSlices), not stored.
+    # Made from other objects when read (Endpoints from EndpointSlices, node Leases from
+    # Nodes), not stored.
     derived: bool = False
 
     @property
@@ -54,7 +55,21 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(objects.ENDPOINT_SLICE, "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True),
     Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",), verbs=("get", "list"), derived=True),
     Resource("Event", "events", "event", "", "v1", True, ("ev",), verbs=("get", "list"), derived=True),
+    Resource("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, verbs=("get", "list"), derived=True),
 )
+
+# Subresources kube-apiserver has that need what kdns does not run (containers, a kubelet,
+# an HTTP proxy to them): asked for, each is 501 with the reason why (crud.unserved), where an
+# unknown subresource is 404.
+UNSERVED: dict[tuple[str, str], str] = {
+    ("pods", "log"): "kdns runs no containers, so a pod has no logs to read",
+    ("pods", "exec"): "kdns runs no containers, so there is none to run a command in",
+    ("pods", "attach"): "kdns runs no containers, so there is none to attach to",
+    ("pods", "portforward"): "kdns runs no containers, so there is no pod port to forward",
+    ("pods", "proxy"): "kdns runs no kubelet to proxy HTTP to a pod; connect to the pod's address",
+    ("services", "proxy"): "kdns's API proxies no HTTP to services; connect to the ClusterIP (kdns serve --proxy)",
+    ("nodes", "proxy"): "kdns runs no kubelet to proxy HTTP to",
+}
 
 BY_KIND = {r.kind: r for r in RESOURCES}
 BY_PATH = {(r.group_version, r.plural): r for r in RESOURCES}

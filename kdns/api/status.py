@@ -83,6 +83,11 @@ def method_not_allowed(method: str) -> ApiError:
     )
 
 
+def not_implemented(message: str) -> ApiError:
+    """What kdns cannot do at all (it runs no containers): 501, a reason no client retries."""
+    return ApiError(501, "NotImplemented", message)
+
+
 def already_exists(group_resource: str, name: str) -> ApiError:
     return ApiError(
         409,

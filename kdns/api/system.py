@@ -1,5 +1,5 @@
 """Health, metrics and discovery: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/version`,
-`/api`, `/apis` (plain and aggregated discovery) and `/openapi/v3`."""
+`/api`, `/apis` (plain and aggregated discovery), `/openapi/v2` and `/openapi/v3`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from kdns.api import discovery, openapi, status
+from kdns.api import discovery, openapi, openapi_v2, status
 from kdns.api.context import METRICS, READY
 from kdns.api.encoding import JSON, json_response, media_types
 from kdns.api.resources import GROUP_VERSIONS, in_group_version
@@ -91,5 +91,26 @@ async def openapi_document(request: web.Request) -> web.Response:
         "ETag": f'"{digest}"',
         # As kube-apiserver: a URL with the current hash never changes.
         "Cache-Control": "public, immutable" if request.query.get("hash") == digest else "no-cache",
+    }
+    return web.Response(body=body, headers=headers)
+
+
+def _wants_protobuf(request: web.Request) -> bool:
+    """The client's first choice among the v2 document's encodings is protobuf (kubectl's)."""
+    for media, _ in media_types(request.headers.get("Accept", "")):
+        if media in openapi_v2.PROTOBUF_MEDIA_TYPES:
+            return True
+        if media in (JSON, "*/*", "application/*"):
+            return False
+    return False
+
+
+async def openapi_v2_document(request: web.Request) -> web.Response:
+    protobuf = _wants_protobuf(request)
+    body, digest = openapi_v2.rendered(protobuf)
+    headers = {
+        "Content-Type": openapi_v2.PROTOBUF if protobuf else JSON,
+        "ETag": f'"{digest}"',
+        "Vary": "Accept",
     }
     return web.Response(body=body, headers=headers)

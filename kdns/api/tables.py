@@ -267,6 +267,11 @@ def _endpoints_row(doc: Mapping[str, Any], now: float) -> list[Any]:
     return [doc["metadata"]["name"], text or "<none>", age(doc["metadata"].get("creationTimestamp"), now)]
 
 
+def _lease_row(doc: Mapping[str, Any], now: float) -> list[Any]:
+    holder = (doc.get("spec") or {}).get("holderIdentity") or ""
+    return [doc["metadata"]["name"], holder, age(doc["metadata"].get("creationTimestamp"), now)]
+
+
 def _event_row(doc: Mapping[str, Any], now: float) -> list[Any]:
     involved = doc.get("involvedObject") or {}
     source = doc.get("source") or {}
@@ -302,6 +307,7 @@ PRINTERS: Mapping[str, tuple[Sequence[Column], Callable[[Mapping[str, Any], floa
         _event_row,
     ),
     "Endpoints": ((NAME_COLUMN, ("Endpoints", "string", "", 0), AGE_COLUMN), _endpoints_row),
+    "Lease": ((NAME_COLUMN, ("Holder", "string", "", 0), AGE_COLUMN), _lease_row),
     objects.SERVICE: (
         (
             NAME_COLUMN,

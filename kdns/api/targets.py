@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from kdns.api import status
-from kdns.api.resources import BY_PATH, Resource
+from kdns.api.resources import BY_PATH, UNSERVED, Resource
 from kdns.api.selectors import (
     Selector,
     SelectorError,
@@ -29,8 +29,6 @@ class Target:
 
 def parse_target(group_version: str, tail: str) -> Target:
     parts = list(tail.split("/"))
-    if any(not p for p in parts):
-        raise status.path_not_found(tail)
     watch_path = False
     if parts[0] == "watch":
         watch_path, parts = True, parts[1:]
@@ -40,13 +38,15 @@ def parse_target(group_version: str, tail: str) -> Target:
     if not parts:
         raise status.path_not_found(tail)
     resource = BY_PATH.get((group_version, parts[0]))
-    if resource is None or len(parts) > 3:
+    if resource is not None and len(parts) > 3 and (resource.plural, parts[2]) in UNSERVED:
+        parts = parts[:3]  # .../proxy/<path>: the path (maybe empty) is the proxied request's
+    if resource is None or len(parts) > 3 or not all(parts) or namespace == "":
         raise status.path_not_found(tail)
     if namespace is not None and not resource.namespaced:
         raise status.path_not_found(tail)
     name = parts[1] if len(parts) > 1 else None
     sub = parts[2] if len(parts) > 2 else None
-    if sub is not None and sub not in resource.subresources:
+    if sub is not None and sub not in resource.subresources and (resource.plural, sub) not in UNSERVED:
         raise status.path_not_found(tail)
     if resource.namespaced and name is not None and namespace is None:
         raise status.path_not_found(tail)

@@ -93,6 +93,17 @@ from kdns.message import (
     ExtendedError,
     Query,
 )
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    SHARED,
+    UNSCOPED,
+    AddressScope,
+    PodScope,
+    Scope,
+    ServiceScope,
+    Shared,
+)
 
 SCHEMA_VERSION = "1.1.0"  # spec §2.2
 SCHEMA_TTL = 28800  # docs/dns-rules.md R6
@@ -122,15 +133,18 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
     if zone is None:
         return None
     if query.qtype in _ZONE_TRANSFERS:
-        return Answer(rcode=REFUSED, authoritative=True, source="cluster")
+        return Answer(rcode=REFUSED, authoritative=True, source="cluster", reuse=UNSCOPED)
     owner = query.qname
     chain: list[RR] = []
     additional: list[RR] = []
     seen = {name}
+    reads: set[Scope] = set()  # what the answer reads, every name of the chain (kdns/reuse.py)
     while True:
-        found = _Lookup(index, settings, owner, zone, query.qtype).run(name)
+        lookup = _Lookup(index, settings, owner, zone, query.qtype, reads)
+        found = lookup.run(name)
         if found is None:
-            return _negative(NXDOMAIN, chain, owner, zone, index, settings, _why_missing(name, index, settings))
+            errors = _why_missing(name, index, settings)
+            return _negative(NXDOMAIN, chain, owner, zone, index, settings, reads, errors)
         chain += found.answer
         additional += found.additional
         if found.alias is None or query.qtype in _NO_ALIAS_CHASE:
@@ -142,8 +156,13 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         owner, name, zone = found.alias, next_name, next_zone
         seen.add(name)
     if not found.answer:
-        return _negative(NOERROR, chain, owner, zone, index, settings)
-    return Answer(answer=tuple(chain), additional=tuple(additional), authoritative=True, source="cluster")
+        return _negative(NOERROR, chain, owner, zone, index, settings, reads)
+    # Only the apex SOA shows the serial of the last commit, whatever it touched: it
+    # ends every chain it is in (R22: ANY at the apex answers the SOA alone).
+    reuse = SHARED if lookup.shows_serial else Shared(frozenset(reads))
+    return Answer(
+        answer=tuple(chain), additional=tuple(additional), authoritative=True, source="cluster", reuse=reuse
+    )
 
 
 def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[ExtendedError, ...]:
@@ -157,7 +176,7 @@ def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[Ex
     return (ExtendedError(EdeCode.OTHER, f"namespace {namespace!r} does not exist"),)
 
 
-def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
+def soa_record(owner: str, zone: str, serial: int, settings: Settings) -> RR:
     """The SOA of `zone` (docs/dns-rules.md R19), its owner spelt as in `owner`, a name of that zone."""
     zone_text = owner[len(owner) - len(zone) :]
     cluster = zone_text if zone == settings.zone else settings.zone
@@ -165,7 +184,7 @@ def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -
         zone_text,
         nameserver_fqdn(cluster),
         hostmaster_fqdn(cluster),
-        serial=index.serial,
+        serial=serial,
         minimum=settings.ttl,
         ttl=settings.soa_ttl,
     )
@@ -178,11 +197,20 @@ def _negative(
     zone: str,
     index: ClusterIndex,
     settings: Settings,
+    reads: set[Scope],
     errors: tuple[ExtendedError, ...] = (),
 ) -> Answer:
-    soa = soa_record(owner, zone, index, settings)
+    """NXDOMAIN or NODATA, with the SOA whose serial is the last commit that touched what
+    the answer read (R19), so that the answer changes only when what it read does."""
+    soa = soa_record(owner, zone, index.serial_of(reads), settings)
     return Answer(
-        rcode=rcode, answer=tuple(chain), authority=(soa,), authoritative=True, errors=errors, source="cluster"
+        rcode=rcode,
+        answer=tuple(chain),
+        authority=(soa,),
+        authoritative=True,
+        errors=errors,
+        source="cluster",
+        reuse=Shared(frozenset(reads)),
     )
 
 
@@ -196,12 +224,16 @@ def _server_addresses(settings: Settings) -> tuple[IPAddress, ...]:
 class _Lookup:
     """One name, one type: the records, or None when the name does not exist."""
 
-    __slots__ = ("_label", "index", "owner", "qtype", "settings", "ttl", "zone_text")
+    __slots__ = ("_label", "index", "owner", "qtype", "reads", "settings", "shows_serial", "ttl", "zone_text")
 
     def __init__(
-        self, index: ClusterIndex, settings: Settings, owner: str, zone: str, qtype: int
+        self, index: ClusterIndex, settings: Settings, owner: str, zone: str, qtype: int, reads: set[Scope]
     ) -> None:
         self.index = index
+        # What a commit may touch that this answer reads (kdns/reuse.py `Scope`), added to
+        # as the lookup reads it; `shows_serial`: it wrote the serial of the last commit.
+        self.reads = reads
+        self.shows_serial = False
         self.settings = settings
         self.owner = owner  # the name as asked (or as the CNAME wrote it)
         self._label: DNSLabel | None = None
@@ -241,6 +273,7 @@ class _Lookup:
             case Structural():
                 return _Found()
             case ReversePrefix():
+                self.reads.add(REVERSE_PREFIXES)
                 return _Found() if index.has_reverse_below(name) else None
             case NameServer():
                 return self._addresses(qtype, _server_addresses(self.settings))
@@ -249,8 +282,10 @@ class _Lookup:
                     return None
                 return _Found() if namespace in index.namespaces else None
             case ServiceName(service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
                 return self._service(qtype, service, namespace)
             case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
                 record = self._named_service(service, namespace)
                 if record is None:
                     return None
@@ -262,8 +297,10 @@ class _Lookup:
                     return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
                 return self._addresses(qtype, ready.addresses)
             case ProtocolName(protocol=protocol, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
                 return _Found() if self._service_srv(service, namespace, protocol=protocol) else None
             case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
                 srv = self._service_srv(service, namespace, port=port, protocol=protocol)
                 if not srv:
                     return None
@@ -271,6 +308,7 @@ class _Lookup:
             case PodName(namespace=namespace):
                 return self._pod(qtype, name.address, namespace)
             case NodeName(node=node):
+                self.reads.add(NODES)
                 node_record = index.node(node)
                 if node_record is not None:
                     return self._addresses(qtype, node_record.internal_ips)
@@ -282,6 +320,7 @@ class _Lookup:
             case NodePortName(port=port, protocol=protocol, service=service, namespace=namespace):
                 return self._node_ports(qtype, service, namespace, port=port, protocol=protocol)
             case ReverseName():
+                self.reads.add(AddressScope(name.address.packed))
                 return self._reverse(qtype, name.address)
         raise AssertionError(f"unhandled name {name!r}")  # pragma: no cover
 
@@ -290,7 +329,8 @@ class _Lookup:
     def _apex(self, qtype: int) -> _Found:
         zone = self.zone_text
         if qtype == QTYPE.SOA:
-            return _Found([soa_record(zone, zone.lower(), self.index, self.settings)])
+            self.shows_serial = True
+            return _Found([soa_record(zone, zone.lower(), self.index.serial, self.settings)])
         if qtype == QTYPE.NS:
             # The reverse zones name the cluster zone's server, as their SOA does.
             cluster = zone if zone.lower() == self.settings.zone else self.settings.zone
@@ -360,8 +400,10 @@ class _Lookup:
         mode = self.settings.pods
         if mode == "disabled" or namespace not in self.index.namespaces:
             return None
-        if mode == "verified" and not self.index.has_pod(namespace, ip):
-            return None
+        if mode == "verified":
+            self.reads.add(PodScope(namespace, ip.packed))
+            if not self.index.has_pod(namespace, ip):
+                return None
         return self._addresses(qtype, (ip,))
 
     def _node_ports(
@@ -372,6 +414,7 @@ class _Lookup:
         port: str | None = None,
         protocol: str | None = None,
     ) -> _Found | None:
+        self.reads.update((ServiceScope(namespace, service), NODES))  # the SRV targets are Nodes
         record = self.index.visible_service(namespace, service)
         if record is None or record.service.type not in NODE_PORT_TYPES:
             return None

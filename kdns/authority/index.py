@@ -52,13 +52,25 @@ from kdns.registry.objects import (
     Pod,
     Service,
 )
-from kdns.reuse import Changed, ChangeListener
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    AddressScope,
+    Changed,
+    ChangeListener,
+    PodScope,
+    Scope,
+    ServiceScope,
+)
 
 # Pods in these phases have given their address back (docs/dns-rules.md R15).
 _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
 NamespacedName = tuple[str, str]  # (namespace, name)
+# How many scopes' versions are remembered (`ClusterIndex.serial_of`): past that, the
+# index forgets them all and tells its listeners that anything may have changed.
+MAX_VERSIONS = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +196,23 @@ def _other_address(text: str) -> IPAddress | None:
 class ClusterIndex:
     """The DNS view of the registry, kept current by `apply`.
 
-    `serial` is the resource_version of the last commit seen (the SOA serial,
-    docs/dns-rules.md R19). After every `apply` and `rebuild` each `on_change` listener
-    hears which Services it touched (kdns/reuse.py `Changed`), so what was derived from the
-    index (ready reply bytes) can drop what may have changed and keep the rest.
+    `serial` is the resource_version of the last commit seen (the apex SOA's serial,
+    docs/dns-rules.md R19); `serial_of(scope)` the version of the last commit that touched
+    any of `scope` (a negative answer's SOA serial). After every `apply` and `rebuild` each
+    `on_change` listener hears which scopes it touched (kdns/reuse.py `Changed`), so what was
+    derived from the index (ready reply bytes) can drop what may have changed and keep the
+    rest.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serial = 0
         self._listeners: list[ChangeListener] = []
+        # The version of the last commit that touched each scope, for those touched since
+        # `_floor`: the version of the last change of everything (a rebuild, a Namespace),
+        # which every scope not listed had last.
+        self._versions: dict[Scope, int] = {}
+        self._floor = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -212,7 +231,13 @@ class ClusterIndex:
         # first 1-3 bytes of an IPv4 key, the first 1-31 hex nibbles of an IPv6 one. A
         # partial reverse name exists (an empty non-terminal) while its count is not 0.
         self._reverse_prefixes: dict[bytes | str, int] = {}
-        self._counting = True  # False while `rebuild` fills the tables
+        # False while `rebuild` fills the tables: it counts the reverse prefixes in bulk at
+        # the end, and what it touched is everything.
+        self._counting = True
+        self._touched: set[Scope] = set()  # by the commit `apply` is taking in
+        # The reverse prefixes whose count went to 0 or from 0 in it, and whether each
+        # existed before: a Service modified in place takes its cluster IP out and back.
+        self._crossed: dict[bytes | str, bool] = {}
         self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
         self._pod_ips: dict[tuple[str, bytes], int] = {}
         self._nodes: dict[str, NodeRecord] = {}
@@ -247,6 +272,7 @@ class ClusterIndex:
             self._counting = True
         self._recount_reverse()
         self.serial = resource_version
+        self._forget(resource_version)
         self._changed(None)
 
     def _recount_reverse(self) -> None:
@@ -266,31 +292,78 @@ class ClusterIndex:
         """Store listener: one commit's events, in order."""
         if not events:
             return
-        touched: set[NamespacedName] | None = set()
+        everything = False
+        touched = self._touched
         for event in events:
             obj = event.object
             key = obj.key
-            if key.kind in (NAMESPACE, NODE):
-                touched = None
-            elif key.kind == SERVICE and touched is not None:
-                touched.add((key.namespace, key.name))
+            if key.kind == NAMESPACE:
+                everything = True  # what it shows or hides spans every scope in it
+            elif key.kind == NODE:
+                touched.add(NODES)
+            where = (key.namespace, key.name)
+            held = self._pods.get(where) if key.kind == POD else None
+            record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
-        if touched is not None:
-            touched |= self._stale  # Services whose slices changed
+            if key.kind == POD:
+                # A pod name's answer changes only if the address the Pod holds does (a
+                # readiness report, like most Pod writes, leaves it alone).
+                holds = self._pods.get(where)
+                if holds != held:
+                    touched.update(PodScope(*h) for h in (held, holds) if h is not None)
+            elif key.kind == SERVICE:
+                self._touch_service(where, record, self._services.get(where))
+        touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
-        self.serial = events[-1].resource_version
-        self._changed(frozenset(touched) if touched is not None else None)
+        crossed, self._crossed = self._crossed, {}
+        prefixes = self._reverse_prefixes
+        if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
+            touched.add(REVERSE_PREFIXES)
+        version = events[-1].resource_version
+        self.serial = version
+        self._touched = set()
+        if everything or len(self._versions) + len(touched) > MAX_VERSIONS:
+            self._forget(version)
+            self._changed(None)
+            return
+        versions = self._versions
+        for scope in touched:
+            versions[scope] = version
+        self._changed(frozenset(touched))
+
+    def advance(self, version: int) -> None:
+        """Take `version` as the serial with nothing changed (a follower's empty list):
+        only the answers that show the serial itself (the apex SOA) change."""
+        self.serial = version
+        self._changed(frozenset())
+
+    def serial_of(self, scope: Iterable[Scope]) -> int:
+        """The version of the last commit that touched any of `scope` (a change of
+        everything touches them all): the serial of a negative answer that read them
+        (docs/dns-rules.md R19)."""
+        versions, floor = self._versions, self._floor
+        return max((versions.get(s, floor) for s in scope), default=floor)
+
+    def _forget(self, version: int) -> None:
+        """Everything changed at `version`: no scope needs a version of its own."""
+        self._versions = {}
+        self._floor = version
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call `listener(changed)` after every `apply` and `rebuild`: the (namespace,
-        service) pairs whose Service or EndpointSlices the commit changed, or None when
-        more may have (a Namespace or Node changed, a rebuild). Returns the call that
+        """Call `listener(changed)` after every `apply`, `advance` and `rebuild`: the
+        scopes the commit touched (kdns/reuse.py), or None when anything may have changed
+        (a Namespace, a rebuild, more scopes than MAX_VERSIONS). Returns the call that
         stops it.
 
-        Pod events name no Service: only pod names (`<ip>.<ns>.pod.`) read pods, and
-        those answers are dropped on every change (`Shared()`).
+        What touches what: a Service event its ServiceScope and the AddressScope of the
+        cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
+        starts or stops being one their PTR names (created, deleted, ExternalName); an
+        EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
+        address it adds or takes away; a Pod event the PodScope of its address before and
+        after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
+        comes to exist or stops existing.
         """
         self._listeners.append(listener)
         return partial(self._listeners.remove, listener)
@@ -357,6 +430,17 @@ class ClusterIndex:
             if multimap.add(self._ptr_cluster, ip.packed, where):
                 self._reverse_count(ip.packed, 1)
 
+    def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
+        """A Service event: its names; the PTR of the cluster IPs it took or gave back; the
+        PTR of its ready endpoints if they start or stop naming it (ptr_targets: it exists
+        and is no ExternalName). A plain update (labels, ports) leaves the PTR alone."""
+        touched = self._touched
+        touched.add(ServiceScope(*where))
+        ips = set(before.cluster_ips if before is not None else ()) ^ set(after.cluster_ips if after is not None else ())
+        touched.update(AddressScope(ip.packed) for ip in ips)
+        if _names_endpoints(before) != _names_endpoints(after):
+            touched.update(AddressScope(ready.key) for ready in self._endpoint_readies.get(where, ()))
+
     def _reverse_count(self, key: bytes, step: int) -> None:
         """Count a packed address in or out of `_reverse_prefixes` (step 1 or -1)."""
         if not self._counting:
@@ -374,6 +458,8 @@ class ClusterIndex:
                 counts[prefix] = count
             else:
                 del counts[prefix]
+            if count == 0 or count == step:  # the partial name stops or starts existing...
+                self._crossed.setdefault(prefix, count == 0)  # ...having existed before or not
 
     def _put_slice(self, endpoint_slice: EndpointSlice, previous: _SliceRecord | None = None) -> None:
         service = endpoint_slice.service_name
@@ -444,13 +530,17 @@ class ClusterIndex:
             self._endpoint_readies[service] = readies
         # Only the differences touch the reverse table; a rebuild has none to look for.
         added: Iterable[_Ready] = readies
+        touched = self._touched
         if before:
             pairs = {(r.key, r.name) for r in readies}
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
+                touched.add(AddressScope(key))
                 if multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
             added = [r for r in readies if (r.key, r.name) not in previous]
+        if self._counting:
+            touched.update(AddressScope(ready.key) for ready in added)
         ptr = self._ptr_endpoints
         for ready in added:
             owners = ptr.get(ready.key)
@@ -515,6 +605,11 @@ class ClusterIndex:
     def has_node_branch(self, suffix: str) -> bool:
         """Some Node's dotted name ends in `.<suffix>` (an empty non-terminal under node.)."""
         return suffix in self._node_branches
+
+
+def _names_endpoints(record: ServiceRecord | None) -> bool:
+    """Whether the PTR of this Service's ready endpoints names it (docs/dns-rules.md R14)."""
+    return record is not None and not record.is_external
 
 
 def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> ServiceEndpoints:

@@ -86,7 +86,7 @@ class Mirror:
         self._metrics.set_objects(kind, len(fresh))
         self.index.apply(events)
         if not events:
-            self.index.serial = version
+            self.index.advance(version)
         return len(events)
 
     def apply(self, kind: str, change: str, obj: KubeObject | None, where: Where, resource_version: int) -> None:

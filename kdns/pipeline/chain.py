@@ -34,10 +34,10 @@ An authoritative answer may then be completed:
 * Autopath (--autopath, CoreDNS `autopath @kubernetes`): see `Router._autopath`.
 
 Reuse (the wire layer's ready replies, by the contract of kdns/reuse.py): an answer
-that depends on nothing but the question and what kdns serves is `Shared`, scoped to the
-one Service it reads when that is all it reads (`_scope`); `on_change` tells the wire
-layer what each registry commit touched, and that a static-zone reload may have changed
-anything. An answer that depends on the client is `Private`: the ACL's REFUSED while
+that depends on nothing but the question and what kdns serves is `Shared`: the
+authority's within the scope it read (`kdns.authority.answer`), a static zone's until the
+next reload; `on_change` tells the wire layer what each registry commit touched, and that
+a static-zone reload may have changed anything. An answer that depends on the client is `Private`: the ACL's REFUSED while
 forwarding is on, an NXDOMAIN that a recursing client would have had forwarded or
 autopathed, a CNAME left alone because this client may not recurse, an autopath answer,
 anything after an upstream failure. Forwarded answers carry the forwarding cache's own
@@ -62,13 +62,8 @@ from kdns.authority import records
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
 from kdns.authority.names import (
-    EndpointName,
-    InvalidName,
     IPAddress,
-    PortName,
-    ServiceName,
     is_below,
-    parse,
     search_list,
     split_search,
     zone_of,
@@ -88,11 +83,9 @@ from kdns.message import (
 )
 from kdns.reuse import (
     PRIVATE,
-    SHARED,
+    UNSCOPED,
     ChangeListener,
     Private,
-    ServiceKey,
-    Shared,
     combined,
 )
 
@@ -101,7 +94,7 @@ __all__ = ["Forward", "Router"]
 # Forwarding off: every client gets this for every outside name.
 _REFUSED_ALL = Answer(
     rcode=REFUSED,
-    reuse=SHARED,
+    reuse=UNSCOPED,
     errors=(ExtendedError(EdeCode.NOT_AUTHORITATIVE, "not a zone kdns serves, and forwarding is off"),),
 )
 # RA=0: this client gets no recursion here, so a stub moves on to its next server at once.
@@ -226,8 +219,7 @@ class Router:
     """
 
     __slots__ = (
-        "_allowed", "_forward", "_index", "_listeners", "_nested", "_services", "_settings", "_shadowed",
-        "_static", "_zones",
+        "_allowed", "_forward", "_index", "_listeners", "_nested", "_settings", "_shadowed", "_static", "_zones",
     )
 
     def __init__(
@@ -243,7 +235,6 @@ class Router:
         self._zones = (settings.zone, *settings.reverse_zones)
         self._forward = forward
         self._listeners: list[ChangeListener] = []  # told of static-zone reloads
-        self._services = ".svc." + settings.zone  # the Service tree: `_scope`
         networks = settings.allow_recursion
 
         # Few distinct clients (pods, nodes) ask again and again: remember the verdicts.
@@ -273,7 +264,7 @@ class Router:
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener` after every registry commit the index takes in (with the
-        Services it touched) and every static-zone reload (None); returns the call that
+        scopes it touched) and every static-zone reload (None); returns the call that
         stops it (kdns/reuse.py)."""
         self._listeners.append(listener)
         stop_index = self._index.on_change(listener)
@@ -283,31 +274,6 @@ class Router:
             stop_index()
 
         return stop
-
-    def _scope(self, query: Query, result: Answer) -> ServiceKey | None:
-        """The one Service a shared answer reads, if that is all it reads; else None.
-
-        A positive answer to `[<endpoint>. | _<port>._<proto>.]<service>.<ns>.svc.<zone>`
-        with no CNAME (a chase reads another name) and no authority section (a negative
-        answer's SOA carries the serial) reads only that Service, its EndpointSlices and
-        its Namespace (SRV targets and their addresses stay under the Service).
-        """
-        name = query.name
-        if (
-            result.rcode != NOERROR
-            or not result.answer
-            or result.authority
-            or not name.endswith(self._services)
-            or any(rr.rtype == _CNAME for rr in result.answer)
-        ):
-            return None
-        try:
-            shape = parse(name, self._settings.zone, self._settings.reverse_zones)
-        except InvalidName:
-            return None
-        if isinstance(shape, (ServiceName, EndpointName, PortName)):
-            return shape.namespace, shape.service
-        return None
 
     @property
     def shadowed(self) -> tuple[str, ...]:
@@ -348,20 +314,18 @@ class Router:
     # --- completing authoritative answers ---------------------------------------------
 
     def _local(self, query: Query) -> Answer | None:
-        """The answer of the zone kdns serves that holds the name (shared); None if none."""
+        """The answer of the zone kdns serves that holds the name (shared: the authority's
+        within what it read, a static zone's until a reload); None if none."""
         name = query.name
         if self._nested and any(is_below(name, origin) for origin in self._nested):
             result = self._static.answer(query)
             if result is not None:
-                return replace(result, reuse=SHARED)
+                return replace(result, reuse=UNSCOPED)
         result = answer(query, self._index, self._settings)
-        if result is None:
-            result = self._static.answer(query)
-            if result is None:
-                return None
-            return replace(result, reuse=SHARED)
-        scope = self._scope(query, result)
-        return replace(result, reuse=SHARED if scope is None else Shared(scope))
+        if result is not None:
+            return result
+        result = self._static.answer(query)
+        return None if result is None else replace(result, reuse=UNSCOPED)
 
     def _resolve(self, query: Query) -> Result | None:
         """A zone's answer, else the upstreams' for a client that may recurse; else None."""

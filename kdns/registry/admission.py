@@ -130,6 +130,8 @@ def admit(
             context.cluster_ips.rollback(savepoints[0])
             context.node_ports.rollback(savepoints[1])
             raise
+    if kind == objects.NODE and not restore:
+        _node_ready(body, old, context.clock())
     if (
         kind == objects.ENDPOINT_SLICE
         and old is not None
@@ -323,7 +325,86 @@ _DEFAULTS: Mapping[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
+# --- Nodes: the Ready condition ----------------------------------------------------------------
+
+# The reasons of the Ready condition kdns sets; any other Ready condition is a writer's own
+# (a kubelet's, followed from a cluster, or a hand-written status) and is kept as written.
+NODE_READY_REASONS = ("KdnsNodeAddressKnown", "KdnsNoInternalIP")
+
+
+def _ready_condition(status: Any) -> dict[str, Any] | None:
+    for condition in _dicts(status.get("conditions")) if isinstance(status, dict) else ():
+        if condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def _internal_ips(status: Any) -> list[str]:
+    addresses = _dicts(status.get("addresses")) if isinstance(status, dict) else []
+    return [str(a.get("address")) for a in addresses if a.get("type") == "InternalIP" and a.get("address")]
+
+
+def _node_ready(body: dict[str, Any], old: KubeObject | None, now: float) -> None:
+    """Give a Node the Ready condition of what kdns does with it, unless its writer gave one.
+
+    kdns runs no kubelet and never contacts a node: what it knows is whether the node has an
+    InternalIP, the address its `<node>.node.<zone>` and NodePort SRV answers give. That is
+    Ready "True"; a node without one is "False" (it is left out of those answers). Nothing
+    heartbeats, so lastHeartbeatTime is when kdns last set the condition's status, as is
+    lastTransitionTime; a write that leaves the status as it was keeps both.
+    """
+    status = body.get("status")
+    if status is None:
+        status = body["status"] = {}
+    if not isinstance(status, dict):
+        return  # validation reports it
+    given = _ready_condition(status)
+    if given is not None and given.get("reason") not in NODE_READY_REASONS:
+        return
+    ips = _internal_ips(status)
+    if ips:
+        ready, reason = "True", NODE_READY_REASONS[0]
+        message = (f"kdns runs no kubelet: the node is Ready as declared; DNS answers give its InternalIP "
+                   f"{', '.join(ips)}")
+    else:
+        ready, reason = "False", NODE_READY_REASONS[1]
+        message = "kdns runs no kubelet, and the node has no InternalIP: DNS answers leave it out"
+    before = _ready_condition(old.manifest.get("status")) if old is not None else None
+    if before is not None and before.get("status") == ready and before.get("reason") == reason:
+        since = before.get("lastTransitionTime") or timestamp(now)
+    else:
+        since = timestamp(now)
+    condition = {
+        "type": "Ready", "status": ready, "lastHeartbeatTime": since, "lastTransitionTime": since,
+        "reason": reason, "message": message,
+    }
+    conditions = [c for c in _dicts(status.get("conditions")) if c.get("type") != "Ready"]
+    status["conditions"] = [*conditions, condition]
+
+
 # --- Services: IP families, cluster IPs, node ports ------------------------------------------
+
+CLUSTER_IP = "ClusterIP"
+NODE_PORT = "NodePort"
+
+
+class AllocationFailed(Invalid):
+    """A ClusterIP or NodePort (`what`) the Service asks for is taken or out of range. It
+    and RangeExhausted say what could not be allocated: the API records an Event for them
+    (kdns/api/crud.py)."""
+
+    def __init__(self, what: str, name: str, causes: list[tuple[str, str]]) -> None:
+        super().__init__(objects.SERVICE, name, causes)
+        self.what = what
+
+
+class RangeExhausted(RangeFull):
+    """range is full"""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+
 
 
 def _service(body: dict[str, Any], old: Service | None, context: Context) -> Service | None:
@@ -523,7 +604,7 @@ def _allocate_cluster_ips(
         try:
             allocator.reserve(ip)
         except AllocationError as exc:
-            raise Invalid(objects.SERVICE, name, [
+            raise AllocationFailed(CLUSTER_IP, name, [
                 invalid(f"spec.clusterIPs[{i}]", cluster_ips, f"failed to allocate IP {ip}: {exc}")]) from None
     families = spec.get("ipFamilies") or []
     for i in range(len(cluster_ips), len(families)):
@@ -533,7 +614,7 @@ def _allocate_cluster_ips(
             raise Invalid(objects.SERVICE, name, [
                 invalid(f"spec.ipFamilies[{i}]", families[i], "not configured on this cluster")]) from None
         except RangeFull as exc:
-            raise RangeFull(f"failed to allocate a serviceIP: {exc}") from None
+            raise RangeExhausted(CLUSTER_IP, f"failed to allocate a serviceIP: {exc}") from None
     spec["clusterIP"] = cluster_ips[0]
     spec["clusterIPs"] = cluster_ips
     return set(cluster_ips)
@@ -561,7 +642,8 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
             try:
                 allocator.reserve(node_port)
             except AllocationError as exc:
-                raise Invalid(objects.SERVICE, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
+                raise AllocationFailed(
+                    NODE_PORT, name, [invalid(f"spec.ports[{i}].nodePort", node_port, str(exc))]) from None
         used.add(node_port)
         by_number.setdefault(port["port"], node_port)
     wrote = False
@@ -574,7 +656,7 @@ def _allocate_node_ports(spec: dict[str, Any], old: Service | None, context: Con
                 try:
                     node_port = allocator.allocate()
                 except RangeFull as exc:
-                    raise RangeFull(f"failed to allocate a nodePort: {exc}") from None
+                    raise RangeExhausted(NODE_PORT, f"failed to allocate a nodePort: {exc}") from None
                 by_number[port["port"]] = node_port
             port["nodePort"] = node_port
             used.add(node_port)

@@ -3,7 +3,8 @@ read about it.
 
 kdns plays the kubelet's readiness prober (kdns/prober.py), and says what it finds as
 the kubelet does: a Warning `Unhealthy` event, "Readiness probe failed: ...", for the
-pod. Repeats of one event (same object, type, reason and message) are counted on one
+pod. The API says so too when it refuses a Service for want of a ClusterIP or NodePort
+(kdns/api/crud.py). Repeats of one event (same object, type, reason and message) are counted on one
 Event, whose lastTimestamp moves on, as client-go's event correlator aggregates them;
 an Event no one repeated for `ttl` seconds goes (kube-apiserver's --event-ttl, one hour
 by default); at most `limit` are kept, the oldest dropped first. Events live in memory:
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kdns.registry.admission import timestamp
-from kdns.registry.objects import API_VERSIONS, KubeObject
+from kdns.registry.objects import API_VERSIONS, KubeObject, ObjectReference
 
 __all__ = ["EventLog"]
 
@@ -39,19 +40,25 @@ class EventLog:
         self._serial = itertools.count(1)
 
     def record(
-        self, involved: KubeObject, type_: str, reason: str, message: str, *,
+        self, involved: KubeObject | ObjectReference, type_: str, reason: str, message: str, *,
         component: str, host: str = "", field_path: str = "",
     ) -> dict[str, Any]:
-        """Record (or count once more) an event about `involved`; returns the Event."""
+        """Record (or count once more) an event about `involved` (a reference: an object
+        that is not stored, such as one whose create was refused); returns the Event."""
         now = self._clock()
-        meta = involved.meta
-        key = (meta.uid, meta.namespace, meta.name, field_path, type_, reason, message)
+        if isinstance(involved, ObjectReference):
+            ref, version = involved, 0
+        else:
+            meta = involved.meta
+            ref = ObjectReference(involved.kind, meta.namespace, meta.name, meta.uid)
+            version = meta.resource_version
+        key = (ref.uid, ref.namespace, ref.name, field_path, type_, reason, message)
         stamp = timestamp(now)
         event = self._events.pop(key, None)
         if event is None:
             involved_object = {
-                "kind": involved.kind, "namespace": meta.namespace, "name": meta.name, "uid": meta.uid,
-                "apiVersion": API_VERSIONS[involved.kind], "resourceVersion": str(meta.resource_version),
+                "kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
+                "apiVersion": API_VERSIONS[ref.kind], "resourceVersion": str(version) if version else "",
             }
             if field_path:
                 involved_object["fieldPath"] = field_path
@@ -61,8 +68,8 @@ class EventLog:
                 "kind": "Event",
                 "metadata": {
                     # As client-go names them: the object's name and the time, in hex.
-                    "name": f"{meta.name}.{int(now * 1e9):x}",
-                    "namespace": meta.namespace or "default",
+                    "name": f"{ref.name}.{int(now * 1e9):x}",
+                    "namespace": ref.namespace or "default",
                     "creationTimestamp": stamp,
                 },
                 "involvedObject": {k: v for k, v in involved_object.items() if v},
@@ -99,10 +106,14 @@ def _involved(name: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda event: str(event["involvedObject"].get(name, ""))
 
 
-# kube-apiserver's selectable fields of an Event (pkg/registry/core/event/strategy.go).
-_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+# What every kind's objects can be selected by.
+METADATA_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "metadata.name": lambda e: e["metadata"]["name"],
     "metadata.namespace": lambda e: e["metadata"]["namespace"],
+}
+# kube-apiserver's selectable fields of an Event (pkg/registry/core/event/strategy.go).
+_FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+    **METADATA_FIELDS,
     **{
         f"involvedObject.{name}": _involved(name)
         for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
@@ -114,9 +125,13 @@ _FIELDS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
 }
 
 
-def field_matcher(text: str) -> Callable[[Mapping[str, Any]], bool]:
-    """A fieldSelector over Events (`involvedObject.name=web-1,type!=Normal`); ValueError
-    names a field an Event cannot be selected by."""
+def field_matcher(
+    text: str, fields: Mapping[str, Callable[[Mapping[str, Any]], str]] | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A fieldSelector over Events (`involvedObject.name=web-1,type!=Normal`), or over other
+    documents made when read by `fields` (METADATA_FIELDS); ValueError names a field they
+    cannot be selected by."""
+    fields = _FIELDS if fields is None else fields
     terms = []
     for clause in filter(None, (part.strip() for part in text.split(","))):
         for operator in ("!=", "==", "="):
@@ -125,7 +140,7 @@ def field_matcher(text: str) -> Callable[[Mapping[str, Any]], bool]:
                 break
         else:
             raise ValueError(f"invalid selector: {text!r}; can't understand {clause!r}")
-        read = _FIELDS.get(field.strip())
+        read = fields.get(field.strip())
         if read is None:
             raise ValueError(f"field label not supported: {field.strip()}")
         terms.append((read, value.strip(), operator != "!="))

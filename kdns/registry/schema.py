@@ -362,7 +362,7 @@ ENDPOINT_SLICE = top(
     ),
 )
 
-# --- Endpoints and Event (read-only: made when read, described for /openapi/v3) ------------
+# --- Endpoints, Event, Lease (read-only: made when read, described for /openapi/v3) -------
 
 ENDPOINT_ADDRESS = obj(
     "io.k8s.api.core.v1.EndpointAddress", ip=STR, hostname=STR, nodeName=STR, targetRef=OBJECT_REFERENCE
@@ -398,6 +398,22 @@ EVENT = top(
     reportingInstance=STR,
 )
 
+MICRO_TIME = Schema("string", format="date-time")
+
+LEASE = top(
+    "io.k8s.api.coordination.v1.Lease",
+    spec=obj(
+        "io.k8s.api.coordination.v1.LeaseSpec",
+        holderIdentity=STR,
+        leaseDurationSeconds=INT,
+        acquireTime=MICRO_TIME,
+        renewTime=MICRO_TIME,
+        leaseTransitions=INT,
+        strategy=STR,
+        preferredHolder=STR,
+    ),
+)
+
 BY_KIND: Mapping[str, Schema] = {
     "Namespace": NAMESPACE,
     "Service": SERVICE,
@@ -406,6 +422,7 @@ BY_KIND: Mapping[str, Schema] = {
     "EndpointSlice": ENDPOINT_SLICE,
     "Endpoints": ENDPOINTS,
     "Event": EVENT,
+    "Lease": LEASE,
 }
 
 

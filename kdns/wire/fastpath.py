@@ -25,10 +25,10 @@ Nothing stale is served:
   to what it answers from, before the next request is read: registry commits and zone
   reloads run in other callbacks on the event loop, never in the middle of a request or
   of a batch of them. The cache then drops every reply the change may touch: those
-  filed under a Service it names, and every reply not filed under one Service
-  (`Shared()`, `Forwarded`); a change that names no Services (None) drops them all.
-  Replies filed under a Service nobody touched are kept, so a commit does not send
-  every question down the slow path at once;
+  filed under a scope it names (a reply is filed under each scope it read), and every
+  reply that may have read anything (`Shared()`, `Forwarded`); a change of everything
+  (None) drops them all. Replies whose scopes nobody touched are kept, so a commit does
+  not send every question down the slow path at once;
 * only `Shared` and `Forwarded` answers are kept (never `Private`, never SERVFAIL), and
   only if no change came between the request and its answer (`epoch`); a forwarded
   answer only until its TTLs would count down, and only for clients the handler lets
@@ -52,7 +52,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kdns.message import SERVFAIL, Answer, Handler, Query, Reusable
-from kdns.reuse import Changed, Forwarded, ServiceKey, Shared
+from kdns.reuse import Changed, Forwarded, Scope, Shared
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "AnswerCache", "QueryStats", "question_type"]
 
@@ -69,9 +69,9 @@ _NAME = _HEADER - 2  # where the name starts in a key or a body: after the ID
 
 # The entry for one question: the reply after its ID, with the question's name in lower
 # case; its (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have
-# until a change drops it (most of them: one check on a hit); the Service it is filed
+# until a change drops it (most of them: one check on a hit); the scopes it is filed
 # under (None: dropped on every change).
-_Entry = tuple[bytes, list[int], "_Limits | None", "ServiceKey | None"]
+_Entry = tuple[bytes, list[int], "_Limits | None", "frozenset[Scope] | None"]
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -177,8 +177,8 @@ class AnswerCache:
         # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
         # in lower case: a request that spells it so is its own key.
         self._entries: dict[bytes, _Entry] = {}
-        # The keys filed under each Service; under None, those any change drops.
-        self._scopes: dict[ServiceKey | None, list[bytes]] = {}
+        # The keys filed under each scope; under None, those any change drops.
+        self._scopes: dict[Scope | None, list[bytes]] = {}
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
@@ -303,11 +303,25 @@ class AnswerCache:
         if old is not None:
             self._bytes -= len(old[0])
         if old is None or old[3] != scope:  # (then also still filed under the old one: harmless)
-            self._scopes.setdefault(scope, []).append(key)
+            self._file(key, scope)
         body = b"".join((reply[2:_HEADER], folded, reply[end:]))
         self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, scope)
         self._bytes += len(body)
         return True
+
+    def _file(self, key: bytes, scope: frozenset[Scope] | None) -> None:
+        """List `key` under each of its scopes (under None: any change drops it)."""
+        scopes = self._scopes
+        if scope is None:
+            scopes.setdefault(None, []).append(key)
+            return
+        for part in scope:
+            keys = scopes.setdefault(part, [])
+            # A reply of several scopes dropped through one is still listed under the
+            # others: once stored again it must not be listed twice, or those lists
+            # would grow with every drop (few replies read several scopes).
+            if len(scope) == 1 or key not in keys:
+                keys.append(key)
 
     def _may_recurse(self, client: str | None) -> bool:
         """The handler's verdict on `client`, remembered (it is per address, not per query)."""

@@ -48,7 +48,8 @@ def test_discovery_legacy_and_aggregated(api: Api):
     accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
     aggregated = api.request("GET", "/apis", headers={"Accept": accept})
     assert aggregated.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-    [group] = aggregated.json["items"]
+    group, leases = aggregated.json["items"]
+    assert leases["metadata"]["name"] == "coordination.k8s.io"
     assert group["metadata"]["name"] == "discovery.k8s.io"
     assert group["versions"][0]["resources"][0]["scope"] == "Namespaced"
     assert api.request("GET", "/version").json["gitVersion"].startswith("v1.32.0")
@@ -57,7 +58,7 @@ def test_discovery_legacy_and_aggregated(api: Api):
 def test_openapi_v3_declares_server_side_field_validation(api: Api):
     """/openapi/v3 indexes one document per group-version whose PATCH operations take fieldValidation."""
     index = api.request("GET", "/openapi/v3").json["paths"]
-    assert set(index) == {"api/v1", "apis/discovery.k8s.io/v1"}
+    assert set(index) == {"api/v1", "apis/discovery.k8s.io/v1", "apis/coordination.k8s.io/v1"}
     document = api.request("GET", index["api/v1"]["serverRelativeURL"]).json
     patch = document["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"]
     assert patch["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "Service"}
@@ -78,8 +79,42 @@ def test_openapi_v3_declares_server_side_field_validation(api: Api):
     # Endpoints and Events are read-only: their documents offer get and list only.
     assert set(document["paths"]["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"parameters", "get"}
     assert set(document["paths"]["/api/v1/namespaces/{namespace}/events"]) == {"parameters", "get"}
-    # OpenAPI v2 is not served: kubectl, finding v3, never needs it.
-    assert_status(api.request("GET", "/openapi/v2"), 404, "NotFound")
+
+
+def test_openapi_v2_is_the_v3_documents_in_swagger_form(api: Api):
+    """/openapi/v2 holds every v3 path and schema, in JSON or in kubectl's protobuf; the
+    objects that keep unknown fields are published without properties (kubectl's v2
+    validator would otherwise refuse the fields kdns does not spell out)."""
+    v2 = api.request("GET", "/openapi/v2", headers={"Accept": "application/json"})
+    assert v2.headers["Content-Type"] == "application/json"
+    assert v2.json["swagger"] == "2.0"
+    index = api.request("GET", "/openapi/v3").json["paths"]
+    v3 = [api.request("GET", entry["serverRelativeURL"]).json for entry in index.values()]
+    assert set(v2.json["paths"]) == {path for doc in v3 for path in doc["paths"]}
+    assert set(v2.json["definitions"]) == {name for doc in v3 for name in doc["components"]["schemas"]}
+    definitions = v2.json["definitions"]
+    assert definitions["io.k8s.api.core.v1.Service"]["x-kubernetes-group-version-kind"] == [
+        {"group": "", "version": "v1", "kind": "Service"}
+    ]
+    assert definitions["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]["items"] == {
+        "$ref": "#/definitions/io.k8s.api.core.v1.ServicePort"
+    }
+    container = definitions["io.k8s.api.core.v1.Container"]
+    assert container == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    patch = v2.json["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"]
+    assert patch["parameters"][0] == {
+        "name": "body", "in": "body", "required": True,
+        "schema": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"},
+    }
+    assert {"name": "fieldValidation", "in": "query", "type": "string"}.items() <= next(
+        p for p in patch["parameters"] if p["name"] == "fieldValidation"
+    ).items()
+    protobuf = api.request(
+        "GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+    )
+    assert protobuf.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    # Field 1 of gnostic's Document, `swagger`: tag 0x0a, length 3, "2.0".
+    assert protobuf.body.startswith(b"\x0a\x032.0")
 
 
 # --- reads and writes --------------------------------------------------------------------
@@ -319,20 +354,6 @@ def test_415_unsupported_media_type(api: Api):
     assert version(api) == before
 
 
-def test_protobuf_bodies_are_415_and_protobuf_accept_falls_back_to_json(api: Api):
-    """kdns reads no protobuf: such a body is 415 naming the types it reads, as kube-apiserver
-    words it; an Accept that prefers protobuf but takes JSON is answered in JSON."""
-    protobuf = "application/vnd.kubernetes.protobuf"
-    refused = api.request("POST", SERVICES, b"k8s\x00", content_type=protobuf)
-    assert_status(refused, 415, "UnsupportedMediaType", (
-        "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
-        " - accepted media types include: application/json, application/yaml"))
-    api.request("POST", SERVICES, service("web"))
-    reply = api.request("GET", f"{SERVICES}/web", headers={"Accept": f"{protobuf}, application/json"})
-    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json["metadata"]["name"] == "web"
-
-
 def test_422_invalid(api: Api):
     """An invalid object is 422 Invalid with a cause naming the field; so is a JSON patch whose test fails."""
     before = version(api)
@@ -348,3 +369,26 @@ def test_422_invalid(api: Api):
     failing = [{"op": "test", "path": "/spec/type", "value": "NodePort"}, {"op": "add", "path": "/metadata/labels/x", "value": "1"}]
     assert_status(api.request("PATCH", f"{SERVICES}/web", failing, content_type="application/json-patch+json"), 422, "Invalid")
     assert version(api) == before
+
+
+def test_subresources_that_need_containers_are_501(api: Api):
+    """pods/log, exec, attach, portforward and the proxies need what kdns does not run: 501
+    NotImplemented saying so, for any method; 404 first when the object is not there, and
+    404 for a subresource the API server does not have either."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+    api.request("POST", "/api/v1/nodes", node)
+    assert_status(
+        api.request("GET", "/api/v1/nodes/n1/proxy/metrics/cadvisor"), 501, "NotImplemented",
+        "nodes/proxy is not served: kdns runs no kubelet to proxy HTTP to",
+    )
+    assert_status(api.request("POST", "/api/v1/nodes/n2/proxy"), 404, "NotFound", 'nodes "n2" not found')
+    api.request("POST", SERVICES, service("web"))
+    assert_status(
+        api.request("DELETE", f"{SERVICES}/web/proxy/"), 501, "NotImplemented",
+        "services/proxy is not served: kdns's API proxies no HTTP to services; connect to the ClusterIP "
+        "(kdns serve --proxy)",
+    )
+    assert_status(
+        api.request("GET", f"{SERVICES}/web/log"), 404, "NotFound",
+        "the server could not find the requested resource (namespaces/default/services/web/log)",
+    )

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import threading
+from typing import Any
 
 import pytest
 
@@ -179,7 +180,49 @@ def test_nodes_and_explain_free_discovery(api: Api):
     assert (row["NAME"], row["STATUS"], row["ROLES"], row["VERSION"], row["INTERNAL-IP"]) == ("node-1", "Ready", "control-plane", "v1.32.0", "10.0.0.11")
     resources = api.kubectl("api-resources", "--no-headers").stdout
     assert {line.split()[0] for line in resources.splitlines()} == {
-        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events"}
+        "namespaces", "nodes", "pods", "services", "endpointslices", "endpoints", "events", "leases"}
+
+
+def test_nodes_are_ready_as_kdns_knows_them(api: Api):
+    """A Node kdns has an InternalIP for is Ready (kdns's own condition: it runs no kubelet),
+    one without is NotReady; a writer's own Ready condition is kept. `describe node` finds
+    the node's Lease in kube-node-lease, renewed when the condition was set."""
+    for name, address in (("edge", "10.0.0.21"), ("bare", None)):
+        status = {"addresses": [{"type": "InternalIP", "address": address}]} if address else {}
+        api.kubectl("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status}))
+    rows = {row["NAME"]: row for row in columns(api.kubectl("get", "nodes", "-o", "wide").stdout)}
+    assert (rows["edge"]["STATUS"], rows["edge"]["INTERNAL-IP"]) == ("Ready", "10.0.0.21")
+    assert (rows["bare"]["STATUS"], rows["bare"]["INTERNAL-IP"]) == ("NotReady", "<none>")
+    [ready] = json.loads(api.kubectl("get", "node", "edge", "-o", "json").stdout)["status"]["conditions"]
+    assert {k: ready[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "Ready", "status": "True", "reason": "KdnsNodeAddressKnown",
+        "message": "kdns runs no kubelet: the node is Ready as declared; DNS answers give its InternalIP 10.0.0.21",
+    }
+    assert ready["lastHeartbeatTime"] == ready["lastTransitionTime"]
+    described = api.kubectl("describe", "node", "edge").stdout
+    assert "Failed to get lease" not in described
+    lease = described[described.index("Lease:"):described.index("Conditions:")].splitlines()
+    assert [line.split(":", 1)[0].strip() for line in lease[1:]] == ["HolderIdentity", "AcquireTime", "RenewTime"]
+    assert lease[1].split() == ["HolderIdentity:", "edge"] and lease[2].split() == ["AcquireTime:", "<unset>"]
+    assert "  Ready   True " in described and "KdnsNodeAddressKnown" in described
+    bare = json.loads(api.kubectl("get", "node", "bare", "-o", "json").stdout)["status"]["conditions"][0]
+    assert (bare["status"], bare["reason"], bare["message"]) == (
+        "False", "KdnsNoInternalIP", "kdns runs no kubelet, and the node has no InternalIP: DNS answers leave it out")
+    leases = columns(api.kubectl("get", "leases", "-n", "kube-node-lease").stdout)
+    assert [(row["NAME"], row["HOLDER"]) for row in leases] == [("bare", "bare"), ("edge", "edge")]
+    lease_doc = json.loads(api.kubectl("get", "lease", "-n", "kube-node-lease", "edge", "-o", "json").stdout)
+    assert lease_doc["spec"] == {"holderIdentity": "edge", "leaseDurationSeconds": 40,
+                                 "renewTime": ready["lastHeartbeatTime"].replace("Z", ".000000Z")}
+    assert lease_doc["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    refused = api.kubectl("delete", "lease", "-n", "kube-node-lease", "edge", check=False)
+    assert refused.stderr.strip() == (
+        "Error from server (MethodNotAllowed): the server does not allow this method on the requested resource (DELETE)"
+    )
+    # An update that leaves the address as it was keeps the condition and its times.
+    api.kubectl("label", "node", "edge", "tier=edge")
+    again = json.loads(api.kubectl("get", "node", "edge", "-o", "json").stdout)["status"]["conditions"][0]
+    assert again == ready
 
 
 def test_explain_reads_kdns_schemas(api: Api):
@@ -208,53 +251,38 @@ items:
   metadata: {name: listed}
   spec: {ports: [{port: 80}]}
 """
+# Fields kdns's schema leaves open (a container's command, resources) pass kubectl's check.
+POD_ITEM = """\
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: listed}
+  spec:
+    restartPolicy: Always
+    containers: [{name: c, image: nginx, command: [sh], resources: {limits: {cpu: 1}}}]
+"""
 
 
-def test_apply_of_a_list_needs_openapi_v2(api: Api, tmp_path):
-    """`kubectl apply -f` of a `kind: List` validates the List client-side with /openapi/v2,
-    which kdns does not serve; with `--validate=warn` kubectl skips that, and kdns validates
-    each item itself (unknown fields become warnings)."""
+def test_apply_of_a_list_is_validated_with_openapi_v2(api: Api, tmp_path):
+    """`kubectl apply -f` of a `kind: List` validates the List client-side with /openapi/v2
+    (protobuf): kdns's schemas there make a correct List apply and an unknown field refused
+    as a cluster refuses it; `--validate=warn` skips kubectl's check, and kdns reports it."""
     listed = tmp_path / "list.yaml"
-    listed.write_text(LIST)
-    refused = api.kubectl("apply", "-f", str(listed), check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == (
-        f'error: error validating "{listed}": error validating data: the server could not find the requested '
-        "resource; if you choose to ignore these errors, turn validation off with --validate=false"
-    )
-    assert api.kubectl("apply", "--validate=warn", "-f", str(listed)).stdout.strip() == "service/listed created"
+    listed.write_text(LIST + POD_ITEM)
+    assert api.kubectl("apply", "-f", str(listed)).stdout.splitlines() == ["service/listed created", "pod/listed created"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(LIST.replace("name: listed", "name: other").replace("{port: 80}]}", "{port: 80}], bogus: 1}"))
+    refused = api.kubectl("apply", "-f", str(bad), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'error: error validating "{bad}": error validating data: ValidationError(Service.spec): unknown field '
+        '"bogus" in io.k8s.api.core.v1.ServiceSpec; if you choose to ignore these errors, turn validation off '
+        "with --validate=false"
+    )
+    assert api.call(lambda store: store.get("Service", "default", "other")) is None
     warned = api.kubectl("apply", "--validate=warn", "-f", str(bad))
     # kubectl logs that it skips its own validation; kdns's Warn validation reports the field.
     assert warned.stdout.strip() == "service/other created"
     assert warned.stderr.strip().splitlines()[-1] == 'Warning: unknown field "spec.bogus"'
-
-
-PROTOBUF_ERROR = (
-    "the body of the request was in an unknown format (application/vnd.kubernetes.protobuf)"
-    " - accepted media types include: application/json, application/yaml"
-)
-
-
-@pytest.mark.parametrize(
-    ("command", "error", "created"),
-    [
-        (("namespace", "blue"), f"Error from server (UnsupportedMediaType): {PROTOBUF_ERROR}", "namespace/blue"),
-        (("service", "clusterip", "api", "--tcp=80:8080"), f"error: failed to create ClusterIP service: {PROTOBUF_ERROR}",
-         "service/api"),
-        (("service", "nodeport", "api", "--tcp=80:8080"), f"error: failed to create NodePort service: {PROTOBUF_ERROR}",
-         "service/api"),
-    ],
-)
-def test_create_namespace_and_service_send_protobuf(api: Api, command, error, created):
-    """`kubectl create namespace|service` send protobuf, which kdns does not read (415);
-    the same object made with `--dry-run=client -o yaml` and applied is created."""
-    refused = api.kubectl("create", *command, check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == error
-    manifest = api.kubectl("create", *command, "--dry-run=client", "-o", "yaml").stdout
-    assert api.kubectl("apply", "-f", "-", input=manifest).stdout.strip() == f"{created} created"
 
 
 def test_run_creates_a_pod(api: Api):
@@ -266,20 +294,27 @@ def test_run_creates_a_pod(api: Api):
 @pytest.mark.parametrize(
     ("command", "error"),
     [
-        (("logs", "web-1"), ("Error from server (NotFound): the server could not find the requested resource "
-         "(namespaces/default/pods/web-1/log)")),
-        (("exec", "web-1", "--", "ls"), ("Error from server (NotFound): the server could not find the requested "
-         "resource (namespaces/default/pods/web-1/exec)")),
-        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: the server could not "
-         "find the requested resource (namespaces/default/pods/web-1/portforward)")),
+        (("logs", "web-1"), ("Error from server (NotImplemented): pods/log is not served: kdns runs no containers, "
+         "so a pod has no logs to read")),
+        (("logs", "gone"), 'error: error from server (NotFound): pods "gone" not found in namespace "default"'),
+        (("exec", "web-1", "--", "ls"), ("Error from server (NotImplemented): pods/exec is not served: kdns runs no "
+         "containers, so there is none to run a command in")),
+        (("attach", "web-1"), ("Error from server (NotImplemented): pods/attach is not served: kdns runs no "
+         "containers, so there is none to attach to")),
+        (("port-forward", "pod/web-1", "18080:8080"), ("error: error upgrading connection: pods/portforward is not "
+         "served: kdns runs no containers, so there is no pod port to forward")),
+        (("get", "--raw", "/api/v1/namespaces/default/services/web/proxy/healthz"), (
+         "Error from server (NotImplemented): services/proxy is not served: kdns's API proxies no HTTP to services; "
+         "connect to the ClusterIP (kdns serve --proxy)")),
         (("scale", "deployment", "web", "--replicas=2"), 'error: the server doesn\'t have a resource type "deployment"'),
         (("rollout", "status", "deployment/web"), 'error: the server doesn\'t have a resource type "deployment"'),
 
     ],
 )
 def test_what_kubectl_cannot_do_here(api: Api, tmp_path, command, error):
-    """The commands the README lists as not working, and the error each prints (kdns runs
-    no kubelet and serves no workloads)."""
+    """The commands the README lists as not working, and the error each prints: kdns runs
+    no containers (501 NotImplemented saying so, after a 404 for a pod that is not there)
+    and serves no workloads."""
     manifest = tmp_path / "web.yaml"
     manifest.write_text(SERVICE_AND_PODS)
     api.kubectl("apply", "-f", str(manifest))
@@ -349,6 +384,41 @@ def test_server_side_apply_owns_fields(api: Api, tmp_path):
     assert "f:targetPort" not in ci["fieldsV1"]["f:spec"]["f:ports"]['k:{"port":81}']
 
 
+def managers(api: Api, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    live = json.loads(api.kubectl("get", "svc", name, "-o", "json", "--show-managed-fields").stdout)
+    return {(e["manager"], e["operation"]): e["fieldsV1"] for e in live["metadata"]["managedFields"]}
+
+
+def test_updates_own_fields_and_applies_conflict_with_them(api: Api, tmp_path):
+    """Writes other than apply are Update operations of the manager kubectl names
+    (`kubectl-client-side-apply`, `kubectl-label`, `kubectl-patch`): each owns what it
+    changed, taking it from the others; a server-side apply of another value conflicts
+    with an Update's field as with the API server, and forcing takes it over."""
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text(SSA_SERVICE.replace("PORT", "80").replace("TARGET", "8080"))
+    api.kubectl("apply", "-f", str(manifest))
+    api.kubectl("label", "svc", "owned", "tier=web")
+    api.kubectl("patch", "svc", "owned", "-p", '{"spec":{"ports":[{"port":80,"targetPort":9090}]}}')
+    owners = managers(api, "owned")
+    assert set(owners) == {("kubectl-client-side-apply", "Update"), ("kubectl-label", "Update"),
+                           ("kubectl-patch", "Update")}
+    assert owners["kubectl-label", "Update"] == {"f:metadata": {"f:labels": {"f:tier": {}}}}
+    assert owners["kubectl-patch", "Update"] == {"f:spec": {"f:ports": {'k:{"port":80}': {"f:targetPort": {}}}}}
+    assert "f:targetPort" not in owners["kubectl-client-side-apply", "Update"]["f:spec"]["f:ports"]['k:{"port":80}']
+    refused = ssa(api, tmp_path, "ci", 80, 7070, check=False)
+    assert refused.stderr.startswith(
+        'error: Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .spec.ports[port=80].targetPort\n'
+    )
+    ssa(api, tmp_path, "ci", 80, 7070, "--force-conflicts")
+    owners = managers(api, "owned")
+    assert ("kubectl-patch", "Update") not in owners  # it owned nothing else
+    assert owners["ci", "Apply"]["f:spec"]["f:ports"]['k:{"port":80}']["f:targetPort"] == {}
+    # Without ?fieldManager= the manager is the User-Agent's product.
+    api.request("PATCH", "/api/v1/namespaces/default/services/owned", {"metadata": {"annotations": {"a": "b"}}},
+                content_type="application/merge-patch+json", headers={"User-Agent": "deployer/2.1 (linux)"})
+    assert managers(api, "owned")["deployer", "Update"] == {"f:metadata": {"f:annotations": {"f:a": {}}}}
+
+
 def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
     """`kubectl get endpoints` reads Endpoints made from the EndpointSlices: ready
     addresses in `addresses`, the others in `notReadyAddresses`; they cannot be written."""
@@ -375,3 +445,38 @@ def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
     )
     missing = api.kubectl("get", "endpoints", "nothing", check=False)
     assert missing.stderr.strip() == 'Error from server (NotFound): endpoints "nothing" not found'
+
+
+def test_allocation_failures_are_warning_events(api_server):
+    """A Service refused for want of a NodePort or ClusterIP is refused to its writer and
+    said in a Warning Event: on the stored Service for an update (`describe service` shows
+    it), on the name a refused create gave; a dry run records nothing."""
+    api = api_server(store_options={"node_port_range": (30000, 30001), "service_cidrs": ["10.96.0.0/30"]})
+
+    def service(name: str, spec: str) -> str:
+        return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+    api.kubectl("apply", "-f", "-", input=service("a", "{type: NodePort, ports: [{port: 80}]}"))
+    api.kubectl("apply", "-f", "-", input=service("b", "{ports: [{port: 80}]}"))
+    dry = api.kubectl("create", "--dry-run=server", "-f", "-", input=service("c", "{ports: [{port: 80}]}"), check=False)
+    assert dry.stderr.strip() == ('Error from server (BadRequest): error when creating "STDIN": failed to allocate a '
+                                  "serviceIP: range is full: 10.96.0.0/30")
+    assert api.kubectl("get", "events", "-o", "json").stdout.count('"reason"') == 0
+    full = api.kubectl("create", "-f", "-", input=service("c", "{ports: [{port: 80}]}"), check=False)
+    assert full.returncode == 1
+    taken = api.kubectl("patch", "svc", "b", "-p", '{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30000}]}}',
+                        check=False)
+    assert taken.stderr.strip() == ('The Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 30000: '
+                                    "provided port is already allocated")
+    events = {(e["involvedObject"]["name"], e["reason"]): e for e in
+              json.loads(api.kubectl("get", "events", "-o", "json").stdout)["items"]}
+    assert set(events) == {("c", "FailedToAllocateClusterIP"), ("b", "FailedToAllocateNodePort")}
+    refused_create = events["c", "FailedToAllocateClusterIP"]
+    assert (refused_create["type"], refused_create["message"], refused_create["source"]) == (
+        "Warning", "failed to allocate a serviceIP: range is full: 10.96.0.0/30", {"component": "kdns-apiserver"})
+    assert "uid" not in refused_create["involvedObject"]
+    described = api.kubectl("describe", "svc", "b").stdout
+    events_section = described[described.index("Events:"):].splitlines()
+    assert events_section[3].split(None, 4) == [
+        "Warning", "FailedToAllocateNodePort", events_section[3].split()[2], "kdns-apiserver",
+        "spec.ports[0].nodePort: Invalid value: 30000: provided port is already allocated"]

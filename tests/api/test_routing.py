@@ -22,12 +22,18 @@ def test_a_url_names_its_resource_namespace_name_and_subresource() -> None:
     assert (node.resource.kind, node.namespace, node.name) == ("Node", "", "node-a")
     watched = parse_target("discovery.k8s.io/v1", "watch/namespaces/shop/endpointslices")
     assert isinstance(watched, Target) and watched.watch_path and watched.resource.kind == "EndpointSlice"
+    # A subresource kdns cannot serve is named (it is refused with 501 after the object is
+    # found); a proxy's path, empty or not, belongs to the proxied request.
+    proxied = parse_target("v1", "namespaces/shop/services/web/proxy/a//b")
+    assert (proxied.resource.kind, proxied.name, proxied.subresource) == ("Service", "web", "proxy")
+    assert parse_target("v1", "namespaces/shop/pods/web/log").subresource == "log"
 
 
 @pytest.mark.parametrize(
     ("group_version", "tail"),
     [
-        ("v1", "namespaces/shop/pods/web/log"),  # no such subresource
+        ("v1", "namespaces/shop/pods/web/eviction"),  # no such subresource
+        ("v1", "namespaces/shop/services/web/log"),  # pods have logs, services not
         ("v1", "pods/web"),  # a namespaced object needs its namespace
         ("v1", "namespaces/shop/nodes/node-a"),  # nodes are cluster-scoped
         ("v1", "namespaces/shop/widgets"),  # no such resource

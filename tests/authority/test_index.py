@@ -14,6 +14,7 @@ from kdns.authority import index as index_module
 from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
 from kdns.authority.names import IPAddress, dashed
 from kdns.config import Settings
+from kdns.reuse import NODES, REVERSE_PREFIXES, AddressScope, PodScope, ServiceScope
 from tests.authority import cluster as k
 
 SETTINGS = Settings()
@@ -62,6 +63,83 @@ def test_apply_takes_the_last_version_as_serial() -> None:
     index.apply(k.added([k.namespace("a"), k.namespace("b")], 20))
     assert (index.serial, heard) == (21, [None])  # Namespaces: anything may have changed
     assert index.namespaces == {"a", "b"}
+
+
+def _packed(text: str) -> bytes:
+    return ip_address(text).packed
+
+
+def test_each_kind_of_event_touches_its_own_scopes() -> None:
+    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service and
+    the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
+    takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
+    pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
+    reverse prefixes; a Namespace is a change of everything."""
+    web = k.service("web", "a", "10.0.0.1")
+    ready = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2")], [k.HTTP])
+    index = fresh(k.namespace("a"), web, ready, version=10)
+    heard: list[object] = []
+    index.on_change(heard.append)
+    flipped = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2", ready=False)], [k.HTTP])
+    index.apply([k.modified(flipped, ready, 11)])
+    index.apply([k.modified(k.service("web", "a", "10.0.0.1", ports=[k.port("grpc", 90)]), web, 12)])
+    index.apply([k.modified(k.service("web", "a", external="web.example.test"), web, 12)])
+    index.apply([k.modified(k.pod("p", "a", "10.2.0.1", phase="Running"), None, 13)])
+    index.apply([k.modified(k.pod("p", "a", "10.2.0.1", phase="Pending"), None, 13)])  # same address
+    index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 14)])
+    index.apply([k.modified(k.service("db", "a", "10.9.9.9"), None, 15)])  # a /24 nobody had
+    index.apply([k.modified(k.namespace("b"), None, 16)])
+    web_scope = ServiceScope("a", "web")
+    assert heard == [
+        frozenset({web_scope, AddressScope(_packed("10.1.0.2"))}),
+        frozenset({web_scope}),  # its ports: no PTR changes
+        # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
+        frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),
+        frozenset({PodScope("a", _packed("10.2.0.1"))}),
+        frozenset(),
+        frozenset({NODES}),
+        frozenset({ServiceScope("a", "db"), AddressScope(_packed("10.9.9.9")), REVERSE_PREFIXES}),
+        None,
+    ]
+
+
+def test_serial_of_is_the_last_commit_that_touched_a_scope() -> None:
+    """serial_of: the version of the last commit that touched any of the scopes; a scope no
+    commit touched since the last change of everything (rebuild, Namespace) has that one's."""
+    index = fresh(k.namespace("a"), version=10)
+    web, api = ServiceScope("a", "web"), ServiceScope("a", "api")
+    index.apply([k.modified(k.service("web", "a", "10.0.0.1"), None, 11)])
+    index.apply([k.modified(k.service("api", "a", "10.0.0.2"), None, 12)])
+    index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 13)])
+    assert (index.serial, index.serial_of(()), index.serial_of({web}), index.serial_of({web, api})) == (13, 10, 11, 12)
+    assert index.serial_of({ServiceScope("a", "never")}) == 10
+    index.apply([k.deleted(k.service("web", "a", "10.0.0.1"), 14)])
+    assert index.serial_of({web}) == 14  # remembered after the Service is gone: it can come back
+    index.apply([k.modified(k.namespace("b"), None, 15)])
+    assert (index.serial_of({web}), index.serial_of(())) == (15, 15)
+
+
+def test_too_many_versions_are_forgotten_as_a_change_of_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_VERSIONS scopes the index forgets them and says anything may have changed,
+    so its memory stays bounded and every serial moves to that commit's."""
+    monkeypatch.setattr(index_module, "MAX_VERSIONS", 2)
+    index = fresh(k.namespace("a"), version=10)
+    heard: list[object] = []
+    index.on_change(heard.append)
+    index.apply([k.modified(k.service("s1", "a"), None, 11)])
+    index.apply([k.modified(k.service("s2", "a"), None, 12)])
+    assert len(heard) == 2 and heard[-1] is not None
+    index.apply([k.modified(k.service("s3", "a"), None, 13)])
+    assert heard[-1] is None and index.serial_of({ServiceScope("a", "s1")}) == 13
+
+
+def test_a_follower_advancing_the_serial_tells_an_empty_change() -> None:
+    """advance: a new serial with nothing touched, told as an empty change (the apex SOA's replies go)."""
+    index = fresh(version=10)
+    heard: list[object] = []
+    index.on_change(heard.append)
+    index.advance(12)
+    assert (index.serial, index.serial_of(()), heard) == (12, 10, [frozenset()])
 
 
 def test_endpoints_collapse_across_slices() -> None:

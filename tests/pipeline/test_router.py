@@ -23,7 +23,7 @@ from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
 from kdns.pipeline.forward import Forwarder
 from kdns.registry.objects import Event
-from kdns.reuse import PRIVATE, Forwarded, Shared
+from kdns.reuse import PRIVATE, Forwarded, ServiceScope, Shared
 from kdns.zonefiles import load_zones
 from tests.authority.cluster import namespace, pod, port, service
 from tests.pipeline.helpers import run, texts
@@ -511,7 +511,7 @@ def test_autopath_to_a_name_with_no_such_type_is_the_cname_and_nodata(upstream: 
 
 
 def test_changes_are_told_for_commits_and_reloads(zones: StaticZones) -> None:
-    """Router.on_change hears each registry commit with the Services it touched and each
+    """Router.on_change hears each registry commit with the scopes it touched and each
     static-zone swap as None (anything may change), until it is stopped."""
 
     async def main() -> list[object]:
@@ -525,7 +525,7 @@ def test_changes_are_told_for_commits_and_reloads(zones: StaticZones) -> None:
             router.static = zones
             return heard
 
-    assert run(main()) == [None, None, frozenset({("shop", "web")})]
+    assert run(main()) == [None, None, frozenset({ServiceScope("shop", "web")})]  # the same cluster IP: no PTR
 
 
 def test_answers_the_same_for_every_client_are_marked_reusable(upstream: UpstreamServer, zones: StaticZones) -> None:

@@ -32,7 +32,16 @@ from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
 from kdns.registry.objects import API_VERSIONS
 from kdns.registry.store import Store
-from kdns.reuse import SHARED, Changed, ChangeListener, Forwarded, Shared
+from kdns.reuse import (
+    NODES,
+    SHARED,
+    UNSCOPED,
+    Changed,
+    ChangeListener,
+    Forwarded,
+    ServiceScope,
+    Shared,
+)
 from kdns.wire.codec import Rejected, from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
@@ -372,19 +381,30 @@ def test_a_change_drops_every_reply() -> None:
     assert ask(cache, handler, wire)[1] is True
 
 
-def test_a_change_to_other_services_keeps_a_scoped_reply() -> None:
-    """A reply shared within a Service's scope stays until a change names that Service;
-    an unscoped one goes with every change."""
-    scoped, unscoped = request("web.shop.test."), request("n.test.")
-    web = Fixed(Answer(answer=_a_record(from_wire(scoped, CLIENT)), reuse=Shared(("shop", "web"))))  # type: ignore[arg-type]
+def test_a_change_to_other_scopes_keeps_a_scoped_reply() -> None:
+    """A reply shared within scopes stays until a change names one of them; one that may
+    have read anything goes with every change, one that read no scope only with a change
+    of everything."""
+    web_scope, nodes_scope = ServiceScope("shop", "web"), NODES
+    scoped, unscoped, constant = request("web.shop.test."), request("n.test."), request("c.test.")
+    web = Fixed(Answer(answer=_a_record(from_wire(scoped, CLIENT)), reuse=Shared(frozenset({web_scope, nodes_scope}))))  # type: ignore[arg-type]
     cache = following(web)
     ask(cache, web, scoped)
     other = Answer(answer=_a_record(from_wire(unscoped, CLIENT)), reuse=SHARED)  # type: ignore[arg-type]
     ask(cache, Fixed(other), unscoped)
-    web.change(frozenset({("shop", "api")}))
+    ask(cache, Fixed(Answer(rcode=3, reuse=UNSCOPED)), constant)
+    web.change(frozenset({ServiceScope("shop", "api")}))
     assert cache.lookup(scoped, CLIENT) is not None and cache.lookup(unscoped, CLIENT) is None
-    web.change(frozenset({("shop", "web")}))
-    assert cache.lookup(scoped, CLIENT) is None and len(cache) == 0
+    web.change(frozenset({nodes_scope}))  # either scope drops it
+    assert cache.lookup(scoped, CLIENT) is None and len(cache) == 1
+    for _ in range(3):  # dropped through one scope, stored again: listed once under each
+        ask(cache, web, scoped)
+        web.change(frozenset({web_scope}))
+    ask(cache, web, scoped)
+    assert [len(cache._scopes[scope]) for scope in (web_scope, nodes_scope)] == [1, 1]
+    assert cache.lookup(constant, CLIENT) is not None
+    web.change(None)
+    assert len(cache) == 0
 
 
 def test_a_stopped_cache_hears_no_more_and_is_empty() -> None:
@@ -623,7 +643,7 @@ _WATCHED = [
 
 
 def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
-    """With the Router's scopes the cache keeps replies of untouched Services across commits,
+    """With the authority's scopes the cache keeps replies of untouched Services across commits,
     and every reply after each kind of change (slices, a Service, ExternalName targets chased
     in-zone, pods in verified mode, nodes behind nodeport SRV, namespaces, PTR) is what the
     codec writes fresh."""
@@ -691,3 +711,161 @@ def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
     hits = check()
     assert svc1 in hits and dual in hits and hits != set(wires)
     assert check() == set(wires)
+
+
+# --- every scope, every kind of write ---------------------------------------------------------
+
+# A question of every class of name: Services and what is below them (positive and
+# negative), ExternalName chains, namespaces, pod names, nodes and the NodePort tree, PTR
+# and partial reverse names, search-path misses of outside names, names that can never exist.
+_EVERY_CLASS = [
+    *_WATCHED,
+    ("nope.default.svc.cluster.local.", "A"),
+    ("new.testns.svc.cluster.local.", "A"),
+    ("new.testns.svc.cluster.local.", "AAAA"),
+    ("_http._tcp.new.testns.svc.cluster.local.", "SRV"),
+    ("_tcp.svc1.testns.svc.cluster.local.", "A"),
+    ("default.svc.cluster.local.", "A"),
+    ("ghostns.svc.cluster.local.", "A"),
+    ("ghostns.pod.cluster.local.", "A"),
+    ("www.example.com.testns.svc.cluster.local.", "A"),
+    ("www.example.com.svc.cluster.local.", "A"),
+    ("www.example.com.cluster.local.", "AAAA"),
+    ("google.com.testns.svc.cluster.local.", "A"),
+    ("google.com.svc.cluster.local.", "A"),
+    ("10-244-0-9.testns.pod.cluster.local.", "A"),
+    ("10-244-0-9.default.pod.cluster.local.", "A"),
+    ("fd00-244--1.testns.pod.cluster.local.", "AAAA"),
+    ("node-c.zone.internal.node.cluster.local.", "A"),
+    ("zone.internal.node.cluster.local.", "A"),
+    ("node-z.node.cluster.local.", "A"),
+    ("lb.testns.nodeport.cluster.local.", "SRV"),
+    ("nope.testns.nodeport.cluster.local.", "SRV"),
+    ("testns.nodeport.cluster.local.", "A"),
+    ("50.0.0.10.in-addr.arpa.", "PTR"),
+    ("14.0.0.172.in-addr.arpa.", "PTR"),
+    ("0.0.10.in-addr.arpa.", "PTR"),
+    ("0.9.10.in-addr.arpa.", "PTR"),
+    ("1.0.244.10.in-addr.arpa.", "PTR"),
+    ("svc.cluster.local.", "A"),
+    ("dns-version.cluster.local.", "TXT"),
+    ("dns-version.cluster.local.", "A"),
+    ("foo.cluster.local.", "A"),
+    ("ns.dns.cluster.local.", "A"),
+    ("cluster.local.", "A"),
+    ("cluster.local.", "ANY"),
+    ("in-addr.arpa.", "SOA"),
+    ("in-addr.arpa.", "NS"),
+]
+
+
+class _Cluster:
+    """The fixture cluster under writes of every kind, each one commit at the next version."""
+
+    def __init__(self) -> None:
+        self.objects = {(o.kind, o.meta.namespace, o.meta.name): o for o in fixture_objects()}
+        self.index = ClusterIndex(SETTINGS)
+        self.index.rebuild(self.objects.values(), SERIAL)
+        self.version = SERIAL
+
+    def put(self, *new: Any) -> None:
+        events = []
+        for obj in new:
+            self.version += 1
+            key = (obj.kind, obj.meta.namespace, obj.meta.name)
+            events.append(modified(obj, self.objects.get(key), self.version))
+            self.objects[key] = obj
+        self.index.apply(events)
+
+    def delete(self, kind: str, namespace_: str, name: str) -> None:
+        obj = self.objects.pop((kind, namespace_, name), None)
+        if obj is not None:
+            self.version += 1
+            self.index.apply([deleted(obj, self.version)])
+
+
+# Every kind of write the issue names, as (label, what it does). Each may come any number
+# of times, in any order: a delete of what is not there is no commit.
+_WRITES: dict[str, Callable[[_Cluster], None]] = {
+    "flip hdls1 endpoint": lambda c: c.put(slice_(
+        "hdls1-b", "testns", "hdls1", [endpoint("172.0.0.12"), endpoint("172.0.0.14", hostname="dup-name")], [HTTP],
+    )),
+    "flip hdls1 back": lambda c: c.put(slice_("hdls1-b", "testns", "hdls1", [endpoint("172.0.0.12")], [HTTP])),
+    "flip ep1a unready": lambda c: c.put(slice_(
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a", ready=False)], [HTTP],
+    )),
+    "flip ep1a ready": lambda c: c.put(slice_(
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a")], [HTTP],
+    )),
+    "create service new": lambda c: c.put(service("new", "testns", "10.0.0.50", ports=[port("http", 80)])),
+    "delete service new": lambda c: c.delete("Service", "testns", "new"),
+    "delete service svc6": lambda c: c.delete("Service", "testns", "svc6"),
+    "create service svc6": lambda c: c.put(service("svc6", "testns", "fd00::1", ports=[port("http", 80)])),
+    "delete service hdls1": lambda c: c.delete("Service", "testns", "hdls1"),  # its endpoints' PTR go
+    "create service hdls1": lambda c: c.put(service("hdls1", "testns", ports=[port("http", 8080)])),
+    "create service com with google": lambda c: c.put(
+        service("com", "testns", ports=[port("http", 8080)]),
+        slice_("com-a", "testns", "com", [endpoint("10.9.0.1", hostname="google")], [HTTP]),
+    ),
+    "delete slice com-a": lambda c: c.delete("EndpointSlice", "testns", "com-a"),
+    "create pod p9": lambda c: c.put(pod("p9", "testns", "10.244.0.9")),
+    "delete pod p9": lambda c: c.delete("Pod", "testns", "p9"),
+    "pod running fails": lambda c: c.put(pod("running", "testns", "10.244.0.1", phase="Failed")),
+    "pod running runs": lambda c: c.put(pod("running", "testns", "10.244.0.1")),
+    "node-a moves": lambda c: c.put(node("node-a", "10.1.0.99")),
+    "create node-z": lambda c: c.put(node("node-z", "10.1.0.26")),
+    "delete node-c": lambda c: c.delete("Node", "", "node-c.zone.internal"),
+    "create namespace ghostns": lambda c: c.put(namespace("ghostns")),
+    "delete namespace ghostns": lambda c: c.delete("Namespace", "", "ghostns"),
+    "delete namespace testns": lambda c: c.delete("Namespace", "", "testns"),
+    "create namespace testns": lambda c: c.put(namespace("testns")),
+    "external to svc6": lambda c: c.put(service(
+        "external-to-external", "testns", external="svc6.testns.svc.cluster.local",
+    )),
+    "external to external": lambda c: c.put(service(
+        "external-to-external", "testns", external="external.testns.svc.cluster.local",
+    )),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_WRITES)), min_size=1, max_size=8))
+def test_no_reply_a_commit_changed_is_ever_served(writes: list[str]) -> None:
+    """Whatever the writes (Services, slices, pods, Nodes, Namespaces, ExternalName targets),
+    every question of every class asked after each commit gets exactly what the codec
+    writes fresh: a kept reply is one no commit changed."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    wires = [request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS]
+    for wire in wires:
+        ask(cache, router, wire)
+    for write in writes:
+        _WRITES[write](cluster)
+        for wire in wires:
+            reply, _ = ask(cache, router, wire)
+            assert reply == fresh(router, wire), (write, dns.message.from_wire(wire).question)
+
+
+def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
+    """After one Service's endpoint goes unready, only that Service's names and the PTR of
+    that address are asked again: other Services, negatives elsewhere, pods, nodes, PTR of
+    other addresses and search-path misses of outside names stay kept."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+    for wire in asked.values():
+        ask(cache, router, wire)
+    _WRITES["flip ep1a unready"](cluster)
+    missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+    assert missed == {
+        ("ep1a.svc1.testns.svc.cluster.local.", "A"),
+        *(("svc1.testns.svc.cluster.local.", qtype) for qtype in ("A", "AAAA", "SRV", "ANY")),
+        ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"),
+        ("_tcp.svc1.testns.svc.cluster.local.", "A"),
+        *(("external-to-service.testns.svc.cluster.local.", qtype) for qtype in ("A", "AAAA", "SRV")),
+        ("1.0.0.172.in-addr.arpa.", "PTR"),
+        *((apex, "SOA") for apex in ("cluster.local.", "in-addr.arpa.")),  # they show the last serial
+        ("cluster.local.", "ANY"),
+    }
