@@ -11,6 +11,8 @@ Writes, under --out:
 * zones/cluster.local.zone, zones/in-addr.arpa.zone, zones/ip6.arpa.zone
                                the same records as RFC 1035 zone files for Knot;
 * queries.txt                  dnsperf's input: `name type` per line, in the mix below;
+* queries-storm.txt            a search-path storm (`storm_mix`): half of that mix, half
+                               outside names with a pod's search suffixes appended;
 * upstream/ext.example.zone, queries-forward.txt
                                an outside zone (for kdns's forwarder and cache) and
                                queries for its names;
@@ -410,6 +412,33 @@ def query_mix(cluster: Cluster, r: Records, count: int, rng: random.Random) -> l
     return out
 
 
+# Outside names a pod's software looks up (registries, package mirrors, cloud APIs),
+# a few hundred of them, spelt as written: with fewer dots than ndots:5, the resolver
+# tries every search suffix first.
+OUTSIDE_DOMAINS = ("example.com", "example.net", "example.org", "registry.example", "mirror.example")
+OUTSIDE_HOSTS = ("www", "api", "cdn", "auth", "login", "static", "images", "updates", "s3", "storage",
+                 "queue", "metrics", "logs", "sso", "pypi", "npm", "git", "ghcr", "quay", "docker")
+
+
+def storm_mix(cluster: Cluster, r: Records, count: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """A search-path storm: half the bench mix's cluster questions, half outside names with
+    a pod's search suffixes appended, as a resolver with ndots:5 asks them (A and AAAA each,
+    `<name>.<ns>.svc.<zone>`, `<name>.svc.<zone>`, `<name>.<zone>`): NXDOMAIN, every one.
+    (category, name, type) tuples, shuffled."""
+    outside = [f"{host}{i}.{domain}" if i else f"{host}.{domain}"
+               for domain in OUTSIDE_DOMAINS for host in OUTSIDE_HOSTS for i in range(5)]
+    half = count // 2
+    out = [("cluster", name, qtype) for _, name, qtype in query_mix(cluster, r, count - half, rng)]
+    while len(out) < count:
+        name, namespace = rng.choice(outside), rng.choice(cluster.namespaces)
+        for suffix in (f"{namespace}.svc.{ZONE}", f"svc.{ZONE}", ZONE):
+            for qtype in ("A", "AAAA"):
+                if len(out) < count and not r.exists(f"{name}.{suffix}"):
+                    out.append(("search-path", f"{name}.{suffix}", qtype))
+    rng.shuffle(out)
+    return out
+
+
 def write_forward(spec: Spec, directory: Path) -> tuple[Path, Path]:
     """An outside zone for the upstream (Knot) and the queries that kdns forwards/caches."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -455,6 +484,10 @@ def generate(out: Path, spec: Spec, *, zones: bool = True) -> dict:
     (out / "queries.txt").write_text("".join(f"{name} {qtype}\n" for _, name, qtype in mix))
     summary["queries"] = str(out / "queries.txt")
     summary["query_count"] = len(mix)
+    # Its own generator, so that queries.txt stays what it was for a seed.
+    storm = storm_mix(cluster, r, spec.queries, random.Random(f"storm-{spec.seed}"))
+    (out / "queries-storm.txt").write_text("".join(f"{name} {qtype}\n" for _, name, qtype in storm))
+    summary["storm_queries"] = str(out / "queries-storm.txt")
     # A sample for the sanity check: the first queries of each category, with the answer.
     sample: list[dict] = []
     per_category: dict[str, int] = {}

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import churn
 import gen
 from common import (
     CHANGE_WORKERS,
@@ -109,6 +110,19 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                               f"{fmt(many.get('cpu_us_per_query'), 2)} µs. The second core is dnsperf's, so here the "
                               "processes take turns on one core: this is the cost of sharing it and the kernel's "
                               "split of the load, not the gain of a core per worker, which this machine cannot show")})
+    churned = results.get("churn", {})
+    for mix, summary in churned.get("summary", {}).items():
+        rows.append({"target": (f"no stall, {mix} mix: every {fmt(churned['plan']['window_s'], 0)} s window at 10 and "
+                                "100 writes/s, from the first write, x no-write answers/s"),
+                     "goal": f">= {churn.TARGET_RATIO}, loss < {LOSS_LIMIT_PCT} %",
+                     "value": (f"lowest {fmt(summary['min_ratio'], 2)}, first-write window "
+                               f"{fmt(summary['first_write_ratio'], 2)}, highest loss {fmt(summary['max_loss_pct'], 3)} %"),
+                     "met": summary["met"],
+                     "note": f"medians of {churned['plan']['repeats']} sequences; no writes: "
+                             f"{fmt(summary['baseline_qps'])} answers/s at {fmt(summary['baseline_cpu_us'], 2)} µs"})
+    if "skipped" in churned:
+        rows.append({"target": "no stall under registry writes", "goal": f">= {churn.TARGET_RATIO}",
+                     "value": "not measured", "met": None, "note": churned["skipped"]})
     scale = results.get("scale", {})
     if scale:
         rows.append({"target": f"scale: {scale.get('services', 0):,} services + {scale.get('pods', 0):,} pods, start-up to first answer",
@@ -273,6 +287,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
                     lines.append(f"| {key.split('_')[1]} | {fmt(w['qps'])} | {fmt(w['loss_pct'], 3)} % | "
                                  f"{fmt(w['cpu_us_per_query'], 2)} µs | "
                                  f"{' / '.join(fmt(x, 1) for x in w['cpu_share_pct'])} % |")
+    churned = results.get("churn", {})
+    if churned:
+        lines += ["", "## Answers while the registry is written (kdns, bench/churn.py)", ""]
+        lines += ([f"Not measured: {churned['skipped']}"] if "skipped" in churned else churn.markdown(churned))
     sanity = results.get("sanity", {})
     lines += ["", "## Sanity check", "",
               (f"{sanity.get('queries', 0)} queries asked of both servers (rcode, AA, answer, authority and additional "
@@ -374,6 +392,9 @@ def update_readme(results: dict[str, Any], markdown: str, out: Path) -> bool:
     if (out / "results.png").exists():
         shutil.copyfile(out / "results.png", HERE / "results.png")
         image = "![throughput and latency, kdns beside Knot](results.png)\n\n"
+    if (out / "churn.png").exists():
+        shutil.copyfile(out / "churn.png", HERE / "churn.png")
+        image += "![answers per second while the registry is written](churn.png)\n\n"
     body = markdown.split("\n", 2)[2]  # without the title line
     body = body.replace("\n## ", "\n### ")
     rel = os.path.relpath(out, HERE)

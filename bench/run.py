@@ -15,15 +15,16 @@ time, pinned to one core with dnsperf on the other, measures:
 and, for kdns alone: start-up time and peak RSS with 10,000 services and 100,000 pods;
 forwarded names answered from the cache (kdns --upstream -> a Knot serving an outside
 zone), when kdns forwards; registry change -> visible answer latency under 20,000 qps
-(the HTTP API), when kdns has `--api-port`. Writes results.json, results.md and
-results.png under --out and, for the default --out, the results section of
-bench/README.md. Every process it starts is stopped by its PID; everything is loopback.
+(the HTTP API), when kdns has `--api-port`; answers per second while the registry is
+written (bench/churn.py: 10 and 100 writes/s, from the first write after start). Writes
+results.json, results.md, results.png and churn.png under --out and, with --readme and
+the default --out, the results section of bench/README.md. Every process it starts is stopped by its PID; everything is loopback.
 
 This file is the command and its order of work; the parts are modules beside it:
 `common` (constants, modes), `procs` (processes and /proc), `servers` (starting and
 asking kdns and Knot), `measure` (dnsperf runs: `parse_dnsperf`, the rate search,
-latency), `scenarios` (the kdns-only parts), `report` (tables, plot, README section),
-and `gen` (the cluster). tests/test_bench.py tests their pure parts.
+latency), `scenarios` (the kdns-only parts), `churn` (answers while the registry is
+written), `report` (tables, plots, README section), and `gen` (the cluster). tests/test_bench.py tests their pure parts.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import churn
 import gen
 from common import (
     CHANGE_WORKERS,
@@ -95,7 +97,7 @@ def optional(part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kdns beside Knot DNS: throughput, latency, CPU, memory.")
-    parser.add_argument("--quick", action="store_true", help="short runs (about 5 minutes instead of about 8)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 8 minutes instead of about 13)")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="where results go (default bench/out)")
     parser.add_argument("--seed", type=int, default=1, help="cluster generator seed")
     parser.add_argument("--only", choices=["knot", "kdns"], help="measure one server only")
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                client_cpu, help_text, budget))
             if "skipped" in results["workers"]:
                 say(f"workers: skipped: {results['workers']['skipped']}")
+            plan = churn.PLANS[mode.name]
+            say(f"churn: answers while the registry is written, {plan.window_s:g} s windows from the first write")
+            results["churn"] = optional(lambda: churn.churn_test(workdir, manifests, model, plan, server_cpu, client_cpu))
             if not args.skip_scale:
                 results["scale"] = optional(lambda: scale_test(workdir, mode, server_cpu, client_cpu,
                                                                with_knot="knot" in order, budget=budget))
@@ -285,6 +290,12 @@ def report(results: dict[str, Any], out: Path, *, readme: bool) -> None:
     problem = write_plot(results, out / "results.png")
     if problem:
         say(problem)
+    if results.get("churn", {}).get("summary"):
+        m = results["machine"]
+        trouble = churn.plot(results["churn"], out / "churn.png",
+                             f"kdns under registry churn — {m['date_utc']}, {m['cpu_model']} ({results['mode']} run)")
+        if trouble:
+            say(trouble)
     if readme and out == (HERE / "out").resolve() and update_readme(results, markdown, out):
         say("bench/README.md results section updated")
     say(f"wrote {out / 'results.json'}, {out / 'results.md'}" + ("" if problem else f", {out / 'results.png'}"))

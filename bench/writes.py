@@ -54,21 +54,28 @@ def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port
 
 
 class Writer(threading.Thread):
-    """Flip pods' Ready condition through the API, `rate` a second, `count` at most."""
+    """Flip pods' Ready condition through the API, `rate` a second, `count` at most.
 
-    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int) -> None:
+    `first`: how many flips earlier writers sent to the same kdns (their `sent`), so that
+    this one goes on from there and every write is a change (a PATCH that changes
+    nothing commits nothing)."""
+
+    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int, first: int = 0) -> None:
         super().__init__(name="bench writer", daemon=True)
-        self.api, self.pods, self.rate, self.count = api, pods, rate, count
+        self.api, self.pods, self.rate, self.count, self.first = api, pods, rate, count, first
         self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
         self.errors: list[str] = []
+        self.sent = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         begin = time.monotonic()
-        for i in range(self.count):
-            due = begin + i / self.rate
+        for n in range(self.count):
+            due = begin + n / self.rate
             if self.stop.wait(max(0.0, due - time.monotonic())):
                 return
+            i = self.first + n
+            self.sent += 1
             pod = self.pods[i % len(self.pods)]
             ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
             body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
@@ -148,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]
     server_cpu, client_cpu, note = cpus()
+    # This harness and its writer thread off kdns's core: unpinned, the writer's HTTP
+    # client took kdns's core when the scheduler put it there.
+    os.sched_setaffinity(0, {int(client_cpu)})
     Path(args.data_parent).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kdns-writes-") as tmp:
         work = Path(tmp)

@@ -140,6 +140,12 @@ class Reusable(Protocol):
 
     def __call__(self, query: Query) -> Answer | Awaitable[Answer]: ...
 
+    @property
+    def serial(self) -> int:
+        """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), which the wire
+        layer writes into a kept negative answer (kdns/reuse.py `Shared.shows_serial`)."""
+        ...
+
     def recursion_allowed(self, client: str | None) -> bool:
         """Whether `client` may have Forwarded answers."""
         ...

@@ -98,9 +98,16 @@ class Private:
 
 @dataclass(frozen=True, slots=True)
 class Shared:
-    """The same for every asker until a change touches one of `scope` (None: any change)."""
+    """The same for every asker until a change touches one of `scope` (None: any change).
+
+    `shows_serial`: the answer ends in the SOA of a kdns zone (a negative answer), which shows
+    the zone's current serial (docs/dns-rules.md R19): a commit that touches nothing in
+    `scope` still moves it, so the wire layer writes the current one into the kept reply
+    each time it sends it again.
+    """
 
     scope: frozenset[Scope] | None = None
+    shows_serial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,8 @@ def combined(first: Reuse, second: Reuse) -> Reuse:
     """The mark of an answer made of two (a CNAME and its target's records): the narrower.
 
     Private wins; then Forwarded, for the shorter time; two Shared answers together read
-    what each read (None, anything, if either may have).
+    what each read (None, anything, if either may have), and end as the second does (its
+    SOA, if any, ends the answer).
     """
     match first, second:
         case (Private(), _) | (_, Private()):
@@ -137,5 +145,5 @@ def combined(first: Reuse, second: Reuse) -> Reuse:
         case (_, Forwarded()):
             return second
         case (Shared(scope), Shared(other)) if scope is not None and other is not None:
-            return Shared(scope | other)
+            return Shared(scope | other, second.shows_serial)
     return SHARED

@@ -1,15 +1,18 @@
-"""The benchmark's pure parts (bench/): reading dnsperf's output and the percentiles.
+"""The benchmark's pure parts (bench/): reading dnsperf's output, the percentiles, the storm mix.
 The benchmark itself is run by hand (bench/README.md); nothing here times anything."""
 
 from __future__ import annotations
 
+import random
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import gen
 from measure import parse_dnsperf, percentile
 
 OUTPUT = """\
@@ -59,3 +62,19 @@ def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, q) for q in (50, 99, 99.9, 100)] == [50.0, 99.0, 100.0, 100.0]
     assert percentile([], 99) is None
+
+
+def test_the_storm_mix_is_half_cluster_questions_half_search_path_misses() -> None:
+    """`gen.storm_mix`: half the bench mix, half outside names with one of a pod's ndots:5
+    search suffixes appended (A and AAAA), none of which exists; the same for a seed."""
+    spec = gen.Spec(namespaces=3, services=12, headless=2, headless_pods=2, queries=400)
+    cluster = gen.build(spec)
+    records = gen.records(cluster)
+    mix = gen.storm_mix(cluster, records, 400, random.Random(7))
+    assert Counter(category for category, _, _ in mix) == {"cluster": 200, "search-path": 200}
+    suffixes = (*(f"{ns}.svc.{gen.ZONE}" for ns in cluster.namespaces), f"svc.{gen.ZONE}", gen.ZONE)
+    misses = [(name, qtype) for category, name, qtype in mix if category == "search-path"]
+    assert all(name.endswith(suffixes) and not records.exists(name) for name, _ in misses)
+    assert {qtype for _, qtype in misses} == {"A", "AAAA"}
+    assert {name.split(".")[1] for name, _ in misses} <= {d.split(".")[0] for d in gen.OUTSIDE_DOMAINS}
+    assert gen.storm_mix(cluster, records, 400, random.Random(7)) == mix

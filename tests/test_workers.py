@@ -26,6 +26,7 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from kdns.config import ConfigError, Settings
@@ -134,6 +135,31 @@ def test_a_change_reaches_every_worker(kdns_process, sockets) -> None:
     # Applied by the worker that was there, not by a new one started from a snapshot.
     assert children(kdns.pid) == workers
     assert not [line for line in kdns.output if "error" in line or "warning" in line or "Warning" in line]
+
+
+def soa_serial(reply: dns.message.Message) -> int:
+    """The serial of the one SOA in a reply, in the answer (a SOA query) or authority (a negative)."""
+    (serial,) = [rr.serial for rrset in (*reply.answer, *reply.authority) for rr in rrset if rrset.rdtype == dns.rdatatype.SOA]
+    return serial
+
+
+def test_every_worker_sends_its_kept_negatives_with_the_current_serial(kdns_process, sockets) -> None:
+    """A write that cannot change a negative answer leaves it ready in every process, and
+    each sends it with its own index's serial, the one its `SOA cluster.local` shows: the
+    same in every process once they all have the write (docs/dns-rules.md R19)."""
+    kdns = kdns_process("--workers", "2", manifests=[SERVICE])
+    negative = "nope.default.svc.cluster.local."
+    for _ in range(2):  # the second round comes from the processes' ready replies
+        before = {soa_serial(ask(sock, kdns.port, negative)) for sock in sockets}
+    assert post(kdns.api_url, "/api/v1/namespaces/default/services", service("late", "10.96.0.51")) == 201
+    deadline = time.monotonic() + 5  # a bound for the test: every process has the write
+    pending = list(sockets)
+    while pending and time.monotonic() < deadline:
+        pending = [sock for sock in pending if addresses(ask(sock, kdns.port, "late.default.svc.cluster.local.")) != ["10.96.0.51"]]
+    assert not pending, f"{len(pending)} sockets still get the old answer"
+    shown = {(soa_serial(ask(sock, kdns.port, negative)), soa_serial(ask(sock, kdns.port, "cluster.local.", "SOA"))) for sock in sockets}
+    (after,) = {serial for pair in shown for serial in pair}
+    assert len(before) == 1 and after > before.pop(), shown
 
 
 def test_query_counts_of_the_workers_are_in_the_metrics(kdns_process, sockets) -> None:

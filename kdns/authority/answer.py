@@ -176,7 +176,7 @@ def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[Ex
     return (ExtendedError(EdeCode.OTHER, f"namespace {namespace!r} does not exist"),)
 
 
-def soa_record(owner: str, zone: str, serial: int, settings: Settings) -> RR:
+def soa_record(owner: str, zone: str, index: ClusterIndex, settings: Settings) -> RR:
     """The SOA of `zone` (docs/dns-rules.md R19), its owner spelt as in `owner`, a name of that zone."""
     zone_text = owner[len(owner) - len(zone) :]
     cluster = zone_text if zone == settings.zone else settings.zone
@@ -184,7 +184,7 @@ def soa_record(owner: str, zone: str, serial: int, settings: Settings) -> RR:
         zone_text,
         nameserver_fqdn(cluster),
         hostmaster_fqdn(cluster),
-        serial=serial,
+        serial=index.serial,
         minimum=settings.ttl,
         ttl=settings.soa_ttl,
     )
@@ -200,9 +200,10 @@ def _negative(
     reads: set[Scope],
     errors: tuple[ExtendedError, ...] = (),
 ) -> Answer:
-    """NXDOMAIN or NODATA, with the SOA whose serial is the last commit that touched what
-    the answer read (R19), so that the answer changes only when what it read does."""
-    soa = soa_record(owner, zone, index.serial_of(reads), settings)
+    """NXDOMAIN or NODATA, with the zone's SOA (R19). Kept until a commit touches what it
+    read; the serial, which every commit moves, the wire layer writes as it sends it
+    (kdns/reuse.py `Shared.shows_serial`)."""
+    soa = soa_record(owner, zone, index, settings)
     return Answer(
         rcode=rcode,
         answer=tuple(chain),
@@ -210,7 +211,7 @@ def _negative(
         authoritative=True,
         errors=errors,
         source="cluster",
-        reuse=Shared(frozenset(reads)),
+        reuse=Shared(frozenset(reads), shows_serial=True),
     )
 
 
@@ -330,7 +331,7 @@ class _Lookup:
         zone = self.zone_text
         if qtype == QTYPE.SOA:
             self.shows_serial = True
-            return _Found([soa_record(zone, zone.lower(), self.index.serial, self.settings)])
+            return _Found([soa_record(zone, zone.lower(), self.index, self.settings)])
         if qtype == QTYPE.NS:
             # The reverse zones name the cluster zone's server, as their SOA does.
             cluster = zone if zone.lower() == self.settings.zone else self.settings.zone

@@ -68,9 +68,6 @@ _GONE_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to publish
 
 NamespacedName = tuple[str, str]  # (namespace, name)
-# How many scopes' versions are remembered (`ClusterIndex.serial_of`): past that, the
-# index forgets them all and tells its listeners that anything may have changed.
-MAX_VERSIONS = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,23 +193,16 @@ def _other_address(text: str) -> IPAddress | None:
 class ClusterIndex:
     """The DNS view of the registry, kept current by `apply`.
 
-    `serial` is the resource_version of the last commit seen (the apex SOA's serial,
-    docs/dns-rules.md R19); `serial_of(scope)` the version of the last commit that touched
-    any of `scope` (a negative answer's SOA serial). After every `apply` and `rebuild` each
-    `on_change` listener hears which scopes it touched (kdns/reuse.py `Changed`), so what was
-    derived from the index (ready reply bytes) can drop what may have changed and keep the
-    rest.
+    `serial` is the resource_version of the last commit seen (the SOA serial,
+    docs/dns-rules.md R19). After every `apply` and `rebuild` each `on_change` listener
+    hears which scopes it touched (kdns/reuse.py `Changed`), so what was derived from the
+    index (ready reply bytes) can drop what may have changed and keep the rest.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serial = 0
         self._listeners: list[ChangeListener] = []
-        # The version of the last commit that touched each scope, for those touched since
-        # `_floor`: the version of the last change of everything (a rebuild, a Namespace),
-        # which every scope not listed had last.
-        self._versions: dict[Scope, int] = {}
-        self._floor = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -272,7 +262,6 @@ class ClusterIndex:
             self._counting = True
         self._recount_reverse()
         self.serial = resource_version
-        self._forget(resource_version)
         self._changed(None)
 
     def _recount_reverse(self) -> None:
@@ -321,41 +310,21 @@ class ClusterIndex:
         prefixes = self._reverse_prefixes
         if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
             touched.add(REVERSE_PREFIXES)
-        version = events[-1].resource_version
-        self.serial = version
+        self.serial = events[-1].resource_version
         self._touched = set()
-        if everything or len(self._versions) + len(touched) > MAX_VERSIONS:
-            self._forget(version)
-            self._changed(None)
-            return
-        versions = self._versions
-        for scope in touched:
-            versions[scope] = version
-        self._changed(frozenset(touched))
+        self._changed(None if everything else frozenset(touched))
 
     def advance(self, version: int) -> None:
         """Take `version` as the serial with nothing changed (a follower's empty list):
-        only the answers that show the serial itself (the apex SOA) change."""
+        nothing changes but the serial the SOA shows (a kept negative answer is sent
+        with the new one, kdns/reuse.py `Shared.shows_serial`)."""
         self.serial = version
         self._changed(frozenset())
-
-    def serial_of(self, scope: Iterable[Scope]) -> int:
-        """The version of the last commit that touched any of `scope` (a change of
-        everything touches them all): the serial of a negative answer that read them
-        (docs/dns-rules.md R19)."""
-        versions, floor = self._versions, self._floor
-        return max((versions.get(s, floor) for s in scope), default=floor)
-
-    def _forget(self, version: int) -> None:
-        """Everything changed at `version`: no scope needs a version of its own."""
-        self._versions = {}
-        self._floor = version
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener(changed)` after every `apply`, `advance` and `rebuild`: the
         scopes the commit touched (kdns/reuse.py), or None when anything may have changed
-        (a Namespace, a rebuild, more scopes than MAX_VERSIONS). Returns the call that
-        stops it.
+        (a Namespace, a rebuild). Returns the call that stops it.
 
         What touches what: a Service event its ServiceScope and the AddressScope of the
         cluster IPs it takes or gives back, and of its ready endpoints' addresses when it

@@ -284,6 +284,11 @@ class Router:
     def forward(self) -> Forward | None:
         return self._forward
 
+    @property
+    def serial(self) -> int:
+        """The serial of the kdns zones' SOA: the last registry commit the index has seen."""
+        return self._index.serial
+
     def recursion_allowed(self, client: str | None) -> bool:
         """Whether kdns resolves names it is not authoritative for for this client."""
         return self._forward is not None and self._allowed(client)

@@ -44,6 +44,7 @@ __all__ = [
     "Rejected",
     "from_wire",
     "servfail",
+    "soa_serial_at",
     "to_wire",
 ]
 
@@ -64,6 +65,7 @@ _DO = 0x8000  # in the OPT record's TTL field
 
 _CLASS_IN = 1
 _CLASS_ANY = 255
+_TYPE_SOA = 6
 _TYPE_OPT = 41
 _TYPE_IXFR = 251
 _TYPE_AXFR = 252
@@ -460,3 +462,23 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: by
 def servfail(query: Query, nsid: bytes = b"", *errors: ExtendedError) -> bytes:
     """SERVFAIL for `query`: what a failure anywhere behind the codec turns into."""
     return to_wire(query, Answer(rcode=SERVFAIL, errors=errors), query.payload, nsid)
+
+
+def soa_serial_at(reply: bytes) -> int:
+    """The offset of the serial in the SOA that ends the authority section of `reply`, a
+    reply `to_wire` packed (a negative answer's, docs/dns-rules.md R19); 0 if that section
+    does not end in a SOA (a positive answer, a truncated one). The ready-reply cache
+    writes the zone's current serial there when it sends the reply again."""
+    _, _, qdcount, ancount, nscount, _ = _HEADER.unpack_from(reply)
+    if nscount == 0:
+        return 0
+    pos = 12
+    for _ in range(qdcount):
+        pos = _skip_name(reply, pos)[1] + 4
+    rtype = 0
+    for _ in range(ancount + nscount):
+        pos = _skip_name(reply, pos)[1]
+        rtype, _, _, rdlength = _RR_TAIL.unpack_from(reply, pos)
+        pos += 10 + rdlength
+    # SOA RDATA ends with serial, refresh, retry, expire, minimum: 4 bytes each.
+    return pos - 20 if rtype == _TYPE_SOA else 0

@@ -43,16 +43,25 @@ offset 12 re-spells all of them at once. A reply is kept with the name in lower 
 an asker who spells it so gets it with only the ID put in. A reply that carries the
 asker's spelling anywhere else — an SRV target, which is never compressed (RFC 2782),
 naming the zone as asked — is kept for that spelling only.
+
+Serial. A negative answer of a kdns zone ends in the zone's SOA, whose serial is the
+registry's latest version (docs/dns-rules.md R19), moved by every commit, even one that
+touches nothing the answer read and so keeps its reply. Such a reply (`Shared.shows_serial`)
+is kept with where its serial is, and the handler's current serial (`Reusable.serial`,
+read at each change) is written there as it is sent: one `pack_into`, so the bytes are
+what the codec would write now.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from kdns.message import SERVFAIL, Answer, Handler, Query, Reusable
 from kdns.reuse import Changed, Forwarded, Scope, Shared
+from kdns.wire.codec import soa_serial_at
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "AnswerCache", "QueryStats", "question_type"]
 
@@ -66,12 +75,14 @@ MAX_CLIENTS = 4096
 _OPT_TYPE = b"\x00\x29"
 _HEADER = 12
 _NAME = _HEADER - 2  # where the name starts in a key or a body: after the ID
+_write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
 # The entry for one question: the reply after its ID, with the question's name in lower
 # case; its (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have
 # until a change drops it (most of them: one check on a hit); the scopes it is filed
-# under (None: dropped on every change).
-_Entry = tuple[bytes, list[int], "_Limits | None", "frozenset[Scope] | None"]
+# under (None: dropped on every change); where in the reply after its ID the zone's
+# serial is written as it is sent (0: nowhere; then the reply is bytes, else a bytearray).
+_Entry = tuple["bytes | bytearray", list[int], "_Limits | None", "frozenset[Scope] | None", int]
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -182,6 +193,7 @@ class AnswerCache:
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
+        self.serial = handler.serial  # the kdns zones', as of the last change heard
 
     @classmethod
     def for_handler(cls, handler: Handler, stats: QueryStats | None = None, **options: Any) -> AnswerCache | None:
@@ -212,6 +224,7 @@ class AnswerCache:
     def changed(self, changed: Changed) -> None:
         """The handler's change listener: drop what the change may have touched."""
         self.epoch += 1
+        self.serial = self._handler.serial
         if changed is None:
             self.clear()
             return
@@ -223,7 +236,7 @@ class AnswerCache:
                     self._bytes -= len(entry[0])
         self._recursion = {}
 
-    def ready(self, key: bytes) -> bytes | None:
+    def ready(self, key: bytes) -> bytes | bytearray | None:
         """The fast path: the stored reply to the request whose bytes after the ID are
         `key`, without its ID, if it may go to any asker; None otherwise (then `lookup`).
 
@@ -233,11 +246,13 @@ class AnswerCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        body, counter, limits, _ = entry
+        body, counter, limits, _, serial_at = entry
         # (limits[2]: a forwarded reply, for askers that may recurse only)
         if limits is not None and (limits[2] or not self._within(limits, key[_NAME : key.find(0, _NAME)], None)):
             return None
         counter[0] += 1
+        if serial_at:
+            _write_serial(body, serial_at, self.serial)
         return body
 
     def lookup(self, data: bytes, client: str | None) -> bytes | None:
@@ -252,8 +267,10 @@ class AnswerCache:
         if entry is None or (entry[2] is not None and not self._within(entry[2], name, client)):
             self.misses += 1
             return None
-        body, counter, _, _ = entry
+        body, counter, _, _, serial_at = entry
         counter[0] += 1
+        if serial_at:
+            _write_serial(body, serial_at, self.serial)
         return b"".join((data[:2], body[:_NAME], name, body[end - 2 :]))
 
     def _within(self, limits: _Limits, name: bytes, client: str | None) -> bool:
@@ -274,10 +291,13 @@ class AnswerCache:
         """
         if not isinstance(answer, Answer) or epoch != self.epoch or reply[3] & 0x0F == SERVFAIL:
             return False  # (SERVFAIL: also what an answer that would not pack became)
+        serial_at = 0
         match answer.reuse:
-            case Shared(scope):
+            case Shared(scope, shows_serial):
                 expires = None
                 forwarded = False
+                if shows_serial and (at := soa_serial_at(reply)):
+                    serial_at = at - 2  # in the body, which starts after the ID
             case Forwarded(seconds):
                 if not self._may_recurse(query.client):
                     return False
@@ -304,8 +324,10 @@ class AnswerCache:
             self._bytes -= len(old[0])
         if old is None or old[3] != scope:  # (then also still filed under the old one: harmless)
             self._file(key, scope)
-        body = b"".join((reply[2:_HEADER], folded, reply[end:]))
-        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, scope)
+        body: bytes | bytearray = b"".join((reply[2:_HEADER], folded, reply[end:]))
+        if serial_at:
+            body = bytearray(body)  # written in place as it is sent
+        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, scope, serial_at)
         self._bytes += len(body)
         return True
 

@@ -172,7 +172,7 @@ class Batch:
         self._reply_names[queued] = self._name_addresses[i]
         self._queued = queued + 1
 
-    def queue_ready(self, count: int, ready: Callable[[bytes], bytes | None]) -> list[int]:
+    def queue_ready(self, count: int, ready: Callable[[bytes], bytes | bytearray | None]) -> list[int]:
         """For each of the `count` datagrams read, queue the reply `ready` has for it; the
         datagrams it has none for (None).
 

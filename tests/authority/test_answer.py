@@ -29,10 +29,6 @@ def build(settings: Settings = SETTINGS, how: str = "rebuild") -> ClusterIndex:
     if how == "rebuild":
         index.rebuild(objects, SERIAL)
     else:
-        # The Namespaces last: they show what came before them, and as a change of
-        # everything they leave every scope's version (a negative's serial, R19) at SERIAL,
-        # as a rebuild does.
-        objects.sort(key=lambda obj: obj.kind == "Namespace")
         events = k.added(objects, SERIAL - len(objects) + 1)
         index.apply(events[:10])
         index.apply(events[10:])

@@ -103,43 +103,13 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     ]
 
 
-def test_serial_of_is_the_last_commit_that_touched_a_scope() -> None:
-    """serial_of: the version of the last commit that touched any of the scopes; a scope no
-    commit touched since the last change of everything (rebuild, Namespace) has that one's."""
-    index = fresh(k.namespace("a"), version=10)
-    web, api = ServiceScope("a", "web"), ServiceScope("a", "api")
-    index.apply([k.modified(k.service("web", "a", "10.0.0.1"), None, 11)])
-    index.apply([k.modified(k.service("api", "a", "10.0.0.2"), None, 12)])
-    index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 13)])
-    assert (index.serial, index.serial_of(()), index.serial_of({web}), index.serial_of({web, api})) == (13, 10, 11, 12)
-    assert index.serial_of({ServiceScope("a", "never")}) == 10
-    index.apply([k.deleted(k.service("web", "a", "10.0.0.1"), 14)])
-    assert index.serial_of({web}) == 14  # remembered after the Service is gone: it can come back
-    index.apply([k.modified(k.namespace("b"), None, 15)])
-    assert (index.serial_of({web}), index.serial_of(())) == (15, 15)
-
-
-def test_too_many_versions_are_forgotten_as_a_change_of_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past MAX_VERSIONS scopes the index forgets them and says anything may have changed,
-    so its memory stays bounded and every serial moves to that commit's."""
-    monkeypatch.setattr(index_module, "MAX_VERSIONS", 2)
-    index = fresh(k.namespace("a"), version=10)
-    heard: list[object] = []
-    index.on_change(heard.append)
-    index.apply([k.modified(k.service("s1", "a"), None, 11)])
-    index.apply([k.modified(k.service("s2", "a"), None, 12)])
-    assert len(heard) == 2 and heard[-1] is not None
-    index.apply([k.modified(k.service("s3", "a"), None, 13)])
-    assert heard[-1] is None and index.serial_of({ServiceScope("a", "s1")}) == 13
-
-
 def test_a_follower_advancing_the_serial_tells_an_empty_change() -> None:
     """advance: a new serial with nothing touched, told as an empty change (the apex SOA's replies go)."""
     index = fresh(version=10)
     heard: list[object] = []
     index.on_change(heard.append)
     index.advance(12)
-    assert (index.serial, index.serial_of(()), heard) == (12, 10, [frozenset()])
+    assert (index.serial, heard) == (12, [frozenset()])
 
 
 def test_endpoints_collapse_across_slices() -> None:

@@ -13,7 +13,6 @@ from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.message import Answer, Query
-from kdns.reuse import Shared
 
 
 def line(rr: RR) -> str:
@@ -66,15 +65,8 @@ class Case:
         authority = self.authority
         if authority is None:
             negative = self.rcode != "NOERROR" or not self.answer
-            authority = (soa(_zone(self.qname.lower()), _serial(index, got), settings.soa_ttl, settings.ttl),) if negative else ()
+            authority = (soa(_zone(self.qname.lower()), index.serial, settings.soa_ttl, settings.ttl),) if negative else ()
         _same("authority", lines(got.authority), parsed(authority))
-
-
-def _serial(index: ClusterIndex, got: Answer) -> int:
-    """A negative answer's SOA serial: the last commit that touched what it read (R19;
-    tests/authority/test_index.py pins `serial_of` itself)."""
-    assert isinstance(got.reuse, Shared) and got.reuse.scope is not None, got.reuse
-    return index.serial_of(got.reuse.scope)
 
 
 def _same(section: str, got: list[str], expected: list[str]) -> None:

@@ -2,9 +2,8 @@
 
 Each test is a list of steps: a write to the running server's store (through
 `kdns_server.write`, on its loop thread, as the API does), then a table of questions
-asked at once over UDP and TCP, with no sleep and no retry in between. The serial a
-negative answer carries is at most the store's resource version right after the write
-(the last commit that touched what it read, docs/dns-rules.md R19).
+asked at once over UDP and TCP, with no sleep and no retry in between. The serial the
+negative answers carry is the store's resource version right after the write.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import dns.rdatatype
 import pytest
 
 from tests.e2e.kubeapi import Client
+from tests.e2e.test_dig import DIG, dig
 
 Z = "cluster.local."
 TIMEOUT = 3.0
@@ -277,3 +278,30 @@ def test_a_readiness_flip_keeps_unrelated_ready_replies(shop: tuple[Any, Client]
     for name, qtype in FLIPPED:
         _ask(server, name, qtype, fresh=False)
     assert cache.misses == before + len(FLIPPED)
+
+
+@pytest.mark.skipif(DIG is None, reason="`dig` is not installed (Debian: apt-get install dnsutils)")
+def test_a_kept_negative_shows_the_serial_of_the_last_write(shop: tuple[Any, Client], tmp_path: Path) -> None:
+    """A write that cannot change a negative answer leaves it ready, over UDP and TCP (no
+    miss), and it is sent with the zone's new serial: the one `dig SOA` shows (R19)."""
+    server, client = shop
+    caches = (server.app.dns.udp.cache, server.app.dns.tcp.cache)
+    negative = f"nope.shop.svc.{Z}"
+    transports = ((), ("+tcp",))
+
+    def authority(*transport: str) -> list[str]:
+        # Without its cookie, dig's question is one the fast path keeps and answers.
+        out = dig(server, "+nocookie", *transport, negative, home=tmp_path)
+        assert out.status == "NXDOMAIN", out.text
+        return out.section("AUTHORITY")
+
+    for transport in transports:
+        authority(*transport)  # now ready
+    old = dig(server, "+nocookie", "SOA", Z, home=tmp_path).section("ANSWER")
+    assert [authority(*transport) for transport in transports] == [old, old]
+    _ready(client, "web-1", False)
+    soa = dig(server, "+nocookie", "SOA", Z, home=tmp_path).section("ANSWER")  # (made again: it shows the serial)
+    assert soa != old, "the write moved the serial"
+    misses = [cache.misses for cache in caches]
+    assert [authority(*transport) for transport in transports] == [soa, soa]
+    assert [cache.misses for cache in caches] == misses, "the negative was made again"

@@ -43,7 +43,7 @@ from kdns.reuse import (
     ServiceScope,
     Shared,
 )
-from kdns.wire.codec import Rejected, from_wire, to_wire
+from kdns.wire.codec import Rejected, from_wire, soa_serial_at, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
@@ -79,6 +79,10 @@ class Authority:
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         return self.index.on_change(listener)
 
+    @property
+    def serial(self) -> int:
+        return self.index.serial
+
     def recursion_allowed(self, client: str | None) -> bool:
         return False
 
@@ -98,6 +102,7 @@ class Fixed:
         self.calls = 0
         self.allowed = allowed
         self.listeners: list[ChangeListener] = []
+        self.serial = 0  # its answers show no SOA of a kdns zone
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         self.listeners.append(listener)
@@ -890,6 +895,32 @@ def test_no_reply_a_commit_changed_is_ever_served(writes: list[str]) -> None:
         for wire in wires:
             reply, _ = ask(cache, router, wire)
             assert reply == fresh(router, wire), (write, dns.message.from_wire(wire).question)
+
+
+def test_a_kept_negative_is_sent_with_the_serial_of_a_follower_advance() -> None:
+    """A follower's empty change moves the serial and drops nothing: the kept NXDOMAIN and
+    NODATA are sent from the cache with the new serial, where the codec put it."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    wires = [request(name, qtype, edns=0) for name, qtype in (("nope.testns.svc.cluster.local.", "A"),
+                                                              ("svc1.testns.svc.cluster.local.", "TXT"))]
+    for wire in wires:
+        reply, _ = ask(cache, router, wire)
+        at = soa_serial_at(reply)
+        assert reply[at : at + 4] == struct.pack("!I", cluster.version)
+    cluster.index.advance(cluster.version + 7)
+    for wire in wires:
+        reply, kept = ask(cache, router, wire)
+        assert kept and reply == fresh(router, wire)
+        assert dns.message.from_wire(reply).authority[0][0].serial == cluster.version + 7
+
+
+def test_a_positive_reply_has_no_soa_serial_to_write() -> None:
+    """soa_serial_at: 0 where the authority section does not end in a SOA."""
+    router = Router(cluster_index(), SETTINGS)
+    wire = request("svc1.testns.svc.cluster.local.", "A", edns=0)
+    assert soa_serial_at(fresh(router, wire)) == 0
 
 
 def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
