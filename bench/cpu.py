@@ -1,27 +1,26 @@
 """CPU per answer, side by side: kdns (this tree, and another revision with --against) and Knot.
 
-    python bench/cpu.py                          # about 2 minutes: 3 rounds x (knot, kdns) x 3 runs of 5 s
+    python bench/cpu.py                          # 2-4 minutes: 3 rounds x (knot, kdns)
     python bench/cpu.py --against main           # the same with kdns at `main` as a third server
     python bench/cpu.py --syscalls --rounds 1    # also count system calls per answer (perf stat)
 
-The cheap step of bench/run.py that the steady-registry target of issue 19 compares:
-the benchmark cluster and query mix of bench/gen.py, each server pinned to one core
-(taskset, every thread re-pinned), dnsperf on the other. Per server and round: every query
-of the file asked once (dnsperf -n 1, not counted: kdns makes its ready replies), a closed-loop run (dnsperf as fast as the
-server answers: throughput and CPU per answer) and a run at a fixed rate (--rate, dnsperf
--Q), where every server answers the same load and CPU per answer (utime + stime from
-/proc/PID/stat over the run / answers) is the server's own cost, the figure a shared
-machine disturbs least. Each round starts with a different server, so a busy spell falls
-on all of them alike; the figures are medians over rounds, and the ratios are kdns / Knot
-(throughput) and Knot / kdns (answers per CPU-second), so above 1.0 is kdns ahead.
+The cheap step of bench/run.py that the steady-registry target of issue 19 compares: the
+benchmark cluster and query mix of bench/gen.py, each server pinned to one core (taskset,
+every thread re-pinned), dnsperf on the other. Per server and round: every query of the
+file asked once (dnsperf -n 1, not counted: kdns makes its ready replies), a closed-loop
+run (dnsperf as fast as the server answers: throughput, CPU per answer and its user share)
+and a run at a fixed rate (--rate, dnsperf -Q), where every server answers the same load.
+CPU per answer is utime + stime from /proc/PID/stat over the run / answers. Each round
+starts with a different server, so a busy spell falls on all of them alike; the figures
+are medians over rounds, with the ratios kdns / Knot and kdns / kdns@REV.
 
 `--against REV` exports that revision of kdns (`git archive`, into a temporary
 directory, nothing checked out) and runs it as a third server, for an A/B of a change.
-With `--syscalls`, `perf stat` counts the server's system calls over the fixed-rate run
-(the tracepoints raw_syscalls:sys_enter and syscalls:sys_enter_{recvmmsg,sendmmsg,
-epoll_wait,epoll_pwait,recvfrom,sendto}): system calls per answer, and answers per recvmmsg (the
-mean batch a read returns, empty reads counted). Knot's rate search and the
-latency runs are bench/run.py's. Nothing here is a test.
+With `--syscalls`, `perf stat` counts the server's system calls over each run (the
+tracepoints raw_syscalls:sys_enter and syscalls:sys_enter_{recvmmsg,sendmmsg,epoll_wait,
+epoll_pwait,recvfrom,sendto}): system calls per answer, and answers per recvmmsg (the
+mean batch a read returns, empty reads counted). The rate search and the latency runs
+are bench/run.py's. Nothing here is a test.
 """
 
 from __future__ import annotations
