@@ -82,7 +82,7 @@ def packer() -> Callable[[Document], Document]:
         _mark(document, resolved)
         try:
             packed = objects.pack(body)
-        except ValueError:  # a value marshal does not take (a YAML timestamp): refused when applied
+        except ValueError:  # a value marshal does not take (a `!!timestamp` date): refused when applied
             return document
         # (Not dataclasses.replace: four times slower, a tenth of a second over a big load.)
         return Document(document.source, document.index, _EMPTY, document.item, document.key, packed,

@@ -244,7 +244,6 @@ def read_paths(paths: Iterable[Path | str], keep: Callable[[Document], Document]
                 loaded.warnings.append(f"{file}: no documents (the file is empty)")
             for document in documents:
                 _check_document(document, declared, loaded, keep)
-            del documents
     return loaded
 
 
