@@ -27,7 +27,7 @@ from pathlib import Path
 
 import gen
 from common import LOOPBACK
-from procs import Child, cpu_seconds, free_port
+from procs import cpu_seconds, free_port
 from servers import wait_answer
 from writes import Writer, start
 
