@@ -231,6 +231,35 @@ def _changed(live: _Values, new: _Values, path: Path) -> bool:
     return bool(live(path) != new(path))
 
 
+def _differing(live: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(live, new) without the fields equal on both sides, at every level of mappings:
+    their leaves are the only ones a write can have changed or removed. A mapping is cut
+    down only where what is left of it still has fields (no None, no {}), so that cutting
+    never turns it into a leaf of its own."""
+    live_part: dict[str, Any] = {}
+    new_part: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in live:
+            new_part[key] = value
+            continue
+        before = live[key]
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            sub_live, sub_new = _differing(before, value)
+            live_part[key] = sub_live if _has_fields(sub_live) else before
+            new_part[key] = sub_new if _has_fields(sub_new) else value
+        else:
+            live_part[key], new_part[key] = before, value
+    live_part.update({key: before for key, before in live.items() if key not in new})
+    return live_part, new_part
+
+
+def _has_fields(part: Mapping[str, Any]) -> bool:
+    """Whether every field of `part` names something (`_fields` skips None; {} is a leaf)."""
+    return bool(part) and all(value is not None and value != {} for value in part.values())
+
+
 def updated(
     entries: list[Any], manager: str, live: Mapping[str, Any] | None, new: Mapping[str, Any],
     schema: Schema | None, api_version: str, now: str, subresource: str | None = None,
@@ -240,18 +269,14 @@ def updated(
     if live is None:
         changed, removed = set(leaves(fields_of(new, schema))), set[Path]()
     else:
-        # A top-level field equal on both sides (a status write's spec) neither changed
-        # nor lost anything: only the others' paths are walked.
-        same = {key for key, value in new.items() if key in live and live[key] == value}
+        # Only the parts that differ are walked: a field equal on both sides (a status
+        # write's spec and metadata) neither changed nor lost anything.
+        live_part, new_part = _differing(live, new)
         new_values, live_values = _Values(new), _Values(live)
         changed = {
-            path for path in leaves(fields_of({k: v for k, v in new.items() if k not in same}, schema))
-            if _changed(live_values, new_values, path)
+            path for path in leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
         }
-        removed = {
-            path for path in leaves(fields_of({k: v for k, v in live.items() if k not in same}, schema))
-            if new_values(path) is _MISSING
-        }
+        removed = {path for path in leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:
