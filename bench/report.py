@@ -125,9 +125,14 @@ def targets_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                      "value": "not measured", "met": None, "note": churned["skipped"]})
     scale = results.get("scale", {})
     if scale:
-        rows.append({"target": f"scale: {scale.get('services', 0):,} services + {scale.get('pods', 0):,} pods, start-up to first answer",
-                     "goal": "< 5 s", "value": fmt(scale.get("load_s"), 1, " s"),
+        goal = f"< {TARGETS['scale_load_s']:g} s"
+        rows.append({"target": f"scale: {scale.get('services', 0):,} services + {scale.get('pods', 0):,} pods, start-up to first answer from manifests",
+                     "goal": goal, "value": fmt(scale.get("load_s"), 1, " s"),
                      "met": scale.get("load_s") is not None and scale["load_s"] < TARGETS["scale_load_s"], "note": scale.get("note") or ""})
+        rows.append({"target": "same cluster: start-up to first answer from the durable store (no manifests)",
+                     "goal": goal, "value": fmt(scale.get("store_load_s"), 1, " s"),
+                     "met": scale.get("store_load_s") is not None and scale["store_load_s"] < TARGETS["scale_load_s"],
+                     "note": f"{fmt(scale.get('store_load_cpu_s'), 1)} s CPU"})
         if "qps_ratio" in scale:
             met = scale["qps_ratio"] >= TARGETS["throughput_ratio"]
             note = (f"closed loop (no rate search), the scale cluster's own {fmt(scale.get('query_count'))}-query mix: "
@@ -235,7 +240,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
                   f"{scale['services']:,} services and {scale['pods']:,} pods in {scale['namespaces']} namespaces "
                   f"({scale['yaml_mib']} MiB of YAML): first answer ({scale['probe']}) "
                   f"{fmt(scale['load_s'], 2)} s after exec, {fmt(scale['load_cpu_s'], 1)} s CPU, "
-                  f"peak RSS {fmt(scale['peak_rss_mib'], 0)} MiB." + (f" {scale['note']}" if scale.get("note") else "")]
+                  f"peak RSS {fmt(scale['peak_rss_mib'], 0)} MiB; from the durable store (no manifests) "
+                  f"{fmt(scale.get('store_load_s'), 2)} s, {fmt(scale.get('store_load_cpu_s'), 1)} s CPU."
+                  + (f" {scale['note']}" if scale.get("note") else "")]
         for who, t in scale.get("throughput", {}).items():
             lines.append(f"* {who}, closed-loop dnsperf with the scale cluster's queries: {fmt(t['qps'])} answers/s, "
                          f"loss {fmt(t['loss_pct'], 3)} %, {fmt(t['cpu_us_per_query'], 2)} µs CPU per answer"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gen
+import startup
 from common import (
     CHANGE_LOAD,
     CLIENTS,
@@ -81,6 +82,14 @@ def scale_test(workdir: Path, mode: Mode, server_cpu: str, client_cpu: str, with
         memory = memory_kib(child.pid) if child.alive() else {}  # VmHWM: the load and the load test
     finally:
         child.stop()
+    # The same cluster from the durable store: the journal holding it, no manifests.
+    store: dict[str, Any] | None = None
+    if seconds is not None:
+        startup.save_registry(workdir / "scale" / "manifests", workdir / "scale-data")
+        (workdir / "no-manifests").mkdir(exist_ok=True)
+        store = startup.first_answer(workdir / "no-manifests", workdir / "scale-data", name, server_cpu,
+                                     workdir / "kdns-scale-store.log")
+        say(f"scale: from the durable store, first answer after {store['seconds']:.2f} s, {store['cpu_s']:.2f} s CPU")
     if seconds is not None and with_knot:
         knot_port = free_port()
         zones = {zone: Path(path) for zone, path in summary["zones"].items()}
@@ -99,6 +108,8 @@ def scale_test(workdir: Path, mode: Mode, server_cpu: str, client_cpu: str, with
         "yaml_mib": round(size / 2**20, 1),
         "load_s": seconds,
         "load_cpu_s": cpu,
+        "store_load_s": store["seconds"] if store else None,
+        "store_load_cpu_s": store["cpu_s"] if store else None,
         "peak_rss_mib": round(memory["VmHWM"] / 1024, 1) if memory else None,
         "probe": f"{name} A",
         "note": None if seconds is not None else str(detail),

@@ -126,10 +126,14 @@ def kdns_common_flags(help_text: str) -> list[str]:
     return flags
 
 
-def start_kdns(manifests: Path, port: int, cpu: str, log: Path, extra: list[str] | None = None) -> Child:
+def start_kdns(manifests: Path, port: int, cpu: str, log: Path, extra: list[str] | None = None,
+               durable: bool = False) -> Child:
+    """kdns serving `manifests`, pinned to `cpu`; in memory only unless `durable` (then
+    `extra` names the --data-dir)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    common = [flag for flag in kdns_common_flags(kdns_help()) if not (durable and flag == "--ephemeral")]
     argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
-            "--dns-address", LOOPBACK, "--dns-port", str(port), *kdns_common_flags(kdns_help()), *(extra or ["--upstream", "none"])]
+            "--dns-address", LOOPBACK, "--dns-port", str(port), *common, *(extra or ["--upstream", "none"])]
     return Child("kdns", argv, log, cwd=REPO, env=env)
 
 

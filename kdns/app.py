@@ -528,12 +528,14 @@ def _restore(stack: contextlib.AsyncExitStack, store: Store, data_dir: Path) -> 
     except OSError as exc:
         raise StorageError(f"cannot make the data directory {data_dir}: {_reason(exc)}") from None
     journal = stack.enter_context(SqliteJournal(data_dir / FILE_NAME))
-    documents, version = load_saved(journal.path)
+    saved = load_saved(journal.path)
     try:
-        store.restore(documents, version, owned=True)
+        store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
     except RestoreError as exc:
         raise StorageError(f"{journal.path}: cannot restore the registry: {exc}") from exc
-    if version == 0:  # a new file: save the initial namespaces too
+    # A new file: save the initial namespaces too. One written by another version: write
+    # this kdns's typed objects, so that the next start takes them as they are.
+    if saved.version == 0 or saved.stale:
         journal.replace_all(store.objects(), store.resource_version)
     return journal
 

@@ -142,6 +142,28 @@ def admit(
     return manifests.parse(body, kind, fields)
 
 
+def reserve(obj: KubeObject, context: Context) -> None:
+    """Take what a restored object holds, as admitting its document would: a Service's
+    cluster IPs and node ports (Invalid, naming the field, when one is taken already)."""
+    if not isinstance(obj, Service):
+        return
+    for i, ip in enumerate(obj.cluster_ips):
+        try:
+            context.cluster_ips.reserve(ip)
+        except AllocationError as exc:
+            raise Invalid(objects.SERVICE, obj.meta.name, [
+                invalid(f"spec.clusterIPs[{i}]", list(obj.cluster_ips), f"failed to allocate IP {ip}: {exc}")]) from None
+    held: set[int] = set()
+    for i, port in enumerate(obj.ports):
+        if port.node_port and port.node_port not in held:  # (ports of one number share one)
+            try:
+                context.node_ports.reserve(port.node_port)
+            except AllocationError as exc:
+                raise Invalid(objects.SERVICE, obj.meta.name, [
+                    invalid(f"spec.ports[{i}].nodePort", port.node_port, str(exc))]) from None
+            held.add(port.node_port)
+
+
 def release(obj: KubeObject, context: Context) -> None:
     """Give back what a deleted object held: a Service's cluster IPs and node ports."""
     if isinstance(obj, Service):

@@ -77,7 +77,7 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
     txn.apply_documents(documents, owned=owned)
     pruned = []
     if earlier:
-        declared = {key_parts(document.body) for document in documents}
+        declared = {document.key or key_parts(document.body) for document in documents}
         gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
         # Namespaces last: deleting one deletes what is in it.
         gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)

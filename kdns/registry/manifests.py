@@ -38,7 +38,6 @@ from kdns.registry.errors import (
 from kdns.registry.objects import (
     ContainerPort,
     Endpoint,
-    EndpointConditions,
     EndpointPort,
     Key,
     KubeObject,
@@ -108,6 +107,8 @@ class Document:
     index: int  # 1-based position of the YAML document in that file
     body: Mapping[str, Any]  # a tree of its own: no dict or list in it is anywhere else
     item: int | None = None  # 0-based position in the `items` of a List document
+    # key_parts(body), once read_paths has found it (the store then need not read it again).
+    key: tuple[str, str, str] | None = None
 
     @property
     def kind(self) -> str:
@@ -251,13 +252,14 @@ def _check_document(document: Document, declared: dict[tuple[str, str, str], Doc
         problems = ", ".join(f'unknown field "{path}"' for path in unknown)
         loaded.errors.append(document.error(ManifestError(f'{key[0]} "{key[2]}": strict decoding error: {problems}')))
         return
-    first = declared.setdefault(key, document)
-    if first is not document:
+    first = declared.get(key)
+    if first is not None:
         loaded.errors.append(document.error(ManifestError(
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    loaded.documents.append(document)
+    declared[key] = keyed = replace(document, key=key)
+    loaded.documents.append(keyed)
 
 
 def _key_name(key: tuple[str, str, str]) -> str:
@@ -1094,12 +1096,8 @@ def _endpoint_slice(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -
     if len(raw_endpoints) > MAX_SLICE_ENDPOINTS:
         check.add(too_many("endpoints", len(raw_endpoints), MAX_SLICE_ENDPOINTS))
         raw_endpoints = []
-    # The controller writes thousands of endpoints at a time, all well formed: those are
-    # read without the bookkeeping that words the problems of the others.
-    families = address_type in _ADDRESS_FAMILY_ERRORS
     for i, raw in enumerate(raw_endpoints):
-        endpoint = _well_formed_endpoint(raw, address_type) if families else None
-        endpoints.append(endpoint or _endpoint(raw, f"endpoints[{i}]", address_type, check))
+        endpoints.append(_endpoint(raw, i, address_type, check))
     ports: list[EndpointPort] = []
     raw_ports = check.sequence(doc.get("ports"), "ports")
     if len(raw_ports) > MAX_SLICE_PORTS:
@@ -1125,89 +1123,67 @@ def _endpoint_slice(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -
     return {"address_type": address_type or "IPv4", "endpoints": tuple(endpoints), "ports": tuple(ports)}
 
 
-def _endpoint(raw: Any, path: str, address_type: str, check: _Checker) -> Endpoint:
-    """One item of an EndpointSlice's `endpoints`, its problems added to `check`."""
-    item = check.mapping(raw, path)
-    addresses = [check.string(a, f"{path}.addresses[{j}]") for j, a in enumerate(
-        check.sequence(item.get("addresses"), f"{path}.addresses"))]
-    if not addresses:
-        check.add(required(f"{path}.addresses", "must contain at least 1 address"))
-    elif len(addresses) > MAX_ENDPOINT_ADDRESSES:
-        check.add(too_many(f"{path}.addresses", len(addresses), MAX_ENDPOINT_ADDRESSES))
-    for j, address in enumerate(addresses):
-        if address_type in _ADDRESS_FAMILY_ERRORS:
-            if ip_family(address) != address_type:
-                check.add(invalid(f"{path}.addresses[{j}]", address, _ADDRESS_FAMILY_ERRORS[address_type]))
-        elif address_type == "FQDN":
-            check.messages(f"{path}.addresses[{j}]", address, dns1123_subdomain(address))
-    conditions = check.mapping(item.get("conditions"), f"{path}.conditions")
-    hostname = check.name(item.get("hostname"), f"{path}.hostname", dns1123_label)
-    node_name = check.name(item.get("nodeName"), f"{path}.nodeName", dns1123_subdomain)
-    target_ref = None
-    if item.get("targetRef") is not None:
-        ref = check.mapping(item.get("targetRef"), f"{path}.targetRef")
-        target_ref = ObjectReference(
-            kind=check.string(ref.get("kind"), f"{path}.targetRef.kind"),
-            namespace=check.string(ref.get("namespace"), f"{path}.targetRef.namespace"),
-            name=check.string(ref.get("name"), f"{path}.targetRef.name"),
-            uid=check.string(ref.get("uid"), f"{path}.targetRef.uid"),
-        )
-    return Endpoint(
-        addresses=tuple(addresses),
-        conditions=EndpointConditions(
-            ready=check.boolean(conditions.get("ready"), f"{path}.conditions.ready"),
-            serving=check.boolean(conditions.get("serving"), f"{path}.conditions.serving"),
-            terminating=check.boolean(conditions.get("terminating"), f"{path}.conditions.terminating"),
-        ),
-        hostname=hostname,
-        node_name=node_name,
-        target_ref=target_ref,
-    )
-
-
-def _well_formed_endpoint(raw: Any, address_type: str) -> Endpoint | None:
-    """The Endpoint that _endpoint reads from `raw` when it finds no problem with it, or
-    None when it might: then _endpoint has to read it. `address_type` is IPv4 or IPv6."""
-    if type(raw) is not dict:
-        return None
-    addresses = raw.get("addresses")
-    if type(addresses) is not list or not 0 < len(addresses) <= MAX_ENDPOINT_ADDRESSES:
-        return None
+def _endpoint(raw: Any, i: int, address_type: str, check: _Checker) -> Endpoint:
+    """`endpoints[i]` of an EndpointSlice, its problems added to `check`. As in _pod, a
+    value of the expected type is taken as it is and the checker reads any other (paths are
+    spelled out only then): the controller writes thousands of endpoints at a time, all
+    well formed. The problems come in the order of the fields below."""
+    item = raw if type(raw) is dict else check.mapping(raw, f"endpoints[{i}]")
+    addresses = item.get("addresses")
+    if type(addresses) is not list:
+        addresses = check.sequence(addresses, f"endpoints[{i}].addresses")
     for address in addresses:
-        if type(address) is not str or ip_family(address) != address_type:
-            return None
-    conditions = raw.get("conditions")
-    if conditions is None:
-        conditions = {}
-    elif type(conditions) is not dict:
-        return None
+        if type(address) is not str:
+            addresses = [check.string(a, f"endpoints[{i}].addresses[{j}]") for j, a in enumerate(addresses)]
+            break
+    if not addresses:
+        check.add(required(f"endpoints[{i}].addresses", "must contain at least 1 address"))
+    elif len(addresses) > MAX_ENDPOINT_ADDRESSES:
+        check.add(too_many(f"endpoints[{i}].addresses", len(addresses), MAX_ENDPOINT_ADDRESSES))
+    family_error = _ADDRESS_FAMILY_ERRORS.get(address_type)
+    for j, address in enumerate(addresses):
+        if family_error is not None:
+            if ip_family(address) != address_type:
+                check.add(invalid(f"endpoints[{i}].addresses[{j}]", address, family_error))
+        elif address_type == "FQDN":
+            check.messages(f"endpoints[{i}].addresses[{j}]", address, dns1123_subdomain(address))
+    conditions = item.get("conditions")
+    if type(conditions) is not dict:
+        conditions = check.mapping(conditions, f"endpoints[{i}].conditions")
+    hostname = item.get("hostname")
+    if hostname is None:
+        hostname = ""
+    elif type(hostname) is not str or (hostname and dns1123_label(hostname)):
+        hostname = check.name(hostname, f"endpoints[{i}].hostname", dns1123_label)
+    node_name = item.get("nodeName")
+    if node_name is None:
+        node_name = ""
+    elif type(node_name) is not str or (node_name and not _valid_subdomain(node_name)):
+        node_name = check.name(node_name, f"endpoints[{i}].nodeName", dns1123_subdomain)
+    target_ref = None
+    ref = item.get("targetRef")
+    if ref is not None:
+        fields = (ref.get("kind"), ref.get("namespace"), ref.get("name"), ref.get("uid")) if type(ref) is dict else ()
+        if fields and _TEXT_OR_NONE.issuperset(map(type, fields)):
+            kind, namespace, name, uid = fields
+            target_ref = ObjectReference(kind or "", namespace or "", name or "", uid or "")
+        else:
+            ref = check.mapping(ref, f"endpoints[{i}].targetRef")
+            target_ref = ObjectReference(
+                kind=check.string(ref.get("kind"), f"endpoints[{i}].targetRef.kind"),
+                namespace=check.string(ref.get("namespace"), f"endpoints[{i}].targetRef.namespace"),
+                name=check.string(ref.get("name"), f"endpoints[{i}].targetRef.name"),
+                uid=check.string(ref.get("uid"), f"endpoints[{i}].targetRef.uid"),
+            )
     state = (conditions.get("ready"), conditions.get("serving"), conditions.get("terminating"))
     known = objects.ENDPOINT_CONDITIONS.get(state) if _BOOLEAN_OR_NONE.issuperset(map(type, state)) else None
     if known is None:
-        return None
-    hostname, node_name = _optional_text(raw.get("hostname")), _optional_text(raw.get("nodeName"))
-    if (
-        hostname is None or node_name is None
-        or (hostname and dns1123_label(hostname)) or (node_name and dns1123_subdomain(node_name))
-    ):
-        return None
-    target_ref = None
-    ref = raw.get("targetRef")
-    if ref is not None:
-        if type(ref) is not dict:
-            return None
-        kind, namespace, name, uid = fields = (ref.get("kind"), ref.get("namespace"), ref.get("name"), ref.get("uid"))
-        if not _TEXT_OR_NONE.issuperset(map(type, fields)):
-            return None
-        target_ref = ObjectReference(kind or "", namespace or "", name or "", uid or "")
+        known = objects.ENDPOINT_CONDITIONS[(
+            check.boolean(state[0], f"endpoints[{i}].conditions.ready"),
+            check.boolean(state[1], f"endpoints[{i}].conditions.serving"),
+            check.boolean(state[2], f"endpoints[{i}].conditions.terminating"),
+        )]
     return Endpoint(tuple(addresses), known, hostname, node_name, target_ref)
-
-
-def _optional_text(value: Any) -> str | None:
-    """What _Checker.string makes of an optional string field, None if it has a problem."""
-    if value is None:
-        return ""
-    return value if type(value) is str else None
 
 
 _BOOLEAN_OR_NONE = frozenset({bool, type(None)})

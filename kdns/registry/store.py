@@ -98,6 +98,8 @@ class Preview(Generic[_T]):
     after: Mapping[tuple[str, str, str], KubeObject | None]
 
 _ORDER = {NAMESPACE: 0, NODE: 1, SERVICE: 3, POD: 4, ENDPOINT_SLICE: 5}
+# apply_order of a restored typed object: its Service holds its addresses (it reserves them).
+_TYPED_ORDER = {**_ORDER, SERVICE: 2}
 
 
 def apply_order(doc: Mapping[str, Any] | Document) -> int:
@@ -238,7 +240,10 @@ class Store:
 
         return unsubscribe
 
-    def restore(self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False) -> None:
+    def restore(
+        self, documents: Iterable[Mapping[str, Any]], resource_version: int, *, owned: bool = False,
+        typed: Iterable[KubeObject] = (), derived: Iterable[KubeObject] | None = None,
+    ) -> None:
         """Load a saved state into this new store, before anything else is written to it
         or subscribed to it (TransactionError otherwise).
 
@@ -251,14 +256,20 @@ class Store:
         Listeners are not called: subscribe afterwards and read the store. A document that
         cannot be restored raises RestoreError naming it, and the store is left new. With
         `owned`, the documents are fresh dicts nobody else holds (sqlite.load's): the store
-        keeps them instead of copying them."""
+        keeps them instead of copying them.
+
+        `typed` are objects a store of this kdns held (`registry.sqlite.load`'s typed
+        objects): they are taken as they are, their cluster IPs and node ports reserved,
+        without reading their documents again. `derived` are the slices the EndpointSlice
+        controller had written for them, saved with them: then the controller does not
+        run again for the typed Services (only for those restored from documents)."""
         self._refuse_while_open()
         if not self._fresh or self._listeners or self._critical is not None:
             raise TransactionError("restore needs a new store, before any write or subscription")
         txn = Transaction(self)
         txn.__enter__()
         try:
-            top = txn._restore(documents, max(resource_version, self._version), owned)
+            top = txn._restore(documents, typed, derived, max(resource_version, self._version), owned)
         except BaseException:
             txn._state = "closed"
             self._end(txn, commit=False)
@@ -642,7 +653,7 @@ class Transaction:
         apply = self._apply
         for document in documents:
             try:
-                stored.append(apply(document.body, owned))
+                stored.append(apply(document.body, owned, document.key))
             except RegistryError as exc:
                 raise document.error(exc) from exc
         return stored
@@ -707,9 +718,10 @@ class Transaction:
                 raise Conflict(key.kind, key.name)
         return self._write(doc, old, key.kind)
 
-    def _apply(self, doc: Mapping[str, Any], owned: bool = False) -> KubeObject:
+    def _apply(self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None) -> KubeObject:
         # _create or _update, without their second look-up (a bulk load is all applies).
-        kind, namespace, name = manifests.key_parts(doc)  # (namespace "" for cluster kinds)
+        # `key` is key_parts(doc) when the caller has it (read_paths' documents).
+        kind, namespace, name = key or manifests.key_parts(doc)  # (namespace "" for cluster kinds)
         if kind == ENDPOINT_SLICE:
             self._flush()
         old = self._store._tables[kind].get((namespace, name))
@@ -721,28 +733,49 @@ class Transaction:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
             raise NotFound(NAMESPACE, namespace)
 
-    def _restore(self, documents: Iterable[Mapping[str, Any]], version: int, owned: bool) -> int:
-        """Put saved documents in place as they are (Store.restore); the version to go on from."""
+    def _restore(
+        self, documents: Iterable[Mapping[str, Any]], typed: Iterable[KubeObject],
+        derived: Iterable[KubeObject] | None, version: int, owned: bool,
+    ) -> int:
+        """Put saved documents and typed objects in place as they are (Store.restore); the
+        version to go on from."""
         store = self._store
         replaceable = {(NAMESPACE, "", name) for name in INITIAL_NAMESPACES}
         top = version
-        for doc in sorted(documents, key=apply_order):
+        # Both in apply_order (a typed Service has its addresses already: it reserves them).
+        entries: builtins.list[tuple[int, Mapping[str, Any] | None, KubeObject | None]] = [
+            (apply_order(doc), doc, None) for doc in documents
+        ]
+        entries.extend((_TYPED_ORDER.get(obj.kind, 6), None, obj) for obj in typed)
+        entries.extend((7, None, obj) for obj in derived or ())  # after everything they are made of
+        entries.sort(key=lambda entry: entry[0])
+        for _, doc, obj in entries:
             try:
-                key = manifests.key_of(doc)
-                old = store._get(key.kind, key.namespace, key.name)
-                if old is not None and (key.kind, key.namespace, key.name) not in replaceable:
-                    raise AlreadyExists(key.kind, key.name)
-                replaceable.discard((key.kind, key.namespace, key.name))
-                self._require_namespace(key.namespace)
-                saved = _saved_version(doc, version)
-                new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True, kind=key.kind)
+                if obj is None:
+                    assert doc is not None
+                    key = manifests.key_of(doc)
+                    kind, namespace, name = key.kind, key.namespace, key.name
+                    saved = _saved_version(doc, version)
+                else:
+                    kind, namespace, name = obj.kind, obj.meta.namespace, obj.meta.name
+                    saved = obj.meta.resource_version or version
+                old = store._get(kind, namespace, name)
+                if old is not None and (kind, namespace, name) not in replaceable:
+                    raise AlreadyExists(kind, name)
+                replaceable.discard((kind, namespace, name))
+                self._require_namespace(namespace)
+                if obj is None:
+                    new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True, kind=kind)  # type: ignore[arg-type]
+                else:
+                    admission.reserve(obj, store._context)
+                    new = obj
             except RegistryError as exc:
-                raise RestoreError(f"{_describe(doc)}: {exc}") from exc
+                raise RestoreError(f"{_describe(doc if obj is None else obj.manifest)}: {exc}") from exc
             top = max(top, saved)
-            self._journal.append((key.kind, key.namespace, key.name, old))
-            store._put(key.kind, key.namespace, key.name, new, old)
-            if isinstance(new, Service):
-                self._dirty[(key.namespace, key.name)] = None
+            self._journal.append((kind, namespace, name, old))
+            store._put(kind, namespace, name, new, old)
+            if isinstance(new, Service) and (obj is None or derived is None):
+                self._dirty[(namespace, name)] = None
         self._fixed_version = top
         try:
             self._flush()

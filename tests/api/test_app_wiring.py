@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from kdns.app import BindError
-from kdns.registry.sqlite import StorageError
+from kdns.registry.sqlite import StorageError, load
 from tests.e2e.kubeapi import Client
 
 SERVICES = "/api/v1/namespaces/default/services"
@@ -51,3 +53,27 @@ def test_an_api_port_in_use_stops_start_up_and_leaves_nothing_open(kdns_server: 
     assert str(caught.value) == f"cannot serve the API on 127.0.0.1:{port}: Address already in use"
     server = kdns_server(data_dir=data, api_port=port)  # the lock was released, the port is free
     assert server.api_port == port
+
+
+def test_a_journal_another_kdns_wrote_is_read_from_its_documents_then_written_again(
+    kdns_server: Callable[..., Any], tmp_path: Path
+):
+    """Typed objects of another version (another tag) are not taken: start-up restores the
+    documents, serves the same addresses, and writes the file again with its own."""
+    data = tmp_path / "data"
+    first = kdns_server(data_dir=data)
+    created = Client(first.api_url, tmp_path / "home").request("POST", SERVICES, WEB).json
+    first.stop()
+    path = data / "registry.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for rowid, typed in db.execute("SELECT rowid, object FROM typed").fetchall():
+            db.execute("UPDATE typed SET object = ? WHERE rowid = ?", (bytes(8) + typed[8:], rowid))
+        db.commit()
+    assert load(path).stale and load(path).derived is None
+    second = kdns_server(data_dir=data)
+    reply = second.resolve("web.default.svc.cluster.local.")
+    assert [rdata.address for rrset in reply.answer for rdata in rrset] == created["spec"]["clusterIPs"]
+    second.stop()
+    saved = load(path)
+    assert not saved.stale and [o.meta.name for o in saved.objects if o.kind == "Service"] == ["web"]
+    assert saved.derived == [], "the controller's slices are kept again (web has no selector: none)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
+import pickle
 import sqlite3
 import threading
 import time
@@ -12,7 +14,8 @@ import time
 import pytest
 
 from kdns.journal import JournalWriter
-from kdns.registry.sqlite import SqliteJournal, StorageError, load
+from kdns.registry.manifests import to_manifest
+from kdns.registry.sqlite import Saved, SqliteJournal, StorageError, load, object_format
 from kdns.registry.store import Store, apply_order
 from tests.api.conftest import SERVICE_AND_PODS, needs_kubectl, service
 
@@ -56,9 +59,9 @@ def test_acknowledged_write_is_on_disk(api_server, journaled, tmp_path):
     assert stored_row(path, "Service", "default", "web") == (int(patched["metadata"]["resourceVersion"]),)
     api.request("DELETE", f"{SERVICES}/web")
     assert stored_row(path, "Service", "default", "web") is None
-    documents, version = load(path)
-    assert version == api.call(lambda store: store.resource_version)
-    assert [d["metadata"]["name"] for d in documents] == ["default", "kube-system"]
+    saved = load(path)
+    assert saved.version == api.call(lambda store: store.resource_version)
+    assert [o.meta.name for o in saved.objects] == ["default", "kube-system"] and saved.documents == []
 
 
 def test_load_restores_cluster_ips_and_node_ports(api_server, journaled, tmp_path):
@@ -71,12 +74,13 @@ def test_load_restores_cluster_ips_and_node_ports(api_server, journaled, tmp_pat
     pod = {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]},
            "status": {"phase": "Running", "podIP": "10.244.0.7", "conditions": [{"type": "Ready", "status": "True"}]}}
     assert api.request("POST", "/api/v1/namespaces/default/pods", pod).status == 201
-    documents, version = load(path)
-    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+    saved = load(path)
+    assert [(o.kind, o.meta.name) for o in saved.objects] == [
         ("Namespace", "blue"), ("Namespace", "default"), ("Namespace", "kube-system"),
         ("Service", "db"), ("Service", "web"), ("Pod", "web-1"),
     ], "managed EndpointSlices are derived again, not stored"
-    assert version == api.call(lambda store: store.resource_version)
+    assert saved.version == api.call(lambda store: store.resource_version)
+    documents = [o.manifest for o in saved.objects]
 
     restored = Store()
     with restored.transaction() as txn:
@@ -99,8 +103,8 @@ def test_kubectl_sees_the_same_cluster_ip_after_a_restart(api_server, journaled,
     manifest.write_text(SERVICE_AND_PODS)
     first.kubectl("apply", "-f", str(manifest))
     before = first.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
-    documents, version = load(path)
-    second = api_server(prepare=lambda store: store.restore(documents, version))
+    saved = load(path)
+    second = api_server(prepare=lambda store: store.restore(saved.documents, saved.version, typed=saved.objects))
     assert second.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout == before
     assert "service/web unchanged" in second.kubectl("apply", "-f", str(manifest)).stdout
 
@@ -130,7 +134,7 @@ def test_500_when_the_journal_fails_and_nothing_changes(api_server, tmp_path):
         assert api.request("DELETE", f"{SERVICES}/db").status == 500
         assert api.call(lambda store: store.resource_version) == version
         assert api.request("GET", f"{SERVICES}/web").status == 404 and api.request("GET", f"{SERVICES}/db").status == 200
-        assert stored_row(path, "Service", "default", "web") is None and load(path)[1] == version
+        assert stored_row(path, "Service", "default", "web") is None and load(path).version == version
         failing[0] = False
         assert api.request("POST", SERVICES, service("web", type="NodePort")).status == 201
         assert stored_row(path, "Service", "default", "web") is not None
@@ -138,7 +142,7 @@ def test_500_when_the_journal_fails_and_nothing_changes(api_server, tmp_path):
 
 def test_missing_file_and_closed_journal(tmp_path):
     """load() of a missing file is empty; writing through a closed journal raises StorageError."""
-    assert load(tmp_path / "none.sqlite3") == ([], 0)
+    assert load(tmp_path / "none.sqlite3") == Saved([], [], 0)
     journal = SqliteJournal(tmp_path / "j.sqlite3")
     journal.close()
     with pytest.raises(StorageError):
@@ -226,7 +230,7 @@ def test_a_2xx_from_the_writer_thread_means_on_disk(api_server, threaded, tmp_pa
     assert len(replies) == 24
     assert api.request("DELETE", f"{SERVICES}/svc-0").status == 200
     assert stored_row(path, "Service", "default", "svc-0") is None
-    assert load(path)[1] == api.call(lambda store: store.resource_version)
+    assert load(path).version == api.call(lambda store: store.resource_version)
     assert 0 < holder[0].groups <= holder[0].commits == 25
 
 
@@ -276,7 +280,7 @@ def test_a_failed_save_is_a_500_and_the_journal_stops(api_server, threaded, tmp_
     prepare, options, _ = threaded(path, disk=flaky)
     api = api_server(prepare=prepare, **options)
     assert api.request("POST", SERVICES, service("db")).status == 201
-    saved = load(path)[1]
+    saved = load(path).version
     failing[0] = True
     reply = api.request("POST", SERVICES, service("web"))
     assert reply.status == 500, reply.body
@@ -287,4 +291,82 @@ def test_a_failed_save_is_a_500_and_the_journal_stops(api_server, threaded, tmp_
     assert api.request("DELETE", f"{SERVICES}/db").status == 500
     assert api.call(lambda store: store.resource_version) == version
     assert api.request("GET", f"{SERVICES}/api").status == 404 and api.request("GET", f"{SERVICES}/db").status == 200
-    assert load(path)[1] == saved and stored_row(path, "Service", "default", "web") is None
+    assert load(path).version == saved and stored_row(path, "Service", "default", "web") is None
+
+
+def _journal_of(path, store: Store) -> None:
+    with SqliteJournal(path) as journal:
+        journal.replace_all(store.objects(), store.resource_version)
+
+
+def _shop() -> Store:
+    store = Store()
+    with store.transaction() as txn:
+        txn.create(service("web", type="NodePort"))
+    return store
+
+
+def test_typed_objects_come_back_as_they_were(tmp_path):
+    """load() gives the typed objects the store held, equal to them, with no document left to admit."""
+    path = tmp_path / "registry.sqlite3"
+    store = _shop()
+    _journal_of(path, store)
+    saved = load(path)
+    assert saved.documents == [] and not saved.stale
+    assert saved.objects == [o for kind in ("Namespace", "Service") for o in store.list(kind)]
+    assert [o.manifest for o in saved.objects] == [o.manifest for kind in ("Namespace", "Service") for o in store.list(kind)]
+
+
+def test_a_schema_1_file_is_upgraded_and_read_from_its_documents(tmp_path):
+    """A file of schema version 1 (documents only) is read from its documents, and takes typed objects once written again."""
+    path = tmp_path / "registry.sqlite3"
+    store = _shop()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE objects (kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,"
+            " resource_version INTEGER NOT NULL, document TEXT NOT NULL, PRIMARY KEY (kind, namespace, name)) WITHOUT ROWID;"
+            "CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID; PRAGMA user_version=1;"
+        )
+        for obj in (o for kind in ("Namespace", "Service") for o in store.list(kind)):
+            db.execute("INSERT INTO objects VALUES (?, ?, ?, ?, ?)", (obj.kind, obj.meta.namespace, obj.meta.name,
+                       obj.meta.resource_version, json.dumps(to_manifest(obj))))
+        db.execute("INSERT INTO state VALUES ('resource_version', ?)", (store.resource_version,))
+        db.commit()
+    saved = load(path)
+    assert saved.objects == [] and saved.stale and saved.version == store.resource_version
+    assert saved.derived is None, "the slices are derived again"
+    assert [(d["kind"], d["metadata"]["name"]) for d in saved.documents] == [
+        ("Namespace", "default"), ("Namespace", "kube-system"), ("Service", "web")]
+    restored = Store()
+    restored.restore(saved.documents, saved.version)
+    assert restored.get("Service", "default", "web").ports == store.get("Service", "default", "web").ports
+    _journal_of(path, restored)
+    again = load(path)
+    assert not again.stale and [o.meta.name for o in again.objects] == ["default", "kube-system", "web"]
+
+
+def test_a_typed_object_of_another_kdns_is_read_from_its_document(tmp_path):
+    """A row whose typed object another version wrote (another tag) is restored from its document instead."""
+    path = tmp_path / "registry.sqlite3"
+    _journal_of(path, _shop())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (typed,) = db.execute("SELECT object FROM typed WHERE name = 'web'").fetchone()
+        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (bytes(8) + typed[8:],))
+        db.commit()
+    saved = load(path)
+    assert [o.meta.name for o in saved.objects] == ["default", "kube-system"]
+    assert [d["metadata"]["name"] for d in saved.documents] == ["web"] and saved.stale
+
+
+def test_a_typed_object_that_is_no_registry_object_is_refused(tmp_path):
+    """A typed object naming any class outside kdns.registry.objects is refused, naming the row; nothing of it runs."""
+    path = tmp_path / "registry.sqlite3"
+    _journal_of(path, _shop())
+    forged = object_format() + pickle.dumps(contextlib.nullcontext())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (forged,))
+        db.commit()
+    with pytest.raises(StorageError) as caught:
+        load(path)
+    assert str(caught.value) == (f"{path}: Service default/web: "
+                                 "contextlib.nullcontext is not a registry object class")

@@ -1,9 +1,7 @@
 """The shortcuts of a bulk load give what the careful paths give, or leave the work to them.
 
-`manifests._well_formed_endpoint` reads the common, problem-free case without the
-bookkeeping for error messages; whenever it returns something, it must be what `_endpoint`
-would have made, with no problem found. `_meta` and `_pod` are one reader for both cases:
-values of the expected type are taken as they are, the checker reads the others.
+`_meta`, `_pod` and `_endpoint` are each one reader for both cases: values of the
+expected type are taken as they are, the checker reads the others.
 """
 
 from __future__ import annotations
@@ -79,22 +77,25 @@ _ENDPOINT = st.one_of(_ODD, _dict_of(
 ))
 
 
-@settings(max_examples=1000, deadline=None)
-@given(_ENDPOINT, st.sampled_from(["IPv4", "IPv6"]))
-def test_well_formed_endpoint_is_endpoint_without_problems(raw, address_type):
-    fast = manifests._well_formed_endpoint(raw, address_type)
-    if fast is None:
-        return
-    check = manifests._Checker()
-    careful = manifests._endpoint(raw, "endpoints[0]", address_type, check)
-    assert check.causes == []
-    assert fast == careful
+@settings(max_examples=2000, deadline=None)
+@given(_ENDPOINT, st.sampled_from(["IPv4", "IPv6", "FQDN"]))
+def test_endpoint_reads_the_fast_case_as_the_checker_does(raw, address_type):
+    """_endpoint, like _pod: with every mapping a proxy (the checker's path for each), the
+    same Endpoint comes out, with problems at the same paths, in the same order."""
+    check, careful = manifests._Checker(), manifests._Checker()
+    endpoint = manifests._endpoint(raw, 0, address_type, check)
+    assert manifests._endpoint(_proxied(raw), 0, address_type, careful) == endpoint
+    assert [path for path, _ in careful.causes] == [path for path, _ in check.causes]
 
 
-def test_well_formed_endpoint_reads_the_controllers_endpoints():
+def test_endpoint_reads_the_controllers_endpoints():
     raw = {"addresses": ["10.0.0.1"], "conditions": {"ready": True, "serving": True, "terminating": False},
            "nodeName": "node-1", "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "u"}}
-    assert manifests._well_formed_endpoint(raw, "IPv4") is not None
+    check = manifests._Checker()
+    endpoint = manifests._endpoint(raw, 0, "IPv4", check)
+    assert check.causes == [] and endpoint == manifests.Endpoint(
+        ("10.0.0.1",), manifests.objects.ENDPOINT_CONDITIONS[(True, True, False)], "", "node-1",
+        manifests.ObjectReference("Pod", "shop", "web-1", "u"))
 
 
 def test_random_uids_are_version_4_uuids():

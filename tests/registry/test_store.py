@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import textwrap
 from pathlib import Path
@@ -553,15 +554,38 @@ def test_the_sqlite_journal_as_critical_listener_survives_a_restore(tmp_path: Pa
         with store.transaction() as txn:
             txn.delete("Pod", "shop", "web-0")
             txn.create(pod("web-1", "10.244.0.2", namespace="shop"))
-    documents, version = load(path)
-    assert version == store.resource_version
+    saved = load(path)
+    assert saved.version == store.resource_version and saved.documents == []
+    assert saved.derived == store.list("EndpointSlice"), "the controller's slices are saved as typed objects"
     restored = new_store()
-    restored.restore(documents, version)
+    restored.restore([], saved.version, typed=saved.objects, derived=saved.derived)
     assert restored.resource_version == store.resource_version
-    for kind in ("Namespace", "Service", "Pod"):
+    for kind in ("Namespace", "Service", "Pod", "EndpointSlice"):
         assert [o.manifest for o in restored.list(kind)] == [o.manifest for o in store.list(kind)]
     (slice_,) = restored.list("EndpointSlice", "shop")
     assert slice_.endpoints[0].addresses == ("10.244.0.2",)
+    write(restored, pod("web-2", "10.244.0.3", namespace="shop"))  # the controller goes on from the saved slice
+    (slice_,) = restored.list("EndpointSlice", "shop")
+    assert [e.addresses for e in slice_.endpoints] == [("10.244.0.2",), ("10.244.0.3",)]
+
+
+def test_a_journal_keeps_the_controllers_slices_in_step(tmp_path: Path):
+    """A slice the controller deletes (its Service gone) leaves the file; one written by hand keeps its document."""
+    from kdns.registry.sqlite import SqliteJournal, load
+
+    path = tmp_path / "registry.sqlite3"
+    store = new_store()
+    with SqliteJournal(path) as journal:
+        journal.replace_all(store.list("Namespace"), store.resource_version)
+        store.subscribe(journal, critical=True)
+        write(store, service("web"), pod("web-0", "10.244.0.1"))
+        assert [s.service_name for s in load(path).derived] == ["web"]
+        with store.transaction() as txn:
+            txn.delete("Service", "default", "web")
+        assert load(path).derived == []
+    saved = load(path)
+    assert [(o.kind, o.meta.name) for o in saved.objects] == [
+        ("Namespace", "default"), ("Namespace", "kube-system"), ("Pod", "web-0")]
 
 
 # --- Restoring a saved state --------------------------------------------------------------------------------
@@ -597,6 +621,43 @@ def test_restore_keeps_identity_versions_and_addresses():
     write(store, service("api", "shop", type="NodePort"))
     api = store.get("Service", "shop", "api")
     assert api.cluster_ips != web.cluster_ips and api.ports[0].node_port != web.ports[0].node_port
+
+
+def test_restore_takes_typed_objects_as_they_are():
+    """Typed objects (a journal's) are stored as they are, reserving their addresses; the controller derives the slices."""
+    saved, _ = saved_cluster()
+    typed = copy.deepcopy([o for kind in ("Namespace", "Service", "Pod") for o in saved.list(kind)])
+    store = new_store()
+    store.restore([], saved.resource_version, typed=typed)
+    for kind in ("Namespace", "Service", "Pod"):
+        assert store.list(kind) == saved.list(kind)
+        assert [o.manifest for o in store.list(kind)] == [o.manifest for o in saved.list(kind)]
+    assert store.resource_version == saved.resource_version
+    assert {s.service_name for s in store.list("EndpointSlice", "shop")} == {"web", "db"}
+    web = store.get("Service", "shop", "web")
+    with pytest.raises(Invalid, match="provided IP is already allocated"), store.transaction() as txn:
+        txn.create(service("copy", "shop", clusterIP=web.cluster_ips[0]))
+    with pytest.raises(Invalid, match="provided port is already allocated"), store.transaction() as txn:
+        txn.create(service("copy", "shop", type="NodePort", ports=[{"port": 80, "nodePort": web.ports[0].node_port}]))
+
+
+def test_typed_objects_that_collide_are_refused_and_leave_the_store_new():
+    """Two typed Services holding one cluster IP: RestoreError naming the second, and the store is as new."""
+    from kdns.registry.store import RestoreError
+
+    saved, _ = saved_cluster()
+    web = saved.get("Service", "shop", "web")
+    twin = dataclasses.replace(web, meta=dataclasses.replace(web.meta, name="twin"),
+                               manifest={**web.manifest, "metadata": {**web.manifest["metadata"], "name": "twin"}})
+    store = new_store()
+    with pytest.raises(RestoreError) as caught:
+        store.restore([], saved.resource_version, typed=[saved.get("Namespace", "", "shop"), web, twin])
+    assert str(caught.value) == (f'Service shop/twin: Service "twin" is invalid: spec.clusterIPs[0]: Invalid value: '
+                                 f'[]string{{"{web.cluster_ips[0]}"}}: failed to allocate IP {web.cluster_ips[0]}: '
+                                 "provided IP is already allocated")
+    assert [n.meta.name for n in store.list("Namespace")] == ["default", "kube-system"] and store.list("Service") == []
+    store.restore([], saved.resource_version, typed=[saved.get("Namespace", "", "shop"), web])
+    assert store.get("Service", "shop", "web") == web
 
 
 def test_restore_runs_the_endpoint_slice_controller_at_the_saved_version():

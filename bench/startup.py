@@ -1,0 +1,133 @@
+"""Start-up at scale, alone: from exec to the first answer with 10,000 services and 100,000
+pods, from manifests and from the durable store, in alternate runs.
+
+    python bench/startup.py                 # 3 runs of each, medians; about 2 minutes
+    python bench/startup.py --runs 5 --out /tmp/startup
+
+* from manifests: `kdns serve --manifests DIR --ephemeral` reads, checks and admits every
+  document (what `bench/run.py`'s scale row measures);
+* from the durable store: `kdns serve --data-dir DIR` with an empty `--manifests`
+  directory, the SQLite journal already holding the same cluster as objects made through
+  the API (written once, before the runs, by this kdns's own registry code; a cluster
+  applied from manifests would be pruned by a start without them: kdns.registry.declared).
+
+kdns is pinned to one core (the harness to the other); each run gives the seconds from
+exec to the first answer for the generator's last pod, and the CPU seconds kdns had used
+by then, which a shared machine disturbs less. Results go to OUT/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gen
+from common import REPO, say
+from procs import cpu_seconds, cpus, free_port, memory_kib
+from servers import start_kdns, wait_answer
+
+TIMEOUT_S = 180
+
+
+def save_registry(manifests: Path, data_dir: Path) -> int:
+    """Write the cluster of `manifests` into a journal in `data_dir` as kdns would have saved
+    it had its objects been made through the API (no manifest-source annotation); returns
+    how many objects it holds."""
+    sys.path.insert(0, str(REPO))
+    from kdns.config import Settings
+    from kdns.registry.manifests import read_paths
+    from kdns.registry.sqlite import FILE_NAME, SqliteJournal
+    from kdns.registry.store import Store
+
+    loaded = read_paths([manifests])
+    if loaded.errors:
+        raise SystemExit(f"startup: {loaded.errors[0]}")
+    settings = Settings()
+    store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
+    with store.transaction() as txn:
+        txn.apply_documents(loaded.documents, owned=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with SqliteJournal(data_dir / FILE_NAME) as journal:
+        journal.replace_all(store.objects(), store.resource_version)
+    return sum(1 for _ in store.objects())
+
+
+def first_answer(manifests: Path, data_dir: Path | None, probe: str, cpu: str, log: Path) -> dict[str, Any]:
+    """One start: seconds to the first answer for `probe`, CPU seconds by then, RSS then."""
+    port = free_port()
+    # --api-port 0: the API on a free port, not on 8080, which another process may hold.
+    extra = ["--upstream", "none", "--api-port", "0"] + (["--data-dir", str(data_dir)] if data_dir is not None else [])
+    child = start_kdns(manifests, port, cpu, log, extra, durable=data_dir is not None)
+    try:
+        seconds, detail = wait_answer(child, port, probe, "A", TIMEOUT_S, watch_rss_kib=4 * 2**20)
+        cpu_s = cpu_seconds(child.pid) if seconds is not None else None
+        rss = memory_kib(child.pid).get("VmRSS") if seconds is not None else None
+    finally:
+        child.stop()
+    if seconds is None:
+        raise SystemExit(f"startup: {detail}")
+    return {"seconds": round(seconds, 3), "cpu_s": cpu_s, "rss_mib": round(rss / 1024, 1) if rss else None}
+
+
+def measure(workdir: Path, runs: int, server_cpu: str) -> dict[str, Any]:
+    """Generate the scale cluster under `workdir`, save it as a journal, then `runs` starts
+    from each, alternating; the runs and their medians."""
+    spec = gen.PRESETS["scale"]
+    summary = gen.generate(workdir / "scale", spec, zones=False)
+    manifests = workdir / "scale" / "manifests"
+    last = next(s for s in reversed(gen.build(spec).services) if s.headless)
+    probe = f"{last.pods[-1].endpoint_name}.{last.fqdn}"
+    data_dir = workdir / "data"
+    say(f"startup: saving the cluster as a journal in {data_dir}")
+    objects = save_registry(manifests, data_dir)
+    empty = workdir / "no-manifests"
+    empty.mkdir(exist_ok=True)
+    results: dict[str, list[dict[str, Any]]] = {"manifests": [], "store": []}
+    for run in range(runs):
+        for source in ("manifests", "store"):
+            if source == "manifests":
+                one = first_answer(manifests, None, probe, server_cpu, workdir / f"kdns-{source}-{run}.log")
+            else:
+                one = first_answer(empty, data_dir, probe, server_cpu, workdir / f"kdns-{source}-{run}.log")
+            say(f"startup, from {source}: first answer after {one['seconds']:.2f} s, {one['cpu_s']:.2f} s CPU")
+            results[source].append(one)
+    medians = {
+        source: {key: statistics.median(r[key] for r in found) for key in ("seconds", "cpu_s")}
+        for source, found in results.items()
+    }
+    return {
+        "services": summary["services_clusterip"] + summary["services_headless"],
+        "pods": summary["pods"],
+        "objects": objects,
+        "probe": f"{probe} A",
+        "runs": results,
+        "median": medians,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="kdns start-up at scale, from manifests and from the durable store")
+    parser.add_argument("--runs", type=int, default=3, help="starts from each source (default 3)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
+                        help="where startup.json goes (default bench/out)")
+    args = parser.parse_args(argv)
+    server_cpu, client_cpu, _ = cpus()
+    os.sched_setaffinity(0, {int(client_cpu)})
+    with tempfile.TemporaryDirectory(prefix="kdns-startup-") as workdir:
+        result = measure(Path(workdir), args.runs, server_cpu)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "startup.json").write_text(json.dumps(result, indent=1) + "\n")
+    for source, median in result["median"].items():
+        say(f"startup, from {source}: median {median['seconds']:.2f} s to the first answer, "
+            f"{median['cpu_s']:.2f} s CPU ({args.runs} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
