@@ -127,14 +127,15 @@ def kdns_common_flags(help_text: str) -> list[str]:
 
 
 def start_kdns(manifests: Path, port: int, cpu: str, log: Path, extra: list[str] | None = None,
-               durable: bool = False) -> Child:
+               durable: bool = False, repo: Path = REPO) -> Child:
     """kdns serving `manifests`, pinned to `cpu`; in memory only unless `durable` (then
-    `extra` names the --data-dir)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    `extra` names the --data-dir); from the sources in `repo` (this tree by default;
+    bench/cpu.py also runs another revision's)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     common = [flag for flag in kdns_common_flags(kdns_help()) if not (durable and flag == "--ephemeral")]
     argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
             "--dns-address", LOOPBACK, "--dns-port", str(port), *common, *(extra or ["--upstream", "none"])]
-    return Child("kdns", argv, log, cwd=REPO, env=env)
+    return Child("kdns", argv, log, cwd=repo, env=env)
 
 
 def knot_conf(directory: Path, address: str, port: int, zones: dict[str, Path]) -> Path:

@@ -61,7 +61,7 @@ from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
 from kdns.registry.events import EventLog
 from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import DELETED, POD, Event, Pod
+from kdns.registry.objects import DELETED, POD, Event, Pod, may_mention
 
 __all__ = ["Probe", "ProbeStats", "Prober", "UnsupportedProbe", "probes_of"]
 
@@ -118,9 +118,12 @@ def probes_of(pod: Pod) -> tuple[Probe, ...]:
     UnsupportedProbe (its message names the container and field) for an exec or grpc probe,
     or for one kdns cannot read.
     """
+    # This reads every pod of the registry when kdns starts: most have no probe, and
+    # their documents need not be unpacked to see it.
+    if not may_mention(pod, "readinessProbe"):
+        return ()
     spec = pod.manifest.get("spec")
-    # (`type() is dict` first: isinstance against an ABC is slow, and this reads every pod
-    # of the registry when kdns starts.)
+    # (`type() is dict` first: isinstance against an ABC is slow.)
     containers = spec.get("containers") if type(spec) is dict or isinstance(spec, Mapping) else None
     if not isinstance(containers, list):
         return ()

@@ -80,7 +80,7 @@ class Mirror:
             old = table.get(where)
             if old is None:
                 events.append(Event(ADDED, new, None, version))
-            elif old.manifest != new.manifest:
+            elif old.document != new.document and old.manifest != new.manifest:  # (equal bytes: equal documents)
                 events.append(Event(MODIFIED, new, old, version))
         self._tables[kind] = fresh
         self._metrics.set_objects(kind, len(fresh))

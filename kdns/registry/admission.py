@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -125,7 +125,10 @@ def admit(
         try:
             checked = _service(body, old, context)  # type: ignore[arg-type]
             _set_generation(body, kind, old, generation)
-            return checked if checked is not None else manifests.parse(body, kind)
+            if checked is None:
+                return manifests.parse(body, kind)
+            # The generation was set after `checked` packed the document: pack it again.
+            return replace(checked, document=objects.pack(body))
         except BaseException:
             context.cluster_ips.rollback(savepoints[0])
             context.node_ports.rollback(savepoints[1])
@@ -227,9 +230,12 @@ def _managed_fields(metadata: dict[str, Any], kind: str, old: KubeObject | None)
         del metadata["managedFields"]
     elif not given:
         metadata.pop("managedFields", None)
-        stored = old.manifest.get("metadata", {}).get("managedFields") if old is not None else None
+        # (Most objects have none: then the stored document need not be unpacked.)
+        stored = None
+        if old is not None and objects.may_mention(old, "managedFields"):
+            stored = old.manifest.get("metadata", {}).get("managedFields")
         if stored:
-            metadata["managedFields"] = manifests.copy_tree(stored)
+            metadata["managedFields"] = stored  # a fresh copy: unpacked just now
     elif not isinstance(given, list) or not all(isinstance(entry, dict) for entry in given):
         raise Invalid(kind, str(metadata.get("name", "")),
                       [invalid("metadata.managedFields", given, "must be a list of ManagedFieldsEntry objects")])
@@ -251,8 +257,9 @@ def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None
     if old is None:
         metadata["generation"] = 1
         return
-    previous = old.manifest.get("metadata", {}).get("generation", 1)
-    changed = any(body.get(name) != old.manifest.get(name) for name in fields)
+    before = old.manifest
+    previous = before.get("metadata", {}).get("generation", 1)
+    changed = any(body.get(name) != before.get(name) for name in fields)
     metadata["generation"] = previous + 1 if changed else previous
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
-from kdns.registry.objects import API_VERSIONS, KubeObject
+from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.store import Store, Transaction, apply_order
 
@@ -61,6 +61,8 @@ def mark(documents: Iterable[Document]) -> None:
 
 def source_of(obj: KubeObject) -> str | None:
     """The manifest file `obj` was applied from, or None for an object made through the API."""
+    if not may_mention(obj, SOURCE):  # most of a big registry: no need to unpack it
+        return None
     metadata = obj.manifest.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     source = annotations.get(SOURCE) if isinstance(annotations, dict) else None
@@ -71,14 +73,19 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
     """In `txn`: apply `documents` (marked) and prune the objects applied from manifests
     earlier that they no longer declare. A refusal raises (and the transaction changes
     nothing)."""
-    # Looked for before the apply: on a first start nothing was applied from a manifest
-    # yet, and the 100,000 documents of a big cluster need no keys.
-    earlier = [obj for kind in API_VERSIONS for obj in txn.list(kind) if source_of(obj) is not None]
+    # Looked for before the apply (which changes the objects, and with `owned` empties
+    # each body): on a first start nothing was applied from a manifest yet, and the
+    # 100,000 documents of a big cluster need no keys. Otherwise only the objects these
+    # documents do not declare are read for their source (unpacked), not all of them.
+    present = [obj for kind in API_VERSIONS for obj in txn.list(kind)]
+    gone = []
+    if any(source_of(obj) is not None for obj in present):
+        declared = _keys(documents)
+        gone = [obj for obj in present if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared
+                and source_of(obj) is not None]
     txn.apply_documents(documents, owned=owned)
     pruned = []
-    if earlier:
-        declared = {document.key or key_parts(document.body) for document in documents}
-        gone = [obj for obj in earlier if (obj.kind, obj.meta.namespace, obj.meta.name) not in declared]
+    if gone:
         # Namespaces last: deleting one deletes what is in it.
         gone.sort(key=lambda obj: obj.kind == NAMESPACE_KIND)
         for obj in gone:
@@ -88,6 +95,21 @@ def apply(txn: Transaction, documents: Sequence[Document], *, owned: bool = Fals
                 continue
             pruned.append((obj.kind, obj.meta.namespace, obj.meta.name))
     return Applied(len(documents), tuple(pruned))
+
+
+def _keys(documents: Sequence[Document]) -> set[tuple[str, str, str]]:
+    """The (kind, namespace, name) each document declares; one that has none is left out
+    here, and refused, with its file and document, when it is applied."""
+    keys = set()
+    for document in documents:
+        if document.key is not None:
+            keys.add(document.key)
+            continue
+        try:
+            keys.add(key_parts(document.body))
+        except RegistryError:
+            continue
+    return keys
 
 
 def check(

@@ -625,14 +625,16 @@ class _Checker:
 
 def from_manifest(doc: Mapping[str, Any]) -> KubeObject:
     """The registry object for one defaulted Kubernetes document (Invalid if a value is
-    bad, ManifestError if the document is no object kdns serves). The object keeps a
-    deep copy of the document as its `manifest`; unknown fields stay there, unread."""
+    bad, ManifestError if the document is no object kdns serves). The object keeps the
+    document packed as its `manifest`; unknown fields stay there, unread. The copy makes
+    any mapping a plain dict, which packing needs."""
     return parse(copy_tree(doc))
 
 
 def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] | None = None) -> KubeObject:
-    """from_manifest without the copy: the object keeps `doc` itself, which the caller
-    must not change afterwards. `kind` is kind_of(doc), if the caller has it already.
+    """from_manifest without the copy, for a document of plain dicts and lists: the
+    object keeps it packed (objects.pack), so what the caller changes in `doc` afterwards
+    does not reach the object. `kind` is kind_of(doc), if the caller has it already.
 
     `fields` are the kind's typed fields (all but `meta` and `manifest`) when the caller
     made `doc` from them and so has them already: the EndpointSlice controller, whose
@@ -644,7 +646,7 @@ def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] |
     if fields is None:
         fields = _PARSERS[kind](doc, meta, check)
     check.done(kind, meta.name)
-    return objects.KIND_CLASSES[kind](meta=meta, manifest=doc, **fields)
+    return objects.KIND_CLASSES[kind](meta=meta, document=objects.pack(doc), **fields)
 
 
 _NAME_CHECKS: Mapping[str, Callable[[str], tuple[str, ...]]] = {
@@ -700,9 +702,11 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
             check.messages("metadata.namespace", namespace, problems)
     labels = metadata.get("labels")
     if labels is None:
-        labels = {}
+        labels = objects.shared_labels({})
     elif type(labels) is not dict or not _plain_labels(labels):
         labels = check.labels(labels, "metadata.labels")
+    else:
+        labels = objects.shared_labels(labels)
     annotations = metadata.get("annotations")
     if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
         for key, value in check.mapping(annotations, "metadata.annotations").items():
@@ -890,6 +894,8 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
             if type(key) is not str or type(text) is not str or qualified_name(key) or label_value(text):
                 selector = check.labels(selector, "spec.selector")
                 break
+        else:
+            selector = objects.shared_labels(selector)
     else:
         selector = check.labels(selector, "spec.selector")
     value = spec.get("sessionAffinity")
@@ -1203,9 +1209,9 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, Any], ObjectMeta, _Checker], dict[
 
 
 def to_manifest(obj: KubeObject) -> dict[str, Any]:
-    """The Kubernetes document for an object: a deep copy of its manifest with the
+    """The Kubernetes document for an object: its manifest (a fresh copy) with the
     metadata the registry assigned (resourceVersion, uid, creationTimestamp, namespace)."""
-    doc: dict[str, Any] = copy_tree(obj.manifest)
+    doc = obj.manifest
     doc.setdefault("apiVersion", objects.API_VERSIONS[obj.kind])
     doc.setdefault("kind", obj.kind)
     metadata = doc.get("metadata")
@@ -1227,6 +1233,7 @@ def to_manifest(obj: KubeObject) -> dict[str, Any]:
 def with_resource_version(obj: KubeObject, resource_version: int) -> Any:
     """The same object at another resource version (as a DELETED event reports it): only
     `meta.resource_version` and the manifest's metadata.resourceVersion differ."""
-    manifest = dict(obj.manifest)
+    manifest = obj.manifest
     manifest["metadata"] = {**manifest.get("metadata", {}), "resourceVersion": str(resource_version)}
-    return replace(obj, meta=replace(obj.meta, resource_version=resource_version), manifest=manifest)  # type: ignore[type-var]
+    return replace(obj, meta=replace(obj.meta, resource_version=resource_version),  # type: ignore[type-var]
+                   document=objects.pack(manifest))

@@ -256,7 +256,7 @@ class Store:
         Listeners are not called: subscribe afterwards and read the store. A document that
         cannot be restored raises RestoreError naming it, and the store is left new. With
         `owned`, the documents are fresh dicts nobody else holds (sqlite.load's): the store
-        keeps them instead of copying them.
+        changes them instead of copying them, and empties each once it is stored.
 
         `typed` are objects a store of this kdns held (`registry.sqlite.load`'s typed
         objects): they are taken as they are, their cluster IPs and node ports reserved,
@@ -516,6 +516,15 @@ class Store:
             self._delivering = False
 
 
+def _give_back(doc: Mapping[str, Any]) -> None:
+    """Empty a document given to the store (`owned`) once its object is stored (which
+    holds it packed): its memory is then free for the objects that come next. A load
+    holds all its documents until the end (a big cluster's take 220 MiB); freed only then,
+    the space stays with the process, scattered between the objects that live on."""
+    if type(doc) is dict:
+        doc.clear()
+
+
 def _same_content(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     """Equal documents apart from metadata.resourceVersion: writing one is no change."""
     if new.keys() != old.keys():
@@ -643,8 +652,8 @@ class Transaction:
         """Apply loaded documents in `apply_order`, all or none: a refusal undoes the
         batch and is a ManifestError that names the file and document (the exception it
         wraps is its __cause__). With `owned`, the bodies are the caller's to give away
-        (load_paths's are, when nothing else reads them): the store keeps them, changed,
-        instead of copying each one."""
+        (load_paths's are, when nothing else reads them): the store changes them instead
+        of copying each one, and empties each once it is stored (see _give_back)."""
         return self._atomic(self._apply_documents, sorted(documents, key=apply_order), owned)
 
     def _apply_documents(self, documents: builtins.list[Document], owned: bool) -> builtins.list[KubeObject]:
@@ -652,10 +661,13 @@ class Transaction:
         stored = []
         apply = self._apply
         for document in documents:
+            body = document.body
             try:
-                stored.append(apply(document.body, owned, document.key))
+                stored.append(apply(body, owned, document.key))
             except RegistryError as exc:
                 raise document.error(exc) from exc
+            if owned:
+                _give_back(body)
         return stored
 
     # --- Internals -------------------------------------------------------------------------
@@ -772,6 +784,8 @@ class Transaction:
             except RegistryError as exc:
                 raise RestoreError(f"{_describe(doc if obj is None else obj.manifest)}: {exc}") from exc
             top = max(top, saved)
+            if owned and doc is not None:
+                _give_back(doc)
             self._journal.append((kind, namespace, name, old))
             store._put(kind, namespace, name, new, old)
             if isinstance(new, Service) and (obj is None or derived is None):
@@ -792,7 +806,8 @@ class Transaction:
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
         new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind, fields=fields)
-        if old is not None and _same_content(new.manifest, old.manifest):
+        # An owned `doc` is what admission made of it, so new's document: not unpacked again.
+        if old is not None and _same_content(doc if owned else new.manifest, old.manifest):
             return old
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)

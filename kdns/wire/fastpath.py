@@ -10,13 +10,14 @@ kdns/reuse.py: the answer says (`Answer.reuse`), the handler tells the cache wha
 What makes two requests the same question (the key) is everything the codec reads, minus
 the ID: the header's flags and counts, the name case-folded (RFC 4343: ASCII A-Z only),
 type, class and the OPT record's fixed part (owner, type, payload size, extended rcode,
-version, DO and Z, RDLENGTH) — taken as raw bytes, so the key is the request's bytes 2
-to the end of the OPT record's fixed part, with the name in lower case: for a name asked
-in lower case (most are), that is one slice and no parsing. A request that differs in
-any of those bytes (another payload size, CD set) is simply another key. EDNS options
-are not part of it, so replies to requests that carry any (an NSID request changes the
-reply; a cookie or padding would only split the keys) are never kept: such requests,
-dig's with its cookie among them, take the slow path.
+version, DO and Z, RDLENGTH) — taken as raw bytes. Replies are kept only for requests
+that are nothing but that (a question, and an OPT record without options), so the key is
+the request's bytes from 2 to the end, with the name in lower case: for a name asked in
+lower case (most are), that is one slice and no parsing. A request that differs in any
+of those bytes (another payload size, CD set) is simply another key. A request with EDNS
+options is a key no reply is kept under (an NSID request changes the reply; a cookie or
+padding would only split the keys): such requests, dig's with its cookie among them,
+take the slow path.
 
 Nothing stale is served:
 
@@ -73,15 +74,15 @@ MAX_CLIENTS = 4096
 
 _OPT_TYPE = b"\x00\x29"
 _HEADER = 12
+_NAME = _HEADER - 2  # where the name starts in a key or a body: after the ID
 _write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
 # The entry for one question: the reply after its ID, with the question's name in lower
-# case; the request size the key was made from (it pins the OPT record's length); its
-# (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have until a
-# change drops it (most of them: one check on a hit); the scopes it is filed under
-# (None: dropped on every change); where in the reply after its ID the zone's serial is
-# written as it is sent (0: nowhere; then the reply is bytes, else a bytearray).
-_Entry = tuple["bytes | bytearray", int, list[int], "_Limits | None", "frozenset[Scope] | None", int]
+# case; its (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have
+# until a change drops it (most of them: one check on a hit); the scopes it is filed
+# under (None: dropped on every change); where in the reply after its ID the zone's
+# serial is written as it is sent (0: nowhere; then the reply is bytes, else a bytearray).
+_Entry = tuple["bytes | bytearray", list[int], "_Limits | None", "frozenset[Scope] | None", int]
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -117,7 +118,7 @@ class QueryStats:
 def _question_end(data: bytes) -> int:
     """The offset of the question name's final zero byte, by its labels; -1 if unreadable.
 
-    `AnswerCache.reply` finds it with `data.find(0, 12)`, which a zero byte inside a
+    `AnswerCache.lookup` finds it with `data.find(0, 12)`, which a zero byte inside a
     label would fool; entries are only made when both agree.
     """
     pos, size = _HEADER, len(data)
@@ -235,42 +236,42 @@ class AnswerCache:
                     self._bytes -= len(entry[0])
         self._recursion = {}
 
-    def lookup(self, data: bytes, client: str | None) -> bytes | None:
-        """The stored reply to `data`, with its ID and name as asked; None on a miss."""
-        end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
-        # A name with no upper-case letter is its own key; a key is never shorter than 26
-        # bytes, so with no root label (end -1) this is a miss too.
-        entry = self._entries.get(data[2 : end + 16])
-        if entry is None:
-            return self._folded(data, end, client)
-        body, size, counter, limits, _, serial_at = entry
-        if len(data) != size or (limits is not None and not self._within(limits, data[_HEADER:end], client)):
-            self.misses += 1
-            return None
-        counter[0] += 1
-        if serial_at:
-            _write_serial(body, serial_at, self.serial)
-        return data[:2] + body
+    def ready(self, key: bytes) -> bytes | bytearray | None:
+        """The fast path: the stored reply to the request whose bytes after the ID are
+        `key`, without its ID, if it may go to any asker; None otherwise (then `lookup`).
 
-    def _folded(self, data: bytes, end: int, client: str | None) -> bytes | None:
-        """The stored reply for a name asked with upper-case letters in it, spelt as asked."""
-        name = data[_HEADER:end]
-        folded = name.lower()
-        if end < 0 or folded == name:  # no question, or no other key than the one looked up
-            self.misses += 1
-            return None
-        entry = self._entries.get(data[2:_HEADER] + folded + data[end : end + 16])
+        The name as asked is the key (a name with no upper-case letter is its own key), and
+        the asker's address is not needed: only a forwarded reply depends on it.
+        """
+        entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
             return None
-        body, size, counter, limits, _, serial_at = entry
-        if len(data) != size or (limits is not None and not self._within(limits, name, client)):
-            self.misses += 1
+        body, counter, limits, _, serial_at = entry
+        # (limits[2]: a forwarded reply, for askers that may recurse only)
+        if limits is not None and (limits[2] or not self._within(limits, key[_NAME : key.find(0, _NAME)], None)):
             return None
         counter[0] += 1
         if serial_at:
             _write_serial(body, serial_at, self.serial)
-        return b"".join((data[:2], body[: _HEADER - 2], name, body[end - 2 :]))
+        return body
+
+    def lookup(self, data: bytes, client: str | None) -> bytes | None:
+        """The stored reply to the request `data` from `client`, with its ID and name as
+        asked; None on a miss."""
+        body = self.ready(data[2:])
+        if body is not None:
+            return data[:2] + body
+        end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
+        name = data[_HEADER:end]
+        entry = self._entries.get(data[2:_HEADER] + name.lower() + data[end:]) if end > 0 else None
+        if entry is None or (entry[2] is not None and not self._within(entry[2], name, client)):
+            self.misses += 1
+            return None
+        body, counter, _, _, serial_at = entry
+        counter[0] += 1
+        if serial_at:
+            _write_serial(body, serial_at, self.serial)
+        return b"".join((data[:2], body[:_NAME], name, body[end - 2 :]))
 
     def _within(self, limits: _Limits, name: bytes, client: str | None) -> bool:
         """Whether a reply with these limits may go to `client`, which spelt the name `name`."""
@@ -309,7 +310,7 @@ class AnswerCache:
         size = len(data)
         opt = end + 5  # where an OPT record starts: root owner, type 41, ..., RDLENGTH at +9
         if size != opt and (data[opt] != 0 or data[opt + 1 : opt + 3] != _OPT_TYPE or size != opt + 11):
-            return False  # anything but question [+ OPT without options]: not worth a key
+            return False  # anything but question [+ OPT without options]: not a key
         if len(self._entries) >= self.max_entries or self._bytes + len(reply) > self.max_bytes:
             self.clear()  # wholesale: O(1) per entry, and the hot questions come right back
         name = data[_HEADER:end]
@@ -317,16 +318,16 @@ class AnswerCache:
         spelling = name if _spelled_elsewhere(reply, name, end) else None
         limits = (spelling, expires, forwarded)
         counter = self.stats.cell(query.qtype, reply[3] & 0x0F)
-        key = data[2:_HEADER] + folded + data[end : end + 16]
+        key = data[2:_HEADER] + folded + data[end:]
         old = self._entries.get(key)
         if old is not None:
             self._bytes -= len(old[0])
-        if old is None or old[4] != scope:  # (then also still filed under the old one: harmless)
+        if old is None or old[3] != scope:  # (then also still filed under the old one: harmless)
             self._file(key, scope)
         body: bytes | bytearray = b"".join((reply[2:_HEADER], folded, reply[end:]))
         if serial_at:
             body = bytearray(body)  # written in place as it is sent
-        self._entries[key] = (body, size, counter, None if limits == (None, None, False) else limits, scope, serial_at)
+        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, scope, serial_at)
         self._bytes += len(body)
         return True
 

@@ -63,7 +63,6 @@ def _batch_calls() -> tuple[Callable[..., int], Callable[..., int]] | None:
 
 
 CALLS = _batch_calls()
-_REPLY_SLOT = 2048  # per reply sent (UDP replies are at most 1232 bytes; a bigger one goes alone)
 _NAME_SIZE = 28  # sizeof(struct sockaddr_in6), the largest address a UDP socket reports
 # Where the fields read and written per datagram are, in units of their own size.
 _HEADER_SIZE = ctypes.sizeof(_MMsgHdr)
@@ -73,6 +72,7 @@ _IOVEC_WORDS = ctypes.sizeof(_IoVec) // 8
 _LENGTH = _MMsgHdr.msg_len.offset // 4
 _NAME_LENGTH = _MsgHdr.msg_namelen.offset // 4
 _NAME = _MsgHdr.msg_name.offset // 8
+_IOV_BASE = _IoVec.iov_base.offset // 8
 _IOV_LEN = _IoVec.iov_len.offset // 8
 _MAX_PEERS = 4096
 
@@ -89,10 +89,14 @@ def _address_of(buffer: mmap.mmap) -> int:
 class Batch:
     """The buffers for `size` datagrams each way on one socket, and the calls that use them.
 
-    `receive` reads datagrams into `_datagrams` (datagram i at i * slot, `receive_size` rounded up to whole pages; pages the kernel
-    never writes to are never allocated) and their senders' sockaddrs into `_names`;
-    `queue` copies a reply into `_replies` and points its header at the asker's sockaddr,
-    as it came in; `flush` sends what was queued.
+    Datagram i is read into its slot, at i * slot of one private mapping (`receive_size`
+    rounded up to whole pages, at least the largest datagram there is; pages the kernel
+    never writes to are never allocated), its sender's sockaddr into `_names`. Its reply
+    is written over it, in the same slot: a reply is sent before the next `receive`, and
+    the request's ID is where the reply's goes. `receive` reads datagrams and their
+    senders; `queue` writes a reply and points the next free out header at it and at the
+    asker's sockaddr, as it came in; `queue_ready` does that for a whole batch of ready
+    replies; `flush` sends what was queued.
     """
 
     def __init__(self, fd: int, size: int, receive_size: int) -> None:
@@ -103,28 +107,34 @@ class Batch:
         self._size = size
         self._slot = slot = -(-receive_size // mmap.PAGESIZE) * mmap.PAGESIZE
         # Private mappings: a process forked later must not share them.
-        self._datagrams = mmap.mmap(-1, size * slot, flags=mmap.MAP_PRIVATE)
+        self._buffer = mmap.mmap(-1, size * slot, flags=mmap.MAP_PRIVATE)
         self._names = mmap.mmap(-1, size * _NAME_SIZE, flags=mmap.MAP_PRIVATE)
-        self._replies = mmap.mmap(-1, size * _REPLY_SLOT, flags=mmap.MAP_PRIVATE)
-        self._names_at = _address_of(self._names)
+        names_at, buffer_at = _address_of(self._names), _address_of(self._buffer)
         self._in, self._out = (_MMsgHdr * size)(), (_MMsgHdr * size)()
         in_vectors, out_vectors = (_IoVec * size)(), (_IoVec * size)()
-        datagrams_at, replies_at = _address_of(self._datagrams), _address_of(self._replies)
         for i in range(size):
-            in_vectors[i].iov_base, in_vectors[i].iov_len = datagrams_at + i * slot, receive_size
-            out_vectors[i].iov_base = replies_at + i * _REPLY_SLOT
+            in_vectors[i].iov_base, in_vectors[i].iov_len = buffer_at + i * slot, receive_size
             for header, vectors in ((self._in[i].msg_hdr, in_vectors), (self._out[i].msg_hdr, out_vectors)):
                 header.msg_iov, header.msg_iovlen = ctypes.addressof(vectors[i]), 1
                 header.msg_namelen = _NAME_SIZE
-            self._in[i].msg_hdr.msg_name = self._names_at + i * _NAME_SIZE
+            self._in[i].msg_hdr.msg_name = names_at + i * _NAME_SIZE
         self._vectors = (in_vectors, out_vectors)  # the headers point into them
         self._in_at, self._out_at = ctypes.addressof(self._in), ctypes.addressof(self._out)
         # recvmmsg writes each header's msg_namelen (and msg_len, msg_flags): reset per call.
         self._in_bytes = memoryview(self._in).cast("B")
         self._in_blank = bytes(self._in_bytes)
-        self._in_ints = _words(self._in, "I")
-        self._out_words = _words(self._out, "Q")
-        self._out_vector_words = _words(out_vectors, "Q")
+        in_ints, out_words, out_vector_words = _words(self._in, "I"), _words(self._out, "Q"), _words(out_vectors, "Q")
+        self._name_lengths = in_ints[_NAME_LENGTH::_HEADER_INTS]
+        # Tables of what `queue` and `queue_ready` read and write, by datagram: its slot's
+        # offset, its length, its slot's and its sockaddr's addresses; and by queued reply:
+        # its length, its address and its asker's sockaddr's, as the out headers hold them.
+        self._offsets = range(0, size * slot, slot)
+        self._lengths = in_ints[_LENGTH::_HEADER_INTS]
+        self._addresses = range(buffer_at, buffer_at + size * slot, slot)
+        self._name_addresses = range(names_at, names_at + size * _NAME_SIZE, _NAME_SIZE)
+        self._reply_lengths = out_vector_words[_IOV_LEN::_IOVEC_WORDS]
+        self._reply_addresses = out_vector_words[_IOV_BASE::_IOVEC_WORDS]
+        self._reply_names = out_words[_NAME::_HEADER_WORDS]
         self._queued = 0
         # Senders' addresses as recvfrom gives them, by raw sockaddr: few clients ask a lot.
         self._peers: dict[bytes, tuple[Any, ...]] = {}
@@ -141,29 +151,55 @@ class Batch:
             raise OSError(code, os.strerror(code))
         return count
 
-    def datagram(self, i: int) -> tuple[bytes, tuple[Any, ...]]:
-        """Datagram i of those `receive` read, and its sender's address as recvfrom gives it."""
-        start = i * self._slot
-        data = self._datagrams[start : start + self._in_ints[i * _HEADER_INTS + _LENGTH]]
-        start = i * _NAME_SIZE
-        name = self._names[start : start + self._in_ints[i * _HEADER_INTS + _NAME_LENGTH]]
-        peer = self._peers.get(name)
-        if peer is None:
-            peer = self._peer(name)
-        return data, peer
+    def datagram(self, i: int) -> bytes:
+        """Datagram i of those `receive` read (before a reply to it is queued)."""
+        start = self._offsets[i]
+        return self._buffer[start : start + self._lengths[i]]
 
-    def queue(self, i: int, reply: bytes) -> bool:
-        """Queue `reply` to the sender of datagram i; False if it is too big to (send it alone)."""
-        size = len(reply)
-        if size > _REPLY_SLOT:
-            return False
-        queued = self._queued
-        start = queued * _REPLY_SLOT
-        self._replies[start : start + size] = reply
-        self._out_vector_words[queued * _IOVEC_WORDS + _IOV_LEN] = size
-        self._out_words[queued * _HEADER_WORDS + _NAME] = self._names_at + i * _NAME_SIZE
+    def peer(self, i: int) -> tuple[Any, ...]:
+        """The sender of datagram i, as recvfrom gives it: (host, port), or (host, port, flowinfo, scope_id)."""
+        start = i * _NAME_SIZE
+        name = self._names[start : start + self._name_lengths[i]]
+        peer = self._peers.get(name)
+        return peer if peer is not None else self._peer(name)
+
+    def queue(self, i: int, reply: bytes) -> None:
+        """Queue `reply` to the sender of datagram i (whose bytes it replaces)."""
+        start, queued = self._offsets[i], self._queued
+        self._buffer[start : start + len(reply)] = reply
+        self._reply_lengths[queued] = len(reply)
+        self._reply_addresses[queued] = self._addresses[i]
+        self._reply_names[queued] = self._name_addresses[i]
         self._queued = queued + 1
-        return True
+
+    def queue_ready(self, count: int, ready: Callable[[bytes], bytes | bytearray | None]) -> list[int]:
+        """For each of the `count` datagrams read, queue the reply `ready` has for it; the
+        datagrams it has none for (None).
+
+        `ready` is given a datagram's bytes after its ID and returns its reply's bytes
+        after the ID, which are written after the ID in place. This loop is most of what a
+        cached answer costs in Python, so it keeps its state in locals, reads the offsets
+        from tables made once, and calls only `ready`.
+        """
+        buffer, reply_lengths, reply_addresses = self._buffer, self._reply_lengths, self._reply_addresses
+        reply_names, queued = self._reply_names, self._queued
+        others = []
+        # (range(count) is the shortest: the tables are as long as the batch)
+        for i, start, size, address, name in zip(
+            range(count), self._offsets, self._lengths, self._addresses, self._name_addresses, strict=False
+        ):
+            body = ready(buffer[start + 2 : start + size])
+            if body is None:
+                others.append(i)
+                continue
+            size = len(body) + 2  # noqa: PLW2901  (the reply's, from here on)
+            buffer[start + 2 : start + size] = body
+            reply_lengths[queued] = size
+            reply_addresses[queued] = address
+            reply_names[queued] = name
+            queued += 1
+        self._queued = queued
+        return others
 
     def flush(self) -> int:
         """Send the queued replies; how many were dropped for want of buffer space."""

@@ -184,15 +184,15 @@ class _Listener:
         except OSError as exc:
             log.debug("udp: %s", exc)
             return 0
+        others = range(count) if self.cache is None else batch.queue_ready(count, self.cache.ready)
         lookup = self._lookup()
-        datagram, queue = batch.datagram, batch.queue
-        for i in range(count):
-            data, addr = datagram(i)
+        for i in others:
+            data, addr = batch.datagram(i), batch.peer(i)
             ready = lookup(data, addr[0])
             if ready is None:
                 self._answer(data, addr)
-            elif not queue(i, ready):
-                self.send(ready, addr)
+            else:
+                batch.queue(i, ready)
         self.unsent += batch.flush()
         return count
 
@@ -208,14 +208,13 @@ class _Listener:
         datagram, queue = batch.datagram, batch.queue
         for i in range(count):
             started = perf_counter()
-            data, addr = datagram(i)
+            data, addr = datagram(i), batch.peer(i)
             ready = lookup(data, addr[0])
             if ready is None:
                 self._answer(data, addr)
                 continue
             record(data, ready, addr[0], addr[1], "udp", perf_counter() - started)
-            if not queue(i, ready):
-                self.send(ready, addr)
+            queue(i, ready)
         self.unsent += batch.flush()
         return count
 

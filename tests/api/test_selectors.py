@@ -52,7 +52,7 @@ def test_label_selector_errors(text):
 
 def test_field_selector_on_name_and_namespace():
     """metadata.name and metadata.namespace select with = , == and !=."""
-    pod = objects.Pod(meta=objects.ObjectMeta(name="web-1", namespace="default"), manifest={"status": {"phase": "Running"}})
+    pod = objects.Pod(meta=objects.ObjectMeta(name="web-1", namespace="default"), document=objects.pack({"status": {"phase": "Running"}}))
     def matches(text):
         return all(r.matches(pod) for r in parse_field_selector(objects.POD, text))
     assert matches("metadata.name=web-1")

@@ -64,7 +64,10 @@ def test_meta_reads_a_stored_pod():
                 "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 1}
     check = manifests._Checker()
     meta = manifests._meta({"metadata": metadata}, POD, check)
-    assert check.causes == [] and meta.resource_version == 7 and meta.labels is metadata["labels"]
+    assert check.causes == [] and meta.resource_version == 7 and meta.labels == metadata["labels"]
+    # Pods with equal labels hold one mapping of them (objects.shared_labels).
+    other = manifests._meta({"metadata": {**metadata, "name": "web-2", "labels": {"app": "web"}}}, POD, check)
+    assert check.causes == [] and other.labels is meta.labels
 
 
 _CONDITION = st.sampled_from([None, True, False, 1, 0, "true"])

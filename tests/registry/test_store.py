@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kdns.registry import objects
 from kdns.registry.errors import (
     AlreadyExists,
     Conflict,
@@ -588,6 +589,19 @@ def test_a_journal_keeps_the_controllers_slices_in_step(tmp_path: Path):
         ("Namespace", "default"), ("Namespace", "kube-system"), ("Pod", "web-0")]
 
 
+def test_documents_given_to_the_store_are_emptied_once_stored():
+    """With `owned`, each document is emptied once its object is stored (which holds it
+    packed), so that a big load does not hold every document to its end."""
+    store = new_store()
+    write(store, namespace("shop"), service("web", "shop"), pod("web-0", "10.244.0.1", namespace="shop"))
+    documents = [obj.manifest for kind in ("Namespace", "Service", "Pod") for obj in store.list(kind)]
+    restored = new_store()
+    restored.restore(documents, store.resource_version, owned=True)
+    assert documents == [{}] * len(documents)
+    for kind in ("Namespace", "Service", "Pod"):
+        assert [o.manifest for o in restored.list(kind)] == [o.manifest for o in store.list(kind)]
+
+
 # --- Restoring a saved state --------------------------------------------------------------------------------
 
 
@@ -648,7 +662,7 @@ def test_typed_objects_that_collide_are_refused_and_leave_the_store_new():
     saved, _ = saved_cluster()
     web = saved.get("Service", "shop", "web")
     twin = dataclasses.replace(web, meta=dataclasses.replace(web.meta, name="twin"),
-                               manifest={**web.manifest, "metadata": {**web.manifest["metadata"], "name": "twin"}})
+                               document=objects.pack({**web.manifest, "metadata": {**web.manifest["metadata"], "name": "twin"}}))
     store = new_store()
     with pytest.raises(RestoreError) as caught:
         store.restore([], saved.resource_version, typed=[saved.get("Namespace", "", "shop"), web, twin])

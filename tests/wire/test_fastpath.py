@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -576,6 +577,50 @@ def test_case_echo_over_udp_and_tcp() -> None:
                     assert [q.name.to_text() for q in reply.question] == [name]
                     assert [rrset.name.to_text() for rrset in reply.answer] == [name]
         assert registry.authority.calls == 2  # once per transport: each has its own cache
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_of_ready_and_new_questions_gets_each_its_own_reply() -> None:
+    """Bursts that land in one read of the UDP server: ready replies (written over their
+    requests) between questions the cache has not seen, spelt otherwise, or with EDNS
+    options, from several sockets; every asker gets exactly the codec's reply, with its ID."""
+    registry = Registry()
+    registry.apply(*(_service(f"web-{n}") for n in range(6)))
+    names = [f"web-{n}.default.svc.cluster.local." for n in range(6)]
+
+    def burst(round_: int) -> list[bytes]:
+        wires = []
+        for n, name in enumerate(names):
+            ident = round_ * 100 + n
+            if round_ and n % 3 == 1:
+                wires.append(request(name.upper(), ident=ident, edns=0))  # another spelling
+            elif round_ and n % 3 == 2:
+                wires.append(request(name, "AAAA", ident=ident, edns=0))  # new: a miss
+            else:
+                wires.append(request(name, ident=ident, edns=0))  # ready after round 0
+            wires.append(request(name, "SRV", ident=ident + 50, edns=0, options=[dns.edns.GenericOption(65001, b"x")]))
+        return wires
+
+    async def scenario() -> None:
+        async with serving(registry.authority) as (udp, _):
+            loop = asyncio.get_running_loop()
+            sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+            try:
+                for sock in sockets:
+                    sock.setblocking(False)
+                for round_ in range(3):
+                    wires = burst(round_)
+                    # Sent before the server's next read, so each round is one batch.
+                    for i, wire in enumerate(wires):
+                        sockets[i % 3].sendto(wire, (CLIENT, udp))
+                    for i in range(len(wires)):
+                        reply = await asyncio.wait_for(loop.sock_recv(sockets[i % 3], 65535), TIMEOUT)
+                        expected = {w[:2]: fresh(registry.authority, w) for w in wires[i % 3 :: 3]}
+                        assert reply == expected[reply[:2]], dns.message.from_wire(reply)
+            finally:
+                for sock in sockets:
+                    sock.close()
 
     asyncio.run(scenario())
 
