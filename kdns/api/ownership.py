@@ -111,24 +111,47 @@ def leaves(fields: FieldSet, prefix: Path = ()) -> Iterator[Path]:
 def value_at(doc: Any, path: Path) -> Any:
     """The value a path names in a document, or _MISSING."""
     for step in path:
-        kind, _, text = step.partition(":")
-        if kind == "f":
-            if not isinstance(doc, Mapping) or text not in doc:
-                return _MISSING
-            doc = doc[text]
-        elif kind in ("k", "v"):
-            wanted = json.loads(text)
-            if not isinstance(doc, list):
-                return _MISSING
-            found = [
-                item for item in doc
-                if (kind == "v" and item == wanted)
-                or (kind == "k" and isinstance(item, Mapping) and all(item.get(k) == v for k, v in wanted.items()))
-            ]
-            if not found:
-                return _MISSING
-            doc = found[0]
+        doc = _step(doc, step)
+        if doc is _MISSING:
+            break
     return doc
+
+
+def _step(doc: Any, step: str) -> Any:
+    """The value one step of a path names in `doc`, or _MISSING."""
+    kind, _, text = step.partition(":")
+    if kind == "f":
+        if not isinstance(doc, Mapping) or text not in doc:
+            return _MISSING
+        return doc[text]
+    if kind in ("k", "v"):
+        wanted = json.loads(text)
+        if not isinstance(doc, list):
+            return _MISSING
+        found = [
+            item for item in doc
+            if (kind == "v" and item == wanted)
+            or (kind == "k" and isinstance(item, Mapping) and all(item.get(k) == v for k, v in wanted.items()))
+        ]
+        return found[0] if found else _MISSING
+    return doc
+
+
+class _Values:
+    """`value_at` over one document, remembering each prefix it resolved: the leaves of an
+    object share most of their prefixes, and a `k:` step parses JSON and scans a list, so
+    walking every leaf from the root made a write's bookkeeping cost more than its commit."""
+
+    def __init__(self, doc: Any) -> None:
+        self._known: dict[Path, Any] = {(): doc}
+
+    def __call__(self, path: Path) -> Any:
+        if path in self._known:
+            return self._known[path]
+        parent = self(path[:-1])
+        value = _MISSING if parent is _MISSING else _step(parent, path[-1])
+        self._known[path] = value
+        return value
 
 
 def path_text(path: Path) -> str:
@@ -201,11 +224,40 @@ def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
     return _tree({path for path in leaves(fields) if path not in taken})
 
 
-def _changed(live: Any, new: Any, path: Path) -> bool:
+def _changed(live: _Values, new: _Values, path: Path) -> bool:
     """Whether the write added or changed what `path` names (a list item: added)."""
     if path and path[-1][:2] in ("k:", "v:"):
-        return value_at(live, path) is _MISSING
-    return bool(value_at(live, path) != value_at(new, path))
+        return live(path) is _MISSING
+    return bool(live(path) != new(path))
+
+
+def _differing(live: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(live, new) without the fields equal on both sides, at every level of mappings:
+    their leaves are the only ones a write can have changed or removed. A mapping is cut
+    down only where what is left of it still has fields (no None, no {}), so that cutting
+    never turns it into a leaf of its own."""
+    live_part: dict[str, Any] = {}
+    new_part: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in live:
+            new_part[key] = value
+            continue
+        before = live[key]
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            sub_live, sub_new = _differing(before, value)
+            live_part[key] = sub_live if _has_fields(sub_live) else before
+            new_part[key] = sub_new if _has_fields(sub_new) else value
+        else:
+            live_part[key], new_part[key] = before, value
+    live_part.update({key: before for key, before in live.items() if key not in new})
+    return live_part, new_part
+
+
+def _has_fields(part: Mapping[str, Any]) -> bool:
+    """Whether every field of `part` names something (`_fields` skips None; {} is a leaf)."""
+    return bool(part) and all(value is not None and value != {} for value in part.values())
 
 
 def updated(
@@ -214,12 +266,17 @@ def updated(
 ) -> list[Any]:
     """The managedFields after `manager` wrote `new` over `live` (None: created it) in an
     Update operation: its entry gains what changed, the others lose it and what went."""
-    new_paths = set(leaves(fields_of(new, schema)))
     if live is None:
-        changed, removed = new_paths, set[Path]()
+        changed, removed = set(leaves(fields_of(new, schema))), set[Path]()
     else:
-        changed = {path for path in new_paths if _changed(live, new, path)}
-        removed = {path for path in leaves(fields_of(live, schema)) if value_at(new, path) is _MISSING}
+        # Only the parts that differ are walked: a field equal on both sides (a status
+        # write's spec and metadata) neither changed nor lost anything.
+        live_part, new_part = _differing(live, new)
+        new_values, live_values = _Values(new), _Values(live)
+        changed = {
+            path for path in leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
+        }
+        removed = {path for path in leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:

@@ -419,6 +419,28 @@ def test_updates_own_fields_and_applies_conflict_with_them(api: Api, tmp_path):
     assert managers(api, "owned")["deployer", "Update"] == {"f:metadata": {"f:annotations": {"f:a": {}}}}
 
 
+def test_a_status_write_owns_only_what_it_changed(api: Api, tmp_path):
+    """A readiness flip through the status subresource is an Update of that subresource
+    owning the one field it changed, which the pod's creator loses and keeps the rest of
+    the condition; a label removed is nobody's any more."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(SERVICE_AND_PODS)
+    api.kubectl("apply", "-f", str(manifest))
+    api.request("PATCH", "/api/v1/namespaces/default/pods/web-2/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+                content_type="application/merge-patch+json", headers={"User-Agent": "kubelet/1.31"})
+    api.kubectl("label", "pod", "web-2", "tier=web")
+    api.kubectl("label", "pod", "web-2", "tier-")
+    live = json.loads(api.kubectl("get", "pod", "web-2", "-o", "json", "--show-managed-fields").stdout)
+    owners = {(e["manager"], e.get("subresource")): e["fieldsV1"] for e in live["metadata"]["managedFields"]}
+    assert set(owners) == {("kubectl-client-side-apply", None), ("kubelet", "status")}
+    assert owners["kubelet", "status"] == {"f:status": {"f:conditions": {'k:{"type":"Ready"}': {"f:status": {}}}}}
+    creator = owners["kubectl-client-side-apply", None]
+    assert creator["f:status"]["f:conditions"] == {'k:{"type":"Ready"}': {".": {}, "f:type": {}}}
+    assert creator["f:metadata"]["f:labels"] == {"f:app": {}}
+    assert "f:podIP" in creator["f:status"] and "f:containers" in creator["f:spec"]
+
+
 def test_get_endpoints_mirrors_the_slices(api: Api, tmp_path):
     """`kubectl get endpoints` reads Endpoints made from the EndpointSlices: ready
     addresses in `addresses`, the others in `notReadyAddresses`; they cannot be written."""

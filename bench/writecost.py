@@ -1,0 +1,117 @@
+"""kdns CPU per write: what one readiness flip costs the server's process.
+
+    python bench/writecost.py                          # this tree: 2,000 flips, 5 runs
+    python bench/writecost.py --src /tmp/old --src .   # A/B: two kdns trees, runs alternated
+    python bench/writecost.py --profile /tmp/flips     # also py-spy's stacks of one run (/tmp/flips.<tree>.txt)
+
+kdns serves the bench cluster (bench/gen.py, seed 1) with its registry in memory
+(`--ephemeral`; `--data-dir` to journal to a fresh directory instead), no DNS load. After
+a warm-up of `--warmup` flips, one client sends `--flips` readiness flips back to back,
+each the merge PATCH of `/api/v1/namespaces/NS/pods/NAME/status` that bench/writes.py's
+Writer sends (a kubelet reporting Ready), each on its own connection as that Writer does,
+and waits for each reply. The figure is the kdns process's CPU time (utime + stime from
+/proc, all threads) over those flips divided by their count: the request's parsing, patch,
+validation, admission, commit, EndpointSlice update, watch fan-out, reply, journal and
+DNS index update. Per tree the median of `--repeats` runs is printed; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import gen
+from common import LOOPBACK
+from procs import cpu_seconds, free_port
+from servers import wait_answer
+from writes import Writer, start
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BACK_TO_BACK = 1e9  # writes a second: the Writer's pacing never waits
+
+
+def flips(api: str, pods: list[gen.Pod], count: int, first: int) -> None:
+    writer = Writer(api, pods, BACK_TO_BACK, count, first)
+    writer.run()
+    if writer.errors or len(writer.acknowledged) != count:
+        raise SystemExit(f"writecost: {count - len(writer.acknowledged)} flips failed: {writer.errors[:3]}")
+
+
+def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod], probe: dict,
+            profile: Path | None) -> float:
+    """kdns CPU milliseconds per flip, one fresh kdns from `src`."""
+    port, api_port = free_port(), free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="kdns-writecost-", dir=args.data_parent)) if args.data_dir else None
+    kdns = start(src, work / "cluster" / "manifests", data_dir, port, api_port, args.cpu, work / "kdns.log")
+    try:
+        started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
+        if started is None:
+            raise SystemExit(f"writecost: kdns did not answer: {detail}\n{kdns.log_tail()}")
+        api = f"http://{LOOPBACK}:{api_port}"
+        flips(api, pods, args.warmup, 0)
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(kdns.pid), "--rate", "500", "--format", "raw",
+                                    "--output", str(profile)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        before = cpu_seconds(kdns.pid)
+        flips(api, pods, args.flips, args.warmup)
+        spent = cpu_seconds(kdns.pid) - before
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its stacks and exits
+            spy.wait(30)
+        return 1000 * spent / args.flips
+    finally:
+        kdns.stop()
+        if data_dir is not None:
+            for path in data_dir.iterdir():
+                path.unlink()
+            data_dir.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
+    parser.add_argument("--flips", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cpu", default=str(max(os.sched_getaffinity(0))), help="the CPU kdns is pinned to")
+    parser.add_argument("--data-dir", action="store_true", help="journal to disk (--data-dir) instead of --ephemeral")
+    parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go")
+    parser.add_argument("--profile", type=Path, help="py-spy stacks of each tree's first run to PROFILE.<tree>.txt")
+    args = parser.parse_args(argv)
+    sources = [s.resolve() for s in (args.src or [REPO])]
+    Path(args.data_parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kdns-writecost-") as tmp:
+        work = Path(tmp)
+        spec = gen.PRESETS["bench"]
+        model = gen.generate(work / "cluster", spec, zones=False)
+        pods = [p for p in gen.build(spec).pods if p.hostname]
+        probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
+        runs: dict[Path, list[float]] = {src: [] for src in sources}
+        for repeat in range(args.repeats):
+            for n, src in enumerate(sources):
+                profile = None
+                if args.profile is not None and repeat == 0:
+                    profile = args.profile.with_name(f"{args.profile.name}.{n}-{src.name or 'root'}.txt")
+                ms = one_run(src, args, work, pods, probe, profile)
+                runs[src].append(ms)
+                print(f"writecost: {src} run {repeat + 1}: {ms:.3f} ms CPU per flip", file=sys.stderr)
+    print(f"`python bench/writecost.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+          f"({args.flips} flips after {args.warmup}, kdns on CPU {args.cpu}, "
+          f"{'journal on disk' if args.data_dir else '--ephemeral'}; median of {args.repeats})\n")
+    print("| tree | kdns CPU ms per flip (median) | runs |")
+    print("| --- | ---: | --- |")
+    for src, values in runs.items():
+        print(f"| {src} | {statistics.median(values):.3f} | {', '.join(f'{v:.2f}' for v in values)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
