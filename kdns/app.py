@@ -410,13 +410,12 @@ def _load(
     """The saved registry, then every manifest on top in one transaction, pruning what
     earlier manifests declared and these do not: all of it, or an exception. The journal
     (and its lock) is `stack`'s to close."""
-    loaded = read_paths(settings.manifests)
+    loaded = read_paths(settings.manifests, declared.packer())  # marked and packed as read
     _check_loaded(loaded)
     store = _new_store(settings)
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
     journaling = store.subscribe(journal, critical=True) if journal is not None else None
-    declared.mark(loaded.documents)
     with store.transaction() as txn:
         # In `apply_order` (Namespaces first, ...); a refusal names file and document.
         # The documents were read for this alone: the store keeps them (`owned`).

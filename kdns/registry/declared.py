@@ -14,17 +14,20 @@ refusal is reported (`kdns validate`), with the same checks and messages as the 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
+from kdns.registry import objects
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
 from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.store import Store, Transaction, apply_order
 
-__all__ = ["SOURCE", "Applied", "apply", "check", "mark", "source_of"]
+__all__ = ["SOURCE", "Applied", "apply", "check", "mark", "packer", "source_of"]
 
 # The annotation naming the manifest file an object was applied from.
 SOURCE = "kdns.dev/manifest-source"
@@ -46,17 +49,49 @@ def mark(documents: Iterable[Document]) -> None:
     so that the annotation does not depend on the directory kdns was started in)."""
     resolved: dict[str, str] = {}
     for document in documents:
-        metadata = document.body.get("metadata")
-        if type(metadata) is not dict:
-            continue  # refused when applied, with its field path
-        source = resolved.get(document.source)
-        if source is None:
-            source = resolved[document.source] = str(Path(document.source).resolve())
-        annotations = metadata.get("annotations")
-        if annotations is None:
-            metadata["annotations"] = {SOURCE: source}
-        elif type(annotations) is dict:
-            annotations[SOURCE] = source
+        _mark(document, resolved)
+
+
+def _mark(document: Document, resolved: dict[str, str]) -> None:
+    metadata = document.body.get("metadata")
+    if type(metadata) is not dict:
+        return  # refused when applied, with its field path
+    source = resolved.get(document.source)
+    if source is None:
+        source = resolved[document.source] = str(Path(document.source).resolve())
+    annotations = metadata.get("annotations")
+    if annotations is None:
+        metadata["annotations"] = {SOURCE: source}
+    elif type(annotations) is dict:
+        annotations[SOURCE] = source
+
+
+def packer() -> Callable[[Document], Document]:
+    """For read_paths' `keep`: each document marked (as `mark` does) and packed, with its
+    apply_order, so that a start-up load holds packed bytes (about a fifth of the trees:
+    a big cluster's 220 MiB of trees, all read before any is applied, set the process's
+    peak and were resident long after) and the store unpacks one tree at a time. A
+    document whose body is not a dict, or holds what cannot be packed, is kept as it is
+    (marked)."""
+    resolved: dict[str, str] = {}
+
+    def pack(document: Document) -> Document:
+        body = document.body
+        if type(body) is not dict:
+            return document
+        _mark(document, resolved)
+        try:
+            packed = objects.pack(body)
+        except ValueError:  # a value marshal does not take (a `!!timestamp` date): refused when applied
+            return document
+        # (Not dataclasses.replace: four times slower, a tenth of a second over a big load.)
+        return Document(document.source, document.index, _EMPTY, document.item, document.key, packed,
+                        apply_order(document))
+
+    return pack
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a packed document's body
 
 
 def source_of(obj: KubeObject) -> str | None:

@@ -109,6 +109,15 @@ class Document:
     item: int | None = None  # 0-based position in the `items` of a List document
     # key_parts(body), once read_paths has found it (the store then need not read it again).
     key: tuple[str, str, str] | None = None
+    # The body as objects.pack packs it, its `body` then left empty, and its apply_order:
+    # a start-up load keeps its documents so (a fifth of the memory of their trees) until
+    # the store unpacks each in turn (see declared.packer).
+    packed: bytes | None = None
+    order: int | None = None
+
+    def tree(self) -> Mapping[str, Any]:
+        """The body, unpacked (a new tree, the caller's) when the document is packed."""
+        return self.body if self.packed is None else objects.unpack(self.packed)
 
     @property
     def kind(self) -> str:
@@ -202,13 +211,15 @@ def manifest_files(path: Path) -> list[Path]:
     return [file for _, file in sorted(found)]
 
 
-def read_paths(paths: Iterable[Path | str]) -> Loaded:
+def read_paths(paths: Iterable[Path | str], keep: Callable[[Document], Document] | None = None) -> Loaded:
     """Read manifest files (each path a file, or a directory read recursively) as strictly
     as the API reads a body: unknown fields and duplicate keys are errors, and so is an
     object declared twice (both places are named). Documents of kinds kdns does not serve
     are left out with a warning; a document of a served kind with an unknown apiVersion is
     an error, because it is almost certainly a typo. Reading goes on after an error, so
-    that every problem is reported at once (a file with a YAML error is read no further)."""
+    that every problem is reported at once (a file with a YAML error is read no further).
+    `keep` makes what is kept of each accepted document with a key, as it is read (so that
+    a file's trees are gone before the next file is read)."""
     loaded = Loaded([], [], [], [])
     declared: dict[tuple[str, str, str], Document] = {}
     for path in map(Path, paths):
@@ -232,11 +243,16 @@ def read_paths(paths: Iterable[Path | str]) -> Loaded:
             if not documents and not broken:
                 loaded.warnings.append(f"{file}: no documents (the file is empty)")
             for document in documents:
-                _check_document(document, declared, loaded)
+                _check_document(document, declared, loaded, keep)
     return loaded
 
 
-def _check_document(document: Document, declared: dict[tuple[str, str, str], Document], loaded: Loaded) -> None:
+def _check_document(
+    document: Document,
+    declared: dict[tuple[str, str, str], Document],
+    loaded: Loaded,
+    keep: Callable[[Document], Document] | None,
+) -> None:
     body = document.body
     kind = body.get("kind")
     if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
@@ -258,7 +274,8 @@ def _check_document(document: Document, declared: dict[tuple[str, str, str], Doc
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    declared[key] = keyed = replace(document, key=key)
+    keyed = Document(document.source, document.index, document.body, document.item, key)  # (replace is slower)
+    declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
 
 

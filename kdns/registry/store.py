@@ -107,7 +107,12 @@ def apply_order(doc: Mapping[str, Any] | Document) -> int:
     for particular cluster IPs or node ports, other Services, Pods, EndpointSlices (so
     that what a document needs exists, and requested addresses are reserved before any
     are allocated). Unknown kinds go last and are refused when their turn comes."""
-    body = doc.body if isinstance(doc, Document) else doc  # (a plain class: isinstance is quick)
+    if isinstance(doc, Document):  # (a plain class: isinstance is quick)
+        if doc.order is not None:
+            return doc.order
+        body = doc.body
+    else:
+        body = doc
     kind = body.get("kind")  # (every body is a mapping: load_text refuses the others)
     if kind == SERVICE and _requests_allocation(body):
         return 2
@@ -661,7 +666,7 @@ class Transaction:
         stored = []
         apply = self._apply
         for document in documents:
-            body = document.body
+            body = document.tree()  # (a packed one's tree is owned: no one else has it)
             try:
                 stored.append(apply(body, owned, document.key))
             except RegistryError as exc:
