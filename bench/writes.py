@@ -120,6 +120,13 @@ def _one_run(src: Path, writes: int, args: argparse.Namespace, work: Path, queri
         if started is None:
             raise StartError(f"kdns did not answer: {detail}")
         pin_threads(kdns.pid, server_cpu)
+        if args.warmup > 0:
+            # The same questions once before measuring, as bench/run.py's latency steps are
+            # preceded by its throughput ones: a fresh kdns builds each distinct question's
+            # reply on first sight, and that transient (what bench/churn.py's first windows
+            # show) is not what the journal's effect on steady answers is about.
+            dnsperf(port, queries, args.warmup, client_cpu, kdns.pid, work, rate=args.rate or None,
+                    server_cpu=server_cpu)
         writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds)) if writes else None
         if writer is not None:
             writer.start()
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=20000, help="dnsperf -Q (0: closed loop, throughput)")
     parser.add_argument("--writes", type=int, action="append", help="writes a second (repeatable; default 0 and 100)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of the same load before each measured run (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ephemeral", action="store_true", help="no journal (--ephemeral): the control")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
