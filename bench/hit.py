@@ -26,7 +26,6 @@ from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.message import Answer, Query
 from kdns.pipeline.chain import Router
-from kdns.registry.objects import API_VERSIONS
 from kdns.wire.codec import from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache
 
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(manifests=(path,), zones_dir=None, dns_address=CLIENT)
         store, _ = load_registry(settings)
     index = ClusterIndex(settings)
-    index.rebuild([obj for kind in API_VERSIONS for obj in store.list(kind)], store.resource_version)
+    index.rebuild(store.objects(), store.resource_version)
     store.subscribe(index.apply)
     router = Router(index, settings)
     cache = AnswerCache(router)

@@ -23,7 +23,6 @@ from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.message import Answer, Query
 from kdns.pipeline.chain import Router
-from kdns.registry.objects import API_VERSIONS
 from kdns.wire.codec import from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(manifests=(args.cluster / "manifests",), zones_dir=None, dns_address=CLIENT)
     store, _ = load_registry(settings)
     index = ClusterIndex(settings)
-    index.rebuild([obj for kind in API_VERSIONS for obj in store.list(kind)], store.resource_version)
+    index.rebuild(store.objects(), store.resource_version)
     store.subscribe(index.apply)
     router = Router(index, settings)
     cache = AnswerCache(router)

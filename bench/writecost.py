@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,9 +71,7 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
     finally:
         kdns.stop()
         if data_dir is not None:
-            for path in data_dir.iterdir():
-                path.unlink()
-            data_dir.rmdir()
+            shutil.rmtree(data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -143,9 +144,7 @@ def _one_run(src: Path, writes: int, args: argparse.Namespace, work: Path, queri
     finally:
         kdns.stop()
         if data_dir is not None:
-            for path in data_dir.iterdir():
-                path.unlink()
-            data_dir.rmdir()
+            shutil.rmtree(data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
 from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
-from kdns.registry.objects import API_VERSIONS
 from kdns.registry.store import Store
 from kdns.reuse import (
     NODES,
@@ -501,8 +500,7 @@ class Registry:
     def __init__(self) -> None:
         self.store = Store(clock=lambda: 1_700_000_000.0)
         self.index = ClusterIndex(SETTINGS)
-        objects = [obj for kind in API_VERSIONS for obj in self.store.list(kind)]
-        self.index.rebuild(objects, self.store.resource_version)
+        self.index.rebuild(self.store.objects(), self.store.resource_version)
         self.store.subscribe(self.index.apply)
         self.authority = Authority(self.index)
 
