@@ -214,9 +214,9 @@ class ClusterIndex:
         # The ready addresses each Service's endpoints were made of: what it put into
         # _ptr_endpoints is their (key, name) pairs.
         self._endpoint_readies: dict[NamespacedName, Sequence[_Ready]] = {}
-        # Keyed by packed address.
-        self._ptr_cluster: dict[bytes, set[NamespacedName]] = {}
-        self._ptr_endpoints: dict[bytes, set[tuple[str, str, str]]] = {}
+        # Keyed by packed address; the owners in a tuple (multimap.add_few: most have one).
+        self._ptr_cluster: dict[bytes, tuple[NamespacedName, ...]] = {}
+        self._ptr_endpoints: dict[bytes, tuple[tuple[str, str, str], ...]] = {}
         # How many keys of the two tables above lie below each reverse-name prefix: the
         # first 1-3 bytes of an IPv4 key, the first 1-31 hex nibbles of an IPv6 one. A
         # partial reverse name exists (an empty non-terminal) while its count is not 0.
@@ -228,8 +228,11 @@ class ClusterIndex:
         # The reverse prefixes whose count went to 0 or from 0 in it, and whether each
         # existed before: a Service modified in place takes its cluster IP out and back.
         self._crossed: dict[bytes | str, bool] = {}
-        self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
-        self._pod_ips: dict[tuple[str, bytes], int] = {}
+        # Eligible pods only, by namespace, then name: the packed status.podIP. Nested, not
+        # keyed by (namespace, name): a tuple per pod would cost 120 bytes more (56 for
+        # the key, 64 for a (namespace, packed) value), 12 MiB at 100,000 pods.
+        self._pods: dict[str, dict[str, bytes]] = {}
+        self._pod_ips: dict[str, dict[bytes, int]] = {}  # by namespace: how many pods hold each address
         self._nodes: dict[str, NodeRecord] = {}
         self._node_branches: dict[str, int] = {}  # proper suffixes of dotted node names
         self._node_list: tuple[NodeRecord, ...] | None = None
@@ -291,7 +294,7 @@ class ClusterIndex:
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
-            held = self._pods.get(where) if key.kind == POD else None
+            held = self._pod_ip(*where) if key.kind == POD else None
             record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
@@ -299,9 +302,9 @@ class ClusterIndex:
             if key.kind == POD:
                 # A pod name's answer changes only if the address the Pod holds does (a
                 # readiness report, like most Pod writes, leaves it alone).
-                holds = self._pods.get(where)
+                holds = self._pod_ip(*where)
                 if holds != held:
-                    touched.update(PodScope(*h) for h in (held, holds) if h is not None)
+                    touched.update(PodScope(key.namespace, h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
         touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
@@ -366,7 +369,7 @@ class ClusterIndex:
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
-                    if multimap.discard(self._ptr_cluster, ip.packed, where):
+                    if multimap.discard_few(self._ptr_cluster, ip.packed, where):
                         self._reverse_count(ip.packed, -1)
         elif key.kind == ENDPOINT_SLICE:
             sliced = self._slices.pop(where, None)
@@ -375,9 +378,15 @@ class ClusterIndex:
                 multimap.discard(self._slices_by_service, service, key.name)
                 self._stale.add(service)
         elif key.kind == POD:
-            held = self._pods.pop(where, None)
+            names = self._pods.get(key.namespace)
+            held = names.pop(key.name, None) if names is not None else None
             if held is not None:
-                _count_down(self._pod_ips, held)
+                if not names:
+                    del self._pods[key.namespace]
+                ips = self._pod_ips[key.namespace]
+                _count_down(ips, held)
+                if not ips:
+                    del self._pod_ips[key.namespace]
         elif key.kind == NODE and self._nodes.pop(key.name, None) is not None:
             self._node_list = None
             for suffix in ancestors(key.name):
@@ -396,7 +405,7 @@ class ClusterIndex:
         target = target_name(service.external_name or "") if external else None
         self._services[where] = ServiceRecord(service, ips, target)
         for ip in ips:
-            if multimap.add(self._ptr_cluster, ip.packed, where):
+            if multimap.add_few(self._ptr_cluster, ip.packed, where):
                 self._reverse_count(ip.packed, 1)
 
     def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
@@ -470,10 +479,14 @@ class ClusterIndex:
         packed = _packed(pod.pod_ips[0])
         if packed is None:
             return
-        held = (meta.namespace, packed)
-        self._pods[(meta.namespace, meta.name)] = held
-        pod_ips = self._pod_ips
-        pod_ips[held] = pod_ips.get(held, 0) + 1  # _count_up, inline: once per pod
+        namespace = meta.namespace
+        names = self._pods.get(namespace)
+        if names is None:
+            names = self._pods[namespace] = {}
+            self._pod_ips[namespace] = {}
+        names[meta.name] = packed
+        pod_ips = self._pod_ips[namespace]
+        pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline: once per pod
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
@@ -505,19 +518,15 @@ class ClusterIndex:
             previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
                 touched.add(AddressScope(key))
-                if multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
+                if multimap.discard_few(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
             added = [r for r in readies if (r.key, r.name) not in previous]
         if self._counting:
             touched.update(AddressScope(ready.key) for ready in added)
         ptr = self._ptr_endpoints
         for ready in added:
-            owners = ptr.get(ready.key)
-            if owners is None:
-                ptr[ready.key] = {(namespace, name, ready.name)}
+            if multimap.add_few(ptr, ready.key, (namespace, name, ready.name)):
                 self._reverse_count(ready.key, 1)
-            else:
-                owners.add((namespace, name, ready.name))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -560,7 +569,13 @@ class ClusterIndex:
 
     def has_pod(self, namespace: str, ip: IPAddress) -> bool:
         """A running (or pending) pod in `namespace` has `ip` as its status.podIP."""
-        return (namespace, ip.packed) in self._pod_ips
+        ips = self._pod_ips.get(namespace)
+        return ips is not None and ip.packed in ips
+
+    def _pod_ip(self, namespace: str, name: str) -> bytes | None:
+        """The packed status.podIP the index holds for a pod, None when it holds none."""
+        names = self._pods.get(namespace)
+        return names.get(name) if names is not None else None
 
     def node(self, name: str) -> NodeRecord | None:
         return self._nodes.get(name)
