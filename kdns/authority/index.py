@@ -101,16 +101,48 @@ class ReadyEndpoint:
     ports: tuple[EndpointPort, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class ServiceEndpoints:
     """The ready endpoints of one Service across all its slices, duplicates collapsed,
-    in slice-name then slice order."""
+    in slice-name then slice order.
 
-    by_name: Mapping[str, ReadyEndpoint]
-    addresses: tuple[IPAddress, ...]
+    Made from the slices' ready addresses when they change, its tables worked out on the
+    first read and kept: most endpoint names are never asked for (a ClusterIP Service is
+    asked for by its own name), and a ReadyEndpoint with its tuple and table entry costs
+    about 150 bytes, 15 MiB at the scale cluster's 100,000 endpoints (bench/memory.py).
+    Read-only: the index replaces it when the slices change."""
 
+    __slots__ = ("_addresses", "_by_name", "_readies", "_slices")
 
-NO_ENDPOINTS = ServiceEndpoints({}, ())
+    def __init__(self, slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> None:
+        self._slices = slices
+        self._readies = readies  # the ready addresses of `slices`, in order
+        self._by_name: Mapping[str, ReadyEndpoint] | None = None
+        self._addresses: tuple[IPAddress, ...] | None = None
+
+    @property
+    def by_name(self) -> Mapping[str, ReadyEndpoint]:
+        """Each endpoint name's addresses and ports."""
+        if self._by_name is None:
+            self._by_name = _endpoints_by_name(self._slices, self._readies)
+        return self._by_name
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """Every ready address, once (a headless Service's A and AAAA answers)."""
+        if self._addresses is None:
+            self._addresses = tuple({r.key: r.ip for r in self._readies}.values())
+        return self._addresses
+
+    def __eq__(self, other: object) -> bool:
+        """Equal endpoints, however they were made (a rebuild or a run of updates)."""
+        if not isinstance(other, ServiceEndpoints):
+            return NotImplemented
+        return self.by_name == other.by_name and self.addresses == other.addresses
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, which holds dicts
+
+    def __repr__(self) -> str:
+        return f"ServiceEndpoints(by_name={self.by_name!r}, addresses={self.addresses!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +177,8 @@ class _SliceRecord:
     ports: tuple[EndpointPort, ...]
     ready: tuple[_Ready, ...]
 
+
+NO_ENDPOINTS = ServiceEndpoints((), ())
 
 _Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
 _IPv4 = ipaddress.IPv4Address
@@ -504,11 +538,11 @@ class ClusterIndex:
     def _refresh_service_endpoints(self, service: NamespacedName) -> None:
         namespace, name = service
         self._endpoints.pop(service, None)
-        slices = [self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ()))]
+        slices = tuple(self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ())))
         readies = slices[0].ready if len(slices) == 1 else tuple(r for s in slices for r in s.ready)
         before = self._endpoint_readies.pop(service, None)
         if readies:
-            self._endpoints[service] = _service_endpoints(slices, readies)
+            self._endpoints[service] = ServiceEndpoints(slices, readies)
             self._endpoint_readies[service] = readies
         # Only the differences touch the reverse table; a rebuild has none to look for.
         added: Iterable[_Ready] = readies
@@ -596,8 +630,8 @@ def _names_endpoints(record: ServiceRecord | None) -> bool:
     return record is not None and not record.is_external
 
 
-def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> ServiceEndpoints:
-    """The endpoints of the ready addresses `readies` of `slices`, duplicates collapsed."""
+def _endpoints_by_name(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> dict[str, ReadyEndpoint]:
+    """The endpoints of the ready addresses `readies` of `slices` by name, duplicates collapsed."""
     if len(slices) == 1:
         # Most Services: one slice whose endpoints each have a name of their own. Then
         # each name has one address and the slice's ports, so no dict per name is
@@ -605,9 +639,8 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
         ports = tuple(dict.fromkeys(slices[0].ports))
         by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in readies}
         if len(by_name) == len(readies):
-            return ServiceEndpoints(by_name, tuple({r.key: r.ip for r in readies}.values()))
+            return by_name
     names: dict[str, tuple[dict[bytes, IPAddress], dict[EndpointPort, None]]] = {}
-    addresses: dict[bytes, IPAddress] = {}
     for sliced in slices:
         slice_ports = dict.fromkeys(sliced.ports)
         for ready in sliced.ready:
@@ -616,11 +649,7 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
                 entry = names[ready.name] = ({}, {})
             entry[0][ready.key] = ready.ip
             entry[1].update(slice_ports)
-            addresses[ready.key] = ready.ip
-    return ServiceEndpoints(
-        {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()},
-        tuple(addresses.values()),
-    )
+    return {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()}
 
 
 def _count_up(table: dict[Any, int], key: Any) -> None:
