@@ -286,7 +286,8 @@ def test_addresses_read_as_ipaddress_reads_them(text: str) -> None:
     assert index_module._packed(text) == (expected.packed if expected is not None else None)
     assert index_module._read(text) == ((expected.packed, dashed(expected)) if expected is not None else None)
     if expected is not None:
-        assert index_module._unpacked(expected.packed) == expected
+        # The address the answers write: no %scope (it is no part of one in DNS).
+        assert index_module._unpacked(expected.packed) == ip_address(expected.packed)
 
 
 _NAMESPACES = ["a", "b"]
