@@ -6,7 +6,7 @@ churning cluster does not fill up with empty sets.
 
 `add_few` and `discard_few` keep a key's members in a tuple instead, for tables with
 a key for almost every member: the DNS index's PTR tables, where an address has one
-owner as a rule. A set of one costs 216 bytes, a tuple of one 48 (16 MiB over the
+owner as a rule, and its slices by Service. A set of one costs 216 bytes, a tuple of one 48 (16 MiB over the
 100,000 endpoint addresses of the scale cluster, bench/memory.py); adding or taking a
 member copies the tuple, which for the few members a key has costs less than hashing
 into a set.

@@ -250,7 +250,7 @@ class ClusterIndex:
         self.namespaces: set[str] = set()
         self._services: dict[NamespacedName, ServiceRecord] = {}
         self._slices: dict[NamespacedName, _SliceRecord] = {}  # by (namespace, slice name)
-        self._slices_by_service: dict[NamespacedName, set[str]] = {}
+        self._slices_by_service: dict[NamespacedName, tuple[str, ...]] = {}  # multimap.add_few
         self._endpoints: dict[NamespacedName, ServiceEndpoints] = {}
         # The ready addresses each Service's endpoints were made of: what it put into
         # _ptr_endpoints is their (key, name) pairs.
@@ -416,7 +416,7 @@ class ClusterIndex:
             sliced = self._slices.pop(where, None)
             if sliced is not None:
                 service = (key.namespace, sliced.service)
-                multimap.discard(self._slices_by_service, service, key.name)
+                multimap.discard_few(self._slices_by_service, service, key.name)
                 self._stale.add(service)
         elif key.kind == POD:
             names = self._pods.get(key.namespace)
@@ -508,7 +508,7 @@ class ClusterIndex:
                     ready.append(_Ready(hostname or label, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
         self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready))
-        self._slices_by_service.setdefault((namespace, service), set()).add(name)
+        multimap.add_few(self._slices_by_service, (namespace, service), name)
         self._stale.add((namespace, service))
 
     def _put_pod(self, pod: Pod) -> None:
