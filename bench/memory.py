@@ -29,9 +29,8 @@ generated (or `--cluster DIR` reused), and `kdns serve --workers 1` started on i
 times: `--ephemeral`, then with a new `--data-dir` (the first start saves everything),
 then again on that saved state. VmRSS is read once the last pod's name answers (and the
 process has been left a second), with VmHWM, the peak; then, serving, after dnsperf has
-sent the cluster's query file (`queries.txt`, every name once and more) for
-`--serve-seconds`: what the replies kdns keeps ready and the tables it makes on a name's
-first query add. CoreDNS's published sizing for the same cluster: (pods + services) /
+sent queries from the cluster's query file (`queries.txt`) for `--serve-seconds`: what
+the replies kdns keeps ready and the tables it makes on a name's first query add. CoreDNS's published sizing for the same cluster: (pods + services) /
 1000 + 54 MB, 164 MB.
 """
 
