@@ -46,9 +46,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port: int, cpu: str, log: Path) -> Child:
-    """kdns from the tree `src`, pinned to `cpu`, journal in `data_dir` (None: --ephemeral)."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port: int, cpu: str, log: Path,
+          env: dict[str, str] | None = None) -> Child:
+    """kdns from the tree `src`, pinned to `cpu`, journal in `data_dir` (None: --ephemeral);
+    `env` is added to its environment (a PYTHONPATH there goes before `src`)."""
+    extra = env or {}
+    path = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), str(src)) if p)
+    env = {**os.environ, **extra, "PYTHONPATH": path}
     storage = ["--data-dir", str(data_dir)] if data_dir is not None else ["--ephemeral"]
     argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
             "--dns-address", LOOPBACK, "--dns-port", str(port), "--api-address", LOOPBACK,
@@ -67,6 +71,7 @@ class Writer(threading.Thread):
         super().__init__(name="bench writer", daemon=True)
         self.api, self.pods, self.rate, self.count, self.first = api, pods, rate, count, first
         self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
+        self.replied: list[float] = []  # time.monotonic() at each 2xx reply
         self.errors: list[str] = []
         self.sent = 0
         self.stop = threading.Event()
@@ -89,7 +94,9 @@ class Writer(threading.Thread):
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     response.read()
-                self.acknowledged.append(time.monotonic() - sent)
+                now = time.monotonic()
+                self.acknowledged.append(now - sent)
+                self.replied.append(now)
             except (urllib.error.URLError, OSError) as exc:
                 self.errors.append(str(exc))
 
