@@ -302,44 +302,50 @@ def load(path: Path | str) -> Saved:
     if not path.exists():
         return Saved([], [], 0)
     db = _connect(path)
+    tag = object_format()
+    skip = len(tag)
+    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
+    typed_objects: list[KubeObject] = []
+    derived: list[KubeObject] = []
+    stale = False  # some typed row is not this kdns's
     try:
-        rows = db.execute(
-            "SELECT kind, namespace, name, object FROM objects LEFT JOIN typed USING (kind, namespace, name)"
-            " ORDER BY kind, namespace, name"  # (the order of the documents' table: nothing to sort)
-        ).fetchall()
+        # One scan of the typed objects (what a start of this kdns takes as they are), and
+        # a count of the documents: each object but a derived slice has both (one write
+        # saves both), so when the counts agree no document is needed and none is read.
+        for kind, namespace, name, typed in db.execute(
+            "SELECT kind, namespace, name, object FROM typed ORDER BY kind, namespace, name"
+        ):
+            if kind not in API_VERSIONS:
+                raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
+            if not _tagged(typed, tag):
+                stale = True
+                continue
+            obj = _typed(path, kind, namespace, name, typed, skip)
+            (derived if _derived(obj) else typed_objects).append(obj)
+        (documented,) = db.execute("SELECT count(*) FROM objects").fetchone()
+        documents_of: dict[tuple[str, str, str], str] = {}
+        if documented != len(typed_objects):  # some documents have no typed object of this kdns's
+            held = {(obj.kind, obj.meta.namespace, obj.meta.name) for obj in typed_objects}
+            missing = [key for key in db.execute("SELECT kind, namespace, name FROM objects") if key not in held]
+            documents_of = {key: text for key, text in _documents(db, missing) if key not in held}
         found = db.execute("SELECT value FROM state WHERE key = 'resource_version'").fetchone()
-        tag = object_format()
-        # Only the rows without a typed object of this kdns's format need their document.
-        missing = [(kind, namespace, name) for kind, namespace, name, typed in rows if not _tagged(typed, tag)]
-        documents_of = dict(_documents(db, missing)) if missing else {}
-        derived_rows = [] if missing else db.execute(
-            "SELECT kind, namespace, name, object FROM typed LEFT JOIN objects USING (kind, namespace, name)"
-            " WHERE document IS NULL"
-        ).fetchall()
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: {exc}") from exc
     finally:
         db.close()
-    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
-    rows.sort(key=lambda row: order.get(row[0], len(order)))  # stable: by namespace and name within a kind
-    typed_objects: list[KubeObject] = []
+    typed_objects.sort(key=lambda obj: order[obj.kind])  # stable: by namespace and name within a kind
     documents = []
-    skip = len(tag)
-    for kind, namespace, name, typed in rows:
+    for (kind, namespace, name), text in sorted(documents_of.items(), key=lambda item: order.get(item[0][0], len(order))):
         if kind not in API_VERSIONS:
             raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
-        text = documents_of.get((kind, namespace, name))
-        if text is None:
-            typed_objects.append(_typed(path, kind, namespace, name, typed, skip))
-            continue
         try:
             documents.append(json.loads(text))
         except ValueError as exc:
             raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
-    derived: list[KubeObject] | None = None
-    if not documents and all(_tagged(typed, tag) for *_, typed in derived_rows):
-        derived = [_typed(path, kind, namespace, name, typed, skip) for kind, namespace, name, typed in derived_rows]
-    return Saved(typed_objects, documents, int(found[0]) if found else 0, derived)
+    # The controller's saved slices stand only when every object they were made from is
+    # restored as it was saved.
+    kept = None if documents or stale else derived
+    return Saved(typed_objects, documents, int(found[0]) if found else 0, kept)
 
 
 def _typed(path: Path, kind: str, namespace: str, name: str, typed: bytes, skip: int) -> KubeObject:
