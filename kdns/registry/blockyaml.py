@@ -108,14 +108,19 @@ class Reader:
         )
         self._shapes = _Shapes()
 
-    def load_all(self, text: str) -> list[Any] | None:
-        """Every document of `text`, or None when PyYAML has to read it."""
+    def load_all(self, text: str, remakes: list[Remake | None] | None = None) -> list[Any] | None:
+        """Every document of `text`, or None when PyYAML has to read it. With `remakes`,
+        one entry is added to it per document: a function that builds that document
+        anew (new containers, equal values) when its shape's plan built it, else None."""
         if not _readable(text):
             return None
         try:
-            return _File(self._resolvers, self._stock, self._shapes).documents(text)
+            documents, made = _File(self._resolvers, self._stock, self._shapes).documents(text)
         except _Unsupported:
             return None
+        if remakes is not None:
+            remakes.extend(made)
+        return documents
 
 
 class _Shapes:
@@ -124,7 +129,7 @@ class _Shapes:
     A line's shape is all of its token but the value: its `- ` columns, its key's column,
     the key, and how its value is made. A document's shape is the shapes of its lines, in
     order; the containers built from it, and where each line's value goes in them, follow
-    from that alone (values are leaves). So once a shape has been read twice, its plan
+    from that alone (values are leaves). So once a shape has been read once, its plan
     (`_plan`) builds the next document of that shape from its lines' values at once,
     without following indentation line by line; and manifests repeat a few shapes (a
     workload's pods differ in names, labels and addresses only).
@@ -176,9 +181,9 @@ class _File:
         # The token, but the value, of each shape id met in this text.
         self._lines: dict[int, tuple[tuple[int, ...], Any, Any, int]] = {}  # (column: None for a bare `-`)
 
-    def documents(self, text: str) -> list[Any]:
+    def documents(self, text: str) -> tuple[list[Any], list[Remake | None]]:
         """The documents of `text`: its distinct lines read once each, then each document
-        built from its lines (`_document`)."""
+        built from its lines (`_document`); and how to build each anew, when a plan can."""
         lines = text.split("\n")
         shape_of: dict[str, int] = {}
         value_of: dict[str, Any] = {}
@@ -195,6 +200,7 @@ class _File:
         line_shapes = list(map(shape_of.__getitem__, lines))
         values = list(map(value_of.__getitem__, lines))
         documents: list[Any] = []
+        remakes: list[Remake | None] = []
         explicit = False  # the document began with `---` (so it counts even if empty)
         start, end = 0, len(lines)
         while True:
@@ -202,22 +208,24 @@ class _File:
                 stop = line_shapes.index(_MARKER_SHAPE, start)
             except ValueError:
                 stop = end
-            root = self._document(tuple(line_shapes[start:stop]), values, start)
+            root, remake = self._document(tuple(line_shapes[start:stop]), values, start)
             if explicit or root is not _NO_ROOT:
                 documents.append(None if root is _NO_ROOT else root)
+                remakes.append(remake)
             if stop == end:
-                return documents
+                return documents, remakes
             start, explicit = stop + 1, True
 
-    def _document(self, shape: tuple[int, ...], values: list[Any], start: int) -> Any:
+    def _document(self, shape: tuple[int, ...], values: list[Any], start: int) -> tuple[Any, Remake | None]:
         """The root of the document of `shape` whose line values are values[start:...]
-        (_NO_ROOT when it has none): by its plan once the shape is known."""
+        (_NO_ROOT when it has none): by its plan once the shape is known; and the plan
+        with these values, which builds it anew (None when there is no plan)."""
         shapes = self._shapes
         plan = shapes.plans.get(shape)
         values = values[start:start + len(shape)]
         if plan is None:  # the first of its shape: read line by line
             shapes.remember(shape, _MISSING)
-            return self._build(shape, values)
+            return self._build(shape, values), None
         if plan is _MISSING:  # the second: make its plan
             slots = [None if line == _SKIP_SHAPE or self._lines[line][3] == _EMPTY else _Slot(at, self._lines[line][3])
                      for at, line in enumerate(shape)]
@@ -225,10 +233,10 @@ class _File:
             plan = _NO_ROOT if root is _NO_ROOT else _plan(root) or _LINE_BY_LINE
             shapes.remember(shape, plan)
         if plan is _NO_ROOT:
-            return _NO_ROOT
+            return _NO_ROOT, None
         if plan is _LINE_BY_LINE:
-            return self._build(shape, values)
-        return plan(values)  # type: ignore[operator]  # (a _Plan: the others are handled above)
+            return self._build(shape, values), None
+        return plan(values), Remake(plan, values)  # type: ignore[operator, arg-type]  # (a _Plan)
 
     def _build(self, shape: tuple[int, ...], values: list[Any]) -> Any:
         """The root of the document of `shape` (no marker in it) whose lines have
@@ -526,6 +534,20 @@ class _Slot:
 # A plan: a function of a document's line values (one per line) to its root, new
 # containers every time.
 _Plan = Callable[[list[Any]], Any]
+
+
+class Remake:
+    """A document's plan with its values: called, the document anew (new containers, equal
+    values). `plan` stands for the document's shape: documents of one plan have the
+    same mappings and sequences with the same keys, and differ in scalars only."""
+
+    __slots__ = ("plan", "values")
+
+    def __init__(self, plan: _Plan, values: list[Any]) -> None:
+        self.plan, self.values = plan, values
+
+    def __call__(self) -> Any:
+        return self.plan(self.values)
 # The deepest document a plan is made for (Python's compiler refuses deeper nesting
 # than about 200 brackets); deeper ones are read line by line.
 _MAX_PLAN_DEPTH = 50
