@@ -295,8 +295,9 @@ def _check_document(
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    keyed = Document(document.source, document.index, document.body, document.item, key,  # (replace is slower)
-                     remake=document.remake)
+    # (Not replace: slower. The remake only for `keep`, which may keep it instead of the body.)
+    keyed = Document(document.source, document.index, document.body, document.item, key,
+                     remake=document.remake if keep is not None else None)
     declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
 
