@@ -56,8 +56,6 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Protocol
 
-from dnslib import RR
-
 from kdns.authority import records
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
@@ -76,6 +74,7 @@ from kdns.message import (
     NXDOMAIN,
     QTYPE,
     REFUSED,
+    RR,
     Answer,
     EdeCode,
     ExtendedError,

@@ -38,10 +38,8 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from dnslib import CLASS, QTYPE, RCODE
-
 from kdns.config import QUERY_LOG_FORMATS
-from kdns.message import Source
+from kdns.message import Source, class_text, rcode_text, type_text
 
 __all__ = ["MAX_PENDING", "QueryLog"]
 
@@ -186,28 +184,26 @@ class QueryLog:
         do, bufsize = _edns(request)
         if source is None:
             source = self._inferred(flags, rcode, name)
-        type_text = QTYPE.get(qtype, f"TYPE{qtype}")
-        class_text = CLASS.get(qclass, f"CLASS{qclass}")
-        rcode_text = RCODE.get(rcode, str(rcode))
         flag_text = ",".join(text for bit, text in _FLAGS if flags & bit)
+        qtype_text, qclass_text, status = type_text(qtype), class_text(qclass), rcode_text(rcode)
         if self.format == "json":
             fields = {
                 "name": name,
-                "type": type_text,
-                "class": class_text,
+                "type": qtype_text,
+                "class": qclass_text,
                 "proto": transport,
                 "size": len(request),
                 "do": do,
                 "bufsize": bufsize,
-                "rcode": rcode_text,
+                "rcode": status,
                 "flags": flag_text,
                 "rsize": len(reply),
                 "source": source,
             }
             return json.dumps(fields)[1:-1]
         return (
-            f'"{type_text} {class_text} {name} {transport} {len(request)} {"true" if do else "false"} {bufsize}" '
-            f"{rcode_text} {flag_text} {len(reply)}"
+            f'"{qtype_text} {qclass_text} {name} {transport} {len(request)} {"true" if do else "false"} {bufsize}" '
+            f"{status} {flag_text} {len(reply)}"
         )
 
     def _inferred(self, flags: int, rcode: int, name: str) -> Source:

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
+from kdns.codec import Rejected, from_wire, soa_serial_at, to_wire
 from kdns.config import Settings
 from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
@@ -42,7 +43,6 @@ from kdns.reuse import (
     ServiceScope,
     Shared,
 )
-from kdns.wire.codec import Rejected, from_wire, soa_serial_at, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
