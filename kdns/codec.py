@@ -56,8 +56,10 @@ __all__ = [
     "Rejected",
     "from_wire",
     "is_reply_to",
+    "question_text",
     "read_reply",
     "request",
+    "request_edns",
     "servfail",
     "soa_serial_at",
     "to_wire",
@@ -542,6 +544,47 @@ def soa_serial_at(reply: bytes) -> int:
         pos += 10 + rdlength
     # SOA RDATA ends with serial, refresh, retry, expire, minimum: 4 bytes each.
     return pos - 20 if rtype == _TYPE_SOA else 0
+
+
+# --- the query log's reading of a request and its reply --------------------------------
+
+
+def question_text(message: bytes) -> tuple[str, int, int] | None:
+    """(name lower case, type, class) of a message's first question, for the query log;
+    None if unreadable. Lenient where `from_wire` is strict: it reads replies too, and any
+    byte in a label (escaped as Python's backslashreplace does)."""
+    if len(message) < 12 or message[4:6] == b"\x00\x00":
+        return None
+    labels: list[str] = []
+    pos = 12
+    size = len(message)
+    while pos < size:
+        length = message[pos]
+        if length == 0:
+            if pos + 5 > size:
+                return None
+            qtype = int.from_bytes(message[pos + 1 : pos + 3], "big")
+            qclass = int.from_bytes(message[pos + 3 : pos + 5], "big")
+            name = ".".join(labels) + "." if labels else "."
+            return name, qtype, qclass
+        if length > 63:
+            return None
+        labels.append(message[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace").lower())
+        pos += length + 1
+    return None
+
+
+def request_edns(request: bytes) -> tuple[bool, int]:
+    """(DO, the EDNS payload size or 512) of a request whose OPT record ends it (the
+    additional section's last record, as in every stub's and resolver's query)."""
+    # The OPT record: root owner, type 41, size, extended rcode, version, flags, RDLENGTH.
+    start = request.rfind(b"\x00\x00\x29", 12)
+    while start >= 0:
+        fixed_end = start + 11
+        if fixed_end <= len(request) and fixed_end + int.from_bytes(request[start + 9 : fixed_end], "big") == len(request):
+            return bool(request[start + 7] & 0x80), int.from_bytes(request[start + 3 : start + 5], "big")
+        start = request.rfind(b"\x00\x00\x29", 12, start)
+    return False, 512
 
 
 # --- the forwarder's side: requests to upstreams, their replies -----------------------

@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
+from kdns import codec
 from kdns.config import QUERY_LOG_FORMATS
 from kdns.message import Source, class_text, rcode_text, type_text
 
@@ -175,13 +176,13 @@ class QueryLog:
 
     def _fixed(self, request: bytes, reply: bytes, transport: str, source: Source | None) -> str | None:
         """The part of a line that depends only on the request and reply bytes after the ID."""
-        question = _question(reply) or _question(request)
+        question = codec.question_text(reply) or codec.question_text(request)
         if question is None or len(reply) < 12:
             return None
         name, qtype, qclass = question
         flags = int.from_bytes(reply[2:4], "big")
         rcode = flags & 0x0F
-        do, bufsize = _edns(request)
+        do, bufsize = codec.request_edns(request)
         if source is None:
             source = self._inferred(flags, rcode, name)
         flag_text = ",".join(text for bit, text in _FLAGS if flags & bit)
@@ -221,39 +222,3 @@ def _duration(seconds: float) -> str:
     """Seconds as CoreDNS prints them (Go's FormatFloat 'f', -1): no exponent, no trailing 0s."""
     text = f"{seconds:.9f}".rstrip("0")
     return (text + "0" if text.endswith(".") else text) + "s"
-
-
-def _question(message: bytes) -> tuple[str, int, int] | None:
-    """(name lower case, type, class) of a message's first question; None if unreadable."""
-    if len(message) < 12 or message[4:6] == b"\x00\x00":
-        return None
-    labels: list[str] = []
-    pos = 12
-    size = len(message)
-    while pos < size:
-        length = message[pos]
-        if length == 0:
-            if pos + 5 > size:
-                return None
-            qtype = int.from_bytes(message[pos + 1 : pos + 3], "big")
-            qclass = int.from_bytes(message[pos + 3 : pos + 5], "big")
-            name = ".".join(labels) + "." if labels else "."
-            return name, qtype, qclass
-        if length > 63:
-            return None
-        labels.append(message[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace").lower())
-        pos += length + 1
-    return None
-
-
-def _edns(request: bytes) -> tuple[bool, int]:
-    """(DO, the EDNS payload size or 512) of a request whose OPT record ends it (the
-    additional section's last record, as in every stub's and resolver's query)."""
-    # The OPT record: root owner, type 41, size, extended rcode, version, flags, RDLENGTH.
-    start = request.rfind(b"\x00\x00\x29", 12)
-    while start >= 0:
-        fixed_end = start + 11
-        if fixed_end <= len(request) and fixed_end + int.from_bytes(request[start + 9 : fixed_end], "big") == len(request):
-            return bool(request[start + 7] & 0x80), int.from_bytes(request[start + 3 : start + 5], "big")
-        start = request.rfind(b"\x00\x00\x29", 12, start)
-    return False, 512
