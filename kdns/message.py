@@ -173,8 +173,9 @@ class Reusable(Protocol):
 
     @property
     def serial(self) -> int:
-        """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), which the wire
-        layer writes into a kept negative answer (kdns/reuse.py `Shared.shows_serial`)."""
+        """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), a 32-bit number,
+        which the wire layer writes into a kept negative answer (kdns/reuse.py
+        `Shared.shows_serial`)."""
         ...
 
     def recursion_allowed(self, client: str | None) -> bool:

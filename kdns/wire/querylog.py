@@ -40,7 +40,7 @@ from typing import TextIO
 
 from kdns import codec
 from kdns.config import QUERY_LOG_FORMATS
-from kdns.message import Source, class_text, rcode_text, type_text
+from kdns.message import REFUSED, Source, class_text, rcode_text, type_text
 
 __all__ = ["MAX_PENDING", "QueryLog"]
 
@@ -213,7 +213,7 @@ class QueryLog:
             if any(name == zone or name.endswith("." + zone) for zone in self.zones):
                 return "cluster"
             return "zone"
-        if rcode == 5:  # REFUSED: kdns's own
+        if rcode == REFUSED:  # kdns's own
             return "server"
         return "cache"
 
