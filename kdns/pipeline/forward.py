@@ -1,9 +1,9 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns: kdns.codec writes the request (`codec.request`),
-the sockets here send it, and the reply's bytes are read once, by kdns.codec, into kdns's
-message model (`codec.read_reply`). The policy is docs/dns-rules.md R32. Policy, in the order it is applied to
-one question:
+The only DNS client socket code in kdns: kdns.codec writes the request
+(`codec.request`), the sockets here send it, and the reply's bytes are read once, by
+kdns.codec, into kdns's message model (`codec.read_reply`). The policy is
+docs/dns-rules.md R32. Policy, in the order it is applied to one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
