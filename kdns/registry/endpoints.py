@@ -30,7 +30,7 @@ server's generateName, but derived from a hash, so they are reproducible.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import count
@@ -302,6 +302,15 @@ def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> 
 
 def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: list[Placed]) -> DesiredSlice:
     """The slice `name` holding the endpoints `placed` (in their order)."""
+    endpoint_manifests, endpoint_values = _endpoints(service, placed)
+    return _slice(service, name, family, ports, endpoint_manifests, endpoint_values)
+
+
+def _slice(
+    service: Service, name: str, family: str, ports: PortsKey, endpoint_manifests: list[dict[str, Any]],
+    endpoint_values: tuple[Endpoint, ...],
+) -> DesiredSlice:
+    """The slice `name` of `service`, with these endpoints (their manifests and values)."""
     labels = dict(service.meta.labels)
     for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
         labels.pop(reserved, None)
@@ -309,7 +318,6 @@ def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: 
     labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
     if service.headless:
         labels[HEADLESS_LABEL] = ""
-    endpoint_manifests, endpoint_values = _endpoints(service, placed)
     manifest = {
         "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
         "kind": objects.ENDPOINT_SLICE,
@@ -337,6 +345,54 @@ def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: 
         "ports": _port_values(ports),
     }
     return DesiredSlice(manifest, fields)
+
+
+def updated_slices(
+    service: Service,
+    pods: Iterable[Pod],
+    managed: Sequence[EndpointSlice],
+) -> list[DesiredSlice] | None:
+    """What desired_slices would return changed, when only the endpoints of `pods` changed
+    and each stays where it is: the same pods selected, with the same addresses and ports
+    (a readiness report, a node name, a hostname, a deletion timestamp). `managed` are the
+    service's managed slices, each with its stored document, as the controller last left
+    them (desired_slices of that state gives them back unchanged), in name order.
+
+    Each endpoint is then made again in its slot, and nothing else moves: desired_slices
+    would keep every endpoint in the slice that holds it, in the same order. Only the
+    slices holding one of them are returned, in name order. None when an endpoint of `pods`
+    is in none of them (the state was not the controller's): then run desired_slices.
+    """
+    families = service.ip_families or ("IPv4",)
+    # Where each endpoint wanted again is: (pod name, address) -> (slice, position).
+    wanted: dict[tuple[str, str], Placed] = {}
+    for pod in pods:
+        if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
+            continue
+        name = pod.meta.name
+        for ip in pod.pod_ips:
+            if ("IPv6" if ":" in ip else "IPv4") in families:
+                wanted[(name, ip)] = ((packed(ip), name), pod, ip)
+    changed: list[DesiredSlice] = []
+    for endpoint_slice in managed:
+        if not wanted:
+            break
+        values: list[Endpoint] | None = None
+        manifests: list[dict[str, Any]] = []
+        for position, endpoint in enumerate(endpoint_slice.endpoints):
+            placed = wanted.pop(_identity(endpoint), None)
+            if placed is None:
+                continue
+            if values is None:  # the first one here: the slice's endpoints, to change
+                values = list(endpoint_slice.endpoints)
+                # The stored document's, which are those _endpoints made (admission leaves
+                # endpoints as they are): the others need not be made again.
+                manifests = endpoint_slice.manifest["endpoints"]
+            (manifests[position],), (values[position],) = _endpoints(service, [placed])
+        if values is not None:
+            changed.append(_slice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
+                                  _slice_ports(endpoint_slice), manifests, tuple(values)))
+    return None if wanted else changed
 
 
 @lru_cache(maxsize=1024)
