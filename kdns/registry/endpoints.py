@@ -30,6 +30,7 @@ server's generateName, but derived from a hash, so they are reproducible.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,6 +76,9 @@ class DesiredSlice:
 
     manifest: dict[str, Any]
     fields: dict[str, Any]
+    # The stored document of the slice this one replaces, when it was read to make this
+    # (updated_slices): the store compares with it instead of reading it again.
+    stored: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -355,44 +359,64 @@ def updated_slices(
     """What desired_slices would return changed, when only the endpoints of `pods` changed
     and each stays where it is: the same pods selected, with the same addresses and ports
     (a readiness report, a node name, a hostname, a deletion timestamp). `managed` are the
-    service's managed slices, each with its stored document, as the controller last left
-    them (desired_slices of that state gives them back unchanged), in name order.
+    service's managed slices as the controller last left them (desired_slices of that
+    state gives them back unchanged), in name order.
 
     Each endpoint is then made again in its slot, and nothing else moves: desired_slices
     would keep every endpoint in the slice that holds it, in the same order. Only the
-    slices holding one of them are returned, in name order. None when an endpoint of `pods`
-    is in none of them (the state was not the controller's): then run desired_slices.
+    slices holding one of them are returned, in name order, each with the stored document
+    it was made from (`DesiredSlice.stored`). None when an endpoint of `pods` is in none of
+    them (the state was not the controller's): then run desired_slices.
     """
     families = service.ip_families or ("IPv4",)
-    # Where each endpoint wanted again is: (pod name, address) -> (slice, position).
-    wanted: dict[tuple[str, str], Placed] = {}
+    found: dict[str, dict[int, Placed]] = {}  # slice name -> position -> endpoint
     for pod in pods:
         if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
             continue
-        name = pod.meta.name
         for ip in pod.pod_ips:
-            if ("IPv6" if ":" in ip else "IPv4") in families:
-                wanted[(name, ip)] = ((packed(ip), name), pod, ip)
+            family = "IPv6" if ":" in ip else "IPv4"
+            if family not in families:
+                continue
+            order = (packed(ip), pod.meta.name)
+            held = _held_at(managed, family, order)
+            if held is None:
+                return None
+            found.setdefault(held[0], {})[held[1]] = (order, pod, ip)
     changed: list[DesiredSlice] = []
     for endpoint_slice in managed:
-        if not wanted:
-            break
-        values: list[Endpoint] | None = None
-        manifests: list[dict[str, Any]] = []
-        for position, endpoint in enumerate(endpoint_slice.endpoints):
-            placed = wanted.pop(_identity(endpoint), None)
-            if placed is None:
-                continue
-            if values is None:  # the first one here: the slice's endpoints, to change
-                values = list(endpoint_slice.endpoints)
-                # The stored document's, which are those _endpoints made (admission leaves
-                # endpoints as they are): the others need not be made again.
-                manifests = endpoint_slice.manifest["endpoints"]
+        positions = found.get(endpoint_slice.meta.name)
+        if positions is None:
+            continue
+        values = list(endpoint_slice.endpoints)
+        # The stored document's endpoints are those _endpoints made (admission leaves them
+        # as they are): only the changed ones are made again; the others are shared with
+        # `stored`, which nothing changes.
+        stored = endpoint_slice.manifest
+        manifests = list(stored["endpoints"])
+        for position, placed in positions.items():
             (manifests[position],), (values[position],) = _endpoints(service, [placed])
-        if values is not None:
-            changed.append(_slice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
-                                  _slice_ports(endpoint_slice), manifests, tuple(values)))
-    return None if wanted else changed
+        desired = _slice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
+                         _slice_ports(endpoint_slice), manifests, tuple(values))
+        desired.stored = stored
+        changed.append(desired)
+    return changed
+
+
+def _held_at(managed: Sequence[EndpointSlice], family: str, order: tuple[bytes, str]) -> tuple[str, int] | None:
+    """The slice and position of the endpoint of this order key (_order), if one holds it.
+    A slice the controller made holds its endpoints in order: looked up, not scanned."""
+    for endpoint_slice in managed:
+        held = endpoint_slice.endpoints
+        if endpoint_slice.address_type == family and held:
+            position = bisect_left(held, order, key=_endpoint_order)
+            if position < len(held) and _endpoint_order(held[position]) == order:
+                return endpoint_slice.meta.name, position
+    return None
+
+
+def _endpoint_order(endpoint: Endpoint) -> tuple[bytes, str]:
+    """The order key (_order) of an endpoint the controller made: (packed address, pod name)."""
+    return packed(endpoint.addresses[0]), endpoint.target_ref.name if endpoint.target_ref is not None else ""
 
 
 @lru_cache(maxsize=1024)

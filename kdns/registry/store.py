@@ -818,16 +818,18 @@ class Transaction:
 
     def _write(
         self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False,
-        fields: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None, stored: dict[str, Any] | None = None,
     ) -> KubeObject:
         """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked);
-        `fields` as admission.admit takes them."""
+        `fields` and `stored` (old's document, if the caller has read it) as
+        admission.admit takes them."""
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
         # Admission changes a document it owns into new's: that is compared with old's
         # below, without unpacking either again (admission reads old's too).
         body = doc if owned else manifests.copy_tree(doc)
-        stored = old.manifest if old is not None else None
+        if stored is None and old is not None:
+            stored = old.manifest
         new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored)
         if old is not None and stored is not None and _same_content(body, stored):
             return old
@@ -943,7 +945,8 @@ class Transaction:
             if updated is not None:
                 at = {s.meta.name: s for s in existing}
                 for wanted in updated:
-                    self._write(wanted.manifest, at[wanted.name], ENDPOINT_SLICE, owned=True, fields=wanted.fields)
+                    self._write(wanted.manifest, at[wanted.name], ENDPOINT_SLICE, owned=True, fields=wanted.fields,
+                                stored=wanted.stored)
                 self._settle(key)
                 return
         desired: builtins.list[endpoints.DesiredSlice] = []
