@@ -470,7 +470,7 @@ class ClusterIndex:
                         ip, key, label = read
                     ready.append(_Ready(hostname or label, ip, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
-        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports, previous))
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
         self._slices_by_service.setdefault((namespace, service), set()).add(name)
         self._stale.add((namespace, service))
 
@@ -526,7 +526,8 @@ class ClusterIndex:
         added: Iterable[tuple[bytes, str]] = map(_KEY_NAME, readies)
         touched = self._touched
         written = self._written.get(service)
-        if before and written is not None and _unique(had, before) and (now is None or _unique(now, readies)):
+        if (before and written is not None and len(written) < len(slices) and _unique(had, before)
+                and (now is None or _unique(now, readies))):
             # Each endpoint name in one slice only, before and after: only the slices
             # written can have changed the pairs (a readiness flip: one slice of ten).
             previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in written.values() if r is not None))
@@ -617,19 +618,11 @@ def _names_endpoints(record: ServiceRecord | None) -> bool:
     return record is not None and not record.is_external
 
 
-def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...], previous: _SliceRecord | None,
-             ) -> dict[str, ReadyEndpoint] | None:
+def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...]) -> dict[str, ReadyEndpoint] | None:
     """A slice's ReadyEndpoints by name, if each name has one address in it: then each
-    has the slice's ports, one tuple for all. Those of `previous` (the slice's last
-    version) are kept where the address, the name and the ports are the same."""
-    known = previous.by_name if previous is not None and previous.ports == ports else None
+    has the slice's ports, one tuple for all."""
     ports = tuple(dict.fromkeys(ports))
-    by_name: dict[str, ReadyEndpoint] = {}
-    for r in ready:
-        endpoint = known.get(r.name) if known else None
-        if endpoint is None or endpoint.addresses[0] is not r.ip:
-            endpoint = ReadyEndpoint(r.name, (r.ip,), ports)
-        by_name[r.name] = endpoint
+    by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in ready}
     return by_name if len(by_name) == len(ready) else None
 
 
