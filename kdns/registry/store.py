@@ -415,6 +415,9 @@ class Store:
 
     def _put(self, kind: str, namespace: str, name: str, new: KubeObject | None, old: KubeObject | None) -> None:
         """Replace `old` (None: absent) by `new` (None: delete) in the table and indexes."""
+        if old is not None and new is not None and _indexed_by(old) == _indexed_by(new):
+            self._tables[kind][(namespace, name)] = new  # (a readiness report: the indexes stay)
+            return
         if old is not None:
             self._index(old, add=False)
         if new is None:
@@ -575,6 +578,17 @@ def _describe(doc: Any) -> str:
         metadata = {}
     where = f"{metadata.get('namespace')}/" if metadata.get("namespace") else ""
     return f"{doc.get('kind', 'object')} {where}{metadata.get('name', '?')}"
+
+
+def _indexed_by(obj: KubeObject) -> object:
+    """What Store._index files an object under, besides its kind, namespace and name."""
+    if isinstance(obj, Pod):
+        return obj.meta.labels
+    if isinstance(obj, Service):
+        return obj.selector
+    if isinstance(obj, EndpointSlice):
+        return obj.service_name
+    return None
 
 
 def _placement(pod: Pod) -> tuple[Any, ...]:

@@ -271,7 +271,7 @@ def test_slice_writes_of_a_big_service_leave_what_a_rebuild_makes(seed: int) -> 
     rebuild makes, and touches the AddressScope of every address whose PTR it changed."""
     r = random.Random(seed)
     texts = [f"10.1.{i // 100}.{i % 100 + 1}" for i in range(60)]
-    ready = {text: True for text in texts}
+    ready = dict.fromkeys(texts, True)
     hostname = {text: f"h{i}" for i, text in enumerate(texts)}
     home = {text: f"s{i // 20}" for i, text in enumerate(texts)}
 
