@@ -25,6 +25,12 @@ that already holds it, new endpoints fill existing slices before new ones are ma
 a slice no longer needed lends its name to a new one of its address family, so names are
 stable and no event is spurious. New names are `<service>-<5 characters>` like the API
 server's generateName, but derived from a hash, so they are reproducible.
+
+`updated_slices(service, pods, managed)` is the same controller for the commonest write,
+a pod's update that leaves its endpoints where they are (a readiness report): given the
+slices a run of desired_slices left, it makes only those pods' endpoints again, in their
+slots, which is what desired_slices would return (tests/registry/test_endpoints.py
+checks both agree over random writes).
 """
 
 from __future__ import annotations

@@ -989,6 +989,8 @@ class Transaction:
                 and all(a is b for a, b in zip(settled, existing, strict=True)))
 
     def _settle(self, key: tuple[str, str]) -> None:
+        """Note the service's slices as its reconcile just left them (none kept once the
+        Service is gone)."""
         store = self._store
         if key not in store._tables[SERVICE]:
             store._settled.pop(key, None)
