@@ -9,12 +9,13 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
   this client may not recurse) or on a failure (SERVFAIL, an upstream that timed out).
 * `Shared(scope)`: the same for every asker of the question until a change touches what
   it read. The scope is the set of things the answer read that a registry commit can
-  touch one at a time (`Scope`: one Service with its EndpointSlices, the pod names of one
-  address in one namespace, the PTR of one address, the Node tree, the reverse zones'
-  empty non-terminals). An empty scope reads none of them: only a change of everything
-  drops it (a static zone's answer, a name that can never exist). `Shared()` (scope
-  None) may have read anything: any change drops it (the apex SOA, whose serial moves
-  with every commit).
+  touch one at a time (`Scope`: one Service, the ready endpoints of one Service's
+  EndpointSlices, the pod names of one address in one namespace, the PTR of one
+  address, the Node tree, the reverse zones' empty non-terminals). An empty scope reads
+  none of them: only a change of everything drops it (a static zone's answer, a name
+  that can never exist, the apex SOA). `Shared()` (scope None) may have read anything:
+  any change drops it. `shows_serial` marks an answer that ends in a kdns zone's SOA,
+  whose serial moves with every commit: the wire layer writes the current one in.
 * `Forwarded(seconds)`: an upstream's answer (or the forwarding cache's): the same for
   every asker that may recurse (`kdns.message.Reusable.recursion_allowed`), for `seconds` at most,
   until its TTLs next count down. Any change drops it too.
@@ -42,6 +43,7 @@ __all__ = [
     "AddressScope",
     "ChangeListener",
     "Changed",
+    "EndpointsScope",
     "Forwarded",
     "PodScope",
     "Private",
@@ -56,8 +58,19 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ServiceScope:
-    """A Service and the EndpointSlices labelled with its name: every name below
-    `<name>.<namespace>.svc` and `<name>.<namespace>.nodeport`, there or not."""
+    """A Service object: every name below `<name>.<namespace>.svc` and
+    `<name>.<namespace>.nodeport`, there or not. A ClusterIP Service's own names read
+    only this; names that list endpoints read its `EndpointsScope` too."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsScope:
+    """The ready endpoints of the EndpointSlices labelled with a Service's name: what a
+    headless Service's names and every endpoint name (`<endpoint>.<svc>...`) read, and a
+    ClusterIP Service's A, AAAA and SRV do not."""
 
     namespace: str
     name: str
@@ -88,7 +101,7 @@ class TreeScope:
 NODES = TreeScope("nodes")  # every Node: `<node>.node` and the NodePort SRV targets
 REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names exist (R4)
 
-Scope = ServiceScope | PodScope | AddressScope | TreeScope
+Scope = ServiceScope | EndpointsScope | PodScope | AddressScope | TreeScope
 
 
 @dataclass(frozen=True, slots=True)

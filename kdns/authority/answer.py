@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.authority import records
-from kdns.authority.index import ClusterIndex, ServiceRecord
+from kdns.authority.index import ClusterIndex, ServiceEndpoints, ServiceRecord
 from kdns.authority.names import (
     Apex,
     DnsVersion,
@@ -96,9 +96,9 @@ from kdns.message import (
 from kdns.reuse import (
     NODES,
     REVERSE_PREFIXES,
-    SHARED,
     UNSCOPED,
     AddressScope,
+    EndpointsScope,
     PodScope,
     Scope,
     ServiceScope,
@@ -157,9 +157,10 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         seen.add(name)
     if not found.answer:
         return _negative(NOERROR, chain, owner, zone, index, settings, reads)
-    # Only the apex SOA shows the serial of the last commit, whatever it touched: it
-    # ends every chain it is in (R22: ANY at the apex answers the SOA alone).
-    reuse = SHARED if lookup.shows_serial else Shared(frozenset(reads))
+    # The apex SOA shows the serial of the last commit, whatever it touched; it ends every
+    # chain it is in (R22: ANY at the apex answers the SOA alone), so the wire layer
+    # writes the current serial there as it does in a negative answer's.
+    reuse = Shared(frozenset(reads), shows_serial=lookup.shows_serial)
     return Answer(
         answer=tuple(chain), additional=tuple(additional), authoritative=True, source="cluster", reuse=reuse
     )
@@ -290,7 +291,7 @@ class _Lookup:
                 record = self._named_service(service, namespace)
                 if record is None:
                     return None
-                ready = index.endpoints(namespace, service).by_name.get(endpoint)
+                ready = self._endpoints(namespace, service).by_name.get(endpoint)
                 if ready is None:
                     return None
                 if qtype == QTYPE.SRV:
@@ -350,7 +351,7 @@ class _Lookup:
                 return None  # an IP address or no name: no record at all (R13)
             return _Found([records.cname(self.owner, target, self.ttl)], alias=target)
         if record.is_headless:
-            addresses = self.index.endpoints(namespace, service).addresses
+            addresses = self._endpoints(namespace, service).addresses
             if not addresses:
                 return None  # spec §2.4.1: no ready endpoint, no name
         else:
@@ -358,6 +359,12 @@ class _Lookup:
         if qtype == QTYPE.SRV:
             return self._srv(self._service_srv(service, namespace, unnamed=True) or [])
         return self._addresses(qtype, addresses)
+
+    def _endpoints(self, namespace: str, service: str) -> ServiceEndpoints:
+        """The Service's ready endpoints, read: a slice change drops the answer (a ClusterIP
+        Service's own names never get here, so its slices leave them kept)."""
+        self.reads.add(EndpointsScope(namespace, service))
+        return self.index.endpoints(namespace, service)
 
     def _named_service(self, service: str, namespace: str) -> ServiceRecord | None:
         """The visible Service, if names below it can exist (it is not an ExternalName)."""
@@ -392,7 +399,7 @@ class _Lookup:
             return [(target, p.port, ips) for p in record.service.ports if wanted(p.name, p.protocol)]
         return [
             (endpoint_fqdn(ready.name, service, namespace, self.zone_text), p.port, ready.addresses)
-            for ready in self.index.endpoints(namespace, service).by_name.values()
+            for ready in self._endpoints(namespace, service).by_name.values()
             for p in ready.ports
             if p.port is not None and wanted(p.name, p.protocol)
         ]

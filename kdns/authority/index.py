@@ -58,6 +58,7 @@ from kdns.reuse import (
     AddressScope,
     Changed,
     ChangeListener,
+    EndpointsScope,
     PodScope,
     Scope,
     ServiceScope,
@@ -304,7 +305,7 @@ class ClusterIndex:
                     touched.update(PodScope(*h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
-        touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
+        touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
         prefixes = self._reverse_prefixes
@@ -329,7 +330,7 @@ class ClusterIndex:
         What touches what: a Service event its ServiceScope and the AddressScope of the
         cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
         starts or stops being one their PTR names (created, deleted, ExternalName); an
-        EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
+        EndpointSlice event its Service's EndpointsScope and the AddressScope of each ready
         address it adds or takes away; a Pod event the PodScope of its address before and
         after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
         comes to exist or stops existing.

@@ -14,7 +14,14 @@ from kdns.authority import index as index_module
 from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
 from kdns.authority.names import IPAddress, dashed
 from kdns.config import Settings
-from kdns.reuse import NODES, REVERSE_PREFIXES, AddressScope, PodScope, ServiceScope
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    AddressScope,
+    EndpointsScope,
+    PodScope,
+    ServiceScope,
+)
 from tests.authority import cluster as k
 
 SETTINGS = Settings()
@@ -70,8 +77,9 @@ def _packed(text: str) -> bytes:
 
 
 def test_each_kind_of_event_touches_its_own_scopes() -> None:
-    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service and
-    the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
+    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service's
+    endpoints (not the Service: its cluster IP answers stay) and the addresses it adds or
+    removes; a Service its names, the PTR of the cluster IPs it
     takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
     pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
     reverse prefixes; a Namespace is a change of everything."""
@@ -91,7 +99,7 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     index.apply([k.modified(k.namespace("b"), None, 16)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
-        frozenset({web_scope, AddressScope(_packed("10.1.0.2"))}),
+        frozenset({EndpointsScope("a", "web"), AddressScope(_packed("10.1.0.2"))}),
         frozenset({web_scope}),  # its ports: no PTR changes
         # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
         frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),
