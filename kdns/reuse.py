@@ -9,9 +9,10 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
   this client may not recurse) or on a failure (SERVFAIL, an upstream that timed out).
 * `Shared(scope)`: the same for every asker of the question until a change touches what
   it read. The scope is the set of things the answer read that a registry commit can
-  touch one at a time (`Scope`: one Service, the ready endpoints of one Service's
-  EndpointSlices, the pod names of one address in one namespace, the PTR of one
-  address, the Node tree, the reverse zones' empty non-terminals). An empty scope reads
+  touch one at a time (`Scope`: whether one Namespace exists, one Service, the ready
+  endpoints of one Service's EndpointSlices, the pod names of one address in one
+  namespace, the PTR of one address, the Node tree, the reverse zones' empty
+  non-terminals). An empty scope reads
   none of them: only a change of everything drops it (a static zone's answer, a name
   that can never exist, the apex SOA). `Shared()` (scope None) may have read anything:
   any change drops it. `shows_serial` marks an answer that ends in a kdns zone's SOA,
@@ -24,8 +25,7 @@ What changed is pushed, not polled: the handler (`kdns.message.Reusable`, the Ro
 listener given to `on_change` with a `Changed` right after a change is applied — a
 registry commit the index has taken in, a static-zone reload — before any query is read
 again, so nothing stale is ever sent. `Changed` is the set of `Scope`s the change
-touched, or None: anything may have changed (a Namespace created or deleted, a rebuild,
-a reload). Which answer reads which scope, and which write touches it, is the table in
+touched, or None: anything may have changed (a rebuild, a reload). Which answer reads which scope, and which write touches it, is the table in
 docs/architecture.md ("The reply-reuse contract").
 """
 
@@ -45,6 +45,7 @@ __all__ = [
     "Changed",
     "EndpointsScope",
     "Forwarded",
+    "NamespaceScope",
     "PodScope",
     "Private",
     "Reuse",
@@ -54,6 +55,15 @@ __all__ = [
     "TreeScope",
     "combined",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceScope:
+    """Whether the Namespace object exists (docs/dns-rules.md R5): what `<ns>.svc`,
+    `<ns>.pod` and `<ns>.nodeport` are, whether anything below them is visible, and the
+    Extended DNS Error of a name below them that does not exist."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +111,7 @@ class TreeScope:
 NODES = TreeScope("nodes")  # every Node: `<node>.node` and the NodePort SRV targets
 REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names exist (R4)
 
-Scope = ServiceScope | EndpointsScope | PodScope | AddressScope | TreeScope
+Scope = NamespaceScope | ServiceScope | EndpointsScope | PodScope | AddressScope | TreeScope
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from kdns.reuse import (
     REVERSE_PREFIXES,
     AddressScope,
     EndpointsScope,
+    NamespaceScope,
     PodScope,
     ServiceScope,
 )
@@ -68,7 +69,7 @@ def test_apply_takes_the_last_version_as_serial() -> None:
     heard: list[object] = []
     index.on_change(heard.append)
     index.apply(k.added([k.namespace("a"), k.namespace("b")], 20))
-    assert (index.serial, heard) == (21, [None])  # Namespaces: anything may have changed
+    assert (index.serial, heard) == (21, [frozenset({NamespaceScope("a"), NamespaceScope("b")})])
     assert index.namespaces == {"a", "b"}
 
 
@@ -82,7 +83,7 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     removes; a Service its names, the PTR of the cluster IPs it
     takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
     pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
-    reverse prefixes; a Namespace is a change of everything."""
+    reverse prefixes; a Namespace the names in it and the PTR of its addresses."""
     web = k.service("web", "a", "10.0.0.1")
     ready = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2")], [k.HTTP])
     index = fresh(k.namespace("a"), web, ready, version=10)
@@ -97,6 +98,7 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 14)])
     index.apply([k.modified(k.service("db", "a", "10.9.9.9"), None, 15)])  # a /24 nobody had
     index.apply([k.modified(k.namespace("b"), None, 16)])
+    index.apply([k.deleted(k.namespace("a"), 17)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
         frozenset({EndpointsScope("a", "web"), AddressScope(_packed("10.1.0.2"))}),
@@ -107,12 +109,14 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
         frozenset(),
         frozenset({NODES}),
         frozenset({ServiceScope("a", "db"), AddressScope(_packed("10.9.9.9")), REVERSE_PREFIXES}),
-        None,
+        frozenset({NamespaceScope("b")}),  # nothing in it
+        # every name in it, and the PTR of its Services' cluster IPs and ready endpoints
+        frozenset({NamespaceScope("a"), AddressScope(_packed("10.9.9.9")), AddressScope(_packed("10.1.0.1"))}),
     ]
 
 
 def test_a_follower_advancing_the_serial_tells_an_empty_change() -> None:
-    """advance: a new serial with nothing touched, told as an empty change (the apex SOA's replies go)."""
+    """advance: a new serial with nothing touched, told as an empty change (kept replies are sent with the new serial)."""
     index = fresh(version=10)
     heard: list[object] = []
     index.on_change(heard.append)

@@ -846,6 +846,9 @@ _WRITES: dict[str, Callable[[_Cluster], None]] = {
     "flip ep1a ready": lambda c: c.put(slice_(
         "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a")], [HTTP],
     )),
+    "ep1a moves": lambda c: c.put(slice_(
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.78", hostname="ep1a")], [HTTP],
+    )),
     "create service new": lambda c: c.put(service("new", "testns", "10.0.0.50", ports=[port("http", 80)])),
     "delete service new": lambda c: c.delete("Service", "testns", "new"),
     "delete service svc6": lambda c: c.delete("Service", "testns", "svc6"),
@@ -939,6 +942,32 @@ def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
     _WRITES["flip ep1a unready"](cluster)
     missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
     assert missed == {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("1.0.0.172.in-addr.arpa.", "PTR")}
+    for wire in asked.values():
+        assert ask(cache, router, wire)[0] == fresh(router, wire)
+
+
+def test_a_namespace_change_drops_only_the_names_in_it() -> None:
+    """A Namespace appearing asks again only the names below it (and the PTR of what it
+    shows); deleting one drops every name in it, and nothing of the other namespaces."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+    for wire in asked.values():
+        ask(cache, router, wire)
+
+    def missed() -> set[tuple[str, str]]:
+        return {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+
+    _WRITES["create namespace ghostns"](cluster)
+    assert missed() == {  # the namespace, the Service waiting in it, and that Service's PTR
+        ("ghostns.svc.cluster.local.", "A"), ("ghostns.pod.cluster.local.", "A"),
+        ("ghost.ghostns.svc.cluster.local.", "A"), ("9.0.0.10.in-addr.arpa.", "PTR"),
+    }
+    _WRITES["delete namespace testns"](cluster)
+    dropped = missed()
+    assert ("svc1.testns.svc.cluster.local.", "A") in dropped and ("1.0.0.10.in-addr.arpa.", "PTR") in dropped
+    assert not {question for question in dropped if "testns" not in question[0] and "in-addr" not in question[0]}
     for wire in asked.values():
         assert ask(cache, router, wire)[0] == fresh(router, wire)
 
