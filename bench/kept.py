@@ -1,12 +1,14 @@
 """How many ready replies one EndpointSlice readiness flip drops: a count, not a timing.
 
-    python bench/gen.py --out /tmp/cluster && python bench/kept.py /tmp/cluster
+    python bench/gen.py --out /tmp/cluster && python bench/kept.py /tmp/cluster [--pod NS/NAME]
 
 Loads the generated cluster's manifests into a registry and an index as kdns does, fills
 a ready-reply cache (kdns/wire/fastpath.py) with every distinct question of the bench
 mix plus search-path misses of two outside names (what ndots:5 pods send), reports a
 pod's readiness going false in one commit (as a kubelet does), and prints how many
-replies the cache still holds: what the next queries get without the slow path.
+replies the cache still holds: what the next queries get without the slow path. The pod
+is `--pod`, or the middle one of the ready pods (in the bench cluster, a headless
+Service's; `gen.py --preset scale` also has pods behind ClusterIP Services).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ OUTSIDE = ("www.example.com", "api.github.com")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cluster", type=Path, help="a directory bench/gen.py wrote")
+    parser.add_argument("--pod", metavar="NS/NAME", help="the pod that goes unready (default: the middle ready one)")
     args = parser.parse_args(argv)
     settings = Settings(manifests=(args.cluster / "manifests",), zones_dir=None, dns_address=CLIENT)
     store, _ = load_registry(settings)
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         cache.store(wire, query, result, to_wire(query, result, query.payload), epoch)
     kept = len(cache)
     pods = [pod for pod in store.list("Pod") if pod.ready]
+    if args.pod:
+        pods = [pod for pod in pods if f"{pod.meta.namespace}/{pod.meta.name}" == args.pod]
+        if not pods:
+            parser.error(f"no ready pod {args.pod}")
     pod = pods[len(pods) // 2]
     document = copy.deepcopy(pod.manifest)
     for condition in document["status"]["conditions"]:
