@@ -188,8 +188,10 @@ class AnswerCache:
         # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
         # in lower case: a request that spells it so is its own key.
         self._entries: dict[bytes, _Entry] = {}
-        # The keys filed under each scope; under None, those any change drops.
-        self._scopes: dict[Scope | None, list[bytes]] = {}
+        # The keys filed under each scope; under None, those any change drops. Sets: most
+        # replies read several scopes (a Service and its Namespace), and one dropped through
+        # one of them and stored again is still filed under the others.
+        self._scopes: dict[Scope | None, set[bytes]] = {}
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
@@ -332,18 +334,14 @@ class AnswerCache:
         return True
 
     def _file(self, key: bytes, scope: frozenset[Scope] | None) -> None:
-        """List `key` under each of its scopes (under None: any change drops it)."""
+        """File `key` under each of its scopes (under None: any change drops it)."""
         scopes = self._scopes
-        if scope is None:
-            scopes.setdefault(None, []).append(key)
-            return
-        for part in scope:
-            keys = scopes.setdefault(part, [])
-            # A reply of several scopes dropped through one is still listed under the
-            # others: once stored again it must not be listed twice, or those lists
-            # would grow with every drop (few replies read several scopes).
-            if len(scope) == 1 or key not in keys:
-                keys.append(key)
+        for part in (None,) if scope is None else scope:
+            keys = scopes.get(part)
+            if keys is None:
+                scopes[part] = {key}
+            else:
+                keys.add(key)
 
     def _may_recurse(self, client: str | None) -> bool:
         """The handler's verdict on `client`, remembered (it is per address, not per query)."""
