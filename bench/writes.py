@@ -2,6 +2,7 @@
 
     python bench/writes.py                       # this tree: 20,000 qps, 0 and 100 writes/s
     python bench/writes.py --src /tmp/old --src .   # A/B: two kdns trees, runs alternated
+    python bench/writes.py --storage journal --storage ephemeral   # A/B: journal or not
 
 kdns serves the bench cluster (bench/gen.py, seed 1) from one core with its journal on
 (`--data-dir` in a fresh directory on disk, SQLite with synchronous=FULL), and dnsperf
@@ -12,10 +13,11 @@ API at a fixed rate (`--writes`, paced, bounded by count): one merge PATCH of
 write commits the pod and its Service's EndpointSlice, and the API answers only once the
 commit is journaled. A run with `--writes 0` first gives the same load without writes.
 
-Per run: DNS latency p50/p99/p99.9/max and loss (dnsperf), the writes acknowledged and
-their HTTP reply time p50/p99. Each (tree, write rate) is run `--repeats` times, the
-trees alternated, and the medians are printed, with the exact command line, as a
-Markdown table (and JSON with `--json FILE`). Nothing here is a test.
+Per run: DNS latency p50/p99/p99.9/max and loss (dnsperf), kdns's CPU per answer, the
+writes acknowledged and their HTTP reply time p50/p99. Each (tree, storage, write rate)
+is run `--repeats` times, trees and storages alternated, and the medians are printed,
+with the exact command line, as a Markdown table (and JSON with `--json FILE`). Nothing
+here is a test.
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port: int, cpu: str, log: Path) -> Child:
-    """kdns from the tree `src`, pinned to `cpu`, journal in `data_dir` (None: --ephemeral)."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port: int, cpu: str, log: Path,
+          env: dict[str, str] | None = None) -> Child:
+    """kdns from the tree `src`, pinned to `cpu`, journal in `data_dir` (None: --ephemeral);
+    `env` is added to its environment (a PYTHONPATH there goes before `src`)."""
+    extra = env or {}
+    path = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), str(src)) if p)
+    env = {**os.environ, **extra, "PYTHONPATH": path}
     storage = ["--data-dir", str(data_dir)] if data_dir is not None else ["--ephemeral"]
     argv = ["taskset", "-c", cpu, sys.executable, "-m", "kdns", "serve", "--manifests", str(manifests),
             "--dns-address", LOOPBACK, "--dns-port", str(port), "--api-address", LOOPBACK,
@@ -65,6 +71,7 @@ class Writer(threading.Thread):
         super().__init__(name="bench writer", daemon=True)
         self.api, self.pods, self.rate, self.count, self.first = api, pods, rate, count, first
         self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
+        self.replied: list[float] = []  # time.monotonic() at each 2xx reply
         self.errors: list[str] = []
         self.sent = 0
         self.stop = threading.Event()
@@ -87,11 +94,14 @@ class Writer(threading.Thread):
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     response.read()
-                self.acknowledged.append(time.monotonic() - sent)
+                now = time.monotonic()
+                self.acknowledged.append(now - sent)
+                self.replied.append(now)
             except (urllib.error.URLError, OSError) as exc:
                 self.errors.append(str(exc))
 
 
+JOURNAL, EPHEMERAL = "journal", "ephemeral"
 START_ATTEMPTS = 3  # the machine is shared: a free port may be taken before kdns binds it
 
 
@@ -111,10 +121,11 @@ class StartError(RuntimeError):
     """kdns did not start."""
 
 
-def _one_run(src: Path, writes: int, args: argparse.Namespace, work: Path, queries: Path, manifests: Path,
-             pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str, client_cpu: str) -> dict[str, Any]:
+def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, work: Path, queries: Path,
+             manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
+             client_cpu: str) -> dict[str, Any]:
     port, api_port = free_port(), free_port()
-    data_dir = None if args.ephemeral else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
+    data_dir = None if storage == EPHEMERAL else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
     kdns = start(src, manifests, data_dir, port, api_port, server_cpu, work / "kdns.log")
     try:
         started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
@@ -155,12 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of the same load before each measured run (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ephemeral", action="store_true", help="no journal (--ephemeral): the control")
+    parser.add_argument("--storage", action="append", choices=(JOURNAL, EPHEMERAL),
+                        help="kdns with --data-dir (journal) or --ephemeral (repeat for A/B; default journal)")
+    parser.add_argument("--ephemeral", action="store_true", help="the same as --storage ephemeral: the control")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]
+    storages = args.storage or [EPHEMERAL if args.ephemeral else JOURNAL]
+    if args.ephemeral and EPHEMERAL not in storages:
+        parser.error("--ephemeral with --storage journal: give --storage ephemeral instead")
     server_cpu, client_cpu, note = cpus()
     # This harness and its writer thread off kdns's core: unpinned, the writer's HTTP
     # client took kdns's core when the scheduler put it there.
@@ -172,23 +188,28 @@ def main(argv: list[str] | None = None) -> int:
         model = gen.generate(work / "cluster", spec, zones=False)
         pods = [p for p in gen.build(spec).pods if p.hostname]
         probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
-        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         for repeat in range(args.repeats):
             for writes in rates:
-                for src in sources:
-                    run = one_run(src, writes, args, work, Path(model["queries"]), work / "cluster" / "manifests",
-                                  pods, probe, server_cpu, client_cpu)
-                    runs.setdefault((str(src), writes), []).append(run)
+                # Each A/B pair in the other order every other repeat: what a run leaves
+                # behind (the disk's writeback, the caches) falls on both sides alike.
+                pairs = [(src, storage) for src in sources for storage in storages]
+                for src, storage in pairs if repeat % 2 == 0 else reversed(pairs):
+                    run = one_run(src, storage, writes, args, work, Path(model["queries"]),
+                                  work / "cluster" / "manifests", pods, probe, server_cpu, client_cpu)
+                    runs.setdefault((str(src), storage, writes), []).append(run)
                     lat = run.get("latency_ms", {})
-                    print(f"writes: {src.name} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
-                          f"p99 {lat.get('p99') or 0:.2f} ms, loss {run['loss_pct']:.2f} %", file=sys.stderr)
+                    print(f"writes: {src.name} {storage} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
+                          f"p99 {lat.get('p99') or 0:.2f} ms, {run.get('cpu_us_per_query') or 0:.2f} us CPU/answer, "
+                          f"loss {run['loss_pct']:.2f} %, others {100 * (run.get('server_core_others') or 0):.0f} %",
+                          file=sys.stderr)
     print(f"`python bench/writes.py {' '.join(argv if argv is not None else sys.argv[1:])}` ({note}; medians of "
           f"{args.repeats}, dnsperf {'-Q ' + str(args.rate) if args.rate else 'closed loop'}, {args.seconds:g} s)\n")
-    print("| tree | writes/s | answers/s | DNS p50 ms | DNS p99 ms | DNS p99.9 ms | DNS max ms | loss % | writes acked "
-          "| write p99 ms | others on kdns's core |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| tree | storage | writes/s | answers/s | DNS p50 ms | DNS p99 ms | DNS p99.9 ms | DNS max ms | loss % "
+          "| CPU µs/answer | writes acked | write p99 ms | others on kdns's core |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     summary = {}
-    for (src, writes), group in runs.items():
+    for (src, storage, writes), group in runs.items():
         def med(get: Any, group: list[dict[str, Any]] = group) -> float:
             values = [v for v in map(get, group) if v is not None]
             return statistics.median(values) if values else float("nan")
@@ -199,14 +220,15 @@ def main(argv: list[str] | None = None) -> int:
             "p99.9": med(lambda r: r.get("latency_ms", {}).get("p99.9")),
             "max": med(lambda r: r.get("latency_ms", {}).get("max")),
             "loss": med(lambda r: r["loss_pct"]),
+            "cpu_us": med(lambda r: r.get("cpu_us_per_query")),
             "acked": med(lambda r: r.get("writes", {}).get("acknowledged")),
             "write_p99": med(lambda r: r.get("writes", {}).get("reply_ms", {}).get("p99")),
             "others": med(lambda r: r.get("server_core_others")),
         }
-        summary[f"{src}@{writes}"] = {"runs": group, "median": row}
-        print(f"| {Path(src).name} | {writes} | {row['qps']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
-              f"{row['p99.9']:.2f} | {row['max']:.1f} | {row['loss']:.2f} | {row['acked']:.0f} | {row['write_p99']:.1f} "
-              f"| {100 * row['others']:.0f} % |")
+        summary[f"{src}@{storage}@{writes}"] = {"runs": group, "median": row}
+        print(f"| {Path(src).name} | {storage} | {writes} | {row['qps']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
+              f"{row['p99.9']:.2f} | {row['max']:.1f} | {row['loss']:.2f} | {row['cpu_us']:.2f} | {row['acked']:.0f} "
+              f"| {row['write_p99']:.1f} | {100 * row['others']:.0f} % |")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0

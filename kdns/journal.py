@@ -4,19 +4,28 @@
 waits for the disk (fsync), milliseconds on most disks and far more on a busy one. Called
 inside the store's commit on the event loop, that wait held up every DNS answer behind
 it. `JournalWriter` is the store's critical listener instead: inside the commit it only
-turns the events into rows and queues them; a writer thread takes everything queued,
-saves it in one transaction (group commit: one fsync for every commit made while the
-last one was being written) and then tells the event loop how far the file has got.
+queues the commit's events; a writer thread takes everything queued, turns it into rows
+and saves it in one transaction (group commit: one fsync for every commit made while the
+last one was being written), then tells the event loop how far the file has got.
+
+The rows are made on the thread, not in the commit: each object's document as JSON and
+its pickle took a tenth of the event loop's time per API write (py-spy, a readiness flip
+of the bench cluster), time in which no DNS datagram was answered. The events' objects
+are immutable, so the thread may read them while the loop goes on. The thread holds the
+GIL while it makes one object's rows (tens of microseconds) and lets go of it in each
+SQLite call (the sqlite3 module releases it around every step), so the loop, woken by a
+datagram, waits at most that long for it; it waits for nothing while the disk syncs.
 
 "A 2xx means on disk" holds: the API awaits `durable(version)` for each write before it
 answers (kdns/api/http.py), so the reply goes out once the fsync of that commit is done.
 DNS does not wait: the commit is visible to queries at once, as it was before.
 
-When a save fails (StorageError: a full or failing disk), kdns stops journaling: the
-writes waiting on that save and every later one get a 500, and the store refuses every
-write after it (the listener raises, so those are undone and change nothing). The
-commits of the failed save stay in memory, unsaved, until kdns restarts: their writers
-were told 500, the answer Kubernetes gives when a write's outcome is unknown.
+When a save fails (StorageError: a full or failing disk, or an object that cannot be
+turned into rows), kdns stops journaling: the writes waiting on that save and every
+later one get a 500, and the store refuses every write after it (the listener raises, so
+those are undone and change nothing). The commits of the failed save stay in memory,
+unsaved, until kdns restarts: their writers were told 500, the answer Kubernetes gives
+when a write's outcome is unknown.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ class JournalWriter:
         self.path = journal.path
         self._write = write if write is not None else journal.write
         self._lock = threading.Condition(threading.Lock())
-        self._queue: list[tuple[int, list[Row]]] = []  # (resource version, rows), in commit order
+        self._queue: list[tuple[int, Sequence[Event]]] = []  # (resource version, events), in commit order
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,14 +105,14 @@ class JournalWriter:
     # --- on the event loop ---------------------------------------------------------------
 
     def __call__(self, events: Sequence[Event]) -> None:
-        """The store's critical listener: queue the commit; refuse it once saving failed."""
+        """The store's critical listener: queue the commit (its rows are made on the
+        thread); refuse it once saving failed."""
         if self._failure is not None:
             raise StorageError(f"{self._failure} (the journal has stopped: restart kdns)")
         if not events:
             return
-        saved = rows(events)
         with self._lock:
-            self._queue.append((events[-1].resource_version, saved))
+            self._queue.append((events[-1].resource_version, events))
             self._lock.notify()
 
     async def durable(self, version: int) -> None:
@@ -155,7 +164,8 @@ class JournalWriter:
             version = group[-1][0]
             if failure is None:
                 try:
-                    self._write(chain.from_iterable(saved for _, saved in group), version)
+                    # Rows made one object at a time as SQLite takes them (`rows` is lazy).
+                    self._write(chain.from_iterable(rows(events) for _, events in group), version)
                 except StorageError as exc:
                     failure = exc
                 except Exception as exc:  # a bug must not leave writers waiting for ever

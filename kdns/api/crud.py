@@ -38,6 +38,7 @@ from kdns.api.encoding import (
     render,
     wants_table,
 )
+from kdns.api.middleware import yield_to_dns
 from kdns.api.resources import BY_KIND as RESOURCE_OF_KIND
 from kdns.api.resources import UNSERVED
 from kdns.api.selectors import SelectorError, parse_label_selector
@@ -190,11 +191,15 @@ async def _commit(
     A Service (`writing`) refused for want of a ClusterIP or NodePort is also said in a
     Warning Event about it, as a controller says why it could not do its work."""
     try:
-        return await request.app[BACKEND].write(write, dry_run=dry_run)
+        result = await request.app[BACKEND].write(write, dry_run=dry_run)
     except (admission.AllocationFailed, admission.RangeExhausted) as exc:
         if not dry_run and writing is not None:
             _allocation_event(request, writing, exc)
         raise
+    # Committed: the DNS datagrams that waited for the commit are answered before the
+    # reply is rendered (the object is as stored; nothing done meanwhile changes it).
+    await yield_to_dns()
+    return result
 
 
 # Who says so in the Event (`source.component`), as kube-apiserver's own controllers name themselves.

@@ -39,7 +39,7 @@ import json
 import os
 import pickle
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -211,22 +211,22 @@ class SqliteJournal:
             self._transaction(rows(events), events[-1].resource_version)
 
 
-def rows(events: Sequence[Event]) -> list[Row]:
-    """What saving one commit's events takes: the statements and their parameters. The
-    EndpointSlice controller's slices are kept as typed objects only (see the module's
-    docstring)."""
-    found: list[Row] = []
+def rows(events: Sequence[Event]) -> Iterator[Row]:
+    """What saving one commit's events takes: the statements and their parameters, made
+    one object at a time as they are taken (kdns/journal.py's thread lets go of the GIL
+    between them). The EndpointSlice controller's slices are kept as typed objects only
+    (see the module's docstring)."""
     for event in events:
         obj = event.object
         if event.type == DELETED:
-            found.extend(_delete(obj))
+            yield from _delete(obj)
         elif not _derived(obj):
-            found.extend(_upsert(obj))
+            yield from _upsert(obj)
         elif event.old is None or _derived(event.old):
-            found.append(_upsert_typed(obj))
+            yield _upsert_typed(obj)
         else:  # a slice the controller took over: its document goes
-            found.extend((_delete(obj)[0], _upsert_typed(obj)))
-    return found
+            yield _delete(obj)[0]
+            yield _upsert_typed(obj)
 
 
 def _upsert(obj: Any) -> tuple[Row, Row]:
