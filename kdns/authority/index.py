@@ -5,8 +5,8 @@ resource_version order and updates every table in place, so an answer given afte
 commit already reflects it. Each event costs time in proportion to what it touches: a
 Pod or Service event is O(1), an EndpointSlice event re-reads the slices of its one
 Service, a Node event is O(labels of its name); nothing walks the whole cluster.
-Deleting a Namespace is O(1) too: visibility is checked when answering, not by
-rewriting the tables of every Service in it.
+Deleting a Namespace rewrites no table either: visibility is checked when answering;
+it costs one pass over the Services, to name the PTR answers it shows or hides.
 
 Addresses are parsed with `ipaddress`, so every spelling of an address finds the same
 entry (PTR matching, pod verification; docs/dns-rules.md R10, R14). Tables are keyed by the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -60,6 +60,8 @@ from kdns.reuse import (
     AddressScope,
     Changed,
     ChangeListener,
+    EndpointsScope,
+    NamespaceScope,
     PodScope,
     Scope,
     ServiceScope,
@@ -292,13 +294,13 @@ class ClusterIndex:
         """Store listener: one commit's events, in order."""
         if not events:
             return
-        everything = False
         touched = self._touched
+        namespaces = set()
         for event in events:
             obj = event.object
             key = obj.key
             if key.kind == NAMESPACE:
-                everything = True  # what it shows or hides spans every scope in it
+                namespaces.add(key.name)
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
@@ -317,15 +319,27 @@ class ClusterIndex:
                     touched.update(PodScope(*h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
-        touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
+        touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
         prefixes = self._reverse_prefixes
         if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
             touched.add(REVERSE_PREFIXES)
+        for namespace in namespaces:
+            touched.update(self._namespace_scopes(namespace))
         self.serial = events[-1].resource_version
         self._touched = set()
-        self._changed(None if everything else frozenset(touched))
+        self._changed(frozenset(touched))
+
+    def _namespace_scopes(self, namespace: str) -> Iterator[Scope]:
+        """What a Namespace event touches: its NamespaceScope (every name below it reads
+        it), and the PTR of its Services' cluster IPs and ready endpoints, which it shows
+        or hides (`ptr_targets`). One pass over the Services: Namespaces change rarely."""
+        yield NamespaceScope(namespace)
+        for (where, name), record in self._services.items():
+            if where == namespace:
+                yield from (AddressScope(ip.packed) for ip in record.cluster_ips)
+                yield from (AddressScope(ready.key) for ready in self._endpoint_readies.get((where, name), ()))
 
     def advance(self, version: int) -> None:
         """Take `version` as the serial with nothing changed (a follower's empty list):
@@ -337,15 +351,16 @@ class ClusterIndex:
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener(changed)` after every `apply`, `advance` and `rebuild`: the
         scopes the commit touched (kdns/reuse.py), or None when anything may have changed
-        (a Namespace, a rebuild). Returns the call that stops it.
+        (a rebuild). Returns the call that stops it.
 
         What touches what: a Service event its ServiceScope and the AddressScope of the
         cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
         starts or stops being one their PTR names (created, deleted, ExternalName); an
-        EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
+        EndpointSlice event its Service's EndpointsScope and the AddressScope of each ready
         address it adds or takes away; a Pod event the PodScope of its address before and
-        after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
-        comes to exist or stops existing.
+        after; a Node event NODES; a Namespace event its NamespaceScope and the
+        AddressScope of its Services' cluster IPs and ready endpoints; any of them
+        REVERSE_PREFIXES when a partial reverse name comes to exist or stops existing.
         """
         self._listeners.append(listener)
         return partial(self._listeners.remove, listener)

@@ -14,7 +14,15 @@ from kdns.authority import index as index_module
 from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
 from kdns.authority.names import IPAddress, dashed
 from kdns.config import Settings
-from kdns.reuse import NODES, REVERSE_PREFIXES, AddressScope, PodScope, ServiceScope
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    AddressScope,
+    EndpointsScope,
+    NamespaceScope,
+    PodScope,
+    ServiceScope,
+)
 from tests.authority import cluster as k
 
 SETTINGS = Settings()
@@ -61,7 +69,7 @@ def test_apply_takes_the_last_version_as_serial() -> None:
     heard: list[object] = []
     index.on_change(heard.append)
     index.apply(k.added([k.namespace("a"), k.namespace("b")], 20))
-    assert (index.serial, heard) == (21, [None])  # Namespaces: anything may have changed
+    assert (index.serial, heard) == (21, [frozenset({NamespaceScope("a"), NamespaceScope("b")})])
     assert index.namespaces == {"a", "b"}
 
 
@@ -70,11 +78,12 @@ def _packed(text: str) -> bytes:
 
 
 def test_each_kind_of_event_touches_its_own_scopes() -> None:
-    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service and
-    the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
+    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service's
+    endpoints (not the Service: its cluster IP answers stay) and the addresses it adds or
+    removes; a Service its names, the PTR of the cluster IPs it
     takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
     pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
-    reverse prefixes; a Namespace is a change of everything."""
+    reverse prefixes; a Namespace the names in it and the PTR of its addresses."""
     web = k.service("web", "a", "10.0.0.1")
     ready = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2")], [k.HTTP])
     index = fresh(k.namespace("a"), web, ready, version=10)
@@ -89,9 +98,10 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 14)])
     index.apply([k.modified(k.service("db", "a", "10.9.9.9"), None, 15)])  # a /24 nobody had
     index.apply([k.modified(k.namespace("b"), None, 16)])
+    index.apply([k.deleted(k.namespace("a"), 17)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
-        frozenset({web_scope, AddressScope(_packed("10.1.0.2"))}),
+        frozenset({EndpointsScope("a", "web"), AddressScope(_packed("10.1.0.2"))}),
         frozenset({web_scope}),  # its ports: no PTR changes
         # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
         frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),
@@ -99,12 +109,14 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
         frozenset(),
         frozenset({NODES}),
         frozenset({ServiceScope("a", "db"), AddressScope(_packed("10.9.9.9")), REVERSE_PREFIXES}),
-        None,
+        frozenset({NamespaceScope("b")}),  # nothing in it
+        # every name in it, and the PTR of its Services' cluster IPs and ready endpoints
+        frozenset({NamespaceScope("a"), AddressScope(_packed("10.9.9.9")), AddressScope(_packed("10.1.0.1"))}),
     ]
 
 
 def test_a_follower_advancing_the_serial_tells_an_empty_change() -> None:
-    """advance: a new serial with nothing touched, told as an empty change (the apex SOA's replies go)."""
+    """advance: a new serial with nothing touched, told as an empty change (kept replies are sent with the new serial)."""
     index = fresh(version=10)
     heard: list[object] = []
     index.on_change(heard.append)
