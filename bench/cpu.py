@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", metavar="REV", help="also run kdns at this git revision (e.g. main)")
     parser.add_argument("--only-kdns", action="store_true", help="no Knot (an A/B of kdns revisions only)")
+    parser.add_argument("--preset", choices=sorted(gen.PRESETS), default="bench",
+                        help="the cluster and its query mix (default bench; scale: 10,000 services, 100,000 pods)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one measured dnsperf run (default 5)")
     parser.add_argument("--rate", type=int, default=20000, help="queries per second of the fixed-rate run (default 20000)")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {int(client_cpu)})
     workdir = Path(tempfile.mkdtemp(prefix="kdns-cpu-"))
     try:
-        model = gen.generate(workdir / "cluster", gen.PRESETS["bench"], zones=not args.only_kdns)
+        model = gen.generate(workdir / "cluster", gen.PRESETS[args.preset], zones=not args.only_kdns)
         queries = Path(model["queries"])
         manifests = workdir / "cluster" / "manifests"
         probe = next(line.split()[0] for line in queries.read_text().splitlines() if line.endswith(" A"))
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             base = export(args.against, workdir / "base")
             servers[f"kdns@{args.against}"] = lambda port: start_kdns(manifests, port, server_cpu,
                                                                       workdir / "kdns-base.log", flags, repo=base)
-        print(f"cpu bench: {pinning}; {model['query_count']:,} queries; {args.rounds} rounds; "
+        print(f"cpu bench: {pinning}; {args.preset} cluster, {model['query_count']:,} queries; {args.rounds} rounds; "
               f"closed loop and {args.rate:,}/s, {args.seconds:g} s each", flush=True)
         results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in servers}
         names = list(servers)

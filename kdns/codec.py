@@ -527,13 +527,12 @@ def servfail(query: Query, nsid: bytes = b"", *errors: ExtendedError) -> bytes:
 
 
 def soa_serial_at(reply: bytes) -> int:
-    """The offset of the serial in the SOA that ends the authority section of `reply`, a
-    reply `to_wire` packed (a negative answer's, docs/dns-rules.md R19); 0 if that section
-    does not end in a SOA (a positive answer, a truncated one). The ready-reply cache
-    writes the zone's current serial there when it sends the reply again."""
+    """The offset of the serial in the SOA that ends the answer and authority sections of
+    `reply`, a reply `to_wire` packed (a negative answer's, or the apex SOA's,
+    docs/dns-rules.md R19); 0 if they do not end in a SOA (other positive answers, a
+    truncated one). The ready-reply cache writes the zone's current serial there when it
+    sends the reply again."""
     _, _, qdcount, ancount, nscount, _ = _HEADER.unpack_from(reply)
-    if nscount == 0:
-        return 0
     pos = 12
     for _ in range(qdcount):
         pos = _skip_name(reply, pos)[1] + 4

@@ -9,12 +9,14 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
   this client may not recurse) or on a failure (SERVFAIL, an upstream that timed out).
 * `Shared(scope)`: the same for every asker of the question until a change touches what
   it read. The scope is the set of things the answer read that a registry commit can
-  touch one at a time (`Scope`: one Service with its EndpointSlices, the pod names of one
-  address in one namespace, the PTR of one address, the Node tree, the reverse zones'
-  empty non-terminals). An empty scope reads none of them: only a change of everything
-  drops it (a static zone's answer, a name that can never exist). `Shared()` (scope
-  None) may have read anything: any change drops it (the apex SOA, whose serial moves
-  with every commit).
+  touch one at a time (`Scope`: whether one Namespace exists, one Service, the ready
+  endpoints of one Service's EndpointSlices, the pod names of one address in one
+  namespace, the PTR of one address, the Node tree, the reverse zones' empty
+  non-terminals). An empty scope reads
+  none of them: only a change of everything drops it (a static zone's answer, a name
+  that can never exist, the apex SOA). `Shared()` (scope None) may have read anything:
+  any change drops it. `shows_serial` marks an answer that ends in a kdns zone's SOA,
+  whose serial moves with every commit: the wire layer writes the current one in.
 * `Forwarded(seconds)`: an upstream's answer (or the forwarding cache's): the same for
   every asker that may recurse (`kdns.message.Reusable.recursion_allowed`), for `seconds` at most,
   until its TTLs next count down. Any change drops it too.
@@ -23,8 +25,7 @@ What changed is pushed, not polled: the handler (`kdns.message.Reusable`, the Ro
 listener given to `on_change` with a `Changed` right after a change is applied — a
 registry commit the index has taken in, a static-zone reload — before any query is read
 again, so nothing stale is ever sent. `Changed` is the set of `Scope`s the change
-touched, or None: anything may have changed (a Namespace created or deleted, a rebuild,
-a reload). Which answer reads which scope, and which write touches it, is the table in
+touched, or None: anything may have changed (a rebuild, a reload). Which answer reads which scope, and which write touches it, is the table in
 docs/architecture.md ("The reply-reuse contract").
 """
 
@@ -42,7 +43,9 @@ __all__ = [
     "AddressScope",
     "ChangeListener",
     "Changed",
+    "EndpointsScope",
     "Forwarded",
+    "NamespaceScope",
     "PodScope",
     "Private",
     "Reuse",
@@ -55,9 +58,29 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class NamespaceScope:
+    """Whether the Namespace object exists (docs/dns-rules.md R5): what `<ns>.svc`,
+    `<ns>.pod` and `<ns>.nodeport` are, whether anything below them is visible, and the
+    Extended DNS Error of a name below them that does not exist."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceScope:
-    """A Service and the EndpointSlices labelled with its name: every name below
-    `<name>.<namespace>.svc` and `<name>.<namespace>.nodeport`, there or not."""
+    """A Service object: every name below `<name>.<namespace>.svc` and
+    `<name>.<namespace>.nodeport`, there or not. A ClusterIP Service's own names read
+    only this; names that list endpoints read its `EndpointsScope` too."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsScope:
+    """The ready endpoints of the EndpointSlices labelled with a Service's name: what a
+    headless Service's names and every endpoint name (`<endpoint>.<svc>...`) read, and a
+    ClusterIP Service's A, AAAA and SRV do not."""
 
     namespace: str
     name: str
@@ -88,7 +111,7 @@ class TreeScope:
 NODES = TreeScope("nodes")  # every Node: `<node>.node` and the NodePort SRV targets
 REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names exist (R4)
 
-Scope = ServiceScope | PodScope | AddressScope | TreeScope
+Scope = NamespaceScope | ServiceScope | EndpointsScope | PodScope | AddressScope | TreeScope
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.authority import records
-from kdns.authority.index import ClusterIndex, ServiceRecord
+from kdns.authority.index import ClusterIndex, ServiceEndpoints, ServiceRecord
 from kdns.authority.names import (
     Apex,
     DnsVersion,
@@ -96,9 +96,10 @@ from kdns.message import (
 from kdns.reuse import (
     NODES,
     REVERSE_PREFIXES,
-    SHARED,
     UNSCOPED,
     AddressScope,
+    EndpointsScope,
+    NamespaceScope,
     PodScope,
     Scope,
     ServiceScope,
@@ -143,7 +144,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         lookup = _Lookup(index, settings, owner, zone, query.qtype, reads)
         found = lookup.run(name)
         if found is None:
-            errors = _why_missing(name, index, settings)
+            errors = _why_missing(name, index, settings, reads)
             return _negative(NXDOMAIN, chain, owner, zone, index, settings, reads, errors)
         chain += found.answer
         additional += found.additional
@@ -157,21 +158,26 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         seen.add(name)
     if not found.answer:
         return _negative(NOERROR, chain, owner, zone, index, settings, reads)
-    # Only the apex SOA shows the serial of the last commit, whatever it touched: it
-    # ends every chain it is in (R22: ANY at the apex answers the SOA alone).
-    reuse = SHARED if lookup.shows_serial else Shared(frozenset(reads))
+    # The apex SOA shows the serial of the last commit, whatever it touched; it ends every
+    # chain it is in (R22: ANY at the apex answers the SOA alone), so the wire layer
+    # writes the current serial there as it does in a negative answer's.
+    reuse = Shared(frozenset(reads), shows_serial=lookup.shows_serial)
     return Answer(
         answer=tuple(chain), additional=tuple(additional), authoritative=True, source="cluster", reuse=reuse
     )
 
 
-def _why_missing(name: str, index: ClusterIndex, settings: Settings) -> tuple[ExtendedError, ...]:
-    """The Extended DNS Error of an NXDOMAIN whose namespace does not exist; else none."""
+def _why_missing(name: str, index: ClusterIndex, settings: Settings, reads: set[Scope]) -> tuple[ExtendedError, ...]:
+    """The Extended DNS Error of an NXDOMAIN whose namespace does not exist; else none.
+    Whether it does is read (`reads`): the error comes and goes with the Namespace."""
     try:
         namespace = namespace_of(parse(name, settings.zone, settings.reverse_zones))
     except InvalidName:
         return ()
-    if namespace is None or namespace in index.namespaces:
+    if namespace is None:
+        return ()
+    reads.add(NamespaceScope(namespace))
+    if namespace in index.namespaces:
         return ()
     return (ExtendedError(EdeCode.OTHER, f"namespace {namespace!r} does not exist"),)
 
@@ -281,7 +287,7 @@ class _Lookup:
             case NamespaceName(kind=kind, namespace=namespace):
                 if kind == "pod" and self.settings.pods == "disabled":
                     return None
-                return _Found() if namespace in index.namespaces else None
+                return _Found() if self._namespace_exists(namespace) else None
             case ServiceName(service=service, namespace=namespace):
                 self.reads.add(ServiceScope(namespace, service))
                 return self._service(qtype, service, namespace)
@@ -290,7 +296,7 @@ class _Lookup:
                 record = self._named_service(service, namespace)
                 if record is None:
                     return None
-                ready = index.endpoints(namespace, service).by_name.get(endpoint)
+                ready = self._endpoints(namespace, service).by_name.get(endpoint)
                 if ready is None:
                     return None
                 if qtype == QTYPE.SRV:
@@ -341,7 +347,7 @@ class _Lookup:
         return _Found()
 
     def _service(self, qtype: int, service: str, namespace: str) -> _Found | None:
-        record = self.index.visible_service(namespace, service)
+        record = self._visible_service(namespace, service)
         if record is None:
             return None
         if record.is_external:
@@ -350,7 +356,7 @@ class _Lookup:
                 return None  # an IP address or no name: no record at all (R13)
             return _Found([records.cname(self.owner, target, self.ttl)], alias=target)
         if record.is_headless:
-            addresses = self.index.endpoints(namespace, service).addresses
+            addresses = self._endpoints(namespace, service).addresses
             if not addresses:
                 return None  # spec §2.4.1: no ready endpoint, no name
         else:
@@ -359,9 +365,25 @@ class _Lookup:
             return self._srv(self._service_srv(service, namespace, unnamed=True) or [])
         return self._addresses(qtype, addresses)
 
+    def _namespace_exists(self, namespace: str) -> bool:
+        """Whether the Namespace object exists, read (R5)."""
+        self.reads.add(NamespaceScope(namespace))
+        return namespace in self.index.namespaces
+
+    def _visible_service(self, namespace: str, service: str) -> ServiceRecord | None:
+        """The Service if DNS may show it, read: its Namespace decides as much as it does."""
+        self.reads.add(NamespaceScope(namespace))
+        return self.index.visible_service(namespace, service)
+
+    def _endpoints(self, namespace: str, service: str) -> ServiceEndpoints:
+        """The Service's ready endpoints, read: a slice change drops the answer (a ClusterIP
+        Service's own names never get here, so its slices leave them kept)."""
+        self.reads.add(EndpointsScope(namespace, service))
+        return self.index.endpoints(namespace, service)
+
     def _named_service(self, service: str, namespace: str) -> ServiceRecord | None:
         """The visible Service, if names below it can exist (it is not an ExternalName)."""
-        record = self.index.visible_service(namespace, service)
+        record = self._visible_service(namespace, service)
         return None if record is None or record.is_external else record
 
     def _service_srv(
@@ -392,14 +414,14 @@ class _Lookup:
             return [(target, p.port, ips) for p in record.service.ports if wanted(p.name, p.protocol)]
         return [
             (endpoint_fqdn(ready.name, service, namespace, self.zone_text), p.port, ready.addresses)
-            for ready in self.index.endpoints(namespace, service).by_name.values()
+            for ready in self._endpoints(namespace, service).by_name.values()
             for p in ready.ports
             if p.port is not None and wanted(p.name, p.protocol)
         ]
 
     def _pod(self, qtype: int, ip: IPAddress, namespace: str) -> _Found | None:
         mode = self.settings.pods
-        if mode == "disabled" or namespace not in self.index.namespaces:
+        if mode == "disabled" or not self._namespace_exists(namespace):
             return None
         if mode == "verified":
             self.reads.add(PodScope(namespace, ip.packed))
@@ -416,7 +438,7 @@ class _Lookup:
         protocol: str | None = None,
     ) -> _Found | None:
         self.reads.update((ServiceScope(namespace, service), NODES))  # the SRV targets are Nodes
-        record = self.index.visible_service(namespace, service)
+        record = self._visible_service(namespace, service)
         if record is None or record.service.type not in NODE_PORT_TYPES:
             return None
         node_ports = [

@@ -5,8 +5,8 @@ resource_version order and updates every table in place, so an answer given afte
 commit already reflects it. Each event costs time in proportion to what it touches: a
 Pod or Service event is O(1), an EndpointSlice event re-reads the slices of its one
 Service, a Node event is O(labels of its name); nothing walks the whole cluster.
-Deleting a Namespace is O(1) too: visibility is checked when answering, not by
-rewriting the tables of every Service in it.
+Deleting a Namespace rewrites no table either: visibility is checked when answering;
+it costs one pass over the Services, to name the PTR answers it shows or hides.
 
 Addresses are parsed with `ipaddress`, so every spelling of an address finds the same
 entry (PTR matching, pod verification; docs/dns-rules.md R10, R14). Tables are keyed by the
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from kdns import multimap
@@ -58,6 +60,8 @@ from kdns.reuse import (
     AddressScope,
     Changed,
     ChangeListener,
+    EndpointsScope,
+    NamespaceScope,
     PodScope,
     Scope,
     ServiceScope,
@@ -101,48 +105,16 @@ class ReadyEndpoint:
     ports: tuple[EndpointPort, ...]
 
 
+@dataclass(frozen=True, slots=True)
 class ServiceEndpoints:
     """The ready endpoints of one Service across all its slices, duplicates collapsed,
-    in slice-name then slice order.
+    in slice-name then slice order."""
 
-    Made from the slices' ready addresses when they change, its tables worked out on the
-    first read and kept: most endpoint names are never asked for (a ClusterIP Service is
-    asked for by its own name), and a ReadyEndpoint with its tuple and table entry costs
-    about 150 bytes, 15 MiB at the scale cluster's 100,000 endpoints (bench/memory.py).
-    Read-only: the index replaces it when the slices change."""
+    by_name: Mapping[str, ReadyEndpoint]
+    addresses: tuple[IPAddress, ...]
 
-    __slots__ = ("_addresses", "_by_name", "_readies", "_slices")
 
-    def __init__(self, slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> None:
-        self._slices = slices
-        self._readies = readies  # the ready addresses of `slices`, in order
-        self._by_name: Mapping[str, ReadyEndpoint] | None = None
-        self._addresses: tuple[IPAddress, ...] | None = None
-
-    @property
-    def by_name(self) -> Mapping[str, ReadyEndpoint]:
-        """Each endpoint name's addresses and ports."""
-        if self._by_name is None:
-            self._by_name = _endpoints_by_name(self._slices, self._readies)
-        return self._by_name
-
-    @property
-    def addresses(self) -> tuple[IPAddress, ...]:
-        """Every ready address, once (a headless Service's A and AAAA answers)."""
-        if self._addresses is None:
-            self._addresses = tuple(map(_unpacked, dict.fromkeys(r.key for r in self._readies)))
-        return self._addresses
-
-    def __eq__(self, other: object) -> bool:
-        """Equal endpoints, however they were made (a rebuild or a run of updates)."""
-        if not isinstance(other, ServiceEndpoints):
-            return NotImplemented
-        return self.by_name == other.by_name and self.addresses == other.addresses
-
-    __hash__ = None  # type: ignore[assignment]  # equal by content, which holds dicts
-
-    def __repr__(self) -> str:
-        return f"ServiceEndpoints(by_name={self.by_name!r}, addresses={self.addresses!r})"
+NO_ENDPOINTS = ServiceEndpoints({}, ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +132,10 @@ class PtrTarget(NamedTuple):
 
 
 class _Ready(NamedTuple):
-    """One ready address of an EndpointSlice. Its `ipaddress` object is made when an
-    answer needs it (`ServiceEndpoints`), not held here: 76 bytes an endpoint, 7 MiB at
-    100,000 (bench/memory.py)."""
+    """One ready address of an EndpointSlice."""
 
     name: str  # the endpoint name: hostname, else `label`
+    ip: IPAddress
     key: bytes  # ip.packed
     text: str  # the address as the slice writes it
     label: str  # dashed(ip)
@@ -172,18 +143,21 @@ class _Ready(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _SliceRecord:
-    """What one EndpointSlice contributes: its ports and ready addresses."""
+    """What one EndpointSlice contributes: its ports and ready addresses, and those as
+    ReadyEndpoints by name when each name has one address here (None when one has more):
+    what a Service's ServiceEndpoints are made of, made once per version of the slice
+    (a readiness flip in a 1,000-pod Service then makes one slice's again, not ten)."""
 
     service: str
     ports: tuple[EndpointPort, ...]
     ready: tuple[_Ready, ...]
+    by_name: dict[str, ReadyEndpoint] | None
 
 
-NO_ENDPOINTS = ServiceEndpoints((), ())
-
-_Read = tuple[bytes, str]  # ip.packed, dashed(ip)
+_KEY_NAME = itemgetter(2, 0)  # a _Ready's (key, name)
+_KEY_IP = itemgetter(2, 1)  # a _Ready's (key, ip)
+_Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
 _IPv4 = ipaddress.IPv4Address
-_IPv6 = ipaddress.IPv6Address
 
 
 def _packed(text: str) -> bytes | None:
@@ -196,8 +170,8 @@ def _packed(text: str) -> bytes | None:
 
 
 def _read(text: str) -> _Read | None:
-    """An address text as the tables use it: (packed, dashed label), or None when it is
-    no address.
+    """An address text as the tables use it: (address, packed, dashed label), or None
+    when it is no address.
 
     Not remembered between a pod and its endpoints: reading a dotted quad costs less
     than a look-up in a table of every address of a big cluster (memory it has to wait
@@ -205,14 +179,9 @@ def _read(text: str) -> _Read | None:
     packed = dotted_quad(text)
     if packed is not None:
         # dashed(ip) without writing the address out again: the text is canonical.
-        return packed, text.replace(".", "-")
+        return _IPv4(int.from_bytes(packed, "big")), packed, text.replace(".", "-")
     ip = _other_address(text)
-    return None if ip is None else (ip.packed, dashed(ip))
-
-
-def _unpacked(packed: bytes) -> IPAddress:
-    """The address of `packed` (4 or 16 bytes)."""
-    return _IPv4(int.from_bytes(packed, "big")) if len(packed) == 4 else _IPv6(packed)
+    return None if ip is None else (ip, ip.packed, dashed(ip))
 
 
 def _address(text: str) -> IPAddress | None:
@@ -255,7 +224,8 @@ class ClusterIndex:
         # The ready addresses each Service's endpoints were made of: what it put into
         # _ptr_endpoints is their (key, name) pairs.
         self._endpoint_readies: dict[NamespacedName, Sequence[_Ready]] = {}
-        # Keyed by packed address; the owners in a tuple (multimap.add_few: most have one).
+        # Keyed by packed address.
+        # The owners in a tuple (multimap.add_few: most addresses have one).
         self._ptr_cluster: dict[bytes, tuple[NamespacedName, ...]] = {}
         self._ptr_endpoints: dict[bytes, tuple[tuple[str, str, str], ...]] = {}
         # How many keys of the two tables above lie below each reverse-name prefix: the
@@ -278,6 +248,9 @@ class ClusterIndex:
         self._node_branches: dict[str, int] = {}  # proper suffixes of dotted node names
         self._node_list: tuple[NodeRecord, ...] | None = None
         self._stale: set[NamespacedName] = set()  # services whose slices changed
+        # Of those, by `apply`: the slices written, each with what it held of the Service
+        # before the commit (None: nothing), for _refresh_service_endpoints to compare.
+        self._written: dict[NamespacedName, dict[str, _SliceRecord | None]] = {}
 
     # --- feeding -----------------------------------------------------------------------
 
@@ -325,13 +298,13 @@ class ClusterIndex:
         """Store listener: one commit's events, in order."""
         if not events:
             return
-        everything = False
         touched = self._touched
+        namespaces = set()
         for event in events:
             obj = event.object
             key = obj.key
             if key.kind == NAMESPACE:
-                everything = True  # what it shows or hides spans every scope in it
+                namespaces.add(key.name)
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
@@ -340,6 +313,8 @@ class ClusterIndex:
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
+            if key.kind == ENDPOINT_SLICE:
+                self._note_written(key, previous, obj if event.type != DELETED else None)
             if key.kind == POD:
                 # A pod name's answer changes only if the address the Pod holds does (a
                 # readiness report, like most Pod writes, leaves it alone).
@@ -348,15 +323,27 @@ class ClusterIndex:
                     touched.update(PodScope(key.namespace, h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
-        touched.update(ServiceScope(*service) for service in self._stale)  # their slices changed
+        touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
         prefixes = self._reverse_prefixes
         if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
             touched.add(REVERSE_PREFIXES)
+        for namespace in namespaces:
+            touched.update(self._namespace_scopes(namespace))
         self.serial = events[-1].resource_version
         self._touched = set()
-        self._changed(None if everything else frozenset(touched))
+        self._changed(frozenset(touched))
+
+    def _namespace_scopes(self, namespace: str) -> Iterator[Scope]:
+        """What a Namespace event touches: its NamespaceScope (every name below it reads
+        it), and the PTR of its Services' cluster IPs and ready endpoints, which it shows
+        or hides (`ptr_targets`). One pass over the Services: Namespaces change rarely."""
+        yield NamespaceScope(namespace)
+        for (where, name), record in self._services.items():
+            if where == namespace:
+                yield from (AddressScope(ip.packed) for ip in record.cluster_ips)
+                yield from (AddressScope(ready.key) for ready in self._endpoint_readies.get((where, name), ()))
 
     def advance(self, version: int) -> None:
         """Take `version` as the serial with nothing changed (a follower's empty list):
@@ -368,15 +355,16 @@ class ClusterIndex:
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener(changed)` after every `apply`, `advance` and `rebuild`: the
         scopes the commit touched (kdns/reuse.py), or None when anything may have changed
-        (a Namespace, a rebuild). Returns the call that stops it.
+        (a rebuild). Returns the call that stops it.
 
         What touches what: a Service event its ServiceScope and the AddressScope of the
         cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
         starts or stops being one their PTR names (created, deleted, ExternalName); an
-        EndpointSlice event its Service's ServiceScope and the AddressScope of each ready
+        EndpointSlice event its Service's EndpointsScope and the AddressScope of each ready
         address it adds or takes away; a Pod event the PodScope of its address before and
-        after; a Node event NODES; any of them REVERSE_PREFIXES when a partial reverse name
-        comes to exist or stops existing.
+        after; a Node event NODES; a Namespace event its NamespaceScope and the
+        AddressScope of its Services' cluster IPs and ready endpoints; any of them
+        REVERSE_PREFIXES when a partial reverse name comes to exist or stops existing.
         """
         self._listeners.append(listener)
         return partial(self._listeners.remove, listener)
@@ -499,15 +487,15 @@ class ClusterIndex:
                         ready.append(seen)
                         continue
                     if seen is not None:
-                        key, label = seen.key, seen.label
+                        ip, key, label = seen.ip, seen.key, seen.label
                     else:
                         read = _read(text)
                         if read is None:
                             continue
-                        key, label = read
-                    ready.append(_Ready(hostname or label, key, text, label))
+                        ip, key, label = read
+                    ready.append(_Ready(hostname or label, ip, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
-        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready))
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
         multimap.add_few(self._slices_by_service, (namespace, service), name)
         self._stale.add((namespace, service))
 
@@ -536,38 +524,62 @@ class ClusterIndex:
         for suffix in ancestors(node.meta.name):
             _count_up(self._node_branches, suffix)
 
+    def _note_written(self, key: Key, previous: _SliceRecord | None, endpoint_slice: EndpointSlice | None) -> None:
+        """Note a slice an event wrote, under the Service it belonged to and the one it
+        belongs to now, with what it held of each before the commit (the first note)."""
+        if previous is not None:
+            self._written.setdefault((key.namespace, previous.service), {}).setdefault(key.name, previous)
+        service = endpoint_slice.service_name if endpoint_slice is not None else None
+        if service and (previous is None or previous.service != service):
+            self._written.setdefault((key.namespace, service), {}).setdefault(key.name, None)
+
     def _refresh_endpoints(self) -> None:
         """Re-read the slices of every Service whose slices changed in this batch."""
         stale, self._stale = self._stale, set()
         for service in stale:
             self._refresh_service_endpoints(service)
+        self._written.clear()
 
     def _refresh_service_endpoints(self, service: NamespacedName) -> None:
         namespace, name = service
-        self._endpoints.pop(service, None)
-        slices = tuple(self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ())))
-        readies = slices[0].ready if len(slices) == 1 else tuple(r for s in slices for r in s.ready)
+        had = self._endpoints.pop(service, None)
+        slices = [self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ()))]
+        readies = slices[0].ready if len(slices) == 1 else tuple(chain.from_iterable(s.ready for s in slices))
         before = self._endpoint_readies.pop(service, None)
+        now = None
         if readies:
-            self._endpoints[service] = ServiceEndpoints(slices, readies)
+            now = self._endpoints[service] = _service_endpoints(slices, readies)
             self._endpoint_readies[service] = readies
         # Only the differences touch the reverse table; a rebuild has none to look for.
-        added: Iterable[_Ready] = readies
+        # (key, name) pairs, taken out in C: a big Service's are thousands.
+        added: Iterable[tuple[bytes, str]] = map(_KEY_NAME, readies)
         touched = self._touched
+        written = self._written.get(service)
+        if (before and written is not None and len(written) < len(slices) and _unique(had, before)
+                and (now is None or _unique(now, readies))):
+            # Each endpoint name in one slice only, before and after: only the slices
+            # written can have changed the pairs (a readiness flip: one slice of ten).
+            previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in written.values() if r is not None))
+            current = (self._slices.get((namespace, s)) for s in written)
+            pairs = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in current
+                                            if r is not None and r.service == name))
+        elif before:
+            pairs = set(added)
+            previous = set(map(_KEY_NAME, before))
         if before:
-            pairs = {(r.key, r.name) for r in readies}
-            previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
                 touched.add(AddressScope(key))
                 if multimap.discard_few(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
-            added = [r for r in readies if (r.key, r.name) not in previous]
+            added = pairs - previous
+        elif self._counting:
+            added = list(added)
         if self._counting:
-            touched.update(AddressScope(ready.key) for ready in added)
+            touched.update(AddressScope(key) for key, _ in added)
         ptr = self._ptr_endpoints
-        for ready in added:
-            if multimap.add_few(ptr, ready.key, (namespace, name, ready.name)):
-                self._reverse_count(ready.key, 1)
+        for key, endpoint in added:
+            if multimap.add_few(ptr, key, (namespace, name, endpoint)):
+                self._reverse_count(key, 1)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -637,16 +649,33 @@ def _names_endpoints(record: ServiceRecord | None) -> bool:
     return record is not None and not record.is_external
 
 
-def _endpoints_by_name(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> dict[str, ReadyEndpoint]:
-    """The endpoints of the ready addresses `readies` of `slices` by name, duplicates collapsed."""
-    if len(slices) == 1:
-        # Most Services: one slice whose endpoints each have a name of their own. Then
-        # each name has one address and the slice's ports, so no dict per name is
-        # needed, and one ports tuple serves every endpoint.
-        ports = tuple(dict.fromkeys(slices[0].ports))
-        by_name = {r.name: ReadyEndpoint(r.name, (_unpacked(r.key),), ports) for r in readies}
-        if len(by_name) == len(readies):
-            return by_name
+def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...]) -> dict[str, ReadyEndpoint] | None:
+    """A slice's ReadyEndpoints by name, if each name has one address in it: then each
+    has the slice's ports, one tuple for all."""
+    ports = tuple(dict.fromkeys(ports))
+    by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in ready}
+    return by_name if len(by_name) == len(ready) else None
+
+
+def _unique(endpoints: ServiceEndpoints | None, readies: Sequence[_Ready]) -> bool:
+    """Whether each of `readies` (the Service's) has a name no other has."""
+    return endpoints is not None and len(endpoints.by_name) == len(readies)
+
+
+def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> ServiceEndpoints:
+    """The endpoints of the ready addresses `readies` of `slices`, duplicates collapsed."""
+    addresses = tuple(dict(map(_KEY_IP, readies)).values())
+    if len(slices) == 1 and slices[0].by_name is not None:
+        # Most Services: one slice whose endpoints each have a name of their own.
+        return ServiceEndpoints(slices[0].by_name, addresses)
+    if all(s.by_name is not None for s in slices):
+        # Names of their own in each slice: if in no other slice either, the slices'
+        # ReadyEndpoints are the Service's (a big Service: ten slices of the same ports).
+        merged: dict[str, ReadyEndpoint] = {}
+        for sliced in slices:
+            merged.update(sliced.by_name)  # type: ignore[arg-type]
+        if len(merged) == len(readies):
+            return ServiceEndpoints(merged, addresses)
     names: dict[str, tuple[dict[bytes, IPAddress], dict[EndpointPort, None]]] = {}
     for sliced in slices:
         slice_ports = dict.fromkeys(sliced.ports)
@@ -654,10 +683,11 @@ def _endpoints_by_name(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
             entry = names.get(ready.name)
             if entry is None:
                 entry = names[ready.name] = ({}, {})
-            if ready.key not in entry[0]:
-                entry[0][ready.key] = _unpacked(ready.key)
+            entry[0][ready.key] = ready.ip
             entry[1].update(slice_ports)
-    return {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()}
+    return ServiceEndpoints(
+        {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()}, addresses,
+    )
 
 
 def _count_up(table: dict[Any, int], key: Any) -> None:

@@ -79,10 +79,11 @@ _write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
 # The entry for one question: the reply after its ID, with the question's name in lower
 # case; its (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have
-# until a change drops it (most of them: one check on a hit); the scopes it is filed
-# under (None: dropped on every change); where in the reply after its ID the zone's
-# serial is written as it is sent (0: nowhere; then the reply is bytes, else a bytearray).
-_Entry = tuple["bytes | bytearray", list[int], "_Limits | None", "frozenset[Scope] | None", int]
+# until a change drops it (most of them: one check on a hit); where in the reply after
+# its ID the zone's serial is written as it is sent (0: nowhere; then the reply is bytes,
+# else a bytearray). Its scopes are not kept in it: only the sets it is filed in name them
+# (fewer objects per reply, for memory and for the collector's full passes).
+_Entry = tuple["bytes | bytearray", list[int], "_Limits | None", int]
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -188,8 +189,10 @@ class AnswerCache:
         # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
         # in lower case: a request that spells it so is its own key.
         self._entries: dict[bytes, _Entry] = {}
-        # The keys filed under each scope; under None, those any change drops.
-        self._scopes: dict[Scope | None, list[bytes]] = {}
+        # The keys filed under each scope; under None, those any change drops. Sets: most
+        # replies read several scopes (a Service and its Namespace), and one dropped through
+        # one of them and stored again is still filed under the others.
+        self._scopes: dict[Scope | None, set[bytes]] = {}
         self._bytes = 0
         self._recursion: dict[str | None, bool] = {}
         self.misses = 0
@@ -246,7 +249,7 @@ class AnswerCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        body, counter, limits, _, serial_at = entry
+        body, counter, limits, serial_at = entry
         # (limits[2]: a forwarded reply, for askers that may recurse only)
         if limits is not None and (limits[2] or not self._within(limits, key[_NAME : key.find(0, _NAME)], None)):
             return None
@@ -267,7 +270,7 @@ class AnswerCache:
         if entry is None or (entry[2] is not None and not self._within(entry[2], name, client)):
             self.misses += 1
             return None
-        body, counter, _, _, serial_at = entry
+        body, counter, _, serial_at = entry
         counter[0] += 1
         if serial_at:
             _write_serial(body, serial_at, self.serial)
@@ -322,28 +325,23 @@ class AnswerCache:
         old = self._entries.get(key)
         if old is not None:
             self._bytes -= len(old[0])
-        if old is None or old[3] != scope:  # (then also still filed under the old one: harmless)
-            self._file(key, scope)
+        self._file(key, scope)  # (a reply stored again under other scopes stays filed under the old: harmless)
         body: bytes | bytearray = b"".join((reply[2:_HEADER], folded, reply[end:]))
         if serial_at:
             body = bytearray(body)  # written in place as it is sent
-        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, scope, serial_at)
+        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, serial_at)
         self._bytes += len(body)
         return True
 
     def _file(self, key: bytes, scope: frozenset[Scope] | None) -> None:
-        """List `key` under each of its scopes (under None: any change drops it)."""
+        """File `key` under each of its scopes (under None: any change drops it)."""
         scopes = self._scopes
-        if scope is None:
-            scopes.setdefault(None, []).append(key)
-            return
-        for part in scope:
-            keys = scopes.setdefault(part, [])
-            # A reply of several scopes dropped through one is still listed under the
-            # others: once stored again it must not be listed twice, or those lists
-            # would grow with every drop (few replies read several scopes).
-            if len(scope) == 1 or key not in keys:
-                keys.append(key)
+        for part in (None,) if scope is None else scope:
+            keys = scopes.get(part)
+            if keys is None:
+                scopes[part] = {key}
+            else:
+                keys.add(key)
 
     def _may_recurse(self, client: str | None) -> bool:
         """The handler's verdict on `client`, remembered (it is per address, not per query)."""

@@ -14,7 +14,15 @@ from kdns.authority import index as index_module
 from kdns.authority.index import ClusterIndex, PtrTarget, ServiceRecord
 from kdns.authority.names import IPAddress, dashed
 from kdns.config import Settings
-from kdns.reuse import NODES, REVERSE_PREFIXES, AddressScope, PodScope, ServiceScope
+from kdns.reuse import (
+    NODES,
+    REVERSE_PREFIXES,
+    AddressScope,
+    EndpointsScope,
+    NamespaceScope,
+    PodScope,
+    ServiceScope,
+)
 from tests.authority import cluster as k
 
 SETTINGS = Settings()
@@ -61,7 +69,7 @@ def test_apply_takes_the_last_version_as_serial() -> None:
     heard: list[object] = []
     index.on_change(heard.append)
     index.apply(k.added([k.namespace("a"), k.namespace("b")], 20))
-    assert (index.serial, heard) == (21, [None])  # Namespaces: anything may have changed
+    assert (index.serial, heard) == (21, [frozenset({NamespaceScope("a"), NamespaceScope("b")})])
     assert index.namespaces == {"a", "b"}
 
 
@@ -70,11 +78,12 @@ def _packed(text: str) -> bytes:
 
 
 def test_each_kind_of_event_touches_its_own_scopes() -> None:
-    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service and
-    the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
+    """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service's
+    endpoints (not the Service: its cluster IP answers stay) and the addresses it adds or
+    removes; a Service its names, the PTR of the cluster IPs it
     takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
     pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
-    reverse prefixes; a Namespace is a change of everything."""
+    reverse prefixes; a Namespace the names in it and the PTR of its addresses."""
     web = k.service("web", "a", "10.0.0.1")
     ready = k.slice_("web-1", "a", "web", [k.endpoint("10.1.0.1"), k.endpoint("10.1.0.2")], [k.HTTP])
     index = fresh(k.namespace("a"), web, ready, version=10)
@@ -89,9 +98,10 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     index.apply([k.modified(k.node("n1", "10.3.0.1"), None, 14)])
     index.apply([k.modified(k.service("db", "a", "10.9.9.9"), None, 15)])  # a /24 nobody had
     index.apply([k.modified(k.namespace("b"), None, 16)])
+    index.apply([k.deleted(k.namespace("a"), 17)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
-        frozenset({web_scope, AddressScope(_packed("10.1.0.2"))}),
+        frozenset({EndpointsScope("a", "web"), AddressScope(_packed("10.1.0.2"))}),
         frozenset({web_scope}),  # its ports: no PTR changes
         # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
         frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),
@@ -99,12 +109,14 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
         frozenset(),
         frozenset({NODES}),
         frozenset({ServiceScope("a", "db"), AddressScope(_packed("10.9.9.9")), REVERSE_PREFIXES}),
-        None,
+        frozenset({NamespaceScope("b")}),  # nothing in it
+        # every name in it, and the PTR of its Services' cluster IPs and ready endpoints
+        frozenset({NamespaceScope("a"), AddressScope(_packed("10.9.9.9")), AddressScope(_packed("10.1.0.1"))}),
     ]
 
 
 def test_a_follower_advancing_the_serial_tells_an_empty_change() -> None:
-    """advance: a new serial with nothing touched, told as an empty change (the apex SOA's replies go)."""
+    """advance: a new serial with nothing touched, told as an empty change (kept replies are sent with the new serial)."""
     index = fresh(version=10)
     heard: list[object] = []
     index.on_change(heard.append)
@@ -263,6 +275,58 @@ def test_one_commit_many_slices() -> None:
     assert incremental.ptr_targets(ip_address("10.0.0.1")) == ()
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_slice_writes_of_a_big_service_leave_what_a_rebuild_makes(seed: int) -> None:
+    """A Service of several slices, each endpoint name in one of them (a big Service), whose
+    slices are written one or two at a time, as readiness flips and moves write them; now
+    and then a hostname taken twice. Each commit leaves the endpoints and PTR targets a
+    rebuild makes, and touches the AddressScope of every address whose PTR it changed."""
+    r = random.Random(seed)
+    texts = [f"10.1.{i // 100}.{i % 100 + 1}" for i in range(60)]
+    ready = dict.fromkeys(texts, True)
+    hostname = {text: f"h{i}" for i, text in enumerate(texts)}
+    home = {text: f"s{i // 20}" for i, text in enumerate(texts)}
+
+    def slices(names: set[str]) -> list[Any]:
+        return [k.slice_(name, "ns", "web", [k.endpoint(t, hostname=hostname[t], ready=ready[t])
+                                              for t in texts if home[t] == name], [k.HTTP])
+                for name in sorted(names)]
+
+    current = {s.meta.name: s for s in slices({"s0", "s1", "s2"})}
+    index = fresh(k.namespace("ns"), k.service("web", "ns"), *current.values())
+    heard: list[Any] = []
+    index.on_change(heard.append)
+    version = 7
+    for _ in range(12):
+        written: set[str] = set()
+        for text in r.sample(texts, r.randint(1, 3)):
+            change = r.choice(["ready", "ready", "move", "hostname"])
+            if change == "ready":
+                ready[text] = not ready[text]
+            elif change == "move":
+                written.add(home[text])
+                home[text] = r.choice(["s0", "s1", "s2"])
+            else:
+                hostname[text] = r.choice(["h0", f"x{version}"])
+            written.add(home[text])
+        before = {text: index.ptr_targets(ip_address(text)) for text in texts}
+        events = []
+        for new in slices(written):
+            version += 1
+            events.append(k.modified(new, current[new.meta.name], version))
+            current[new.meta.name] = new
+        heard.clear()
+        index.apply(events)
+        rebuilt = fresh(k.namespace("ns"), k.service("web", "ns"), *current.values())
+        assert index.endpoints("ns", "web") == rebuilt.endpoints("ns", "web")
+        assert list(index.endpoints("ns", "web").by_name) == list(rebuilt.endpoints("ns", "web").by_name)
+        for text in texts:
+            targets = index.ptr_targets(ip_address(text))
+            assert targets == rebuilt.ptr_targets(ip_address(text))
+            if targets != before[text]:
+                assert AddressScope(ip_address(text).packed) in heard[-1]
+
+
 # --- Reading addresses, and apply against rebuild ------------------------------------------
 
 _OCTET_TEXTS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "0x7f", "", " 1", "1 ", "٣"]))
@@ -284,10 +348,7 @@ def test_addresses_read_as_ipaddress_reads_them(text: str) -> None:
         expected = None
     assert index_module._address(text) == expected
     assert index_module._packed(text) == (expected.packed if expected is not None else None)
-    assert index_module._read(text) == ((expected.packed, dashed(expected)) if expected is not None else None)
-    if expected is not None:
-        # The address the answers write: no %scope (it is no part of one in DNS).
-        assert index_module._unpacked(expected.packed) == ip_address(expected.packed)
+    assert index_module._read(text) == ((expected, expected.packed, dashed(expected)) if expected is not None else None)
 
 
 _NAMESPACES = ["a", "b"]

@@ -731,9 +731,11 @@ def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
     # A headless endpoint goes unready: hdls1 is asked again, dual is not.
     hits = commit(change(slice_("hdls1-b", "testns", "hdls1", [endpoint("172.0.0.14", hostname="dup-name")], [HTTP])))
     assert dual in hits and request("hdls1.testns.svc.cluster.local.", "A", edns=0) not in hits
-    # svc1's endpoints change: the ExternalName chasing it in-zone follows.
+    # svc1's endpoints change: its endpoint names are asked again; its own names and the
+    # ExternalName chasing it in-zone show its cluster IP, which a slice does not move.
     hits = commit(change(slice_("svc1-abc", "testns", "svc1", [endpoint("172.0.0.77", hostname="ep1a")], [HTTP])))
-    assert request("external-to-service.testns.svc.cluster.local.", "A", edns=0) not in hits and dual in hits
+    assert request("ep1a.svc1.testns.svc.cluster.local.", "A", edns=0) not in hits
+    assert {request("external-to-service.testns.svc.cluster.local.", "A", edns=0), svc1, dual} <= hits
     # A Service's cluster IP moves (A and PTR), an ExternalName's target changes.
     commit(change(service("svc1", "testns", "10.0.0.11", ports=[port("http", 80)])))
     commit(change(service("external-to-external", "testns", external="svc6.testns.svc.cluster.local")))
@@ -750,14 +752,13 @@ def test_a_commit_drops_exactly_the_replies_it_may_change() -> None:
     assert not hits & set(wires[:40])
     version += 1
     commit(modified(namespace("testns"), None, version))
-    # Many commits that name no Service (pods): each drops the unscoped replies only, and
-    # however many there are, a Service's replies stay (the changes are pushed, no window).
+    # Many commits that name no Service and move no pod address (pods): however many there
+    # are, every reply stays, the apex SOA's too, sent with the last serial (the changes
+    # are pushed, no window).
     check()
     for _ in range(70):
         version += 1
         index.apply([modified(objects[("Pod", "testns", "running")], None, version)])
-    hits = check()
-    assert svc1 in hits and dual in hits and hits != set(wires)
     assert check() == set(wires)
 
 
@@ -845,6 +846,9 @@ _WRITES: dict[str, Callable[[_Cluster], None]] = {
     "flip ep1a ready": lambda c: c.put(slice_(
         "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a")], [HTTP],
     )),
+    "ep1a moves": lambda c: c.put(slice_(
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.78", hostname="ep1a")], [HTTP],
+    )),
     "create service new": lambda c: c.put(service("new", "testns", "10.0.0.50", ports=[port("http", 80)])),
     "delete service new": lambda c: c.delete("Service", "testns", "new"),
     "delete service svc6": lambda c: c.delete("Service", "testns", "svc6"),
@@ -897,21 +901,24 @@ def test_no_reply_a_commit_changed_is_ever_served(writes: list[str]) -> None:
 
 def test_a_kept_negative_is_sent_with_the_serial_of_a_follower_advance() -> None:
     """A follower's empty change moves the serial and drops nothing: the kept NXDOMAIN and
-    NODATA are sent from the cache with the new serial, where the codec put it."""
+    NODATA, and the apex SOA, are sent from the cache with the new serial, where the codec
+    put it."""
     cluster = _Cluster()
     router = Router(cluster.index, SETTINGS)
     cache = following(router)
-    wires = [request(name, qtype, edns=0) for name, qtype in (("nope.testns.svc.cluster.local.", "A"),
-                                                              ("svc1.testns.svc.cluster.local.", "TXT"))]
+    questions = (("nope.testns.svc.cluster.local.", "A"), ("svc1.testns.svc.cluster.local.", "TXT"),
+                 ("cluster.local.", "SOA"), ("cluster.local.", "ANY"), ("in-addr.arpa.", "SOA"))
+    wires = [request(name, qtype, edns=0) for name, qtype in questions]
     for wire in wires:
         reply, _ = ask(cache, router, wire)
         at = soa_serial_at(reply)
-        assert reply[at : at + 4] == struct.pack("!I", cluster.version)
+        assert at and reply[at : at + 4] == struct.pack("!I", cluster.version)
     cluster.index.advance(cluster.version + 7)
     for wire in wires:
         reply, kept = ask(cache, router, wire)
         assert kept and reply == fresh(router, wire)
-        assert dns.message.from_wire(reply).authority[0][0].serial == cluster.version + 7
+        message = dns.message.from_wire(reply)
+        assert (message.authority or message.answer)[0][0].serial == cluster.version + 7
 
 
 def test_a_kept_negative_shows_the_serial_modulo_2_32_rfc1982() -> None:
@@ -931,16 +938,17 @@ def test_a_kept_negative_shows_the_serial_modulo_2_32_rfc1982() -> None:
 
 
 def test_a_positive_reply_has_no_soa_serial_to_write() -> None:
-    """soa_serial_at: 0 where the authority section does not end in a SOA."""
+    """soa_serial_at: 0 where the answer and authority sections do not end in a SOA."""
     router = Router(cluster_index(), SETTINGS)
     wire = request("svc1.testns.svc.cluster.local.", "A", edns=0)
     assert soa_serial_at(fresh(router, wire)) == 0
 
 
 def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
-    """After one Service's endpoint goes unready, only that Service's names and the PTR of
-    that address are asked again: other Services, negatives elsewhere, pods, nodes, PTR of
-    other addresses and search-path misses of outside names stay kept."""
+    """After a ClusterIP Service's endpoint goes unready, only that endpoint's name and the
+    PTR of its address are asked again: the Service's own names (its cluster IP), what
+    chases them, other Services, negatives elsewhere, pods, nodes, PTR of other addresses,
+    search-path misses of outside names and the apex SOA (its serial written in) stay kept."""
     cluster = _Cluster()
     router = Router(cluster.index, SETTINGS)
     cache = following(router)
@@ -949,13 +957,46 @@ def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
         ask(cache, router, wire)
     _WRITES["flip ep1a unready"](cluster)
     missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
-    assert missed == {
-        ("ep1a.svc1.testns.svc.cluster.local.", "A"),
-        *(("svc1.testns.svc.cluster.local.", qtype) for qtype in ("A", "AAAA", "SRV", "ANY")),
-        ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"),
-        ("_tcp.svc1.testns.svc.cluster.local.", "A"),
-        *(("external-to-service.testns.svc.cluster.local.", qtype) for qtype in ("A", "AAAA", "SRV")),
-        ("1.0.0.172.in-addr.arpa.", "PTR"),
-        *((apex, "SOA") for apex in ("cluster.local.", "in-addr.arpa.")),  # they show the last serial
-        ("cluster.local.", "ANY"),
+    assert missed == {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("1.0.0.172.in-addr.arpa.", "PTR")}
+    for wire in asked.values():
+        assert ask(cache, router, wire)[0] == fresh(router, wire)
+
+
+def test_a_namespace_change_drops_only_the_names_in_it() -> None:
+    """A Namespace appearing asks again only the names below it (and the PTR of what it
+    shows); deleting one drops every name in it, and nothing of the other namespaces."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+    for wire in asked.values():
+        ask(cache, router, wire)
+
+    def missed() -> set[tuple[str, str]]:
+        return {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+
+    _WRITES["create namespace ghostns"](cluster)
+    assert missed() == {  # the namespace, the Service waiting in it, and that Service's PTR
+        ("ghostns.svc.cluster.local.", "A"), ("ghostns.pod.cluster.local.", "A"),
+        ("ghost.ghostns.svc.cluster.local.", "A"), ("9.0.0.10.in-addr.arpa.", "PTR"),
     }
+    _WRITES["delete namespace testns"](cluster)
+    dropped = missed()
+    assert ("svc1.testns.svc.cluster.local.", "A") in dropped and ("1.0.0.10.in-addr.arpa.", "PTR") in dropped
+    assert not {question for question in dropped if "testns" not in question[0] and "in-addr" not in question[0]}
+    for wire in asked.values():
+        assert ask(cache, router, wire)[0] == fresh(router, wire)
+
+
+def test_a_headless_readiness_flip_drops_the_names_that_list_its_endpoints() -> None:
+    """A headless Service's names list its endpoints: a flip of one of them asks them again."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+    for wire in asked.values():
+        ask(cache, router, wire)
+    _WRITES["flip hdls1 endpoint"](cluster)
+    missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+    assert {("hdls1.testns.svc.cluster.local.", "A"), ("14.0.0.172.in-addr.arpa.", "PTR")} <= missed
+    assert not {("svc1.testns.svc.cluster.local.", "A"), ("cluster.local.", "SOA")} & missed
