@@ -66,14 +66,13 @@ def long_lived() -> Iterator[None]:
 
 # The collector's thresholds while kdns serves: CPython's (700, 10, 10) with its oldest
 # generation collected after 100 collections of the middle one instead of 10. What is
-# made after start-up and lives on (the event log's old objects, the ready replies) is
-# all in the oldest generation, so a full collection walks it all: 33-95 ms of the event
-# loop's CPU under writes, for nothing (4 full collections in 5,200 writes reclaimed 567
-# objects; the young collections reclaimed 37,000). A tenth as many of them hold up DNS
-# a tenth as often; the cycles that reach the oldest generation wait longer, a few
-# hundred objects. The young thresholds stay: a larger first one (3,000) made each young
-# collection walk more (the longest 14 and 45 ms against 3 and 19). bench/README.md,
-# "The collector", has the figures and the command.
+# made after start-up and lives on (the event log's old objects, the ready replies) ends
+# in the oldest generation, so a full collection walks all of it: 33-105 ms of the event
+# loop's CPU under writes, for almost nothing (567 objects in the 4 full collections since
+# start, where the young ones reclaimed 37,000). A tenth as many of them hold DNS up a
+# tenth as often; the few cycles that reach the oldest generation wait longer. The young
+# thresholds stay: a first one of 3,000 made each young collection walk more (the longest
+# 14 and 45 ms against 3 and 19). Figures, command: bench/README.md ("... the collector").
 SERVING_THRESHOLDS = (700, 10, 100)
 
 
