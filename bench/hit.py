@@ -23,10 +23,10 @@ import dns.message
 
 from kdns.app import load_registry
 from kdns.authority.index import ClusterIndex
+from kdns.codec import from_wire, to_wire
 from kdns.config import Settings
 from kdns.message import Answer, Query
 from kdns.pipeline.chain import Router
-from kdns.wire.codec import from_wire, to_wire
 from kdns.wire.fastpath import AnswerCache
 
 CLIENT = "127.0.0.1"

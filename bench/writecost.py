@@ -3,6 +3,7 @@
     python bench/writecost.py                          # this tree: 2,000 flips, 5 runs
     python bench/writecost.py --src /tmp/old --src .   # A/B: two kdns trees, runs alternated
     python bench/writecost.py --profile /tmp/flips     # also py-spy's stacks of one run (/tmp/flips.<tree>.txt)
+    python bench/writecost.py --registry --src /tmp/old --src .   # the registry's share alone, in-process
 
 kdns serves the bench cluster (bench/gen.py, seed 1) with its registry in memory
 (`--ephemeral`; `--data-dir` to journal to a fresh directory instead), no DNS load. After
@@ -13,18 +14,28 @@ and waits for each reply. The figure is the kdns process's CPU time (utime + sti
 /proc, all threads) over those flips divided by their count: the request's parsing, patch,
 validation, admission, commit, EndpointSlice update, watch fan-out, reply, journal and
 DNS index update. Per tree the median of `--repeats` runs is printed; nothing here is a test.
+
+`--registry` measures the registry's share of a flip alone, in a process of its own per
+tree and run (PYTHONPATH the tree, trees alternated): the same PATCH's merge applied to
+the stored pod and committed (`store.transaction()`: admission, the EndpointSlice
+controller, the commit) with the DNS index subscribed, no HTTP, no other load; CPU time
+(`time.process_time`) per flip, for the bench cluster's pods (`--flips`) and for the pods
+of one 1,000-pod headless Service (10 EndpointSlices, 900 flips).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import gen
 from common import LOOPBACK
@@ -74,6 +85,82 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
             shutil.rmtree(data_dir)
 
 
+def registry_flips(manifests: Path, flips: int) -> dict[str, float]:
+    """In this process (kdns from PYTHONPATH): µs of CPU per flip committed to the registry
+    loaded from `manifests` with the DNS index subscribed, and per flip of a pod of a
+    1,000-pod headless Service added to it."""
+    import gc
+
+    from kdns.api.patch import merge_patch
+    from kdns.app import load_registry
+    from kdns.authority.index import ClusterIndex
+    from kdns.config import Settings
+    from kdns.registry.manifests import to_manifest
+
+    settings = Settings(manifests=(manifests,))
+    store, _ = load_registry(settings)
+    big: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "big"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "big"},
+         "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}},
+    ]
+    for i in range(1000):
+        ip = f"10.250.{i // 250}.{i % 250 + 1}"
+        big.append({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": f"web-{i}", "namespace": "big", "labels": {"app": "web"}},
+                    "spec": {"hostname": f"web-{i}", "subdomain": "web", "containers": [{"name": "main", "image": "x"}]},
+                    "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                               "conditions": [{"type": "Ready", "status": "True"}]}})
+    with store.transaction() as txn:
+        for doc in big:
+            txn.create(doc)
+    index = ClusterIndex(settings)
+    index.rebuild(store.objects(), store.resource_version)
+    store.subscribe(index.apply)
+    gc.freeze()  # as kdns.runtime.long_lived leaves a loaded registry
+    bench_pods = [(p.namespace, p.name) for p in gen.build(gen.PRESETS["bench"]).pods if p.hostname]
+    big_pods = [("big", f"web-{i}") for i in range(300)]
+
+    def flip(pods: list[tuple[str, str]], n: int) -> None:
+        namespace, name = pods[n % len(pods)]
+        ready = "False" if (n // len(pods)) % 2 == 0 else "True"
+        live = to_manifest(store.get("Pod", namespace, name))
+        with store.transaction() as txn:
+            txn.update(merge_patch(live, {"status": {"conditions": [{"type": "Ready", "status": ready}]}}))
+
+    result = {}
+    for label, pods, count in (("bench", bench_pods, flips), ("big", big_pods, 900)):
+        for n in range(200):  # warm-up: every flip after it is a change
+            flip(pods, n)
+        begin = time.process_time()
+        for n in range(200, 200 + count):
+            flip(pods, n)
+        result[label] = 1e6 * (time.process_time() - begin) / count
+    return result
+
+
+def registry_runs(sources: list[Path], args: argparse.Namespace, manifests: Path) -> int:
+    runs: dict[Path, list[dict[str, float]]] = {src: [] for src in sources}
+    for repeat in range(args.repeats):
+        for src in sources:
+            child = subprocess.run(
+                ["taskset", "-c", args.cpu, sys.executable, str(HERE / "writecost.py"), "--registry-child",
+                 str(manifests), "--flips", str(args.flips)],
+                env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True, check=True)
+            runs[src].append(json.loads(child.stdout))
+            print(f"writecost: {src} run {repeat + 1}: {runs[src][-1]}", file=sys.stderr)
+    print(f"`python bench/writecost.py {' '.join(sys.argv[1:])}` (in-process, CPU {args.cpu}; median of {args.repeats})\n")
+    print("| tree | registry µs per flip, bench cluster | runs | 1,000-pod Service | runs |")
+    print("| --- | ---: | --- | ---: | --- |")
+    for src, values in runs.items():
+        cells = []
+        for label in ("bench", "big"):
+            series = [v[label] for v in values]
+            cells += [f"{statistics.median(series):.0f}", ", ".join(f"{v:.0f}" for v in series)]
+        print(f"| {src} | {' | '.join(cells)} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
@@ -84,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", action="store_true", help="journal to disk (--data-dir) instead of --ephemeral")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go")
     parser.add_argument("--profile", type=Path, help="py-spy stacks of each tree's first run to PROFILE.<tree>.txt")
+    parser.add_argument("--registry", action="store_true", help="the registry's share alone, in-process (see above)")
+    parser.add_argument("--registry-child", type=Path, help=argparse.SUPPRESS)  # one --registry run: MANIFESTS
     args = parser.parse_args(argv)
+    if args.registry_child is not None:
+        print(json.dumps(registry_flips(args.registry_child, args.flips)))
+        return 0
     sources = [s.resolve() for s in (args.src or [REPO])]
     Path(args.data_parent).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kdns-writecost-") as tmp:
@@ -93,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         model = gen.generate(work / "cluster", spec, zones=False)
         pods = [p for p in gen.build(spec).pods if p.hostname]
         probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
+        if args.registry:
+            return registry_runs(sources, args, work / "cluster" / "manifests")
         runs: dict[Path, list[float]] = {src: [] for src in sources}
         for repeat in range(args.repeats):
             for n, src in enumerate(sources):

@@ -9,7 +9,7 @@ and saves it in one transaction (group commit: one fsync for every commit made w
 last one was being written), then tells the event loop how far the file has got.
 
 The rows are made on the thread, not in the commit: each object's document as JSON and
-its pickle took a tenth of the event loop's time per API write (py-spy, a readiness flip
+its typed row took a tenth of the event loop's time per API write (py-spy, a readiness flip
 of the bench cluster), time in which no DNS datagram was answered. The events' objects
 are immutable, so the thread may read them while the loop goes on. The thread holds the
 GIL while it makes one object's rows (tens of microseconds) and lets go of it in each

@@ -1,13 +1,18 @@
-"""The values that cross from the wire to the answer logic and back.
+"""kdns's one DNS message model: the values that cross from the wire to the answer logic and back.
 
 A `Query` is what the codec read from a packet; an `Answer` is what the answer logic
-decided. Neither knows about sockets. Records are dnslib `RR` objects.
+decided. Neither knows about sockets or bytes. Records are dnslib `RR` objects (dnslib
+is kdns's wire library; its record classes are the model's records, built by
+kdns.authority.records).
 
-This is kdns's one message model: the codec (kdns.wire.codec) reads requests into it and
-writes replies from it, and the forwarder reads upstream replies into it, once, in one
-place (kdns.pipeline.forward.to_answer); static zones are converted from dnspython's
-zone-file reader when they load. The rcodes and EDNS option codes every layer uses are
-defined here, once.
+One module converts between this model and bytes, both ways and for both sides of kdns:
+kdns.codec reads clients' requests into it and writes the replies, and writes the
+forwarder's requests to upstreams and reads their replies into it, once. Static zones are
+converted from dnspython's zone-file reader when they load (kdns.authority.static).
+
+The names of rcodes, types and classes, and the EDNS option codes, every layer uses are
+defined or re-exported here, once: nothing above this module imports them from a DNS
+library.
 """
 
 from __future__ import annotations
@@ -17,17 +22,43 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, Protocol, runtime_checkable
 
-# Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants).
+# Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants):
+# dnslib's table of type names and numbers (every type IANA lists) and its record class.
 from dnslib import QTYPE as QTYPE
-from dnslib import RCODE as RCODE
 from dnslib import RR as RR
 
 from kdns.reuse import PRIVATE, ChangeListener, Reuse
 
-# Response codes (RFC 1035 §4.1.1, RFC 2136, RFC 6891 §9). BADVERS is an extended rcode:
-# 0 in the header, its upper bits in the OPT record.
+# Response codes (RFC 1035 §4.1.1, RFC 2136 §2.2, RFC 6891 §9). BADVERS is an extended
+# rcode: 0 in the header, its upper bits in the OPT record.
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+YXDOMAIN, YXRRSET, NXRRSET, NOTAUTH, NOTZONE = 6, 7, 8, 9, 10
 BADVERS = 16
+_RCODE_NAMES = {
+    NOERROR: "NOERROR", FORMERR: "FORMERR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN",
+    NOTIMP: "NOTIMP", REFUSED: "REFUSED", YXDOMAIN: "YXDOMAIN", YXRRSET: "YXRRSET",
+    NXRRSET: "NXRRSET", NOTAUTH: "NOTAUTH", NOTZONE: "NOTZONE", BADVERS: "BADVERS",
+}
+# Classes by their presentation names (RFC 1035 §3.2.4, RFC 2136 §1.3 for NONE), as dig
+# and CoreDNS's log print them.
+CLASS_IN, CLASS_ANY = 1, 255
+_CLASS_NAMES = {CLASS_IN: "IN", 3: "CH", 4: "HS", 254: "NONE", CLASS_ANY: "ANY"}
+
+
+def rcode_text(rcode: int) -> str:
+    """`NXDOMAIN` for 3; an rcode without a name as its number."""
+    return _RCODE_NAMES.get(rcode) or str(rcode)
+
+
+def type_text(rtype: int) -> str:
+    """`AAAA` for 28; a type without a name as `TYPE65280` (RFC 3597 §5)."""
+    return str(QTYPE.get(rtype, f"TYPE{rtype}"))
+
+
+def class_text(rclass: int) -> str:
+    """`IN` for 1; a class without a name as `CLASS32` (RFC 3597 §5)."""
+    return _CLASS_NAMES.get(rclass) or f"CLASS{rclass}"
+
 
 # The EDNS UDP payload kdns advertises to clients, offers upstreams, and sends at most:
 # DNS Flag Day 2020's 1232 bytes fit an IPv6 packet on any link with a 1280-byte MTU, so
@@ -142,8 +173,9 @@ class Reusable(Protocol):
 
     @property
     def serial(self) -> int:
-        """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), which the wire
-        layer writes into a kept negative answer (kdns/reuse.py `Shared.shows_serial`)."""
+        """The serial the kdns zones' SOA shows now (docs/dns-rules.md R19), a 32-bit number,
+        which the wire layer writes into a kept negative answer (kdns/reuse.py
+        `Shared.shows_serial`)."""
         ...
 
     def recursion_allowed(self, client: str | None) -> bool:

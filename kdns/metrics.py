@@ -12,10 +12,11 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from kdns.message import rcode_text, type_text
 
 # Event types of kdns.registry.objects, spelled out: metrics sits below the registry layer.
 ADDED, DELETED = "ADDED", "DELETED"
@@ -112,7 +113,7 @@ class Metrics:
             "kdns_dns_queries",
             "DNS queries answered, by question type and response code.",
             ("qtype", "rcode"),
-            lambda key: [QTYPE.get(key[0], str(key[0])), RCODE.get(key[1], str(key[1]))],
+            lambda key: [type_text(key[0]), rcode_text(key[1])],
         )
         self._dropped = _SummedCounter(
             "kdns_dns_udp_dropped",

@@ -3,8 +3,9 @@
 * `UpstreamServer`: a small dnspython server (UDP and TCP on one port, threads) that
   answers from a zone and records every query it receives, so a test can say "the
   upstream saw one query". Its `mode` makes it misbehave on purpose: go silent, answer
-  SERVFAIL or REFUSED, truncate every UDP reply, answer with the wrong id, or relay to
-  another server (to build a forwarding loop).
+  SERVFAIL or REFUSED, truncate every UDP reply, answer with the wrong id, send a reply
+  whose last record is cut short (garbled), or relay to another server (to build a
+  forwarding loop).
 * `KnotServer`: Debian's knotd with a generated configuration, started and stopped by
   PID: a real authoritative server written by other people.
 * `HandlerFrontend`: serves an async kdns handler over UDP, a minimal stand-in for
@@ -43,7 +44,7 @@ from dnslib import RR, DNSRecord
 
 from kdns.message import Answer, Query
 
-MODES = ("answer", "silent", "servfail", "refused", "truncate", "mismatch", "relay")
+MODES = ("answer", "silent", "servfail", "refused", "truncate", "mismatch", "garbled", "relay")
 # Every blocking wait in this module is bounded by this, in seconds.
 WAIT = 5.0
 
@@ -264,6 +265,8 @@ class UpstreamServer:
         self._answer(question.name, question.rdtype, response)
         if mode == "mismatch":
             response.id = (query.id + 1) & 0xFFFF
+        if mode == "garbled":
+            return response.to_wire()[:-2]  # the right ID and question; the last RDATA cut short
         if transport == "udp":
             # RFC 1035 4.2.1 / RFC 6891 6.2.3: a reply larger than the asker takes is
             # truncated, TC set; mode "truncate" does that to every UDP reply.

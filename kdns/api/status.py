@@ -88,15 +88,6 @@ def not_implemented(message: str) -> ApiError:
     return ApiError(501, "NotImplemented", message)
 
 
-def already_exists(group_resource: str, name: str) -> ApiError:
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{group_resource} "{name}" already exists',
-        {"name": name, "kind": group_resource},
-    )
-
-
 def conflict(group_resource: str, name: str, why: str) -> ApiError:
     return ApiError(
         409,
@@ -127,15 +118,6 @@ def unsupported_media_type(content_type: str, accepted: Iterable[str]) -> ApiErr
         "UnsupportedMediaType",
         f"the body of the request was in an unknown format ({content_type or 'none'})"
         f" - accepted media types include: {', '.join(accepted)}",
-    )
-
-
-def not_acceptable(accept: str) -> ApiError:
-    return ApiError(
-        406,
-        "NotAcceptable",
-        f"only the following media types are accepted: application/json, application/yaml"
-        f" (asked for {accept})",
     )
 
 
@@ -170,16 +152,3 @@ def unprocessable(message: str) -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", f"Internal error occurred: {message}")
-
-
-def success_status(group_resource: str, name: str, uid: str = "") -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": group_resource}
-    if uid:
-        details["uid"] = uid
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    }

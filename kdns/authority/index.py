@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from kdns import multimap
@@ -139,13 +141,19 @@ class _Ready(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _SliceRecord:
-    """What one EndpointSlice contributes: its ports and ready addresses."""
+    """What one EndpointSlice contributes: its ports and ready addresses, and those as
+    ReadyEndpoints by name when each name has one address here (None when one has more):
+    what a Service's ServiceEndpoints are made of, made once per version of the slice
+    (a readiness flip in a 1,000-pod Service then makes one slice's again, not ten)."""
 
     service: str
     ports: tuple[EndpointPort, ...]
     ready: tuple[_Ready, ...]
+    by_name: dict[str, ReadyEndpoint] | None
 
 
+_KEY_NAME = itemgetter(2, 0)  # a _Ready's (key, name)
+_KEY_IP = itemgetter(2, 1)  # a _Ready's (key, ip)
 _Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
 _IPv4 = ipaddress.IPv4Address
 
@@ -234,6 +242,9 @@ class ClusterIndex:
         self._node_branches: dict[str, int] = {}  # proper suffixes of dotted node names
         self._node_list: tuple[NodeRecord, ...] | None = None
         self._stale: set[NamespacedName] = set()  # services whose slices changed
+        # Of those, by `apply`: the slices written, each with what it held of the Service
+        # before the commit (None: nothing), for _refresh_service_endpoints to compare.
+        self._written: dict[NamespacedName, dict[str, _SliceRecord | None]] = {}
 
     # --- feeding -----------------------------------------------------------------------
 
@@ -296,6 +307,8 @@ class ClusterIndex:
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
+            if key.kind == ENDPOINT_SLICE:
+                self._note_written(key, previous, obj if event.type != DELETED else None)
             if key.kind == POD:
                 # A pod name's answer changes only if the address the Pod holds does (a
                 # readiness report, like most Pod writes, leaves it alone).
@@ -457,7 +470,7 @@ class ClusterIndex:
                         ip, key, label = read
                     ready.append(_Ready(hostname or label, ip, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
-        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready))
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
         self._slices_by_service.setdefault((namespace, service), set()).add(name)
         self._stale.add((namespace, service))
 
@@ -482,42 +495,66 @@ class ClusterIndex:
         for suffix in ancestors(node.meta.name):
             _count_up(self._node_branches, suffix)
 
+    def _note_written(self, key: Key, previous: _SliceRecord | None, endpoint_slice: EndpointSlice | None) -> None:
+        """Note a slice an event wrote, under the Service it belonged to and the one it
+        belongs to now, with what it held of each before the commit (the first note)."""
+        if previous is not None:
+            self._written.setdefault((key.namespace, previous.service), {}).setdefault(key.name, previous)
+        service = endpoint_slice.service_name if endpoint_slice is not None else None
+        if service and (previous is None or previous.service != service):
+            self._written.setdefault((key.namespace, service), {}).setdefault(key.name, None)
+
     def _refresh_endpoints(self) -> None:
         """Re-read the slices of every Service whose slices changed in this batch."""
         stale, self._stale = self._stale, set()
         for service in stale:
             self._refresh_service_endpoints(service)
+        self._written.clear()
 
     def _refresh_service_endpoints(self, service: NamespacedName) -> None:
         namespace, name = service
-        self._endpoints.pop(service, None)
+        had = self._endpoints.pop(service, None)
         slices = [self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ()))]
-        readies = slices[0].ready if len(slices) == 1 else tuple(r for s in slices for r in s.ready)
+        readies = slices[0].ready if len(slices) == 1 else tuple(chain.from_iterable(s.ready for s in slices))
         before = self._endpoint_readies.pop(service, None)
+        now = None
         if readies:
-            self._endpoints[service] = _service_endpoints(slices, readies)
+            now = self._endpoints[service] = _service_endpoints(slices, readies)
             self._endpoint_readies[service] = readies
         # Only the differences touch the reverse table; a rebuild has none to look for.
-        added: Iterable[_Ready] = readies
+        # (key, name) pairs, taken out in C: a big Service's are thousands.
+        added: Iterable[tuple[bytes, str]] = map(_KEY_NAME, readies)
         touched = self._touched
+        written = self._written.get(service)
+        if (before and written is not None and len(written) < len(slices) and _unique(had, before)
+                and (now is None or _unique(now, readies))):
+            # Each endpoint name in one slice only, before and after: only the slices
+            # written can have changed the pairs (a readiness flip: one slice of ten).
+            previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in written.values() if r is not None))
+            current = (self._slices.get((namespace, s)) for s in written)
+            pairs = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in current
+                                            if r is not None and r.service == name))
+        elif before:
+            pairs = set(added)
+            previous = set(map(_KEY_NAME, before))
         if before:
-            pairs = {(r.key, r.name) for r in readies}
-            previous = {(r.key, r.name) for r in before}
             for key, endpoint in previous - pairs:
                 touched.add(AddressScope(key))
                 if multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
-            added = [r for r in readies if (r.key, r.name) not in previous]
+            added = pairs - previous
+        elif self._counting:
+            added = list(added)
         if self._counting:
-            touched.update(AddressScope(ready.key) for ready in added)
+            touched.update(AddressScope(key) for key, _ in added)
         ptr = self._ptr_endpoints
-        for ready in added:
-            owners = ptr.get(ready.key)
+        for key, endpoint in added:
+            owners = ptr.get(key)
             if owners is None:
-                ptr[ready.key] = {(namespace, name, ready.name)}
-                self._reverse_count(ready.key, 1)
+                ptr[key] = {(namespace, name, endpoint)}
+                self._reverse_count(key, 1)
             else:
-                owners.add((namespace, name, ready.name))
+                owners.add((namespace, name, endpoint))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -581,18 +618,34 @@ def _names_endpoints(record: ServiceRecord | None) -> bool:
     return record is not None and not record.is_external
 
 
+def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...]) -> dict[str, ReadyEndpoint] | None:
+    """A slice's ReadyEndpoints by name, if each name has one address in it: then each
+    has the slice's ports, one tuple for all."""
+    ports = tuple(dict.fromkeys(ports))
+    by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in ready}
+    return by_name if len(by_name) == len(ready) else None
+
+
+def _unique(endpoints: ServiceEndpoints | None, readies: Sequence[_Ready]) -> bool:
+    """Whether each of `readies` (the Service's) has a name no other has."""
+    return endpoints is not None and len(endpoints.by_name) == len(readies)
+
+
 def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]) -> ServiceEndpoints:
     """The endpoints of the ready addresses `readies` of `slices`, duplicates collapsed."""
-    if len(slices) == 1:
-        # Most Services: one slice whose endpoints each have a name of their own. Then
-        # each name has one address and the slice's ports, so no dict per name is
-        # needed, and one ports tuple serves every endpoint.
-        ports = tuple(dict.fromkeys(slices[0].ports))
-        by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in readies}
-        if len(by_name) == len(readies):
-            return ServiceEndpoints(by_name, tuple({r.key: r.ip for r in readies}.values()))
+    addresses = tuple(dict(map(_KEY_IP, readies)).values())
+    if len(slices) == 1 and slices[0].by_name is not None:
+        # Most Services: one slice whose endpoints each have a name of their own.
+        return ServiceEndpoints(slices[0].by_name, addresses)
+    if all(s.by_name is not None for s in slices):
+        # Names of their own in each slice: if in no other slice either, the slices'
+        # ReadyEndpoints are the Service's (a big Service: ten slices of the same ports).
+        merged: dict[str, ReadyEndpoint] = {}
+        for sliced in slices:
+            merged.update(sliced.by_name)  # type: ignore[arg-type]
+        if len(merged) == len(readies):
+            return ServiceEndpoints(merged, addresses)
     names: dict[str, tuple[dict[bytes, IPAddress], dict[EndpointPort, None]]] = {}
-    addresses: dict[bytes, IPAddress] = {}
     for sliced in slices:
         slice_ports = dict.fromkeys(sliced.ports)
         for ready in sliced.ready:
@@ -601,10 +654,8 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
                 entry = names[ready.name] = ({}, {})
             entry[0][ready.key] = ready.ip
             entry[1].update(slice_ports)
-            addresses[ready.key] = ready.ip
     return ServiceEndpoints(
-        {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()},
-        tuple(addresses.values()),
+        {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()}, addresses,
     )
 
 

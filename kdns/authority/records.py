@@ -55,8 +55,16 @@ def ns(owner: DomainName, target: DomainName, ttl: int) -> RR:
     return RR(owner, QTYPE.NS, ttl=ttl, rdata=NS(target))
 
 
+def zone_serial(version: int) -> int:
+    """The SOA serial that registry version `version` shows: SOA serials are 32-bit
+    numbers compared with RFC 1982 serial arithmetic (SERIAL_BITS 32), so the version
+    wraps modulo 2^32 and 2^32 + 5 follows 2^32 - 1 as 5 (RFC 1982 §3.1: an increment
+    of 1 is always less than 2^31)."""
+    return version % 2**32
+
+
 def soa(owner: DomainName, mname: DomainName, rname: DomainName, serial: int, minimum: int, ttl: int) -> RR:
-    """The zone's SOA; `minimum` is the negative-caching TTL (RFC 2308 §4)."""
-    # SOA serials are 32-bit and compared with RFC 1982 arithmetic, which wraps.
-    times = (serial % 2**32, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, minimum)
+    """The zone's SOA; `serial` is the registry version (`zone_serial` makes it 32-bit),
+    `minimum` the negative-caching TTL (RFC 2308 §4)."""
+    times = (zone_serial(serial), SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, minimum)
     return RR(owner, QTYPE.SOA, ttl=ttl, rdata=SOA(mname, rname, times))

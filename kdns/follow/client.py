@@ -73,9 +73,24 @@ class Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection, the watches' in the middle of their streams included,
+        and wait until each is closed (over TLS: close_notify sent and answered).
+
+        Call it before cancelling the tasks that watch: a watch cancelled first hands its
+        connection back to aiohttp closed but not yet shut down, and nothing waits for
+        that shutdown, so the event loop may end with the transport open (a
+        ResourceWarning: unclosed resource). The watches then end with a connection error
+        while `closed` is true."""
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None
 
     def _get(self, path: str, params: dict[str, str], timeout: aiohttp.ClientTimeout) -> Any:
         assert self._session is not None, "use the client in an async with block"

@@ -171,6 +171,7 @@ class Follower:
                 for followed in FOLLOWED
             ]
             stack.push_async_callback(_cancel, tasks)
+            stack.push_async_callback(client.aclose)  # before the cancel: see Client.aclose
             self._stack = stack.pop_all()
         log.info("serving DNS on %s (udp, tcp)", join_host_port(self.dns_address, self.dns_port))
         log.info(
@@ -272,6 +273,8 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except _TRANSIENT as exc:
+                if client.closed:
+                    return  # kdns is stopping: the connections were closed on purpose
                 self.reconnects.labels(kind).inc()
                 if not broken:
                     log.warning("the watch of %s broke (%s); resuming from resource version %s",

@@ -56,8 +56,6 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Protocol
 
-from dnslib import RR
-
 from kdns.authority import records
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
@@ -76,6 +74,7 @@ from kdns.message import (
     NXDOMAIN,
     QTYPE,
     REFUSED,
+    RR,
     Answer,
     EdeCode,
     ExtendedError,
@@ -286,8 +285,9 @@ class Router:
 
     @property
     def serial(self) -> int:
-        """The serial of the kdns zones' SOA: the last registry commit the index has seen."""
-        return self._index.serial
+        """The serial of the kdns zones' SOA: the last registry commit the index has seen,
+        as a 32-bit serial (`records.zone_serial`)."""
+        return records.zone_serial(self._index.serial)
 
     def recursion_allowed(self, client: str | None) -> bool:
         """Whether kdns resolves names it is not authoritative for for this client."""

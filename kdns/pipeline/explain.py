@@ -31,7 +31,6 @@ from typing import Any
 
 import dns.exception
 import dns.name
-from dnslib import QTYPE, RCODE, RR
 
 from kdns.authority.index import ClusterIndex
 from kdns.authority.names import (
@@ -58,7 +57,18 @@ from kdns.authority.names import (
 )
 from kdns.authority.static import StaticZones
 from kdns.config import Settings
-from kdns.message import NOERROR, NXDOMAIN, Answer, EdeCode, Query, Source
+from kdns.message import (
+    NOERROR,
+    NXDOMAIN,
+    QTYPE,
+    RR,
+    Answer,
+    EdeCode,
+    Query,
+    Source,
+    rcode_text,
+    type_text,
+)
 from kdns.registry.objects import (
     ENDPOINT_SLICE,
     POD,
@@ -233,7 +243,7 @@ async def _explained(
         except TimeoutError:
             return Explanation(
                 name=query.qname,
-                type=_type_text(query.qtype),
+                type=type_text(query.qtype),
                 rcode="SERVFAIL",
                 source="upstream",
                 rule=f"forwarded: no upstream answered within {UPSTREAM_TIMEOUT:g} s",
@@ -241,8 +251,8 @@ async def _explained(
     rule, objs, endpoints, notes = _why(query, result, index, static, objects, settings)
     return Explanation(
         name=query.qname,
-        type=_type_text(query.qtype),
-        rcode=RCODE.get(result.rcode, str(result.rcode)),
+        type=type_text(query.qtype),
+        rcode=rcode_text(result.rcode),
         source=result.source,
         rule=rule,
         answer=tuple(_text(rr) for rr in result.answer),
@@ -255,10 +265,6 @@ async def _explained(
         endpoints=tuple(endpoints),
         notes=tuple(notes),
     )
-
-
-def _type_text(qtype: int) -> str:
-    return str(QTYPE.get(qtype, f"TYPE{qtype}"))
 
 
 def _text(rr: RR) -> str:

@@ -1,9 +1,9 @@
 """Forwarder: ask upstream resolvers about names kdns is not authoritative for.
 
-The only DNS client socket code in kdns: dnspython writes the question, the sockets here
-send it, and the reply's bytes are read once, by dnslib, into kdns's message model
-(`to_answer`). The policy is docs/dns-rules.md R32. Policy, in the order it is applied to
-one question:
+The only DNS client socket code in kdns: kdns.codec writes the request
+(`codec.request`), the sockets here send it, and the reply's bytes are read once, by
+kdns.codec, into kdns's message model (`codec.read_reply`). The policy is
+docs/dns-rules.md R32. Policy, in the order it is applied to one question:
 
 * Identical questions in flight share one upstream exchange (coalescing): the key is
   (name lower-cased, type, class, DO, CD). CD is in the key as in CoreDNS's cache: an
@@ -40,33 +40,29 @@ import asyncio
 import ipaddress
 import logging
 import secrets
-import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-from dnslib import QTYPE, DNSError, DNSRecord
-
+from kdns import codec
 from kdns.config import ConfigError
 from kdns.hostport import join_host_port, split_host_port
 from kdns.message import (
     EDNS_PAYLOAD,
     FORMERR,
     NOTIMP,
+    QTYPE,
     REFUSED,
     SERVFAIL,
     Answer,
     EdeCode,
     ExtendedError,
     Query,
+    rcode_text,
+    type_text,
 )
 
 
@@ -183,24 +179,6 @@ def host_nameservers(
         if upstream.address not in found:
             found.append(upstream.address)
     return tuple(found)
-
-
-def to_answer(reply: DNSRecord) -> Answer:
-    """An upstream reply, read once by dnslib -> Answer: its rcode and sections, OPT left out.
-
-    The codec adds kdns's own OPT record for the client; the upstream's says nothing
-    about the client's connection. This is the one place where an upstream's message
-    becomes kdns's model (`kdns.message`).
-    """
-    return Answer(
-        rcode=int(reply.header.rcode),
-        answer=tuple(reply.rr),
-        authority=tuple(reply.auth),
-        additional=tuple(rr for rr in reply.ar if rr.rtype != QTYPE.OPT),
-        authoritative=False,
-        recursion_available=True,
-        source="upstream",
-    )
 
 
 def failed(failures: list[tuple[Upstream, str, bool]]) -> Answer:
@@ -321,7 +299,7 @@ class Forwarder:
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(
-                self._resolve(query), name=f"forward {name} {QTYPE.get(query.qtype)}"
+                self._resolve(query), name=f"forward {name} {type_text(query.qtype)}"
             )
             self._inflight[key] = task
             task.add_done_callback(partial(self._forget, key))
@@ -392,18 +370,10 @@ class Forwarder:
         """Ask upstreams until one answers, every one failed, or the deadline passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline
-        # RD=1 always: kdns is the pods' recursive resolver, and one exchange serves every
-        # coalesced asker. The lower-cased name is asked; the cache re-spells the answer.
-        request = dns.message.make_query(
-            query.name,
-            dns.rdatatype.RdataType.make(query.qtype),
-            dns.rdataclass.RdataClass.make(query.qclass),
-            use_edns=0,
-            want_dnssec=query.do,
-            payload=self.payload,
-        )
-        if query.cd:
-            request.flags |= dns.flags.CD
+        # RD=1 always (codec.request): kdns is the pods' recursive resolver, and one
+        # exchange serves every coalesced asker. The lower-cased name is asked; the cache
+        # re-spells the answer.
+        asked = replace(query, qname=query.name)
         timed_out: list[Upstream] = []
         failures: list[tuple[Upstream, str, bool]] = []
         for attempt, upstreams in enumerate((self._order(), timed_out)):
@@ -412,16 +382,16 @@ class Forwarder:
                 if remaining <= 0:
                     break
                 try:
-                    answer = await self._exchange(upstream, request, remaining, deadline)
+                    answer = await self._exchange(upstream, asked, remaining, deadline)
                 except _Failed as failure:
                     self._failed(upstream, failure)
                     failures.append((upstream, str(failure), failure.timed_out))
                     if failure.timed_out and attempt == 0:
                         timed_out.append(upstream)
-                    log.debug("upstream %s: %s %s: %s", upstream, query.name, query.qtype, failure)
+                    log.debug("upstream %s: %s %s: %s", upstream, query.name, type_text(query.qtype), failure)
                     continue
                 except Exception:  # R27: a bug here is a failed try, and SERVFAIL, not silence
-                    log.exception("upstream %s: %s %s", upstream, query.name, query.qtype)
+                    log.exception("upstream %s: %s %s", upstream, query.name, type_text(query.qtype))
                     self._failed(upstream, _Failed("internal error"))
                     failures.append((upstream, "internal error", False))
                     continue
@@ -430,25 +400,21 @@ class Forwarder:
         self.servfails += 1
         return failed(failures)
 
-    async def _exchange(
-        self, upstream: Upstream, request: dns.message.Message, remaining: float, deadline: float
-    ) -> Answer:
+    async def _exchange(self, upstream: Upstream, query: Query, remaining: float, deadline: float) -> Answer:
         """One try: UDP, then TCP if the reply was truncated; raises _Failed.
 
-        The reply's bytes are read once, by dnslib, into kdns's message model (`to_answer`):
-        dnspython only writes the request.
+        The reply's bytes are read once, by kdns.codec, into kdns's message model.
         """
         loop = asyncio.get_running_loop()
         # A fresh id for every try, with a fresh random source port per socket: the 32
         # bits an off-path spoofer has to guess (RFC 5452 section 9.2).
-        request.id = secrets.randbelow(0x10000)
-        wire = request.to_wire()
+        wire = codec.request(query, secrets.randbelow(0x10000), self.payload)
         where = (upstream.address, upstream.port)
         try:
             self.requests += 1
             async with asyncio.timeout(min(self.try_timeout, remaining)):
                 reply = await _udp_exchange(where, wire)
-            if reply.header.tc:
+            if reply is None:
                 # RFC 7766 section 5: a truncated UDP reply is asked again over TCP.
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -459,53 +425,42 @@ class Forwarder:
                     reply = await _tcp_exchange(where, wire)
         except TimeoutError:
             raise _Failed("timed out", timed_out=True) from None
-        except (OSError, EOFError, DNSError) as exc:
+        except (OSError, EOFError, codec.Malformed) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}") from None
-        rcode = reply.header.rcode
-        if rcode in FAILED_RCODES:
-            raise _Failed(f"answered {dns.rcode.to_text(rcode)}")
-        return to_answer(reply)
-
-
-def _expected(request: bytes, data: bytes) -> bool:
-    """Whether `data` is the reply to `request`: a response with its id, opcode and
-    question (names compared case-insensitively: RFC 4343, and a server may echo 0x20
-    spelling). Anything else may be spoofed or stray (RFC 5452 section 9) and is ignored."""
-    if len(data) < 12 or data[:2] != request[:2] or not data[2] & 0x80:
-        return False
-    if (data[2] ^ request[2]) & 0x78 or data[4:6] != request[4:6]:  # opcode, QDCOUNT
-        return False
-    end = 12
-    while end < len(request) and request[end] != 0:
-        end += request[end] + 1
-    end += 5  # the root label, type, class
-    return data[12:end].lower() == request[12:end].lower()
+        if reply.rcode in FAILED_RCODES:
+            raise _Failed(f"answered {rcode_text(reply.rcode)}")
+        return reply
 
 
 class _Replies(asyncio.DatagramProtocol):
-    """Datagrams from the upstream's address, until one is the reply to `request`."""
+    """Datagrams from the upstream's address, until one is the reply to `request`: its
+    Answer, or None if it was truncated (asked again over TCP, so not read)."""
 
     def __init__(self, request: bytes, where: tuple[str, int]) -> None:
         self.request = request
         self.where = where
-        self.reply: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
+        self.reply: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self.reply.done() or (addr[0], addr[1]) != self.where or not _expected(self.request, data):
+        if self.reply.done() or (addr[0], addr[1]) != self.where or not codec.is_reply_to(self.request, data):
+            return
+        if codec.truncated(data):
+            self.reply.set_result(None)
             return
         try:
-            record = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
+            answer = codec.read_reply(data)
+        except codec.Malformed:
             return  # unreadable: as good as lost, and the wait goes on
-        self.reply.set_result(record)
+        self.reply.set_result(answer)
 
     def error_received(self, exc: Exception) -> None:
         if not self.reply.done():
             self.reply.set_exception(exc)  # ICMP unreachable: this upstream failed
 
 
-async def _udp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
-    """Send `request` from a fresh socket and wait (the caller bounds it) for its reply."""
+async def _udp_exchange(where: tuple[str, int], request: bytes) -> Answer | None:
+    """Send `request` from a fresh socket and wait (the caller bounds it) for its reply:
+    its Answer, or None if it was truncated."""
     loop = asyncio.get_running_loop()
     any_address = "::" if ":" in where[0] else "0.0.0.0"  # noqa: S104  (a client socket: the port is random)
     transport, protocol = await loop.create_datagram_endpoint(
@@ -518,7 +473,7 @@ async def _udp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
         transport.close()
 
 
-async def _tcp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
+async def _tcp_exchange(where: tuple[str, int], request: bytes) -> Answer:
     """The request over TCP (RFC 1035 section 4.2.2 framing); its reply, read once."""
     reader, writer = await asyncio.open_connection(*where)
     try:
@@ -530,6 +485,6 @@ async def _tcp_exchange(where: tuple[str, int], request: bytes) -> DNSRecord:
         raise EOFError("the upstream closed the connection") from exc
     finally:
         writer.close()
-    if not _expected(request, data):
-        raise DNSError("the TCP reply does not answer the question")
-    return DNSRecord.parse(data)
+    if not codec.is_reply_to(request, data):
+        raise codec.Malformed("the TCP reply does not answer the question")
+    return codec.read_reply(data)

@@ -106,25 +106,30 @@ def admit(
     restore: bool = False,
     kind: str | None = None,
     fields: dict[str, Any] | None = None,
+    stored: Mapping[str, Any] | None = None,
 ) -> KubeObject:
     """The object to store for a create (`old` None) or an update of `old`. With `owned`,
     `doc` is a fresh dict nobody else holds, used as is instead of copied. With `restore`,
     `doc` is one the store wrote before: its uid, creationTimestamp and generation are
     kept, and `resource_version` is its own. `kind` is manifests.kind_of(doc), when the
     caller has it already (the store has, from the key it looked the object up by);
-    `fields` the typed fields `doc` was made from, if it was (manifests.parse)."""
+    `fields` the typed fields `doc` was made from, if it was (manifests.parse). `stored` is
+    `old.manifest` when the caller has unpacked it already (read here, never changed):
+    an update reads it for the generation and managedFields, and so does the store after."""
     kind = kind or manifests.kind_of(doc)
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
+    if old is not None and stored is None:
+        stored = old.manifest
     body: dict[str, Any] = doc if owned else manifests.copy_tree(doc)  # type: ignore[assignment]
-    generation = _metadata(body, kind, old, context, resource_version, restore)
+    generation = _metadata(body, kind, old, stored, context, resource_version, restore)
     _DEFAULTS[kind](body)
     if kind == objects.SERVICE:
         # Only a Service allocates: what it took goes back if it is refused after that.
         savepoints = context.cluster_ips.savepoint(), context.node_ports.savepoint()
         try:
-            checked = _service(body, old, context)  # type: ignore[arg-type]
-            _set_generation(body, kind, old, generation)
+            checked = _service(body, old, stored, context)  # type: ignore[arg-type]
+            _set_generation(body, kind, stored, generation)
             if checked is None:
                 return manifests.parse(body, kind)
             # The generation was set after `checked` packed the document: pack it again.
@@ -134,14 +139,15 @@ def admit(
             context.node_ports.rollback(savepoints[1])
             raise
     if kind == objects.NODE and not restore:
-        _node_ready(body, old, context.clock())
+        _node_ready(body, stored, context.clock())
     if (
         kind == objects.ENDPOINT_SLICE
         and old is not None
-        and body.get("addressType") != old.manifest.get("addressType")
+        and stored is not None
+        and body.get("addressType") != stored.get("addressType")
     ):
         raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
-    _set_generation(body, kind, old, generation)
+    _set_generation(body, kind, stored, generation)
     return manifests.parse(body, kind, fields)
 
 
@@ -181,7 +187,8 @@ def release(obj: KubeObject, context: Context) -> None:
 
 
 def _metadata(
-    body: dict[str, Any], kind: str, old: KubeObject | None, context: Context, version: int, restore: bool
+    body: dict[str, Any], kind: str, old: KubeObject | None, stored: Mapping[str, Any] | None, context: Context,
+    version: int, restore: bool,
 ) -> int | None:
     """Set the metadata the server owns; returns the saved generation to keep (restore)."""
     metadata = body.get("metadata")
@@ -200,7 +207,7 @@ def _metadata(
     for key in _DROPPED_METADATA:
         metadata.pop(key, None)
     if old is not None or "managedFields" in metadata:  # (a new object without any: nothing to do)
-        _managed_fields(metadata, kind, old)
+        _managed_fields(metadata, kind, stored)
     if restore and metadata.get("uid") and metadata.get("creationTimestamp"):
         pass  # a saved object keeps its identity
     elif old is not None:
@@ -221,43 +228,41 @@ def _metadata(
     return generation
 
 
-def _managed_fields(metadata: dict[str, Any], kind: str, old: KubeObject | None) -> None:
+def _managed_fields(metadata: dict[str, Any], kind: str, stored: Mapping[str, Any] | None) -> None:
     """managedFields as kube-apiserver's field manager treats a write's: its own replace
-    the stored ones, none keeps the stored ones (so a client that does not know the field
-    cannot drop it), and a single empty entry clears them."""
+    the stored ones (`stored`: the document updated), none keeps the stored ones (so a
+    client that does not know the field cannot drop it), and a single empty entry clears
+    them."""
     given = metadata.get("managedFields")
     if given == [{}]:
         del metadata["managedFields"]
     elif not given:
         metadata.pop("managedFields", None)
-        # (Most objects have none: then the stored document need not be unpacked.)
-        stored = None
-        if old is not None and objects.may_mention(old, "managedFields"):
-            stored = old.manifest.get("metadata", {}).get("managedFields")
-        if stored:
-            metadata["managedFields"] = stored  # a fresh copy: unpacked just now
+        kept = stored.get("metadata", {}).get("managedFields") if stored is not None else None
+        if kept:
+            metadata["managedFields"] = manifests.copy_tree(kept)  # (`stored` is the caller's)
     elif not isinstance(given, list) or not all(isinstance(entry, dict) for entry in given):
         raise Invalid(kind, str(metadata.get("name", "")),
                       [invalid("metadata.managedFields", given, "must be a list of ManagedFieldsEntry objects")])
 
 
-def _set_generation(body: dict[str, Any], kind: str, old: KubeObject | None, saved: int | None) -> None:
-    """metadata.generation: `saved` (a restored object's), else counted from `old`'s."""
+def _set_generation(body: dict[str, Any], kind: str, stored: Mapping[str, Any] | None, saved: int | None) -> None:
+    """metadata.generation: `saved` (a restored object's), else counted from the `stored`
+    document's (None: a create)."""
     if saved is None:
-        _generation(body, kind, old)
+        _generation(body, kind, stored)
     else:
         body["metadata"]["generation"] = saved
 
 
-def _generation(body: dict[str, Any], kind: str, old: KubeObject | None) -> None:
+def _generation(body: dict[str, Any], kind: str, before: Mapping[str, Any] | None) -> None:
     fields = _GENERATION_FIELDS.get(kind)
     metadata = body.get("metadata")
     if not fields or not isinstance(metadata, dict):
         return
-    if old is None:
+    if before is None:
         metadata["generation"] = 1
         return
-    before = old.manifest
     previous = before.get("metadata", {}).get("generation", 1)
     changed = any(body.get(name) != before.get(name) for name in fields)
     metadata["generation"] = previous + 1 if changed else previous
@@ -373,7 +378,7 @@ def _internal_ips(status: Any) -> list[str]:
     return [str(a.get("address")) for a in addresses if a.get("type") == "InternalIP" and a.get("address")]
 
 
-def _node_ready(body: dict[str, Any], old: KubeObject | None, now: float) -> None:
+def _node_ready(body: dict[str, Any], stored: Mapping[str, Any] | None, now: float) -> None:
     """Give a Node the Ready condition of what kdns does with it, unless its writer gave one.
 
     kdns runs no kubelet and never contacts a node: what it knows is whether the node has an
@@ -398,7 +403,7 @@ def _node_ready(body: dict[str, Any], old: KubeObject | None, now: float) -> Non
     else:
         ready, reason = "False", NODE_READY_REASONS[1]
         message = "kdns runs no kubelet, and the node has no InternalIP: DNS answers leave it out"
-    before = _ready_condition(old.manifest.get("status")) if old is not None else None
+    before = _ready_condition(stored.get("status")) if stored is not None else None
     if before is not None and before.get("status") == ready and before.get("reason") == reason:
         since = before.get("lastTransitionTime") or timestamp(now)
     else:
@@ -436,7 +441,9 @@ class RangeExhausted(RangeFull):
 
 
 
-def _service(body: dict[str, Any], old: Service | None, context: Context) -> Service | None:
+def _service(
+    body: dict[str, Any], old: Service | None, stored: Mapping[str, Any] | None, context: Context
+) -> Service | None:
     """Defaults that depend on the cluster, validation, then the allocation of cluster IPs
     and node ports. Returns the Service that validation read, when allocation did not
     change what it was read from (then it is the object to store), else None."""
@@ -446,7 +453,7 @@ def _service(body: dict[str, Any], old: Service | None, context: Context) -> Ser
         manifests.parse(body)  # says what is wrong with the shape
         raise Invalid(objects.SERVICE, name, [invalid("spec", spec, "is not a valid ServiceSpec")])
     kind = spec.get("type")
-    old_spec: Mapping[str, Any] = old.manifest.get("spec", {}) if old is not None else {}
+    old_spec: Mapping[str, Any] = stored.get("spec", {}) if stored is not None else {}
     needs_ips = kind != EXTERNAL_NAME
     had_ips = old is not None and old.type != EXTERNAL_NAME
 

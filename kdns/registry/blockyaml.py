@@ -4,9 +4,12 @@ PyYAML, even on libyaml, costs about 100 µs per small manifest: 12 s for the 11
 documents of a big cluster, most of it spent making Python objects for every event and
 node. Manifests use little of YAML: block mappings and sequences, one-line plain and
 quoted scalars, short flow sequences, comments and `---` between documents; and their
-lines repeat (`metadata:`, `  labels:`, `kind: Pod`). `Reader.load_all` reads exactly
-that subset, a line at a time, turning each distinct line of a file into a token once, so
-that the rest is putting dicts and lists together: eight times faster.
+lines repeat (`metadata:`, `  labels:`, `kind: Pod`), and so do whole documents but for
+their values (`_Shapes`). `Reader.load_all` reads exactly that subset: each distinct
+line of a file once, into its shape and its value; a document of a shape seen before is
+then built from its lines' values by that shape's compiled plan, the others a line at a
+time. On the 110,000 documents of the bench's scale cluster that is 0.7 s of CPU, where
+PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time).
 
 Anything else makes it give up on the whole text (None), and the caller has PyYAML read
 it, errors and their line numbers included: anchors and aliases, tags, block scalars,
@@ -22,6 +25,7 @@ None. No container appears twice in the result, since there are no aliases.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,7 +72,10 @@ _MARKER = "---"  # a document start
 # How a token's value is made, each time the line occurs (containers must be new ones).
 _SCALAR, _EMPTY, _FLOW_LIST, _FLOW_DICT = range(4)
 _NO_KEY = object()  # the token of `- value`: a sequence item, not a mapping entry
+# The shape ids of blank or comment lines and of document markers (_Shapes gives the others).
+_SKIP_SHAPE, _MARKER_SHAPE, _FIRST_SHAPE = 0, 1, 2
 _NO_ROOT = object()
+_LINE_BY_LINE = object()
 _MISSING = object()
 
 # One line: (columns of its `- ` indicators, column of the key or scalar after them (None
@@ -99,55 +106,157 @@ class Reader:
             for resolvers in self._resolvers.values()
             for _, pattern in resolvers
         )
+        self._shapes = _Shapes()
 
-    def load_all(self, text: str) -> list[Any] | None:
-        """Every document of `text`, or None when PyYAML has to read it."""
+    def load_all(self, text: str, remakes: list[Remake | None] | None = None) -> list[Any] | None:
+        """Every document of `text`, or None when PyYAML has to read it. With `remakes`,
+        one entry is added to it per document: a function that builds that document
+        anew (new containers, equal values) when its shape's plan built it, else None."""
         if not _readable(text):
             return None
         try:
-            return _File(self._resolvers, self._stock).documents(text)
+            documents, made = _File(self._resolvers, self._stock, self._shapes).documents(text)
         except _Unsupported:
             return None
+        if remakes is not None:
+            remakes.extend(made)
+        return documents
+
+
+class _Shapes:
+    """What documents of one shape share, across the texts a Reader reads.
+
+    A line's shape is all of its token but the value: its `- ` columns, its key's column,
+    the key, and how its value is made. A document's shape is the shapes of its lines, in
+    order; the containers built from it, and where each line's value goes in them, follow
+    from that alone (values are leaves). So once a shape has been read once, its plan
+    (`_plan`) builds the next document of that shape from its lines' values at once,
+    without following indentation line by line; and manifests repeat a few shapes (a
+    workload's pods differ in names, labels and addresses only).
+
+    Ids come from a counter and are never given twice, so the tables may be emptied at
+    any time (they are, past a bound, for a Reader that reads for ever) and may be shared
+    by threads: a plan is only ever found under the shapes it was made from.
+    """
+
+    MAX_SHAPES = 100_000
+    MAX_PLANS = 1024
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[Any, ...], int] = {}
+        # A _Plan; _MISSING after one sighting; _NO_ROOT for a document of no node;
+        # _LINE_BY_LINE for one that has no plan.
+        self.plans: dict[tuple[int, ...], Any] = {}
+        self._next = itertools.count(_FIRST_SHAPE)
+
+    def id(self, dashes: tuple[int, ...], column: int | None, key: Any, how: int) -> int:
+        """The id of the shape of a line (its token but the value)."""
+        shape = (dashes, column, key, key.__class__, how)  # (1, 1.0 and True are equal keys, not equal shapes)
+        found = self.ids.get(shape)
+        if found is None:
+            if len(self.ids) >= self.MAX_SHAPES:
+                self.ids.clear()
+            found = self.ids.setdefault(shape, next(self._next))
+        return found
+
+    def remember(self, shape: tuple[int, ...], plan: Any) -> None:
+        if len(self.plans) >= self.MAX_PLANS:
+            self.plans.clear()
+        self.plans[shape] = plan
 
 
 class _File:
     """The reading of one text: its distinct lines and plain scalars, each read once."""
 
-    def __init__(self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]], stock: bool) -> None:
+    def __init__(
+        self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]], stock: bool, shapes: _Shapes
+    ) -> None:
         self._resolvers = resolvers
         self._stock = stock  # they are PyYAML's own: see _STOCK_PATTERNS
+        self._shapes = shapes
         self._plain: dict[str, Any] = {}
-        self._tokens: dict[str, Any] = {}  # a Token, _SKIP or _MARKER per distinct line
         # The part before `: ` of lines _SIMPLE_LINE matched, e.g. `  name` or `    - ip`:
-        # (dashes, column, key) of any line that has it and a simple value after it.
-        self._heads: dict[str, tuple[tuple[int, ...], int, Any]] = {}
+        # the shape id of any line that has it and a simple value after it.
+        self._heads: dict[str, int] = {}
+        # The token, but the value, of each shape id met in this text.
+        self._lines: dict[int, tuple[tuple[int, ...], Any, Any, int]] = {}  # (column: None for a bare `-`)
 
-    def documents(self, text: str) -> list[Any]:
-        """Build the documents from the lines' tokens.
+    def documents(self, text: str) -> tuple[list[Any], list[Remake | None]]:
+        """The documents of `text`: its distinct lines read once each, then each document
+        built from its lines (`_document`); and how to build each anew, when a plan can."""
+        lines = text.split("\n")
+        shape_of: dict[str, int] = {}
+        value_of: dict[str, Any] = {}
+        heads, simple, scalar, tokenize = self._heads, _SIMPLE_VALUE.fullmatch, self._scalar, self._tokenize
+        for line in dict.fromkeys(lines):
+            # The lines that occur once (pod names and IPs: most of the reading) mostly
+            # repeat an earlier line's head with another value; then only the value is read.
+            head, _, value = line.partition(": ")
+            known = heads.get(head)
+            if known is not None and simple(value) is not None:
+                shape_of[line], value_of[line] = known, scalar(value)
+            else:
+                shape_of[line], value_of[line] = tokenize(line)
+        line_shapes = list(map(shape_of.__getitem__, lines))
+        values = list(map(value_of.__getitem__, lines))
+        documents: list[Any] = []
+        remakes: list[Remake | None] = []
+        explicit = False  # the document began with `---` (so it counts even if empty)
+        start, end = 0, len(lines)
+        while True:
+            try:
+                stop = line_shapes.index(_MARKER_SHAPE, start)
+            except ValueError:
+                stop = end
+            root, remake = self._document(tuple(line_shapes[start:stop]), values, start)
+            if explicit or root is not _NO_ROOT:
+                documents.append(None if root is _NO_ROOT else root)
+                remakes.append(remake)
+            if stop == end:
+                return documents, remakes
+            start, explicit = stop + 1, True
+
+    def _document(self, shape: tuple[int, ...], values: list[Any], start: int) -> tuple[Any, Remake | None]:
+        """The root of the document of `shape` whose line values are values[start:...]
+        (_NO_ROOT when it has none): by its plan once the shape is known; and the plan
+        with these values, which builds it anew (None when there is no plan)."""
+        shapes = self._shapes
+        plan = shapes.plans.get(shape)
+        values = values[start:start + len(shape)]
+        if plan is None:  # the first of its shape: read line by line
+            shapes.remember(shape, _MISSING)
+            return self._build(shape, values), None
+        if plan is _MISSING:  # the second: make its plan
+            slots = [None if line == _SKIP_SHAPE or self._lines[line][3] == _EMPTY else _Slot(at, self._lines[line][3])
+                     for at, line in enumerate(shape)]
+            root = self._build(shape, slots)
+            plan = _NO_ROOT if root is _NO_ROOT else _plan(root) or _LINE_BY_LINE
+            shapes.remember(shape, plan)
+        if plan is _NO_ROOT:
+            return _NO_ROOT, None
+        if plan is _LINE_BY_LINE:
+            return self._build(shape, values), None
+        return plan(values), Remake(plan, values)  # type: ignore[operator, arg-type]  # (a _Plan)
+
+    def _build(self, shape: tuple[int, ...], values: list[Any]) -> Any:
+        """The root of the document of `shape` (no marker in it) whose lines have
+        `values`, or _NO_ROOT: line by line. (A value may be a _Slot, which `_value`
+        gives back as it is: see _plan.)
 
         The open containers are a stack of (column, container); `pending` is the
         mapping entry or sequence item whose value has not been seen yet: the next line
         decides whether it is a nested block (a line further right, or a `- ` at the
         key's own column) or null."""
-        tokens, tokenize = self._tokens, self._tokenize
-        documents: list[Any] = []
-        explicit = False  # the document began with `---` (so it counts even if empty)
         root: Any = _NO_ROOT
         items: list[Any]  # the sequence a `- ` adds to
         stack: list[tuple[int, Any]] = []
         top_column, top = -1, None  # stack[-1], kept at hand for the common line
         pending: tuple[Any, Any, int] | None = None  # (container, key or index, column)
-        for line in text.split("\n"):
-            token: Any = tokens.get(line)
-            if token is None:
-                token = tokens[line] = tokenize(line)
-            if token.__class__ is str:
-                if token is _MARKER:
-                    if explicit or root is not _NO_ROOT:
-                        documents.append(None if root is _NO_ROOT else root)
-                    explicit, root, stack, top_column, top, pending = True, _NO_ROOT, [], -1, None, None
+        lines = self._lines
+        for line, value in zip(shape, values, strict=True):
+            if line == _SKIP_SHAPE:  # a blank or comment line
                 continue
-            dashes, column, key, how, value = token
+            dashes, column, key, how = lines[line]
             for dash in dashes:
                 # A sequence item at `dash`: its value comes after (the rest of the line,
                 # or nested lines), so it is pending until then.
@@ -196,27 +305,31 @@ class _File:
                 top_column = column
             if key in top:  # PyYAML words it, with its line (the loader refuses duplicates)
                 raise _Unsupported("a duplicate key")
-            if how == _SCALAR:
+            if how == _SCALAR or value.__class__ is _Slot:
                 top[key] = value
             elif how == _EMPTY:
                 top[key] = None
                 pending = (top, key, column)
             else:
                 top[key] = _value(how, value)
-        if explicit or root is not _NO_ROOT:
-            documents.append(None if root is _NO_ROOT else root)
-        return documents
+        return root
 
     # --- Lines -------------------------------------------------------------------------
 
-    def _tokenize(self, line: str) -> Token | str:
-        # The lines that occur once (pod names and IPs: a third of the reading) mostly
-        # repeat an earlier line's head with another value; then only the value is read.
-        head, _, value = line.partition(": ")
-        known = self._heads.get(head)
-        if known is not None and _SIMPLE_VALUE.fullmatch(value) is not None:
-            dashes, column, key = known
-            return dashes, column, key, _SCALAR, self._scalar(value)
+    def _tokenize(self, line: str) -> tuple[int, Any]:
+        """(shape id, value) of a line that `documents` did not find a known head in."""
+        token = self._token(line)
+        if isinstance(token, str):
+            return (_MARKER_SHAPE if token is _MARKER else _SKIP_SHAPE), None
+        dashes, column, key, how, value = token
+        return self._shape(dashes, column, key, how), value
+
+    def _shape(self, dashes: tuple[int, ...], column: int | None, key: Any, how: int) -> int:
+        shape = self._shapes.id(dashes, column, key, how)
+        self._lines[shape] = dashes, column, key, how
+        return shape
+
+    def _token(self, line: str) -> Token | str:
         simple = _SIMPLE_LINE.fullmatch(line)
         if simple is not None:
             column = len(simple.group(1))
@@ -224,7 +337,7 @@ class _File:
             key_column = simple.start(2)
             key = self._scalar(simple.group(2))
             # A key of _SIMPLE_LINE has no `:` or space, so `head` ends just before it.
-            self._heads[line[:simple.end(2)]] = dashes, key_column, key
+            self._heads[line[:simple.end(2)]] = self._shape(dashes, key_column, key, _SCALAR)
             return dashes, key_column, key, _SCALAR, self._scalar(simple.group(3))
         content = line.lstrip(" ")
         if not content or content[0] == "#":
@@ -399,13 +512,80 @@ def _only_comment(text: str) -> bool:
 
 def _value(how: int, value: Any) -> Any:
     """A token's value for one occurrence of its line: new containers every time."""
-    if how == _SCALAR:
+    if how == _SCALAR or value.__class__ is _Slot:
         return value
     if how == _FLOW_LIST:
         return list(value)
     if how == _FLOW_DICT:
         return {}
     return None
+
+
+class _Slot:
+    """Where a line's value goes, in the document a plan is made from (`_plan`): the
+    line's place in its document, and how its value is made there."""
+
+    __slots__ = ("at", "how")
+
+    def __init__(self, at: int, how: int) -> None:
+        self.at, self.how = at, how
+
+
+# A plan: a function of a document's line values (one per line) to its root, new
+# containers every time.
+_Plan = Callable[[list[Any]], Any]
+
+
+class Remake:
+    """A document's plan with its values: called, the document anew (new containers, equal
+    values). `plan` stands for the document's shape: documents of one plan have the
+    same mappings and sequences with the same keys, and differ in scalars only."""
+
+    __slots__ = ("plan", "values")
+
+    def __init__(self, plan: _Plan, values: list[Any]) -> None:
+        self.plan, self.values = plan, values
+
+    def __call__(self) -> Any:
+        return self.plan(self.values)
+# The deepest document a plan is made for (Python's compiler refuses deeper nesting
+# than about 200 brackets); deeper ones are read line by line.
+_MAX_PLAN_DEPTH = 50
+
+
+def _plan(root: Any) -> _Plan | None:
+    """The plan of a document built from _Slot values; None for one nested too deeply.
+
+    The plan is one expression, a literal of the document's containers whose leaves
+    are the line values, `v[3]`, compiled once: Python then builds the containers at
+    once (a pod's eleven in 1.4 µs, a tenth of following them line by line). Its text
+    holds nothing of the document but line numbers: keys are names bound to the key
+    values in the function's own namespace."""
+    keys: dict[str, Any] = {}
+    try:
+        text = _literal(root, keys, 0)
+    except RecursionError:
+        return None
+    return eval(compile(f"lambda v: {text}", "<blockyaml plan>", "eval"), {"list": list, **keys})  # type: ignore[no-any-return]  # noqa: S307  (no text of the document: see above)
+
+
+def _literal(node: Any, keys: dict[str, Any], depth: int) -> str:
+    if depth > _MAX_PLAN_DEPTH:
+        raise RecursionError("a document nested too deeply for a plan")
+    if node.__class__ is dict:
+        entries = []
+        for key, value in node.items():
+            name = f"k{len(keys)}"
+            keys[name] = key
+            entries.append(f"{name}: {_literal(value, keys, depth + 1)}")
+        return "{" + ", ".join(entries) + "}"
+    if node.__class__ is list:
+        return "[" + ", ".join(_literal(item, keys, depth + 1) for item in node) + "]"
+    if node is None:  # a key or `-` with nothing after it
+        return "None"
+    if node.how == _FLOW_LIST:
+        return f"list(v[{node.at}])"
+    return "{}" if node.how == _FLOW_DICT else f"v[{node.at}]"
 
 
 def _close(stack: list[tuple[int, Any]], column: int, kind: type) -> Any:

@@ -13,6 +13,7 @@ refusal is reported (`kdns validate`), with the same checks and messages as the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kdns.registry import objects
+from kdns.registry.blockyaml import Remake
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import Document, key_parts
 from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
@@ -53,12 +55,16 @@ def mark(documents: Iterable[Document]) -> None:
 
 
 def _mark(document: Document, resolved: dict[str, str]) -> None:
-    metadata = document.body.get("metadata")
-    if type(metadata) is not dict:
-        return  # refused when applied, with its field path
     source = resolved.get(document.source)
     if source is None:
         source = resolved[document.source] = str(Path(document.source).resolve())
+    _annotate(document.body, source)
+
+
+def _annotate(body: Mapping[str, Any], source: str) -> None:
+    metadata = body.get("metadata")
+    if type(metadata) is not dict:
+        return  # refused when applied, with its field path
     annotations = metadata.get("annotations")
     if annotations is None:
         metadata["annotations"] = {SOURCE: source}
@@ -71,8 +77,10 @@ def packer() -> Callable[[Document], Document]:
     apply_order, so that a start-up load holds packed bytes (about a fifth of the trees:
     a big cluster's 220 MiB of trees, all read before any is applied, set the process's
     peak and were resident long after) and the store unpacks one tree at a time. A
-    document whose body is not a dict, or holds what cannot be packed, is kept as it is
-    (marked)."""
+    document the reader can build anew (Document.remake: its values and its shape's
+    plan, no bigger than the packed bytes) is kept as that instead, and marked again when
+    built. A document whose body is not a dict, or holds what cannot be packed, is kept
+    as it is (marked)."""
     resolved: dict[str, str] = {}
 
     def pack(document: Document) -> Document:
@@ -80,15 +88,25 @@ def packer() -> Callable[[Document], Document]:
         if type(body) is not dict:
             return document
         _mark(document, resolved)
+        order = apply_order(document)
+        # (Not dataclasses.replace: four times slower, a tenth of a second over a big load.)
+        if document.remake is not None:  # built anew and marked again when applied
+            marked = functools.partial(_remade, document.remake, resolved[document.source])
+            return Document(document.source, document.index, _EMPTY, document.item, document.key, marked, order)
         try:
             packed = objects.pack(body)
         except ValueError:  # a value marshal does not take (a `!!timestamp` date): refused when applied
             return document
-        # (Not dataclasses.replace: four times slower, a tenth of a second over a big load.)
-        return Document(document.source, document.index, _EMPTY, document.item, document.key, packed,
-                        apply_order(document))
+        return Document(document.source, document.index, _EMPTY, document.item, document.key, packed, order)
 
     return pack
+
+
+def _remade(remake: Remake, source: str) -> dict[str, Any]:
+    """A document the reader builds anew (Document.remake), marked as read_paths marked it."""
+    body: dict[str, Any] = remake()
+    _annotate(body, source)
+    return body
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a packed document's body

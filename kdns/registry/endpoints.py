@@ -25,12 +25,19 @@ that already holds it, new endpoints fill existing slices before new ones are ma
 a slice no longer needed lends its name to a new one of its address family, so names are
 stable and no event is spurious. New names are `<service>-<5 characters>` like the API
 server's generateName, but derived from a hash, so they are reproducible.
+
+`updated_slices(service, pods, managed)` is the same controller for the commonest write,
+a pod's update that leaves its endpoints where they are (a readiness report): given the
+slices a run of desired_slices left, it makes only those pods' endpoints again, in their
+slots, which is what desired_slices would return (tests/registry/test_endpoints.py
+checks both agree over random writes).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from bisect import bisect_left
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import count
@@ -75,6 +82,9 @@ class DesiredSlice:
 
     manifest: dict[str, Any]
     fields: dict[str, Any]
+    # The stored document of the slice this one replaces, when it was read to make this
+    # (updated_slices): the store compares with it instead of reading it again.
+    stored: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -302,6 +312,15 @@ def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> 
 
 def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: list[Placed]) -> DesiredSlice:
     """The slice `name` holding the endpoints `placed` (in their order)."""
+    endpoint_manifests, endpoint_values = _endpoints(service, placed)
+    return _slice(service, name, family, ports, endpoint_manifests, endpoint_values)
+
+
+def _slice(
+    service: Service, name: str, family: str, ports: PortsKey, endpoint_manifests: list[dict[str, Any]],
+    endpoint_values: tuple[Endpoint, ...],
+) -> DesiredSlice:
+    """The slice `name` of `service`, with these endpoints (their manifests and values)."""
     labels = dict(service.meta.labels)
     for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
         labels.pop(reserved, None)
@@ -309,7 +328,6 @@ def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: 
     labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
     if service.headless:
         labels[HEADLESS_LABEL] = ""
-    endpoint_manifests, endpoint_values = _endpoints(service, placed)
     manifest = {
         "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
         "kind": objects.ENDPOINT_SLICE,
@@ -337,6 +355,74 @@ def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: 
         "ports": _port_values(ports),
     }
     return DesiredSlice(manifest, fields)
+
+
+def updated_slices(
+    service: Service,
+    pods: Iterable[Pod],
+    managed: Sequence[EndpointSlice],
+) -> list[DesiredSlice] | None:
+    """What desired_slices would return changed, when only the endpoints of `pods` changed
+    and each stays where it is: the same pods selected, with the same addresses and ports
+    (a readiness report, a node name, a hostname, a deletion timestamp). `managed` are the
+    service's managed slices as the controller last left them (desired_slices of that
+    state gives them back unchanged), in name order.
+
+    Each endpoint is then made again in its slot, and nothing else moves: desired_slices
+    would keep every endpoint in the slice that holds it, in the same order. Only the
+    slices holding one of them are returned, in name order, each with the stored document
+    it was made from (`DesiredSlice.stored`). None when an endpoint of `pods` is in none of
+    them (the state was not the controller's): then run desired_slices.
+    """
+    families = service.ip_families or ("IPv4",)
+    found: dict[str, dict[int, Placed]] = {}  # slice name -> position -> endpoint
+    for pod in pods:
+        if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
+            continue
+        for ip in pod.pod_ips:
+            family = "IPv6" if ":" in ip else "IPv4"
+            if family not in families:
+                continue
+            order = (packed(ip), pod.meta.name)
+            held = _held_at(managed, family, order)
+            if held is None:
+                return None
+            found.setdefault(held[0], {})[held[1]] = (order, pod, ip)
+    changed: list[DesiredSlice] = []
+    for endpoint_slice in managed:
+        positions = found.get(endpoint_slice.meta.name)
+        if positions is None:
+            continue
+        values = list(endpoint_slice.endpoints)
+        # The stored document's endpoints are those _endpoints made (admission leaves them
+        # as they are): only the changed ones are made again; the others are shared with
+        # `stored`, which nothing changes.
+        stored = endpoint_slice.manifest
+        manifests = list(stored["endpoints"])
+        for position, placed in positions.items():
+            (manifests[position],), (values[position],) = _endpoints(service, [placed])
+        desired = _slice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
+                         _slice_ports(endpoint_slice), manifests, tuple(values))
+        desired.stored = stored
+        changed.append(desired)
+    return changed
+
+
+def _held_at(managed: Sequence[EndpointSlice], family: str, order: tuple[bytes, str]) -> tuple[str, int] | None:
+    """The slice and position of the endpoint of this order key (_order), if one holds it.
+    A slice the controller made holds its endpoints in order: looked up, not scanned."""
+    for endpoint_slice in managed:
+        held = endpoint_slice.endpoints
+        if endpoint_slice.address_type == family and held:
+            position = bisect_left(held, order, key=_endpoint_order)
+            if position < len(held) and _endpoint_order(held[position]) == order:
+                return endpoint_slice.meta.name, position
+    return None
+
+
+def _endpoint_order(endpoint: Endpoint) -> tuple[bytes, str]:
+    """The order key (_order) of an endpoint the controller made: (packed address, pod name)."""
+    return packed(endpoint.addresses[0]), endpoint.target_ref.name if endpoint.target_ref is not None else ""
 
 
 @lru_cache(maxsize=1024)

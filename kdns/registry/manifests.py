@@ -109,15 +109,23 @@ class Document:
     item: int | None = None  # 0-based position in the `items` of a List document
     # key_parts(body), once read_paths has found it (the store then need not read it again).
     key: tuple[str, str, str] | None = None
-    # The body as objects.pack packs it, its `body` then left empty, and its apply_order:
-    # a start-up load keeps its documents so (a fifth of the memory of their trees) until
-    # the store unpacks each in turn (see declared.packer).
-    packed: bytes | None = None
+    # The body kept small, its `body` then left empty, and its apply_order: a start-up
+    # load keeps its documents so (a fifth of the memory of their trees) until the store
+    # takes each tree in turn (see declared.packer). Either the bytes objects.pack makes
+    # of the body, or a function that builds it anew (from `remake`, below).
+    packed: bytes | Callable[[], dict[str, Any]] | None = None
     order: int | None = None
+    # What the reader can build the body from anew, as it was read (blockyaml.Remake: its
+    # shape's plan and its values), when it can: no bigger than the packed bytes, and
+    # four times quicker than packing and unpacking the tree.
+    remake: blockyaml.Remake | None = None
 
     def tree(self) -> Mapping[str, Any]:
-        """The body, unpacked (a new tree, the caller's) when the document is packed."""
-        return self.body if self.packed is None else objects.unpack(self.packed)
+        """The body; a new tree, the caller's, when the document is kept small."""
+        kept = self.packed
+        if kept is None:
+            return self.body
+        return objects.unpack(kept) if isinstance(kept, bytes) else kept()
 
     @property
     def kind(self) -> str:
@@ -147,10 +155,12 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
     read: those before a ManifestError are there for a caller that goes on."""
     documents = [] if documents is None else documents
     index = 0
-    read = _BLOCK_READER.load_all(text)
+    remakes: list[blockyaml.Remake | None] = []
+    read = _BLOCK_READER.load_all(text, remakes)
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
     # tree of its own, which the store may keep and change (apply_documents' `owned`).
     stream = iter(read) if read is not None else map(copy_tree, yaml.load_all(text, Loader=_Loader))
+    remade = iter(remakes)
     while True:
         index += 1
         try:
@@ -159,6 +169,7 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
             break
         except yaml.YAMLError as exc:
             raise ManifestError(_yaml_message(exc), source=source, index=index) from None
+        remake = next(remade, None)
         if body is None:
             continue
         if not isinstance(body, dict):
@@ -175,7 +186,7 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
                     )
                 documents.append(Document(source, index, item, position))
         else:
-            documents.append(Document(source, index, body))
+            documents.append(Document(source, index, body, remake=remake))
     return documents
 
 
@@ -263,7 +274,17 @@ def _check_document(
     except RegistryError:
         loaded.documents.append(document)  # the store refuses it, naming its problem
         return
-    unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+    remake = document.remake
+    unknown: list[str] | None = None
+    if remake is not None:  # what strict decoding finds depends on the document's mappings and keys alone
+        shape = (remake.plan, key[0])
+        unknown = _UNKNOWN_BY_SHAPE.get(shape)
+        if unknown is None:
+            if len(_UNKNOWN_BY_SHAPE) >= _MAX_SHAPES:
+                _UNKNOWN_BY_SHAPE.clear()
+            unknown = _UNKNOWN_BY_SHAPE[shape] = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+    if unknown is None:
+        unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
     if unknown:
         problems = ", ".join(f'unknown field "{path}"' for path in unknown)
         loaded.errors.append(document.error(ManifestError(f'{key[0]} "{key[2]}": strict decoding error: {problems}')))
@@ -274,9 +295,17 @@ def _check_document(
             f'{key[0]} "{_key_name(key)}" is declared twice: first in {first.location}'
         )))
         return
-    keyed = Document(document.source, document.index, document.body, document.item, key)  # (replace is slower)
+    # (Not replace: slower. The remake only for `keep`, which may keep it instead of the body.)
+    keyed = Document(document.source, document.index, document.body, document.item, key,
+                     remake=document.remake if keep is not None else None)
     declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
+
+
+# The unknown fields of documents of a reader's plan (blockyaml.Remake.plan), by kind: a
+# tenth of the reading of a big cluster, whose pods share a few plans.
+_UNKNOWN_BY_SHAPE: dict[tuple[Callable[[list[Any]], Any], str], list[str]] = {}
+_MAX_SHAPES = 1024
 
 
 def _key_name(key: tuple[str, str, str]) -> str:

@@ -10,7 +10,7 @@ event loop, and a write's API reply waits for it.
 
 `load(path)` returns what is stored, for start-up (`Saved`). Each object is stored twice:
 its Kubernetes document (JSON: what it is, readable by any version of kdns) and, in the
-table `typed`, the typed object as this kdns built it (a pickle, tagged with
+table `typed`, the typed object as this kdns built it (`registry.typedrows`, tagged with
 `object_format()`). A start-up takes
 the typed objects as they are, without reading, defaulting and validating the document
 again (a registry of 100,000 pods: about 1.5 s instead of 8); a row whose tag is not this
@@ -21,9 +21,10 @@ file again (`replace_all`) so that the next start is fast. Documents keep their
 ports. EndpointSlices that the EndpointSlice controller manages are not stored: they are
 derived from Services and Pods, and the controller writes them again.
 
-The typed objects are unpickled with only the classes of `kdns.registry.objects` allowed
-(`_ObjectUnpickler`), so a file that is not kdns's own cannot make start-up run anything
-else: the file is this kdns's own state, under the lock below, like the document it holds.
+A typed object is a marshal'ed tuple of plain values, which its class's constructor
+takes (`registry.typedrows`): a file that is not kdns's own cannot make start-up run
+anything, and a row that does not decode is refused, naming it. The file is this kdns's
+own state, under the lock below, like the document it holds.
 
 The file holds a table of documents and one of typed objects, both keyed by (kind,
 namespace, name), and the resource version of the last batch written; `PRAGMA
@@ -34,10 +35,8 @@ place when opened).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import pickle
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from kdns.errors import KdnsError
-from kdns.registry import endpoints, manifests, objects
+from kdns.registry import endpoints, manifests, objects, typedrows
 from kdns.registry.manifests import to_manifest
 from kdns.registry.objects import (
     API_VERSIONS,
@@ -239,7 +238,7 @@ def _upsert_typed(obj: Any) -> Row:
     # Typed objects are in a table of their own, with rowids: a WITHOUT ROWID table keeps
     # rows over about 1,000 bytes in overflow pages of their own, which made the file
     # eight times larger (https://www.sqlite.org/withoutrowid.html, section 4).
-    typed = object_format() + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    typed = object_format() + typedrows.encode(obj)
     return _UPSERT_TYPED, (obj.kind, obj.meta.namespace, obj.meta.name, typed)
 
 
@@ -266,23 +265,14 @@ _UPSERT_TYPED = (
 def object_format() -> bytes:
     """The tag of a typed object this kdns wrote: a digest of the code that defines the
     objects (`kdns.registry.objects`), reads them from their documents
-    (`kdns.registry.manifests`) and derives the EndpointSlices (`kdns.registry.endpoints`).
+    (`kdns.registry.manifests`), derives the EndpointSlices (`kdns.registry.endpoints`)
+    and writes the objects into rows (`kdns.registry.typedrows`).
     Any change to these makes older typed objects count as absent, so they are read again
     from their documents and the slices derived again, never taken as they are."""
     digest = hashlib.blake2b(digest_size=8)
-    for module in (objects, manifests, endpoints):
+    for module in (objects, manifests, endpoints, typedrows):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.digest()
-
-
-class _ObjectUnpickler(pickle.Unpickler):
-    """Makes only the classes of kdns.registry.objects (see the module's docstring)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = getattr(objects, name, None) if module == objects.__name__ else None
-        if not isinstance(found, type):
-            raise pickle.UnpicklingError(f"{module}.{name} is not a registry object class")
-        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,55 +302,58 @@ def load(path: Path | str) -> Saved:
     if not path.exists():
         return Saved([], [], 0)
     db = _connect(path)
+    tag = object_format()
+    skip = len(tag)
+    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
+    typed_objects: list[KubeObject] = []
+    derived: list[KubeObject] = []
+    stale = False  # some typed row is not this kdns's
     try:
-        rows = db.execute(
-            "SELECT kind, namespace, name, object FROM objects LEFT JOIN typed USING (kind, namespace, name)"
-            " ORDER BY kind, namespace, name"  # (the order of the documents' table: nothing to sort)
-        ).fetchall()
+        # One scan of the typed objects (what a start of this kdns takes as they are), and
+        # a count of the documents: each object but a derived slice has both (one write
+        # saves both), so when the counts agree no document is needed and none is read.
+        for kind, namespace, name, typed in db.execute(
+            "SELECT kind, namespace, name, object FROM typed ORDER BY kind, namespace, name"
+        ):
+            if kind not in API_VERSIONS:
+                raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
+            if not _tagged(typed, tag):
+                stale = True
+                continue
+            obj = _typed(path, kind, namespace, name, typed, skip)
+            (derived if _derived(obj) else typed_objects).append(obj)
+        (documented,) = db.execute("SELECT count(*) FROM objects").fetchone()
+        documents_of: dict[tuple[str, str, str], str] = {}
+        if documented != len(typed_objects):  # some documents have no typed object of this kdns's
+            held = {(obj.kind, obj.meta.namespace, obj.meta.name) for obj in typed_objects}
+            missing = [key for key in db.execute("SELECT kind, namespace, name FROM objects") if key not in held]
+            documents_of = {key: text for key, text in _documents(db, missing) if key not in held}
         found = db.execute("SELECT value FROM state WHERE key = 'resource_version'").fetchone()
-        tag = object_format()
-        # Only the rows without a typed object of this kdns's format need their document.
-        missing = [(kind, namespace, name) for kind, namespace, name, typed in rows if not _tagged(typed, tag)]
-        documents_of = dict(_documents(db, missing)) if missing else {}
-        derived_rows = [] if missing else db.execute(
-            "SELECT kind, namespace, name, object FROM typed LEFT JOIN objects USING (kind, namespace, name)"
-            " WHERE document IS NULL"
-        ).fetchall()
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: {exc}") from exc
     finally:
         db.close()
-    order = {kind: number for number, kind in enumerate(KIND_ORDER)}
-    rows.sort(key=lambda row: order.get(row[0], len(order)))  # stable: by namespace and name within a kind
-    typed_objects: list[KubeObject] = []
+    typed_objects.sort(key=lambda obj: order[obj.kind])  # stable: by namespace and name within a kind
     documents = []
-    skip = len(tag)
-    for kind, namespace, name, typed in rows:
+    for (kind, namespace, name), text in sorted(documents_of.items(), key=lambda item: order.get(item[0][0], len(order))):
         if kind not in API_VERSIONS:
             raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
-        text = documents_of.get((kind, namespace, name))
-        if text is None:
-            typed_objects.append(_typed(path, kind, namespace, name, typed, skip))
-            continue
         try:
             documents.append(json.loads(text))
         except ValueError as exc:
             raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
-    derived: list[KubeObject] | None = None
-    if not documents and all(_tagged(typed, tag) for *_, typed in derived_rows):
-        derived = [_typed(path, kind, namespace, name, typed, skip) for kind, namespace, name, typed in derived_rows]
-    return Saved(typed_objects, documents, int(found[0]) if found else 0, derived)
+    # The controller's saved slices stand only when every object they were made from is
+    # restored as it was saved.
+    kept = None if documents or stale else derived
+    return Saved(typed_objects, documents, int(found[0]) if found else 0, kept)
 
 
 def _typed(path: Path, kind: str, namespace: str, name: str, typed: bytes, skip: int) -> KubeObject:
     """The typed object of one row (`skip`: the length of its tag); StorageError naming it."""
     try:
-        obj = _ObjectUnpickler(io.BytesIO(memoryview(typed)[skip:])).load()
-        if getattr(obj, "kind", None) != kind:
-            raise ValueError(f"the typed object is a {type(obj).__name__}")
-    except (ValueError, pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
-        raise StorageError(f"{path}: {kind} {namespace}/{name}: {exc}") from exc
-    return obj  # type: ignore[no-any-return]
+        return typedrows.decode(kind, memoryview(typed)[skip:])
+    except (ValueError, TypeError, KeyError, AttributeError, EOFError) as exc:
+        raise StorageError(f"{path}: {kind} {namespace}/{name}: not a typed {kind} of this kdns ({exc})") from exc
 
 
 def _tagged(typed: bytes | None, tag: bytes) -> bool:

@@ -59,6 +59,7 @@ from kdns.registry.objects import (
     NODE,
     POD,
     SERVICE,
+    EndpointSlice,
     Event,
     KubeObject,
     Pod,
@@ -155,6 +156,11 @@ class Store:
         self._pods_by_label: dict[tuple[str, str, str], set[str]] = {}
         self._services_by_selector: dict[tuple[str, str, str], set[str]] = {}
         self._slices_by_service: dict[tuple[str, str], set[str]] = {}
+        # Each Service's slices (every one labelled with its name, in name order) as the
+        # EndpointSlice controller last left them: while they are still these very
+        # objects, a pod's update that leaves its endpoints where they are remakes only
+        # those endpoints (Transaction._reconcile).
+        self._settled: dict[tuple[str, str], tuple[KubeObject, ...]] = {}
         self._version = 0  # last committed
         self._next = 0  # last assigned; ahead of _version while a transaction is open
         self._log: deque[Event] = deque(maxlen=event_log_size)
@@ -409,6 +415,9 @@ class Store:
 
     def _put(self, kind: str, namespace: str, name: str, new: KubeObject | None, old: KubeObject | None) -> None:
         """Replace `old` (None: absent) by `new` (None: delete) in the table and indexes."""
+        if old is not None and new is not None and _indexed_by(old) == _indexed_by(new):
+            self._tables[kind][(namespace, name)] = new  # (a readiness report: the indexes stay)
+            return
         if old is not None:
             self._index(old, add=False)
         if new is None:
@@ -571,6 +580,23 @@ def _describe(doc: Any) -> str:
     return f"{doc.get('kind', 'object')} {where}{metadata.get('name', '?')}"
 
 
+def _indexed_by(obj: KubeObject) -> object:
+    """What Store._index files an object under, besides its kind, namespace and name."""
+    if isinstance(obj, Pod):
+        return obj.meta.labels
+    if isinstance(obj, Service):
+        return obj.selector
+    if isinstance(obj, EndpointSlice):
+        return obj.service_name
+    return None
+
+
+def _placement(pod: Pod) -> tuple[Any, ...]:
+    """What decides where the EndpointSlice controller puts a selected pod's endpoints:
+    its addresses, whether its phase leaves it out, and its ports (named target ports)."""
+    return pod.pod_ips, pod.phase in ("Succeeded", "Failed"), pod.container_ports
+
+
 def _endpoint_view(pod: Pod | None) -> tuple[Any, ...] | None:
     """What the EndpointSlice controller reads of a pod."""
     if pod is None:
@@ -593,7 +619,9 @@ class Transaction:
         self._events: list[Event] = []
         # Set while restoring: every write (the controller's slices) gets this version.
         self._fixed_version: int | None = None
-        self._dirty: dict[tuple[str, str], None] = {}  # services to reconcile, in order
+        # Services to reconcile, in order, each with the pods whose endpoints alone changed
+        # (they stay where they are), or None: reconcile it whole.
+        self._dirty: dict[tuple[str, str], set[str] | None] = {}
         self._cleared: list[tuple[str, str]] = []  # taken off _dirty: put back if that is undone
 
     def __enter__(self) -> Self:
@@ -766,6 +794,9 @@ class Transaction:
         entries.extend((_TYPED_ORDER.get(obj.kind, 6), None, obj) for obj in typed)
         entries.extend((7, None, obj) for obj in derived or ())  # after everything they are made of
         entries.sort(key=lambda entry: entry[0])
+        tables, namespaces, journal, dirty = store._tables, store._tables[NAMESPACE], self._journal, self._dirty
+        reserve, context = admission.reserve, store._context
+        # (Lean on purpose: a start from the durable store puts 120,000 typed objects here.)
         for _, doc, obj in entries:
             try:
                 if obj is None:
@@ -774,27 +805,32 @@ class Transaction:
                     kind, namespace, name = key.kind, key.namespace, key.name
                     saved = _saved_version(doc, version)
                 else:
-                    kind, namespace, name = obj.kind, obj.meta.namespace, obj.meta.name
-                    saved = obj.meta.resource_version or version
-                old = store._get(kind, namespace, name)
-                if old is not None and (kind, namespace, name) not in replaceable:
-                    raise AlreadyExists(kind, name)
-                replaceable.discard((kind, namespace, name))
-                self._require_namespace(namespace)
+                    kind, meta = obj.kind, obj.meta
+                    namespace, name = meta.namespace, meta.name
+                    saved = meta.resource_version or version
+                old = tables[kind].get((namespace, name))
+                if old is not None:
+                    if (kind, namespace, name) not in replaceable:
+                        raise AlreadyExists(kind, name)
+                    replaceable.discard((kind, namespace, name))
+                if namespace and ("", namespace) not in namespaces:
+                    raise NotFound(NAMESPACE, namespace)
                 if obj is None:
-                    new = admission.admit(doc, None, store._context, saved, owned=owned, restore=True, kind=kind)  # type: ignore[arg-type]
+                    new = admission.admit(doc, None, context, saved, owned=owned, restore=True, kind=kind)  # type: ignore[arg-type]
                 else:
-                    admission.reserve(obj, store._context)
+                    if kind == SERVICE:
+                        reserve(obj, context)
                     new = obj
             except RegistryError as exc:
                 raise RestoreError(f"{_describe(doc if obj is None else obj.manifest)}: {exc}") from exc
-            top = max(top, saved)
+            if saved > top:
+                top = saved
             if owned and doc is not None:
                 _give_back(doc)
-            self._journal.append((kind, namespace, name, old))
+            journal.append((kind, namespace, name, old))
             store._put(kind, namespace, name, new, old)
-            if isinstance(new, Service) and (obj is None or derived is None):
-                self._dirty[(namespace, name)] = None
+            if kind == SERVICE and (obj is None or derived is None):
+                dirty[(namespace, name)] = None
         self._fixed_version = top
         try:
             self._flush()
@@ -804,15 +840,20 @@ class Transaction:
 
     def _write(
         self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False,
-        fields: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None, stored: dict[str, Any] | None = None,
     ) -> KubeObject:
         """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked);
-        `fields` as admission.admit takes them."""
+        `fields` and `stored` (old's document, if the caller has read it) as
+        admission.admit takes them."""
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
-        new = admission.admit(doc, old, store._context, version, owned=owned, kind=kind, fields=fields)
-        # An owned `doc` is what admission made of it, so new's document: not unpacked again.
-        if old is not None and _same_content(doc if owned else new.manifest, old.manifest):
+        # Admission changes a document it owns into new's: that is compared with old's
+        # below, without unpacking either again (admission reads old's too).
+        body = doc if owned else manifests.copy_tree(doc)
+        if stored is None and old is not None:
+            stored = old.manifest
+        new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored)
+        if old is not None and stored is not None and _same_content(body, stored):
             return old
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
@@ -820,8 +861,7 @@ class Transaction:
             if old is None:
                 self._mark_pod(new)
             elif _endpoint_view(new) != _endpoint_view(old):  # type: ignore[arg-type]
-                self._mark_pod(old)  # type: ignore[arg-type]
-                self._mark_pod(new)
+                self._mark_changed_pod(old, new)  # type: ignore[arg-type]
         elif isinstance(new, Service):
             self._dirty[(new.meta.namespace, new.meta.name)] = None
         return new
@@ -836,12 +876,33 @@ class Transaction:
         else:
             self._events.append(Event(kind_of_event, new, old, version))
 
-    def _mark_pod(self, pod: Pod | None) -> None:
-        if pod is not None:
-            namespace = pod.meta.namespace
-            services = self._store._services_selecting(namespace, pod.meta.labels)
+    def _mark_pod(self, pod: Pod) -> None:
+        """A pod created or deleted: the services selecting it are reconciled whole."""
+        namespace = pod.meta.namespace
+        services = self._store._services_selecting(namespace, pod.meta.labels)
+        for name in sorted(services) if len(services) > 1 else services:
+            self._dirty[(namespace, name)] = None
+
+    def _mark_changed_pod(self, old: Pod, new: Pod) -> None:
+        """A pod updated in what the controller reads: a service selecting it before and
+        after needs only its endpoints made again, if they stay where they are (same
+        addresses, phase group and ports); any other service it enters or leaves is
+        reconciled whole."""
+        store = self._store
+        namespace, pod_name = new.meta.namespace, new.meta.name
+        before = store._services_selecting(namespace, old.meta.labels)
+        after = before if new.meta.labels == old.meta.labels else store._services_selecting(namespace, new.meta.labels)
+        in_place = _placement(old) == _placement(new)
+        dirty = self._dirty
+        for services in (before, after):  # (in this order, as a delete and a create mark them)
             for name in sorted(services) if len(services) > 1 else services:
-                self._dirty[(namespace, name)] = None
+                key = (namespace, name)
+                if in_place and name in before and name in after:
+                    pods = dirty.setdefault(key, set())
+                    if pods is not None:
+                        pods.add(pod_name)
+                else:
+                    dirty[key] = None
 
     def _delete(self, kind: str, namespace: str, name: str) -> KubeObject:
         store = self._store
@@ -871,6 +932,7 @@ class Transaction:
             self._mark_pod(old)
         elif isinstance(old, Service):
             self._clear((namespace, name))
+            store._settled.pop((namespace, name), None)
             for item in sorted(store._slices_by_service.get((namespace, name), ())):
                 slice_ = store._tables[ENDPOINT_SLICE][(namespace, item)]
                 if slice_.managed_by == CONTROLLER_NAME:  # type: ignore[attr-defined]
@@ -880,15 +942,35 @@ class Transaction:
     def _flush(self) -> None:
         """Run the EndpointSlice controller for every service marked since the last run."""
         while self._dirty:
-            namespace, name = next(iter(self._dirty))
-            self._clear((namespace, name))
-            self._reconcile(namespace, name)
+            namespace, name = key = next(iter(self._dirty))
+            changed = self._dirty[key]
+            self._clear(key)
+            self._reconcile(namespace, name, changed)
 
-    def _reconcile(self, namespace: str, name: str) -> None:
+    def _reconcile(self, namespace: str, name: str, changed: set[str] | None = None) -> None:
+        """The EndpointSlice controller for one service; `changed` names the pods whose
+        endpoints alone changed, in place, if nothing else did (Transaction._dirty)."""
         store = self._store
         slices = store._tables[ENDPOINT_SLICE]
-        existing = [slices[(namespace, item)] for item in sorted(store._slices_by_service.get((namespace, name), ()))]
-        service = store._tables[SERVICE].get((namespace, name))
+        key = (namespace, name)
+        existing = [slices[(namespace, item)] for item in sorted(store._slices_by_service.get(key, ()))]
+        service = store._tables[SERVICE].get(key)
+        if changed is not None and service is not None and self._settled(key, existing):
+            # Those endpoints made again where they are, as desired_slices would (a
+            # readiness flip of one pod of a 1,000-pod Service: one slice, one endpoint).
+            pods = store._tables[POD]
+            updated = endpoints.updated_slices(
+                service,  # type: ignore[arg-type]
+                [pods[(namespace, pod)] for pod in sorted(changed) if (namespace, pod) in pods],  # type: ignore[misc]
+                [s for s in existing if isinstance(s, EndpointSlice) and s.managed_by == CONTROLLER_NAME],
+            )
+            if updated is not None:
+                at = {s.meta.name: s for s in existing}
+                for wanted in updated:
+                    self._write(wanted.manifest, at[wanted.name], ENDPOINT_SLICE, owned=True, fields=wanted.fields,
+                                stored=wanted.stored)
+                self._settle(key)
+                return
         desired: builtins.list[endpoints.DesiredSlice] = []
         if service is not None:
             desired = endpoints.desired_slices(
@@ -905,3 +987,21 @@ class Transaction:
             self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)
+        self._settle(key)
+
+    def _settled(self, key: tuple[str, str], existing: builtins.list[KubeObject]) -> bool:
+        """Whether the service's slices, `existing`, are still those its last reconcile
+        left (no write since has replaced, added or removed one)."""
+        settled = self._store._settled.get(key)
+        return (settled is not None and len(settled) == len(existing)
+                and all(a is b for a, b in zip(settled, existing, strict=True)))
+
+    def _settle(self, key: tuple[str, str]) -> None:
+        """Note the service's slices as its reconcile just left them (none kept once the
+        Service is gone)."""
+        store = self._store
+        if key not in store._tables[SERVICE]:
+            store._settled.pop(key, None)
+            return
+        slices = store._tables[ENDPOINT_SLICE]
+        store._settled[key] = tuple(slices[(key[0], item)] for item in sorted(store._slices_by_service.get(key, ())))

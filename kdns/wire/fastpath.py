@@ -59,9 +59,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kdns.codec import soa_serial_at
 from kdns.message import SERVFAIL, Answer, Handler, Query, Reusable
 from kdns.reuse import Changed, Forwarded, Scope, Shared
-from kdns.wire.codec import soa_serial_at
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "AnswerCache", "QueryStats", "question_type"]
 

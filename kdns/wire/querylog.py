@@ -38,10 +38,9 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from dnslib import CLASS, QTYPE, RCODE
-
+from kdns import codec
 from kdns.config import QUERY_LOG_FORMATS
-from kdns.message import Source
+from kdns.message import REFUSED, Source, class_text, rcode_text, type_text
 
 __all__ = ["MAX_PENDING", "QueryLog"]
 
@@ -177,37 +176,35 @@ class QueryLog:
 
     def _fixed(self, request: bytes, reply: bytes, transport: str, source: Source | None) -> str | None:
         """The part of a line that depends only on the request and reply bytes after the ID."""
-        question = _question(reply) or _question(request)
+        question = codec.question_text(reply) or codec.question_text(request)
         if question is None or len(reply) < 12:
             return None
         name, qtype, qclass = question
         flags = int.from_bytes(reply[2:4], "big")
         rcode = flags & 0x0F
-        do, bufsize = _edns(request)
+        do, bufsize = codec.request_edns(request)
         if source is None:
             source = self._inferred(flags, rcode, name)
-        type_text = QTYPE.get(qtype, f"TYPE{qtype}")
-        class_text = CLASS.get(qclass, f"CLASS{qclass}")
-        rcode_text = RCODE.get(rcode, str(rcode))
         flag_text = ",".join(text for bit, text in _FLAGS if flags & bit)
+        qtype_text, qclass_text, status = type_text(qtype), class_text(qclass), rcode_text(rcode)
         if self.format == "json":
             fields = {
                 "name": name,
-                "type": type_text,
-                "class": class_text,
+                "type": qtype_text,
+                "class": qclass_text,
                 "proto": transport,
                 "size": len(request),
                 "do": do,
                 "bufsize": bufsize,
-                "rcode": rcode_text,
+                "rcode": status,
                 "flags": flag_text,
                 "rsize": len(reply),
                 "source": source,
             }
             return json.dumps(fields)[1:-1]
         return (
-            f'"{type_text} {class_text} {name} {transport} {len(request)} {"true" if do else "false"} {bufsize}" '
-            f"{rcode_text} {flag_text} {len(reply)}"
+            f'"{qtype_text} {qclass_text} {name} {transport} {len(request)} {"true" if do else "false"} {bufsize}" '
+            f"{status} {flag_text} {len(reply)}"
         )
 
     def _inferred(self, flags: int, rcode: int, name: str) -> Source:
@@ -216,7 +213,7 @@ class QueryLog:
             if any(name == zone or name.endswith("." + zone) for zone in self.zones):
                 return "cluster"
             return "zone"
-        if rcode == 5:  # REFUSED: kdns's own
+        if rcode == REFUSED:  # kdns's own
             return "server"
         return "cache"
 
@@ -225,39 +222,3 @@ def _duration(seconds: float) -> str:
     """Seconds as CoreDNS prints them (Go's FormatFloat 'f', -1): no exponent, no trailing 0s."""
     text = f"{seconds:.9f}".rstrip("0")
     return (text + "0" if text.endswith(".") else text) + "s"
-
-
-def _question(message: bytes) -> tuple[str, int, int] | None:
-    """(name lower case, type, class) of a message's first question; None if unreadable."""
-    if len(message) < 12 or message[4:6] == b"\x00\x00":
-        return None
-    labels: list[str] = []
-    pos = 12
-    size = len(message)
-    while pos < size:
-        length = message[pos]
-        if length == 0:
-            if pos + 5 > size:
-                return None
-            qtype = int.from_bytes(message[pos + 1 : pos + 3], "big")
-            qclass = int.from_bytes(message[pos + 3 : pos + 5], "big")
-            name = ".".join(labels) + "." if labels else "."
-            return name, qtype, qclass
-        if length > 63:
-            return None
-        labels.append(message[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace").lower())
-        pos += length + 1
-    return None
-
-
-def _edns(request: bytes) -> tuple[bool, int]:
-    """(DO, the EDNS payload size or 512) of a request whose OPT record ends it (the
-    additional section's last record, as in every stub's and resolver's query)."""
-    # The OPT record: root owner, type 41, size, extended rcode, version, flags, RDLENGTH.
-    start = request.rfind(b"\x00\x00\x29", 12)
-    while start >= 0:
-        fixed_end = start + 11
-        if fixed_end <= len(request) and fixed_end + int.from_bytes(request[start + 9 : fixed_end], "big") == len(request):
-            return bool(request[start + 7] & 0x80), int.from_bytes(request[start + 3 : start + 5], "big")
-        start = request.rfind(b"\x00\x00\x29", 12, start)
-    return False, 512

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
+from kdns.codec import MAX_TCP_MESSAGE, Rejected, from_wire, servfail
 from kdns.message import SERVFAIL, Answer, Handler, Query, Source
-from kdns.wire.codec import MAX_TCP_MESSAGE, Rejected, from_wire, servfail
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 from kdns.wire.querylog import QueryLog
 from kdns.wire.udp import QUERY_TIMEOUT, encode_reply, rcode_of, source_of

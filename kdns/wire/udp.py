@@ -38,9 +38,9 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Self
 
+from kdns.codec import Rejected, from_wire, servfail, to_wire
 from kdns.message import SERVFAIL, Answer, Handler, Query, Source
 from kdns.wire import mmsg
-from kdns.wire.codec import Rejected, from_wire, servfail, to_wire
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
 from kdns.wire.querylog import QueryLog
 

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import marshal
 import pickle
 import sqlite3
 import threading
@@ -358,15 +359,19 @@ def test_a_typed_object_of_another_kdns_is_read_from_its_document(tmp_path):
     assert [d["metadata"]["name"] for d in saved.documents] == ["web"] and saved.stale
 
 
-def test_a_typed_object_that_is_no_registry_object_is_refused(tmp_path):
-    """A typed object naming any class outside kdns.registry.objects is refused, naming the row; nothing of it runs."""
+@pytest.mark.parametrize(("forged", "problem"), [
+    (pickle.dumps(contextlib.nullcontext()), "bad marshal data (unknown type code)"),
+    (marshal.dumps(compile("print(1)", "forged", "exec")), "cannot unpack non-iterable code object"),
+    (marshal.dumps(("web", "default")), "not enough values to unpack (expected 10, got 2)"),
+])
+def test_a_typed_object_that_is_no_registry_object_is_refused(tmp_path, forged, problem):
+    """A typed row that does not decode as a typed object of its kind (a pickle, a code
+    object, a tuple of the wrong shape) is refused, naming the row; nothing of it runs."""
     path = tmp_path / "registry.sqlite3"
     _journal_of(path, _shop())
-    forged = object_format() + pickle.dumps(contextlib.nullcontext())
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (forged,))
+        db.execute("UPDATE typed SET object = ? WHERE name = 'web'", (object_format() + forged,))
         db.commit()
     with pytest.raises(StorageError) as caught:
         load(path)
-    assert str(caught.value) == (f"{path}: Service default/web: "
-                                 "contextlib.nullcontext is not a registry object class")
+    assert str(caught.value) == f"{path}: Service default/web: not a typed Service of this kdns ({problem})"

@@ -263,6 +263,58 @@ def test_one_commit_many_slices() -> None:
     assert incremental.ptr_targets(ip_address("10.0.0.1")) == ()
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_slice_writes_of_a_big_service_leave_what_a_rebuild_makes(seed: int) -> None:
+    """A Service of several slices, each endpoint name in one of them (a big Service), whose
+    slices are written one or two at a time, as readiness flips and moves write them; now
+    and then a hostname taken twice. Each commit leaves the endpoints and PTR targets a
+    rebuild makes, and touches the AddressScope of every address whose PTR it changed."""
+    r = random.Random(seed)
+    texts = [f"10.1.{i // 100}.{i % 100 + 1}" for i in range(60)]
+    ready = dict.fromkeys(texts, True)
+    hostname = {text: f"h{i}" for i, text in enumerate(texts)}
+    home = {text: f"s{i // 20}" for i, text in enumerate(texts)}
+
+    def slices(names: set[str]) -> list[Any]:
+        return [k.slice_(name, "ns", "web", [k.endpoint(t, hostname=hostname[t], ready=ready[t])
+                                              for t in texts if home[t] == name], [k.HTTP])
+                for name in sorted(names)]
+
+    current = {s.meta.name: s for s in slices({"s0", "s1", "s2"})}
+    index = fresh(k.namespace("ns"), k.service("web", "ns"), *current.values())
+    heard: list[Any] = []
+    index.on_change(heard.append)
+    version = 7
+    for _ in range(12):
+        written: set[str] = set()
+        for text in r.sample(texts, r.randint(1, 3)):
+            change = r.choice(["ready", "ready", "move", "hostname"])
+            if change == "ready":
+                ready[text] = not ready[text]
+            elif change == "move":
+                written.add(home[text])
+                home[text] = r.choice(["s0", "s1", "s2"])
+            else:
+                hostname[text] = r.choice(["h0", f"x{version}"])
+            written.add(home[text])
+        before = {text: index.ptr_targets(ip_address(text)) for text in texts}
+        events = []
+        for new in slices(written):
+            version += 1
+            events.append(k.modified(new, current[new.meta.name], version))
+            current[new.meta.name] = new
+        heard.clear()
+        index.apply(events)
+        rebuilt = fresh(k.namespace("ns"), k.service("web", "ns"), *current.values())
+        assert index.endpoints("ns", "web") == rebuilt.endpoints("ns", "web")
+        assert list(index.endpoints("ns", "web").by_name) == list(rebuilt.endpoints("ns", "web").by_name)
+        for text in texts:
+            targets = index.ptr_targets(ip_address(text))
+            assert targets == rebuilt.ptr_targets(ip_address(text))
+            if targets != before[text]:
+                assert AddressScope(ip_address(text).packed) in heard[-1]
+
+
 # --- Reading addresses, and apply against rebuild ------------------------------------------
 
 _OCTET_TEXTS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "0x7f", "", " 1", "1 ", "٣"]))

@@ -214,6 +214,23 @@ def test_reply_with_another_id_is_not_accepted(
     run(main())
 
 
+def test_an_unreadable_reply_is_ignored_as_if_lost(upstream: UpstreamServer, second: UpstreamServer) -> None:
+    """A reply with the query's ID and question whose records cannot be read is not the
+    answer: the try times out (it may have been spoofed), and the next upstream answers."""
+    upstream.mode = "garbled"
+
+    async def main() -> None:
+        async with Forwarder([upstream.where], try_timeout=0.2, deadline=0.5) as alone:
+            answer = await alone(query("www.example.test."))
+        assert answer.rcode == RCODE.SERVFAIL
+        assert [error.text for error in answer.errors] == [f"{upstream.where} timed out"]
+        async with Forwarder([upstream.where, second.where], try_timeout=0.2) as forwarder:
+            answer = await forwarder(query("www.example.test."))
+        assert texts(answer.answer) == [WWW_A]
+
+    run(main())
+
+
 def test_concurrent_identical_questions_share_one_upstream_query(upstream: UpstreamServer) -> None:
     """Ten concurrent askers of one question (in any case) cause one upstream query."""
     upstream.delay = 0.2

@@ -39,12 +39,18 @@ def same(a: Any, b: Any) -> bool:
 
 
 def check(text: str) -> list[Any] | None:
-    """The reader's documents, after checking them against PyYAML's."""
+    """The reader's documents, after checking them against PyYAML's. The text is read
+    three times, so that each shape of document in it is read line by line, then by the
+    plan made for it, then by that plan again (blockyaml._Shapes)."""
     got = READER.load_all(text)
     if got is not None:
         want = pyyaml(text)
         assert want is not None, f"read a text PyYAML refuses: {text!r}"
         assert same(got, want), f"{text!r}: {got!r} != {want!r}"
+    for _ in range(2):
+        again = READER.load_all(text)
+        assert (again is None) == (got is None), f"{text!r}: read once, then not, or the other way"
+        assert again is None or same(again, got), f"{text!r} read again: {again!r} != {got!r}"
     return got
 
 
@@ -79,6 +85,43 @@ def test_reads_the_manifests_of_the_repository():
 )
 def test_texts_read_as_pyyaml_reads_them(text):
     check(text)
+
+
+def test_documents_of_one_shape_are_built_anew_each_time():
+    """The third pod of a shape comes from its plan: equal to PyYAML's, and in containers
+    of its own (the store may change and empty what it is given)."""
+    pod = "kind: Pod\nmetadata:\n  name: web-{0}\n  labels:\n    app: web\nspec:\n  ports: [{0}, 8080]\n  x: {{}}\n"
+    text = "---\n".join(pod.format(n) for n in range(4))
+    documents = check(text)
+    assert documents is not None and [d["metadata"]["name"] for d in documents] == [f"web-{n}" for n in range(4)]
+    assert [d["spec"]["ports"] for d in documents] == [[n, 8080] for n in range(4)]
+    documents[2]["spec"]["ports"].append(1)
+    documents[2]["spec"]["x"]["y"] = 1
+    documents[2]["metadata"]["labels"]["app"] = "changed"
+    assert documents[3] == pyyaml(text)[3]
+
+
+def test_keys_that_are_equal_values_of_other_types_are_other_shapes():
+    """`1`, `1.0` and `true` are equal dict keys in Python, but not the same key: a plan
+    made for one is not used for the others."""
+    for keys in (["1", "1.0", "true"], ["true", "1", "1.0"]):
+        check("\n---\n".join(f"{key}: a" for key in keys * 3))
+
+
+def test_a_deep_document_of_a_known_shape_is_read_line_by_line():
+    """A document nested deeper than a plan is made for is still read (line by line)."""
+    deep = "\n".join(" " * (2 * depth) + f"k{depth}:" for depth in range(80)) + " v"
+    assert check("\n---\n".join([deep] * 3)) is not None
+
+
+def test_the_shapes_are_forgotten_past_their_bound():
+    """A Reader that reads for ever keeps a bounded number of plans; reading goes on as before."""
+    reader = Reader(_Loader)
+    reader._shapes.MAX_PLANS = 3
+    for n in range(10):
+        text = f"k{n}: a\n---\nk{n}: b\n---\nk{n}: c\n"
+        assert reader.load_all(text) == [{f"k{n}": "a"}, {f"k{n}": "b"}, {f"k{n}": "c"}]
+        assert len(reader._shapes.plans) <= 3
 
 
 def test_typical_manifest_is_read_fast():

@@ -87,6 +87,21 @@ def test_documents_packed_as_read_load_what_whole_ones_do(tmp_path: Path) -> Non
     assert declared.source_of(packed.get("Pod", "team", "p")) == str(tmp_path / "a.yaml")
 
 
+def test_documents_kept_as_the_readers_remakes_load_what_whole_ones_do(tmp_path: Path) -> None:
+    """Block-style documents of one shape (the second on built by the reader's plan) are
+    kept as its remakes, not packed: they load what whole ones do, marked with their file."""
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{n}\n  namespace: team\n  labels:\n    app: web\n"
+           "spec:\n  containers:\n    - name: c\n      image: i\n      args: [run-{n}, fast]\n")
+    (tmp_path / "a.yaml").write_text("---\n".join(pod.format(n=n) for n in range(1, 6)))
+    (tmp_path / "b.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n")
+    remade = [d for d in read_paths([tmp_path], declared.packer()).documents if callable(d.packed)]
+    # (The last has a line more, the file's end: a shape of its own, read line by line.)
+    assert [d.key for d in remade] == [("Pod", "team", f"p{n}") for n in range(2, 5)]
+    whole, packed = load([tmp_path], packed=False), load([tmp_path], packed=True)
+    assert list(map(content, packed.list("Pod"))) == list(map(content, whole.list("Pod")))
+    assert {declared.source_of(pod) for pod in packed.list("Pod")} == {str(tmp_path / "a.yaml")}
+
+
 def test_a_document_that_cannot_be_packed_is_refused_as_a_whole_one_is(tmp_path: Path) -> None:
     """A date tagged as one (which marshal does not take) is kept unpacked, and refused by the store."""
     (tmp_path / "a.yaml").write_text(

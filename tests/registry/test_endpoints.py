@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import textwrap
 from typing import Any
 
@@ -428,3 +429,117 @@ def test_controller_fields_are_what_its_manifests_say(pods: list[dict[str, Any]]
     apply(store, service, *texts)
     for endpoint_slice in managed(store):
         assert from_manifest(endpoint_slice.manifest) == endpoint_slice
+
+
+# --- Pod updates remake only their endpoints: the same slices as a whole reconcile ----------
+
+_EDITED_SERVICES = (
+    WEB.replace("selector:", "ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]\n  selector:"),
+    """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: api}
+    spec:
+      publishNotReadyAddresses: true
+      selector: {app: api}
+      ports: [{name: grpc, port: 9090, targetPort: 9090}]
+    """,
+    """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: all}
+    spec:
+      clusterIP: None
+      ipFamilyPolicy: PreferDualStack
+      selector: {tier: t}
+      ports: [{name: http, port: 80, targetPort: http}]
+    """,
+)
+
+
+def _edit(store: Store, rng: random.Random, serial: int) -> tuple[str, str]:
+    """One random write to the registry, in its own transaction: what it did, to which pod."""
+    pods = store.list("Pod", "default")
+    victim = rng.choice(pods)
+    doc = victim.manifest
+    status, spec, meta = doc["status"], doc["spec"], doc["metadata"]
+    what = rng.choice(["ready"] * 6 + ["node", "hostname", "terminating", "ip", "phase", "labels", "port", "create",
+                                      "delete", "slice"])
+    if what == "ready":
+        condition = status["conditions"][0]
+        condition["status"] = "False" if condition["status"] == "True" else "True"
+    elif what == "node":
+        spec["nodeName"] = rng.choice(["node-1", "node-2"])
+    elif what == "hostname":
+        spec["hostname"], spec["subdomain"] = f"h{serial}", rng.choice(["web", "all", "other"])
+    elif what == "terminating":
+        meta["deletionTimestamp"] = "2024-05-01T10:00:00Z"
+    elif what == "ip":
+        status["podIPs"] = [{"ip": f"10.245.{serial // 250}.{serial % 250 + 1}"}, {"ip": f"fd00:245::{serial:x}"}]
+        status.pop("podIP", None)
+    elif what == "phase":
+        status["phase"] = "Succeeded" if status["phase"] == "Running" else "Running"
+    elif what == "labels":
+        meta["labels"] = {"app": rng.choice(["web", "api", "none"]), "tier": "t"}
+    elif what == "port":
+        port = spec["containers"][0]["ports"][0]
+        port["containerPort"] = 8081 if port["containerPort"] == 8080 else 8080
+    name = victim.meta.name
+    if what == "create":
+        name = f"n{serial}"
+        apply(store, pod(name, [f"10.246.{serial // 250}.{serial % 250 + 1}", f"fd00:246::{serial:x}"],
+                         labels=f"{{app: {rng.choice(['web', 'api'])}, tier: t}}"))
+    elif what == "delete":
+        delete(store, "Pod", victim.meta.name)
+    elif what == "slice":
+        # A hand edit of a managed slice: the controller puts it right at its next run.
+        slices = [s for s in store.list("EndpointSlice", "default") if s.endpoints]
+        edited = rng.choice(slices).manifest
+        edited["endpoints"] = edited["endpoints"][:-1]
+        with store.transaction() as txn:
+            txn.update(edited)
+    else:
+        with store.transaction() as txn:
+            txn.update(doc)
+    return what, name
+
+
+def test_pod_updates_leave_the_slices_a_whole_reconcile_would():
+    """A pod update that leaves its endpoints where they are (readiness, node, hostname,
+    terminating) remakes only those endpoints, in the slices holding them. Over random
+    writes of every kind, each commit must leave every service's slices exactly as
+    desired_slices makes them from the slices before it: names, manifests and fields."""
+    rng = random.Random(19)
+    store = new_store()
+    texts = [pod(f"p{i}", [f"10.244.{i // 200}.{i % 200 + 1}", f"fd00:244::{i:x}"],
+                 labels=f"{{app: {'web' if i % 3 else 'api'}, tier: t}}", ready=i % 4 != 0) for i in range(130)]
+    apply(store, *_EDITED_SERVICES, *texts)
+    services = [s for s in store.list("Service", "default") if s.meta.name in ("web", "api", "all")]
+    assert len(managed(store, "all")) == 2 * 2  # two families, 130 endpoints each: 100 + 30
+    done: list[str] = []
+    for serial in range(250):
+        before = {s.meta.name: managed(store, s.meta.name) for s in services}
+        taken = {s.meta.name for s in store.list("EndpointSlice", "default")}
+        labels = {p.meta.name: p.meta.labels for p in store.list("Pod", "default")}
+        what, name = _edit(store, rng, serial)
+        done.append(what)
+        if what == "slice":
+            continue  # written by hand: no controller run to compare
+        written = store.get("Pod", "default", name)
+        label_sets = [labels.get(name), written.meta.labels if written is not None else None]
+        for service in services:
+            stored = managed(store, service.meta.name)
+            if not any(found is not None and service.selector.items() <= found.items() for found in label_sets):
+                # Not the written pod's service: not reconciled (a hand edit stays till then).
+                assert all(a is b for a, b in zip(stored, before[service.meta.name], strict=True))
+                continue
+            selected = [p for p in store.list("Pod", "default") if service.selector.items() <= p.meta.labels.items()]
+            wanted = desired_slices(service, selected, before[service.meta.name], taken_names=taken)  # type: ignore[arg-type]
+            assert [s.meta.name for s in stored] == [w.name for w in wanted], (serial, what)
+            for have, want in zip(stored, wanted, strict=True):
+                manifest = have.manifest
+                metadata = {key: manifest["metadata"].get(key) for key in want.manifest["metadata"]}
+                assert {**manifest, "metadata": metadata} == want.manifest, (serial, what, have.meta.name)
+                fields = {key: getattr(have, key) for key in want.fields}
+                assert fields == want.fields, (serial, what, have.meta.name)
+    assert done.count("ready") > 60 and all(done.count(what) for what in ("node", "hostname", "ip", "slice"))

@@ -222,6 +222,19 @@ def test_unknown_fields_are_refused_with_their_paths(tmp_path: Path):
     )
 
 
+def test_unknown_fields_of_documents_of_one_shape_are_each_reported(tmp_path: Path):
+    """Documents of one shape (the reader builds the second on from a plan, and strict
+    decoding's verdict is kept by shape) are each refused, naming their own document, and
+    one of the same shape but another kind is judged by its own kind's fields."""
+    pod = "apiVersion: v1\nkind: {kind}\nmetadata:\n  name: p{n}\nspec:\n  selector:\n    app: web\n"
+    path = write(tmp_path / "pods.yaml", "---\n".join(pod.format(kind="Pod", n=n) for n in range(4))
+                 + "---\n" + pod.format(kind="Service", n=9))
+    loaded = read_paths([path])
+    assert [str(error) for error in loaded.errors] == [
+        f'{path}: document {n + 1}: Pod "p{n}": strict decoding error: unknown field "spec.selector"' for n in range(4)]
+    assert [document.key for document in loaded.documents] == [("Service", "default", "p9")]
+
+
 def test_unknown_fields_in_open_parts_are_kept(tmp_path: Path):
     """Parts of a document kdns does not read (a container's image, resources) take any field."""
     path = write(tmp_path / "pod.yaml", """\

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from kdns.authority.answer import answer
 from kdns.authority.index import ClusterIndex
+from kdns.codec import Rejected, from_wire, soa_serial_at, to_wire
 from kdns.config import Settings
 from kdns.message import Answer, Query, Reusable
 from kdns.pipeline.chain import Router
@@ -42,7 +43,6 @@ from kdns.reuse import (
     ServiceScope,
     Shared,
 )
-from kdns.wire.codec import Rejected, from_wire, soa_serial_at, to_wire
 from kdns.wire.fastpath import AnswerCache, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
@@ -912,6 +912,22 @@ def test_a_kept_negative_is_sent_with_the_serial_of_a_follower_advance() -> None
         reply, kept = ask(cache, router, wire)
         assert kept and reply == fresh(router, wire)
         assert dns.message.from_wire(reply).authority[0][0].serial == cluster.version + 7
+
+
+def test_a_kept_negative_shows_the_serial_modulo_2_32_rfc1982() -> None:
+    """Past 2^32 - 1 the registry version goes on, and the SOA serial wraps (RFC 1982):
+    version 2^32 + 5 shows serial 5, in the codec's fresh reply and in the kept one alike."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    wire = request("nope.testns.svc.cluster.local.", "A", edns=0)
+    ask(cache, router, wire)
+    for version in (2**32 - 1, 2**32 + 5):
+        cluster.index.advance(version)
+        reply, kept = ask(cache, router, wire)
+        assert kept and reply == fresh(router, wire)
+        assert dns.message.from_wire(reply).authority[0][0].serial == version % 2**32
+    assert router.serial == 5
 
 
 def test_a_positive_reply_has_no_soa_serial_to_write() -> None:

@@ -13,12 +13,23 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
-from dnslib import AAAA, NS, QTYPE, RR, SOA, SRV, A
+from dnslib import AAAA, CNAME, MX, NS, PTR, RD, SOA, SRV, A
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kdns.message import Answer, Query
-from kdns.wire.codec import EDNS_PAYLOAD, Rejected, from_wire, servfail, to_wire
+from kdns.codec import (
+    EDNS_PAYLOAD,
+    Malformed,
+    Rejected,
+    from_wire,
+    is_reply_to,
+    read_reply,
+    request,
+    servfail,
+    to_wire,
+    truncated,
+)
+from kdns.message import NXDOMAIN, QTYPE, RR, Answer, Query
 
 HEADER = struct.Struct("!6H")
 
@@ -520,3 +531,128 @@ def test_any_question_is_echoed_exactly(name_labels: list[bytes], qtype: int, id
     reply = to_wire(asked, Answer(), 512)
     assert reply[12:] == data[12:]
     assert reply[:2] == data[:2]
+
+
+# --- record types: what is compressed (RFC 1035 §4.1.4, RFC 3597 §4) -------------------
+
+
+def test_names_in_rdata_of_the_rfc1035_types_are_compressed() -> None:
+    """NS, CNAME, PTR, SOA and MX RDATA names point into earlier names; they read back intact."""
+    asked = query(qname="example.com.", qtype=QTYPE.ANY)
+    records = (
+        RR("example.com.", QTYPE.MX, rdata=MX("mail.example.com.", 10), ttl=60),
+        RR("example.com.", QTYPE.NS, rdata=NS("ns.example.com."), ttl=60),
+        RR("www.example.com.", QTYPE.CNAME, rdata=CNAME("example.com."), ttl=60),
+        RR("ptr.example.com.", QTYPE.PTR, rdata=PTR("www.example.com."), ttl=60),
+        RR("example.com.", QTYPE.SOA, rdata=SOA("ns.example.com.", "host.example.com.", (1, 2, 3, 4, 5)), ttl=60),
+    )
+    data = to_wire(asked, Answer(answer=records), 512)
+    assert data.count(b"\x07example\x03com\x00") == 1  # written once, in the question
+    reply = dns.message.from_wire(data)
+    assert [rrset.to_text() for rrset in reply.answer] == [
+        "example.com. 60 IN MX 10 mail.example.com.",
+        "example.com. 60 IN NS ns.example.com.",
+        "www.example.com. 60 IN CNAME example.com.",
+        "ptr.example.com. 60 IN PTR www.example.com.",
+        "example.com. 60 IN SOA ns.example.com. host.example.com. 1 2 3 4 5",
+    ]
+
+
+def test_names_in_rdata_of_later_types_are_written_out_rfc3597() -> None:
+    """A type defined after RFC 1035 (NAPTR here, RFC 3403 §4.1: "the replacement field
+    must not be compressed") keeps its RDATA name uncompressed; a type dnslib has no
+    class for is written as its raw RDATA."""
+    asked = query(qname="example.com.", qtype=QTYPE.ANY)
+    (naptr,) = RR.fromZone('example.com. 60 IN NAPTR 100 10 "S" "SIP+D2U" "" _sip._udp.example.com.')
+    raw = RR("example.com.", 65280, rdata=RD(b"\x01\x02\x03"), ttl=60)
+    data = to_wire(asked, Answer(answer=(naptr, raw)), 512)
+    assert data.count(b"\x07example\x03com\x00") == 2  # the question and the replacement
+    reply = dns.message.from_wire(data)
+    assert [rrset.to_text() for rrset in reply.answer] == [
+        'example.com. 60 IN NAPTR 100 10 "S" "SIP+D2U" "" _sip._udp.example.com.',
+        "example.com. 60 IN TYPE65280 \\# 3 010203",
+    ]
+
+
+# --- the forwarder's side --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("do", "cd"), [(False, False), (True, False), (False, True), (True, True)])
+def test_request_asks_with_rd_edns0_and_the_askers_do_and_cd(do: bool, cd: bool) -> None:
+    """An upstream request: the ID given, RD set, CD and DO as the asker set them, EDNS 0
+    offering the payload given, the name as spelt."""
+    data = request(query(qname="Web.Example.", qtype=QTYPE.AAAA, do=do, cd=cd), 0xABCD, 1400)
+    message = dns.message.from_wire(data)
+    assert message.id == 0xABCD
+    assert message.flags == dns.flags.RD | (dns.flags.CD if cd else 0)
+    assert message.edns == 0 and message.payload == 1400
+    assert bool(message.ednsflags & dns.flags.DO) == do
+    assert message.options == ()
+    assert [str(rrset.name) for rrset in message.question] == ["Web.Example."]
+    assert message.question[0].rdtype == dns.rdatatype.AAAA
+    assert message.question[0].rdclass == dns.rdataclass.IN
+
+
+def test_request_writes_escaped_labels_as_bytes() -> None:
+    r"""`a\.b.example.` is two labels, the first of which holds a dot."""
+    data = request(query(qname="a\\.b.example."), 1, 1232)
+    assert data[12:].startswith(b"\x03a.b\x07example\x00\x00\x01\x00\x01")
+
+
+def test_is_reply_to_needs_the_id_qr_opcode_and_question() -> None:
+    """A reply must be a response with the request's ID, opcode and question; the question's
+    name may come back in another case (0x20 spelling), anything else does not match."""
+    sent = request(query(qname="web.example."), 0x1234, 1232)
+    message = dns.message.from_wire(sent)
+
+    def reply_of(name: str = "web.example.", rdtype: str = "A", ident: int = 0x1234, opcode: int = 0) -> bytes:
+        response = dns.message.make_response(message)
+        response.id = ident
+        response.set_opcode(opcode)
+        response.question = [dns.rrset.RRset(dns.name.from_text(name), dns.rdataclass.IN, dns.rdatatype.from_text(rdtype))]
+        return response.to_wire()
+
+    assert is_reply_to(sent, reply_of())
+    assert is_reply_to(sent, reply_of("WEB.Example."))
+    assert not is_reply_to(sent, reply_of(ident=0x1235))
+    assert not is_reply_to(sent, reply_of("www.example."))
+    assert not is_reply_to(sent, reply_of(rdtype="AAAA"))
+    assert not is_reply_to(sent, reply_of(opcode=dns.opcode.NOTIFY))
+    assert not is_reply_to(sent, sent)  # QR clear: a query, not its reply
+    assert not is_reply_to(sent, sent[:11])
+
+
+def test_read_reply_takes_rcode_and_sections_and_leaves_out_the_opt() -> None:
+    """An upstream's NXDOMAIN with its SOA and an OPT record: the Answer has the rcode, the
+    SOA, no OPT, RA set and AA not (kdns is not the authority), source upstream."""
+    message = dns.message.from_wire(request(query(qname="nope.example."), 7, 1232))
+    response = dns.message.make_response(message)
+    response.set_rcode(dns.rcode.NXDOMAIN)
+    response.flags |= dns.flags.AA
+    response.authority.append(dns.rrset.from_text("example.", 300, "IN", "SOA", "ns.example. host.example. 1 2 3 4 5"))
+    response.additional.append(dns.rrset.from_text("ns.example.", 300, "IN", "A", "192.0.2.1"))
+    answer = read_reply(response.to_wire())
+    assert answer.rcode == NXDOMAIN
+    assert answer.answer == ()
+    assert [rr.toZone() for rr in answer.authority] == [
+        "example.                300     IN      SOA     ns.example. host.example. 1 2 3 4 5"
+    ]
+    assert [(str(rr.rname), rr.rtype) for rr in answer.additional] == [("ns.example.", QTYPE.A)]
+    assert (answer.authoritative, answer.recursion_available, answer.source) == (False, True, "upstream")
+
+
+def test_read_reply_of_unreadable_bytes_is_malformed() -> None:
+    """A reply whose records run past its end cannot be read: Malformed, saying so."""
+    response = dns.message.make_response(dns.message.from_wire(request(query(), 7, 1232)))
+    response.answer.append(dns.rrset.from_text(query().qname, 5, "IN", "A", "10.0.0.1"))
+    data = response.to_wire()[:-2]
+    with pytest.raises(Malformed, match=r"^unreadable reply: "):
+        read_reply(data)
+
+
+def test_truncated_reads_tc() -> None:
+    message = dns.message.from_wire(request(query(), 7, 1232))
+    response = dns.message.make_response(message)
+    assert not truncated(response.to_wire())
+    response.flags |= dns.flags.TC
+    assert truncated(response.to_wire())

@@ -1,4 +1,12 @@
-"""Bytes to `Query`, `Answer` to bytes: the DNS wire format at kdns's edge; pure, no I/O.
+"""kdns's one converter between DNS messages as bytes and its model (kdns.message); pure, no I/O.
+
+Both sides of kdns go through here: the servers (kdns.wire) read clients' requests with
+`from_wire` and write the replies with `to_wire`; the forwarder (kdns.pipeline.forward)
+writes its requests to upstreams with `request`, checks what comes back with
+`is_reply_to` and `truncated`, and reads the reply into an `Answer`, once, with
+`read_reply`. Nothing else in kdns reads or writes DNS messages, and nothing else
+touches dnslib's wire code: records are packed here, by kdns's own writer (`_put_record`),
+which asks dnslib only for the RDATA of types it does not write itself.
 
 `from_wire` reads the header, the question and the OPT record directly (dnslib's parser
 builds objects for every section and is several times slower) and either returns a
@@ -6,7 +14,7 @@ builds objects for every section and is several times slower) and either returns
 codec answers itself, or None for packets that get no reply at all (RFC 1035 §4.1.1; the
 edges of RFC 6891). `to_wire` writes the header, the question exactly as it was asked and
 the OPT record itself (with the Extended DNS Errors of the answer, RFC 8914, and the
-server's NSID when asked, RFC 5001), and lets dnslib pack only the records of the `Answer`.
+server's NSID when asked, RFC 5001), and the records of the `Answer`.
 
 Every flag of a reply is set here on purpose; nothing is copied from the query except
 ID, opcode and RD (RFC 1035 §4.1.1), CD in replies to QUERY (RFC 4035 §3.2.2; it means
@@ -20,17 +28,20 @@ import re
 import struct
 from dataclasses import dataclass
 
-from dnslib import DNSLabel
-from dnslib.label import DNSBuffer
+from dnslib import DNSBuffer, DNSError, DNSRecord
 
 from kdns.message import (
     BADVERS,
+    CLASS_ANY,
+    CLASS_IN,
     EDNS_PAYLOAD,
     FORMERR,
     NOTIMP,
     OPTION_EDE,
     OPTION_NSID,
+    QTYPE,
     REFUSED,
+    RR,
     SERVFAIL,
     Answer,
     EdeCode,
@@ -41,11 +52,18 @@ from kdns.message import (
 __all__ = [
     "EDNS_PAYLOAD",
     "MAX_TCP_MESSAGE",
+    "Malformed",
     "Rejected",
     "from_wire",
+    "is_reply_to",
+    "question_text",
+    "read_reply",
+    "request",
+    "request_edns",
     "servfail",
     "soa_serial_at",
     "to_wire",
+    "truncated",
 ]
 
 # RFC 1035 §4.2.1: without EDNS a UDP reply is at most 512 bytes; RFC 6891 §6.2.5: an
@@ -63,18 +81,26 @@ _CD = 0x0010
 _OPCODE_MASK = 0x7800  # opcode in bits 11-14; QUERY is 0
 _DO = 0x8000  # in the OPT record's TTL field
 
-_CLASS_IN = 1
-_CLASS_ANY = 255
-_TYPE_SOA = 6
-_TYPE_OPT = 41
-_TYPE_IXFR = 251
-_TYPE_AXFR = 252
+# Type numbers, read once from kdns.message's table (a dnslib Bimap looks names up on
+# every attribute access).
+_TYPE_SRV = QTYPE.SRV
+_TYPE_SOA = QTYPE.SOA
+_TYPE_MX = QTYPE.MX
+_TYPE_OPT = QTYPE.OPT
+_TYPE_IXFR = QTYPE.IXFR
+_TYPE_AXFR = QTYPE.AXFR
+_ADDRESS = frozenset({QTYPE.A, QTYPE.AAAA})  # RDATA: the address's bytes
+_ONE_NAME = frozenset({QTYPE.CNAME, QTYPE.NS, QTYPE.PTR})  # RDATA: one compressible name
 
 _HEADER = struct.Struct("!6H")
 _QTAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-_OPT_REPLY = struct.Struct("!BHHIH")  # root name, type, payload size, ttl, rdlength
+_OPT = struct.Struct("!BHHIH")  # an OPT record: root name, type, payload size, ttl, rdlength
 _OPTION = struct.Struct("!HH")  # option code, option length (RFC 6891 §6.1.2)
+_RDLENGTH = struct.Struct("!H")
+_SRV_FIELDS = struct.Struct("!HHH")  # priority, weight, port
+_SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
+_PREFERENCE = struct.Struct("!H")  # MX
 
 # Bytes a label may hold and still be written as plain text; everything else (dots,
 # backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
@@ -264,7 +290,7 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
     do = bool(opt_ttl is not None and opt_ttl & _DO)
     if opt_ttl is not None and (opt_ttl >> 16) & 0xFF:
         return _reject(ident, flags, BADVERS, question, do)
-    if qclass not in (_CLASS_IN, _CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
+    if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
         return _reject(ident, flags, REFUSED, question, edns_do)
 
     if opt_ttl is None:
@@ -321,7 +347,7 @@ def _echo(opt_ttl: int | None, broken: bool) -> bool | None:
 def _opt(rcode: int, do: bool, options: bytes = b"") -> bytes:
     """Our OPT record: payload size 1232, version 0, the upper rcode bits, DO echoed."""
     ttl = ((rcode >> 4) & 0xFF) << 24 | (_DO if do else 0)
-    return _OPT_REPLY.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
+    return _OPT.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
 
 
 def _options(errors: tuple[ExtendedError, ...], nsid: bytes) -> bytes:
@@ -350,11 +376,8 @@ def _reject(ident: int, query_flags: int, rcode: int, question: bytes | None, do
     return Rejected(rcode, reply)
 
 
-class _Buffer(DNSBuffer):  # type: ignore[misc]  # (dnslib is untyped: DNSBuffer is Any)
-    """dnslib's buffer with case-insensitive name compression within 14-bit offsets.
-
-    dnslib registers every name for compression wherever it lands; past 16 KiB (large
-    TCP replies) its pointers would silently wrap. This also skips `DNSLabel` re-parsing.
+def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple[bytes, ...]) -> None:
+    """Append a name to `out`, compressed: a pointer to the longest suffix already written.
 
     Names are matched case-insensitively, as RFC 4343 §4.1 says compression compares them
     (accepting that a compressed name reads in its target's case; dnspython does the
@@ -362,31 +385,73 @@ class _Buffer(DNSBuffer):  # type: ignore[misc]  # (dnslib is untyped: DNSBuffer
     equal to it above all, is a pointer into it and reads as the asker spelt it; and
     where the pointers go does not depend on that spelling, which is what lets
     kdns.wire.fastpath re-spell a ready reply by rewriting the question's bytes alone.
+    Only offsets a pointer can hold (14 bits, RFC 1035 §4.1.4) are offered to later
+    names: past 16 KiB (large TCP replies) a name is written out in full.
     """
+    folded = tuple(label.lower() for label in labels)  # bytes.lower: ASCII A-Z only
+    for i, label in enumerate(labels):
+        suffix = folded[i:]
+        pointer = names.get(suffix)
+        if pointer is not None:
+            out += (0xC000 | pointer).to_bytes(2, "big")
+            return
+        offset = len(out)
+        if offset < 0x4000:
+            names[suffix] = offset
+        length = len(label)
+        if length > 63 or length == 0:
+            raise ValueError(f"label {label!r}: must be 1-63 bytes")
+        out.append(length)
+        out += label
+    out.append(0)
 
-    def encode_name(self, name: DNSLabel | str | bytes) -> None:
-        labels = name.label if isinstance(name, DNSLabel) else DNSLabel(name).label
-        folded = tuple(label.lower() for label in labels)  # bytes.lower: ASCII A-Z only
-        names = self.names
-        data = self.data
-        for i in range(len(labels)):
-            suffix = folded[i:]
-            pointer = names.get(suffix)
-            if pointer is not None:
-                data += (0xC000 | pointer).to_bytes(2, "big")
-                self.offset += 2
-                return
-            if self.offset < 0x4000:
-                names[suffix] = self.offset
-            label = labels[i]
-            length = len(label)
-            if length > 63 or length == 0:
-                raise ValueError(f"label {label!r}: must be 1-63 bytes")
-            data.append(length)
-            data += label
-            self.offset += length + 1
-        data.append(0)
-        self.offset += 1
+
+def _put_name_plain(out: bytearray, labels: tuple[bytes, ...]) -> None:
+    """Append a name uncompressed: an SRV target (RFC 2782: "name compression is not to
+    be used for this field")."""
+    for label in labels:
+        length = len(label)
+        if length > 63 or length == 0:
+            raise ValueError(f"label {label!r}: must be 1-63 bytes")
+        out.append(length)
+        out += label
+    out.append(0)
+
+
+def _put_record(out: bytearray, names: dict[tuple[bytes, ...], int], record: RR) -> None:
+    """Append one resource record (RFC 1035 §4.1.3).
+
+    The types whose RDATA is, or ends in, names that RFC 1035 lets be compressed (RFC 3597
+    §4: NS, CNAME, PTR, SOA, MX) are written here, with compression; A, AAAA and SRV,
+    which most answers hold, are written from their fields too. Every other type's RDATA
+    is packed by dnslib's own `pack` on a buffer of its own, so none of its names is
+    compressed (RFC 3597 §4: a type defined later must not be).
+    """
+    _put_name(out, names, record.rname.label)
+    rtype = record.rtype
+    rdata = record.rdata
+    at = len(out) + 8  # where RDLENGTH goes
+    out += _RR_TAIL.pack(rtype, record.rclass, record.ttl, 0)
+    start = len(out)
+    if rtype in _ADDRESS:
+        out += bytes(rdata.data)
+    elif rtype in _ONE_NAME:
+        _put_name(out, names, rdata.label.label)
+    elif rtype == _TYPE_SRV:
+        out += _SRV_FIELDS.pack(rdata.priority, rdata.weight, rdata.port)
+        _put_name_plain(out, rdata.target.label)
+    elif rtype == _TYPE_SOA:
+        _put_name(out, names, rdata.mname.label)
+        _put_name(out, names, rdata.rname.label)
+        out += _SOA_TIMES.pack(*rdata.times)
+    elif rtype == _TYPE_MX:
+        out += _PREFERENCE.pack(rdata.preference)
+        _put_name(out, names, rdata.label.label)
+    else:
+        alone = DNSBuffer()
+        rdata.pack(alone)
+        out += alone.data
+    _RDLENGTH.pack_into(out, at, len(out) - start)
 
 
 def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: bytes = b"") -> bytes:
@@ -417,26 +482,23 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: by
         opt = b""
     arcount_opt = 1 if query.edns else 0
 
-    labels = _name_labels(query.qname)
-    buffer = _Buffer(bytes(12))
-    buffer.offset = 12
-    buffer.encode_name(DNSLabel(labels))
-    buffer.data += _QTAIL.pack(query.qtype, query.qclass)
-    buffer.offset += 4
-    question_end = buffer.offset
+    data = bytearray(12)
+    names: dict[tuple[bytes, ...], int] = {}
+    _put_name(data, names, _name_labels(query.qname))
+    data += _QTAIL.pack(query.qtype, query.qclass)
+    question_end = len(data)
 
     for record in answer.answer:
-        record.pack(buffer)
+        _put_record(data, names, record)
     for record in answer.authority:
-        record.pack(buffer)
+        _put_record(data, names, record)
     glue = answer.required_glue
     for record in answer.additional[:glue]:
-        record.pack(buffer)
-    main_end = buffer.offset
+        _put_record(data, names, record)
+    main_end = len(data)
     for record in answer.additional[glue:]:
-        record.pack(buffer)
+        _put_record(data, names, record)
 
-    data = buffer.data
     if len(data) + len(opt) <= limit:
         data[:12] = _HEADER.pack(
             query.id, flags, 1, len(answer.answer), len(answer.authority), len(answer.additional) + arcount_opt
@@ -482,3 +544,104 @@ def soa_serial_at(reply: bytes) -> int:
         pos += 10 + rdlength
     # SOA RDATA ends with serial, refresh, retry, expire, minimum: 4 bytes each.
     return pos - 20 if rtype == _TYPE_SOA else 0
+
+
+# --- the query log's reading of a request and its reply --------------------------------
+
+
+def question_text(message: bytes) -> tuple[str, int, int] | None:
+    """(name lower case, type, class) of a message's first question, for the query log;
+    None if unreadable. Lenient where `from_wire` is strict: it reads replies too, and any
+    byte in a label (escaped as Python's backslashreplace does)."""
+    if len(message) < 12 or message[4:6] == b"\x00\x00":
+        return None
+    labels: list[str] = []
+    pos = 12
+    size = len(message)
+    while pos < size:
+        length = message[pos]
+        if length == 0:
+            if pos + 5 > size:
+                return None
+            qtype = int.from_bytes(message[pos + 1 : pos + 3], "big")
+            qclass = int.from_bytes(message[pos + 3 : pos + 5], "big")
+            name = ".".join(labels) + "." if labels else "."
+            return name, qtype, qclass
+        if length > 63:
+            return None
+        labels.append(message[pos + 1 : pos + 1 + length].decode("ascii", "backslashreplace").lower())
+        pos += length + 1
+    return None
+
+
+def request_edns(request: bytes) -> tuple[bool, int]:
+    """(DO, the EDNS payload size or 512) of a request whose OPT record ends it (the
+    additional section's last record, as in every stub's and resolver's query)."""
+    # The OPT record: root owner, type 41, size, extended rcode, version, flags, RDLENGTH.
+    start = request.rfind(b"\x00\x00\x29", 12)
+    while start >= 0:
+        fixed_end = start + 11
+        if fixed_end <= len(request) and fixed_end + int.from_bytes(request[start + 9 : fixed_end], "big") == len(request):
+            return bool(request[start + 7] & 0x80), int.from_bytes(request[start + 3 : start + 5], "big")
+        start = request.rfind(b"\x00\x00\x29", 12, start)
+    return False, 512
+
+
+# --- the forwarder's side: requests to upstreams, their replies -----------------------
+
+
+class Malformed(ValueError):
+    """An upstream's reply that cannot be read as a DNS message."""
+
+
+def request(query: Query, ident: int, payload: int) -> bytes:
+    """The request that asks an upstream `query`'s question: ID `ident`, RD set, CD as
+    the asker set it, and an OPT record (EDNS version 0) offering `payload` bytes with
+    the asker's DO bit (RFC 6891 §6.1, RFC 3225 §3). The name is written as `query.qname`
+    spells it."""
+    flags = _RD | (_CD if query.cd else 0)
+    data = bytearray(_HEADER.pack(ident, flags, 1, 0, 0, 1))
+    _put_name_plain(data, _name_labels(query.qname))
+    data += _QTAIL.pack(query.qtype, query.qclass)
+    data += _OPT.pack(0, _TYPE_OPT, payload, _DO if query.do else 0, 0)
+    return bytes(data)
+
+
+def is_reply_to(sent: bytes, reply: bytes) -> bool:
+    """Whether `reply` is the reply to the request `sent`: a response with its ID, opcode
+    and question (names compared case-insensitively: RFC 4343, and a server may echo 0x20
+    spelling). Anything else may be spoofed or stray (RFC 5452 §9) and is to be ignored."""
+    if len(reply) < 12 or reply[:2] != sent[:2] or not reply[2] & 0x80:
+        return False
+    if (reply[2] ^ sent[2]) & 0x78 or reply[4:6] != sent[4:6]:  # opcode, QDCOUNT
+        return False
+    end = 12
+    while end < len(sent) and sent[end] != 0:
+        end += sent[end] + 1
+    end += 5  # the root label, type, class
+    return reply[12:end].lower() == sent[12:end].lower()
+
+
+def truncated(reply: bytes) -> bool:
+    """Whether `reply` (at least a header long) has TC set: the rest is to be asked for
+    over TCP (RFC 7766 §5)."""
+    return bool(reply[2] & (_TC >> 8))
+
+
+def read_reply(reply: bytes) -> Answer:
+    """An upstream's reply -> Answer: its rcode and records, its OPT record left out (the
+    codec writes kdns's own for the client: the upstream's says nothing about the
+    client's connection). Raises Malformed if dnslib cannot read it."""
+    try:
+        message = DNSRecord.parse(reply)
+    except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise Malformed(f"unreadable reply: {exc}") from None
+    return Answer(
+        rcode=int(message.header.rcode),
+        answer=tuple(message.rr),
+        authority=tuple(message.auth),
+        additional=tuple(rr for rr in message.ar if rr.rtype != _TYPE_OPT),
+        authoritative=False,
+        recursion_available=True,
+        source="upstream",
+    )

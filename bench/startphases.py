@@ -1,0 +1,119 @@
+"""Where start-up's CPU goes, step by step: the CPU seconds (utime+stime) of each step of a
+start at scale, in one process per start, as `kdns serve` runs them (kdns/app.py `_load`
+and the index build): the imports, reading the manifests, restoring the journal, applying
+the manifests, building the index.
+
+    python bench/startphases.py                       # this tree, 3 starts of each source
+    python bench/startphases.py --src /tmp/base --src . --runs 5
+
+The sources are those of bench/startup.py: the scale preset's manifests (`--ephemeral`),
+and the durable store (the journal holding the same cluster, no manifests), each tree's
+journal saved with its own code. Starts alternate between the trees; each is pinned to
+the server core (bench/procs.py) and prints its steps; the medians come last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gen
+import startup
+from common import REPO, say
+from procs import cpus
+
+STEPS = ("import", "read", "restore", "apply", "index")
+
+
+def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
+    """One start's steps, in this process (whose sys.path finds the kdns to measure)."""
+    began = time.process_time()
+    import kdns.app  # noqa: F401  (what a start imports: the API, the wire, ...)
+    from kdns.authority.index import ClusterIndex
+    from kdns.config import Settings
+    from kdns.registry import declared
+    from kdns.registry.manifests import read_paths
+    from kdns.registry.sqlite import FILE_NAME, SqliteJournal, load
+    from kdns.registry.store import Store
+    from kdns.runtime import long_lived
+
+    mark = time.process_time()
+    took = {"import": mark - began}
+
+    def step(name: str) -> None:
+        nonlocal mark
+        now = time.process_time()
+        took[name], mark = now - mark, now
+
+    settings = Settings(manifests=(manifests,), data_dir=data_dir)
+    with long_lived():
+        loaded = read_paths(settings.manifests, declared.packer())
+        step("read")
+        store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
+        if data_dir is not None:
+            with SqliteJournal(data_dir / FILE_NAME) as journal:
+                saved = load(journal.path)
+                store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
+        step("restore")
+        with store.transaction() as txn:
+            declared.apply(txn, loaded.documents, owned=True)
+        step("apply")
+        ClusterIndex(settings).rebuild(store.objects(), store.resource_version)
+        step("index")
+    return took
+
+
+def one(tree: Path, manifests: Path, data_dir: Path | None, server_cpu: str) -> dict[str, float]:
+    """A start of `tree`'s kdns in a process of its own, pinned to `server_cpu`."""
+    argv = ["taskset", "-c", server_cpu, sys.executable, __file__, "--one", str(tree), str(manifests)]
+    done = subprocess.run(argv + ([str(data_dir)] if data_dir is not None else []),
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="kdns start-up at scale, step by step (CPU seconds)")
+    parser.add_argument("--runs", type=int, default=3, help="starts of each tree from each source (default 3)")
+    parser.add_argument("--src", type=Path, action="append", help="a kdns tree (repeat to compare; default this one)")
+    parser.add_argument("--one", nargs="+", type=Path, help=argparse.SUPPRESS)  # TREE MANIFESTS [DATA_DIR]
+    args = parser.parse_args(argv)
+    if args.one:
+        tree, manifests, *data_dir = args.one
+        sys.path.insert(0, str(tree))
+        print(json.dumps(steps(manifests, data_dir[0] if data_dir else None)))
+        return 0
+    trees = [tree.resolve() for tree in args.src or [REPO]]
+    server_cpu, client_cpu, _ = cpus()
+    os.sched_setaffinity(0, {int(client_cpu)})
+    found: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="kdns-startphases-") as name:
+        workdir = Path(name)
+        gen.generate(workdir / "scale", gen.PRESETS["scale"], zones=False)
+        manifests, empty = workdir / "scale" / "manifests", workdir / "no-manifests"
+        empty.mkdir()
+        for number, tree in enumerate(trees):
+            startup.save_registry(manifests, workdir / f"data-{number}", tree)
+        for _ in range(args.runs):
+            for number, tree in enumerate(trees):
+                for source, where, data_dir in (("manifests", manifests, None),
+                                                ("store", empty, workdir / f"data-{number}")):
+                    took = one(tree, where, data_dir, server_cpu)
+                    found.setdefault((str(tree), source), []).append(took)
+                    say(f"startphases, {tree}, from {source}: " + " ".join(f"{s} {took[s]:.2f}" for s in STEPS))
+    for (tree, source), runs in found.items():
+        medians: dict[str, Any] = {s: round(statistics.median(r[s] for r in runs), 2) for s in STEPS}
+        say(f"startphases, {tree}, from {source}, medians of {len(runs)}: "
+            + " ".join(f"{s} {medians[s]:.2f}" for s in STEPS) + f" (s CPU; total {sum(medians.values()):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
