@@ -18,7 +18,8 @@ collection (`gc.callbacks`, CPU time) and counts the objects the oldest generati
 
 Per run: the longest callback of each write (median, p90, p99, max, over the flips),
 the loop's CPU per flip in callbacks over 50 µs, and the full (generation 2) collections:
-how many, the longest, and the tracked objects the oldest generation held at the end.
+how many, the longest, and the tracked objects the oldest generation held at the end;
+the longest young (generation 0 or 1) collection, and the collector's CPU per flip.
 Medians of `--repeats` runs per tree are printed; nothing here is a test.
 """
 
@@ -51,7 +52,7 @@ REPO = HERE.parent
 PROBE = '''
 import asyncio.events, gc, json, os, signal, time
 
-_steps, _full = [], []
+_steps, _full, _young = [], [], []
 _run = asyncio.events.Handle._run
 _clock = time.thread_time
 
@@ -71,18 +72,19 @@ _began = [0.0]
 def _collected(phase, info):
     if phase == "start":
         _began[0] = _clock()
-    elif info["generation"] == 2:
-        _full.append(_clock() - _began[0])
+    else:
+        (_full if info["generation"] == 2 else _young).append(_clock() - _began[0])
 
 
 gc.callbacks.append(_collected)
 
 
 def _report(*_):
-    steps, full = list(_steps), list(_full)
+    steps, full, young = list(_steps), list(_full), list(_young)
     _steps.clear()
     _full.clear()
-    summary = {"steps": steps, "full": full, "oldest": len(gc.get_objects(2))}
+    _young.clear()
+    summary = {"steps": steps, "full": full, "young": young, "oldest": len(gc.get_objects(2))}
     path = os.environ["KDNS_LOOPSTEPS_OUT"] + f".{os.getpid()}"
     with open(path + ".part", "w") as out:
         json.dump(summary, out)
@@ -132,11 +134,14 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
     steps = [d for _, d in summary["steps"]]
     longest = _longest_per_write(summary["steps"], writer.replied)
     full = sorted(summary["full"])
+    young = summary["young"]
     return {
         "longest_us": {q: 1e6 * _quantile(longest, q) for q in (0.5, 0.9, 0.99, 1.0)},
         "loop_ms_per_flip": 1000 * sum(steps) / args.flips,
         "full_collections": len(full),
         "full_max_ms": 1000 * full[-1] if full else 0.0,
+        "young_max_ms": 1000 * max(young, default=0.0),
+        "collector_ms_per_flip": 1000 * (sum(full) + sum(young)) / args.flips,
         "oldest_objects": summary["oldest"],
     }
 
@@ -195,15 +200,17 @@ def main(argv: list[str] | None = None) -> int:
           f"after {args.warmup}, kdns on CPU {args.cpu}, {'--ephemeral' if args.ephemeral else 'journal on disk'}, "
           f"asyncio's loop; medians of {args.repeats})\n")
     print("| tree | longest step per write: p50 µs | p90 µs | p99 µs | max µs | loop ms per flip (steps > 50 µs) "
-          "| full collections | longest ms | oldest generation, objects |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| full collections | longest ms | longest young collection ms | collector ms per flip "
+          "| oldest generation, objects |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for src, group in runs.items():
         def med(get: Any, group: list[dict[str, Any]] = group) -> float:
             return statistics.median(get(r) for r in group)
         print(f"| {src.name} | {med(lambda r: r['longest_us'][0.5]):.0f} | {med(lambda r: r['longest_us'][0.9]):.0f} "
               f"| {med(lambda r: r['longest_us'][0.99]):.0f} | {med(lambda r: r['longest_us'][1.0]):.0f} "
               f"| {med(lambda r: r['loop_ms_per_flip']):.2f} | {med(lambda r: r['full_collections']):g} "
-              f"| {med(lambda r: r['full_max_ms']):.1f} | {med(lambda r: r['oldest_objects']):.0f} |")
+              f"| {med(lambda r: r['full_max_ms']):.1f} | {med(lambda r: r['young_max_ms']):.1f} "
+              f"| {med(lambda r: r['collector_ms_per_flip']):.3f} | {med(lambda r: r['oldest_objects']):.0f} |")
     return 0
 
 

@@ -70,7 +70,7 @@ from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
-from kdns.runtime import give_back_memory, long_lived
+from kdns.runtime import collect_rarely, give_back_memory, long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.querylog import QueryLog
 from kdns.wire.tcp import TcpServer
@@ -325,6 +325,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     metrics = Metrics()
     tls = _tls_context(settings)  # a certificate that does not load stops start-up at once
     stack.callback(gc.unfreeze)  # stopped: what the load built may be collected again
+    stack.callback(collect_rarely())  # and the collector's own thresholds come back
     with long_lived():
         backend: Backend
         election = None

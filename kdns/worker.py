@@ -42,7 +42,7 @@ from kdns.replication import (
     ToWorker,
     receive_snapshot,
 )
-from kdns.runtime import long_lived, loop_factory, setup_logging
+from kdns.runtime import collect_rarely, long_lived, loop_factory, setup_logging
 
 log = logging.getLogger("kdns.worker")
 
@@ -72,6 +72,7 @@ async def run(sock: socket.socket) -> None:
         del snapshot
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(gc.unfreeze)
+        stack.callback(collect_rarely())
         try:
             dns = await stack.enter_async_context(
                 serve_dns(settings, index, load_static(settings), Metrics(), reuse_port=True)

@@ -8,6 +8,7 @@ status or as a watch's ERROR event) as its subclass `Gone`, which means: list ag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
@@ -87,6 +88,9 @@ class Client:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+            # uvloop closes the TCP transport beneath a TLS connection a turn of the loop
+            # after the TLS protocol reports it lost; give it that turn.
+            await asyncio.sleep(0)
 
     @property
     def closed(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 
 from kdns.app import BindError
 from kdns.registry.sqlite import StorageError, load
+from kdns.runtime import SERVING_THRESHOLDS
 from tests.e2e.kubeapi import Client
 
 SERVICES = "/api/v1/namespaces/default/services"
@@ -77,3 +79,15 @@ def test_a_journal_another_kdns_wrote_is_read_from_its_documents_then_written_ag
     saved = load(path)
     assert not saved.stale and [o.meta.name for o in saved.objects if o.kind == "Service"] == ["web"]
     assert saved.derived == [], "the controller's slices are kept again (web has no selector: none)"
+
+
+def test_a_serving_kdns_collects_its_oldest_generation_rarely_and_gives_the_thresholds_back(
+    kdns_server: Callable[..., Any],
+):
+    """While kdns serves, the collector's oldest generation waits for 100 collections of the
+    middle one (kdns.runtime.SERVING_THRESHOLDS); stopped, kdns puts back the thresholds it found."""
+    before = gc.get_threshold()
+    server = kdns_server()
+    assert gc.get_threshold() == SERVING_THRESHOLDS == (before[0], before[1], 100)
+    server.stop()
+    assert gc.get_threshold() == before
