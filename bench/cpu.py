@@ -181,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             zones = {zone: Path(p) for zone, p in model["zones"].items()}
             servers["knot"] = lambda port: start_knot(knot_conf(workdir / f"knot-{port}", LOOPBACK, port, zones),
                                                       server_cpu, workdir / "knot.log")
-        servers["kdns"] = lambda port: start_kdns(manifests, port, server_cpu, workdir / "kdns.log")
+        # --api-port 0: the API on a free port, not on 8080, which another process may hold.
+        flags = ["--upstream", "none", "--api-port", "0"]
+        servers["kdns"] = lambda port: start_kdns(manifests, port, server_cpu, workdir / "kdns.log", flags)
         if args.against:
             base = export(args.against, workdir / "base")
             servers[f"kdns@{args.against}"] = lambda port: start_kdns(manifests, port, server_cpu,
-                                                                      workdir / "kdns-base.log", repo=base)
+                                                                      workdir / "kdns-base.log", flags, repo=base)
         print(f"cpu bench: {pinning}; {args.preset} cluster, {model['query_count']:,} queries; {args.rounds} rounds; "
               f"closed loop and {args.rate:,}/s, {args.seconds:g} s each", flush=True)
         results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in servers}

@@ -28,8 +28,10 @@ Resident size. `bench/gen.py`'s scale preset (10,000 Services, 100,000 pods) is
 generated (or `--cluster DIR` reused), and `kdns serve --workers 1` started on it three
 times: `--ephemeral`, then with a new `--data-dir` (the first start saves everything),
 then again on that saved state. VmRSS is read once the last pod's name answers (and the
-process has been left a second), with VmHWM, the peak. CoreDNS's published sizing for
-the same cluster: (pods + services) / 1000 + 54 MB, 164 MB.
+process has been left a second), with VmHWM, the peak; then, serving, after dnsperf has
+sent queries from the cluster's query file (`queries.txt`) for `--serve-seconds`: what
+the replies kdns keeps ready and the tables it makes on a name's first query add. CoreDNS's published sizing for the same cluster: (pods + services) /
+1000 + 54 MB, 164 MB.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from pathlib import Path
 
 import gen
 from common import LOOPBACK, REPO, say
-from procs import Child, free_port, memory_kib
+from measure import dnsperf
+from procs import Child, cpus, free_port, memory_kib
 from servers import wait_answer
 
 PER_NAMESPACE = 100  # Services per namespace
@@ -138,8 +141,9 @@ def per_object(workdir: Path, services: int, pods: int) -> dict[str, float]:
     return {"service": service, "pod": pod, "endpoint": endpoint}
 
 
-def scale_rss(cluster: Path, workdir: Path) -> list[dict[str, object]]:
-    """RSS of `kdns serve --workers 1` on the scale cluster: ephemeral, first durable start, restart."""
+def scale_rss(cluster: Path, workdir: Path, serve_seconds: float) -> list[dict[str, object]]:
+    """RSS of `kdns serve --workers 1` on the scale cluster: ephemeral, first durable start,
+    restart; each after its first answer, and after `serve_seconds` of dnsperf."""
     spec = gen.PRESETS["scale"]
     last = next(s for s in reversed(gen.build(spec).services) if s.headless)
     name = f"{last.pods[-1].endpoint_name}.{last.fqdn}"
@@ -159,12 +163,20 @@ def scale_rss(cluster: Path, workdir: Path) -> list[dict[str, object]]:
                 raise RuntimeError(f"kdns {label}: {detail}")
             time.sleep(1)
             memory = memory_kib(child.pid)
+            served = None
+            if serve_seconds > 0:
+                run = dnsperf(port, cluster / "queries.txt", serve_seconds, cpus()[1], child.pid, workdir)
+                served = memory_kib(child.pid)
+                say(f"scale, {label}: served {run.get('completed') or 0:,.0f} queries")
         finally:
             child.stop()
         rows.append({"run": label, "answering_s": round(seconds, 1), "rss_mib": round(memory["VmRSS"] / 1024),
-                     "peak_mib": round(memory["VmHWM"] / 1024)})
+                     "peak_mib": round(memory["VmHWM"] / 1024),
+                     "served_rss_mib": round(served["VmRSS"] / 1024) if served else None,
+                     "served_peak_mib": round(served["VmHWM"] / 1024) if served else None})
         say(f"scale, {label}: answering after {seconds:.1f} s, VmRSS {rows[-1]['rss_mib']} MiB, "
-            f"VmHWM {rows[-1]['peak_mib']} MiB")
+            f"VmHWM {rows[-1]['peak_mib']} MiB; serving: VmRSS {rows[-1]['served_rss_mib']} MiB, "
+            f"VmHWM {rows[-1]['served_peak_mib']} MiB")
     return rows
 
 
@@ -174,11 +186,15 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=10, help="pods per Service (default 10)")
     parser.add_argument("--skip-scale", action="store_true", help="no resident-size runs on the scale cluster")
     parser.add_argument("--cluster", type=Path, help="a `bench/gen.py --preset scale` directory to reuse")
+    parser.add_argument("--serve-seconds", type=float, default=5,
+                        help="dnsperf over the scale cluster's queries before the serving reading (default 5; 0: none)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # one variant, in its own process
     args = parser.parse_args()
     if args.measure is not None:
         print(json.dumps(measure(args.measure)))
         return
+    if args.serve_seconds > 0 and shutil.which("dnsperf") is None:
+        parser.error("--serve-seconds needs dnsperf (or pass --serve-seconds 0)")
     workdir = Path(tempfile.mkdtemp(prefix="kdns-memory-"))
     try:
         costs = per_object(workdir, args.services, args.pods)
@@ -189,7 +205,7 @@ def main() -> None:
                 cluster = workdir / "scale"
                 say("generating the scale cluster")
                 gen.generate(cluster, gen.PRESETS["scale"], zones=False)
-            rows = scale_rss(cluster, workdir)
+            rows = scale_rss(cluster, workdir, args.serve_seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n`python bench/memory.py {' '.join(sys.argv[1:])}`".rstrip() + "\n")
@@ -197,9 +213,11 @@ def main() -> None:
     for kind, value in costs.items():
         print(f"| {kind} | {value:,.0f} |")
     if rows:
-        print("\n| kdns serve --workers 1, scale cluster | first answer | VmRSS | VmHWM (peak) |\n| --- | --- | --- | --- |")
+        print("\n| kdns serve --workers 1, scale cluster | first answer | VmRSS | VmHWM (peak) "
+              f"| VmRSS, VmHWM after {args.serve_seconds:g} s of dnsperf |\n| --- | --- | --- | --- | --- |")
         for row in rows:
-            print(f"| {row['run']} | {row['answering_s']} s | {row['rss_mib']} MiB | {row['peak_mib']} MiB |")
+            served = f"{row['served_rss_mib']} MiB, {row['served_peak_mib']} MiB" if row["served_rss_mib"] else "-"
+            print(f"| {row['run']} | {row['answering_s']} s | {row['rss_mib']} MiB | {row['peak_mib']} MiB | {served} |")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
 from kdns.replication import WorkerPool
-from kdns.runtime import collect_rarely, long_lived
+from kdns.runtime import collect_rarely, give_back_memory, long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.querylog import QueryLog
 from kdns.wire.tcp import TcpServer
@@ -223,6 +223,10 @@ class Reloader:
                 await self.reload_manifests()
             except Exception:
                 log.exception("reloading the manifests failed; the registry stays as it was")
+            # What the reload read (every document, as trees) is garbage now: give back
+            # what malloc holds of it (scale cluster: 410 -> 400 MiB; the rest is in
+            # CPython's small-object arenas, which go back only when wholly empty).
+            give_back_memory()
             if not self._again:
                 return
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["SERVING_THRESHOLDS", "collect_rarely", "long_lived", "loop_factory", "setup_logging"]
+__all__ = ["SERVING_THRESHOLDS", "collect_rarely", "give_back_memory", "long_lived", "loop_factory", "setup_logging"]
 
 
 class _Formatter(logging.Formatter):
@@ -53,6 +55,10 @@ def long_lived() -> Iterator[None]:
     are built, and what was built is then moved out of its sight (gc.freeze). Records hold
     no cycles, so reference counting still frees those that are replaced later. An
     exception leaves nothing frozen. `gc.unfreeze` at stop hands them back.
+
+    What the build made and dropped (the documents it read, the rows it restored) is
+    then given back to the system (`give_back_memory`): else the process would stay as
+    big as the build's peak for as long as it runs.
     """
     collecting = gc.isenabled()
     gc.disable()
@@ -62,6 +68,42 @@ def long_lived() -> Iterator[None]:
         if collecting:
             gc.enable()
     gc.freeze()
+    give_back_memory()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def give_back_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc `malloc_trim(0)`); whether
+    there was such a call to make.
+
+    Why it is needed: CPython takes objects over 512 bytes (a packed document, a row read
+    from the journal, a big dict's table) from malloc, and glibc returns free memory to
+    the system by itself only from the top of its heap, above the last block in use. A
+    load frees most of what it read between blocks that live on, so those pages stay
+    resident, unused, for the life of the process. malloc_trim (since glibc 2.8) also
+    releases every whole free page inside the heap (madvise MADV_DONTNEED), which is what
+    gives them back; the addresses stay reserved and are reused as the heap grows again.
+    CPython's own arenas for small objects are not malloc's: they go back to the system
+    only when wholly empty, which this does not change.
+    """
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
 
 
 # The collector's thresholds while kdns serves: CPython's (700, 10, 10) with its oldest

@@ -219,14 +219,15 @@ class ClusterIndex:
         self.namespaces: set[str] = set()
         self._services: dict[NamespacedName, ServiceRecord] = {}
         self._slices: dict[NamespacedName, _SliceRecord] = {}  # by (namespace, slice name)
-        self._slices_by_service: dict[NamespacedName, set[str]] = {}
+        self._slices_by_service: dict[NamespacedName, tuple[str, ...]] = {}  # multimap.add_few
         self._endpoints: dict[NamespacedName, ServiceEndpoints] = {}
         # The ready addresses each Service's endpoints were made of: what it put into
         # _ptr_endpoints is their (key, name) pairs.
         self._endpoint_readies: dict[NamespacedName, Sequence[_Ready]] = {}
         # Keyed by packed address.
-        self._ptr_cluster: dict[bytes, set[NamespacedName]] = {}
-        self._ptr_endpoints: dict[bytes, set[tuple[str, str, str]]] = {}
+        # The owners in a tuple (multimap.add_few: most addresses have one).
+        self._ptr_cluster: dict[bytes, tuple[NamespacedName, ...]] = {}
+        self._ptr_endpoints: dict[bytes, tuple[tuple[str, str, str], ...]] = {}
         # How many keys of the two tables above lie below each reverse-name prefix: the
         # first 1-3 bytes of an IPv4 key, the first 1-31 hex nibbles of an IPv6 one. A
         # partial reverse name exists (an empty non-terminal) while its count is not 0.
@@ -238,8 +239,11 @@ class ClusterIndex:
         # The reverse prefixes whose count went to 0 or from 0 in it, and whether each
         # existed before: a Service modified in place takes its cluster IP out and back.
         self._crossed: dict[bytes | str, bool] = {}
-        self._pods: dict[NamespacedName, tuple[str, bytes]] = {}  # eligible pods only
-        self._pod_ips: dict[tuple[str, bytes], int] = {}
+        # Eligible pods only, by namespace, then name: the packed status.podIP. Nested, not
+        # keyed by (namespace, name): a tuple per pod would cost 120 bytes more (56 for
+        # the key, 64 for a (namespace, packed) value), 12 MiB at 100,000 pods.
+        self._pods: dict[str, dict[str, bytes]] = {}
+        self._pod_ips: dict[str, dict[bytes, int]] = {}  # by namespace: how many pods hold each address
         self._nodes: dict[str, NodeRecord] = {}
         self._node_branches: dict[str, int] = {}  # proper suffixes of dotted node names
         self._node_list: tuple[NodeRecord, ...] | None = None
@@ -304,7 +308,7 @@ class ClusterIndex:
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
-            held = self._pods.get(where) if key.kind == POD else None
+            held = self._pod_ip(*where) if key.kind == POD else None
             record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
@@ -314,9 +318,9 @@ class ClusterIndex:
             if key.kind == POD:
                 # A pod name's answer changes only if the address the Pod holds does (a
                 # readiness report, like most Pod writes, leaves it alone).
-                holds = self._pods.get(where)
+                holds = self._pod_ip(*where)
                 if holds != held:
-                    touched.update(PodScope(*h) for h in (held, holds) if h is not None)
+                    touched.update(PodScope(key.namespace, h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
         touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
@@ -394,18 +398,24 @@ class ClusterIndex:
             record = self._services.pop(where, None)
             if record is not None:
                 for ip in record.cluster_ips:
-                    if multimap.discard(self._ptr_cluster, ip.packed, where):
+                    if multimap.discard_few(self._ptr_cluster, ip.packed, where):
                         self._reverse_count(ip.packed, -1)
         elif key.kind == ENDPOINT_SLICE:
             sliced = self._slices.pop(where, None)
             if sliced is not None:
                 service = (key.namespace, sliced.service)
-                multimap.discard(self._slices_by_service, service, key.name)
+                multimap.discard_few(self._slices_by_service, service, key.name)
                 self._stale.add(service)
         elif key.kind == POD:
-            held = self._pods.pop(where, None)
+            names = self._pods.get(key.namespace)
+            held = names.pop(key.name, None) if names is not None else None
             if held is not None:
-                _count_down(self._pod_ips, held)
+                if not names:
+                    del self._pods[key.namespace]
+                ips = self._pod_ips[key.namespace]
+                _count_down(ips, held)
+                if not ips:
+                    del self._pod_ips[key.namespace]
         elif key.kind == NODE and self._nodes.pop(key.name, None) is not None:
             self._node_list = None
             for suffix in ancestors(key.name):
@@ -424,7 +434,7 @@ class ClusterIndex:
         target = target_name(service.external_name or "") if external else None
         self._services[where] = ServiceRecord(service, ips, target)
         for ip in ips:
-            if multimap.add(self._ptr_cluster, ip.packed, where):
+            if multimap.add_few(self._ptr_cluster, ip.packed, where):
                 self._reverse_count(ip.packed, 1)
 
     def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
@@ -486,7 +496,7 @@ class ClusterIndex:
                     ready.append(_Ready(hostname or label, ip, key, text, label))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
         self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
-        self._slices_by_service.setdefault((namespace, service), set()).add(name)
+        multimap.add_few(self._slices_by_service, (namespace, service), name)
         self._stale.add((namespace, service))
 
     def _put_pod(self, pod: Pod) -> None:
@@ -498,10 +508,14 @@ class ClusterIndex:
         packed = _packed(pod.pod_ips[0])
         if packed is None:
             return
-        held = (meta.namespace, packed)
-        self._pods[(meta.namespace, meta.name)] = held
-        pod_ips = self._pod_ips
-        pod_ips[held] = pod_ips.get(held, 0) + 1  # _count_up, inline: once per pod
+        namespace = meta.namespace
+        names = self._pods.get(namespace)
+        if names is None:
+            names = self._pods[namespace] = {}
+            self._pod_ips[namespace] = {}
+        names[meta.name] = packed
+        pod_ips = self._pod_ips[namespace]
+        pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline: once per pod
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
@@ -555,7 +569,7 @@ class ClusterIndex:
         if before:
             for key, endpoint in previous - pairs:
                 touched.add(AddressScope(key))
-                if multimap.discard(self._ptr_endpoints, key, (namespace, name, endpoint)):
+                if multimap.discard_few(self._ptr_endpoints, key, (namespace, name, endpoint)):
                     self._reverse_count(key, -1)
             added = pairs - previous
         elif self._counting:
@@ -564,12 +578,8 @@ class ClusterIndex:
             touched.update(AddressScope(key) for key, _ in added)
         ptr = self._ptr_endpoints
         for key, endpoint in added:
-            owners = ptr.get(key)
-            if owners is None:
-                ptr[key] = {(namespace, name, endpoint)}
+            if multimap.add_few(ptr, key, (namespace, name, endpoint)):
                 self._reverse_count(key, 1)
-            else:
-                owners.add((namespace, name, endpoint))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -612,7 +622,13 @@ class ClusterIndex:
 
     def has_pod(self, namespace: str, ip: IPAddress) -> bool:
         """A running (or pending) pod in `namespace` has `ip` as its status.podIP."""
-        return (namespace, ip.packed) in self._pod_ips
+        ips = self._pod_ips.get(namespace)
+        return ips is not None and ip.packed in ips
+
+    def _pod_ip(self, namespace: str, name: str) -> bytes | None:
+        """The packed status.podIP the index holds for a pod, None when it holds none."""
+        names = self._pods.get(namespace)
+        return names.get(name) if names is not None else None
 
     def node(self, name: str) -> NodeRecord | None:
         return self._nodes.get(name)
