@@ -634,15 +634,17 @@ def test_a_pod_that_comes_back_returns_at_its_next_probe(dns_cluster: Any, recor
     assert elapsed <= PERIOD + SLACK
 
 
-# --- what probing costs -------------------------------------------------------------------
+# --- probing a thousand pods --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["tcpSocket", "httpGet"])
-def test_probing_a_thousand_pods_costs_little(kind: str, record_property: Any) -> None:
-    """1000 pods probed every second for 3 s: each probe costs well under a millisecond of kdns's CPU."""
+def test_a_thousand_pods_are_each_probed_on_their_period(kind: str, record_property: Any) -> None:
+    """1000 pods probed every second for 3 s: every pod is probed on its period and none fails.
+
+    What a probe costs is recorded, not asserted: speed is measured outside the suite
+    (`python -m tests.probe_cost --pods 1000 --seconds 10 --kind httpGet`, README)."""
     result = measure(pods=1000, seconds=3.0, kind=kind)
     print(f"\n{result}")
     record_property("cpu_per_probe_us", round(result.cpu_per_probe * 1e6, 1))
     assert result.failures == 0
     assert result.probes >= 1000 * 2  # every pod probed on its period (the first at once)
-    assert result.cpu_per_probe < 0.001
