@@ -87,6 +87,12 @@ class Relay:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if tasks:
                 await asyncio.wait(tasks, timeout=TIMEOUT / 2)
+            # A connection accepted while closing (a follower reconnecting) may still be
+            # open: abort it, so that no socket outlives the loop (its ResourceWarning
+            # would fail whichever test runs when it is collected).
+            for writer in list(self._writers):
+                writer.transport.abort()
+            await asyncio.sleep(0)
 
         with contextlib.suppress(concurrent.futures.TimeoutError):
             self._call(close())
