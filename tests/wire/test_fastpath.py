@@ -43,7 +43,7 @@ from kdns.reuse import (
     ServiceScope,
     Shared,
 )
-from kdns.wire.fastpath import AnswerCache, question_type
+from kdns.wire.fastpath import AnswerCache, QueryStats, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 from tests.authority.cluster import (
@@ -640,6 +640,41 @@ def test_the_servers_count_answers_in_shared_stats() -> None:
             chaos = dns.message.make_query("version.bind.", "TXT", "CH")
             await dns.asyncquery.udp(chaos, CLIENT, port=udp.port, timeout=TIMEOUT)  # REFUSED by the codec
             assert udp.stats.totals() == {(QTYPE.A, 0): 4, (QTYPE.AAAA, 3): 1, (QTYPE.TXT, 5): 1}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("counters", [255, 256], ids=["last-counter-a-byte-names", "past-it"])
+def test_a_ready_reply_is_counted_whatever_its_counters_index(counters: int) -> None:
+    """A plain ready reply names its (qtype, rcode) counter in one byte
+    (kdns/wire/fastpath.py); one whose counter is past 255 is kept the other way. Either
+    way, a batch read answers it from the cache, byte for byte what the codec writes,
+    with its own ID, and counts each answer once."""
+    registry = Registry()
+    registry.apply(_service("web"))
+    stats = QueryStats()
+    for qtype in range(1000, 1000 + counters):  # A/NOERROR gets the next index
+        stats.cell(qtype, 0)
+    web = "web.default.svc.cluster.local."
+
+    async def scenario() -> None:
+        async with UdpServer(registry.authority, CLIENT, 0, stats=stats) as udp:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                for round_ in range(3):
+                    wires = [request(web, ident=round_ * 10 + n) for n in range(3)]
+                    for wire in wires:  # one batch per round: all sent before the server reads
+                        sock.sendto(wire, (CLIENT, udp.port))
+                    expected = {wire[:2]: fresh(registry.authority, wire) for wire in wires}
+                    for _ in wires:
+                        reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), TIMEOUT)
+                        assert reply == expected.pop(reply[:2])
+        assert stats.cell(QTYPE.A, 0) == counters
+        assert {key: n for key, n in stats.totals().items() if n} == {(QTYPE.A, 0): 9}
+        # The first asks of round 0 were answered before a reply was ready; the rest were not
+        # (3 per round for `fresh`).
+        assert 1 <= registry.authority.calls - 9 <= 3
 
     asyncio.run(scenario())
 
