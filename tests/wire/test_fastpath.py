@@ -623,6 +623,38 @@ def test_a_batch_of_ready_and_new_questions_gets_each_its_own_reply() -> None:
     asyncio.run(scenario())
 
 
+def test_a_batch_of_ready_replies_after_one_with_a_miss_goes_to_its_askers() -> None:
+    """The UDP server queues the reply to datagram i in out header i while every datagram
+    before it had a ready reply, and moves headers after a miss (kdns/wire/mmsg.py): a
+    batch with a miss first, then a batch of ready replies only, each from three sockets;
+    every asker gets its own reply, with its ID."""
+    registry = Registry()
+    registry.apply(*(_service(name) for name in ("a", "b", "c")))
+    a, b, c = (f"{name}.default.svc.cluster.local." for name in "abc")
+
+    async def scenario() -> None:
+        async with serving(registry.authority) as (udp, _):
+            loop = asyncio.get_running_loop()
+            sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+            try:
+                for sock in sockets:
+                    sock.setblocking(False)
+                for name in (a, b):
+                    await _resolve(udp, name)
+                for round_, names in enumerate(((c, a, b), (a, b, c), (b, c, a))):
+                    wires = [request(name, ident=round_ * 10 + n) for n, name in enumerate(names)]
+                    for sock, wire in zip(sockets, wires, strict=True):  # one batch: sent before the read
+                        sock.sendto(wire, (CLIENT, udp))
+                    for sock, wire in zip(sockets, wires, strict=True):
+                        reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), TIMEOUT)
+                        assert reply == fresh(registry.authority, wire)
+            finally:
+                for sock in sockets:
+                    sock.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_servers_count_answers_in_shared_stats() -> None:
     """Hits, misses and the codec's own refusals, over UDP and TCP, land in one QueryStats by qtype and rcode."""
     registry = Registry()
