@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
@@ -154,7 +153,6 @@ class JournalWriter:
     def _run(self) -> None:
         loop = self._loop
         assert loop is not None
-        _behind_the_loop()
         failure: StorageError | None = None
         while True:
             with self._lock:
@@ -182,21 +180,3 @@ class JournalWriter:
                 loop.call_soon_threadsafe(self._saved_up_to, version, failure)
             except RuntimeError:  # the loop has closed: nobody is waiting any more
                 return
-
-
-def _behind_the_loop() -> None:
-    """Run this thread (the calling one) only when the event loop's thread does not want
-    the core: Linux's SCHED_IDLE policy. kdns is often given one core (the bench pins it):
-    the saving is mostly the kernel's (the WAL's write and fsync, ~0.2 ms of CPU per group),
-    and a thread of the normal policy doing it held the core while DNS datagrams waited for
-    the loop thread; a thread woken from the normal policy preempts a SCHED_IDLE one at
-    once (sched(7)). The thread still gets the core whenever the loop waits for datagrams,
-    and a small share of it when the loop never does, so saving goes on, in larger groups.
-    Elsewhere (no SCHED_IDLE) the thread runs at the normal policy, as any other."""
-    idle = getattr(os, "SCHED_IDLE", None)
-    if idle is None:
-        return
-    try:
-        os.sched_setscheduler(0, idle, os.sched_param(0))  # (0: the calling thread, on Linux)
-    except OSError as exc:  # a container or seccomp policy may refuse it; saving works the same
-        log.debug("the journal writer keeps the normal policy: %s", exc)
