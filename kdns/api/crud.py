@@ -48,7 +48,8 @@ from kdns.registry import admission, schema
 from kdns.registry import errors as registry_errors
 from kdns.registry.events import METADATA_FIELDS, field_matcher
 from kdns.registry.manifests import copy_tree, to_manifest
-from kdns.registry.objects import SERVICE, ObjectReference
+from kdns.registry.objects import SERVICE, KubeObject, ObjectReference
+from kdns.registry.store import Transaction
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -210,12 +211,12 @@ class _Change:
     doc: dict[str, Any]
     creates: bool = False
 
-    def __call__(self, txn: Any) -> Any:
+    def __call__(self, txn: Transaction) -> KubeObject:
         return txn.create(self.doc) if self.creates else txn.update(self.doc)
 
 
 async def _commit_from_current(
-    request: web.Request, target: Target, make: Callable[[Any], _Change], *, dry_run: bool
+    request: web.Request, target: Target, make: Callable[[KubeObject | None], _Change], *, dry_run: bool
 ) -> tuple[_Change, Any]:
     """Commit `make(current)`, the change made from the object `target` names as stored
     (None when there is none); return it and what the commit returned.
@@ -245,8 +246,8 @@ async def _commit_from_current(
     return change, await _commit(request, change, dry_run=dry_run, writing=change.doc)
 
 
-def _version(obj: Any) -> int | None:
-    return None if obj is None else int(obj.meta.resource_version)
+def _version(obj: KubeObject | None) -> int | None:
+    return None if obj is None else obj.meta.resource_version
 
 
 # Who says so in the Event (`source.component`), as kube-apiserver's own controllers name themselves.
@@ -327,7 +328,7 @@ async def update(request: web.Request, target: Target) -> web.Response:
     body = _place(await read_document(request, target.resource), target, creating=False)
     dry_run = is_dry_run(request)
 
-    def make(current: Any) -> _Change:
+    def make(current: KubeObject | None) -> _Change:
         if current is None:
             raise status.not_found(target.resource.group_resource, target.name or "")
         live = to_manifest(current)
@@ -365,7 +366,7 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
 
     patch_doc, duplicates = loads_json(body)
 
-    def make(current: Any) -> _Change:
+    def make(current: KubeObject | None) -> _Change:
         if current is None:
             raise status.not_found(resource.group_resource, target.name or "")
         live = to_manifest(current)
@@ -416,7 +417,7 @@ async def _apply(request: web.Request, target: Target, config: Any, dry_run: boo
     fields = ownership.fields_of(config, kind_schema)
     now = _now(request)
 
-    def make(current: Any) -> _Change:
+    def make(current: KubeObject | None) -> _Change:
         if current is None:
             if target.subresource == "status":
                 raise status.not_found(resource.group_resource, target.name or "")
