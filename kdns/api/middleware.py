@@ -108,8 +108,9 @@ async def yield_to_dns() -> None:
     """Let the event loop run once: it polls its sockets, and the UDP server answers the
     datagrams waiting (up to a batch) before this coroutine goes on. For the API's long
     synchronous steps (a write is about a millisecond of the loop), at points where
-    nothing has been read yet or everything is committed already, so that nothing another
-    request does in between can change what this one does."""
+    nothing has been read yet, everything is committed already, or what was read is
+    checked again by the commit (kdns/api/crud.py's `_commit_from_current`), so that
+    nothing another request does in between can change what this one answers."""
     await asyncio.sleep(0)
 
 
