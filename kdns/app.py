@@ -20,7 +20,8 @@ Start order (stop is the reverse, under a timeout):
 7. with --workers N, start N - 1 worker processes on the same port (SO_REUSEPORT), each
    with a copy of the registry kept in step by this one (kdns/replication.py), and wait
    until they serve;
-8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
+8. serve the HTTP API, its modules imported on a thread meanwhile (DNS answers while they
+   load); /readyz says ready from here (registry loaded, DNS bound);
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
 10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
 
