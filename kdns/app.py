@@ -78,9 +78,10 @@ from kdns.wire.udp import UdpServer
 from kdns.zonefiles import load_zones
 from kdns.zonefiles import reload as reload_zones
 
-# Imported where they are used, not here: the HTTP API and the etcd client are aiohttp's
-# and most of kdns's own import time, which DNS does not need to start answering
-# (_serve_api imports the API on a thread while DNS answers; etcd only with --store).
+# Imported where they are used, not here: the HTTP API and the etcd client (aiohttp and
+# kdns.api: more than half of a start's imports, bench/startphases.py) are not needed to
+# start answering DNS (_serve_api imports the API on a thread while DNS answers; etcd
+# only with --store).
 if TYPE_CHECKING:
     from kdns.api.http import Explainer
     from kdns.etcd.store import EtcdBackend, LeaderElection
@@ -581,7 +582,7 @@ async def _serve_api(
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
     (with etcd: while etcd can take writes)."""
-    # DNS answers from here on: its modules (aiohttp's and kdns.api's, about a third of
+    # DNS answers from here on: its modules (aiohttp's and kdns.api's, more than half of
     # what a start imports) are imported on a thread, so that the event loop answers
     # meanwhile instead of waiting for them.
     await asyncio.to_thread(importlib.import_module, "kdns.api.http")
