@@ -176,7 +176,8 @@ class AnswerCache:
 
     `lookup(data, client)` is the fast path: the ready reply to the request `data`, or
     None (then the caller goes through the codec and the handler, and calls `store` with
-    the `epoch` it saw before asking the handler). `follow` subscribes the cache to the
+    the `epoch` it saw before asking the handler). The UDP server's batch loop reads the
+    `plain` table itself and asks `kept` for the rest (`mmsg.Batch.queue_ready`). `follow` subscribes the cache to the
     handler's changes; the server calls it when it starts and the call it returns when it
     stops.
     """
