@@ -78,7 +78,8 @@ _NAME = _HEADER - 2  # where the name starts in a key or a body: after the ID
 _write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
 # The entry for one question, in one of two tables. Most replies may go to any asker as
-# they are until a change drops them: such an entry is one bytes object, the reply after
+# they are until a change drops them (some only to askers who spell the name in lower
+# case, as the key does: `_lower_only`): such an entry is one bytes object, the reply after
 # its ID (the question's name in lower case) and then one byte, the index of its (qtype,
 # rcode) counter in `QueryStats.counts` (the `plain` table, `mmsg.Batch.queue_ready`'s
 # contract). A hit on one reads no object but the key and that one: at scale the ready
@@ -202,6 +203,9 @@ class AnswerCache:
         # in lower case: a request that spells it so is its own key. A key is in one of them.
         self.plain: dict[bytes, bytes] = {}
         self._kept: dict[bytes, _Kept] = {}
+        # The plain replies kept for the name in lower case only (an SRV target spelt as
+        # asked): `lookup` gives them to no other spelling.
+        self._lower_only: set[bytes] = set()
         # The keys filed under each scope; under None, those any change drops. Sets: most
         # replies read several scopes (a Service and its Namespace), and one dropped through
         # one of them and stored again is still filed under the others.
@@ -234,6 +238,7 @@ class AnswerCache:
     def clear(self) -> None:
         self.plain = {}
         self._kept = {}
+        self._lower_only = set()
         self._scopes = {}
         self._bytes = 0
         self._recursion = {}
@@ -245,19 +250,19 @@ class AnswerCache:
         if changed is None:
             self.clear()
             return
-        plain, kept, scopes = self.plain, self._kept, self._scopes
+        scopes = self._scopes
         for scope in (None, *changed):
             for key in scopes.pop(scope, ()):
-                self._bytes -= self._drop(key, plain, kept)
+                self._bytes -= self._drop(key)
         self._recursion = {}
 
-    @staticmethod
-    def _drop(key: bytes, plain: dict[bytes, bytes], kept: dict[bytes, _Kept]) -> int:
+    def _drop(self, key: bytes) -> int:
         """Forget `key`'s entry; the bytes it held (0: none)."""
-        body = plain.pop(key, None)
+        body = self.plain.pop(key, None)
         if body is not None:
+            self._lower_only.discard(key)
             return len(body) - 1
-        entry = kept.pop(key, None)
+        entry = self._kept.pop(key, None)
         return 0 if entry is None else len(entry[0])
 
     def ready(self, key: bytes) -> bytes | bytearray | None:
@@ -298,12 +303,12 @@ class AnswerCache:
         name = data[_HEADER:end]
         key = data[2:_HEADER] + name.lower() + data[end:] if end > 0 else b""
         plain = self.plain.get(key)
-        if plain is not None:
+        if plain is not None and key not in self._lower_only:
             self.stats.counts[plain[-1]] += 1
             return b"".join((data[:2], plain[:_NAME], name, plain[end - 2 : -1]))
         entry = self._kept.get(key)
         if entry is None or (entry[2] is not None and not self._within(entry[2], name, client)):
-            self.misses += 1
+            self.misses += 1  # (a plain reply kept for the name in lower case only, among them)
             return None
         body, cell, _, serial_at = entry
         self.stats.counts[cell] += 1
@@ -357,11 +362,16 @@ class AnswerCache:
         limits = (spelling, expires, forwarded)
         cell = self.stats.cell(query.qtype, reply[3] & 0x0F)
         key = data[2:_HEADER] + folded + data[end:]
-        self._bytes -= self._drop(key, self.plain, self._kept)
+        self._bytes -= self._drop(key)
         self._file(key, scope)  # (a reply stored again under other scopes stays filed under the old: harmless)
         parts = (reply[2:_HEADER], folded, reply[end:])
-        if limits == (None, None, False) and not serial_at and cell < _PLAIN_CELLS:
+        # A reply kept for one spelling is plain if that is the name in lower case: the key's
+        # own bytes, so every request that finds it by its bytes spells the name so.
+        lower_only = spelling is not None and spelling == folded
+        if (spelling is None or lower_only) and limits[1:] == (None, False) and not serial_at and cell < _PLAIN_CELLS:
             self.plain[key] = b"".join((*parts, cell.to_bytes(1, "big")))
+            if lower_only:
+                self._lower_only.add(key)
             self._bytes += len(reply) - 2
             return True
         body: bytes | bytearray = b"".join(parts)

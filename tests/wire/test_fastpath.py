@@ -214,10 +214,12 @@ def test_srv_targets_keep_each_askers_zone_spelling(authority: Authority) -> Non
     lower = request("_http._tcp.svc1.testns.svc.cluster.local.", "SRV")
     upper = request("_http._tcp.svc1.testns.svc.CLUSTER.LOCAL.", "SRV")
     assert ask(cache, authority, lower)[1] is False
+    assert ask(cache, authority, lower) == (fresh(authority, lower), True)  # (a plain reply, for lower case only)
     reply, hit = ask(cache, authority, upper)
     assert hit is False
     assert dns.message.from_wire(reply).answer[0][0].target.to_text() == "svc1.testns.svc.CLUSTER.LOCAL."
     assert ask(cache, authority, upper) == (fresh(authority, upper), True)
+    assert ask(cache, authority, lower)[0] == fresh(authority, lower)
 
 
 NAMES = [
