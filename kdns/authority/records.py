@@ -37,15 +37,15 @@ SOA_EXPIRE = 86400
 DomainName: TypeAlias = str | DNSLabel
 
 
-# The records most answers are made of (A, AAAA, SRV, PTR) are built without dnslib's
-# checks. dnslib's constructors pass every field through a validating property (a range
-# check or an isinstance each): for the ten-endpoint A and SRV answers, and the PTR, that
-# a registry write sends back through the slow path, that was most of the answer's CPU
-# (bench/README.md "Where the answer path's extra CPU goes under writes"). What these
-# builders are given is valid by construction (packed addresses, ports and weights of 16
-# bits, TTLs bounded by kdns.config), so they store the fields where dnslib's properties
-# keep them, if this dnslib keeps them where `_stored_as_dnslib_does` found them when
-# this module was loaded; otherwise they go through dnslib's constructors.
+# The records most answers are made of (A, AAAA, SRV) are built without dnslib's checks.
+# dnslib's constructors pass every field through a validating property (a range check or
+# an isinstance each): for the ten-endpoint A and SRV answers a registry write sends back
+# through the slow path that was most of the answer's CPU (bench/README.md "Where the
+# answer path's extra CPU goes under writes"). What these builders are given is valid by
+# construction (packed addresses, ports and weights of 16 bits, TTLs bounded by
+# kdns.config), so they store the fields where dnslib's properties keep them, if this
+# dnslib keeps them where `_stored_as_dnslib_does` found them when this module was
+# loaded; otherwise they go through dnslib's constructors.
 _new = object.__new__
 _IN = CLASS.IN
 
@@ -75,12 +75,6 @@ def _fast_srv(priority: int, weight: int, port: int, target: DomainName) -> SRV:
     return rdata
 
 
-def _fast_ptr(target: DomainName) -> PTR:
-    rdata = _new(PTR)
-    rdata._label = target if isinstance(target, DNSLabel) else DNSLabel(target)
-    return rdata
-
-
 def _checked_rr(owner: DomainName, rtype: int, ttl: int, rdata: Any) -> RR:
     return RR(owner, rtype, ttl=ttl, rdata=rdata)
 
@@ -91,10 +85,6 @@ def _checked_address(rdata_type: type[A] | type[AAAA], packed: bytes) -> A | AAA
 
 def _checked_srv(priority: int, weight: int, port: int, target: DomainName) -> SRV:
     return SRV(priority, weight, port, target)
-
-
-def _checked_ptr(target: DomainName) -> PTR:
-    return PTR(target)
 
 
 def _stored_as_dnslib_does() -> bool:
@@ -108,8 +98,6 @@ def _stored_as_dnslib_does() -> bool:
          _fast_rr("probe.example.", QTYPE.AAAA, 7, _fast_address(AAAA, bytes(range(16))))),
         (_checked_rr(owner, QTYPE.SRV, 7, _checked_srv(1, 2, 3, "target.example.")),
          _fast_rr(owner, QTYPE.SRV, 7, _fast_srv(1, 2, 3, "target.example."))),
-        (_checked_rr(owner, QTYPE.PTR, 7, _checked_ptr("target.example.")),
-         _fast_rr(owner, QTYPE.PTR, 7, _fast_ptr("target.example."))),
     ]
     for checked, fast in pairs:
         if vars(checked).keys() != vars(fast).keys() or vars(checked.rdata) != vars(fast.rdata):
@@ -127,10 +115,9 @@ def _stored_as_dnslib_does() -> bool:
 _rr: Callable[[DomainName, int, int, Any], RR] = _checked_rr
 _address_rdata: Callable[[type[A] | type[AAAA], bytes], A | AAAA] = _checked_address
 _srv_rdata: Callable[[int, int, int, DomainName], SRV] = _checked_srv
-_ptr_rdata: Callable[[DomainName], PTR] = _checked_ptr
 FAST_BUILDERS = _stored_as_dnslib_does()
 if FAST_BUILDERS:
-    _rr, _address_rdata, _srv_rdata, _ptr_rdata = _fast_rr, _fast_address, _fast_srv, _fast_ptr
+    _rr, _address_rdata, _srv_rdata = _fast_rr, _fast_address, _fast_srv
 
 
 def a(owner: DomainName, address: IPAddress, ttl: int) -> RR:
@@ -151,7 +138,7 @@ def srv(owner: DomainName, target: DomainName, port: int, weight: int, ttl: int,
 
 
 def ptr(owner: DomainName, target: DomainName, ttl: int) -> RR:
-    return _rr(owner, QTYPE.PTR, ttl, _ptr_rdata(target))
+    return RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(target))
 
 
 def cname(owner: DomainName, target: DomainName, ttl: int) -> RR:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, A, DNSBuffer, DNSLabel
+from dnslib import AAAA, QTYPE, RR, SRV, A, DNSBuffer, DNSLabel
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,8 +54,3 @@ def test_srv_records_are_dnslibs(owner: str | DNSLabel, target: str | DNSLabel, 
         records.srv(owner, target, port, weight, ttl, priority),
         RR(owner, QTYPE.SRV, ttl=ttl, rdata=SRV(priority, weight, port, target)),
     )
-
-
-@given(_OWNERS, _OWNERS, _TTLS)
-def test_ptr_records_are_dnslibs(owner: str | DNSLabel, target: str | DNSLabel, ttl: int) -> None:
-    _same(records.ptr(owner, target, ttl), RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(target)))
