@@ -167,7 +167,8 @@ class Decoder:
                              tuple([self._endpoint(*endpoint) for endpoint in endpoints]),
                              tuple([self._port(EndpointPort, p) for p in ports]), document)
 
-    def _endpoint(self, addresses: tuple[str, ...], conditions: tuple[bool | None, ...], hostname: str,
+    def _endpoint(self, addresses: tuple[str, ...], conditions: tuple[bool | None, bool | None, bool | None],
+                  hostname: str,
                   node_name: str, ref: tuple[str, str, str, str] | None) -> Endpoint:
         if ref is None:
             return Endpoint(addresses, ENDPOINT_CONDITIONS[conditions], hostname, self._share(node_name))
