@@ -153,9 +153,9 @@ class Store:
         # label, value); services by (namespace, one pair of their selector); slices by
         # (namespace, kubernetes.io/service-name).
         self._names: dict[tuple[str, str], set[str]] = {}
-        self._pods_by_label: dict[tuple[str, str, str], set[str]] = {}
-        self._services_by_selector: dict[tuple[str, str, str], set[str]] = {}
-        self._slices_by_service: dict[tuple[str, str], set[str]] = {}
+        self._pods_by_label: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        self._services_by_selector: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        self._slices_by_service: dict[tuple[str, str], tuple[str, ...] | set[str]] = {}
         # Each Service's slices (every one labelled with its name, in name order) as the
         # EndpointSlice controller last left them: while they are still these very
         # objects, a pod's update that leaves its endpoints where they are remakes only
@@ -428,8 +428,9 @@ class Store:
 
     def _index(self, obj: KubeObject, *, add: bool) -> None:
         namespace, name = obj.meta.namespace, obj.meta.name
-        change = multimap.add if add else multimap.discard
-        change(self._names, (obj.kind, namespace), name)
+        (multimap.add if add else multimap.discard)(self._names, (obj.kind, namespace), name)
+        # The others have a few members per key, as a rule: tuples (kdns/multimap.py).
+        change = multimap.add_some if add else multimap.discard_some
         if isinstance(obj, Pod):
             for label, value in obj.meta.labels.items():
                 change(self._pods_by_label, (namespace, label, value), name)
