@@ -856,6 +856,12 @@ class Transaction:
         new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored)
         if old is not None and stored is not None and _same_content(body, stored):
             return old
+        if fields is not None and isinstance(new, EndpointSlice):
+            # The controller's slice: its document is made again from it when read (not
+            # held). `new` is not seen by anyone yet, so it is still being made here.
+            owner = objects.controller_owner(new, body)
+            if owner is not None:
+                new.owner, new.document = owner, objects.EMPTY_DOCUMENT
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):

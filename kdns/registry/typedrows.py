@@ -39,6 +39,7 @@ from kdns.registry.objects import (
     Pod,
     Service,
     ServicePort,
+    SliceOwner,
 )
 
 __all__ = ["Decoder", "encode"]
@@ -82,7 +83,8 @@ def _encode_endpoint_slice(obj: Any) -> tuple[Any, ...]:
         for e in obj.endpoints
     )
     ports = tuple((p.name, p.port, p.protocol) for p in obj.ports)
-    return _meta(obj.meta), obj.address_type, endpoints, ports, obj.document
+    owner = None if obj.owner is None else (obj.owner.service_uid, obj.owner.generation)
+    return _meta(obj.meta), obj.address_type, endpoints, ports, obj.document, owner
 
 
 _ENCODERS: Mapping[str, Callable[[Any], tuple[Any, ...]]] = {
@@ -162,10 +164,11 @@ class Decoder:
         return pod
 
     def _endpoint_slice(self, row: tuple[Any, ...]) -> EndpointSlice:
-        meta, address_type, endpoints, ports, document = row
+        meta, address_type, endpoints, ports, document, owner = row
         return EndpointSlice(self._meta(meta), self._share(address_type),
                              tuple([self._endpoint(*endpoint) for endpoint in endpoints]),
-                             tuple([self._port(EndpointPort, p) for p in ports]), document)
+                             tuple([self._port(EndpointPort, p) for p in ports]), document,
+                             None if owner is None else SliceOwner(*owner))
 
     def _endpoint(self, addresses: tuple[str, ...], conditions: tuple[bool | None, bool | None, bool | None],
                   hostname: str,
