@@ -23,6 +23,8 @@ bytes: the scale cluster's documents average about 150 bytes instead of 630 (77 
 20 MiB), for about 2 µs more to pack and 1 µs to unpack one. The dictionary is in this
 module, so a typed object saved by the journal (kdns/registry/sqlite.py
 `object_format`, a digest of this file) is unpacked with the one it was packed with.
+The EndpointSlices the controller writes hold no document at all: their typed fields
+say all of it, and it is made again when read (`EndpointSlice`, `controller_manifest`).
 
 Immutable by contract, not by `frozen=True`: nothing assigns to an object once it is made
 (`dataclasses.replace` makes a changed copy). A frozen dataclass sets each field through
