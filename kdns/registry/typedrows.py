@@ -13,8 +13,8 @@ cannot make start-up run anything: it decodes to something of the wrong shape, a
 row is read only after its tag says this kdns wrote it: `registry.sqlite.object_format`,
 which digests this module too, so a change here makes older rows count as absent.)
 
-Label sets and selectors are shared as `manifests.parse` shares them
-(`objects.shared_labels`), and so are the values rows repeat (`Decoder`).
+Label sets and selectors are shared, as `manifests.parse` shares them, and so are the
+values rows repeat (`Decoder`).
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ class Decoder:
     def __init__(self) -> None:
         self._strings: dict[str, str] = {}
         self._values: dict[tuple[Any, ...], Any] = {}  # a port's fields -> the frozen port
+        # Every label set and selector of the load, each held once: objects.shared_labels
+        # keeps the last 4,096, which rows read kind by kind outrun (a Service's selector
+        # is its pods' labels, read 100,000 rows before it).
+        self._labels: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
         self._pods: dict[str, Pod] = {}  # by uid
 
     def decode(self, kind: str, row: bytes | memoryview) -> KubeObject:
@@ -136,6 +140,9 @@ class Decoder:
     def _share(self, text: str) -> str:
         return self._strings.setdefault(text, text)
 
+    def _label_set(self, labels: dict[str, str]) -> Mapping[str, str]:
+        return self._labels.setdefault(tuple(labels.items()), labels)
+
     def _port(self, cls: Callable[..., Any], fields: tuple[Any, ...]) -> Any:
         key = (cls, *fields)
         port = self._values.get(key)
@@ -146,13 +153,13 @@ class Decoder:
     def _meta(self, row: tuple[Any, ...]) -> ObjectMeta:
         name, namespace, labels, uid, version, created, deleted = row
         share = self._share
-        return ObjectMeta(name, share(namespace), _shared(labels), uid, version, share(created),
+        return ObjectMeta(name, share(namespace), self._label_set(labels), uid, version, share(created),
                           None if deleted is None else share(deleted))
 
     def _service(self, row: tuple[Any, ...]) -> Service:
         meta, type_, cluster_ips, headless, ports, selector, external_name, publish, families, document = row
         return Service(self._meta(meta), self._share(type_), cluster_ips, headless,
-                       tuple([self._port(ServicePort, p) for p in ports]), _shared(selector), external_name,
+                       tuple([self._port(ServicePort, p) for p in ports]), self._label_set(selector), external_name,
                        publish, families, document)
 
     def _pod(self, row: tuple[Any, ...]) -> Pod:
@@ -189,5 +196,3 @@ class Decoder:
             target = ObjectReference(self._share(kind), self._share(namespace), name, uid)
         return Endpoint(addresses, ENDPOINT_CONDITIONS[conditions], hostname, self._share(node_name), target)
 
-
-_shared = objects.shared_labels

@@ -106,10 +106,12 @@ def test_one_load_shares_what_its_rows_repeat():
                         ObjectReference("Pod", "shop", "web-9", "pod-uid-1"))
     endpoint_slice = EndpointSlice(dataclasses.replace(META, name="web-abcde"), "IPv4", (endpoint, stranger),
                                    (EndpointPort("http", 8080, "TCP"),), DOCUMENT)
+    service = Service(dataclasses.replace(META, name="web", labels={"app": "web"}), selector={"app": "web"})
     decoder = typedrows.Decoder()
-    back = [decoder.decode(obj.kind, _copy(typedrows.encode(obj))) for obj in (pod, other, endpoint_slice)]
-    assert back == [pod, other, endpoint_slice]
-    pod_back, other_back, slice_back = back
+    back = [decoder.decode(obj.kind, _copy(typedrows.encode(obj))) for obj in (pod, other, service, endpoint_slice)]
+    assert back == [pod, other, service, endpoint_slice]
+    pod_back, other_back, service_back, slice_back = back
+    assert pod_back.meta.labels is other_back.meta.labels is service_back.selector is service_back.meta.labels
     assert pod_back.meta.namespace is other_back.meta.namespace is slice_back.meta.namespace
     assert pod_back.meta.creation_timestamp is other_back.meta.creation_timestamp
     assert pod_back.phase is other_back.phase and pod_back.node_name is other_back.node_name
