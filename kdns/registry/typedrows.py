@@ -100,7 +100,7 @@ class Decoder:
     shares it.
 
     Each row is marshal'ed alone, so every string it holds comes back as an object of its
-    own: decoded row by row, the scale cluster held 45 MiB more than the same objects read
+    own: decoded row by row, the scale cluster held 43 MiB more than the same objects read
     from manifests (bench/memory.py), where a creation time, a phase or a node name is one
     string for every object that has it, and an endpoint holds its pod's name, uid, node
     name and addresses. Here too: values of few spellings (namespaces, times, phases,
