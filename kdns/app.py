@@ -20,7 +20,8 @@ Start order (stop is the reverse, under a timeout):
 7. with --workers N, start N - 1 worker processes on the same port (SO_REUSEPORT), each
    with a copy of the registry kept in step by this one (kdns/replication.py), and wait
    until they serve;
-8. serve the HTTP API; /readyz says ready from here (registry loaded, DNS bound);
+8. serve the HTTP API, its modules imported on a thread meanwhile (DNS answers while they
+   load); /readyz says ready from here (registry loaded, DNS bound);
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
 10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
 
@@ -35,6 +36,7 @@ import contextlib
 import dataclasses
 import errno
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -43,14 +45,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kdns.api.http import Explainer, build_app, start_api
 from kdns.authority.index import ClusterIndex
 from kdns.authority.static import StaticZones, ZoneError
 from kdns.config import ConfigError, Settings
 from kdns.errors import KdnsError
-from kdns.etcd.client import EtcdClient, EtcdError
-from kdns.etcd.store import EtcdBackend, LeaderElection
 from kdns.hostport import join_host_port
 from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
@@ -77,6 +77,14 @@ from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 from kdns.zonefiles import load_zones
 from kdns.zonefiles import reload as reload_zones
+
+# Imported where they are used, not here: the HTTP API and the etcd client (aiohttp and
+# kdns.api: more than half of a start's imports, bench/startphases.py) are not needed to
+# start answering DNS (_serve_api imports the API on a thread while DNS answers; etcd
+# only with --store).
+if TYPE_CHECKING:
+    from kdns.api.http import Explainer
+    from kdns.etcd.store import EtcdBackend, LeaderElection
 
 __all__ = ["App", "BindError", "DnsServers", "LoopError", "Reloader", "serve", "serve_dns", "start"]
 
@@ -330,6 +338,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         backend: Backend
         election = None
         if settings.etcd_endpoints:
+            from kdns.etcd.store import LeaderElection
+
             (backend, applied), journal = await _open_etcd(stack, settings), None
             election = LeaderElection(backend, backend.client, settings.leader_elect_lease_duration,
                                       lambda: Prober(backend))
@@ -434,6 +444,9 @@ async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> tu
     """The registry from etcd (closed by `stack`): list it and follow it, then apply the
     manifests on top as one write (pruning what they no longer declare), as `_load` does
     for the embedded store."""
+    from kdns.etcd.client import EtcdClient, EtcdError
+    from kdns.etcd.store import EtcdBackend
+
     loaded = read_paths(settings.manifests)
     _check_loaded(loaded)
     store = _new_store(settings)
@@ -569,6 +582,12 @@ async def _serve_api(
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
     (with etcd: while etcd can take writes)."""
+    # DNS answers from here on: its modules (aiohttp's and kdns.api's, more than half of
+    # what a start imports) are imported on a thread, so that the event loop answers
+    # meanwhile instead of waiting for them.
+    await asyncio.to_thread(importlib.import_module, "kdns.api.http")
+    from kdns.api.http import build_app, start_api
+
     ready = asyncio.Event()
     ready.set()
     api = build_app(

@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,14 @@ def test_layers_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_dns_starts_without_the_api_modules() -> None:
+    """What `kdns serve` runs before DNS answers imports neither aiohttp nor the API
+    (kdns/app.py imports the API on a thread once DNS is bound, etcd's client only with
+    --store etcd): more than half of a start's imports stay off the way to the first answer."""
+    script = ("import sys, kdns.cli, kdns.app; print(sorted(m for m in sys.modules"
+              " if m.split('.')[0] == 'aiohttp' or m.startswith(('kdns.api', 'kdns.etcd'))))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert result.stdout.strip() == "[]"

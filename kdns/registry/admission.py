@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -32,7 +32,7 @@ from kdns.registry.allocator import (
 )
 from kdns.registry.errors import Invalid, invalid
 from kdns.registry.manifests import CLUSTER_IP_NONE
-from kdns.registry.objects import KubeObject, Service
+from kdns.registry.objects import KubeObject, ObjectMeta, Service
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 EXTERNAL_NAME = "ExternalName"
@@ -132,8 +132,9 @@ def admit(
             _set_generation(body, kind, stored, generation)
             if checked is None:
                 return manifests.parse(body, kind)
-            # The generation was set after `checked` packed the document: pack it again.
-            return replace(checked, document=objects.pack(body))
+            meta, fields = checked
+            # (The document packed once, with its generation: set after it was read.)
+            return Service(meta=meta, document=objects.pack(body), **fields)
         except BaseException:
             context.cluster_ips.rollback(savepoints[0])
             context.node_ports.rollback(savepoints[1])
@@ -443,10 +444,10 @@ class RangeExhausted(RangeFull):
 
 def _service(
     body: dict[str, Any], old: Service | None, stored: Mapping[str, Any] | None, context: Context
-) -> Service | None:
+) -> tuple[ObjectMeta, dict[str, Any]] | None:
     """Defaults that depend on the cluster, validation, then the allocation of cluster IPs
-    and node ports. Returns the Service that validation read, when allocation did not
-    change what it was read from (then it is the object to store), else None."""
+    and node ports. Returns what validation read (manifests.checked), when allocation did
+    not change what it was read from (then it is the Service to store), else None."""
     spec = body.get("spec")
     name = body["metadata"].get("name", "") if isinstance(body.get("metadata"), dict) else ""
     if not isinstance(spec, dict) or not _well_formed(spec):
@@ -463,7 +464,7 @@ def _service(
         _ip_families(spec, cluster_ips, old_spec if had_ips else None, context, name)
         cluster_ips = list(spec.get("clusterIPs") or [])
 
-    checked = manifests.parse(body, objects.SERVICE)  # validation, before anything is allocated
+    checked = manifests.checked(body, objects.SERVICE)  # validation, before anything is allocated
     # What allocation may write: the cluster IPs, which _allocate_cluster_ips replaces
     # (their list is not changed in place), and node ports, which _allocate_node_ports reports.
     ip_before, ips_before = spec.get("clusterIP"), spec.get("clusterIPs")
@@ -486,7 +487,7 @@ def _service(
         and spec.get("clusterIP") == ip_before
         and list(spec.get("clusterIPs") or []) == list(ips_before or [])
     )
-    return checked if unchanged else None  # type: ignore[return-value]
+    return checked if unchanged else None
 
 
 def _well_formed(spec: dict[str, Any]) -> bool:

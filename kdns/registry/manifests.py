@@ -687,12 +687,20 @@ def parse(doc: dict[str, Any], kind: str | None = None, fields: dict[str, Any] |
     slices hold most of a cluster's objects. The metadata is read all the same.
     """
     kind = kind or kind_of(doc)
+    meta, fields = checked(doc, kind, fields)
+    return objects.KIND_CLASSES[kind](meta=meta, document=objects.pack(doc), **fields)
+
+
+def checked(doc: Mapping[str, Any], kind: str, fields: dict[str, Any] | None = None) -> tuple[ObjectMeta, dict[str, Any]]:
+    """What `parse` reads of `doc` (of `kind`): its metadata and typed fields (Invalid if a
+    value is bad), without packing it: for admission, which validates a Service before
+    it allocates, and then stores what allocation wrote."""
     check = _Checker()
     meta = _meta(doc, kind, check)
     if fields is None:
         fields = _PARSERS[kind](doc, meta, check)
     check.done(kind, meta.name)
-    return objects.KIND_CLASSES[kind](meta=meta, document=objects.pack(doc), **fields)
+    return meta, fields
 
 
 _NAME_CHECKS: Mapping[str, Callable[[str], tuple[str, ...]]] = {

@@ -964,11 +964,17 @@ class Transaction:
 
     def _flush(self) -> None:
         """Run the EndpointSlice controller for every service marked since the last run."""
-        while self._dirty:
-            namespace, name = key = next(iter(self._dirty))
-            changed = self._dirty[key]
-            self._clear(key)
-            self._reconcile(namespace, name, changed)
+        # In the order they were marked, from a list of the keys: taking the first key of
+        # the dict each time scans the slots its deletions left empty, again and again
+        # (quadratic; 0.05 s for the 10,000 Services of a big load).
+        dirty = self._dirty
+        while dirty:
+            for key in list(dirty):
+                if key not in dirty:
+                    continue  # reconciled already
+                changed = dirty[key]
+                self._clear(key)
+                self._reconcile(key[0], key[1], changed)
 
     def _reconcile(self, namespace: str, name: str, changed: set[str] | None = None) -> None:
         """The EndpointSlice controller for one service; `changed` names the pods whose

@@ -1,0 +1,168 @@
+"""A start-up load (every manifest in one transaction, the EndpointSlice controller run
+once per Service at its end) makes the registry and the DNS answers that the same
+documents written one at a time, each its own commit, make: the per-event path the API
+takes, where the controller reconciles a Service at every pod that arrives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kdns.authority.index import ClusterIndex
+from kdns.config import Settings
+from kdns.registry import declared
+from kdns.registry.manifests import Document, read_paths
+from kdns.registry.store import Store, apply_order
+from tests.authority.zonetext import ask, lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "bench"))
+
+import gen
+
+# A Service asking for its address and node port, a NodePort one given both, a pod that
+# is not ready and one that is terminating, beside the generator's cluster.
+_EXTRA = """\
+apiVersion: v1
+kind: Service
+metadata: {name: fixed, namespace: ns-00}
+spec: {clusterIP: 10.96.0.10, type: NodePort, selector: {app: fixed}, ports: [{name: dns, port: 53, protocol: UDP, nodePort: 30053}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np, namespace: ns-01}
+spec: {type: NodePort, selector: {app: fixed}, ports: [{name: http, port: 80, targetPort: web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fixed-a, namespace: ns-00, labels: {app: fixed}}
+spec: {containers: [{name: c, image: i, ports: [{name: web, containerPort: 8080}]}]}
+status: {phase: Running, podIP: 10.250.0.1, podIPs: [{ip: 10.250.0.1}], conditions: [{type: Ready, status: "False"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fixed-b, namespace: ns-01, labels: {app: fixed}}
+spec: {containers: [{name: c, image: i, ports: [{name: web, containerPort: 8080}]}]}
+status: {phase: Running, podIP: 10.250.0.2, podIPs: [{ip: 10.250.0.2}], conditions: [{type: Ready, status: "True"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fixed-c, namespace: ns-01, labels: {app: fixed}, deletionTimestamp: "2026-12-07T00:00:00Z"}
+spec: {containers: [{name: c, image: i, ports: [{name: web, containerPort: 8080}]}]}
+status: {phase: Running, podIP: 10.250.0.3, podIPs: [{ip: 10.250.0.3}], conditions: [{type: Ready, status: "True"}]}
+"""
+
+SPEC = gen.Spec(namespaces=3, services=30, service_pods=3, headless=12, headless_pods=6, queries=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[gen.Cluster, list[Document]]:
+    directory = tmp_path_factory.mktemp("bulk")
+    built = gen.build(SPEC)
+    gen.write_manifests(built, directory / "manifests")
+    (directory / "manifests" / "zz-extra.yaml").write_text(_EXTRA)
+    loaded = read_paths([directory / "manifests"])
+    assert loaded.errors == []
+    declared.mark(loaded.documents)
+    return built, loaded.documents
+
+
+def _bulk(documents: list[Document]) -> Store:
+    """As `kdns serve` loads (kdns.app._load): every document in one transaction."""
+    store = Store()
+    with store.transaction() as txn:
+        declared.apply(txn, documents)
+    return store
+
+
+def _one_by_one(documents: list[Document]) -> Store:
+    """Each document its own commit, as API writes: Namespaces, then each pod before the
+    Services that select it (so that every Service is made with its pods there), then
+    the Services in the order the bulk load allocates their addresses."""
+    store = Store()
+    ordered = sorted(documents, key=lambda d: (d.kind != "Namespace", d.kind != "Pod", apply_order(d)))
+    for document in ordered:
+        with store.transaction() as txn:
+            txn.apply(document.tree())
+    return store
+
+
+def _one_by_one_pods_last(documents: list[Document]) -> Store:
+    """Each document its own commit in apply order: every pod's arrival reconciles the
+    Services selecting it again."""
+    store = Store()
+    for document in sorted(documents, key=apply_order):
+        with store.transaction() as txn:
+            txn.apply(document.tree())
+    return store
+
+
+def _slices(store: Store) -> list[dict[str, Any]]:
+    """The EndpointSlices as documents, with each pod's uid (a new one in every registry)
+    replaced by the pod's name, and what every write makes anew left out: their names too,
+    which are drawn from their ports (a Service made before its pods first has an empty
+    slice, which the one with ports replaces), in the order of their contents."""
+    uids = {pod.meta.uid: f"{pod.meta.namespace}/{pod.meta.name}" for pod in store.list("Pod")}
+    found = []
+    for obj in store.list("EndpointSlice"):
+        manifest = obj.manifest
+        metadata = manifest["metadata"]
+        for key in ("name", "uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
+            metadata.pop(key, None)
+        for owner in metadata.get("ownerReferences", ()):
+            owner.pop("uid", None)
+        for endpoint in manifest.get("endpoints") or ():
+            ref = endpoint.get("targetRef")
+            if ref is not None:
+                ref["uid"] = uids[ref["uid"]]
+        found.append(manifest)
+    return sorted(found, key=repr)
+
+
+def _allocations(store: Store) -> list[tuple[str, str, tuple[str, ...], tuple[int | None, ...]]]:
+    return [(s.meta.namespace, s.meta.name, tuple(s.cluster_ips), tuple(p.node_port for p in s.ports))  # type: ignore[attr-defined]
+            for s in store.list("Service")]
+
+
+def _answers(store: Store, cluster: gen.Cluster) -> dict[tuple[str, str], tuple[str, list[str], list[str]]]:
+    """The answer to every name the cluster has, of every type asked of it, and to a
+    few that are not there."""
+    settings = Settings()
+    index = ClusterIndex(settings)
+    index.rebuild(store.objects(), 1)  # (one serial for both: the SOA shows it)
+    names = set(gen.records(cluster).data) | {
+        "fixed.ns-00.svc.cluster.local.", "np.ns-01.svc.cluster.local.", "_http._tcp.np.ns-01.svc.cluster.local.",
+        "nope.ns-00.svc.cluster.local.", "10.0.96.10.in-addr.arpa.",
+    }
+    found = {}
+    for name in sorted(names):
+        for qtype in ("A", "AAAA", "SRV", "PTR"):
+            got = ask(index, settings, name, qtype)
+            assert got is not None
+            found[(name, qtype)] = (str(got.rcode), lines(got.answer), lines(got.additional))
+    return found
+
+
+def _same_registry(bulk: Store, other: Store) -> None:
+    assert _allocations(bulk) == _allocations(other)
+    assert _slices(bulk) == _slices(other)
+    for kind in ("Namespace", "Service", "Pod"):
+        assert [o.meta.name for o in bulk.list(kind)] == [o.meta.name for o in other.list(kind)]
+
+
+@pytest.mark.parametrize("write", [_one_by_one, _one_by_one_pods_last])
+def test_bulk_load_equals_writes_one_at_a_time(cluster: tuple[gen.Cluster, list[Document]], write: Any) -> None:
+    built, documents = cluster
+    bulk, other = _bulk(documents), write(documents)
+    _same_registry(bulk, other)
+    answers = _answers(bulk, built)
+    assert answers == _answers(other, built)
+    # The cluster is not empty of what the comparison is about.
+    assert answers[("fixed.ns-00.svc.cluster.local.", "A")][1] == ["fixed.ns-00.svc.cluster.local. 5 IN A 10.96.0.10"]
+    fixed = bulk.get("Service", "ns-00", "fixed")
+    assert fixed is not None and [p.node_port for p in fixed.ports] == [30053]  # type: ignore[attr-defined]
+    assert sum(len(s.manifest.get("endpoints") or ()) for s in bulk.list("EndpointSlice")) == (
+        SPEC.services * SPEC.service_pods + SPEC.headless * SPEC.headless_pods + 1 + 2)
+
