@@ -3,6 +3,7 @@
     python bench/loopsteps.py                                # this tree, journal on
     python bench/loopsteps.py --src /tmp/old --src .         # A/B: two kdns trees, runs alternated
     python bench/loopsteps.py --ephemeral --flips 3000
+    python bench/loopsteps.py --steps                        # also each step of a write, named
 
 A DNS datagram that arrives while the loop runs one callback waits for the rest of it:
 the longest callback of a write is what that write can add to a DNS answer's latency.
@@ -20,7 +21,8 @@ Per run: the longest callback of each write (median, p90, p99, max, over the fli
 the loop's CPU per flip in callbacks over 50 µs, and the full (generation 2) collections:
 how many, the longest, and the tracked objects the oldest generation held at the end;
 the longest young (generation 0 or 1) collection, and the collector's CPU per flip.
-Medians of `--repeats` runs per tree are printed; nothing here is a test.
+Medians of `--repeats` runs per tree are printed; nothing here is a test. `--steps`
+also names each step (`print_steps`): which one a change to the write path should split.
 """
 
 from __future__ import annotations
@@ -52,17 +54,36 @@ REPO = HERE.parent
 PROBE = '''
 import asyncio.events, gc, json, os, signal, time
 
-_steps, _full, _young = [], [], []
+_steps, _full, _young, _named = [], [], [], []
 _run = asyncio.events.Handle._run
 _clock = time.thread_time
+_naming = bool(os.environ.get("KDNS_LOOPSTEPS_NAMES"))
+
+
+def _where(handle):
+    """A callback's name; for a task's step, the coroutines it is suspended in (innermost
+    three), which name a step of a write by the awaits it runs between."""
+    callback = handle._callback
+    task = getattr(callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return getattr(callback, "__qualname__", type(callback).__name__)
+    names, coro = [], task.get_coro()
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        names.append(coro.cr_frame.f_code.co_name)
+        coro = coro.cr_await
+    return ">".join(names[-3:]) or "(task ends)"
 
 
 def _timed(handle, _now=time.monotonic):
-    at, begun = _now(), _clock()
+    at = _now()
+    start = _where(handle) if _naming else ""
+    begun = _clock()
     _run(handle)
     spent = _clock() - begun
     if spent >= 50e-6:  # shorter: the loop's own bookkeeping (bench/loopsteps.py's SLICE)
         _steps.append((at, spent))
+        if _naming:
+            _named.append((f"{start} -> {_where(handle)}", spent))
 
 
 asyncio.events.Handle._run = _timed
@@ -80,11 +101,12 @@ gc.callbacks.append(_collected)
 
 
 def _report(*_):
-    steps, full, young = list(_steps), list(_full), list(_young)
+    steps, full, young, named = list(_steps), list(_full), list(_young), list(_named)
     _steps.clear()
+    _named.clear()
     _full.clear()
     _young.clear()
-    summary = {"steps": steps, "full": full, "young": young, "oldest": len(gc.get_objects(2))}
+    summary = {"steps": steps, "named": named, "full": full, "young": young, "oldest": len(gc.get_objects(2))}
     path = os.environ["KDNS_LOOPSTEPS_OUT"] + f".{os.getpid()}"
     with open(path + ".part", "w") as out:
         json.dump(summary, out)
@@ -113,7 +135,8 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
     for old in work.glob("summary.*"):
         old.unlink()
     kdns = start(src, work / "cluster" / "manifests", data_dir, port, api_port, args.cpu, work / "kdns.log",
-                 env={"PYTHONPATH": str(work / "probe"), "KDNS_LOOPSTEPS_OUT": str(out)})
+                 env={"PYTHONPATH": str(work / "probe"), "KDNS_LOOPSTEPS_OUT": str(out),
+                      **({"KDNS_LOOPSTEPS_NAMES": "1"} if args.steps else {})})
     try:
         started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
         if started is None:
@@ -143,7 +166,28 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
         "young_max_ms": 1000 * max(young, default=0.0),
         "collector_ms_per_flip": 1000 * (sum(full) + sum(young)) / args.flips,
         "oldest_objects": summary["oldest"],
+        "named": summary["named"],
     }
+
+
+def print_steps(runs: dict[Path, list[dict[str, Any]]], flips: int) -> None:
+    """STEPS: the loop's callbacks over 50 µs, named by where they start and end (a task's
+    step by the coroutines it was suspended in, innermost three: `a>b>c -> d>e>f` ran from
+    the await in c to the one in f), over every run of a tree: how many per flip, their
+    median and longest CPU time. A write's own steps come once per flip."""
+    print("\n| tree | step (from -> to) | per flip | median µs | p90 µs |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for src, group in runs.items():
+        by_name: dict[str, list[float]] = {}
+        for run in group:
+            for name, spent in run["named"]:
+                by_name.setdefault(name, []).append(spent)
+        for name, spent in sorted(by_name.items(), key=lambda item: -sum(item[1])):
+            if len(spent) < flips * len(group) / 10:
+                continue  # not a step of every write
+            spent.sort()
+            print(f"| {src.name} | `{name}` | {len(spent) / (flips * len(group)):.2f} "
+                  f"| {1e6 * _quantile(spent, 0.5):.0f} | {1e6 * _quantile(spent, 0.9):.0f} |")
 
 
 def _longest_per_write(steps: list[list[float]], replied: list[float]) -> list[float]:
@@ -173,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--cpu", default=str(max(os.sched_getaffinity(0))), help="the CPU kdns is pinned to")
     parser.add_argument("--ephemeral", action="store_true", help="no journal (--ephemeral)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also each tree's steps over 50 µs by the awaits they run between (see STEPS)")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go")
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.src or [REPO])]
@@ -211,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {med(lambda r: r['loop_ms_per_flip']):.2f} | {med(lambda r: r['full_collections']):g} "
               f"| {med(lambda r: r['full_max_ms']):.1f} | {med(lambda r: r['young_max_ms']):.1f} "
               f"| {med(lambda r: r['collector_ms_per_flip']):.3f} | {med(lambda r: r['oldest_objects']):.0f} |")
+    if args.steps:
+        print_steps(runs, args.flips)
     return 0
 
 

@@ -181,6 +181,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """(utime, stime) in seconds of each thread of the process, by thread id (the main
+    thread's id is the pid); a thread that ended meanwhile is left out."""
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        times[int(tid)] = (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+    return times
+
+
 def udp_drops(port: int) -> int:
     """Datagrams dropped at the receive buffer of the UDP socket(s) bound to `port`."""
     total = 0

@@ -13,7 +13,9 @@ Writer sends (a kubelet reporting Ready), each on its own connection as that Wri
 and waits for each reply. The figure is the kdns process's CPU time (utime + stime from
 /proc, all threads) over those flips divided by their count: the request's parsing, patch,
 validation, admission, commit, EndpointSlice update, watch fan-out, reply, journal and
-DNS index update. Per tree the median of `--repeats` runs is printed; nothing here is a test.
+DNS index update. Per tree the median of `--repeats` runs is printed, and the same split
+by thread (/proc/PID/task: the event loop's thread, the main one, and the others, the
+journal's writer among them), user and system time apart; nothing here is a test.
 
 `--registry` measures the registry's share of a flip alone, in a process of its own per
 tree and run (PYTHONPATH the tree, trees alternated): the same PATCH's merge applied to
@@ -39,7 +41,7 @@ from typing import Any
 
 import gen
 from common import LOOPBACK
-from procs import cpu_seconds, free_port
+from procs import cpu_seconds, free_port, thread_cpu
 from servers import wait_answer
 from writes import Writer, start
 
@@ -56,8 +58,9 @@ def flips(api: str, pods: list[gen.Pod], count: int, first: int) -> None:
 
 
 def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod], probe: dict,
-            profile: Path | None) -> float:
-    """kdns CPU milliseconds per flip, one fresh kdns from `src`."""
+            profile: Path | None) -> dict[str, float]:
+    """kdns CPU milliseconds per flip, one fresh kdns from `src`: in all (`total`), and
+    user and system time of the event loop's thread (the main one) and of the others."""
     port, api_port = free_port(), free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="kdns-writecost-", dir=args.data_parent)) if args.data_dir else None
     kdns = start(src, work / "cluster" / "manifests", data_dir, port, api_port, args.cpu, work / "kdns.log")
@@ -72,13 +75,21 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(kdns.pid), "--rate", "500", "--format", "raw",
                                     "--output", str(profile)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        before = cpu_seconds(kdns.pid)
+        before, threads_before = cpu_seconds(kdns.pid), thread_cpu(kdns.pid)
         flips(api, pods, args.flips, args.warmup)
-        spent = cpu_seconds(kdns.pid) - before
+        spent, threads = cpu_seconds(kdns.pid) - before, thread_cpu(kdns.pid)
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its stacks and exits
             spy.wait(30)
-        return 1000 * spent / args.flips
+        per_flip = 1000 / args.flips
+        result = {"total": spent * per_flip, "loop_user": 0.0, "loop_system": 0.0,
+                  "others_user": 0.0, "others_system": 0.0}
+        for tid, (user, system) in threads.items():
+            old_user, old_system = threads_before.get(tid, (0.0, 0.0))
+            which = "loop" if tid == kdns.pid else "others"
+            result[f"{which}_user"] += (user - old_user) * per_flip
+            result[f"{which}_system"] += (system - old_system) * per_flip
+        return result
     finally:
         kdns.stop()
         if data_dir is not None:
@@ -187,22 +198,26 @@ def main(argv: list[str] | None = None) -> int:
         probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
         if args.registry:
             return registry_runs(sources, args, work / "cluster" / "manifests")
-        runs: dict[Path, list[float]] = {src: [] for src in sources}
+        runs: dict[Path, list[dict[str, float]]] = {src: [] for src in sources}
         for repeat in range(args.repeats):
             for n, src in enumerate(sources):
                 profile = None
                 if args.profile is not None and repeat == 0:
                     profile = args.profile.with_name(f"{args.profile.name}.{n}-{src.name or 'root'}.txt")
-                ms = one_run(src, args, work, pods, probe, profile)
-                runs[src].append(ms)
-                print(f"writecost: {src} run {repeat + 1}: {ms:.3f} ms CPU per flip", file=sys.stderr)
+                run = one_run(src, args, work, pods, probe, profile)
+                runs[src].append(run)
+                print(f"writecost: {src} run {repeat + 1}: {run['total']:.3f} ms CPU per flip", file=sys.stderr)
     print(f"`python bench/writecost.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({args.flips} flips after {args.warmup}, kdns on CPU {args.cpu}, "
           f"{'journal on disk' if args.data_dir else '--ephemeral'}; median of {args.repeats})\n")
-    print("| tree | kdns CPU ms per flip (median) | runs |")
-    print("| --- | ---: | --- |")
-    for src, values in runs.items():
-        print(f"| {src} | {statistics.median(values):.3f} | {', '.join(f'{v:.2f}' for v in values)} |")
+    print("| tree | kdns CPU ms per flip (median) | runs | loop thread: user | system | other threads: user | system |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for src, group in runs.items():
+        totals = [run["total"] for run in group]
+        parts = [statistics.median(run[part] for run in group)
+                 for part in ("loop_user", "loop_system", "others_user", "others_system")]
+        print(f"| {src} | {statistics.median(totals):.3f} | {', '.join(f'{v:.2f}' for v in totals)} | "
+              + " | ".join(f"{v:.3f}" for v in parts) + " |")
     return 0
 
 

@@ -45,9 +45,11 @@ from kdns.api.selectors import SelectorError, parse_label_selector
 from kdns.api.status import ApiError
 from kdns.api.targets import Target, selector_of
 from kdns.registry import admission, schema
+from kdns.registry import errors as registry_errors
 from kdns.registry.events import METADATA_FIELDS, field_matcher
-from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import SERVICE, ObjectReference
+from kdns.registry.manifests import copy_tree, to_manifest
+from kdns.registry.objects import SERVICE, KubeObject, ObjectReference
+from kdns.registry.store import Transaction
 
 
 def get(request: web.Request, target: Target) -> web.Response:
@@ -202,6 +204,52 @@ async def _commit(
     return result
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Change:
+    """The document a write makes from the stored object, and whether it creates it."""
+
+    doc: dict[str, Any]
+    creates: bool = False
+
+    def __call__(self, txn: Transaction) -> KubeObject:
+        return txn.create(self.doc) if self.creates else txn.update(self.doc)
+
+
+async def _commit_from_current(
+    request: web.Request, target: Target, make: Callable[[KubeObject | None], _Change], *, dry_run: bool
+) -> tuple[_Change, Any]:
+    """Commit `make(current)`, the change made from the object `target` names as stored
+    (None when there is none); return it and what the commit returned.
+
+    Making the document (the patch, decoding, managedFields) is one slice of the event
+    loop and the commit (admission, the EndpointSlice controller, the DNS index) the next,
+    about as long: the DNS datagrams that came in meanwhile are answered in between
+    (`yield_to_dns`; bench/loopsteps.py times the slices). A change made from a stored
+    object names that object's resource version, so a write that changed it in between
+    gets the commit refused (Conflict, or NotFound or AlreadyExists for one that deleted
+    or created it); then the change is made again from the object as it is now and
+    committed in the same slice, as it was before the yield, so a write answers as though
+    nothing had come between: one that names no version (or the current one) is applied,
+    one that names a stale version is refused."""
+    store = request.app[STORE]
+    kind, namespace, name = target.resource.kind, target.namespace or "", target.name or ""
+    current = store.get(kind, namespace, name)
+    change = make(current)
+    await yield_to_dns()
+    try:
+        return change, await _commit(request, change, dry_run=dry_run, writing=change.doc)
+    except (registry_errors.Conflict, registry_errors.NotFound, registry_errors.AlreadyExists):
+        now = store.get(kind, namespace, name)
+        if _version(now) == _version(current):
+            raise  # not the yield's doing: the write's own
+    change = make(now)
+    return change, await _commit(request, change, dry_run=dry_run, writing=change.doc)
+
+
+def _version(obj: KubeObject | None) -> int | None:
+    return None if obj is None else obj.meta.resource_version
+
+
 # Who says so in the Event (`source.component`), as kube-apiserver's own controllers name themselves.
 EVENT_COMPONENT = "kdns-apiserver"
 
@@ -250,7 +298,7 @@ async def create(request: web.Request, target: Target) -> web.Response:
     doc = _place(await read_document(request, target.resource), target, creating=True)
     dry_run = is_dry_run(request)
     _record_update(request, target, doc, None)
-    result = await _commit(request, lambda txn: txn.create(doc), dry_run=dry_run, writing=doc)
+    _, result = await _commit_from_current(request, target, lambda _: _Change(doc, creates=True), dry_run=dry_run)
     return render(request, target.resource, result, 201)
 
 
@@ -277,15 +325,25 @@ def _status_only(live: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update(request: web.Request, target: Target) -> web.Response:
-    doc = _place(await read_document(request, target.resource), target, creating=False)
+    body = _place(await read_document(request, target.resource), target, creating=False)
     dry_run = is_dry_run(request)
-    live = to_manifest(_live(request, target))
-    if target.subresource == "status":
-        doc = _status_only(live, doc)
-    elif "status" not in doc and "status" in live:
-        doc["status"] = live["status"]
-    _record_update(request, target, doc, live)
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
+
+    def make(current: KubeObject | None) -> _Change:
+        if current is None:
+            raise status.not_found(target.resource.group_resource, target.name or "")
+        live = to_manifest(current)
+        doc: dict[str, Any] = copy_tree(body)
+        if target.subresource == "status":
+            doc = _status_only(live, doc)
+        else:
+            if "status" not in doc and "status" in live:
+                doc["status"] = live["status"]
+            if not doc["metadata"].get("resourceVersion"):  # made from `live`: a change of it
+                doc["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+        _record_update(request, target, doc, live)
+        return _Change(doc)
+
+    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
     return render(request, target.resource, result)
 
 
@@ -302,38 +360,42 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
     current = store.get(resource.kind, target.namespace or "", target.name)
 
     if media == APPLY_PATCH:
-        return await _apply(request, target, loads_yaml(body), current, dry_run)
+        return await _apply(request, target, loads_yaml(body), dry_run)
     if current is None:
         raise status.not_found(resource.group_resource, target.name)
 
     patch_doc, duplicates = loads_json(body)
-    live = to_manifest(current)
-    try:
-        if media == MERGE_PATCH:
-            if not isinstance(patch_doc, dict):
-                raise patch.BadPatch("a merge patch must be a JSON object")
-            patched = patch.merge_patch(live, patch_doc)
-        elif media == STRATEGIC_PATCH:
-            patched = patch.strategic_merge_patch(live, patch_doc, kind_schema)
-        else:
-            patched = patch.json_patch(live, patch_doc)
-    except patch.BadPatch as exc:
-        raise status.bad_request(str(exc)) from None
-    except patch.PatchError as exc:
-        raise status.unprocessable(str(exc)) from None
-    doc = _place(decode(request, resource, patched, duplicates), target, creating=False)
-    if target.subresource == "status":
-        doc = _status_only(live, doc)
-    # A patch applies to what was read: the same version, unless it names one itself.
-    doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
-    _record_update(request, target, doc, live)
-    result = await _commit(request, lambda txn: txn.update(doc), dry_run=dry_run, writing=doc)
+
+    def make(current: KubeObject | None) -> _Change:
+        if current is None:
+            raise status.not_found(resource.group_resource, target.name or "")
+        live = to_manifest(current)
+        try:
+            if media == MERGE_PATCH:
+                if not isinstance(patch_doc, dict):
+                    raise patch.BadPatch("a merge patch must be a JSON object")
+                patched = patch.merge_patch(live, patch_doc)
+            elif media == STRATEGIC_PATCH:
+                patched = patch.strategic_merge_patch(live, patch_doc, kind_schema)
+            else:
+                patched = patch.json_patch(live, patch_doc)
+        except patch.BadPatch as exc:
+            raise status.bad_request(str(exc)) from None
+        except patch.PatchError as exc:
+            raise status.unprocessable(str(exc)) from None
+        doc = _place(decode(request, resource, patched, duplicates), target, creating=False)
+        if target.subresource == "status":
+            doc = _status_only(live, doc)
+        # A patch applies to what was read: the same version, unless it names one itself.
+        doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
+        _record_update(request, target, doc, live)
+        return _Change(doc)
+
+    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
     return render(request, resource, result)
 
 
-async def _apply(
-    request: web.Request, target: Target, config: Any, current: Any, dry_run: bool
-) -> web.Response:
+async def _apply(request: web.Request, target: Target, config: Any, dry_run: bool) -> web.Response:
     """Server-side apply, approximated: create the object, or merge the configuration into it."""
     resource = target.resource
     if not request.query.get("fieldManager"):
@@ -350,17 +412,17 @@ async def _apply(
         if not config.get(required):
             raise status.bad_request(f"{required} must be set in an apply patch")
     config = _place(decode(request, resource, config), target, creating=False)
-    if target.subresource == "status" and current is None:
-        raise status.not_found(resource.group_resource, target.name or "")
     manager = request.query["fieldManager"]
     kind_schema = schema.BY_KIND[resource.kind]
     fields = ownership.fields_of(config, kind_schema)
     now = _now(request)
-    if current is None:
-        config["metadata"]["managedFields"] = ownership.record([], manager, fields, resource.group_version, now)
-        result = await _commit(request, lambda txn: txn.create(config), dry_run=dry_run, writing=config)
-        code = 201
-    else:
+
+    def make(current: KubeObject | None) -> _Change:
+        if current is None:
+            if target.subresource == "status":
+                raise status.not_found(resource.group_resource, target.name or "")
+            managed = ownership.record([], manager, fields, resource.group_version, now)
+            return _Change({**config, "metadata": {**config["metadata"], "managedFields": managed}}, creates=True)
         live = to_manifest(current)
         entries = [e for e in live["metadata"].get("managedFields") or [] if isinstance(e, dict)]
         mine = next((e for e in entries if e.get("manager") == manager and e.get("operation") == ownership.APPLY), None)
@@ -389,9 +451,10 @@ async def _apply(
             merged = _status_only(live, merged)
         if not config["metadata"].get("resourceVersion"):
             merged["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        result = await _commit(request, lambda txn: txn.update(merged), dry_run=dry_run, writing=merged)
-        code = 200
-    return render(request, resource, result, code)
+        return _Change(merged)
+
+    change, result = await _commit_from_current(request, target, make, dry_run=dry_run)
+    return render(request, resource, result, 201 if change.creates else 200)
 
 
 def _apply_conflict(found: list[tuple[str, ownership.Path]]) -> ApiError:

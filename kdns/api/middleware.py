@@ -63,7 +63,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.get(RESOURCE)
     if resource is not None and request.method in WRITE_METHODS:
         request.app[METRICS].observe_write(VERBS[request.method], resource, response.status)
-    for warning in request.get(WARNINGS, ()):
+    # (Each once: a write made again after a conflict decodes its body again.)
+    for warning in dict.fromkeys(request.get(WARNINGS, ())):
         if not response.prepared:
             response.headers.add("Warning", f'299 - "{_escape(warning)}"')
     return response
@@ -91,8 +92,8 @@ async def durable_writes(request: web.Request, handler: Handler) -> web.StreamRe
     store's version covers that commit (and any made since, saved in order with it).
 
     A write first gives the event loop a turn (`yield_to_dns`): reading the request was
-    one slice of the loop's time, and the handler's decoding, admission and commit the
-    next, longest one; DNS datagrams that came in meanwhile are answered in between."""
+    one slice of the loop's time, and the handler's decoding the next (then its commit,
+    kdns/api/crud.py); DNS datagrams that came in meanwhile are answered in between."""
     writing = request.method in WRITE_METHODS
     if writing:
         await yield_to_dns()
@@ -107,8 +108,9 @@ async def yield_to_dns() -> None:
     """Let the event loop run once: it polls its sockets, and the UDP server answers the
     datagrams waiting (up to a batch) before this coroutine goes on. For the API's long
     synchronous steps (a write is about a millisecond of the loop), at points where
-    nothing has been read yet or everything is committed already, so that nothing another
-    request does in between can change what this one does."""
+    nothing has been read yet, everything is committed already, or what was read is
+    checked again by the commit (kdns/api/crud.py's `_commit_from_current`), so that
+    nothing another request does in between can change what this one answers."""
     await asyncio.sleep(0)
 
 

@@ -6,6 +6,8 @@ store's resource version stays where it was).
 
 from __future__ import annotations
 
+import http.client
+import json
 from typing import Any
 
 from tests.api.conftest import Api, Reply, service
@@ -335,6 +337,59 @@ def test_409_already_exists_and_conflict(api: Api):
     precondition = api.request("DELETE", f"{SERVICES}/web", {"preconditions": {"resourceVersion": live["metadata"]["resourceVersion"]}})
     assert_status(precondition, 409, "Conflict")
     assert version(api) == before
+
+
+def _together(api: Api, requests: list[tuple[str, str, dict[str, Any], str]]) -> list[Reply]:
+    """Send every request, each on its own connection, before reading any reply: the
+    server reads them in the same turns of its loop, so their handlers interleave."""
+    connections = [http.client.HTTPConnection("127.0.0.1", api.port, timeout=10) for _ in requests]
+    try:
+        for connection, (method, path, body, content_type) in zip(connections, requests, strict=True):
+            connection.request(method, path, body=json.dumps(body), headers={"Content-Type": content_type})
+        replies = []
+        for connection in connections:
+            response = connection.getresponse()
+            replies.append(Reply(response.status, response.headers, response.read()))
+        return replies
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_writes_sent_together_apply_as_one_after_the_other(api: Api):
+    """A write's document is made, then committed a turn of the loop later (DNS answers
+    in between). Writes that overtake one another there answer as though they had come
+    one after the other: every merge patch and PUT that names no resourceVersion applies
+    (each to the object the others left), and of those that name the version they all
+    read, one applies and the others are 409 Conflict."""
+    live = api.request("POST", SERVICES, service("web")).json
+    merge = "application/merge-patch+json"
+    patches = [("PATCH", f"{SERVICES}/web", {"metadata": {"labels": {f"l{i}": "x"}}}, merge) for i in range(8)]
+    replies = _together(api, patches)
+    assert [r.status for r in replies] == [200] * 8, [r.body for r in replies if r.status != 200]
+    labels = api.request("GET", f"{SERVICES}/web").json["metadata"]["labels"]
+    assert labels == {"app": "web", **{f"l{i}": "x" for i in range(8)}}
+
+    current = api.request("GET", f"{SERVICES}/web").json
+    puts = []
+    for i in range(4):
+        doc = json.loads(json.dumps(current))
+        del doc["metadata"]["resourceVersion"]
+        doc["metadata"]["annotations"] = {f"a{i}": "x"}
+        puts.append(("PUT", f"{SERVICES}/web", doc, "application/json"))
+    assert [r.status for r in _together(api, puts)] == [200] * 4
+
+    read = api.request("GET", f"{SERVICES}/web").json["metadata"]["resourceVersion"]
+    pinned = [
+        ("PATCH", f"{SERVICES}/web", {"metadata": {"resourceVersion": read, "labels": {f"p{i}": "x"}}}, merge)
+        for i in range(6)
+    ]
+    replies = _together(api, pinned)
+    assert sorted(r.status for r in replies) == [200] + [409] * 5
+    for reply in replies:
+        if reply.status == 409:
+            assert_status(reply, 409, "Conflict")
+    assert live["metadata"]["uid"] == api.request("GET", f"{SERVICES}/web").json["metadata"]["uid"]
 
 
 def test_413_request_entity_too_large(api: Api):
