@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TypeVar
 
-__all__ = ["add", "add_few", "discard", "discard_few"]
+__all__ = ["MANY", "add", "add_few", "add_some", "discard", "discard_few", "discard_some"]
 
 K = TypeVar("K", bound=Hashable)
 M = TypeVar("M", bound=Hashable)
+MANY = 16  # add_some: members from which a key's are kept in a set
 
 
 def add(table: dict[K, set[M]], key: K, member: M) -> bool:
@@ -65,4 +66,33 @@ def discard_few(table: dict[K, tuple[M, ...]], key: K, member: M) -> bool:
         del table[key]
         return True
     table[key] = tuple(m for m in members if m != member)
+    return False
+
+
+def add_some(table: dict[K, tuple[M, ...] | set[M]], key: K, member: M) -> bool:
+    """`add` for a table of tuples that become sets when they reach `MANY` members."""
+    members = table.get(key)
+    if members is None:
+        table[key] = (member,)
+        return True
+    if type(members) is tuple:
+        if member not in members:
+            table[key] = (*members, member) if len(members) < MANY - 1 else {*members, member}
+    else:
+        members.add(member)  # type: ignore[union-attr]
+    return False
+
+
+def discard_some(table: dict[K, tuple[M, ...] | set[M]], key: K, member: M) -> bool:
+    """`discard` for a table `add_some` fills (a set stays one as it shrinks: no key
+    changes form back and forth)."""
+    members = table.get(key)
+    if members is None:
+        return False
+    if type(members) is tuple:
+        return discard_few(table, key, member)  # type: ignore[arg-type]
+    members.discard(member)  # type: ignore[union-attr]
+    if not members:
+        del table[key]
+        return True
     return False

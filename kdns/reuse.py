@@ -10,7 +10,8 @@ say, on every Answer (`Answer.reuse`), in one of three marks:
 * `Shared(scope)`: the same for every asker of the question until a change touches what
   it read. The scope is the set of things the answer read that a registry commit can
   touch one at a time (`Scope`: whether one Namespace exists, one Service, the ready
-  endpoints of one Service's EndpointSlices, the pod names of one address in one
+  endpoints of one Service's EndpointSlices, the ready endpoint of one of its endpoint
+  names, the pod names of one address in one
   namespace, the PTR of one address, the Node tree, the reverse zones' empty
   non-terminals). An empty scope reads
   none of them: only a change of everything drops it (a static zone's answer, a name
@@ -43,6 +44,7 @@ __all__ = [
     "AddressScope",
     "ChangeListener",
     "Changed",
+    "EndpointScope",
     "EndpointsScope",
     "Forwarded",
     "NamespaceScope",
@@ -78,12 +80,23 @@ class ServiceScope:
 
 @dataclass(frozen=True, slots=True)
 class EndpointsScope:
-    """The ready endpoints of the EndpointSlices labelled with a Service's name: what a
-    headless Service's names and every endpoint name (`<endpoint>.<svc>...`) read, and a
-    ClusterIP Service's A, AAAA and SRV do not."""
+    """The ready endpoints of the EndpointSlices labelled with a Service's name: what the
+    names that list them read (a headless Service's A, AAAA and SRV, its `_<port>._<proto>`
+    names), and a ClusterIP Service's A, AAAA and SRV do not."""
 
     namespace: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointScope:
+    """The ready endpoint one endpoint name of a Service stands for (its addresses and
+    ports), or that there is none: what `<endpoint>.<service>.<ns>.svc` reads. A readiness
+    flip touches the name of the endpoint it flips, not the Service's other endpoint names."""
+
+    namespace: str
+    service: str
+    endpoint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +124,7 @@ class TreeScope:
 NODES = TreeScope("nodes")  # every Node: `<node>.node` and the NodePort SRV targets
 REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names exist (R4)
 
-Scope = NamespaceScope | ServiceScope | EndpointsScope | PodScope | AddressScope | TreeScope
+Scope = NamespaceScope | ServiceScope | EndpointsScope | EndpointScope | PodScope | AddressScope | TreeScope
 
 
 @dataclass(frozen=True, slots=True)

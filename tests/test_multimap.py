@@ -36,3 +36,25 @@ def test_add_few_and_discard_few() -> None:
     assert table == {"a": (2,)}
     assert multimap.discard_few(table, "a", 2)
     assert table == {}
+
+
+def test_add_some_and_discard_some() -> None:
+    """A tuple while a key has fewer than MANY members, a set from then on (also as it
+    shrinks), the same members either way; the key goes with its last member."""
+    table: dict[str, tuple[int, ...] | set[int]] = {}
+    assert multimap.add_some(table, "a", 0)
+    assert not multimap.add_some(table, "a", 0)
+    for member in range(1, multimap.MANY - 1):
+        assert not multimap.add_some(table, "a", member)
+    assert table["a"] == tuple(range(multimap.MANY - 1))
+    assert not multimap.add_some(table, "a", multimap.MANY - 1)
+    assert table["a"] == set(range(multimap.MANY))
+    assert multimap.add_some(table, "b", 1)
+    assert not multimap.discard_some(table, "b", 2)
+    assert multimap.discard_some(table, "b", 1)
+    assert not multimap.discard_some(table, "c", 1)
+    for member in range(multimap.MANY - 1):
+        assert not multimap.discard_some(table, "a", member)
+    assert table == {"a": {multimap.MANY - 1}}
+    assert multimap.discard_some(table, "a", multimap.MANY - 1)
+    assert table == {}

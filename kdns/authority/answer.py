@@ -52,7 +52,12 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE, RR, DNSLabel
 
 from kdns.authority import records
-from kdns.authority.index import ClusterIndex, ServiceEndpoints, ServiceRecord
+from kdns.authority.index import (
+    ClusterIndex,
+    ReadyEndpoint,
+    ServiceEndpoints,
+    ServiceRecord,
+)
 from kdns.authority.names import (
     Apex,
     DnsVersion,
@@ -98,6 +103,7 @@ from kdns.reuse import (
     REVERSE_PREFIXES,
     UNSCOPED,
     AddressScope,
+    EndpointScope,
     EndpointsScope,
     NamespaceScope,
     PodScope,
@@ -296,7 +302,7 @@ class _Lookup:
                 record = self._named_service(service, namespace)
                 if record is None:
                     return None
-                ready = self._endpoints(namespace, service).by_name.get(endpoint)
+                ready = self._endpoint(namespace, service, endpoint)
                 if ready is None:
                     return None
                 if qtype == QTYPE.SRV:
@@ -380,6 +386,12 @@ class _Lookup:
         Service's own names never get here, so its slices leave them kept)."""
         self.reads.add(EndpointsScope(namespace, service))
         return self.index.endpoints(namespace, service)
+
+    def _endpoint(self, namespace: str, service: str, endpoint: str) -> ReadyEndpoint | None:
+        """The ready endpoint an endpoint name stands for, read: only a change of that
+        name's endpoint drops the answer, not a flip of the Service's others."""
+        self.reads.add(EndpointScope(namespace, service, endpoint))
+        return self.index.endpoints(namespace, service).by_name.get(endpoint)
 
     def _named_service(self, service: str, namespace: str) -> ServiceRecord | None:
         """The visible Service, if names below it can exist (it is not an ExternalName)."""

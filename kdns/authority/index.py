@@ -60,6 +60,7 @@ from kdns.reuse import (
     AddressScope,
     Changed,
     ChangeListener,
+    EndpointScope,
     EndpointsScope,
     NamespaceScope,
     PodScope,
@@ -360,7 +361,8 @@ class ClusterIndex:
         What touches what: a Service event its ServiceScope and the AddressScope of the
         cluster IPs it takes or gives back, and of its ready endpoints' addresses when it
         starts or stops being one their PTR names (created, deleted, ExternalName); an
-        EndpointSlice event its Service's EndpointsScope and the AddressScope of each ready
+        EndpointSlice event its Service's EndpointsScope, the EndpointScope of each
+        endpoint name whose ready endpoint it changes and the AddressScope of each ready
         address it adds or takes away; a Pod event the PodScope of its address before and
         after; a Node event NODES; a Namespace event its NamespaceScope and the
         AddressScope of its Services' cluster IPs and ready endpoints; any of them
@@ -555,17 +557,22 @@ class ClusterIndex:
         added: Iterable[tuple[bytes, str]] = map(_KEY_NAME, readies)
         touched = self._touched
         written = self._written.get(service)
+        names: Iterable[str] | None = None  # the endpoint names that may have changed (None: any)
         if (before and written is not None and len(written) < len(slices) and _unique(had, before)
                 and (now is None or _unique(now, readies))):
             # Each endpoint name in one slice only, before and after: only the slices
-            # written can have changed the pairs (a readiness flip: one slice of ten).
-            previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in written.values() if r is not None))
-            current = (self._slices.get((namespace, s)) for s in written)
-            pairs = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in current
-                                            if r is not None and r.service == name))
+            # written can have changed the pairs and the names (a readiness flip: one
+            # slice of ten).
+            olds = [r for r in written.values() if r is not None]
+            news = [r for r in (self._slices.get((namespace, s)) for s in written) if r is not None and r.service == name]
+            previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in olds))
+            pairs = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in news))
+            names = {ready.name for record in (*olds, *news) for ready in record.ready}
         elif before:
             pairs = set(added)
             previous = set(map(_KEY_NAME, before))
+        if self._counting:
+            self._touch_endpoint_names(service, had, now, names)
         if before:
             for key, endpoint in previous - pairs:
                 touched.add(AddressScope(key))
@@ -580,6 +587,20 @@ class ClusterIndex:
         for key, endpoint in added:
             if multimap.add_few(ptr, key, (namespace, name, endpoint)):
                 self._reverse_count(key, 1)
+
+    def _touch_endpoint_names(self, service: NamespacedName, had: ServiceEndpoints | None,
+                              now: ServiceEndpoints | None, names: Iterable[str] | None) -> None:
+        """The EndpointScope of each endpoint name of `service` whose ready endpoint (its
+        addresses and ports) is not what it was: of `names`, or of every name it had or
+        has. A flip of one endpoint leaves its Service's other endpoint names kept."""
+        before = had.by_name if had is not None else {}
+        after = now.by_name if now is not None else {}
+        if names is None:
+            names = before.keys() | after.keys()
+        namespace, name = service
+        self._touched.update(
+            EndpointScope(namespace, name, endpoint) for endpoint in names if before.get(endpoint) != after.get(endpoint)
+        )
 
     # --- reading -------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ bytes: the scale cluster's documents average about 150 bytes instead of 630 (77 
 20 MiB), for about 2 µs more to pack and 1 µs to unpack one. The dictionary is in this
 module, so a typed object saved by the journal (kdns/registry/sqlite.py
 `object_format`, a digest of this file) is unpacked with the one it was packed with.
+The EndpointSlices the controller writes hold no document at all: their typed fields
+say all of it, and it is made again when read (`EndpointSlice`, `controller_manifest`).
 
 Immutable by contract, not by `frozen=True`: nothing assigns to an object once it is made
 (`dataclasses.replace` makes a changed copy). A frozen dataclass sets each field through
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import marshal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -201,8 +203,29 @@ def unpack(document: bytes) -> dict[str, Any]:
 def may_mention(obj: KubeObject, text: str) -> bool:
     """False when no key or value of `obj`'s document is `text` (True says it may be): a
     look at the marshal'ed bytes, where every string is written once in UTF-8, for those
-    who read a big registry's documents for something most do not have (no dicts made)."""
+    who read a big registry's documents for something most do not have (no dicts made).
+    A slice the controller wrote (no document held) is looked at string by string."""
+    if isinstance(obj, EndpointSlice) and obj.owner is not None:
+        return any(text in held for held in _controller_texts(obj, obj.owner))
     return text.encode() in _codec()[1].decompress(obj.document)
+
+
+def _controller_texts(endpoint_slice: EndpointSlice, owner: SliceOwner) -> Iterator[str]:
+    """Every key and string value of controller_manifest(endpoint_slice, owner), without
+    making it."""
+    meta = endpoint_slice.meta
+    yield from _CONTROLLER_TEXTS
+    yield from meta.labels
+    yield from meta.labels.values()
+    yield from (meta.name, meta.namespace, meta.uid, meta.creation_timestamp, str(meta.resource_version),
+                owner.service_uid, endpoint_slice.address_type)
+    for endpoint in endpoint_slice.endpoints:
+        yield from endpoint.addresses
+        yield from (endpoint.hostname, endpoint.node_name)
+        if endpoint.target_ref is not None:
+            yield from (endpoint.target_ref.kind, endpoint.target_ref.name, endpoint.target_ref.uid)
+    for port in endpoint_slice.ports:
+        yield from (port.name, port.protocol)
 
 
 EMPTY_DOCUMENT = pack({})
@@ -355,14 +378,33 @@ class EndpointPort:
     protocol: str = "TCP"
 
 
+@dataclass(frozen=True, slots=True)
+class SliceOwner:
+    """What a slice the EndpointSlice controller wrote holds besides its typed fields,
+    for its document to be made from them (`EndpointSlice.owner`): its Service's uid (the
+    owner reference's) and its metadata.generation."""
+
+    service_uid: str
+    generation: int
+
+
 @dataclass(slots=True)
 class EndpointSlice(_Keyed):
+    """An EndpointSlice. Those the EndpointSlice controller writes (most of a cluster's:
+    kdns/registry/endpoints.py) hold no document (`owner` set, `document` empty): their
+    document is what the controller wrote, which their typed fields, labels and `owner`
+    say all of (`controller_manifest`), so it is made again when read instead of held.
+    Each new version of a slice is one (a pod's readiness flip writes its slice), and the
+    store's event log holds the last 10,000 versions: a slice's packed document (700
+    bytes for 10 endpoints, 7 KB for 100) cost more than its other fields together."""
+
     kind: ClassVar[str] = ENDPOINT_SLICE
     meta: ObjectMeta
     address_type: str = "IPv4"
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
+    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest), unless `owner`
+    owner: SliceOwner | None = field(default=None, compare=False, repr=False)
 
     @property
     def service_name(self) -> str:
@@ -371,6 +413,95 @@ class EndpointSlice(_Keyed):
     @property
     def managed_by(self) -> str:
         return self.meta.labels.get(MANAGED_BY_LABEL, "")
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The slice's Kubernetes document, made afresh: read it once per use."""
+        if self.owner is None:
+            return unpack(self.document)
+        return controller_manifest(self, self.owner)
+
+
+# The keys of a document controller_manifest makes, in its order (the controller's
+# manifest, then what admission adds: kdns/registry/endpoints.py, admission.py).
+CONTROLLER_SLICE_KEYS = ("apiVersion", "kind", "metadata", "addressType", "endpoints", "ports")
+CONTROLLER_SLICE_METADATA = ("name", "generateName", "namespace", "labels", "ownerReferences", "uid",
+                             "creationTimestamp", "resourceVersion", "generation")
+
+
+def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dict[str, Any]:
+    """The document of a slice the EndpointSlice controller wrote, from what the slice
+    holds: the one it wrote, key for key and in the same order (the store holds a slice
+    this way only when its document has these keys: Transaction._write)."""
+    meta = endpoint_slice.meta
+    service = meta.labels[SERVICE_NAME_LABEL]
+    endpoints = []
+    for endpoint in endpoint_slice.endpoints:
+        conditions, ref = endpoint.conditions, endpoint.target_ref
+        written: dict[str, Any] = {
+            "addresses": list(endpoint.addresses),
+            "conditions": {"ready": conditions.ready, "serving": conditions.serving,
+                           "terminating": conditions.terminating},
+        }
+        if endpoint.hostname:
+            written["hostname"] = endpoint.hostname
+        if endpoint.node_name:
+            written["nodeName"] = endpoint.node_name
+        if ref is not None:
+            written["targetRef"] = {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
+        endpoints.append(written)
+    return {
+        "apiVersion": API_VERSIONS[ENDPOINT_SLICE],
+        "kind": ENDPOINT_SLICE,
+        "metadata": {
+            "name": meta.name,
+            "generateName": f"{service}-",
+            "namespace": meta.namespace,
+            "labels": dict(meta.labels),
+            "ownerReferences": [_owner_reference(service, owner.service_uid)],
+            "uid": meta.uid,
+            "creationTimestamp": meta.creation_timestamp,
+            "resourceVersion": str(meta.resource_version),
+            "generation": owner.generation,
+        },
+        "addressType": endpoint_slice.address_type,
+        "endpoints": endpoints,
+        "ports": [{"name": port.name, "port": port.port, "protocol": port.protocol} for port in endpoint_slice.ports],
+    }
+
+
+# The keys and fixed values of every controller_manifest (the rest: _controller_texts).
+_CONTROLLER_TEXTS = (
+    *CONTROLLER_SLICE_KEYS, *CONTROLLER_SLICE_METADATA, "discovery.k8s.io/v1", "EndpointSlice", "v1", "Service",
+    "controller", "blockOwnerDeletion", "addresses", "conditions", "ready", "serving", "terminating", "hostname",
+    "nodeName", "targetRef", "kind", "namespace", "name", "uid", "port", "protocol",
+)
+
+
+def _owner_reference(service: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": SERVICE, "name": service, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def controller_owner(endpoint_slice: EndpointSlice, document: Mapping[str, Any]) -> SliceOwner | None:
+    """The SliceOwner to hold instead of `document`, the one `endpoint_slice` was made
+    from by the EndpointSlice controller (its typed fields are the controller's, made
+    with the document), if `document` is all controller_manifest makes again: its keys
+    (no annotations, managedFields or deletionTimestamp a writer left) and its owner."""
+    metadata = document.get("metadata")
+    if tuple(document) != CONTROLLER_SLICE_KEYS or not isinstance(metadata, dict):
+        return None
+    if tuple(metadata) != CONTROLLER_SLICE_METADATA or len(document["endpoints"]) != len(endpoint_slice.endpoints):
+        return None
+    service = endpoint_slice.meta.labels.get(SERVICE_NAME_LABEL)
+    references, generation = metadata["ownerReferences"], metadata["generation"]
+    if not (service and metadata["generateName"] == f"{service}-" and type(generation) is int
+            and isinstance(references, list) and len(references) == 1):
+        return None
+    uid = references[0].get("uid") if isinstance(references[0], dict) else None
+    if not isinstance(uid, str) or references[0] != _owner_reference(service, uid):
+        return None
+    return SliceOwner(uid, generation)
 
 
 KIND_CLASSES: Mapping[str, Callable[..., KubeObject]] = {

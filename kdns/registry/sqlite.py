@@ -35,6 +35,7 @@ place when opened).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -312,15 +313,20 @@ def load(path: Path | str) -> Saved:
         # One scan of the typed objects (what a start of this kdns takes as they are), and
         # a count of the documents: each object but a derived slice has both (one write
         # saves both), so when the counts agree no document is needed and none is read.
-        for kind, namespace, name, typed in db.execute(
-            "SELECT kind, namespace, name, object FROM typed ORDER BY kind, namespace, name"
+        # EndpointSlices last: the decoder shares their endpoints' values with their pods'.
+        decoder = typedrows.Decoder()
+        for kind, namespace, name, typed in itertools.chain(
+            db.execute("SELECT kind, namespace, name, object FROM typed WHERE kind <> ?"
+                       " ORDER BY kind, namespace, name", (ENDPOINT_SLICE,)),
+            db.execute("SELECT kind, namespace, name, object FROM typed WHERE kind = ?"
+                       " ORDER BY namespace, name", (ENDPOINT_SLICE,)),
         ):
             if kind not in API_VERSIONS:
                 raise StorageError(f"{path}: unknown kind {kind!r} ({namespace}/{name})")
             if not _tagged(typed, tag):
                 stale = True
                 continue
-            obj = _typed(path, kind, namespace, name, typed, skip)
+            obj = _typed(path, decoder, kind, namespace, name, typed, skip)
             (derived if _derived(obj) else typed_objects).append(obj)
         (documented,) = db.execute("SELECT count(*) FROM objects").fetchone()
         documents_of: dict[tuple[str, str, str], str] = {}
@@ -348,10 +354,12 @@ def load(path: Path | str) -> Saved:
     return Saved(typed_objects, documents, int(found[0]) if found else 0, kept)
 
 
-def _typed(path: Path, kind: str, namespace: str, name: str, typed: bytes, skip: int) -> KubeObject:
+def _typed(
+    path: Path, decoder: typedrows.Decoder, kind: str, namespace: str, name: str, typed: bytes, skip: int,
+) -> KubeObject:
     """The typed object of one row (`skip`: the length of its tag); StorageError naming it."""
     try:
-        return typedrows.decode(kind, memoryview(typed)[skip:])
+        return decoder.decode(kind, memoryview(typed)[skip:])
     except (ValueError, TypeError, KeyError, AttributeError, EOFError) as exc:
         raise StorageError(f"{path}: {kind} {namespace}/{name}: not a typed {kind} of this kdns ({exc})") from exc
 

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import takewhile
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
 
 from kdns import multimap
@@ -82,6 +82,7 @@ DEFAULT_SERVICE_CIDRS: tuple[IPNetwork, ...] = next(
     f.default for f in dataclasses.fields(Settings) if f.name == "service_cidrs"  # type: ignore[misc]
 )
 INITIAL_NAMESPACES = ("default", "kube-system")
+_NONE: Mapping[str, KubeObject] = MappingProxyType({})  # a namespace without objects of a kind
 Listener = Callable[[Sequence[Event]], None]
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -148,14 +149,17 @@ class Store:
             node_ports=NodePortAllocator(*node_port_range),
             clock=clock,
         )
-        self._tables: dict[str, dict[tuple[str, str], KubeObject]] = {kind: {} for kind in objects.KIND_CLASSES}
-        # Indexes, kept current by _put: names by (kind, namespace); pods by (namespace,
-        # label, value); services by (namespace, one pair of their selector); slices by
-        # (namespace, kubernetes.io/service-name).
-        self._names: dict[tuple[str, str], set[str]] = {}
-        self._pods_by_label: dict[tuple[str, str, str], set[str]] = {}
-        self._services_by_selector: dict[tuple[str, str, str], set[str]] = {}
-        self._slices_by_service: dict[tuple[str, str], set[str]] = {}
+        # Each kind's objects by namespace ("" for cluster-scoped kinds), then by name: one
+        # dict a namespace, not one keyed by (namespace, name), whose key tuples took 64
+        # bytes an object (and listing a namespace needed a set of its names besides).
+        # A namespace's dict goes with its last object.
+        self._tables: dict[str, dict[str, dict[str, KubeObject]]] = {kind: {} for kind in objects.KIND_CLASSES}
+        # Indexes, kept current by _put: pods by (namespace, label, value); services by
+        # (namespace, one pair of their selector); slices by (namespace,
+        # kubernetes.io/service-name).
+        self._pods_by_label: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        self._services_by_selector: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        self._slices_by_service: dict[tuple[str, str], tuple[str, ...] | set[str]] = {}
         # Each Service's slices (every one labelled with its name, in name order) as the
         # EndpointSlice controller last left them: while they are still these very
         # objects, a pod's update that leaves its endpoints where they are remakes only
@@ -205,7 +209,7 @@ class Store:
     def count(self, kind: str) -> int:
         """How many objects of a kind there are: len(list(kind)), without sorting them all."""
         self._refuse_while_open()
-        return len(self._table(kind))
+        return sum(map(len, self._table(kind).values()))
 
     def events_since(self, resource_version: int) -> builtins.list[Event]:
         """The committed events after `resource_version`, oldest first; Expired when the
@@ -314,7 +318,7 @@ class Store:
             before: dict[tuple[str, str, str], KubeObject | None] = {}
             for kind, namespace, name, old in txn._journal:
                 before.setdefault((kind, namespace, name), old)
-            after = {key: self._tables[key[0]].get(key[1:]) for key in before}
+            after = {key: self._at(*key) for key in before}
         finally:
             txn._state = "closed"
             self._end(txn, commit=False)
@@ -342,7 +346,7 @@ class Store:
         context = self._context
         olds = []
         for kind, namespace, name, _doc, _version in changes:  # give back first: a batch may move an IP
-            old = self._table(kind).get((namespace, name))
+            old = self._table(kind).get(namespace, _NONE).get(name)
             if old is not None:
                 admission.release(old, context)
             olds.append(old)
@@ -378,11 +382,11 @@ class Store:
         wanted = {manifests.key_parts(doc): (doc, version) for doc, version in documents}
         changes: list[Committed] = []
         for kind, table in self._tables.items():
-            for (namespace, name) in table:
-                if (kind, namespace, name) not in wanted:
-                    changes.append((kind, namespace, name, None, resource_version))
+            for namespace, names in table.items():
+                changes.extend((kind, namespace, name, None, resource_version) for name in names
+                               if (kind, namespace, name) not in wanted)
         for (kind, namespace, name), (doc, version) in sorted(wanted.items(), key=lambda item: apply_order(item[1][0])):
-            current = self._tables[kind].get((namespace, name))
+            current = self._at(kind, namespace, name)
             if current is None or current.meta.resource_version != version:
                 changes.append((kind, namespace, name, doc, version))
         self.apply_committed(changes)
@@ -396,40 +400,52 @@ class Store:
         if self._open is not None:
             raise TransactionError("a transaction is open: read through it, and do not await inside it")
 
-    def _table(self, kind: str) -> dict[tuple[str, str], KubeObject]:
+    def _table(self, kind: str) -> dict[str, dict[str, KubeObject]]:
         table = self._tables.get(kind)
         if table is None:
             raise ManifestError(f'no matches for kind "{kind}"')
         return table
 
+    def _at(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        """The object of a known kind at (namespace, name), "" for a cluster-scoped one's."""
+        return self._tables[kind].get(namespace, _NONE).get(name)
+
     def _get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         if kind not in objects.NAMESPACED_KINDS:
             namespace = ""
-        return self._table(kind).get((namespace, name))
+        return self._table(kind).get(namespace, _NONE).get(name)
 
     def _list(self, kind: str, namespace: str | None) -> builtins.list[KubeObject]:
         table = self._table(kind)
         if namespace is None or kind not in objects.NAMESPACED_KINDS:
-            return [table[key] for key in sorted(table)]
-        return [table[(namespace, name)] for name in sorted(self._names.get((kind, namespace), ()))]
+            return [names[name] for space in sorted(table) for names in (table[space],) for name in sorted(names)]
+        names = table.get(namespace, _NONE)
+        return [names[name] for name in sorted(names)]
 
     def _put(self, kind: str, namespace: str, name: str, new: KubeObject | None, old: KubeObject | None) -> None:
         """Replace `old` (None: absent) by `new` (None: delete) in the table and indexes."""
+        table = self._tables[kind]
         if old is not None and new is not None and _indexed_by(old) == _indexed_by(new):
-            self._tables[kind][(namespace, name)] = new  # (a readiness report: the indexes stay)
+            table[namespace][name] = new  # (a readiness report: the indexes stay)
             return
         if old is not None:
             self._index(old, add=False)
         if new is None:
-            del self._tables[kind][(namespace, name)]
+            names = table[namespace]
+            del names[name]
+            if not names:
+                del table[namespace]
         else:
-            self._tables[kind][(namespace, name)] = new
+            held = table.get(namespace)
+            if held is None:
+                held = table[namespace] = {}
+            held[name] = new
             self._index(new, add=True)
 
     def _index(self, obj: KubeObject, *, add: bool) -> None:
         namespace, name = obj.meta.namespace, obj.meta.name
-        change = multimap.add if add else multimap.discard
-        change(self._names, (obj.kind, namespace), name)
+        # A few members per key, as a rule: tuples (kdns/multimap.py).
+        change = multimap.add_some if add else multimap.discard_some
         if isinstance(obj, Pod):
             for label, value in obj.meta.labels.items():
                 change(self._pods_by_label, (namespace, label, value), name)
@@ -445,10 +461,10 @@ class Store:
     def _services_selecting(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         """Names of the services in `namespace` whose selector matches `labels`."""
         found: set[str] = set()
-        services = self._tables[SERVICE]
+        services = self._tables[SERVICE].get(namespace, _NONE)
         for label, value in labels.items():
             for name in self._services_by_selector.get((namespace, label, value), ()):
-                service = services[(namespace, name)]
+                service = services[name]
                 if selector_matches(service.selector, labels):  # type: ignore[attr-defined]
                     found.add(name)
         return found
@@ -463,8 +479,8 @@ class Store:
             if not names:
                 return []
             candidates.append(names)
-        pods = self._tables[POD]
-        selected = [pods[(namespace, name)] for name in min(candidates, key=len)]
+        pods = self._tables[POD][namespace]  # (there are pods: candidates name some)
+        selected = [pods[name] for name in min(candidates, key=len)]
         if len(candidates) == 1:
             return selected  # type: ignore[return-value]  # the index matched the one label
         return [pod for pod in selected if selector_matches(selector, pod.meta.labels)]  # type: ignore[misc]
@@ -728,7 +744,7 @@ class Transaction:
         store = self._store
         while len(self._journal) > journal_length:
             kind, namespace, name, before = self._journal.pop()
-            store._put(kind, namespace, name, before, store._tables[kind].get((namespace, name)))
+            store._put(kind, namespace, name, before, store._at(kind, namespace, name))
         del self._events[event_count:]
         store._next = version
         # A reconcile that is undone must run again later.
@@ -769,7 +785,7 @@ class Transaction:
         kind, namespace, name = key or manifests.key_parts(doc)  # (namespace "" for cluster kinds)
         if kind == ENDPOINT_SLICE:
             self._flush()
-        old = self._store._tables[kind].get((namespace, name))
+        old = self._store._tables[kind].get(namespace, _NONE).get(name)
         if old is None:
             self._require_namespace(namespace)
         return self._write(doc, old, kind, owned=owned)
@@ -795,6 +811,7 @@ class Transaction:
         entries.extend((7, None, obj) for obj in derived or ())  # after everything they are made of
         entries.sort(key=lambda entry: entry[0])
         tables, namespaces, journal, dirty = store._tables, store._tables[NAMESPACE], self._journal, self._dirty
+        none = _NONE
         reserve, context = admission.reserve, store._context
         # (Lean on purpose: a start from the durable store puts 120,000 typed objects here.)
         for _, doc, obj in entries:
@@ -808,12 +825,12 @@ class Transaction:
                     kind, meta = obj.kind, obj.meta
                     namespace, name = meta.namespace, meta.name
                     saved = meta.resource_version or version
-                old = tables[kind].get((namespace, name))
+                old = tables[kind].get(namespace, none).get(name)
                 if old is not None:
                     if (kind, namespace, name) not in replaceable:
                         raise AlreadyExists(kind, name)
                     replaceable.discard((kind, namespace, name))
-                if namespace and ("", namespace) not in namespaces:
+                if namespace and namespace not in namespaces.get("", none):
                     raise NotFound(NAMESPACE, namespace)
                 if obj is None:
                     new = admission.admit(doc, None, context, saved, owned=owned, restore=True, kind=kind)  # type: ignore[arg-type]
@@ -855,6 +872,12 @@ class Transaction:
         new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored)
         if old is not None and stored is not None and _same_content(body, stored):
             return old
+        if fields is not None and isinstance(new, EndpointSlice):
+            # The controller's slice: its document is made again from it when read (not
+            # held). `new` is not seen by anyone yet, so it is still being made here.
+            owner = objects.controller_owner(new, body)
+            if owner is not None:
+                new.owner, new.document = owner, objects.EMPTY_DOCUMENT
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):
@@ -917,14 +940,14 @@ class Transaction:
         if kind == NAMESPACE:
             # Kubernetes empties a namespace before it goes; kdns does it at once.
             for contained in (ENDPOINT_SLICE, POD, SERVICE):
-                for item in sorted(store._names.get((contained, name), ())):
+                for item in sorted(store._tables[contained].get(name, ())):
                     if store._get(contained, name, item) is not None:
                         self._delete_one(contained, name, item)
         return self._delete_one(kind, namespace, name)
 
     def _delete_one(self, kind: str, namespace: str, name: str) -> KubeObject:
         store = self._store
-        old = store._tables[kind][(namespace, name)]
+        old = store._tables[kind][namespace][name]
         store._next = store._next + 1 if self._fixed_version is None else self._fixed_version
         self._record(None, old, DELETED, store._next)
         admission.release(old, store._context)
@@ -934,7 +957,7 @@ class Transaction:
             self._clear((namespace, name))
             store._settled.pop((namespace, name), None)
             for item in sorted(store._slices_by_service.get((namespace, name), ())):
-                slice_ = store._tables[ENDPOINT_SLICE][(namespace, item)]
+                slice_ = store._tables[ENDPOINT_SLICE][namespace][item]
                 if slice_.managed_by == CONTROLLER_NAME:  # type: ignore[attr-defined]
                     self._delete_one(ENDPOINT_SLICE, namespace, item)
         return old
@@ -957,17 +980,17 @@ class Transaction:
         """The EndpointSlice controller for one service; `changed` names the pods whose
         endpoints alone changed, in place, if nothing else did (Transaction._dirty)."""
         store = self._store
-        slices = store._tables[ENDPOINT_SLICE]
+        slices = store._tables[ENDPOINT_SLICE].get(namespace, _NONE)
         key = (namespace, name)
-        existing = [slices[(namespace, item)] for item in sorted(store._slices_by_service.get(key, ()))]
-        service = store._tables[SERVICE].get(key)
+        existing = [slices[item] for item in sorted(store._slices_by_service.get(key, ()))]
+        service = store._at(SERVICE, namespace, name)
         if changed is not None and service is not None and self._settled(key, existing):
             # Those endpoints made again where they are, as desired_slices would (a
             # readiness flip of one pod of a 1,000-pod Service: one slice, one endpoint).
-            pods = store._tables[POD]
+            pods = store._tables[POD].get(namespace, _NONE)
             updated = endpoints.updated_slices(
                 service,  # type: ignore[arg-type]
-                [pods[(namespace, pod)] for pod in sorted(changed) if (namespace, pod) in pods],  # type: ignore[misc]
+                [pods[pod] for pod in sorted(changed) if pod in pods],  # type: ignore[misc]
                 [s for s in existing if isinstance(s, EndpointSlice) and s.managed_by == CONTROLLER_NAME],
             )
             if updated is not None:
@@ -983,12 +1006,12 @@ class Transaction:
                 service,  # type: ignore[arg-type]
                 store._pods_selected(service),  # type: ignore[arg-type]
                 existing,  # type: ignore[arg-type]
-                taken_names=store._names.get((ENDPOINT_SLICE, namespace), set()),
+                taken_names=slices,
             )
         managed = {s.meta.name: s for s in existing if s.managed_by == CONTROLLER_NAME}  # type: ignore[attr-defined]
         for wanted in desired:
             old = managed.pop(wanted.name, None)
-            if old is None and (namespace, wanted.name) in slices:
+            if old is None and store._at(ENDPOINT_SLICE, namespace, wanted.name) is not None:
                 raise AlreadyExists(ENDPOINT_SLICE, wanted.name)  # desired_slices avoids this
             self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
         for item in sorted(managed):
@@ -1006,8 +1029,8 @@ class Transaction:
         """Note the service's slices as its reconcile just left them (none kept once the
         Service is gone)."""
         store = self._store
-        if key not in store._tables[SERVICE]:
+        if store._at(SERVICE, *key) is None:
             store._settled.pop(key, None)
             return
-        slices = store._tables[ENDPOINT_SLICE]
-        store._settled[key] = tuple(slices[(key[0], item)] for item in sorted(store._slices_by_service.get(key, ())))
+        slices = store._tables[ENDPOINT_SLICE].get(key[0], _NONE)
+        store._settled[key] = tuple(slices[item] for item in sorted(store._slices_by_service.get(key, ())))

@@ -9,19 +9,17 @@ is a third smaller (588 bytes against 861 for a pod of the bench's scale cluster
 
 marshal makes plain values only (no class, no call), so a row that is not kdns's own
 cannot make start-up run anything: it decodes to something of the wrong shape, and
-`decode` raises ValueError or TypeError, which the journal reports naming the row. (A
+`Decoder.decode` raises ValueError or TypeError, which the journal reports naming the row. (A
 row is read only after its tag says this kdns wrote it: `registry.sqlite.object_format`,
 which digests this module too, so a change here makes older rows count as absent.)
 
-Label sets and selectors are shared as `manifests.parse` shares them
-(`objects.shared_labels`), and namespaces are interned: the objects of one namespace
-hold one string for it, as those read from manifests do.
+Label sets and selectors are shared, as `manifests.parse` shares them, and so are the
+values rows repeat (`Decoder`).
 """
 
 from __future__ import annotations
 
 import marshal
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,20 +39,15 @@ from kdns.registry.objects import (
     Pod,
     Service,
     ServicePort,
+    SliceOwner,
 )
 
-__all__ = ["decode", "encode"]
+__all__ = ["Decoder", "encode"]
 
 
 def encode(obj: KubeObject) -> bytes:
-    """The row of `obj` (`decode` gives an equal object back, its document included)."""
+    """The row of `obj` (`Decoder.decode` gives an equal object back, its document included)."""
     return marshal.dumps(_ENCODERS[obj.kind](obj))
-
-
-def decode(kind: str, row: bytes | memoryview) -> KubeObject:
-    """The object of kind `kind` that `row` holds; ValueError or TypeError when `row` is
-    not one `encode` made for that kind (KeyError for a kind kdns does not serve)."""
-    return _DECODERS[kind](marshal.loads(row))  # noqa: S302  (plain values only: see the module's docstring)
 
 
 def _meta(meta: ObjectMeta) -> tuple[Any, ...]:
@@ -90,7 +83,8 @@ def _encode_endpoint_slice(obj: Any) -> tuple[Any, ...]:
         for e in obj.endpoints
     )
     ports = tuple((p.name, p.port, p.protocol) for p in obj.ports)
-    return _meta(obj.meta), obj.address_type, endpoints, ports, obj.document
+    owner = None if obj.owner is None else (obj.owner.service_uid, obj.owner.generation)
+    return _meta(obj.meta), obj.address_type, endpoints, ports, obj.document, owner
 
 
 _ENCODERS: Mapping[str, Callable[[Any], tuple[Any, ...]]] = {
@@ -101,52 +95,104 @@ _ENCODERS: Mapping[str, Callable[[Any], tuple[Any, ...]]] = {
     objects.ENDPOINT_SLICE: _encode_endpoint_slice,
 }
 
-_intern = sys.intern
-_shared = objects.shared_labels
+class Decoder:
+    """Decodes the rows of one load, sharing what rows repeat as a load from manifests
+    shares it.
 
+    Each row is marshal'ed alone, so every string it holds comes back as an object of its
+    own: decoded row by row, the scale cluster held 43 MiB more than the same objects read
+    from manifests (bench/memory.py), where a creation time, a phase or a node name is one
+    string for every object that has it, and an endpoint holds its pod's name, uid, node
+    name and addresses. Here too: values of few spellings (namespaces, times, phases,
+    node names, types) are shared through a table kept for the load, ports (frozen) are
+    shared, and an endpoint takes its pod's values where they are equal; its pod must be
+    decoded first (`registry.sqlite.load` reads EndpointSlices last).
+    """
 
-def _decode_meta(row: tuple[Any, ...]) -> ObjectMeta:
-    name, namespace, labels, uid, version, created, deleted = row
-    return ObjectMeta(name, _intern(namespace), _shared(labels), uid, version, created, deleted)
+    def __init__(self) -> None:
+        self._strings: dict[str, str] = {}
+        self._values: dict[tuple[Any, ...], Any] = {}  # a port's fields -> the frozen port
+        # Every label set and selector of the load, each held once: objects.shared_labels
+        # keeps the last 4,096, which rows read kind by kind outrun (a Service's selector
+        # is its pods' labels, read 100,000 rows before it).
+        self._labels: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+        self._pods: dict[str, Pod] = {}  # by uid
 
+    def decode(self, kind: str, row: bytes | memoryview) -> KubeObject:
+        """The object of kind `kind` that `row` holds; ValueError or TypeError when `row` is
+        not one `encode` made for that kind (KeyError for a kind kdns does not serve)."""
+        fields = marshal.loads(row)  # noqa: S302  (plain values only: see the module's docstring)
+        match kind:
+            case objects.POD:
+                return self._pod(fields)
+            case objects.ENDPOINT_SLICE:
+                return self._endpoint_slice(fields)
+            case objects.SERVICE:
+                return self._service(fields)
+            case objects.NAMESPACE:
+                meta, document = fields
+                return Namespace(self._meta(meta), document)
+            case objects.NODE:
+                meta, addresses, document = fields
+                return Node(self._meta(meta), tuple([NodeAddress(*a) for a in addresses]), document)
+        raise KeyError(kind)
 
-def _decode_namespace(row: tuple[Any, ...]) -> Namespace:
-    meta, document = row
-    return Namespace(_decode_meta(meta), document)
+    def _share(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
 
+    def _label_set(self, labels: dict[str, str]) -> Mapping[str, str]:
+        return self._labels.setdefault(tuple(labels.items()), labels)
 
-def _decode_service(row: tuple[Any, ...]) -> Service:
-    meta, type_, cluster_ips, headless, ports, selector, external_name, publish, families, document = row
-    return Service(_decode_meta(meta), type_, cluster_ips, headless, tuple([ServicePort(*p) for p in ports]),
-                   _shared(selector), external_name, publish, families, document)
+    def _port(self, cls: Callable[..., Any], fields: tuple[Any, ...]) -> Any:
+        key = (cls, *fields)
+        port = self._values.get(key)
+        if port is None:
+            port = self._values[key] = cls(*fields)
+        return port
 
+    def _meta(self, row: tuple[Any, ...]) -> ObjectMeta:
+        name, namespace, labels, uid, version, created, deleted = row
+        share = self._share
+        return ObjectMeta(name, share(namespace), self._label_set(labels), uid, version, share(created),
+                          None if deleted is None else share(deleted))
 
-def _decode_pod(row: tuple[Any, ...]) -> Pod:
-    meta, pod_ips, phase, ready, hostname, subdomain, node_name, ports, document = row
-    return Pod(_decode_meta(meta), pod_ips, phase, ready, hostname, subdomain, node_name,
-               tuple([ContainerPort(*p) for p in ports]) if ports else (), document)
+    def _service(self, row: tuple[Any, ...]) -> Service:
+        meta, type_, cluster_ips, headless, ports, selector, external_name, publish, families, document = row
+        return Service(self._meta(meta), self._share(type_), cluster_ips, headless,
+                       tuple([self._port(ServicePort, p) for p in ports]), self._label_set(selector), external_name,
+                       publish, families, document)
 
+    def _pod(self, row: tuple[Any, ...]) -> Pod:
+        meta, pod_ips, phase, ready, hostname, subdomain, node_name, ports, document = row
+        share = self._share
+        pod = Pod(self._meta(meta), pod_ips, share(phase), ready, hostname, share(subdomain), share(node_name),
+                  tuple([self._port(ContainerPort, p) for p in ports]) if ports else (), document)
+        self._pods[pod.meta.uid] = pod
+        return pod
 
-def _decode_node(row: tuple[Any, ...]) -> Node:
-    meta, addresses, document = row
-    return Node(_decode_meta(meta), tuple([NodeAddress(*a) for a in addresses]), document)
+    def _endpoint_slice(self, row: tuple[Any, ...]) -> EndpointSlice:
+        meta, address_type, endpoints, ports, document, owner = row
+        return EndpointSlice(self._meta(meta), self._share(address_type),
+                             tuple([self._endpoint(*endpoint) for endpoint in endpoints]),
+                             tuple([self._port(EndpointPort, p) for p in ports]), document,
+                             None if owner is None else SliceOwner(*owner))
 
+    def _endpoint(self, addresses: tuple[str, ...], conditions: tuple[bool | None, bool | None, bool | None],
+                  hostname: str,
+                  node_name: str, ref: tuple[str, str, str, str] | None) -> Endpoint:
+        if ref is None:
+            return Endpoint(addresses, ENDPOINT_CONDITIONS[conditions], hostname, self._share(node_name))
+        kind, namespace, name, uid = ref
+        pod = self._pods.get(uid)
+        if pod is not None and kind == objects.POD and pod.meta.name == name and pod.meta.namespace == namespace:
+            # The pod's own values where they are equal (as the controller made them).
+            meta = pod.meta
+            target = ObjectReference(objects.POD, meta.namespace, meta.name, meta.uid)
+            if addresses == pod.pod_ips:
+                addresses = pod.pod_ips
+            if hostname == pod.hostname:
+                hostname = pod.hostname
+        else:
+            target = ObjectReference(self._share(kind), self._share(namespace), name, uid)
+        return Endpoint(addresses, ENDPOINT_CONDITIONS[conditions], hostname, self._share(node_name), target)
 
-def _decode_endpoint_slice(row: tuple[Any, ...]) -> EndpointSlice:
-    meta, address_type, endpoints, ports, document = row
-    return EndpointSlice(
-        _decode_meta(meta), address_type,
-        tuple([Endpoint(addresses, ENDPOINT_CONDITIONS[conditions], hostname, node_name,
-                        None if ref is None else ObjectReference(*ref))
-               for addresses, conditions, hostname, node_name, ref in endpoints]),
-        tuple([EndpointPort(*p) for p in ports]), document,
-    )
-
-
-_DECODERS: Mapping[str, Callable[[Any], KubeObject]] = {
-    objects.NAMESPACE: _decode_namespace,
-    objects.SERVICE: _decode_service,
-    objects.POD: _decode_pod,
-    objects.NODE: _decode_node,
-    objects.ENDPOINT_SLICE: _decode_endpoint_slice,
-}

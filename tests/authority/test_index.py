@@ -18,6 +18,7 @@ from kdns.reuse import (
     NODES,
     REVERSE_PREFIXES,
     AddressScope,
+    EndpointScope,
     EndpointsScope,
     NamespaceScope,
     PodScope,
@@ -79,8 +80,8 @@ def _packed(text: str) -> bytes:
 
 def test_each_kind_of_event_touches_its_own_scopes() -> None:
     """A commit tells exactly the scopes it touched (kdns/reuse.py): a slice its Service's
-    endpoints (not the Service: its cluster IP answers stay) and the addresses it adds or
-    removes; a Service its names, the PTR of the cluster IPs it
+    endpoints (not the Service: its cluster IP answers stay), the name of each endpoint it
+    changes (not the others') and the addresses it adds or removes; a Service its names, the PTR of the cluster IPs it
     takes or gives back, and of its endpoints when it stops naming them (ExternalName); a
     pod its address in its namespace, if that changes; a Node the node tree; a new /24 the
     reverse prefixes; a Namespace the names in it and the PTR of its addresses."""
@@ -101,7 +102,7 @@ def test_each_kind_of_event_touches_its_own_scopes() -> None:
     index.apply([k.deleted(k.namespace("a"), 17)])
     web_scope = ServiceScope("a", "web")
     assert heard == [
-        frozenset({EndpointsScope("a", "web"), AddressScope(_packed("10.1.0.2"))}),
+        frozenset({EndpointsScope("a", "web"), EndpointScope("a", "web", "10-1-0-2"), AddressScope(_packed("10.1.0.2"))}),
         frozenset({web_scope}),  # its ports: no PTR changes
         # an ExternalName: its cluster IP, the last under 0.0.10.in-addr.arpa., and its endpoints' PTR
         frozenset({web_scope, AddressScope(_packed("10.0.0.1")), AddressScope(_packed("10.1.0.1")), REVERSE_PREFIXES}),

@@ -51,6 +51,7 @@ from tests.authority.cluster import (
     SERIAL,
     deleted,
     endpoint,
+    eport,
     fixture_objects,
     modified,
     namespace,
@@ -874,7 +875,19 @@ _EVERY_CLASS = [
     ("cluster.local.", "ANY"),
     ("in-addr.arpa.", "SOA"),
     ("in-addr.arpa.", "NS"),
+    # Endpoint names beside the ones a write flips, in the same slice or another one.
+    ("172-0-0-2.svc1.testns.svc.cluster.local.", "A"),
+    ("ep1b.svc1.testns.svc.cluster.local.", "A"),
+    ("10-200-0-5.big.testns.svc.cluster.local.", "A"),
+    ("10-200-0-5.big.testns.svc.cluster.local.", "SRV"),
+    ("10-200-0-6.big.testns.svc.cluster.local.", "A"),
+    ("10-200-0-6.big.testns.svc.cluster.local.", "SRV"),
+    ("10-200-1-6.big.testns.svc.cluster.local.", "SRV"),
+    ("_http._tcp.big.testns.svc.cluster.local.", "SRV"),
+    ("5.0.200.10.in-addr.arpa.", "PTR"),
 ]
+
+_BIG = [endpoint(f"10.200.0.{i + 1}") for i in range(100)]  # the fixture's slice big-a
 
 
 class _Cluster:
@@ -910,14 +923,22 @@ _WRITES: dict[str, Callable[[_Cluster], None]] = {
     )),
     "flip hdls1 back": lambda c: c.put(slice_("hdls1-b", "testns", "hdls1", [endpoint("172.0.0.12")], [HTTP])),
     "flip ep1a unready": lambda c: c.put(slice_(
-        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a", ready=False)], [HTTP],
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a", ready=False), endpoint("172.0.0.2")],
+        [HTTP],
     )),
     "flip ep1a ready": lambda c: c.put(slice_(
-        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a")], [HTTP],
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1a"), endpoint("172.0.0.2")], [HTTP],
     )),
     "ep1a moves": lambda c: c.put(slice_(
         "svc1-abc", "testns", "svc1", [endpoint("172.0.0.78", hostname="ep1a")], [HTTP],
     )),
+    "ep1a renamed ep1b": lambda c: c.put(slice_(
+        "svc1-abc", "testns", "svc1", [endpoint("172.0.0.1", hostname="ep1b"), endpoint("172.0.0.2")], [HTTP],
+    )),
+    "flip big 10.200.0.5": lambda c: c.put(slice_(
+        "big-a", "testns", "big", [*_BIG[:4], endpoint("10.200.0.5", ready=False), *_BIG[5:]], [HTTP],
+    )),
+    "big-a ports change": lambda c: c.put(slice_("big-a", "testns", "big", _BIG, [eport("http", 8081)])),
     "create service new": lambda c: c.put(service("new", "testns", "10.0.0.50", ports=[port("http", 80)])),
     "delete service new": lambda c: c.delete("Service", "testns", "new"),
     "delete service svc6": lambda c: c.delete("Service", "testns", "svc6"),
@@ -1027,6 +1048,37 @@ def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
     _WRITES["flip ep1a unready"](cluster)
     missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
     assert missed == {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("1.0.0.172.in-addr.arpa.", "PTR")}
+    for wire in asked.values():
+        assert ask(cache, router, wire)[0] == fresh(router, wire)
+
+
+def test_a_flip_in_a_slice_keeps_the_other_endpoint_names() -> None:
+    """An endpoint going unready drops its own name, the Service's names that list every
+    endpoint and its PTR; the Service's other endpoint names, in its slice or in another,
+    stay kept (a readiness flip in a StatefulSet's headless Service). A change of a slice's
+    ports drops the names of every endpoint in it, and no other slice's."""
+    cluster = _Cluster()
+    router = Router(cluster.index, SETTINGS)
+    cache = following(router)
+    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+    for wire in asked.values():
+        ask(cache, router, wire)
+
+    def missed() -> set[tuple[str, str]]:
+        return {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+
+    big = "big.testns.svc.cluster.local."
+    _WRITES["flip big 10.200.0.5"](cluster)
+    assert missed() == {
+        (f"10-200-0-5.{big}", "A"), (f"10-200-0-5.{big}", "SRV"), (f"_http._tcp.{big}", "SRV"),
+        ("5.0.200.10.in-addr.arpa.", "PTR"),
+    }
+    _WRITES["big-a ports change"](cluster)
+    dropped = missed()
+    assert {(f"10-200-0-5.{big}", "SRV"), (f"10-200-0-6.{big}", "SRV"), (f"_http._tcp.{big}", "SRV")} <= dropped
+    assert (f"10-200-1-6.{big}", "SRV") not in dropped  # in big-b
+    _WRITES["ep1a renamed ep1b"](cluster)
+    assert {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("ep1b.svc1.testns.svc.cluster.local.", "A")} <= missed()
     for wire in asked.values():
         assert ask(cache, router, wire)[0] == fresh(router, wire)
 
