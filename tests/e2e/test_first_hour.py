@@ -195,7 +195,13 @@ def test_a_configuration_file_sets_every_flag_and_flags_and_variables_win(kdns_p
     kdns = kdns_process("--config", str(config), "--ttl", "12", manifests=None, env={"KDNS_CACHE_SIZE": "9"})
     reply = kdns.resolve("web.default.svc.cluster.local.", "A")
     assert reply.answer[0].ttl == 12
-    line = next(line for line in kdns.output if line.startswith("kdns: configuration: "))
+    # kdns logs its configuration once it serves, just after its API line (what the fixture
+    # waits for): on a loaded machine the line may come a moment after the first answer.
+    deadline = time.monotonic() + 10
+    while not (lines := [line for line in kdns.output if line.startswith("kdns: configuration: ")]):
+        assert time.monotonic() < deadline, "no configuration line:\n" + "".join(kdns.output)
+        time.sleep(0.02)
+    line = lines[0]
     assert f"manifests={tmp_path / 'cluster'} ({config}:1: manifests)" in line
     assert "ttl=12 (--ttl)" in line and f"pods=disabled ({config}:3: pods)" in line
     assert "cache-size=9 (KDNS_CACHE_SIZE)" in line and "zones-dir=none" in line
