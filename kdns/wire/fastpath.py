@@ -77,13 +77,21 @@ _HEADER = 12
 _NAME = _HEADER - 2  # where the name starts in a key or a body: after the ID
 _write_serial = struct.Struct("!I").pack_into  # (buffer, offset, serial)
 
-# The entry for one question: the reply after its ID, with the question's name in lower
-# case; its (qtype, rcode) counter; its `_Limits`, or None for a reply any asker may have
-# until a change drops it (most of them: one check on a hit); where in the reply after
-# its ID the zone's serial is written as it is sent (0: nowhere; then the reply is bytes,
-# else a bytearray). Its scopes are not kept in it: only the sets it is filed in name them
-# (fewer objects per reply, for memory and for the collector's full passes).
-_Entry = tuple["bytes | bytearray", list[int], "_Limits | None", int]
+# The entry for one question, in one of two tables. Most replies may go to any asker as
+# they are until a change drops them (some only to askers who spell the name in lower
+# case, as the key does: `_lower_only`): such an entry is one bytes object, the reply after
+# its ID (the question's name in lower case) and then one byte, the index of its (qtype,
+# rcode) counter in `QueryStats.counts` (the `plain` table, `mmsg.Batch.queue_ready`'s
+# contract). A hit on one reads no object but the key and that one: at scale the ready
+# replies lie spread through a large heap, and each object a hit touches is a likely
+# cache and TLB miss. Every other entry is a `_Kept`: the reply after its ID; its
+# counter's index; its `_Limits`, or None for a reply any asker may have; where in the
+# reply after its ID the zone's serial is written as it is sent (0: nowhere; else the
+# reply is a bytearray, written in place). Neither holds its scopes: only the sets it is
+# filed in name them (fewer objects per reply, for memory and the collector's full passes).
+_Kept = tuple["bytes | bytearray", int, "_Limits | None", int]
+# A plain entry's counter index is one byte: replies counted past it are kept as `_Kept`.
+_PLAIN_CELLS = 256
 # What else a reply needs: the spelling it is limited to (None: any), when it expires
 # (None: never), whether it was forwarded (then only for clients that may recurse).
 _Limits = tuple["bytes | None", "float | None", bool]
@@ -92,28 +100,32 @@ _Limits = tuple["bytes | None", "float | None", bool]
 class QueryStats:
     """Answered queries by (qtype, rcode), as plain ints: the metrics read them when scraped.
 
-    A query counts once it is answered (qtype 0: a request without a readable question);
-    `cell` hands out the counter itself, so the fast path counts with one increment.
+    A query counts once it is answered (qtype 0: a request without a readable question).
+    The counters are one list, `counts`, which only grows; `cell` hands out a counter's
+    index in it, so the fast path counts with one increment of a list item it already holds.
     """
 
-    __slots__ = ("_cells",)
+    __slots__ = ("_cells", "counts")
 
     def __init__(self) -> None:
-        self._cells: dict[tuple[int, int], list[int]] = {}
+        self._cells: dict[tuple[int, int], int] = {}
+        self.counts: list[int] = []
 
-    def cell(self, qtype: int, rcode: int) -> list[int]:
+    def cell(self, qtype: int, rcode: int) -> int:
         key = (qtype, rcode)
         cell = self._cells.get(key)
         if cell is None:
-            cell = self._cells[key] = [0]
+            cell = self._cells[key] = len(self.counts)
+            self.counts.append(0)
         return cell
 
     def count(self, qtype: int, rcode: int) -> None:
-        self.cell(qtype, rcode)[0] += 1
+        self.counts[self.cell(qtype, rcode)] += 1
 
     def totals(self) -> dict[tuple[int, int], int]:
         """{(qtype, rcode): queries answered so far}."""
-        return {key: cell[0] for key, cell in self._cells.items()}
+        counts = self.counts
+        return {key: counts[cell] for key, cell in self._cells.items()}
 
 
 def _question_end(data: bytes) -> int:
@@ -165,7 +177,8 @@ class AnswerCache:
 
     `lookup(data, client)` is the fast path: the ready reply to the request `data`, or
     None (then the caller goes through the codec and the handler, and calls `store` with
-    the `epoch` it saw before asking the handler). `follow` subscribes the cache to the
+    the `epoch` it saw before asking the handler). The UDP server's batch loop reads the
+    `plain` table itself and asks `kept` for the rest (`mmsg.Batch.queue_ready`). `follow` subscribes the cache to the
     handler's changes; the server calls it when it starts and the call it returns when it
     stops.
     """
@@ -187,8 +200,12 @@ class AnswerCache:
         # Changes heard so far: an answer worked on across one (awaited) is not kept.
         self.epoch = 0
         # Keyed by the request's bytes from 2 to the OPT record's RDLENGTH, with the name
-        # in lower case: a request that spells it so is its own key.
-        self._entries: dict[bytes, _Entry] = {}
+        # in lower case: a request that spells it so is its own key. A key is in one of them.
+        self.plain: dict[bytes, bytes] = {}
+        self._kept: dict[bytes, _Kept] = {}
+        # The plain replies kept for the name in lower case only (an SRV target spelt as
+        # asked): `lookup` gives them to no other spelling.
+        self._lower_only: set[bytes] = set()
         # The keys filed under each scope; under None, those any change drops. Sets: most
         # replies read several scopes (a Service and its Namespace), and one dropped through
         # one of them and stored again is still filed under the others.
@@ -216,10 +233,12 @@ class AnswerCache:
         return unfollow
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.plain) + len(self._kept)
 
     def clear(self) -> None:
-        self._entries = {}
+        self.plain = {}
+        self._kept = {}
+        self._lower_only = set()
         self._scopes = {}
         self._bytes = 0
         self._recursion = {}
@@ -231,29 +250,45 @@ class AnswerCache:
         if changed is None:
             self.clear()
             return
-        entries, scopes = self._entries, self._scopes
+        scopes = self._scopes
         for scope in (None, *changed):
             for key in scopes.pop(scope, ()):
-                entry = entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= len(entry[0])
+                self._bytes -= self._drop(key)
         self._recursion = {}
 
+    def _drop(self, key: bytes) -> int:
+        """Forget `key`'s entry; the bytes it held (0: none)."""
+        body = self.plain.pop(key, None)
+        if body is not None:
+            self._lower_only.discard(key)
+            return len(body) - 1
+        entry = self._kept.pop(key, None)
+        return 0 if entry is None else len(entry[0])
+
     def ready(self, key: bytes) -> bytes | bytearray | None:
-        """The fast path: the stored reply to the request whose bytes after the ID are
-        `key`, without its ID, if it may go to any asker; None otherwise (then `lookup`).
+        """The stored reply to the request whose bytes after the ID are `key`, without
+        its ID, if it may go to any asker; None otherwise (then `lookup`).
 
         The name as asked is the key (a name with no upper-case letter is its own key), and
         the asker's address is not needed: only a forwarded reply depends on it.
         """
-        entry = self._entries.get(key)
+        body = self.plain.get(key)
+        if body is None:
+            return self.kept(key)
+        self.stats.counts[body[-1]] += 1
+        return body[:-1]
+
+    def kept(self, key: bytes) -> bytes | bytearray | None:
+        """`ready` for the replies that are not plain: those with limits (checked here)
+        or the zone's serial in them (written in as they are sent)."""
+        entry = self._kept.get(key)
         if entry is None:
             return None
-        body, counter, limits, serial_at = entry
+        body, cell, limits, serial_at = entry
         # (limits[2]: a forwarded reply, for askers that may recurse only)
         if limits is not None and (limits[2] or not self._within(limits, key[_NAME : key.find(0, _NAME)], None)):
             return None
-        counter[0] += 1
+        self.stats.counts[cell] += 1
         if serial_at:
             _write_serial(body, serial_at, self.serial)
         return body
@@ -266,12 +301,17 @@ class AnswerCache:
             return data[:2] + body
         end = data.find(0, _HEADER)  # the root label ending the name (checked when stored)
         name = data[_HEADER:end]
-        entry = self._entries.get(data[2:_HEADER] + name.lower() + data[end:]) if end > 0 else None
+        key = data[2:_HEADER] + name.lower() + data[end:] if end > 0 else b""
+        plain = self.plain.get(key)
+        if plain is not None and key not in self._lower_only:
+            self.stats.counts[plain[-1]] += 1
+            return b"".join((data[:2], plain[:_NAME], name, plain[end - 2 : -1]))
+        entry = self._kept.get(key)
         if entry is None or (entry[2] is not None and not self._within(entry[2], name, client)):
-            self.misses += 1
+            self.misses += 1  # (a plain reply kept for the name in lower case only, among them)
             return None
-        body, counter, _, serial_at = entry
-        counter[0] += 1
+        body, cell, _, serial_at = entry
+        self.stats.counts[cell] += 1
         if serial_at:
             _write_serial(body, serial_at, self.serial)
         return b"".join((data[:2], body[:_NAME], name, body[end - 2 :]))
@@ -314,22 +354,30 @@ class AnswerCache:
         opt = end + 5  # where an OPT record starts: root owner, type 41, ..., RDLENGTH at +9
         if size != opt and (data[opt] != 0 or data[opt + 1 : opt + 3] != _OPT_TYPE or size != opt + 11):
             return False  # anything but question [+ OPT without options]: not a key
-        if len(self._entries) >= self.max_entries or self._bytes + len(reply) > self.max_bytes:
+        if len(self) >= self.max_entries or self._bytes + len(reply) > self.max_bytes:
             self.clear()  # wholesale: O(1) per entry, and the hot questions come right back
         name = data[_HEADER:end]
         folded = name.lower()
         spelling = name if _spelled_elsewhere(reply, name, end) else None
         limits = (spelling, expires, forwarded)
-        counter = self.stats.cell(query.qtype, reply[3] & 0x0F)
+        cell = self.stats.cell(query.qtype, reply[3] & 0x0F)
         key = data[2:_HEADER] + folded + data[end:]
-        old = self._entries.get(key)
-        if old is not None:
-            self._bytes -= len(old[0])
+        self._bytes -= self._drop(key)
         self._file(key, scope)  # (a reply stored again under other scopes stays filed under the old: harmless)
-        body: bytes | bytearray = b"".join((reply[2:_HEADER], folded, reply[end:]))
+        parts = (reply[2:_HEADER], folded, reply[end:])
+        # A reply kept for one spelling is plain if that is the name in lower case: the key's
+        # own bytes, so every request that finds it by its bytes spells the name so.
+        lower_only = spelling is not None and spelling == folded
+        if (spelling is None or lower_only) and limits[1:] == (None, False) and not serial_at and cell < _PLAIN_CELLS:
+            self.plain[key] = b"".join((*parts, cell.to_bytes(1, "big")))
+            if lower_only:
+                self._lower_only.add(key)
+            self._bytes += len(reply) - 2
+            return True
+        body: bytes | bytearray = b"".join(parts)
         if serial_at:
             body = bytearray(body)  # written in place as it is sent
-        self._entries[key] = (body, counter, None if limits == (None, None, False) else limits, serial_at)
+        self._kept[key] = (body, cell, None if limits == (None, None, False) else limits, serial_at)
         self._bytes += len(body)
         return True
 

@@ -18,7 +18,7 @@ import mmap
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 __all__ = ["CALLS", "Batch"]
@@ -112,17 +112,26 @@ class Batch:
         names_at, buffer_at = _address_of(self._names), _address_of(self._buffer)
         self._in, self._out = (_MMsgHdr * size)(), (_MMsgHdr * size)()
         in_vectors, out_vectors = (_IoVec * size)(), (_IoVec * size)()
+        # Out header i starts pointed at slot i and sockaddr i, as in header i is: while every
+        # datagram of a batch so far has a ready reply, the reply queued i-th is datagram
+        # i's, and only its length is written.
         for i in range(size):
-            in_vectors[i].iov_base, in_vectors[i].iov_len = buffer_at + i * slot, receive_size
+            for vectors in (in_vectors, out_vectors):
+                vectors[i].iov_base, vectors[i].iov_len = buffer_at + i * slot, receive_size
             for header, vectors in ((self._in[i].msg_hdr, in_vectors), (self._out[i].msg_hdr, out_vectors)):
                 header.msg_iov, header.msg_iovlen = ctypes.addressof(vectors[i]), 1
                 header.msg_namelen = _NAME_SIZE
-            self._in[i].msg_hdr.msg_name = names_at + i * _NAME_SIZE
+                header.msg_name = names_at + i * _NAME_SIZE
         self._vectors = (in_vectors, out_vectors)  # the headers point into them
         self._in_at, self._out_at = ctypes.addressof(self._in), ctypes.addressof(self._out)
         # recvmmsg writes each header's msg_namelen (and msg_len, msg_flags): reset per call.
         self._in_bytes = memoryview(self._in).cast("B")
         self._in_blank = bytes(self._in_bytes)
+        # A reply queued out of its datagram's place moves an out header: put back before
+        # the next batch (`_moved`).
+        self._out_bytes = (memoryview(self._out).cast("B"), memoryview(out_vectors).cast("B"))
+        self._out_blank = tuple(bytes(table) for table in self._out_bytes)
+        self._moved = False
         in_ints, out_words, out_vector_words = _words(self._in, "I"), _words(self._out, "Q"), _words(out_vectors, "Q")
         self._name_lengths = in_ints[_NAME_LENGTH::_HEADER_INTS]
         # Tables of what `queue` and `queue_ready` read and write, by datagram: its slot's
@@ -143,6 +152,10 @@ class Batch:
         """Read up to `size` datagrams; how many (0: none was waiting)."""
         self._queued = 0  # (replies a failed batch left queued would go to the wrong askers)
         self._in_bytes[:] = self._in_blank
+        if self._moved:
+            for table, blank in zip(self._out_bytes, self._out_blank, strict=True):
+                table[:] = blank
+            self._moved = False
         count = self._recvmmsg(self._fd, self._in_at, self._size, socket.MSG_DONTWAIT, None)
         if count < 0:
             code = ctypes.get_errno()
@@ -167,38 +180,55 @@ class Batch:
         """Queue `reply` to the sender of datagram i (whose bytes it replaces)."""
         start, queued = self._offsets[i], self._queued
         self._buffer[start : start + len(reply)] = reply
+        self._moved = self._moved or queued != i
         self._reply_lengths[queued] = len(reply)
         self._reply_addresses[queued] = self._addresses[i]
         self._reply_names[queued] = self._name_addresses[i]
         self._queued = queued + 1
 
-    def queue_ready(self, count: int, ready: Callable[[bytes], bytes | bytearray | None]) -> list[int]:
-        """For each of the `count` datagrams read, queue the reply `ready` has for it; the
-        datagrams it has none for (None).
+    def queue_ready(
+        self,
+        count: int,
+        plain: Mapping[bytes, bytes],
+        counts: list[int],
+        other: Callable[[bytes], bytes | bytearray | None],
+    ) -> list[int]:
+        """For each of the `count` datagrams read, queue the reply there is for it; the
+        datagrams there is none for.
 
-        `ready` is given a datagram's bytes after its ID and returns its reply's bytes
-        after the ID, which are written after the ID in place. This loop is most of what a
-        cached answer costs in Python, so it keeps its state in locals, reads the offsets
-        from tables made once, and calls only `ready`.
+        A datagram's bytes after its ID are looked up in `plain`: a reply found there is
+        its bytes after the ID followed by one byte, the index in `counts` of the counter
+        that one is added to. Else `other` is given them and returns the reply's bytes
+        after the ID, or None. Either way the reply is written after the ID in place.
+        This loop is most of what a ready reply costs in Python, so it keeps its state in
+        locals, reads the offsets from tables made once, and for a plain reply calls
+        nothing but the dict lookup. (The counter's byte is written after the reply, in
+        the slot, and not sent.)
         """
-        buffer, reply_lengths, reply_addresses = self._buffer, self._reply_lengths, self._reply_addresses
-        reply_names, queued = self._reply_names, self._queued
+        buffer, reply_lengths, queued, get = self._buffer, self._reply_lengths, self._queued, plain.get
         others = []
         # (range(count) is the shortest: the tables are as long as the batch)
-        for i, start, size, address, name in zip(
-            range(count), self._offsets, self._lengths, self._addresses, self._name_addresses, strict=False
-        ):
-            body = ready(buffer[start + 2 : start + size])
-            if body is None:
-                others.append(i)
-                continue
-            size = len(body) + 2  # noqa: PLW2901  (the reply's, from here on)
-            buffer[start + 2 : start + size] = body
+        for i, start, size in zip(range(count), self._offsets, self._lengths, strict=False):
+            key = buffer[start + 2 : start + size]
+            body = get(key)
+            if body is not None:
+                counts[body[-1]] += 1
+                size = len(body) + 1  # noqa: PLW2901  (the reply's, from here on)
+                buffer[start + 2 : start + size + 1] = body
+            else:
+                reply = other(key)
+                if reply is None:
+                    others.append(i)
+                    continue
+                size = len(reply) + 2  # noqa: PLW2901
+                buffer[start + 2 : start + size] = reply
+            if queued != i:  # (a datagram before it had none: out header `queued` is moved)
+                self._reply_addresses[queued] = self._addresses[i]
+                self._reply_names[queued] = self._name_addresses[i]
             reply_lengths[queued] = size
-            reply_addresses[queued] = address
-            reply_names[queued] = name
             queued += 1
         self._queued = queued
+        self._moved = self._moved or bool(others)
         return others
 
     def flush(self) -> int:

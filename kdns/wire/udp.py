@@ -184,7 +184,8 @@ class _Listener:
         except OSError as exc:
             log.debug("udp: %s", exc)
             return 0
-        others = range(count) if self.cache is None else batch.queue_ready(count, self.cache.ready)
+        cache = self.cache
+        others = range(count) if cache is None else batch.queue_ready(count, cache.plain, cache.stats.counts, cache.kept)
         lookup = self._lookup()
         for i in others:
             data, addr = batch.datagram(i), batch.peer(i)

@@ -43,7 +43,7 @@ from kdns.reuse import (
     ServiceScope,
     Shared,
 )
-from kdns.wire.fastpath import AnswerCache, question_type
+from kdns.wire.fastpath import AnswerCache, QueryStats, question_type
 from kdns.wire.tcp import TcpServer
 from kdns.wire.udp import UdpServer
 from tests.authority.cluster import (
@@ -215,10 +215,12 @@ def test_srv_targets_keep_each_askers_zone_spelling(authority: Authority) -> Non
     lower = request("_http._tcp.svc1.testns.svc.cluster.local.", "SRV")
     upper = request("_http._tcp.svc1.testns.svc.CLUSTER.LOCAL.", "SRV")
     assert ask(cache, authority, lower)[1] is False
+    assert ask(cache, authority, lower) == (fresh(authority, lower), True)  # (a plain reply, for lower case only)
     reply, hit = ask(cache, authority, upper)
     assert hit is False
     assert dns.message.from_wire(reply).answer[0][0].target.to_text() == "svc1.testns.svc.CLUSTER.LOCAL."
     assert ask(cache, authority, upper) == (fresh(authority, upper), True)
+    assert ask(cache, authority, lower)[0] == fresh(authority, lower)
 
 
 NAMES = [
@@ -624,6 +626,38 @@ def test_a_batch_of_ready_and_new_questions_gets_each_its_own_reply() -> None:
     asyncio.run(scenario())
 
 
+def test_a_batch_of_ready_replies_after_one_with_a_miss_goes_to_its_askers() -> None:
+    """The UDP server queues the reply to datagram i in out header i while every datagram
+    before it had a ready reply, and moves headers after a miss (kdns/wire/mmsg.py): a
+    batch with a miss first, then a batch of ready replies only, each from three sockets;
+    every asker gets its own reply, with its ID."""
+    registry = Registry()
+    registry.apply(*(_service(name) for name in ("a", "b", "c")))
+    a, b, c = (f"{name}.default.svc.cluster.local." for name in "abc")
+
+    async def scenario() -> None:
+        async with serving(registry.authority) as (udp, _):
+            loop = asyncio.get_running_loop()
+            sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+            try:
+                for sock in sockets:
+                    sock.setblocking(False)
+                for name in (a, b):
+                    await _resolve(udp, name)
+                for round_, names in enumerate(((c, a, b), (a, b, c), (b, c, a))):
+                    wires = [request(name, ident=round_ * 10 + n) for n, name in enumerate(names)]
+                    for sock, wire in zip(sockets, wires, strict=True):  # one batch: sent before the read
+                        sock.sendto(wire, (CLIENT, udp))
+                    for sock, wire in zip(sockets, wires, strict=True):
+                        reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), TIMEOUT)
+                        assert reply == fresh(registry.authority, wire)
+            finally:
+                for sock in sockets:
+                    sock.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_servers_count_answers_in_shared_stats() -> None:
     """Hits, misses and the codec's own refusals, over UDP and TCP, land in one QueryStats by qtype and rcode."""
     registry = Registry()
@@ -641,6 +675,41 @@ def test_the_servers_count_answers_in_shared_stats() -> None:
             chaos = dns.message.make_query("version.bind.", "TXT", "CH")
             await dns.asyncquery.udp(chaos, CLIENT, port=udp.port, timeout=TIMEOUT)  # REFUSED by the codec
             assert udp.stats.totals() == {(QTYPE.A, 0): 4, (QTYPE.AAAA, 3): 1, (QTYPE.TXT, 5): 1}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("counters", [255, 256], ids=["last-counter-a-byte-names", "past-it"])
+def test_a_ready_reply_is_counted_whatever_its_counters_index(counters: int) -> None:
+    """A plain ready reply names its (qtype, rcode) counter in one byte
+    (kdns/wire/fastpath.py); one whose counter is past 255 is kept the other way. Either
+    way, a batch read answers it from the cache, byte for byte what the codec writes,
+    with its own ID, and counts each answer once."""
+    registry = Registry()
+    registry.apply(_service("web"))
+    stats = QueryStats()
+    for qtype in range(1000, 1000 + counters):  # A/NOERROR gets the next index
+        stats.cell(qtype, 0)
+    web = "web.default.svc.cluster.local."
+
+    async def scenario() -> None:
+        async with UdpServer(registry.authority, CLIENT, 0, stats=stats) as udp:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                for round_ in range(3):
+                    wires = [request(web, ident=round_ * 10 + n) for n in range(3)]
+                    for wire in wires:  # one batch per round: all sent before the server reads
+                        sock.sendto(wire, (CLIENT, udp.port))
+                    expected = {wire[:2]: fresh(registry.authority, wire) for wire in wires}
+                    for _ in wires:
+                        reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), TIMEOUT)
+                        assert reply == expected.pop(reply[:2])
+        assert stats.cell(QTYPE.A, 0) == counters
+        assert {key: n for key, n in stats.totals().items() if n} == {(QTYPE.A, 0): 9}
+        # The first asks of round 0 were answered before a reply was ready; the rest were not
+        # (3 per round for `fresh`).
+        assert 1 <= registry.authority.calls - 9 <= 3
 
     asyncio.run(scenario())
 
