@@ -4,6 +4,7 @@ pods, from manifests and from the durable store, in alternate runs.
     python bench/startup.py                 # 3 runs of each, medians; about 2 minutes
     python bench/startup.py --runs 5 --out /tmp/startup
     python bench/startup.py --src /tmp/base --src .   # two trees, their starts alternated
+    python bench/startup.py --from manifests --src /tmp/old --src .   # only from manifests (no journal saved)
 
 * from manifests: `kdns serve --manifests DIR --ephemeral` reads, checks and admits every
   document (what `bench/run.py`'s scale row measures);
@@ -38,6 +39,7 @@ from procs import cpu_seconds, cpus, free_port, memory_kib
 from servers import start_kdns, wait_answer
 
 TIMEOUT_S = 180
+SOURCES = ("manifests", "store")
 
 
 def save_registry(manifests: Path, data_dir: Path, repo: Path = REPO) -> int:
@@ -92,7 +94,8 @@ def first_answer(manifests: Path, data_dir: Path | None, probe: str, cpu: str, l
     return {"seconds": round(seconds, 3), "cpu_s": cpu_s, "rss_mib": round(rss / 1024, 1) if rss else None}
 
 
-def measure(workdir: Path, runs: int, server_cpu: str, trees: list[Path]) -> dict[str, Any]:
+def measure(workdir: Path, runs: int, server_cpu: str, trees: list[Path],
+            sources: tuple[str, ...] = SOURCES) -> dict[str, Any]:
     """Generate the scale cluster under `workdir`, save it as a journal (with each tree's
     code), then `runs` starts of each tree from each source, alternating; the runs and
     their medians, by tree and source."""
@@ -102,15 +105,15 @@ def measure(workdir: Path, runs: int, server_cpu: str, trees: list[Path]) -> dic
     last = next(s for s in reversed(gen.build(spec).services) if s.headless)
     probe = f"{last.pods[-1].endpoint_name}.{last.fqdn}"
     objects = 0
-    for number, tree in enumerate(trees):
+    for number, tree in enumerate(trees if "store" in sources else []):
         say(f"startup: saving the cluster as a journal in {workdir / f'data-{number}'} ({tree})")
         objects = save_registry(manifests, workdir / f"data-{number}", tree)
     empty = workdir / "no-manifests"
     empty.mkdir(exist_ok=True)
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {str(tree): {"manifests": [], "store": []} for tree in trees}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {str(tree): {source: [] for source in sources} for tree in trees}
     for run in range(runs):
         for number, tree in enumerate(trees):
-            for source in ("manifests", "store"):
+            for source in sources:
                 log = workdir / f"kdns-{number}-{source}-{run}.log"
                 if source == "manifests":
                     one = first_answer(manifests, None, probe, server_cpu, log, tree)
@@ -141,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a kdns tree to start (repeat it to compare trees; default this one)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                         help="where startup.json goes (default bench/out)")
+    parser.add_argument("--from", dest="sources", choices=SOURCES, action="append",
+                        help="start only from this source (repeatable; default both). --from manifests "
+                             "compares trees whose journal formats differ: no journal is saved")
     parser.add_argument("--save-registry", nargs=3, type=Path, metavar=("MANIFESTS", "DATA_DIR", "TREE"),
                         help=argparse.SUPPRESS)  # save_registry for another tree, in its own process
     args = parser.parse_args(argv)
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     server_cpu, client_cpu, _ = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})
     with tempfile.TemporaryDirectory(prefix="kdns-startup-") as workdir:
-        result = measure(Path(workdir), args.runs, server_cpu, trees)
+        result = measure(Path(workdir), args.runs, server_cpu, trees, tuple(args.sources or SOURCES))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "startup.json").write_text(json.dumps(result, indent=1) + "\n")
     for tree, by_source in result["median"].items():
