@@ -6,6 +6,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kdns.config import Settings
+    from kdns.pipeline.chain import Router
+    from kdns.registry.store import Store
+    from kdns.wire.fastpath import AnswerCache
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -72,3 +79,24 @@ T0 = time.monotonic()
 
 def say(text: str) -> None:
     print(f"[{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+
+
+def answer_path(settings: Settings) -> tuple[Store, Router, AnswerCache]:
+    """The answer path without sockets, wired as kdns wires it: the registry of `settings`'
+    manifests loaded, the DNS index built and following the store, a Router, and an
+    AnswerCache following the index. The modules are imported when this is called, so a
+    harness that put another kdns tree first on sys.path (bench/fastloop.py --against)
+    gets that tree's."""
+    from kdns.app import load_registry
+    from kdns.authority.index import ClusterIndex
+    from kdns.pipeline.chain import Router
+    from kdns.wire.fastpath import AnswerCache
+
+    store, _ = load_registry(settings)
+    index = ClusterIndex(settings)
+    index.rebuild(store.objects(), store.resource_version)
+    store.subscribe(index.apply)
+    router = Router(index, settings)
+    cache = AnswerCache(router)
+    cache.follow()
+    return store, router, cache

@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from common import answer_path
+
 CLIENT = "127.0.0.1"
 PAYLOAD = 4096  # dnsperf's EDNS buffer size
 PASSES = (1, 4)
@@ -45,23 +47,13 @@ def load(cluster: Path) -> tuple[list[bytes], list[tuple[bytes, bytes, bool]], A
     whether it shows the zone's serial; the cache holding their ready replies)."""
     import dns.message
 
-    from kdns.app import load_registry
-    from kdns.authority.index import ClusterIndex
     from kdns.codec import from_wire, to_wire
     from kdns.config import Settings
     from kdns.message import Answer, Query
-    from kdns.pipeline.chain import Router
     from kdns.reuse import Shared
-    from kdns.wire.fastpath import AnswerCache
 
     settings = Settings(manifests=(cluster / "manifests",), zones_dir=None, dns_address=CLIENT)
-    store, _ = load_registry(settings)
-    index = ClusterIndex(settings)
-    index.rebuild(store.objects(), store.resource_version)
-    store.subscribe(index.apply)
-    router = Router(index, settings)
-    cache = AnswerCache(router)
-    cache.follow()
+    _, router, cache = answer_path(settings)
     gc.collect()
     gc.freeze()  # as kdns does after loading
     lines = [line.split()[:2] for line in (cluster / "queries.txt").read_text().splitlines() if line.strip()]

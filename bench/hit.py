@@ -20,14 +20,11 @@ import time
 from pathlib import Path
 
 import dns.message
+from common import answer_path
 
-from kdns.app import load_registry
-from kdns.authority.index import ClusterIndex
 from kdns.codec import from_wire, to_wire
 from kdns.config import Settings
 from kdns.message import Answer, Query
-from kdns.pipeline.chain import Router
-from kdns.wire.fastpath import AnswerCache
 
 CLIENT = "127.0.0.1"
 MANIFEST = """
@@ -48,13 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(directory) / "web.yaml"
         path.write_text(MANIFEST)
         settings = Settings(manifests=(path,), zones_dir=None, dns_address=CLIENT)
-        store, _ = load_registry(settings)
-    index = ClusterIndex(settings)
-    index.rebuild(store.objects(), store.resource_version)
-    store.subscribe(index.apply)
-    router = Router(index, settings)
-    cache = AnswerCache(router)
-    cache.follow()
+        store, router, cache = answer_path(settings)
     wires = {}
     for kind, (name, qtype) in QUESTIONS.items():
         wire = dns.message.make_query(name, qtype, use_edns=0).to_wire()

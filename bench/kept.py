@@ -20,14 +20,11 @@ import sys
 from pathlib import Path
 
 import dns.message
+from common import answer_path
 
-from kdns.app import load_registry
-from kdns.authority.index import ClusterIndex
 from kdns.codec import from_wire, to_wire
 from kdns.config import Settings
 from kdns.message import Answer, Query
-from kdns.pipeline.chain import Router
-from kdns.wire.fastpath import AnswerCache
 
 CLIENT = "127.0.0.1"
 OUTSIDE = ("www.example.com", "api.github.com")
@@ -41,13 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     change.add_argument("--namespace", metavar="NAME", help="create this Namespace instead")
     args = parser.parse_args(argv)
     settings = Settings(manifests=(args.cluster / "manifests",), zones_dir=None, dns_address=CLIENT)
-    store, _ = load_registry(settings)
-    index = ClusterIndex(settings)
-    index.rebuild(store.objects(), store.resource_version)
-    store.subscribe(index.apply)
-    router = Router(index, settings)
-    cache = AnswerCache(router)
-    cache.follow()
+    store, router, cache = answer_path(settings)
     lines = (args.cluster / "queries.txt").read_text().splitlines()
     questions = sorted({(line.split()[0], line.split()[1]) for line in lines if line.strip()})
     namespace = next(ns.meta.name for ns in store.list("Namespace") if ns.meta.name.startswith("ns-"))
