@@ -56,13 +56,15 @@ WARM_SETTLED = 0.15  # CPU per answer within this of the window before: warm
 
 @dataclass(frozen=True)
 class Plan:
-    """One sequence's shape: windows per phase, seconds per window, sequences per mix."""
+    """One sequence's shape: windows per phase, seconds per window, sequences per mix, and
+    whether the writer keeps one connection open (`writes.Writer`'s keep_alive)."""
 
     window_s: float
     baseline: int
     per_rate: int
     after: int
     repeats: int
+    keep_alive: bool = False
 
     def phases(self) -> list[tuple[str, int, int]]:
         """(phase, writes a second, windows) in order."""
@@ -100,7 +102,8 @@ def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen
             writer = None
             if rate:
                 total = int(rate * plan.window_s * (count + 1))  # bounded: the phase and some slack
-                writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, total, first=written)
+                writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, total, first=written,
+                                keep_alive=plan.keep_alive)
                 writer.start()
             try:
                 for i in range(count):
@@ -268,10 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="cluster generator seed")
     parser.add_argument("--mix", choices=MIXES, action="append", help="one query mix only (default both)")
     parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="the writer keeps one HTTP connection open, as the kubelet does (default: one a write)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else DEFAULT
     plan = Plan(**{**plan.__dict__, **({"repeats": args.repeats} if args.repeats else {}),
-                   **({"window_s": args.window} if args.window else {})})
+                   **({"window_s": args.window} if args.window else {}), "keep_alive": args.keep_alive})
     server_cpu, client_cpu, pinning = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})  # the harness and its writer off kdns's core
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ here is a test.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,14 @@ class Writer(threading.Thread):
     this one goes on from there and every write is a change (a PATCH that changes
     nothing commits nothing)."""
 
-    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int, first: int = 0) -> None:
+    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int, first: int = 0,
+                 keep_alive: bool = False) -> None:
         super().__init__(name="bench writer", daemon=True)
         self.api, self.pods, self.rate, self.count, self.first = api, pods, rate, count, first
+        # False: a new connection per write, as kubectl makes; True: one connection kept
+        # open for every write, as the kubelet and controllers (client-go) keep theirs.
+        self.keep_alive = keep_alive
+        self._connection: http.client.HTTPConnection | None = None
         self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
         self.replied: list[float] = []  # time.monotonic() at each 2xx reply
         self.errors: list[str] = []
@@ -78,27 +85,47 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         begin = time.monotonic()
-        for n in range(self.count):
-            due = begin + n / self.rate
-            if self.stop.wait(max(0.0, due - time.monotonic())):
-                return
-            i = self.first + n
-            self.sent += 1
-            pod = self.pods[i % len(self.pods)]
-            ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
-            body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
-            request = urllib.request.Request(
-                f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status", data=body, method="PATCH",
-                headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"})
-            sent = time.monotonic()
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    response.read()
-                now = time.monotonic()
-                self.acknowledged.append(now - sent)
-                self.replied.append(now)
-            except (urllib.error.URLError, OSError) as exc:
-                self.errors.append(str(exc))
+        try:
+            for n in range(self.count):
+                due = begin + n / self.rate
+                if self.stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                i = self.first + n
+                self.sent += 1
+                pod = self.pods[i % len(self.pods)]
+                ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
+                body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
+                path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status"
+                headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
+                sent = time.monotonic()
+                try:
+                    if self.keep_alive:
+                        self._patch_on_kept_connection(path, body, headers)
+                    else:
+                        request = urllib.request.Request(f"{self.api}{path}", data=body, method="PATCH", headers=headers)
+                        with urllib.request.urlopen(request, timeout=5) as response:
+                            response.read()
+                    now = time.monotonic()
+                    self.acknowledged.append(now - sent)
+                    self.replied.append(now)
+                except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                    self.errors.append(str(exc))
+                    if self._connection is not None:  # a broken connection: the next write opens another
+                        self._connection.close()
+                        self._connection = None
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+
+    def _patch_on_kept_connection(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        if self._connection is None:
+            url = urllib.parse.urlsplit(self.api)
+            self._connection = http.client.HTTPConnection(url.hostname or LOOPBACK, url.port, timeout=5)
+        self._connection.request("PATCH", path, body=body, headers=headers)
+        response = self._connection.getresponse()
+        response.read()
+        if response.status >= 300:
+            raise http.client.HTTPException(f"HTTP {response.status} {response.reason} for {path}")
 
 
 JOURNAL, EPHEMERAL = "journal", "ephemeral"
@@ -139,7 +166,8 @@ def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, wor
             # show) is not what the journal's effect on steady answers is about.
             dnsperf(port, queries, args.warmup, client_cpu, kdns.pid, work, rate=args.rate or None,
                     server_cpu=server_cpu)
-        writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds)) if writes else None
+        writer = (Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds), keep_alive=args.keep_alive)
+                  if writes else None)
         if writer is not None:
             writer.start()
         run = dnsperf(port, queries, args.seconds, client_cpu, kdns.pid, work, rate=args.rate or None,
@@ -171,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ephemeral", action="store_true", help="the same as --storage ephemeral: the control")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="the writer keeps one HTTP connection open, as the kubelet does (default: one a write)")
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]

@@ -1,12 +1,16 @@
-"""The benchmark's pure parts (bench/): reading dnsperf's output, the percentiles, the storm mix.
-The benchmark itself is run by hand (bench/README.md); nothing here times anything."""
+"""The benchmark's parts (bench/): reading dnsperf's output, the percentiles, the storm mix,
+and the writer that flips pods' readiness through a real kdns's API. The benchmark itself
+is run by hand (bench/README.md); nothing here times anything."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import gen
 from measure import parse_dnsperf, percentile
+from writes import Writer
 
 OUTPUT = """\
 DNS Performance Testing Tool
@@ -78,3 +83,29 @@ def test_the_storm_mix_is_half_cluster_questions_half_search_path_misses() -> No
     assert {qtype for _, qtype in misses} == {"A", "AAAA"}
     assert {name.split(".")[1] for name, _ in misses} <= {d.split(".")[0] for d in gen.OUTSIDE_DOMAINS}
     assert gen.storm_mix(cluster, records, 400, random.Random(7)) == mix
+
+
+PODS = "".join(f"""---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web-{i}, namespace: default, labels: {{app: web}}}}
+spec: {{containers: [{{name: app, image: nginx}}]}}
+status: {{phase: Running, podIP: 10.0.0.{i + 1}, conditions: [{{type: Ready, status: "True"}}]}}
+""" for i in range(2))
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["connection per write", "kept connection"])
+def test_the_writer_flips_readiness_through_the_api(kdns_process: Any, keep_alive: bool) -> None:
+    """writes.Writer, with a connection per write (as kubectl) or one kept open (as the
+    kubelet), has every flip acknowledged, and the pods end where its flips leave them."""
+    kdns = kdns_process(manifests=[PODS])
+    pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
+            for i in range(2)]
+    writer = Writer(kdns.api_url, pods, rate=500, count=6, keep_alive=keep_alive)
+    writer.run()  # in this thread: bounded by its count
+    assert writer.errors == []
+    assert len(writer.acknowledged) == writer.sent == 6
+    for pod in pods:  # flips 0-1 unready, 2-3 ready, 4-5 unready
+        with urllib.request.urlopen(f"{kdns.api_url}/api/v1/namespaces/default/pods/{pod.name}", timeout=5) as reply:
+            conditions = json.load(reply)["status"]["conditions"]
+        assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
