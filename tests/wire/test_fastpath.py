@@ -1034,22 +1034,40 @@ def test_a_positive_reply_has_no_soa_serial_to_write() -> None:
     assert soa_serial_at(fresh(router, wire)) == 0
 
 
+class _Warm:
+    """A reply cache following a test cluster's Router, holding a ready reply for every
+    question of _EVERY_CLASS: the start of each "what does a write drop" test."""
+
+    def __init__(self) -> None:
+        self.cluster = _Cluster()
+        self.router = Router(self.cluster.index, SETTINGS)
+        self.cache = following(self.router)
+        self.asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
+        for wire in self.asked.values():
+            ask(self.cache, self.router, wire)
+
+    def write(self, name: str) -> None:
+        _WRITES[name](self.cluster)
+
+    def missed(self) -> set[tuple[str, str]]:
+        """The questions asked again (no ready reply); asking makes their replies ready."""
+        return {question for question, wire in self.asked.items() if not ask(self.cache, self.router, wire)[1]}
+
+    def assert_every_reply_fresh(self) -> None:
+        for wire in self.asked.values():
+            assert ask(self.cache, self.router, wire)[0] == fresh(self.router, wire)
+
+
 def test_a_readiness_flip_keeps_the_replies_of_everything_else() -> None:
     """After a ClusterIP Service's endpoint goes unready, only that endpoint's name and the
     PTR of its address are asked again: the Service's own names (its cluster IP), what
     chases them, other Services, negatives elsewhere, pods, nodes, PTR of other addresses,
     search-path misses of outside names and the apex SOA (its serial written in) stay kept."""
-    cluster = _Cluster()
-    router = Router(cluster.index, SETTINGS)
-    cache = following(router)
-    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
-    for wire in asked.values():
-        ask(cache, router, wire)
-    _WRITES["flip ep1a unready"](cluster)
-    missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+    warm = _Warm()
+    warm.write("flip ep1a unready")
+    missed = warm.missed()
     assert missed == {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("1.0.0.172.in-addr.arpa.", "PTR")}
-    for wire in asked.values():
-        assert ask(cache, router, wire)[0] == fresh(router, wire)
+    warm.assert_every_reply_fresh()
 
 
 def test_a_flip_in_a_slice_keeps_the_other_endpoint_names() -> None:
@@ -1057,67 +1075,44 @@ def test_a_flip_in_a_slice_keeps_the_other_endpoint_names() -> None:
     endpoint and its PTR; the Service's other endpoint names, in its slice or in another,
     stay kept (a readiness flip in a StatefulSet's headless Service). A change of a slice's
     ports drops the names of every endpoint in it, and no other slice's."""
-    cluster = _Cluster()
-    router = Router(cluster.index, SETTINGS)
-    cache = following(router)
-    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
-    for wire in asked.values():
-        ask(cache, router, wire)
-
-    def missed() -> set[tuple[str, str]]:
-        return {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+    warm = _Warm()
 
     big = "big.testns.svc.cluster.local."
-    _WRITES["flip big 10.200.0.5"](cluster)
-    assert missed() == {
+    warm.write("flip big 10.200.0.5")
+    assert warm.missed() == {
         (f"10-200-0-5.{big}", "A"), (f"10-200-0-5.{big}", "SRV"), (f"_http._tcp.{big}", "SRV"),
         ("5.0.200.10.in-addr.arpa.", "PTR"),
     }
-    _WRITES["big-a ports change"](cluster)
-    dropped = missed()
+    warm.write("big-a ports change")
+    dropped = warm.missed()
     assert {(f"10-200-0-5.{big}", "SRV"), (f"10-200-0-6.{big}", "SRV"), (f"_http._tcp.{big}", "SRV")} <= dropped
     assert (f"10-200-1-6.{big}", "SRV") not in dropped  # in big-b
-    _WRITES["ep1a renamed ep1b"](cluster)
-    assert {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("ep1b.svc1.testns.svc.cluster.local.", "A")} <= missed()
-    for wire in asked.values():
-        assert ask(cache, router, wire)[0] == fresh(router, wire)
+    warm.write("ep1a renamed ep1b")
+    assert {("ep1a.svc1.testns.svc.cluster.local.", "A"), ("ep1b.svc1.testns.svc.cluster.local.", "A")} <= warm.missed()
+    warm.assert_every_reply_fresh()
 
 
 def test_a_namespace_change_drops_only_the_names_in_it() -> None:
     """A Namespace appearing asks again only the names below it (and the PTR of what it
     shows); deleting one drops every name in it, and nothing of the other namespaces."""
-    cluster = _Cluster()
-    router = Router(cluster.index, SETTINGS)
-    cache = following(router)
-    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
-    for wire in asked.values():
-        ask(cache, router, wire)
+    warm = _Warm()
 
-    def missed() -> set[tuple[str, str]]:
-        return {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
-
-    _WRITES["create namespace ghostns"](cluster)
-    assert missed() == {  # the namespace, the Service waiting in it, and that Service's PTR
+    warm.write("create namespace ghostns")
+    assert warm.missed() == {  # the namespace, the Service waiting in it, and that Service's PTR
         ("ghostns.svc.cluster.local.", "A"), ("ghostns.pod.cluster.local.", "A"),
         ("ghost.ghostns.svc.cluster.local.", "A"), ("9.0.0.10.in-addr.arpa.", "PTR"),
     }
-    _WRITES["delete namespace testns"](cluster)
-    dropped = missed()
+    warm.write("delete namespace testns")
+    dropped = warm.missed()
     assert ("svc1.testns.svc.cluster.local.", "A") in dropped and ("1.0.0.10.in-addr.arpa.", "PTR") in dropped
     assert not {question for question in dropped if "testns" not in question[0] and "in-addr" not in question[0]}
-    for wire in asked.values():
-        assert ask(cache, router, wire)[0] == fresh(router, wire)
+    warm.assert_every_reply_fresh()
 
 
 def test_a_headless_readiness_flip_drops_the_names_that_list_its_endpoints() -> None:
     """A headless Service's names list its endpoints: a flip of one of them asks them again."""
-    cluster = _Cluster()
-    router = Router(cluster.index, SETTINGS)
-    cache = following(router)
-    asked = {(name, qtype): request(name, qtype, edns=0) for name, qtype in _EVERY_CLASS}
-    for wire in asked.values():
-        ask(cache, router, wire)
-    _WRITES["flip hdls1 endpoint"](cluster)
-    missed = {question for question, wire in asked.items() if not ask(cache, router, wire)[1]}
+    warm = _Warm()
+    warm.write("flip hdls1 endpoint")
+    missed = warm.missed()
     assert {("hdls1.testns.svc.cluster.local.", "A"), ("14.0.0.172.in-addr.arpa.", "PTR")} <= missed
     assert not {("svc1.testns.svc.cluster.local.", "A"), ("cluster.local.", "SOA")} & missed
