@@ -458,7 +458,7 @@ def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dic
             "generateName": f"{service}-",
             "namespace": meta.namespace,
             "labels": dict(meta.labels),
-            "ownerReferences": [_owner_reference(service, owner.service_uid)],
+            "ownerReferences": [owner_reference(service, owner.service_uid)],
             "uid": meta.uid,
             "creationTimestamp": meta.creation_timestamp,
             "resourceVersion": str(meta.resource_version),
@@ -478,7 +478,8 @@ _CONTROLLER_TEXTS = (
 )
 
 
-def _owner_reference(service: str, uid: str) -> dict[str, Any]:
+def owner_reference(service: str, uid: str) -> dict[str, Any]:
+    """The ownerReference of a slice the EndpointSlice controller writes for a Service."""
     return {"apiVersion": "v1", "kind": SERVICE, "name": service, "uid": uid, "controller": True,
             "blockOwnerDeletion": True}
 
@@ -499,7 +500,7 @@ def controller_owner(endpoint_slice: EndpointSlice, document: Mapping[str, Any])
             and isinstance(references, list) and len(references) == 1):
         return None
     uid = references[0].get("uid") if isinstance(references[0], dict) else None
-    if not isinstance(uid, str) or references[0] != _owner_reference(service, uid):
+    if not isinstance(uid, str) or references[0] != owner_reference(service, uid):
         return None
     return SliceOwner(uid, generation)
 
