@@ -320,7 +320,8 @@ class Prober:
         # Subscribe and list with no write in between: no pod is missed or seen twice.
         self._unsubscribe = self._store.subscribe(self._on_commit)
         for pod in self._store.list(POD):
-            self._track(pod)  # type: ignore[arg-type]
+            assert isinstance(pod, Pod)
+            self._track(pod)
         log.debug("probing %d pods", self.probed)
         return self
 
@@ -346,12 +347,13 @@ class Prober:
 
     def _on_commit(self, events: Sequence[Event]) -> None:
         for event in events:
-            if event.object.kind != POD:
+            pod = event.object
+            if not isinstance(pod, Pod):
                 continue
             if event.type == DELETED:
-                self._forget(event.object.meta.namespace, event.object.meta.name)
+                self._forget(pod.meta.namespace, pod.meta.name)
             else:
-                self._track(event.object)
+                self._track(pod)
 
     def _track(self, pod: Pod) -> None:
         """Start, restart or stop probing `pod`, as its spec and status now ask."""
@@ -438,7 +440,8 @@ class Prober:
     def _check(self, key: tuple[str, str], target: _Target, pod: Pod | None = None) -> None:
         """Queue a write if the stored condition differs from what the probes say."""
         if pod is None:
-            pod = self._store.get(POD, *key)  # type: ignore[assignment]
+            stored = self._store.get(POD, *key)
+            pod = stored if isinstance(stored, Pod) else None
         if pod is None or pod.meta.uid != target.uid:
             return
         if _stored_condition(pod) != target.condition():

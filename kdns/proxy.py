@@ -44,9 +44,9 @@ import logging
 import random
 import shutil
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, cast
+from typing import Protocol, Self, cast
 
 from kdns.errors import KdnsError
 from kdns.hostport import join_host_port
@@ -89,6 +89,22 @@ class Frontend:
 # (namespace, service, port name, protocol)
 Target = tuple[str, str, str, str]
 Backend = tuple[str, int]
+Peer = tuple[str, int] | tuple[str, int, int, int]  # a UDP client: IPv4, or IPv6 with flow info and scope
+
+
+class _Listener(Protocol):
+    """A frontend's listener: an asyncio.Server (TCP) or a _UdpFrontend."""
+
+    def close(self) -> None: ...
+
+
+class _Open(Protocol):
+    """A TCP connection or a UDP flow: counted against max_connections, drained on stop."""
+
+    @property
+    def closed(self) -> asyncio.Future[None]: ...
+
+    def abort(self) -> None: ...
 
 
 def frontends_of(service: Service, node_address: str | None) -> dict[Frontend, Target]:
@@ -152,13 +168,13 @@ class ServiceProxy:
         self.rng = rng
         self._wanted: dict[Frontend, Target] = {}
         self._backends: dict[Target, tuple[Backend, ...]] = {}
-        self._servers: dict[Frontend, Any] = {}  # asyncio.Server or _UdpFrontend
-        self._open: dict[tuple[str, str], set[Any]] = {}  # (namespace, service) -> connections and flows
+        self._servers: dict[Frontend, _Listener] = {}
+        self._open: dict[tuple[str, str], set[_Open]] = {}  # (namespace, service) -> connections and flows
         self._addresses: set[str] = set()  # what this proxy added to the interface
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reconciling: asyncio.Task[None] | None = None
         self._again = False
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
         self._ip: str | None = None
 
@@ -237,11 +253,11 @@ class ServiceProxy:
         touched: set[tuple[str, str]] = set()
         for event in events:
             obj = event.object
-            if obj.kind == SERVICE:
+            if isinstance(obj, Service):
                 touched.add((obj.meta.namespace, obj.meta.name))
-            elif obj.kind == ENDPOINT_SLICE:
+            elif isinstance(obj, EndpointSlice):
                 for version in (obj, event.old):
-                    if version is not None and version.service_name:
+                    if isinstance(version, EndpointSlice) and version.service_name:
                         touched.add((version.meta.namespace, version.service_name))
         if not touched:
             return
@@ -321,7 +337,7 @@ class ServiceProxy:
                 self._addresses.discard(address)
                 await self._ip_address("del", address)
 
-    async def _listen(self, frontend: Frontend, target: Target) -> Any:
+    async def _listen(self, frontend: Frontend, target: Target) -> _Listener:
         loop = asyncio.get_running_loop()
         if frontend.protocol == "TCP":
             return await loop.create_server(lambda: _TcpFront(self, target), frontend.address, frontend.port,
@@ -361,21 +377,21 @@ class ServiceProxy:
 
     # --- connection accounting ----------------------------------------------------------------
 
-    def _admit(self, target: Target, connection: Any) -> bool:
+    def _admit(self, target: Target, connection: _Open) -> bool:
         conns = self._open.setdefault(target[:2], set())
         if len(conns) >= self.max_connections or self._closing:
             return False
         conns.add(connection)
         return True
 
-    def _release(self, target: Target, connection: Any) -> None:
+    def _release(self, target: Target, connection: _Open) -> None:
         conns = self._open.get(target[:2])
         if conns is not None:
             conns.discard(connection)
             if not conns:
                 del self._open[target[:2]]
 
-    def _track(self, coroutine: Any) -> None:
+    def _track(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -519,12 +535,12 @@ class _UdpFrontend(asyncio.DatagramProtocol):
     def __init__(self, proxy: ServiceProxy, target: Target) -> None:
         self.proxy, self.target = proxy, target
         self.transport: asyncio.DatagramTransport | None = None
-        self.flows: dict[Any, _UdpFlow] = {}
+        self.flows: dict[Peer, _UdpFlow] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # (uvloop's does not subclass it)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def datagram_received(self, data: bytes, addr: Peer) -> None:
         flow = self.flows.get(addr)
         if flow is None:
             backend = self.proxy._choose(self.target)
@@ -557,7 +573,7 @@ class _UdpFrontend(asyncio.DatagramProtocol):
 class _UdpFlow(asyncio.DatagramProtocol):
     """One client's datagrams to one backend and back, until idle for the timeout."""
 
-    def __init__(self, front: _UdpFrontend, client: Any, backend: Backend) -> None:
+    def __init__(self, front: _UdpFrontend, client: Peer, backend: Backend) -> None:
         self.front, self.client, self.backend = front, client, backend
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: list[bytes] = []
@@ -589,7 +605,7 @@ class _UdpFlow(asyncio.DatagramProtocol):
         elif len(self.pending) < UDP_PENDING:
             self.pending.append(data)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def datagram_received(self, data: bytes, addr: Peer) -> None:
         self.last = asyncio.get_running_loop().time()
         transport = self.front.transport
         if transport is not None and not transport.is_closing():

@@ -35,12 +35,15 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from kdns.config import Given, Option, gather
 from kdns.errors import KdnsError
 from kdns.hostport import split_host_port
+
+if TYPE_CHECKING:  # aiohttp is imported when a registration runs, not when the CLI starts
+    import aiohttp
 
 __all__ = ["Registration", "add_parser", "main", "pod_manifest", "registration_from", "run"]
 
@@ -289,7 +292,7 @@ class _Unavailable(Exception):
 
 
 class _Api:
-    def __init__(self, session: Any, registration: Registration) -> None:
+    def __init__(self, session: aiohttp.ClientSession, registration: Registration) -> None:
         self._session = session
         self._server = registration.server
         self._headers = {"Accept": "application/json", "User-Agent": "kdns-register"}

@@ -314,7 +314,7 @@ class ClusterIndex:
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
-            if key.kind == ENDPOINT_SLICE:
+            if isinstance(obj, EndpointSlice):
                 self._note_written(key, previous, obj if event.type != DELETED else None)
             if key.kind == POD:
                 # A pod name's answer changes only if the address the Pod holds does (a

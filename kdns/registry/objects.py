@@ -527,8 +527,8 @@ class Event:
     """
 
     type: str
-    object: Any
-    old: Any
+    object: KubeObject
+    old: KubeObject | None
     resource_version: int
 
 

@@ -895,8 +895,10 @@ class Transaction:
         self._journal.append((obj.kind, obj.meta.namespace, obj.meta.name, old))
         self._store._put(obj.kind, obj.meta.namespace, obj.meta.name, new, old)
         if kind_of_event == DELETED:
-            self._events.append(Event(DELETED, manifests.with_resource_version(old, version), old, version))  # type: ignore[arg-type]
+            assert old is not None
+            self._events.append(Event(DELETED, manifests.with_resource_version(old, version), old, version))
         else:
+            assert new is not None
             self._events.append(Event(kind_of_event, new, old, version))
 
     def _mark_pod(self, pod: Pod) -> None:
