@@ -371,10 +371,10 @@ class WorkerPool:
         for worker in self._workers:
             if worker.queue is None:
                 continue
-            if worker.streaming and not worker.queue:
+            if worker.streaming and not worker.queue and worker.channel is not None:
                 # Written now, not a loop turn later: the worker may apply it while this
                 # process is still answering the write that made it.
-                worker.channel.send_encoded(frame)  # type: ignore[union-attr]
+                worker.channel.send_encoded(frame)
             else:
                 worker.queue.append(frame)
             worker.wake.set()  # (the backlog is checked there)
@@ -458,8 +458,9 @@ class WorkerPool:
             waking = asyncio.ensure_future(worker.wake.wait())
             await asyncio.wait((waking, listening), return_when=asyncio.FIRST_COMPLETED)
             waking.cancel()
-        if listening.done() and not listening.cancelled() and listening.exception() is not None:
-            raise listening.exception()  # type: ignore[misc]
+        error = listening.exception() if listening.done() and not listening.cancelled() else None
+        if error is not None:
+            raise error
 
     async def _listen(self, worker: _Worker, channel: Channel[ToWorker, ToPrimary]) -> None:
         """What the worker says: ready, its answer counts, or why it could not start."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import ENDPOINT_SLICE, SERVICE, KubeObject
+from kdns.registry.objects import ENDPOINT_SLICE, SERVICE, EndpointSlice, KubeObject
 from kdns.registry.store import Store
 
 __all__ = ["ENDPOINTS", "endpoints_of", "listed"]
@@ -80,7 +80,8 @@ def listed(store: Store, namespace: str | None, matches: Callable[[KubeObject], 
     services = [s for s in store.list(SERVICE, namespace) if matches(s)]
     by_service: dict[tuple[str, str], list[KubeObject]] = {}
     for slice_ in store.list(ENDPOINT_SLICE, namespace):
-        by_service.setdefault((slice_.meta.namespace, slice_.service_name), []).append(slice_)  # type: ignore[attr-defined]
+        assert isinstance(slice_, EndpointSlice)
+        by_service.setdefault((slice_.meta.namespace, slice_.service_name), []).append(slice_)
     return [
         endpoints_of(service, by_service.get((service.meta.namespace, service.meta.name), ()))
         for service in services
