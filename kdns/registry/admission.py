@@ -32,7 +32,13 @@ from kdns.registry.allocator import (
 )
 from kdns.registry.errors import Invalid, invalid
 from kdns.registry.manifests import CLUSTER_IP_NONE
-from kdns.registry.objects import KubeObject, ObjectMeta, Service
+from kdns.registry.objects import (
+    EndpointSlice,
+    KubeObject,
+    ObjectMeta,
+    Service,
+    SliceOwner,
+)
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 EXTERNAL_NAME = "ExternalName"
@@ -150,6 +156,22 @@ def admit(
         raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
     _set_generation(body, kind, stored, generation)
     return manifests.parse(body, kind, fields)
+
+
+def controller_slice(
+    name: str, namespace: str, labels: dict[str, str], fields: dict[str, Any], service_uid: str, context: Context,
+    resource_version: int,
+) -> EndpointSlice:
+    """A new EndpointSlice of the EndpointSlice controller, made from its typed fields, as
+    admitting its manifest (`endpoints.DesiredSlice.manifest`) would make it: a new uid
+    and creationTimestamp, generation 1, and no document held (its `owner` says the rest:
+    objects.controller_manifest). Nothing to validate or default: the controller writes
+    its Service's namespace and labels (admitted with the Service), a name it made valid,
+    and ports and endpoints whose every value is set (tests/registry/test_endpoints.py
+    checks both ways agree)."""
+    meta = ObjectMeta(name, namespace, objects.shared_labels(labels), context.new_uid(), resource_version,
+                      timestamp(context.clock()))
+    return EndpointSlice(meta=meta, document=objects.EMPTY_DOCUMENT, owner=SliceOwner(service_uid, 1), **fields)
 
 
 def reserve(obj: KubeObject, context: Context) -> None:

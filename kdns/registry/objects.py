@@ -4,10 +4,10 @@ Each object keeps the whole Kubernetes document it was read from (`manifest`, wi
 server's defaults applied and its metadata current), so that what a user wrote comes back
 unchanged through the API; the typed fields are parsed from that document once, by
 `manifests.from_manifest`, and are what DNS and the controllers read. Nothing builds an
-object any other way, so the two never disagree. (The EndpointSlice controller hands
-`parse` the typed fields of the slices it writes along with their manifests; a test
-checks that they are what parsing those manifests gives.) Treat the mappings as
-read-only: a change is a new object.
+object any other way, so the two never disagree. (The EndpointSlice controller's slices
+are the exception: it makes their typed fields, and a new slice is stored from them
+alone, `admission.controller_slice`; a test checks that they are what parsing their
+manifests gives.) Treat the mappings as read-only: a change is a new object.
 
 The document is held packed (`document`, `pack`), not as the tree of dicts and lists it
 was read as: a pod's tree takes about 3.5 KB where its packed bytes take about 150 bytes,
@@ -435,21 +435,6 @@ def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dic
     this way only when its document has these keys: Transaction._write)."""
     meta = endpoint_slice.meta
     service = meta.labels[SERVICE_NAME_LABEL]
-    endpoints = []
-    for endpoint in endpoint_slice.endpoints:
-        conditions, ref = endpoint.conditions, endpoint.target_ref
-        written: dict[str, Any] = {
-            "addresses": list(endpoint.addresses),
-            "conditions": {"ready": conditions.ready, "serving": conditions.serving,
-                           "terminating": conditions.terminating},
-        }
-        if endpoint.hostname:
-            written["hostname"] = endpoint.hostname
-        if endpoint.node_name:
-            written["nodeName"] = endpoint.node_name
-        if ref is not None:
-            written["targetRef"] = {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
-        endpoints.append(written)
     return {
         "apiVersion": API_VERSIONS[ENDPOINT_SLICE],
         "kind": ENDPOINT_SLICE,
@@ -465,9 +450,26 @@ def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dic
             "generation": owner.generation,
         },
         "addressType": endpoint_slice.address_type,
-        "endpoints": endpoints,
+        "endpoints": [endpoint_document(endpoint) for endpoint in endpoint_slice.endpoints],
         "ports": [{"name": port.name, "port": port.port, "protocol": port.protocol} for port in endpoint_slice.ports],
     }
+
+
+def endpoint_document(endpoint: Endpoint) -> dict[str, Any]:
+    """The document of one endpoint of a slice the EndpointSlice controller writes, from
+    its typed fields (the controller writes none besides: kdns/registry/endpoints.py)."""
+    conditions, ref = endpoint.conditions, endpoint.target_ref
+    written: dict[str, Any] = {
+        "addresses": list(endpoint.addresses),
+        "conditions": {"ready": conditions.ready, "serving": conditions.serving, "terminating": conditions.terminating},
+    }
+    if endpoint.hostname:
+        written["hostname"] = endpoint.hostname
+    if endpoint.node_name:
+        written["nodeName"] = endpoint.node_name
+    if ref is not None:
+        written["targetRef"] = {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
+    return written
 
 
 # The keys and fixed values of every controller_manifest (the rest: _controller_texts).

@@ -1013,9 +1013,17 @@ class Transaction:
         managed = {s.meta.name: s for s in existing if s.managed_by == CONTROLLER_NAME}  # type: ignore[attr-defined]
         for wanted in desired:
             old = managed.pop(wanted.name, None)
-            if old is None and store._at(ENDPOINT_SLICE, namespace, wanted.name) is not None:
+            if old is not None:
+                self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
+                continue
+            if store._at(ENDPOINT_SLICE, namespace, wanted.name) is not None:
                 raise AlreadyExists(ENDPOINT_SLICE, wanted.name)  # desired_slices avoids this
-            self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
+            # A new slice, from its fields alone (no document to admit, pack, or hold).
+            version = store._next + 1 if self._fixed_version is None else self._fixed_version
+            new = admission.controller_slice(wanted.name, namespace, wanted.labels, wanted.fields,
+                                             wanted.service.meta.uid, store._context, version)
+            store._next = version
+            self._record(new, None, ADDED, version)
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)
         self._settle(key)
