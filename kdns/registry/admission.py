@@ -113,6 +113,7 @@ def admit(
     kind: str | None = None,
     fields: dict[str, Any] | None = None,
     stored: Mapping[str, Any] | None = None,
+    remake: Callable[[], dict[str, Any]] | None = None,
 ) -> KubeObject:
     """The object to store for a create (`old` None) or an update of `old`. With `owned`,
     `doc` is a fresh dict nobody else holds, used as is instead of copied. With `restore`,
@@ -121,7 +122,14 @@ def admit(
     caller has it already (the store has, from the key it looked the object up by);
     `fields` the typed fields `doc` was made from, if it was (manifests.parse). `stored` is
     `old.manifest` when the caller has unpacked it already (read here, never changed):
-    an update reads it for the generation and managedFields, and so does the store after."""
+    an update reads it for the generation and managedFields, and so does the store after.
+
+    `remake` makes `doc` again, a new tree at every call (the store's bulk load has one:
+    manifests.Document.packed): then a new Pod holds its document Deferred, which
+    `admitted_pod` makes from it by doing again what this does to `doc`, instead of packing
+    it now (objects.Deferred). Only Pods: what admission does to them depends on the
+    document and the new uid and creationTimestamp alone (not on the allocators, or on
+    the clock later, as a Node's Ready condition does)."""
     kind = kind or manifests.kind_of(doc)
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
@@ -155,7 +163,20 @@ def admit(
     ):
         raise Invalid(kind, old.meta.name, [invalid("addressType", body.get("addressType"), "field is immutable")])
     _set_generation(body, kind, stored, generation)
+    if remake is not None and kind == objects.POD and old is None and not restore:
+        meta, fields = manifests.checked(body, kind, fields)
+        return objects.Pod(meta=meta, document=objects.Deferred(admitted_pod, remake, meta), **fields)
     return manifests.parse(body, kind, fields)
+
+
+def admitted_pod(remake: Callable[[], dict[str, Any]], meta: ObjectMeta) -> dict[str, Any]:
+    """The document `admit` made of a new Pod's `remake()`, given the metadata it gave
+    the Pod (its uid, creationTimestamp and resourceVersion): the same steps, in order."""
+    body = remake()
+    _metadata(body, objects.POD, None, None, None, meta.resource_version, False, (meta.uid, meta.creation_timestamp))
+    _pod_defaults(body)
+    _set_generation(body, objects.POD, None, None)
+    return body
 
 
 def controller_slice(
@@ -210,10 +231,12 @@ def release(obj: KubeObject, context: Context) -> None:
 
 
 def _metadata(
-    body: dict[str, Any], kind: str, old: KubeObject | None, stored: Mapping[str, Any] | None, context: Context,
-    version: int, restore: bool,
+    body: dict[str, Any], kind: str, old: KubeObject | None, stored: Mapping[str, Any] | None,
+    context: Context | None, version: int, restore: bool, identity: tuple[str, str] | None = None,
 ) -> int | None:
-    """Set the metadata the server owns; returns the saved generation to keep (restore)."""
+    """Set the metadata the server owns; returns the saved generation to keep (restore).
+    A new object gets a new uid and creationTimestamp from `context`, or `identity`'s
+    (`admitted_pod`)."""
     metadata = body.get("metadata")
     if metadata is None:
         metadata = body["metadata"] = {}
@@ -236,7 +259,10 @@ def _metadata(
     elif old is not None:
         metadata["uid"] = old.meta.uid
         metadata["creationTimestamp"] = old.meta.creation_timestamp
+    elif identity is not None:
+        metadata["uid"], metadata["creationTimestamp"] = identity
     else:
+        assert context is not None  # (only admitted_pod gives none, and an identity)
         metadata["uid"] = context.new_uid()
         metadata["creationTimestamp"] = timestamp(context.clock())
     metadata["resourceVersion"] = str(version)
