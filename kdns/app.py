@@ -23,7 +23,9 @@ Start order (stop is the reverse, under a timeout):
 8. serve the HTTP API, its modules imported on a thread meanwhile (DNS answers while they
    load); /readyz says ready from here (registry loaded, DNS bound);
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
-10. the readiness prober (with etcd: the controller lease election, whose holder runs it).
+10. the readiness prober (with etcd: the controller lease election, whose holder runs it);
+11. the pods' documents the load left unpacked (kdns.registry.objects.Deferred) are
+    packed, a few at a time between answers (`pack_deferred`).
 
 SIGHUP (`serve`) reloads the static zones and applies the manifests again (pruning what
 they no longer declare) while queries go on being answered.
@@ -365,9 +367,6 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         serve_dns(settings, index, static, metrics, reuse_port=settings.workers > 1)
     )
     _count_forwarding(dns, metrics)
-    # DNS answers: the documents the load left unpacked are packed from here on, between answers.
-    packing = asyncio.get_running_loop().create_task(pack_deferred(store), name="kdns pack documents")
-    stack.push_async_callback(_cancel, packing)
     if dns.forwarder is not None:
         # Listening already, so a probe an upstream sends back reaches the Router.
         try:
@@ -422,6 +421,9 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         await stack.enter_async_context(election)
     app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, reloader, applied)
     _log_started(app, static)
+    # Started: the documents the load left unpacked are packed from here on, between answers.
+    packing = asyncio.get_running_loop().create_task(pack_deferred(store), name="kdns pack documents")
+    stack.push_async_callback(_cancel, packing)
     return app
 
 
