@@ -744,7 +744,7 @@ class Transaction:
                 stored.append(apply(body, owned, document.key, remake))
             except RegistryError as exc:
                 raise document.error(exc) from exc
-            if owned:
+            if owned and document.packed is None:  # (a kept one's tree is gone with `body`)
                 _give_back(body)
         return stored
 
