@@ -25,6 +25,7 @@ module, so a typed object saved by the journal (kdns/registry/sqlite.py
 `object_format`, a digest of this file) is unpacked with the one it was packed with.
 The EndpointSlices the controller writes hold no document at all: their typed fields
 say all of it, and it is made again when read (`EndpointSlice`, `controller_manifest`).
+The pods of a start-up load hold theirs `Deferred` until kdns answers, then packed.
 
 Immutable by contract, not by `frozen=True`: nothing assigns to an object once it is made
 (`dataclasses.replace` makes a changed copy). A frozen dataclass sets each field through
