@@ -15,6 +15,8 @@ the server core (bench/procs.py) and prints its steps; the medians come last.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import statistics
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +37,22 @@ STEPS = ("import", "read", "restore", "apply", "index")
 
 
 def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
-    """One start's steps, in this process (whose sys.path finds the kdns to measure)."""
+    """One start's steps, in this process (whose sys.path finds the kdns to measure). A
+    tree from before kdns.registry.declared (89fd920, the issue's reference) has its steps
+    as its app.py ran them: load_paths, then restore and apply_documents, the collector
+    paused throughout."""
     began = time.process_time()
     import kdns.app  # noqa: F401  (what a start imports: the API, the wire, ...)
     from kdns.authority.index import ClusterIndex
     from kdns.config import Settings
-    from kdns.registry import declared
-    from kdns.registry.manifests import read_paths
-    from kdns.registry.sqlite import FILE_NAME, SqliteJournal, load
+    from kdns.registry import manifests as manifests_module
+    from kdns.registry import sqlite
     from kdns.registry.store import Store
-    from kdns.runtime import long_lived
 
+    try:
+        from kdns.registry import declared
+    except ImportError:
+        declared = None  # type: ignore[assignment]  # an older tree: see above
     mark = time.process_time()
     took = {"import": mark - began}
 
@@ -54,21 +62,50 @@ def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
         took[name], mark = now - mark, now
 
     settings = Settings(manifests=(manifests,), data_dir=data_dir)
-    with long_lived():
-        loaded = read_paths(settings.manifests, declared.packer())
+    with _long_lived():
+        if declared is not None:
+            documents = manifests_module.read_paths(settings.manifests, declared.packer()).documents
+        else:
+            documents, _ = manifests_module.load_paths(settings.manifests)
         step("read")
         store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
         if data_dir is not None:
-            with SqliteJournal(data_dir / FILE_NAME) as journal:
-                saved = load(journal.path)
-                store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
+            with sqlite.SqliteJournal(data_dir / sqlite.FILE_NAME) as journal:
+                saved = sqlite.load(journal.path)
+                if isinstance(saved, tuple):  # an older tree: (documents, version)
+                    store.restore(saved[0], saved[1], owned=True)
+                else:
+                    store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
         step("restore")
         with store.transaction() as txn:
-            declared.apply(txn, loaded.documents, owned=True)
+            if declared is not None:
+                declared.apply(txn, documents, owned=True)
+            else:
+                txn.apply_documents(documents, owned=True)
         step("apply")
         ClusterIndex(settings).rebuild(store.objects(), store.resource_version)
         step("index")
     return took
+
+
+def _long_lived() -> contextlib.AbstractContextManager[None]:
+    """kdns.runtime.long_lived, or for a tree without it what its app did: the collector
+    paused, then what was built frozen."""
+    try:
+        from kdns.runtime import long_lived
+    except ImportError:
+        return _paused_collector()
+    return long_lived()  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _paused_collector() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+    gc.freeze()
 
 
 def one(tree: Path, manifests: Path, data_dir: Path | None, server_cpu: str) -> dict[str, float]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -124,6 +125,8 @@ class Document:
         """The body; a new tree, the caller's, when the document is kept small."""
         kept = self.packed
         if kept is None:
+            if self.body is UNBUILT and self.remake is not None:
+                return self.remake()  # type: ignore[no-any-return]
             return self.body
         return objects.unpack(kept) if isinstance(kept, bytes) else kept()
 
@@ -148,15 +151,27 @@ class Document:
         return ManifestError(detail, source=self.source, index=self.index)
 
 
-def load_text(text: str, source: str = "<input>", documents: list[Document] | None = None) -> list[Document]:
+# The body of a Document that read_paths read without building its tree (`unbuilt`): its
+# `remake` builds it, and its `key` is known.
+UNBUILT: Mapping[str, Any] = MappingProxyType({})
+
+
+def load_text(
+    text: str, source: str = "<input>", documents: list[Document] | None = None, *, unbuilt: bool = False,
+) -> list[Document]:
     """Every document of a YAML (or JSON) stream, with `kind: List` documents expanded into
     their items; empty documents are skipped but still counted, so that `document N`
     is the N-th document of the file. Appended to `documents` when given, as they are
-    read: those before a ManifestError are there for a caller that goes on."""
+    read: those before a ManifestError are there for a caller that goes on.
+
+    With `unbuilt`, a document the reader's plan can build and whose key (`_planned_key`)
+    it reads from the plain scalars where that plan puts them is not built: its body is
+    UNBUILT, with its `key` and `remake` (read_paths, which keeps most documents as their
+    remakes anyway, then builds a tree only for the first document of each shape)."""
     documents = [] if documents is None else documents
     index = 0
     remakes: list[blockyaml.Remake | None] = []
-    read = _BLOCK_READER.load_all(text, remakes)
+    read = _BLOCK_READER.load_all(text, remakes, build=not unbuilt)
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
     # tree of its own, which the store may keep and change (apply_documents' `owned`).
     stream = iter(read) if read is not None else map(copy_tree, yaml.load_all(text, Loader=_Loader))
@@ -170,6 +185,12 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
         except yaml.YAMLError as exc:
             raise ManifestError(_yaml_message(exc), source=source, index=index) from None
         remake = next(remade, None)
+        if body.__class__ is blockyaml.Remake:  # (only with `unbuilt`)
+            key = _planned_key(body)
+            if key is not None:
+                documents.append(Document(source, index, UNBUILT, None, key, remake=remake))
+                continue
+            body = body()
         if body is None:
             continue
         if not isinstance(body, dict):
@@ -188,6 +209,26 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
         else:
             documents.append(Document(source, index, body, remake=remake))
     return documents
+
+
+def _planned_key(remake: blockyaml.Remake) -> tuple[str, str, str] | None:
+    """key_parts of the document `remake` builds, when it is a plain one, read from its
+    scalars without building it; None for any other (a kind kdns does not serve, a List,
+    a name that is not a string...), which is built and read by key_parts, whose messages
+    say what is wrong. Not for a Service, whose apply_order reads its addresses."""
+    at = remake.at
+    kind = at("kind")
+    if kind.__class__ is not str or kind == objects.SERVICE or objects.API_VERSIONS.get(kind) != at("apiVersion"):
+        return None
+    name = at("metadata", "name")
+    if name.__class__ is not str or not name:
+        return None
+    if kind not in objects.NAMESPACED_KINDS:
+        return kind, "", name
+    namespace = at("metadata", "namespace")
+    if namespace is blockyaml.ABSENT:
+        return kind, "default", name
+    return (kind, namespace, name) if namespace.__class__ is str and namespace else None
 
 
 def read_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
@@ -244,7 +285,7 @@ def read_paths(paths: Iterable[Path | str], keep: Callable[[Document], Document]
             documents: list[Document] = []
             broken = False
             try:
-                load_text(file.read_text(encoding="utf-8"), str(file), documents)
+                load_text(file.read_text(encoding="utf-8"), str(file), documents, unbuilt=keep is not None)
             except (OSError, UnicodeDecodeError) as exc:
                 loaded.errors.append(ManifestError(f"{file}: cannot read: {exc}"))
                 continue
@@ -265,15 +306,17 @@ def _check_document(
     keep: Callable[[Document], Document] | None,
 ) -> None:
     body = document.body
-    kind = body.get("kind")
-    if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
-        loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
-        return
-    try:
-        key = key_parts(body)
-    except RegistryError:
-        loaded.documents.append(document)  # the store refuses it, naming its problem
-        return
+    key = document.key  # (read already: an UNBUILT document's)
+    if key is None:
+        kind = body.get("kind")
+        if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
+            loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
+            return
+        try:
+            key = key_parts(body)
+        except RegistryError:
+            loaded.documents.append(document)  # the store refuses it, naming its problem
+            return
     remake = document.remake
     unknown: list[str] | None = None
     if remake is not None:  # what strict decoding finds depends on the document's mappings and keys alone
@@ -282,7 +325,8 @@ def _check_document(
         if unknown is None:
             if len(_UNKNOWN_BY_SHAPE) >= _MAX_SHAPES:
                 _UNKNOWN_BY_SHAPE.clear()
-            unknown = _UNKNOWN_BY_SHAPE[shape] = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+            unknown = _UNKNOWN_BY_SHAPE[shape] = schema.unknown_fields(
+                remake() if body is UNBUILT else body, schema.BY_KIND[key[0]])
     if unknown is None:
         unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
     if unknown:
@@ -296,8 +340,8 @@ def _check_document(
         )))
         return
     # (Not replace: slower. The remake only for `keep`, which may keep it instead of the body.)
-    keyed = Document(document.source, document.index, document.body, document.item, key,
-                     remake=document.remake if keep is not None else None)
+    keyed = document if body is UNBUILT else Document(document.source, document.index, body, document.item, key,
+                                                      remake=document.remake if keep is not None else None)
     declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
 
