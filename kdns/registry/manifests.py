@@ -216,19 +216,44 @@ def _planned_key(remake: blockyaml.Remake) -> tuple[str, str, str] | None:
     scalars without building it; None for any other (a kind kdns does not serve, a List,
     a name that is not a string...), which is built and read by key_parts, whose messages
     say what is wrong. Not for a Service, whose apply_order reads its addresses."""
-    at = remake.at
-    kind = at("kind")
-    if kind.__class__ is not str or kind == objects.SERVICE or objects.API_VERSIONS.get(kind) != at("apiVersion"):
+    lines = _KEY_LINES.get(remake.plan)
+    if lines is None:
+        if len(_KEY_LINES) >= _MAX_SHAPES:
+            _KEY_LINES.clear()
+        lines = _KEY_LINES[remake.plan] = _key_lines(remake)
+    if lines is _NO_KEY_LINES:
         return None
-    name = at("metadata", "name")
+    values = remake.values
+    kind_line, version_line, name_line, namespace_line = lines
+    kind, name = values[kind_line], values[name_line]
+    if kind.__class__ is not str or objects.API_VERSIONS.get(kind) != values[version_line] or kind == objects.SERVICE:
+        return None
     if name.__class__ is not str or not name:
         return None
     if kind not in objects.NAMESPACED_KINDS:
         return kind, "", name
-    namespace = at("metadata", "namespace")
-    if namespace is blockyaml.ABSENT:
+    if namespace_line is None:
         return kind, "default", name
+    namespace = values[namespace_line]
     return (kind, namespace, name) if namespace.__class__ is str and namespace else None
+
+
+def _key_lines(remake: blockyaml.Remake) -> tuple[int, int, int, int | None]:
+    """Where the documents of `remake`'s plan have their kind, apiVersion, name and
+    namespace (None: no namespace), or _NO_KEY_LINES when one is not a scalar there."""
+    leaves, paths = remake.plan.leaves, remake.plan.paths
+    found = [leaves.get(path) for path in (("kind",), ("apiVersion",), ("metadata", "name"))]
+    namespace = leaves.get(("metadata", "namespace"))
+    if None in found or (namespace is None and ("metadata", "namespace") in paths):
+        return _NO_KEY_LINES
+    kind, version, name = found
+    assert kind is not None and version is not None and name is not None
+    return kind, version, name, namespace
+
+
+# The lines where documents of each reader's plan (blockyaml.Remake.plan) have their key.
+_KEY_LINES: dict[Callable[[list[Any]], Any], tuple[int, int, int, int | None]] = {}
+_NO_KEY_LINES = (-1, -1, -1, None)
 
 
 def read_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
@@ -801,10 +826,10 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     labels = metadata.get("labels")
     if labels is None:
         labels = objects.shared_labels({})
-    elif type(labels) is not dict or not _plain_labels(labels):
+    elif type(labels) is not dict or (shared := _checked_labels(labels)) is None:
         labels = check.labels(labels, "metadata.labels")
     else:
-        labels = objects.shared_labels(labels)
+        labels = shared
     annotations = metadata.get("annotations")
     if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
         for key, value in check.mapping(annotations, "metadata.annotations").items():
@@ -817,10 +842,10 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     version = metadata.get("resourceVersion")
     resource_version = 0
     if version is not None and version != "":
-        if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
-            resource_version = version
-        elif isinstance(version, str) and version.isdigit():
+        if isinstance(version, str) and version.isascii() and version.isdigit():  # (`²` is a digit to isdigit)
             resource_version = int(version)
+        elif isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+            resource_version = version
         else:
             check.add(invalid("metadata.resourceVersion", version, "must be a decimal integer"))
     uid, created, deleted = metadata.get("uid"), metadata.get("creationTimestamp"), metadata.get("deletionTimestamp")
@@ -833,6 +858,31 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
+def _checked_labels(labels: dict[Any, Any]) -> Mapping[str, str] | None:
+    """`labels` as objects.shared_labels shares them, when every label is a valid key and
+    value (_plain_labels); else None, for _Checker.labels to say what is wrong. A set
+    found valid is remembered by its items: a big cluster's pods repeat a few sets (ten
+    pods a Service in the bench's), each label then checked once, not once a pod."""
+    try:
+        items = tuple(labels.items())
+        shared = _CHECKED_LABELS.get(items)
+    except TypeError:  # an unhashable value: no string, so not valid
+        return None
+    if shared is None:
+        if not _plain_labels(labels):
+            return None
+        if len(_CHECKED_LABELS) >= _MAX_CHECKED_LABELS:
+            _CHECKED_LABELS.clear()
+        shared = _CHECKED_LABELS[items] = objects.shared_labels(labels)
+    return shared
+
+
+# Label sets found valid, by their items (only strings: no other key or value is equal to
+# one), each as objects.shared_labels shared it. Emptied when full, as objects' table is.
+_CHECKED_LABELS: dict[tuple[tuple[Any, Any], ...], Mapping[str, str]] = {}
+_MAX_CHECKED_LABELS = 4096
+
+
 def _plain_labels(labels: dict[Any, Any]) -> bool:
     """Whether every label is a valid key and value (as _Checker.labels would find)."""
     for key, value in labels.items():
@@ -842,11 +892,21 @@ def _plain_labels(labels: dict[Any, Any]) -> bool:
 
 
 def _plain_annotations(annotations: dict[Any, Any]) -> bool:
-    """Whether every annotation is a valid key with a string value."""
-    for key, value in annotations.items():
-        if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
-            return False
-    return True
+    """Whether every annotation is a valid key with a string value. The keys found valid
+    together are remembered (a manifest file's documents all have its source annotation)."""
+    keys = tuple(annotations)
+    if keys not in _CHECKED_ANNOTATION_KEYS:
+        for key in keys:
+            if type(key) is not str or qualified_name(key.lower()):
+                return False
+        if len(_CHECKED_ANNOTATION_KEYS) >= _MAX_CHECKED_LABELS:
+            _CHECKED_ANNOTATION_KEYS.clear()
+        _CHECKED_ANNOTATION_KEYS.add(keys)
+    return all(value.__class__ is str for value in annotations.values())
+
+
+# Annotation keys found valid together (only strings: no other key is equal to one).
+_CHECKED_ANNOTATION_KEYS: set[tuple[Any, ...]] = set()
 
 
 def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
@@ -987,15 +1047,10 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
                                  target if target is not None else (port or 0), node_port))
 
     selector = spec.get("selector")
-    if type(selector) is dict:
-        for key, text in selector.items():  # as check.labels reads them, until a problem
-            if type(key) is not str or type(text) is not str or qualified_name(key) or label_value(text):
-                selector = check.labels(selector, "spec.selector")
-                break
-        else:
-            selector = objects.shared_labels(selector)
-    else:
+    if type(selector) is not dict or (shared := _checked_labels(selector)) is None:
         selector = check.labels(selector, "spec.selector")
+    else:
+        selector = shared
     value = spec.get("sessionAffinity")
     if value is not None and (type(value) is not str or value not in SESSION_AFFINITIES):
         check.enum(value, "spec.sessionAffinity", SESSION_AFFINITIES)

@@ -715,6 +715,11 @@ INVALID = [
      f'Pod "p" is invalid: metadata.labels: Invalid value: "{"v" * 64}": must be no more than 63 characters'),
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, resourceVersion: abc}\n",
      'Pod "p" is invalid: metadata.resourceVersion: Invalid value: "abc": must be a decimal integer'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, resourceVersion: \"\u00b2\"}\n",  # a digit to str.isdigit
+     'Pod "p" is invalid: metadata.resourceVersion: Invalid value: "\u00b2": must be a decimal integer'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: [web]}, annotations: {a: [1]}}\n",  # unhashable
+     ('Pod "p" is invalid: [metadata.labels.app: Invalid value: []string{"web"}: must be a string, '
+     "metadata.annotations.a: Invalid value: [1]: must be a string]")),
     ("apiVersion: v1\nkind: Pod\nmetadata: [p]\n", 'Pod "" is invalid: metadata: Invalid value: []string{"p"}: must be an object'),
     # Pods.
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.256}\n",
