@@ -191,13 +191,23 @@ class _File:
         shape_of: dict[str, int] = {}
         value_of: dict[str, Any] = {}
         heads, simple, scalar, tokenize = self._heads, _SIMPLE_VALUE.fullmatch, self._scalar, self._tokenize
+        plain, resolvers, stock = self._plain, self._resolvers, self._stock
         for line in dict.fromkeys(lines):
             # The lines that occur once (pod names and IPs: most of the reading) mostly
             # repeat an earlier line's head with another value; then only the value is read.
             head, _, value = line.partition(": ")
             known = heads.get(head)
             if known is not None and simple(value) is not None:
-                shape_of[line], value_of[line] = known, scalar(value)
+                shape_of[line] = known
+                # (_scalar's, inline: a value met before, or one no resolver may apply to:
+                # a name, an IP address.)
+                found = plain.get(value, _MISSING)
+                if found is _MISSING:
+                    if value[0] not in resolvers or (stock and value.count(".") > 1):
+                        found = plain[value] = value
+                    else:
+                        found = scalar(value)
+                value_of[line] = found
             else:
                 shape_of[line], value_of[line] = tokenize(line)
         line_shapes = list(map(shape_of.__getitem__, lines))
@@ -206,12 +216,23 @@ class _File:
         remakes: list[Remake | None] = []
         explicit = False  # the document began with `---` (so it counts even if empty)
         start, end = 0, len(lines)
+        plans = self._shapes.plans
         while True:
             try:
                 stop = line_shapes.index(_MARKER_SHAPE, start)
             except ValueError:
                 stop = end
-            root, remake = self._document(tuple(line_shapes[start:stop]), values, start, build)
+            shape = tuple(line_shapes[start:stop])
+            plan = plans.get(shape)
+            if plan.__class__ is _Plan and not build:  # (_document's last case, inline: most documents)
+                planned = Remake(plan, values[start:stop])
+                documents.append(planned)
+                remakes.append(planned)
+                if stop == end:
+                    return documents, remakes
+                start, explicit = stop + 1, True
+                continue
+            root, remake = self._document(shape, values, start, build)
             if explicit or root is not _NO_ROOT:
                 documents.append(None if root is _NO_ROOT else root)
                 remakes.append(remake)
