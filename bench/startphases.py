@@ -5,6 +5,7 @@ the manifests, building the index.
 
     python bench/startphases.py                       # this tree, 3 starts of each source
     python bench/startphases.py --src /tmp/base --src . --runs 5
+    python bench/startphases.py --readers             # PyYAML and the block reader, per document
 
 The sources are those of bench/startup.py: the scale preset's manifests (`--ephemeral`),
 and the durable store (the journal holding the same cluster, no manifests), each tree's
@@ -108,6 +109,33 @@ def _paused_collector() -> Iterator[None]:
     gc.freeze()
 
 
+def readers(manifests: Path, files: int, runs: int) -> dict[str, float]:
+    """The CPU microseconds a document of the first `files` manifest files takes to read:
+    PyYAML on libyaml with kdns's loader, and kdns's block reader building every document
+    or leaving those its plans build unbuilt (as a start-up reads them); medians of
+    `runs`, each with a new reader (its shapes learnt anew, as in a new process)."""
+    import yaml
+
+    from kdns.registry import blockyaml
+    from kdns.registry.manifests import _Loader
+
+    texts = [path.read_text(encoding="utf-8") for path in sorted(manifests.glob("*.yaml"))[:files]]
+    count = sum(text.count("\n---\n") + 1 for text in texts)
+    found: dict[str, list[float]] = {"pyyaml": [], "block reader": [], "block reader, unbuilt": []}
+    for _ in range(runs):
+        began = time.process_time()
+        for text in texts:
+            list(yaml.load_all(text, Loader=_Loader))
+        found["pyyaml"].append(time.process_time() - began)
+        for name, build in (("block reader", True), ("block reader, unbuilt", False)):
+            reader = blockyaml.Reader(_Loader)
+            began = time.process_time()
+            for text in texts:
+                reader.load_all(text, [], build=build)
+            found[name].append(time.process_time() - began)
+    return {name: round(statistics.median(times) / count * 1e6, 1) for name, times in found.items()}
+
+
 def one(tree: Path, manifests: Path, data_dir: Path | None, server_cpu: str) -> dict[str, float]:
     """A start of `tree`'s kdns in a process of its own, pinned to `server_cpu`."""
     argv = ["taskset", "-c", server_cpu, sys.executable, __file__, "--one", str(tree), str(manifests)]
@@ -121,7 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="starts of each tree from each source (default 3)")
     parser.add_argument("--src", type=Path, action="append", help="a kdns tree (repeat to compare; default this one)")
     parser.add_argument("--one", nargs="+", type=Path, help=argparse.SUPPRESS)  # TREE MANIFESTS [DATA_DIR]
+    parser.add_argument("--readers", action="store_true",
+                        help="only the YAML reading: PyYAML and the block reader, in microseconds of CPU a "
+                             "document, on 10 of the scale preset's files (this tree)")
     args = parser.parse_args(argv)
+    if args.readers:
+        with tempfile.TemporaryDirectory(prefix="kdns-startphases-") as name:
+            gen.generate(Path(name) / "scale", gen.PRESETS["scale"], zones=False)
+            found = readers(Path(name) / "scale" / "manifests", 10, args.runs)
+        say("startphases, readers, us of CPU a document: " + ", ".join(f"{k} {v}" for k, v in found.items()))
+        return 0
     if args.one:
         tree, manifests, *data_dir = args.one
         sys.path.insert(0, str(tree))

@@ -8,8 +8,11 @@ lines repeat (`metadata:`, `  labels:`, `kind: Pod`), and so do whole documents 
 their values (`_Shapes`). `Reader.load_all` reads exactly that subset: each distinct
 line of a file once, into its shape and its value; a document of a shape seen before is
 then built from its lines' values by that shape's compiled plan, the others a line at a
-time. On the 110,000 documents of the bench's scale cluster that is 0.7 s of CPU, where
-PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time).
+time. On the 110,000 documents of the bench's scale cluster that is 0.8 s of CPU, where
+PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time); 0.6 s when
+the documents a plan would build are left as their Remakes (`build=False`: a start-up's
+read, which reads their keys with `Remake.at` and builds each when it is applied).
+`python bench/startphases.py --readers` measures the three.
 
 Anything else makes it give up on the whole text (None), and the caller has PyYAML read
 it, errors and their line numbers included: anchors and aliases, tags, block scalars,
