@@ -826,10 +826,10 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     labels = metadata.get("labels")
     if labels is None:
         labels = objects.shared_labels({})
-    elif type(labels) is not dict or (shared := _checked_labels(labels)) is None:
+    elif type(labels) is not dict or not _plain_labels(labels):
         labels = check.labels(labels, "metadata.labels")
     else:
-        labels = shared
+        labels = objects.shared_labels(labels)
     annotations = metadata.get("annotations")
     if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
         for key, value in check.mapping(annotations, "metadata.annotations").items():
@@ -858,31 +858,6 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
-def _checked_labels(labels: dict[Any, Any]) -> Mapping[str, str] | None:
-    """`labels` as objects.shared_labels shares them, when every label is a valid key and
-    value (_plain_labels); else None, for _Checker.labels to say what is wrong. A set
-    found valid is remembered by its items: a big cluster's pods repeat a few sets (ten
-    pods a Service in the bench's), each label then checked once, not once a pod."""
-    try:
-        items = tuple(labels.items())
-        shared = _CHECKED_LABELS.get(items)
-    except TypeError:  # an unhashable value: no string, so not valid
-        return None
-    if shared is None:
-        if not _plain_labels(labels):
-            return None
-        if len(_CHECKED_LABELS) >= _MAX_CHECKED_LABELS:
-            _CHECKED_LABELS.clear()
-        shared = _CHECKED_LABELS[items] = objects.shared_labels(labels)
-    return shared
-
-
-# Label sets found valid, by their items (only strings: no other key or value is equal to
-# one), each as objects.shared_labels shared it. Emptied when full, as objects' table is.
-_CHECKED_LABELS: dict[tuple[tuple[Any, Any], ...], Mapping[str, str]] = {}
-_MAX_CHECKED_LABELS = 4096
-
-
 def _plain_labels(labels: dict[Any, Any]) -> bool:
     """Whether every label is a valid key and value (as _Checker.labels would find)."""
     for key, value in labels.items():
@@ -892,21 +867,11 @@ def _plain_labels(labels: dict[Any, Any]) -> bool:
 
 
 def _plain_annotations(annotations: dict[Any, Any]) -> bool:
-    """Whether every annotation is a valid key with a string value. The keys found valid
-    together are remembered (a manifest file's documents all have its source annotation)."""
-    keys = tuple(annotations)
-    if keys not in _CHECKED_ANNOTATION_KEYS:
-        for key in keys:
-            if type(key) is not str or qualified_name(key.lower()):
-                return False
-        if len(_CHECKED_ANNOTATION_KEYS) >= _MAX_CHECKED_LABELS:
-            _CHECKED_ANNOTATION_KEYS.clear()
-        _CHECKED_ANNOTATION_KEYS.add(keys)
-    return all(value.__class__ is str for value in annotations.values())
-
-
-# Annotation keys found valid together (only strings: no other key is equal to one).
-_CHECKED_ANNOTATION_KEYS: set[tuple[Any, ...]] = set()
+    """Whether every annotation is a valid key with a string value."""
+    for key, value in annotations.items():
+        if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
+            return False
+    return True
 
 
 def _namespace(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str, Any]:
@@ -1047,10 +1012,15 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
                                  target if target is not None else (port or 0), node_port))
 
     selector = spec.get("selector")
-    if type(selector) is not dict or (shared := _checked_labels(selector)) is None:
-        selector = check.labels(selector, "spec.selector")
+    if type(selector) is dict:
+        for key, text in selector.items():  # as check.labels reads them, until a problem
+            if type(key) is not str or type(text) is not str or qualified_name(key) or label_value(text):
+                selector = check.labels(selector, "spec.selector")
+                break
+        else:
+            selector = objects.shared_labels(selector)
     else:
-        selector = shared
+        selector = check.labels(selector, "spec.selector")
     value = spec.get("sessionAffinity")
     if value is not None and (type(value) is not str or value not in SESSION_AFFINITIES):
         check.enum(value, "spec.sessionAffinity", SESSION_AFFINITIES)
@@ -1106,9 +1076,11 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
     spec = doc.get("spec")
     if type(spec) is not dict:
         spec = check.mapping(spec, "spec")
-    hostname = _label_field(spec.get("hostname"), "spec.hostname", dns1123_label, check)
-    subdomain = _label_field(spec.get("subdomain"), "spec.subdomain", dns1123_label, check)
-    node_name = _label_field(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain, check)
+    # (Most pods of a big load have none of the three: no call for them.)
+    hostname, subdomain, node_name = spec.get("hostname"), spec.get("subdomain"), spec.get("nodeName")
+    hostname = "" if hostname is None else _label_field(hostname, "spec.hostname", dns1123_label, check)
+    subdomain = "" if subdomain is None else _label_field(subdomain, "spec.subdomain", dns1123_label, check)
+    node_name = "" if node_name is None else _label_field(node_name, "spec.nodeName", dns1123_subdomain, check)
     container_ports: list[ContainerPort] = []
     containers = spec.get("containers")
     if type(containers) is not list:
