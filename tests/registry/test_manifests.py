@@ -312,6 +312,10 @@ _SHAPES = [
     {"version": "v2", "kind": "Pod", "name": "s{n}", "namespace": "team"},  # no such apiVersion
     {"version": "apps/v1", "kind": "Deployment", "name": "d{n}", "namespace": "team"},  # skipped
     {"version": "v1", "kind": "Service", "name": "w{n}", "namespace": "team"},  # built (apply_order reads it)
+    {"version": "v1", "kind": "Node", "name": "n{n}", "namespace": "team"},  # a cluster kind: no namespace
+    {"version": "v1", "kind": "Pod", "name": "''", "namespace": "team"},  # no name: refused when applied
+    {"version": "v1", "kind": "Pod", "name": "~", "namespace": "team"},  # null
+    {"version": '"v1"', "kind": '"Pod"', "name": '"t{n}"', "namespace": "'team'"},  # quoted: the same key
 ]
 
 
@@ -335,7 +339,8 @@ def test_documents_read_without_their_tree_are_read_as_whole_ones(tmp_path: Path
         f'{where} 5: Pod "team/same" is declared twice: first in {where} 4',
         f'{where} 6: Pod "team/same" is declared twice: first in {where} 4',
         *(f'{where} {22 + n}: Service "w{n}": strict decoding error: unknown field "spec.containers"' for n in range(3)),
-        *(f'{where} {n}: Pod "p9": strict decoding error: unknown field "spec.extra"' for n in (25, 26, 27)),
+        *(f'{where} {25 + n}: Node "n{n}": strict decoding error: unknown field "spec.containers"' for n in range(3)),
+        *(f'{where} {n}: Pod "p9": strict decoding error: unknown field "spec.extra"' for n in (37, 38, 39)),
     ]
     assert kept.warnings == [f"{where} {n}: skipped Deployment (apps/v1): kdns does not serve this kind"
                              for n in (19, 20, 21)]
