@@ -106,7 +106,9 @@ class Document:
 
     source: str  # the file as named to load_paths, or "<input>"
     index: int  # 1-based position of the YAML document in that file
-    body: Mapping[str, Any]  # a tree of its own: no dict or list in it is anywhere else
+    # A tree of its own: no dict or list in it is anywhere else. UNBUILT when read_paths
+    # (load_text's `unbuilt`) read its key without building it: `remake` builds it.
+    body: Mapping[str, Any]
     item: int | None = None  # 0-based position in the `items` of a List document
     # key_parts(body), once read_paths has found it (the store then need not read it again).
     key: tuple[str, str, str] | None = None
@@ -132,6 +134,8 @@ class Document:
 
     @property
     def kind(self) -> str:
+        if self.key is not None:  # (an UNBUILT body has no kind)
+            return self.key[0]
         kind = self.body.get("kind")
         return kind if isinstance(kind, str) else ""
 
