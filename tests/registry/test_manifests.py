@@ -346,6 +346,17 @@ def test_documents_read_without_their_tree_are_read_as_whole_ones(tmp_path: Path
                              for n in (19, 20, 21)]
 
 
+def test_a_yaml_error_after_documents_of_one_shape_keeps_them_and_its_line(tmp_path: Path):
+    """Planned documents before a YAML error (the whole text then read by PyYAML) are
+    kept, with or without a `keep`, and the error names its document and line."""
+    pods = "---\n".join(_POD.format(version="v1", kind="Pod", name=f"p{n}", namespace="team") for n in range(4))
+    write(tmp_path / "a.yaml", pods + "---\nkind: [\n")
+    for loaded in (read_paths([tmp_path]), read_paths([tmp_path], lambda document: document)):
+        assert [d.key for d in loaded.documents] == [("Pod", "team", f"p{n}") for n in range(4)]
+        assert [str(e) for e in loaded.errors] == [
+            f"{tmp_path / 'a.yaml'}: document 5: YAML syntax error at line 42, column 1: did not find expected node content"]
+
+
 def test_load_paths_skips_kinds_kdns_does_not_serve(tmp_path: Path):
     """A Deployment or ConfigMap is left out with a warning naming file, document and kind."""
     path = write(tmp_path / "app.yaml", """
