@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(steps(manifests, data_dir[0] if data_dir else None)))
         return 0
     trees = [tree.resolve() for tree in args.src or [REPO]]
+    for tree in trees:  # (`--src .` from bench/ would measure whatever kdns the venv imports)
+        if not (tree / "kdns" / "__init__.py").is_file():
+            parser.error(f"--src {tree}: not a kdns tree (no kdns/__init__.py)")
     server_cpu, client_cpu, _ = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})
     found: dict[tuple[str, str], list[dict[str, float]]] = {}

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_save(*args.save_registry))
         return 0
     trees = [tree.resolve() for tree in args.src or [REPO]]
+    for tree in trees:  # (`--src .` from bench/ would measure whatever kdns the venv imports)
+        if not (tree / "kdns" / "__init__.py").is_file():
+            parser.error(f"--src {tree}: not a kdns tree (no kdns/__init__.py)")
     server_cpu, client_cpu, _ = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})
     with tempfile.TemporaryDirectory(prefix="kdns-startup-") as workdir:
