@@ -1170,9 +1170,9 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
         phase = check.enum(phase, "status.phase", POD_PHASES) or "Pending"
     given_ip = status.get("podIP")
     pod_ip: str
-    pod_ip_family = ip_family(given_ip) if isinstance(given_ip, str) and given_ip else None
-    if pod_ip_family is not None and isinstance(given_ip, str):
-        pod_ip = given_ip
+    pod_ip_family: str | None
+    if type(given_ip) is str and ":" not in given_ip and _IPV4_RE.fullmatch(given_ip) is not None:
+        pod_ip, pod_ip_family = given_ip, "IPv4"  # (ip_family's common case, inline)
     else:
         pod_ip, pod_ip_family = check.ip(given_ip, "status.podIP")
     pod_ips: list[str] = []
