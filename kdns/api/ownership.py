@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 from kdns.registry.schema import Schema, child
@@ -45,13 +46,23 @@ _MISSING = object()
 
 
 def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """isinstance(value, Mapping), answered at once for a dict (what JSON and YAML give):
-    the ABC's check is most of the bookkeeping of a small write, which makes dozens."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """isinstance(value, Mapping), answered at once for a dict and for the other types
+    JSON and YAML give: the ABC's check is most of the bookkeeping of a small write,
+    which makes dozens."""
+    kind = type(value)
+    return kind is dict or (kind not in _NOT_MAPPINGS and isinstance(value, Mapping))
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list})
+
+
+# One encoder for every key a path holds: json.dumps with options makes a new encoder per
+# call, which was a fifth of a small write's bookkeeping.
+_KEY_TEXT = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _item_key(item: Mapping[str, Any], merge_key: str) -> str:
-    return "k:" + json.dumps({merge_key: item.get(merge_key)}, separators=(",", ":"), sort_keys=True)
+    return "k:" + _KEY_TEXT({merge_key: item.get(merge_key)})
 
 
 def fields_of(config: Mapping[str, Any], schema: Schema | None) -> FieldSet:
@@ -79,7 +90,7 @@ def _fields(value: Any, schema: Schema | None) -> FieldSet:
                 _item_key(item, schema.merge_key): {".": {}, **_fields(item, schema.items)} for item in value
             }
         if "merge" in strategy:
-            return {"v:" + json.dumps(item, separators=(",", ":"), sort_keys=True): {} for item in value}
+            return {"v:" + _KEY_TEXT(item): {} for item in value}
     return {}  # a leaf: a scalar, or a list replaced whole
 
 
@@ -104,14 +115,24 @@ def skeleton(fields: FieldSet) -> Any:
 
 def leaves(fields: FieldSet, prefix: Path = ()) -> Iterator[Path]:
     """Every path that ends in an owned value (a leaf, or a list item's `.`)."""
-    for key, sub in fields.items():
-        path = (*prefix, key)
-        if key == ".":
-            yield prefix
-        elif sub:
-            yield from leaves(sub, path)
-        else:
-            yield path
+    return iter(_leaves(fields, prefix))
+
+
+def _leaves(fields: FieldSet, prefix: Path = ()) -> list[Path]:
+    """`leaves` as a list, walked with a stack: nested generators cost a call per level
+    per leaf, and every write lists the leaves of each managedFields entry."""
+    found: list[Path] = []
+    stack = [(prefix, fields)]
+    while stack:
+        at, node = stack.pop()
+        for key, sub in node.items():
+            if key == ".":
+                found.append(at)
+            elif sub:
+                stack.append(((*at, key), sub))
+            else:
+                found.append((*at, key))
+    return found
 
 
 def value_at(doc: Any, path: Path) -> Any:
@@ -131,7 +152,7 @@ def _step(doc: Any, step: str) -> Any:
             return _MISSING
         return doc[text]
     if kind in ("k", "v"):
-        wanted = json.loads(text)
+        wanted = _key_value(text)
         if not isinstance(doc, list):
             return _MISSING
         found = [
@@ -141,6 +162,13 @@ def _step(doc: Any, step: str) -> Any:
         ]
         return found[0] if found else _MISSING
     return doc
+
+
+@lru_cache(maxsize=4096)
+def _key_value(text: str) -> Any:
+    """The JSON value of a `k:`/`v:` step, parsed once: the same few keys (a Pod's Ready
+    condition, a port) come back on every write. Callers only read it."""
+    return json.loads(text)
 
 
 class _Values:
@@ -196,7 +224,7 @@ def conflicts(
 ) -> list[tuple[str, Path]]:
     """(manager as the message names it, path) for each field another manager owns that
     `config` sets to a value other than the live one."""
-    mine = set(leaves(fields))
+    mine = set(_leaves(fields))
     found: list[tuple[str, Path]] = []
     for entry in entries:
         if not _is_mapping(entry):
@@ -207,7 +235,7 @@ def conflicts(
         manager = _who(entry)
         # A list item's own path is its existence, which both want: only values conflict.
         found.extend(
-            (manager, path) for path in sorted(mine & set(leaves(dict(theirs))))
+            (manager, path) for path in sorted(mine & set(_leaves(dict(theirs))))
             if path and path[-1][:2] not in ("k:", "v:") and value_at(live, path) != value_at(config, path)
         )
     return found
@@ -227,7 +255,7 @@ def _tree(paths: Iterator[Path] | set[Path]) -> FieldSet:
 
 def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
     """`fields` without the paths in `taken` (a forced apply takes them over)."""
-    return _tree({path for path in leaves(fields) if path not in taken})
+    return _tree({path for path in _leaves(fields) if path not in taken})
 
 
 def _changed(live: _Values, new: _Values, path: Path) -> bool:
@@ -273,23 +301,23 @@ def updated(
     """The managedFields after `manager` wrote `new` over `live` (None: created it) in an
     Update operation: its entry gains what changed, the others lose it and what went."""
     if live is None:
-        changed, removed = set(leaves(fields_of(new, schema))), set[Path]()
+        changed, removed = set(_leaves(fields_of(new, schema))), set[Path]()
     else:
         # Only the parts that differ are walked: a field equal on both sides (a status
         # write's spec and metadata) neither changed nor lost anything.
         live_part, new_part = _differing(live, new)
         new_values, live_values = _Values(new), _Values(live)
         changed = {
-            path for path in leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
+            path for path in _leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
         }
-        removed = {path for path in leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
+        removed = {path for path in _leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:
         if not _is_mapping(entry):
             continue
         theirs = entry.get("fieldsV1")
-        paths = set(leaves(dict(theirs))) if _is_mapping(theirs) else set()
+        paths = set(_leaves(dict(theirs))) if _is_mapping(theirs) else set()
         if (entry.get("manager", ""), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
             manager, UPDATE, api_version, subresource
         ):
