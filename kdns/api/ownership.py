@@ -94,6 +94,54 @@ def _fields(value: Any, schema: Schema | None) -> FieldSet:
     return {}  # a leaf: a scalar, or a list replaced whole
 
 
+def _owned(doc: Mapping[str, Any], schema: Schema | None) -> list[Path]:
+    """`leaves(fields_of(doc, schema))`, walked straight from the document: an Update
+    lists the leaves of what changed and of what went on every write, and building the
+    FieldSet only to walk it again was most of that."""
+    found: list[Path] = []
+    for key, value in doc.items():
+        if value is None or key in _IDENTITY:
+            continue
+        if key == "metadata":
+            if _is_mapping(value):
+                metadata = child(schema, key)
+                for name, item in value.items():
+                    if item is not None and name not in _IDENTITY_METADATA:
+                        _walk(item, child(metadata, name), ("f:metadata", f"f:{name}"), found)
+            continue  # (a metadata of identity fields alone sets nothing)
+        _walk(value, child(schema, key), (f"f:{key}",), found)
+    return found
+
+
+def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> None:
+    """Append the leaves `_fields(value, schema)` has under `path` (`path` itself when
+    that FieldSet is empty: a leaf)."""
+    if _is_mapping(value):
+        leaf = True
+        for key, item in value.items():
+            if item is not None:
+                leaf = False
+                _walk(item, child(schema, key), (*path, f"f:{key}"), found)
+        if leaf:
+            found.append(path)
+        return
+    if value and isinstance(value, list) and schema is not None and schema.type == "array":
+        if schema.merge_key and all(_is_mapping(item) for item in value):
+            # The last item of a key is the one its FieldSet holds, as in `_fields`.
+            items = {_item_key(item, schema.merge_key): item for item in value}
+            for key, item in items.items():
+                at = (*path, key)
+                found.append(at)  # its "."
+                for name, field in item.items():
+                    if field is not None:
+                        _walk(field, child(schema.items, name), (*at, f"f:{name}"), found)
+            return
+        if "merge" in (schema.strategy or "").split(","):
+            found.extend((*path, key) for key in dict.fromkeys("v:" + _KEY_TEXT(item) for item in value))
+            return
+    found.append(path)  # a scalar, a list replaced whole, or an empty list
+
+
 def skeleton(fields: FieldSet) -> Any:
     """A configuration with the shape of `fields` (placeholder values at the leaves): what
     `patch.apply_configuration` prunes by when it is the previous configuration."""
@@ -301,16 +349,16 @@ def updated(
     """The managedFields after `manager` wrote `new` over `live` (None: created it) in an
     Update operation: its entry gains what changed, the others lose it and what went."""
     if live is None:
-        changed, removed = set(_leaves(fields_of(new, schema))), set[Path]()
+        changed, removed = set(_owned(new, schema)), set[Path]()
     else:
         # Only the parts that differ are walked: a field equal on both sides (a status
         # write's spec and metadata) neither changed nor lost anything.
         live_part, new_part = _differing(live, new)
         new_values, live_values = _Values(new), _Values(live)
         changed = {
-            path for path in _leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
+            path for path in _owned(new_part, schema) if _changed(live_values, new_values, path)
         }
-        removed = {path for path in _leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
+        removed = {path for path in _owned(live_part, schema) if new_values(path) is _MISSING}
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:

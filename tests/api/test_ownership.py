@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from kdns.api import ownership
 from kdns.registry import schema
 
@@ -92,3 +94,23 @@ def test_managers_without_a_name_and_entries_that_are_not_objects() -> None:
         "fieldsV1": {"f:status": {"f:conditions": {READY: {"f:status": {}}}}}, "subresource": "status",
     }]
     assert ownership.manager_of(None, "kubectl/v1.32.4 (linux/amd64)") == "kubectl"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"metadata": {"name": "a", "namespace": "b", "labels": {}}},  # an empty map is a leaf; identity is nobody's
+        {"metadata": {"name": "a"}, "spec": {"containers": []}},  # an empty list too
+        {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "a", "ports": [{"containerPort": 80}]}]}},
+        {"metadata": {"finalizers": ["x/y", "x/y", "z"]}},  # a set's items, each once
+        {"metadata": "odd", "spec": {"containers": [{"name": "a"}, "odd"], "hostname": None}},
+        {"status": {"conditions": [{"type": None, "status": "True"}], "podIPs": [{}]}},
+    ],
+)
+def test_a_create_owns_what_fields_of_lists(doc: dict[str, Any]) -> None:
+    """What an Update records is what fields_of (apply's reading) names, for the odd
+    shapes too: duplicate list keys (the last item's fields), sets, empty maps and lists."""
+    entries = ownership.updated([], "m", None, doc, POD, "v1", "T1")
+    expected = set(ownership.leaves(ownership.fields_of(doc, POD)))
+    assert {path for entry in entries for path in ownership.leaves(entry["fieldsV1"])} == expected
+    assert expected  # (each shape owns something)
