@@ -62,7 +62,13 @@ _KEY_TEXT = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _item_key(item: Mapping[str, Any], merge_key: str) -> str:
-    return "k:" + _KEY_TEXT({merge_key: item.get(merge_key)})
+    value = item.get(merge_key)
+    if type(value) is str:  # (most keys: a name, a type) what _KEY_TEXT writes, without its dict
+        return f"k:{{{_JSON_STRING(merge_key)}:{_JSON_STRING(value)}}}"
+    return "k:" + _KEY_TEXT({merge_key: value})
+
+
+_JSON_STRING = json.encoder.encode_basestring_ascii  # a string as JSON writes it (ensure_ascii)
 
 
 def fields_of(config: Mapping[str, Any], schema: Schema | None) -> FieldSet:
@@ -228,12 +234,23 @@ class _Values:
         self._known: dict[Path, Any] = {(): doc}
 
     def __call__(self, path: Path) -> Any:
-        if path in self._known:
-            return self._known[path]
-        parent = self(path[:-1])
-        value = _MISSING if parent is _MISSING else _step(parent, path[-1])
-        self._known[path] = value
+        known = self._known
+        value = known.get(path, _UNSEEN)
+        if value is not _UNSEEN:
+            return value
+        # From the longest prefix resolved before (the root at least), a step at a time.
+        start = len(path) - 1
+        while path[:start] not in known:
+            start -= 1
+        value = known[path[:start]]
+        for depth in range(start, len(path)):
+            if value is not _MISSING:
+                value = _step(value, path[depth])
+            known[path[: depth + 1]] = value
         return value
+
+
+_UNSEEN = object()  # (a path `_Values` has not resolved yet; _MISSING is one that names nothing)
 
 
 def path_text(path: Path) -> str:

@@ -6,6 +6,7 @@ entries exactly, for the write kdns answers most (a kubelet's readiness flip).""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -114,3 +115,15 @@ def test_a_create_owns_what_fields_of_lists(doc: dict[str, Any]) -> None:
     expected = set(ownership.leaves(ownership.fields_of(doc, POD)))
     assert {path for entry in entries for path in ownership.leaves(entry["fieldsV1"])} == expected
     assert expected  # (each shape owns something)
+
+
+def test_list_item_keys_are_written_as_json_writes_them() -> None:
+    """A `k:` step is its key as compact, ASCII JSON: escapes and numbers as json.dumps writes them."""
+    doc = {"status": {"conditions": [{"type": 'R\u00e9"ady\\'}]},
+           "spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}
+    [entry] = ownership.updated([], "m", None, doc, POD, "v1", "T1")
+    [condition] = entry["fieldsV1"]["f:status"]["f:conditions"]
+    assert condition == 'k:{"type":"R\\u00e9\\"ady\\\\"}'
+    assert condition == "k:" + json.dumps({"type": 'R\u00e9"ady\\'}, separators=(",", ":"))
+    [port] = entry["fieldsV1"]["f:spec"]["f:containers"]['k:{"name":"a"}']["f:ports"]
+    assert port == 'k:{"containerPort":80}'
