@@ -25,7 +25,7 @@ from kdns.registry import objects
 from kdns.registry.blockyaml import Remake
 from kdns.registry.errors import NotFound, RegistryError
 from kdns.registry.manifests import UNBUILT, Document, key_parts
-from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
+from kdns.registry.objects import API_VERSIONS, EndpointSlice, KubeObject, may_mention
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.store import Store, Transaction, apply_order
 
@@ -127,6 +127,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a packed document's body
 
 def source_of(obj: KubeObject) -> str | None:
     """The manifest file `obj` was applied from, or None for an object made through the API."""
+    if isinstance(obj, EndpointSlice) and obj.owner is not None:
+        return None  # the EndpointSlice controller's: no annotations (objects.controller_manifest)
     if not may_mention(obj, SOURCE):  # most of a big registry: no need to unpack it
         return None
     metadata = obj.manifest.get("metadata")
