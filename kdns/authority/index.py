@@ -76,6 +76,7 @@ _ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})  # FQDN slices carry no address to 
 
 NamespacedName = tuple[str, str]  # (namespace, name)
 _T = TypeVar("_T")
+_P = TypeVar("_P", bytes, str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,15 +281,19 @@ class ClusterIndex:
     def _recount_reverse(self) -> None:
         """`_reverse_prefixes` from the PTR tables, in bulk (Counter counts in C): what a
         rebuild does instead of counting each address as it comes."""
-        counts: Counter[bytes | str] = Counter()
+        # Only the longest prefixes are counted from the keys; each shorter one sums the
+        # counts of the prefixes one longer (a few hundred, where the keys are 100,000s).
+        v4: Counter[bytes] = Counter()
+        v6: Counter[str] = Counter()
         for table in (self._ptr_cluster, self._ptr_endpoints):
-            v4 = [key for key in table if len(key) == 4]
-            for size in (1, 2, 3):
-                counts.update(key[:size] for key in v4)
-            v6 = [key.hex() for key in table if len(key) == 16]
-            for size in range(1, 32):
-                counts.update(nibbles[:size] for nibbles in v6)
-        self._reverse_prefixes = dict(counts)
+            v4.update(map(_FIRST_3, [key for key in table if len(key) == 4]))
+            v6.update(key.hex()[:31] for key in table if len(key) == 16)
+        counts: dict[bytes | str, int] = {}
+        for packed in _shorter(v4, 3):
+            counts.update(packed.items())
+        for nibbles in _shorter(v6, 31):
+            counts.update(nibbles.items())
+        self._reverse_prefixes = counts
 
     def apply(self, events: Sequence[Event]) -> None:
         """Store listener: one commit's events, in order."""
@@ -713,6 +718,22 @@ def _service_endpoints(slices: Sequence[_SliceRecord], readies: Sequence[_Ready]
     return ServiceEndpoints(
         {n: ReadyEndpoint(n, tuple(ips.values()), tuple(p)) for n, (ips, p) in names.items()}, addresses,
     )
+
+
+_FIRST_3 = itemgetter(slice(0, 3))  # a packed IPv4 address's longest reverse prefix
+
+
+def _shorter(longest: Counter[_P], size: int) -> Iterator[Counter[_P]]:
+    """The counts of the prefixes of `size` (`longest`), then of each shorter size down
+    to 1: each the sum of its extensions' counts."""
+    level = longest
+    yield level
+    for shorter in range(size - 1, 0, -1):
+        above: Counter[_P] = Counter()
+        for prefix, count in level.items():
+            above[prefix[:shorter]] += count
+        yield above
+        level = above
 
 
 def _count_up(table: dict[_T, int], key: _T) -> None:

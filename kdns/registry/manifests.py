@@ -473,11 +473,19 @@ _DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
 _DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
-_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
-_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+
+
+def _matcher(fmt: str) -> re.Pattern[str]:
+    """`fmt` (as the messages quote it) compiled with its groups not capturing: the same
+    matches, a fifth quicker (nothing reads the groups; a load checks 100,000 pod names)."""
+    return re.compile(fmt.replace("(", "(?:"))
+
+
+_DNS1123_LABEL_RE = _matcher(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN_RE = _matcher(_DNS1123_SUBDOMAIN_FMT)
+_DNS1035_LABEL_RE = _matcher(_DNS1035_LABEL_FMT)
+_QUALIFIED_NAME_RE = _matcher(_QUALIFIED_NAME_FMT)
+_LABEL_VALUE_RE = _matcher(_LABEL_VALUE_FMT)
 _PORT_NAME_CHARSET_RE = re.compile("[-a-z0-9]+")
 
 
@@ -830,10 +838,11 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     labels = metadata.get("labels")
     if labels is None:
         labels = objects.shared_labels({})
-    elif type(labels) is not dict or not _plain_labels(labels):
+    elif type(labels) is not dict:
         labels = check.labels(labels, "metadata.labels")
     else:
-        labels = objects.shared_labels(labels)
+        valid = _valid_labels(labels)
+        labels = valid if valid is not None else check.labels(labels, "metadata.labels")
     annotations = metadata.get("annotations")
     if annotations is not None and (type(annotations) is not dict or not _plain_annotations(annotations)):
         for key, value in check.mapping(annotations, "metadata.annotations").items():
@@ -862,19 +871,47 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     return ObjectMeta(name, namespace, labels, uid, resource_version, created, deleted or None)
 
 
-def _plain_labels(labels: dict[Any, Any]) -> bool:
-    """Whether every label is a valid key and value (as _Checker.labels would find)."""
-    for key, value in labels.items():
+def _valid_labels(labels: dict[Any, Any]) -> Mapping[str, str] | None:
+    """objects.shared_labels(labels) when every label is a valid key and value (as
+    _Checker.labels would find), else None (the checker then says what is wrong). A set
+    found valid once is remembered, by its items: a workload's pods share theirs, and a
+    big load is 100,000 pods of 10,000 sets."""
+    try:
+        items = tuple(labels.items())
+        found = _VALID_LABEL_SETS.get(items)
+    except TypeError:  # a value that is no string, and cannot be hashed (a list)
+        return None
+    if found is not None:
+        return found
+    for key, value in items:
         if type(key) is not str or type(value) is not str or qualified_name(key) or label_value(value):
-            return False
-    return True
+            return None
+    if len(_VALID_LABEL_SETS) >= _MAX_LABEL_SETS:
+        _VALID_LABEL_SETS.clear()
+    found = _VALID_LABEL_SETS[items] = objects.shared_labels(labels)
+    return found
+
+
+# The label sets _valid_labels found valid (only strings in them: no other value equals
+# one), by their items; and the annotation keys _plain_annotations found valid.
+_VALID_LABEL_SETS: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+_MAX_LABEL_SETS = 16384
+_VALID_ANNOTATION_KEYS: set[str] = set()
+_MAX_ANNOTATION_KEYS = 4096
 
 
 def _plain_annotations(annotations: dict[Any, Any]) -> bool:
     """Whether every annotation is a valid key with a string value."""
+    valid = _VALID_ANNOTATION_KEYS
     for key, value in annotations.items():
-        if type(key) is not str or type(value) is not str or qualified_name(key.lower()):
+        if type(value) is not str or type(key) is not str:
             return False
+        if key not in valid:
+            if qualified_name(key.lower()):
+                return False
+            if len(valid) >= _MAX_ANNOTATION_KEYS:
+                valid.clear()
+            valid.add(key)
     return True
 
 
@@ -1133,9 +1170,9 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
         phase = check.enum(phase, "status.phase", POD_PHASES) or "Pending"
     given_ip = status.get("podIP")
     pod_ip: str
-    pod_ip_family = ip_family(given_ip) if isinstance(given_ip, str) and given_ip else None
-    if pod_ip_family is not None and isinstance(given_ip, str):
-        pod_ip = given_ip
+    pod_ip_family: str | None
+    if type(given_ip) is str and ":" not in given_ip and _IPV4_RE.fullmatch(given_ip) is not None:
+        pod_ip, pod_ip_family = given_ip, "IPv4"  # (ip_family's common case, inline)
     else:
         pod_ip, pod_ip_family = check.ip(given_ip, "status.podIP")
     pod_ips: list[str] = []

@@ -172,3 +172,45 @@ def test_name_validity_is_what_the_name_checks_say(name: str) -> None:
     """_NAME_VALID answers what an empty _NAME_CHECKS result means, for every kind."""
     for kind, valid in manifests._NAME_VALID.items():
         assert valid(name) == (not manifests._NAME_CHECKS[kind](name))
+
+
+def test_meta_remembers_a_valid_label_set_and_nothing_else():
+    """A label set found valid is remembered (the next pod of its workload shares its
+    mapping); the same keys with values that are no strings are still refused, as is an
+    annotation key found valid before, with a value that is no string."""
+    first, second = manifests._Checker(), manifests._Checker()
+    meta = manifests._meta({"metadata": {"name": "p-0", "labels": {"app": "web", "tier": "db"}}}, POD, first)
+    again = manifests._meta({"metadata": {"name": "p-1", "labels": {"app": "web", "tier": "db"}}}, POD, second)
+    assert first.causes == second.causes == [] and again.labels is meta.labels
+    assert again.labels == {"app": "web", "tier": "db"}
+    for labels, causes in (
+        ({"app": ["web"], "tier": "db"}, [("metadata.labels.app", 'Invalid value: []string{"web"}: must be a string')]),
+        ({"app": 1, "tier": "db"}, [("metadata.labels.app", "Invalid value: 1: must be a string")]),
+        ({"app": "web", "tier": "db", "x": True}, [("metadata.labels.x", "Invalid value: true: must be a string")]),
+        ({"app": "web", "tier": "d b"}, [("metadata.labels", f'Invalid value: "d b": {manifests._LABEL_VALUE_ERROR}')]),
+    ):
+        check = manifests._Checker()
+        manifests._meta({"metadata": {"name": "p-2", "labels": labels}}, POD, check)
+        assert check.causes == causes, labels
+    annotated = {"metadata": {"name": "p-3", "annotations": {"example.com/note": "ok"}}}
+    check = manifests._Checker()
+    manifests._meta(annotated, POD, check)
+    assert check.causes == []
+    annotated["metadata"]["annotations"]["example.com/note"] = 7
+    manifests._meta(annotated, POD, check)
+    assert check.causes == [("metadata.annotations.example.com/note", "Invalid value: 7: must be a string")]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="abz019-._A/é", max_size=70))
+def test_name_matchers_match_what_the_quoted_regexes_match(text: str) -> None:
+    """The patterns the checks run (groups not capturing) match what the regexes their
+    messages quote match."""
+    import re
+
+    for fmt, matcher in ((manifests._DNS1123_LABEL_FMT, manifests._DNS1123_LABEL_RE),
+                         (manifests._DNS1123_SUBDOMAIN_FMT, manifests._DNS1123_SUBDOMAIN_RE),
+                         (manifests._DNS1035_LABEL_FMT, manifests._DNS1035_LABEL_RE),
+                         (manifests._QUALIFIED_NAME_FMT, manifests._QUALIFIED_NAME_RE),
+                         (manifests._LABEL_VALUE_FMT, manifests._LABEL_VALUE_RE)):
+        assert (re.fullmatch(fmt, text) is None) == (matcher.fullmatch(text) is None)
