@@ -12,7 +12,8 @@ and `sched_wakeup` on every CPU (the perf process on the client's core) for a wh
 - the loop thread's waits for the core (from a wake-up, or from being preempted, to
   running again), in total and their p99 and max, and who ran on its core meanwhile: the
   journal's writer, another kdns thread, the idle task (the wake-up itself), other
-  processes (named, the three that took most);
+  processes (named, the three that took most); the waits in which the writer ran: how
+  many, and the p99 and max of its time in one;
 - its preemptions: how often it was taken off the core while runnable, and by whom;
 - its sleeps that a kdns thread ended (the writer releasing the GIL or a lock the loop
   waited for, or waking the loop to say a save is done): how many, how long;
@@ -29,7 +30,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
+import os
+import platform
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -47,6 +51,31 @@ def record(seconds: float, out: Path, perf_cpu: str) -> subprocess.Popen[bytes]:
         argv += ["-e", event]
     return subprocess.Popen([*argv, "--", "sleep", f"{seconds:g}"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class _SchedAttr(ctypes.Structure):
+    """struct sched_attr (linux/sched/types.h, its first version)."""
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+                ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
+                ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
+                ("sched_period", ctypes.c_uint64)]
+
+
+SCHED_SETATTR = {"x86_64": 314, "aarch64": 274, "riscv64": 274}  # the system call's number
+
+
+def set_slice(thread_id: int, nanoseconds: int) -> None:
+    """Ask EEVDF (Linux 6.12+) for a slice of `nanoseconds` for the thread (normal policy,
+    its niceness kept): a task whose slice is shorter than the running one's preempts it
+    when it wakes (if it is owed time). OSError when the kernel refuses."""
+    number = SCHED_SETATTR.get(platform.machine())
+    if number is None:
+        raise OSError(f"no sched_setattr number known for {platform.machine()}")
+    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=0,
+                      sched_nice=os.getpriority(os.PRIO_PROCESS, thread_id), sched_runtime=nanoseconds)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, thread_id, ctypes.byref(attr), 0) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
 def _fields(trace: str) -> dict[str, str]:
@@ -88,6 +117,8 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
     on_cpu: Counter[int] = Counter()  # tid -> seconds on a CPU
     waits: list[float] = []  # the loop's runnable-to-running times
     held_by: Counter[int] = Counter()  # tid -> seconds it ran on the server's core while the loop waited
+    held_in_wait: Counter[int] = Counter()  # the same, in the current wait only
+    holds: list[tuple[int, float]] = []  # (tid, seconds) per wait and tid that held the core in it
     preempted_by: Counter[int] = Counter()
     woken_by_kdns: list[tuple[int, float]] = []  # (waker, sleep length)
     runnable_since: float | None = None
@@ -123,7 +154,9 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
         if began is not None:
             on_cpu[prev] += now - began
             if on == server and runnable_since is not None and prev != pid:
-                held_by[prev] += now - max(began, runnable_since)
+                held = now - max(began, runnable_since)
+                held_by[prev] += held
+                held_in_wait[prev] += held
         if prev == pid:
             if fields.get("prev_state", "").startswith("R"):
                 runnable_since = now
@@ -133,6 +166,8 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
         if nxt == pid:
             if runnable_since is not None:
                 waits.append(now - runnable_since)
+            holds.extend(held_in_wait.items())
+            held_in_wait.clear()
             runnable_since = sleeping_since = None
         current[on], running_since[on] = nxt, now
     seconds = (last - first) if first is not None and last is not None and last > first else 0.0
@@ -155,6 +190,7 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
     others = Counter({comm.get(tid, str(tid)): held for tid, held in held_by.items() if kind(tid) == "others"})
     per_second = 1000 / seconds if seconds else 0.0
     by_writer = [length for waker, length in woken_by_kdns if waker == writer]
+    writer_holds = [held for tid, held in holds if tid == writer]
     return {
         "seconds": seconds,
         "loop_wait_ms_s": per_second * sum(waits),
@@ -162,6 +198,9 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
         "loop_wait_p99_us": 1e6 * _percentile(waits, 99),
         "loop_wait_max_us": 1e6 * max(waits, default=0.0),
         "loop_wait_ms_s_by": {name: per_second * value for name, value in sorted(by_kind.items())},
+        "writer_holds_s": len(writer_holds) / seconds if seconds else 0.0,
+        "writer_hold_p99_us": 1e6 * _percentile(writer_holds, 99),
+        "writer_hold_max_us": 1e6 * max(writer_holds, default=0.0),
         "loop_wait_others": {name: per_second * value for name, value in others.most_common(3)},
         "loop_preempted_s": {name: count / seconds for name, count in preempt_kinds.items()} if seconds else {},
         "loop_woken_by_writer_s": len(by_writer) / seconds if seconds else 0.0,

@@ -45,7 +45,7 @@ import gen
 import schedtrace
 from common import LOOPBACK
 from measure import NOISY, RetryBudget, dnsperf, percentile, quiet
-from procs import Child, cpus, free_port, pin_threads
+from procs import Child, core_ticks, cpus, free_port, pin_threads
 from servers import wait_answer
 
 HERE = Path(__file__).resolve().parent
@@ -148,13 +148,29 @@ def one_run(*args: Any) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+def wait_quiet(cores: list[str], limit: float, busy: float = 0.1) -> float:
+    """Wait (at most `limit` seconds) until each of `cores` was under `busy` busy for one
+    second: on a shared machine, a run started then is less likely to be disturbed. The
+    seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        before = [core_ticks(core) for core in cores]
+        time.sleep(1.0)
+        after = [core_ticks(core) for core in cores]
+        if all((a[0] - b[0]) < busy * max(1, a[1] - b[1]) for b, a in zip(before, after, strict=True)):
+            break
+    return time.monotonic() - began
+
+
 class StartError(RuntimeError):
     """kdns did not start."""
 
 
-def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, work: Path, queries: Path,
-             manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
+def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: argparse.Namespace, work: Path,
+             queries: Path, manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
              client_cpu: str) -> dict[str, Any]:
+    if args.wait_quiet:
+        wait_quiet([server_cpu, client_cpu], args.wait_quiet)
     port, api_port = free_port(), free_port()
     data_dir = None if storage == EPHEMERAL else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
     kdns = start(src, manifests, data_dir, port, api_port, server_cpu, work / "kdns.log")
@@ -163,6 +179,8 @@ def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, wor
         if started is None:
             raise StartError(f"kdns did not answer: {detail}")
         pin_threads(kdns.pid, server_cpu)
+        if loop_slice_us:
+            schedtrace.set_slice(kdns.pid, 1000 * loop_slice_us)
         if args.warmup > 0:
             # The same questions once before measuring, as bench/run.py's latency steps are
             # preceded by its throughput ones: a fresh kdns builds each distinct question's
@@ -185,7 +203,13 @@ def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, wor
             if recording.returncode != 0:
                 raise RuntimeError(f"perf record failed: {error.decode(errors='replace')[-500:]}")
             run["sched"] = schedtrace.analyse(work / "sched.data", kdns.pid, server_cpu)
-            (work / "sched.data").unlink()
+            if args.keep_sched is not None:  # to read again: schedtrace.py DATA --pid PID --cpu CPU --threads ...
+                args.keep_sched.mkdir(parents=True, exist_ok=True)
+                kept = args.keep_sched / f"{src.name}-{storage}-{loop_slice_us}-{writes}-{kdns.pid}.data"
+                shutil.move(work / "sched.data", kept)
+                run["sched"]["kept"] = {"data": str(kept), "threads": sorted(int(t.name) for t in Path(f"/proc/{kdns.pid}/task").iterdir())}
+            else:
+                (work / "sched.data").unlink()
         if writer is not None:
             writer.stop.set()
             writer.join(10)
@@ -213,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ephemeral", action="store_true", help="the same as --storage ephemeral: the control")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--loop-slice-us", type=int, action="append",
+                        help="give kdns's event loop thread this EEVDF slice (sched_setattr; 0: the kernel's; "
+                             "repeat for A/B)")
+    parser.add_argument("--keep-sched", type=Path, help="keep each run's scheduler recording (--sched) in this directory")
+    parser.add_argument("--wait-quiet", type=float, default=0.0,
+                        help="before each run, wait up to this many seconds for both cores to be idle for a second")
     parser.add_argument("--retries", type=int, default=0,
                         help=f"runs that may be made again when other processes took over {100 * NOISY:.0f} %% of a core "
                              "(measure.quiet: the less disturbed of the two is kept)")
@@ -223,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]
+    slices = args.loop_slice_us or [0]
     storages = args.storage or [EPHEMERAL if args.ephemeral else JOURNAL]
     if args.ephemeral and EPHEMERAL not in storages:
         parser.error("--ephemeral with --storage journal: give --storage ephemeral instead")
@@ -243,19 +274,23 @@ def main(argv: list[str] | None = None) -> int:
             for writes in rates:
                 # Each A/B pair in the other order every other repeat: what a run leaves
                 # behind (the disk's writeback, the caches) falls on both sides alike.
-                pairs = [(src, storage) for src in sources for storage in storages]
-                for src, storage in pairs if repeat % 2 == 0 else reversed(pairs):
-                    def run_once(src: Path = src, storage: str = storage, writes: int = writes) -> dict[str, Any]:
-                        return one_run(src, storage, writes, args, work, Path(model["queries"]),
+                pairs = [(src, storage, us) for src in sources for storage in storages for us in slices]
+                for src, storage, us in pairs if repeat % 2 == 0 else reversed(pairs):
+                    def run_once(src: Path = src, storage: str = storage, us: int = us,
+                                 writes: int = writes) -> dict[str, Any]:
+                        return one_run(src, storage, us, writes, args, work, Path(model["queries"]),
                                        work / "cluster" / "manifests", pods, probe, server_cpu, client_cpu)
                     run = quiet(run_once, budget)
-                    runs.setdefault((str(src), storage, writes), []).append(run)
+                    label = f"{storage}, loop slice {us} µs" if us else storage
+                    runs.setdefault((str(src), label, writes), []).append(run)
                     lat = run.get("latency_ms", {})
                     sched = run.get("sched")
-                    print(f"writes: {src.name} {storage} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
+                    print(f"writes: {src.name} {label} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
                           f"p99 {lat.get('p99') or 0:.2f} ms, {run.get('cpu_us_per_query') or 0:.2f} us CPU/answer, "
                           f"loss {run['loss_pct']:.2f} %, others {100 * (run.get('server_core_others') or 0):.0f} %"
                           + (f"; loop waited {sched['loop_wait_ms_s']:.1f} ms/s {sched['loop_wait_ms_s_by']}, "
+                             f"the writer in {sched['writer_holds_s']:.0f}/s of its waits (p99 "
+                             f"{sched['writer_hold_p99_us']:.0f} us, max {sched['writer_hold_max_us']:.0f} us), "
                              f"by others {sched['loop_wait_others']}, preempted {sched['loop_preempted_s']}/s, "
                              f"on CPU {sched['on_cpu_ms_s']} ms/s" if sched else ""),
                           file=sys.stderr)
