@@ -169,8 +169,6 @@ class StartError(RuntimeError):
 def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: argparse.Namespace, work: Path,
              queries: Path, manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
              client_cpu: str) -> dict[str, Any]:
-    if args.wait_quiet:
-        wait_quiet([server_cpu, client_cpu], args.wait_quiet)
     port, api_port = free_port(), free_port()
     data_dir = None if storage == EPHEMERAL else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
     kdns = start(src, manifests, data_dir, port, api_port, server_cpu, work / "kdns.log")
@@ -188,6 +186,8 @@ def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: arg
             # show) is not what the journal's effect on steady answers is about.
             dnsperf(port, queries, args.warmup, client_cpu, kdns.pid, work, rate=args.rate or None,
                     server_cpu=server_cpu)
+        if args.wait_quiet:  # (after the warm-up: a quiet second just before the measured run)
+            run_wait = wait_quiet([server_cpu, client_cpu], args.wait_quiet)
         writer = (Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds), keep_alive=args.keep_alive)
                   if writes else None)
         if writer is not None:
@@ -210,6 +210,8 @@ def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: arg
                 run["sched"]["kept"] = {"data": str(kept), "threads": sorted(int(t.name) for t in Path(f"/proc/{kdns.pid}/task").iterdir())}
             else:
                 (work / "sched.data").unlink()
+        if args.wait_quiet:
+            run["waited_s"] = run_wait
         if writer is not None:
             writer.stop.set()
             writer.join(10)
