@@ -34,6 +34,7 @@ import ctypes
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -78,6 +79,11 @@ def set_slice(thread_id: int, nanoseconds: int) -> None:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
+# One event as `perf script -F tid,cpu,time,event,trace` prints it (the event's name is
+# padded to the longest recorded).
+_EVENT = re.compile(r"\s*(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<time>[\d.]+):\s+sched:(?P<event>\w+):\s(?P<trace>.*)")
+
+
 def _fields(trace: str) -> dict[str, str]:
     """`key=value` pairs of a tracepoint's text (a comm may hold spaces: values before
     the next ` key=` are joined)."""
@@ -108,9 +114,15 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
     if kdns_threads is None:
         with contextlib.suppress(OSError):  # (it has ended: its ids were not given)
             threads |= {int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()}
-    server = int(cpu)
     text = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,cpu,time,event,trace"],
                           capture_output=True, text=True, check=True, timeout=600).stdout
+    return replay(text.splitlines(), pid, cpu, threads)
+
+
+def replay(lines: list[str], pid: int, cpu: str, threads: set[int]) -> dict[str, Any]:
+    """`analyse` of the lines `perf script -F tid,cpu,time,event,trace` printed (events
+    in time order); `threads`: kdns's thread ids, `pid` among them."""
+    server = int(cpu)
     comm: dict[int, str] = {}
     running_since: dict[int, float] = {}  # cpu -> when its current task started
     current: dict[int, int] = {}  # cpu -> tid on it
@@ -124,20 +136,15 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
     runnable_since: float | None = None
     sleeping_since: float | None = None
     first = last = None
-    for line in text.splitlines():
-        head, sep, trace = line.partition(": sched:")
-        if not sep:
+    for line in lines:
+        match = _EVENT.match(line)
+        if match is None:  # (perf's own lines)
             continue
-        try:
-            tid_text, cpu_text, time_text = head.split()
-            waker, on, now = int(tid_text), int(cpu_text.strip("[]")), float(time_text.rstrip(":"))
-        except ValueError:
-            continue
+        waker, on, now = int(match["tid"]), int(match["cpu"]), float(match["time"])
+        event, fields = match["event"], _fields(match["trace"])
         first = now if first is None else first
         last = now
-        event, _, rest = trace.partition(": ")
-        fields = _fields(rest)
-        if event.strip() == "sched_wakeup":
+        if event == "sched_wakeup":
             woken = int(fields["pid"])
             comm[woken] = fields.get("comm", "?")
             if woken == pid and runnable_since is None and current.get(server) != pid:
@@ -146,7 +153,7 @@ def analyse(data: Path, pid: int, cpu: str, kdns_threads: set[int] | None = None
                     woken_by_kdns.append((waker, now - sleeping_since))
                 sleeping_since = None
             continue
-        if event.strip() != "sched_switch":
+        if event != "sched_switch":
             continue
         prev, nxt = int(fields["prev_pid"]), int(fields["next_pid"])
         comm[prev], comm[nxt] = fields.get("prev_comm", "?"), fields.get("next_comm", "?")
