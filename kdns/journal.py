@@ -18,13 +18,14 @@ datagram, waits at most that long for it; it waits for nothing while the disk sy
 
 The thread runs at a lower priority than the event loop's (niceness +15, `WRITER_NICENESS`;
 Linux sets a niceness per thread). kdns is often given one core: woken inside the commit
-at the loop's priority, the writer took that core from the loop at once (about half a
-millisecond of wall time per write, py-spy), while DNS datagrams waited. Niced, the
-scheduler lets the loop run on and gives the writer the core when the loop waits for
-datagrams, taking it back as soon as one comes. Its share of a busy core (about 3 %
-against one nice-0 task) is still far more than a few hundred writes a second need.
-SCHED_IDLE was tried and dropped: other processes on the core starved the writer, and the
-writes' replies with it (bench/README.md).
+at the loop's priority, the writer took that core from the loop, about five times a
+write (the wake-up, the lock, the GIL), while DNS datagrams waited. Niced, it seldom
+preempts the loop: it runs while the loop waits for datagrams, and a datagram that comes
+meanwhile waits for the rest of the writer's current burst at most (a few hundred
+microseconds; bench/README.md, `writes.py --sched`). Against a busy nice-0 process on the
+same core the writer gets about 3 % of it: enough, as the commits made meanwhile are saved
+in one group, but the writes' replies then wait longer. SCHED_IDLE was tried and dropped:
+other processes on the core starved the writer, and the writes' replies with it.
 
 "A 2xx means on disk" holds: the API awaits `durable(version)` for each write before it
 answers (kdns/api/http.py), so the reply goes out once the fsync of that commit is done.
