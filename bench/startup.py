@@ -58,17 +58,21 @@ def _save(manifests: Path, data_dir: Path, repo: Path) -> int:
     """save_registry with the kdns of `repo` (imported from there)."""
     sys.path.insert(0, str(repo))
     from kdns.config import Settings
-    from kdns.registry.manifests import read_paths
+    from kdns.registry import manifests as manifests_module
     from kdns.registry.sqlite import FILE_NAME, SqliteJournal
     from kdns.registry.store import Store
 
-    loaded = read_paths([manifests])
-    if loaded.errors:
-        raise SystemExit(f"startup: {loaded.errors[0]}")
+    if hasattr(manifests_module, "read_paths"):
+        loaded = manifests_module.read_paths([manifests])
+        if loaded.errors:
+            raise SystemExit(f"startup: {loaded.errors[0]}")
+        documents = loaded.documents
+    else:  # a tree from before read_paths (89fd920): load_paths raises its first error
+        documents, _ = manifests_module.load_paths([manifests])
     settings = Settings()
     store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
     with store.transaction() as txn:
-        txn.apply_documents(loaded.documents, owned=True)
+        txn.apply_documents(documents, owned=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     with SqliteJournal(data_dir / FILE_NAME) as journal:
         journal.replace_all(store.objects(), store.resource_version)
@@ -154,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_save(*args.save_registry))
         return 0
     trees = [tree.resolve() for tree in args.src or [REPO]]
+    for tree in trees:  # (`--src .` from bench/ would measure whatever kdns the venv imports)
+        if not (tree / "kdns" / "__init__.py").is_file():
+            parser.error(f"--src {tree}: not a kdns tree (no kdns/__init__.py)")
     server_cpu, client_cpu, _ = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})
     with tempfile.TemporaryDirectory(prefix="kdns-startup-") as workdir:

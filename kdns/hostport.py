@@ -6,7 +6,11 @@ IPv6 address and goes in brackets, so that the port's colon is the last one outs
 
 from __future__ import annotations
 
-__all__ = ["join_host_port", "split_host_port"]
+__all__ = ["Peer", "join_host_port", "split_host_port"]
+
+# A UDP peer as recvfrom and asyncio give it: (host, port) for IPv4, (host, port, flowinfo,
+# scope_id) for IPv6.
+Peer = tuple[str, int] | tuple[str, int, int, int]
 
 
 def join_host_port(host: str, port: int | str) -> str:

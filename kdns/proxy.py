@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Protocol, Self, cast
 
 from kdns.errors import KdnsError
-from kdns.hostport import join_host_port
+from kdns.hostport import Peer, join_host_port
 from kdns.registry.objects import ENDPOINT_SLICE, SERVICE, EndpointSlice, Event, Service
 from kdns.registry.store import Store
 
@@ -89,7 +89,6 @@ class Frontend:
 # (namespace, service, port name, protocol)
 Target = tuple[str, str, str, str]
 Backend = tuple[str, int]
-Peer = tuple[str, int] | tuple[str, int, int, int]  # a UDP client: IPv4, or IPv6 with flow info and scope
 
 
 class _Listener(Protocol):

@@ -4,6 +4,7 @@ protobuf or as a Table (kdns/api/tables.py)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +29,13 @@ BODY_TYPES = (JSON, "application/yaml", protobuf.MEDIA)
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
+# The API's JSON, compact; one encoder for every reply (json.dumps with options makes one per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def json_response(body: Any, code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=_COMPACT(body).encode(),
         status=code,
         content_type=JSON,
         headers=headers,
@@ -59,7 +64,14 @@ def media_types(header: str) -> list[tuple[str, dict[str, str]]]:
 
 def wants_table(request: web.Request) -> str | None:
     """The Table apiVersion the client asked for (`meta.k8s.io/v1`), or None."""
-    for media, params in media_types(request.headers.get("Accept", "")):
+    return _table_version(request.headers.get("Accept", ""))
+
+
+# An Accept header's answers are kept by its text (`wants_table`, `wants_protobuf`): a
+# client sends the same one or two on every request, and each reply asks both.
+@functools.lru_cache(maxsize=64)
+def _table_version(accept: str) -> str | None:
+    for media, params in media_types(accept):
         if (media == JSON and params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
                 and params.get("v") in ("v1", "v1beta1")):
             return f"meta.k8s.io/{params['v']}"
@@ -71,7 +83,12 @@ def wants_table(request: web.Request) -> str | None:
 def wants_protobuf(request: web.Request) -> bool:
     """Whether the client lists protobuf before any JSON it accepts, as client-go's typed
     clients do (`application/vnd.kubernetes.protobuf,application/json`)."""
-    for media, params in media_types(request.headers.get("Accept", "")):
+    return _prefers_protobuf(request.headers.get("Accept", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefers_protobuf(accept: str) -> bool:
+    for media, params in media_types(accept):
         if media == protobuf.MEDIA and set(params) <= {"q"}:  # (not `as=Table`, not `stream=watch`)
             return True
         if media in (JSON, "*/*", "application/*"):
@@ -83,8 +100,31 @@ def media_type(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
+class _Duplicates(Exception):
+    """An object of the body names a key twice (`_unique_pairs`): the fast path's way out."""
+
+
+def _unique_pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(items)
+    if len(result) != len(items):
+        raise _Duplicates
+    return result
+
+
+# A body with no key twice in an object (nearly every one) is read by one decoder made
+# once; json.loads with a hook makes a decoder per call, half of a small patch's reading.
+_UNIQUE = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+
+
 def loads_json(body: bytes) -> tuple[Any, list[str]]:
     """JSON, and the keys that occur twice in one object (strict decoding refuses those)."""
+    try:
+        # As json.loads reads bytes: the encoding its first bytes say (UTF-8, -16 or -32).
+        return _UNIQUE.decode(body.decode(json.detect_encoding(body), "surrogatepass")), []
+    except _Duplicates:
+        pass  # read again below, naming them
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise status.bad_request(f"the body of the request cannot be decoded as JSON: {exc}") from None
     duplicates: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:

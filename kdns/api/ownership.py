@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 from kdns.registry.schema import Schema, child
@@ -45,13 +46,29 @@ _MISSING = object()
 
 
 def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """isinstance(value, Mapping), answered at once for a dict (what JSON and YAML give):
-    the ABC's check is most of the bookkeeping of a small write, which makes dozens."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """isinstance(value, Mapping), answered at once for a dict and for the other types
+    JSON and YAML give: the ABC's check is most of the bookkeeping of a small write,
+    which makes dozens."""
+    kind = type(value)
+    return kind is dict or (kind not in _NOT_MAPPINGS and isinstance(value, Mapping))
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, type(None), list})
+
+
+# One encoder for every key a path holds: json.dumps with options makes a new encoder per
+# call, which was a fifth of a small write's bookkeeping.
+_KEY_TEXT = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _item_key(item: Mapping[str, Any], merge_key: str) -> str:
-    return "k:" + json.dumps({merge_key: item.get(merge_key)}, separators=(",", ":"), sort_keys=True)
+    value = item.get(merge_key)
+    if type(value) is str:  # (most keys: a name, a type) what _KEY_TEXT writes, without its dict
+        return f"k:{{{_JSON_STRING(merge_key)}:{_JSON_STRING(value)}}}"
+    return "k:" + _KEY_TEXT({merge_key: value})
+
+
+_JSON_STRING = json.encoder.encode_basestring_ascii  # a string as JSON writes it (ensure_ascii)
 
 
 def fields_of(config: Mapping[str, Any], schema: Schema | None) -> FieldSet:
@@ -79,8 +96,56 @@ def _fields(value: Any, schema: Schema | None) -> FieldSet:
                 _item_key(item, schema.merge_key): {".": {}, **_fields(item, schema.items)} for item in value
             }
         if "merge" in strategy:
-            return {"v:" + json.dumps(item, separators=(",", ":"), sort_keys=True): {} for item in value}
+            return {"v:" + _KEY_TEXT(item): {} for item in value}
     return {}  # a leaf: a scalar, or a list replaced whole
+
+
+def _owned(doc: Mapping[str, Any], schema: Schema | None) -> list[Path]:
+    """`leaves(fields_of(doc, schema))`, walked straight from the document: an Update
+    lists the leaves of what changed and of what went on every write, and building the
+    FieldSet only to walk it again was most of that."""
+    found: list[Path] = []
+    for key, value in doc.items():
+        if value is None or key in _IDENTITY:
+            continue
+        if key == "metadata":
+            if _is_mapping(value):
+                metadata = child(schema, key)
+                for name, item in value.items():
+                    if item is not None and name not in _IDENTITY_METADATA:
+                        _walk(item, child(metadata, name), ("f:metadata", f"f:{name}"), found)
+            continue  # (a metadata of identity fields alone sets nothing)
+        _walk(value, child(schema, key), (f"f:{key}",), found)
+    return found
+
+
+def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> None:
+    """Append the leaves `_fields(value, schema)` has under `path` (`path` itself when
+    that FieldSet is empty: a leaf)."""
+    if _is_mapping(value):
+        leaf = True
+        for key, item in value.items():
+            if item is not None:
+                leaf = False
+                _walk(item, child(schema, key), (*path, f"f:{key}"), found)
+        if leaf:
+            found.append(path)
+        return
+    if value and isinstance(value, list) and schema is not None and schema.type == "array":
+        if schema.merge_key and all(_is_mapping(item) for item in value):
+            # The last item of a key is the one its FieldSet holds, as in `_fields`.
+            items = {_item_key(item, schema.merge_key): item for item in value}
+            for key, item in items.items():
+                at = (*path, key)
+                found.append(at)  # its "."
+                for name, field in item.items():
+                    if field is not None:
+                        _walk(field, child(schema.items, name), (*at, f"f:{name}"), found)
+            return
+        if "merge" in (schema.strategy or "").split(","):
+            found.extend((*path, key) for key in dict.fromkeys("v:" + _KEY_TEXT(item) for item in value))
+            return
+    found.append(path)  # a scalar, a list replaced whole, or an empty list
 
 
 def skeleton(fields: FieldSet) -> Any:
@@ -104,14 +169,24 @@ def skeleton(fields: FieldSet) -> Any:
 
 def leaves(fields: FieldSet, prefix: Path = ()) -> Iterator[Path]:
     """Every path that ends in an owned value (a leaf, or a list item's `.`)."""
-    for key, sub in fields.items():
-        path = (*prefix, key)
-        if key == ".":
-            yield prefix
-        elif sub:
-            yield from leaves(sub, path)
-        else:
-            yield path
+    return iter(_leaves(fields, prefix))
+
+
+def _leaves(fields: FieldSet, prefix: Path = ()) -> list[Path]:
+    """`leaves` as a list, walked with a stack: nested generators cost a call per level
+    per leaf, and every write lists the leaves of each managedFields entry."""
+    found: list[Path] = []
+    stack = [(prefix, fields)]
+    while stack:
+        at, node = stack.pop()
+        for key, sub in node.items():
+            if key == ".":
+                found.append(at)
+            elif sub:
+                stack.append(((*at, key), sub))
+            else:
+                found.append((*at, key))
+    return found
 
 
 def value_at(doc: Any, path: Path) -> Any:
@@ -131,7 +206,7 @@ def _step(doc: Any, step: str) -> Any:
             return _MISSING
         return doc[text]
     if kind in ("k", "v"):
-        wanted = json.loads(text)
+        wanted = _key_value(text)
         if not isinstance(doc, list):
             return _MISSING
         found = [
@@ -143,6 +218,13 @@ def _step(doc: Any, step: str) -> Any:
     return doc
 
 
+@lru_cache(maxsize=4096)
+def _key_value(text: str) -> Any:
+    """The JSON value of a `k:`/`v:` step, parsed once: the same few keys (a Pod's Ready
+    condition, a port) come back on every write. Callers only read it."""
+    return json.loads(text)
+
+
 class _Values:
     """`value_at` over one document, remembering each prefix it resolved: the leaves of an
     object share most of their prefixes, and a `k:` step parses JSON and scans a list, so
@@ -152,12 +234,23 @@ class _Values:
         self._known: dict[Path, Any] = {(): doc}
 
     def __call__(self, path: Path) -> Any:
-        if path in self._known:
-            return self._known[path]
-        parent = self(path[:-1])
-        value = _MISSING if parent is _MISSING else _step(parent, path[-1])
-        self._known[path] = value
+        known = self._known
+        value = known.get(path, _UNSEEN)
+        if value is not _UNSEEN:
+            return value
+        # From the longest prefix resolved before (the root at least), a step at a time.
+        start = len(path) - 1
+        while path[:start] not in known:
+            start -= 1
+        value = known[path[:start]]
+        for depth in range(start, len(path)):
+            if value is not _MISSING:
+                value = _step(value, path[depth])
+            known[path[: depth + 1]] = value
         return value
+
+
+_UNSEEN = object()  # (a path `_Values` has not resolved yet; _MISSING is one that names nothing)
 
 
 def path_text(path: Path) -> str:
@@ -196,7 +289,7 @@ def conflicts(
 ) -> list[tuple[str, Path]]:
     """(manager as the message names it, path) for each field another manager owns that
     `config` sets to a value other than the live one."""
-    mine = set(leaves(fields))
+    mine = set(_leaves(fields))
     found: list[tuple[str, Path]] = []
     for entry in entries:
         if not _is_mapping(entry):
@@ -207,7 +300,7 @@ def conflicts(
         manager = _who(entry)
         # A list item's own path is its existence, which both want: only values conflict.
         found.extend(
-            (manager, path) for path in sorted(mine & set(leaves(dict(theirs))))
+            (manager, path) for path in sorted(mine & set(_leaves(dict(theirs))))
             if path and path[-1][:2] not in ("k:", "v:") and value_at(live, path) != value_at(config, path)
         )
     return found
@@ -227,7 +320,7 @@ def _tree(paths: Iterator[Path] | set[Path]) -> FieldSet:
 
 def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
     """`fields` without the paths in `taken` (a forced apply takes them over)."""
-    return _tree({path for path in leaves(fields) if path not in taken})
+    return _tree({path for path in _leaves(fields) if path not in taken})
 
 
 def _changed(live: _Values, new: _Values, path: Path) -> bool:
@@ -273,23 +366,23 @@ def updated(
     """The managedFields after `manager` wrote `new` over `live` (None: created it) in an
     Update operation: its entry gains what changed, the others lose it and what went."""
     if live is None:
-        changed, removed = set(leaves(fields_of(new, schema))), set[Path]()
+        changed, removed = set(_owned(new, schema)), set[Path]()
     else:
         # Only the parts that differ are walked: a field equal on both sides (a status
         # write's spec and metadata) neither changed nor lost anything.
         live_part, new_part = _differing(live, new)
         new_values, live_values = _Values(new), _Values(live)
         changed = {
-            path for path in leaves(fields_of(new_part, schema)) if _changed(live_values, new_values, path)
+            path for path in _owned(new_part, schema) if _changed(live_values, new_values, path)
         }
-        removed = {path for path in leaves(fields_of(live_part, schema)) if new_values(path) is _MISSING}
+        removed = {path for path in _owned(live_part, schema) if new_values(path) is _MISSING}
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:
         if not _is_mapping(entry):
             continue
         theirs = entry.get("fieldsV1")
-        paths = set(leaves(dict(theirs))) if _is_mapping(theirs) else set()
+        paths = set(_leaves(dict(theirs))) if _is_mapping(theirs) else set()
         if (entry.get("manager", ""), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
             manager, UPDATE, api_version, subresource
         ):

@@ -18,6 +18,7 @@ import copy
 from typing import Any, overload
 
 from kdns.errors import KdnsError
+from kdns.registry.manifests import copy_tree
 from kdns.registry.schema import Schema, child
 
 DIRECTIVE = "$patch"
@@ -40,7 +41,7 @@ class BadPatch(KdnsError):
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 section 2 MergePatch, verbatim."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return copy_tree(patch)  # (JSON: copy_tree's copy is deepcopy's, several times sooner)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:

@@ -214,7 +214,7 @@ class EtcdClient:
         return _kv(kvs[0]) if kvs else None
 
     async def txn(
-        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]] = ()  # type: ignore[assignment]
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: Sequence[dict[str, Any]] = ()
     ) -> TxnResult:
         # A large txn (a manifest load) takes etcd longer: a second more per 1,000 operations.
         seconds = REQUEST_TIMEOUT + len(success) / 1000

@@ -167,7 +167,7 @@ def load(path: Path, context_name: str | None = None) -> Access:
         raise KubeconfigError(f"kubeconfig {path}: proxy-url is not supported")
     server = cluster.get("server")
     parts = urlsplit(server) if isinstance(server, str) else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+    if not isinstance(server, str) or parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
         raise KubeconfigError(f"kubeconfig {path}: cluster server {server!r} is not an http(s) URL")
     base = path.resolve().parent
     try:
@@ -177,7 +177,7 @@ def load(path: Path, context_name: str | None = None) -> Access:
     token_file = _file(user["tokenFile"], "tokenFile", base) if user.get("tokenFile") else None
     token = user.get("token") if isinstance(user.get("token"), str) else None
     return Access(
-        server=server.rstrip("/"),  # type: ignore[union-attr]
+        server=server.rstrip("/"),
         context=name,
         ssl=context_ssl,
         server_hostname=cluster.get("tls-server-name") or None,

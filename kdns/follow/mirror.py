@@ -45,8 +45,10 @@ def read_object(kind: str, doc: Any) -> KubeObject | None:
     try:
         return parse(doc, kind)
     except RegistryError as exc:
-        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-        where = "/".join(filter(None, (metadata.get("namespace"), metadata.get("name"))))  # type: ignore[union-attr]
+        metadata = doc.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
+        where = "/".join(filter(None, (metadata.get("namespace"), metadata.get("name"))))
         log.warning("cannot read %s %s from the followed API: %s; not served", kind, where or "?", exc)
         return None
 

@@ -8,8 +8,11 @@ lines repeat (`metadata:`, `  labels:`, `kind: Pod`), and so do whole documents 
 their values (`_Shapes`). `Reader.load_all` reads exactly that subset: each distinct
 line of a file once, into its shape and its value; a document of a shape seen before is
 then built from its lines' values by that shape's compiled plan, the others a line at a
-time. On the 110,000 documents of the bench's scale cluster that is 0.7 s of CPU, where
-PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time).
+time. On the 110,000 documents of the bench's scale cluster that is 0.8 s of CPU, where
+PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time); 0.6 s when
+the documents a plan would build are left as their Remakes (`build=False`: a start-up's
+read, which reads their keys with `Remake.at` and builds each when it is applied).
+`python bench/startphases.py --readers` measures the three.
 
 Anything else makes it give up on the whole text (None), and the caller has PyYAML read
 it, errors and their line numbers included: anchors and aliases, tags, block scalars,
@@ -108,14 +111,16 @@ class Reader:
         )
         self._shapes = _Shapes()
 
-    def load_all(self, text: str, remakes: list[Remake | None] | None = None) -> list[Any] | None:
+    def load_all(self, text: str, remakes: list[Remake | None] | None = None, *, build: bool = True) -> list[Any] | None:
         """Every document of `text`, or None when PyYAML has to read it. With `remakes`,
         one entry is added to it per document: a function that builds that document
-        anew (new containers, equal values) when its shape's plan built it, else None."""
+        anew (new containers, equal values) when its shape's plan built it, else None.
+        With `build` False, a document a plan would build is not built: its entry is
+        that Remake (whose `at` reads its scalars without building anything)."""
         if not _readable(text):
             return None
         try:
-            documents, made = _File(self._resolvers, self._stock, self._shapes).documents(text)
+            documents, made = _File(self._resolvers, self._stock, self._shapes).documents(text, build)
         except _Unsupported:
             return None
         if remakes is not None:
@@ -181,20 +186,31 @@ class _File:
         # The token, but the value, of each shape id met in this text.
         self._lines: dict[int, tuple[tuple[int, ...], Any, Any, int]] = {}  # (column: None for a bare `-`)
 
-    def documents(self, text: str) -> tuple[list[Any], list[Remake | None]]:
+    def documents(self, text: str, build: bool = True) -> tuple[list[Any], list[Remake | None]]:
         """The documents of `text`: its distinct lines read once each, then each document
-        built from its lines (`_document`); and how to build each anew, when a plan can."""
+        built from its lines (`_document`); and how to build each anew, when a plan can.
+        Without `build`, a document a plan can build is its Remake, unbuilt."""
         lines = text.split("\n")
         shape_of: dict[str, int] = {}
         value_of: dict[str, Any] = {}
         heads, simple, scalar, tokenize = self._heads, _SIMPLE_VALUE.fullmatch, self._scalar, self._tokenize
+        plain, resolvers, stock = self._plain, self._resolvers, self._stock
         for line in dict.fromkeys(lines):
             # The lines that occur once (pod names and IPs: most of the reading) mostly
             # repeat an earlier line's head with another value; then only the value is read.
             head, _, value = line.partition(": ")
             known = heads.get(head)
             if known is not None and simple(value) is not None:
-                shape_of[line], value_of[line] = known, scalar(value)
+                shape_of[line] = known
+                # (_scalar's, inline: a value met before, or one no resolver may apply to:
+                # a name, an IP address.)
+                found = plain.get(value, _MISSING)
+                if found is _MISSING:
+                    if value[0] not in resolvers or (stock and value.count(".") > 1):
+                        found = plain[value] = value
+                    else:
+                        found = scalar(value)
+                value_of[line] = found
             else:
                 shape_of[line], value_of[line] = tokenize(line)
         line_shapes = list(map(shape_of.__getitem__, lines))
@@ -203,12 +219,23 @@ class _File:
         remakes: list[Remake | None] = []
         explicit = False  # the document began with `---` (so it counts even if empty)
         start, end = 0, len(lines)
+        plans = self._shapes.plans
         while True:
             try:
                 stop = line_shapes.index(_MARKER_SHAPE, start)
             except ValueError:
                 stop = end
-            root, remake = self._document(tuple(line_shapes[start:stop]), values, start)
+            shape = tuple(line_shapes[start:stop])
+            plan = plans.get(shape)
+            if plan.__class__ is _Plan and not build:  # (_document's last case, inline: most documents)
+                planned = Remake(plan, values[start:stop])
+                documents.append(planned)
+                remakes.append(planned)
+                if stop == end:
+                    return documents, remakes
+                start, explicit = stop + 1, True
+                continue
+            root, remake = self._document(shape, values, start, build)
             if explicit or root is not _NO_ROOT:
                 documents.append(None if root is _NO_ROOT else root)
                 remakes.append(remake)
@@ -216,12 +243,13 @@ class _File:
                 return documents, remakes
             start, explicit = stop + 1, True
 
-    def _document(self, shape: tuple[int, ...], values: list[Any], start: int) -> tuple[Any, Remake | None]:
+    def _document(self, shape: tuple[int, ...], values: list[Any], start: int, build: bool = True) -> tuple[Any, Remake | None]:
         """The root of the document of `shape` whose line values are values[start:...]
         (_NO_ROOT when it has none): by its plan once the shape is known; and the plan
-        with these values, which builds it anew (None when there is no plan)."""
+        with these values, which builds it anew (None when there is no plan). Without
+        `build`, a document of a plan is that Remake, not built."""
         shapes = self._shapes
-        plan = shapes.plans.get(shape)
+        plan: Any = shapes.plans.get(shape)  # (a _Plan, or one of the markers above)
         values = values[start:start + len(shape)]
         if plan is None:  # the first of its shape: read line by line
             shapes.remember(shape, _MISSING)
@@ -236,7 +264,8 @@ class _File:
             return _NO_ROOT, None
         if plan is _LINE_BY_LINE:
             return self._build(shape, values), None
-        return plan(values), Remake(plan, values)  # type: ignore[operator, arg-type]  # (a _Plan)
+        remake = Remake(plan, values)
+        return (plan.build(values) if build else remake), remake
 
     def _build(self, shape: tuple[int, ...], values: list[Any]) -> Any:
         """The root of the document of `shape` (no marker in it) whose lines have
@@ -531,9 +560,26 @@ class _Slot:
         self.at, self.how = at, how
 
 
-# A plan: a function of a document's line values (one per line) to its root, new
-# containers every time.
-_Plan = Callable[[list[Any]], Any]
+class _Plan:
+    """How documents of one shape are built from their line values (one per line), new
+    containers every time (`build`); and where their scalars are, to read one without
+    building anything (`leaves`: the line of the scalar at each path of mapping keys from
+    the root; `paths`: every such path the shape has, whatever its value)."""
+
+    __slots__ = ("build", "leaves", "paths")
+
+    def __init__(self, build: Callable[[list[Any]], Any], leaves: dict[tuple[Any, ...], int],
+                 paths: frozenset[tuple[Any, ...]]) -> None:
+        self.build, self.leaves, self.paths = build, leaves, paths
+
+    def __call__(self, values: list[Any]) -> Any:
+        return self.build(values)
+
+
+# What Remake.at gives for a path the document does not have, and for one whose value
+# is not a plain or quoted scalar (a null, a mapping, a sequence).
+ABSENT = object()
+NOT_SCALAR = object()
 
 
 class Remake:
@@ -547,7 +593,17 @@ class Remake:
         self.plan, self.values = plan, values
 
     def __call__(self) -> Any:
-        return self.plan(self.values)
+        return self.plan.build(self.values)
+
+    def at(self, *path: Any) -> Any:
+        """The scalar at `path` (mapping keys from the root), as the built document would
+        have it; ABSENT when there is no such path, NOT_SCALAR when its value is no scalar."""
+        line = self.plan.leaves.get(path)
+        if line is not None:
+            return self.values[line]
+        return NOT_SCALAR if path in self.plan.paths else ABSENT
+
+
 # The deepest document a plan is made for (Python's compiler refuses deeper nesting
 # than about 200 brackets); deeper ones are read line by line.
 _MAX_PLAN_DEPTH = 50
@@ -566,7 +622,25 @@ def _plan(root: Any) -> _Plan | None:
         text = _literal(root, keys, 0)
     except RecursionError:
         return None
-    return eval(compile(f"lambda v: {text}", "<blockyaml plan>", "eval"), {"list": list, **keys})  # type: ignore[no-any-return]  # noqa: S307  (no text of the document: see above)
+    build = eval(compile(f"lambda v: {text}", "<blockyaml plan>", "eval"), {"list": list, **keys})  # noqa: S307  (no text of the document: see above)
+    leaves: dict[tuple[Any, ...], int] = {}
+    paths: set[tuple[Any, ...]] = set()
+    _leaves(root, (), leaves, paths)
+    return _Plan(build, leaves, frozenset(paths))
+
+
+def _leaves(node: Any, path: tuple[Any, ...], leaves: dict[tuple[Any, ...], int], paths: set[tuple[Any, ...]]) -> None:
+    """The paths of mapping keys under `node` (a document built from _Slot values), and
+    the line of each scalar at the end of one."""
+    if node.__class__ is not dict:
+        return
+    for key, value in node.items():
+        here = (*path, key)
+        paths.add(here)
+        if value.__class__ is _Slot and value.how == _SCALAR:
+            leaves[here] = value.at
+        else:
+            _leaves(value, here, leaves, paths)
 
 
 def _literal(node: Any, keys: dict[str, Any], depth: int) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 from kdns.registry import objects
 from kdns.registry.blockyaml import Remake
 from kdns.registry.errors import NotFound, RegistryError
-from kdns.registry.manifests import Document, key_parts
-from kdns.registry.objects import API_VERSIONS, KubeObject, may_mention
+from kdns.registry.manifests import UNBUILT, Document, key_parts
+from kdns.registry.objects import API_VERSIONS, EndpointSlice, KubeObject, may_mention
 from kdns.registry.objects import NAMESPACE as NAMESPACE_KIND
 from kdns.registry.store import Store, Transaction, apply_order
 
@@ -82,9 +82,22 @@ def packer() -> Callable[[Document], Document]:
     built. A document whose body is not a dict, or holds what cannot be packed, is kept
     as it is (marked)."""
     resolved: dict[str, str] = {}
+    orders: dict[str, int] = {}
 
     def pack(document: Document) -> Document:
         body = document.body
+        if body is UNBUILT and document.remake is not None and document.key is not None:
+            # Read without its tree (manifests.load_text): marked when built. It is no
+            # Service, so its apply_order is its kind's.
+            kind = document.key[0]
+            order = orders.get(kind)
+            if order is None:
+                order = orders[kind] = apply_order({"kind": kind})
+            source = resolved.get(document.source)
+            if source is None:
+                source = resolved[document.source] = str(Path(document.source).resolve())
+            marked = functools.partial(_remade, document.remake, source)
+            return Document(document.source, document.index, _EMPTY, document.item, document.key, marked, order)
         if type(body) is not dict:
             return document
         _mark(document, resolved)
@@ -114,6 +127,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})  # a packed document's body
 
 def source_of(obj: KubeObject) -> str | None:
     """The manifest file `obj` was applied from, or None for an object made through the API."""
+    if isinstance(obj, EndpointSlice) and obj.owner is not None:
+        return None  # the EndpointSlice controller's: no annotations (objects.controller_manifest)
     if not may_mention(obj, SOURCE):  # most of a big registry: no need to unpack it
         return None
     metadata = obj.manifest.get("metadata")

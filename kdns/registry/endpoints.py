@@ -77,18 +77,61 @@ _order = itemgetter(0)  # a Placed's order key
 
 @dataclass(slots=True)
 class DesiredSlice:
-    """One EndpointSlice the controller wants: the manifest to write (admission adds the
-    metadata the server owns) and the typed fields manifests.parse would read from it."""
+    """One EndpointSlice the controller wants, as its typed fields: `manifest` is the
+    document to write (admission adds the metadata the server owns), made from them when
+    read, and `fields` what manifests.parse would read from it. A new slice is stored
+    from its fields alone (admission.controller_slice): a start-up load makes 10,000
+    slices of 10 endpoints, whose documents nobody reads."""
 
-    manifest: dict[str, Any]
-    fields: dict[str, Any]
+    service: Service
+    name: str
+    family: str
+    ports: PortsKey
+    endpoints: tuple[Endpoint, ...]
+    # The endpoints' documents when they are at hand already (updated_slices: the stored
+    # document's, shared, with the changed ones made again); else made from `endpoints`.
+    endpoint_documents: list[dict[str, Any]] | None = None
     # The stored document of the slice this one replaces, when it was read to make this
     # (updated_slices): the store compares with it instead of reading it again.
     stored: dict[str, Any] | None = None
 
     @property
-    def name(self) -> str:
-        return self.manifest["metadata"]["name"]  # type: ignore[no-any-return]
+    def labels(self) -> dict[str, str]:
+        """The slice's labels: its Service's, then the controller's own, last."""
+        service = self.service
+        labels = dict(service.meta.labels)
+        for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
+            labels.pop(reserved, None)
+        labels[SERVICE_NAME_LABEL] = service.meta.name
+        labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+        if service.headless:
+            labels[HEADLESS_LABEL] = ""
+        return labels
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {"address_type": self.family, "endpoints": self.endpoints, "ports": _port_values(self.ports)}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The document to write, made afresh (the caller's)."""
+        meta = self.service.meta
+        endpoint_documents = self.endpoint_documents
+        return {
+            "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
+            "kind": objects.ENDPOINT_SLICE,
+            "metadata": {
+                "name": self.name,
+                "generateName": f"{meta.name}-",
+                "namespace": meta.namespace,
+                "labels": self.labels,
+                "ownerReferences": [objects.owner_reference(meta.name, meta.uid)],
+            },
+            "addressType": self.family,
+            "endpoints": (list(endpoint_documents) if endpoint_documents is not None
+                          else [objects.endpoint_document(endpoint) for endpoint in self.endpoints]),
+            "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in self.ports],
+        }
 
 
 def desired_slices(
@@ -241,12 +284,11 @@ def _resolve_ports(service: Service, pod: Pod) -> PortsKey:
     return tuple(resolved)
 
 
-def _endpoints(service: Service, placed: list[Placed]) -> tuple[list[dict[str, Any]], tuple[Endpoint, ...]]:
-    """The endpoint of each pod at its address: the manifests, and the Endpoints parsing
-    them gives. (One loop for a slice, not a call per endpoint: a big load makes 100,000.)"""
+def _endpoints(service: Service, placed: list[Placed]) -> tuple[Endpoint, ...]:
+    """The endpoint of each pod at its address (its document: objects.endpoint_document).
+    (One loop for a slice, not a call per endpoint: a big load makes 100,000.)"""
     publish_not_ready = service.publish_not_ready_addresses
     service_name = service.meta.name
-    manifests: list[dict[str, Any]] = []
     values: list[Endpoint] = []
     for _, pod, ip in placed:
         meta = pod.meta
@@ -255,27 +297,15 @@ def _endpoints(service: Service, placed: list[Placed]) -> tuple[list[dict[str, A
         # "ready" is never true for a terminating pod, unless the service publishes not-ready
         # addresses (k8s.io/endpointslice util podToEndpoint).
         ready = publish_not_ready or (serving and not terminating)
-        endpoint: dict[str, Any] = {
-            "addresses": [ip],
-            "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
-        }
-        # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
-        hostname = pod.hostname if pod.hostname and pod.subdomain == service_name else ""
-        if hostname:
-            endpoint["hostname"] = hostname
-        node_name = pod.node_name
-        if node_name:
-            endpoint["nodeName"] = node_name
-        endpoint["targetRef"] = {"kind": "Pod", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid}
-        manifests.append(endpoint)
         values.append(Endpoint(
             pod.pod_ips if len(pod.pod_ips) == 1 else (ip,),  # (the pod's tuple when equal: 48 bytes an endpoint)
             ENDPOINT_CONDITIONS[(ready, serving, terminating)],
-            hostname,
-            node_name,
+            # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
+            pod.hostname if pod.hostname and pod.subdomain == service_name else "",
+            pod.node_name,
             ObjectReference("Pod", meta.namespace, meta.name, meta.uid),
         ))
-    return manifests, tuple(values)
+    return tuple(values)
 
 
 def _identity(endpoint: Endpoint) -> tuple[str, str]:
@@ -312,42 +342,7 @@ def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> 
 
 def _desired(service: Service, name: str, family: str, ports: PortsKey, placed: list[Placed]) -> DesiredSlice:
     """The slice `name` holding the endpoints `placed` (in their order)."""
-    endpoint_manifests, endpoint_values = _endpoints(service, placed)
-    return _slice(service, name, family, ports, endpoint_manifests, endpoint_values)
-
-
-def _slice(
-    service: Service, name: str, family: str, ports: PortsKey, endpoint_manifests: list[dict[str, Any]],
-    endpoint_values: tuple[Endpoint, ...],
-) -> DesiredSlice:
-    """The slice `name` of `service`, with these endpoints (their manifests and values)."""
-    labels = dict(service.meta.labels)
-    for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
-        labels.pop(reserved, None)
-    labels[SERVICE_NAME_LABEL] = service.meta.name
-    labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
-    if service.headless:
-        labels[HEADLESS_LABEL] = ""
-    manifest = {
-        "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
-        "kind": objects.ENDPOINT_SLICE,
-        "metadata": {
-            "name": name,
-            "generateName": f"{service.meta.name}-",
-            "namespace": service.meta.namespace,
-            "labels": labels,
-            "ownerReferences": [objects.owner_reference(service.meta.name, service.meta.uid)],
-        },
-        "addressType": family,
-        "endpoints": endpoint_manifests,
-        "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
-    }
-    fields = {
-        "address_type": family,
-        "endpoints": endpoint_values,
-        "ports": _port_values(ports),
-    }
-    return DesiredSlice(manifest, fields)
+    return DesiredSlice(service, name, family, ports, _endpoints(service, placed))
 
 
 def updated_slices(
@@ -391,13 +386,12 @@ def updated_slices(
         # as they are): only the changed ones are made again; the others are shared with
         # `stored`, which nothing changes.
         stored = endpoint_slice.manifest
-        manifests = list(stored["endpoints"])
+        documents = list(stored["endpoints"])
         for position, placed in positions.items():
-            (manifests[position],), (values[position],) = _endpoints(service, [placed])
-        desired = _slice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
-                         _slice_ports(endpoint_slice), manifests, tuple(values))
-        desired.stored = stored
-        changed.append(desired)
+            (values[position],) = _endpoints(service, [placed])
+            documents[position] = objects.endpoint_document(values[position])
+        changed.append(DesiredSlice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
+                                    _slice_ports(endpoint_slice), tuple(values), documents, stored))
     return changed
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -105,7 +106,9 @@ class Document:
 
     source: str  # the file as named to load_paths, or "<input>"
     index: int  # 1-based position of the YAML document in that file
-    body: Mapping[str, Any]  # a tree of its own: no dict or list in it is anywhere else
+    # A tree of its own: no dict or list in it is anywhere else. UNBUILT when read_paths
+    # (load_text's `unbuilt`) read its key without building it: `remake` builds it.
+    body: Mapping[str, Any]
     item: int | None = None  # 0-based position in the `items` of a List document
     # key_parts(body), once read_paths has found it (the store then need not read it again).
     key: tuple[str, str, str] | None = None
@@ -124,11 +127,15 @@ class Document:
         """The body; a new tree, the caller's, when the document is kept small."""
         kept = self.packed
         if kept is None:
+            if self.body is UNBUILT and self.remake is not None:
+                return self.remake()  # type: ignore[no-any-return]
             return self.body
         return objects.unpack(kept) if isinstance(kept, bytes) else kept()
 
     @property
     def kind(self) -> str:
+        if self.key is not None:  # (an UNBUILT body has no kind)
+            return self.key[0]
         kind = self.body.get("kind")
         return kind if isinstance(kind, str) else ""
 
@@ -148,15 +155,27 @@ class Document:
         return ManifestError(detail, source=self.source, index=self.index)
 
 
-def load_text(text: str, source: str = "<input>", documents: list[Document] | None = None) -> list[Document]:
+# The body of a Document that read_paths read without building its tree (`unbuilt`): its
+# `remake` builds it, and its `key` is known.
+UNBUILT: Mapping[str, Any] = MappingProxyType({})
+
+
+def load_text(
+    text: str, source: str = "<input>", documents: list[Document] | None = None, *, unbuilt: bool = False,
+) -> list[Document]:
     """Every document of a YAML (or JSON) stream, with `kind: List` documents expanded into
     their items; empty documents are skipped but still counted, so that `document N`
     is the N-th document of the file. Appended to `documents` when given, as they are
-    read: those before a ManifestError are there for a caller that goes on."""
+    read: those before a ManifestError are there for a caller that goes on.
+
+    With `unbuilt`, a document the reader's plan can build and whose key (`_planned_key`)
+    it reads from the plain scalars where that plan puts them is not built: its body is
+    UNBUILT, with its `key` and `remake` (read_paths, which keeps most documents as their
+    remakes anyway, then builds a tree only for the first document of each shape)."""
     documents = [] if documents is None else documents
     index = 0
     remakes: list[blockyaml.Remake | None] = []
-    read = _BLOCK_READER.load_all(text, remakes)
+    read = _BLOCK_READER.load_all(text, remakes, build=not unbuilt)
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
     # tree of its own, which the store may keep and change (apply_documents' `owned`).
     stream = iter(read) if read is not None else map(copy_tree, yaml.load_all(text, Loader=_Loader))
@@ -170,6 +189,12 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
         except yaml.YAMLError as exc:
             raise ManifestError(_yaml_message(exc), source=source, index=index) from None
         remake = next(remade, None)
+        if body.__class__ is blockyaml.Remake:  # (only with `unbuilt`)
+            key = _planned_key(body)
+            if key is not None:
+                documents.append(Document(source, index, UNBUILT, None, key, remake=remake))
+                continue
+            body = body()
         if body is None:
             continue
         if not isinstance(body, dict):
@@ -188,6 +213,51 @@ def load_text(text: str, source: str = "<input>", documents: list[Document] | No
         else:
             documents.append(Document(source, index, body, remake=remake))
     return documents
+
+
+def _planned_key(remake: blockyaml.Remake) -> tuple[str, str, str] | None:
+    """key_parts of the document `remake` builds, when it is a plain one, read from its
+    scalars without building it; None for any other (a kind kdns does not serve, a List,
+    a name that is not a string...), which is built and read by key_parts, whose messages
+    say what is wrong. Not for a Service, whose apply_order reads its addresses."""
+    lines = _KEY_LINES.get(remake.plan)
+    if lines is None:
+        if len(_KEY_LINES) >= _MAX_SHAPES:
+            _KEY_LINES.clear()
+        lines = _KEY_LINES[remake.plan] = _key_lines(remake)
+    if lines is _NO_KEY_LINES:
+        return None
+    values = remake.values
+    kind_line, version_line, name_line, namespace_line = lines
+    kind, name = values[kind_line], values[name_line]
+    if kind.__class__ is not str or objects.API_VERSIONS.get(kind) != values[version_line] or kind == objects.SERVICE:
+        return None
+    if name.__class__ is not str or not name:
+        return None
+    if kind not in objects.NAMESPACED_KINDS:
+        return kind, "", name
+    if namespace_line is None:
+        return kind, "default", name
+    namespace = values[namespace_line]
+    return (kind, namespace, name) if namespace.__class__ is str and namespace else None
+
+
+def _key_lines(remake: blockyaml.Remake) -> tuple[int, int, int, int | None]:
+    """Where the documents of `remake`'s plan have their kind, apiVersion, name and
+    namespace (None: no namespace), or _NO_KEY_LINES when one is not a scalar there."""
+    leaves, paths = remake.plan.leaves, remake.plan.paths
+    found = [leaves.get(path) for path in (("kind",), ("apiVersion",), ("metadata", "name"))]
+    namespace = leaves.get(("metadata", "namespace"))
+    if None in found or (namespace is None and ("metadata", "namespace") in paths):
+        return _NO_KEY_LINES
+    kind, version, name = found
+    assert kind is not None and version is not None and name is not None
+    return kind, version, name, namespace
+
+
+# The lines where documents of each reader's plan (blockyaml.Remake.plan) have their key.
+_KEY_LINES: dict[Callable[[list[Any]], Any], tuple[int, int, int, int | None]] = {}
+_NO_KEY_LINES = (-1, -1, -1, None)
 
 
 def read_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
@@ -244,7 +314,7 @@ def read_paths(paths: Iterable[Path | str], keep: Callable[[Document], Document]
             documents: list[Document] = []
             broken = False
             try:
-                load_text(file.read_text(encoding="utf-8"), str(file), documents)
+                load_text(file.read_text(encoding="utf-8"), str(file), documents, unbuilt=keep is not None)
             except (OSError, UnicodeDecodeError) as exc:
                 loaded.errors.append(ManifestError(f"{file}: cannot read: {exc}"))
                 continue
@@ -265,15 +335,17 @@ def _check_document(
     keep: Callable[[Document], Document] | None,
 ) -> None:
     body = document.body
-    kind = body.get("kind")
-    if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
-        loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
-        return
-    try:
-        key = key_parts(body)
-    except RegistryError:
-        loaded.documents.append(document)  # the store refuses it, naming its problem
-        return
+    key = document.key  # (read already: an UNBUILT document's)
+    if key is None:
+        kind = body.get("kind")
+        if isinstance(kind, str) and kind and kind not in objects.API_VERSIONS:
+            loaded.warnings.append(f"{document.location}: skipped {kind} ({body.get('apiVersion')}): kdns does not serve this kind")
+            return
+        try:
+            key = key_parts(body)
+        except RegistryError:
+            loaded.documents.append(document)  # the store refuses it, naming its problem
+            return
     remake = document.remake
     unknown: list[str] | None = None
     if remake is not None:  # what strict decoding finds depends on the document's mappings and keys alone
@@ -282,7 +354,8 @@ def _check_document(
         if unknown is None:
             if len(_UNKNOWN_BY_SHAPE) >= _MAX_SHAPES:
                 _UNKNOWN_BY_SHAPE.clear()
-            unknown = _UNKNOWN_BY_SHAPE[shape] = schema.unknown_fields(body, schema.BY_KIND[key[0]])
+            unknown = _UNKNOWN_BY_SHAPE[shape] = schema.unknown_fields(
+                remake() if body is UNBUILT else body, schema.BY_KIND[key[0]])
     if unknown is None:
         unknown = schema.unknown_fields(body, schema.BY_KIND[key[0]])
     if unknown:
@@ -296,8 +369,8 @@ def _check_document(
         )))
         return
     # (Not replace: slower. The remake only for `keep`, which may keep it instead of the body.)
-    keyed = Document(document.source, document.index, document.body, document.item, key,
-                     remake=document.remake if keep is not None else None)
+    keyed = document if body is UNBUILT else Document(document.source, document.index, body, document.item, key,
+                                                      remake=document.remake if keep is not None else None)
     declared[key] = keyed = keyed if keep is None else keep(keyed)
     loaded.documents.append(keyed)
 
@@ -773,10 +846,10 @@ def _meta(doc: Mapping[str, Any], kind: str, check: _Checker) -> ObjectMeta:
     version = metadata.get("resourceVersion")
     resource_version = 0
     if version is not None and version != "":
-        if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
-            resource_version = version
-        elif isinstance(version, str) and version.isdigit():
+        if isinstance(version, str) and version.isascii() and version.isdigit():  # (`²` is a digit to isdigit)
             resource_version = int(version)
+        elif isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+            resource_version = version
         else:
             check.add(invalid("metadata.resourceVersion", version, "must be a decimal integer"))
     uid, created, deleted = metadata.get("uid"), metadata.get("creationTimestamp"), metadata.get("deletionTimestamp")
@@ -1007,9 +1080,11 @@ def _pod(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[str,
     spec = doc.get("spec")
     if type(spec) is not dict:
         spec = check.mapping(spec, "spec")
-    hostname = _label_field(spec.get("hostname"), "spec.hostname", dns1123_label, check)
-    subdomain = _label_field(spec.get("subdomain"), "spec.subdomain", dns1123_label, check)
-    node_name = _label_field(spec.get("nodeName"), "spec.nodeName", dns1123_subdomain, check)
+    # (Most pods of a big load have none of the three: no call for them.)
+    hostname, subdomain, node_name = spec.get("hostname"), spec.get("subdomain"), spec.get("nodeName")
+    hostname = "" if hostname is None else _label_field(hostname, "spec.hostname", dns1123_label, check)
+    subdomain = "" if subdomain is None else _label_field(subdomain, "spec.subdomain", dns1123_label, check)
+    node_name = "" if node_name is None else _label_field(node_name, "spec.nodeName", dns1123_subdomain, check)
     container_ports: list[ContainerPort] = []
     containers = spec.get("containers")
     if type(containers) is not list:

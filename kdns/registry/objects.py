@@ -4,10 +4,10 @@ Each object keeps the whole Kubernetes document it was read from (`manifest`, wi
 server's defaults applied and its metadata current), so that what a user wrote comes back
 unchanged through the API; the typed fields are parsed from that document once, by
 `manifests.from_manifest`, and are what DNS and the controllers read. Nothing builds an
-object any other way, so the two never disagree. (The EndpointSlice controller hands
-`parse` the typed fields of the slices it writes along with their manifests; a test
-checks that they are what parsing those manifests gives.) Treat the mappings as
-read-only: a change is a new object.
+object any other way, so the two never disagree. (The EndpointSlice controller's slices
+are the exception: it makes their typed fields, and a new slice is stored from them
+alone, `admission.controller_slice`; a test checks that they are what parsing their
+manifests gives.) Treat the mappings as read-only: a change is a new object.
 
 The document is held packed (`document`, `pack`), not as the tree of dicts and lists it
 was read as: a pod's tree takes about 3.5 KB where its packed bytes take about 150 bytes,
@@ -25,6 +25,7 @@ module, so a typed object saved by the journal (kdns/registry/sqlite.py
 `object_format`, a digest of this file) is unpacked with the one it was packed with.
 The EndpointSlices the controller writes hold no document at all: their typed fields
 say all of it, and it is made again when read (`EndpointSlice`, `controller_manifest`).
+The pods of a start-up load hold theirs `Deferred` until kdns answers, then packed.
 
 Immutable by contract, not by `frozen=True`: nothing assigns to an object once it is made
 (`dataclasses.replace` makes a changed copy). A frozen dataclass sets each field through
@@ -194,10 +195,40 @@ def pack(doc: dict[str, Any]) -> bytes:
     return memoryview(packed).tobytes()
 
 
-def unpack(document: bytes) -> dict[str, Any]:
-    """A fresh copy of the document `pack` made."""
+class Deferred:
+    """A document whose packing waits until kdns answers (`Store.pack_deferred`): made,
+    a new tree at every call, by `maker(remake, meta)` from what the reader kept of the
+    document (`remake`: kdns/registry/declared.py `packer`) and the object's metadata
+    (`admission.admitted`). A start-up load from manifests holds its pods' documents so
+    (`admission.admit`'s `remake`) instead of packing 100,000 of them before the first
+    answer: packing is a fifth of that load's CPU. (Three fields, not a closure: 56
+    bytes a pod where a partial and its tuples took 250.)"""
+
+    __slots__ = ("maker", "meta", "remake")
+
+    def __init__(self, maker: Callable[[Callable[[], dict[str, Any]], ObjectMeta], dict[str, Any]],
+                 remake: Callable[[], dict[str, Any]], meta: ObjectMeta) -> None:
+        self.maker, self.remake, self.meta = maker, remake, meta
+
+    def make(self) -> dict[str, Any]:
+        return self.maker(self.remake, self.meta)
+
+
+# What an object holds of its document: packed, or not yet (Deferred).
+Held = bytes | Deferred
+
+
+def unpack(document: Held) -> dict[str, Any]:
+    """A fresh copy of the document `pack` made (or a Deferred one will)."""
+    if isinstance(document, Deferred):
+        return document.make()
     # Only bytes `pack` made (here, or saved by this kdns's journal under object_format).
     return marshal.loads(_codec()[1].decompress(document))  # type: ignore[no-any-return]  # noqa: S302
+
+
+def packed(document: Held) -> bytes:
+    """The document as `pack` makes it, packed now if it was Deferred (for the journal)."""
+    return pack(document.make()) if isinstance(document, Deferred) else document
 
 
 def may_mention(obj: KubeObject, text: str) -> bool:
@@ -207,7 +238,10 @@ def may_mention(obj: KubeObject, text: str) -> bool:
     A slice the controller wrote (no document held) is looked at string by string."""
     if isinstance(obj, EndpointSlice) and obj.owner is not None:
         return any(text in held for held in _controller_texts(obj, obj.owner))
-    return text.encode() in _codec()[1].decompress(obj.document)
+    document = obj.document
+    if isinstance(document, Deferred):
+        return text.encode() in marshal.dumps(document.make())
+    return text.encode() in _codec()[1].decompress(document)
 
 
 def _controller_texts(endpoint_slice: EndpointSlice, owner: SliceOwner) -> Iterator[str]:
@@ -236,7 +270,7 @@ class KubeObject(Protocol):
 
     kind: ClassVar[str]
     meta: ObjectMeta
-    document: bytes
+    document: Held
 
     @property
     def key(self) -> Key: ...
@@ -264,7 +298,7 @@ class _Keyed:
 class Namespace(_Keyed):
     kind: ClassVar[str] = NAMESPACE
     meta: ObjectMeta
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
+    document: Held = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +324,7 @@ class Service(_Keyed):
     external_name: str | None = None
     publish_not_ready_addresses: bool = False
     ip_families: tuple[str, ...] = ()
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
+    document: Held = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +347,7 @@ class Pod(_Keyed):
     subdomain: str = ""
     node_name: str = ""
     container_ports: tuple[ContainerPort, ...] = ()
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
+    document: Held = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +361,7 @@ class Node(_Keyed):
     kind: ClassVar[str] = NODE
     meta: ObjectMeta
     addresses: tuple[NodeAddress, ...] = ()
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
+    document: Held = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest)
 
     @property
     def internal_ips(self) -> tuple[str, ...]:
@@ -403,7 +437,7 @@ class EndpointSlice(_Keyed):
     address_type: str = "IPv4"
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
-    document: bytes = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest), unless `owner`
+    document: Held = field(default=EMPTY_DOCUMENT, compare=False, repr=False)  # pack(manifest), unless `owner`
     owner: SliceOwner | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -435,21 +469,6 @@ def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dic
     this way only when its document has these keys: Transaction._write)."""
     meta = endpoint_slice.meta
     service = meta.labels[SERVICE_NAME_LABEL]
-    endpoints = []
-    for endpoint in endpoint_slice.endpoints:
-        conditions, ref = endpoint.conditions, endpoint.target_ref
-        written: dict[str, Any] = {
-            "addresses": list(endpoint.addresses),
-            "conditions": {"ready": conditions.ready, "serving": conditions.serving,
-                           "terminating": conditions.terminating},
-        }
-        if endpoint.hostname:
-            written["hostname"] = endpoint.hostname
-        if endpoint.node_name:
-            written["nodeName"] = endpoint.node_name
-        if ref is not None:
-            written["targetRef"] = {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
-        endpoints.append(written)
     return {
         "apiVersion": API_VERSIONS[ENDPOINT_SLICE],
         "kind": ENDPOINT_SLICE,
@@ -465,9 +484,26 @@ def controller_manifest(endpoint_slice: EndpointSlice, owner: SliceOwner) -> dic
             "generation": owner.generation,
         },
         "addressType": endpoint_slice.address_type,
-        "endpoints": endpoints,
+        "endpoints": [endpoint_document(endpoint) for endpoint in endpoint_slice.endpoints],
         "ports": [{"name": port.name, "port": port.port, "protocol": port.protocol} for port in endpoint_slice.ports],
     }
+
+
+def endpoint_document(endpoint: Endpoint) -> dict[str, Any]:
+    """The document of one endpoint of a slice the EndpointSlice controller writes, from
+    its typed fields (the controller writes none besides: kdns/registry/endpoints.py)."""
+    conditions, ref = endpoint.conditions, endpoint.target_ref
+    written: dict[str, Any] = {
+        "addresses": list(endpoint.addresses),
+        "conditions": {"ready": conditions.ready, "serving": conditions.serving, "terminating": conditions.terminating},
+    }
+    if endpoint.hostname:
+        written["hostname"] = endpoint.hostname
+    if endpoint.node_name:
+        written["nodeName"] = endpoint.node_name
+    if ref is not None:
+        written["targetRef"] = {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
+    return written
 
 
 # The keys and fixed values of every controller_manifest (the rest: _controller_texts).

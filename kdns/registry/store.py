@@ -31,6 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from itertools import takewhile
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar
@@ -175,6 +176,9 @@ class Store:
         self._listeners: list[Listener] = []
         self._critical: Listener | None = None
         self._pending: deque[tuple[Event, ...]] = deque()
+        # Objects a bulk load made with their documents Deferred, to pack (pack_deferred).
+        self._deferred: builtins.list[KubeObject] = []
+        self._deferred_mark = 0  # their number when the open transaction began
         self._delivering = False
         self._open: Transaction | None = None
         self._savepoints = (0, 0)
@@ -298,6 +302,23 @@ class Store:
         self._context.node_ports.commit()
         self._open = None
         self._fresh = False
+
+    @property
+    def deferred(self) -> int:
+        """How many documents a bulk load left Deferred, still to pack (pack_deferred)."""
+        return len(self._deferred)
+
+    def pack_deferred(self, limit: int) -> int:
+        """Pack up to `limit` of the documents a bulk load left Deferred (admission.admit's
+        `remake`); how many are left. Reads of them are exact before and after: this
+        only changes how an object holds its document."""
+        deferred = self._deferred
+        for _ in range(min(limit, len(deferred))):
+            obj = deferred.pop()
+            document = obj.document
+            if isinstance(document, objects.Deferred):
+                obj.document = objects.pack(document.make())
+        return len(deferred)
 
     # --- Commits made elsewhere (the etcd store) ---------------------------------------------
 
@@ -490,6 +511,7 @@ class Store:
             raise TransactionError()
         self._open = txn
         self._savepoints = (self._context.cluster_ips.savepoint(), self._context.node_ports.savepoint())
+        self._deferred_mark = len(self._deferred)
 
     def _end(self, txn: Transaction, *, commit: bool) -> None:
         events = tuple(txn._events) if commit else ()
@@ -506,6 +528,7 @@ class Store:
                 self._fresh = False
         else:
             txn._undo(0, 0, self._version, 0)
+            del self._deferred[self._deferred_mark:]  # (objects no one holds any more)
             self._context.cluster_ips.rollback(self._savepoints[0])
             self._context.node_ports.rollback(self._savepoints[1])
             events = ()
@@ -709,13 +732,19 @@ class Transaction:
         # One undo mark for the batch, not one per document: a start-up load is 100,000s.
         stored = []
         apply = self._apply
+        # Documents kept small (read_paths' `keep`) are made again when their new objects'
+        # documents are packed, after kdns answers (Store.pack_deferred), unless a critical
+        # listener (the journal) packs them all in this commit anyway.
+        defer = owned and self._store._critical is None
         for document in documents:
             body = document.tree()  # (a packed one's tree is owned: no one else has it)
+            kept = document.packed if defer else None
+            remake = None if kept is None else kept if callable(kept) else partial(objects.unpack, kept)
             try:
-                stored.append(apply(body, owned, document.key))
+                stored.append(apply(body, owned, document.key, remake))
             except RegistryError as exc:
                 raise document.error(exc) from exc
-            if owned:
+            if owned and document.packed is None:  # (a kept one's tree is gone with `body`)
                 _give_back(body)
         return stored
 
@@ -779,16 +808,20 @@ class Transaction:
                 raise Conflict(key.kind, key.name)
         return self._write(doc, old, key.kind)
 
-    def _apply(self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None) -> KubeObject:
+    def _apply(
+        self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None,
+        remake: Callable[[], dict[str, Any]] | None = None,
+    ) -> KubeObject:
         # _create or _update, without their second look-up (a bulk load is all applies).
-        # `key` is key_parts(doc) when the caller has it (read_paths' documents).
+        # `key` is key_parts(doc) when the caller has it (read_paths' documents); `remake`
+        # makes `doc` again (admission.admit).
         kind, namespace, name = key or manifests.key_parts(doc)  # (namespace "" for cluster kinds)
         if kind == ENDPOINT_SLICE:
             self._flush()
         old = self._store._tables[kind].get(namespace, _NONE).get(name)
         if old is None:
             self._require_namespace(namespace)
-        return self._write(doc, old, kind, owned=owned)
+        return self._write(doc, old, kind, owned=owned, remake=remake)
 
     def _require_namespace(self, namespace: str) -> None:
         if namespace and self._store._get(NAMESPACE, "", namespace) is None:
@@ -858,9 +891,10 @@ class Transaction:
     def _write(
         self, doc: Mapping[str, Any], old: KubeObject | None, kind: str, *, owned: bool = False,
         fields: dict[str, Any] | None = None, stored: dict[str, Any] | None = None,
+        remake: Callable[[], dict[str, Any]] | None = None,
     ) -> KubeObject:
         """Admit and store `doc`, of `kind` (its key_of's, which the caller has checked);
-        `fields` and `stored` (old's document, if the caller has read it) as
+        `fields`, `stored` (old's document, if the caller has read it) and `remake` as
         admission.admit takes them."""
         store = self._store
         version = store._next + 1 if self._fixed_version is None else self._fixed_version
@@ -869,9 +903,12 @@ class Transaction:
         body = doc if owned else manifests.copy_tree(doc)
         if stored is None and old is not None:
             stored = old.manifest
-        new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored)
+        new = admission.admit(body, old, store._context, version, owned=True, kind=kind, fields=fields, stored=stored,
+                              remake=remake)
         if old is not None and stored is not None and _same_content(body, stored):
             return old
+        if isinstance(new.document, objects.Deferred):
+            store._deferred.append(new)
         if fields is not None and isinstance(new, EndpointSlice):
             # The controller's slice: its document is made again from it when read (not
             # held). `new` is not seen by anyone yet, so it is still being made here.
@@ -1013,9 +1050,17 @@ class Transaction:
         managed = {s.meta.name: s for s in existing if s.managed_by == CONTROLLER_NAME}  # type: ignore[attr-defined]
         for wanted in desired:
             old = managed.pop(wanted.name, None)
-            if old is None and store._at(ENDPOINT_SLICE, namespace, wanted.name) is not None:
+            if old is not None:
+                self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
+                continue
+            if store._at(ENDPOINT_SLICE, namespace, wanted.name) is not None:
                 raise AlreadyExists(ENDPOINT_SLICE, wanted.name)  # desired_slices avoids this
-            self._write(wanted.manifest, old, ENDPOINT_SLICE, owned=True, fields=wanted.fields)
+            # A new slice, from its fields alone (no document to admit, pack, or hold).
+            version = store._next + 1 if self._fixed_version is None else self._fixed_version
+            new = admission.controller_slice(wanted.name, namespace, wanted.labels, wanted.fields,
+                                             wanted.service.meta.uid, store._context, version)
+            store._next = version
+            self._record(new, None, ADDED, version)
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)
         self._settle(key)

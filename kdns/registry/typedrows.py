@@ -46,54 +46,43 @@ __all__ = ["Decoder", "encode"]
 
 
 def encode(obj: KubeObject) -> bytes:
-    """The row of `obj` (`Decoder.decode` gives an equal object back, its document included)."""
-    return marshal.dumps(_ENCODERS[obj.kind](obj))
+    """The row of `obj` (`Decoder.decode` gives an equal object back, its document
+    included, packed: objects.packed)."""
+    return marshal.dumps(_row(obj))
+
+
+def _row(obj: KubeObject) -> tuple[Any, ...]:
+    document = objects.packed(obj.document)
+    match obj:
+        case Namespace():
+            return _meta(obj.meta), document
+        case Service():
+            ports = tuple((p.name, p.protocol, p.port, p.target_port, p.node_port) for p in obj.ports)
+            return (_meta(obj.meta), obj.type, obj.cluster_ips, obj.headless, ports, dict(obj.selector),
+                    obj.external_name, obj.publish_not_ready_addresses, obj.ip_families, document)
+        case Pod():
+            container_ports = tuple((p.name, p.container_port, p.protocol) for p in obj.container_ports)
+            return (_meta(obj.meta), obj.pod_ips, obj.phase, obj.ready, obj.hostname, obj.subdomain, obj.node_name,
+                    container_ports, document)
+        case Node():
+            return _meta(obj.meta), tuple((a.type, a.address) for a in obj.addresses), document
+        case EndpointSlice():
+            endpoints = tuple(
+                (e.addresses, (e.conditions.ready, e.conditions.serving, e.conditions.terminating), e.hostname,
+                 e.node_name, None if e.target_ref is None else (e.target_ref.kind, e.target_ref.namespace,
+                                                                 e.target_ref.name, e.target_ref.uid))
+                for e in obj.endpoints
+            )
+            slice_ports = tuple((p.name, p.port, p.protocol) for p in obj.ports)
+            owner = None if obj.owner is None else (obj.owner.service_uid, obj.owner.generation)
+            return _meta(obj.meta), obj.address_type, endpoints, slice_ports, document, owner
+    raise TypeError(f"not a registry object: {obj!r}")
 
 
 def _meta(meta: ObjectMeta) -> tuple[Any, ...]:
     return (meta.name, meta.namespace, dict(meta.labels), meta.uid, meta.resource_version,
             meta.creation_timestamp, meta.deletion_timestamp)
 
-
-def _encode_namespace(obj: Any) -> tuple[Any, ...]:
-    return _meta(obj.meta), obj.document
-
-
-def _encode_service(obj: Any) -> tuple[Any, ...]:
-    ports = tuple((p.name, p.protocol, p.port, p.target_port, p.node_port) for p in obj.ports)
-    return (_meta(obj.meta), obj.type, obj.cluster_ips, obj.headless, ports, dict(obj.selector), obj.external_name,
-            obj.publish_not_ready_addresses, obj.ip_families, obj.document)
-
-
-def _encode_pod(obj: Any) -> tuple[Any, ...]:
-    ports = tuple((p.name, p.container_port, p.protocol) for p in obj.container_ports)
-    return (_meta(obj.meta), obj.pod_ips, obj.phase, obj.ready, obj.hostname, obj.subdomain, obj.node_name, ports,
-            obj.document)
-
-
-def _encode_node(obj: Any) -> tuple[Any, ...]:
-    return _meta(obj.meta), tuple((a.type, a.address) for a in obj.addresses), obj.document
-
-
-def _encode_endpoint_slice(obj: Any) -> tuple[Any, ...]:
-    endpoints = tuple(
-        (e.addresses, (e.conditions.ready, e.conditions.serving, e.conditions.terminating), e.hostname, e.node_name,
-         None if e.target_ref is None else (e.target_ref.kind, e.target_ref.namespace, e.target_ref.name,
-                                            e.target_ref.uid))
-        for e in obj.endpoints
-    )
-    ports = tuple((p.name, p.port, p.protocol) for p in obj.ports)
-    owner = None if obj.owner is None else (obj.owner.service_uid, obj.owner.generation)
-    return _meta(obj.meta), obj.address_type, endpoints, ports, obj.document, owner
-
-
-_ENCODERS: Mapping[str, Callable[[Any], tuple[Any, ...]]] = {
-    objects.NAMESPACE: _encode_namespace,
-    objects.SERVICE: _encode_service,
-    objects.POD: _encode_pod,
-    objects.NODE: _encode_node,
-    objects.ENDPOINT_SLICE: _encode_endpoint_slice,
-}
 
 class Decoder:
     """Decodes the rows of one load, sharing what rows repeat as a load from manifests

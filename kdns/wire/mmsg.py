@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from kdns.hostport import Peer
+
 __all__ = ["CALLS", "Batch"]
 
 log = logging.getLogger("kdns.wire.udp")  # its messages are the UDP server's
@@ -146,7 +148,7 @@ class Batch:
         self._reply_names = out_words[_NAME::_HEADER_WORDS]
         self._queued = 0
         # Senders' addresses as recvfrom gives them, by raw sockaddr: few clients ask a lot.
-        self._peers: dict[bytes, tuple[Any, ...]] = {}
+        self._peers: dict[bytes, Peer] = {}
 
     def receive(self) -> int:
         """Read up to `size` datagrams; how many (0: none was waiting)."""
@@ -169,7 +171,7 @@ class Batch:
         start = self._offsets[i]
         return self._buffer[start : start + self._lengths[i]]
 
-    def peer(self, i: int) -> tuple[Any, ...]:
+    def peer(self, i: int) -> Peer:
         """The sender of datagram i, as recvfrom gives it: (host, port), or (host, port, flowinfo, scope_id)."""
         start = i * _NAME_SIZE
         name = self._names[start : start + self._name_lengths[i]]
@@ -248,13 +250,13 @@ class Batch:
             sent += done
         return 0
 
-    def _peer(self, name: bytes) -> tuple[Any, ...]:
+    def _peer(self, name: bytes) -> Peer:
         """A raw sockaddr as recvfrom gives it: (host, port), or (host, port, flowinfo, scope_id)."""
         port = int.from_bytes(name[2:4], "big")
         if int.from_bytes(name[:2], sys.byteorder) == socket.AF_INET6:
             host = socket.inet_ntop(socket.AF_INET6, name[8:24])
             flowinfo, scope_id = int.from_bytes(name[4:8], "big"), int.from_bytes(name[24:28], sys.byteorder)
-            peer: tuple[Any, ...] = (host, port, flowinfo, scope_id)
+            peer: Peer = (host, port, flowinfo, scope_id)
         else:
             peer = (socket.inet_ntop(socket.AF_INET, name[4:8]), port)
         if len(self._peers) >= _MAX_PEERS:

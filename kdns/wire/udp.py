@@ -39,6 +39,7 @@ from time import perf_counter
 from typing import Self
 
 from kdns.codec import Rejected, from_wire, servfail, to_wire
+from kdns.hostport import Peer
 from kdns.message import SERVFAIL, Answer, Handler, Query, Source
 from kdns.wire import mmsg
 from kdns.wire.fastpath import MAX_ENTRIES, AnswerCache, QueryStats, question_type
@@ -204,7 +205,8 @@ class _Listener:
         except OSError as exc:
             log.debug("udp: %s", exc)
             return 0
-        record = self.query_log.record  # type: ignore[union-attr]  # this loop is only chosen with one
+        assert self.query_log is not None  # (this loop is only chosen with one)
+        record = self.query_log.record
         lookup = self._lookup()
         datagram, queue = batch.datagram, batch.queue
         for i in range(count):
@@ -219,7 +221,7 @@ class _Listener:
         self.unsent += batch.flush()
         return count
 
-    def send(self, reply: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def send(self, reply: bytes, addr: Peer) -> None:
         """Send one reply; dropped if the socket has no room for it (the client retries)."""
         if not self.open:
             return
@@ -230,7 +232,7 @@ class _Listener:
         except OSError as exc:
             log.debug("udp: cannot answer %s: %s", addr[0], exc)
 
-    def _answer(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def _answer(self, data: bytes, addr: Peer) -> None:
         """Answer a datagram the cache had no reply for, now or in a task."""
         try:
             request = from_wire(data, addr[0], "udp")
@@ -273,7 +275,7 @@ class _Listener:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _logged(self, data: bytes, reply: bytes, addr: tuple, started: float, source: Source) -> None:  # type: ignore[type-arg]
+    def _logged(self, data: bytes, reply: bytes, addr: Peer, started: float, source: Source) -> None:
         """Hand one slow-path answer to the query log, if there is one."""
         if self.query_log is not None:
             self.query_log.record(data, reply, addr[0], addr[1], "udp", perf_counter() - started, source)
@@ -283,7 +285,7 @@ class _Listener:
         data: bytes,
         query: Query,
         pending: Awaitable[Answer],
-        addr: tuple,  # type: ignore[type-arg]
+        addr: Peer,
         epoch: int,
     ) -> None:
         started = perf_counter()

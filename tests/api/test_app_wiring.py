@@ -6,6 +6,7 @@ import contextlib
 import gc
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,25 @@ def test_a_serving_kdns_collects_its_oldest_generation_rarely_and_gives_the_thre
     assert gc.get_threshold() == SERVING_THRESHOLDS == (before[0], before[1], 100)
     server.stop()
     assert gc.get_threshold() == before
+
+
+def test_the_pod_documents_a_load_left_deferred_are_packed_once_kdns_serves(kdns_server: Callable[..., Any],
+                                                                              tmp_path: Path):
+    """A start from manifests leaves its pods' documents to pack after DNS answers
+    (kdns.app.pack_deferred): they are, soon, and read the same through the API."""
+    pods = "".join(
+        f"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p{n}\n  labels:\n    app: web\n"
+        f"spec:\n  containers:\n  - name: c\n    image: i\nstatus:\n  phase: Running\n  podIP: 10.244.1.{n}\n"
+        for n in range(1, 251)
+    )
+    server = kdns_server(pods)
+    store = server.app.store
+    deadline = time.monotonic() + 10
+    while store.deferred and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.deferred == 0
+    assert all(isinstance(pod.document, bytes) for pod in store.list("Pod"))
+    client = Client(server.api_url, tmp_path / "home")
+    pod = client.request("GET", "/api/v1/namespaces/default/pods/p7").json
+    assert (pod["status"]["podIPs"], pod["metadata"]["generation"]) == ([{"ip": "10.244.1.7"}], 1)
+    assert pod["metadata"]["annotations"]["kdns.dev/manifest-source"].endswith(".yaml")

@@ -4,6 +4,8 @@ server (test_http.py and the rest)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kdns.api.encoding import loads_json, loads_yaml, media_types
@@ -65,6 +67,15 @@ def test_json_bodies_report_duplicate_keys_and_bad_bodies_are_400() -> None:
         loads_json(b"{nope")
     assert caught.value.code == 400
     assert caught.value.message.startswith("the body of the request cannot be decoded as JSON: ")
+    assert loads_json(b'{"a": [{"b": 1}], "c": null}') == ({"a": [{"b": 1}], "c": None}, [])
+    assert loads_json('{"a": "\u00e9"}'.encode("utf-16")) == ({"a": "\u00e9"}, [])  # read as json.loads reads bytes
+    # A body with a key twice and an error after it: the error, worded as json.loads words it.
+    for bad in (b'{"a": 1, "a": 2, ', b"{nope", b"\xff{}"):
+        with pytest.raises(ApiError) as caught:
+            loads_json(bad)
+        with pytest.raises(ValueError, match=r"\w") as expected:
+            json.loads(bad)
+        assert caught.value.message == f"the body of the request cannot be decoded as JSON: {expected.value}"
     with pytest.raises(ApiError) as caught:
         loads_yaml(b"a: [1")
     assert caught.value.code == 400

@@ -12,7 +12,7 @@ from kdns.registry import admission
 from kdns.registry.admission import Context, admit, release
 from kdns.registry.allocator import ClusterIPAllocator, NodePortAllocator, RangeFull
 from kdns.registry.errors import Invalid
-from kdns.registry.manifests import read_documents
+from kdns.registry.manifests import from_manifest, read_documents
 from kdns.registry.objects import Service
 
 NOW = 1_714_557_600.0  # 2024-05-01T10:00:00Z
@@ -435,3 +435,24 @@ def test_timestamp_format():
     """Timestamps are RFC 3339 UTC seconds with a Z."""
     assert admission.timestamp(0) == "1970-01-01T00:00:00Z"
     assert admission.timestamp(NOW + 0.9) == "2024-05-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("spec", [
+    WEB,
+    ("type: NodePort\nselector: {app: web}\nports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53}, "
+     "{name: http, port: 80, nodePort: 30080}]"),
+    "type: LoadBalancer\nports: [{name: http, port: 80}]",
+    "type: LoadBalancer\nallocateLoadBalancerNodePorts: false\nports: [{name: http, port: 80}]",
+    "ipFamilyPolicy: PreferDualStack\nports: [{name: http, port: 80}]",
+    "ipFamilyPolicy: RequireDualStack\nipFamilies: [IPv6, IPv4]\nports: [{name: http, port: 80}]",
+    "clusterIP: 10.96.0.77\nports: [{name: http, port: 80}]",
+    "clusterIPs: [10.96.0.78]\nipFamilyPolicy: PreferDualStack\nports: [{name: http, port: 80}]",
+    "clusterIP: None\nselector: {app: web}\nports: [{name: http, port: 80}]",
+    "type: ExternalName\nexternalName: db.example.\nports: [{name: http, port: 80}]",
+])
+def test_an_admitted_service_is_what_its_document_reads_as(spec: str):
+    """Admission reads the typed fields once, before it allocates, and then takes the
+    addresses and node ports it wrote: the Service is what parsing its stored document
+    gives (what a restore from documents, a replica or a worker makes of it)."""
+    created = admit(service(spec), None, context(), 1)
+    assert from_manifest(created.manifest) == created

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdns.registry.blockyaml import Reader
+from kdns.registry.blockyaml import ABSENT, NOT_SCALAR, Reader, Remake
 from kdns.registry.manifests import _Loader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,3 +231,25 @@ def test_a_resolver_of_the_loaders_own_is_not_skipped():
     assert not reader._stock
     assert reader.load_all("a: 10.0.0.1") is None  # resolved to a tag it leaves to PyYAML
     assert READER.load_all("a: 10.0.0.1") == [{"a": "10.0.0.1"}]
+
+
+def test_unbuilt_documents_are_their_remakes_and_read_their_scalars_where_the_plan_puts_them():
+    """With build=False a document a plan builds is its Remake: called, it is what
+    build=True gives; `at` reads a scalar without building, and says when a path is
+    absent or holds no scalar."""
+    one = "kind: Pod\nmetadata:\n  name: p{n}\n  labels:\n    app: web\n  namespace:\nspec: [a, b]\nn: {n}\n"
+    text = "---\n".join(one.format(n=n) for n in range(4))
+    reader = Reader(_Loader)
+    built, remakes = reader.load_all(text, []), []
+    unbuilt = reader.load_all(text, remakes, build=False)
+    assert built is not None and unbuilt is not None
+    planned = [document for document in unbuilt if isinstance(document, Remake)]
+    assert len(planned) >= 2 and planned == [r for r in remakes if r is not None]
+    for document, whole in zip(unbuilt, built, strict=True):
+        assert same(document() if isinstance(document, Remake) else document, whole)
+    last = planned[-1]
+    assert (last.at("kind"), last.at("metadata", "name"), last.at("n")) == ("Pod", "p3", 3)
+    assert last.at("metadata", "labels", "app") == "web"
+    assert last.at("metadata", "labels") is NOT_SCALAR and last.at("spec") is NOT_SCALAR
+    assert last.at("metadata", "namespace") is NOT_SCALAR  # (null)
+    assert last.at("metadata", "uid") is ABSENT and last.at("kind", "x") is ABSENT

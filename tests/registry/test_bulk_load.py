@@ -5,6 +5,8 @@ takes, where the controller reconciles a Service at every pod that arrives."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ import pytest
 
 from kdns.authority.index import ClusterIndex
 from kdns.config import Settings
-from kdns.registry import declared
+from kdns.registry import declared, typedrows
+from kdns.registry.errors import RegistryError
 from kdns.registry.manifests import Document, read_paths
+from kdns.registry.objects import Deferred, KubeObject, may_mention
 from kdns.registry.store import Store, apply_order
 from tests.authority.zonetext import ask, lines
 
@@ -58,22 +62,34 @@ SPEC = gen.Spec(namespaces=3, services=30, service_pods=3, headless=12, headless
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[gen.Cluster, list[Document]]:
-    directory = tmp_path_factory.mktemp("bulk")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> tuple[gen.Cluster, Path]:
+    directory = tmp_path_factory.mktemp("bulk") / "manifests"
     built = gen.build(SPEC)
-    gen.write_manifests(built, directory / "manifests")
-    (directory / "manifests" / "zz-extra.yaml").write_text(_EXTRA)
-    loaded = read_paths([directory / "manifests"])
+    gen.write_manifests(built, directory)
+    (directory / "zz-extra.yaml").write_text(_EXTRA)
+    return built, directory
+
+
+@pytest.fixture(scope="module")
+def cluster(manifests: tuple[gen.Cluster, Path]) -> tuple[gen.Cluster, list[Document]]:
+    built, directory = manifests
+    loaded = read_paths([directory])
     assert loaded.errors == []
     declared.mark(loaded.documents)
     return built, loaded.documents
 
 
-def _bulk(documents: list[Document]) -> Store:
-    """As `kdns serve` loads (kdns.app._load): every document in one transaction."""
+def _bulk(directory: Path, *, journaled: bool = False) -> Store:
+    """As `kdns serve` loads (kdns.app._load): every document, as read_paths kept it, in
+    one transaction that owns them; `journaled`, with a critical listener (the journal's
+    place: then no document is left Deferred)."""
+    loaded = read_paths([directory], declared.packer())
+    assert loaded.errors == []
     store = Store()
+    if journaled:
+        store.subscribe(lambda events: None, critical=True)
     with store.transaction() as txn:
-        declared.apply(txn, documents)
+        declared.apply(txn, loaded.documents, owned=True)
     return store
 
 
@@ -153,9 +169,10 @@ def _same_registry(bulk: Store, other: Store) -> None:
 
 
 @pytest.mark.parametrize("write", [_one_by_one, _one_by_one_pods_last])
-def test_bulk_load_equals_writes_one_at_a_time(cluster: tuple[gen.Cluster, list[Document]], write: Any) -> None:
+def test_bulk_load_equals_writes_one_at_a_time(manifests: tuple[gen.Cluster, Path],
+                                               cluster: tuple[gen.Cluster, list[Document]], write: Any) -> None:
     built, documents = cluster
-    bulk, other = _bulk(documents), write(documents)
+    bulk, other = _bulk(manifests[1]), write(documents)
     _same_registry(bulk, other)
     answers = _answers(bulk, built)
     assert answers == _answers(other, built)
@@ -166,3 +183,62 @@ def test_bulk_load_equals_writes_one_at_a_time(cluster: tuple[gen.Cluster, list[
     assert sum(len(s.manifest.get("endpoints") or ()) for s in bulk.list("EndpointSlice")) == (
         SPEC.services * SPEC.service_pods + SPEC.headless * SPEC.headless_pods + 1 + 2)
 
+
+
+def _texts(store: Store) -> dict[tuple[str, str, str], str]:
+    """Every object's document as the API writes it (JSON in the dicts' order), with what
+    differs between two registries made of the same documents (uids, creation times)
+    replaced by names."""
+    objects = store.objects()
+    uids = {obj.meta.uid: f"uid of {obj.key}" for obj in objects}
+    found = {}
+    for obj in objects:
+        text = json.dumps(obj.manifest, separators=(",", ":"))
+        for uid, name in uids.items():
+            text = text.replace(uid, name)
+        found[(obj.kind, obj.meta.namespace, obj.meta.name)] = text.replace(obj.meta.creation_timestamp, "created")
+    return found
+
+
+def _row(obj: KubeObject) -> tuple[KubeObject, bytes]:
+    """The object the journal's row of `obj` gives back, and its document as held."""
+    back = typedrows.Decoder().decode(obj.kind, typedrows.encode(obj))
+    assert isinstance(back.document, bytes)
+    return back, back.document
+
+
+def test_deferred_documents_read_as_admitted(manifests: tuple[gen.Cluster, Path]) -> None:
+    """A start-up load leaves its pods' documents Deferred (packed after kdns answers:
+    Store.pack_deferred); read through the API, each is byte for byte what admission
+    made of it, before it is packed and after, and the journal's rows are the same."""
+    deferred, packed = _bulk(manifests[1]), _bulk(manifests[1], journaled=True)
+    pods = deferred.list("Pod")
+    assert deferred.deferred == len(pods) > 0 and packed.deferred == 0
+    assert all(isinstance(pod.document, Deferred) for pod in pods)
+    assert not any(isinstance(obj.document, Deferred) for obj in packed.objects())
+    expected = _texts(packed)
+    assert _texts(deferred) == expected
+    # (Rows compared decoded: marshal marks the objects it met before, which depends on
+    # who else holds them.)
+    rows = {obj.key: _row(obj) for obj in pods}
+    assert deferred.pack_deferred(5) == len(pods) - 5
+    assert sum(isinstance(pod.document, Deferred) for pod in pods) == len(pods) - 5
+    assert _texts(deferred) == expected
+    assert deferred.pack_deferred(len(pods)) == 0
+    assert not any(isinstance(obj.document, Deferred) for obj in deferred.objects())
+    assert _texts(deferred) == expected
+    assert {obj.key: _row(obj) for obj in pods} == rows
+    assert all(may_mention(pod, "Running") and not may_mention(pod, "no such text") for pod in pods)
+
+
+def test_a_refused_load_leaves_nothing_to_pack(manifests: tuple[gen.Cluster, Path], tmp_path: Path) -> None:
+    """A load that is refused (a bad document after the pods) is undone whole, and leaves
+    no Deferred document behind to pack."""
+    bad = tmp_path / "manifests"
+    shutil.copytree(manifests[1], bad)
+    (bad / "zz-bad.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name, namespace: ns-00}\n")
+    loaded = read_paths([bad], declared.packer())
+    store = Store()
+    with pytest.raises(RegistryError), store.transaction() as txn:
+        declared.apply(txn, loaded.documents, owned=True)
+    assert store.deferred == 0 and store.count("Pod") == 0

@@ -95,8 +95,9 @@ def test_documents_kept_as_the_readers_remakes_load_what_whole_ones_do(tmp_path:
     (tmp_path / "a.yaml").write_text("---\n".join(pod.format(n=n) for n in range(1, 6)))
     (tmp_path / "b.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n")
     remade = [d for d in read_paths([tmp_path], declared.packer()).documents if callable(d.packed)]
-    # (The last has a line more, the file's end: a shape of its own, read line by line.)
-    assert [d.key for d in remade] == [("Pod", "team", f"p{n}") for n in range(2, 5)]
+    # (The last has a line more, the file's end: a shape of its own, read line by line. The
+    # Namespace's shape may have been planned already: the reader's shapes outlive a read.)
+    assert [d.key for d in remade if d.key[0] == "Pod"] == [("Pod", "team", f"p{n}") for n in range(2, 5)]
     whole, packed = load([tmp_path], packed=False), load([tmp_path], packed=True)
     assert list(map(content, packed.list("Pod"))) == list(map(content, whole.list("Pod")))
     assert {declared.source_of(pod) for pod in packed.list("Pod")} == {str(tmp_path / "a.yaml")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import textwrap
 from typing import Any
@@ -9,11 +10,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdns.registry.admission import Context, admit
+from kdns.registry.admission import Context, admit, controller_slice
 from kdns.registry.allocator import ClusterIPAllocator, NodePortAllocator
 from kdns.registry.endpoints import desired_slices
 from kdns.registry.manifests import from_manifest, read_documents
-from kdns.registry.objects import CONTROLLER_NAME, EndpointSlice, Event
+from kdns.registry.objects import CONTROLLER_NAME, EndpointSlice, Event, Service
 from kdns.registry.store import Store
 
 NOW = 1_714_557_600.0
@@ -429,6 +430,17 @@ def test_controller_fields_are_what_its_manifests_say(pods: list[dict[str, Any]]
     apply(store, service, *texts)
     for endpoint_slice in managed(store):
         assert from_manifest(endpoint_slice.manifest) == endpoint_slice
+    # A new slice is stored from its fields alone: the object, and its document to the
+    # byte, that admitting its manifest makes.
+    web = store.get("Service", "default", "web")
+    assert isinstance(web, Service)
+    for wanted in desired_slices(web, store.list("Pod", "default"), []):  # type: ignore[arg-type]
+        context = Context(ClusterIPAllocator(["10.96.0.0/12"]), NodePortAllocator(), clock=lambda: NOW,
+                          new_uid=lambda: "00000000-0000-4000-8000-000000000001")
+        admitted = admit(wanted.manifest, None, context, 7)
+        made = controller_slice(wanted.name, "default", wanted.labels, wanted.fields, web.meta.uid, context, 7)
+        assert made == admitted
+        assert json.dumps(made.manifest) == json.dumps(admitted.manifest)
 
 
 # --- Pod updates remake only their endpoints: the same slices as a whole reconcile ----------

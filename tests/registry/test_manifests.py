@@ -298,6 +298,65 @@ def test_read_paths_reports_every_error_at_once(tmp_path: Path):
     assert loaded.files == [tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"]
 
 
+# Block documents of one shape, each three times (the reader builds the second and third
+# of a shape by its plan, and read_paths with a `keep` reads their keys without building
+# them: load_text's `unbuilt`), good and bad in every way the key can be.
+_POD = ("apiVersion: {version}\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
+         "spec:\n  containers:\n    - name: c\n      image: i\n")
+_SHAPES = [
+    {"version": "v1", "kind": "Pod", "name": "p{n}", "namespace": "team"},
+    {"version": "v1", "kind": "Pod", "name": "same", "namespace": "team"},  # declared three times
+    {"version": "v1", "kind": "Pod", "name": "{n}", "namespace": "team"},  # a number: refused when applied
+    {"version": "v1", "kind": "Pod", "name": "q{n}", "namespace": "''"},  # the default namespace
+    {"version": "v1", "kind": "Pod", "name": "r{n}", "namespace": "[x]"},  # not a string
+    {"version": "v2", "kind": "Pod", "name": "s{n}", "namespace": "team"},  # no such apiVersion
+    {"version": "apps/v1", "kind": "Deployment", "name": "d{n}", "namespace": "team"},  # skipped
+    {"version": "v1", "kind": "Service", "name": "w{n}", "namespace": "team"},  # built (apply_order reads it)
+    {"version": "v1", "kind": "Node", "name": "n{n}", "namespace": "team"},  # a cluster kind: no namespace
+    {"version": "v1", "kind": "Pod", "name": "''", "namespace": "team"},  # no name: refused when applied
+    {"version": "v1", "kind": "Pod", "name": "~", "namespace": "team"},  # null
+    {"version": '"v1"', "kind": '"Pod"', "name": '"t{n}"', "namespace": "'team'"},  # quoted: the same key
+]
+
+
+def test_documents_read_without_their_tree_are_read_as_whole_ones(tmp_path: Path):
+    """read_paths with a `keep` reads the key of a planned document from its scalars; it
+    finds the same keys, errors (with their document) and warnings as a whole read, and
+    each document builds the body the whole read has."""
+    texts = [_POD.format(**{k: v.format(n=n) for k, v in shape.items()}) for shape in _SHAPES for n in range(3)]
+    texts += [_POD.format(version="v1", kind="Pod", name="p9", namespace="team") + "  extra: 1\n"] * 3
+    text = "---\n".join(texts) + "---\n" + "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n"
+    write(tmp_path / "a.yaml", text)
+    whole, kept = read_paths([tmp_path]), read_paths([tmp_path], lambda document: document)
+    assert sum(d.body is manifests.UNBUILT for d in kept.documents) >= 4  # the fast path was taken
+    assert [str(e) for e in kept.errors] == [str(e) for e in whole.errors]
+    assert kept.warnings == whole.warnings
+    assert [(d.source, d.index, d.item, d.key) for d in kept.documents] == [
+        (d.source, d.index, d.item, d.key) for d in whole.documents]
+    assert [dict(d.tree()) for d in kept.documents] == [dict(d.body) for d in whole.documents]
+    where = f"{tmp_path / 'a.yaml'}: document"
+    assert [str(e) for e in kept.errors] == [
+        f'{where} 5: Pod "team/same" is declared twice: first in {where} 4',
+        f'{where} 6: Pod "team/same" is declared twice: first in {where} 4',
+        *(f'{where} {22 + n}: Service "w{n}": strict decoding error: unknown field "spec.containers"' for n in range(3)),
+        *(f'{where} {25 + n}: Node "n{n}": strict decoding error: unknown field "spec.containers"' for n in range(3)),
+        *(f'{where} {n}: Pod "p9": strict decoding error: unknown field "spec.extra"' for n in (37, 38, 39)),
+    ]
+    assert kept.warnings == [f"{where} {n}: skipped Deployment (apps/v1): kdns does not serve this kind"
+                             for n in (19, 20, 21)]
+
+
+def test_a_yaml_error_after_documents_of_one_shape_keeps_them_and_its_line(tmp_path: Path):
+    """Planned documents before a YAML error (the whole text then read by PyYAML) are
+    kept, with or without a `keep`, and the error names its document and line."""
+    pods = "---\n".join(_POD.format(version="v1", kind="Pod", name=f"p{n}", namespace="team") for n in range(4))
+    write(tmp_path / "a.yaml", pods + "---\nkind: [\n")
+    for loaded in (read_paths([tmp_path]), read_paths([tmp_path], lambda document: document)):
+        assert [d.key for d in loaded.documents] == [("Pod", "team", f"p{n}") for n in range(4)]
+        assert [str(e) for e in loaded.errors] == [
+            f"{tmp_path / 'a.yaml'}: document 5: YAML syntax error at line 42, column 1: did not find expected node content"]
+
+
 def test_load_paths_skips_kinds_kdns_does_not_serve(tmp_path: Path):
     """A Deployment or ConfigMap is left out with a warning naming file, document and kind."""
     path = write(tmp_path / "app.yaml", """
@@ -672,6 +731,11 @@ INVALID = [
      f'Pod "p" is invalid: metadata.labels: Invalid value: "{"v" * 64}": must be no more than 63 characters'),
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, resourceVersion: abc}\n",
      'Pod "p" is invalid: metadata.resourceVersion: Invalid value: "abc": must be a decimal integer'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, resourceVersion: \"\u00b2\"}\n",  # a digit to str.isdigit
+     'Pod "p" is invalid: metadata.resourceVersion: Invalid value: "\u00b2": must be a decimal integer'),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: [web]}, annotations: {a: [1]}}\n",  # unhashable
+     ('Pod "p" is invalid: [metadata.labels.app: Invalid value: []string{"web"}: must be a string, '
+     "metadata.annotations.a: Invalid value: [1]: must be a string]")),
     ("apiVersion: v1\nkind: Pod\nmetadata: [p]\n", 'Pod "" is invalid: metadata: Invalid value: []string{"p"}: must be an object'),
     # Pods.
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.256}\n",
