@@ -14,7 +14,10 @@ write commits the pod and its Service's EndpointSlice, and the API answers only 
 commit is journaled. A run with `--writes 0` first gives the same load without writes.
 
 Per run: DNS latency p50/p99/p99.9/max and loss (dnsperf), kdns's CPU per answer, the
-writes acknowledged and their HTTP reply time p50/p99. Each (tree, storage, write rate)
+writes acknowledged and their HTTP reply time p50/p99. With `--sched`, the scheduler's
+events are recorded meanwhile (bench/schedtrace.py) and the table says how long the event
+loop's thread waited for its core, in milliseconds a second, and who held the core: the
+journal's writer thread, another kdns thread, other processes. Each (tree, storage, write rate)
 is run `--repeats` times, trees and storages alternated, and the medians are printed,
 with the exact command line, as a Markdown table (and JSON with `--json FILE`). Nothing
 here is a test.
@@ -39,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import gen
+import schedtrace
 from common import LOOPBACK
-from measure import dnsperf, percentile
-from procs import Child, cpus, free_port, pin_threads
+from measure import NOISY, RetryBudget, dnsperf, percentile, quiet
+from procs import Child, core_ticks, cpus, free_port, pin_threads
 from servers import wait_answer
 
 HERE = Path(__file__).resolve().parent
@@ -144,12 +148,26 @@ def one_run(*args: Any) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+def wait_quiet(cores: list[str], limit: float, busy: float = 0.1) -> float:
+    """Wait (at most `limit` seconds) until each of `cores` was under `busy` busy for one
+    second: on a shared machine, a run started then is less likely to be disturbed. The
+    seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        before = [core_ticks(core) for core in cores]
+        time.sleep(1.0)
+        after = [core_ticks(core) for core in cores]
+        if all((a[0] - b[0]) < busy * max(1, a[1] - b[1]) for b, a in zip(before, after, strict=True)):
+            break
+    return time.monotonic() - began
+
+
 class StartError(RuntimeError):
     """kdns did not start."""
 
 
-def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, work: Path, queries: Path,
-             manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
+def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: argparse.Namespace, work: Path,
+             queries: Path, manifests: Path, pods: list[gen.Pod], probe: dict[str, Any], server_cpu: str,
              client_cpu: str) -> dict[str, Any]:
     port, api_port = free_port(), free_port()
     data_dir = None if storage == EPHEMERAL else Path(tempfile.mkdtemp(prefix="kdns-journal-", dir=args.data_parent))
@@ -159,6 +177,8 @@ def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, wor
         if started is None:
             raise StartError(f"kdns did not answer: {detail}")
         pin_threads(kdns.pid, server_cpu)
+        if loop_slice_us:
+            schedtrace.set_slice(kdns.pid, 1000 * loop_slice_us)
         if args.warmup > 0:
             # The same questions once before measuring, as bench/run.py's latency steps are
             # preceded by its throughput ones: a fresh kdns builds each distinct question's
@@ -166,12 +186,32 @@ def _one_run(src: Path, storage: str, writes: int, args: argparse.Namespace, wor
             # show) is not what the journal's effect on steady answers is about.
             dnsperf(port, queries, args.warmup, client_cpu, kdns.pid, work, rate=args.rate or None,
                     server_cpu=server_cpu)
+        if args.wait_quiet:  # (after the warm-up: a quiet second just before the measured run)
+            run_wait = wait_quiet([server_cpu, client_cpu], args.wait_quiet)
         writer = (Writer(f"http://{LOOPBACK}:{api_port}", pods, writes, int(writes * args.seconds), keep_alive=args.keep_alive)
                   if writes else None)
         if writer is not None:
             writer.start()
+        # The recording starts with dnsperf and ends a second before it (perf stops its own
+        # clock; its last events are written while dnsperf still runs).
+        recording = (schedtrace.record(max(1.0, args.seconds - 1), work / "sched.data", client_cpu)
+                     if args.sched else None)
         run = dnsperf(port, queries, args.seconds, client_cpu, kdns.pid, work, rate=args.rate or None,
                       verbose=bool(args.rate), server_cpu=server_cpu)
+        if recording is not None:
+            _, error = recording.communicate(timeout=60)
+            if recording.returncode != 0:
+                raise RuntimeError(f"perf record failed: {error.decode(errors='replace')[-500:]}")
+            run["sched"] = schedtrace.analyse(work / "sched.data", kdns.pid, server_cpu)
+            if args.keep_sched is not None:  # to read again: schedtrace.py DATA --pid PID --cpu CPU --threads ...
+                args.keep_sched.mkdir(parents=True, exist_ok=True)
+                kept = args.keep_sched / f"{src.name}-{storage}-{loop_slice_us}-{writes}-{kdns.pid}.data"
+                shutil.move(work / "sched.data", kept)
+                run["sched"]["kept"] = {"data": str(kept), "threads": sorted(int(t.name) for t in Path(f"/proc/{kdns.pid}/task").iterdir())}
+            else:
+                (work / "sched.data").unlink()
+        if args.wait_quiet:
+            run["waited_s"] = run_wait
         if writer is not None:
             writer.stop.set()
             writer.join(10)
@@ -199,11 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ephemeral", action="store_true", help="the same as --storage ephemeral: the control")
     parser.add_argument("--data-parent", default=str(REPO / "bench" / "out"), help="where journal directories go (on disk, not tmpfs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--loop-slice-us", type=int, action="append",
+                        help="give kdns's event loop thread this EEVDF slice (sched_setattr; 0: the kernel's; "
+                             "repeat for A/B)")
+    parser.add_argument("--keep-sched", type=Path, help="keep each run's scheduler recording (--sched) in this directory")
+    parser.add_argument("--wait-quiet", type=float, default=0.0,
+                        help="before each run, wait up to this many seconds for both cores to be idle for a second")
+    parser.add_argument("--retries", type=int, default=0,
+                        help=f"runs that may be made again when other processes took over {100 * NOISY:.0f} %% of a core "
+                             "(measure.quiet: the less disturbed of the two is kept)")
+    parser.add_argument("--sched", action="store_true",
+                        help="record the scheduler's events during each run (perf; bench/schedtrace.py)")
     parser.add_argument("--keep-alive", action="store_true",
                         help="the writer keeps one HTTP connection open, as the kubelet does (default: one a write)")
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.src or [REPO])]
     rates = args.writes if args.writes is not None else [0, 100]
+    slices = args.loop_slice_us or [0]
     storages = args.storage or [EPHEMERAL if args.ephemeral else JOURNAL]
     if args.ephemeral and EPHEMERAL not in storages:
         parser.error("--ephemeral with --storage journal: give --storage ephemeral instead")
@@ -219,25 +271,39 @@ def main(argv: list[str] | None = None) -> int:
         pods = [p for p in gen.build(spec).pods if p.hostname]
         probe = next(s for s in model["sample"] if s["rcode"] == "NOERROR" and s["answer"])
         runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        budget = RetryBudget(args.retries)
         for repeat in range(args.repeats):
             for writes in rates:
                 # Each A/B pair in the other order every other repeat: what a run leaves
                 # behind (the disk's writeback, the caches) falls on both sides alike.
-                pairs = [(src, storage) for src in sources for storage in storages]
-                for src, storage in pairs if repeat % 2 == 0 else reversed(pairs):
-                    run = one_run(src, storage, writes, args, work, Path(model["queries"]),
-                                  work / "cluster" / "manifests", pods, probe, server_cpu, client_cpu)
-                    runs.setdefault((str(src), storage, writes), []).append(run)
+                pairs = [(src, storage, us) for src in sources for storage in storages for us in slices]
+                for src, storage, us in pairs if repeat % 2 == 0 else reversed(pairs):
+                    def run_once(src: Path = src, storage: str = storage, us: int = us,
+                                 writes: int = writes) -> dict[str, Any]:
+                        return one_run(src, storage, us, writes, args, work, Path(model["queries"]),
+                                       work / "cluster" / "manifests", pods, probe, server_cpu, client_cpu)
+                    run = quiet(run_once, budget)
+                    label = f"{storage}, loop slice {us} µs" if us else storage
+                    runs.setdefault((str(src), label, writes), []).append(run)
                     lat = run.get("latency_ms", {})
-                    print(f"writes: {src.name} {storage} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
+                    sched = run.get("sched")
+                    print(f"writes: {src.name} {label} {writes}/s run {repeat + 1}: {run['qps']:.0f} qps, "
                           f"p99 {lat.get('p99') or 0:.2f} ms, {run.get('cpu_us_per_query') or 0:.2f} us CPU/answer, "
-                          f"loss {run['loss_pct']:.2f} %, others {100 * (run.get('server_core_others') or 0):.0f} %",
+                          f"loss {run['loss_pct']:.2f} %, others {100 * (run.get('server_core_others') or 0):.0f} %"
+                          + (f"; loop waited {sched['loop_wait_ms_s']:.1f} ms/s {sched['loop_wait_ms_s_by']}, "
+                             f"the writer in {sched['writer_holds_s']:.0f}/s of its waits (p99 "
+                             f"{sched['writer_hold_p99_us']:.0f} us, max {sched['writer_hold_max_us']:.0f} us), "
+                             f"by others {sched['loop_wait_others']}, preempted {sched['loop_preempted_s']}/s, "
+                             f"on CPU {sched['on_cpu_ms_s']} ms/s" if sched else ""),
                           file=sys.stderr)
     print(f"`python bench/writes.py {' '.join(argv if argv is not None else sys.argv[1:])}` ({note}; medians of "
           f"{args.repeats}, dnsperf {'-Q ' + str(args.rate) if args.rate else 'closed loop'}, {args.seconds:g} s)\n")
+    sched_heads = (" loop's wait for its core ms/s | of it the writer | other kdns threads | other processes "
+                   "| loop's wait p99 µs | loop preempted by the writer /s |") if args.sched else ""
     print("| tree | storage | writes/s | answers/s | DNS p50 ms | DNS p99 ms | DNS p99.9 ms | DNS max ms | loss % "
-          "| CPU µs/answer | writes acked | write p99 ms | others on kdns's core |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| CPU µs/answer | writes acked | write p99 ms | others on kdns's core |" + sched_heads)
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+          + " ---: |" * sched_heads.count("|"))
     summary = {}
     for (src, storage, writes), group in runs.items():
         def med(get: Any, group: list[dict[str, Any]] = group) -> float:
@@ -255,10 +321,21 @@ def main(argv: list[str] | None = None) -> int:
             "write_p99": med(lambda r: r.get("writes", {}).get("reply_ms", {}).get("p99")),
             "others": med(lambda r: r.get("server_core_others")),
         }
+        if args.sched:
+            row.update({
+                "loop_wait": med(lambda r: r["sched"]["loop_wait_ms_s"]),
+                "by_writer": med(lambda r: r["sched"]["loop_wait_ms_s_by"].get("writer", 0.0)),
+                "by_kdns": med(lambda r: r["sched"]["loop_wait_ms_s_by"].get("kdns", 0.0)),
+                "by_others": med(lambda r: r["sched"]["loop_wait_ms_s_by"].get("others", 0.0)),
+                "wait_p99": med(lambda r: r["sched"]["loop_wait_p99_us"]),
+                "preempted": med(lambda r: r["sched"]["loop_preempted_s"].get("writer", 0.0)),
+            })
         summary[f"{src}@{storage}@{writes}"] = {"runs": group, "median": row}
         print(f"| {Path(src).name} | {storage} | {writes} | {row['qps']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
               f"{row['p99.9']:.2f} | {row['max']:.1f} | {row['loss']:.2f} | {row['cpu_us']:.2f} | {row['acked']:.0f} "
-              f"| {row['write_p99']:.1f} | {100 * row['others']:.0f} % |")
+              f"| {row['write_p99']:.1f} | {100 * row['others']:.0f} % |"
+              + (f" {row['loop_wait']:.1f} | {row['by_writer']:.2f} | {row['by_kdns']:.2f} | {row['by_others']:.1f} "
+                 f"| {row['wait_p99']:.0f} | {row['preempted']:.1f} |" if args.sched else ""))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0

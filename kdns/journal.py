@@ -16,6 +16,17 @@ GIL while it makes one object's rows (tens of microseconds) and lets go of it in
 SQLite call (the sqlite3 module releases it around every step), so the loop, woken by a
 datagram, waits at most that long for it; it waits for nothing while the disk syncs.
 
+The thread runs at a lower priority than the event loop's (niceness +15, `WRITER_NICENESS`;
+Linux sets a niceness per thread). kdns is often given one core: woken inside the commit
+at the loop's priority, the writer took that core from the loop, about five times a
+write (the wake-up, the lock, the GIL), while DNS datagrams waited. Niced, it seldom
+preempts the loop: it runs while the loop waits for datagrams, and a datagram that comes
+meanwhile waits for the rest of the writer's current burst at most (a few hundred
+microseconds; bench/README.md, `writes.py --sched`). Against a busy nice-0 process on the
+same core the writer gets about 3 % of it: enough, as the commits made meanwhile are saved
+in one group, but the writes' replies then wait longer. SCHED_IDLE was tried and dropped:
+other processes on the core starved the writer, and the writes' replies with it.
+
 "A 2xx means on disk" holds: the API awaits `durable(version)` for each write before it
 answers (kdns/api/http.py), so the reply goes out once the fsync of that commit is done.
 DNS does not wait: the commit is visible to queries at once, as it was before.
@@ -32,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
@@ -40,12 +53,14 @@ from typing import Self
 from kdns.registry.objects import Event
 from kdns.registry.sqlite import Row, SqliteJournal, StorageError, rows
 
-__all__ = ["STOP_TIMEOUT", "JournalWriter"]
+__all__ = ["STOP_TIMEOUT", "WRITER_NICENESS", "JournalWriter"]
 
 log = logging.getLogger("kdns.journal")
 
 # How long stopping waits for the thread to save what is queued.
 STOP_TIMEOUT = 10.0
+# How much nicer than the event loop's thread the writer thread is (see the module's docstring).
+WRITER_NICENESS = 15
 
 Write = Callable[[Iterable[Row], int], None]
 
@@ -73,6 +88,8 @@ class JournalWriter:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # in version order
         self.groups = 0  # transactions written
         self.commits = 0  # commits in them
+        self.thread_id: int | None = None  # the writer thread's kernel id, once it runs
+        self.niceness: int | None = None  # the niceness it runs at (None: left as it was)
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -153,6 +170,8 @@ class JournalWriter:
     def _run(self) -> None:
         loop = self._loop
         assert loop is not None
+        self.thread_id = threading.get_native_id()
+        self.niceness = _be_nicer(self.thread_id, WRITER_NICENESS)
         failure: StorageError | None = None
         while True:
             with self._lock:
@@ -180,3 +199,18 @@ class JournalWriter:
                 loop.call_soon_threadsafe(self._saved_up_to, version, failure)
             except RuntimeError:  # the loop has closed: nobody is waiting any more
                 return
+
+
+def _be_nicer(thread_id: int, by: int) -> int | None:
+    """Make the calling thread, `thread_id`, `by` nicer than it is (than the event loop's
+    thread that started it), up to 19; the niceness it then has, or None where a thread has
+    no niceness of its own (not Linux) or the system refuses."""
+    if sys.platform != "linux":  # elsewhere PRIO_PROCESS names the whole process
+        return None
+    try:
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + by)
+        os.setpriority(os.PRIO_PROCESS, thread_id, niceness)  # Linux: a thread id names that thread alone
+        return os.getpriority(os.PRIO_PROCESS, thread_id)
+    except OSError as exc:  # (lowering a priority needs no privilege; a seccomp filter may still refuse)
+        log.warning("the journal writer runs at the event loop's priority: %s", exc)
+        return None

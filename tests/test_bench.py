@@ -1,5 +1,6 @@
 """The benchmark's parts (bench/): reading dnsperf's output, the percentiles, the storm mix,
-and the writer that flips pods' readiness through a real kdns's API. The benchmark itself
+the scheduler's events replayed (schedtrace), and the writer that flips pods' readiness
+through a real kdns's API. The benchmark itself
 is run by hand (bench/README.md); nothing here times anything."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import gen
 from measure import parse_dnsperf, percentile
+from schedtrace import replay
 from writes import Writer
 
 OUTPUT = """\
@@ -67,6 +69,46 @@ def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, q) for q in (50, 99, 99.9, 100)] == [50.0, 99.0, 100.0, 100.0]
     assert percentile([], 99) is None
+
+
+# kdns 100 (its loop) and 101 (its journal writer) on CPU 1, a stranger 300, dnsperf 200 on
+# CPU 0; as `perf script -F tid,cpu,time,event,trace` prints them, a line perf adds between.
+SCHED = """\
+  100 [001] 10.000000:       sched:sched_wakeup: comm=python pid=101 prio=135 target_cpu=001
+  100 [001] 10.000010:       sched:sched_switch: prev_comm=python prev_pid=100 prev_prio=120 prev_state=R ==> next_comm=python next_pid=101 next_prio=135
+  101 [001] 10.000310:       sched:sched_switch: prev_comm=python prev_pid=101 prev_prio=135 prev_state=D ==> next_comm=python next_pid=100 next_prio=120
+  100 [001] 10.000400:       sched:sched_switch: prev_comm=python prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=my worker next_pid=300 next_prio=120
+  200 [000] 10.000500:       sched:sched_wakeup: comm=python pid=100 prio=120 target_cpu=001
+  300 [001] 10.001500:       sched:sched_switch: prev_comm=my worker prev_pid=300 prev_prio=120 prev_state=R ==> next_comm=python next_pid=100 next_prio=120
+not an event line
+  100 [001] 10.001600:       sched:sched_switch: prev_comm=python prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=python next_pid=101 next_prio=135
+  101 [001] 10.001650:       sched:sched_wakeup: comm=python pid=100 prio=120 target_cpu=001
+  101 [001] 10.001700:       sched:sched_switch: prev_comm=python prev_pid=101 prev_prio=135 prev_state=S ==> next_comm=python next_pid=100 next_prio=120
+  100 [001] 10.002000:       sched:sched_switch: prev_comm=python prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 next_prio=120
+"""
+
+
+def test_the_schedulers_events_say_who_held_the_loops_core() -> None:
+    """The loop preempted by the writer for 300 µs, woken by dnsperf while a stranger runs
+    (1 ms, named by its comm, spaces and all), then woken by the writer (its GIL, 50 µs):
+    each wait is charged to who ran, in ms a second of the 2 ms recorded."""
+    result = replay(SCHED.splitlines(), 100, "1", {100, 101})
+    assert result["writer_tid"] == 101
+    assert result["seconds"] == pytest.approx(0.002)
+    assert result["loop_wait_ms_s_by"] == pytest.approx({"writer": 0.35 / 0.002, "others": 1.0 / 0.002})
+    assert result["loop_wait_others"] == pytest.approx({"my worker": 1.0 / 0.002})
+    assert result["loop_wait_ms_s"] == pytest.approx(1.35 / 0.002)
+    assert result["loop_wait_max_us"] == pytest.approx(1000)
+    assert result["loop_preempted_s"] == pytest.approx({"writer": 500.0})
+    assert result["writer_holds_s"] == pytest.approx(1000.0) and result["writer_hold_max_us"] == pytest.approx(300)
+    assert result["loop_woken_by_writer_s"] == pytest.approx(500.0)
+    assert result["loop_sleep_before_writer_wake_p50_us"] == pytest.approx(50)
+    assert result["on_cpu_ms_s"] == pytest.approx({"loop": 0.49 / 0.002, "writer 101": 0.40 / 0.002})
+
+
+def test_no_events_no_figures() -> None:
+    result = replay([], 100, "1", {100})
+    assert result["seconds"] == 0.0 and result["loop_wait_ms_s"] == 0.0 and result["writer_tid"] is None
 
 
 def test_the_storm_mix_is_half_cluster_questions_half_search_path_misses() -> None:

@@ -9,12 +9,14 @@ import json
 import marshal
 import pickle
 import sqlite3
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from kdns.journal import JournalWriter
+from kdns.journal import WRITER_NICENESS, JournalWriter
 from kdns.registry.manifests import to_manifest
 from kdns.registry.sqlite import Saved, SqliteJournal, StorageError, load, object_format
 from kdns.registry.store import Store, apply_order
@@ -233,6 +235,31 @@ def test_a_2xx_from_the_writer_thread_means_on_disk(api_server, threaded, tmp_pa
     assert stored_row(path, "Service", "default", "svc-0") is None
     assert load(path).version == api.call(lambda store: store.resource_version)
     assert 0 < holder[0].groups <= holder[0].commits == 25
+
+
+def niceness(thread_id: int) -> int:
+    """A thread of this process's niceness, as the kernel reports it (/proc: field 19 of stat)."""
+    stat = Path(f"/proc/self/task/{thread_id}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has a niceness of its own on Linux only")
+def test_the_writer_thread_is_nicer_than_the_event_loop(api_server, threaded, tmp_path):
+    """The journal's thread runs WRITER_NICENESS nicer than the event loop's thread that
+    started it (at most 19), as the kernel has it, and the loop's own niceness is left as
+    it was; a write through it is still saved before its 2xx."""
+    path = tmp_path / "registry.sqlite3"
+    prepare, options, holder = threaded(path)
+    api = api_server(prepare=prepare, **options)
+    loop_thread = api.call(lambda store: threading.get_native_id())
+    before = niceness(loop_thread)
+    reply = api.request("POST", SERVICES, service("web"))
+    assert reply.status == 201
+    assert stored_row(path, "Service", "default", "web") == (int(reply.json["metadata"]["resourceVersion"]),)
+    writer = holder[0]
+    assert writer.thread_id is not None and writer.thread_id != loop_thread
+    assert niceness(writer.thread_id) == writer.niceness == min(19, before + WRITER_NICENESS)
+    assert niceness(loop_thread) == before
 
 
 def test_a_write_waits_for_the_disk_and_nothing_else_does(api_server, threaded, tmp_path):
