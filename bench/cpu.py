@@ -40,7 +40,7 @@ import gen
 from common import CLIENTS, LOOPBACK, REPO
 from measure import dnsperf
 from procs import cpus, free_port, pin_threads, stop_all
-from servers import knot_conf, start_kdns, start_knot, wait_answer
+from servers import knot_conf, start_kdns, start_knot, wait_answer, wait_settled
 
 # The tracepoints --syscalls counts: every system call, and those of the UDP paths.
 SYSCALL_EVENTS = ("raw_syscalls:sys_enter", *(f"syscalls:sys_enter_{call}" for call in
@@ -119,6 +119,8 @@ def measure(name: str, start: Any, port: int, queries: Path, probe: str, args: a
         if ready is None:
             raise RuntimeError(f"{name} did not start: {why}\n{child.log_tail()}")
         pin_threads(child.pid, server_cpu)
+        if wait_settled(child) is None:  # a steady registry: start-up's leftover work done
+            raise RuntimeError(f"{name} did not finish its start-up's packing\n{child.log_tail()}")
         warm_up(port, queries, client_cpu)
         for kind, rate in (("closed", None), ("fixed", args.rate)):
             before = user_system(child.pid)

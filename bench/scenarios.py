@@ -51,6 +51,7 @@ from servers import (
     start_kdns,
     start_knot,
     wait_answer,
+    wait_settled,
     worker_sync,
 )
 
@@ -78,7 +79,9 @@ def scale_test(workdir: Path, mode: Mode, server_cpu: str, client_cpu: str, with
     try:
         seconds, detail = wait_answer(child, port, name, "A", mode.scale_timeout_s, watch_rss_kib=4 * 2**20)
         cpu = cpu_seconds(child.pid) if child.alive() else None
-        if seconds is not None:
+        settled = wait_settled(child) if seconds is not None else None  # start-up's leftover packing
+        if settled is not None:
+            say(f"scale: start-up's packing done {settled:.1f} s after the first answer")
             throughput["kdns"] = _closed_loop(child, port, queries, mode, server_cpu, client_cpu, workdir, budget)
         memory = memory_kib(child.pid) if child.alive() else {}  # VmHWM: the load and the load test
     finally:

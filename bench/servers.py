@@ -115,6 +115,25 @@ def wait_answer(child: Child, port: int, name: str, qtype: str, deadline_s: floa
     return None, f"no answer within {deadline_s:.0f} s"
 
 
+def wait_settled(child: Child, deadline_s: float = 120.0) -> float | None:
+    """Once kdns answers, wait for the end of its start-up's leftover work: the documents
+    a load from manifests leaves to pack while DNS is quiet (kdns.app.pack_deferred logs
+    "start-up: N documents left to pack ..." then "... documents packed in X s"). A steady
+    registry is measured after it. Returns the seconds waited, 0.0 if there was nothing to
+    pack (or the tree does not defer it), None if the deadline passed first."""
+    began = time.monotonic()
+    while time.monotonic() - began < deadline_s:
+        text = child.log_path.read_text(errors="replace")
+        if "documents left to pack" not in text:
+            return 0.0
+        if "documents packed in" in text:
+            return time.monotonic() - began
+        if not child.alive():
+            return None
+        time.sleep(0.05)
+    return None
+
+
 def kdns_common_flags(help_text: str) -> list[str]:
     flags = []
     if "--ephemeral" in help_text:

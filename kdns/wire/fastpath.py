@@ -122,6 +122,10 @@ class QueryStats:
     def count(self, qtype: int, rcode: int) -> None:
         self.counts[self.cell(qtype, rcode)] += 1
 
+    def answered(self) -> int:
+        """Queries answered so far, of every type and rcode."""
+        return sum(self.counts)
+
     def totals(self) -> dict[tuple[int, int], int]:
         """{(qtype, rcode): queries answered so far}."""
         counts = self.counts

@@ -114,3 +114,26 @@ def test_the_pod_documents_a_load_left_deferred_are_packed_once_kdns_serves(kdns
     pod = client.request("GET", "/api/v1/namespaces/default/pods/p7").json
     assert (pod["status"]["podIPs"], pod["metadata"]["generation"]) == ([{"ip": "10.244.1.7"}], 1)
     assert pod["metadata"]["annotations"]["kdns.dev/manifest-source"].endswith(".yaml")
+
+
+def test_a_steady_stream_of_queries_does_not_keep_the_deferred_documents_from_being_packed(
+    kdns_server: Callable[..., Any],
+):
+    """Packing waits for DNS to be quiet (kdns.app.PACK_QUIET), but not for ever: with
+    queries answered back to back all along, every document is still packed, one chunk
+    every PACK_BUSY_EVERY at most, while the queries go on being answered."""
+    pods = "".join(
+        f"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p{n}\nspec:\n  containers:\n  - name: c\n"
+        f"    image: i\nstatus:\n  phase: Running\n  podIP: 10.244.2.{n}\n"
+        for n in range(1, 251)
+    )
+    server = kdns_server(pods)
+    store = server.app.store
+    answered = 0
+    deadline = time.monotonic() + 10  # 250 pods are two chunks: at most about 0.2 s under load
+    while store.deferred and time.monotonic() < deadline:
+        reply = server.resolve("10-244-2-7.default.pod.cluster.local.")
+        assert [rdata.address for rrset in reply.answer for rdata in rrset] == ["10.244.2.7"]
+        answered += 1
+    assert store.deferred == 0 and answered > 0
+    assert all(isinstance(pod.document, bytes) for pod in store.list("Pod"))
