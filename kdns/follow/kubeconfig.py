@@ -166,8 +166,7 @@ def load(path: Path, context_name: str | None = None) -> Access:
     if cluster.get("proxy-url"):
         raise KubeconfigError(f"kubeconfig {path}: proxy-url is not supported")
     server = cluster.get("server")
-    parts = urlsplit(server) if isinstance(server, str) else None
-    if not isinstance(server, str) or parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+    if not isinstance(server, str) or (parts := urlsplit(server)).scheme not in ("https", "http") or not parts.hostname:
         raise KubeconfigError(f"kubeconfig {path}: cluster server {server!r} is not an http(s) URL")
     base = path.resolve().parent
     try:

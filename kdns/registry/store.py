@@ -315,9 +315,7 @@ class Store:
         deferred = self._deferred
         for _ in range(min(limit, len(deferred))):
             obj = deferred.pop()
-            document = obj.document
-            if isinstance(document, objects.Deferred):
-                obj.document = objects.pack(document.make())
+            obj.document = objects.packed(obj.document)
         return len(deferred)
 
     # --- Commits made elsewhere (the etcd store) ---------------------------------------------
