@@ -343,6 +343,29 @@ def test_a_refused_write_leaves_no_trace_in_its_transaction():
     assert [e.resource_version for e in seen[0]] == [3, 4, 5, 6]
 
 
+def test_a_pod_after_a_new_service_is_in_its_slice():
+    """Pods with equal labels hold one mapping of them, and the services selecting such a
+    mapping are remembered (Store._selecting_in_order) until a selector comes or goes:
+    a pod made after its Service is in the Service's slice, and out once it is deleted."""
+    store = new_store()
+    write(store, pod("web-1", "10.0.0.1"))
+    write(store, service("web"))
+    write(store, pod("web-2", "10.0.0.2"))
+    (slice_,) = store.list("EndpointSlice")
+    assert [e.target_ref.name for e in slice_.endpoints] == ["web-1", "web-2"]
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "web")
+        txn.create(service("web"))
+        txn.apply(pod("web-3", "10.0.0.3"))
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "web")
+        txn.apply(pod("web-4", "10.0.0.4"))
+    assert store.list("EndpointSlice") == []
+    write(store, service("web"))
+    (slice_,) = store.list("EndpointSlice")
+    assert [e.target_ref.name for e in slice_.endpoints] == ["web-1", "web-2", "web-3", "web-4"]
+
+
 def test_a_new_slice_steps_around_a_name_in_use():
     """A slice name taken by someone else's slice is not reused by the controller."""
     store = new_store()
