@@ -153,10 +153,10 @@ def admit(
         # steps below would leave it, without taking those steps in a tree thrown away.
         read = manifests.new_pod(doc)
         if read is not None:
-            name, namespace, labels, deleted, fields = read
+            name, namespace, labels, deleted, pod_fields = read
             meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, timestamp(context.clock()),
                               deleted)
-            return objects.Pod(meta=meta, document=objects.Deferred(admitted_pod, remake, meta), **fields)
+            return objects.Pod(meta, *pod_fields, objects.Deferred(admitted_pod, remake, meta))
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     if old is not None and stored is None:

@@ -837,7 +837,7 @@ class Transaction:
         return self._write(doc, old, kind, owned=owned, remake=remake)
 
     def _require_namespace(self, namespace: str) -> None:
-        if namespace and self._store._get(NAMESPACE, "", namespace) is None:
+        if namespace and namespace not in self._store._tables[NAMESPACE].get("", _NONE):
             raise NotFound(NAMESPACE, namespace)
 
     def _restore(
