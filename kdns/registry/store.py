@@ -155,10 +155,13 @@ class Store:
         # bytes an object (and listing a namespace needed a set of its names besides).
         # A namespace's dict goes with its last object.
         self._tables: dict[str, dict[str, dict[str, KubeObject]]] = {kind: {} for kind in objects.KIND_CLASSES}
-        # Indexes, kept current by _put: pods by (namespace, label, value); services by
-        # (namespace, one pair of their selector); slices by (namespace,
-        # kubernetes.io/service-name).
+        # Indexes, kept current by _put: pods by (namespace, label, value) (new ones filed
+        # when it is next read: _index_pods); services by (namespace, one pair of their
+        # selector); slices by (namespace, kubernetes.io/service-name).
         self._pods_by_label: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        # Pods put in their table and not yet filed under their labels: filed together
+        # when the index is next read or a pod leaves it (_index_pods).
+        self._unindexed: builtins.list[Pod] = []
         self._services_by_selector: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
         self._slices_by_service: dict[tuple[str, str], tuple[str, ...] | set[str]] = {}
         # Each Service's slices (every one labelled with its name, in name order) as the
@@ -468,6 +471,10 @@ class Store:
         # A few members per key, as a rule: tuples (kdns/multimap.py).
         change = multimap.add_some if add else multimap.discard_some
         if isinstance(obj, Pod):
+            if add:
+                self._unindexed.append(obj)
+                return
+            self._index_pods()
             for label, value in obj.meta.labels.items():
                 change(self._pods_by_label, (namespace, label, value), name)
         elif isinstance(obj, Service):
@@ -479,6 +486,34 @@ class Store:
             service = obj.service_name  # type: ignore[attr-defined]
             if service:
                 change(self._slices_by_service, (namespace, service), name)
+
+    def _index_pods(self) -> None:
+        """File the pods put since the last call under their labels, as _index would have
+        one by one, in the same order. A bulk load puts 100,000 pods before the first
+        read: each key's names are gathered and become its tuple (or set) at once,
+        instead of a tuple made again for every pod. (No name is there twice: a pod
+        leaves the index, through here, before it is put again.)"""
+        pods = self._unindexed
+        if not pods:
+            return
+        self._unindexed = []
+        gathered: dict[tuple[str, str, str], builtins.list[str]] = {}
+        for pod in pods:
+            meta = pod.meta
+            namespace, name = meta.namespace, meta.name
+            for label, value in meta.labels.items():
+                names = gathered.get((namespace, label, value))
+                if names is None:
+                    gathered[(namespace, label, value)] = [name]
+                else:
+                    names.append(name)
+        table = self._pods_by_label
+        for key, names in gathered.items():
+            if key in table:
+                for name in names:
+                    multimap.add_some(table, key, name)
+            else:  # (what multimap.add_some makes of them, one by one)
+                table[key] = tuple(names) if len(names) < multimap.MANY else set(names)
 
     def _selecting_in_order(self, namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
         """_services_selecting, sorted. The last answer is kept until a Service's selector
@@ -507,6 +542,7 @@ class Store:
         namespace, selector = service.meta.namespace, service.selector
         if not selector:
             return []
+        self._index_pods()
         candidates = []
         for label, value in selector.items():
             names = self._pods_by_label.get((namespace, label, value))
