@@ -931,6 +931,9 @@ class Transaction:
             if kind == SERVICE and (obj is None or derived is None):
                 dirty[(namespace, name)] = None
         self._fixed_version = top
+        # Filed now, as part of the start: a restore of typed objects reconciles no
+        # Service, and the first write after it would file 100,000 pods.
+        store._index_pods()
         try:
             self._flush()
         except RegistryError as exc:
