@@ -39,8 +39,8 @@ def test_give_back_memory_returns_the_pages_freed_between_live_blocks() -> None:
 
 
 
-# In a process of its own: a 4 MiB block mapped and freed raises glibc's moving threshold
-# to 4 MiB, as a load's first freed table does; then a 256 KiB block comes from the heap,
+# In a process of its own: an 8 MiB block mapped and freed raises glibc's moving threshold
+# to 8 MiB, as a load's first freed table does; then a 1 MiB block comes from the heap,
 # unless map_big_blocks fixed the threshold first. mallinfo2's hblkhd: bytes mapped on their own.
 _MAPPED_AFTER_A_BIG_FREE = textwrap.dedent("""
     import ctypes, sys
@@ -53,11 +53,11 @@ _MAPPED_AFTER_A_BIG_FREE = textwrap.dedent("""
 
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = MallInfo2
-    big = bytearray(4 * 1024 * 1024)
+    big = bytearray(8 * 1024 * 1024)
     del big
     fixed = map_big_blocks() if sys.argv[1] == "fixed" else None
     before = libc.mallinfo2().hblkhd
-    block = bytearray(256 * 1024)
+    block = bytearray(1024 * 1024)
     print(fixed, libc.mallinfo2().hblkhd - before, len(block))
 """)
 
@@ -81,4 +81,4 @@ def test_map_big_blocks_maps_them_even_after_a_big_block_was_freed() -> None:
     assert mapped("moving") == ("None", 0)  # glibc's default: from the heap
     called, grown = mapped("fixed")
     assert called == "True"
-    assert grown >= 256 * 1024
+    assert grown >= 1024 * 1024 > runtime.MAP_BLOCKS_FROM
