@@ -907,12 +907,6 @@ class Transaction:
             return old
         if isinstance(new.document, objects.Deferred):
             store._deferred.append(new)
-        if fields is not None and isinstance(new, EndpointSlice):
-            # The controller's slice: its document is made again from it when read (not
-            # held). `new` is not seen by anyone yet, so it is still being made here.
-            owner = objects.controller_owner(new, body)
-            if owner is not None:
-                new.owner, new.document = owner, objects.EMPTY_DOCUMENT
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):
