@@ -212,9 +212,12 @@ class _Change:
 
     doc: dict[str, Any]
     creates: bool = False
+    # The stored object the change was made from and its document as unpacked for that
+    # (left unchanged): the commit reads it instead of unpacking the object again.
+    read: tuple[KubeObject, dict[str, Any]] | None = None
 
     def __call__(self, txn: Transaction) -> KubeObject:
-        return txn.create(self.doc) if self.creates else txn.update(self.doc)
+        return txn.create(self.doc) if self.creates else txn.update(self.doc, read=self.read)
 
 
 async def _commit_from_current(
@@ -350,7 +353,7 @@ async def update(request: web.Request, target: Target) -> web.Response:
             if not doc["metadata"].get("resourceVersion"):  # made from `live`: a change of it
                 doc["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
         _record_update(request, target, doc, live)
-        return _Change(doc)
+        return _Change(doc, read=(current, live))
 
     _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
     return render(request, target.resource, result)
@@ -398,7 +401,7 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         # A patch applies to what was read: the same version, unless it names one itself.
         doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
         _record_update(request, target, doc, live)
-        return _Change(doc)
+        return _Change(doc, read=(current, live))
 
     _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
     return render(request, resource, result)

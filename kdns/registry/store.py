@@ -704,10 +704,13 @@ class Transaction:
         """Store a new object (AlreadyExists, Invalid, NotFound for its namespace)."""
         return self._atomic(self._create, doc)
 
-    def update(self, doc: Mapping[str, Any]) -> KubeObject:
+    def update(self, doc: Mapping[str, Any], *, read: tuple[KubeObject, dict[str, Any]] | None = None) -> KubeObject:
         """Replace an object (NotFound; Conflict if doc's metadata.resourceVersion is set
-        and is not the stored one). An unchanged object is not written again."""
-        return self._atomic(self._update, doc, True)
+        and is not the stored one). An unchanged object is not written again. `read`: an
+        object and its document as the caller unpacked it (and has not changed since),
+        the API's patch made from it: taken instead of unpacking the object again, if it
+        is still the one stored."""
+        return self._atomic(self._update, doc, True, read)
 
     def apply(self, doc: Mapping[str, Any]) -> KubeObject:
         """Create or replace, whatever the document's resourceVersion (`kubectl apply`)."""
@@ -792,7 +795,9 @@ class Transaction:
             raise AlreadyExists(key.kind, key.name)
         return self._write(doc, None, key.kind)
 
-    def _update(self, doc: Mapping[str, Any], check_version: bool) -> KubeObject:
+    def _update(
+        self, doc: Mapping[str, Any], check_version: bool, read: tuple[KubeObject, dict[str, Any]] | None = None
+    ) -> KubeObject:
         key = manifests.key_of(doc)
         if key.kind == ENDPOINT_SLICE:
             self._flush()
@@ -804,7 +809,9 @@ class Transaction:
             wanted = doc.get("metadata", {}).get("resourceVersion")
             if wanted not in (None, "") and str(wanted) != str(old.meta.resource_version):
                 raise Conflict(key.kind, key.name)
-        return self._write(doc, old, key.kind)
+        # (The object itself, not an equal one: a write in between makes a new object.)
+        stored = read[1] if read is not None and read[0] is old else None
+        return self._write(doc, old, key.kind, stored=stored)
 
     def _apply(
         self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None,
