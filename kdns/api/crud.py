@@ -216,8 +216,24 @@ class _Change:
     # (left unchanged): the commit reads it instead of unpacking the object again.
     read: tuple[KubeObject, dict[str, Any]] | None = None
 
+    # What the commit admitted: [the object, its document] (Transaction.admitted), when it
+    # wrote one, for the reply.
+    admitted: list[Any] = dataclasses.field(default_factory=list)
+
     def __call__(self, txn: Transaction) -> KubeObject:
-        return txn.create(self.doc) if self.creates else txn.update(self.doc, read=self.read)
+        if self.creates:
+            return txn.create(self.doc)
+        written = txn.update(self.doc, read=self.read)
+        document = txn.admitted(written)
+        self.admitted[:] = () if document is None else (written, document)
+        return written
+
+    def reply(self, result: KubeObject) -> KubeObject | dict[str, Any]:
+        """What to render of the commit's `result`: the document it admitted, if `result`
+        is the object written with it (with an etcd backend, a copy at etcd's revision is
+        not), else `result` itself (unpacked when rendered)."""
+        admitted = self.admitted
+        return admitted[1] if admitted and admitted[0] is result else result
 
 
 async def _commit_from_current(
@@ -355,8 +371,8 @@ async def update(request: web.Request, target: Target) -> web.Response:
         _record_update(request, target, doc, live)
         return _Change(doc, read=(current, live))
 
-    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
-    return render(request, target.resource, result)
+    change, result = await _commit_from_current(request, target, make, dry_run=dry_run)
+    return render(request, target.resource, change.reply(result))
 
 
 async def patch_object(request: web.Request, target: Target) -> web.Response:
@@ -403,8 +419,8 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         _record_update(request, target, doc, live)
         return _Change(doc, read=(current, live))
 
-    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
-    return render(request, resource, result)
+    change, result = await _commit_from_current(request, target, make, dry_run=dry_run)
+    return render(request, resource, change.reply(result))
 
 
 async def _apply(request: web.Request, target: Target, config: Any, dry_run: bool) -> web.Response:

@@ -660,6 +660,7 @@ class Transaction:
         # (they stay where they are), or None: reconcile it whole.
         self._dirty: dict[tuple[str, str], set[str] | None] = {}
         self._cleared: list[tuple[str, str]] = []  # taken off _dirty: put back if that is undone
+        self._admitted: tuple[KubeObject, dict[str, Any]] | None = None  # (see `admitted`)
 
     def __enter__(self) -> Self:
         if self._state != "new":
@@ -711,6 +712,13 @@ class Transaction:
         the API's patch made from it: taken instead of unpacking the object again, if it
         is still the one stored."""
         return self._atomic(self._update, doc, True, read)
+
+    def admitted(self, obj: KubeObject) -> dict[str, Any] | None:
+        """The document the last `update` admitted for `obj`, if that update wrote `obj`:
+        what `obj` holds packed, for the API's reply without unpacking it again. Nothing
+        else holds it; the caller may only read it."""
+        admitted = self._admitted
+        return admitted[1] if admitted is not None and admitted[0] is obj else None
 
     def apply(self, doc: Mapping[str, Any]) -> KubeObject:
         """Create or replace, whatever the document's resourceVersion (`kubectl apply`)."""
@@ -811,7 +819,11 @@ class Transaction:
                 raise Conflict(key.kind, key.name)
         # (The object itself, not an equal one: a write in between makes a new object.)
         stored = read[1] if read is not None and read[0] is old else None
-        return self._write(doc, old, key.kind, stored=stored)
+        # Copied here, as _write would: admission makes the copy into new's document.
+        body = manifests.copy_tree(doc)
+        new = self._write(body, old, key.kind, owned=True, stored=stored)
+        self._admitted = (new, body) if new is not old else None
+        return new
 
     def _apply(
         self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None,
