@@ -65,6 +65,7 @@ from kdns.registry.objects import (
     KubeObject,
     Pod,
     Service,
+    SliceOwner,
     selector_matches,
 )
 
@@ -1046,8 +1047,10 @@ class Transaction:
             if updated is not None:
                 at = {s.meta.name: s for s in existing}
                 for wanted in updated:
-                    self._write(wanted.manifest, at[wanted.name], ENDPOINT_SLICE, owned=True, fields=wanted.fields,
-                                stored=wanted.stored)
+                    held = at[wanted.name]
+                    if not self._rewrite_endpoints(held, wanted):  # type: ignore[arg-type]
+                        self._write(wanted.manifest, held, ENDPOINT_SLICE, owned=True, fields=wanted.fields,
+                                    stored=wanted.stored)
                 self._settle(key)
                 return
         desired: builtins.list[endpoints.DesiredSlice] = []
@@ -1075,6 +1078,30 @@ class Transaction:
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)
         self._settle(key)
+
+    def _rewrite_endpoints(self, old: EndpointSlice, wanted: endpoints.DesiredSlice) -> bool:
+        """Write `wanted`, a slice of the controller's with only endpoints made again in
+        place (updated_slices), straight from its typed fields when `old` is held so too
+        (`owner`): what admitting its manifest would store (controller_manifest of either
+        is the document the other would hold), without making, admitting and parsing it.
+        Only its endpoints and so its generation change: its name, address type and ports
+        are old's (updated_slices takes them from it), and the labels and owner its
+        Service gives it are checked. Whether it did (False: write the manifest)."""
+        owner = old.owner
+        if (owner is None or self._fixed_version is not None or owner.service_uid != wanted.service.meta.uid
+                or old.meta.labels != wanted.labels):
+            return False
+        if wanted.endpoints == old.endpoints:
+            return True  # the same document: no change, as admission would find
+        store = self._store
+        version = store._next + 1
+        new = EndpointSlice(
+            meta=dataclasses.replace(old.meta, resource_version=version), address_type=old.address_type,
+            endpoints=wanted.endpoints, ports=old.ports, owner=SliceOwner(owner.service_uid, owner.generation + 1),
+        )
+        store._next = version
+        self._record(new, old, MODIFIED, version)
+        return True
 
     def _settled(self, key: tuple[str, str], existing: builtins.list[KubeObject]) -> bool:
         """Whether the service's slices, `existing`, are still those its last reconcile
