@@ -33,6 +33,7 @@ import gen
 import startup
 from common import REPO, say
 from procs import cpus
+from servers import installed
 
 STEPS = ("import", "read", "restore", "apply", "index")
 
@@ -138,7 +139,7 @@ def readers(manifests: Path, files: int, runs: int) -> dict[str, float]:
 
 def one(tree: Path, manifests: Path, data_dir: Path | None, server_cpu: str) -> dict[str, float]:
     """A start of `tree`'s kdns in a process of its own, pinned to `server_cpu`."""
-    argv = ["taskset", "-c", server_cpu, sys.executable, __file__, "--one", str(tree), str(manifests)]
+    argv = ["taskset", "-c", server_cpu, sys.executable, __file__, "--one", str(installed(tree)), str(manifests)]
     done = subprocess.run(argv + ([str(data_dir)] if data_dir is not None else []),
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout)  # type: ignore[no-any-return]

@@ -25,7 +25,8 @@ Start order (stop is the reverse, under a timeout):
 9. with --proxy, the service proxy: ClusterIPs and NodePorts start to route;
 10. the readiness prober (with etcd: the controller lease election, whose holder runs it);
 11. the pods' documents the load left unpacked (kdns.registry.objects.Deferred) are
-    packed, a few at a time while DNS is quiet (`pack_deferred`).
+    packed, and the prober looks at the pods already stored, a few at a time while DNS is
+    quiet (`LeftoverTurns`, `pack_deferred`).
 
 SIGHUP (`serve`) reloads the static zones and applies the manifests again (pruning what
 they no longer declare) while queries go on being answered.
@@ -99,13 +100,15 @@ STOP_TIMEOUT = 5.0
 # Deferred documents packed in one go: about 2 ms of the loop (a pod's takes about 10 us:
 # made again, then packed).
 PACK_CHUNK = 200
-# Packing is start-up's leftover work, not the askers': a chunk goes when no query was
-# answered for PACK_QUIET seconds, and under a steady stream of queries one every
-# PACK_BUSY_EVERY seconds at most (2 % of the loop), so that the stream neither pays for
-# the packing (100,000 pods are about 1 s of CPU) nor keeps it from ending (under a
-# minute at 100,000 pods). Until then a Deferred document reads the same, a little slower.
-PACK_QUIET = 0.005
-PACK_BUSY_EVERY = 0.1
+# Start-up's leftover work (packing the deferred documents, the prober's first look at the
+# stored pods) is not the askers': a chunk of it goes when no query was answered for
+# LEFTOVER_QUIET seconds, and under a steady stream of queries one every LEFTOVER_EVERY
+# seconds at most (2 % of the loop), so that the stream neither pays for it (100,000 pods
+# are about 1 s of CPU) nor keeps it from ending (under a minute at 100,000 pods). Until
+# then a Deferred document reads the same, a little slower, and a pod not yet looked at
+# is not yet probed.
+LEFTOVER_QUIET = 0.005
+LEFTOVER_EVERY = 0.1
 
 
 class BindError(KdnsError):
@@ -421,38 +424,58 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
         ))
     # The kubelet's readiness prober, for pods with a readinessProbe (kdns register); with
     # etcd, on the one replica that holds the controller lease.
+    # Start-up's leftover work goes in the turns DNS leaves it, from here on.
+    turns = LeftoverTurns(dns.udp.stats.answered)
     prober = None
     if election is None:
-        prober = await stack.enter_async_context(Prober(backend, events=events))
+        prober = await stack.enter_async_context(Prober(backend, events=events, pace=turns))
     else:
         await stack.enter_async_context(election)
     app = App(settings, metrics, store, backend, journal, index, dns, workers, api, proxy, prober, election, reloader, applied)
     _log_started(app, static)
     # Started: the documents the load left unpacked are packed from here on, while DNS is quiet.
-    packing = asyncio.get_running_loop().create_task(
-        pack_deferred(store, dns.udp.stats.answered), name="kdns pack documents"
-    )
+    packing = asyncio.get_running_loop().create_task(pack_deferred(store, turns), name="kdns pack documents")
     stack.push_async_callback(_cancel, packing)
     return app
 
 
-async def pack_deferred(store: Store, answered: Callable[[], int]) -> None:
+class LeftoverTurns:
+    """Turns for start-up's leftover work, awaited before each chunk of it: a turn comes
+    once no query was answered for LEFTOVER_QUIET seconds (`answered`: how many queries
+    were answered so far), or, under a steady stream of queries, LEFTOVER_EVERY seconds
+    after the last turn given to any of its users, so that all of them together take one
+    share of the loop."""
+
+    def __init__(self, answered: Callable[[], int]) -> None:
+        self._answered = answered
+        self._last: float | None = None  # when the last turn was given (loop time)
+
+    async def __call__(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._last is None:
+            self._last = loop.time()
+        while True:
+            seen = self._answered()
+            await asyncio.sleep(LEFTOVER_QUIET)
+            now = loop.time()
+            if self._answered() == seen or now - self._last >= LEFTOVER_EVERY:
+                self._last = now
+                return
+
+
+async def pack_deferred(store: Store, turns: Callable[[], Awaitable[None]]) -> None:
     """Pack the documents a start-up load left Deferred (kdns.registry.objects), PACK_CHUNK
-    at a time while DNS is quiet (`answered`: how many queries were answered so far; see
-    PACK_QUIET); then give the memory their makers held back to the system."""
+    at a time, each chunk in one of `turns` (LeftoverTurns); then give the memory their
+    makers held back to the system."""
     count = store.deferred
     if not count:
         return
     loop = asyncio.get_running_loop()
-    began = last_chunk = loop.time()
+    began = loop.time()
     log.info("start-up: %d documents left to pack while DNS is quiet", count)
     while store.deferred:
-        seen = answered()
-        await asyncio.sleep(PACK_QUIET)
-        if answered() != seen and loop.time() - last_chunk < PACK_BUSY_EVERY:
-            continue
+        await turns()
         store.pack_deferred(PACK_CHUNK)
-        last_chunk = loop.time()
     give_back_memory()
     # (bench/servers.py wait_settled waits for this line before measuring a steady registry)
     log.info("start-up: %d documents packed in %.1f s", count, loop.time() - began)

@@ -350,9 +350,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
 
 
 async def _serve_until_signalled(configuration: Configuration) -> None:
-    # Imported here, so `kdns --version` and flag errors need nothing but the config.
+    # Imported here, so `kdns --version` and flag errors need nothing but the config (and
+    # the follower, which imports the API and aiohttp's client, only to follow).
     from kdns.app import serve
-    from kdns.follow import follower
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -363,6 +363,8 @@ async def _serve_until_signalled(configuration: Configuration) -> None:
             handled.append(signum)
     try:
         if configuration.settings.follow is not None:
+            from kdns.follow import follower
+
             log.info("configuration: %s", configuration.describe())
             await follower.serve(configuration.settings, stop)
         else:

@@ -61,7 +61,7 @@ from kdns.registry.backend import Backend, NotLeader, Unavailable
 from kdns.registry.errors import RegistryError
 from kdns.registry.events import EventLog
 from kdns.registry.manifests import to_manifest
-from kdns.registry.objects import DELETED, POD, Event, Pod, may_mention
+from kdns.registry.objects import DELETED, POD, Event, KubeObject, Pod, may_mention
 
 __all__ = ["Probe", "ProbeStats", "Prober", "UnsupportedProbe", "probes_of"]
 
@@ -90,6 +90,9 @@ UNSUPPORTED = "UnsupportedProbe"
 NOT_READY = "ContainersNotReady"
 # Probes running at once: bounds the sockets kdns holds open (each probe holds one).
 MAX_IN_FLIGHT = 256
+# Stored pods looked at in one paced turn (Prober's `pace`): a few ms of the loop (a pod
+# without a probe takes 2-5 us: its document searched for "readinessProbe").
+SCAN_CHUNK = 500
 # TCP probes close with SO_LINGER 0 (an RST): kdns keeps no TIME_WAIT per probe.
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
@@ -289,9 +292,14 @@ class Prober:
         wall_clock: Callable[[], float] = time.time,
         max_in_flight: int = MAX_IN_FLIGHT,
         events: EventLog | None = None,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`events`, when given, gets a Warning `Unhealthy` event for each failed probe,
-        as the kubelet records one."""
+        as the kubelet records one. `pace`, when given, paces the first look at the pods
+        already stored: they are looked at on a task of their own, SCAN_CHUNK at a time,
+        each chunk after `pace()` returns (kdns.app gives the turns DNS leaves quiet, so
+        that a big registry's start does not wait for it); without it, all of them in
+        `__aenter__`."""
         self._backend = backend
         self._store = backend.store
         self._events = events
@@ -306,6 +314,8 @@ class Prober:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._pace = pace
+        self._scan: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
         self.stats = ProbeStats()
 
@@ -319,17 +329,39 @@ class Prober:
         self._slots = asyncio.Semaphore(self._max_in_flight)
         # Subscribe and list with no write in between: no pod is missed or seen twice.
         self._unsubscribe = self._store.subscribe(self._on_commit)
-        for pod in self._store.list(POD):
-            assert isinstance(pod, Pod)
-            self._track(pod)
-        log.debug("probing %d pods", self.probed)
+        pods = self._store.list(POD)
+        if self._pace is None:
+            self._look_at(pods)
+            log.debug("probing %d pods", self.probed)
+        else:
+            self._scan = self._loop.create_task(self._paced_scan(pods, self._pace), name="kdns prober: stored pods")
         return self
+
+    async def _paced_scan(self, pods: Sequence[KubeObject], pace: Callable[[], Awaitable[None]]) -> None:
+        for start in range(0, len(pods), SCAN_CHUNK):
+            await pace()
+            self._look_at(pods[start:start + SCAN_CHUNK])
+        log.debug("probing %d pods", self.probed)
+
+    def _look_at(self, pods: Sequence[KubeObject]) -> None:
+        """Track `pods`, listed when the subscription began, each still stored as listed: a
+        commit since then was tracked as it came (`_on_commit`), so a pod it changed or
+        deleted is no longer the one the store holds, and is left to it."""
+        get = self._store.get
+        for pod in pods:
+            assert isinstance(pod, Pod)
+            if get(POD, pod.meta.namespace, pod.meta.name) is pod:
+                self._track(pod)
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._unsubscribe is None:
             return
         self._unsubscribe()
         self._unsubscribe = None
+        if self._scan is not None:
+            self._scan.cancel()
+            await asyncio.gather(self._scan, return_exceptions=True)
+            self._scan = None
         tasks = [task for target in self._targets.values() for task in target.tasks]
         for task in tasks:
             task.cancel()

@@ -24,7 +24,15 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from kdns.prober import Probe, Prober, UnsupportedProbe, _Result, probes_of, run_probe
+from kdns.prober import (
+    SCAN_CHUNK,
+    Probe,
+    Prober,
+    UnsupportedProbe,
+    _Result,
+    probes_of,
+    run_probe,
+)
 from kdns.registry.backend import LocalBackend
 from kdns.registry.manifests import from_manifest, to_manifest
 from kdns.registry.objects import ENDPOINT_SLICE, POD
@@ -553,6 +561,69 @@ def test_deleting_or_readdressing_a_pod_stops_or_restarts_its_worker() -> None:
             await prober.__aexit__(None, None, None)
             await old.close()
             await new.close()
+
+    run(scenario)
+
+
+def test_a_paced_prober_looks_at_the_stored_pods_in_its_turns_and_only_as_they_are_now() -> None:
+    """With `pace` (kdns.app's turns while DNS is quiet) the stored pods are looked at on a
+    task, SCAN_CHUNK of them a turn, none before its turn; a pod changed or deleted before
+    its turn was tracked as it changed, and its listed self is left alone."""
+
+    async def scenario() -> None:
+        listener = await Backend.start("127.0.0.2")
+        store, clock = Store(), FakeTime()
+        count = SCAN_CHUNK + 3
+        apply(store, *(pod_doc(f"web-{n}", "127.0.0.2", tcp_probe(listener.port, periodSeconds=1))
+                       for n in range(count)))
+        turns: asyncio.Queue[None] = asyncio.Queue()
+        given = 0
+
+        async def pace() -> None:
+            nonlocal given
+            await turns.get()
+            given += 1
+
+        prober = Prober(LocalBackend(store), clock=clock.clock, sleep=clock.sleep,
+                        wall_clock=lambda: 1_767_225_600.0, pace=pace)
+        await prober.__aenter__()
+        try:
+            await asyncio.sleep(0)
+            assert prober.probed == 0  # nothing before the first turn
+            delete(store, "web-1")  # both before their turn: tracked by the commit
+            apply(store, pod_doc("web-2", "127.0.0.2", None))  # its probe taken away
+            turns.put_nowait(None)
+            await clock.settle(SCAN_CHUNK - 2)
+            assert (given, prober.probed) == (1, SCAN_CHUNK - 2)
+            turns.put_nowait(None)
+            await clock.settle(count - 2)
+            assert (given, prober.probed) == (2, count - 2)
+            await clock.advance(0)
+            assert listener.hits == count - 2
+        finally:
+            await prober.__aexit__(None, None, None)
+            await listener.close()
+
+    run(scenario)
+
+
+def test_a_paced_prober_stopped_before_its_turns_leaves_nothing_running() -> None:
+    """Stopped while its look at the stored pods waits for a turn: that task ends too."""
+
+    async def scenario() -> None:
+        store = Store()
+        apply(store, pod_doc("web-1", "127.0.0.2", tcp_probe(80, periodSeconds=1)))
+        never = asyncio.Event()
+
+        async def pace() -> None:
+            await never.wait()
+
+        before = asyncio.all_tasks()
+        prober = Prober(LocalBackend(store), pace=pace)
+        await prober.__aenter__()
+        assert len(asyncio.all_tasks() - before) == 1  # the look, waiting for its turn
+        await prober.__aexit__(None, None, None)
+        assert prober.probed == 0 and not asyncio.all_tasks() - before
 
     run(scenario)
 

@@ -148,6 +148,15 @@ def admit(
     document and the new uid and creationTimestamp alone (not on the allocators, or on
     the clock later, as a Node's Ready condition does)."""
     kind = kind or manifests.kind_of(doc)
+    if remake is not None and kind == objects.POD and old is None and not restore and fields is None:
+        # A bulk load's new pod (nearly always plain): its fields read from `doc` as the
+        # steps below would leave it, without taking those steps in a tree thrown away.
+        read = manifests.new_pod(doc)
+        if read is not None:
+            name, namespace, labels, deleted, pod_fields = read
+            meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, timestamp(context.clock()),
+                              deleted)
+            return objects.Pod(meta, *pod_fields, objects.Deferred(admitted_pod, remake, meta))
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     if old is not None and stored is None:

@@ -260,12 +260,18 @@ def _endpoints_by_group(service: Service, pods: Iterable[Pod]) -> dict[GroupKey,
     groups: dict[GroupKey, dict[tuple[str, str], Placed]] = {}
     group_family = group_ports = None  # the key of `group`, the group last added to
     group: dict[tuple[str, str], Placed] = {}
+    matched = None  # the labels last found to match: a workload's pods share one mapping
     for pod in pods:
         meta = pod.meta
         # The selector again (any pods may be given). Its values are strings, so this is
         # selector_matches; the subset test of the items is quicker than the call.
-        if meta.namespace != namespace or not selector <= meta.labels.items():
+        if meta.namespace != namespace:
             continue
+        labels = meta.labels
+        if labels is not matched:
+            if not selector <= labels.items():
+                continue
+            matched = labels
         if not pod.pod_ips or pod.phase in ("Succeeded", "Failed"):
             continue
         ports = same_ports if same_ports is not None else _resolve_ports(service, pod)

@@ -156,10 +156,13 @@ class Store:
         # bytes an object (and listing a namespace needed a set of its names besides).
         # A namespace's dict goes with its last object.
         self._tables: dict[str, dict[str, dict[str, KubeObject]]] = {kind: {} for kind in objects.KIND_CLASSES}
-        # Indexes, kept current by _put: pods by (namespace, label, value); services by
-        # (namespace, one pair of their selector); slices by (namespace,
-        # kubernetes.io/service-name).
+        # Indexes, kept current by _put: pods by (namespace, label, value) (new ones filed
+        # when it is next read: _index_pods); services by (namespace, one pair of their
+        # selector); slices by (namespace, kubernetes.io/service-name).
         self._pods_by_label: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
+        # Pods put in their table and not yet filed under their labels: filed together
+        # when the index is next read or a pod leaves it (_index_pods).
+        self._unindexed: builtins.list[Pod] = []
         self._services_by_selector: dict[tuple[str, str, str], tuple[str, ...] | set[str]] = {}
         self._slices_by_service: dict[tuple[str, str], tuple[str, ...] | set[str]] = {}
         # Each Service's slices (every one labelled with its name, in name order) as the
@@ -167,6 +170,8 @@ class Store:
         # objects, a pod's update that leaves its endpoints where they are remakes only
         # those endpoints (Transaction._reconcile).
         self._settled: dict[tuple[str, str], tuple[KubeObject, ...]] = {}
+        # The last answer of _selecting_in_order: namespace, labels, service names.
+        self._last_selecting: tuple[str, Mapping[str, str], tuple[str, ...]] | None = None
         self._version = 0  # last committed
         self._next = 0  # last assigned; ahead of _version while a transaction is open
         self._log: deque[Event] = deque(maxlen=event_log_size)
@@ -467,16 +472,61 @@ class Store:
         # A few members per key, as a rule: tuples (kdns/multimap.py).
         change = multimap.add_some if add else multimap.discard_some
         if isinstance(obj, Pod):
+            if add:
+                self._unindexed.append(obj)
+                return
+            self._index_pods()
             for label, value in obj.meta.labels.items():
                 change(self._pods_by_label, (namespace, label, value), name)
         elif isinstance(obj, Service):
             if obj.selector:
                 label, value = min(obj.selector.items())
                 change(self._services_by_selector, (namespace, label, value), name)
+                self._last_selecting = None  # (see _selecting_in_order)
         elif obj.kind == ENDPOINT_SLICE:
             service = obj.service_name  # type: ignore[attr-defined]
             if service:
                 change(self._slices_by_service, (namespace, service), name)
+
+    def _index_pods(self) -> None:
+        """File the pods put since the last call under their labels, as _index would have
+        one by one, in the same order. A bulk load puts 100,000 pods before the first
+        read: each key's names are gathered and become its tuple (or set) at once,
+        instead of a tuple made again for every pod. (No name is there twice: a pod
+        leaves the index, through here, before it is put again.)"""
+        pods = self._unindexed
+        if not pods:
+            return
+        self._unindexed = []
+        gathered: dict[tuple[str, str, str], builtins.list[str]] = {}
+        for pod in pods:
+            meta = pod.meta
+            namespace, name = meta.namespace, meta.name
+            for label, value in meta.labels.items():
+                names = gathered.get((namespace, label, value))
+                if names is None:
+                    gathered[(namespace, label, value)] = [name]
+                else:
+                    names.append(name)
+        table = self._pods_by_label
+        for key, names in gathered.items():
+            if key in table:
+                for name in names:
+                    multimap.add_some(table, key, name)
+            else:  # (what multimap.add_some makes of them, one by one)
+                table[key] = tuple(names) if len(names) < multimap.MANY else set(names)
+
+    def _selecting_in_order(self, namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """_services_selecting, sorted. The last answer is kept until a Service's selector
+        is indexed or unindexed: a bulk load's pods come a workload at a time, each of its
+        pods holding one mapping of their labels (objects.shared_labels), so most pods
+        ask what the pod before asked (a tenth of a second over 100,000 pods)."""
+        last = self._last_selecting
+        if last is not None and last[1] is labels and last[0] == namespace:
+            return last[2]
+        found = tuple(sorted(self._services_selecting(namespace, labels)))
+        self._last_selecting = (namespace, labels, found)
+        return found
 
     def _services_selecting(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         """Names of the services in `namespace` whose selector matches `labels`."""
@@ -493,6 +543,7 @@ class Store:
         namespace, selector = service.meta.namespace, service.selector
         if not selector:
             return []
+        self._index_pods()
         candidates = []
         for label, value in selector.items():
             names = self._pods_by_label.get((namespace, label, value))
@@ -842,7 +893,7 @@ class Transaction:
         return self._write(doc, old, kind, owned=owned, remake=remake)
 
     def _require_namespace(self, namespace: str) -> None:
-        if namespace and self._store._get(NAMESPACE, "", namespace) is None:
+        if namespace and namespace not in self._store._tables[NAMESPACE].get("", _NONE):
             raise NotFound(NAMESPACE, namespace)
 
     def _restore(
@@ -900,6 +951,9 @@ class Transaction:
             if kind == SERVICE and (obj is None or derived is None):
                 dirty[(namespace, name)] = None
         self._fixed_version = top
+        # Filed now, as part of the start: a restore of typed objects reconciles no
+        # Service, and the first write after it would file 100,000 pods.
+        store._index_pods()
         try:
             self._flush()
         except RegistryError as exc:
@@ -953,9 +1007,9 @@ class Transaction:
     def _mark_pod(self, pod: Pod) -> None:
         """A pod created or deleted: the services selecting it are reconciled whole."""
         namespace = pod.meta.namespace
-        services = self._store._services_selecting(namespace, pod.meta.labels)
-        for name in sorted(services) if len(services) > 1 else services:
-            self._dirty[(namespace, name)] = None
+        dirty = self._dirty
+        for name in self._store._selecting_in_order(namespace, pod.meta.labels):
+            dirty[(namespace, name)] = None
 
     def _mark_changed_pod(self, old: Pod, new: Pod) -> None:
         """A pod updated in what the controller reads: a service selecting it before and

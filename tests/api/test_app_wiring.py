@@ -124,9 +124,9 @@ def test_the_pod_documents_a_load_left_deferred_are_packed_once_kdns_serves(kdns
 def test_a_steady_stream_of_queries_does_not_keep_the_deferred_documents_from_being_packed(
     kdns_server: Callable[..., Any],
 ):
-    """Packing waits for DNS to be quiet (kdns.app.PACK_QUIET), but not for ever: with
+    """Packing waits for DNS to be quiet (kdns.app.LEFTOVER_QUIET), but not for ever: with
     queries answered back to back all along, every document is still packed, one chunk
-    every PACK_BUSY_EVERY at most, while the queries go on being answered."""
+    every LEFTOVER_EVERY at most, while the queries go on being answered."""
     # 3,000 pods are 15 chunks: about 0.1 s of quiet, 1.5 s under the stream, which starts
     # as soon as kdns serves, well before the packing could be done.
     server = kdns_server(_pods(3000))

@@ -6,15 +6,19 @@ expected type are taken as they are, the checker reads the others.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import uuid
 from types import MappingProxyType
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kdns.registry import manifests
-from kdns.registry.admission import RandomUids
+from kdns.registry import manifests, objects
+from kdns.registry.admission import Context, RandomUids, admit
+from kdns.registry.allocator import ClusterIPAllocator, NodePortAllocator
+from kdns.registry.errors import Invalid
 from kdns.registry.objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
 
 _ODD = st.sampled_from([None, "", 0, 1, True, False, 1.5, [], {}, ["a"], {"a": "b"}, "x" * 70, "UPPER", "a_b", "-a"])
@@ -214,3 +218,99 @@ def test_name_matchers_match_what_the_quoted_regexes_match(text: str) -> None:
                          (manifests._QUALIFIED_NAME_FMT, manifests._QUALIFIED_NAME_RE),
                          (manifests._LABEL_VALUE_FMT, manifests._LABEL_VALUE_RE)):
         assert (re.fullmatch(fmt, text) is None) == (matcher.fullmatch(text) is None)
+
+
+def _context() -> Context:
+    """Admission with a fixed clock and numbered uids: two admissions give equal objects."""
+    numbers = iter(range(1, 1000))
+    return Context(cluster_ips=ClusterIPAllocator(("10.96.0.0/12",)), node_ports=NodePortAllocator(30000, 32767),
+                   clock=lambda: 1_700_000_000.0, new_uid=lambda: f"uid-{next(numbers)}")
+
+
+def _admitted(doc: dict[str, Any], deferred: bool) -> objects.KubeObject | list[tuple[str, str]]:
+    """A new Pod admitted from a copy of `doc` (as a bulk load does, its document
+    Deferred, or step by step and packed), or the causes it is refused for."""
+    remake = (lambda: copy.deepcopy(doc)) if deferred else None
+    try:
+        return admit(copy.deepcopy(doc), None, _context(), 7, owned=True, kind=POD, remake=remake)
+    except Invalid as exc:
+        return list(exc.causes)
+
+
+def _mostly(*plain: Any) -> st.SearchStrategy[Any]:
+    """One of the `plain` values, mostly, else an odd one."""
+    return st.sampled_from([*plain] * 12 + [None, "", 0, True, 1.5, [], {}, "UPPER", "a_b", "10.0.0.1"])
+
+
+# Pods as a bulk load's are, but for a value here and there.
+_PLAIN_POD = st.fixed_dictionaries({
+    "metadata": st.fixed_dictionaries({"name": _mostly("web-0", "svc-0001-0", "a.b")}, optional={
+        "namespace": _mostly("ns-01", "default", ""), "labels": _mostly({"app": "web"}, {}, {"app": "web", "t": "x"}),
+        "annotations": _mostly({"kdns.dev/source": "/m"}), "deletionTimestamp": _mostly("2024-01-01T00:00:00Z", ""),
+        "resourceVersion": _VALUE, "uid": _VALUE, "generation": _VALUE,
+    }),
+    "spec": _dict_of(
+        hostname=_mostly("web-0", ""), subdomain=_mostly("web"), nodeName=_mostly("node-1", "n.example"),
+        containers=st.lists(_dict_of(name=_mostly("main"), ports=st.lists(_dict_of(
+            name=_mostly("http", "dns", ""), containerPort=_mostly(80, 53, 65535), protocol=_mostly("TCP", "UDP", ""),
+        ), max_size=2)), max_size=2),
+    ),
+    "status": st.fixed_dictionaries({}, optional={
+        "phase": _mostly("Running", "Pending", "Failed", ""), "podIP": _mostly("10.0.0.1", "10.0.0.1", "", "fd00::1"),
+        "podIPs": _mostly([{"ip": "10.0.0.1"}], [{"ip": "10.0.0.1"}], [], [{"ip": "10.0.0.2"}],
+                          [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]),
+        "conditions": st.lists(_dict_of(type=_mostly("Ready", "Other"), status=_mostly("True", "False", "Unknown")),
+                               max_size=2),
+    }),
+})
+_NEW_POD = st.builds(lambda metadata, pod: {"apiVersion": "v1", "kind": "Pod", **pod, **metadata},
+                     st.one_of(*[st.just({})] * 3, _dict_of(metadata=st.one_of(_ODD, _METADATA, st.fixed_dictionaries(
+                         {"name": st.just("web-0"), "managedFields": st.sampled_from([[], [{}], [{"manager": "m"}], 1])})))),
+                     st.one_of(_PLAIN_POD, _PLAIN_POD, _POD))
+
+
+def _pod_status(**status: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}, "status": status}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_NEW_POD)
+@example(_pod_status(podIPs=""))
+@example(_pod_status(podIPs=[]))
+@example(_pod_status(podIP="", podIPs=[]))
+@example(_pod_status(podIP="10.0.0.1", podIPs=""))
+@example(_pod_status(podIP="10.0.0.1", podIPs=[{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]))
+@example(_pod_status(podIP="10.0.0.1", podIPs=[{"ip": "10.0.0.2"}]))
+@example(_pod_status(phase="", conditions=[{"type": "Ready", "status": None}]))
+@example({"kind": "Pod", "metadata": {"name": "web-0", "namespace": 0}, "spec": {"containers": [{"ports": [
+    {"containerPort": 80, "protocol": ""}, {"name": "", "containerPort": 81, "protocol": 0}]}]}})
+def test_new_pod_is_what_admission_reads_step_by_step(doc):
+    """A bulk load's new Pod read at once (manifests.new_pod, for plain documents) is the
+    Pod admission makes step by step: the same metadata and fields, the same document
+    once made, the same refusal. The document given is left as it was."""
+    given = copy.deepcopy(doc)
+    read = manifests.new_pod(doc)
+    assert doc == given
+    deferred, careful = _admitted(doc, True), _admitted(doc, False)
+    if isinstance(careful, list):
+        assert read is None and deferred == careful
+        return
+    assert isinstance(deferred, objects.Pod) and isinstance(careful, objects.Pod)
+    assert isinstance(deferred.document, objects.Deferred)
+    assert objects.unpack(deferred.document) == objects.unpack(careful.document)
+    fields = [f.name for f in dataclasses.fields(objects.Pod) if f.name != "document"]
+    assert [getattr(deferred, f) for f in fields] == [getattr(careful, f) for f in fields]
+
+
+def test_new_pod_reads_a_bulk_loads_pods():
+    doc = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "svc-0001-0", "namespace": "ns-01", "labels": {"app": "svc-0001"},
+                        "annotations": {"kdns.dev/manifest-source": "/m/ns-01.yaml"}},
+           "spec": {"containers": [{"name": "main", "image": "registry.example/app:1.0"}]},
+           "status": {"phase": "Running", "podIP": "10.128.0.50", "podIPs": [{"ip": "10.128.0.50"}],
+                      "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert manifests.new_pod(doc) is not None
+    deferred, careful = _admitted(doc, True), _admitted(doc, False)
+    assert isinstance(deferred, objects.Pod) and isinstance(deferred.document, objects.Deferred)
+    assert isinstance(careful, objects.Pod)
+    assert deferred.meta == careful.meta and deferred.pod_ips == ("10.128.0.50",) and deferred.ready

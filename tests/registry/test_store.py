@@ -367,6 +367,64 @@ def test_a_refused_write_leaves_no_trace_in_its_transaction():
     assert [e.resource_version for e in seen[0]] == [3, 4, 5, 6]
 
 
+def test_a_pod_after_a_new_service_is_in_its_slice():
+    """Pods with equal labels hold one mapping of them, and the services selecting such a
+    mapping are remembered (Store._selecting_in_order) until a selector comes or goes:
+    a pod made after its Service is in the Service's slice, and out once it is deleted."""
+    store = new_store()
+    write(store, pod("web-1", "10.0.0.1"))
+    write(store, service("web"))
+    write(store, pod("web-2", "10.0.0.2"))
+    (slice_,) = store.list("EndpointSlice")
+    assert [e.target_ref.name for e in slice_.endpoints] == ["web-1", "web-2"]
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "web")
+        txn.create(service("web"))
+        txn.apply(pod("web-3", "10.0.0.3"))
+    with store.transaction() as txn:
+        txn.delete("Service", "default", "web")
+        txn.apply(pod("web-4", "10.0.0.4"))
+    assert store.list("EndpointSlice") == []
+    write(store, service("web"))
+    (slice_,) = store.list("EndpointSlice")
+    assert [e.target_ref.name for e in slice_.endpoints] == ["web-1", "web-2", "web-3", "web-4"]
+
+
+def test_pods_filed_together_are_filed_as_one_by_one():
+    """Pods put in a transaction are filed under their labels together, when the index
+    is next read (Store._index_pods): the same members, in a tuple below
+    multimap.MANY of them and a set from there, whatever leaves or comes between."""
+    store = new_store()
+    with store.transaction() as txn:
+        txn.create(service("web"))
+        for i in range(20):
+            txn.create(pod(f"web-{i:02}", f"10.0.0.{i + 1}"))
+        txn.delete("Pod", "default", "web-03")
+        txn.apply(pod("web-04", "10.0.0.5", app="other"))
+        txn.create(pod("one", "10.0.1.1", app="solo"))
+    (slice_,) = store.list("EndpointSlice")
+    assert [e.target_ref.name for e in slice_.endpoints] == [f"web-{i:02}" for i in range(20) if i not in (3, 4)]
+    table = store._pods_by_label
+    assert table[("default", "app", "web")] == {f"web-{i:02}" for i in range(20) if i not in (3, 4)}
+    assert table[("default", "app", "other")] == ("web-04",) and table[("default", "app", "solo")] == ("one",)
+    with store.transaction() as txn:
+        txn.create(pod("two", "10.0.1.2", app="solo"))
+        txn.create(pod("web-20", "10.0.0.21"))
+        with pytest.raises(AlreadyExists):
+            txn.create(pod("two", "10.0.1.2", app="solo"))
+    assert table[("default", "app", "solo")] == ("one", "two")
+    assert "web-20" in table[("default", "app", "web")]
+
+    def create_then_fail() -> None:
+        with store.transaction() as txn:
+            txn.create(pod("three", "10.0.1.3", app="solo"))
+            raise RuntimeError("undone")
+
+    with pytest.raises(RuntimeError, match="undone"):
+        create_then_fail()
+    assert table[("default", "app", "solo")] == ("one", "two")
+
+
 def test_a_new_slice_steps_around_a_name_in_use():
     """A slice name taken by someone else's slice is not reused by the controller."""
     store = new_store()
