@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -29,29 +29,8 @@ BODY_TYPES = (JSON, "application/yaml", protobuf.MEDIA)
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """The API's JSON, compact: json.JSONEncoder(separators=(",", ":")).encode's text,
-    from one C encoder made once (JSONEncoder.encode makes one per call, with the dict
-    of containers it checks for cycles: a reply is a tree, made by kdns), where CPython's
-    `_json` has it."""
-    encoder = json.JSONEncoder(separators=(",", ":"))
-    try:
-        from _json import make_encoder
-    except ImportError:  # (another Python: the encoder as it is)
-        return encoder.encode
-    one_shot = make_encoder(None, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-                            False, False, True)
-
-    def encode(body: Any) -> str:
-        if isinstance(body, str):
-            return encoder.encode(body)  # (a string alone: encode's own case)
-        return "".join(one_shot(body, 0))
-
-    return encode
-
-
-# One encoder for every reply (json.dumps with options makes one per call).
-_COMPACT = _compact_encoder()
+# The API's JSON, compact; one encoder for every reply (json.dumps with options makes one per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def json_response(body: Any, code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
