@@ -36,18 +36,33 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import gen
 from common import LOOPBACK
-from procs import cpu_seconds, free_port, thread_cpu
-from servers import wait_answer
+from procs import Child, cpu_seconds, free_port, thread_cpu
+from servers import wait_answer, wait_settled
 from writes import Writer, start
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BACK_TO_BACK = 1e9  # writes a second: the Writer's pacing never waits
+
+
+def wait_api(api: str, kdns: Child, deadline_s: float = 60.0) -> None:
+    """Return once the API answers /readyz (SystemExit after `deadline_s`)."""
+    limit = time.monotonic() + deadline_s
+    while time.monotonic() < limit and kdns.alive():
+        try:
+            with urllib.request.urlopen(f"{api}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"writecost: the API did not answer /readyz\n{kdns.log_tail()}")
 
 
 def flips(api: str, pods: list[gen.Pod], count: int, first: int) -> None:
@@ -68,7 +83,12 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
         started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
         if started is None:
             raise SystemExit(f"writecost: kdns did not answer: {detail}\n{kdns.log_tail()}")
+        # The registry steady (start-up's deferred packing done, which would run between
+        # the flips: DNS is quiet here) and the API listening (DNS may answer first).
+        if wait_settled(kdns) is None:
+            raise SystemExit(f"writecost: kdns's start-up packing did not end\n{kdns.log_tail()}")
         api = f"http://{LOOPBACK}:{api_port}"
+        wait_api(api, kdns)
         flips(api, pods, args.warmup, 0)
         spy = None
         if profile is not None:

@@ -212,9 +212,28 @@ class _Change:
 
     doc: dict[str, Any]
     creates: bool = False
+    # The stored object the change was made from and its document as unpacked for that
+    # (left unchanged): the commit reads it instead of unpacking the object again.
+    read: tuple[KubeObject, dict[str, Any]] | None = None
+
+    # What the commit admitted: [the object, its document] (Transaction.admitted), when it
+    # wrote one, for the reply.
+    admitted: list[Any] = dataclasses.field(default_factory=list)
 
     def __call__(self, txn: Transaction) -> KubeObject:
-        return txn.create(self.doc) if self.creates else txn.update(self.doc)
+        if self.creates:
+            return txn.create(self.doc)
+        written = txn.update(self.doc, read=self.read)
+        document = txn.admitted(written)
+        self.admitted[:] = () if document is None else (written, document)
+        return written
+
+    def reply(self, result: KubeObject) -> KubeObject | dict[str, Any]:
+        """What to render of the commit's `result`: the document it admitted, if `result`
+        is the object written with it (with an etcd backend, a copy at etcd's revision is
+        not), else `result` itself (unpacked when rendered)."""
+        admitted = self.admitted
+        return admitted[1] if admitted and admitted[0] is result else result
 
 
 async def _commit_from_current(
@@ -350,10 +369,10 @@ async def update(request: web.Request, target: Target) -> web.Response:
             if not doc["metadata"].get("resourceVersion"):  # made from `live`: a change of it
                 doc["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
         _record_update(request, target, doc, live)
-        return _Change(doc)
+        return _Change(doc, read=(current, live))
 
-    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
-    return render(request, target.resource, result)
+    change, result = await _commit_from_current(request, target, make, dry_run=dry_run)
+    return render(request, target.resource, change.reply(result))
 
 
 async def patch_object(request: web.Request, target: Target) -> web.Response:
@@ -398,10 +417,10 @@ async def patch_object(request: web.Request, target: Target) -> web.Response:
         # A patch applies to what was read: the same version, unless it names one itself.
         doc["metadata"].setdefault("resourceVersion", live["metadata"].get("resourceVersion"))
         _record_update(request, target, doc, live)
-        return _Change(doc)
+        return _Change(doc, read=(current, live))
 
-    _, result = await _commit_from_current(request, target, make, dry_run=dry_run)
-    return render(request, resource, result)
+    change, result = await _commit_from_current(request, target, make, dry_run=dry_run)
+    return render(request, resource, change.reply(result))
 
 
 async def _apply(request: web.Request, target: Target, config: Any, dry_run: bool) -> web.Response:

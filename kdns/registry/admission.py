@@ -189,6 +189,18 @@ def admit(
     if remake is not None and kind == objects.POD and old is None and not restore:
         meta, fields = manifests.checked(body, kind, fields)
         return objects.Pod(meta=meta, document=objects.Deferred(admitted_pod, remake, meta), **fields)
+    if fields is not None and kind == objects.ENDPOINT_SLICE:
+        # The controller's slice (only it gives `fields`): held as its typed fields and
+        # owner when the document is all controller_manifest makes again (nearly always),
+        # so packing it would be work thrown away; a readiness flip writes one.
+        meta, fields = manifests.checked(body, kind, fields)
+        written = objects.EndpointSlice(meta=meta, **fields)
+        owner = objects.controller_owner(written, body)
+        if owner is None:
+            written.document = objects.pack(body)
+        else:
+            written.owner = owner
+        return written
     return manifests.parse(body, kind, fields)
 
 

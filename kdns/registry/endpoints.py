@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import count
 from operator import itemgetter
@@ -88,12 +88,24 @@ class DesiredSlice:
     family: str
     ports: PortsKey
     endpoints: tuple[Endpoint, ...]
-    # The endpoints' documents when they are at hand already (updated_slices: the stored
-    # document's, shared, with the changed ones made again); else made from `endpoints`.
-    endpoint_documents: list[dict[str, Any]] | None = None
-    # The stored document of the slice this one replaces, when it was read to make this
-    # (updated_slices): the store compares with it instead of reading it again.
-    stored: dict[str, Any] | None = None
+    # The stored slice this one makes again in place (updated_slices), and the positions
+    # of the endpoints made again: the others' documents are its document's, shared.
+    replaces: EndpointSlice | None = None
+    remade: tuple[int, ...] = ()
+    # replaces.manifest, once read (`stored`): the store reads it only when it admits the
+    # manifest, not when it writes the slice from its fields (Transaction._rewrite_endpoints).
+    read: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def stored(self) -> dict[str, Any] | None:
+        """The stored document of the slice this one replaces, if it makes one again in
+        place: the store compares with it instead of reading it again. The caller's to
+        read only (`manifest` shares its endpoints)."""
+        if self.replaces is None:
+            return None
+        if self.read is None:
+            self.read = self.replaces.manifest
+        return self.read
 
     @property
     def labels(self) -> dict[str, str]:
@@ -116,7 +128,13 @@ class DesiredSlice:
     def manifest(self) -> dict[str, Any]:
         """The document to write, made afresh (the caller's)."""
         meta = self.service.meta
-        endpoint_documents = self.endpoint_documents
+        stored = self.stored
+        if stored is None:
+            endpoint_documents = [objects.endpoint_document(endpoint) for endpoint in self.endpoints]
+        else:
+            endpoint_documents = list(stored["endpoints"])
+            for position in self.remade:
+                endpoint_documents[position] = objects.endpoint_document(self.endpoints[position])
         return {
             "apiVersion": objects.API_VERSIONS[objects.ENDPOINT_SLICE],
             "kind": objects.ENDPOINT_SLICE,
@@ -128,8 +146,7 @@ class DesiredSlice:
                 "ownerReferences": [objects.owner_reference(meta.name, meta.uid)],
             },
             "addressType": self.family,
-            "endpoints": (list(endpoint_documents) if endpoint_documents is not None
-                          else [objects.endpoint_document(endpoint) for endpoint in self.endpoints]),
+            "endpoints": endpoint_documents,
             "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in self.ports],
         }
 
@@ -364,8 +381,9 @@ def updated_slices(
 
     Each endpoint is then made again in its slot, and nothing else moves: desired_slices
     would keep every endpoint in the slice that holds it, in the same order. Only the
-    slices holding one of them are returned, in name order, each with the stored document
-    it was made from (`DesiredSlice.stored`). None when an endpoint of `pods` is in none of
+    slices holding one of them are returned, in name order, each with the stored slice it
+    was made from (`DesiredSlice.replaces`; its document, `stored`, is read only if the
+    manifest is). None when an endpoint of `pods` is in none of
     them (the state was not the controller's): then run desired_slices.
     """
     families = service.ip_families or ("IPv4",)
@@ -389,15 +407,12 @@ def updated_slices(
             continue
         values = list(endpoint_slice.endpoints)
         # The stored document's endpoints are those _endpoints made (admission leaves them
-        # as they are): only the changed ones are made again; the others are shared with
-        # `stored`, which nothing changes.
-        stored = endpoint_slice.manifest
-        documents = list(stored["endpoints"])
+        # as they are): only the changed ones are made again (`manifest`), the others are
+        # shared with `stored`, which nothing changes.
         for position, placed in positions.items():
             (values[position],) = _endpoints(service, [placed])
-            documents[position] = objects.endpoint_document(values[position])
         changed.append(DesiredSlice(service, endpoint_slice.meta.name, endpoint_slice.address_type,
-                                    _slice_ports(endpoint_slice), tuple(values), documents, stored))
+                                    _slice_ports(endpoint_slice), tuple(values), endpoint_slice, tuple(positions)))
     return changed
 
 

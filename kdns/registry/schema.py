@@ -490,9 +490,72 @@ class Decoded:
 def decode(document: Any, schema: Schema) -> Decoded:
     """Check `document` against `schema`: unknown fields are listed and dropped, nulls in
     declared fields dropped (null means unset), values of the wrong JSON type reported."""
+    try:
+        return Decoded(_plain(document, schema))
+    except _Noteworthy:
+        pass  # decoded again below, saying where
     result = Decoded(None)
     result.document = _decode(document, schema, "", result)
     return result
+
+
+class _Noteworthy(Exception):
+    """A value `_plain` leaves to `_decode`: an unknown field, a wrong type, or a value
+    of a type it does not take the short way (`_decode` says which and where)."""
+
+
+def _plain(value: Any, schema: Schema) -> Any:
+    """What `_decode` makes of a document with nothing to report (nearly every one: the
+    API decodes every write's whole object, a patch's unchanged parts too), without the
+    path of every field, which only a report names: _Noteworthy at the first value that
+    may have something to report, and then `_decode` reads the document again."""
+    kind = schema.type
+    if kind == "object":
+        if type(value) is not dict:
+            raise _Noteworthy
+        decoded = {}
+        properties = schema.properties
+        for key, item in value.items():
+            field_schema = properties.get(key)
+            if field_schema is None:
+                if not schema.open:
+                    raise _Noteworthy
+                decoded[key] = item
+            elif item is not None:
+                decoded[key] = _plain(item, field_schema)
+        return decoded
+    if kind == "string":
+        if type(value) is not str:
+            raise _Noteworthy
+        return value
+    if kind == "array":
+        if type(value) is not list:
+            raise _Noteworthy
+        items = schema.items
+        assert items is not None
+        return [_plain(item, items) for item in value]
+    if kind == "map":
+        if type(value) is not dict:
+            raise _Noteworthy
+        items = schema.items
+        assert items is not None
+        return {key: _plain(item, items) for key, item in value.items() if item is not None}
+    if kind == "any":
+        return value
+    if type(value) in _PLAIN_SCALARS.get(kind, ()):
+        return value
+    raise _Noteworthy
+
+
+# The scalar types each scalar schema type takes as they are (a float for an integer is
+# made an int by `_decode`; bool is a type of its own here, not an int).
+_PLAIN_SCALARS: Mapping[str, tuple[type, ...]] = {
+    "boolean": (bool,),
+    "integer": (int,),
+    "int-or-string": (int, str),
+    "number": (int, float),
+    "quantity": (int, float, str),
+}
 
 
 def _join(path: str, key: str) -> str:

@@ -65,6 +65,7 @@ from kdns.registry.objects import (
     KubeObject,
     Pod,
     Service,
+    SliceOwner,
     selector_matches,
 )
 
@@ -711,6 +712,7 @@ class Transaction:
         # (they stay where they are), or None: reconcile it whole.
         self._dirty: dict[tuple[str, str], set[str] | None] = {}
         self._cleared: list[tuple[str, str]] = []  # taken off _dirty: put back if that is undone
+        self._admitted: tuple[KubeObject, dict[str, Any]] | None = None  # (see `admitted`)
 
     def __enter__(self) -> Self:
         if self._state != "new":
@@ -755,10 +757,20 @@ class Transaction:
         """Store a new object (AlreadyExists, Invalid, NotFound for its namespace)."""
         return self._atomic(self._create, doc)
 
-    def update(self, doc: Mapping[str, Any]) -> KubeObject:
+    def update(self, doc: Mapping[str, Any], *, read: tuple[KubeObject, dict[str, Any]] | None = None) -> KubeObject:
         """Replace an object (NotFound; Conflict if doc's metadata.resourceVersion is set
-        and is not the stored one). An unchanged object is not written again."""
-        return self._atomic(self._update, doc, True)
+        and is not the stored one). An unchanged object is not written again. `read`: an
+        object and its document as the caller unpacked it (and has not changed since),
+        the API's patch made from it: taken instead of unpacking the object again, if it
+        is still the one stored."""
+        return self._atomic(self._update, doc, True, read)
+
+    def admitted(self, obj: KubeObject) -> dict[str, Any] | None:
+        """The document the last `update` admitted for `obj`, if that update wrote `obj`:
+        what `obj` holds packed, for the API's reply without unpacking it again. Nothing
+        else holds it; the caller may only read it."""
+        admitted = self._admitted
+        return admitted[1] if admitted is not None and admitted[0] is obj else None
 
     def apply(self, doc: Mapping[str, Any]) -> KubeObject:
         """Create or replace, whatever the document's resourceVersion (`kubectl apply`)."""
@@ -843,7 +855,9 @@ class Transaction:
             raise AlreadyExists(key.kind, key.name)
         return self._write(doc, None, key.kind)
 
-    def _update(self, doc: Mapping[str, Any], check_version: bool) -> KubeObject:
+    def _update(
+        self, doc: Mapping[str, Any], check_version: bool, read: tuple[KubeObject, dict[str, Any]] | None = None
+    ) -> KubeObject:
         key = manifests.key_of(doc)
         if key.kind == ENDPOINT_SLICE:
             self._flush()
@@ -855,7 +869,13 @@ class Transaction:
             wanted = doc.get("metadata", {}).get("resourceVersion")
             if wanted not in (None, "") and str(wanted) != str(old.meta.resource_version):
                 raise Conflict(key.kind, key.name)
-        return self._write(doc, old, key.kind)
+        # (The object itself, not an equal one: a write in between makes a new object.)
+        stored = read[1] if read is not None and read[0] is old else None
+        # Copied here, as _write would: admission makes the copy into new's document.
+        body = manifests.copy_tree(doc)
+        new = self._write(body, old, key.kind, owned=True, stored=stored)
+        self._admitted = (new, body) if new is not old else None
+        return new
 
     def _apply(
         self, doc: Mapping[str, Any], owned: bool = False, key: tuple[str, str, str] | None = None,
@@ -961,12 +981,6 @@ class Transaction:
             return old
         if isinstance(new.document, objects.Deferred):
             store._deferred.append(new)
-        if fields is not None and isinstance(new, EndpointSlice):
-            # The controller's slice: its document is made again from it when read (not
-            # held). `new` is not seen by anyone yet, so it is still being made here.
-            owner = objects.controller_owner(new, body)
-            if owner is not None:
-                new.owner, new.document = owner, objects.EMPTY_DOCUMENT
         store._next = version
         self._record(new, old, MODIFIED if old is not None else ADDED, version)
         if isinstance(new, Pod):
@@ -1087,8 +1101,10 @@ class Transaction:
             if updated is not None:
                 at = {s.meta.name: s for s in existing}
                 for wanted in updated:
-                    self._write(wanted.manifest, at[wanted.name], ENDPOINT_SLICE, owned=True, fields=wanted.fields,
-                                stored=wanted.stored)
+                    held = at[wanted.name]
+                    if not self._rewrite_endpoints(held, wanted):  # type: ignore[arg-type]
+                        self._write(wanted.manifest, held, ENDPOINT_SLICE, owned=True, fields=wanted.fields,
+                                    stored=wanted.stored)
                 self._settle(key)
                 return
         desired: builtins.list[endpoints.DesiredSlice] = []
@@ -1116,6 +1132,30 @@ class Transaction:
         for item in sorted(managed):
             self._delete_one(ENDPOINT_SLICE, namespace, item)
         self._settle(key)
+
+    def _rewrite_endpoints(self, old: EndpointSlice, wanted: endpoints.DesiredSlice) -> bool:
+        """Write `wanted`, a slice of the controller's with only endpoints made again in
+        place (updated_slices), straight from its typed fields when `old` is held so too
+        (`owner`): what admitting its manifest would store (controller_manifest of either
+        is the document the other would hold), without making, admitting and parsing it.
+        Only its endpoints and so its generation change: its name, address type and ports
+        are old's (updated_slices takes them from it), and the labels and owner its
+        Service gives it are checked. Whether it did (False: write the manifest)."""
+        owner = old.owner
+        if (owner is None or self._fixed_version is not None or owner.service_uid != wanted.service.meta.uid
+                or old.meta.labels != wanted.labels):
+            return False
+        if wanted.endpoints == old.endpoints:
+            return True  # the same document: no change, as admission would find
+        store = self._store
+        version = store._next + 1
+        new = EndpointSlice(
+            meta=dataclasses.replace(old.meta, resource_version=version), address_type=old.address_type,
+            endpoints=wanted.endpoints, ports=old.ports, owner=SliceOwner(owner.service_uid, owner.generation + 1),
+        )
+        store._next = version
+        self._record(new, old, MODIFIED, version)
+        return True
 
     def _settled(self, key: tuple[str, str], existing: builtins.list[KubeObject]) -> bool:
         """Whether the service's slices, `existing`, are still those its last reconcile

@@ -196,6 +196,38 @@ def test_status_subresource_changes_only_status(api: Api):
     assert api.request("PUT", "/api/v1/namespaces/default/pods/p", live).json["status"]["podIP"] == "10.244.0.9"
 
 
+def test_a_writes_reply_is_the_object_as_stored(api: Api):
+    """The reply to an update or patch (made from the document the commit admitted, not
+    read back from the store) is byte for byte what a GET reads right after: a readiness
+    flip through /status, a patch of the main resource, a flip that changes nothing, a
+    PUT; a dry run's reply is what would be stored, and a GET does not see it."""
+    path = "/api/v1/namespaces/default/pods/p"
+    pod = {"metadata": {"name": "p", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.9", "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert api.request("POST", SERVICES, service("web")).status == 201
+    assert api.request("POST", "/api/v1/namespaces/default/pods", pod).status == 201
+    merge = "application/merge-patch+json"
+    flip = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    for method, where, given, content_type in [
+        ("PATCH", f"{path}/status", flip, merge),
+        ("PATCH", path, {"metadata": {"labels": {"tier": "a"}}}, merge),
+        ("PATCH", f"{path}/status", flip, merge),
+        ("PUT", path, None, "application/json"),
+    ]:
+        body = given
+        if body is None:
+            body = api.request("GET", path).json
+            body["metadata"]["annotations"] = {"note": "put"}
+        reply = api.request(method, where, body, content_type=content_type)
+        assert reply.status == 200, reply.json
+        assert reply.body == api.request("GET", path).body
+        assert reply.json["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
+    stored = api.request("GET", path).body
+    dry = api.request("PATCH", f"{path}/status?dryRun=All", {"status": {"podIP": "10.244.0.10"}}, content_type=merge)
+    assert dry.status == 200 and dry.json["status"]["podIP"] == "10.244.0.10"
+    assert api.request("GET", path).body == stored
+
+
 def test_patch_types(api: Api):
     """merge, strategic merge and JSON patches change what they say, with their own semantics."""
     api.request("POST", SERVICES, service("web"))

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kdns.registry import sqlite
+from kdns.registry import admission, sqlite
+from kdns.registry import endpoints as endpoints_module
 from kdns.registry.objects import EndpointSlice, Event, may_mention
 from kdns.registry.store import Store
 from tests.registry.test_endpoints import NOW, WEB, apply, managed, new_store, pod
@@ -131,3 +132,33 @@ def test_a_slice_with_what_the_controller_does_not_write_keeps_its_document() ->
     manifest = kept.manifest
     assert manifest["metadata"]["managedFields"] == [{"manager": "kubectl", "operation": "Update"}]
     assert manifest["endpoints"][0]["conditions"]["ready"] is True
+
+
+def test_an_endpoint_made_again_in_place_writes_the_slice_admission_would() -> None:
+    """A flip's slice, written straight from the controller's typed fields (the store's
+    in-place path), is what admitting the controller's manifest of it makes: the same
+    typed fields, metadata, owner and document, generation counted up; a flip back, too;
+    and a pod change the controller reads but its endpoint does not show (a label) writes
+    no slice."""
+    store = new_store()
+    apply(store, WEB, pod("web-0", "10.244.0.10"), pod("web-1", "10.244.0.11"))
+    for ready in (False, True):
+        (before,) = managed(store)
+        service = store.get("Service", "default", "web")
+        events = _slice_events(apply(store, pod("web-0", "10.244.0.10", ready=ready)))
+        (after,) = managed(store)
+        assert [event.type for event in events] == ["MODIFIED"] and events[0].old is before
+        (wanted,) = endpoints_module.updated_slices(
+            service, [store.get("Pod", "default", "web-0")], [before])  # type: ignore[arg-type,list-item]
+        admitted = admission.admit(wanted.manifest, before, store._context, after.meta.resource_version, owned=True,
+                                   kind="EndpointSlice", fields=wanted.fields, stored=before.manifest)
+        assert isinstance(admitted, EndpointSlice)
+        assert (after, after.meta, after.owner) == (admitted, admitted.meta, admitted.owner)
+        assert _text(after.manifest) == _text(admitted.manifest)
+        assert after.owner is not None and before.owner is not None
+        assert after.owner.generation == before.owner.generation + 1
+    (before,) = managed(store)
+    version = store.resource_version
+    labelled = apply(store, pod("web-0", "10.244.0.10", labels="{app: web, extra: y}"))
+    assert [event.object.kind for event in labelled] == ["Pod"] and managed(store) == [before]
+    assert managed(store)[0] is before and store.resource_version == version + 1

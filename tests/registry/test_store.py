@@ -168,6 +168,30 @@ def test_update_with_a_stale_resource_version_conflicts():
     assert updated.publish_not_ready_addresses and updated.meta.resource_version == 5
 
 
+def test_update_reads_the_callers_document_only_of_the_object_still_stored():
+    """`read` (an object and its document, as the API's patch unpacked it) stands for the
+    stored document only while that object is stored: after a write in between, writing
+    back the document read before is a change again, not taken for no change."""
+    store = new_store()
+    write(store, pod("web-0", "10.244.0.1"))
+    before = store.get("Pod", "default", "web-0")
+    read = before.manifest
+    with store.transaction() as txn:
+        same = txn.update(copy.deepcopy(read), read=(before, read))
+    assert same is before  # (unchanged: no write)
+    flipped = copy.deepcopy(read)
+    flipped["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    del flipped["metadata"]["resourceVersion"]
+    write(store, flipped)
+    assert not store.get("Pod", "default", "web-0").ready
+    back = copy.deepcopy(read)
+    del back["metadata"]["resourceVersion"]
+    with store.transaction() as txn:
+        written = txn.update(back, read=(before, read))
+    assert written.ready and written.meta.resource_version == store.resource_version
+    assert read == before.manifest  # the caller's document, read and left as it was
+
+
 def test_update_keeps_uid_and_creation_timestamp():
     """An update keeps the object's identity."""
     times = iter([NOW, NOW + 3600])
