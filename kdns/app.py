@@ -491,20 +491,33 @@ def _load(
 ) -> tuple[Store, SqliteJournal | None, declared.Applied]:
     """The saved registry, then every manifest on top in one transaction, pruning what
     earlier manifests declared and these do not: all of it, or an exception. The journal
-    (and its lock) is `stack`'s to close."""
-    loaded = read_paths(settings.manifests, declared.packer())  # marked and packed as read
-    _check_loaded(loaded)
+    (and its lock) is `stack`'s to close.
+
+    The order keeps the process's peak down (a big cluster's start sets kdns's largest
+    resident size; VmHWM from `python bench/memory.py`, scale cluster): the saved
+    registry is restored before the manifests are read, so that the memory the restore
+    made and dropped is taken again by the documents instead of left between them (a
+    restart: 300 -> 288 MiB). With a journal the apply packs every document, so what was
+    read is all garbage once applied: it is let go before the commit, whose
+    EndpointSlices then take its memory (a first start: 294 -> 268 MiB). Without one the
+    pods' documents stay Deferred, and packing them after the first answer takes that
+    memory instead (let go before the commit there, --ephemeral went 290 -> 294 MiB)."""
     store = _new_store(settings)
     journal = _restore(stack, store, settings.data_dir) if settings.data_dir is not None else None
+    loaded = read_paths(settings.manifests, declared.packer())  # marked and packed as read
+    _check_loaded(loaded)
+    files = len(loaded.files)
     # Saved inside the commit, before kdns serves anything (the writer thread takes over).
     journaling = store.subscribe(journal, critical=True) if journal is not None else None
     with store.transaction() as txn:
         # In `apply_order` (Namespaces first, ...); a refusal names file and document.
         # The documents were read for this alone: the store keeps them (`owned`).
         applied = declared.apply(txn, loaded.documents, owned=True)
+        if journal is not None:
+            del loaded  # before the commit (see above)
     if journaling is not None:
         journaling()
-    return store, journal, dataclasses.replace(applied, files=len(loaded.files))
+    return store, journal, dataclasses.replace(applied, files=files)
 
 
 async def _open_etcd(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[EtcdBackend, declared.Applied]:

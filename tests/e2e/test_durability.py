@@ -252,3 +252,36 @@ def test_one_kdns_per_data_directory(kdns_process: Callable[..., Any], tmp_path:
         "give each its own --data-dir, or use --ephemeral\n")
     client = Client(first.api_url, tmp_path / "home")
     assert client.request("POST", SERVICES, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}).status == 201
+
+
+def test_a_bad_manifest_stops_a_restart_and_leaves_the_saved_registry_as_it_was(
+    kdns_process: Callable[..., Any], tmp_path: Path
+):
+    """The saved registry is restored before the manifests are read (app._load): a manifest
+    refused then stops start-up with exit 1, and the next start finds what was saved."""
+    data, manifest = tmp_path / "data", tmp_path / "manifest.yaml"
+    manifest.write_text(MANIFEST)  # one file for both starts (the objects name the file they came from)
+    first = kdns_process("--data-dir", str(data), manifests=[manifest])
+    client = Client(first.api_url, tmp_path / "home")
+    extra = client.request("POST", SERVICES, {"metadata": {"name": "extra"}, "spec": {"ports": [{"port": 53}]}})
+    assert extra.status == 201
+    version = client.request("GET", SERVICES).json["metadata"]["resourceVersion"]
+    assert first.stop() == 0
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MANIFEST.replace("port: 80,", "port: nope,"))
+    done = subprocess.run(  # noqa: PLW1510 (the exit code is what is tested)
+        [sys.executable, "-m", "kdns", "serve", "--dns-address", "127.0.0.1", "--dns-port", "0", "--api-port", "0",
+         "--upstream", "none", "--data-dir", str(data), "--manifests", str(bad)],
+        capture_output=True, text=True, timeout=EXIT_TIMEOUT, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"{bad}: document 1: Service \"web\" is invalid" in done.stderr, done.stderr
+    assert "serving DNS" not in done.stderr
+
+    again = kdns_process("--data-dir", str(data), manifests=[manifest])
+    client = Client(again.api_url, tmp_path / "home")
+    assert client.request("GET", SERVICES).json["metadata"]["resourceVersion"] == version, "nothing was written"
+    kept = client.request("GET", f"{SERVICES}/extra").json
+    assert kept["metadata"]["uid"] == extra.json["metadata"]["uid"]
