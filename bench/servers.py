@@ -95,6 +95,10 @@ def ask_all(sockets: list[socket.socket], port: int, name: str, timeout: float =
     return [(sock, responses.get(sock)) for sock in sockets]
 
 
+PROBE_TIMEOUT = 0.05  # seconds
+PROBE_PAUSE = 0.01
+
+
 def wait_answer(child: Child, port: int, name: str, qtype: str, deadline_s: float,
                 ok: Callable[[Any], bool] | None = None, watch_rss_kib: int = 0,
                 address: str = LOOPBACK) -> tuple[float | None, Any]:
@@ -108,10 +112,13 @@ def wait_answer(child: Child, port: int, name: str, qtype: str, deadline_s: floa
             return None, f"exited with {child.proc.returncode}: {child.log_tail(5)}"
         if watch_rss_kib and memory_kib(child.pid).get("VmRSS", 0) > watch_rss_kib:
             return None, f"RSS above {watch_rss_kib // 1024} MiB while loading; stopped"
-        response = query(port, name, qtype, address=address, timeout=0.2)
+        # A probe unanswered after PROBE_TIMEOUT is given up and sent again: the first
+        # answer is known to within PROBE_TIMEOUT + PROBE_PAUSE (a 0.2 s timeout made
+        # start-up times come in steps of a quarter of a second).
+        response = query(port, name, qtype, address=address, timeout=PROBE_TIMEOUT)
         if response is not None and ok(response):
             return time.monotonic() - child.started, response
-        time.sleep(0.05)
+        time.sleep(PROBE_PAUSE)
     return None, f"no answer within {deadline_s:.0f} s"
 
 
