@@ -1,10 +1,12 @@
 """How many ready replies one EndpointSlice readiness flip drops: a count, not a timing.
 
     python bench/gen.py --out /tmp/cluster && python bench/kept.py /tmp/cluster [--pod NS/NAME | --namespace NAME]
+    python bench/kept.py /tmp/cluster --mix storm      # the search-path storm's questions instead
 
 Loads the generated cluster's manifests into a registry and an index as kdns does, fills
 a ready-reply cache (kdns/wire/fastpath.py) with every distinct question of the bench
-mix plus search-path misses of two outside names (what ndots:5 pods send), reports a
+mix (`--mix storm`: of the search-path storm, queries-storm.txt) plus search-path misses
+of two outside names (what ndots:5 pods send), reports a
 pod's readiness going false in one commit (as a kubelet does), and prints how many
 replies the cache still holds: what the next queries get without the slow path. The pod
 is `--pod`, or the middle one of the ready pods (in the bench cluster, a headless
@@ -28,18 +30,20 @@ from kdns.message import Answer, Query
 
 CLIENT = "127.0.0.1"
 OUTSIDE = ("www.example.com", "api.github.com")
+QUERIES = {"bench": "queries.txt", "storm": "queries-storm.txt"}  # by --mix (bench/gen.py writes both)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cluster", type=Path, help="a directory bench/gen.py wrote")
+    parser.add_argument("--mix", choices=("bench", "storm"), default="bench", help="whose questions fill the cache")
     change = parser.add_mutually_exclusive_group()
     change.add_argument("--pod", metavar="NS/NAME", help="the pod that goes unready (default: the middle ready one)")
     change.add_argument("--namespace", metavar="NAME", help="create this Namespace instead")
     args = parser.parse_args(argv)
     settings = Settings(manifests=(args.cluster / "manifests",), zones_dir=None, dns_address=CLIENT)
     store, router, cache = answer_path(settings)
-    lines = (args.cluster / "queries.txt").read_text().splitlines()
+    lines = (args.cluster / QUERIES[args.mix]).read_text().splitlines()
     questions = sorted({(line.split()[0], line.split()[1]) for line in lines if line.strip()})
     namespace = next(ns.meta.name for ns in store.list("Namespace") if ns.meta.name.startswith("ns-"))
     suffixes = (f"{namespace}.svc.{settings.zone}", f"svc.{settings.zone}", settings.zone)

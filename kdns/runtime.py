@@ -76,19 +76,20 @@ def long_lived() -> Iterator[None]:
     give_back_memory()
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
+def _libc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Callable[..., int] | None:
+    """The C library's function `name` (returning an int), None where it has none (glibc's
+    malloc_trim and mallopt: not musl's or macOS's)."""
+    library = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
+        function = getattr(ctypes.CDLL(library), name) if library else None
     except (OSError, AttributeError):
         return None
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    if function is not None:
+        function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function
 
 
-_MALLOC_TRIM = _malloc_trim()
+_MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_size_t)
 
 # mallopt's parameter for the size from which glibc maps a block of its own (malloc.h).
 _M_MMAP_THRESHOLD = -3
@@ -99,19 +100,7 @@ _M_MMAP_THRESHOLD = -3
 MAP_BLOCKS_FROM = 512 * 1024
 
 
-def _mallopt() -> Callable[[int, int], int] | None:
-    """glibc's mallopt, None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        return None
-    if mallopt is not None:
-        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt
-
-
-_MALLOPT = _mallopt()
+_MALLOPT = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
 
 
 def map_big_blocks() -> bool:

@@ -607,19 +607,9 @@ class ClusterIndex:
             added = list(added)
         if self._counting:
             touched.update(AddressScope(key) for key, _ in added)
-        ptr = self._ptr_endpoints
-        if not self._counting:
-            # A rebuild (counted at the end): multimap.add_few inline, for its 100,000 pairs.
-            for key, endpoint in added:
-                owner = (namespace, name, endpoint)
-                owners = ptr.get(key)
-                if owners is None:
-                    ptr[key] = (owner,)
-                elif owner not in owners:
-                    ptr[key] = (*owners, owner)
-            return
+        ptr, counting = self._ptr_endpoints, self._counting  # (a rebuild counts at its end)
         for key, endpoint in added:
-            if multimap.add_few(ptr, key, (namespace, name, endpoint)):
+            if multimap.add_few(ptr, key, (namespace, name, endpoint)) and counting:
                 self._reverse_count(key, 1)
 
     def _touch_endpoint_names(self, service: NamespacedName, had: ServiceEndpoints | None,
