@@ -38,7 +38,7 @@ from kdns.authority.names import (
     target_name,
 )
 from kdns.config import Settings
-from kdns.registry.addresses import dotted_quad, packed_ipv4_text
+from kdns.registry.addresses import dotted_quad
 from kdns.registry.objects import (
     DELETED,
     ENDPOINT_SLICE,
@@ -499,15 +499,10 @@ class ClusterIndex:
                         ip, key, label = seen.ip, seen.key, seen.label
                     else:
                         held = pods.get(ref.name) if ref is not None else None
-                        if held is not None and len(held) == 4 and packed_ipv4_text(held) == text:
-                            # At its pod's address, written as _read writes it (as dotted_quad
-                            # finds, in one call of the two): the pod's bytes, not a copy.
-                            packed: bytes | None = held
-                        else:
-                            packed = dotted_quad(text)  # (_read's common case, inline)
-                            if packed is not None and packed == held:
-                                packed = held
+                        packed = dotted_quad(text)  # (_read's common case, inline)
                         if packed is not None:
+                            if packed == held:  # at its pod's address: the pod's bytes, not a copy
+                                packed = held
                             ip, key, label = _IPv4(packed), packed, text.replace(".", "-")
                         else:
                             read = _read(text)
