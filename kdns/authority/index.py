@@ -436,12 +436,16 @@ class ClusterIndex:
         external = service.type == "ExternalName"
         ips: tuple[IPAddress, ...] = ()
         if not external and not service.headless:
-            ips = tuple(ip for ip in map(_address, service.cluster_ips) if ip is not None)
+            for text in service.cluster_ips:  # (one or two: a loop, not comprehensions)
+                read = _read(text)
+                if read is not None:
+                    ip, key, _ = read
+                    ips += (ip,)
+                    # The packed key as read (ip.packed writes it again from the int).
+                    if multimap.add_few(self._ptr_cluster, key, where):
+                        self._reverse_count(key, 1)
         target = target_name(service.external_name or "") if external else None
         self._services[where] = ServiceRecord(service, ips, target)
-        for ip in ips:
-            if multimap.add_few(self._ptr_cluster, ip.packed, where):
-                self._reverse_count(ip.packed, 1)
 
     def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
         """A Service event: its names; the PTR of the cluster IPs it took or gave back; the
