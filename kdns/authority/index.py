@@ -269,7 +269,7 @@ class ClusterIndex:
         A big cluster makes a million records here that all live on: the caller builds
         them with the collector paused (kdns.runtime.long_lived), as kdns.app does."""
         self._reset()
-        self._counting = False  # the reverse prefixes are counted once, at the end
+        self._counting = False  # the reverse prefixes and the pods' addresses are counted once, at the end
         put, put_pod = self._put, self._put_pod
         try:
             for obj in objects:
@@ -280,6 +280,7 @@ class ClusterIndex:
             self._refresh_endpoints()
         finally:
             self._counting = True
+        self._pod_ips = {namespace: dict(Counter(names.values())) for namespace, names in self._pods.items()}
         self._recount_reverse()
         self.serial = resource_version
         self._changed(None)
@@ -545,8 +546,9 @@ class ClusterIndex:
             names = self._pods[namespace] = {}
             self._pod_ips[namespace] = {}
         names[meta.name] = packed
-        pod_ips = self._pod_ips[namespace]
-        pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline: once per pod
+        if self._counting:  # (a rebuild counts them all at its end, in C)
+            pod_ips = self._pod_ips[namespace]
+            pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
