@@ -59,10 +59,8 @@ from kdns.journal import JournalWriter
 from kdns.metrics import Metrics
 from kdns.pipeline.cache import CachingForwarder, ResponseCache
 from kdns.pipeline.chain import Router
-from kdns.pipeline.explain import Explanation, explain, qtype_number
 from kdns.pipeline.forward import Forwarder, ForwardingLoop
 from kdns.prober import Prober
-from kdns.proxy import ServiceProxy
 from kdns.registry import declared
 from kdns.registry.backend import Backend, LocalBackend, Unavailable
 from kdns.registry.errors import ManifestError, RegistryError
@@ -72,7 +70,6 @@ from kdns.registry.objects import API_VERSIONS
 from kdns.registry.sqlite import FILE_NAME, SqliteJournal, StorageError
 from kdns.registry.sqlite import load as load_saved
 from kdns.registry.store import RestoreError, Store
-from kdns.replication import WorkerPool
 from kdns.runtime import collect_rarely, give_back_memory, long_lived
 from kdns.wire.fastpath import QueryStats
 from kdns.wire.querylog import QueryLog
@@ -84,10 +81,14 @@ from kdns.zonefiles import reload as reload_zones
 # Imported where they are used, not here: the HTTP API and the etcd client (aiohttp and
 # kdns.api: more than half of a start's imports, bench/startphases.py) are not needed to
 # start answering DNS (_serve_api imports the API on a thread while DNS answers; etcd
-# only with --store).
+# only with --store); nor are /debug/explain's (dnspython reads its names), the worker
+# processes' (--workers) or the service proxy's (--proxy).
 if TYPE_CHECKING:
     from kdns.api.http import Explainer
     from kdns.etcd.store import EtcdBackend, LeaderElection
+    from kdns.pipeline.explain import Explanation
+    from kdns.proxy import ServiceProxy
+    from kdns.replication import WorkerPool
 
 __all__ = ["App", "BindError", "DnsServers", "LoopError", "Reloader", "serve", "serve_dns", "start"]
 
@@ -385,6 +386,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             raise LoopError(str(exc)) from None
     workers = None
     if settings.workers > 1:  # on the port just bound, before /readyz says ready
+        from kdns.replication import WorkerPool
+
         workers = await stack.enter_async_context(
             WorkerPool(
                 dataclasses.replace(settings, dns_port=dns.udp.port),
@@ -401,6 +404,9 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
 
     def explainer(name: str, type_text: str, client: str) -> Awaitable[Explanation]:
         """`GET /debug/explain`: the live registry, the zones served now, the cache."""
+        # Imported with the API (kdns.api.debug), on its thread, not before DNS answers.
+        from kdns.pipeline.explain import explain, qtype_number
+
         router = dns.router
         return explain(
             name,
@@ -416,6 +422,8 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
     api = await _serve_api(stack, settings, backend, metrics, tls, writer, events, explainer)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
+        from kdns.proxy import ServiceProxy
+
         proxy = await stack.enter_async_context(ServiceProxy(
             store,
             interface=settings.proxy_interface,

@@ -8,7 +8,7 @@ kdns.authority.records).
 One module converts between this model and bytes, both ways and for both sides of kdns:
 kdns.codec reads clients' requests into it and writes the replies, and writes the
 forwarder's requests to upstreams and reads their replies into it, once. Static zones are
-converted from dnspython's zone-file reader when they load (kdns.authority.static).
+converted from dnspython's zone-file reader when they load (kdns.authority.zone).
 
 The names of rcodes, types and classes, and the EDNS option codes, every layer uses are
 defined or re-exported here, once: nothing above this module imports them from a DNS

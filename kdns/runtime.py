@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import logging
 import sys
@@ -78,14 +77,16 @@ def long_lived() -> Iterator[None]:
 
 def _libc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Callable[..., int] | None:
     """The C library's function `name` (returning an int), None where it has none (glibc's
-    malloc_trim and mallopt: not musl's or macOS's)."""
-    library = ctypes.util.find_library("c")
+    malloc_trim and mallopt: not musl's or macOS's).
+
+    Found among the symbols the process has loaded (dlopen(NULL)), the C library's with
+    them: ctypes.util.find_library would run `ldconfig -p` in a child process to find its
+    file, at each call, and its import costs a start 5 ms."""
     try:
-        function = getattr(ctypes.CDLL(library), name) if library else None
-    except (OSError, AttributeError):
+        function = ctypes.CDLL(None)[name]
+    except (OSError, AttributeError, TypeError):  # (TypeError: no dlopen(NULL) on Windows)
         return None
-    if function is not None:
-        function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    function.argtypes, function.restype = list(argtypes), ctypes.c_int
     return function
 
 

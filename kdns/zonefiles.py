@@ -1,4 +1,4 @@
-"""Static zone files on disk: the reading half of kdns/authority/static.py.
+"""Static zone files on disk: the reading half of kdns/authority/static.py and zone.py.
 
 The authority parses and serves zones from their text (`Zone.from_text`, `assemble`)
 and touches no file; this module, at the edge, lists `*.zone` files in --zones-dir and

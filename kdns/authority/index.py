@@ -38,7 +38,7 @@ from kdns.authority.names import (
     target_name,
 )
 from kdns.config import Settings
-from kdns.registry.addresses import dotted_quad, packed_ipv4_text
+from kdns.registry.addresses import dotted_quad
 from kdns.registry.objects import (
     DELETED,
     ENDPOINT_SLICE,
@@ -159,6 +159,9 @@ class _SliceRecord:
     by_name: dict[str, ReadyEndpoint] | None
 
 
+# _Ready((name, ip, key, text, label)): tuple.__new__ itself, in C; a NamedTuple's own
+# __new__ is a Python function, which made a third of the cost of making one (100,000 at scale).
+_new_ready: Callable[[tuple[str, IPAddress, bytes, str, str]], _Ready] = partial(tuple.__new__, _Ready)
 _KEY_NAME = itemgetter(2, 0)  # a _Ready's (key, name)
 _KEY_IP = itemgetter(2, 1)  # a _Ready's (key, ip)
 _Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
@@ -266,14 +269,18 @@ class ClusterIndex:
         A big cluster makes a million records here that all live on: the caller builds
         them with the collector paused (kdns.runtime.long_lived), as kdns.app does."""
         self._reset()
-        self._counting = False  # the reverse prefixes are counted once, at the end
-        put = self._put
+        self._counting = False  # the reverse prefixes and the pods' addresses are counted once, at the end
+        put, put_pod = self._put, self._put_pod
         try:
             for obj in objects:
-                put(obj)
+                if type(obj) is Pod:  # (most objects of a big cluster: one call, not two)
+                    put_pod(obj)
+                else:
+                    put(obj)
             self._refresh_endpoints()
         finally:
             self._counting = True
+        self._pod_ips = {namespace: dict(Counter(names.values())) for namespace, names in self._pods.items()}
         self._recount_reverse()
         self.serial = resource_version
         self._changed(None)
@@ -433,12 +440,16 @@ class ClusterIndex:
         external = service.type == "ExternalName"
         ips: tuple[IPAddress, ...] = ()
         if not external and not service.headless:
-            ips = tuple(ip for ip in map(_address, service.cluster_ips) if ip is not None)
+            for text in service.cluster_ips:  # (one or two: a loop, not comprehensions)
+                read = _read(text)
+                if read is not None:
+                    ip, key, _ = read
+                    ips += (ip,)
+                    # The packed key as read (ip.packed writes it again from the int).
+                    if multimap.add_few(self._ptr_cluster, key, where):
+                        self._reverse_count(key, 1)
         target = target_name(service.external_name or "") if external else None
         self._services[where] = ServiceRecord(service, ips, target)
-        for ip in ips:
-            if multimap.add_few(self._ptr_cluster, ip.packed, where):
-                self._reverse_count(ip.packed, 1)
 
     def _touch_service(self, where: NamespacedName, before: ServiceRecord | None, after: ServiceRecord | None) -> None:
         """A Service event: its names; the PTR of the cluster IPs it took or gave back; the
@@ -499,15 +510,10 @@ class ClusterIndex:
                         ip, key, label = seen.ip, seen.key, seen.label
                     else:
                         held = pods.get(ref.name) if ref is not None else None
-                        if held is not None and len(held) == 4 and packed_ipv4_text(held) == text:
-                            # At its pod's address, written as _read writes it (as dotted_quad
-                            # finds, in one call of the two): the pod's bytes, not a copy.
-                            packed: bytes | None = held
-                        else:
-                            packed = dotted_quad(text)  # (_read's common case, inline)
-                            if packed is not None and packed == held:
-                                packed = held
+                        packed = dotted_quad(text)  # (_read's common case, inline)
                         if packed is not None:
+                            if packed == held:  # at its pod's address: the pod's bytes, not a copy
+                                packed = held
                             ip, key, label = _IPv4(packed), packed, text.replace(".", "-")
                         else:
                             read = _read(text)
@@ -516,7 +522,7 @@ class ClusterIndex:
                             ip, key, label = read
                             if held == key:
                                 key = held
-                    ready.append(_Ready(hostname or label, ip, key, text, label))
+                    ready.append(_new_ready((hostname or label, ip, key, text, label)))
         ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
         self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
         multimap.add_few(self._slices_by_service, (namespace, service), name)
@@ -540,8 +546,9 @@ class ClusterIndex:
             names = self._pods[namespace] = {}
             self._pod_ips[namespace] = {}
         names[meta.name] = packed
-        pod_ips = self._pod_ips[namespace]
-        pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline: once per pod
+        if self._counting:  # (a rebuild counts them all at its end, in C)
+            pod_ips = self._pod_ips[namespace]
+            pod_ips[packed] = pod_ips.get(packed, 0) + 1  # _count_up, inline
 
     def _put_node(self, node: Node) -> None:
         ips = tuple(ip for ip in map(_address, node.internal_ips) if ip is not None)
