@@ -37,7 +37,6 @@ from kdns.registry.objects import (
     KubeObject,
     ObjectMeta,
     Service,
-    ServicePort,
     SliceOwner,
 )
 
@@ -576,7 +575,7 @@ def _service(
         fields["cluster_ips"] = tuple([ip for ip in spec.get("clusterIPs") or () if ip])
     if wrote_node_ports:
         fields["ports"] = tuple([
-            ServicePort(port.name, port.protocol, port.port, port.target_port, item.get("nodePort") or None)
+            manifests.service_port(port.name, port.protocol, port.port, port.target_port, item.get("nodePort") or None)
             for port, item in zip(fields["ports"], spec["ports"], strict=True)
         ])
     return meta, fields
