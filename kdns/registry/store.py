@@ -468,13 +468,13 @@ class Store:
             self._index(new, add=True)
 
     def _index(self, obj: KubeObject, *, add: bool) -> None:
+        if add and isinstance(obj, Pod):  # (first: a bulk load puts 100,000)
+            self._unindexed.append(obj)
+            return
         namespace, name = obj.meta.namespace, obj.meta.name
         # A few members per key, as a rule: tuples (kdns/multimap.py).
         change = multimap.add_some if add else multimap.discard_some
         if isinstance(obj, Pod):
-            if add:
-                self._unindexed.append(obj)
-                return
             self._index_pods()
             for label, value in obj.meta.labels.items():
                 change(self._pods_by_label, (namespace, label, value), name)
