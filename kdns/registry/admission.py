@@ -210,7 +210,9 @@ def new_pod(
     if read is None:
         return None
     name, namespace, labels, deleted, pod_fields = read
-    meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, timestamp(context.clock()), deleted)
+    # (_timestamp: timestamp without its call.)
+    meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, _timestamp(int(context.clock())),
+                      deleted)
     return objects.Pod(meta, *pod_fields, objects.Deferred(admitted_pod, remake, meta))
 
 

@@ -1266,7 +1266,8 @@ def new_pod(doc: Mapping[str, Any]) -> NewPod | None:
     if type(metadata) is not dict or "managedFields" in metadata:
         return None
     name = metadata.get("name")
-    if type(name) is not str or not name or not _valid_subdomain(name):
+    # (_valid_subdomain, without its call.)
+    if type(name) is not str or not name or len(name) > 253 or _DNS1123_SUBDOMAIN_RE.fullmatch(name) is None:
         return None
     namespace = metadata.get("namespace") or "default"  # (admission's default for any falsy value)
     if type(namespace) is not str or dns1123_label(namespace):
