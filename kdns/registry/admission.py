@@ -37,7 +37,6 @@ from kdns.registry.objects import (
     KubeObject,
     ObjectMeta,
     Service,
-    ServicePort,
     SliceOwner,
 )
 
@@ -149,14 +148,9 @@ def admit(
     the clock later, as a Node's Ready condition does)."""
     kind = kind or manifests.kind_of(doc)
     if remake is not None and kind == objects.POD and old is None and not restore and fields is None:
-        # A bulk load's new pod (nearly always plain): its fields read from `doc` as the
-        # steps below would leave it, without taking those steps in a tree thrown away.
-        read = manifests.new_pod(doc)
-        if read is not None:
-            name, namespace, labels, deleted, pod_fields = read
-            meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, timestamp(context.clock()),
-                              deleted)
-            return objects.Pod(meta, *pod_fields, objects.Deferred(admitted_pod, remake, meta))
+        pod = new_pod(doc, context, resource_version, remake)
+        if pod is not None:
+            return pod
     if old is not None and old.kind != kind:
         raise ValueError(f"admit: {kind} document for a stored {old.kind}")
     if old is not None and stored is None:
@@ -202,6 +196,24 @@ def admit(
             written.owner = owner
         return written
     return manifests.parse(body, kind, fields)
+
+
+def new_pod(
+    doc: Mapping[str, Any], context: Context, resource_version: int, remake: Callable[[], dict[str, Any]]
+) -> objects.Pod | None:
+    """`admit(doc, None, context, resource_version, remake=remake)` for a new Pod whose
+    document is plain (manifests.new_pod: nearly every pod of a bulk load), its fields
+    read from `doc` as admit's steps would leave it, without taking those steps in a
+    tree thrown away; None for any other pod, which admit takes step by step. (No
+    keywords: the store calls this for each of a bulk load's 100,000 pods.)"""
+    read = manifests.new_pod(doc)
+    if read is None:
+        return None
+    name, namespace, labels, deleted, pod_fields = read
+    # (_timestamp: timestamp without its call.)
+    meta = ObjectMeta(name, namespace, labels, context.new_uid(), resource_version, _timestamp(int(context.clock())),
+                      deleted)
+    return objects.Pod(meta, *pod_fields, objects.Deferred(admitted_pod, remake, meta))
 
 
 def admitted_pod(remake: Callable[[], dict[str, Any]], meta: ObjectMeta) -> dict[str, Any]:
@@ -576,7 +588,7 @@ def _service(
         fields["cluster_ips"] = tuple([ip for ip in spec.get("clusterIPs") or () if ip])
     if wrote_node_ports:
         fields["ports"] = tuple([
-            ServicePort(port.name, port.protocol, port.port, port.target_port, item.get("nodePort") or None)
+            manifests.service_port(port.name, port.protocol, port.port, port.target_port, item.get("nodePort") or None)
             for port, item in zip(fields["ports"], spec["ports"], strict=True)
         ])
     return meta, fields

@@ -1049,8 +1049,8 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
             if (port, protocol) in seen:
                 check.add(duplicate(f"spec.ports[{i}]", {"port": port, "protocol": protocol}))
             seen.add((port, protocol))
-        ports.append(ServicePort(name, protocol or "TCP", port or 0,
-                                 target if target is not None else (port or 0), node_port))
+        ports.append(service_port(name, protocol or "TCP", port or 0,
+                                  target if target is not None else (port or 0), node_port))
 
     selector = spec.get("selector")
     if type(selector) is dict:
@@ -1098,6 +1098,26 @@ def _service(doc: Mapping[str, Any], meta: ObjectMeta, check: _Checker) -> dict[
         "publish_not_ready_addresses": bool(publish),
         "ip_families": () if external else tuple([f for f in ip_families if f]),
     }
+
+
+def service_port(name: str, protocol: str, port: int, target_port: int | str, node_port: int | None) -> ServicePort:
+    """ServicePort(name, protocol, port, target_port, node_port), or an equal one made
+    before: a frozen dataclass takes a microsecond to build (object.__setattr__ for each
+    field), five times a look-up, and most Services of a cluster have one of a few port
+    lists (a big load reads 30,000 ports). Bounded: emptied when full."""
+    key = (name, protocol, port, target_port, node_port)
+    found = _SERVICE_PORTS.get(key)
+    if found is None:
+        if len(_SERVICE_PORTS) >= _MAX_SERVICE_PORTS:
+            _SERVICE_PORTS.clear()
+        found = _SERVICE_PORTS[key] = ServicePort(name, protocol, port, target_port, node_port)
+    return found
+
+
+# The ports service_port made, by their fields (each a str, int or None as _service
+# reads them: equal keys make equal ports).
+_SERVICE_PORTS: dict[tuple[str, str, int, int | str, int | None], ServicePort] = {}
+_MAX_SERVICE_PORTS = 4096
 
 
 def _target_port(value: Any, path: str, check: _Checker) -> int | str | None:
@@ -1246,7 +1266,8 @@ def new_pod(doc: Mapping[str, Any]) -> NewPod | None:
     if type(metadata) is not dict or "managedFields" in metadata:
         return None
     name = metadata.get("name")
-    if type(name) is not str or not name or not _valid_subdomain(name):
+    # (_valid_subdomain, without its call.)
+    if type(name) is not str or not name or len(name) > 253 or _DNS1123_SUBDOMAIN_RE.fullmatch(name) is None:
         return None
     namespace = metadata.get("namespace") or "default"  # (admission's default for any falsy value)
     if type(namespace) is not str or dns1123_label(namespace):

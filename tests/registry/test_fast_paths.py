@@ -314,3 +314,20 @@ def test_new_pod_reads_a_bulk_loads_pods():
     assert isinstance(deferred, objects.Pod) and isinstance(deferred.document, objects.Deferred)
     assert isinstance(careful, objects.Pod)
     assert deferred.meta == careful.meta and deferred.pod_ips == ("10.128.0.50",) and deferred.ready
+
+
+def test_services_with_equal_ports_share_them():
+    """A Service's ports are those its fields make (service_port), shared with an earlier
+    Service's equal ports; a port that differs in any field, or in the type of its target
+    (a name, not a number), is its own."""
+    spec = {"ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                      {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": "dns"}]}
+    first = manifests.parse({"apiVersion": "v1", "kind": SERVICE, "metadata": {"name": "a"}, "spec": spec})
+    second = manifests.parse({"apiVersion": "v1", "kind": SERVICE, "metadata": {"name": "b"}, "spec": spec})
+    assert first.ports == (objects.ServicePort("http", "TCP", 80, 8080), objects.ServicePort("dns", "UDP", 53, "dns"))
+    assert all(a is b for a, b in zip(first.ports, second.ports, strict=True))
+    for fields in (("http", "TCP", 80, 8081, None), ("http", "TCP", 80, "8080", None), ("http", "TCP", 80, 8080, 30080),
+                   ("http", "UDP", 80, 8080, None), ("web", "TCP", 80, 8080, None)):
+        port = manifests.service_port(*fields)
+        assert port == objects.ServicePort(*fields) and port is not first.ports[0]
+        assert dataclasses.astuple(port) == fields
