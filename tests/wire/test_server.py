@@ -240,6 +240,28 @@ def test_udp_batches_where_it_can() -> None:
     assert mmsg.CALLS is not None
 
 
+@pytest.mark.skipif(mmsg.CALLS is None, reason="recvfrom/sendto here")
+def test_a_reply_sendmmsg_refuses_is_skipped_and_the_rest_still_go() -> None:
+    """sendmmsg stops at a reply it cannot send: that one is skipped (logged) and the
+    replies after it go in the next call, from the header after it."""
+    with (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client):
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        client.settimeout(TIMEOUT)
+        batch = mmsg.Batch(server.fileno(), 8, 512)
+        for n in range(4):  # (loopback queues each before sendto returns)
+            client.sendto(b"request %d" % n, server.getsockname())
+        assert batch.receive() == 4
+        # The second asker's port made 0: Linux refuses to send there (EINVAL).
+        name = batch._names  # (the senders' sockaddrs, as recvmmsg wrote them)
+        name[mmsg._NAME_SIZE + 2 : mmsg._NAME_SIZE + 4] = b"\x00\x00"
+        for n in range(4):
+            batch.queue(n, b"reply %d" % n)
+        assert batch.flush() == 0
+        assert {client.recv(512) for _ in range(3)} == {b"reply 0", b"reply 2", b"reply 3"}
+
+
 def test_udp_awaits_async_answers(servers: Callable[..., Servers]) -> None:
     """A handler that returns an awaitable is awaited in a tracked task, then answered."""
     server = servers()
