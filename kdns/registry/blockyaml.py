@@ -723,11 +723,24 @@ def _strings(resolvers: Mapping[Any, Any], stock: bool) -> tuple[str, ...]:
     strings: those whose first character no resolver applies to, and with PyYAML's own
     resolvers those with two dots (see _STOCK_PATTERNS), of fewer characters. (Apart, not
     one regex: an alternative costs the regex engine more than the rest of a value.)"""
-    firsts = "".join(first for first in string.ascii_letters + string.digits if first not in resolvers)
-    found = [rf"[{firsts}][{_TEMPLATE_CHARS}]*+(?<!:)"] if firsts else []
+    firsts = [first for first in sorted(string.ascii_letters + string.digits) if first not in resolvers]
+    found = [rf"[{_ranges(firsts)}][{_TEMPLATE_CHARS}]*+(?<!:)"] if firsts else []
     if stock:
         found.append(r"[A-Za-z0-9][-A-Za-z0-9_/@]*+\.[-A-Za-z0-9_/@]*+\.[-A-Za-z0-9_./@]*+")
     return tuple(found)
+
+
+def _ranges(characters: list[str]) -> str:
+    """Sorted `characters` as the ranges of a regex's class, `a-eg-mp-su-xz`: a template
+    has a class of them for many of its groups, and the regex compiler takes its time
+    over each character of one."""
+    runs: list[list[str]] = []
+    for character in characters:
+        if runs and ord(character) == ord(runs[-1][-1]) + 1:
+            runs[-1].append(character)
+        else:
+            runs.append([character])
+    return "".join(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _readable(text: str) -> bool:
