@@ -303,9 +303,9 @@ class _File:
                         start, explicit = match.end(), True
                         break
                 else:
-                    # Line by line, up to the next line that begins with `---`: a marker, or
-                    # a line _token refuses.
-                    # (A template reads only characters that are read here first.)
+                    # Line by line, up to the next line that begins with `---` (a marker, or
+                    # a line _token refuses). Its characters are checked here: a template
+                    # reads only characters that were read line by line first.
                     marker = _MARKER_LINE.search(text, start)
                     if marker is None:
                         rest = text[start:]

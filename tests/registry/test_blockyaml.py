@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -401,3 +402,18 @@ def test_the_templates_of_a_plan_are_bounded():
     reader._shapes.MAX_TEMPLATES = 2
     assert same(reader.load_all(text), pyyaml(text))
     assert 0 < len(reader._shapes.templates) <= 2
+
+
+def test_a_templates_string_groups_are_the_scalars_no_resolver_applies_to():
+    """A group that is its own value matches only what _scalar leaves a string (its
+    first character has no resolver, or, with PyYAML's resolvers, it has two dots)."""
+    first, dotted = READER._strings
+    for character in string.ascii_letters + string.digits:
+        assert (re.fullmatch(first, character + "-a:b") is not None) == (character not in _Loader.yaml_implicit_resolvers)
+        assert re.fullmatch(first, character + "a:") is None
+    assert re.fullmatch(dotted, "10.0.0.1") and re.fullmatch(dotted, "1.2.3e+3") is None
+    for text in ("web-1", "nginx", "10.0.0.1", "y.y.y", "1", "yes", "Pod", "1:20", "a:b", "0.1.2"):
+        if any(re.fullmatch(kind, text) for kind in READER._strings):  # (`nginx` is a string too, but looked up)
+            assert same(READER.load_all(f"a: {text}"), [{"a": text}]), text
+        else:
+            assert text in ("nginx", "1", "yes", "1:20"), text
