@@ -5,14 +5,18 @@ documents of a big cluster, most of it spent making Python objects for every eve
 node. Manifests use little of YAML: block mappings and sequences, one-line plain and
 quoted scalars, short flow sequences, comments and `---` between documents; and their
 lines repeat (`metadata:`, `  labels:`, `kind: Pod`), and so do whole documents but for
-their values (`_Shapes`). `Reader.load_all` reads exactly that subset: each distinct
-line of a file once, into its shape and its value; a document of a shape seen before is
-then built from its lines' values by that shape's compiled plan, the others a line at a
-time. On the 110,000 documents of the bench's scale cluster that is 0.8 s of CPU, where
-PyYAML on libyaml takes 12 s (and this reader took 1.6 s a line at a time); 0.6 s when
-the documents a plan would build are left as their Remakes (`build=False`: a start-up's
-read, which reads their keys with `Remake.at` and builds each when it is applied).
-`python bench/startphases.py --readers` measures the three.
+their values (`_Shapes`). `Reader.load_all` reads exactly that subset. Line by line,
+each distinct line of a file once, into its shape and its value; a document of a shape
+seen before is built from its lines' values by that shape's compiled plan. And such a
+document makes a template (`_File._template`), a regex of its text but for its plain
+scalars, which reads at once the next documents that are that text but for those
+scalars (a workload's pods: most of a cluster's documents), their values for the same
+plan. On 10 files of the bench's scale cluster (11,010 documents, a new Reader each
+time) that is 5.6 µs of CPU a document, where PyYAML on libyaml takes 111 µs (8.5 µs a
+line at a time, with plans); 2.4 µs when the documents a plan would build are left as
+their Remakes (`build=False`: a start-up's read, which reads their keys with
+`Remake.at` and builds each when it is applied; 6.0 µs a line at a time).
+`python bench/startphases.py --readers` measures the three (2026-12-07, a shared host).
 
 Anything else makes it give up on the whole text (None), and the caller has PyYAML read
 it, errors and their line numbers included: anchors and aliases, tags, block scalars,
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,8 +60,20 @@ _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_SPECIAL = re.compile(r"[\[\]{}#?'\"]|:(?: |$)")
 # `[- ]key: value`, both plain and made of the commonest characters: most distinct lines.
 _SIMPLE_LINE = re.compile(r"( *)(?:- +)?([A-Za-z][-\w./]{0,200}): +([A-Za-z0-9][-\w./]*) *")
-# Its value part, alone: what follows the `: ` of a line head already read (see _tokenize).
+# Its value part, alone: what follows the `: ` of a line head already read (see _line).
 _SIMPLE_VALUE = re.compile(r"[A-Za-z0-9][-\w./]*")
+# A plain scalar that a template reads (_File._template): _SIMPLE_VALUE's characters (in
+# ASCII), and `@` and `:` (an image, a URL), but not last. No space, quote, `#`, `,` or
+# bracket: it ends its line as it is, or is one item of a flow sequence. (Character
+# classes, possessive: the regex engine then reads a value with no backtracking.)
+_TEMPLATE_CHARS = "-A-Za-z0-9_./@:"
+_TEMPLATE_VALUE = rf"[A-Za-z0-9][{_TEMPLATE_CHARS}]*+(?<!:)"
+_TEMPLATE_SCALAR = re.compile(_TEMPLATE_VALUE)
+# What a template's plain scalar may follow: `- ` indicators, a plain key of
+# _SIMPLE_LINE's characters, or both (they and the scalar tokenize apart).
+_TEMPLATE_HEAD = re.compile(r" *(?:(?:- +)+(?:[A-Za-z][-\w./]{0,200}: +)?|[A-Za-z][-\w./]{0,200}: +)")
+# A line that begins with `---`: a document marker, or a line _token refuses.
+_MARKER_LINE = re.compile("^---", re.MULTILINE)
 # PyYAML's own implicit resolvers (bool, int, float, null, timestamp, merge, value, yaml)
 # match no text with two dots or more: each pattern has at most one `\.`, and no `.`. So
 # an IP address or a host name is a string without running them, which is most of the
@@ -110,6 +127,7 @@ class Reader:
             for _, pattern in resolvers
         )
         self._shapes = _Shapes()
+        self._strings = _strings(self._resolvers, self._stock)
 
     def load_all(self, text: str, remakes: list[Remake | None] | None = None, *, build: bool = True) -> list[Any] | None:
         """Every document of `text`, or None when PyYAML has to read it. With `remakes`,
@@ -117,10 +135,8 @@ class Reader:
         anew (new containers, equal values) when its shape's plan built it, else None.
         With `build` False, a document a plan would build is not built: its entry is
         that Remake (whose `at` reads its scalars without building anything)."""
-        if not _readable(text):
-            return None
         try:
-            documents, made = _File(self._resolvers, self._stock, self._shapes).documents(text, build)
+            documents, made = _File(self._resolvers, self._stock, self._shapes, self._strings).documents(text, build)
         except _Unsupported:
             return None
         if remakes is not None:
@@ -139,13 +155,20 @@ class _Shapes:
     without following indentation line by line; and manifests repeat a few shapes (a
     workload's pods differ in names, labels and addresses only).
 
+    Its documents' texts repeat too, but for some values: the templates made of them
+    (`_File._template`) read the next ones at once, a few templates to a plan.
+
     Ids come from a counter and are never given twice, so the tables may be emptied at
     any time (they are, past a bound, for a Reader that reads for ever) and may be shared
-    by threads: a plan is only ever found under the shapes it was made from.
+    by threads: a plan is only ever found under the shapes it was made from, and a
+    template holds its own plan.
     """
 
     MAX_SHAPES = 100_000
     MAX_PLANS = 1024
+    MAX_TEMPLATES = 256
+    MAX_VARIANTS = 4  # templates of one plan (documents of one shape that differ in other lines)
+    MAX_RECENT = 8  # templates tried on a document, the last used first
 
     def __init__(self) -> None:
         self.ids: dict[tuple[Any, ...], int] = {}
@@ -153,6 +176,9 @@ class _Shapes:
         # _LINE_BY_LINE for one that has no plan.
         self.plans: dict[tuple[int, ...], Any] = {}
         self._next = itertools.count(_FIRST_SHAPE)
+        self.templates: dict[str, _Template] = {}  # by their regex's pattern
+        self.variants: dict[_Plan, int] = {}  # how many templates were made of a plan's documents
+        self.recent: tuple[_Template, ...] = ()
 
     def id(self, dashes: tuple[int, ...], column: int | None, key: Any, how: int) -> int:
         """The id of the shape of a line (its token but the value)."""
@@ -169,88 +195,171 @@ class _Shapes:
             self.plans.clear()
         self.plans[shape] = plan
 
+    def add(self, pattern: str, plan: _Plan, template: _Template) -> None:
+        """Keep `template`, made of a document of `plan`'s shape."""
+        if len(self.templates) >= self.MAX_TEMPLATES:
+            self.templates.clear()
+            self.variants.clear()
+        self.templates[pattern] = template
+        self.variants[plan] = self.variants.get(plan, 0) + 1
+
+
+# How a template makes a document's line values: of its groups, the groups and the line
+# values of the document it read before, and the text's _Plain.
+_Values = Callable[[tuple[str | Any, ...], tuple[str | Any, ...], list[Any], "_Plain"], list[Any]]
+
+
+class _Template:
+    """Documents that are the text of one read before but for some plain scalars
+    (`_File._template`): `match` reads one at a place in a text, its groups those
+    scalars' texts; `values` makes its line values of them, and `plan` (its shape's)
+    builds it of those. `groups` and `last` are the groups and the line values of the
+    document it was made of."""
+
+    __slots__ = ("groups", "last", "match", "plan", "values")
+
+    def __init__(self, match: Callable[[str, int], re.Match[str] | None], values: _Values, plan: _Plan,
+                 groups: tuple[str, ...], last: list[Any]) -> None:
+        self.match, self.values, self.plan, self.groups, self.last = match, values, plan, groups, last
+
+
+class _Run:
+    """A template as one text is read with it: its groups and line values are those of
+    the last document it read there (at first, of the one it was made of). The next
+    document takes the value of a group whose text is the same from them, not anew: so
+    equal values of consecutive documents are one object, as those of one text read line
+    by line are (a big cluster's documents, kept until they are applied, are smaller)."""
+
+    __slots__ = ("groups", "last", "match", "plan", "template", "values")
+
+    def __init__(self, template: _Template) -> None:
+        self.template, self.match, self.values, self.plan = template, template.match, template.values, template.plan
+        self.groups, self.last = template.groups, template.last
+
+
+class _Plain(dict[str, Any]):
+    """The value of each plain scalar read in a text, by its text: a missing one is made
+    by `make` (_File._scalar, which keeps it here)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, text: str) -> Any:
+        return self.make(text)
+
 
 class _File:
     """The reading of one text: its distinct lines and plain scalars, each read once."""
 
     def __init__(
-        self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]], stock: bool, shapes: _Shapes
+        self, resolvers: dict[str, list[tuple[_Tag, re.Pattern[str]]]], stock: bool, shapes: _Shapes,
+        strings: tuple[str, ...],
     ) -> None:
         self._resolvers = resolvers
         self._stock = stock  # they are PyYAML's own: see _STOCK_PATTERNS
         self._shapes = shapes
-        self._plain: dict[str, Any] = {}
+        self._strings = strings  # (see _strings)
+        self._plain = _Plain(self._scalar)
         # The part before `: ` of lines _SIMPLE_LINE matched, e.g. `  name` or `    - ip`:
         # the shape id of any line that has it and a simple value after it.
         self._heads: dict[str, int] = {}
+        # The shape id and the value of each distinct line read line by line.
+        self._shape_of: dict[str, int] = {}
+        self._value_of: dict[str, Any] = {}
         # The token, but the value, of each shape id met in this text.
         self._lines: dict[int, tuple[tuple[int, ...], Any, Any, int]] = {}  # (column: None for a bare `-`)
 
     def documents(self, text: str, build: bool = True) -> tuple[list[Any], list[Remake | None]]:
-        """The documents of `text`: its distinct lines read once each, then each document
-        built from its lines (`_document`); and how to build each anew, when a plan can.
-        Without `build`, a document a plan can build is its Remake, unbuilt."""
-        lines = text.split("\n")
-        shape_of: dict[str, int] = {}
-        value_of: dict[str, Any] = {}
-        heads, simple, scalar, tokenize = self._heads, _SIMPLE_VALUE.fullmatch, self._scalar, self._tokenize
-        plain, resolvers, stock = self._plain, self._resolvers, self._stock
-        for line in dict.fromkeys(lines):
-            # The lines that occur once (pod names and IPs: most of the reading) mostly
-            # repeat an earlier line's head with another value; then only the value is read.
-            head, _, value = line.partition(": ")
-            known = heads.get(head)
-            if known is not None and simple(value) is not None:
-                shape_of[line] = known
-                # (_scalar's, inline: a value met before, or one no resolver may apply to:
-                # a name, an IP address.)
-                found = plain.get(value, _MISSING)
-                if found is _MISSING:
-                    if value[0] not in resolvers or (stock and value.count(".") > 1):
-                        found = plain[value] = value
-                    else:
-                        found = scalar(value)
-                value_of[line] = found
-            else:
-                shape_of[line], value_of[line] = tokenize(line)
-        line_shapes = list(map(shape_of.__getitem__, lines))
-        values = list(map(value_of.__getitem__, lines))
+        """The documents of `text`, in order, and how to build each anew when a plan can.
+        Without `build`, a document a plan can build is its Remake, unbuilt.
+
+        A document that is the text of a template but for the values the template reads
+        (most of a big cluster's: `_template`) is read by the template's regex at once;
+        the others are read line by line (`_read`)."""
         documents: list[Any] = []
         remakes: list[Remake | None] = []
+        shapes = self._shapes
+        recent = list(map(_Run, shapes.recent))  # (this text's own: other threads may share the shapes)
+        plain = self._plain
         explicit = False  # the document began with `---` (so it counts even if empty)
-        start, end = 0, len(lines)
-        plans = self._shapes.plans
-        while True:
-            try:
-                stop = line_shapes.index(_MARKER_SHAPE, start)
-            except ValueError:
-                stop = end
-            shape = tuple(line_shapes[start:stop])
-            plan = plans.get(shape)
-            if plan.__class__ is _Plan and not build:  # (_document's last case, inline: most documents)
-                planned = Remake(plan, values[start:stop])
-                documents.append(planned)
-                remakes.append(planned)
-                if stop == end:
-                    return documents, remakes
-                start, explicit = stop + 1, True
-                continue
-            root, remake = self._document(shape, values, start, build)
-            if explicit or root is not _NO_ROOT:
-                documents.append(None if root is _NO_ROOT else root)
-                remakes.append(remake)
-            if stop == end:
-                return documents, remakes
-            start, explicit = stop + 1, True
+        start = 0
+        try:
+            while True:
+                for run in recent:
+                    match = run.match(text, start)
+                    if match is not None:
+                        groups = match.groups()
+                        run.last = values = run.values(groups, run.groups, run.last, plain)
+                        run.groups = groups
+                        planned = Remake(run.plan, values)
+                        documents.append(planned() if build else planned)
+                        remakes.append(planned)
+                        if run is not recent[0]:
+                            recent.remove(run)
+                            recent.insert(0, run)
+                        start, explicit = match.end(), True
+                        break
+                else:
+                    # Line by line, up to the next line that begins with `---` (a marker, or
+                    # a line _token refuses). Its characters are checked here: a template
+                    # reads only characters that were read line by line first.
+                    marker = _MARKER_LINE.search(text, start)
+                    if marker is None:
+                        rest = text[start:]
+                        if not _readable(rest):
+                            raise _Unsupported("a character PyYAML reads its own way")
+                        self._read(rest.split("\n"), explicit, build, documents, remakes)
+                        return documents, remakes
+                    at = marker.start()
+                    newline = text.find("\n", at)
+                    if not _readable(text[start:] if newline < 0 else text[start:newline]):
+                        raise _Unsupported("a character PyYAML reads its own way")
+                    marker_line = text[at:] if newline < 0 else text[at:newline]
+                    if marker_line != _MARKER:
+                        self._line(marker_line)  # (refused, unless a marker with spaces or a comment)
+                    lines = text[start:at - 1].split("\n") if at > start else []
+                    followed = newline >= 0 and marker_line == _MARKER  # (a template's own end)
+                    made = self._read(lines, explicit, build, documents, remakes, followed)
+                    if made is not None:
+                        recent = [_Run(made), *(run for run in recent if run.template is not made)][:_Shapes.MAX_RECENT]
+                    if newline < 0:  # the text ends with the marker: an empty document after it
+                        self._read([], True, build, documents, remakes)
+                        return documents, remakes
+                    start, explicit = newline + 1, True
+        finally:
+            shapes.recent = tuple(run.template for run in recent)
 
-    def _document(self, shape: tuple[int, ...], values: list[Any], start: int, build: bool = True) -> tuple[Any, Remake | None]:
-        """The root of the document of `shape` whose line values are values[start:...]
-        (_NO_ROOT when it has none): by its plan once the shape is known; and the plan
-        with these values, which builds it anew (None when there is no plan). Without
-        `build`, a document of a plan is that Remake, not built."""
+    def _read(self, lines: list[str], explicit: bool, build: bool, documents: list[Any],
+              remakes: list[Remake | None], followed: bool = False) -> _Template | None:
+        """Add the document of `lines` (no marker among them), line by line, to
+        `documents`, and how to build it anew to `remakes` (when it is not an empty
+        document that no marker began). Each distinct line of the text is read once.
+        When it is `followed` by a `---` line and more, and its shape has a plan, the
+        document's template (`_template`), which may read the next ones."""
+        shape_of, value_of = self._shape_of, self._value_of
+        for line in lines:
+            if line not in shape_of:
+                shape_of[line], value_of[line] = self._line(line)
+        shape = tuple(map(shape_of.__getitem__, lines))
+        values = list(map(value_of.__getitem__, lines))
+        root, remake = self._document(shape, values, build)
+        if explicit or root is not _NO_ROOT:
+            documents.append(None if root is _NO_ROOT else root)
+            remakes.append(remake)
+        if remake is None or not followed:
+            return None
+        return self._template(lines, shape, values, remake.plan)
+
+    def _document(self, shape: tuple[int, ...], values: list[Any], build: bool = True) -> tuple[Any, Remake | None]:
+        """The root of the document of `shape` whose line values are `values` (_NO_ROOT
+        when it has none): by its plan once the shape is known; and the plan with these
+        values, which builds it anew (None when there is no plan). Without `build`, a
+        document of a plan is that Remake, not built."""
         shapes = self._shapes
         plan: Any = shapes.plans.get(shape)  # (a _Plan, or one of the markers above)
-        values = values[start:start + len(shape)]
         if plan is None:  # the first of its shape: read line by line
             shapes.remember(shape, _MISSING)
             return self._build(shape, values), None
@@ -266,6 +375,87 @@ class _File:
             return self._build(shape, values), None
         remake = Remake(plan, values)
         return (plan.build(values) if build else remake), remake
+
+    def _template(self, lines: list[str], shape: tuple[int, ...], values: list[Any], plan: _Plan) -> _Template | None:
+        """The template of the document of `lines`, of `shape` (whose plan is `plan`) and
+        with these line `values`, followed by a `---` line and more; None when `plan` has
+        as many templates as it may.
+
+        Its regex is the text of the lines and of the `---` after them, but for the
+        values it reads: each line that is a plain scalar of _TEMPLATE_VALUE after what
+        _TEMPLATE_HEAD matches (`- ` indicators, a plain key, or both), or a flow
+        sequence of such scalars (`[a, b]`) after it, has a group for each scalar. A
+        document it matches is then one of the same shape: a line with groups is read as
+        the line it was made from, but for the values that _scalar makes of them (they
+        change neither the key nor the indentation), and the other lines are the same
+        lines. A group of a scalar that _scalar leaves as it is matches only the like of
+        it (one of `_strings`): its value is its text, not looked up.
+
+        Equal values are one object where it is cheap to see (as they are in a text read
+        line by line, which keeps a big cluster's documents smaller until they are
+        applied): a group of the same text as in the document read before takes its
+        value (see _Run), and one of the same text as an earlier group of the document
+        it was made of (a pod's IP, twice) takes that group's when they are the same."""
+        groups: list[str] = []  # the scalars this document's groups match
+        read: list[tuple[int, int, str, list[str]] | None] = []  # per line, (how, first group, head, scalars)
+        for line, line_shape in zip(lines, shape, strict=True):
+            how = _EMPTY if line_shape == _SKIP_SHAPE else self._lines[line_shape][3]
+            head, items = "", []
+            if how == _SCALAR:
+                head, _, item = line.rpartition(" ")
+                head, items = head + " ", [item]
+            elif how == _FLOW_LIST and line.endswith("]"):
+                head, _, inside = line[:-1].rpartition("[")
+                items = inside.split(", ") if inside else []
+            if items and _TEMPLATE_HEAD.fullmatch(head) and all(map(_TEMPLATE_SCALAR.fullmatch, items)):
+                read.append((how, len(groups), head, items))
+                groups.extend(items)
+            else:
+                read.append(None)
+        twins = {group: groups.index(item) for group, item in enumerate(groups) if groups.index(item) < group}
+        parts: list[str] = []
+        reads: list[str] = []  # per line, the expression of its value (see _Values)
+        constants: dict[str, Any] = {}
+        for at, (line, value, fields) in enumerate(zip(lines, values, read, strict=True)):
+            if fields is None:
+                parts.append(re.escape(line))
+                if value is None:
+                    reads.append("None")
+                else:
+                    reads.append(f"c{len(constants)}")
+                    constants[reads[-1]] = value
+                continue
+            how, first, head, items = fields
+            patterns, item_reads = [], []
+            for number, item in enumerate(items):
+                group = first + number
+                kind = next((strings for strings in self._strings if re.fullmatch(strings, item)), None)
+                patterns.append(f"({_TEMPLATE_VALUE if kind is None else kind})")
+                new = f"p[g[{group}]]" if kind is None else f"g[{group}]"
+                if group in twins:
+                    new = f"x{twins[group]} if g[{group}] == g[{twins[group]}] else {new}"
+                last = f"l[{at}]" if how == _SCALAR else f"l[{at}][{number}]"
+                name = f"x{group} := " if group in twins.values() else ""
+                item_reads.append(f"({name}{last} if g[{group}] == h[{group}] else ({new}))")
+            if how == _SCALAR:
+                parts.append(re.escape(head) + patterns[0])
+                reads.append(item_reads[0])
+            else:
+                parts.append(re.escape(head) + r"\[" + ", ".join(patterns) + r"\]")
+                reads.append("(" + "".join(f"{item_read}, " for item_read in item_reads) + ")")
+        pattern = "\n".join([*parts, _MARKER, ""])
+        shapes = self._shapes
+        template = shapes.templates.get(pattern)
+        if template is not None:
+            return template
+        if shapes.variants.get(plan, 0) >= shapes.MAX_VARIANTS:
+            return None
+        # One expression, compiled once, as plans are (see _plan): the constants are
+        # names in its namespace; its text holds nothing of the document.
+        make = eval(compile(f"lambda g, h, l, p: [{', '.join(reads)}]", "<blockyaml template>", "eval"), constants)  # noqa: S307
+        template = _Template(re.compile(pattern).match, make, plan, tuple(groups), values)
+        shapes.add(pattern, plan, template)
+        return template
 
     def _build(self, shape: tuple[int, ...], values: list[Any]) -> Any:
         """The root of the document of `shape` (no marker in it) whose lines have
@@ -345,8 +535,18 @@ class _File:
 
     # --- Lines -------------------------------------------------------------------------
 
+    def _line(self, line: str) -> tuple[int, Any]:
+        """(shape id, value) of a line."""
+        # The lines that occur once (pod names and IPs) mostly repeat an earlier line's
+        # head with another value; then only the value is read.
+        head, _, value = line.partition(": ")
+        known = self._heads.get(head)
+        if known is not None and _SIMPLE_VALUE.fullmatch(value) is not None:
+            return known, self._scalar(value)
+        return self._tokenize(line)
+
     def _tokenize(self, line: str) -> tuple[int, Any]:
-        """(shape id, value) of a line that `documents` did not find a known head in."""
+        """(shape id, value) of a line that `_line` did not find a known head in."""
         token = self._token(line)
         if isinstance(token, str):
             return (_MARKER_SHAPE if token is _MARKER else _SKIP_SHAPE), None
@@ -520,6 +720,31 @@ class _File:
                 break
         self._plain[text] = value
         return value
+
+
+def _strings(resolvers: Mapping[Any, Any], stock: bool) -> tuple[str, ...]:
+    """Regexes of plain scalars of _TEMPLATE_VALUE that _scalar leaves as they are,
+    strings: those whose first character no resolver applies to, and with PyYAML's own
+    resolvers those with two dots (see _STOCK_PATTERNS), of fewer characters. (Apart, not
+    one regex: an alternative costs the regex engine more than the rest of a value.)"""
+    firsts = [first for first in sorted(string.ascii_letters + string.digits) if first not in resolvers]
+    found = [rf"[{_ranges(firsts)}][{_TEMPLATE_CHARS}]*+(?<!:)"] if firsts else []
+    if stock:
+        found.append(r"[A-Za-z0-9][-A-Za-z0-9_/@]*+\.[-A-Za-z0-9_/@]*+\.[-A-Za-z0-9_./@]*+")
+    return tuple(found)
+
+
+def _ranges(characters: list[str]) -> str:
+    """Sorted `characters` as the ranges of a regex's class, `a-eg-mp-su-xz`: a template
+    has a class of them for many of its groups, and the regex compiler takes its time
+    over each character of one."""
+    runs: list[list[str]] = []
+    for character in characters:
+        if runs and ord(character) == ord(runs[-1][-1]) + 1:
+            runs[-1].append(character)
+        else:
+            runs.append([character])
+    return "".join(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _readable(text: str) -> bool:

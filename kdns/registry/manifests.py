@@ -173,13 +173,23 @@ def load_text(
     UNBUILT, with its `key` and `remake` (read_paths, which keeps most documents as their
     remakes anyway, then builds a tree only for the first document of each shape)."""
     documents = [] if documents is None else documents
-    index = 0
     remakes: list[blockyaml.Remake | None] = []
     read = _BLOCK_READER.load_all(text, remakes, build=not unbuilt)
+    if read is not None:
+        for index, (body, remake) in enumerate(zip(read, remakes, strict=True), 1):
+            if body.__class__ is not blockyaml.Remake:
+                _add_document(documents, source, index, body, remake)
+                continue
+            key = _planned_key(body)  # (an unbuilt document)
+            if key is None:
+                _add_document(documents, source, index, body(), remake)
+            else:
+                documents.append(Document(source, index, UNBUILT, None, key, None, None, remake))
+        return documents
     # YAML aliases let one dict appear twice in PyYAML's result; copies make every body a
     # tree of its own, which the store may keep and change (apply_documents' `owned`).
-    stream = iter(read) if read is not None else map(copy_tree, yaml.load_all(text, Loader=_Loader))
-    remade = iter(remakes)
+    stream = map(copy_tree, yaml.load_all(text, Loader=_Loader))
+    index = 0
     while True:
         index += 1
         try:
@@ -188,31 +198,30 @@ def load_text(
             break
         except yaml.YAMLError as exc:
             raise ManifestError(_yaml_message(exc), source=source, index=index) from None
-        remake = next(remade, None)
-        if body.__class__ is blockyaml.Remake:  # (only with `unbuilt`)
-            key = _planned_key(body)
-            if key is not None:
-                documents.append(Document(source, index, UNBUILT, None, key, remake=remake))
-                continue
-            body = body()
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise ManifestError(f"must be a mapping, not {_type_name(body)}", source=source, index=index)
-        kind = body.get("kind")
-        if isinstance(kind, str) and kind.endswith("List") and "items" in body:
-            items = body.get("items") or []
-            if not isinstance(items, list):
-                raise ManifestError(f"{kind} items must be a list", source=source, index=index)
-            for position, item in enumerate(items):
-                if not isinstance(item, dict):
-                    raise ManifestError(
-                        f"items[{position}]: must be a mapping, not {_type_name(item)}", source=source, index=index
-                    )
-                documents.append(Document(source, index, item, position))
-        else:
-            documents.append(Document(source, index, body, remake=remake))
+        _add_document(documents, source, index, body, None)
     return documents
+
+
+def _add_document(documents: list[Document], source: str, index: int, body: Any, remake: blockyaml.Remake | None) -> None:
+    """Add the `index`-th document of `source` to `documents` (or its items: a List's; not
+    an empty one), or refuse it."""
+    if body is None:
+        return
+    if not isinstance(body, dict):
+        raise ManifestError(f"must be a mapping, not {_type_name(body)}", source=source, index=index)
+    kind = body.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in body:
+        items = body.get("items") or []
+        if not isinstance(items, list):
+            raise ManifestError(f"{kind} items must be a list", source=source, index=index)
+        for position, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ManifestError(
+                    f"items[{position}]: must be a mapping, not {_type_name(item)}", source=source, index=index
+                )
+            documents.append(Document(source, index, item, position))
+    else:
+        documents.append(Document(source, index, body, remake=remake))
 
 
 def _planned_key(remake: blockyaml.Remake) -> tuple[str, str, str] | None:

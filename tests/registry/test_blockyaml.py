@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdns.registry import blockyaml
 from kdns.registry.blockyaml import ABSENT, NOT_SCALAR, Reader, Remake
 from kdns.registry.manifests import _Loader
 
@@ -41,7 +44,8 @@ def same(a: Any, b: Any) -> bool:
 def check(text: str) -> list[Any] | None:
     """The reader's documents, after checking them against PyYAML's. The text is read
     three times, so that each shape of document in it is read line by line, then by the
-    plan made for it, then by that plan again (blockyaml._Shapes)."""
+    plan made for it (and a template made of it), then by that plan again or its
+    template (blockyaml._Shapes)."""
     got = READER.load_all(text)
     if got is not None:
         want = pyyaml(text)
@@ -253,3 +257,163 @@ def test_unbuilt_documents_are_their_remakes_and_read_their_scalars_where_the_pl
     assert last.at("metadata", "labels") is NOT_SCALAR and last.at("spec") is NOT_SCALAR
     assert last.at("metadata", "namespace") is NOT_SCALAR  # (null)
     assert last.at("metadata", "uid") is ABSENT and last.at("kind", "x") is ABSENT
+
+
+# --- Templates: documents that are the text of one read before but for some values -------
+
+# Values a template may read or not: names, and scalars that resolve to other types or
+# are quoted, have spaces, colons or non-ASCII characters; rarely, one outside the subset.
+_READ_WORDS = [
+    "a", "web-1", "Pod", "v1", "nginx", "yes", "no", "on", "off", "null", "ns-00", "True", "t", "y", "1", "017",
+    "0x1f", "1_000", "1.5", "1e3", "10.0.0.1", "1.2.3", "1.2.3e+3", "0.1.2", "10.0.0.1:80", "a:b", "a::b", "x@y",
+    "1:20", "190:20:30", "a/b.c_d", "Yes", "NULL", "y.y.y", "n.1.2", "F", "o-1",
+]
+_OTHER_WORDS = ["-1", ".inf", "é", "aé", "a b", "'a'", '"a"', "[a]", "a#b", "a #b", "", "~", "2024-01-01", "-a", "a,b"]
+_REFUSED_WORDS = ["0b_", "a:", "@x", "=", "<<", "a\tb", "a]"]
+_TEMPLATE_WORDS = st.sampled_from(_READ_WORDS * 8 + _OTHER_WORDS * 4 + _REFUSED_WORDS)
+
+
+@st.composite
+def skeleton(draw) -> str:
+    """A document with a hole (`\\0`) for each plain value: mappings, sequences of
+    scalars and of mappings, flow sequences, comments and blank lines."""
+    lines: list[str] = []
+
+    def mapping(column: int, depth: int, first: str = "") -> None:
+        keys = draw(st.lists(st.sampled_from(["a", "name", "yes", "k-1", "x.y", "n", "1"]), min_size=1, max_size=3,
+                             unique=True))
+        for number, key in enumerate(keys):
+            pad = first if number == 0 and first else " " * column
+            kind = draw(st.sampled_from(["value", "value", "flow", "map", "list", "other"] if depth < 2
+                                        else ["value", "flow", "other"]))
+            if kind == "value":
+                lines.append(f"{pad}{key}: \0")
+            elif kind == "flow":
+                lines.append(f"{pad}{key}: [" + ", ".join(["\0"] * draw(st.integers(1, 3))) + "]")
+            elif kind == "other":
+                lines.append(pad + key + draw(st.sampled_from([": 'q'", ": {}", ": []", ":", ": a # c", ":  {}"])))
+            elif kind == "map":
+                lines.append(f"{pad}{key}:")
+                mapping(column + draw(st.sampled_from([1, 2, 4])), depth + 1)
+            else:
+                lines.append(f"{pad}{key}:")
+                inner = column + draw(st.sampled_from([0, 2]))
+                for _ in range(draw(st.integers(1, 2))):
+                    if draw(st.booleans()):
+                        lines.append(" " * inner + "- \0")
+                    else:
+                        mapping(inner + 2, depth + 1, first=" " * inner + "- ")
+            if draw(st.integers(0, 5)) == 0:
+                lines.append(draw(st.sampled_from(["", "# comment", "  # indented"])))
+
+    mapping(0, 0)
+    return "\n".join(lines)
+
+
+@settings(max_examples=400, deadline=None)
+@given(skeleton(), st.lists(st.lists(_TEMPLATE_WORDS, min_size=40, max_size=40), min_size=3, max_size=7),
+       st.sampled_from(["", "\n", "\n---\n", "\n---"]))
+def test_documents_of_one_template_read_as_pyyaml_reads_them(text, fills, end):
+    """Documents of one shape, with other values each (of other kinds too): the third and
+    later are read by the template made of the second, or line by line when it does not
+    match them, as PyYAML reads them; and so they are unbuilt, as Remakes."""
+    parts = text.split("\0")
+    documents = "\n---\n".join(
+        "".join(part + value for part, value in zip(parts, [*itertools.islice(itertools.cycle(fill), len(parts) - 1), ""],
+                                                    strict=True))
+        for fill in fills
+    ) + end
+    reader = Reader(_Loader)
+    for _ in range(2):  # (the second time, all of them by templates when they can)
+        got = reader.load_all(documents)
+        if got is None:
+            continue
+        want = pyyaml(documents)
+        assert want is not None and same(got, want), f"{documents!r}: {got!r} != {want!r}"
+        remakes: list[Remake | None] = []
+        unbuilt = reader.load_all(documents, remakes, build=False)
+        assert unbuilt is not None and len(unbuilt) == len(got)
+        for document, whole in zip(unbuilt, got, strict=True):
+            if isinstance(document, Remake):
+                assert same(document(), whole)
+                for path in document.plan.paths:
+                    node: Any = whole
+                    for key in path:
+                        node = node[key]
+                    if isinstance(node, dict | list) or node is None:  # (a null: `~`, or nothing at all)
+                        assert document.at(*path) is NOT_SCALAR or (node is None and document.at(*path) is None)
+                    else:
+                        assert same(document.at(*path), node)
+
+
+def pods(count: int, image: str = "registry.example/app:1.0") -> str:
+    pod = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{n}\n  namespace: ns-{ns}\n  labels:\n    app: web\n"
+        "spec:\n  containers:\n    - name: main\n      image: {image}\nstatus:\n  podIP: 10.0.{ns}.{n}\n"
+        "  podIPs:\n    - ip: 10.0.{ns}.{n}\n  ports: [{n}, 80]\n  conditions:\n    - type: Ready\n"
+        '      status: "True"\n'
+    )
+    return "---\n".join(pod.format(n=n, ns=n % 3, image=image) for n in range(count))
+
+
+def test_documents_of_a_template_are_read_at_once(monkeypatch):
+    """Of a hundred pods, the first two are read line by line, and the last one (no
+    `---` after it); the others by the template made of the second."""
+    reader = Reader(_Loader)
+    text = pods(100)
+    read = []
+    original = blockyaml._File._read
+    monkeypatch.setattr(blockyaml._File, "_read", lambda self, lines, *rest: read.append(lines) or original(self, lines, *rest))
+    assert same(reader.load_all(text), pyyaml(text))
+    assert len(read) == 3 and len(reader._shapes.templates) == 1
+    read.clear()
+    remakes: list[Remake | None] = []
+    unbuilt = reader.load_all(text, remakes, build=False)  # (a start-up's read)
+    assert len(read) == 1 and unbuilt is not None
+    assert all(isinstance(document, Remake) for document in unbuilt) and remakes == unbuilt
+    assert [document.at("metadata", "name") for document in unbuilt] == [f"web-{n}" for n in range(100)]
+    assert [document.at("metadata", "namespace") for document in unbuilt][:2] == ["ns-0", "ns-1"]
+    assert unbuilt[7].at("status", "ports") is NOT_SCALAR and unbuilt[7]()["status"]["ports"] == [7, 80]
+
+
+def test_a_document_unlike_its_template_is_read_line_by_line():
+    """A value a template's group does not read (quoted, or of another kind than the one
+    the template was made with), another constant line, a character PyYAML reads its own
+    way: each document is read as PyYAML reads it, or the text left to PyYAML."""
+    base = pods(6)
+    for other in ("name: 'web-9'", "name: yes", "name: 12", "name: web 9", "name: nginx", "name: web-9 # c",
+                  "name: web-é", "name: web-9:", "name: web-9 "):
+        text = base + "---\n" + pods(1).replace("name: web-0", other) + "---\n" + base
+        check(text)
+    check(base + "---\n" + pods(1, image="other/app:2.0") + "---\n" + base)
+    assert READER.load_all(base + "---\n" + pods(1).replace("name: web-0", "name: web\x07") + "---\n" + base) is None
+    assert READER.load_all(base + "---\n" + pods(1).replace("    app: web", "    app:\tweb") + "---\n" + base) is None
+    assert READER.load_all(base + "--- # c\x07\n" + base) is None
+
+
+def test_the_templates_of_a_plan_are_bounded():
+    """Documents of one shape that differ in a line no group reads get a few templates,
+    then are read line by line."""
+    reader = Reader(_Loader)
+    text = "---\n".join(pods(3, image=f"'app:{n}'") for n in range(20))
+    assert same(reader.load_all(text), pyyaml(text))
+    assert len(reader._shapes.templates) == reader._shapes.MAX_VARIANTS
+    reader = Reader(_Loader)
+    reader._shapes.MAX_TEMPLATES = 2
+    assert same(reader.load_all(text), pyyaml(text))
+    assert 0 < len(reader._shapes.templates) <= 2
+
+
+def test_a_templates_string_groups_are_the_scalars_no_resolver_applies_to():
+    """A group that is its own value matches only what _scalar leaves a string (its
+    first character has no resolver, or, with PyYAML's resolvers, it has two dots)."""
+    first, dotted = READER._strings
+    for character in string.ascii_letters + string.digits:
+        assert (re.fullmatch(first, character + "-a:b") is not None) == (character not in _Loader.yaml_implicit_resolvers)
+        assert re.fullmatch(first, character + "a:") is None
+    assert re.fullmatch(dotted, "10.0.0.1") and re.fullmatch(dotted, "1.2.3e+3") is None
+    for text in ("web-1", "nginx", "10.0.0.1", "y.y.y", "1", "yes", "Pod", "1:20", "a:b", "0.1.2"):
+        if any(re.fullmatch(kind, text) for kind in READER._strings):  # (`nginx` is a string too, but looked up)
+            assert same(READER.load_all(f"a: {text}"), [{"a": text}]), text
+        else:
+            assert text in ("nginx", "1", "yes", "1:20"), text
