@@ -111,11 +111,15 @@ class DesiredSlice:
     def labels(self) -> dict[str, str]:
         """The slice's labels: its Service's, then the controller's own, last."""
         service = self.service
-        labels = dict(service.meta.labels)
-        for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
-            labels.pop(reserved, None)
-        labels[SERVICE_NAME_LABEL] = service.meta.name
-        labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+        held = service.meta.labels
+        if SERVICE_NAME_LABEL in held or MANAGED_BY_LABEL in held or HEADLESS_LABEL in held:
+            labels = dict(held)
+            for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
+                labels.pop(reserved, None)
+            labels[SERVICE_NAME_LABEL] = service.meta.name
+            labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+        else:  # (the common case, in one step: none of the controller's own to move last)
+            labels = {**held, SERVICE_NAME_LABEL: service.meta.name, MANAGED_BY_LABEL: CONTROLLER_NAME}
         if service.headless:
             labels[HEADLESS_LABEL] = ""
         return labels
@@ -182,6 +186,9 @@ def desired_slices(
         planned = []
         for key in sorted(groups):
             placed = sorted(groups[key].values(), key=_order)
+            if len(placed) <= MAX_ENDPOINTS_PER_SLICE:  # (one slice, most Services': no copy)
+                planned.append((None, key[0], key[1], placed))
+                continue
             for start in range(0, len(placed), MAX_ENDPOINTS_PER_SLICE):
                 planned.append((None, key[0], key[1], placed[start:start + MAX_ENDPOINTS_PER_SLICE]))
     if not planned:
