@@ -580,3 +580,15 @@ def test_slice_labels_are_the_service_labels_then_the_controllers_last(keys: lis
     expected = [(key, value) for key, value in held.items() if key not in _RESERVED]
     expected += [(_RESERVED[0], "web"), (_RESERVED[1], CONTROLLER_NAME)] + ([(_RESERVED[2], "")] if web.headless else [])
     assert list(DesiredSlice(web, "web-x", "IPv4", (), ()).labels.items()) == expected
+
+
+def test_endpoint_conditions_table_is_the_rule() -> None:
+    """endpoints._CONDITIONS, indexed by bools, is podToEndpoint's rule for every case."""
+    from kdns.registry.endpoints import _CONDITIONS
+    from kdns.registry.objects import ENDPOINT_CONDITIONS
+
+    for publish in (False, True):
+        for serving in (False, True):
+            for terminating in (False, True):
+                ready = publish or (serving and not terminating)
+                assert _CONDITIONS[publish][serving][terminating] is ENDPOINT_CONDITIONS[(ready, serving, terminating)]
