@@ -52,6 +52,7 @@ from kdns.registry.objects import (
     MANAGED_BY_LABEL,
     SERVICE_NAME_LABEL,
     Endpoint,
+    EndpointConditions,
     EndpointPort,
     EndpointSlice,
     ObjectReference,
@@ -73,6 +74,22 @@ GroupKey = tuple[str, PortsKey]  # (addressType, ports)
 # and the address. Endpoints are made only when their slice is known, already in order.
 Placed = tuple[tuple[bytes, str], Pod, str]
 _order = itemgetter(0)  # a Placed's order key
+
+
+def _conditions(publish_not_ready: bool, serving: bool, terminating: bool) -> EndpointConditions:
+    """An endpoint's conditions (k8s.io/endpointslice util podToEndpoint): serving = the pod
+    is Ready, terminating = it has a deletionTimestamp, and ready is never true for a
+    terminating pod unless the service publishes not-ready addresses."""
+    return ENDPOINT_CONDITIONS[(publish_not_ready or (serving and not terminating), serving, terminating)]
+
+
+# _conditions, looked up: [publish_not_ready][serving][terminating] (bools index tuples),
+# instead of a key made and hashed for each of a big load's 100,000 endpoints.
+_CONDITIONS = {
+    publish: tuple(tuple(_conditions(publish, serving, terminating) for terminating in (False, True))
+                   for serving in (False, True))
+    for publish in (False, True)
+}
 
 
 @dataclass(slots=True)
@@ -111,11 +128,15 @@ class DesiredSlice:
     def labels(self) -> dict[str, str]:
         """The slice's labels: its Service's, then the controller's own, last."""
         service = self.service
-        labels = dict(service.meta.labels)
-        for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
-            labels.pop(reserved, None)
-        labels[SERVICE_NAME_LABEL] = service.meta.name
-        labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+        held = service.meta.labels
+        if SERVICE_NAME_LABEL in held or MANAGED_BY_LABEL in held or HEADLESS_LABEL in held:
+            labels = dict(held)
+            for reserved in _RESERVED_LABELS:  # set below, last, as the controller wants them
+                labels.pop(reserved, None)
+            labels[SERVICE_NAME_LABEL] = service.meta.name
+            labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+        else:  # (the common case, in one step: none of the controller's own to move last)
+            labels = {**held, SERVICE_NAME_LABEL: service.meta.name, MANAGED_BY_LABEL: CONTROLLER_NAME}
         if service.headless:
             labels[HEADLESS_LABEL] = ""
         return labels
@@ -182,6 +203,9 @@ def desired_slices(
         planned = []
         for key in sorted(groups):
             placed = sorted(groups[key].values(), key=_order)
+            if len(placed) <= MAX_ENDPOINTS_PER_SLICE:  # (one slice, most Services': no copy)
+                planned.append((None, key[0], key[1], placed))
+                continue
             for start in range(0, len(placed), MAX_ENDPOINTS_PER_SLICE):
                 planned.append((None, key[0], key[1], placed[start:start + MAX_ENDPOINTS_PER_SLICE]))
     if not planned:
@@ -191,7 +215,7 @@ def desired_slices(
 
     # `taken_names` may be every slice name of a big namespace: look it up, never copy it.
     # (The names planned so far are those of managed slices, which `existing` holds.)
-    taken = _Taken(taken_names, {s.meta.name for s in existing})
+    own = {s.meta.name for s in existing}  # and the names chosen here
     for names in spare.values():
         names.sort()
     slices = []
@@ -201,8 +225,8 @@ def desired_slices(
             if spare.get(family):
                 slot_name = spare[family].pop(0)
             else:
-                slot_name = _new_name(service, family, ports, taken)
-                taken.add(slot_name)
+                slot_name = _new_name(service, family, ports, own, taken_names)
+                own.add(slot_name)
         slices.append(_desired(service, slot_name, family, ports, placed))
     if len(slices) > 1:
         slices.sort(key=lambda desired: desired.name)
@@ -310,19 +334,14 @@ def _resolve_ports(service: Service, pod: Pod) -> PortsKey:
 def _endpoints(service: Service, placed: list[Placed]) -> tuple[Endpoint, ...]:
     """The endpoint of each pod at its address (its document: objects.endpoint_document).
     (One loop for a slice, not a call per endpoint: a big load makes 100,000.)"""
-    publish_not_ready = service.publish_not_ready_addresses
+    conditions = _CONDITIONS[service.publish_not_ready_addresses]
     service_name = service.meta.name
     values: list[Endpoint] = []
     for _, pod, ip in placed:
         meta = pod.meta
-        serving = pod.ready
-        terminating = meta.deletion_timestamp is not None
-        # "ready" is never true for a terminating pod, unless the service publishes not-ready
-        # addresses (k8s.io/endpointslice util podToEndpoint).
-        ready = publish_not_ready or (serving and not terminating)
         values.append(Endpoint(
             pod.pod_ips if len(pod.pod_ips) == 1 else (ip,),  # (the pod's tuple when equal: 48 bytes an endpoint)
-            ENDPOINT_CONDITIONS[(ready, serving, terminating)],
+            conditions[pod.ready][meta.deletion_timestamp is not None],  # (bools: see _CONDITIONS)
             # A pod's hostname is published only under the service its subdomain names (spec §2.4.1).
             pod.hostname if pod.hostname and pod.subdomain == service_name else "",
             pod.node_name,
@@ -340,25 +359,14 @@ def _slice_ports(endpoint_slice: EndpointSlice) -> PortsKey:
     return tuple((p.name, p.port, p.protocol) for p in endpoint_slice.ports)  # type: ignore[misc]
 
 
-class _Taken:
-    """Names in use: a shared collection plus the names chosen here."""
-
-    def __init__(self, shared: Collection[str], own: set[str]) -> None:
-        self.shared, self.own = shared, own
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.own or name in self.shared
-
-    def add(self, name: str) -> None:
-        self.own.add(name)
-
-
-def _new_name(service: Service, family: str, ports: PortsKey, taken: _Taken) -> str:
+def _new_name(service: Service, family: str, ports: PortsKey, own: set[str], shared: Collection[str]) -> str:
+    """A new slice's name, in neither `own` (the service's slices' names and those chosen
+    for it) nor `shared` (the namespace's: looked up, never copied)."""
     for attempt in count():
         seed = f"{service.meta.namespace}/{service.meta.name}/{family}/{_ports_text(ports)}/{attempt}"
         digest = hashlib.sha256(seed.encode()).digest()
         name = f"{service.meta.name}-" + digest[:5].translate(_NAME_TABLE).decode()
-        if name not in taken:
+        if name not in own and name not in shared:
             return name
     raise AssertionError("unreachable")
 

@@ -1122,8 +1122,8 @@ class Transaction:
             for key in list(dirty):
                 if key not in dirty:
                     continue  # reconciled already
-                changed = dirty[key]
-                self._clear(key)
+                changed = dirty.pop(key)  # (what _clear does, without its call and second look)
+                self._cleared.append(key)
                 self._reconcile(key[0], key[1], changed)
 
     def _reconcile(self, namespace: str, name: str, changed: set[str] | None = None) -> None:
@@ -1217,4 +1217,4 @@ class Transaction:
             store._settled.pop(key, None)
             return
         slices = store._tables[ENDPOINT_SLICE].get(key[0], _NONE)
-        store._settled[key] = tuple(slices[item] for item in sorted(store._slices_by_service.get(key, ())))
+        store._settled[key] = tuple([slices[item] for item in sorted(store._slices_by_service.get(key, ()))])

@@ -555,3 +555,40 @@ def test_pod_updates_leave_the_slices_a_whole_reconcile_would():
                 fields = {key: getattr(have, key) for key in want.fields}
                 assert fields == want.fields, (serial, what, have.meta.name)
     assert done.count("ready") > 60 and all(done.count(what) for what in ("node", "hostname", "ip", "slice"))
+
+
+_RESERVED = ["kubernetes.io/service-name", "endpointslice.kubernetes.io/managed-by", "service.kubernetes.io/headless"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["tier", "app", "zone", *_RESERVED]), unique=True, max_size=5), st.booleans())
+def test_slice_labels_are_the_service_labels_then_the_controllers_last(keys: list[str], headless: bool) -> None:
+    """DesiredSlice.labels, in both of its ways (a Service holding none of the controller's
+    own labels, or some): the Service's labels without the reserved ones, in their order,
+    then the service name, the managed-by label and, when headless, the headless one, last."""
+    import dataclasses
+
+    from kdns.registry.endpoints import DesiredSlice
+
+    store = new_store()
+    apply(store, WEB)
+    web = store.get("Service", "default", "web")
+    assert isinstance(web, Service)
+    held = {key: f"v-{key}" for key in keys}
+    web = dataclasses.replace(web, meta=dataclasses.replace(web.meta, labels=held),
+                              headless=headless)
+    expected = [(key, value) for key, value in held.items() if key not in _RESERVED]
+    expected += [(_RESERVED[0], "web"), (_RESERVED[1], CONTROLLER_NAME)] + ([(_RESERVED[2], "")] if web.headless else [])
+    assert list(DesiredSlice(web, "web-x", "IPv4", (), ()).labels.items()) == expected
+
+
+def test_endpoint_conditions_table_is_the_rule() -> None:
+    """endpoints._CONDITIONS, indexed by bools, is podToEndpoint's rule for every case."""
+    from kdns.registry.endpoints import _CONDITIONS
+    from kdns.registry.objects import ENDPOINT_CONDITIONS
+
+    for publish in (False, True):
+        for serving in (False, True):
+            for terminating in (False, True):
+                ready = publish or (serving and not terminating)
+                assert _CONDITIONS[publish][serving][terminating] is ENDPOINT_CONDITIONS[(ready, serving, terminating)]
