@@ -27,36 +27,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import startphases
 from common import REPO, say
 from servers import installed
 
+# (restore is startphases' step of a start from the durable store: nothing here)
 STEPS = ("import", "read", "apply", "index")
 
 
 def child(tree: Path, manifests: Path, until: str) -> None:
-    """The start's steps up to `until`, in this process (under callgrind)."""
+    """The start's steps up to `until`, in this process (under callgrind), as
+    bench/startphases.py runs them."""
     sys.path.insert(0, str(tree))
-    import kdns.app  # noqa: F401  (what a start imports)
-    from kdns.authority.index import ClusterIndex
-    from kdns.config import Settings
-    from kdns.registry import declared
-    from kdns.registry import manifests as manifests_module
-    from kdns.registry.store import Store
-    from kdns.runtime import long_lived
-
-    if until == "import":
-        return
-    settings = Settings(manifests=(manifests,), data_dir=None)
-    with long_lived():
-        documents = manifests_module.read_paths(settings.manifests, declared.packer()).documents
-        if until == "read":
-            return
-        store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
-        with store.transaction() as txn:
-            declared.apply(txn, documents, owned=True)
-        if until == "apply":
-            return
-        ClusterIndex(settings).rebuild(store.objects(), store.resource_version)
+    startphases.steps(manifests, None, until)
 
 
 def instructions(tree: Path, manifests: Path, until: str) -> int:

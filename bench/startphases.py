@@ -38,8 +38,9 @@ from servers import installed
 STEPS = ("import", "read", "restore", "apply", "index")
 
 
-def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
-    """One start's steps, in this process (whose sys.path finds the kdns to measure). A
+def steps(manifests: Path, data_dir: Path | None, until: str | None = None) -> dict[str, float]:
+    """One start's steps, in this process (whose sys.path finds the kdns to measure), up
+    to `until` (one of STEPS; default all: bench/startir.py stops at each in turn). A
     tree from before kdns.registry.declared (89fd920, the issue's reference) has its steps
     as its app.py ran them: load_paths, then restore and apply_documents, the collector
     paused throughout."""
@@ -57,6 +58,8 @@ def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
         declared = None  # type: ignore[assignment]  # an older tree: see above
     mark = time.process_time()
     took = {"import": mark - began}
+    if until == "import":
+        return took
 
     def step(name: str) -> None:
         nonlocal mark
@@ -70,6 +73,8 @@ def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
         else:
             documents, _ = manifests_module.load_paths(settings.manifests)
         step("read")
+        if until == "read":
+            return took
         store = Store(service_cidrs=settings.service_cidrs, node_port_range=settings.node_port_range)
         if data_dir is not None:
             with sqlite.SqliteJournal(data_dir / sqlite.FILE_NAME) as journal:
@@ -79,12 +84,16 @@ def steps(manifests: Path, data_dir: Path | None) -> dict[str, float]:
                 else:
                     store.restore(saved.documents, saved.version, owned=True, typed=saved.objects, derived=saved.derived)
         step("restore")
+        if until == "restore":
+            return took
         with store.transaction() as txn:
             if declared is not None:
                 declared.apply(txn, documents, owned=True)
             else:
                 txn.apply_documents(documents, owned=True)
         step("apply")
+        if until == "apply":
+            return took
         ClusterIndex(settings).rebuild(store.objects(), store.resource_version)
         step("index")
     return took

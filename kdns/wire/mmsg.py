@@ -10,7 +10,7 @@ UDP server then uses recvfrom and sendto (kdns.wire.udp).
 
 The calls have no `argtypes`: ctypes would convert every argument through its type's
 `from_param` at every call, which cost more instructions than the rest of a wake-up's
-Python (about 6,600 a call of the 35,000 a one-datagram wake-up took, callgrind). Without
+Python (about 6,650 a call of the 34,900 a one-datagram wake-up took, callgrind). Without
 them, a Python int goes as a C int (the descriptor, the count and the flags are ints) and
 a pointer as a `byref` made once per buffer (`Batch`), which ctypes passes as it is, so
 each argument's C type is still the prototype's.
