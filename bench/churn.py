@@ -45,7 +45,7 @@ from common import HERE, LOOPBACK, LOSS_LIMIT_PCT, REPO, say
 from measure import dnsperf, slim
 from procs import cpus, free_port, pin_threads, stop_all
 from servers import wait_answer
-from writes import Writer, start
+from writes import Writer, start, wait_api
 
 MIXES = ("bench", "storm")
 RATES = (10, 100)  # writes a second, in this order
@@ -88,6 +88,7 @@ def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen
         started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
         if started is None:
             raise RuntimeError(f"kdns did not answer: {detail}\n{kdns.log_tail()}")
+        wait_api(f"http://{LOOPBACK}:{api_port}", kdns)
         pin_threads(kdns.pid, server_cpu)
 
         def window() -> dict[str, Any]:

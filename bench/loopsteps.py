@@ -44,7 +44,7 @@ import gen
 from procs import free_port
 from servers import wait_answer
 from writecost import BACK_TO_BACK
-from writes import Writer, start
+from writes import Writer, start, wait_api
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -142,6 +142,7 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
         if started is None:
             raise SystemExit(f"loopsteps: kdns did not answer: {detail}\n{kdns.log_tail()}")
         api = f"http://127.0.0.1:{api_port}"
+        wait_api(api, kdns)
         Writer(api, pods, BACK_TO_BACK, args.warmup).run()
         report(kdns.pid, out)  # (forget the start and the warm-up)
         (work / f"summary.{kdns.pid}").unlink()

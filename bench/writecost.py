@@ -36,33 +36,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import gen
 from common import LOOPBACK
-from procs import Child, cpu_seconds, free_port, thread_cpu
+from procs import cpu_seconds, free_port, thread_cpu
 from servers import wait_answer, wait_settled
-from writes import Writer, start
+from writes import Writer, start, wait_api
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BACK_TO_BACK = 1e9  # writes a second: the Writer's pacing never waits
-
-
-def wait_api(api: str, kdns: Child, deadline_s: float = 60.0) -> None:
-    """Return once the API answers /readyz (SystemExit after `deadline_s`)."""
-    limit = time.monotonic() + deadline_s
-    while time.monotonic() < limit and kdns.alive():
-        try:
-            with urllib.request.urlopen(f"{api}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"writecost: the API did not answer /readyz\n{kdns.log_tail()}")
 
 
 def flips(api: str, pods: list[gen.Pod], count: int, first: int) -> None:

@@ -66,6 +66,22 @@ def start(src: Path, manifests: Path, data_dir: Path | None, port: int, api_port
     return Child("kdns", argv, log, cwd=src, env=env)
 
 
+def wait_api(api: str, kdns: Child, deadline_s: float = 60.0) -> None:
+    """Return once kdns's API answers /readyz (SystemExit after `deadline_s`). kdns
+    answers DNS before its API listens (kdns/app.py `_serve_api` imports aiohttp on a
+    thread meanwhile): a write sent as soon as DNS answers can find the port closed."""
+    limit = time.monotonic() + deadline_s
+    while time.monotonic() < limit and kdns.alive():
+        try:
+            with urllib.request.urlopen(f"{api}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{Path(sys.argv[0]).stem}: the API at {api} did not answer /readyz\n{kdns.log_tail()}")
+
+
 class Writer(threading.Thread):
     """Flip pods' Ready condition through the API, `rate` a second, `count` at most.
 
@@ -176,6 +192,7 @@ def _one_run(src: Path, storage: str, loop_slice_us: int, writes: int, args: arg
         started, detail = wait_answer(kdns, port, probe["name"], probe["type"], 120)
         if started is None:
             raise StartError(f"kdns did not answer: {detail}")
+        wait_api(f"http://{LOOPBACK}:{api_port}", kdns)
         pin_threads(kdns.pid, server_cpu)
         if loop_slice_us:
             schedtrace.set_slice(kdns.pid, 1000 * loop_slice_us)
