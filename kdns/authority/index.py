@@ -310,25 +310,21 @@ class ClusterIndex:
         namespaces = set()
         for event in events:
             obj = event.object
+            if isinstance(obj, Pod):
+                self._apply_pod(obj, event.type == DELETED)
+                continue
             key = obj.key
             if key.kind == NAMESPACE:
                 namespaces.add(key.name)
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
-            held = self._pod_ip(*where) if key.kind == POD else None
             record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
             if isinstance(obj, EndpointSlice):
                 self._note_written(key, previous, obj if event.type != DELETED else None)
-            if key.kind == POD:
-                # A pod name's answer changes only if the address the Pod holds does (a
-                # readiness report, like most Pod writes, leaves it alone).
-                holds = self._pod_ip(*where)
-                if holds != held:
-                    touched.update(PodScope(key.namespace, h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
         touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
@@ -342,6 +338,22 @@ class ClusterIndex:
         self.serial = events[-1].resource_version
         self._touched = set()
         self._changed(frozenset(touched))
+
+    def _apply_pod(self, pod: Pod, deleted: bool) -> None:
+        """A Pod event: the address the index holds for the pod made what the Pod now
+        holds (none when deleted), and a pod name's answer touched, before and after, only
+        if that changes. A readiness report, like most Pod writes, leaves it alone: then
+        nothing is taken out and put back."""
+        meta = pod.meta
+        namespace, name = meta.namespace, meta.name
+        held = self._pod_ip(namespace, name)
+        holds = None if deleted else _pod_address(pod)
+        if holds == held:
+            return
+        self._drop(Key(POD, namespace, name))
+        if holds is not None:
+            self._put_pod(pod)
+        self._touched.update(PodScope(namespace, h) for h in (held, holds) if h is not None)
 
     def _namespace_scopes(self, namespace: str) -> Iterator[Scope]:
         """What a Namespace event touches: its NamespaceScope (every name below it reads
@@ -529,17 +541,10 @@ class ClusterIndex:
         self._stale.add((namespace, service))
 
     def _put_pod(self, pod: Pod) -> None:
-        # Verified pod names (docs/dns-rules.md R15): a live pod's status.podIP only.
-        meta = pod.meta
-        if pod.phase in _GONE_PHASES or meta.deletion_timestamp or not pod.pod_ips:
-            return
-        # Only the packed address: a pod has no use for the rest of what _read makes.
-        text = pod.pod_ips[0]
-        packed = dotted_quad(text)  # (_packed's common case, inline: 100,000 at scale)
+        packed = _pod_address(pod)
         if packed is None:
-            packed = _packed(text)
-            if packed is None:
-                return
+            return
+        meta = pod.meta
         namespace = meta.namespace
         names = self._pods.get(namespace)
         if names is None:
@@ -694,6 +699,17 @@ class ClusterIndex:
     def has_node_branch(self, suffix: str) -> bool:
         """Some Node's dotted name ends in `.<suffix>` (an empty non-terminal under node.)."""
         return suffix in self._node_branches
+
+
+def _pod_address(pod: Pod) -> bytes | None:
+    """The packed address the index holds for a pod: verified pod names (docs/dns-rules.md
+    R15) answer a live pod's status.podIP only. (Only the packed address: a pod has no use
+    for the rest of what _read makes.)"""
+    if pod.phase in _GONE_PHASES or pod.meta.deletion_timestamp or not pod.pod_ips:
+        return None
+    text = pod.pod_ips[0]
+    packed = dotted_quad(text)  # (_packed's common case, inline: 100,000 at scale)
+    return packed if packed is not None else _packed(text)
 
 
 def _names_endpoints(record: ServiceRecord | None) -> bool:
