@@ -352,14 +352,20 @@ def _diff(part: Mapping[str, Any], schema: Schema | None, here: Any, there: Any,
 def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: Any, found: set[Path],
                compare: bool) -> None:
     """`_walk`'s leaves of `value` under `path`, each added to `found` as `_diff` says;
-    `here` and `there` are the two documents' values at `path` (or _MISSING)."""
+    `here` and `there` are the two documents' values at `path` (or _MISSING). A field
+    that is a scalar (most are) is a leaf looked at in place, without a call for it."""
     if _is_mapping(value):
         leaf = True
         for key, item in value.items():
             if item is not None:
                 leaf = False
-                _diff_walk(item, child(schema, key), (*path, f"f:{key}"), _field(here, key), _field(there, key),
-                           found, compare)
+                at_here = here.get(key, _MISSING) if type(here) is dict else _field(here, key)
+                at_there = there.get(key, _MISSING) if type(there) is dict else _field(there, key)
+                if type(item) in _SCALAR_TYPES:
+                    if (at_there != at_here) if compare else (at_there is _MISSING):
+                        found.add((*path, f"f:{key}"))
+                else:
+                    _diff_walk(item, child(schema, key), (*path, f"f:{key}"), at_here, at_there, found, compare)
         if not leaf:
             return
     elif value and isinstance(value, list) and schema is not None and schema.type == "array":
@@ -373,8 +379,15 @@ def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: 
                     found.add(at)
                 for name, field in item.items():
                     if field is not None:
-                        _diff_walk(field, child(schema.items, name), (*at, f"f:{name}"), _field(here_item, name),
-                                   _field(there_item, name), found, compare)
+                        at_here = here_item.get(name, _MISSING) if type(here_item) is dict else _field(here_item, name)
+                        at_there = (there_item.get(name, _MISSING) if type(there_item) is dict
+                                    else _field(there_item, name))
+                        if type(field) in _SCALAR_TYPES:
+                            if (at_there != at_here) if compare else (at_there is _MISSING):
+                                found.add((*at, f"f:{name}"))
+                        else:
+                            _diff_walk(field, child(schema.items, name), (*at, f"f:{name}"), at_here, at_there,
+                                       found, compare)
             return
         if "merge" in (schema.strategy or "").split(","):
             found.update(
@@ -385,6 +398,10 @@ def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: 
     # A leaf: a scalar, a list replaced whole, an empty list, or a mapping of no fields.
     if (there != here) if compare else (there is _MISSING):
         found.add(path)
+
+
+# What `_diff_walk` takes as a leaf at once (None is no field).
+_SCALAR_TYPES = frozenset({str, int, float, bool})
 
 
 def _has_fields(part: Mapping[str, Any]) -> bool:
