@@ -322,7 +322,9 @@ def _differing(live: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[st
             new_part[key] = sub_new if _has_fields(sub_new) else value
         else:
             live_part[key], new_part[key] = before, value
-    live_part.update({key: before for key, before in live.items() if key not in new})
+    for key, before in live.items():  # (a loop: a comprehension is a call of its own)
+        if key not in new:
+            live_part[key] = before  # noqa: PERF403
     return live_part, new_part
 
 
@@ -406,7 +408,12 @@ _SCALAR_TYPES = frozenset({str, int, float, bool})
 
 def _has_fields(part: Mapping[str, Any]) -> bool:
     """Whether every field of `part` names something (`_fields` skips None; {} is a leaf)."""
-    return bool(part) and all(value is not None and value != {} for value in part.values())
+    if not part:
+        return False
+    for value in part.values():  # noqa: SIM110  (a loop: a generator is a call per value)
+        if value is None or value == {}:
+            return False
+    return True
 
 
 def updated(
