@@ -132,9 +132,13 @@ def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> N
             found.append(path)
         return
     if value and isinstance(value, list) and schema is not None and schema.type == "array":
-        if schema.merge_key and all(_is_mapping(item) for item in value):
-            # The last item of a key is the one its FieldSet holds, as in `_fields`.
-            items = {_item_key(item, schema.merge_key): item for item in value}
+        merge_key = schema.merge_key
+        # (Loops: `all` of a generator and a comprehension are calls of their own.)
+        if merge_key and _all_mappings(value):
+            items: dict[str, Any] = {}
+            for item in value:
+                # The last item of a key is the one its FieldSet holds, as in `_fields`.
+                items[_item_key(item, merge_key)] = item
             for key, item in items.items():
                 at = (*path, key)
                 found.append(at)  # its "."
@@ -207,14 +211,23 @@ def _step(doc: Any, step: str) -> Any:
         wanted = _key_value(text)
         if not isinstance(doc, list):
             return _MISSING
+        # The first item that matches. (Loops, not generators: each is a call of its own,
+        # and a status write takes a step like this four times.)
         if kind == "v":
-            return next((item for item in doc if item == wanted), _MISSING)
+            for item in doc:
+                if item == wanted:
+                    return item
+            return _MISSING
         if _is_mapping(wanted) and len(wanted) == 1:  # (nearly every key: a name, a type, a port)
             [(key, value)] = wanted.items()
-            return next((item for item in doc if _is_mapping(item) and item.get(key) == value), _MISSING)
-        return next(
-            (item for item in doc if _is_mapping(item) and all(item.get(k) == v for k, v in wanted.items())), _MISSING
-        )
+            for item in doc:
+                if _is_mapping(item) and item.get(key) == value:
+                    return item
+            return _MISSING
+        for item in doc:
+            if _is_mapping(item) and all(item.get(k) == v for k, v in wanted.items()):
+                return item
+        return _MISSING
     return doc
 
 
@@ -371,9 +384,13 @@ def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: 
         if not leaf:
             return
     elif value and isinstance(value, list) and schema is not None and schema.type == "array":
-        if schema.merge_key and all(_is_mapping(item) for item in value):
-            # The last item of a key is the one its FieldSet holds, as in `_fields`.
-            items = {_item_key(item, schema.merge_key): item for item in value}
+        merge_key = schema.merge_key
+        # (Loops: `all` of a generator and a comprehension are calls of their own.)
+        if merge_key and _all_mappings(value):
+            items: dict[str, Any] = {}
+            for item in value:
+                # The last item of a key is the one its FieldSet holds, as in `_fields`.
+                items[_item_key(item, merge_key)] = item
             for key, item in items.items():
                 at = (*path, key)
                 here_item, there_item = _step(here, key), _step(there, key)
@@ -400,6 +417,14 @@ def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: 
     # A leaf: a scalar, a list replaced whole, an empty list, or a mapping of no fields.
     if (there != here) if compare else (there is _MISSING):
         found.add(path)
+
+
+def _all_mappings(items: list[Any]) -> bool:
+    """Whether every item is a mapping (a list merged by key is walked item by item)."""
+    for item in items:  # noqa: SIM110  (a loop: all() of a generator is a call per item)
+        if not _is_mapping(item):
+            return False
+    return True
 
 
 # What `_diff_walk` takes as a leaf at once (None is no field).
