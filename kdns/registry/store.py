@@ -1206,8 +1206,12 @@ class Transaction:
         """Whether the service's slices, `existing`, are still those its last reconcile
         left (no write since has replaced, added or removed one)."""
         settled = self._store._settled.get(key)
-        return (settled is not None and len(settled) == len(existing)
-                and all(a is b for a, b in zip(settled, existing, strict=True)))
+        if settled is None or len(settled) != len(existing):
+            return False
+        for a, b in zip(settled, existing, strict=True):  # noqa: SIM110  (a loop: all() of a generator is a call per item)
+            if a is not b:
+                return False
+        return True
 
     def _settle(self, key: tuple[str, str]) -> None:
         """Note the service's slices as its reconcile just left them (none kept once the
