@@ -1195,7 +1195,7 @@ class Transaction:
         store = self._store
         version = store._next + 1
         new = EndpointSlice(
-            meta=dataclasses.replace(old.meta, resource_version=version), address_type=old.address_type,
+            meta=old.meta.at_version(version), address_type=old.address_type,
             endpoints=wanted.endpoints, ports=old.ports, owner=SliceOwner(owner.service_uid, owner.generation + 1),
         )
         store._next = version
