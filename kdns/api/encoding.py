@@ -255,12 +255,13 @@ def decode(
             f"{resource.kind} in version \"{resource.group_version}\" cannot be handled as a "
             f"{resource.kind}: " + "; ".join(decoded.wrong_types)
         )
-    problems = [f'unknown field "{path}"' for path in [*unknown, *decoded.unknown]]
-    problems += [f'duplicate field "{key}"' for key in duplicates]
-    if problems and mode == "Strict":
-        raise status.bad_request("strict decoding error: " + ", ".join(problems))
-    if problems and mode == "Warn":
-        request.setdefault(WARNINGS, []).extend(problems)
+    if unknown or decoded.unknown or duplicates:  # (nearly never: no lists made for nothing)
+        problems = [f'unknown field "{path}"' for path in [*unknown, *decoded.unknown]]
+        problems += [f'duplicate field "{key}"' for key in duplicates]
+        if mode == "Strict":
+            raise status.bad_request("strict decoding error: " + ", ".join(problems))
+        if mode == "Warn":
+            request.setdefault(WARNINGS, []).extend(problems)
     request[KIND] = resource.kind
     document: dict[str, Any] = decoded.document  # (the schema of a kind is an object's)
     request[NAME] = document.get("metadata", {}).get("name", "")
