@@ -549,7 +549,8 @@ class ClusterIndex:
             if port.port is None:  # (nearly never: then a tuple of the others)
                 ports = tuple([p for p in endpoint_slice.ports if p.port is not None])
                 break
-        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
+        kept = previous.by_name if previous is not None else None
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports, kept))
         multimap.add_few(self._slices_by_service, (namespace, service), name)
         self._stale.add((namespace, service))
 
@@ -658,7 +659,8 @@ class ClusterIndex:
         namespace, name = service
         touched = self._touched
         for endpoint in names:
-            if before.get(endpoint) != after.get(endpoint):
+            then, since = before.get(endpoint), after.get(endpoint)
+            if then is not since and then != since:  # (ReadyEndpoints are immutable: the same one is equal)
                 touched.add(EndpointScope(namespace, name, endpoint))
 
     # --- reading -------------------------------------------------------------------------
@@ -740,13 +742,20 @@ def _names_endpoints(record: ServiceRecord | None) -> bool:
     return record is not None and not record.is_external
 
 
-def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...]) -> dict[str, ReadyEndpoint] | None:
+def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...],
+             kept: Mapping[str, ReadyEndpoint] | None = None) -> dict[str, ReadyEndpoint] | None:
     """A slice's ReadyEndpoints by name, if each name has one address in it: then each
-    has the slice's ports, one tuple for all."""
+    has the slice's ports, one tuple for all. One its previous version made (`kept`) is
+    taken again when it is the same (its one address the same object, a _Ready read
+    again): a flip of one endpoint of a slice leaves the others' as they were, which
+    their names' comparison (_touch_endpoint_names) then sees at once."""
     ports = tuple(dict.fromkeys(ports))
     by_name = {}
     for r in ready:  # (a loop: a comprehension is a call of its own, every slice written)
-        by_name[r.name] = ReadyEndpoint(r.name, (r.ip,), ports)
+        same = kept.get(r.name) if kept else None
+        if same is None or same.ports != ports or len(same.addresses) != 1 or same.addresses[0] is not r.ip:
+            same = ReadyEndpoint(r.name, (r.ip,), ports)
+        by_name[r.name] = same
     return by_name if len(by_name) == len(ready) else None
 
 

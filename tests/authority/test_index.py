@@ -269,6 +269,28 @@ def test_a_pod_write_touches_its_names_only_when_its_address_changes(
     assert index._pods == rebuilt._pods and index._pod_ips == rebuilt._pod_ips
 
 
+def test_a_flip_keeps_the_other_endpoints_as_they_were() -> None:
+    """A slice written again with one endpoint flipped keeps the ReadyEndpoint of every
+    other (the same object: nothing about it changed), touches only the flipped name and
+    its address, and leaves what a rebuild makes."""
+    def web(ready: bool) -> Any:
+        return k.slice_("web-1", "ns", "web", [
+            k.endpoint("10.0.0.1", hostname="a"), k.endpoint("10.0.0.2", hostname="b", ready=ready),
+            k.endpoint("10.0.0.3", hostname="c")], [k.HTTP])
+
+    before, after = web(True), web(False)
+    index = fresh(k.namespace("ns"), k.service("web", "ns"), before)
+    kept = dict(index.endpoints("ns", "web").by_name)
+    heard: list[Any] = []
+    index.on_change(heard.append)
+    index.apply([k.modified(after, before, 8)])
+    now = index.endpoints("ns", "web").by_name
+    assert list(now) == ["a", "c"] and now["a"] is kept["a"] and now["c"] is kept["c"]
+    assert heard == [frozenset({EndpointsScope("ns", "web"), EndpointScope("ns", "web", "b"),
+                                AddressScope(ip_address("10.0.0.2").packed)})]
+    assert now == fresh(k.namespace("ns"), k.service("web", "ns"), after).endpoints("ns", "web").by_name
+
+
 def test_deletion_uses_what_the_index_holds() -> None:
     """A DELETED event removes the stored state even if its object is a different version."""
     stored = k.slice_("s", "ns", "web", [k.endpoint("10.0.0.1")])
