@@ -291,6 +291,16 @@ def test_a_flip_keeps_the_other_endpoints_as_they_were() -> None:
     assert now == fresh(k.namespace("ns"), k.service("web", "ns"), after).endpoints("ns", "web").by_name
 
 
+@pytest.mark.parametrize("ips", [(), ("10.0.0.1",), ("10.0.0.1", "fd00::1"), ("fd00::1",), ("010.0.0.1",), ("x",),
+                                 ("::ffff:10.0.0.1",), ("", "10.0.0.2")])
+@pytest.mark.parametrize(("phase", "deleting"), [("Running", False), ("Pending", False), ("Succeeded", False),
+                                                 ("Failed", False), ("Unknown", False), ("Running", True)])
+def test_pod_address_is_what_put_pod_holds(ips: tuple[str, ...], phase: str, deleting: bool) -> None:
+    """_pod_address (apply's) says what _put_pod (rebuild's, inline) holds for a pod."""
+    pod = k.pod("p", "ns", *ips, phase=phase, deleting=deleting)
+    assert index_module._pod_address(pod) == fresh(pod)._pod_ip("ns", "p")
+
+
 def test_deletion_uses_what_the_index_holds() -> None:
     """A DELETED event removes the stored state even if its object is a different version."""
     stored = k.slice_("s", "ns", "web", [k.endpoint("10.0.0.1")])
