@@ -341,7 +341,8 @@ def _live(request: web.Request, target: Target) -> Any:
 def _status_only(live: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A /status write: the live object with the new status (and the new resourceVersion
     precondition, if any); metadata, spec and the rest are not changed through /status."""
-    result = {k: v for k, v in live.items() if k != "status"}
+    result = dict(live)
+    result.pop("status", None)
     if "status" in new:
         result["status"] = new["status"]
     metadata = dict(result.get("metadata", {}))

@@ -63,10 +63,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.get(RESOURCE)
     if resource is not None and request.method in WRITE_METHODS:
         request.app[METRICS].observe_write(VERBS[request.method], resource, response.status)
-    # (Each once: a write made again after a conflict decodes its body again.)
-    for warning in dict.fromkeys(request.get(WARNINGS, ())):
-        if not response.prepared:
-            response.headers.add("Warning", f'299 - "{_escape(warning)}"')
+    warnings = request.get(WARNINGS)
+    if warnings:
+        # (Each once: a write made again after a conflict decodes its body again.)
+        for warning in dict.fromkeys(warnings):
+            if not response.prepared:
+                response.headers.add("Warning", f'299 - "{_escape(warning)}"')
     return response
 
 

@@ -132,9 +132,13 @@ def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> N
             found.append(path)
         return
     if value and isinstance(value, list) and schema is not None and schema.type == "array":
-        if schema.merge_key and all(_is_mapping(item) for item in value):
-            # The last item of a key is the one its FieldSet holds, as in `_fields`.
-            items = {_item_key(item, schema.merge_key): item for item in value}
+        merge_key = schema.merge_key
+        # (Loops: `all` of a generator and a comprehension are calls of their own.)
+        if merge_key and _all_mappings(value):
+            items: dict[str, Any] = {}
+            for item in value:
+                # The last item of a key is the one its FieldSet holds, as in `_fields`.
+                items[_item_key(item, merge_key)] = item
             for key, item in items.items():
                 at = (*path, key)
                 found.append(at)  # its "."
@@ -202,20 +206,36 @@ def _step(doc: Any, step: str) -> Any:
     """The value one step of a path names in `doc`, or _MISSING."""
     kind, _, text = step.partition(":")
     if kind == "f":
-        if not _is_mapping(doc) or text not in doc:
-            return _MISSING
-        return doc[text]
+        return _field(doc, text)
     if kind in ("k", "v"):
         wanted = _key_value(text)
         if not isinstance(doc, list):
             return _MISSING
-        found = [
-            item for item in doc
-            if (kind == "v" and item == wanted)
-            or (kind == "k" and _is_mapping(item) and all(item.get(k) == v for k, v in wanted.items()))
-        ]
-        return found[0] if found else _MISSING
+        # The first item that matches. (Loops, not generators: each is a call of its own,
+        # and a status write takes a step like this four times.)
+        if kind == "v":
+            for item in doc:
+                if item == wanted:
+                    return item
+            return _MISSING
+        if _is_mapping(wanted) and len(wanted) == 1:  # (nearly every key: a name, a type, a port)
+            [(key, value)] = wanted.items()
+            for item in doc:
+                if _is_mapping(item) and item.get(key) == value:
+                    return item
+            return _MISSING
+        for item in doc:
+            if _is_mapping(item) and all(item.get(k) == v for k, v in wanted.items()):
+                return item
+        return _MISSING
     return doc
+
+
+def _field(doc: Any, name: str) -> Any:
+    """`_step(doc, "f:" + name)`: a mapping's field, or _MISSING."""
+    if doc is _MISSING or not _is_mapping(doc) or name not in doc:
+        return _MISSING
+    return doc[name]
 
 
 @lru_cache(maxsize=4096)
@@ -223,34 +243,6 @@ def _key_value(text: str) -> Any:
     """The JSON value of a `k:`/`v:` step, parsed once: the same few keys (a Pod's Ready
     condition, a port) come back on every write. Callers only read it."""
     return json.loads(text)
-
-
-class _Values:
-    """`value_at` over one document, remembering each prefix it resolved: the leaves of an
-    object share most of their prefixes, and a `k:` step parses JSON and scans a list, so
-    walking every leaf from the root made a write's bookkeeping cost more than its commit."""
-
-    def __init__(self, doc: Any) -> None:
-        self._known: dict[Path, Any] = {(): doc}
-
-    def __call__(self, path: Path) -> Any:
-        known = self._known
-        value = known.get(path, _UNSEEN)
-        if value is not _UNSEEN:
-            return value
-        # From the longest prefix resolved before (the root at least), a step at a time.
-        start = len(path) - 1
-        while path[:start] not in known:
-            start -= 1
-        value = known[path[:start]]
-        for depth in range(start, len(path)):
-            if value is not _MISSING:
-                value = _step(value, path[depth])
-            known[path[: depth + 1]] = value
-        return value
-
-
-_UNSEEN = object()  # (a path `_Values` has not resolved yet; _MISSING is one that names nothing)
 
 
 def path_text(path: Path) -> str:
@@ -323,13 +315,6 @@ def release(fields: FieldSet, taken: set[Path]) -> FieldSet:
     return _tree({path for path in _leaves(fields) if path not in taken})
 
 
-def _changed(live: _Values, new: _Values, path: Path) -> bool:
-    """Whether the write added or changed what `path` names (a list item: added)."""
-    if path and path[-1][:2] in ("k:", "v:"):
-        return live(path) is _MISSING
-    return bool(live(path) != new(path))
-
-
 def _differing(live: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(live, new) without the fields equal on both sides, at every level of mappings:
     their leaves are the only ones a write can have changed or removed. A mapping is cut
@@ -350,13 +335,110 @@ def _differing(live: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[st
             new_part[key] = sub_new if _has_fields(sub_new) else value
         else:
             live_part[key], new_part[key] = before, value
-    live_part.update({key: before for key, before in live.items() if key not in new})
+    for key, before in live.items():  # (a loop: a comprehension is a call of its own)
+        if key not in new:
+            live_part[key] = before  # noqa: PERF403
     return live_part, new_part
+
+
+def _diff(part: Mapping[str, Any], schema: Schema | None, here: Any, there: Any, found: set[Path],
+          compare: bool) -> None:
+    """Add to `found` the leaves `_owned(part, schema)` lists (`part`: one side of
+    `_differing`, cut from the document `here`) whose value in the document `there` is
+    not the one in `here` (`compare`), or is missing (not `compare`; a list item's, either
+    way). Both documents are read along each path as `value_at` reads them, a step per
+    level, as the part is walked: one walk, where listing the leaves and then looking each
+    up from the root was most of a status write's bookkeeping."""
+    for key, value in part.items():
+        if value is None or key in _IDENTITY:
+            continue
+        if key == "metadata":
+            if _is_mapping(value):
+                metadata = child(schema, key)
+                here_metadata, there_metadata = _field(here, key), _field(there, key)
+                for name, item in value.items():
+                    if item is not None and name not in _IDENTITY_METADATA:
+                        _diff_walk(item, child(metadata, name), ("f:metadata", f"f:{name}"),
+                                   _field(here_metadata, name), _field(there_metadata, name), found, compare)
+            continue
+        _diff_walk(value, child(schema, key), (f"f:{key}",), _field(here, key), _field(there, key), found, compare)
+
+
+def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: Any, found: set[Path],
+               compare: bool) -> None:
+    """`_walk`'s leaves of `value` under `path`, each added to `found` as `_diff` says;
+    `here` and `there` are the two documents' values at `path` (or _MISSING). A field
+    that is a scalar (most are) is a leaf looked at in place, without a call for it."""
+    if _is_mapping(value):
+        leaf = True
+        for key, item in value.items():
+            if item is not None:
+                leaf = False
+                at_here = here.get(key, _MISSING) if type(here) is dict else _field(here, key)
+                at_there = there.get(key, _MISSING) if type(there) is dict else _field(there, key)
+                if type(item) in _SCALAR_TYPES:
+                    if (at_there != at_here) if compare else (at_there is _MISSING):
+                        found.add((*path, f"f:{key}"))
+                else:
+                    _diff_walk(item, child(schema, key), (*path, f"f:{key}"), at_here, at_there, found, compare)
+        if not leaf:
+            return
+    elif value and isinstance(value, list) and schema is not None and schema.type == "array":
+        merge_key = schema.merge_key
+        # (Loops: `all` of a generator and a comprehension are calls of their own.)
+        if merge_key and _all_mappings(value):
+            items: dict[str, Any] = {}
+            for item in value:
+                # The last item of a key is the one its FieldSet holds, as in `_fields`.
+                items[_item_key(item, merge_key)] = item
+            for key, item in items.items():
+                at = (*path, key)
+                here_item, there_item = _step(here, key), _step(there, key)
+                if there_item is _MISSING:  # its "."
+                    found.add(at)
+                for name, field in item.items():
+                    if field is not None:
+                        at_here = here_item.get(name, _MISSING) if type(here_item) is dict else _field(here_item, name)
+                        at_there = (there_item.get(name, _MISSING) if type(there_item) is dict
+                                    else _field(there_item, name))
+                        if type(field) in _SCALAR_TYPES:
+                            if (at_there != at_here) if compare else (at_there is _MISSING):
+                                found.add((*at, f"f:{name}"))
+                        else:
+                            _diff_walk(field, child(schema.items, name), (*at, f"f:{name}"), at_here, at_there,
+                                       found, compare)
+            return
+        if "merge" in (schema.strategy or "").split(","):
+            found.update(
+                (*path, key) for key in dict.fromkeys("v:" + _KEY_TEXT(item) for item in value)
+                if _step(there, key) is _MISSING
+            )
+            return
+    # A leaf: a scalar, a list replaced whole, an empty list, or a mapping of no fields.
+    if (there != here) if compare else (there is _MISSING):
+        found.add(path)
+
+
+def _all_mappings(items: list[Any]) -> bool:
+    """Whether every item is a mapping (a list merged by key is walked item by item)."""
+    for item in items:  # noqa: SIM110  (a loop: all() of a generator is a call per item)
+        if not _is_mapping(item):
+            return False
+    return True
+
+
+# What `_diff_walk` takes as a leaf at once (None is no field).
+_SCALAR_TYPES = frozenset({str, int, float, bool})
 
 
 def _has_fields(part: Mapping[str, Any]) -> bool:
     """Whether every field of `part` names something (`_fields` skips None; {} is a leaf)."""
-    return bool(part) and all(value is not None and value != {} for value in part.values())
+    if not part:
+        return False
+    for value in part.values():  # noqa: SIM110  (a loop: a generator is a call per value)
+        if value is None or value == {}:
+            return False
+    return True
 
 
 def updated(
@@ -371,11 +453,12 @@ def updated(
         # Only the parts that differ are walked: a field equal on both sides (a status
         # write's spec and metadata) neither changed nor lost anything.
         live_part, new_part = _differing(live, new)
-        new_values, live_values = _Values(new), _Values(live)
-        changed = {
-            path for path in _owned(new_part, schema) if _changed(live_values, new_values, path)
-        }
-        removed = {path for path in _owned(live_part, schema) if new_values(path) is _MISSING}
+        changed, removed = set[Path](), set[Path]()
+        # What the write added or changed: the leaves of new_part whose value in `live`
+        # is not the one in `new` (a list item's: not in `live`); what it removed: the
+        # leaves of live_part that name nothing in `new`.
+        _diff(new_part, schema, new, live, changed, True)
+        _diff(live_part, schema, _MISSING, new, removed, False)
     result: list[Any] = []
     mine: set[Path] = set()
     for entry in entries:

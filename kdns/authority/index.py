@@ -163,6 +163,7 @@ class _SliceRecord:
 # __new__ is a Python function, which made a third of the cost of making one (100,000 at scale).
 _new_ready: Callable[[tuple[str, IPAddress, bytes, str, str]], _Ready] = partial(tuple.__new__, _Ready)
 _KEY_NAME = itemgetter(2, 0)  # a _Ready's (key, name)
+_NAME = itemgetter(0)  # a _Ready's name
 _KEY_IP = itemgetter(2, 1)  # a _Ready's (key, ip)
 _Read = tuple[IPAddress, bytes, str]  # an address, ip.packed, dashed(ip)
 _IPv4 = ipaddress.IPv4Address  # (made from the packed bytes: a third quicker than from their int)
@@ -310,38 +311,55 @@ class ClusterIndex:
         namespaces = set()
         for event in events:
             obj = event.object
+            if isinstance(obj, Pod):
+                self._apply_pod(obj, event.type == DELETED)
+                continue
             key = obj.key
             if key.kind == NAMESPACE:
                 namespaces.add(key.name)
             elif key.kind == NODE:
                 touched.add(NODES)
             where = (key.namespace, key.name)
-            held = self._pod_ip(*where) if key.kind == POD else None
             record = self._services.get(where) if key.kind == SERVICE else None
             previous = self._drop(key)
             if event.type != DELETED:
                 self._put(obj, previous)
             if isinstance(obj, EndpointSlice):
                 self._note_written(key, previous, obj if event.type != DELETED else None)
-            if key.kind == POD:
-                # A pod name's answer changes only if the address the Pod holds does (a
-                # readiness report, like most Pod writes, leaves it alone).
-                holds = self._pod_ip(*where)
-                if holds != held:
-                    touched.update(PodScope(key.namespace, h) for h in (held, holds) if h is not None)
             elif key.kind == SERVICE:
                 self._touch_service(where, record, self._services.get(where))
-        touched.update(EndpointsScope(*service) for service in self._stale)  # their slices changed
+        # (Loops here and in what it calls, not generators and comprehensions: each is a
+        # call of its own, and a readiness flip makes a dozen.)
+        for namespace, name in self._stale:  # their slices changed
+            touched.add(EndpointsScope(namespace, name))
         self._refresh_endpoints()
         crossed, self._crossed = self._crossed, {}
         prefixes = self._reverse_prefixes
-        if any(existed != (prefix in prefixes) for prefix, existed in crossed.items()):
-            touched.add(REVERSE_PREFIXES)
+        for prefix, existed in crossed.items():
+            if existed != (prefix in prefixes):
+                touched.add(REVERSE_PREFIXES)
+                break
         for namespace in namespaces:
             touched.update(self._namespace_scopes(namespace))
         self.serial = events[-1].resource_version
         self._touched = set()
         self._changed(frozenset(touched))
+
+    def _apply_pod(self, pod: Pod, deleted: bool) -> None:
+        """A Pod event: the address the index holds for the pod made what the Pod now
+        holds (none when deleted), and a pod name's answer touched, before and after, only
+        if that changes. A readiness report, like most Pod writes, leaves it alone: then
+        nothing is taken out and put back."""
+        meta = pod.meta
+        namespace, name = meta.namespace, meta.name
+        held = self._pod_ip(namespace, name)
+        holds = None if deleted else _pod_address(pod)
+        if holds == held:
+            return
+        self._drop(Key(POD, namespace, name))
+        if holds is not None:
+            self._put_pod(pod)
+        self._touched.update(PodScope(namespace, h) for h in (held, holds) if h is not None)
 
     def _namespace_scopes(self, namespace: str) -> Iterator[Scope]:
         """What a Namespace event touches: its NamespaceScope (every name below it reads
@@ -488,7 +506,10 @@ class ClusterIndex:
             return  # belongs to no Service, so names nothing
         namespace, name = endpoint_slice.meta.namespace, endpoint_slice.meta.name
         # Parsing dominates: reuse the previous version's work for addresses it had.
-        known = {r.text: r for r in previous.ready} if previous is not None else {}
+        known: dict[str, _Ready] = {}
+        if previous is not None:
+            for r in previous.ready:
+                known[r.text] = r
         # The packed address of each pod (_put_pod): an endpoint at its pod's address
         # holds the same bytes, not an equal copy (48 bytes an endpoint, 5 MiB at scale).
         pods = self._pods.get(namespace, _NO_PODS)
@@ -523,19 +544,26 @@ class ClusterIndex:
                             if held == key:
                                 key = held
                     ready.append(_new_ready((hostname or label, ip, key, text, label)))
-        ports = tuple(p for p in endpoint_slice.ports if p.port is not None)
-        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports))
+        ports = tuple(endpoint_slice.ports)  # (the slice's own, when it is a tuple)
+        for port in ports:
+            if port.port is None:  # (nearly never: then a tuple of the others)
+                ports = tuple([p for p in endpoint_slice.ports if p.port is not None])
+                break
+        kept = previous.by_name if previous is not None else None
+        self._slices[(namespace, name)] = _SliceRecord(service, ports, tuple(ready), _by_name(ready, ports, kept))
         multimap.add_few(self._slices_by_service, (namespace, service), name)
         self._stale.add((namespace, service))
 
     def _put_pod(self, pod: Pod) -> None:
         # Verified pod names (docs/dns-rules.md R15): a live pod's status.podIP only.
+        # (_pod_address, inline: a rebuild puts 100,000 pods; tests/authority/test_index.py
+        # holds the two equal.)
         meta = pod.meta
         if pod.phase in _GONE_PHASES or meta.deletion_timestamp or not pod.pod_ips:
             return
         # Only the packed address: a pod has no use for the rest of what _read makes.
         text = pod.pod_ips[0]
-        packed = dotted_quad(text)  # (_packed's common case, inline: 100,000 at scale)
+        packed = dotted_quad(text)  # (_packed's common case, inline)
         if packed is None:
             packed = _packed(text)
             if packed is None:
@@ -576,7 +604,9 @@ class ClusterIndex:
     def _refresh_service_endpoints(self, service: NamespacedName) -> None:
         namespace, name = service
         had = self._endpoints.pop(service, None)
-        slices = [self._slices[(namespace, s)] for s in sorted(self._slices_by_service.get(service, ()))]
+        slices = []
+        for slice_name in sorted(self._slices_by_service.get(service, ())):
+            slices.append(self._slices[(namespace, slice_name)])  # noqa: PERF401
         readies = slices[0].ready if len(slices) == 1 else tuple(chain.from_iterable(s.ready for s in slices))
         before = self._endpoint_readies.pop(service, None)
         now = None
@@ -594,11 +624,17 @@ class ClusterIndex:
             # Each endpoint name in one slice only, before and after: only the slices
             # written can have changed the pairs and the names (a readiness flip: one
             # slice of ten).
-            olds = [r for r in written.values() if r is not None]
-            news = [r for r in (self._slices.get((namespace, s)) for s in written) if r is not None and r.service == name]
-            previous = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in olds))
-            pairs = set(chain.from_iterable(map(_KEY_NAME, r.ready) for r in news))
-            names = {ready.name for record in (*olds, *news) for ready in record.ready}
+            previous: set[tuple[bytes, str]] = set()
+            pairs: set[tuple[bytes, str]] = set()
+            names = set()
+            for slice_name, old in written.items():
+                if old is not None:
+                    previous.update(map(_KEY_NAME, old.ready))
+                    names.update(map(_NAME, old.ready))
+                new = self._slices.get((namespace, slice_name))
+                if new is not None and new.service == name:
+                    pairs.update(map(_KEY_NAME, new.ready))
+                    names.update(map(_NAME, new.ready))
         elif before:
             pairs = set(added)
             previous = set(map(_KEY_NAME, before))
@@ -613,7 +649,8 @@ class ClusterIndex:
         elif self._counting:
             added = list(added)
         if self._counting:
-            touched.update(AddressScope(key) for key, _ in added)
+            for key, _ in added:
+                touched.add(AddressScope(key))
         ptr, counting = self._ptr_endpoints, self._counting  # (a rebuild counts at its end)
         for key, endpoint in added:
             if multimap.add_few(ptr, key, (namespace, name, endpoint)) and counting:
@@ -629,9 +666,11 @@ class ClusterIndex:
         if names is None:
             names = before.keys() | after.keys()
         namespace, name = service
-        self._touched.update(
-            EndpointScope(namespace, name, endpoint) for endpoint in names if before.get(endpoint) != after.get(endpoint)
-        )
+        touched = self._touched
+        for endpoint in names:
+            then, since = before.get(endpoint), after.get(endpoint)
+            if then is not since and then != since:  # (ReadyEndpoints are immutable: the same one is equal)
+                touched.add(EndpointScope(namespace, name, endpoint))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -696,16 +735,36 @@ class ClusterIndex:
         return suffix in self._node_branches
 
 
+def _pod_address(pod: Pod) -> bytes | None:
+    """The packed address the index holds for a pod once _put_pod has put it (None: it
+    holds none): verified pod names (docs/dns-rules.md R15) answer a live pod's
+    status.podIP only."""
+    if pod.phase in _GONE_PHASES or pod.meta.deletion_timestamp or not pod.pod_ips:
+        return None
+    text = pod.pod_ips[0]
+    packed = dotted_quad(text)  # (_packed's common case, inline: 100,000 at scale)
+    return packed if packed is not None else _packed(text)
+
+
 def _names_endpoints(record: ServiceRecord | None) -> bool:
     """Whether the PTR of this Service's ready endpoints names it (docs/dns-rules.md R14)."""
     return record is not None and not record.is_external
 
 
-def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...]) -> dict[str, ReadyEndpoint] | None:
+def _by_name(ready: Sequence[_Ready], ports: tuple[EndpointPort, ...],
+             kept: Mapping[str, ReadyEndpoint] | None = None) -> dict[str, ReadyEndpoint] | None:
     """A slice's ReadyEndpoints by name, if each name has one address in it: then each
-    has the slice's ports, one tuple for all."""
+    has the slice's ports, one tuple for all. One its previous version made (`kept`) is
+    taken again when it is the same (its one address the same object, a _Ready read
+    again): a flip of one endpoint of a slice leaves the others' as they were, which
+    their names' comparison (_touch_endpoint_names) then sees at once."""
     ports = tuple(dict.fromkeys(ports))
-    by_name = {r.name: ReadyEndpoint(r.name, (r.ip,), ports) for r in ready}
+    by_name = {}
+    for r in ready:  # (a loop: a comprehension is a call of its own, every slice written)
+        same = kept.get(r.name) if kept else None
+        if same is None or same.ports != ports or len(same.addresses) != 1 or same.addresses[0] is not r.ip:
+            same = ReadyEndpoint(r.name, (r.ip,), ports)
+        by_name[r.name] = same
     return by_name if len(by_name) == len(ready) else None
 
 

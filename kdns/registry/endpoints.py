@@ -356,7 +356,10 @@ def _identity(endpoint: Endpoint) -> tuple[str, str]:
 
 
 def _slice_ports(endpoint_slice: EndpointSlice) -> PortsKey:
-    return tuple((p.name, p.port, p.protocol) for p in endpoint_slice.ports)  # type: ignore[misc]
+    ports = []
+    for p in endpoint_slice.ports:  # (a loop: a generator is a call of its own, twice a flip)
+        ports.append((p.name, p.port, p.protocol))  # noqa: PERF401
+    return tuple(ports)  # type: ignore[arg-type]
 
 
 def _new_name(service: Service, family: str, ports: PortsKey, own: set[str], shared: Collection[str]) -> str:

@@ -533,13 +533,21 @@ def _plain(value: Any, schema: Schema) -> Any:
             raise _Noteworthy
         items = schema.items
         assert items is not None
-        return [_plain(item, items) for item in value]
+        # (Loops, here and below: a comprehension is a call of its own.)
+        copied = []
+        for item in value:
+            copied.append(_plain(item, items))  # noqa: PERF401
+        return copied
     if kind == "map":
         if type(value) is not dict:
             raise _Noteworthy
         items = schema.items
         assert items is not None
-        return {key: _plain(item, items) for key, item in value.items() if item is not None}
+        mapped = {}
+        for key, item in value.items():
+            if item is not None:
+                mapped[key] = _plain(item, items)
+        return mapped
     if kind == "any":
         return value
     if type(value) in _PLAIN_SCALARS.get(kind, ()):

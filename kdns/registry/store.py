@@ -619,6 +619,15 @@ class Store:
             self._delivering = False
 
 
+def _listed(table: Mapping[str, KubeObject], names: Iterable[str]) -> builtins.list[KubeObject]:
+    """The objects of `table` named `names`, in name order (a loop: a comprehension is a
+    call of its own, and the controller lists a Service's slices twice a flip)."""
+    found = []
+    for name in sorted(names):
+        found.append(table[name])  # noqa: PERF401
+    return found
+
+
 def _give_back(doc: Mapping[str, Any]) -> None:
     """Empty a document given to the store (`owned`) once its object is stored (which
     holds it packed): its memory is then free for the objects that come next. A load
@@ -1132,19 +1141,25 @@ class Transaction:
         store = self._store
         slices = store._tables[ENDPOINT_SLICE].get(namespace, _NONE)
         key = (namespace, name)
-        existing = [slices[item] for item in sorted(store._slices_by_service.get(key, ()))]
+        existing = _listed(slices, store._slices_by_service.get(key, ()))
         service = store._at(SERVICE, namespace, name)
         if changed is not None and service is not None and self._settled(key, existing):
             # Those endpoints made again where they are, as desired_slices would (a
             # readiness flip of one pod of a 1,000-pod Service: one slice, one endpoint).
+            # (Loops, not comprehensions: each is a call of its own, on every flip.)
             pods = store._tables[POD].get(namespace, _NONE)
-            updated = endpoints.updated_slices(
-                service,  # type: ignore[arg-type]
-                [pods[pod] for pod in sorted(changed) if pod in pods],  # type: ignore[misc]
-                [s for s in existing if isinstance(s, EndpointSlice) and s.managed_by == CONTROLLER_NAME],
-            )
+            changed_pods: builtins.list[Pod] = []
+            for pod in sorted(changed):
+                if pod in pods:
+                    changed_pods.append(pods[pod])  # type: ignore[arg-type]  # noqa: PERF401
+            managed_slices: builtins.list[EndpointSlice] = []
+            at: dict[str, KubeObject] = {}
+            for s in existing:
+                at[s.meta.name] = s
+                if isinstance(s, EndpointSlice) and s.managed_by == CONTROLLER_NAME:
+                    managed_slices.append(s)
+            updated = endpoints.updated_slices(service, changed_pods, managed_slices)  # type: ignore[arg-type]
             if updated is not None:
-                at = {s.meta.name: s for s in existing}
                 for wanted in updated:
                     held = at[wanted.name]
                     if not self._rewrite_endpoints(held, wanted):  # type: ignore[arg-type]
@@ -1195,7 +1210,7 @@ class Transaction:
         store = self._store
         version = store._next + 1
         new = EndpointSlice(
-            meta=dataclasses.replace(old.meta, resource_version=version), address_type=old.address_type,
+            meta=old.meta.at_version(version), address_type=old.address_type,
             endpoints=wanted.endpoints, ports=old.ports, owner=SliceOwner(owner.service_uid, owner.generation + 1),
         )
         store._next = version
@@ -1206,8 +1221,12 @@ class Transaction:
         """Whether the service's slices, `existing`, are still those its last reconcile
         left (no write since has replaced, added or removed one)."""
         settled = self._store._settled.get(key)
-        return (settled is not None and len(settled) == len(existing)
-                and all(a is b for a, b in zip(settled, existing, strict=True)))
+        if settled is None or len(settled) != len(existing):
+            return False
+        for a, b in zip(settled, existing, strict=True):  # noqa: SIM110  (a loop: all() of a generator is a call per item)
+            if a is not b:
+                return False
+        return True
 
     def _settle(self, key: tuple[str, str]) -> None:
         """Note the service's slices as its reconcile just left them (none kept once the
@@ -1217,4 +1236,4 @@ class Transaction:
             store._settled.pop(key, None)
             return
         slices = store._tables[ENDPOINT_SLICE].get(key[0], _NONE)
-        store._settled[key] = tuple([slices[item] for item in sorted(store._slices_by_service.get(key, ()))])
+        store._settled[key] = tuple(_listed(slices, store._slices_by_service.get(key, ())))

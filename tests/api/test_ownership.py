@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdns.api import ownership
 from kdns.registry import schema
@@ -127,3 +129,94 @@ def test_list_item_keys_are_written_as_json_writes_them() -> None:
     assert condition == "k:" + json.dumps({"type": 'R\u00e9"ady\\'}, separators=(",", ":"))
     [port] = entry["fieldsV1"]["f:spec"]["f:containers"]['k:{"name":"a"}']["f:ports"]
     assert port == 'k:{"containerPort":80}'
+
+
+# --- updated's one walk, held to the definition it replaced ---------------------------------
+
+
+def _reference_updated(
+    entries: list[Any], manager: str, live: dict[str, Any], new: dict[str, Any], kind_schema: schema.Schema,
+    api_version: str, now: str, subresource: str | None,
+) -> list[Any]:
+    """`ownership.updated` as first written: the leaves of each side of `_differing`
+    listed (`_owned`), then each looked up from the root (`value_at`)."""
+    live_part, new_part = ownership._differing(live, new)
+    missing = ownership._MISSING
+
+    def changed_at(path: ownership.Path) -> bool:
+        if path and path[-1][:2] in ("k:", "v:"):
+            return ownership.value_at(live, path) is missing
+        return bool(ownership.value_at(live, path) != ownership.value_at(new, path))
+
+    changed = {path for path in ownership._owned(new_part, kind_schema) if changed_at(path)}
+    removed = {path for path in ownership._owned(live_part, kind_schema) if ownership.value_at(new, path) is missing}
+    result: list[Any] = []
+    mine: set[ownership.Path] = set()
+    for entry in entries:
+        theirs = entry.get("fieldsV1")
+        paths = set(ownership.leaves(dict(theirs))) if isinstance(theirs, dict) else set()
+        if (entry.get("manager", ""), entry.get("operation"), entry.get("apiVersion"), entry.get("subresource")) == (
+            manager, ownership.UPDATE, api_version, subresource
+        ):
+            mine = paths
+            continue
+        kept = paths - changed - removed
+        if kept == paths:
+            result.append(dict(entry))
+        elif kept:
+            result.append({**entry, "fieldsV1": ownership._tree(kept)})
+    own = (mine - removed) | changed
+    if own:
+        entry = {
+            **({"manager": manager} if manager else {}), "operation": ownership.UPDATE, "apiVersion": api_version,
+            "time": now, "fieldsType": "FieldsV1", "fieldsV1": ownership._tree(own),
+        }
+        if subresource:
+            entry["subresource"] = subresource
+        result.append(entry)
+    return result
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(0, 3), st.sampled_from(["a", "b", "Ready", "True", "1"]))
+_CONDITION = st.dictionaries(st.sampled_from(["type", "status", "reason"]), _SCALARS, max_size=3)
+_PORT = st.dictionaries(st.sampled_from(["containerPort", "protocol", "name"]), _SCALARS, max_size=3)
+_CONTAINER = st.fixed_dictionaries(
+    {"name": st.sampled_from(["main", "side", None])},
+    optional={"image": _SCALARS, "ports": st.one_of(st.none(), st.lists(_PORT, max_size=3))},
+)
+_POD_DOC = st.fixed_dictionaries(
+    {"apiVersion": st.just("v1"), "kind": st.just("Pod")},
+    optional={
+        "metadata": st.fixed_dictionaries(
+            {"name": st.just("web-0")},
+            optional={
+                "labels": st.one_of(st.none(), st.dictionaries(st.sampled_from(["app", "tier"]), _SCALARS, max_size=2)),
+                "finalizers": st.one_of(st.none(), st.lists(_SCALARS, max_size=3)),
+                "resourceVersion": st.sampled_from(["1", "2"]),
+            },
+        ),
+        "spec": st.fixed_dictionaries({}, optional={
+            "containers": st.one_of(st.none(), st.lists(_CONTAINER, max_size=3)),
+            "hostname": _SCALARS,
+        }),
+        "status": st.fixed_dictionaries({}, optional={
+            "phase": _SCALARS,
+            "conditions": st.one_of(st.none(), _SCALARS, st.lists(st.one_of(_CONDITION, _SCALARS), max_size=3)),
+            "podIPs": st.one_of(st.none(), st.lists(st.dictionaries(st.just("ip"), _SCALARS), max_size=2)),
+            "extra": st.one_of(st.just({}), st.dictionaries(st.sampled_from(["x", "y"]), _SCALARS, max_size=2)),
+        }),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_POD_DOC, _POD_DOC, st.sampled_from([None, "status"]))
+def test_updated_is_its_definition(live: dict[str, Any], new: dict[str, Any], subresource: str | None) -> None:
+    """Whatever two documents differ in (items of a key twice, None values, a list where a
+    mapping was, empty mappings), the one walk records what listing the leaves and looking
+    each up did: the first write's entries, and the next one's over them."""
+    first = _reference_updated([], "kubectl-create", {}, live, POD, "v1", "T1", None)
+    for entries in ([], first):
+        assert ownership.updated(copy.deepcopy(entries), "kubelet", live, new, POD, "v1", "T2", subresource) == (
+            _reference_updated(copy.deepcopy(entries), "kubelet", live, new, POD, "v1", "T2", subresource)
+        )

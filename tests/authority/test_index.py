@@ -234,6 +234,73 @@ def test_pods_verified_by_primary_address() -> None:
     assert not index.has_pod("ns", ip_address("10.0.0.1"))
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "touched"),
+    [
+        ({"ips": ("10.0.0.1",)}, {"ips": ("10.0.0.1",)}, set()),  # a readiness report: the address stays
+        ({"ips": ("10.0.0.1",)}, {"ips": ("10.0.0.1", "fd00::9")}, set()),  # the first address counts
+        ({"ips": ("10.0.0.1",)}, {"ips": ("10.0.0.2",)}, {"10.0.0.1", "10.0.0.2"}),
+        ({"ips": ("10.0.0.1",)}, {"ips": ("10.0.0.1",), "phase": "Failed"}, {"10.0.0.1"}),
+        ({"ips": ("10.0.0.1",), "phase": "Pending"}, {"ips": ("10.0.0.1",), "deleting": True}, {"10.0.0.1"}),
+        ({"ips": ()}, {"ips": ("10.0.0.3",)}, {"10.0.0.3"}),
+        ({"ips": ("10.0.0.1",), "phase": "Succeeded"}, {"ips": ("10.0.0.2",), "phase": "Unknown"}, set()),
+        ({"ips": ("10.0.0.1",)}, None, {"10.0.0.1"}),  # deleted
+    ],
+)
+def test_a_pod_write_touches_its_names_only_when_its_address_changes(
+    before: dict[str, Any], after: dict[str, Any] | None, touched: set[str],
+) -> None:
+    """A Pod event touches the PodScope of the address the index held and of the one it
+    holds now, when they differ; and leaves what a rebuild of the new state makes."""
+    def make(spec: dict[str, Any]) -> Any:
+        return k.pod("p", "ns", *spec["ips"], phase=spec.get("phase", "Running"), deleting=spec.get("deleting", False))
+
+    old = make(before)
+    others = (k.pod("q", "ns", "10.0.0.1"),)
+    index = fresh(old, *others)
+    heard: list[Any] = []
+    index.on_change(heard.append)
+    new = make(after) if after is not None else None
+    index.apply([k.modified(new, old, 8) if new is not None else k.deleted(old, 8)])
+    assert heard == [frozenset(PodScope("ns", ip_address(t).packed) for t in touched)]
+    rebuilt = fresh(*([new] if new is not None else []), *others)
+    for text in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::9"):
+        assert index.has_pod("ns", ip_address(text)) == rebuilt.has_pod("ns", ip_address(text))
+    assert index._pods == rebuilt._pods and index._pod_ips == rebuilt._pod_ips
+
+
+def test_a_flip_keeps_the_other_endpoints_as_they_were() -> None:
+    """A slice written again with one endpoint flipped keeps the ReadyEndpoint of every
+    other (the same object: nothing about it changed), touches only the flipped name and
+    its address, and leaves what a rebuild makes."""
+    def web(ready: bool) -> Any:
+        return k.slice_("web-1", "ns", "web", [
+            k.endpoint("10.0.0.1", hostname="a"), k.endpoint("10.0.0.2", hostname="b", ready=ready),
+            k.endpoint("10.0.0.3", hostname="c")], [k.HTTP])
+
+    before, after = web(True), web(False)
+    index = fresh(k.namespace("ns"), k.service("web", "ns"), before)
+    kept = dict(index.endpoints("ns", "web").by_name)
+    heard: list[Any] = []
+    index.on_change(heard.append)
+    index.apply([k.modified(after, before, 8)])
+    now = index.endpoints("ns", "web").by_name
+    assert list(now) == ["a", "c"] and now["a"] is kept["a"] and now["c"] is kept["c"]
+    assert heard == [frozenset({EndpointsScope("ns", "web"), EndpointScope("ns", "web", "b"),
+                                AddressScope(ip_address("10.0.0.2").packed)})]
+    assert now == fresh(k.namespace("ns"), k.service("web", "ns"), after).endpoints("ns", "web").by_name
+
+
+@pytest.mark.parametrize("ips", [(), ("10.0.0.1",), ("10.0.0.1", "fd00::1"), ("fd00::1",), ("010.0.0.1",), ("x",),
+                                 ("::ffff:10.0.0.1",), ("", "10.0.0.2")])
+@pytest.mark.parametrize(("phase", "deleting"), [("Running", False), ("Pending", False), ("Succeeded", False),
+                                                 ("Failed", False), ("Unknown", False), ("Running", True)])
+def test_pod_address_is_what_put_pod_holds(ips: tuple[str, ...], phase: str, deleting: bool) -> None:
+    """_pod_address (apply's) says what _put_pod (rebuild's, inline) holds for a pod."""
+    pod = k.pod("p", "ns", *ips, phase=phase, deleting=deleting)
+    assert index_module._pod_address(pod) == fresh(pod)._pod_ip("ns", "p")
+
+
 def test_deletion_uses_what_the_index_holds() -> None:
     """A DELETED event removes the stored state even if its object is a different version."""
     stored = k.slice_("s", "ns", "web", [k.endpoint("10.0.0.1")])

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kdns.registry import manifests
 from kdns.registry.errors import Invalid, ManifestError
 from kdns.registry.manifests import (
     Document,
+    copy_tree,
     from_manifest,
     load_paths,
     load_text,
@@ -879,3 +885,37 @@ def test_service_problems_are_listed_in_order_with_their_paths():
     ]
     assert caught.value.causes[15] == ("spec.ports[3].port", "Invalid value: true: must be an integer")
     assert caught.value.causes[19] == ("spec.ports[5]", 'Duplicate value: {"port": 53, "protocol": "UDP"}')
+
+
+_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: (st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+                   | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+                   | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(MappingProxyType)),
+    max_leaves=15,
+)
+
+
+def _plain_copy(value: Any) -> Any:
+    """What copy_tree is: mappings made dicts, lists and tuples lists, scalars as they are."""
+    if isinstance(value, Mapping):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_copy(v) for v in value]
+    return value
+
+
+@given(_TREES)
+def test_copy_tree_copies_every_container(tree: Any) -> None:
+    copied = copy_tree(tree)
+    assert copied == _plain_copy(tree)
+    assert [type(c) for c in _containers(copied)] == [type(c) for c in _containers(_plain_copy(tree))]
+    assert not {id(c) for c in _containers(copied)} & {id(c) for c in _containers(tree)}
+
+
+def _containers(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return [value, *(c for v in value.values() for c in _containers(v))]
+    if isinstance(value, (list, tuple)):
+        return [value, *(c for v in value for c in _containers(v))]
+    return []
