@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from operator import attrgetter
 
 from dnslib import DNSBuffer, DNSError, DNSRecord
 
@@ -101,6 +102,12 @@ _RDLENGTH = struct.Struct("!H")
 _SRV_FIELDS = struct.Struct("!HHH")  # priority, weight, port
 _SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
 _PREFERENCE = struct.Struct("!H")  # MX
+
+# A record's fields, and an SRV's, read where dnslib's properties keep them: its getters
+# are Python functions that format the attribute's name on every read.
+# (tests/test_codec.py holds these names to dnslib's.)
+_RECORD_FIELDS = attrgetter("_rname", "_rtype", "_rclass", "_ttl", "rdata")
+_SRV_RDATA = attrgetter("_priority", "_weight", "_port", "_target")
 
 # Bytes a label may hold and still be written as plain text; everything else (dots,
 # backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
@@ -188,7 +195,7 @@ def _name_labels(text: str) -> tuple[bytes, ...]:
     if text == ".":
         return ()
     if "\\" not in text:
-        return tuple(part.encode("ascii") for part in text[:-1].split("."))
+        return tuple(text[:-1].encode("ascii").split(b"."))
     labels = []
     current = bytearray()
     i, n = 0, len(text)
@@ -387,14 +394,24 @@ def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple
     kdns.wire.fastpath re-spell a ready reply by rewriting the question's bytes alone.
     Only offsets a pointer can hold (14 bits, RFC 1035 §4.1.4) are offered to later
     names: past 16 KiB (large TCP replies) a name is written out in full.
+
+    `names` holds each suffix written in lower case, and each whole name written also
+    as it was spelt, at the same offset: a name written again as it was (most owners
+    are the question, spelt as asked) is found at once, without being lowered label by
+    label; a name equal to a key, either kind, is that name, so the pointer is the one
+    the lower-case search finds.
     """
-    folded = tuple(label.lower() for label in labels)  # bytes.lower: ASCII A-Z only
+    pointer = names.get(labels)
+    if pointer is not None:
+        out += (0xC000 | pointer).to_bytes(2, "big")
+        return
+    folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
     for i, label in enumerate(labels):
         suffix = folded[i:]
         pointer = names.get(suffix)
         if pointer is not None:
             out += (0xC000 | pointer).to_bytes(2, "big")
-            return
+            break
         offset = len(out)
         if offset < 0x4000:
             names[suffix] = offset
@@ -403,7 +420,11 @@ def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple
             raise ValueError(f"label {label!r}: must be 1-63 bytes")
         out.append(length)
         out += label
-    out.append(0)
+    else:
+        out.append(0)
+    whole = names.get(folded)
+    if whole is not None:
+        names[labels] = whole
 
 
 def _put_name_plain(out: bytearray, labels: tuple[bytes, ...]) -> None:
@@ -427,19 +448,19 @@ def _put_record(out: bytearray, names: dict[tuple[bytes, ...], int], record: RR)
     is packed by dnslib's own `pack` on a buffer of its own, so none of its names is
     compressed (RFC 3597 §4: a type defined later must not be).
     """
-    _put_name(out, names, record.rname.label)
-    rtype = record.rtype
-    rdata = record.rdata
+    owner, rtype, rclass, ttl, rdata = _RECORD_FIELDS(record)
+    _put_name(out, names, owner.label)
     at = len(out) + 8  # where RDLENGTH goes
-    out += _RR_TAIL.pack(rtype, record.rclass, record.ttl, 0)
+    out += _RR_TAIL.pack(rtype, rclass, ttl, 0)
     start = len(out)
     if rtype in _ADDRESS:
-        out += bytes(rdata.data)
+        out += bytes(rdata._data)
     elif rtype in _ONE_NAME:
         _put_name(out, names, rdata.label.label)
     elif rtype == _TYPE_SRV:
-        out += _SRV_FIELDS.pack(rdata.priority, rdata.weight, rdata.port)
-        _put_name_plain(out, rdata.target.label)
+        priority, weight, port, target = _SRV_RDATA(rdata)
+        out += _SRV_FIELDS.pack(priority, weight, port)
+        _put_name_plain(out, target.label)
     elif rtype == _TYPE_SOA:
         _put_name(out, names, rdata.mname.label)
         _put_name(out, names, rdata.rname.label)

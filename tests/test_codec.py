@@ -656,3 +656,50 @@ def test_truncated_reads_tc() -> None:
     assert not truncated(response.to_wire())
     response.flags |= dns.flags.TC
     assert truncated(response.to_wire())
+
+
+def _reference_put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple[bytes, ...]) -> None:
+    """The compression `_put_name` does, the plain way: every suffix lowered, longest first."""
+    folded = tuple(label.lower() for label in labels)
+    for i, label in enumerate(labels):
+        pointer = names.get(folded[i:])
+        if pointer is not None:
+            out += (0xC000 | pointer).to_bytes(2, "big")
+            return
+        if len(out) < 0x4000:
+            names[folded[i:]] = len(out)
+        out.append(len(label))
+        out += label
+    out.append(0)
+
+
+_SPELLINGS = st.lists(
+    st.lists(st.sampled_from([b"web", b"WEB", b"Web", b"default", b"svc", b"SVC", b"cluster", b"local", b"a"]),
+             max_size=5).map(tuple),
+    min_size=1, max_size=12,
+)
+
+
+@given(_SPELLINGS, st.integers(0, 0x4000))
+def test_put_name_compresses_as_the_plain_way(spellings: list[tuple[bytes, ...]], start: int) -> None:
+    """Whole names remembered as spelt change no pointer, wherever the names start
+    (past 16 KiB, where nothing more is offered to later names, too)."""
+    from kdns.codec import _put_name
+
+    got, want = bytearray(start), bytearray(start)
+    got_names: dict[tuple[bytes, ...], int] = {}
+    want_names: dict[tuple[bytes, ...], int] = {}
+    for labels in spellings:
+        _put_name(got, got_names, labels)
+        _reference_put_name(want, want_names, labels)
+        assert got == want
+
+
+def test_record_fields_are_dnslibs() -> None:
+    """codec reads records' fields where dnslib's properties store them."""
+    from kdns.codec import _RECORD_FIELDS, _SRV_RDATA
+
+    rr = RR("web.default.", QTYPE.SRV, ttl=30, rdata=SRV(1, 2, 3, "t.default."))
+    assert _RECORD_FIELDS(rr) == (rr.rname, rr.rtype, rr.rclass, rr.ttl, rr.rdata)
+    assert _SRV_RDATA(rr.rdata) == (1, 2, 3, rr.rdata.target)
+    assert A((1, 2, 3, 4))._data == A((1, 2, 3, 4)).data

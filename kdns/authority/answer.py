@@ -83,7 +83,7 @@ from kdns.authority.names import (
     nameserver_fqdn,
     namespace_of,
     node_fqdn,
-    parse,
+    parse_in,
     service_fqdn,
     zone_of,
 )
@@ -150,7 +150,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         lookup = _Lookup(index, settings, owner, zone, query.qtype, reads)
         found = lookup.run(name)
         if found is None:
-            errors = _why_missing(name, index, settings, reads)
+            errors = _why_missing(name, zone, index, settings, reads)
             return _negative(NXDOMAIN, chain, owner, zone, index, settings, reads, errors)
         chain += found.answer
         additional += found.additional
@@ -173,11 +173,13 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
     )
 
 
-def _why_missing(name: str, index: ClusterIndex, settings: Settings, reads: set[Scope]) -> tuple[ExtendedError, ...]:
+def _why_missing(
+    name: str, zone: str, index: ClusterIndex, settings: Settings, reads: set[Scope]
+) -> tuple[ExtendedError, ...]:
     """The Extended DNS Error of an NXDOMAIN whose namespace does not exist; else none.
     Whether it does is read (`reads`): the error comes and goes with the Namespace."""
     try:
-        namespace = namespace_of(parse(name, settings.zone, settings.reverse_zones))
+        namespace = namespace_of(parse_in(name, zone, settings.zone))
     except InvalidName:
         return ()
     if namespace is None:
@@ -237,7 +239,9 @@ def _server_addresses(settings: Settings) -> tuple[IPAddress, ...]:
 class _Lookup:
     """One name, one type: the records, or None when the name does not exist."""
 
-    __slots__ = ("_label", "index", "owner", "qtype", "reads", "settings", "shows_serial", "ttl", "zone_text")
+    __slots__ = (
+        "_label", "index", "owner", "qtype", "reads", "settings", "shows_serial", "ttl", "zone", "zone_text",
+    )
 
     def __init__(
         self, index: ClusterIndex, settings: Settings, owner: str, zone: str, qtype: int, reads: set[Scope]
@@ -250,6 +254,7 @@ class _Lookup:
         self.settings = settings
         self.owner = owner  # the name as asked (or as the CNAME wrote it)
         self._label: DNSLabel | None = None
+        self.zone = zone  # the served zone the owner is in, lower case
         self.zone_text = owner[len(owner) - len(zone) :]  # its zone, spelt the same way
         self.qtype = qtype
         self.ttl = settings.ttl
@@ -258,12 +263,12 @@ class _Lookup:
     def label(self) -> DNSLabel:
         """The owner, parsed once for all its records (only names that exist get here)."""
         if self._label is None:
-            self._label = DNSLabel(self.owner)
+            self._label = records.label(self.owner)
         return self._label
 
     def run(self, name: str) -> _Found | None:
         try:
-            parsed = parse(name, self.settings.zone, self.settings.reverse_zones)
+            parsed = parse_in(name, self.zone, self.settings.zone)
         except InvalidName:
             return None
         if self.qtype != QTYPE.ANY:
@@ -277,6 +282,31 @@ class _Lookup:
     def _lookup(self, name: Name, qtype: int) -> _Found | None:
         index = self.index
         match name:
+            # (The shapes are distinct classes: the most asked come first.)
+            case ServiceName(service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                return self._service(qtype, service, namespace)
+            case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                record = self._named_service(service, namespace)
+                if record is None:
+                    return None
+                ready = self._endpoint(namespace, service, endpoint)
+                if ready is None:
+                    return None
+                if qtype == QTYPE.SRV:
+                    target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
+                    return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
+                return self._addresses(qtype, ready.addresses)
+            case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                srv = self._service_srv(service, namespace, port=port, protocol=protocol)
+                if not srv:
+                    return None
+                return self._srv(srv) if qtype == QTYPE.SRV else _Found()
+            case ReverseName():
+                self.reads.add(AddressScope(name.address.packed))
+                return self._reverse(qtype, name.address)
             case Apex():
                 return self._apex(qtype)
             case DnsVersion():
@@ -294,30 +324,9 @@ class _Lookup:
                 if kind == "pod" and self.settings.pods == "disabled":
                     return None
                 return _Found() if self._namespace_exists(namespace) else None
-            case ServiceName(service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                return self._service(qtype, service, namespace)
-            case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                record = self._named_service(service, namespace)
-                if record is None:
-                    return None
-                ready = self._endpoint(namespace, service, endpoint)
-                if ready is None:
-                    return None
-                if qtype == QTYPE.SRV:
-                    target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
-                    return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
-                return self._addresses(qtype, ready.addresses)
             case ProtocolName(protocol=protocol, service=service, namespace=namespace):
                 self.reads.add(ServiceScope(namespace, service))
                 return _Found() if self._service_srv(service, namespace, protocol=protocol) else None
-            case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                srv = self._service_srv(service, namespace, port=port, protocol=protocol)
-                if not srv:
-                    return None
-                return self._srv(srv) if qtype == QTYPE.SRV else _Found()
             case PodName(namespace=namespace):
                 return self._pod(qtype, name.address, namespace)
             case NodeName(node=node):
@@ -332,9 +341,6 @@ class _Lookup:
                 return self._node_ports(None, service, namespace, protocol=protocol)
             case NodePortName(port=port, protocol=protocol, service=service, namespace=namespace):
                 return self._node_ports(qtype, service, namespace, port=port, protocol=protocol)
-            case ReverseName():
-                self.reads.add(AddressScope(name.address.packed))
-                return self._reverse(qtype, name.address)
         raise AssertionError(f"unhandled name {name!r}")  # pragma: no cover
 
     # --- the families ----------------------------------------------------------------------
@@ -504,7 +510,7 @@ class _Lookup:
         if not unique:
             return _Found()
         weight = max(1, 100 // len(unique))
-        labels = {target: DNSLabel(target) for target, _ in unique}
+        labels = {target: records.label(target) for target, _ in unique}
         answer = [records.srv(self.label, labels[target], port, weight, self.ttl) for target, port in unique]
         glue = dict.fromkeys((target, ip) for target, _, ips in entries for ip in ips)
         return _Found(answer, [records.address(labels[target], ip, self.ttl) for target, ip in glue])

@@ -227,9 +227,13 @@ def zone_of(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES
     """The served zone `name` belongs to, the most specific one, or None if kdns does not
     serve it (the router then refuses or forwards it). Lower case, absolute in and out."""
     best = None
+    size = len(name)
+    # is_below, inline: every question asks this once or twice.
     for candidate in (zone, *reverse_zones):
-        if is_below(name, candidate) and (best is None or len(candidate) > len(best)):
-            best = candidate
+        if name.endswith(candidate):
+            length = len(candidate)
+            if (length == size or name[size - length - 1] == ".") and (best is None or length > len(best)):
+                best = candidate
     return best
 
 
@@ -238,6 +242,11 @@ def parse(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES) 
     served = zone_of(name, zone, reverse_zones)
     if served is None:
         raise InvalidName(f"{name}: not in a served zone")
+    return parse_in(name, served, zone)
+
+
+def parse_in(name: str, served: str, zone: str) -> Name:
+    """`parse(name, zone, ...)` for a name whose served zone (`zone_of`) is known: `served`."""
     if name == served:
         return APEX
     if served == zone:
