@@ -28,6 +28,7 @@ import re
 import struct
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import NoReturn
 
 from dnslib import DNSBuffer, DNSError, DNSRecord
 
@@ -113,6 +114,7 @@ _SRV_RDATA = attrgetter("_priority", "_weight", "_port", "_target")
 # backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
 # the presentation format of RFC 1035 §5.1), so a name survives the round trip exactly.
 _UNSAFE = re.compile(rb"[^\x21-\x2d\x2f-\x5b\x5d-\x7e]")
+_UNSAFE_BUT_DOTS = re.compile(rb"[^\x21-\x5b\x5d-\x7e]")  # the same, dots allowed
 _ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
 
 
@@ -138,24 +140,19 @@ def _read_name(data: bytes, pos: int) -> tuple[list[bytes], int]:
     could only point into the header: it is malformed.
     """
     labels: list[bytes] = []
-    size = 1
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise _FormErr
-        length = data[pos]
-        if length == 0:
-            return labels, pos + 1
-        if length > 63:
-            raise _FormErr
-        size += length + 1
-        if size > 255:  # RFC 1035 §3.1
-            raise _FormErr
-        label = data[pos + 1 : pos + 1 + length]
-        if len(label) != length:
-            raise _FormErr
-        labels.append(label)
-        pos += length + 1
+    start = pos
+    try:
+        # A label cut short by the end of `data` moves `pos` past it: the next read fails.
+        while length := data[pos]:
+            if length > 63:
+                raise _FormErr
+            labels.append(data[pos + 1 : pos + 1 + length])
+            pos += length + 1
+    except IndexError:
+        raise _FormErr from None
+    if pos - start >= 255:  # RFC 1035 §3.1: 255 bytes with the root label
+        raise _FormErr
+    return labels, pos + 1
 
 
 def _skip_name(data: bytes, pos: int) -> tuple[bool, int]:
@@ -182,6 +179,10 @@ def _name_text(labels: list[bytes]) -> str:
     """Wire labels -> absolute presentation text, case kept, odd bytes escaped."""
     if not labels:
         return "."
+    text = b".".join(labels)
+    # (Most names: no byte to escape, so no label holds a dot: one search for them all.)
+    if _UNSAFE_BUT_DOTS.search(text) is None and text.count(b".") == len(labels) - 1:
+        return text.decode("ascii") + "."
     parts = []
     for label in labels:
         escaped = _UNSAFE.sub(lambda m: b"\\%03d" % m[0][0], label) if _UNSAFE.search(label) else label
@@ -402,39 +403,43 @@ def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple
     the lower-case search finds.
     """
     pointer = names.get(labels)
-    if pointer is not None:
-        out += (0xC000 | pointer).to_bytes(2, "big")
-        return
-    folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
-    for i, label in enumerate(labels):
-        suffix = folded[i:]
-        pointer = names.get(suffix)
-        if pointer is not None:
-            out += (0xC000 | pointer).to_bytes(2, "big")
-            break
-        offset = len(out)
-        if offset < 0x4000:
-            names[suffix] = offset
-        length = len(label)
-        if length > 63 or length == 0:
-            raise ValueError(f"label {label!r}: must be 1-63 bytes")
-        out.append(length)
-        out += label
-    else:
-        out.append(0)
-    whole = names.get(folded)
-    if whole is not None:
-        names[labels] = whole
+    if pointer is None:
+        if b"" in labels or max(map(len, labels), default=0) > 63:
+            _bad_label(labels)
+        folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
+        for i, label in enumerate(labels):
+            suffix = folded[i:]
+            pointer = names.get(suffix)
+            if pointer is not None:
+                break
+            offset = len(out)
+            if offset < 0x4000:
+                names[suffix] = offset
+            out.append(len(label))
+            out += label
+        else:
+            out.append(0)
+        whole = names.get(folded)
+        if whole is not None:
+            names[labels] = whole
+        if pointer is None:
+            return
+    out += (0xC000 | pointer).to_bytes(2, "big")
+
+
+def _bad_label(labels: tuple[bytes, ...]) -> NoReturn:
+    """Refuse a name with an empty label or one longer than 63 bytes (RFC 1035 §2.3.4)."""
+    label = next(label for label in labels if not 0 < len(label) <= 63)
+    raise ValueError(f"label {label!r}: must be 1-63 bytes")
 
 
 def _put_name_plain(out: bytearray, labels: tuple[bytes, ...]) -> None:
     """Append a name uncompressed: an SRV target (RFC 2782: "name compression is not to
     be used for this field")."""
+    if b"" in labels or max(map(len, labels), default=0) > 63:
+        _bad_label(labels)
     for label in labels:
-        length = len(label)
-        if length > 63 or length == 0:
-            raise ValueError(f"label {label!r}: must be 1-63 bytes")
-        out.append(length)
+        out.append(len(label))
         out += label
     out.append(0)
 

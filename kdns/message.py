@@ -18,7 +18,6 @@ library.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, Protocol, runtime_checkable
 
@@ -28,6 +27,7 @@ from dnslib import QTYPE as QTYPE
 from dnslib import RR as RR
 
 from kdns.reuse import PRIVATE, ChangeListener, Reuse
+from kdns.values import value
 
 # Response codes (RFC 1035 §4.1.1, RFC 2136 §2.2, RFC 6891 §9). BADVERS is an extended
 # rcode: 0 in the header, its upper bits in the OPT record.
@@ -87,7 +87,7 @@ class EdeCode(IntEnum):
     NETWORK_ERROR = 23
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ExtendedError:
     """One EDE option (RFC 8914 §2): an INFO-CODE and an optional EXTRA-TEXT for people."""
 
@@ -101,7 +101,7 @@ class ExtendedError:
 Source = Literal["cluster", "zone", "cache", "upstream", "server"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Query:
     """One question, as asked.
 
@@ -130,7 +130,7 @@ class Query:
         return self.qname.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Answer:
     """The answer logic's decision; the codec turns it into a reply packet."""
 

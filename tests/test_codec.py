@@ -703,3 +703,52 @@ def test_record_fields_are_dnslibs() -> None:
     assert _RECORD_FIELDS(rr) == (rr.rname, rr.rtype, rr.rclass, rr.ttl, rr.rdata)
     assert _SRV_RDATA(rr.rdata) == (1, 2, 3, rr.rdata.target)
     assert A((1, 2, 3, 4))._data == A((1, 2, 3, 4)).data
+
+
+def _reference_read_name(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """The question's name read label by label, every bound checked as it comes; None: malformed."""
+    labels: list[bytes] = []
+    size = 1
+    while True:
+        if pos >= len(data):
+            return None
+        length = data[pos]
+        if length == 0:
+            return labels, pos + 1
+        size += length + 1
+        if length > 63 or size > 255:
+            return None
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            return None
+        labels.append(label)
+        pos += length + 1
+
+
+_WIRE_NAMES = st.lists(
+    st.one_of(st.integers(0, 70).map(lambda n: bytes([n]) + b"a" * n), st.binary(max_size=3)), max_size=8
+).map(b"".join)
+
+
+@given(_WIRE_NAMES)
+def test_read_name_is_the_checked_reading(data: bytes) -> None:
+    from kdns.codec import _FormErr, _read_name
+
+    want = _reference_read_name(data, 0)
+    try:
+        got: tuple[list[bytes], int] | None = _read_name(data, 0)
+    except _FormErr:
+        got = None
+    assert got == want
+
+
+@given(st.lists(st.binary(min_size=1, max_size=6), max_size=5))
+def test_name_text_escapes_as_label_by_label(labels: list[bytes]) -> None:
+    """One search over the joined name decides as each label's search would."""
+    import re
+
+    from kdns.codec import _name_text
+
+    unsafe = re.compile(rb"[^\x21-\x2d\x2f-\x5b\x5d-\x7e]")
+    parts = [unsafe.sub(lambda m: b"\\%03d" % m[0][0], label).decode("ascii") for label in labels]
+    assert _name_text(labels) == (".".join(parts) + "." if labels else ".")

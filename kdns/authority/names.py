@@ -36,9 +36,9 @@ a name from its search path (the Router's autopath).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from kdns.errors import KdnsError
+from kdns.values import value
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,29 +55,29 @@ class InvalidName(KdnsError):
     """The name has no possible meaning in the served zones (NXDOMAIN)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Apex:
     """The apex of a served zone (the cluster zone or a reverse zone)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DnsVersion:
     """`dns-version.<zone>`: the schema TXT record."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NameServer:
     """`ns.dns.<zone>`: the target of the apex NS record."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Structural:
     """`svc`, `pod`, `nodeport`, `node` or `dns` right below the zone: always exists, no data."""
 
     label: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NamespaceName:
     """`<ns>.svc`, `<ns>.pod` or `<ns>.nodeport` (kind says which)."""
 
@@ -85,20 +85,20 @@ class NamespaceName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ServiceName:
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EndpointName:
     endpoint: str
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ProtocolName:
     """`_<proto>.<svc>.<ns>.svc`: exists when an SRV name exists below it."""
 
@@ -107,7 +107,7 @@ class ProtocolName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PortName:
     """`_<port>._<proto>.<svc>.<ns>.svc`; port and protocol without underscores, lower case."""
 
@@ -117,7 +117,7 @@ class PortName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PodName:
     """`<dashed-ip>.<ns>.pod`; parse has checked that the label is an address."""
 
@@ -129,25 +129,25 @@ class PodName:
         return _undash(self.dashed_ip)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodeName:
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortServiceName:
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortProtocolName:
     protocol: str
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortName:
     port: str
     protocol: str
@@ -155,7 +155,7 @@ class NodePortName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReverseName:
     """A whole address under in-addr.arpa. or ip6.arpa.; `ip` is its canonical text."""
 
@@ -166,7 +166,7 @@ class ReverseName:
         return ipaddress.ip_address(self.ip)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReversePrefix:
     """A well-formed part of a reverse name (`10.in-addr.arpa.`), as labels under the
     reverse zone of IP `version` 4 or 6. It exists, as an empty non-terminal (NODATA),
