@@ -95,6 +95,8 @@ _ADDRESS = frozenset({QTYPE.A, QTYPE.AAAA})  # RDATA: the address's bytes
 _ONE_NAME = frozenset({QTYPE.CNAME, QTYPE.NS, QTYPE.PTR})  # RDATA: one compressible name
 
 _HEADER = struct.Struct("!6H")
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
+_ROOT_OPT = b"\x00\x00\x29"  # an OPT record's root owner and type (41)
 _QTAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _OPT = struct.Struct("!BHHIH")  # an OPT record: root name, type, payload size, ttl, rdlength
@@ -103,6 +105,7 @@ _RDLENGTH = struct.Struct("!H")
 _SRV_FIELDS = struct.Struct("!HHH")  # priority, weight, port
 _SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
 _PREFERENCE = struct.Struct("!H")  # MX
+_LENGTHS = [bytes([length]) for length in range(64)]  # a label's length byte
 
 # A record's fields, and an SRV's, read where dnslib's properties keep them: its getters
 # are Python functions that format the attribute's name on every read.
@@ -238,6 +241,14 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
     An error reply has an OPT record when the request had exactly one well-formed OPT
     record (RFC 6891 §7); one whose OPT is itself malformed has none (as Knot).
     """
+    query = _plain_query(data, client, transport)
+    if query is not None:
+        return query
+    return _read_request(data, client, transport)
+
+
+def _read_request(data: bytes, client: str | None, transport: str) -> Query | Rejected | None:
+    """`from_wire` for any request: every section read and checked."""
     if len(data) < 12:
         return None
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
@@ -282,24 +293,22 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
                     opt_rdata = (pos - rdlength, pos)
         if pos != len(data):
             raise _FormErr  # trailing bytes: this is not the message the header describes
-        nsid = _read_options(data, *opt_rdata) if opt_count == 1 else False
+        nsid = _read_options(data, *opt_rdata) if opt_count == 1 and opt_rdata[0] != opt_rdata[1] else False
     except _FormErr:
         opt_broken = opt_broken or opt_count > 1
         return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, _echo(opt_ttl, opt_broken))
     except _BadOption:
         return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
 
-    edns_do = _echo(opt_ttl, opt_count > 1)
-    opcode_set = flags & _OPCODE_MASK
-    if opcode_set:
-        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, edns_do)
+    if flags & _OPCODE_MASK:
+        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, _echo(opt_ttl, opt_count > 1))
     if qdcount != 1 or opt_count > 1:
-        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, edns_do)
-    do = bool(opt_ttl is not None and opt_ttl & _DO)
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, _echo(opt_ttl, opt_count > 1))
+    do = opt_ttl is not None and opt_ttl & _DO != 0
     if opt_ttl is not None and (opt_ttl >> 16) & 0xFF:
         return _reject(ident, flags, BADVERS, question, do)
     if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
-        return _reject(ident, flags, REFUSED, question, edns_do)
+        return _reject(ident, flags, REFUSED, question, _echo(opt_ttl, False))
 
     if opt_ttl is None:
         payload = MIN_PAYLOAD
@@ -310,14 +319,62 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
         qname=_name_text(labels),
         qtype=qtype,
         qclass=qclass,
-        rd=bool(flags & _RD),
-        cd=bool(flags & _CD),
+        rd=flags & _RD != 0,
+        cd=flags & _CD != 0,
         edns=opt_ttl is not None,
         payload=payload,
         do=do,
         client=client,
         transport=transport,
         nsid=nsid,
+    )
+
+
+def _plain_query(data: bytes, client: str | None, transport: str) -> Query | None:
+    """`from_wire`'s Query for the request almost every stub and resolver sends: QUERY,
+    one question of class IN or ANY, nothing else but an OPT record (version 0, no
+    options) at its end; None for anything else, which `from_wire` reads in full
+    (tests/test_codec.py holds the two readings equal)."""
+    # QR and opcode clear; one question, no answer or authority records.
+    if data[4:10] != _ONE_QUESTION or data[2] & 0xF8:
+        return None
+    try:
+        labels, pos = _read_name(data, 12)
+    except _FormErr:
+        return None
+    end = pos + 4
+    size = len(data)
+    tail = data[10:12]
+    if tail == b"\x00\x00" and size == end:
+        edns = False
+        payload = MIN_PAYLOAD
+        do = False
+    elif tail == b"\x00\x01" and size == end + 11 and data[end : end + 3] == _ROOT_OPT and data[end + 5] == 0:
+        # root owner, type OPT; then payload size, extended rcode, version (0), flags, RDLENGTH (0)
+        if data[end + 6] or data[end + 9 : end + 11] != b"\x00\x00":
+            return None
+        edns = True
+        payload = max(MIN_PAYLOAD, min(int.from_bytes(data[end + 3 : end + 5], "big"), EDNS_PAYLOAD))
+        do = data[end + 7] & 0x80 != 0
+    else:
+        return None
+    qtype, qclass = _QTAIL.unpack_from(data, pos)
+    if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
+        return None
+    flags = data[3]
+    return Query(
+        id=int.from_bytes(data[:2], "big"),
+        qname=_name_text(labels),
+        qtype=qtype,
+        qclass=qclass,
+        rd=data[2] & 0x01 != 0,
+        cd=flags & 0x10 != 0,
+        edns=edns,
+        payload=payload,
+        do=do,
+        client=client,
+        transport=transport,
+        nsid=False,
     )
 
 
@@ -427,6 +484,23 @@ def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple
     out += (0xC000 | pointer).to_bytes(2, "big")
 
 
+def _put_first_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple[bytes, ...]) -> None:
+    """`_put_name` for a message's first name, the question's, at offset 12: there is
+    nothing to point to yet, so each suffix is filed as the name is written out."""
+    if not labels:
+        out.append(0)
+        return
+    if b"" in labels or max(map(len, labels)) > 63:
+        _bad_label(labels)
+    names[labels] = offset = len(out)
+    folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
+    for i, label in enumerate(labels):
+        names[folded[i:]] = offset
+        offset += len(label) + 1
+    out += b"".join([_LENGTHS[len(label)] + label for label in labels])
+    out.append(0)
+
+
 def _bad_label(labels: tuple[bytes, ...]) -> NoReturn:
     """Refuse a name with an empty label or one longer than 63 bytes (RFC 1035 §2.3.4)."""
     label = next(label for label in labels if not 0 < len(label) <= 63)
@@ -510,7 +584,7 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: by
 
     data = bytearray(12)
     names: dict[tuple[bytes, ...], int] = {}
-    _put_name(data, names, _name_labels(query.qname))
+    _put_first_name(data, names, _name_labels(query.qname))
     data += _QTAIL.pack(query.qtype, query.qclass)
     question_end = len(data)
 

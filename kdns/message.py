@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from operator import attrgetter
 from typing import Literal, Protocol, runtime_checkable
 
 # Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants):
@@ -48,6 +49,12 @@ _CLASS_NAMES = {CLASS_IN: "IN", 3: "CH", 4: "HS", 254: "NONE", CLASS_ANY: "ANY"}
 def rcode_text(rcode: int) -> str:
     """`NXDOMAIN` for 3; an rcode without a name as its number."""
     return _RCODE_NAMES.get(rcode) or str(rcode)
+
+
+# A record's type, read where dnslib's `rtype` property keeps it: the property's getter is
+# a Python function that formats the attribute's name on every read (tests/test_codec.py
+# holds the name to dnslib's).
+record_type: Callable[[RR], int] = attrgetter("_rtype")
 
 
 def type_text(rtype: int) -> str:

@@ -119,6 +119,9 @@ ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, 
 _ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 _NO_ALIAS_CHASE = frozenset({QTYPE.CNAME, QTYPE.ANY})
 _FAMILY = {QTYPE.A: 4, QTYPE.AAAA: 6}
+# dnslib's QTYPE looks names up on every attribute access (a Python call): read the
+# numbers the lookups compare with once.
+_ANY, _SRV, _TXT, _SOA, _NS, _PTR = QTYPE.ANY, QTYPE.SRV, QTYPE.TXT, QTYPE.SOA, QTYPE.NS, QTYPE.PTR
 
 # One SRV record to be: target name, port, the target's addresses.
 _SrvEntry = tuple[str, int, tuple[IPAddress, ...]]
@@ -271,7 +274,7 @@ class _Lookup:
             parsed = parse_in(name, self.zone, self.settings.zone)
         except InvalidName:
             return None
-        if self.qtype != QTYPE.ANY:
+        if self.qtype != _ANY:
             return self._lookup(parsed, self.qtype)
         for qtype in ANY_ORDER:
             found = self._lookup(parsed, qtype)
@@ -294,7 +297,7 @@ class _Lookup:
                 ready = self._endpoint(namespace, service, endpoint)
                 if ready is None:
                     return None
-                if qtype == QTYPE.SRV:
+                if qtype == _SRV:
                     target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
                     return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
                 return self._addresses(qtype, ready.addresses)
@@ -303,14 +306,14 @@ class _Lookup:
                 srv = self._service_srv(service, namespace, port=port, protocol=protocol)
                 if not srv:
                     return None
-                return self._srv(srv) if qtype == QTYPE.SRV else _Found()
+                return self._srv(srv) if qtype == _SRV else _Found()
             case ReverseName():
                 self.reads.add(AddressScope(name.address.packed))
                 return self._reverse(qtype, name.address)
             case Apex():
                 return self._apex(qtype)
             case DnsVersion():
-                if qtype == QTYPE.TXT:
+                if qtype == _TXT:
                     return _Found([records.txt(self.owner, SCHEMA_VERSION, SCHEMA_TTL)])
                 return _Found()
             case Structural():
@@ -347,10 +350,10 @@ class _Lookup:
 
     def _apex(self, qtype: int) -> _Found:
         zone = self.zone_text
-        if qtype == QTYPE.SOA:
+        if qtype == _SOA:
             self.shows_serial = True
             return _Found([soa_record(zone, zone.lower(), self.index, self.settings)])
-        if qtype == QTYPE.NS:
+        if qtype == _NS:
             # The reverse zones name the cluster zone's server, as their SOA does.
             cluster = zone if zone.lower() == self.settings.zone else self.settings.zone
             target = nameserver_fqdn(cluster)
@@ -373,7 +376,7 @@ class _Lookup:
                 return None  # spec §2.4.1: no ready endpoint, no name
         else:
             addresses = record.cluster_ips
-        if qtype == QTYPE.SRV:
+        if qtype == _SRV:
             return self._srv(self._service_srv(service, namespace, unnamed=True) or [])
         return self._addresses(qtype, addresses)
 
@@ -469,7 +472,7 @@ class _Lookup:
         ]
         if not node_ports:
             return None
-        if qtype != QTYPE.SRV:
+        if qtype != _SRV:
             return _Found()
         nodes = [n for n in self.index.nodes() if n.internal_ips]
         return self._srv(
@@ -480,7 +483,7 @@ class _Lookup:
         targets = self.index.ptr_targets(ip)
         if not targets:
             return None
-        if qtype != QTYPE.PTR:
+        if qtype != _PTR:
             return _Found()
         zone = self.settings.zone  # PTR targets are in the cluster zone (R14)
         return _Found(
