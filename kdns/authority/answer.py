@@ -118,7 +118,8 @@ NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
 _ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 _NO_ALIAS_CHASE = frozenset({QTYPE.CNAME, QTYPE.ANY})
-_FAMILY = {QTYPE.A: 4, QTYPE.AAAA: 6}
+# The address class of each address type (`isinstance`: `ip.version` is a Python property).
+_FAMILY: dict[int, type[IPAddress]] = {QTYPE.A: ipaddress.IPv4Address, QTYPE.AAAA: ipaddress.IPv6Address}
 # dnslib's QTYPE looks names up on every attribute access (a Python call): read the
 # numbers the lookups compare with once.
 _ANY, _SRV, _TXT, _SOA, _NS, _PTR = QTYPE.ANY, QTYPE.SRV, QTYPE.TXT, QTYPE.SOA, QTYPE.NS, QTYPE.PTR
@@ -308,8 +309,9 @@ class _Lookup:
                     return None
                 return self._srv(srv) if qtype == _SRV else _Found()
             case ReverseName():
-                self.reads.add(AddressScope(name.address.packed))
-                return self._reverse(qtype, name.address)
+                ip = name.address
+                self.reads.add(AddressScope(ip.packed))
+                return self._reverse(qtype, ip)
             case Apex():
                 return self._apex(qtype)
             case DnsVersion():
@@ -505,7 +507,9 @@ class _Lookup:
         """The A or AAAA records among `ips` for an address query; NODATA for other types
         and for the other family."""
         family = _FAMILY.get(qtype)
-        return _Found([records.address(self.label, ip, self.ttl) for ip in ips if ip.version == family])
+        if family is None:
+            return _Found()
+        return _Found([records.address(self.label, ip, self.ttl) for ip in ips if isinstance(ip, family)])
 
     def _srv(self, entries: Sequence[_SrvEntry]) -> _Found:
         """SRV records, one per (target, port), with the targets' addresses in additional."""

@@ -163,7 +163,11 @@ class ReverseName:
 
     @property
     def address(self) -> IPAddress:
-        return ipaddress.ip_address(self.ip)
+        if ":" in self.ip:
+            return ipaddress.IPv6Address(self.ip)
+        # Four decimal octets, as `parse` made them: from their bytes, without
+        # ipaddress's reading of the text (four Python calls, one an octet).
+        return ipaddress.IPv4Address(bytes(map(int, self.ip.split("."))))
 
 
 @value
