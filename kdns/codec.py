@@ -105,7 +105,6 @@ _RDLENGTH = struct.Struct("!H")
 _SRV_FIELDS = struct.Struct("!HHH")  # priority, weight, port
 _SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
 _PREFERENCE = struct.Struct("!H")  # MX
-_LENGTHS = [bytes([length]) for length in range(64)]  # a label's length byte
 
 # A record's fields, and an SRV's, read where dnslib's properties keep them: its getters
 # are Python functions that format the attribute's name on every read.
@@ -415,6 +414,10 @@ def _opt(rcode: int, do: bool, options: bytes = b"") -> bytes:
     return _OPT.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
 
 
+# Most replies' OPT record: no options, no upper rcode bits; by DO.
+_PLAIN_OPT = {False: _opt(0, False), True: _opt(0, True)}
+
+
 def _options(errors: tuple[ExtendedError, ...], nsid: bytes) -> bytes:
     """The options of a reply's OPT record: each EDE (RFC 8914 §2), then the NSID."""
     out = b""
@@ -496,8 +499,10 @@ def _put_first_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels:
     folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
     for i, label in enumerate(labels):
         names[folded[i:]] = offset
-        offset += len(label) + 1
-    out += b"".join([_LENGTHS[len(label)] + label for label in labels])
+        length = len(label)
+        offset += length + 1
+        out.append(length)
+        out += label
     out.append(0)
 
 
@@ -576,8 +581,12 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: by
     if query.cd:
         flags |= _CD
     if query.edns:
-        options = _options(answer.errors, nsid if query.nsid else b"") if answer.errors or query.nsid else b""
-        opt = _opt(rcode, query.do, options)
+        if answer.errors or query.nsid:
+            opt = _opt(rcode, query.do, _options(answer.errors, nsid if query.nsid else b""))
+        elif rcode <= 0xF:
+            opt = _PLAIN_OPT[query.do]
+        else:
+            opt = _opt(rcode, query.do)
     else:
         opt = b""
     arcount_opt = 1 if query.edns else 0
