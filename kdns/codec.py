@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import NoReturn
 
 from dnslib import DNSBuffer, DNSError, DNSRecord
 
@@ -93,6 +95,8 @@ _ADDRESS = frozenset({QTYPE.A, QTYPE.AAAA})  # RDATA: the address's bytes
 _ONE_NAME = frozenset({QTYPE.CNAME, QTYPE.NS, QTYPE.PTR})  # RDATA: one compressible name
 
 _HEADER = struct.Struct("!6H")
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
+_ROOT_OPT = b"\x00\x00\x29"  # an OPT record's root owner and type (41)
 _QTAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _OPT = struct.Struct("!BHHIH")  # an OPT record: root name, type, payload size, ttl, rdlength
@@ -102,10 +106,17 @@ _SRV_FIELDS = struct.Struct("!HHH")  # priority, weight, port
 _SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
 _PREFERENCE = struct.Struct("!H")  # MX
 
+# A record's fields, and an SRV's, read where dnslib's properties keep them: its getters
+# are Python functions that format the attribute's name on every read.
+# (tests/test_codec.py holds these names to dnslib's.)
+_RECORD_FIELDS = attrgetter("_rname", "_rtype", "_rclass", "_ttl", "rdata")
+_SRV_RDATA = attrgetter("_priority", "_weight", "_port", "_target")
+
 # Bytes a label may hold and still be written as plain text; everything else (dots,
 # backslashes, spaces, control and non-ASCII bytes) is escaped as \DDD (RFC 4343 §2.1,
 # the presentation format of RFC 1035 §5.1), so a name survives the round trip exactly.
 _UNSAFE = re.compile(rb"[^\x21-\x2d\x2f-\x5b\x5d-\x7e]")
+_UNSAFE_BUT_DOTS = re.compile(rb"[^\x21-\x5b\x5d-\x7e]")  # the same, dots allowed
 _ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
 
 
@@ -131,24 +142,19 @@ def _read_name(data: bytes, pos: int) -> tuple[list[bytes], int]:
     could only point into the header: it is malformed.
     """
     labels: list[bytes] = []
-    size = 1
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise _FormErr
-        length = data[pos]
-        if length == 0:
-            return labels, pos + 1
-        if length > 63:
-            raise _FormErr
-        size += length + 1
-        if size > 255:  # RFC 1035 §3.1
-            raise _FormErr
-        label = data[pos + 1 : pos + 1 + length]
-        if len(label) != length:
-            raise _FormErr
-        labels.append(label)
-        pos += length + 1
+    start = pos
+    try:
+        # A label cut short by the end of `data` moves `pos` past it: the next read fails.
+        while length := data[pos]:
+            if length > 63:
+                raise _FormErr
+            labels.append(data[pos + 1 : pos + 1 + length])
+            pos += length + 1
+    except IndexError:
+        raise _FormErr from None
+    if pos - start >= 255:  # RFC 1035 §3.1: 255 bytes with the root label
+        raise _FormErr
+    return labels, pos + 1
 
 
 def _skip_name(data: bytes, pos: int) -> tuple[bool, int]:
@@ -175,6 +181,10 @@ def _name_text(labels: list[bytes]) -> str:
     """Wire labels -> absolute presentation text, case kept, odd bytes escaped."""
     if not labels:
         return "."
+    text = b".".join(labels)
+    # (Most names: no byte to escape, so no label holds a dot: one search for them all.)
+    if _UNSAFE_BUT_DOTS.search(text) is None and text.count(b".") == len(labels) - 1:
+        return text.decode("ascii") + "."
     parts = []
     for label in labels:
         escaped = _UNSAFE.sub(lambda m: b"\\%03d" % m[0][0], label) if _UNSAFE.search(label) else label
@@ -188,7 +198,7 @@ def _name_labels(text: str) -> tuple[bytes, ...]:
     if text == ".":
         return ()
     if "\\" not in text:
-        return tuple(part.encode("ascii") for part in text[:-1].split("."))
+        return tuple(text[:-1].encode("ascii").split(b"."))
     labels = []
     current = bytearray()
     i, n = 0, len(text)
@@ -230,6 +240,14 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
     An error reply has an OPT record when the request had exactly one well-formed OPT
     record (RFC 6891 §7); one whose OPT is itself malformed has none (as Knot).
     """
+    query = _plain_query(data, client, transport)
+    if query is not None:
+        return query
+    return _read_request(data, client, transport)
+
+
+def _read_request(data: bytes, client: str | None, transport: str) -> Query | Rejected | None:
+    """`from_wire` for any request: every section read and checked."""
     if len(data) < 12:
         return None
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
@@ -274,24 +292,22 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
                     opt_rdata = (pos - rdlength, pos)
         if pos != len(data):
             raise _FormErr  # trailing bytes: this is not the message the header describes
-        nsid = _read_options(data, *opt_rdata) if opt_count == 1 else False
+        nsid = _read_options(data, *opt_rdata) if opt_count == 1 and opt_rdata[0] != opt_rdata[1] else False
     except _FormErr:
         opt_broken = opt_broken or opt_count > 1
         return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, _echo(opt_ttl, opt_broken))
     except _BadOption:
         return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, None)
 
-    edns_do = _echo(opt_ttl, opt_count > 1)
-    opcode_set = flags & _OPCODE_MASK
-    if opcode_set:
-        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, edns_do)
+    if flags & _OPCODE_MASK:
+        return _reject(ident, flags, NOTIMP, question if qdcount == 1 else None, _echo(opt_ttl, opt_count > 1))
     if qdcount != 1 or opt_count > 1:
-        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, edns_do)
-    do = bool(opt_ttl is not None and opt_ttl & _DO)
+        return _reject(ident, flags, FORMERR, question if qdcount == 1 else None, _echo(opt_ttl, opt_count > 1))
+    do = opt_ttl is not None and opt_ttl & _DO != 0
     if opt_ttl is not None and (opt_ttl >> 16) & 0xFF:
         return _reject(ident, flags, BADVERS, question, do)
     if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
-        return _reject(ident, flags, REFUSED, question, edns_do)
+        return _reject(ident, flags, REFUSED, question, _echo(opt_ttl, False))
 
     if opt_ttl is None:
         payload = MIN_PAYLOAD
@@ -302,14 +318,62 @@ def from_wire(data: bytes, client: str | None = None, transport: str = "udp") ->
         qname=_name_text(labels),
         qtype=qtype,
         qclass=qclass,
-        rd=bool(flags & _RD),
-        cd=bool(flags & _CD),
+        rd=flags & _RD != 0,
+        cd=flags & _CD != 0,
         edns=opt_ttl is not None,
         payload=payload,
         do=do,
         client=client,
         transport=transport,
         nsid=nsid,
+    )
+
+
+def _plain_query(data: bytes, client: str | None, transport: str) -> Query | None:
+    """`from_wire`'s Query for the request almost every stub and resolver sends: QUERY,
+    one question of class IN or ANY, nothing else but an OPT record (version 0, no
+    options) at its end; None for anything else, which `from_wire` reads in full
+    (tests/test_codec.py holds the two readings equal)."""
+    # QR and opcode clear; one question, no answer or authority records.
+    if data[4:10] != _ONE_QUESTION or data[2] & 0xF8:
+        return None
+    try:
+        labels, pos = _read_name(data, 12)
+    except _FormErr:
+        return None
+    end = pos + 4
+    size = len(data)
+    tail = data[10:12]
+    if tail == b"\x00\x00" and size == end:
+        edns = False
+        payload = MIN_PAYLOAD
+        do = False
+    elif tail == b"\x00\x01" and size == end + 11 and data[end : end + 3] == _ROOT_OPT and data[end + 5] == 0:
+        # root owner, type OPT; then payload size, extended rcode, version (0), flags, RDLENGTH (0)
+        if data[end + 6] or data[end + 9 : end + 11] != b"\x00\x00":
+            return None
+        edns = True
+        payload = max(MIN_PAYLOAD, min(int.from_bytes(data[end + 3 : end + 5], "big"), EDNS_PAYLOAD))
+        do = data[end + 7] & 0x80 != 0
+    else:
+        return None
+    qtype, qclass = _QTAIL.unpack_from(data, pos)
+    if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
+        return None
+    flags = data[3]
+    return Query(
+        id=int.from_bytes(data[:2], "big"),
+        qname=_name_text(labels),
+        qtype=qtype,
+        qclass=qclass,
+        rd=data[2] & 0x01 != 0,
+        cd=flags & 0x10 != 0,
+        edns=edns,
+        payload=payload,
+        do=do,
+        client=client,
+        transport=transport,
+        nsid=False,
     )
 
 
@@ -350,6 +414,10 @@ def _opt(rcode: int, do: bool, options: bytes = b"") -> bytes:
     return _OPT.pack(0, _TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
 
 
+# Most replies' OPT record: no options, no upper rcode bits; by DO.
+_PLAIN_OPT = {False: _opt(0, False), True: _opt(0, True)}
+
+
 def _options(errors: tuple[ExtendedError, ...], nsid: bytes) -> bytes:
     """The options of a reply's OPT record: each EDE (RFC 8914 §2), then the NSID."""
     out = b""
@@ -387,33 +455,70 @@ def _put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple
     kdns.wire.fastpath re-spell a ready reply by rewriting the question's bytes alone.
     Only offsets a pointer can hold (14 bits, RFC 1035 §4.1.4) are offered to later
     names: past 16 KiB (large TCP replies) a name is written out in full.
+
+    `names` holds each suffix written in lower case, and each whole name written also
+    as it was spelt, at the same offset: a name written again as it was (most owners
+    are the question, spelt as asked) is found at once, without being lowered label by
+    label; a name equal to a key, either kind, is that name, so the pointer is the one
+    the lower-case search finds.
     """
-    folded = tuple(label.lower() for label in labels)  # bytes.lower: ASCII A-Z only
-    for i, label in enumerate(labels):
-        suffix = folded[i:]
-        pointer = names.get(suffix)
-        if pointer is not None:
-            out += (0xC000 | pointer).to_bytes(2, "big")
+    pointer = names.get(labels)
+    if pointer is None:
+        if b"" in labels or max(map(len, labels), default=0) > 63:
+            _bad_label(labels)
+        folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
+        for i, label in enumerate(labels):
+            suffix = folded[i:]
+            pointer = names.get(suffix)
+            if pointer is not None:
+                break
+            offset = len(out)
+            if offset < 0x4000:
+                names[suffix] = offset
+            out.append(len(label))
+            out += label
+        else:
+            out.append(0)
+        whole = names.get(folded)
+        if whole is not None:
+            names[labels] = whole
+        if pointer is None:
             return
-        offset = len(out)
-        if offset < 0x4000:
-            names[suffix] = offset
+    out += (0xC000 | pointer).to_bytes(2, "big")
+
+
+def _put_first_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple[bytes, ...]) -> None:
+    """`_put_name` for a message's first name, the question's, at offset 12: there is
+    nothing to point to yet, so each suffix is filed as the name is written out."""
+    if not labels:
+        out.append(0)
+        return
+    if b"" in labels or max(map(len, labels)) > 63:
+        _bad_label(labels)
+    names[labels] = offset = len(out)
+    folded = tuple([label.lower() for label in labels])  # bytes.lower: ASCII A-Z only
+    for i, label in enumerate(labels):
+        names[folded[i:]] = offset
         length = len(label)
-        if length > 63 or length == 0:
-            raise ValueError(f"label {label!r}: must be 1-63 bytes")
+        offset += length + 1
         out.append(length)
         out += label
     out.append(0)
 
 
+def _bad_label(labels: tuple[bytes, ...]) -> NoReturn:
+    """Refuse a name with an empty label or one longer than 63 bytes (RFC 1035 §2.3.4)."""
+    label = next(label for label in labels if not 0 < len(label) <= 63)
+    raise ValueError(f"label {label!r}: must be 1-63 bytes")
+
+
 def _put_name_plain(out: bytearray, labels: tuple[bytes, ...]) -> None:
     """Append a name uncompressed: an SRV target (RFC 2782: "name compression is not to
     be used for this field")."""
+    if b"" in labels or max(map(len, labels), default=0) > 63:
+        _bad_label(labels)
     for label in labels:
-        length = len(label)
-        if length > 63 or length == 0:
-            raise ValueError(f"label {label!r}: must be 1-63 bytes")
-        out.append(length)
+        out.append(len(label))
         out += label
     out.append(0)
 
@@ -427,19 +532,19 @@ def _put_record(out: bytearray, names: dict[tuple[bytes, ...], int], record: RR)
     is packed by dnslib's own `pack` on a buffer of its own, so none of its names is
     compressed (RFC 3597 §4: a type defined later must not be).
     """
-    _put_name(out, names, record.rname.label)
-    rtype = record.rtype
-    rdata = record.rdata
+    owner, rtype, rclass, ttl, rdata = _RECORD_FIELDS(record)
+    _put_name(out, names, owner.label)
     at = len(out) + 8  # where RDLENGTH goes
-    out += _RR_TAIL.pack(rtype, record.rclass, record.ttl, 0)
+    out += _RR_TAIL.pack(rtype, rclass, ttl, 0)
     start = len(out)
     if rtype in _ADDRESS:
-        out += bytes(rdata.data)
+        out += bytes(rdata._data)
     elif rtype in _ONE_NAME:
         _put_name(out, names, rdata.label.label)
     elif rtype == _TYPE_SRV:
-        out += _SRV_FIELDS.pack(rdata.priority, rdata.weight, rdata.port)
-        _put_name_plain(out, rdata.target.label)
+        priority, weight, port, target = _SRV_RDATA(rdata)
+        out += _SRV_FIELDS.pack(priority, weight, port)
+        _put_name_plain(out, target.label)
     elif rtype == _TYPE_SOA:
         _put_name(out, names, rdata.mname.label)
         _put_name(out, names, rdata.rname.label)
@@ -476,15 +581,19 @@ def to_wire(query: Query, answer: Answer, limit: int = MAX_TCP_MESSAGE, nsid: by
     if query.cd:
         flags |= _CD
     if query.edns:
-        options = _options(answer.errors, nsid if query.nsid else b"") if answer.errors or query.nsid else b""
-        opt = _opt(rcode, query.do, options)
+        if answer.errors or query.nsid:
+            opt = _opt(rcode, query.do, _options(answer.errors, nsid if query.nsid else b""))
+        elif rcode <= 0xF:
+            opt = _PLAIN_OPT[query.do]
+        else:
+            opt = _opt(rcode, query.do)
     else:
         opt = b""
     arcount_opt = 1 if query.edns else 0
 
     data = bytearray(12)
     names: dict[tuple[bytes, ...], int] = {}
-    _put_name(data, names, _name_labels(query.qname))
+    _put_first_name(data, names, _name_labels(query.qname))
     data += _QTAIL.pack(query.qtype, query.qclass)
     question_end = len(data)
 

@@ -18,8 +18,8 @@ library.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import IntEnum
+from operator import attrgetter
 from typing import Literal, Protocol, runtime_checkable
 
 # Re-exported for the layers above (`X as X`: an explicit re-export, as mypy --strict wants):
@@ -28,6 +28,7 @@ from dnslib import QTYPE as QTYPE
 from dnslib import RR as RR
 
 from kdns.reuse import PRIVATE, ChangeListener, Reuse
+from kdns.values import value
 
 # Response codes (RFC 1035 §4.1.1, RFC 2136 §2.2, RFC 6891 §9). BADVERS is an extended
 # rcode: 0 in the header, its upper bits in the OPT record.
@@ -48,6 +49,12 @@ _CLASS_NAMES = {CLASS_IN: "IN", 3: "CH", 4: "HS", 254: "NONE", CLASS_ANY: "ANY"}
 def rcode_text(rcode: int) -> str:
     """`NXDOMAIN` for 3; an rcode without a name as its number."""
     return _RCODE_NAMES.get(rcode) or str(rcode)
+
+
+# A record's type, read where dnslib's `rtype` property keeps it: the property's getter is
+# a Python function that formats the attribute's name on every read (tests/test_codec.py
+# holds the name to dnslib's).
+record_type: Callable[[RR], int] = attrgetter("_rtype")
 
 
 def type_text(rtype: int) -> str:
@@ -87,7 +94,7 @@ class EdeCode(IntEnum):
     NETWORK_ERROR = 23
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ExtendedError:
     """One EDE option (RFC 8914 §2): an INFO-CODE and an optional EXTRA-TEXT for people."""
 
@@ -101,7 +108,7 @@ class ExtendedError:
 Source = Literal["cluster", "zone", "cache", "upstream", "server"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Query:
     """One question, as asked.
 
@@ -130,7 +137,7 @@ class Query:
         return self.qname.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Answer:
     """The answer logic's decision; the codec turns it into a reply packet."""
 

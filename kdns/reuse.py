@@ -33,7 +33,8 @@ docs/architecture.md ("The reply-reuse contract").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from kdns.values import value
 
 __all__ = [
     "NODES",
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NamespaceScope:
     """Whether the Namespace object exists (docs/dns-rules.md R5): what `<ns>.svc`,
     `<ns>.pod` and `<ns>.nodeport` are, whether anything below them is visible, and the
@@ -68,7 +69,7 @@ class NamespaceScope:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ServiceScope:
     """A Service object: every name below `<name>.<namespace>.svc` and
     `<name>.<namespace>.nodeport`, there or not. A ClusterIP Service's own names read
@@ -78,7 +79,7 @@ class ServiceScope:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EndpointsScope:
     """The ready endpoints of the EndpointSlices labelled with a Service's name: what the
     names that list them read (a headless Service's A, AAAA and SRV, its `_<port>._<proto>`
@@ -88,7 +89,7 @@ class EndpointsScope:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EndpointScope:
     """The ready endpoint one endpoint name of a Service stands for (its addresses and
     ports), or that there is none: what `<endpoint>.<service>.<ns>.svc` reads. A readiness
@@ -99,7 +100,7 @@ class EndpointScope:
     endpoint: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PodScope:
     """Whether a live pod of `namespace` has this address (packed): `<dashed>.<ns>.pod`."""
 
@@ -107,14 +108,14 @@ class PodScope:
     address: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AddressScope:
     """Who owns this address (packed): its PTR name, the Services and endpoints it names."""
 
     address: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TreeScope:
     """A whole tree of names that changes rarely and is read as one (`NODES`, `REVERSE_PREFIXES`)."""
 
@@ -127,12 +128,12 @@ REVERSE_PREFIXES = TreeScope("reverse prefixes")  # which partial reverse names 
 Scope = NamespaceScope | ServiceScope | EndpointsScope | EndpointScope | PodScope | AddressScope | TreeScope
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Private:
     """For this asker alone: never sent to another."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Shared:
     """The same for every asker until a change touches one of `scope` (None: any change).
 
@@ -146,7 +147,7 @@ class Shared:
     shows_serial: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Forwarded:
     """An upstream's answer: for askers that may recurse, for `seconds` at most (> 0)."""
 

@@ -656,3 +656,161 @@ def test_truncated_reads_tc() -> None:
     assert not truncated(response.to_wire())
     response.flags |= dns.flags.TC
     assert truncated(response.to_wire())
+
+
+def _reference_put_name(out: bytearray, names: dict[tuple[bytes, ...], int], labels: tuple[bytes, ...]) -> None:
+    """The compression `_put_name` does, the plain way: every suffix lowered, longest first."""
+    folded = tuple(label.lower() for label in labels)
+    for i, label in enumerate(labels):
+        pointer = names.get(folded[i:])
+        if pointer is not None:
+            out += (0xC000 | pointer).to_bytes(2, "big")
+            return
+        if len(out) < 0x4000:
+            names[folded[i:]] = len(out)
+        out.append(len(label))
+        out += label
+    out.append(0)
+
+
+_SPELLINGS = st.lists(
+    st.lists(st.sampled_from([b"web", b"WEB", b"Web", b"default", b"svc", b"SVC", b"cluster", b"local", b"a"]),
+             max_size=5).map(tuple),
+    min_size=1, max_size=12,
+)
+
+
+@given(_SPELLINGS, st.integers(0, 0x4000))
+def test_put_name_compresses_as_the_plain_way(spellings: list[tuple[bytes, ...]], start: int) -> None:
+    """Whole names remembered as spelt change no pointer, wherever the names start
+    (past 16 KiB, where nothing more is offered to later names, too)."""
+    from kdns.codec import _put_name
+
+    got, want = bytearray(start), bytearray(start)
+    got_names: dict[tuple[bytes, ...], int] = {}
+    want_names: dict[tuple[bytes, ...], int] = {}
+    for labels in spellings:
+        _put_name(got, got_names, labels)
+        _reference_put_name(want, want_names, labels)
+        assert got == want
+
+
+def test_record_fields_are_dnslibs() -> None:
+    """codec reads records' fields where dnslib's properties store them."""
+    from kdns.codec import _RECORD_FIELDS, _SRV_RDATA
+
+    rr = RR("web.default.", QTYPE.SRV, ttl=30, rdata=SRV(1, 2, 3, "t.default."))
+    assert _RECORD_FIELDS(rr) == (rr.rname, rr.rtype, rr.rclass, rr.ttl, rr.rdata)
+    assert _SRV_RDATA(rr.rdata) == (1, 2, 3, rr.rdata.target)
+    from kdns.message import record_type
+
+    assert record_type(rr) == rr.rtype == QTYPE.SRV
+    assert A((1, 2, 3, 4))._data == A((1, 2, 3, 4)).data
+
+
+def _reference_read_name(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """The question's name read label by label, every bound checked as it comes; None: malformed."""
+    labels: list[bytes] = []
+    size = 1
+    while True:
+        if pos >= len(data):
+            return None
+        length = data[pos]
+        if length == 0:
+            return labels, pos + 1
+        size += length + 1
+        if length > 63 or size > 255:
+            return None
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            return None
+        labels.append(label)
+        pos += length + 1
+
+
+_WIRE_NAMES = st.lists(
+    st.one_of(st.integers(0, 70).map(lambda n: bytes([n]) + b"a" * n), st.binary(max_size=3)), max_size=8
+).map(b"".join)
+
+
+@given(_WIRE_NAMES)
+def test_read_name_is_the_checked_reading(data: bytes) -> None:
+    from kdns.codec import _FormErr, _read_name
+
+    want = _reference_read_name(data, 0)
+    try:
+        got: tuple[list[bytes], int] | None = _read_name(data, 0)
+    except _FormErr:
+        got = None
+    assert got == want
+
+
+@given(st.lists(st.binary(min_size=1, max_size=6), max_size=5))
+def test_name_text_escapes_as_label_by_label(labels: list[bytes]) -> None:
+    """One search over the joined name decides as each label's search would."""
+    import re
+
+    from kdns.codec import _name_text
+
+    unsafe = re.compile(rb"[^\x21-\x2d\x2f-\x5b\x5d-\x7e]")
+    parts = [unsafe.sub(lambda m: b"\\%03d" % m[0][0], label).decode("ascii") for label in labels]
+    assert _name_text(labels) == (".".join(parts) + "." if labels else ".")
+
+
+@given(_SPELLINGS)
+def test_first_name_is_put_name_on_an_empty_message(spellings: list[tuple[bytes, ...]]) -> None:
+    """The question's writer leaves the bytes and the names filed as `_put_name` would."""
+    from kdns.codec import _put_first_name, _put_name
+
+    first, plain = bytearray(12), bytearray(12)
+    first_names: dict[tuple[bytes, ...], int] = {}
+    plain_names: dict[tuple[bytes, ...], int] = {}
+    _put_first_name(first, first_names, spellings[0])
+    _put_name(plain, plain_names, spellings[0])
+    assert first == plain
+    for labels in spellings[1:]:
+        _put_name(first, first_names, labels)
+        _reference_put_name(plain, plain_names, labels)
+        assert first == plain
+
+
+def _requests() -> st.SearchStrategy[bytes]:
+    """Requests near the plain shape: dnspython's, with and without EDNS, options, odd
+    flags, other classes and types, then some with a byte changed or cut off."""
+    made = st.builds(
+        _made,
+        st.sampled_from(["web.default.svc.cluster.local.", "A.b.", ".", "x\\.y.z.", "\\200.q."]),
+        st.sampled_from(["A", "AAAA", "SRV", "PTR", "AXFR", "IXFR", "ANY"]),
+        st.sampled_from(["IN", "CH", "ANY"]),
+        st.sampled_from([-1, 0, 1]),
+        st.booleans(),
+        st.sampled_from([0, 511, 512, 1232, 4096]),
+        st.booleans(),
+        st.one_of(st.sampled_from([0x0100, 0x0000, 0x0110, 0x0500]), st.integers(0, 0xFFFF)),
+    )
+
+    def mutate(data: bytes, where: int, byte: int, cut: int) -> bytes:
+        changed = data[:where] + bytes([byte]) + data[where + 1 :] if where < len(data) else data
+        return changed[: len(changed) - cut]
+
+    return st.one_of(made, st.builds(mutate, made, st.integers(0, 60), st.integers(0, 255), st.integers(0, 3)))
+
+
+def _made(name: str, rdtype: str, rdclass: str, edns: int, do: bool, payload: int, nsid: bool, flags: int) -> bytes:
+    options = [dns.edns.GenericOption(dns.edns.NSID, b"")] if nsid and edns >= 0 else []
+    message = dns.message.make_query(
+        name, rdtype, rdclass, use_edns=edns, want_dnssec=do and edns >= 0, payload=payload or 512, options=options
+    )
+    message.flags = flags & ~0x0F & 0xFFFF  # (the rcode bits are the OPT's business)
+    return message.to_wire()
+
+
+@given(_requests())
+def test_plain_requests_read_as_the_full_reading(data: bytes) -> None:
+    """The plain request's reading gives what reading every section gives; it leaves
+    every other request to that."""
+    from kdns.codec import _plain_query, _read_request
+
+    plain = _plain_query(data, "10.0.0.1", "udp")
+    if plain is not None:
+        assert plain == _read_request(data, "10.0.0.1", "udp")

@@ -83,7 +83,7 @@ from kdns.authority.names import (
     nameserver_fqdn,
     namespace_of,
     node_fqdn,
-    parse,
+    parse_in,
     service_fqdn,
     zone_of,
 )
@@ -118,7 +118,11 @@ NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
 ANY_ORDER = (QTYPE.CNAME, QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.PTR, QTYPE.TXT, QTYPE.SOA, QTYPE.NS)
 _ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 _NO_ALIAS_CHASE = frozenset({QTYPE.CNAME, QTYPE.ANY})
-_FAMILY = {QTYPE.A: 4, QTYPE.AAAA: 6}
+# The address class of each address type (`isinstance`: `ip.version` is a Python property).
+_FAMILY: dict[int, type[IPAddress]] = {QTYPE.A: ipaddress.IPv4Address, QTYPE.AAAA: ipaddress.IPv6Address}
+# dnslib's QTYPE looks names up on every attribute access (a Python call): read the
+# numbers the lookups compare with once.
+_ANY, _SRV, _TXT, _SOA, _NS, _PTR = QTYPE.ANY, QTYPE.SRV, QTYPE.TXT, QTYPE.SOA, QTYPE.NS, QTYPE.PTR
 
 # One SRV record to be: target name, port, the target's addresses.
 _SrvEntry = tuple[str, int, tuple[IPAddress, ...]]
@@ -150,7 +154,7 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
         lookup = _Lookup(index, settings, owner, zone, query.qtype, reads)
         found = lookup.run(name)
         if found is None:
-            errors = _why_missing(name, index, settings, reads)
+            errors = _why_missing(name, zone, index, settings, reads)
             return _negative(NXDOMAIN, chain, owner, zone, index, settings, reads, errors)
         chain += found.answer
         additional += found.additional
@@ -173,11 +177,13 @@ def answer(query: Query, index: ClusterIndex, settings: Settings) -> Answer | No
     )
 
 
-def _why_missing(name: str, index: ClusterIndex, settings: Settings, reads: set[Scope]) -> tuple[ExtendedError, ...]:
+def _why_missing(
+    name: str, zone: str, index: ClusterIndex, settings: Settings, reads: set[Scope]
+) -> tuple[ExtendedError, ...]:
     """The Extended DNS Error of an NXDOMAIN whose namespace does not exist; else none.
     Whether it does is read (`reads`): the error comes and goes with the Namespace."""
     try:
-        namespace = namespace_of(parse(name, settings.zone, settings.reverse_zones))
+        namespace = namespace_of(parse_in(name, zone, settings.zone))
     except InvalidName:
         return ()
     if namespace is None:
@@ -237,7 +243,9 @@ def _server_addresses(settings: Settings) -> tuple[IPAddress, ...]:
 class _Lookup:
     """One name, one type: the records, or None when the name does not exist."""
 
-    __slots__ = ("_label", "index", "owner", "qtype", "reads", "settings", "shows_serial", "ttl", "zone_text")
+    __slots__ = (
+        "_label", "index", "owner", "qtype", "reads", "settings", "shows_serial", "ttl", "zone", "zone_text",
+    )
 
     def __init__(
         self, index: ClusterIndex, settings: Settings, owner: str, zone: str, qtype: int, reads: set[Scope]
@@ -250,6 +258,7 @@ class _Lookup:
         self.settings = settings
         self.owner = owner  # the name as asked (or as the CNAME wrote it)
         self._label: DNSLabel | None = None
+        self.zone = zone  # the served zone the owner is in, lower case
         self.zone_text = owner[len(owner) - len(zone) :]  # its zone, spelt the same way
         self.qtype = qtype
         self.ttl = settings.ttl
@@ -258,15 +267,15 @@ class _Lookup:
     def label(self) -> DNSLabel:
         """The owner, parsed once for all its records (only names that exist get here)."""
         if self._label is None:
-            self._label = DNSLabel(self.owner)
+            self._label = records.label(self.owner)
         return self._label
 
     def run(self, name: str) -> _Found | None:
         try:
-            parsed = parse(name, self.settings.zone, self.settings.reverse_zones)
+            parsed = parse_in(name, self.zone, self.settings.zone)
         except InvalidName:
             return None
-        if self.qtype != QTYPE.ANY:
+        if self.qtype != _ANY:
             return self._lookup(parsed, self.qtype)
         for qtype in ANY_ORDER:
             found = self._lookup(parsed, qtype)
@@ -277,10 +286,36 @@ class _Lookup:
     def _lookup(self, name: Name, qtype: int) -> _Found | None:
         index = self.index
         match name:
+            # (The shapes are distinct classes: the most asked come first.)
+            case ServiceName(service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                return self._service(qtype, service, namespace)
+            case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                record = self._named_service(service, namespace)
+                if record is None:
+                    return None
+                ready = self._endpoint(namespace, service, endpoint)
+                if ready is None:
+                    return None
+                if qtype == _SRV:
+                    target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
+                    return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
+                return self._addresses(qtype, ready.addresses)
+            case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
+                self.reads.add(ServiceScope(namespace, service))
+                srv = self._service_srv(service, namespace, port=port, protocol=protocol)
+                if not srv:
+                    return None
+                return self._srv(srv) if qtype == _SRV else _Found()
+            case ReverseName():
+                ip = name.address
+                self.reads.add(AddressScope(ip.packed))
+                return self._reverse(qtype, ip)
             case Apex():
                 return self._apex(qtype)
             case DnsVersion():
-                if qtype == QTYPE.TXT:
+                if qtype == _TXT:
                     return _Found([records.txt(self.owner, SCHEMA_VERSION, SCHEMA_TTL)])
                 return _Found()
             case Structural():
@@ -294,30 +329,9 @@ class _Lookup:
                 if kind == "pod" and self.settings.pods == "disabled":
                     return None
                 return _Found() if self._namespace_exists(namespace) else None
-            case ServiceName(service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                return self._service(qtype, service, namespace)
-            case EndpointName(endpoint=endpoint, service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                record = self._named_service(service, namespace)
-                if record is None:
-                    return None
-                ready = self._endpoint(namespace, service, endpoint)
-                if ready is None:
-                    return None
-                if qtype == QTYPE.SRV:
-                    target = endpoint_fqdn(ready.name, service, namespace, self.zone_text)
-                    return self._srv([(target, p.port, ready.addresses) for p in ready.ports if p.port is not None])
-                return self._addresses(qtype, ready.addresses)
             case ProtocolName(protocol=protocol, service=service, namespace=namespace):
                 self.reads.add(ServiceScope(namespace, service))
                 return _Found() if self._service_srv(service, namespace, protocol=protocol) else None
-            case PortName(port=port, protocol=protocol, service=service, namespace=namespace):
-                self.reads.add(ServiceScope(namespace, service))
-                srv = self._service_srv(service, namespace, port=port, protocol=protocol)
-                if not srv:
-                    return None
-                return self._srv(srv) if qtype == QTYPE.SRV else _Found()
             case PodName(namespace=namespace):
                 return self._pod(qtype, name.address, namespace)
             case NodeName(node=node):
@@ -332,19 +346,16 @@ class _Lookup:
                 return self._node_ports(None, service, namespace, protocol=protocol)
             case NodePortName(port=port, protocol=protocol, service=service, namespace=namespace):
                 return self._node_ports(qtype, service, namespace, port=port, protocol=protocol)
-            case ReverseName():
-                self.reads.add(AddressScope(name.address.packed))
-                return self._reverse(qtype, name.address)
         raise AssertionError(f"unhandled name {name!r}")  # pragma: no cover
 
     # --- the families ----------------------------------------------------------------------
 
     def _apex(self, qtype: int) -> _Found:
         zone = self.zone_text
-        if qtype == QTYPE.SOA:
+        if qtype == _SOA:
             self.shows_serial = True
             return _Found([soa_record(zone, zone.lower(), self.index, self.settings)])
-        if qtype == QTYPE.NS:
+        if qtype == _NS:
             # The reverse zones name the cluster zone's server, as their SOA does.
             cluster = zone if zone.lower() == self.settings.zone else self.settings.zone
             target = nameserver_fqdn(cluster)
@@ -367,7 +378,7 @@ class _Lookup:
                 return None  # spec §2.4.1: no ready endpoint, no name
         else:
             addresses = record.cluster_ips
-        if qtype == QTYPE.SRV:
+        if qtype == _SRV:
             return self._srv(self._service_srv(service, namespace, unnamed=True) or [])
         return self._addresses(qtype, addresses)
 
@@ -463,7 +474,7 @@ class _Lookup:
         ]
         if not node_ports:
             return None
-        if qtype != QTYPE.SRV:
+        if qtype != _SRV:
             return _Found()
         nodes = [n for n in self.index.nodes() if n.internal_ips]
         return self._srv(
@@ -474,7 +485,7 @@ class _Lookup:
         targets = self.index.ptr_targets(ip)
         if not targets:
             return None
-        if qtype != QTYPE.PTR:
+        if qtype != _PTR:
             return _Found()
         zone = self.settings.zone  # PTR targets are in the cluster zone (R14)
         return _Found(
@@ -496,7 +507,9 @@ class _Lookup:
         """The A or AAAA records among `ips` for an address query; NODATA for other types
         and for the other family."""
         family = _FAMILY.get(qtype)
-        return _Found([records.address(self.label, ip, self.ttl) for ip in ips if ip.version == family])
+        if family is None:
+            return _Found()
+        return _Found([records.address(self.label, ip, self.ttl) for ip in ips if isinstance(ip, family)])
 
     def _srv(self, entries: Sequence[_SrvEntry]) -> _Found:
         """SRV records, one per (target, port), with the targets' addresses in additional."""
@@ -504,7 +517,7 @@ class _Lookup:
         if not unique:
             return _Found()
         weight = max(1, 100 // len(unique))
-        labels = {target: DNSLabel(target) for target, _ in unique}
+        labels = {target: records.label(target) for target, _ in unique}
         answer = [records.srv(self.label, labels[target], port, weight, self.ttl) for target, port in unique]
         glue = dict.fromkeys((target, ip) for target, _, ips in entries for ip in ips)
         return _Found(answer, [records.address(labels[target], ip, self.ttl) for target, ip in glue])

@@ -36,9 +36,9 @@ a name from its search path (the Router's autopath).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from kdns.errors import KdnsError
+from kdns.values import value
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,29 +55,29 @@ class InvalidName(KdnsError):
     """The name has no possible meaning in the served zones (NXDOMAIN)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Apex:
     """The apex of a served zone (the cluster zone or a reverse zone)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DnsVersion:
     """`dns-version.<zone>`: the schema TXT record."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NameServer:
     """`ns.dns.<zone>`: the target of the apex NS record."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Structural:
     """`svc`, `pod`, `nodeport`, `node` or `dns` right below the zone: always exists, no data."""
 
     label: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NamespaceName:
     """`<ns>.svc`, `<ns>.pod` or `<ns>.nodeport` (kind says which)."""
 
@@ -85,20 +85,20 @@ class NamespaceName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ServiceName:
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EndpointName:
     endpoint: str
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ProtocolName:
     """`_<proto>.<svc>.<ns>.svc`: exists when an SRV name exists below it."""
 
@@ -107,7 +107,7 @@ class ProtocolName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PortName:
     """`_<port>._<proto>.<svc>.<ns>.svc`; port and protocol without underscores, lower case."""
 
@@ -117,7 +117,7 @@ class PortName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PodName:
     """`<dashed-ip>.<ns>.pod`; parse has checked that the label is an address."""
 
@@ -129,25 +129,25 @@ class PodName:
         return _undash(self.dashed_ip)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodeName:
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortServiceName:
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortProtocolName:
     protocol: str
     service: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodePortName:
     port: str
     protocol: str
@@ -155,7 +155,7 @@ class NodePortName:
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReverseName:
     """A whole address under in-addr.arpa. or ip6.arpa.; `ip` is its canonical text."""
 
@@ -163,10 +163,14 @@ class ReverseName:
 
     @property
     def address(self) -> IPAddress:
-        return ipaddress.ip_address(self.ip)
+        if ":" in self.ip:
+            return ipaddress.IPv6Address(self.ip)
+        # Four decimal octets, as `parse` made them: from their bytes, without
+        # ipaddress's reading of the text (four Python calls, one an octet).
+        return ipaddress.IPv4Address(bytes(map(int, self.ip.split("."))))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReversePrefix:
     """A well-formed part of a reverse name (`10.in-addr.arpa.`), as labels under the
     reverse zone of IP `version` 4 or 6. It exists, as an empty non-terminal (NODATA),
@@ -227,9 +231,13 @@ def zone_of(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES
     """The served zone `name` belongs to, the most specific one, or None if kdns does not
     serve it (the router then refuses or forwards it). Lower case, absolute in and out."""
     best = None
+    size = len(name)
+    # is_below, inline: every question asks this once or twice.
     for candidate in (zone, *reverse_zones):
-        if is_below(name, candidate) and (best is None or len(candidate) > len(best)):
-            best = candidate
+        if name.endswith(candidate):
+            length = len(candidate)
+            if (length == size or name[size - length - 1] == ".") and (best is None or length > len(best)):
+                best = candidate
     return best
 
 
@@ -238,6 +246,11 @@ def parse(name: str, zone: str, reverse_zones: tuple[str, ...] = REVERSE_ZONES) 
     served = zone_of(name, zone, reverse_zones)
     if served is None:
         raise InvalidName(f"{name}: not in a served zone")
+    return parse_in(name, served, zone)
+
+
+def parse_in(name: str, served: str, zone: str) -> Name:
+    """`parse(name, zone, ...)` for a name whose served zone (`zone_of`) is known: `served`."""
     if name == served:
         return APEX
     if served == zone:

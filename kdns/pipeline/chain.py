@@ -79,6 +79,7 @@ from kdns.message import (
     EdeCode,
     ExtendedError,
     Query,
+    record_type,
 )
 from kdns.reuse import (
     PRIVATE,
@@ -301,7 +302,7 @@ class Router:
             special = self._after_nxdomain(query, result)
             if special is not None:
                 return special
-        if result.answer and result.answer[-1].rtype == _CNAME:
+        if result.answer and record_type(result.answer[-1]) == _CNAME:
             return self._chase(query, result)
         return result
 

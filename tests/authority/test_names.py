@@ -133,6 +133,20 @@ def test_zone_of() -> None:
         assert zone_of(name, Z) is None, name
 
 
+_ZONE_LABELS = st.lists(st.sampled_from(["a", "b", "ab", "in-addr", "arpa", "cluster", "local", "x.y"]), max_size=4)
+_ZONE_NAMES = _ZONE_LABELS.map(lambda labels: ".".join(labels) + "." if labels else ".")
+
+
+@given(_ZONE_NAMES, _ZONE_NAMES, st.lists(_ZONE_NAMES, max_size=3).map(tuple))
+def test_zone_of_is_the_longest_zone_below(name: str, zone: str, reverse: tuple[str, ...]) -> None:
+    """zone_of is `is_below`'s most specific match, first given first among equals."""
+    want = None
+    for candidate in (zone, *reverse):
+        if (name == candidate or name.endswith("." + candidate)) and (want is None or len(candidate) > len(want)):
+            want = candidate
+    assert zone_of(name, zone, reverse) == want
+
+
 def test_narrow_reverse_zone_apex() -> None:
     """With a narrower reverse zone configured, its own name is its apex."""
     assert parse("10.in-addr.arpa.", Z, ("10.in-addr.arpa.",)) == APEX
