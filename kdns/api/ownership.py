@@ -119,6 +119,15 @@ def _owned(doc: Mapping[str, Any], schema: Schema | None) -> list[Path]:
     return found
 
 
+def _by_merge_key(value: list[Any], merge_key: str) -> dict[str, Any]:
+    """A merge-keyed list's items by their key; the last item of a key is the one its
+    FieldSet holds, as in `_fields`."""
+    items: dict[str, Any] = {}
+    for item in value:
+        items[_item_key(item, merge_key)] = item
+    return items
+
+
 def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> None:
     """Append the leaves `_fields(value, schema)` has under `path` (`path` itself when
     that FieldSet is empty: a leaf)."""
@@ -135,11 +144,7 @@ def _walk(value: Any, schema: Schema | None, path: Path, found: list[Path]) -> N
         merge_key = schema.merge_key
         # (Loops: `all` of a generator and a comprehension are calls of their own.)
         if merge_key and _all_mappings(value):
-            items: dict[str, Any] = {}
-            for item in value:
-                # The last item of a key is the one its FieldSet holds, as in `_fields`.
-                items[_item_key(item, merge_key)] = item
-            for key, item in items.items():
+            for key, item in _by_merge_key(value, merge_key).items():
                 at = (*path, key)
                 found.append(at)  # its "."
                 for name, field in item.items():
@@ -387,11 +392,7 @@ def _diff_walk(value: Any, schema: Schema | None, path: Path, here: Any, there: 
         merge_key = schema.merge_key
         # (Loops: `all` of a generator and a comprehension are calls of their own.)
         if merge_key and _all_mappings(value):
-            items: dict[str, Any] = {}
-            for item in value:
-                # The last item of a key is the one its FieldSet holds, as in `_fields`.
-                items[_item_key(item, merge_key)] = item
-            for key, item in items.items():
+            for key, item in _by_merge_key(value, merge_key).items():
                 at = (*path, key)
                 here_item, there_item = _step(here, key), _step(there, key)
                 if there_item is _MISSING:  # its "."
