@@ -309,10 +309,7 @@ def _read_request(data: bytes, client: str | None, transport: str) -> Query | Re
     if qclass not in (CLASS_IN, CLASS_ANY) or qtype in (_TYPE_AXFR, _TYPE_IXFR):
         return _reject(ident, flags, REFUSED, question, _echo(opt_ttl, False))
 
-    if opt_ttl is None:
-        payload = MIN_PAYLOAD
-    else:
-        payload = max(MIN_PAYLOAD, min(opt_payload, EDNS_PAYLOAD))
+    payload = MIN_PAYLOAD if opt_ttl is None else _udp_payload(opt_payload)
     return Query(
         id=ident,
         qname=_name_text(labels),
@@ -327,6 +324,12 @@ def _read_request(data: bytes, client: str | None, transport: str) -> Query | Re
         transport=transport,
         nsid=nsid,
     )
+
+
+def _udp_payload(advertised: int) -> int:
+    """The UDP reply size a request's OPT allows: its payload size, within
+    MIN_PAYLOAD..EDNS_PAYLOAD."""
+    return max(MIN_PAYLOAD, min(advertised, EDNS_PAYLOAD))
 
 
 def _plain_query(data: bytes, client: str | None, transport: str) -> Query | None:
@@ -353,7 +356,7 @@ def _plain_query(data: bytes, client: str | None, transport: str) -> Query | Non
         if data[end + 6] or data[end + 9 : end + 11] != b"\x00\x00":
             return None
         edns = True
-        payload = max(MIN_PAYLOAD, min(int.from_bytes(data[end + 3 : end + 5], "big"), EDNS_PAYLOAD))
+        payload = _udp_payload(int.from_bytes(data[end + 3 : end + 5], "big"))
         do = data[end + 7] & 0x80 != 0
     else:
         return None

@@ -31,23 +31,11 @@ FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 # The API's JSON, compact; one encoder for every reply (json.dumps with options makes one per call).
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-# What _COMPACT does with a reply, without its two Python calls and the closure it makes
-# each time: C's encoder made with the same arguments (a fresh circular-reference memo
-# each time, as it makes one), its chunks joined.
-_C_ENCODER = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-_DEFAULT = json.JSONEncoder().default
-
-
-def compact_json(body: Any) -> str:
-    """`_COMPACT(body)`."""
-    if _C_ENCODER is None or isinstance(body, str):
-        return _COMPACT(body)
-    return "".join(_C_ENCODER({}, _DEFAULT, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)(body, 0))
 
 
 def json_response(body: Any, code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=compact_json(body).encode(),
+        body=_COMPACT(body).encode(),
         status=code,
         content_type=JSON,
         headers=headers,

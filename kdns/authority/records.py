@@ -74,18 +74,6 @@ def _named(kind: type[CNAME], target: DomainName) -> CNAME:
     return made
 
 
-def a(owner: DomainName, address: IPAddress, ttl: int) -> RR:
-    rdata = _new(A)
-    rdata._data = tuple(address.packed)
-    return _record(owner, _A, ttl, rdata)
-
-
-def aaaa(owner: DomainName, address: IPAddress, ttl: int) -> RR:
-    rdata = _new(AAAA)
-    rdata._data = tuple(address.packed)
-    return _record(owner, _AAAA, ttl, rdata)
-
-
 def address(owner: DomainName, ip: IPAddress, ttl: int) -> RR:
     """A for an IPv4 address, AAAA for an IPv6 one."""
     v4 = isinstance(ip, IPv4Address)
