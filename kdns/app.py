@@ -419,7 +419,7 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings) -> App:
             client=client,
         )
 
-    api = await _serve_api(stack, settings, backend, metrics, tls, writer, events, explainer)
+    api = await _serve_api(stack, settings, backend, metrics, tls, writer, events, explainer, dns.udp.stats.answered)
     proxy = None
     if settings.proxy:  # ClusterIPs and NodePorts that route (kube-proxy's job)
         from kdns.proxy import ServiceProxy
@@ -667,14 +667,18 @@ async def _serve_api(
     writer: JournalWriter | None,
     events: EventLog,
     explainer: Explainer,
+    answered: Callable[[], int],
 ) -> ApiServer:
     """Serve the HTTP API, last: the registry is loaded and DNS is bound, so it is ready
-    (with etcd: while etcd can take writes)."""
+    (with etcd: while etcd can take writes). `answered` counts the queries this process
+    answered: while they keep its loop busy, new connections are accepted in rounds
+    (`--api-accept-round`, kdns/api/rounds.py)."""
     # DNS answers from here on: its modules (aiohttp's and kdns.api's, more than half of
     # what a start imports) are imported on a thread, so that the event loop answers
     # meanwhile instead of waiting for them.
     await asyncio.to_thread(importlib.import_module, "kdns.api.http")
     from kdns.api.http import build_app, start_api
+    from kdns.api.rounds import LoopLoad
 
     ready = asyncio.Event()
     ready.set()
@@ -687,8 +691,13 @@ async def _serve_api(
         events=events,
         explain=explainer,
     )
+    load = LoopLoad(answered)
+    if settings.api_accept_round > 0:
+        load.start()
+        stack.callback(load.stop)
     try:
-        runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls)
+        runner, port = await start_api(api, settings.api_address, settings.api_port, ssl_context=tls,
+                                       accept_round=settings.api_accept_round, busy=load.busy)
     except OSError as exc:
         where = join_host_port(settings.api_address, settings.api_port)
         raise BindError(f"cannot serve the API on {where}: {_reason(exc)}") from None

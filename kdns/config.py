@@ -32,6 +32,9 @@ QUERY_LOG_FORMATS = ("coredns", "json")
 # RFC 5001 allows 65535 bytes; an identifier a person reads in dig's output is short.
 MAX_NSID = 128
 MAX_TTL = 3600  # CoreDNS's bound for `ttl`
+# A new API connection waits at most one round under DNS load: a second is already more
+# than any client's patience for a write should be asked to cover.
+MAX_ACCEPT_ROUND = 1.0
 # Each worker holds a whole copy of the registry's DNS tables: a bound on the memory a
 # typo (--workers 1000) can ask for.
 MAX_WORKERS = 64
@@ -420,6 +423,9 @@ class Settings:
     api_address: str = "127.0.0.1"
     api_port: int = 8080
     api_token: str | None = None
+    # While DNS keeps the event loop busy, new API connections are accepted together
+    # every this many seconds instead of one by one (kdns/api/rounds.py); 0: one by one.
+    api_accept_round: float = 0.05
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # The registry's SQLite file lives here. None keeps the registry in memory only: the
@@ -500,6 +506,8 @@ class Settings:
             raise _bad("api_address", repr(self.api_address), "not an IP address") from None
         if not api_ip.is_loopback and not self.api_token:
             raise _bad("api_address", self.api_address, "binding the API beyond loopback requires --api-token")
+        if not (0 <= self.api_accept_round <= MAX_ACCEPT_ROUND):
+            raise _bad("api_accept_round", f"{self.api_accept_round:g}", f"must be between 0 and {MAX_ACCEPT_ROUND:g} seconds")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
         for name in ("cache_size", "cache_max_ttl", "cache_max_negative_ttl", "cache_stale_window"):

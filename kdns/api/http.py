@@ -20,14 +20,15 @@ This module is the routing; each concern has its module beside it: `context` (ty
 keys), `encoding` (requests and responses), `targets` (what a URL names), `crud` (the
 resource handlers), `watch` (watch streams), `tables` (kubectl's Table), `system`
 (health, metrics, discovery), `debug` (explain), `middleware` (errors, the token,
-durable writes).
+durable writes), `rounds` (the listening socket: new connections in rounds while DNS is
+busy).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -51,6 +52,7 @@ from kdns.api.context import (
 )
 from kdns.api.encoding import flag
 from kdns.api.middleware import authenticate, durable_writes, errors
+from kdns.api.rounds import RoundSite
 from kdns.api.status import MAX_BODY
 from kdns.api.targets import parse_target
 from kdns.api.watch import BOOKMARK_INTERVAL, QUEUE_SIZE, watch
@@ -118,15 +120,24 @@ def build_app(
 
 
 async def start_api(
-    app: web.Application, host: str, port: int, ssl_context: Any = None
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    accept_round: float = 0.0,
+    busy: Callable[[], bool] = lambda: False,
 ) -> tuple[web.AppRunner, int]:
-    """Serve `app` on host:port (0 picks a free port); returns the runner and the bound port.
-    Stop with `await runner.cleanup()`: open watches end first, then connections close."""
+    """Serve `app` on host (an IP address) and port (0 picks a free port); returns the
+    runner and the bound port. While `busy()` (kdns.api.rounds.LoopLoad: DNS keeps the
+    event loop busy), new connections are accepted in rounds of `accept_round` seconds
+    (0: always as they come; kdns.api.rounds says why). Stop with `await
+    runner.cleanup()`: open watches end first, then connections close."""
     # handler_cancellation: a watch whose client went away must stop waiting for events.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = RoundSite(runner, host, port, round_s=accept_round, busy=busy, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -186,9 +186,10 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., Api]]:
 
     def start(*, token: str | None = None, ready: Callable[[], bool] = lambda: True, tls: bool = False,
               store_options: dict[str, Any] | None = None, prepare: Callable[[Store], Any] | None = None,
-              **options: Any) -> Api:
+              accept_round: float = 0.0, busy: Callable[[], bool] = lambda: False, **options: Any) -> Api:
         """A server; `tls=True` serves HTTPS with a fresh self-signed certificate for 127.0.0.1;
-        `prepare(store)` runs on the server's thread before the API starts."""
+        `prepare(store)` runs on the server's thread before the API starts; `accept_round` and
+        `busy` are start_api's (kdns.api.rounds)."""
         started: concurrent.futures.Future[Api] = concurrent.futures.Future()
         home = tmp_path / f"home-{len(servers)}"
         home.mkdir()
@@ -203,12 +204,18 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., Api]]:
                 metrics = Metrics(CollectorRegistry())
                 store.subscribe(metrics.on_events)
                 app = build_app(LocalBackend(store), metrics=metrics, token=token, ready=ready, **options)
-                runner, port = await start_api(app, "127.0.0.1", 0, ssl_context=context)
+                runner, port = await start_api(app, "127.0.0.1", 0, ssl_context=context, accept_round=accept_round,
+                                               busy=busy)
             except BaseException as exc:  # noqa: BLE001  (raised again in the test's thread)
                 started.set_exception(exc)
                 return
             loop = asyncio.get_running_loop()
-            started.set_result(Api(port, loop, store, metrics, home, token, ca_file, lambda: loop.call_soon_threadsafe(stop.set)))
+
+            def stop_serving() -> None:  # (once more after a test stopped it: nothing)
+                with contextlib.suppress(RuntimeError):  # the loop closed already
+                    loop.call_soon_threadsafe(stop.set)
+
+            started.set_result(Api(port, loop, store, metrics, home, token, ca_file, stop_serving))
             try:
                 await stop.wait()
             finally:

@@ -1,0 +1,257 @@
+"""The API's listening socket (kdns.api.rounds): new connections in rounds while DNS keeps
+the event loop busy, at once otherwise; kept connections never held back; TLS through it;
+a stop with connections waiting; and the load measure that decides.
+
+The API servers here are real (aiohttp on a loopback port, kdns's app) and told whether the
+loop is busy (`busy`, start_api's seam); tests/e2e/test_api_rounds.py makes a real kdns
+busy with real DNS load instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from aiohttp import web
+
+from kdns.api.http import start_api
+from kdns.api.rounds import BUSY_QUERY_RATE, BUSY_SHARE, SAMPLE_S, LoopLoad
+from kdns.cli import _parser, settings_from
+from kdns.config import ConfigError, Settings
+from tests.api.conftest import Api
+
+ROUND = 0.5  # long enough that "waited for the round" and "answered at once" never meet
+
+
+def _livez(api: Api) -> tuple[int, float]:
+    """GET /livez on a connection of its own: the status and the seconds it took."""
+    began = time.monotonic()
+    reply = api.request("GET", "/livez")
+    return reply.status, time.monotonic() - began
+
+
+def test_a_new_connection_waits_for_the_round_while_busy(api_server: Callable[..., Api]) -> None:
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    status, took = _livez(api)
+    assert status == 200
+    assert took >= ROUND * 0.9
+
+
+def test_connections_that_come_during_a_round_are_taken_together(api_server: Callable[..., Api]) -> None:
+    """Three clients 0.1 s apart: the first starts the round, and all three are answered
+    when it ends, together."""
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    done: list[float] = []
+    statuses: list[int] = []
+
+    def client() -> None:
+        status, _ = _livez(api)
+        statuses.append(status)
+        done.append(time.monotonic())
+
+    began = time.monotonic()
+    threads = []
+    for _ in range(3):
+        thread = threading.Thread(target=client)
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join(10)
+    assert statuses == [200, 200, 200]
+    assert min(done) - began >= ROUND * 0.9
+    assert max(done) - min(done) < ROUND / 2
+
+
+def test_not_busy_a_connection_is_taken_at_once(api_server: Callable[..., Api]) -> None:
+    api = api_server(accept_round=ROUND, busy=lambda: False)
+    status, took = _livez(api)
+    assert status == 200
+    assert took < ROUND / 2
+
+
+def test_no_round_takes_connections_at_once_however_busy(api_server: Callable[..., Api]) -> None:
+    api = api_server(accept_round=0.0, busy=lambda: True)
+    status, took = _livez(api)
+    assert status == 200
+    assert took < ROUND / 2
+
+
+def test_a_kept_connection_is_not_held_back(api_server: Callable[..., Api]) -> None:
+    """Only accepting waits for the round: the requests of an open connection are read as
+    they come (a watch, client-go's kept connection)."""
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        connection.request("GET", "/livez")
+        assert connection.getresponse().read() == b"ok"
+        began = time.monotonic()
+        for _ in range(3):
+            connection.request("GET", "/livez")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+        assert time.monotonic() - began < ROUND / 2
+    finally:
+        connection.close()
+
+
+def test_writes_go_through_a_round(api_server: Callable[..., Api]) -> None:
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    reply = api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                        "metadata": {"name": "rounds"}})
+    assert reply.status == 201, reply.body
+    assert api.request("GET", "/api/v1/namespaces/rounds").status == 200
+
+
+def test_tls_through_a_round(api_server: Callable[..., Api]) -> None:
+    api = api_server(tls=True, accept_round=ROUND, busy=lambda: True)
+    status, took = _livez(api)
+    assert status == 200
+    assert took >= ROUND * 0.9
+
+
+def test_a_failed_handshake_costs_only_its_own_connection(api_server: Callable[..., Api]) -> None:
+    """A client that speaks plain HTTP to the TLS port, or hangs up mid-handshake, is
+    dropped; the next client is served."""
+    api = api_server(tls=True)
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as plain:
+        plain.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            data = plain.recv(100)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+        assert not data.startswith(b"HTTP/1.1 200")
+    status, _ = _livez(api)
+    assert status == 200
+
+
+def test_stopping_with_connections_waiting_for_the_round(api_server: Callable[..., Api]) -> None:
+    """The server stops (the fixture checks its thread ends) with a connection in the
+    backlog: that client sees the connection closed, not a hang."""
+    api = api_server(accept_round=5.0, busy=lambda: True)
+    client = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+    try:
+        client.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        api._stop()
+        client.settimeout(10)
+        try:
+            data = client.recv(100)
+        except ConnectionResetError:
+            data = b""
+        assert data == b""
+    finally:
+        client.close()
+
+
+def test_a_taken_port_is_refused(api_server: Callable[..., Api]) -> None:
+    """Binding where another server listens fails as asyncio's server would (OSError:
+    kdns/app.py turns it into its BindError)."""
+    first = api_server()
+
+    async def bind() -> None:
+        await start_api(web.Application(), "127.0.0.1", first.port)
+
+    with pytest.raises(OSError, match="in use"):
+        asyncio.run(bind())
+
+
+class Sampled:
+    """The three readings LoopLoad takes, set by the test: wall clock, the loop thread's
+    CPU time, queries answered."""
+
+    def __init__(self) -> None:
+        self.now = 0.0  # (binary fractions below: the sums are exact)
+        self.cpu = 0.0
+        self.answered = 0
+
+    def load(self) -> LoopLoad:
+        return LoopLoad(lambda: self.answered, clock=lambda: self.now, cpu=lambda: self.cpu)
+
+    def run(self, seconds: float, *, share: float, rate: float) -> None:
+        self.now += seconds
+        self.cpu += share * seconds
+        self.answered += int(rate * seconds)
+
+
+def test_busy_needs_the_loop_busy_and_mostly_dns() -> None:
+    readings = Sampled()
+    load = readings.load()
+    assert not load.busy()
+    verdicts = []
+    for share, rate in (
+        (0.95, 50_000),  # a DNS server at work
+        (0.95, 100),  # busy with something else (the API itself)
+        (0.5, 50_000),  # much DNS, cheap: time to spare
+        (BUSY_SHARE + 0.01, BUSY_QUERY_RATE + 10),  # just over both
+        (BUSY_SHARE - 0.01, BUSY_QUERY_RATE + 10),
+        (1.0, BUSY_QUERY_RATE - 10),
+    ):
+        readings.run(0.25, share=share, rate=rate)
+        load.sample()
+        verdicts.append(load.busy())
+    assert verdicts == [True, False, False, True, False, False]
+
+
+def test_each_verdict_is_on_the_last_span_only() -> None:
+    """A busy span after a quiet hour is busy; a quiet span after a busy one is quiet."""
+    readings = Sampled()
+    load = readings.load()
+    readings.run(3600, share=0.0, rate=0)
+    load.sample()
+    assert not load.busy()
+    readings.run(0.25, share=1.0, rate=100_000)
+    load.sample()
+    assert load.busy()
+    readings.run(0.25, share=0.0, rate=0)
+    load.sample()
+    assert not load.busy()
+
+
+def test_sampling_runs_on_the_loop_until_stopped() -> None:
+    """start() samples every SAMPLE_S on the running loop; stop() ends it, and says quiet."""
+    answered = [0]
+    load = LoopLoad(lambda: answered[0], cpu=time.monotonic)  # (a CPU clock that always runs: busy)
+
+    async def run() -> tuple[bool, bool]:
+        load.start()
+        for _ in range(int(2 * SAMPLE_S / 0.01)):
+            answered[0] += 1000
+            await asyncio.sleep(0.01)
+        during = load.busy()
+        load.stop()
+        return during, load.busy()
+
+    assert asyncio.run(run()) == (True, False)
+
+
+def _settings(*flags: str, **environ: str) -> Settings:
+    return settings_from(_parser().parse_args(["serve", "--upstream", "none", *flags]), environ)[0]
+
+
+def test_accept_round_flag_and_its_environment_twin() -> None:
+    assert _settings().api_accept_round == 0.05
+    assert _settings("--api-accept-round", "0").api_accept_round == 0.0
+    assert _settings(KDNS_API_ACCEPT_ROUND="0.2").api_accept_round == 0.2
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("soon", "--api-accept-round 'soon': not a number"),
+        ("-0.1", "--api-accept-round '-0.1': must be between 0 and 1 seconds"),
+        ("2", "--api-accept-round '2': must be between 0 and 1 seconds"),
+        ("nan", "--api-accept-round 'nan': must be between 0 and 1 seconds"),
+    ],
+)
+def test_a_bad_accept_round_is_refused_with_the_reason(given: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _settings("--api-accept-round", given)
+    assert str(info.value) == message
