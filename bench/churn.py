@@ -17,8 +17,14 @@ after start:
 4. 100 writes/s;
 5. no writes again (drift: the machine is shared).
 
-A write is one pod readiness flip through the API (`writes.Writer`: a merge PATCH of
-`pods/NAME/status`, which commits the pod and its Service's EndpointSlice). Per window:
+A write is one pod readiness flip through the API (a merge PATCH of `pods/NAME/status`,
+which commits the pod and its Service's EndpointSlice), each on a connection of its own,
+sent when due whether or not the earlier ones were answered, as independent kubelets send
+them (`writes.ConcurrentWriter`; `--writer sequential` waits for each reply before the
+next, as a script of kubectl calls; `--writer keep-alive` does so on one kept connection,
+as client-go). Under this load kdns takes new API connections in rounds
+(kdns/api/rounds.py): a write is answered up to a round (0.05 s) later, which a client
+waiting for each reply could not absorb at 100 a second. Per window:
 answers/s, its ratio to the baseline, loss, kdns's CPU per answer (utime+stime over the
 window, API and writes included) and its ratio, writes acknowledged, and how much of
 kdns's core other processes took. Every sequence runs for two query mixes: the bench mix
@@ -45,7 +51,7 @@ from common import HERE, LOOPBACK, LOSS_LIMIT_PCT, REPO, say
 from measure import dnsperf, slim
 from procs import cpus, free_port, pin_threads, stop_all
 from servers import wait_answer
-from writes import Writer, start, wait_api
+from writes import ConcurrentWriter, Writer, start, wait_api
 
 MIXES = ("bench", "storm")
 RATES = (10, 100)  # writes a second, in this order
@@ -54,17 +60,24 @@ WARM_WINDOWS = 5  # at most
 WARM_SETTLED = 0.15  # CPU per answer within this of the window before: warm
 
 
+# How the writes are sent: each on a connection of its own, when due, as independent
+# clients (kubelets) send them (`writes.ConcurrentWriter`, the default); one client that
+# waits for each reply before the next, a connection each, as a script of kubectl calls
+# (`writes.Writer`); or that client on one kept connection, as client-go keeps its own.
+WRITERS = ("concurrent", "sequential", "keep-alive")
+
+
 @dataclass(frozen=True)
 class Plan:
     """One sequence's shape: windows per phase, seconds per window, sequences per mix, and
-    whether the writer keeps one connection open (`writes.Writer`'s keep_alive)."""
+    how the writes are sent (one of WRITERS)."""
 
     window_s: float
     baseline: int
     per_rate: int
     after: int
     repeats: int
-    keep_alive: bool = False
+    writer: str = "concurrent"
 
     def phases(self) -> list[tuple[str, int, int]]:
         """(phase, writes a second, windows) in order."""
@@ -100,11 +113,14 @@ def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen
             if len(warm) > 1 and abs(warm[-1] - warm[-2]) <= WARM_SETTLED * warm[-2]:
                 break
         for phase, rate, count in plan.phases():
-            writer = None
+            writer: Writer | ConcurrentWriter | None = None
             if rate:
                 total = int(rate * plan.window_s * (count + 1))  # bounded: the phase and some slack
-                writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, total, first=written,
-                                keep_alive=plan.keep_alive)
+                if plan.writer == "concurrent":
+                    writer = ConcurrentWriter(api_port, pods, rate, total, first=written)
+                else:
+                    writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, total, first=written,
+                                    keep_alive=plan.writer == "keep-alive")
                 writer.start()
             try:
                 for i in range(count):
@@ -204,7 +220,8 @@ def markdown(churn: dict[str, Any]) -> list[str]:
     """The churn tables (bench/README.md's results and the stand-alone command's output)."""
     plan = churn["plan"]
     lines = [(f"Closed-loop dnsperf in back-to-back {plan['window_s']:g} s windows against a fresh kdns "
-              f"(`--ephemeral`, API on) per sequence; medians of {plan['repeats']} sequences per mix, mixes "
+              f"(`--ephemeral`, API on) per sequence, writes sent by a {plan.get('writer', 'sequential')} writer; "
+              f"medians of {plan['repeats']} sequences per mix, mixes "
               f"alternated. Ratios are to the no-write windows before the writes; \"worst\" is the lowest "
               f"ratio of any one sequence's window to its own no-write median. Target: every window at 10 "
               f"and 100 writes/s >= {TARGET_RATIO} x, loss < {LOSS_LIMIT_PCT} %, from the first write."), "",
@@ -272,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="cluster generator seed")
     parser.add_argument("--mix", choices=MIXES, action="append", help="one query mix only (default both)")
     parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
-    parser.add_argument("--keep-alive", action="store_true",
-                        help="the writer keeps one HTTP connection open, as the kubelet does (default: one a write)")
+    parser.add_argument("--writer", choices=WRITERS, default="concurrent",
+                        help="concurrent: each write on a connection of its own, sent when due (default); "
+                             "sequential: one client waiting for each reply, a connection each; keep-alive: "
+                             "that client on one kept connection")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else DEFAULT
     plan = Plan(**{**plan.__dict__, **({"repeats": args.repeats} if args.repeats else {}),
-                   **({"window_s": args.window} if args.window else {}), "keep_alive": args.keep_alive})
+                   **({"window_s": args.window} if args.window else {}), "writer": args.writer})
     server_cpu, client_cpu, pinning = cpus()
     os.sched_setaffinity(0, {int(client_cpu)})  # the harness and its writer off kdns's core
     args.out.mkdir(parents=True, exist_ok=True)

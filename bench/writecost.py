@@ -4,6 +4,7 @@
     python bench/writecost.py --src /tmp/old --src .   # A/B: two kdns trees, runs alternated
     python bench/writecost.py --profile /tmp/flips     # also py-spy's stacks of one run (/tmp/flips.<tree>.txt)
     python bench/writecost.py --registry --src /tmp/old --src .   # the registry's share alone, in-process
+    python bench/writecost.py --rate 100 --flips 500   # flips 10 ms apart instead of back to back
 
 kdns serves the bench cluster (bench/gen.py, seed 1) with its registry in memory
 (`--ephemeral`; `--data-dir` to journal to a fresh directory instead), no DNS load. After
@@ -13,7 +14,10 @@ Writer sends (a kubelet reporting Ready), each on its own connection as that Wri
 and waits for each reply. The figure is the kdns process's CPU time (utime + stime from
 /proc, all threads) over those flips divided by their count: the request's parsing, patch,
 validation, admission, commit, EndpointSlice update, watch fan-out, reply, journal and
-DNS index update. Per tree the median of `--repeats` runs is printed, and the same split
+DNS index update. `--rate` paces the flips (100: one every 10 ms, as bench/churn.py's
+100 writes a second) instead: each then finds the process's code and data cold again
+(the loop slept, or answered DNS, in between), and costs about three times as much as
+back to back (docs/architecture.md "The API under DNS load"). Per tree the median of `--repeats` runs is printed, and the same split
 by thread (/proc/PID/task: the event loop's thread, the main one, and the others, the
 journal's writer among them), user and system time apart; nothing here is a test.
 
@@ -50,8 +54,8 @@ REPO = HERE.parent
 BACK_TO_BACK = 1e9  # writes a second: the Writer's pacing never waits
 
 
-def flips(api: str, pods: list[gen.Pod], count: int, first: int) -> None:
-    writer = Writer(api, pods, BACK_TO_BACK, count, first)
+def flips(api: str, pods: list[gen.Pod], count: int, first: int, rate: float = BACK_TO_BACK) -> None:
+    writer = Writer(api, pods, rate, count, first)
     writer.run()
     if writer.errors or len(writer.acknowledged) != count:
         raise SystemExit(f"writecost: {count - len(writer.acknowledged)} flips failed: {writer.errors[:3]}")
@@ -81,7 +85,7 @@ def one_run(src: Path, args: argparse.Namespace, work: Path, pods: list[gen.Pod]
                                     "--output", str(profile)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         before, threads_before = cpu_seconds(kdns.pid), thread_cpu(kdns.pid)
-        flips(api, pods, args.flips, args.warmup)
+        flips(api, pods, args.flips, args.warmup, args.rate)
         spent, threads = cpu_seconds(kdns.pid) - before, thread_cpu(kdns.pid)
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its stacks and exits
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
     parser.add_argument("--flips", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=BACK_TO_BACK,
+                        help="flips a second, paced (default: back to back); see above")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu", default=str(max(os.sched_getaffinity(0))), help="the CPU kdns is pinned to")
     parser.add_argument("--data-dir", action="store_true", help="journal to disk (--data-dir) instead of --ephemeral")
@@ -212,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                 run = one_run(src, args, work, pods, probe, profile)
                 runs[src].append(run)
                 print(f"writecost: {src} run {repeat + 1}: {run['total']:.3f} ms CPU per flip", file=sys.stderr)
+    pace = "back to back" if args.rate == BACK_TO_BACK else f"{args.rate:g} a second"
     print(f"`python bench/writecost.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-          f"({args.flips} flips after {args.warmup}, kdns on CPU {args.cpu}, "
+          f"({args.flips} flips after {args.warmup}, {pace}, kdns on CPU {args.cpu}, "
           f"{'journal on disk' if args.data_dir else '--ephemeral'}; median of {args.repeats})\n")
     print("| tree | kdns CPU ms per flip (median) | runs | loop thread: user | system | other threads: user | system |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")

@@ -29,7 +29,9 @@ import argparse
 import http.client
 import json
 import os
+import selectors
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -146,6 +148,98 @@ class Writer(threading.Thread):
         response.read()
         if response.status >= 300:
             raise http.client.HTTPException(f"HTTP {response.status} {response.reason} for {path}")
+
+
+def flip_request(api_port: int, pod: gen.Pod, ready: str) -> bytes:
+    """The bytes of one readiness flip: the merge PATCH `Writer` sends, on a connection
+    the server closes after replying."""
+    body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
+    return (f"PATCH /api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status HTTP/1.1\r\n"
+            f"Host: {LOOPBACK}:{api_port}\r\nContent-Type: application/merge-patch+json\r\n"
+            f"Accept: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+class ConcurrentWriter(threading.Thread):
+    """`Writer`'s flips, `rate` a second and `count` at most, each on a connection of its
+    own and sent when due, whether or not the replies to the ones before came: as many
+    independent clients (kubelets reporting readiness) write. Same counters as `Writer`.
+
+    One thread and non-blocking sockets (selectors): a flip costs the client core a
+    connect, a send and a read, not a urllib request, and the thread wakes only when a
+    flip is due or a reply comes. An API that takes new connections in rounds under DNS
+    load (kdns/api/rounds.py) answers a flip a round later; a client that waited for each
+    reply (`Writer`) could then not send 100 a second."""
+
+    def __init__(self, api_port: int, pods: list[gen.Pod], rate: float, count: int, first: int = 0) -> None:
+        super().__init__(name="bench concurrent writer", daemon=True)
+        self.api_port, self.pods, self.rate, self.count, self.first = api_port, pods, rate, count, first
+        self.acknowledged: list[float] = []
+        self.replied: list[float] = []
+        self.errors: list[str] = []
+        self.sent = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            # Per open connection: what is left to send, what came back, when it was sent.
+            open_: dict[socket.socket, tuple[list[bytes], bytearray, float]] = {}
+            begin = time.monotonic()
+            try:
+                while not self.stop.is_set() and (self.sent < self.count or open_):
+                    now = time.monotonic()
+                    while self.sent < self.count and begin + self.sent / self.rate <= now:
+                        self._open(selector, open_)
+                    due = begin + self.sent / self.rate - time.monotonic() if self.sent < self.count else 0.1
+                    for key, events in selector.select(min(max(due, 0.0), 0.1)):
+                        self._step(selector, open_, key.fileobj, events)  # type: ignore[arg-type]
+            finally:
+                for sock in open_:
+                    sock.close()
+
+    def _open(self, selector: selectors.BaseSelector, open_: dict[socket.socket, tuple[list[bytes], bytearray, float]]) -> None:
+        i = self.first + self.sent
+        self.sent += 1
+        pod = self.pods[i % len(self.pods)]
+        ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((LOOPBACK, self.api_port))
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self.errors.append(str(exc))
+            sock.close()
+            return
+        open_[sock] = ([flip_request(self.api_port, pod, ready)], bytearray(), time.monotonic())
+        selector.register(sock, selectors.EVENT_WRITE)
+
+    def _step(self, selector: selectors.BaseSelector, open_: dict[socket.socket, tuple[list[bytes], bytearray, float]],
+              sock: socket.socket, events: int) -> None:
+        pending, received, sent = open_[sock]
+        try:
+            if events & selectors.EVENT_WRITE and pending:
+                done = sock.send(pending[0])
+                pending[0] = pending[0][done:]
+                if not pending[0]:
+                    pending.clear()
+                    selector.modify(sock, selectors.EVENT_READ)
+                return
+            data = sock.recv(65536)
+            if data:
+                received += data
+                return
+        except OSError as exc:
+            self.errors.append(str(exc))
+        selector.unregister(sock)
+        sock.close()
+        del open_[sock]
+        if received.startswith(b"HTTP/1.1 2"):
+            now = time.monotonic()
+            self.acknowledged.append(now - sent)
+            self.replied.append(now)
+        elif received:
+            self.errors.append(bytes(received.split(b"\r\n", 1)[0]).decode(errors="replace"))
 
 
 JOURNAL, EPHEMERAL = "journal", "ephemeral"
