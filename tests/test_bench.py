@@ -1,12 +1,13 @@
 """The benchmark's parts (bench/): reading dnsperf's output, the percentiles, the storm mix,
-the scheduler's events replayed (schedtrace), and the writer that flips pods' readiness
-through a real kdns's API. The benchmark itself
+the scheduler's events replayed (schedtrace), the writers that flip pods' readiness
+through a real kdns's API, and writepairs' seconds with and without writes. The benchmark itself
 is run by hand (bench/README.md); nothing here times anything."""
 
 from __future__ import annotations
 
 import json
 import random
+import socket
 import sys
 import urllib.request
 from collections import Counter
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import gen
 from measure import parse_dnsperf, percentile
 from schedtrace import replay
-from writes import Writer
+from writepairs import per_second, ratios
+from writes import ConcurrentWriter, Writer
 
 OUTPUT = """\
 DNS Performance Testing Tool
@@ -151,3 +153,45 @@ def test_the_writer_flips_readiness_through_the_api(kdns_process: Any, keep_aliv
         with urllib.request.urlopen(f"{kdns.api_url}/api/v1/namespaces/default/pods/{pod.name}", timeout=5) as reply:
             conditions = json.load(reply)["status"]["conditions"]
         assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
+
+
+def test_the_concurrent_writer_flips_readiness_through_the_api(kdns_process: Any) -> None:
+    """writes.ConcurrentWriter: every flip on its own connection, none waiting for another,
+    all acknowledged; the pods end where its flips leave them."""
+    kdns = kdns_process(manifests=[PODS])
+    pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
+            for i in range(2)]
+    writer = ConcurrentWriter(kdns.api_port, pods, rate=500, count=6)
+    writer.run()  # in this thread: bounded by its count and the replies
+    assert writer.errors == []
+    assert len(writer.acknowledged) == writer.sent == 6
+    for pod in pods:  # flips 0-1 unready, 2-3 ready, 4-5 unready
+        with urllib.request.urlopen(f"{kdns.api_url}/api/v1/namespaces/default/pods/{pod.name}", timeout=5) as reply:
+            conditions = json.load(reply)["status"]["conditions"]
+        assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
+
+
+def test_the_concurrent_writer_counts_a_refused_connection_as_an_error() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    pod = gen.Pod(name="web-0", namespace="default", ip="10.0.0.1", hostname=None, service="")
+    writer = ConcurrentWriter(port, [pod], rate=100, count=2)
+    writer.run()
+    assert writer.sent == 2 and writer.acknowledged == [] and len(writer.errors) == 2
+
+
+def test_writepairs_reads_dnsperf_seconds_and_compares_each_write_second_to_its_neighbours() -> None:
+    out = "\n".join([
+        "[Status] Sending queries (to 127.0.0.1:53)",
+        "100.5: 1000.0", "101.5: 1010.0", "102.5: 800.0", "103.5: 790.0", "104.5: 990.0", "105.5: 1000.0",
+        "Statistics:",
+    ])
+    seconds = per_second(out)
+    assert seconds == [(100.5, 1000.0), (101.5, 1010.0), (102.5, 800.0), (103.5, 790.0), (104.5, 990.0),
+                       (105.5, 1000.0)]
+    # Writes on from 101.4 to 103.6: the seconds ending 102.5 and 103.5 are on; 101.5 and
+    # 104.5 overlap the edges (neither); the others are write-free.
+    found, free = ratios(seconds, [(101.4, 103.6)], period=2.0)
+    assert free == [1000.0, 1000.0]
+    assert found == [0.8, 0.79]
