@@ -138,31 +138,20 @@ status: {{phase: Running, podIP: 10.0.0.{i + 1}, conditions: [{{type: Ready, sta
 """ for i in range(2))
 
 
-@pytest.mark.parametrize("keep_alive", [False, True], ids=["connection per write", "kept connection"])
-def test_the_writer_flips_readiness_through_the_api(kdns_process: Any, keep_alive: bool) -> None:
+@pytest.mark.parametrize("how", ["connection per write", "kept connection", "concurrent"])
+def test_the_writers_flip_readiness_through_the_api(kdns_process: Any, how: str) -> None:
     """writes.Writer, with a connection per write (as kubectl) or one kept open (as the
-    kubelet), has every flip acknowledged, and the pods end where its flips leave them."""
+    kubelet), and writes.ConcurrentWriter (each flip on its own connection, none waiting
+    for another) have every flip acknowledged, and the pods end where the flips leave them."""
     kdns = kdns_process(manifests=[PODS])
     pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
             for i in range(2)]
-    writer = Writer(kdns.api_url, pods, rate=500, count=6, keep_alive=keep_alive)
-    writer.run()  # in this thread: bounded by its count
-    assert writer.errors == []
-    assert len(writer.acknowledged) == writer.sent == 6
-    for pod in pods:  # flips 0-1 unready, 2-3 ready, 4-5 unready
-        with urllib.request.urlopen(f"{kdns.api_url}/api/v1/namespaces/default/pods/{pod.name}", timeout=5) as reply:
-            conditions = json.load(reply)["status"]["conditions"]
-        assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
-
-
-def test_the_concurrent_writer_flips_readiness_through_the_api(kdns_process: Any) -> None:
-    """writes.ConcurrentWriter: every flip on its own connection, none waiting for another,
-    all acknowledged; the pods end where its flips leave them."""
-    kdns = kdns_process(manifests=[PODS])
-    pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
-            for i in range(2)]
-    writer = ConcurrentWriter(kdns.api_port, pods, rate=500, count=6)
-    writer.run()  # in this thread: bounded by its count and the replies
+    writer: Writer | ConcurrentWriter
+    if how == "concurrent":
+        writer = ConcurrentWriter(kdns.api_port, pods, rate=500, count=6)
+    else:
+        writer = Writer(kdns.api_url, pods, rate=500, count=6, keep_alive=how == "kept connection")
+    writer.run()  # in this thread: bounded by its count (and, concurrent, the replies)
     assert writer.errors == []
     assert len(writer.acknowledged) == writer.sent == 6
     for pod in pods:  # flips 0-1 unready, 2-3 ready, 4-5 unready
