@@ -16,8 +16,8 @@ and waits for each reply. The figure is the kdns process's CPU time (utime + sti
 validation, admission, commit, EndpointSlice update, watch fan-out, reply, journal and
 DNS index update. `--rate` paces the flips (100: one every 10 ms, as bench/churn.py's
 100 writes a second) instead: each then finds the process's code and data cold again
-(the loop slept, or answered DNS, in between), and costs about three times as much as
-back to back (docs/architecture.md "The API under DNS load"). Per tree the median of `--repeats` runs is printed, and the same split
+(the loop slept, or answered DNS, in between), and costs more than twice as much as
+back to back (1.76 against 0.73 ms, bench/README.md "What one write costs"). Per tree the median of `--repeats` runs is printed, and the same split
 by thread (/proc/PID/task: the event loop's thread, the main one, and the others, the
 journal's writer among them), user and system time apart; nothing here is a test.
 

@@ -114,10 +114,7 @@ class Writer(threading.Thread):
                     return
                 i = self.first + n
                 self.sent += 1
-                pod = self.pods[i % len(self.pods)]
-                ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
-                body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
-                path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status"
+                path, body = flip(self.pods, i)
                 headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
                 sent = time.monotonic()
                 try:
@@ -150,12 +147,20 @@ class Writer(threading.Thread):
             raise http.client.HTTPException(f"HTTP {response.status} {response.reason} for {path}")
 
 
-def flip_request(api_port: int, pod: gen.Pod, ready: str) -> bytes:
-    """The bytes of one readiness flip: the merge PATCH `Writer` sends, on a connection
-    the server closes after replying."""
+def flip(pods: list[gen.Pod], i: int) -> tuple[str, bytes]:
+    """The `i`th readiness flip over `pods` (the pods in turn; each round of them sets
+    Ready to False, the next to True, and so on): the path and the merge-patch body."""
+    pod = pods[i % len(pods)]
+    ready = "False" if (i // len(pods)) % 2 == 0 else "True"
     body = json.dumps({"status": {"conditions": [{"type": "Ready", "status": ready}]}}).encode()
-    return (f"PATCH /api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status HTTP/1.1\r\n"
-            f"Host: {LOOPBACK}:{api_port}\r\nContent-Type: application/merge-patch+json\r\n"
+    return f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status", body
+
+
+def flip_request(api_port: int, pods: list[gen.Pod], i: int) -> bytes:
+    """The bytes of the `i`th flip (`flip`), the merge PATCH `Writer` sends, on a
+    connection the server closes after replying."""
+    path, body = flip(pods, i)
+    return (f"PATCH {path} HTTP/1.1\r\nHost: {LOOPBACK}:{api_port}\r\nContent-Type: application/merge-patch+json\r\n"
             f"Accept: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
@@ -199,8 +204,6 @@ class ConcurrentWriter(threading.Thread):
     def _open(self, selector: selectors.BaseSelector, open_: dict[socket.socket, tuple[list[bytes], bytearray, float]]) -> None:
         i = self.first + self.sent
         self.sent += 1
-        pod = self.pods[i % len(self.pods)]
-        ready = "False" if (i // len(self.pods)) % 2 == 0 else "True"
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -211,7 +214,7 @@ class ConcurrentWriter(threading.Thread):
             self.errors.append(str(exc))
             sock.close()
             return
-        open_[sock] = ([flip_request(self.api_port, pod, ready)], bytearray(), time.monotonic())
+        open_[sock] = ([flip_request(self.api_port, self.pods, i)], bytearray(), time.monotonic())
         selector.register(sock, selectors.EVENT_WRITE)
 
     def _step(self, selector: selectors.BaseSelector, open_: dict[socket.socket, tuple[list[bytes], bytearray, float]],

@@ -1,18 +1,18 @@
 """The API's listening socket, whose new connections are taken in rounds while DNS is busy.
 
-Why. kdns answers DNS and serves its API on one event loop, on one core. Under a
-steady DNS load, a write that comes on a connection of its own (kubectl, one per
-request; a kubelet's readiness report) costs the loop about three times what the same
-write costs when writes come back to back: between two writes the loop answers
-thousands of datagrams, the kernel's network stack runs for each of them, and every
-write starts again from cold CPU caches, in the kernel (accept, the connection's
+Why. kdns answers DNS and serves its API on one event loop, on one core. A write that
+comes on a connection of its own (kubectl, one per request; a kubelet's readiness
+report) 10 ms after the last costs the loop more than twice what the same write costs
+when writes come back to back: between two writes the loop sleeps or answers thousands
+of datagrams (the kernel's network stack running for each), and every write starts
+again from cold CPU caches, in the kernel (accept, the connection's
 system calls), in aiohttp (a protocol, a parser, a task per connection) and in kdns.
-Measured: a readiness flip through the API costs kdns about 1.5 ms of CPU when flips
-come 10 ms apart and 0.5 ms back to back, with no DNS load (`python bench/writecost.py
---rate 100` against the default), and under a closed-loop DNS load flips arriving five
-together cost about a third of flips arriving one by one (docs/architecture.md "The API
-under DNS load"). At 100 writes a second that is the difference between the loop giving
-DNS about 85 % of its time and about 95 %.
+Measured: a readiness flip through the API costs kdns 1.76 ms of CPU when flips come
+10 ms apart and 0.73 ms back to back, with no DNS load (`python bench/writecost.py
+--rate 100` against the default); under a closed-loop DNS load with 100 flips a second,
+the answers keep 0.916 of their write-free rate with rounds and 0.880 without
+(`python bench/writepairs.py --round 0 --round 0.05`; docs/architecture.md "The API
+under DNS load").
 
 What. While the loop is busy and most of it is DNS (`LoopLoad`), a connection that
 comes in is not accepted at once: the first one starts a round, and when the round
