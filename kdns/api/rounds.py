@@ -52,7 +52,8 @@ BUSY_SHARE = 0.7
 # `kubectl apply` of many objects, would only have its own requests held back).
 BUSY_QUERY_RATE = 2000.0
 # How often the two are read: each verdict is on the span since the last reading (a
-# timer on the loop, four callbacks a second, each two clock reads and a sum).
+# timer on the loop, four callbacks a second, each two clock reads and a sum, while
+# queries are answered: `LoopLoad` rests when none are).
 SAMPLE_S = 0.25
 # How many connections one turn accepts at most (the listen backlog): the rest wait
 # for the next readiness event, so that a flood of connections cannot hold the loop.
@@ -72,6 +73,12 @@ class LoopLoad:
     SAMPLE_S on the loop (`stop()` ends it); `busy()` is the verdict on the last span
     sampled, so a connection after a quiet minute is judged by the last quarter-second,
     not by the minute.
+
+    A span in which no query was answered ends the sampling until `busy()` is next
+    asked (a connection arrives): an idle kdns is not woken four times a second for a
+    verdict nobody reads. The connection that wakes it is judged not busy (no span has
+    been measured since), and the next ones by the quarter-seconds after it; while DNS
+    is answered, the sampling never stops.
     """
 
     def __init__(
@@ -89,18 +96,28 @@ class LoopLoad:
         self._answered_since = answered()
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
+        # Started, and stopped after a span with no query answered: `busy()` restarts it.
+        self._resting = False
 
     def busy(self) -> bool:
+        if self._resting:
+            self._resting = False
+            self._reset()  # (what happened while resting is not judged)
+            self._timer = asyncio.get_running_loop().call_later(SAMPLE_S, self._tick)
         return self._busy
 
-    def sample(self) -> None:
-        """Judge the span since the last sample, and start the next one."""
+    def sample(self) -> int:
+        """Judge the span since the last sample, and start the next one; the queries
+        answered over the span."""
         now, spent, answered = self._clock(), self._cpu(), self._answered()
         span = now - self._since
-        self._busy = span > 0 and (
-            spent - self._cpu_since >= BUSY_SHARE * span and answered - self._answered_since >= BUSY_QUERY_RATE * span
-        )
+        count = answered - self._answered_since
+        self._busy = span > 0 and spent - self._cpu_since >= BUSY_SHARE * span and count >= BUSY_QUERY_RATE * span
         self._since, self._cpu_since, self._answered_since = now, spent, answered
+        return count
+
+    def _reset(self) -> None:
+        self._since, self._cpu_since, self._answered_since = self._clock(), self._cpu(), self._answered()
 
     def start(self) -> None:
         """Sample every SAMPLE_S from now on, on the running loop (its thread's CPU time)."""
@@ -108,13 +125,16 @@ class LoopLoad:
         self._timer = asyncio.get_running_loop().call_later(SAMPLE_S, self._tick)
 
     def _tick(self) -> None:
-        self.sample()
-        self._timer = asyncio.get_running_loop().call_later(SAMPLE_S, self._tick)
+        if self.sample():
+            self._timer = asyncio.get_running_loop().call_later(SAMPLE_S, self._tick)
+        else:
+            self._timer, self._resting = None, True
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._resting = False
         self._busy = False
 
 

@@ -232,6 +232,42 @@ def test_sampling_runs_on_the_loop_until_stopped() -> None:
     assert asyncio.run(run()) == (True, False)
 
 
+def test_sampling_rests_while_no_query_is_answered_and_a_connection_wakes_it() -> None:
+    """A span with no query answered stops the timer (an idle kdns is not woken); the next
+    `busy()` (a connection) restarts it, judged not busy until a span has been measured."""
+    readings = Sampled()
+    reads = [0]
+
+    def clock() -> float:
+        reads[0] += 1
+        return readings.now
+
+    load = LoopLoad(lambda: readings.answered, clock=clock, cpu=lambda: readings.cpu)
+
+    async def run() -> tuple[int, int, bool, bool, bool]:
+        load.start()
+        readings.run(SAMPLE_S, share=1.0, rate=50_000)  # DNS at work: the timer goes on
+        await asyncio.sleep(SAMPLE_S * 1.5)
+        busy_at_work = load.busy()
+        await asyncio.sleep(SAMPLE_S * 3)  # nothing answered: one more sample, then rest
+        resting = reads[0]
+        await asyncio.sleep(SAMPLE_S * 3)
+        still = reads[0]
+        readings.run(60, share=1.0, rate=50_000)  # DNS busy again while it rested: not judged
+        woken = load.busy()
+        readings.run(SAMPLE_S, share=1.0, rate=50_000)
+        await asyncio.sleep(SAMPLE_S * 1.5)
+        after = load.busy()
+        load.stop()
+        return resting, still, busy_at_work, woken, after
+
+    resting, still, busy_at_work, woken, after = asyncio.run(run())
+    assert busy_at_work
+    assert still == resting  # no sample while resting
+    assert not woken  # the waking connection is taken at once
+    assert after  # and the quarter-second after it is judged
+
+
 def _settings(*flags: str, **environ: str) -> Settings:
     return settings_from(_parser().parse_args(["serve", "--upstream", "none", *flags]), environ)[0]
 

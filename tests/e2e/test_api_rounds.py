@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kdns.api.rounds import SAMPLE_S
 from tests.conftest import Process
 
 DNSPERF = shutil.which("dnsperf")
@@ -50,6 +51,7 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
     kdns = kdns_process("--api-accept-round", str(ROUND), manifests=None)
     livez = f"{kdns.api_url}/livez"
     _, quiet_before = _get(livez)
+    time.sleep(3 * SAMPLE_S)  # that connection woke the sampler: a span with no query, and it rests again
     queries = tmp_path / "queries.txt"
     queries.write_text(QUERIES)
     assert DNSPERF is not None
@@ -59,7 +61,12 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        time.sleep(1.5)  # the load's first samples (kdns.api.rounds.SAMPLE_S) say busy
+        # The sampler rested while kdns was idle (kdns.api.rounds.LoopLoad): the first
+        # connection under the load wakes it and is taken at once; the samples after it
+        # (SAMPLE_S) say busy.
+        time.sleep(1.0)
+        _, waking = _get(livez)
+        time.sleep(4 * SAMPLE_S)
         loaded = [_get(livez) for _ in range(3)]
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "under-load"}}
         request = urllib.request.Request(f"{kdns.api_url}/api/v1/namespaces", method="POST",
@@ -79,8 +86,9 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
     # Each request came on a new connection while DNS kept kdns busy: each waited for
     # its round (the first connection of a round waits all of it)...
     assert min(took for _, took in loaded) >= ROUND * 0.75, (loaded, out)
-    # ... and none without the load.
+    # ... and none without the load, nor the one that woke the sampler.
     assert quiet_before < ROUND * 0.75 and quiet_after < ROUND * 0.75, (quiet_before, quiet_after)
+    assert waking < ROUND * 0.75, waking
     # DNS was answered all along.
     completed = next(line for line in out.splitlines() if "Queries completed" in line)
     assert int(completed.split()[2]) > 1000 * LOAD_S, out
