@@ -48,7 +48,7 @@ from typing import Any
 
 import gen
 from common import HERE, LOOPBACK, LOSS_LIMIT_PCT, REPO, say
-from measure import dnsperf, slim
+from measure import STEAL_LIMIT, dnsperf, slim
 from procs import cpus, free_port, pin_threads, stop_all
 from servers import wait_answer
 from writes import ConcurrentWriter, Writer, start, wait_api
@@ -56,6 +56,10 @@ from writes import ConcurrentWriter, Writer, start, wait_api
 MIXES = ("bench", "storm")
 RATES = (10, 100)  # writes a second, in this order
 TARGET_RATIO = 0.9  # of the no-write answers/s, every window (issue 19)
+# A window in which the hypervisor took STEAL_LIMIT (measure.py) of kdns's core or
+# dnsperf's measured the host, not kdns: it is shown, marked, and left out of the medians
+# and of the target (a no-write window so taken would move the baseline every write
+# window is held to).
 WARM_WINDOWS = 5  # at most
 WARM_SETTLED = 0.15  # CPU per answer within this of the window before: warm
 
@@ -158,7 +162,8 @@ def summarize(sequences: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         rows = []
         for position, first in enumerate(mine[0]["windows"]):
-            runs = [s["windows"][position] for s in mine if len(s["windows"]) > position]
+            every = [s["windows"][position] for s in mine if len(s["windows"]) > position]
+            runs = [w for w in every if not stolen(w)]
             rows.append({
                 "phase": first["phase"], "window": first["window"], "writes_per_s": first["writes_per_s"],
                 "qps": _median(runs, "qps"), "loss_pct": _median(runs, "loss_pct"),
@@ -166,29 +171,42 @@ def summarize(sequences: list[dict[str, Any]]) -> dict[str, Any]:
                 "others": _median(runs, "server_core_others"),
                 # the worst of the repeats too: the target is about every window
                 "qps_each": [r["qps"] for r in runs],
+                "stolen": len(every) - len(runs), "stolen_qps": [w["qps"] for w in every if stolen(w)],
             })
-        base = [r for r in rows if r["phase"] == "no writes"]
-        base_qps = statistics.median(r["qps"] for r in base)
-        base_cpu = statistics.median(r["cpu_us"] for r in base)
+        base = [r for r in rows if r["phase"] == "no writes" and r["qps"] is not None]
+        base_qps = statistics.median(r["qps"] for r in base) if base else None
+        base_cpu = statistics.median(r["cpu_us"] for r in base if r["cpu_us"] is not None) if base else None
         # Each sequence's windows against its own baseline: the worst ratio of any repeat.
         worst: dict[int, float] = {}
         for s in mine:
-            own = statistics.median(w["qps"] for w in s["windows"] if w["phase"] == "no writes")
+            quiet = [w["qps"] for w in s["windows"] if w["phase"] == "no writes" and not stolen(w)]
+            own = statistics.median(quiet) if quiet else None
             for position, w in enumerate(s["windows"]):
-                ratio = w["qps"] / own if own else 0.0
-                worst[position] = min(worst.get(position, ratio), ratio)
+                if own and not stolen(w):
+                    ratio = w["qps"] / own
+                    worst[position] = min(worst.get(position, ratio), ratio)
         for position, row in enumerate(rows):
-            row["qps_ratio"] = row["qps"] / base_qps if base_qps else None
+            row["qps_ratio"] = row["qps"] / base_qps if base_qps and row["qps"] is not None else None
             row["cpu_ratio"] = row["cpu_us"] / base_cpu if base_cpu and row["cpu_us"] else None
             row["worst_ratio"] = worst.get(position)
         written = [r for r in rows if r["writes_per_s"]]
-        met = all((r["qps_ratio"] or 0) >= TARGET_RATIO and (r["loss_pct"] or 0) < LOSS_LIMIT_PCT for r in written)
+        # A write window that every sequence lost to the hypervisor is not judged, and then
+        # neither is the target (it is about every window).
+        met = all(r["qps_ratio"] is not None and r["qps_ratio"] >= TARGET_RATIO
+                  and (r["loss_pct"] or 0) < LOSS_LIMIT_PCT for r in written)
         label = mix if len(trees) == 1 else f"{Path(tree).name} {mix}"
+        judged = [r["qps_ratio"] for r in written if r["qps_ratio"] is not None]
         out[label] = {"baseline_qps": base_qps, "baseline_cpu_us": base_cpu, "rows": rows, "met": met,
-                    "min_ratio": min((r["qps_ratio"] or 0) for r in written) if written else None,
+                    "min_ratio": min(judged) if judged else None,
+                    "stolen": sum(r["stolen"] for r in rows), "windows": sum(len(s["windows"]) for s in mine),
                     "first_write_ratio": next((r["qps_ratio"] for r in written), None),
                     "max_loss_pct": max((r["loss_pct"] or 0) for r in written) if written else None}
     return out
+
+
+def stolen(window: dict[str, Any]) -> bool:
+    """Whether the hypervisor took STEAL_LIMIT or more of either core over the window."""
+    return (window.get("steal") or 0.0) >= STEAL_LIMIT
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
@@ -224,10 +242,12 @@ def markdown(churn: dict[str, Any]) -> list[str]:
               f"medians of {plan['repeats']} sequences per mix, mixes "
               f"alternated. Ratios are to the no-write windows before the writes; \"worst\" is the lowest "
               f"ratio of any one sequence's window to its own no-write median. Target: every window at 10 "
-              f"and 100 writes/s >= {TARGET_RATIO} x, loss < {LOSS_LIMIT_PCT} %, from the first write."), "",
+              f"and 100 writes/s >= {TARGET_RATIO} x, loss < {LOSS_LIMIT_PCT} %, from the first write. "
+              f"\"Stolen\": the sequences whose window the hypervisor took >= {100 * STEAL_LIMIT:.0f} % of "
+              f"kdns's or dnsperf's core from (steal), left out of the medians and the target."), "",
              ("| mix | phase | window | writes acked | answers/s | x no-write (worst) | loss | CPU per answer "
-              "| x no-write | others on kdns's core |"),
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| x no-write | others on kdns's core | stolen |"),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for mix, s in churn["summary"].items():
         for row in s["rows"]:
             ratio = f"{row['qps_ratio']:.2f}" if row["qps_ratio"] is not None else "n/a"
@@ -236,13 +256,13 @@ def markdown(churn: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {mix} | {row['phase']}{first} | {row['window'] + 1} | {row['acknowledged'] or 0:.0f} | "
                 f"{row['qps'] or 0:,.0f} | {ratio}{worst} | {row['loss_pct'] or 0:.3f} % | {row['cpu_us'] or 0:.2f} µs | "
-                f"{row['cpu_ratio'] or 0:.2f} | {100 * (row['others'] or 0):.0f} % |")
-    lines += ["", "| mix | no-write answers/s | first-write window | lowest write window | highest loss | target met |",
-              "| --- | ---: | ---: | ---: | ---: | --- |"]
+                f"{row['cpu_ratio'] or 0:.2f} | {100 * (row['others'] or 0):.0f} % | {row.get('stolen', 0)} |")
+    lines += ["", ("| mix | no-write answers/s | first-write window | lowest write window | highest loss "
+                   "| windows stolen | target met |"), "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for mix, s in churn["summary"].items():
-        lines.append(f"| {mix} | {s['baseline_qps']:,.0f} ({s['baseline_cpu_us']:.2f} µs) | "
+        lines.append(f"| {mix} | {s['baseline_qps'] or 0:,.0f} ({s['baseline_cpu_us'] or 0:.2f} µs) | "
                      f"{s['first_write_ratio'] or 0:.2f} x | {s['min_ratio'] or 0:.2f} x | {s['max_loss_pct'] or 0:.3f} % | "
-                     f"{'yes' if s['met'] else '**no**'} |")
+                     f"{s.get('stolen', 0)} of {s.get('windows', 0)} | {'yes' if s['met'] else '**no**'} |")
     return lines
 
 
@@ -263,12 +283,16 @@ def plot(churn: dict[str, Any], path: Path, title: str) -> str | None:
         labels = [f"{r['phase'].replace(', after', '')}\n#{r['window'] + 1}" for r in rows]
         xs = range(len(rows))
         top.plot(xs, [r["qps_ratio"] or 0 for r in rows], marker="o", color=colors.get(mix), label=f"{mix} mix")
+        base = s["baseline_qps"] or 1.0
         top.scatter([x for x, r in zip(xs, rows, strict=True) for _ in r["qps_each"]],
-                    [q / s["baseline_qps"] for r in rows for q in r["qps_each"]], s=8, color=colors.get(mix), alpha=0.35)
+                    [q / base for r in rows for q in r["qps_each"]], s=8, color=colors.get(mix), alpha=0.35)
+        top.scatter([x for x, r in zip(xs, rows, strict=True) for _ in r.get("stolen_qps", ())],
+                    [q / base for r in rows for q in r.get("stolen_qps", ())], s=10, marker="x", color="grey", alpha=0.6)
         bottom.plot(xs, [r["cpu_ratio"] or 0 for r in rows], marker="o", color=colors.get(mix), label=f"{mix} mix")
     top.axhline(TARGET_RATIO, color="grey", linestyle=":", linewidth=1)
     top.set_ylabel("answers/s, x no writes")
-    top.set_title("Answers per second while the registry changes (closed loop; dots: each sequence)", fontsize=10)
+    top.set_title("Answers per second while the registry changes (closed loop; dots: each sequence; "
+                  "x: left out, stolen by the hypervisor)", fontsize=10)
     top.legend(fontsize=8)
     bottom.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     bottom.set_ylabel("CPU per answer, x no writes")

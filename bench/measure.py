@@ -30,7 +30,7 @@ from common import (
     Mode,
     say,
 )
-from procs import core_ticks, cpu_seconds, rcvbuf_errors, udp_drops
+from procs import core_ticks, cpu_seconds, rcvbuf_errors, share, steal_ticks, udp_drops
 
 _STATS = {
     "sent": r"Queries sent:\s+(\d+)",
@@ -111,6 +111,7 @@ def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pi
     drops_before, errors_before = udp_drops(port), rcvbuf_errors()
     core_before = core_ticks(server_cpu) if server_cpu else (0, 0)
     client_before = core_ticks(client_cpu)
+    steal_before = [steal_ticks(cpu) for cpu in (server_cpu, client_cpu) if cpu]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic()
     with open(out_path, "wb") as out:
@@ -126,6 +127,7 @@ def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pi
     server_drops = udp_drops(port) - drops_before
     core_after = core_ticks(server_cpu) if server_cpu else (0, 0)
     client_after = core_ticks(client_cpu)
+    steal_after = [steal_ticks(cpu) for cpu in (server_cpu, client_cpu) if cpu]
     other_drops = rcvbuf_errors() - errors_before - server_drops
     text = out_path.read_text(errors="replace")
     run = parse_dnsperf(text, seconds=seconds, rate=rate, verbose=verbose)
@@ -139,6 +141,10 @@ def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pi
     if total > 0 and server_cpu != client_cpu:
         # Other processes on dnsperf's core (the harness itself is nearly idle meanwhile).
         run["client_core_others"] = max(0.0, (busy - client_cpu_s * CLK_TCK) / total)
+    # The hypervisor's share of each core over the run (a virtual machine's steal): the
+    # highest of the server's and the client's, as either one starves a closed loop.
+    stolen = [share(a, b) for a, b in zip(steal_before, steal_after, strict=True)]
+    run["steal"] = max((x for x in stolen if x is not None), default=None)
     if server_pid:
         run["server_cpu_s"] = cpu_after - cpu_before
         run["server_cpu_util"] = run["server_cpu_s"] / wall if wall else None
@@ -176,6 +182,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 NOISY = 0.15  # other processes took more than this share of the server's core in a run
+# A run (or a second of one) in which the hypervisor took this share of the server's core
+# or the client's (steal, procs.steal_ticks) measured the host, not the server: churn.py
+# and writepairs.py leave it out, and say how many they did.
+STEAL_LIMIT = 0.1
 
 
 class RetryBudget:
@@ -306,5 +316,6 @@ def slim(run: dict[str, Any]) -> dict[str, Any]:
     keep = ("rate", "seconds", "sent", "completed", "lost", "loss_pct", "qps", "qps_dnsperf", "sent_ratio", "holds",
             "server_cpu_s", "cpu_us_per_query", "client_cpu_util", "server_cpu_util", "rcodes",
             "response_bytes", "latency_ms", "latency_samples", "server_socket_drops", "other_socket_drops",
-            "server_core_busy", "server_core_others", "client_core_others", "attempt", "disturbed", "cpu_share_pct")
+            "server_core_busy", "server_core_others", "client_core_others", "steal", "attempt", "disturbed",
+            "cpu_share_pct")
     return {k: run[k] for k in keep if k in run}

@@ -206,15 +206,37 @@ def udp_drops(port: int) -> int:
     return total
 
 
+def _cpu_ticks(cpu: str) -> tuple[int, ...]:
+    """One CPU's clock ticks since boot from /proc/stat: user, nice, system, idle, iowait,
+    irq, softirq, steal; zeros if it is not listed."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            return tuple(int(v) for v in line.split()[1:9])
+    return (0,) * 8
+
+
 def core_ticks(cpu: str) -> tuple[int, int]:
     """(busy, total) clock ticks of one CPU since boot, from /proc/stat. Busy is user,
     nice, system and steal: interrupt and softirq time is left out, as it is mostly the
     packets of the server under test, which the kernel does not charge to its PID."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in line.split()[1:9])
-            return user + nice + system + steal, user + nice + system + idle + iowait + irq + softirq + steal
-    return 0, 0
+    user, nice, system, idle, iowait, irq, softirq, steal = _cpu_ticks(cpu)
+    return user + nice + system + steal, user + nice + system + idle + iowait + irq + softirq + steal
+
+
+def steal_ticks(cpu: str) -> tuple[int, int]:
+    """(stolen, total) clock ticks of one CPU since boot: the time a virtual machine's
+    hypervisor ran something else while this CPU had work (/proc/stat's steal). On a
+    shared host it comes in bursts of seconds that take a share of both cores, the
+    server's and dnsperf's alike, which a ratio of answers/s cannot tell from a cost of
+    the server's (measure.STEAL_LIMIT)."""
+    ticks = _cpu_ticks(cpu)
+    return ticks[7], sum(ticks)
+
+
+def share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The share of the ticks between two readings of (part, total); None if no time passed."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else None
 
 
 def rcvbuf_errors() -> int:

@@ -14,20 +14,25 @@ other core) for `--seconds`, reporting every second (`-S 1`), while the writes
 its own) are switched on for `--period` seconds and off for as long, over and over.
 Each second wholly inside a write period is divided by the median of the write-free
 seconds around it (within two periods): the machine's slow drifts cancel, and a run
-gives a dozen such ratios. Per variant (tree x round) the median of the runs' medians
-is printed, with the quartiles of all the seconds, the write-free answers/s, the writes
-acknowledged a second and their reply time. Variants alternate run by run. Nothing
-here is a test.
+gives a dozen such ratios. The fast drifts do not: on a virtual machine the hypervisor
+takes a share of both cores (steal) in bursts of seconds, and a second in which it took
+10 % or more of either (`StealSampler`, /proc/stat) is left out, with or without writes,
+and counted. The harness and its writer run on dnsperf's core, as churn.py's. Per
+variant (tree x round) the median of the runs' medians is printed, with the quartiles of
+all the seconds, the write-free answers/s, the writes acknowledged a second, their reply
+time and the seconds stolen. Variants alternate run by run. Nothing here is a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +40,8 @@ from typing import Any
 
 import gen
 from common import LOOPBACK, REPO, say
-from procs import cpus, free_port, pin_threads, stop_all
+from measure import STEAL_LIMIT
+from procs import cpus, free_port, pin_threads, share, steal_ticks, stop_all
 from servers import wait_answer
 from writes import ConcurrentWriter, start, wait_api
 
@@ -64,19 +70,25 @@ def per_second(out: str) -> list[tuple[float, float]]:
     return seconds
 
 
-def ratios(seconds: list[tuple[float, float]], on: list[tuple[float, float]], period: float) -> tuple[list[float], list[float]]:
+def state(end: float, on: list[tuple[float, float]]) -> str:
+    """The second ending at `end`: "on" (wholly inside a write period), "edge" (touching
+    one, or ending within EDGE_S after it) or "off"."""
+    begin = end - 1
+    for a, b in on:
+        if a <= begin and end <= b:
+            return "on"
+        if end > a and begin < b + EDGE_S:
+            return "edge"
+    return "off"
+
+
+def ratios(seconds: list[tuple[float, float]], on: list[tuple[float, float]], period: float,
+           stolen: frozenset[float] = frozenset()) -> tuple[list[float], list[float]]:
     """Each second wholly inside a write period over the median of the write-free seconds
-    within two periods of it; and the write-free rates."""
+    within two periods of it; and the write-free rates. The seconds ending at a time in
+    `stolen` are neither (`StealSampler`)."""
 
-    def state(begin: float, end: float) -> str:
-        for a, b in on:
-            if a <= begin and end <= b:
-                return "on"
-            if end > a and begin < b + EDGE_S:
-                return "edge"
-        return "off"
-
-    labelled = [(end - 1, q, state(end - 1, end)) for end, q in seconds]
+    labelled = [(end - 1, q, "stolen" if end in stolen else state(end, on)) for end, q in seconds]
     free = [(begin, q) for begin, q, s in labelled if s == "off"]
     out = []
     for begin, q, s in labelled:
@@ -86,6 +98,41 @@ def ratios(seconds: list[tuple[float, float]], on: list[tuple[float, float]], pe
         if near:
             out.append(q / statistics.median(near))
     return out, [q for _, q in free]
+
+
+class StealSampler(threading.Thread):
+    """The hypervisor's share of the server's and the client's core (steal), read from
+    /proc/stat every SAMPLE_S while a run lasts: `stolen` names the seconds of dnsperf's
+    report in which it reached STEAL_LIMIT on either core."""
+
+    SAMPLE_S = 0.1
+
+    def __init__(self, cpus: tuple[str, ...]) -> None:
+        super().__init__(name="bench steal sampler", daemon=True)
+        self.cpus = cpus
+        self.samples: list[tuple[float, list[tuple[int, int]]]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.time(), [steal_ticks(cpu) for cpu in self.cpus]))
+            self.stop.wait(self.SAMPLE_S)
+
+    def shares(self, ends: list[float]) -> dict[float, float]:
+        """For each second ending at one of `ends`, the highest steal share of the cores
+        over it (seconds with fewer than two samples are left out)."""
+        out = {}
+        for end in ends:
+            inside = [ticks for stamp, ticks in self.samples if end - 1 - self.SAMPLE_S <= stamp <= end + self.SAMPLE_S]
+            if len(inside) < 2:
+                continue
+            shares = [share(a, b) for a, b in zip(inside[0], inside[-1], strict=True)]
+            out[end] = max((x for x in shares if x is not None), default=0.0)
+        return out
+
+    def stolen(self, ends: list[float]) -> frozenset[float]:
+        """Of the seconds ending at `ends`, those in which steal reached STEAL_LIMIT."""
+        return frozenset(end for end, taken in self.shares(ends).items() if taken >= STEAL_LIMIT)
 
 
 def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Path, pods: list[gen.Pod],
@@ -102,6 +149,8 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
         pin_threads(kdns.pid, server_cpu)
         dnsperf = ["taskset", "-c", client_cpu, "dnsperf", "-s", LOOPBACK, "-p", str(port), "-d", str(queries), "-q", "100"]
         subprocess.run([*dnsperf, "-l", "4"], capture_output=True, check=False)  # the ready replies made
+        steal = StealSampler((server_cpu, client_cpu))
+        steal.start()
         load = subprocess.Popen([*dnsperf, "-l", str(args.seconds), "-S", "1"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         on: list[tuple[float, float]] = []
@@ -122,16 +171,29 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
             acknowledged += writer.acknowledged
             time.sleep(args.period)
         out, _ = load.communicate(timeout=args.seconds + 60)
+        steal.stop.set()
+        steal.join(5)
     finally:
         kdns.stop()
-    found, free = ratios(per_second(out), on, args.period)
+    seconds = per_second(out)
+    taken = steal.shares([end for end, _ in seconds])
+    stolen = frozenset(end for end, x in taken.items() if x >= STEAL_LIMIT)
+    # Steal in the seconds with writes and without, all of them: writes that leave the
+    # cores idle a moment more also give the hypervisor more moments to take them.
+    steal_on = [x for end, x in taken.items() if state(end, on) == "on"]
+    steal_off = [x for end, x in taken.items() if state(end, on) == "off"]
+    found, free = ratios(seconds, on, args.period, stolen)
     if not found:
         raise SystemExit(f"writepairs: no second with writes on was measured:\n{out[-2000:]}")
     written = sum(b - a for a, b in on)
     return {"variant": variant.name, "ratios": found, "median": statistics.median(found),
             "free_qps": statistics.median(free), "writes_per_s": len(acknowledged) / written,
             "reply_p50_ms": 1000 * statistics.median(acknowledged) if acknowledged else None,
-            "write_errors": errors, "sent": sent}
+            "write_errors": errors, "sent": sent, "seconds": len(seconds), "stolen": len(stolen),
+            "steal_on": statistics.median(steal_on) if steal_on else None,
+            "steal_off": statistics.median(steal_off) if steal_off else None,
+            # every second as (end, answers, steal share or None), and the write periods
+            "per_second": [(end, q, taken.get(end)) for end, q in seconds], "on": on}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     variants = [Variant(src.resolve(), r) for src in (args.src or [REPO]) for r in (args.round or [None])]
     server_cpu, client_cpu, pinning = cpus()
+    # The harness and its writer off kdns's core, as churn.py's: the clients' work is not
+    # kdns's, and a writer thread the scheduler moved onto kdns's core would charge it so.
+    os.sched_setaffinity(0, {int(client_cpu)})
     command = "python bench/writepairs.py " + " ".join(argv if argv is not None else sys.argv[1:])
     runs: list[dict[str, Any]] = []
     try:
@@ -163,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     say(f"writepairs: {variant.name} run {repeat + 1}: median {run['median']:.3f} of "
                         f"{len(run['ratios'])} seconds, write-free {run['free_qps']:,.0f}/s, "
-                        f"{run['writes_per_s']:.0f} writes/s acknowledged, reply p50 {run['reply_p50_ms'] or 0:.1f} ms")
+                        f"{run['writes_per_s']:.0f} writes/s acknowledged, reply p50 {run['reply_p50_ms'] or 0:.1f} ms, "
+                        f"{run['stolen']} of {run['seconds']} seconds stolen (steal median with writes "
+                        f"{100 * (run['steal_on'] or 0):.0f} %, without {100 * (run['steal_off'] or 0):.0f} %)")
     finally:
         stop_all()
     if args.json:
@@ -171,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`{command.strip()}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {pinning}, "
           f"{args.mix} mix, {args.rate:g} writes/s on and off every {args.period:g} s, {args.seconds} s a run)\n")
     print("| variant | x write-free answers/s (median of runs) | runs | quartiles of all seconds "
-          "| write-free answers/s | writes/s acknowledged | reply p50 |")
-    print("| --- | ---: | --- | --- | ---: | ---: | ---: |")
+          "| write-free answers/s | writes/s acknowledged | reply p50 | seconds stolen |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |")
     for variant in variants:
         mine = [run for run in runs if run["variant"] == variant.name]
         every = [r for run in mine for r in run["ratios"]]
@@ -182,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         reply = f"{statistics.median(replies):.1f} ms" if replies else "-"
         print(f"| {variant.name} | **{statistics.median(run['median'] for run in mine):.3f}** | {each} | "
               f"{quartiles[0]:.3f}-{quartiles[2]:.3f} | {statistics.median(run['free_qps'] for run in mine):,.0f} | "
-              f"{statistics.median(run['writes_per_s'] for run in mine):.0f} | {reply} |")
+              f"{statistics.median(run['writes_per_s'] for run in mine):.0f} | {reply} | "
+              f"{sum(run['stolen'] for run in mine)} of {sum(run['seconds'] for run in mine)} |")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The benchmark's parts (bench/): reading dnsperf's output, the percentiles, the storm mix,
 the scheduler's events replayed (schedtrace), the writers that flip pods' readiness
-through a real kdns's API, and writepairs' seconds with and without writes. The benchmark itself
+through a real kdns's API, writepairs' seconds with and without writes, and the seconds and
+windows both leave out when the hypervisor took the cores (steal). The benchmark itself
 is run by hand (bench/README.md); nothing here times anything."""
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import gen
+from churn import summarize
 from measure import parse_dnsperf, percentile
+from procs import share
 from schedtrace import replay
-from writepairs import per_second, ratios
+from writepairs import StealSampler, per_second, ratios
 from writes import ConcurrentWriter, Writer
 
 OUTPUT = """\
@@ -184,3 +187,58 @@ def test_writepairs_reads_dnsperf_seconds_and_compares_each_write_second_to_its_
     found, free = ratios(seconds, [(101.4, 103.6)], period=2.0)
     assert free == [1000.0, 1000.0]
     assert found == [0.8, 0.79]
+
+
+def test_writepairs_leaves_out_the_seconds_the_hypervisor_took() -> None:
+    seconds = [(100.5, 1000.0), (101.5, 1010.0), (102.5, 800.0), (103.5, 300.0), (104.5, 990.0),
+               (105.5, 1000.0), (106.5, 400.0)]
+    # The second ending 103.5 (writes on) and 106.5 (writes off) were stolen: neither counts.
+    found, free = ratios(seconds, [(101.4, 103.6)], period=2.0, stolen=frozenset({103.5, 106.5}))
+    assert found == [0.8]
+    assert free == [1000.0, 1000.0]
+
+
+def test_the_steal_sampler_names_the_seconds_in_which_either_core_was_taken() -> None:
+    sampler = StealSampler(("1", "0"))
+    step = sampler.SAMPLE_S
+    # Ticks of (server, client) as (stolen, total), 10 ticks a sample: the server's core
+    # loses 2 of every 10 ticks between 101.0 and 102.0, nothing before or after.
+    stolen_until = {"1": 0, "0": 0}
+    for i in range(40):
+        stamp = 100.0 + i * step
+        if 101.0 < stamp <= 102.0 + 1e-9:
+            stolen_until["1"] += 2
+        sampler.samples.append((stamp, [(stolen_until["1"], 10 * i), (stolen_until["0"], 10 * i)]))
+    assert sampler.stolen([101.0, 102.0, 103.0]) == frozenset({102.0})
+    assert sampler.stolen([200.0]) == frozenset()  # no samples: not stolen
+    assert share((5, 100), (5, 100)) is None
+    assert share((0, 0), (3, 10)) == 0.3
+
+
+def _window(phase: str, rate: int, position: int, qps: float, steal: float = 0.0) -> dict[str, Any]:
+    return {"phase": phase, "window": position, "writes_per_s": rate, "qps": qps, "loss_pct": 0.0,
+            "cpu_us_per_query": 1e6 / qps, "acknowledged": rate * 3, "server_core_others": 0.0, "steal": steal}
+
+
+def test_churn_leaves_stolen_windows_out_of_the_baseline_and_the_target() -> None:
+    def sequence(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"tree": "/src", "mix": "storm", "windows": rows}
+
+    # Sequence 1: a no-write window and a 100/s window taken by the hypervisor (steal 0.4).
+    first = sequence([_window("no writes", 0, 0, 1000.0), _window("no writes", 0, 1, 300.0, steal=0.4),
+                      _window("10 writes/s", 10, 0, 980.0), _window("100 writes/s", 100, 0, 350.0, steal=0.4)])
+    second = sequence([_window("no writes", 0, 0, 1000.0), _window("no writes", 0, 1, 1000.0),
+                       _window("10 writes/s", 10, 0, 960.0), _window("100 writes/s", 100, 0, 950.0)])
+    summary = summarize([first, second])["storm"]
+    rows = summary["rows"]
+    assert summary["baseline_qps"] == 1000.0  # the stolen 300 is not in it
+    assert [r["stolen"] for r in rows] == [0, 1, 0, 1]
+    assert rows[3]["qps"] == 950.0 and rows[3]["stolen_qps"] == [350.0]
+    assert rows[3]["worst_ratio"] == 0.95  # only the second sequence's window judged
+    assert summary["met"] and summary["min_ratio"] == 0.95
+    assert summary["stolen"] == 2 and summary["windows"] == 8
+
+    # Every sequence's 100/s window stolen: that window is not judged, and so the target is not met.
+    both = summarize([first, sequence([*second["windows"][:3], _window("100 writes/s", 100, 0, 500.0, steal=0.2)])])
+    assert both["storm"]["rows"][3]["qps_ratio"] is None
+    assert not both["storm"]["met"]
