@@ -183,11 +183,12 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
     steal_on = [x for end, x in taken.items() if state(end, on) == "on"]
     steal_off = [x for end, x in taken.items() if state(end, on) == "off"]
     found, free = ratios(seconds, on, args.period, stolen)
-    if not found:
-        raise SystemExit(f"writepairs: no second with writes on was measured:\n{out[-2000:]}")
+    if not seconds:
+        raise SystemExit(f"writepairs: dnsperf reported no second:\n{out[-2000:]}")
     written = sum(b - a for a, b in on)
-    return {"variant": variant.name, "ratios": found, "median": statistics.median(found),
-            "free_qps": statistics.median(free), "writes_per_s": len(acknowledged) / written,
+    # A run whose every second with writes the hypervisor took is reported, not judged.
+    return {"variant": variant.name, "ratios": found, "median": statistics.median(found) if found else None,
+            "free_qps": statistics.median(free) if free else None, "writes_per_s": len(acknowledged) / written,
             "reply_p50_ms": 1000 * statistics.median(acknowledged) if acknowledged else None,
             "write_errors": errors, "sent": sent, "seconds": len(seconds), "stolen": len(stolen),
             "steal_on": statistics.median(steal_on) if steal_on else None,
@@ -226,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in variants if repeat % 2 == 0 else variants[::-1]:
                     run = one_run(variant, args, work, queries, pods, probe, server_cpu, client_cpu, 1000 * repeat)
                     runs.append(run)
-                    say(f"writepairs: {variant.name} run {repeat + 1}: median {run['median']:.3f} of "
-                        f"{len(run['ratios'])} seconds, write-free {run['free_qps']:,.0f}/s, "
+                    say(f"writepairs: {variant.name} run {repeat + 1}: median {_ratio(run['median'])} of "
+                        f"{len(run['ratios'])} seconds, write-free {run['free_qps'] or 0:,.0f}/s, "
                         f"{run['writes_per_s']:.0f} writes/s acknowledged, reply p50 {run['reply_p50_ms'] or 0:.1f} ms, "
                         f"{run['stolen']} of {run['seconds']} seconds stolen (steal median with writes "
                         f"{100 * (run['steal_on'] or 0):.0f} %, without {100 * (run['steal_off'] or 0):.0f} %)")
@@ -243,15 +244,24 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         mine = [run for run in runs if run["variant"] == variant.name]
         every = [r for run in mine for r in run["ratios"]]
-        quartiles = statistics.quantiles(every, n=4) if len(every) > 1 else [every[0]] * 3
         replies = [run["reply_p50_ms"] for run in mine if run["reply_p50_ms"] is not None]
-        each = ", ".join(f"{run['median']:.3f}" for run in mine)
+        each = ", ".join(_ratio(run["median"]) for run in mine)
+        judged = [run for run in mine if run["median"] is not None]
+        if not every or not judged:
+            print(f"| {variant.name} | no second judged | {each} | - | - | - | - | "
+                  f"{sum(run['stolen'] for run in mine)} of {sum(run['seconds'] for run in mine)} |")
+            continue
+        quartiles = statistics.quantiles(every, n=4) if len(every) > 1 else [every[0]] * 3
         reply = f"{statistics.median(replies):.1f} ms" if replies else "-"
-        print(f"| {variant.name} | **{statistics.median(run['median'] for run in mine):.3f}** | {each} | "
-              f"{quartiles[0]:.3f}-{quartiles[2]:.3f} | {statistics.median(run['free_qps'] for run in mine):,.0f} | "
+        print(f"| {variant.name} | **{statistics.median(run['median'] for run in judged):.3f}** | {each} | "
+              f"{quartiles[0]:.3f}-{quartiles[2]:.3f} | {statistics.median(run['free_qps'] for run in judged):,.0f} | "
               f"{statistics.median(run['writes_per_s'] for run in mine):.0f} | {reply} | "
               f"{sum(run['stolen'] for run in mine)} of {sum(run['seconds'] for run in mine)} |")
     return 0
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
