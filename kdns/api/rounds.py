@@ -55,6 +55,8 @@ BUSY_QUERY_RATE = 2000.0
 # timer on the loop, four callbacks a second, each two clock reads and a sum, while
 # queries are answered: `LoopLoad` rests when none are).
 SAMPLE_S = 0.25
+# /proc/stat's first line: the time of all CPUs, in clock ticks, steal the 8th field.
+PROC_STAT = "/proc/stat"
 # How many connections one turn accepts at most (the listen backlog): the rest wait
 # for the next readiness event, so that a flood of connections cannot hold the loop.
 BACKLOG = 1024
@@ -62,6 +64,21 @@ BACKLOG = 1024
 # buffers): accepting again at once would fail again, so the listener waits this long.
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCES_PAUSE_S = 1.0
+
+
+def stolen_ticks(path: str = PROC_STAT) -> tuple[int, int]:
+    """(stolen, total) clock ticks of all CPUs since boot: the time a virtual machine's
+    hypervisor ran something else while a CPU had work (steal); (0, 0) where the file
+    says nothing of it (not Linux, no such field)."""
+    try:
+        with open(path, "rb") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0, 0
+    if len(fields) < 9 or fields[0] != b"cpu":
+        return 0, 0
+    ticks = [int(value) for value in fields[1:9]]
+    return ticks[7], sum(ticks)
 
 
 class LoopLoad:
@@ -79,6 +96,11 @@ class LoopLoad:
     verdict nobody reads. The connection that wakes it is judged not busy (no span has
     been measured since), and the next ones by the quarter-seconds after it; while DNS
     is answered, the sampling never stops.
+
+    On a virtual machine the hypervisor may take a share of the CPUs (steal, `steal`:
+    (stolen, total) ticks, `stolen_ticks`), which the thread's CPU time does not count:
+    a loop saturated by DNS while 40 % is stolen spends 60 % of the wall time on the CPU.
+    So the share is judged against the time the CPUs were the machine's own.
     """
 
     def __init__(
@@ -87,13 +109,16 @@ class LoopLoad:
         *,
         clock: Callable[[], float] = time.monotonic,
         cpu: Callable[[], float] = time.thread_time,
+        steal: Callable[[], tuple[int, int]] = stolen_ticks,
     ) -> None:
         self._answered = answered
         self._clock = clock
         self._cpu = cpu
+        self._steal = steal
         self._since = clock()
         self._cpu_since = cpu()
         self._answered_since = answered()
+        self._steal_since = steal()
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
         # Started, and stopped after a span with no query answered: `busy()` restarts it.
@@ -109,15 +134,18 @@ class LoopLoad:
     def sample(self) -> int:
         """Judge the span since the last sample, and start the next one; the queries
         answered over the span."""
-        now, spent, answered = self._clock(), self._cpu(), self._answered()
+        now, spent, answered, steal = self._clock(), self._cpu(), self._answered(), self._steal()
         span = now - self._since
         count = answered - self._answered_since
-        self._busy = span > 0 and spent - self._cpu_since >= BUSY_SHARE * span and count >= BUSY_QUERY_RATE * span
-        self._since, self._cpu_since, self._answered_since = now, spent, answered
+        stolen, total = steal[0] - self._steal_since[0], steal[1] - self._steal_since[1]
+        own = span * (1.0 - stolen / total) if total > 0 else span  # the wall time not stolen
+        self._busy = span > 0 and spent - self._cpu_since >= BUSY_SHARE * own and count >= BUSY_QUERY_RATE * span
+        self._since, self._cpu_since, self._answered_since, self._steal_since = now, spent, answered, steal
         return count
 
     def _reset(self) -> None:
         self._since, self._cpu_since, self._answered_since = self._clock(), self._cpu(), self._answered()
+        self._steal_since = self._steal()
 
     def start(self) -> None:
         """Sample every SAMPLE_S from now on, on the running loop (its thread's CPU time)."""
