@@ -204,6 +204,10 @@ def summarize(sequences: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f} x"
+
+
 def stolen(window: dict[str, Any]) -> bool:
     """Whether the hypervisor took STEAL_LIMIT or more of either core over the window."""
     return (window.get("steal") or 0.0) >= STEAL_LIMIT
@@ -253,6 +257,10 @@ def markdown(churn: dict[str, Any]) -> list[str]:
             ratio = f"{row['qps_ratio']:.2f}" if row["qps_ratio"] is not None else "n/a"
             worst = f" ({row['worst_ratio']:.2f})" if row["worst_ratio"] is not None else ""
             first = " (first writes)" if row["writes_per_s"] == RATES[0] and row["window"] == 0 else ""
+            if row["qps"] is None:  # every sequence's window stolen: nothing measured of kdns
+                lines.append(f"| {mix} | {row['phase']}{first} | {row['window'] + 1} | - | - | n/a | - | - | - | - | "
+                             f"{row.get('stolen', 0)} (all) |")
+                continue
             lines.append(
                 f"| {mix} | {row['phase']}{first} | {row['window'] + 1} | {row['acknowledged'] or 0:.0f} | "
                 f"{row['qps'] or 0:,.0f} | {ratio}{worst} | {row['loss_pct'] or 0:.3f} % | {row['cpu_us'] or 0:.2f} µs | "
@@ -261,7 +269,7 @@ def markdown(churn: dict[str, Any]) -> list[str]:
                    "| windows stolen | target met |"), "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for mix, s in churn["summary"].items():
         lines.append(f"| {mix} | {s['baseline_qps'] or 0:,.0f} ({s['baseline_cpu_us'] or 0:.2f} µs) | "
-                     f"{s['first_write_ratio'] or 0:.2f} x | {s['min_ratio'] or 0:.2f} x | {s['max_loss_pct'] or 0:.3f} % | "
+                     f"{_times(s['first_write_ratio'])} | {_times(s['min_ratio'])} | {s['max_loss_pct'] or 0:.3f} % | "
                      f"{s.get('stolen', 0)} of {s.get('windows', 0)} | {'yes' if s['met'] else '**no**'} |")
     return lines
 

@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import gen
-from churn import summarize
+from churn import markdown, summarize
 from measure import parse_dnsperf, percentile
 from procs import share
 from schedtrace import replay
@@ -242,3 +242,6 @@ def test_churn_leaves_stolen_windows_out_of_the_baseline_and_the_target() -> Non
     both = summarize([first, sequence([*second["windows"][:3], _window("100 writes/s", 100, 0, 500.0, steal=0.2)])])
     assert both["storm"]["rows"][3]["qps_ratio"] is None
     assert not both["storm"]["met"]
+    table = markdown({"plan": {"window_s": 3, "repeats": 2, "writer": "concurrent"}, "summary": both})
+    assert "| storm | 100 writes/s | 1 | - | - | n/a | - | - | - | - | 2 (all) |" in table
+    assert table[-1].endswith("| 0.97 x | 0.97 x | 0.000 % | 3 of 8 | **no** |")
