@@ -3,6 +3,7 @@
     python bench/cpu.py                          # 2-4 minutes: 3 rounds x (knot, kdns)
     python bench/cpu.py --against main           # the same with kdns at `main` as a third server
     python bench/cpu.py --syscalls --rounds 1    # also count system calls per answer (perf stat)
+    python bench/cpu.py --only-kdns --against main --edns-option 10:0102030405060708   # the slow path
 
 The cheap step of bench/run.py that the steady-registry target of issue 19 compares: the
 benchmark cluster and query mix of bench/gen.py, each server pinned to one core (taskset,
@@ -20,7 +21,12 @@ With `--syscalls`, `perf stat` counts the server's system calls over each run (t
 tracepoints raw_syscalls:sys_enter and syscalls:sys_enter_{recvmmsg,sendmmsg,epoll_wait,
 epoll_pwait,recvfrom,sendto}): system calls per answer, and answers per recvmmsg (the
 mean batch a read returns, empty reads counted). The rate search and the latency runs
-are bench/run.py's. Nothing here is a test.
+are bench/run.py's.
+
+`--edns-option CODE:HEX` puts that EDNS option on every query (dnsperf -E), a client
+cookie (code 10) for one: kdns keeps no ready reply for a request with options
+(kdns/wire/fastpath.py), so every answer is made the whole way, as for a resolver that
+sends cookies, and what is measured is the slow path. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -79,12 +85,12 @@ class SyscallCount:
         return counts
 
 
-def warm_up(port: int, queries: Path, client_cpu: str) -> None:
+def warm_up(port: int, queries: Path, client_cpu: str, options: tuple[str, ...] = ()) -> None:
     """Ask every query of the file once (dnsperf -n 1): then kdns has a ready reply for each
     question, the steady state measured."""
     subprocess.run(["taskset", "-c", client_cpu, "dnsperf", "-s", LOOPBACK, "-p", str(port), "-d", str(queries),
-                    "-n", "1", "-c", str(CLIENTS), "-T", "1", "-e"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=300, check=True)
+                    "-n", "1", "-c", str(CLIENTS), "-T", "1", "-e", *options], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=True)
 
 
 def user_system(pid: int) -> tuple[int, int]:
@@ -121,12 +127,13 @@ def measure(name: str, start: Any, port: int, queries: Path, probe: str, args: a
         pin_threads(child.pid, server_cpu)
         if wait_settled(child) is None:  # a steady registry: start-up's leftover work done
             raise RuntimeError(f"{name} did not finish its start-up's packing\n{child.log_tail()}")
-        warm_up(port, queries, client_cpu)
+        options = ("-E", args.edns_option) if args.edns_option else ()
+        warm_up(port, queries, client_cpu, options)
         for kind, rate in (("closed", None), ("fixed", args.rate)):
             before = user_system(child.pid)
             counter = SyscallCount(child.pid, workdir) if args.syscalls else None
             run = dnsperf(port, queries, args.seconds, client_cpu, child.pid, workdir, rate=rate,
-                          server_cpu=server_cpu)
+                          server_cpu=server_cpu, options=options)
             calls = counter.stop() if counter is not None else {}
             user, system = (a - b for a, b in zip(user_system(child.pid), before, strict=True))
             runs[kind] = {
@@ -165,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one measured dnsperf run (default 5)")
     parser.add_argument("--rate", type=int, default=20000, help="queries per second of the fixed-rate run (default 20000)")
     parser.add_argument("--syscalls", action="store_true", help="count system calls over the fixed-rate run (perf stat)")
+    parser.add_argument("--edns-option", metavar="CODE:HEX",
+                        help="an EDNS option on every query (dnsperf -E; 10:0102030405060708, a client cookie, "
+                             "sends every answer down kdns's slow path)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for tool in ("dnsperf", "taskset", *(("knotd",) if not args.only_kdns else ()), *(("perf",) if args.syscalls else ())):

@@ -96,9 +96,10 @@ def parse_dnsperf(text: str, *, seconds: float, rate: int | None, verbose: bool 
 
 def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pid: int | None, workdir: Path,
             rate: int | None = None, verbose: bool = False, address: str = LOOPBACK,
-            server_cpu: str | None = None, clients: int = CLIENTS) -> dict[str, Any]:
+            server_cpu: str | None = None, clients: int = CLIENTS, options: tuple[str, ...] = ()) -> dict[str, Any]:
     """One dnsperf run; its statistics, the server's CPU time over it and, with verbose,
-    latency percentiles from dnsperf's per-answer lines."""
+    latency percentiles from dnsperf's per-answer lines. `options`: more of dnsperf's
+    arguments (`-E CODE:HEX`, an EDNS option on every query)."""
     argv = ["taskset", "-c", client_cpu, "dnsperf", "-s", address, "-p", str(port), "-d", str(queries),
             "-l", f"{seconds:g}", "-c", str(clients), "-T", "1", "-t", f"{QUERY_TIMEOUT:g}", "-e",
             "-q", str(OUTSTANDING_RATE if rate else OUTSTANDING_UNLIMITED)]
@@ -106,6 +107,7 @@ def dnsperf(port: int, queries: Path, seconds: float, client_cpu: str, server_pi
         argv += ["-Q", str(int(rate))]
     if verbose:
         argv.append("-v")
+    argv += options
     out_path = workdir / "dnsperf.out"
     cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     drops_before, errors_before = udp_drops(port), rcvbuf_errors()
