@@ -4,12 +4,13 @@ kdns binds the socket itself, non-blocking, and the event loop calls `_Listener.
 when datagrams are waiting: it reads and answers up to BATCH of them, then lets the loop
 run timers and the API again. On 64-bit little-endian Linux one recvmmsg reads the batch
 and one sendmmsg sends its replies, the ready ones and those the handler made at once
-(kdns.wire.mmsg); elsewhere it is a recvfrom and a sendto per datagram. (A sendto per
-made reply cost the slow path a quarter of its CPU: `python bench/cpu.py --only-kdns
---against 4a35fff --edns-option 10:0102030405060708`, every query with a cookie, 1.03
-system calls an answer before and 0.05 after, 84 -> 65 µs an answer.) No transport, no protocol callback
-per datagram, and with recvmmsg no sender's address turned into a string and back: what a
-cached answer costs is then mostly the kernel's delivery of the two datagrams.
+(kdns.wire.mmsg); elsewhere it is a recvfrom and a sendto per datagram. No transport, no
+protocol callback per datagram, and with recvmmsg no sender's address turned into a
+string and back: what a cached answer costs is then mostly the kernel's delivery of the
+two datagrams. (A sendto per made reply cost the slow path a quarter of its CPU: `python
+bench/cpu.py --only-kdns --against 4a35fff --edns-option 10:0102030405060708`, every
+query with a cookie, 1.03 system calls an answer before and 0.05 after, 84 -> 65 µs an
+answer.)
 
 First the fast path: a question answered before, whose answer has not changed, gets the
 ready reply from the `AnswerCache` (kdns.wire.fastpath) without being parsed; the handler
