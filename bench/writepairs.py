@@ -100,10 +100,16 @@ def ratios(seconds: list[tuple[float, float]], on: list[tuple[float, float]], pe
     return out, [q for _, q in free]
 
 
+def over_limit(taken: dict[float, float]) -> frozenset[float]:
+    """Of the seconds `StealSampler.shares` measured, those in which steal reached
+    STEAL_LIMIT on either core."""
+    return frozenset(end for end, share_ in taken.items() if share_ >= STEAL_LIMIT)
+
+
 class StealSampler(threading.Thread):
     """The hypervisor's share of the server's and the client's core (steal), read from
-    /proc/stat every SAMPLE_S while a run lasts: `stolen` names the seconds of dnsperf's
-    report in which it reached STEAL_LIMIT on either core."""
+    /proc/stat every SAMPLE_S while a run lasts: `shares` gives each second of dnsperf's
+    report the highest share of the two cores over it."""
 
     SAMPLE_S = 0.1
 
@@ -129,10 +135,6 @@ class StealSampler(threading.Thread):
             shares = [share(a, b) for a, b in zip(inside[0], inside[-1], strict=True)]
             out[end] = max((x for x in shares if x is not None), default=0.0)
         return out
-
-    def stolen(self, ends: list[float]) -> frozenset[float]:
-        """Of the seconds ending at `ends`, those in which steal reached STEAL_LIMIT."""
-        return frozenset(end for end, taken in self.shares(ends).items() if taken >= STEAL_LIMIT)
 
 
 def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Path, pods: list[gen.Pod],
@@ -177,7 +179,7 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
         kdns.stop()
     seconds = per_second(out)
     taken = steal.shares([end for end, _ in seconds])
-    stolen = frozenset(end for end, x in taken.items() if x >= STEAL_LIMIT)
+    stolen = over_limit(taken)
     # Steal in the seconds with writes and without, all of them: writes that leave the
     # cores idle a moment more also give the hypervisor more moments to take them.
     steal_on = [x for end, x in taken.items() if state(end, on) == "on"]

@@ -258,7 +258,7 @@ class _Listener:
     def _answer(self, data: bytes, addr: Peer) -> bytes | None:
         """Answer a datagram the cache had no reply for: the reply, for the caller to send
         (in the batch's sendmmsg, with the ready replies: a sendto of its own would cost a
-        system call and, on a virtual machine, a wake-up of the client's CPU of its own),
+        system call and a wake-up of the client of its own),
         or None if there is none yet (a task answers it) or none at all."""
         try:
             request = from_wire(data, addr[0], "udp")
