@@ -103,9 +103,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
            parse=to_boolean),
     Option("--api-address", "address of the HTTP API (default 127.0.0.1)", "IP", parse=to_text),
     Option("--api-port", "port of the HTTP API; 0 picks a free one (default 8080)", "PORT", parse=to_integer),
-    Option("--api-accept-round", "while DNS keeps kdns busy, new API connections are accepted together "
-           "this often, not one by one: each waits at most this long, DNS keeps its time; 0: one by one "
-           "(default 0.05)", "SECONDS", parse=to_number),
+    Option("--api-accept-round", "while DNS keeps kdns busy, new API connections, and the requests of kept "
+           "ones, are taken together this often, not one by one: each waits at most this long, DNS keeps "
+           "its time; 0: one by one (default 0.05)", "SECONDS", parse=to_number),
     Option("--api-token", "bearer token the API requires (required off loopback; kubectl sends it only "
            "over https: add --tls-cert and --tls-key)", "TOKEN", secret=True, parse=to_optional_text),
     Option("--tls-cert", "serve the API over TLS with this certificate (with --tls-key)", "FILE",

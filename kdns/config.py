@@ -423,8 +423,9 @@ class Settings:
     api_address: str = "127.0.0.1"
     api_port: int = 8080
     api_token: str | None = None
-    # While DNS keeps the event loop busy, new API connections are accepted together
-    # every this many seconds instead of one by one (kdns/api/rounds.py); 0: one by one.
+    # While DNS keeps the event loop busy, new API connections, and the requests of kept
+    # ones, are taken together every this many seconds instead of one by one
+    # (kdns/api/rounds.py); 0: one by one.
     api_accept_round: float = 0.05
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -1,4 +1,4 @@
-"""The API's listening socket, whose new connections are taken in rounds while DNS is busy.
+"""The API's listening socket and its connections: what comes in is taken in rounds while DNS is busy.
 
 Why. kdns answers DNS and serves its API on one event loop, on one core. A write that
 comes on a connection of its own (kubectl, one per request; a kubelet's readiness
@@ -19,11 +19,15 @@ comes in is not accepted at once: the first one starts a round, and when the rou
 ends (`round_s` later, 0.05 s by default: `--api-accept-round`) every connection
 waiting in the kernel's backlog is accepted together, and their requests are read,
 handled and answered one after another while the code and data they share are warm.
-The cost is latency for the API only, and only under that load: a new connection waits
-at most one round before it is accepted. A connection already open (kubectl's watch,
-client-go's kept connection) is not held back: its requests are read as they come.
-When the loop is not busy, or `round_s` is 0, every connection is accepted as it comes,
-as asyncio's own server would.
+A connection kept open (a kubelet's, client-go's: every write on one connection) is
+held back the same way: a request that comes on it while the loop is busy waits in the
+kernel, the connection's reading paused, until the round ends (`_RoundProtocol`); the
+first request of a connection just taken, and the rest of one let through (what comes
+within OPEN_S of either), go on at once.
+Only what comes in waits: a watch's events and replies go out as they are made. The cost
+is latency for the API only, and only under that load: a request waits at most one round.
+When the loop is not busy, or `round_s` is 0, every connection is accepted and read as
+it comes, as asyncio's own server would.
 
 `RoundSite` is the aiohttp site that binds the socket; `RoundListener` is the
 `asyncio.AbstractServer` it keeps (aiohttp closes it through that interface).
@@ -37,7 +41,8 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -64,6 +69,12 @@ BACKLOG = 1024
 # buffers): accepting again at once would fail again, so the listener waits this long.
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCES_PAUSE_S = 1.0
+# What comes on a connection within this long of its being taken, or of its request being
+# let through at a round's end, goes on at once: the request a client sent as it connected,
+# and the rest of one let through, which wait in the kernel and are read at the loop's
+# next turns. Not longer: a kept connection that writes every few tens of milliseconds (a
+# kubelet's, under 100 writes a second) would then always go on at once, never in rounds.
+OPEN_S = 0.01
 
 
 def stolen_ticks(path: str = PROC_STAT) -> tuple[int, int]:
@@ -166,7 +177,147 @@ class LoopLoad:
         self._busy = False
 
 
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class _RoundProtocol(asyncio.Protocol):
+    """A connection's own protocol (aiohttp's, `inner`) behind the rounds: a request that
+    comes on the connection while the loop is busy waits in the kernel, reading paused,
+    until the listener's round ends, as a new connection does, except within OPEN_S of the
+    connection being taken, of its last release, or of its last reply (`open_until`): the
+    first request on a connection just accepted, the rest of one let through, and the
+    next of a client that sends it as the reply to the last comes go on at once (a client
+    with writes queued sends them one after another, warm, not one a round).
+
+    Only what comes in waits: what the connection sends out (a watch's events, a reply
+    being written) is not held back. The inner protocol sees the transport through
+    `_RoundTransport`, which says when it writes."""
+
+    __slots__ = ("_held", "_inner", "_inner_paused", "_listener", "_open_until", "_transport")
+
+    def __init__(self, inner: asyncio.Protocol, listener: RoundListener) -> None:
+        self._inner = inner
+        self._listener = listener
+        self._transport: asyncio.Transport | None = None
+        self._held: list[bytes] | None = None  # what came while waiting for the round
+        self._inner_paused = False  # the inner protocol paused reading (its flow control)
+        self._open_until = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # (uvloop's does not subclass it)
+        self._open_until = self._listener.open_until()
+        self._inner.connection_made(_RoundTransport(self._transport, self))
+
+    def data_received(self, data: bytes) -> None:
+        if self._held is not None:  # (a TLS record can bring more after the pause)
+            self._held.append(data)
+        elif self._transport is not None and self._listener.holds(self._open_until):
+            self._held = [data]
+            self._transport.pause_reading()
+            self._listener.hold(self)
+        else:
+            self._inner.data_received(data)
+
+    def release(self) -> None:
+        """The round ended: what came goes on, and the connection is read again."""
+        held, self._held = self._held, None
+        if held is None or self._transport is None or self._transport.is_closing():
+            return
+        self._open_until = self._listener.open_until()
+        if not self._inner_paused:  # first: the protocol may pause it again on this data
+            self._transport.resume_reading()
+        self._inner.data_received(b"".join(held))
+
+    def wrote(self) -> None:
+        self._open_until = self._listener.open_until()
+
+    def pause_reading(self) -> None:
+        """The inner protocol's own pause (its buffer is full)."""
+        self._inner_paused = True
+        if self._held is None and self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner_paused = False
+        if self._held is None and self._transport is not None:  # (held: the round resumes it)
+            self._transport.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        self.release()  # a client that half-closes after its request still gets the reply
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._held = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class _RoundTransport(asyncio.Transport):
+    """A connection's transport as its inner protocol sees it (`_RoundProtocol`): the
+    transport's own, except that a write also tells the round protocol (a reply opens the
+    connection for the client's next request) and reading is paused and resumed through it."""
+
+    __slots__ = ("_protocol", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, protocol: _RoundProtocol) -> None:
+        super().__init__()
+        self._transport = transport
+        self._protocol = protocol
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+        self._protocol.wrote()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._transport.writelines(list_of_data)
+        self._protocol.wrote()
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._protocol.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._protocol.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
 
 
 class RoundListener(asyncio.AbstractServer):
@@ -194,6 +345,8 @@ class RoundListener(asyncio.AbstractServer):
         self._due: asyncio.TimerHandle | None = None
         # Connections being set up (a TLS handshake takes a while): closed with us.
         self._connecting: set[asyncio.Task[None]] = set()
+        # Connections whose requests wait for the round under way (`_RoundProtocol`).
+        self._held: list[_RoundProtocol] = []
         self._serving = True
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -208,6 +361,23 @@ class RoundListener(asyncio.AbstractServer):
             return
         self._accept()
 
+    def holds(self, open_until: float) -> bool:
+        """Whether a request that comes now on a connection open until `open_until`
+        waits for the round."""
+        return self._round_s > 0 and self._loop.time() >= open_until and self._busy()
+
+    def open_until(self) -> float:
+        """Until when (loop time) what comes on a connection taken or let through now goes
+        on at once (OPEN_S)."""
+        return self._loop.time() + min(OPEN_S, self._round_s)
+
+    def hold(self, connection: _RoundProtocol) -> None:
+        """Let `connection`'s request go on when the round ends, starting one if none is
+        under way (then new connections wait for it too)."""
+        self._held.append(connection)
+        if self._due is None and self._serving:
+            self._pause(self._round_s)
+
     def _pause(self, seconds: float) -> None:
         self._loop.remove_reader(self._sock.fileno())
         self._due = self._loop.call_later(seconds, self._resume)
@@ -218,6 +388,9 @@ class RoundListener(asyncio.AbstractServer):
             return
         self._loop.add_reader(self._sock.fileno(), self._readable)
         self._accept()
+        held, self._held = self._held, []
+        for connection in held:
+            connection.release()
 
     def _accept(self) -> None:
         for _ in range(BACKLOG):
@@ -242,7 +415,8 @@ class RoundListener(asyncio.AbstractServer):
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl)
+            await self._loop.connect_accepted_socket(lambda: _RoundProtocol(self._factory(), self), conn,
+                                                     ssl=self._ssl)
         except OSError as exc:  # a failed TLS handshake (ssl.SSLError), a reset: that client's
             log.debug("API: a connection failed while being set up: %s", exc)
             conn.close()
@@ -261,6 +435,8 @@ class RoundListener(asyncio.AbstractServer):
         self._sock.close()
         for task in self._connecting:
             task.cancel()
+        # (aiohttp closes the connections themselves; their held requests go with them)
+        self._held.clear()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop

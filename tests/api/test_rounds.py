@@ -1,6 +1,7 @@
-"""The API's listening socket (kdns.api.rounds): new connections in rounds while DNS keeps
-the event loop busy, at once otherwise; kept connections never held back; TLS through it;
-a stop with connections waiting; and the load measure that decides.
+"""The API's listening socket (kdns.api.rounds): new connections, and the requests of kept
+ones, in rounds while DNS keeps the event loop busy, at once otherwise; what goes out (a
+watch) never held back; TLS through it; a stop with connections waiting; and the load
+measure that decides.
 
 The API servers here are real (aiohttp on a loopback port, kdns's app) and told whether the
 loop is busy (`busy`, start_api's seam); tests/e2e/test_api_rounds.py makes a real kdns
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from kdns.api.http import start_api
 from kdns.api.rounds import (
     BUSY_QUERY_RATE,
     BUSY_SHARE,
+    OPEN_S,
     SAMPLE_S,
     LoopLoad,
     stolen_ticks,
@@ -89,23 +92,122 @@ def test_no_round_takes_connections_at_once_however_busy(api_server: Callable[..
     assert took < ROUND / 2
 
 
-def test_a_kept_connection_is_not_held_back(api_server: Callable[..., Api]) -> None:
-    """Only accepting waits for the round: the requests of an open connection are read as
-    they come (a watch, client-go's kept connection)."""
+def _timed_livez(connection: http.client.HTTPConnection) -> float:
+    """GET /livez on `connection` (kept open): the seconds it took."""
+    began = time.monotonic()
+    connection.request("GET", "/livez")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.read() == b"ok"
+    return time.monotonic() - began
+
+
+def test_a_kept_connection_waits_for_the_round_while_busy(api_server: Callable[..., Api]) -> None:
+    """A kubelet's or client-go's kept connection: its first request goes on with the
+    round that took the connection (one round, not two); each later one waits for a
+    round of its own."""
     api = api_server(accept_round=ROUND, busy=lambda: True)
     connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
     try:
-        connection.request("GET", "/livez")
-        assert connection.getresponse().read() == b"ok"
-        began = time.monotonic()
-        for _ in range(3):
-            connection.request("GET", "/livez")
-            response = connection.getresponse()
-            assert response.status == 200
-            response.read()
-        assert time.monotonic() - began < ROUND / 2
+        assert ROUND * 0.9 <= _timed_livez(connection) < ROUND * 1.5
+        for pause in (OPEN_S * 10, ROUND * 1.2):  # (within OPEN_S of the reply it would go on at once)
+            time.sleep(pause)
+            assert ROUND * 0.9 <= _timed_livez(connection) < ROUND * 1.5
     finally:
         connection.close()
+
+
+def test_not_busy_a_kept_connection_is_read_at_once(api_server: Callable[..., Api]) -> None:
+    busy = [True]
+    api = api_server(accept_round=ROUND, busy=lambda: busy[0])
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        _timed_livez(connection)
+        busy[0] = False
+        time.sleep(ROUND * 1.2)
+        assert _timed_livez(connection) < ROUND / 2
+    finally:
+        connection.close()
+
+
+def test_kept_connections_and_new_ones_go_on_together_when_the_round_ends(api_server: Callable[..., Api]) -> None:
+    """Three kept connections and a new one, 0.1 s apart while busy: the first request
+    starts a round and all four are answered when it ends."""
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    kept = [http.client.HTTPConnection("127.0.0.1", api.port, timeout=10) for _ in range(3)]
+    try:
+        for connection in kept:
+            connection.connect()
+        time.sleep(ROUND * 2.5)  # taken by the round the connections started, and a round past it
+        done: list[float] = []
+
+        def on(connection: http.client.HTTPConnection | None) -> None:
+            if connection is None:
+                _livez(api)
+            else:
+                _timed_livez(connection)
+            done.append(time.monotonic())
+
+        began = time.monotonic()
+        threads = []
+        for connection in (*kept, None):
+            thread = threading.Thread(target=on, args=(connection,))
+            thread.start()
+            threads.append(thread)
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join(10)
+        assert len(done) == 4
+        assert min(done) - began >= ROUND * 0.9
+        assert max(done) - min(done) < ROUND / 2
+    finally:
+        for connection in kept:
+            connection.close()
+
+
+def test_a_kept_connection_over_tls_waits_for_the_round(api_server: Callable[..., Api]) -> None:
+    api = api_server(tls=True, accept_round=ROUND, busy=lambda: True)
+    assert api.ca_file is not None
+    context = ssl.create_default_context(cafile=str(api.ca_file))
+    connection = http.client.HTTPSConnection("127.0.0.1", api.port, timeout=10, context=context)
+    try:
+        _timed_livez(connection)
+        time.sleep(ROUND * 1.2)
+        assert _timed_livez(connection) >= ROUND * 0.9
+    finally:
+        connection.close()
+
+
+def test_a_client_that_leaves_while_its_request_waits(api_server: Callable[..., Api]) -> None:
+    """It costs only itself: the round ends, and the next client is served."""
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    client = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+    try:
+        client.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.settimeout(10)
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(ROUND * 1.2)
+        client.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")  # held...
+    finally:
+        client.close()  # ... and gone before the round ends
+    status, _ = _livez(api)
+    assert status == 200
+
+
+def test_a_watch_is_not_held_back(api_server: Callable[..., Api]) -> None:
+    """Only what comes in waits: a watch's events go out as the commits happen."""
+    api = api_server(accept_round=ROUND, busy=lambda: True)
+    with api.watch("/api/v1/namespaces?watch=1&resourceVersion=0") as stream:
+        while (event := stream.next()) is not None and event["object"]["metadata"]["name"] != "kube-system":
+            pass  # the namespaces there already
+        reply = api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": "watched"}})
+        created = time.monotonic()
+        assert reply.status == 201, reply.body
+        event = stream.next()
+        assert event is not None and event["type"] == "ADDED"
+        assert event["object"]["metadata"]["name"] == "watched"
+        assert time.monotonic() - created < ROUND / 2
 
 
 def test_writes_go_through_a_round(api_server: Callable[..., Api]) -> None:

@@ -1,10 +1,12 @@
 """A real kdns made busy by real DNS load (dnsperf, closed loop): its API takes new
-connections in rounds (`--api-accept-round`, kdns/api/rounds.py) while the load lasts,
-and at once again when it stops; writes go through meanwhile; DNS is answered throughout.
+connections, and the requests of kept ones, in rounds (`--api-accept-round`,
+kdns/api/rounds.py) while the load lasts, and at once again when it stops; writes go
+through meanwhile; DNS is answered throughout.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -37,6 +39,15 @@ QUERIES = "\n".join((
 )) + "\n"
 
 
+def _kept_get(connection: http.client.HTTPConnection, path: str) -> tuple[int, float]:
+    """GET on a connection kept open (as a kubelet's): status, seconds."""
+    began = time.monotonic()
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    return response.status, time.monotonic() - began
+
+
 def _get(url: str) -> tuple[int, float]:
     """GET on a connection of its own (urllib opens one per request): status, seconds."""
     began = time.monotonic()
@@ -51,6 +62,8 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
     kdns = kdns_process("--api-accept-round", str(ROUND), manifests=None)
     livez = f"{kdns.api_url}/livez"
     _, quiet_before = _get(livez)
+    kept = http.client.HTTPConnection("127.0.0.1", kdns.api_port, timeout=10)
+    _, kept_quiet = _kept_get(kept, "/livez")
     time.sleep(3 * SAMPLE_S)  # that connection woke the sampler: a span with no query, and it rests again
     queries = tmp_path / "queries.txt"
     queries.write_text(QUERIES)
@@ -68,6 +81,7 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
         _, waking = _get(livez)
         time.sleep(4 * SAMPLE_S)
         loaded = [_get(livez) for _ in range(3)]
+        kept_loaded = _kept_get(kept, "/livez")  # open since before the load
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "under-load"}}
         request = urllib.request.Request(f"{kdns.api_url}/api/v1/namespaces", method="POST",
                                          data=json.dumps(namespace).encode(),
@@ -81,6 +95,8 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
             load.wait()
     time.sleep(0.5)
     _, quiet_after = _get(livez)
+    _, kept_after = _kept_get(kept, "/livez")
+    kept.close()
 
     assert [status for status, _ in loaded] == [200, 200, 200]
     # Each request came on a new connection while DNS kept kdns busy: each waited for
@@ -89,6 +105,9 @@ def test_new_connections_wait_for_rounds_only_while_dns_is_busy(
     # ... and none without the load, nor the one that woke the sampler.
     assert quiet_before < ROUND * 0.75 and quiet_after < ROUND * 0.75, (quiet_before, quiet_after)
     assert waking < ROUND * 0.75, waking
+    # A kept connection's request waited for a round under the load, and not without it.
+    assert kept_loaded[0] == 200 and kept_loaded[1] >= ROUND * 0.75, (kept_loaded, out)
+    assert kept_quiet < ROUND * 0.75 and kept_after < ROUND * 0.75, (kept_quiet, kept_after)
     # DNS was answered all along.
     completed = next(line for line in out.splitlines() if "Queries completed" in line)
     assert int(completed.split()[2]) > 1000 * LOAD_S, out
