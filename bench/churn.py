@@ -20,9 +20,9 @@ after start:
 A write is one pod readiness flip through the API (a merge PATCH of `pods/NAME/status`,
 which commits the pod and its Service's EndpointSlice), each on a connection of its own,
 sent when due whether or not the earlier ones were answered, as independent kubelets send
-them (`writes.ConcurrentWriter`; `--writer sequential` waits for each reply before the
-next, as a script of kubectl calls; `--writer keep-alive` does so on one kept connection,
-as client-go). Under this load kdns takes new API connections in rounds
+them (`writes.ConcurrentWriter`; `--writer kubelets`: four clients each on a kept
+connection, as kubelets; `--writer sequential` waits for each reply before the next, as a
+script of kubectl calls; `--writer keep-alive` does so on one kept connection). Under this load kdns takes new API connections in rounds
 (kdns/api/rounds.py): a write is answered up to a round (0.05 s) later, which a client
 waiting for each reply could not absorb at 100 a second. Per window:
 answers/s, its ratio to the baseline, loss, kdns's CPU per answer (utime+stime over the
@@ -51,7 +51,7 @@ from common import HERE, LOOPBACK, LOSS_LIMIT_PCT, REPO, say
 from measure import STEAL_LIMIT, dnsperf, slim
 from procs import cpus, free_port, pin_threads, stop_all
 from servers import wait_answer
-from writes import ConcurrentWriter, Writer, start, wait_api
+from writes import WRITERS, new_writer, start, wait_api
 
 MIXES = ("bench", "storm")
 RATES = (10, 100)  # writes a second, in this order
@@ -62,13 +62,6 @@ TARGET_RATIO = 0.9  # of the no-write answers/s, every window (issue 19)
 # window is held to).
 WARM_WINDOWS = 5  # at most
 WARM_SETTLED = 0.15  # CPU per answer within this of the window before: warm
-
-
-# How the writes are sent: each on a connection of its own, when due, as independent
-# clients (kubelets) send them (`writes.ConcurrentWriter`, the default); one client that
-# waits for each reply before the next, a connection each, as a script of kubectl calls
-# (`writes.Writer`); or that client on one kept connection, as client-go keeps its own.
-WRITERS = ("concurrent", "sequential", "keep-alive")
 
 
 @dataclass(frozen=True)
@@ -117,14 +110,9 @@ def sequence(src: Path, mix: str, queries: Path, manifests: Path, pods: list[gen
             if len(warm) > 1 and abs(warm[-1] - warm[-2]) <= WARM_SETTLED * warm[-2]:
                 break
         for phase, rate, count in plan.phases():
-            writer: Writer | ConcurrentWriter | None = None
-            if rate:
-                total = int(rate * plan.window_s * (count + 1))  # bounded: the phase and some slack
-                if plan.writer == "concurrent":
-                    writer = ConcurrentWriter(api_port, pods, rate, total, first=written)
-                else:
-                    writer = Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, total, first=written,
-                                    keep_alive=plan.writer == "keep-alive")
+            total = int(rate * plan.window_s * (count + 1))  # bounded: the phase and some slack
+            writer = new_writer(plan.writer, api_port, pods, rate, total, first=written) if rate else None
+            if writer is not None:
                 writer.start()
             try:
                 for i in range(count):
@@ -323,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", action="append", type=Path, help="a kdns source tree (repeat for A/B; default this one)")
     parser.add_argument("--writer", choices=WRITERS, default="concurrent",
                         help="concurrent: each write on a connection of its own, sent when due (default); "
-                             "sequential: one client waiting for each reply, a connection each; keep-alive: "
-                             "that client on one kept connection")
+                             "kubelets: four clients each on a kept connection; sequential: one client waiting "
+                             "for each reply, a connection each; keep-alive: that client on one kept connection")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else DEFAULT
     plan = Plan(**{**plan.__dict__, **({"repeats": args.repeats} if args.repeats else {}),

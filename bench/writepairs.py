@@ -4,6 +4,7 @@
     python bench/writepairs.py --round 0 --round 0.05           # A/B: --api-accept-round off and on
     python bench/writepairs.py --src /tmp/old --src .           # A/B: two kdns trees
     python bench/writepairs.py --mix storm --rate 10            # the storm mix, 10 writes/s
+    python bench/writepairs.py --writer kubelets                # writes on kept connections
 
 bench/churn.py compares 3 s windows with writes to the no-write windows before them,
 minutes apart on a fresh kdns: on a shared machine the answers/s of two no-write windows
@@ -11,8 +12,9 @@ a minute apart already differ by up to a fifth. Here one kdns (the bench cluster
 `--ephemeral`, pinned to one core as churn.py's) answers one closed-loop dnsperf (the
 other core) for `--seconds`, reporting every second (`-S 1`), while the writes
 (`writes.ConcurrentWriter`, `--rate` readiness flips a second, each on a connection of
-its own) are switched on for `--period` seconds and off for as long, over and over.
-Each second wholly inside a write period is divided by the median of the write-free
+its own; `--writer kubelets`: four clients each on a kept connection, as kubelets; the
+others in bench/writes.py WRITERS) are switched on for `--period` seconds and off for as
+long, over and over. Each second wholly inside a write period is divided by the median of the write-free
 seconds around it (within two periods): the machine's slow drifts cancel, and a run
 gives a dozen such ratios. The fast drifts do not: on a virtual machine the hypervisor
 takes a share of both cores (steal) in bursts of seconds, and a second in which it took
@@ -43,7 +45,7 @@ from common import LOOPBACK, REPO, say
 from measure import STEAL_LIMIT
 from procs import cpus, free_port, pin_threads, share, steal_ticks, stop_all
 from servers import wait_answer
-from writes import ConcurrentWriter, start, wait_api
+from writes import WRITERS, new_writer, start, wait_api
 
 EDGE_S = 0.3  # a second that ends this soon after the writes stopped is neither on nor off
 
@@ -161,7 +163,7 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
         ends = time.time() + args.seconds - 1
         time.sleep(args.period)
         while time.time() + 2 * args.period < ends:
-            writer = ConcurrentWriter(api_port, pods, args.rate, int(args.rate * args.period * 2), first=first + sent)
+            writer = new_writer(args.writer, api_port, pods, args.rate, int(args.rate * args.period * 2), first=first + sent)
             began = time.time()
             writer.start()
             time.sleep(args.period)
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period", type=float, default=4.0, help="seconds on, then off (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant (default 3)")
     parser.add_argument("--json", type=Path, help="also write every run here")
+    parser.add_argument("--writer", choices=WRITERS, default="concurrent",
+                        help="how the writes are sent (bench/writes.py WRITERS; default: each on a connection of its own)")
     args = parser.parse_args(argv)
     variants = [Variant(src.resolve(), r) for src in (args.src or [REPO]) for r in (args.round or [None])]
     server_cpu, client_cpu, pinning = cpus()
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"command": command, "pinning": pinning, "runs": runs}, indent=1) + "\n")
     print(f"`{command.strip()}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {pinning}, "
-          f"{args.mix} mix, {args.rate:g} writes/s on and off every {args.period:g} s, {args.seconds} s a run)\n")
+          f"{args.mix} mix, {args.rate:g} writes/s ({args.writer} writer) on and off every {args.period:g} s, {args.seconds} s a run)\n")
     print("| variant | x write-free answers/s (median of runs) | runs | quartiles of all seconds "
           "| write-free answers/s | writes/s acknowledged | reply p50 | seconds stolen |")
     print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |")

@@ -156,12 +156,13 @@ def flip(pods: list[gen.Pod], i: int) -> tuple[str, bytes]:
     return f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status", body
 
 
-def flip_request(api_port: int, pods: list[gen.Pod], i: int) -> bytes:
+def flip_request(api_port: int, pods: list[gen.Pod], i: int, *, close: bool = True) -> bytes:
     """The bytes of the `i`th flip (`flip`), the merge PATCH `Writer` sends, on a
-    connection the server closes after replying."""
+    connection the server closes after replying (`close`) or keeps open."""
     path, body = flip(pods, i)
     return (f"PATCH {path} HTTP/1.1\r\nHost: {LOOPBACK}:{api_port}\r\nContent-Type: application/merge-patch+json\r\n"
-            f"Accept: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n").encode() + body
 
 
 class ConcurrentWriter(threading.Thread):
@@ -247,6 +248,124 @@ class ConcurrentWriter(threading.Thread):
 
 JOURNAL, EPHEMERAL = "journal", "ephemeral"
 START_ATTEMPTS = 3  # the machine is shared: a free port may be taken before kdns binds it
+
+
+class KeptWriter(threading.Thread):
+    """`Writer`'s flips, `rate` a second and `count` at most, dealt in turn among
+    `connections` clients that each keep one HTTP/1.1 connection open and send their next
+    flip once it is due and the reply to their last has come (one request in flight each):
+    as kubelets report readiness, each on its kept connection. Same counters as `Writer`;
+    a connection that fails is counted and opened again for the next flip."""
+
+    def __init__(self, api_port: int, pods: list[gen.Pod], rate: float, count: int, first: int = 0,
+                 connections: int = 4) -> None:
+        super().__init__(name="bench kept writer", daemon=True)
+        self.api_port, self.pods, self.rate, self.count, self.first = api_port, pods, rate, count, first
+        self.connections = connections
+        self.acknowledged: list[float] = []
+        self.replied: list[float] = []
+        self.errors: list[str] = []
+        self.sent = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        clients = [_KeptClient() for _ in range(self.connections)]
+        with selectors.DefaultSelector() as selector:
+            begin = time.monotonic()
+            try:
+                while not self.stop.is_set() and (self.sent < self.count or any(c.since for c in clients)):
+                    while self.sent < self.count and begin + self.sent / self.rate <= time.monotonic():
+                        clients[self.sent % len(clients)].due.append(self.first + self.sent)
+                        self.sent += 1
+                    for client in clients:
+                        if client.due and not client.since:
+                            self._send(selector, client)
+                    due = begin + self.sent / self.rate - time.monotonic() if self.sent < self.count else 0.1
+                    for key, _ in selector.select(min(max(due, 0.0), 0.1)):
+                        self._read(selector, key.data)
+            finally:
+                for client in clients:
+                    client.close(selector)
+
+    def _send(self, selector: selectors.BaseSelector, client: _KeptClient) -> None:
+        request = flip_request(self.api_port, self.pods, client.due.pop(0), close=False)
+        try:
+            if client.sock is None:
+                client.sock = socket.create_connection((LOOPBACK, self.api_port), timeout=5)
+                selector.register(client.sock, selectors.EVENT_READ, client)
+            client.sock.sendall(request)  # (a flip's request fits the socket's buffer)
+            client.since = time.monotonic()
+        except OSError as exc:
+            self.errors.append(str(exc))
+            client.close(selector)
+
+    def _read(self, selector: selectors.BaseSelector, client: _KeptClient) -> None:
+        assert client.sock is not None
+        try:
+            data = client.sock.recv(65536)
+        except OSError as exc:
+            data, error = b"", str(exc)
+        else:
+            error = "the server closed the connection"
+        if not data:
+            self.errors.append(error)
+            client.close(selector)
+            return
+        client.received += data
+        head_end = client.received.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = bytes(client.received[:head_end]).decode(errors="replace")
+        length = next((int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                       if line.lower().startswith("content-length:")), 0)
+        if len(client.received) < head_end + 4 + length:
+            return
+        del client.received[: head_end + 4 + length]
+        now = time.monotonic()
+        if head.startswith("HTTP/1.1 2"):
+            self.acknowledged.append(now - client.since)
+            self.replied.append(now)
+        else:
+            self.errors.append(head.split("\r\n", 1)[0])
+        client.since = 0.0
+
+
+class _KeptClient:
+    """One of `KeptWriter`'s clients: its connection (None until the first flip, or after
+    one failed), the flips due to it, when its request in flight was sent (0: none) and
+    what came back of the reply so far."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.due: list[int] = []
+        self.since = 0.0
+        self.received = bytearray()
+
+    def close(self, selector: selectors.BaseSelector) -> None:
+        if self.sock is not None:
+            selector.unregister(self.sock)
+            self.sock.close()
+        self.sock, self.since, self.received = None, 0.0, bytearray()
+
+
+# How a bench sends its writes (churn.py's and writepairs.py's `--writer`): each on a
+# connection of its own, when due, as independent clients send them (`ConcurrentWriter`,
+# the default); four clients each on a kept connection, as kubelets (`KeptWriter`); one
+# client that waits for each reply before the next, a connection each, as a script of
+# kubectl calls (`Writer`); or that client on one kept connection (`Writer`, keep_alive).
+WRITERS = ("concurrent", "kubelets", "sequential", "keep-alive")
+
+
+def new_writer(kind: str, api_port: int, pods: list[gen.Pod], rate: float, count: int,
+               first: int = 0) -> Writer | ConcurrentWriter | KeptWriter:
+    """A writer of the `kind` WRITERS names (not started)."""
+    if kind == "concurrent":
+        return ConcurrentWriter(api_port, pods, rate, count, first)
+    if kind == "kubelets":
+        return KeptWriter(api_port, pods, rate, count, first)
+    if kind not in WRITERS:
+        raise ValueError(f"no such writer: {kind}")
+    return Writer(f"http://{LOOPBACK}:{api_port}", pods, rate, count, first, keep_alive=kind == "keep-alive")
 
 
 def one_run(*args: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from measure import parse_dnsperf, percentile
 from procs import share
 from schedtrace import replay
 from writepairs import StealSampler, over_limit, per_second, ratios
-from writes import ConcurrentWriter, Writer
+from writes import WRITERS, new_writer
 
 OUTPUT = """\
 DNS Performance Testing Tool
@@ -141,20 +141,16 @@ status: {{phase: Running, podIP: 10.0.0.{i + 1}, conditions: [{{type: Ready, sta
 """ for i in range(2))
 
 
-@pytest.mark.parametrize("how", ["connection per write", "kept connection", "concurrent"])
-def test_the_writers_flip_readiness_through_the_api(kdns_process: Any, how: str) -> None:
-    """writes.Writer, with a connection per write (as kubectl) or one kept open (as the
-    kubelet), and writes.ConcurrentWriter (each flip on its own connection, none waiting
-    for another) have every flip acknowledged, and the pods end where the flips leave them."""
+@pytest.mark.parametrize("kind", WRITERS)
+def test_the_writers_flip_readiness_through_the_api(kdns_process: Any, kind: str) -> None:
+    """Each of the bench's writers (writes.WRITERS: a connection per write, sent when due
+    or one after another; kept connections, four or one) has every flip acknowledged,
+    and the pods end where the flips leave them."""
     kdns = kdns_process(manifests=[PODS])
     pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
             for i in range(2)]
-    writer: Writer | ConcurrentWriter
-    if how == "concurrent":
-        writer = ConcurrentWriter(kdns.api_port, pods, rate=500, count=6)
-    else:
-        writer = Writer(kdns.api_url, pods, rate=500, count=6, keep_alive=how == "kept connection")
-    writer.run()  # in this thread: bounded by its count (and, concurrent, the replies)
+    writer = new_writer(kind, kdns.api_port, pods, rate=500, count=6)
+    writer.run()  # in this thread: bounded by its count (and the replies)
     assert writer.errors == []
     assert len(writer.acknowledged) == writer.sent == 6
     for pod in pods:  # flips 0-1 unready, 2-3 ready, 4-5 unready
@@ -163,12 +159,13 @@ def test_the_writers_flip_readiness_through_the_api(kdns_process: Any, how: str)
         assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
 
 
-def test_the_concurrent_writer_counts_a_refused_connection_as_an_error() -> None:
+@pytest.mark.parametrize("kind", ["concurrent", "kubelets"])
+def test_a_writer_counts_a_refused_connection_as_an_error(kind: str) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     pod = gen.Pod(name="web-0", namespace="default", ip="10.0.0.1", hostname=None, service="")
-    writer = ConcurrentWriter(port, [pod], rate=100, count=2)
+    writer = new_writer(kind, port, [pod], rate=100, count=2)
     writer.run()
     assert writer.sent == 2 and writer.acknowledged == [] and len(writer.errors) == 2
 
