@@ -84,26 +84,35 @@ def wait_api(api: str, kdns: Child, deadline_s: float = 60.0) -> None:
     raise SystemExit(f"{Path(sys.argv[0]).stem}: the API at {api} did not answer /readyz\n{kdns.log_tail()}")
 
 
-class Writer(threading.Thread):
-    """Flip pods' Ready condition through the API, `rate` a second, `count` at most.
+class Flips(threading.Thread):
+    """What every bench writer is: a thread that flips pods' Ready condition through the
+    API (`flip`), `rate` a second and `count` at most, and what it counts.
 
     `first`: how many flips earlier writers sent to the same kdns (their `sent`), so that
     this one goes on from there and every write is a change (a PATCH that changes
-    nothing commits nothing)."""
+    nothing commits nothing). `stop` ends it early."""
 
-    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int, first: int = 0,
-                 keep_alive: bool = False) -> None:
-        super().__init__(name="bench writer", daemon=True)
-        self.api, self.pods, self.rate, self.count, self.first = api, pods, rate, count, first
-        # False: a new connection per write, as kubectl makes; True: one connection kept
-        # open for every write, as the kubelet and controllers (client-go) keep theirs.
-        self.keep_alive = keep_alive
-        self._connection: http.client.HTTPConnection | None = None
+    def __init__(self, name: str, pods: list[gen.Pod], rate: float, count: int, first: int) -> None:
+        super().__init__(name=name, daemon=True)
+        self.pods, self.rate, self.count, self.first = pods, rate, count, first
         self.acknowledged: list[float] = []  # seconds from send to the 2xx reply
         self.replied: list[float] = []  # time.monotonic() at each 2xx reply
         self.errors: list[str] = []
         self.sent = 0
         self.stop = threading.Event()
+
+
+class Writer(Flips):
+    """The flips from one client that waits for each reply before sending the next."""
+
+    def __init__(self, api: str, pods: list[gen.Pod], rate: float, count: int, first: int = 0,
+                 keep_alive: bool = False) -> None:
+        super().__init__("bench writer", pods, rate, count, first)
+        self.api = api
+        # False: a new connection per write, as kubectl makes; True: one connection kept
+        # open for every write, as the kubelet and controllers (client-go) keep theirs.
+        self.keep_alive = keep_alive
+        self._connection: http.client.HTTPConnection | None = None
 
     def run(self) -> None:
         begin = time.monotonic()
@@ -160,15 +169,15 @@ def flip_request(api_port: int, pods: list[gen.Pod], i: int, *, close: bool = Tr
     """The bytes of the `i`th flip (`flip`), the merge PATCH `Writer` sends, on a
     connection the server closes after replying (`close`) or keeps open."""
     path, body = flip(pods, i)
+    closing = "Connection: close\r\n" if close else ""
     return (f"PATCH {path} HTTP/1.1\r\nHost: {LOOPBACK}:{api_port}\r\nContent-Type: application/merge-patch+json\r\n"
-            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n").encode() + body
+            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n{closing}\r\n").encode() + body
 
 
-class ConcurrentWriter(threading.Thread):
+class ConcurrentWriter(Flips):
     """`Writer`'s flips, `rate` a second and `count` at most, each on a connection of its
     own and sent when due, whether or not the replies to the ones before came: as many
-    independent clients (kubelets reporting readiness) write. Same counters as `Writer`.
+    independent clients (kubelets reporting readiness) write.
 
     One thread and non-blocking sockets (selectors): a flip costs the client core a
     connect, a send and a read, not a urllib request, and the thread wakes only when a
@@ -177,13 +186,8 @@ class ConcurrentWriter(threading.Thread):
     reply (`Writer`) could then not send 100 a second."""
 
     def __init__(self, api_port: int, pods: list[gen.Pod], rate: float, count: int, first: int = 0) -> None:
-        super().__init__(name="bench concurrent writer", daemon=True)
-        self.api_port, self.pods, self.rate, self.count, self.first = api_port, pods, rate, count, first
-        self.acknowledged: list[float] = []
-        self.replied: list[float] = []
-        self.errors: list[str] = []
-        self.sent = 0
-        self.stop = threading.Event()
+        super().__init__("bench concurrent writer", pods, rate, count, first)
+        self.api_port = api_port
 
     def run(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -250,23 +254,18 @@ JOURNAL, EPHEMERAL = "journal", "ephemeral"
 START_ATTEMPTS = 3  # the machine is shared: a free port may be taken before kdns binds it
 
 
-class KeptWriter(threading.Thread):
+class KeptWriter(Flips):
     """`Writer`'s flips, `rate` a second and `count` at most, dealt in turn among
     `connections` clients that each keep one HTTP/1.1 connection open and send their next
     flip once it is due and the reply to their last has come (one request in flight each):
-    as kubelets report readiness, each on its kept connection. Same counters as `Writer`;
-    a connection that fails is counted and opened again for the next flip."""
+    as kubelets report readiness, each on its kept connection. A connection that fails is
+    counted and opened again for the next flip."""
 
     def __init__(self, api_port: int, pods: list[gen.Pod], rate: float, count: int, first: int = 0,
                  connections: int = 4) -> None:
-        super().__init__(name="bench kept writer", daemon=True)
-        self.api_port, self.pods, self.rate, self.count, self.first = api_port, pods, rate, count, first
+        super().__init__("bench kept writer", pods, rate, count, first)
+        self.api_port = api_port
         self.connections = connections
-        self.acknowledged: list[float] = []
-        self.replied: list[float] = []
-        self.errors: list[str] = []
-        self.sent = 0
-        self.stop = threading.Event()
 
     def run(self) -> None:
         clients = [_KeptClient() for _ in range(self.connections)]
@@ -357,7 +356,7 @@ WRITERS = ("concurrent", "kubelets", "sequential", "keep-alive")
 
 
 def new_writer(kind: str, api_port: int, pods: list[gen.Pod], rate: float, count: int,
-               first: int = 0) -> Writer | ConcurrentWriter | KeptWriter:
+               first: int = 0) -> Flips:
     """A writer of the `kind` WRITERS names (not started)."""
     if kind == "concurrent":
         return ConcurrentWriter(api_port, pods, rate, count, first)

@@ -1,4 +1,4 @@
-"""The API's listening socket and its connections: what comes in is taken in rounds while DNS is busy.
+"""The API's socket and connections: what comes in is taken in rounds while DNS is busy.
 
 Why. kdns answers DNS and serves its API on one event loop, on one core. A write that
 comes on a connection of its own (kubectl, one per request; a kubelet's readiness
@@ -23,8 +23,9 @@ handled and answered one after another while the code and data they share are wa
 A connection kept open (a kubelet's, client-go's: every write on one connection) is
 held back the same way: a request that comes on it while the loop is busy waits in the
 kernel, the connection's reading paused, until the round ends (`_RoundProtocol`); the
-first request of a connection just taken, and the rest of one let through (what comes
-within OPEN_S of either), go on at once.
+first request of a connection just taken, the rest of one let through, and the next of a
+client with writes queued (what comes within OPEN_S of the connection being taken, of a
+release or of a reply) go on at once.
 Only what comes in waits: a watch's events and replies go out as they are made. The cost
 is latency for the API only, and only under that load: a request waits at most one round.
 When the loop is not busy, or `round_s` is 0, every connection is accepted and read as
@@ -70,11 +71,12 @@ BACKLOG = 1024
 # buffers): accepting again at once would fail again, so the listener waits this long.
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCES_PAUSE_S = 1.0
-# What comes on a connection within this long of its being taken, or of its request being
-# let through at a round's end, goes on at once: the request a client sent as it connected,
-# and the rest of one let through, which wait in the kernel and are read at the loop's
-# next turns. Not longer: a kept connection that writes every few tens of milliseconds (a
-# kubelet's, under 100 writes a second) would then always go on at once, never in rounds.
+# What comes on a connection within this long of its being taken, of its request being let
+# through at a round's end, or of its last reply going out, goes on at once: the request a
+# client sent as it connected and the rest of one let through (both wait in the kernel and
+# are read at the loop's next turns), and the next write of a client with writes queued.
+# Not longer: a kept connection that writes every few tens of milliseconds (a kubelet's,
+# under 100 writes a second) would then always go on at once, never in rounds.
 OPEN_S = 0.01
 
 
@@ -245,7 +247,7 @@ class _RoundProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def eof_received(self) -> bool | None:
-        self.release()  # a client that half-closes after its request still gets the reply
+        self.release()  # what came before the end of the stream goes in first, in order
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
