@@ -182,8 +182,8 @@ def one_run(variant: Variant, args: argparse.Namespace, work: Path, queries: Pat
     seconds = per_second(out)
     taken = steal.shares([end for end, _ in seconds])
     stolen = over_limit(taken)
-    # Steal in the seconds with writes and without, all of them: writes that leave the
-    # cores idle a moment more also give the hypervisor more moments to take them.
+    # Steal in the seconds with writes and without, all of them: whether the hypervisor
+    # took the seconds with writes more than the others can then be seen.
     steal_on = [x for end, x in taken.items() if state(end, on) == "on"]
     steal_off = [x for end, x in taken.items() if state(end, on) == "off"]
     found, free = ratios(seconds, on, args.period, stolen)

@@ -272,7 +272,8 @@ class KeptWriter(Flips):
         with selectors.DefaultSelector() as selector:
             begin = time.monotonic()
             try:
-                while not self.stop.is_set() and (self.sent < self.count or any(c.since for c in clients)):
+                # (until every flip dealt is answered or failed: a client's queued ones too)
+                while not self.stop.is_set() and (self.sent < self.count or any(c.due or c.since for c in clients)):
                     while self.sent < self.count and begin + self.sent / self.rate <= time.monotonic():
                         clients[self.sent % len(clients)].due.append(self.first + self.sent)
                         self.sent += 1

@@ -25,7 +25,7 @@ from measure import parse_dnsperf, percentile
 from procs import share
 from schedtrace import replay
 from writepairs import StealSampler, over_limit, per_second, ratios
-from writes import WRITERS, new_writer
+from writes import WRITERS, KeptWriter, new_writer
 
 OUTPUT = """\
 DNS Performance Testing Tool
@@ -157,6 +157,18 @@ def test_the_writers_flip_readiness_through_the_api(kdns_process: Any, kind: str
         with urllib.request.urlopen(f"{kdns.api_url}/api/v1/namespaces/default/pods/{pod.name}", timeout=5) as reply:
             conditions = json.load(reply)["status"]["conditions"]
         assert {c["type"]: c["status"] for c in conditions}["Ready"] == "False"
+
+
+def test_the_kept_writer_sends_the_flips_queued_behind_the_one_in_flight(kdns_process: Any) -> None:
+    """One client, every flip due at once: each waits for the reply before it, and the
+    writer ends only when the last is answered."""
+    kdns = kdns_process(manifests=[PODS])
+    pods = [gen.Pod(name=f"web-{i}", namespace="default", ip=f"10.0.0.{i + 1}", hostname=None, service="")
+            for i in range(2)]
+    writer = KeptWriter(kdns.api_port, pods, rate=1e6, count=5, connections=1)
+    writer.run()
+    assert writer.errors == []
+    assert len(writer.acknowledged) == writer.sent == 5
 
 
 @pytest.mark.parametrize("kind", ["concurrent", "kubelets"])

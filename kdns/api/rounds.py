@@ -214,8 +214,8 @@ class _RoundProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._held is not None:  # (a TLS record can bring more after the pause)
             self._held.append(data)
-        elif (self._transport is not None and self._listener.holds(self._open_until)
-              and not self._transport.is_closing()):
+        elif (self._transport is not None and not self._transport.is_closing()
+              and self._listener.holds(self._open_until)):
             self._held = [data]
             self._transport.pause_reading()
             self._listener.hold(self)

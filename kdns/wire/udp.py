@@ -7,7 +7,7 @@ and one sendmmsg sends its replies, the ready ones and those the handler made at
 (kdns.wire.mmsg); elsewhere it is a recvfrom and a sendto per datagram. No transport, no
 protocol callback per datagram, and with recvmmsg no sender's address turned into a
 string and back: what a cached answer costs is then mostly the kernel's delivery of the
-two datagrams. (A sendto per made reply cost the slow path a quarter of its CPU: `python
+two datagrams. (A sendto per made reply cost the slow path a fifth of its CPU: `python
 bench/cpu.py --only-kdns --against 4a35fff --edns-option 10:0102030405060708`, every
 query with a cookie, 1.03 system calls an answer before and 0.05 after, 84 -> 65 µs an
 answer.)
